@@ -1,0 +1,140 @@
+//! Stable, machine-readable codes: one per way a command can fail, one per way a connection
+//! can end. Clients match on these; the human text beside them may change.
+
+use std::fmt;
+
+macro_rules! codes {
+    ($(#[$meta:meta])* $vis:vis enum $ty:ident { $($(#[$vmeta:meta])* $variant:ident = $word:literal,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        $vis enum $ty {
+            $($(#[$vmeta])* $variant,)*
+        }
+
+        impl $ty {
+            /// Every code, in declaration order.
+            pub const ALL: &'static [$ty] = &[$($ty::$variant,)*];
+
+            /// The word on the wire.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $word,)*
+                }
+            }
+
+            /// The code a wire word names, if any.
+            pub fn from_word(word: &str) -> Option<Self> {
+                match word {
+                    $($word => Some($ty::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+codes! {
+    /// Why a command failed: the second word of an `ERROR` line.
+    pub enum ErrorCode {
+        /// The command word is not one the server knows.
+        UnknownCommand = "UNKNOWN_COMMAND",
+        /// The command needs a registered name first.
+        NotRegistered = "NOT_REGISTERED",
+        /// A required parameter is missing.
+        MissingParameter = "MISSING_PARAMETER",
+        /// The command was given parameters it does not take.
+        TooManyParameters = "TOO_MANY_PARAMETERS",
+        /// The name breaks the name rule.
+        InvalidName = "INVALID_NAME",
+        /// Someone online already uses that name (ignoring case).
+        NameTaken = "NAME_TAKEN",
+        /// No registered user of that name is online.
+        NoSuchUser = "NO_SUCH_USER",
+        /// A DM to yourself.
+        CannotDmSelf = "CANNOT_DM_SELF",
+        /// The message text is empty or blank.
+        EmptyText = "EMPTY_TEXT",
+        /// The message text contains control characters.
+        BadText = "BAD_TEXT",
+        /// A MESSAGE while no other user is registered.
+        NoRecipients = "NO_RECIPIENTS",
+        /// The line was longer than the limit; it was discarded.
+        LineTooLong = "LINE_TOO_LONG",
+        /// The line was not valid UTF-8; it was discarded.
+        InvalidUtf8 = "INVALID_UTF8",
+    }
+}
+
+codes! {
+    /// Why the server is closing the connection: the second word of a `BYE` line.
+    pub enum ByeReason {
+        /// The client sent CLOSE.
+        Closed = "CLOSED",
+        /// The server is shutting down.
+        Shutdown = "SHUTDOWN",
+        /// The client did not read fast enough and its outgoing queue filled.
+        SlowConsumer = "SLOW_CONSUMER",
+        /// The server already has as many connections as it accepts.
+        ServerFull = "SERVER_FULL",
+    }
+}
+
+impl ErrorCode {
+    /// A default human explanation, for errors whose text needs no detail.
+    pub fn default_text(self) -> &'static str {
+        match self {
+            Self::UnknownCommand => "unknown command; type HELP for the list of commands",
+            Self::NotRegistered => "register first with REGISTER <name>",
+            Self::MissingParameter => "a parameter is missing; type HELP for the syntax",
+            Self::TooManyParameters => "too many parameters; type HELP for the syntax",
+            Self::InvalidName => "that name is not allowed",
+            Self::NameTaken => "that name is taken; choose another",
+            Self::NoSuchUser => "no such user is online",
+            Self::CannotDmSelf => "you cannot DM yourself",
+            Self::EmptyText => "the message text is empty",
+            Self::BadText => "the message text contains control characters",
+            Self::NoRecipients => "nobody else is registered to receive it",
+            Self::LineTooLong => "line too long; it was discarded",
+            Self::InvalidUtf8 => "line is not valid UTF-8; it was discarded",
+        }
+    }
+}
+
+impl ByeReason {
+    /// A default human explanation.
+    pub fn default_text(self) -> &'static str {
+        match self {
+            Self::Closed => "goodbye",
+            Self::Shutdown => "the server is shutting down",
+            Self::SlowConsumer => "you stopped reading and your queue is full; disconnecting",
+            Self::ServerFull => "the server is full; try again later",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_round_trip() {
+        for &c in ErrorCode::ALL {
+            assert_eq!(ErrorCode::from_word(c.as_str()), Some(c));
+            assert!(
+                c.as_str()
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+            );
+        }
+        for &r in ByeReason::ALL {
+            assert_eq!(ByeReason::from_word(r.as_str()), Some(r));
+        }
+        assert_eq!(ErrorCode::from_word("NOPE"), None);
+    }
+}

@@ -1,0 +1,341 @@
+//! Client lines parsed into typed commands.
+//!
+//! One type per command, in the shape of mini-redis: [`Command::parse`] reads the command word,
+//! and each command's own `parse` takes its parameters and rejects what is left over. Parsing
+//! borrows from the line, so the server allocates nothing to understand a command.
+//!
+//! Syntax: leading spaces are skipped; the command word ends at the first space and is matched
+//! ignoring case; words after it are separated by runs of spaces; a trailing text parameter is
+//! everything after the run of spaces that precedes it, exactly as typed (inner and trailing
+//! spaces kept).
+
+use crate::code::ErrorCode;
+use crate::{name, text};
+use std::borrow::Cow;
+
+/// A parsed client command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command<'a> {
+    /// `REGISTER <name>`: take a name, or change it.
+    Register(Register<'a>),
+    /// `HELP [command]`: list the commands, or explain one.
+    Help(Help<'a>),
+    /// `CLOSE`: end the session.
+    Close,
+    /// `LIST`: the registered users online.
+    List,
+    /// `MESSAGE <text>`: to every other registered user.
+    Message(Message<'a>),
+    /// `DM <user> <text>`: to one user.
+    Dm(Dm<'a>),
+}
+
+/// `REGISTER <name>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Register<'a> {
+    /// The name asked for, already checked against the name rule.
+    pub name: &'a str,
+}
+
+/// `HELP [command]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Help<'a> {
+    /// The command to explain, if one was named.
+    pub topic: Option<&'a str>,
+}
+
+/// `MESSAGE <text>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message<'a> {
+    /// The text, exactly as typed.
+    pub text: &'a str,
+}
+
+/// `DM <user> <text>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dm<'a> {
+    /// The recipient's name as typed (matched ignoring case).
+    pub to: &'a str,
+    /// The text, exactly as typed.
+    pub text: &'a str,
+}
+
+/// A line that is not a valid command: the code and human text of the `ERROR` line it earns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandError {
+    /// The stable code.
+    pub code: ErrorCode,
+    /// The explanation for a person.
+    pub text: Cow<'static, str>,
+    /// The command word, when the line named a known command (its parameters were wrong).
+    ///
+    /// The server needs it to tell an unregistered client to register before it complains
+    /// about the parameters of a command that client may not use anyway.
+    pub verb: Option<&'static str>,
+}
+
+impl CommandError {
+    fn new(code: ErrorCode, text: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            code,
+            text: text.into(),
+            verb: None,
+        }
+    }
+
+    fn code(code: ErrorCode) -> Self {
+        Self::new(code, code.default_text())
+    }
+}
+
+/// Splits off the first space-separated word; the rest starts at the next non-space.
+fn word(s: &str) -> (&str, &str) {
+    match s.find(' ') {
+        Some(i) => (&s[..i], s[i..].trim_start_matches(' ')),
+        None => (s, ""),
+    }
+}
+
+/// The parameters of a command, consumed left to right.
+struct Params<'a> {
+    command: &'static str,
+    rest: &'a str,
+}
+
+impl<'a> Params<'a> {
+    /// The next word, or `MISSING_PARAMETER` naming what was expected.
+    fn word(&mut self, what: &str) -> Result<&'a str, CommandError> {
+        let (w, rest) = word(self.rest);
+        if w.is_empty() {
+            return Err(CommandError::new(
+                ErrorCode::MissingParameter,
+                format!("{} needs {what}; type HELP {}", self.command, self.command),
+            ));
+        }
+        self.rest = rest;
+        Ok(w)
+    }
+
+    /// The next word if there is one.
+    fn optional_word(&mut self) -> Option<&'a str> {
+        let (w, rest) = word(self.rest);
+        self.rest = rest;
+        (!w.is_empty()).then_some(w)
+    }
+
+    /// Everything left, as message text.
+    fn text(&mut self) -> Result<&'a str, CommandError> {
+        let t = std::mem::take(&mut self.rest);
+        match text::validate(t) {
+            Ok(()) => Ok(t),
+            Err(text::TextError::Empty) => Err(CommandError::code(ErrorCode::EmptyText)),
+            Err(text::TextError::Control) => Err(CommandError::code(ErrorCode::BadText)),
+        }
+    }
+
+    /// Rejects leftovers, like mini-redis's `finish`.
+    fn finish(&self) -> Result<(), CommandError> {
+        if self.rest.trim_end_matches(' ').is_empty() {
+            Ok(())
+        } else {
+            Err(CommandError::new(
+                ErrorCode::TooManyParameters,
+                format!(
+                    "too many parameters for {}; type HELP {}",
+                    self.command, self.command
+                ),
+            ))
+        }
+    }
+}
+
+impl<'a> Command<'a> {
+    /// Parses one line (without its line ending). `Ok(None)` is a blank line, which is ignored.
+    pub fn parse(line: &'a str) -> Result<Option<Command<'a>>, CommandError> {
+        let line = line.trim_start_matches(' ');
+        if line.trim().is_empty() {
+            return Ok(None);
+        }
+        let (verb, rest) = word(line);
+        let is = |w: &str| verb.eq_ignore_ascii_case(w);
+        let mut p = Params { command: "", rest };
+        let parsed = Self::parse_verb(verb, &mut p, is);
+        parsed.map(Some).map_err(|mut e| {
+            if !p.command.is_empty() {
+                e.verb = Some(p.command);
+            }
+            e
+        })
+    }
+
+    fn parse_verb(
+        verb: &str,
+        p: &mut Params<'a>,
+        is: impl Fn(&str) -> bool,
+    ) -> Result<Command<'a>, CommandError> {
+        let cmd = if is("REGISTER") {
+            p.command = "REGISTER";
+            Command::Register(Register::parse(p)?)
+        } else if is("HELP") {
+            p.command = "HELP";
+            let topic = p.optional_word();
+            p.finish()?;
+            Command::Help(Help { topic })
+        } else if is("CLOSE") {
+            p.command = "CLOSE";
+            p.finish()?;
+            Command::Close
+        } else if is("LIST") {
+            p.command = "LIST";
+            p.finish()?;
+            Command::List
+        } else if is("MESSAGE") {
+            p.command = "MESSAGE";
+            Command::Message(Message { text: p.text()? })
+        } else if is("DM") {
+            p.command = "DM";
+            let to = p.word("a user name")?;
+            let text = p.text()?;
+            Command::Dm(Dm { to, text })
+        } else {
+            return Err(unknown(verb));
+        };
+        Ok(cmd)
+    }
+
+    /// Whether an unregistered client may use the command with this (upper-case) word.
+    pub fn verb_allowed_unregistered(verb: &str) -> bool {
+        matches!(verb, "REGISTER" | "HELP" | "CLOSE")
+    }
+
+    /// Whether an unregistered client may use this command.
+    pub fn allowed_unregistered(&self) -> bool {
+        Self::verb_allowed_unregistered(self.verb())
+    }
+
+    /// The command word, upper case, for logs and `OK` lines.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Self::Register(_) => "REGISTER",
+            Self::Help(_) => "HELP",
+            Self::Close => "CLOSE",
+            Self::List => "LIST",
+            Self::Message(_) => "MESSAGE",
+            Self::Dm(_) => "DM",
+        }
+    }
+}
+
+impl<'a> Register<'a> {
+    fn parse(p: &mut Params<'a>) -> Result<Self, CommandError> {
+        let name = p.word("a name")?;
+        if !p.rest.trim_end_matches(' ').is_empty() {
+            return Err(CommandError::new(
+                ErrorCode::InvalidName,
+                name::NameError::Space.to_string(),
+            ));
+        }
+        name::validate(name)
+            .map_err(|e| CommandError::new(ErrorCode::InvalidName, e.to_string()))?;
+        Ok(Register { name })
+    }
+}
+
+fn unknown(verb: &str) -> CommandError {
+    let shown: String = verb
+        .chars()
+        .take(32)
+        .map(|c| if text::is_forbidden(c) { '?' } else { c })
+        .collect();
+    CommandError::new(
+        ErrorCode::UnknownCommand,
+        format!("unknown command {shown}; type HELP for the list of commands"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(line: &str) -> Command<'_> {
+        Command::parse(line).unwrap().unwrap()
+    }
+
+    fn err(line: &str) -> ErrorCode {
+        Command::parse(line).unwrap_err().code
+    }
+
+    #[test]
+    fn commands_ignore_case() {
+        assert_eq!(
+            ok("register Alice"),
+            Command::Register(Register { name: "Alice" })
+        );
+        assert_eq!(
+            ok("ReGiStEr Alice  "),
+            Command::Register(Register { name: "Alice" })
+        );
+        assert_eq!(ok("help"), Command::Help(Help { topic: None }));
+        assert_eq!(ok("HELP dm"), Command::Help(Help { topic: Some("dm") }));
+        assert_eq!(ok("close"), Command::Close);
+        assert_eq!(ok("  LIST"), Command::List);
+    }
+
+    #[test]
+    fn text_is_kept_exactly() {
+        assert_eq!(
+            ok("MESSAGE  hello   world  "),
+            Command::Message(Message {
+                text: "hello   world  "
+            })
+        );
+        assert_eq!(
+            ok("dm bob  hi  there"),
+            Command::Dm(Dm {
+                to: "bob",
+                text: "hi  there"
+            })
+        );
+    }
+
+    #[test]
+    fn blank_lines_are_ignored() {
+        assert_eq!(Command::parse(""), Ok(None));
+        assert_eq!(Command::parse("   "), Ok(None));
+    }
+
+    #[test]
+    fn errors_have_codes() {
+        assert_eq!(err("FROB"), ErrorCode::UnknownCommand);
+        assert_eq!(err("REGISTER"), ErrorCode::MissingParameter);
+        assert_eq!(err("REGISTER a b"), ErrorCode::InvalidName);
+        assert_eq!(err("REGISTER 9lives"), ErrorCode::InvalidName);
+        assert_eq!(err("LIST all"), ErrorCode::TooManyParameters);
+        assert_eq!(err("CLOSE now"), ErrorCode::TooManyParameters);
+        assert_eq!(err("HELP a b"), ErrorCode::TooManyParameters);
+        assert_eq!(err("MESSAGE"), ErrorCode::EmptyText);
+        assert_eq!(err("MESSAGE    "), ErrorCode::EmptyText);
+        assert_eq!(err("MESSAGE a\u{1b}[2J"), ErrorCode::BadText);
+        assert_eq!(err("DM"), ErrorCode::MissingParameter);
+        assert_eq!(err("DM bob"), ErrorCode::EmptyText);
+        assert_eq!(err("DM bob   "), ErrorCode::EmptyText);
+        assert_eq!(Command::parse("dm").unwrap_err().verb, Some("DM"));
+        assert_eq!(Command::parse("dmx").unwrap_err().verb, None);
+    }
+
+    #[test]
+    fn unknown_command_text_is_safe() {
+        let e = Command::parse("\u{1b}x y").unwrap_err();
+        assert!(!e.text.chars().any(text::is_forbidden));
+    }
+
+    #[test]
+    fn registration_gate() {
+        assert!(ok("REGISTER a").allowed_unregistered());
+        assert!(ok("HELP").allowed_unregistered());
+        assert!(ok("CLOSE").allowed_unregistered());
+        assert!(!ok("LIST").allowed_unregistered());
+        assert!(!ok("MESSAGE x").allowed_unregistered());
+        assert!(!ok("DM a x").allowed_unregistered());
+    }
+}

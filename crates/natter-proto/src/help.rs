@@ -1,0 +1,77 @@
+//! The text of `HELP`: one entry per command, in the order people need them.
+
+/// One command's help: its syntax and what it does.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry {
+    /// The command word, upper case.
+    pub verb: &'static str,
+    /// The syntax, as typed.
+    pub usage: &'static str,
+    /// What it does, in one line.
+    pub summary: &'static str,
+}
+
+/// Every command, in the order HELP lists them.
+pub const ENTRIES: &[Entry] = &[
+    Entry {
+        verb: "REGISTER",
+        usage: "REGISTER <name>",
+        summary: "take a name (1-32 letters, digits or [ ] \\ ` _ ^ { | } -, unique ignoring \
+                  case); again to change it",
+    },
+    Entry {
+        verb: "HELP",
+        usage: "HELP [command]",
+        summary: "list the commands, or explain one",
+    },
+    Entry {
+        verb: "LIST",
+        usage: "LIST",
+        summary: "list the registered users online",
+    },
+    Entry {
+        verb: "MESSAGE",
+        usage: "MESSAGE <text>",
+        summary: "send <text> to every other registered user",
+    },
+    Entry {
+        verb: "DM",
+        usage: "DM <user> <text>",
+        summary: "send <text> to <user> only",
+    },
+    Entry {
+        verb: "CLOSE",
+        usage: "CLOSE",
+        summary: "leave and close the connection",
+    },
+];
+
+/// The entry for a command word, matched ignoring case.
+pub fn entry(verb: &str) -> Option<&'static Entry> {
+    ENTRIES.iter().find(|e| e.verb.eq_ignore_ascii_case(verb))
+}
+
+/// One HELP line's text for an entry: usage, padded, then summary.
+pub fn line(e: &Entry) -> String {
+    format!("{:<24} {}", e.usage, e.summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::Command;
+
+    #[test]
+    fn every_entry_is_a_command() {
+        for e in ENTRIES {
+            // A known command word never parses as UNKNOWN_COMMAND, whatever its parameters.
+            let r = Command::parse(e.verb);
+            assert!(
+                r.is_ok() || r.unwrap_err().verb == Some(e.verb),
+                "{}",
+                e.verb
+            );
+            assert!(entry(&e.verb.to_lowercase()).is_some());
+        }
+    }
+}

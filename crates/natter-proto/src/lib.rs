@@ -1,0 +1,32 @@
+//! natter's chat protocol, with no I/O: what clients send, what the server answers, and the
+//! rules both sides share.
+//!
+//! Nothing here touches a socket or a clock, so every rule can be unit-tested, property-tested
+//! and fuzzed in memory. The server, the client library, the benchmark and the GUI all speak the
+//! protocol through this crate.
+//!
+//! # Layout
+//! - [`limits`]: every size the protocol bounds, as named constants.
+//! - [`framing`]: splits a byte stream into lines, bounded in memory, LF or CRLF.
+//! - [`sniff`]: guesses from a connection's first bytes which protocol its client speaks.
+//! - [`name`]: the user-name rule (IRC-compatible, unique ignoring ASCII case).
+//! - [`text`]: the rule for message text (no control characters, not empty).
+//! - [`command`]: a client line parsed into a typed [`Command`], one type per command.
+//! - [`code`]: the stable error codes ([`ErrorCode`]) and disconnect reasons ([`ByeReason`]).
+//! - [`server_line`]: every line the server sends, formatted and parsed ([`ServerLine`]).
+//! - [`help`]: the text of `HELP`, shared with PROTOCOL.md's command table.
+
+pub mod code;
+pub mod command;
+pub mod framing;
+pub mod help;
+pub mod limits;
+pub mod name;
+pub mod server_line;
+pub mod sniff;
+pub mod text;
+
+pub use code::{ByeReason, ErrorCode};
+pub use command::{Command, CommandError};
+pub use framing::{Frame, LineFramer};
+pub use server_line::ServerLine;

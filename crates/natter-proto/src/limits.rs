@@ -1,0 +1,20 @@
+//! Every bound the protocol puts on input, in one place so that documentation, server and
+//! clients agree.
+
+/// Longest client line accepted, in bytes, not counting the LF or CRLF that ends it.
+///
+/// Four KiB holds any message a person types (about a page of text) while keeping the memory a
+/// connection may pin for a partial line small.
+pub const MAX_LINE_BYTES: usize = 4096;
+
+/// Longest line the server sends, in bytes, not counting the final LF.
+///
+/// A delivered message is its text (at most [`MAX_LINE_BYTES`]) plus a type word and a sender
+/// name, so clients that accept this much never see a line they must cut.
+pub const MAX_SERVER_LINE_BYTES: usize = MAX_LINE_BYTES + 128;
+
+/// Shortest user name, in characters.
+pub const MIN_NAME_LEN: usize = 1;
+
+/// Longest user name, in characters (and bytes: names are ASCII).
+pub const MAX_NAME_LEN: usize = 32;

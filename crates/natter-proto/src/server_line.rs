@@ -1,0 +1,396 @@
+//! Every line the server sends: formatted by the server, parsed by clients.
+//!
+//! A server line is an upper-case type word, then the type's fixed words, then (for some types)
+//! a free text that runs to the end of the line. Each command gets exactly one final answer,
+//! `OK <COMMAND> ...` or `ERROR <CODE> <text>`, after any data lines it produces (`HELP`,
+//! `USER`), so a program can pipeline commands and pair answers with them in order. Everything
+//! else (`MESSAGE`, `DM`, `ONLINE`, ...) is an event and may arrive at any time.
+
+use crate::code::{ByeReason, ErrorCode};
+use crate::text;
+use bytes::{BufMut, Bytes, BytesMut};
+use std::borrow::Cow;
+use std::fmt;
+
+/// One line from the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerLine<'a> {
+    /// `HELLO <text>`: the greeting, sent once on connect.
+    Hello {
+        /// Greeting for a person, naming the server and pointing to HELP.
+        text: Cow<'a, str>,
+    },
+    /// `OK <COMMAND> [detail]`: the command succeeded; the detail depends on the command.
+    Ok {
+        /// The command word, upper case.
+        verb: Cow<'a, str>,
+        /// What the command produced (a name, a count...), possibly empty.
+        detail: Cow<'a, str>,
+    },
+    /// `ERROR <CODE> <text>`: the command failed; nothing changed.
+    Error {
+        /// The stable code.
+        code: ErrorCode,
+        /// The explanation for a person.
+        text: Cow<'a, str>,
+    },
+    /// `HELP <text>`: one line of HELP's answer.
+    Help {
+        /// The help text.
+        text: Cow<'a, str>,
+    },
+    /// `USER <name>`: one registered user, in LIST's answer.
+    User {
+        /// The user's name.
+        name: Cow<'a, str>,
+    },
+    /// `MESSAGE <from> <text>`: a broadcast to everyone.
+    Message {
+        /// The sender's name.
+        from: Cow<'a, str>,
+        /// The text, exactly as sent.
+        text: Cow<'a, str>,
+    },
+    /// `DM <from> <text>`: a direct message to you.
+    Dm {
+        /// The sender's name.
+        from: Cow<'a, str>,
+        /// The text, exactly as sent.
+        text: Cow<'a, str>,
+    },
+    /// `ONLINE <name>`: someone registered.
+    Online {
+        /// The new user's name.
+        name: Cow<'a, str>,
+    },
+    /// `OFFLINE <name>`: a registered user left.
+    Offline {
+        /// The leaving user's name.
+        name: Cow<'a, str>,
+    },
+    /// `RENAMED <old> <new>`: a registered user changed name.
+    Renamed {
+        /// The name before.
+        old: Cow<'a, str>,
+        /// The name after.
+        new: Cow<'a, str>,
+    },
+    /// `BYE <REASON> <text>`: the server is closing this connection.
+    Bye {
+        /// Why, as a stable code.
+        reason: ByeReason,
+        /// The explanation for a person.
+        text: Cow<'a, str>,
+    },
+}
+
+/// A line that does not parse as a server line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseLineError(pub String);
+
+impl fmt::Display for ParseLineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "malformed server line: {}", self.0)
+    }
+}
+
+impl std::error::Error for ParseLineError {}
+
+/// Appends `s`, replacing anything that could break the line or drive a terminal.
+///
+/// Commands are validated before anything is sent, so this never changes text in practice; it
+/// makes "no control character ever leaves the server" a property of formatting itself.
+fn put_clean(out: &mut BytesMut, s: &str) {
+    if !s.chars().any(text::is_forbidden) {
+        out.put_slice(s.as_bytes());
+        return;
+    }
+    for c in s.chars() {
+        let c = if text::is_forbidden(c) { '\u{FFFD}' } else { c };
+        let mut b = [0; 4];
+        out.put_slice(c.encode_utf8(&mut b).as_bytes());
+    }
+}
+
+/// Like [`put_clean`] for a word: spaces would split it, so they are replaced too.
+fn put_word(out: &mut BytesMut, s: &str) {
+    if s.contains(' ') {
+        put_clean(out, &s.replace(' ', "_"));
+    } else {
+        put_clean(out, s);
+    }
+}
+
+fn split(s: &str) -> (&str, Option<&str>) {
+    match s.split_once(' ') {
+        Some((a, b)) => (a, Some(b)),
+        None => (s, None),
+    }
+}
+
+impl<'a> ServerLine<'a> {
+    /// Appends this line and its LF to `out`.
+    pub fn write_to(&self, out: &mut BytesMut) {
+        let word = |out: &mut BytesMut, w: &str| {
+            out.put_u8(b' ');
+            put_word(out, w);
+        };
+        let text = |out: &mut BytesMut, t: &str| {
+            out.put_u8(b' ');
+            put_clean(out, t);
+        };
+        out.put_slice(self.kind().as_bytes());
+        match self {
+            Self::Hello { text: t } | Self::Help { text: t } => text(out, t),
+            Self::Ok { verb, detail } => {
+                word(out, verb);
+                if !detail.is_empty() {
+                    text(out, detail);
+                }
+            }
+            Self::Error { code, text: t } => {
+                word(out, code.as_str());
+                text(out, t);
+            }
+            Self::Bye { reason, text: t } => {
+                word(out, reason.as_str());
+                text(out, t);
+            }
+            Self::User { name } | Self::Online { name } | Self::Offline { name } => word(out, name),
+            Self::Message { from, text: t } | Self::Dm { from, text: t } => {
+                word(out, from);
+                text(out, t);
+            }
+            Self::Renamed { old, new } => {
+                word(out, old);
+                word(out, new);
+            }
+        }
+        out.put_u8(b'\n');
+    }
+
+    /// This line with its LF, as shareable bytes.
+    pub fn to_bytes(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(self.len_hint());
+        self.write_to(&mut out);
+        out.freeze()
+    }
+
+    fn len_hint(&self) -> usize {
+        let field = |s: &str| s.len() + 1;
+        16 + match self {
+            Self::Hello { text } | Self::Help { text } => field(text),
+            Self::Ok { verb, detail } => field(verb) + field(detail),
+            Self::Error { text, .. } | Self::Bye { text, .. } => 24 + field(text),
+            Self::User { name } | Self::Online { name } | Self::Offline { name } => field(name),
+            Self::Message { from, text } | Self::Dm { from, text } => field(from) + field(text),
+            Self::Renamed { old, new } => field(old) + field(new),
+        }
+    }
+
+    /// The type word.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Hello { .. } => "HELLO",
+            Self::Ok { .. } => "OK",
+            Self::Error { .. } => "ERROR",
+            Self::Help { .. } => "HELP",
+            Self::User { .. } => "USER",
+            Self::Message { .. } => "MESSAGE",
+            Self::Dm { .. } => "DM",
+            Self::Online { .. } => "ONLINE",
+            Self::Offline { .. } => "OFFLINE",
+            Self::Renamed { .. } => "RENAMED",
+            Self::Bye { .. } => "BYE",
+        }
+    }
+
+    /// Parses one line, without its LF (a trailing CR is tolerated).
+    pub fn parse(line: &'a str) -> Result<ServerLine<'a>, ParseLineError> {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        let bad = || ParseLineError(line.chars().take(80).collect());
+        let (kind, rest) = split(line);
+        let need = |r: Option<&'a str>| r.filter(|s| !s.is_empty()).ok_or_else(bad);
+        let one_word = |r: Option<&'a str>| {
+            need(r).and_then(|s| {
+                if s.contains(' ') {
+                    Err(bad())
+                } else {
+                    Ok(Cow::Borrowed(s))
+                }
+            })
+        };
+        let word_and_text = |r: Option<&'a str>| {
+            let (w, t) = split(need(r)?);
+            Ok::<_, ParseLineError>((w, Cow::Borrowed(need(t)?)))
+        };
+        Ok(match kind {
+            "HELLO" => Self::Hello {
+                text: Cow::Borrowed(need(rest)?),
+            },
+            "HELP" => Self::Help {
+                text: Cow::Borrowed(need(rest)?),
+            },
+            "OK" => {
+                let (verb, detail) = split(need(rest)?);
+                Self::Ok {
+                    verb: Cow::Borrowed(verb),
+                    detail: Cow::Borrowed(detail.unwrap_or("")),
+                }
+            }
+            "ERROR" => {
+                let (code, text) = word_and_text(rest)?;
+                Self::Error {
+                    code: ErrorCode::from_word(code).ok_or_else(bad)?,
+                    text,
+                }
+            }
+            "BYE" => {
+                let (reason, text) = word_and_text(rest)?;
+                Self::Bye {
+                    reason: ByeReason::from_word(reason).ok_or_else(bad)?,
+                    text,
+                }
+            }
+            "USER" => Self::User {
+                name: one_word(rest)?,
+            },
+            "ONLINE" => Self::Online {
+                name: one_word(rest)?,
+            },
+            "OFFLINE" => Self::Offline {
+                name: one_word(rest)?,
+            },
+            "MESSAGE" => {
+                let (from, text) = word_and_text(rest)?;
+                Self::Message {
+                    from: Cow::Borrowed(from),
+                    text,
+                }
+            }
+            "DM" => {
+                let (from, text) = word_and_text(rest)?;
+                Self::Dm {
+                    from: Cow::Borrowed(from),
+                    text,
+                }
+            }
+            "RENAMED" => {
+                let (old, new) = split(need(rest)?);
+                Self::Renamed {
+                    old: Cow::Borrowed(old),
+                    new: one_word(new)?,
+                }
+            }
+            _ => return Err(bad()),
+        })
+    }
+
+    /// A copy that owns its text, to keep beyond the buffer it was parsed from.
+    pub fn into_owned(self) -> ServerLine<'static> {
+        fn o(c: Cow<'_, str>) -> Cow<'static, str> {
+            Cow::Owned(c.into_owned())
+        }
+        match self {
+            Self::Hello { text } => ServerLine::Hello { text: o(text) },
+            Self::Ok { verb, detail } => ServerLine::Ok {
+                verb: o(verb),
+                detail: o(detail),
+            },
+            Self::Error { code, text } => ServerLine::Error {
+                code,
+                text: o(text),
+            },
+            Self::Help { text } => ServerLine::Help { text: o(text) },
+            Self::User { name } => ServerLine::User { name: o(name) },
+            Self::Message { from, text } => ServerLine::Message {
+                from: o(from),
+                text: o(text),
+            },
+            Self::Dm { from, text } => ServerLine::Dm {
+                from: o(from),
+                text: o(text),
+            },
+            Self::Online { name } => ServerLine::Online { name: o(name) },
+            Self::Offline { name } => ServerLine::Offline { name: o(name) },
+            Self::Renamed { old, new } => ServerLine::Renamed {
+                old: o(old),
+                new: o(new),
+            },
+            Self::Bye { reason, text } => ServerLine::Bye {
+                reason,
+                text: o(text),
+            },
+        }
+    }
+}
+
+impl fmt::Display for ServerLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = BytesMut::new();
+        self.write_to(&mut out);
+        let s = String::from_utf8_lossy(&out[..out.len() - 1]);
+        f.write_str(&s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(s: &str) -> Cow<'_, str> {
+        Cow::Borrowed(s)
+    }
+
+    #[test]
+    fn formats_exactly() {
+        let l = ServerLine::Message {
+            from: b("alice"),
+            text: b("  hi  there "),
+        };
+        assert_eq!(&l.to_bytes()[..], b"MESSAGE alice   hi  there \n");
+        let l = ServerLine::Ok {
+            verb: b("LIST"),
+            detail: b(""),
+        };
+        assert_eq!(&l.to_bytes()[..], b"OK LIST\n");
+        let l = ServerLine::Error {
+            code: ErrorCode::NameTaken,
+            text: b("alice is taken"),
+        };
+        assert_eq!(l.to_string(), "ERROR NAME_TAKEN alice is taken");
+    }
+
+    #[test]
+    fn never_emits_control_characters() {
+        let l = ServerLine::Dm {
+            from: b("a b\n"),
+            text: b("x\r\nERROR FAKE\u{1b}[1m\u{85}"),
+        };
+        let bytes = l.to_bytes();
+        let s = std::str::from_utf8(&bytes[..bytes.len() - 1]).unwrap();
+        assert!(!s.chars().any(text::is_forbidden), "{s:?}");
+        assert_eq!(bytes.iter().filter(|&&c| c == b'\n').count(), 1);
+    }
+
+    #[test]
+    fn parses_and_rejects() {
+        assert_eq!(
+            ServerLine::parse("RENAMED a b\r"),
+            Ok(ServerLine::Renamed {
+                old: b("a"),
+                new: b("b")
+            })
+        );
+        for bad in [
+            "",
+            "NOPE x",
+            "MESSAGE alice",
+            "ERROR WHAT x",
+            "USER a b",
+            "ONLINE",
+        ] {
+            assert!(ServerLine::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! Property tests: no input panics the parsers, and server lines survive a round trip.
+
+use natter_proto::limits::MAX_LINE_BYTES;
+use natter_proto::{ByeReason, Command, ErrorCode, Frame, LineFramer, ServerLine, sniff, text};
+use proptest::prelude::*;
+use std::borrow::Cow;
+use std::ops::ControlFlow;
+
+fn name() -> impl Strategy<Value = String> {
+    "[A-Za-z\\[\\]\\\\`_^{|}][A-Za-z0-9\\[\\]\\\\`_^{|}-]{0,31}"
+}
+
+/// Text as a client can send it: no control characters, not blank, not starting with a space.
+fn msg_text() -> impl Strategy<Value = String> {
+    "[^ \\p{Cc}\u{2028}\u{2029}][^\\p{Cc}\u{2028}\u{2029}]{0,60}"
+        .prop_filter("not blank", |s| !s.trim().is_empty())
+}
+
+fn error_code() -> impl Strategy<Value = ErrorCode> {
+    prop::sample::select(ErrorCode::ALL)
+}
+
+fn bye_reason() -> impl Strategy<Value = ByeReason> {
+    prop::sample::select(ByeReason::ALL)
+}
+
+fn server_line() -> impl Strategy<Value = ServerLine<'static>> {
+    let o = |s: String| Cow::Owned(s);
+    prop_oneof![
+        msg_text().prop_map(move |t| ServerLine::Hello { text: o(t) }),
+        (
+            name().prop_map(|n| n.to_uppercase()),
+            prop::option::of(msg_text())
+        )
+            .prop_map(move |(v, d)| ServerLine::Ok {
+                verb: o(v),
+                detail: o(d.unwrap_or_default())
+            }),
+        (error_code(), msg_text())
+            .prop_map(move |(code, t)| ServerLine::Error { code, text: o(t) }),
+        (bye_reason(), msg_text())
+            .prop_map(move |(reason, t)| ServerLine::Bye { reason, text: o(t) }),
+        msg_text().prop_map(move |t| ServerLine::Help { text: o(t) }),
+        name().prop_map(move |n| ServerLine::User { name: o(n) }),
+        name().prop_map(move |n| ServerLine::Online { name: o(n) }),
+        name().prop_map(move |n| ServerLine::Offline { name: o(n) }),
+        (name(), name()).prop_map(move |(a, b)| ServerLine::Renamed {
+            old: o(a),
+            new: o(b)
+        }),
+        (name(), msg_text()).prop_map(move |(f, t)| ServerLine::Message {
+            from: o(f),
+            text: o(t)
+        }),
+        (name(), msg_text()).prop_map(move |(f, t)| ServerLine::Dm {
+            from: o(f),
+            text: o(t)
+        }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn parsing_arbitrary_bytes_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+        let s = String::from_utf8_lossy(&bytes);
+        let _ = Command::parse(&s);
+        let _ = ServerLine::parse(&s);
+        let _ = sniff::sniff(&bytes);
+    }
+
+    #[test]
+    fn parsing_command_like_lines_never_panics(
+        verb in "(?i)(register|help|close|list|message|dm|x)",
+        rest in "[ a-z\t\u{1b}é]{0,20}",
+    ) {
+        let line = format!("{verb} {rest}");
+        if let Err(e) = Command::parse(&line) {
+            prop_assert!(!e.text.chars().any(text::is_forbidden));
+        }
+    }
+
+    #[test]
+    fn server_lines_round_trip(line in server_line()) {
+        let bytes = line.to_bytes();
+        prop_assert_eq!(bytes.last(), Some(&b'\n'));
+        let s = std::str::from_utf8(&bytes[..bytes.len() - 1]).unwrap();
+        prop_assert!(!s.contains('\n'));
+        prop_assert_eq!(ServerLine::parse(s).unwrap(), line);
+    }
+
+    #[test]
+    fn message_text_survives_command_then_delivery(from in name(), t in msg_text()) {
+        let line = format!("MESSAGE {t}");
+        let Some(Command::Message(m)) = Command::parse(&line).unwrap() else {
+            panic!("not a MESSAGE");
+        };
+        prop_assert_eq!(m.text, t.as_str());
+        let out = ServerLine::Message { from: Cow::Borrowed(&from), text: Cow::Borrowed(m.text) }.to_bytes();
+        let out = std::str::from_utf8(&out).unwrap().trim_end_matches('\n');
+        prop_assert_eq!(out, format!("MESSAGE {from} {t}"));
+    }
+
+    #[test]
+    fn framing_is_chunking_independent_and_bounded(
+        input in prop::collection::vec(prop_oneof![Just(b'\n'), Just(b'\r'), any::<u8>()], 0..2000),
+        cuts in prop::collection::vec(0usize..2000, 0..10),
+        max in 1usize..64,
+    ) {
+        let collect = |chunks: Vec<&[u8]>| {
+            let mut f = LineFramer::new(max);
+            let mut out: Vec<Option<Vec<u8>>> = Vec::new();
+            for c in chunks {
+                let _ = f.feed(c, |fr| {
+                    out.push(match fr { Frame::Line(l) => Some(l.to_vec()), Frame::TooLong => None });
+                    ControlFlow::Continue(())
+                });
+                assert!(f.buffered() <= max + 1);
+            }
+            out
+        };
+        let mut points: Vec<usize> = cuts.into_iter().map(|c| c.min(input.len())).collect();
+        points.sort_unstable();
+        let mut chunks = Vec::new();
+        let mut at = 0;
+        for p in points { chunks.push(&input[at..p]); at = p; }
+        chunks.push(&input[at..]);
+        let whole = collect(vec![&input[..]]);
+        prop_assert_eq!(&collect(chunks), &whole);
+        for l in whole.iter().flatten() {
+            prop_assert!(l.len() <= max);
+            prop_assert!(!l.contains(&b'\n'));
+        }
+    }
+}
+
+#[test]
+fn line_limit_is_at_least_four_kib() {
+    const { assert!(MAX_LINE_BYTES >= 4096) };
+}
