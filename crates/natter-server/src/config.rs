@@ -1,0 +1,33 @@
+//! Limits and timings of a server, with the defaults the binary uses.
+
+use std::time::Duration;
+
+/// Everything a running server can be tuned by.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Most connections open at once; the next is told the server is full and closed.
+    pub max_connections: usize,
+    /// Most bytes queued for one client before it counts as a slow consumer and is dropped.
+    pub outbox_bytes: usize,
+    /// How long to wait for a silent client's first bytes before greeting it as a line client.
+    pub sniff_wait: Duration,
+    /// How long a client may leave queued output unread before it is dropped as stalled.
+    pub write_stall: Duration,
+    /// How long a shutdown waits for clients to take their last lines.
+    pub shutdown_grace: Duration,
+    /// TCP keepalive idle time, after which dead peers are probed and cleaned up.
+    pub keepalive: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_connections: 100_000,
+            outbox_bytes: 1024 * 1024,
+            sniff_wait: Duration::from_millis(100),
+            write_stall: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(5),
+            keepalive: Duration::from_secs(60),
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! natter-server: the lab's chat protocol as an async server for tens of thousands of clients.
+//!
+//! # Layout
+//! - [`listener`]: accepts connections (limit, accept errors, graceful shutdown); [`run`] is
+//!   the entry point.
+//! - [`connection`]: the task that owns one socket: sniffs the protocol, reads and frames
+//!   lines, writes the outbox in batches, closes cleanly.
+//! - [`session`]: one client's protocol state; turns commands into hub operations and replies.
+//! - [`hub`]: who is registered, and fan-out of lines to outboxes.
+//! - [`outbox`]: a client's bounded outgoing queue and the slow-consumer policy.
+//! - [`stats`]: lock-free counters for logs and metrics.
+//! - [`config`]: limits and timings.
+//!
+//! How one MESSAGE travels is told in ARCHITECTURE.md at the repository root.
+
+pub mod config;
+pub mod connection;
+pub mod hub;
+pub mod listener;
+pub mod outbox;
+pub mod session;
+pub mod stats;
+
+pub use config::Config;
+pub use listener::run;

@@ -1,0 +1,95 @@
+//! `natter-server [HOST] [PORT]`: the command line around [`natter_server::run`].
+
+use clap::Parser;
+use natter_server::Config;
+use std::io::IsTerminal;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+use tracing_subscriber::EnvFilter;
+
+/// natter's chat server: the lab's line protocol for nc, the lab's clients and natter-client.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Host name or address to listen on.
+    #[arg(default_value = "localhost")]
+    host: String,
+    /// TCP port to listen on (0 picks a free one).
+    #[arg(default_value_t = 8090)]
+    port: u16,
+    /// Log every command received (-v); same as RUST_LOG=debug.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Most clients connected at once [default: the file-descriptor limit less a reserve].
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Most KiB queued for one client before it is dropped as a slow consumer.
+    #[arg(long, default_value_t = 1024)]
+    outbox_kib: usize,
+    /// Seconds a shutdown waits for clients to take their last lines.
+    #[arg(long, default_value_t = 5)]
+    shutdown_grace: u64,
+}
+
+/// Descriptors kept back from the connection limit for the listener, logs and the like.
+const FD_RESERVE: u64 = 64;
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let args = Args::parse();
+    let default = if args.verbose > 0 { "debug" } else { "info" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal())
+        .init();
+
+    let fd_limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(e) => {
+            warn!(error = %e, "could not raise the file-descriptor limit");
+            1024
+        }
+    };
+    let fd_bound = usize::try_from(fd_limit.saturating_sub(FD_RESERVE)).unwrap_or(usize::MAX);
+    let config = Config {
+        max_connections: args.max_connections.unwrap_or(fd_bound.min(1_000_000)),
+        outbox_bytes: args.outbox_kib * 1024,
+        shutdown_grace: Duration::from_secs(args.shutdown_grace),
+        ..Config::default()
+    };
+
+    let listener = TcpListener::bind((args.host.as_str(), args.port)).await?;
+    let addr = listener.local_addr()?;
+    info!(
+        %addr,
+        max_connections = config.max_connections,
+        "natter-server listening on {addr}; try: nc {} {}",
+        addr.ip(),
+        addr.port()
+    );
+    natter_server::run(listener, config, shutdown_signal()).await
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,150 @@
+//! A client's outgoing queue: bounded in bytes, shared lines, one writer.
+//!
+//! Anyone may push (the client's own session, the hub fanning out a broadcast); only the
+//! client's connection task drains it to the socket. A push never waits: when the queue would
+//! pass its bound the client is marked as a slow consumer, its backlog is dropped, and its
+//! connection task says why and disconnects it. So one client that stops reading costs at most
+//! its bound, and never slows the client who is talking to it.
+
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use tokio::sync::Notify;
+
+/// The outgoing queue of one client.
+#[derive(Debug)]
+pub struct Outbox {
+    /// Queue and flags; a std mutex because it is held only for a push or a drain, never
+    /// across an `.await`.
+    state: Mutex<State>,
+    /// Wakes the connection task when the queue turns non-empty or the client is cut off.
+    ready: Notify,
+    /// Most bytes queued at once before the client counts as a slow consumer.
+    limit: usize,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Lines waiting for the socket, in order.
+    queue: VecDeque<Bytes>,
+    /// Sum of the lengths in `queue`.
+    bytes: usize,
+    /// Set once the bound was passed; from then on pushes are dropped.
+    overflowed: bool,
+}
+
+/// What became of a push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// Queued.
+    Queued,
+    /// This push passed the bound: the client is now a slow consumer.
+    Overflowed,
+    /// The client was already a slow consumer; nothing was queued.
+    Dropped,
+}
+
+impl Outbox {
+    /// An empty outbox holding at most `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            ready: Notify::new(),
+            limit,
+        }
+    }
+
+    /// Queues one or more whole lines.
+    pub fn push(&self, line: Bytes) -> Pushed {
+        let mut s = self.lock();
+        if s.overflowed {
+            return Pushed::Dropped;
+        }
+        if s.bytes + line.len() > self.limit {
+            s.overflowed = true;
+            s.queue = VecDeque::new();
+            s.bytes = 0;
+            drop(s);
+            self.ready.notify_one();
+            return Pushed::Overflowed;
+        }
+        let was_empty = s.queue.is_empty();
+        s.bytes += line.len();
+        s.queue.push_back(line);
+        drop(s);
+        // The drainer takes everything at once, so only the first push after a drain needs to
+        // wake it; Notify keeps the permit if it is not waiting yet.
+        if was_empty {
+            self.ready.notify_one();
+        }
+        Pushed::Queued
+    }
+
+    /// Queues a last line regardless of the bound (a `BYE`), even for a slow consumer.
+    pub fn push_final(&self, line: Bytes) {
+        let mut s = self.lock();
+        s.bytes += line.len();
+        s.queue.push_back(line);
+        drop(s);
+        self.ready.notify_one();
+    }
+
+    /// Moves every queued line into `into`, which must be empty; returns whether the client
+    /// overflowed.
+    pub fn drain_into(&self, into: &mut VecDeque<Bytes>) -> bool {
+        debug_assert!(into.is_empty());
+        let mut s = self.lock();
+        std::mem::swap(into, &mut s.queue);
+        s.bytes = 0;
+        s.overflowed
+    }
+
+    /// Whether the client passed its bound.
+    pub fn overflowed(&self) -> bool {
+        self.lock().overflowed
+    }
+
+    /// Waits until something is queued or the client is cut off.
+    pub async fn ready(&self) {
+        self.ready.notified().await
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the queue half-updated in a way that
+        // matters more than losing the client, so a poisoned lock is still used.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_and_drops_backlog_on_overflow() {
+        let o = Outbox::new(10);
+        assert_eq!(o.push(Bytes::from_static(b"12345")), Pushed::Queued);
+        assert_eq!(o.push(Bytes::from_static(b"12345")), Pushed::Queued);
+        assert_eq!(o.push(Bytes::from_static(b"1")), Pushed::Overflowed);
+        assert_eq!(o.push(Bytes::from_static(b"1")), Pushed::Dropped);
+        o.push_final(Bytes::from_static(b"BYE\n"));
+        let mut q = VecDeque::new();
+        assert!(o.drain_into(&mut q));
+        assert_eq!(q, [Bytes::from_static(b"BYE\n")]);
+    }
+
+    #[test]
+    fn drain_keeps_order_and_frees_room() {
+        let o = Outbox::new(4);
+        let mut q = VecDeque::new();
+        let mut firsts = Vec::new();
+        for i in 0..10u8 {
+            assert_eq!(o.push(Bytes::from(vec![i; 2])), Pushed::Queued);
+            assert_eq!(o.push(Bytes::from(vec![i + 100; 2])), Pushed::Queued);
+            assert!(!o.drain_into(&mut q));
+            firsts.extend(q.drain(..).map(|b| b[0]));
+        }
+        let want: Vec<u8> = (0..10).flat_map(|i| [i, i + 100]).collect();
+        assert_eq!(firsts, want);
+    }
+}

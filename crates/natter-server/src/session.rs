@@ -1,0 +1,266 @@
+//! One client's conversation with the server: commands in, lines out.
+//!
+//! A session holds what the protocol needs to know about a client (its name, if registered)
+//! and turns each line it sends into effects on the hub and lines in outboxes. It does no I/O
+//! of its own, which keeps the protocol's rules in one synchronous place; the connection task
+//! feeds it lines and writes its outbox.
+
+use crate::hub::{ClientId, Hub, Registered};
+use crate::outbox::Outbox;
+use bytes::Bytes;
+use natter_proto::command::{Dm, Help, Message, Register};
+use natter_proto::{ByeReason, Command, ErrorCode, ServerLine, help, name};
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tracing::{debug, info};
+
+/// What the connection should do after a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep reading.
+    Continue,
+    /// The client said CLOSE: flush and disconnect.
+    Close,
+}
+
+/// The protocol state of one connection.
+#[derive(Debug)]
+pub struct Session {
+    /// This connection's identity in the hub.
+    id: ClientId,
+    /// The peer, for logs.
+    peer: SocketAddr,
+    /// The registered name; `None` until REGISTER succeeds.
+    name: Option<Arc<str>>,
+    /// This client's own outgoing queue.
+    outbox: Arc<Outbox>,
+    /// Shared routing state.
+    hub: Arc<Hub>,
+}
+
+fn err(code: ErrorCode, text: impl Into<Cow<'static, str>>) -> Bytes {
+    ServerLine::Error {
+        code,
+        text: text.into(),
+    }
+    .to_bytes()
+}
+
+fn ok(verb: &str, detail: &str) -> Bytes {
+    ServerLine::Ok {
+        verb: Cow::Borrowed(verb),
+        detail: Cow::Borrowed(detail),
+    }
+    .to_bytes()
+}
+
+impl Session {
+    /// A fresh, unregistered session.
+    pub fn new(id: ClientId, peer: SocketAddr, outbox: Arc<Outbox>, hub: Arc<Hub>) -> Self {
+        Self {
+            id,
+            peer,
+            name: None,
+            outbox,
+            hub,
+        }
+    }
+
+    /// The peer's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The hub this session routes through.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    /// The registered name, if any.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    fn reply(&self, line: Bytes) {
+        // If this overflows, the client stopped reading its own replies; the connection task
+        // sees the overflow and disconnects it.
+        self.outbox.push(line);
+    }
+
+    fn error(&self, code: ErrorCode) {
+        self.reply(err(code, code.default_text()));
+    }
+
+    /// Handles one raw line (without its line ending).
+    pub fn on_line(&mut self, raw: &[u8]) -> Flow {
+        let Ok(line) = std::str::from_utf8(raw) else {
+            debug!(peer = %self.peer, "invalid UTF-8 line");
+            self.error(ErrorCode::InvalidUtf8);
+            return Flow::Continue;
+        };
+        match Command::parse(line) {
+            Ok(None) => Flow::Continue,
+            Ok(Some(cmd)) => {
+                debug!(peer = %self.peer, user = self.name(), command = %line, "command");
+                if self.name.is_none() && !cmd.allowed_unregistered() {
+                    self.error(ErrorCode::NotRegistered);
+                    return Flow::Continue;
+                }
+                self.dispatch(cmd)
+            }
+            Err(e) => {
+                debug!(peer = %self.peer, user = self.name(), command = %line, code = %e.code, "bad command");
+                let gated = e
+                    .verb
+                    .is_some_and(|v| !Command::verb_allowed_unregistered(v));
+                if self.name.is_none() && gated {
+                    self.error(ErrorCode::NotRegistered);
+                } else {
+                    self.reply(err(e.code, e.text));
+                }
+                Flow::Continue
+            }
+        }
+    }
+
+    /// Reports a line over the length limit.
+    pub fn on_too_long(&mut self) {
+        debug!(peer = %self.peer, "line too long");
+        self.error(ErrorCode::LineTooLong);
+    }
+
+    fn dispatch(&mut self, cmd: Command<'_>) -> Flow {
+        match cmd {
+            Command::Register(r) => self.register(r),
+            Command::Help(h) => self.help(h),
+            Command::Close => {
+                self.reply(bye(ByeReason::Closed));
+                return Flow::Close;
+            }
+            Command::List => self.list(),
+            Command::Message(m) => self.message(m),
+            Command::Dm(d) => self.dm(d),
+        }
+        Flow::Continue
+    }
+
+    fn register(&mut self, r: Register<'_>) {
+        match self
+            .hub
+            .register(self.id, &self.outbox, self.name.as_ref(), r.name)
+        {
+            Ok((how, name)) => {
+                match &how {
+                    Registered::New => info!(
+                        peer = %self.peer, user = %name,
+                        registered = self.hub.stats().registered(),
+                        "registered"
+                    ),
+                    Registered::Renamed { old } => {
+                        info!(peer = %self.peer, from = %old, to = %name, "renamed")
+                    }
+                    Registered::Unchanged => {}
+                }
+                self.reply(ok("REGISTER", &name));
+                self.name = Some(name);
+            }
+            Err(code) => {
+                let text = match code {
+                    ErrorCode::NameTaken => format!("the name {} is taken; choose another", r.name),
+                    _ => code.default_text().to_owned(),
+                };
+                self.reply(err(code, text));
+            }
+        }
+    }
+
+    fn help(&self, h: Help<'_>) {
+        let entries: Vec<&help::Entry> = match h.topic {
+            None => help::ENTRIES.iter().collect(),
+            Some(topic) => match help::entry(topic) {
+                Some(e) => vec![e],
+                None => {
+                    self.error(ErrorCode::UnknownCommand);
+                    return;
+                }
+            },
+        };
+        let mut out = bytes::BytesMut::new();
+        for e in entries {
+            ServerLine::Help {
+                text: Cow::Owned(help::line(e)),
+            }
+            .write_to(&mut out);
+        }
+        ServerLine::Ok {
+            verb: Cow::Borrowed("HELP"),
+            detail: Cow::Borrowed(""),
+        }
+        .write_to(&mut out);
+        self.reply(out.freeze());
+    }
+
+    fn list(&self) {
+        let names = self.hub.names();
+        let mut out = bytes::BytesMut::new();
+        for n in &names {
+            ServerLine::User {
+                name: Cow::Borrowed(n),
+            }
+            .write_to(&mut out);
+        }
+        ServerLine::Ok {
+            verb: Cow::Borrowed("LIST"),
+            detail: Cow::Owned(names.len().to_string()),
+        }
+        .write_to(&mut out);
+        self.reply(out.freeze());
+    }
+
+    fn message(&self, m: Message<'_>) {
+        let from = self.name.as_deref().unwrap_or_default();
+        let line = ServerLine::Message {
+            from: Cow::Borrowed(from),
+            text: Cow::Borrowed(m.text),
+        }
+        .to_bytes();
+        match self.hub.broadcast(self.id, &line) {
+            0 => self.error(ErrorCode::NoRecipients),
+            n => self.reply(ok("MESSAGE", &n.to_string())),
+        }
+    }
+
+    fn dm(&self, d: Dm<'_>) {
+        let from = self.name.as_deref().unwrap_or_default();
+        if name::same(from, d.to) {
+            self.error(ErrorCode::CannotDmSelf);
+            return;
+        }
+        let line = ServerLine::Dm {
+            from: Cow::Borrowed(from),
+            text: Cow::Borrowed(d.text),
+        }
+        .to_bytes();
+        match self.hub.direct(d.to, line) {
+            Ok(to) => self.reply(ok("DM", &to)),
+            Err(code) => self.reply(err(code, format!("no user named {} is online", d.to))),
+        }
+    }
+
+    /// Leaves the hub (if registered); called once when the connection ends.
+    pub fn leave(&mut self) {
+        if let Some(name) = self.name.take() {
+            self.hub.leave(self.id, &name);
+        }
+    }
+}
+
+/// A `BYE` line for `reason`.
+pub fn bye(reason: ByeReason) -> Bytes {
+    ServerLine::Bye {
+        reason,
+        text: Cow::Borrowed(reason.default_text()),
+    }
+    .to_bytes()
+}

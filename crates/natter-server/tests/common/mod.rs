@@ -1,0 +1,168 @@
+//! Test harness: a real server on an ephemeral loopback port, and clients that talk to it.
+//!
+//! Every wait is bounded by [`LIMIT`] so a broken server fails a test instead of hanging it;
+//! the limit is a safety net, never the way a test synchronises.
+
+#![allow(dead_code, unreachable_pub)] // Each test binary uses a different part of the harness.
+
+use natter_conn::Client;
+use natter_proto::{ErrorCode, ServerLine};
+use natter_server::Config;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The longest any single wait in a test may take before the test fails.
+pub const LIMIT: Duration = Duration::from_secs(20);
+
+/// A server running in this process.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::with(Config::default()).await
+    }
+
+    pub async fn with(config: Config) -> Self {
+        raise_fd_limit();
+        // Server logs show with a failing test's output; RUST_LOG=debug for every command.
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .try_init();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(natter_server::run(listener, config, async {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Connects a client and reads the greeting.
+    pub async fn client(&self) -> Client {
+        within(Client::connect(self.addr)).await.unwrap()
+    }
+
+    /// Connects and registers `name`.
+    pub async fn user(&self, name: &str) -> Client {
+        let mut c = self.client().await;
+        let (got, _) = within(c.register(name)).await.unwrap();
+        assert_eq!(got, name);
+        c
+    }
+
+    /// Signals shutdown and waits for `run` to return.
+    pub async fn stop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            within(t).await.unwrap().unwrap();
+        }
+    }
+
+    /// Starts shutdown without waiting for it.
+    pub fn begin_stop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+
+    /// Waits for a shutdown begun with [`begin_stop`](Self::begin_stop).
+    pub async fn stopped(&mut self) {
+        self.stop().await;
+    }
+}
+
+pub fn raise_fd_limit() {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+}
+
+/// Runs `f`, failing the test if it takes longer than [`LIMIT`].
+pub async fn within<F: Future>(f: F) -> F::Output {
+    tokio::time::timeout(LIMIT, f)
+        .await
+        .expect("timed out: the server did not answer")
+}
+
+/// Client conveniences for tests.
+pub trait ClientExt {
+    /// The next line, which must exist.
+    fn line(&mut self) -> impl Future<Output = ServerLine<'static>>;
+    /// The next line as text, which must exist.
+    fn text(&mut self) -> impl Future<Output = String>;
+    /// Sends a line.
+    fn say(&mut self, line: &str) -> impl Future<Output = ()>;
+    /// Sends a line and returns the next line received.
+    fn ask(&mut self, line: &str) -> impl Future<Output = String>;
+    /// Sends a line and expects `ERROR <code> ...` as the next line.
+    fn expect_error(&mut self, line: &str, code: ErrorCode) -> impl Future<Output = ()>;
+    /// Reads until the server closes the connection; returns the lines before that.
+    fn until_closed(&mut self) -> impl Future<Output = Vec<String>>;
+    /// Proves nothing else is queued for this client: a LIST's answer must come next.
+    fn expect_quiet(&mut self) -> impl Future<Output = ()>;
+}
+
+impl ClientExt for Client {
+    async fn line(&mut self) -> ServerLine<'static> {
+        within(self.recv())
+            .await
+            .unwrap()
+            .expect("connection closed")
+    }
+
+    async fn text(&mut self) -> String {
+        within(self.reader.next_text())
+            .await
+            .unwrap()
+            .expect("connection closed")
+    }
+
+    async fn say(&mut self, line: &str) {
+        within(self.send(line)).await.unwrap();
+    }
+
+    async fn ask(&mut self, line: &str) -> String {
+        self.say(line).await;
+        self.text().await
+    }
+
+    async fn expect_error(&mut self, line: &str, code: ErrorCode) {
+        let got = self.ask(line).await;
+        let want = format!("ERROR {} ", code.as_str());
+        assert!(
+            got.starts_with(&want),
+            "{line:?}: expected {want:?}..., got {got:?}"
+        );
+    }
+
+    async fn until_closed(&mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        while let Some(l) = within(self.reader.next_text()).await.unwrap() {
+            lines.push(l);
+        }
+        lines
+    }
+
+    async fn expect_quiet(&mut self) {
+        self.say("HELP CLOSE").await;
+        let first = self.text().await;
+        assert!(first.starts_with("HELP CLOSE"), "unexpected line {first:?}");
+        assert_eq!(self.text().await, "OK HELP");
+    }
+}

@@ -1,0 +1,235 @@
+//! Many clients at once: fan-out exactly once, per-sender order, and slow consumers.
+
+mod common;
+
+use common::{ClientExt, TestServer, within};
+use natter_conn::{Client, LineReader};
+use natter_proto::ServerLine;
+use natter_server::Config;
+use std::collections::HashMap;
+use tokio::task::JoinSet;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_message_reaches_999_others_exactly_once() {
+    const N: usize = 1000;
+    let s = TestServer::start().await;
+    let mut clients = Vec::with_capacity(N);
+    for i in 0..N {
+        let mut c = s.client().await;
+        c.say(&format!("REGISTER u{i}")).await;
+        clients.push(c);
+    }
+    let mut set = JoinSet::new();
+    let mut sender = None;
+    for (i, mut c) in clients.into_iter().enumerate() {
+        if i == 0 {
+            // Registrations race each other; everyone is in once u0 has heard of all the rest.
+            let mut online = 0;
+            while online < N - 1 {
+                if let ServerLine::Online { .. } = c.line().await {
+                    online += 1;
+                }
+            }
+            sender = Some(c);
+            continue;
+        }
+        set.spawn(async move {
+            let (_, skipped) = within(c.reader.until(|l| matches!(l, ServerLine::Message { .. })))
+                .await
+                .unwrap();
+            assert!(
+                skipped
+                    .iter()
+                    .all(|l| !matches!(l, ServerLine::Message { .. }))
+            );
+            c
+        });
+    }
+    let mut sender = sender.unwrap();
+    assert_eq!(
+        sender.ask("MESSAGE to all").await,
+        format!("OK MESSAGE {}", N - 1)
+    );
+    let mut received = 0;
+    let mut done = Vec::new();
+    while let Some(c) = set.join_next().await {
+        received += 1;
+        done.push(c.unwrap());
+    }
+    assert_eq!(received, N - 1);
+    // Exactly once: after the one MESSAGE, the next thing each client sees is its own answer.
+    let mut set = JoinSet::new();
+    for mut c in done {
+        set.spawn(async move {
+            c.expect_quiet().await;
+            c
+        });
+    }
+    // Kept open until every client has checked: a closing one would be announced to the rest.
+    let mut keep = Vec::new();
+    while let Some(r) = set.join_next().await {
+        keep.push(r.unwrap());
+    }
+}
+
+/// Reads `MESSAGE` lines until `total` have arrived; returns them by sender, in arrival order.
+async fn collect(mut r: LineReader, total: usize) -> HashMap<String, Vec<u32>> {
+    let mut by_sender: HashMap<String, Vec<u32>> = HashMap::new();
+    let mut n = 0;
+    while n < total {
+        match within(r.next_line()).await.unwrap().expect("closed") {
+            ServerLine::Message { from, text } => {
+                let seq = text.split(' ').nth(1).unwrap().parse().unwrap();
+                by_sender.entry(from.into_owned()).or_default().push(seq);
+                n += 1;
+            }
+            ServerLine::Online { .. } | ServerLine::Ok { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    by_sender
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_sender_order_holds_under_concurrent_senders() {
+    const CLIENTS: usize = 40;
+    const SENDERS: usize = 8;
+    const EACH: u32 = 300;
+    let s = TestServer::start().await;
+    let mut readers = JoinSet::new();
+    let mut writers = Vec::new();
+    let mut first = None;
+    for i in 0..CLIENTS {
+        let c = s.user(&format!("c{i}")).await;
+        let (r, w) = c.split();
+        if i == 0 {
+            first = Some(r);
+        } else {
+            let expected = if i < SENDERS { SENDERS - 1 } else { SENDERS } * EACH as usize;
+            readers.spawn(collect(r, expected));
+        }
+        writers.push(w);
+    }
+    // c0 is a sender too; its reader first drains the registrations so the count is right.
+    readers.spawn(collect(first.unwrap(), (SENDERS - 1) * EACH as usize));
+    let mut senders = JoinSet::new();
+    // Writers must stay open to the end: closing one ends that client's session.
+    let _idle: Vec<_> = writers.split_off(SENDERS);
+    for (i, mut w) in writers.into_iter().enumerate() {
+        senders.spawn(async move {
+            for seq in 0..EACH {
+                // Batches of lines in one write, so lines race inside the server too.
+                w.queue(&format!(
+                    "MESSAGE c{i} {seq} {}",
+                    "x".repeat(seq as usize % 50)
+                ));
+                if seq % 10 == 9 {
+                    w.flush().await.unwrap();
+                }
+            }
+            w.flush().await.unwrap();
+            w
+        });
+    }
+    let mut keep = Vec::new();
+    while let Some(w) = senders.join_next().await {
+        keep.push(w.unwrap());
+    }
+    while let Some(got) = readers.join_next().await {
+        let got = got.unwrap();
+        for (from, seqs) in got {
+            assert_eq!(seqs, (0..EACH).collect::<Vec<_>>(), "from {from}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_dropped_and_nobody_else_loses_anything() {
+    const READERS: usize = 3;
+    const EACH: u32 = 5000;
+    /// Messages the flooder may be ahead of the slowest reader: 16 x 2 KB stays well inside
+    /// the readers' 64 KiB outboxes, while the sloth, who reads nothing, passes its own.
+    const WINDOW: u32 = 16;
+    let s = TestServer::with(Config {
+        outbox_bytes: 64 * 1024,
+        ..Config::default()
+    })
+    .await;
+
+    // The sloth registers, then never reads again; a tiny receive buffer keeps the kernel
+    // from absorbing the flood on its behalf.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let stream = sock.connect(s.addr).await.unwrap();
+    let (sr, sw) = stream.into_split();
+    let mut sloth = Client {
+        reader: LineReader::new(sr),
+        writer: natter_conn::LineWriter::new(sw),
+    };
+    sloth.say("").await;
+    assert!(sloth.text().await.starts_with("HELLO"));
+    assert_eq!(sloth.ask("REGISTER sloth").await, "OK REGISTER sloth");
+
+    let mut readers = JoinSet::new();
+    let mut progress = Vec::new();
+    for i in 0..READERS {
+        let c = s.user(&format!("r{i}")).await;
+        let (mut r, w) = c.split();
+        let (tx, rx) = tokio::sync::watch::channel(0u32);
+        progress.push(rx);
+        readers.spawn(async move {
+            let _w = w;
+            let mut next = 0u32;
+            let mut sloth_left = false;
+            while next < EACH {
+                match within(r.next_line()).await.unwrap().expect("closed") {
+                    ServerLine::Message { text, .. } => {
+                        let seq: u32 = text.split(' ').next().unwrap().parse().unwrap();
+                        assert_eq!(seq, next, "lost or reordered");
+                        next += 1;
+                        let _ = tx.send(next);
+                    }
+                    ServerLine::Offline { name } if name == "sloth" => sloth_left = true,
+                    _ => {}
+                }
+            }
+            if !sloth_left {
+                within(r.until(|l| matches!(l, ServerLine::Offline { name } if name == "sloth")))
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+    let flooder = s.user("flood").await;
+    let (mut fr, mut fw) = flooder.split();
+    let payload = "p".repeat(2000);
+    let send = async {
+        for seq in 0..EACH {
+            for rx in &mut progress {
+                within(rx.wait_for(|&got| got + WINDOW > seq))
+                    .await
+                    .unwrap();
+            }
+            fw.send(&format!("MESSAGE {seq} {payload}")).await.unwrap();
+        }
+    };
+    let read_acks = async {
+        let mut acks = 0;
+        while acks < EACH {
+            if let ServerLine::Ok { .. } = within(fr.next_line()).await.unwrap().unwrap() {
+                acks += 1;
+            }
+        }
+    };
+    tokio::join!(send, read_acks);
+    while let Some(r) = readers.join_next().await {
+        r.unwrap();
+    }
+    // The server closed the sloth's connection: reading it to the end terminates, short of
+    // the whole flood.
+    let mut lines = 0usize;
+    while let Ok(Some(_)) = within(sloth.reader.next_raw()).await {
+        lines += 1;
+    }
+    assert!(lines < EACH as usize, "the sloth got everything: {lines}");
+}
