@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite, set-up included: what a newcomer runs and what CI runs.
+# Installs the system packages the tests need when they are missing (Debian, as root or
+# through sudo), then runs every test of the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests use, as "command:package" pairs.
+needs=()
+
+missing=()
+for pair in "${needs[@]}"; do
+  cmd=${pair%%:*} pkg=${pair#*:}
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing test dependencies: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Tests open thousands of loopback sockets in one process.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+cargo test --workspace --locked "$@"
