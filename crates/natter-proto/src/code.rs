@@ -68,6 +68,26 @@ codes! {
         LineTooLong = "LINE_TOO_LONG",
         /// The line was not valid UTF-8; it was discarded.
         InvalidUtf8 = "INVALID_UTF8",
+        /// The room name breaks the room-name rule.
+        InvalidRoomName = "INVALID_ROOM_NAME",
+        /// No room of that name exists.
+        NoSuchRoom = "NO_SUCH_ROOM",
+        /// The command needs membership of the room.
+        NotInRoom = "NOT_IN_ROOM",
+        /// JOIN of a room you are already in.
+        AlreadyInRoom = "ALREADY_IN_ROOM",
+        /// The command needs the room's operator.
+        NotOperator = "NOT_OPERATOR",
+        /// KICK of a user who is not in the room.
+        UserNotInRoom = "USER_NOT_IN_ROOM",
+        /// You are in as many rooms as one user may be.
+        TooManyRooms = "TOO_MANY_ROOMS",
+        /// The room has as many members as a room may have.
+        RoomFull = "ROOM_FULL",
+        /// The server has as many rooms as it may have.
+        RoomLimit = "ROOM_LIMIT",
+        /// The topic is longer than the limit.
+        TopicTooLong = "TOPIC_TOO_LONG",
     }
 }
 
@@ -102,6 +122,16 @@ impl ErrorCode {
             Self::NoRecipients => "nobody else is registered to receive it",
             Self::LineTooLong => "line too long; it was discarded",
             Self::InvalidUtf8 => "line is not valid UTF-8; it was discarded",
+            Self::InvalidRoomName => "that room name is not allowed",
+            Self::NoSuchRoom => "no such room",
+            Self::NotInRoom => "you are not in that room",
+            Self::AlreadyInRoom => "you are already in that room",
+            Self::NotOperator => "only the room's operators may do that",
+            Self::UserNotInRoom => "that user is not in the room",
+            Self::TooManyRooms => "you are in too many rooms",
+            Self::RoomFull => "that room is full",
+            Self::RoomLimit => "the server has too many rooms",
+            Self::TopicTooLong => "that topic is too long",
         }
     }
 }

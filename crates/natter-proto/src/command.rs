@@ -28,6 +28,65 @@ pub enum Command<'a> {
     Message(Message<'a>),
     /// `DM <user> <text>`: to one user.
     Dm(Dm<'a>),
+    /// `JOIN <room>`: join a room, creating it if needed.
+    Join(RoomArg<'a>),
+    /// `PART <room> [reason]`: leave a room.
+    Part(Part<'a>),
+    /// `SAY <room> <text>`: to every other member of a room.
+    Say(Say<'a>),
+    /// `ROOMS`: every room, with member count and topic.
+    Rooms,
+    /// `WHO <room>`: a room's members.
+    Who(RoomArg<'a>),
+    /// `TOPIC <room> [text]`: show or set a room's topic.
+    Topic(Topic<'a>),
+    /// `KICK <room> <user> [reason]`: remove someone from a room (operators only).
+    Kick(Kick<'a>),
+}
+
+/// A command whose only parameter is a room: `JOIN`, `WHO`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomArg<'a> {
+    /// The room, already checked against the room-name rule.
+    pub room: &'a str,
+}
+
+/// `PART <room> [reason]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part<'a> {
+    /// The room.
+    pub room: &'a str,
+    /// Why, shown to the members who stay.
+    pub reason: Option<&'a str>,
+}
+
+/// `SAY <room> <text>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Say<'a> {
+    /// The room.
+    pub room: &'a str,
+    /// The text, exactly as typed.
+    pub text: &'a str,
+}
+
+/// `TOPIC <room> [text]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topic<'a> {
+    /// The room.
+    pub room: &'a str,
+    /// The new topic; `None` asks for the current one.
+    pub text: Option<&'a str>,
+}
+
+/// `KICK <room> <user> [reason]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kick<'a> {
+    /// The room.
+    pub room: &'a str,
+    /// Who to remove (matched ignoring case).
+    pub user: &'a str,
+    /// Why, shown to the members and the kicked user.
+    pub reason: Option<&'a str>,
 }
 
 /// `REGISTER <name>`.
@@ -123,6 +182,23 @@ impl<'a> Params<'a> {
         (!w.is_empty()).then_some(w)
     }
 
+    /// The next word, which must be a valid room name.
+    fn room(&mut self) -> Result<&'a str, CommandError> {
+        let room = self.word("a room name")?;
+        crate::room::validate(room)
+            .map_err(|e| CommandError::new(ErrorCode::InvalidRoomName, e.to_string()))?;
+        Ok(room)
+    }
+
+    /// Everything left as text, if there is any that is not blank.
+    fn optional_text(&mut self) -> Result<Option<&'a str>, CommandError> {
+        if self.rest.trim().is_empty() {
+            self.rest = "";
+            return Ok(None);
+        }
+        self.text().map(Some)
+    }
+
     /// Everything left, as message text.
     fn text(&mut self) -> Result<&'a str, CommandError> {
         let t = std::mem::take(&mut self.rest);
@@ -197,6 +273,41 @@ impl<'a> Command<'a> {
             let to = p.word("a user name")?;
             let text = p.text()?;
             Command::Dm(Dm { to, text })
+        } else if is("JOIN") {
+            p.command = "JOIN";
+            let room = p.room()?;
+            p.finish()?;
+            Command::Join(RoomArg { room })
+        } else if is("PART") {
+            p.command = "PART";
+            let room = p.room()?;
+            let reason = p.optional_text()?;
+            Command::Part(Part { room, reason })
+        } else if is("SAY") {
+            p.command = "SAY";
+            let room = p.room()?;
+            let text = p.text()?;
+            Command::Say(Say { room, text })
+        } else if is("ROOMS") {
+            p.command = "ROOMS";
+            p.finish()?;
+            Command::Rooms
+        } else if is("WHO") {
+            p.command = "WHO";
+            let room = p.room()?;
+            p.finish()?;
+            Command::Who(RoomArg { room })
+        } else if is("TOPIC") {
+            p.command = "TOPIC";
+            let room = p.room()?;
+            let text = p.optional_text()?;
+            Command::Topic(Topic { room, text })
+        } else if is("KICK") {
+            p.command = "KICK";
+            let room = p.room()?;
+            let user = p.word("a user name")?;
+            let reason = p.optional_text()?;
+            Command::Kick(Kick { room, user, reason })
         } else {
             return Err(unknown(verb));
         };
@@ -222,6 +333,13 @@ impl<'a> Command<'a> {
             Self::List => "LIST",
             Self::Message(_) => "MESSAGE",
             Self::Dm(_) => "DM",
+            Self::Join(_) => "JOIN",
+            Self::Part(_) => "PART",
+            Self::Say(_) => "SAY",
+            Self::Rooms => "ROOMS",
+            Self::Who(_) => "WHO",
+            Self::Topic(_) => "TOPIC",
+            Self::Kick(_) => "KICK",
         }
     }
 }
@@ -321,6 +439,67 @@ mod tests {
         assert_eq!(err("DM bob   "), ErrorCode::EmptyText);
         assert_eq!(Command::parse("dm").unwrap_err().verb, Some("DM"));
         assert_eq!(Command::parse("dmx").unwrap_err().verb, None);
+    }
+
+    #[test]
+    fn room_commands() {
+        assert_eq!(ok("join #Rust"), Command::Join(RoomArg { room: "#Rust" }));
+        assert_eq!(
+            ok("PART #r  gone  fishing "),
+            Command::Part(Part {
+                room: "#r",
+                reason: Some("gone  fishing ")
+            })
+        );
+        assert_eq!(
+            ok("PART #r   "),
+            Command::Part(Part {
+                room: "#r",
+                reason: None
+            })
+        );
+        assert_eq!(
+            ok("say #r  hi  you"),
+            Command::Say(Say {
+                room: "#r",
+                text: "hi  you"
+            })
+        );
+        assert_eq!(ok("rooms"), Command::Rooms);
+        assert_eq!(ok("WHO #r"), Command::Who(RoomArg { room: "#r" }));
+        assert_eq!(
+            ok("TOPIC #r"),
+            Command::Topic(Topic {
+                room: "#r",
+                text: None
+            })
+        );
+        assert_eq!(
+            ok("TOPIC #r Rust  talk"),
+            Command::Topic(Topic {
+                room: "#r",
+                text: Some("Rust  talk")
+            })
+        );
+        assert_eq!(
+            ok("KICK #r bob spam"),
+            Command::Kick(Kick {
+                room: "#r",
+                user: "bob",
+                reason: Some("spam")
+            })
+        );
+        assert_eq!(err("JOIN"), ErrorCode::MissingParameter);
+        assert_eq!(err("JOIN rust"), ErrorCode::InvalidRoomName);
+        assert_eq!(err("JOIN #a b"), ErrorCode::TooManyParameters);
+        assert_eq!(err("SAY #r"), ErrorCode::EmptyText);
+        assert_eq!(err("SAY #r \u{7}"), ErrorCode::BadText);
+        assert_eq!(err("KICK #r"), ErrorCode::MissingParameter);
+        assert_eq!(err("PART #r \u{1b}"), ErrorCode::BadText);
+        assert_eq!(err("ROOMS x"), ErrorCode::TooManyParameters);
+        assert_eq!(err("WHO"), ErrorCode::MissingParameter);
+        assert!(!ok("JOIN #r").allowed_unregistered());
+        assert!(!ok("ROOMS").allowed_unregistered());
     }
 
     #[test]

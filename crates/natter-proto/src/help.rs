@@ -40,6 +40,41 @@ pub const ENTRIES: &[Entry] = &[
         summary: "send <text> to <user> only",
     },
     Entry {
+        verb: "JOIN",
+        usage: "JOIN <room>",
+        summary: "join a room (#name), creating it if needed; its creator is its operator",
+    },
+    Entry {
+        verb: "PART",
+        usage: "PART <room> [reason]",
+        summary: "leave a room",
+    },
+    Entry {
+        verb: "SAY",
+        usage: "SAY <room> <text>",
+        summary: "send <text> to the other members of a room",
+    },
+    Entry {
+        verb: "ROOMS",
+        usage: "ROOMS",
+        summary: "list the rooms with their member counts and topics",
+    },
+    Entry {
+        verb: "WHO",
+        usage: "WHO <room>",
+        summary: "list a room's members (@ marks operators)",
+    },
+    Entry {
+        verb: "TOPIC",
+        usage: "TOPIC <room> [text]",
+        summary: "show a room's topic, or set it (operators)",
+    },
+    Entry {
+        verb: "KICK",
+        usage: "KICK <room> <user> [reason]",
+        summary: "remove <user> from a room (operators)",
+    },
+    Entry {
         verb: "CLOSE",
         usage: "CLOSE",
         summary: "leave and close the connection",
@@ -53,7 +88,7 @@ pub fn entry(verb: &str) -> Option<&'static Entry> {
 
 /// One HELP line's text for an entry: usage, padded, then summary.
 pub fn line(e: &Entry) -> String {
-    format!("{:<24} {}", e.usage, e.summary)
+    format!("{:<28} {}", e.usage, e.summary)
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //! - [`framing`]: splits a byte stream into lines, bounded in memory, LF or CRLF.
 //! - [`sniff`]: guesses from a connection's first bytes which protocol its client speaks.
 //! - [`name`]: the user-name rule (IRC-compatible, unique ignoring ASCII case).
+//! - [`room`]: the room-name rule (`#` and up to 49 safe characters, unique ignoring case).
 //! - [`text`]: the rule for message text (no control characters, not empty).
 //! - [`command`]: a client line parsed into a typed [`Command`], one type per command.
 //! - [`code`]: the stable error codes ([`ErrorCode`]) and disconnect reasons ([`ByeReason`]).
@@ -22,6 +23,7 @@ pub mod framing;
 pub mod help;
 pub mod limits;
 pub mod name;
+pub mod room;
 pub mod server_line;
 pub mod sniff;
 pub mod text;

@@ -18,3 +18,9 @@ pub const MIN_NAME_LEN: usize = 1;
 
 /// Longest user name, in characters (and bytes: names are ASCII).
 pub const MAX_NAME_LEN: usize = 32;
+
+/// Longest room name, in characters after the `#`.
+pub const MAX_ROOM_NAME_LEN: usize = 49;
+
+/// Default longest room topic, in bytes (IRC servers commonly allow 300 to 390).
+pub const DEFAULT_MAX_TOPIC_BYTES: usize = 390;

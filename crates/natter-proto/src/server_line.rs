@@ -75,6 +75,79 @@ pub enum ServerLine<'a> {
         /// The name after.
         new: Cow<'a, str>,
     },
+    /// `JOINED <room> <name>`: someone joined a room you are in.
+    Joined {
+        /// The room.
+        room: Cow<'a, str>,
+        /// Who joined.
+        name: Cow<'a, str>,
+    },
+    /// `PARTED <room> <name> [reason]`: someone left a room you are in (PART or disconnect).
+    Parted {
+        /// The room.
+        room: Cow<'a, str>,
+        /// Who left.
+        name: Cow<'a, str>,
+        /// Why, possibly empty.
+        reason: Cow<'a, str>,
+    },
+    /// `KICKED <room> <name> <by> [reason]`: an operator removed someone (maybe you).
+    Kicked {
+        /// The room.
+        room: Cow<'a, str>,
+        /// Who was removed.
+        name: Cow<'a, str>,
+        /// The operator who did it.
+        by: Cow<'a, str>,
+        /// Why, possibly empty.
+        reason: Cow<'a, str>,
+    },
+    /// `SAY <room> <from> <text>`: a message to a room you are in.
+    Say {
+        /// The room.
+        room: Cow<'a, str>,
+        /// The sender's name.
+        from: Cow<'a, str>,
+        /// The text, exactly as sent.
+        text: Cow<'a, str>,
+    },
+    /// `TOPIC <room> <by> [text]`: a room's topic, when it changes or is asked for; empty
+    /// text means the topic was cleared.
+    Topic {
+        /// The room.
+        room: Cow<'a, str>,
+        /// Who set it.
+        by: Cow<'a, str>,
+        /// The topic, possibly empty.
+        text: Cow<'a, str>,
+    },
+    /// `MEMBER <room> [@]<name>`: one member, in the answers to JOIN and WHO; `@` marks an
+    /// operator.
+    Member {
+        /// The room.
+        room: Cow<'a, str>,
+        /// The member's name.
+        name: Cow<'a, str>,
+        /// Whether the member is one of the room's operators.
+        op: bool,
+    },
+    /// `ROOM <room> <members> [topic]`: one room, in the answer to ROOMS.
+    Room {
+        /// The room.
+        room: Cow<'a, str>,
+        /// How many members it has.
+        members: usize,
+        /// Its topic, possibly empty.
+        topic: Cow<'a, str>,
+    },
+    /// `OPERATOR <room> <name>`: someone became an operator of a room (its last operator
+    /// left, so the longest-standing member took over).
+    Operator {
+        /// The room.
+        room: Cow<'a, str>,
+        /// The new operator.
+        name: Cow<'a, str>,
+    },
     /// `BYE <REASON> <text>`: the server is closing this connection.
     Bye {
         /// Why, as a stable code.
@@ -165,6 +238,65 @@ impl<'a> ServerLine<'a> {
                 word(out, old);
                 word(out, new);
             }
+            Self::Joined { room, name } | Self::Operator { room, name } => {
+                word(out, room);
+                word(out, name);
+            }
+            Self::Parted { room, name, reason } => {
+                word(out, room);
+                word(out, name);
+                if !reason.is_empty() {
+                    text(out, reason);
+                }
+            }
+            Self::Kicked {
+                room,
+                name,
+                by,
+                reason,
+            } => {
+                word(out, room);
+                word(out, name);
+                word(out, by);
+                if !reason.is_empty() {
+                    text(out, reason);
+                }
+            }
+            Self::Say {
+                room,
+                from,
+                text: t,
+            } => {
+                word(out, room);
+                word(out, from);
+                text(out, t);
+            }
+            Self::Topic { room, by, text: t } => {
+                word(out, room);
+                word(out, by);
+                if !t.is_empty() {
+                    text(out, t);
+                }
+            }
+            Self::Member { room, name, op } => {
+                word(out, room);
+                out.put_u8(b' ');
+                if *op {
+                    out.put_u8(b'@');
+                }
+                put_word(out, name);
+            }
+            Self::Room {
+                room,
+                members,
+                topic,
+            } => {
+                word(out, room);
+                word(out, &members.to_string());
+                if !topic.is_empty() {
+                    text(out, topic);
+                }
+            }
         }
         out.put_u8(b'\n');
     }
@@ -185,6 +317,20 @@ impl<'a> ServerLine<'a> {
             Self::User { name } | Self::Online { name } | Self::Offline { name } => field(name),
             Self::Message { from, text } | Self::Dm { from, text } => field(from) + field(text),
             Self::Renamed { old, new } => field(old) + field(new),
+            Self::Joined { room, name } | Self::Operator { room, name } => {
+                field(room) + field(name)
+            }
+            Self::Member { room, name, .. } => field(room) + field(name) + 1,
+            Self::Parted { room, name, reason } => field(room) + field(name) + field(reason),
+            Self::Kicked {
+                room,
+                name,
+                by,
+                reason,
+            } => field(room) + field(name) + field(by) + field(reason),
+            Self::Say { room, from, text } => field(room) + field(from) + field(text),
+            Self::Topic { room, by, text } => field(room) + field(by) + field(text),
+            Self::Room { room, topic, .. } => field(room) + 21 + field(topic),
         }
     }
 
@@ -201,6 +347,14 @@ impl<'a> ServerLine<'a> {
             Self::Online { .. } => "ONLINE",
             Self::Offline { .. } => "OFFLINE",
             Self::Renamed { .. } => "RENAMED",
+            Self::Joined { .. } => "JOINED",
+            Self::Parted { .. } => "PARTED",
+            Self::Kicked { .. } => "KICKED",
+            Self::Say { .. } => "SAY",
+            Self::Topic { .. } => "TOPIC",
+            Self::Member { .. } => "MEMBER",
+            Self::Room { .. } => "ROOM",
+            Self::Operator { .. } => "OPERATOR",
             Self::Bye { .. } => "BYE",
         }
     }
@@ -282,6 +436,78 @@ impl<'a> ServerLine<'a> {
                     new: one_word(new)?,
                 }
             }
+            "JOINED" | "OPERATOR" => {
+                let (room, name) = split(need(rest)?);
+                let (room, name) = (Cow::Borrowed(room), one_word(name)?);
+                if kind == "JOINED" {
+                    Self::Joined { room, name }
+                } else {
+                    Self::Operator { room, name }
+                }
+            }
+            "PARTED" => {
+                let (room, rest) = split(need(rest)?);
+                let (name, reason) = split(need(rest)?);
+                Self::Parted {
+                    room: Cow::Borrowed(room),
+                    name: Cow::Borrowed(name),
+                    reason: Cow::Borrowed(reason.unwrap_or("")),
+                }
+            }
+            "KICKED" => {
+                let (room, rest) = split(need(rest)?);
+                let (name, rest) = split(need(rest)?);
+                let (by, reason) = split(need(rest)?);
+                Self::Kicked {
+                    room: Cow::Borrowed(room),
+                    name: Cow::Borrowed(name),
+                    by: Cow::Borrowed(by),
+                    reason: Cow::Borrowed(reason.unwrap_or("")),
+                }
+            }
+            "SAY" => {
+                let (room, rest) = split(need(rest)?);
+                let (from, text) = word_and_text(Some(need(rest)?))?;
+                Self::Say {
+                    room: Cow::Borrowed(room),
+                    from: Cow::Borrowed(from),
+                    text,
+                }
+            }
+            "TOPIC" => {
+                let (room, rest) = split(need(rest)?);
+                let (by, text) = split(need(rest)?);
+                Self::Topic {
+                    room: Cow::Borrowed(room),
+                    by: Cow::Borrowed(by),
+                    text: Cow::Borrowed(text.unwrap_or("")),
+                }
+            }
+            "MEMBER" => {
+                let (room, name) = split(need(rest)?);
+                let name = one_word(name)?;
+                let (op, name) = match name {
+                    Cow::Borrowed(n) => match n.strip_prefix('@') {
+                        Some(n) if !n.is_empty() => (true, n),
+                        _ => (false, n),
+                    },
+                    Cow::Owned(_) => unreachable!("one_word borrows"),
+                };
+                Self::Member {
+                    room: Cow::Borrowed(room),
+                    name: Cow::Borrowed(name),
+                    op,
+                }
+            }
+            "ROOM" => {
+                let (room, rest) = split(need(rest)?);
+                let (count, topic) = split(need(rest)?);
+                Self::Room {
+                    room: Cow::Borrowed(room),
+                    members: count.parse().map_err(|_| bad())?,
+                    topic: Cow::Borrowed(topic.unwrap_or("")),
+                }
+            }
             _ => return Err(bad()),
         })
     }
@@ -320,6 +546,54 @@ impl<'a> ServerLine<'a> {
             Self::Bye { reason, text } => ServerLine::Bye {
                 reason,
                 text: o(text),
+            },
+            Self::Joined { room, name } => ServerLine::Joined {
+                room: o(room),
+                name: o(name),
+            },
+            Self::Operator { room, name } => ServerLine::Operator {
+                room: o(room),
+                name: o(name),
+            },
+            Self::Parted { room, name, reason } => ServerLine::Parted {
+                room: o(room),
+                name: o(name),
+                reason: o(reason),
+            },
+            Self::Kicked {
+                room,
+                name,
+                by,
+                reason,
+            } => ServerLine::Kicked {
+                room: o(room),
+                name: o(name),
+                by: o(by),
+                reason: o(reason),
+            },
+            Self::Say { room, from, text } => ServerLine::Say {
+                room: o(room),
+                from: o(from),
+                text: o(text),
+            },
+            Self::Topic { room, by, text } => ServerLine::Topic {
+                room: o(room),
+                by: o(by),
+                text: o(text),
+            },
+            Self::Member { room, name, op } => ServerLine::Member {
+                room: o(room),
+                name: o(name),
+                op,
+            },
+            Self::Room {
+                room,
+                members,
+                topic,
+            } => ServerLine::Room {
+                room: o(room),
+                members,
+                topic: o(topic),
             },
         }
     }

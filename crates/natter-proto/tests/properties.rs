@@ -16,6 +16,14 @@ fn msg_text() -> impl Strategy<Value = String> {
         .prop_filter("not blank", |s| !s.trim().is_empty())
 }
 
+fn room() -> impl Strategy<Value = String> {
+    "#[A-Za-z0-9_.-]{1,49}"
+}
+
+fn opt_text() -> impl Strategy<Value = String> {
+    prop::option::of(msg_text()).prop_map(Option::unwrap_or_default)
+}
+
 fn error_code() -> impl Strategy<Value = ErrorCode> {
     prop::sample::select(ErrorCode::ALL)
 }
@@ -55,6 +63,45 @@ fn server_line() -> impl Strategy<Value = ServerLine<'static>> {
         (name(), msg_text()).prop_map(move |(f, t)| ServerLine::Dm {
             from: o(f),
             text: o(t)
+        }),
+        (room(), name()).prop_map(move |(r, n)| ServerLine::Joined {
+            room: o(r),
+            name: o(n)
+        }),
+        (room(), name()).prop_map(move |(r, n)| ServerLine::Operator {
+            room: o(r),
+            name: o(n)
+        }),
+        (room(), name(), opt_text()).prop_map(move |(r, n, t)| ServerLine::Parted {
+            room: o(r),
+            name: o(n),
+            reason: o(t)
+        }),
+        (room(), name(), name(), opt_text()).prop_map(move |(r, n, b, t)| ServerLine::Kicked {
+            room: o(r),
+            name: o(n),
+            by: o(b),
+            reason: o(t)
+        }),
+        (room(), name(), msg_text()).prop_map(move |(r, f, t)| ServerLine::Say {
+            room: o(r),
+            from: o(f),
+            text: o(t)
+        }),
+        (room(), name(), opt_text()).prop_map(move |(r, b, t)| ServerLine::Topic {
+            room: o(r),
+            by: o(b),
+            text: o(t)
+        }),
+        (room(), name(), any::<bool>()).prop_map(move |(r, n, op)| ServerLine::Member {
+            room: o(r),
+            name: o(n),
+            op
+        }),
+        (room(), any::<usize>(), opt_text()).prop_map(move |(r, members, t)| ServerLine::Room {
+            room: o(r),
+            members,
+            topic: o(t)
         }),
     ]
 }
