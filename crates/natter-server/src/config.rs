@@ -1,5 +1,6 @@
 //! Limits and timings of a server, with the defaults the binary uses.
 
+use crate::hub::RoomLimits;
 use std::time::Duration;
 
 /// Everything a running server can be tuned by.
@@ -17,6 +18,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// TCP keepalive idle time, after which dead peers are probed and cleaned up.
     pub keepalive: Duration,
+    /// Limits on rooms.
+    pub rooms: RoomLimits,
 }
 
 impl Default for Config {
@@ -28,6 +31,7 @@ impl Default for Config {
             write_stall: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(5),
             keepalive: Duration::from_secs(60),
+            rooms: RoomLimits::default(),
         }
     }
 }

@@ -28,7 +28,7 @@ pub async fn run(
 ) -> io::Result<()> {
     let stats = Arc::new(Stats::default());
     let shared = Arc::new(Shared {
-        hub: Arc::new(Hub::new(stats.clone())),
+        hub: Arc::new(Hub::new(stats.clone(), config.rooms.clone())),
         hello: ServerLine::Hello {
             text: Cow::Owned(format!(
                 "natter {}: type HELP for the list of commands",

@@ -2,6 +2,7 @@
 
 use clap::Parser;
 use natter_server::Config;
+use natter_server::hub::RoomLimits;
 use std::io::IsTerminal;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -30,6 +31,18 @@ struct Args {
     /// Seconds a shutdown waits for clients to take their last lines.
     #[arg(long, default_value_t = 5)]
     shutdown_grace: u64,
+    /// Most rooms that may exist at once.
+    #[arg(long, default_value_t = RoomLimits::default().rooms)]
+    max_rooms: usize,
+    /// Most rooms one user may be in.
+    #[arg(long, default_value_t = RoomLimits::default().per_user)]
+    max_rooms_per_user: usize,
+    /// Most members one room may have.
+    #[arg(long, default_value_t = RoomLimits::default().members)]
+    max_room_members: usize,
+    /// Longest room topic, in bytes.
+    #[arg(long, default_value_t = RoomLimits::default().topic_bytes)]
+    max_topic_bytes: usize,
 }
 
 /// Descriptors kept back from the connection limit for the listener, logs and the like.
@@ -57,6 +70,12 @@ async fn main() -> std::io::Result<()> {
         max_connections: args.max_connections.unwrap_or(fd_bound.min(1_000_000)),
         outbox_bytes: args.outbox_kib * 1024,
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
+        rooms: RoomLimits {
+            per_user: args.max_rooms_per_user,
+            members: args.max_room_members,
+            rooms: args.max_rooms,
+            topic_bytes: args.max_topic_bytes,
+        },
         ..Config::default()
     };
 

@@ -8,7 +8,7 @@
 use crate::hub::{ClientId, Hub, Registered};
 use crate::outbox::Outbox;
 use bytes::Bytes;
-use natter_proto::command::{Dm, Help, Message, Register};
+use natter_proto::command::{Dm, Help, Kick, Message, Part, Register, RoomArg, Say, Topic};
 use natter_proto::{ByeReason, Command, ErrorCode, ServerLine, help, name};
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -141,15 +141,19 @@ impl Session {
             Command::List => self.list(),
             Command::Message(m) => self.message(m),
             Command::Dm(d) => self.dm(d),
+            Command::Join(j) => self.join(j),
+            Command::Part(p) => self.part(p),
+            Command::Say(m) => self.say(m),
+            Command::Rooms => self.rooms(),
+            Command::Who(w) => self.who(w),
+            Command::Topic(t) => self.topic(t),
+            Command::Kick(k) => self.kick(k),
         }
         Flow::Continue
     }
 
     fn register(&mut self, r: Register<'_>) {
-        match self
-            .hub
-            .register(self.id, &self.outbox, self.name.as_ref(), r.name)
-        {
+        match self.hub.register(self.id, &self.outbox, r.name) {
             Ok((how, name)) => {
                 match &how {
                     Registered::New => info!(
@@ -248,10 +252,116 @@ impl Session {
         }
     }
 
+    fn join(&self, j: RoomArg<'_>) {
+        // The hub queues the whole answer itself, in order with the room's traffic.
+        if let Err(code) = self.hub.join(self.id, j.room) {
+            self.room_error(code, j.room);
+        } else {
+            debug!(user = self.name(), room = j.room, "joined");
+        }
+    }
+
+    fn part(&self, p: Part<'_>) {
+        match self.hub.part(self.id, p.room, p.reason) {
+            Ok(room) => self.reply(ok("PART", &room)),
+            Err(code) => self.room_error(code, p.room),
+        }
+    }
+
+    fn say(&self, m: Say<'_>) {
+        match self.hub.say(self.id, m.room, m.text) {
+            Ok((room, n)) => self.reply(ok("SAY", &format!("{room} {n}"))),
+            Err(code) => self.room_error(code, m.room),
+        }
+    }
+
+    fn rooms(&self) {
+        let rooms = self.hub.rooms();
+        let mut out = bytes::BytesMut::new();
+        for r in &rooms {
+            ServerLine::Room {
+                room: Cow::Borrowed(&r.name),
+                members: r.members,
+                topic: Cow::Borrowed(r.topic.as_deref().unwrap_or("")),
+            }
+            .write_to(&mut out);
+        }
+        ServerLine::Ok {
+            verb: Cow::Borrowed("ROOMS"),
+            detail: Cow::Owned(rooms.len().to_string()),
+        }
+        .write_to(&mut out);
+        self.reply(out.freeze());
+    }
+
+    fn who(&self, w: RoomArg<'_>) {
+        match self.hub.who(w.room) {
+            Ok(lines) => self.reply(lines),
+            Err(code) => self.room_error(code, w.room),
+        }
+    }
+
+    fn topic(&self, t: Topic<'_>) {
+        match t.text {
+            Some(text) => match self.hub.set_topic(self.id, t.room, text) {
+                Ok(room) => self.reply(ok("TOPIC", &room)),
+                Err(code) => self.room_error(code, t.room),
+            },
+            None => match self.hub.topic(t.room) {
+                Ok((room, topic)) => {
+                    let mut out = bytes::BytesMut::new();
+                    if let Some(t) = topic {
+                        ServerLine::Topic {
+                            room: Cow::Borrowed(&room),
+                            by: Cow::Borrowed(&t.by),
+                            text: Cow::Borrowed(&t.text),
+                        }
+                        .write_to(&mut out);
+                    }
+                    ServerLine::Ok {
+                        verb: Cow::Borrowed("TOPIC"),
+                        detail: Cow::Borrowed(&room),
+                    }
+                    .write_to(&mut out);
+                    self.reply(out.freeze());
+                }
+                Err(code) => self.room_error(code, t.room),
+            },
+        }
+    }
+
+    fn kick(&self, k: Kick<'_>) {
+        match self.hub.kick(self.id, k.room, k.user, k.reason) {
+            Ok((room, user)) => {
+                info!(room = %room, user = %user, by = self.name(), "kicked");
+                self.reply(ok("KICK", &format!("{room} {user}")));
+            }
+            Err(ErrorCode::NoSuchUser) => self.reply(err(
+                ErrorCode::NoSuchUser,
+                format!("no user named {} is online", k.user),
+            )),
+            Err(code) => self.room_error(code, k.room),
+        }
+    }
+
+    /// An error about a room, naming it.
+    fn room_error(&self, code: ErrorCode, room: &str) {
+        let text = match code {
+            ErrorCode::NoSuchRoom => format!("no room named {room}"),
+            ErrorCode::NotInRoom => format!("you are not in {room}"),
+            ErrorCode::AlreadyInRoom => format!("you are already in {room}"),
+            ErrorCode::NotOperator => format!("only operators of {room} may do that"),
+            ErrorCode::UserNotInRoom => format!("that user is not in {room}"),
+            ErrorCode::RoomFull => format!("{room} is full"),
+            _ => code.default_text().to_owned(),
+        };
+        self.reply(err(code, text));
+    }
+
     /// Leaves the hub (if registered); called once when the connection ends.
     pub fn leave(&mut self) {
-        if let Some(name) = self.name.take() {
-            self.hub.leave(self.id, &name);
+        if self.name.take().is_some() {
+            self.hub.leave(self.id);
         }
     }
 }

@@ -166,3 +166,25 @@ impl ClientExt for Client {
         assert_eq!(self.text().await, "OK HELP");
     }
 }
+
+/// Like [`ClientExt::expect_quiet`], but lets presence and room events through: proves no
+/// further chat line (MESSAGE, DM or SAY) is queued for this client.
+pub trait QuietAfterEvents {
+    fn expect_quiet_after_events(&mut self) -> impl Future<Output = ()>;
+}
+
+impl QuietAfterEvents for Client {
+    async fn expect_quiet_after_events(&mut self) {
+        self.say("HELP CLOSE").await;
+        loop {
+            match self.line().await {
+                ServerLine::Help { .. } => break,
+                ServerLine::Message { .. } | ServerLine::Dm { .. } | ServerLine::Say { .. } => {
+                    panic!("a chat line arrived twice")
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(self.text().await, "OK HELP");
+    }
+}
