@@ -20,6 +20,41 @@ pub struct Config {
     pub keepalive: Duration,
     /// Limits on rooms.
     pub rooms: RoomLimits,
+    /// The IRC side's settings.
+    pub irc: IrcConfig,
+}
+
+/// How the server presents itself to IRC clients.
+#[derive(Debug, Clone)]
+pub struct IrcConfig {
+    /// The server's name, the source of numerics (`:natter 001 ...`).
+    pub server_name: String,
+    /// One line describing the server (WHOIS, LINKS-style answers, the welcome).
+    pub description: String,
+    /// The channel through which IRC users take part in Everyone.
+    pub everyone_channel: String,
+    /// Whether IRC users join the everyone channel on registration.
+    pub auto_join: bool,
+    /// Message of the day, line by line; none answers 422.
+    pub motd: Option<String>,
+    /// How long an IRC client may be silent before it is sent a PING.
+    pub ping_after: Duration,
+    /// How long it then has to answer before it is disconnected.
+    pub ping_timeout: Duration,
+}
+
+impl Default for IrcConfig {
+    fn default() -> Self {
+        Self {
+            server_name: "natter".into(),
+            description: "natter chat".into(),
+            everyone_channel: "#everyone".into(),
+            auto_join: true,
+            motd: None,
+            ping_after: Duration::from_secs(120),
+            ping_timeout: Duration::from_secs(60),
+        }
+    }
 }
 
 impl Default for Config {
@@ -32,6 +67,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(5),
             keepalive: Duration::from_secs(60),
             rooms: RoomLimits::default(),
+            irc: IrcConfig::default(),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The hub: who is registered, which rooms exist, and fan-out of every line to the right
+//! The hub: who is registered, which rooms exist, and fan-out of every event to the right
 //! outboxes.
 //!
 //! All routing state sits behind one `RwLock`. Every message (MESSAGE, DM, SAY) takes it for
@@ -8,25 +8,31 @@
 //! neither does fan-out.
 //!
 //! Everyone and every room are the same thing, an [`Audience`]: a vector of seats, each holding
-//! its member's outbox. A line is formatted once into a [`Bytes`] and every seat's outbox gets
-//! a reference-counted handle to the same memory, so a delivery costs the same in a busy room
-//! as in Everyone.
+//! its member's outbox and how it wants lines written. An event is rendered at most once per
+//! flavor ([`Lines`]) and every seat's outbox gets a reference-counted handle to the same
+//! bytes, so a delivery costs the same in a busy room as in Everyone.
 //!
-//! Membership events (ONLINE, RENAMED, OFFLINE, JOINED, PARTED, KICKED, TOPIC, OPERATOR) are
-//! pushed while the write lock is held, so every client sees membership change in one global
-//! order, consistent with the messages around it.
+//! Membership events are pushed while the write lock is held, so every client sees membership
+//! change in one global order, consistent with the messages around it.
+//!
+//! IRC users take part in Everyone through a channel (`IrcNames::everyone`) that they may
+//! leave; natives are always in Everyone. IRC users see presence only for people they share a
+//! channel with, as IRC clients expect.
 
+use crate::event::{Event, Flavor, IrcNames, Lines, Who};
 use crate::outbox::Outbox;
 use crate::stats::Stats;
-use bytes::{Bytes, BytesMut};
-use natter_proto::{ErrorCode, ServerLine, name, room as room_name};
-use std::borrow::Cow;
-use std::collections::HashMap;
+use bytes::Bytes;
+use natter_proto::{ErrorCode, name, room as room_name};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Identifies one connection for the life of the server.
 pub type ClientId = u64;
+
+/// Host part of every IRC source mask: users' addresses are nobody else's business.
+const MASK_HOST: &str = "natter";
 
 /// Limits on rooms, all configurable.
 #[derive(Debug, Clone)]
@@ -64,6 +70,8 @@ pub struct Hub {
     closing: AtomicBool,
     /// Room limits.
     limits: RoomLimits,
+    /// Names the IRC side renders with.
+    irc: IrcNames,
 }
 
 #[derive(Debug, Default)]
@@ -72,7 +80,7 @@ struct State {
     users: HashMap<ClientId, User>,
     /// Registered users by folded name: the uniqueness of names.
     names: HashMap<String, ClientId>,
-    /// Every registered user: the audience of MESSAGE and of presence events.
+    /// Everyone: every native user and the IRC users in the everyone channel.
     everyone: Audience,
     /// Rooms by folded name.
     rooms: HashMap<String, Room>,
@@ -85,10 +93,43 @@ struct State {
 struct User {
     /// The name as the user typed it (case kept).
     name: Arc<str>,
+    /// The IRC user name (`ident`), shown in masks and WHOIS.
+    ident: Arc<str>,
+    /// The IRC source mask, `name!ident@host`.
+    mask: Arc<str>,
     /// Where lines for this user go.
     outbox: Arc<Outbox>,
+    /// How this user wants lines written.
+    flavor: Flavor,
     /// Folded names of the rooms the user is in.
     rooms: Vec<String>,
+    /// Whether the user is in the Everyone audience.
+    in_everyone: bool,
+    /// The away message, if the user set one (IRC AWAY).
+    away: Option<Arc<str>>,
+}
+
+impl User {
+    fn who(&self) -> Who<'_> {
+        Who {
+            name: &self.name,
+            mask: &self.mask,
+        }
+    }
+
+    fn seat(&self, id: ClientId, op: bool, since: u64) -> Seat {
+        Seat {
+            id,
+            outbox: self.outbox.clone(),
+            flavor: self.flavor,
+            op,
+            since,
+        }
+    }
+}
+
+fn mask(name: &str, ident: &str) -> Arc<str> {
+    Arc::from(format!("{name}!{ident}@{MASK_HOST}"))
 }
 
 /// A room.
@@ -102,7 +143,18 @@ struct Room {
     members: Audience,
 }
 
-/// A set of recipients that a line can be sent to in one pass.
+/// A room's topic and who set it.
+#[derive(Debug, Clone)]
+pub struct RoomTopic {
+    /// Who set it.
+    pub by: Arc<str>,
+    /// The topic.
+    pub text: Arc<str>,
+    /// When it was set, in seconds since the Unix epoch (IRC shows it).
+    pub at: u64,
+}
+
+/// A set of recipients that an event can be sent to in one pass.
 #[derive(Debug, Default)]
 struct Audience {
     /// The members, in no particular order; iterated for every delivery.
@@ -118,6 +170,8 @@ struct Seat {
     id: ClientId,
     /// The member's outbox, here so that fan-out needs no lookup.
     outbox: Arc<Outbox>,
+    /// How the member wants lines written, here for the same reason.
+    flavor: Flavor,
     /// Whether the member is an operator (rooms only).
     op: bool,
     /// When the member joined, in join order.
@@ -137,6 +191,10 @@ impl Audience {
         self.index.get(&id).map(|&i| &self.seats[i])
     }
 
+    fn get_mut(&mut self, id: ClientId) -> Option<&mut Seat> {
+        self.index.get(&id).map(|&i| &mut self.seats[i])
+    }
+
     fn insert(&mut self, seat: Seat) {
         self.index.insert(seat.id, self.seats.len());
         self.seats.push(seat);
@@ -151,11 +209,13 @@ impl Audience {
         Some(seat)
     }
 
-    /// Sends `bytes` to every member but `except`; returns how many got it.
-    fn send_except(&self, except: ClientId, bytes: &Bytes) -> usize {
+    /// Sends the event to every member but `except`; returns how many got it.
+    fn send(&self, lines: &Lines<'_>, except: Option<ClientId>) -> usize {
         let mut n = 0;
         for s in &self.seats {
-            if s.id != except {
+            if Some(s.id) != except
+                && let Some(bytes) = lines.get(s.flavor)
+            {
                 // An overflow is handled by the recipient's own connection task, which the
                 // push woke; the sender just moves on.
                 s.outbox.push(bytes.clone());
@@ -163,10 +223,6 @@ impl Audience {
             }
         }
         n
-    }
-
-    fn send_all(&self, bytes: &Bytes) {
-        self.send_except(ClientId::MAX, bytes);
     }
 
     /// If nobody is an operator, makes the longest-standing member one and returns its id.
@@ -178,14 +234,6 @@ impl Audience {
         eldest.op = true;
         Some(eldest.id)
     }
-}
-
-fn line(l: ServerLine<'_>) -> Bytes {
-    l.to_bytes()
-}
-
-fn b(s: &str) -> Cow<'_, str> {
-    Cow::Borrowed(s)
 }
 
 /// What a successful REGISTER did.
@@ -202,16 +250,7 @@ pub enum Registered {
     Unchanged,
 }
 
-/// A room's topic and who set it.
-#[derive(Debug, Clone)]
-pub struct RoomTopic {
-    /// Who set it.
-    pub by: Arc<str>,
-    /// The topic.
-    pub text: Arc<str>,
-}
-
-/// A room as ROOMS shows it.
+/// A room as ROOMS and LIST show it.
 #[derive(Debug, Clone)]
 pub struct RoomSummary {
     /// The room's name.
@@ -222,29 +261,86 @@ pub struct RoomSummary {
     pub topic: Option<Arc<str>>,
 }
 
-/// Why a user leaves a room, for the PARTED line.
-#[derive(Debug, Clone, Copy)]
-enum Departure<'a> {
-    /// PART, with the user's reason.
-    Part(Option<&'a str>),
-    /// The connection ended.
-    Disconnect,
+/// One member as JOIN, WHO and NAMES show it.
+#[derive(Debug, Clone)]
+pub struct MemberView {
+    /// The member's name.
+    pub name: Arc<str>,
+    /// The member's IRC user name.
+    pub ident: Arc<str>,
+    /// Whether the member is an operator of the room.
+    pub op: bool,
+    /// Whether the member set an away message.
+    pub away: bool,
+}
+
+/// A room (or the everyone channel) as its members are shown.
+#[derive(Debug, Clone)]
+pub struct RoomView {
+    /// The room's name.
+    pub name: Arc<str>,
+    /// Its topic, if any.
+    pub topic: Option<RoomTopic>,
+    /// Its members, operators first, then by name ignoring case.
+    pub members: Vec<MemberView>,
+}
+
+/// A user as WHOIS and USERHOST show it.
+#[derive(Debug, Clone)]
+pub struct UserView {
+    /// The name.
+    pub name: Arc<str>,
+    /// The IRC user name.
+    pub ident: Arc<str>,
+    /// Whether the user speaks IRC (or else natter's line protocol).
+    pub irc: bool,
+    /// The rooms the user is in, `@` before those they operate.
+    pub rooms: Vec<String>,
+    /// The away message, if any.
+    pub away: Option<Arc<str>>,
+}
+
+/// Who a DM reached.
+#[derive(Debug, Clone)]
+pub struct DmTarget {
+    /// The recipient's name as registered.
+    pub name: Arc<str>,
+    /// The recipient's away message, if any (IRC answers 301 with it).
+    pub away: Option<Arc<str>>,
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl Hub {
     /// An empty hub reporting to `stats`.
-    pub fn new(stats: Arc<Stats>, limits: RoomLimits) -> Self {
+    pub fn new(stats: Arc<Stats>, limits: RoomLimits, irc: IrcNames) -> Self {
         Self {
             state: RwLock::new(State::default()),
             stats,
             closing: AtomicBool::new(false),
             limits,
+            irc,
         }
     }
 
     /// The server's counters.
     pub fn stats(&self) -> &Arc<Stats> {
         &self.stats
+    }
+
+    /// The names IRC rendering uses.
+    pub fn irc_names(&self) -> &IrcNames {
+        &self.irc
+    }
+
+    /// The room limits.
+    pub fn limits(&self) -> &RoomLimits {
+        &self.limits
     }
 
     fn read(&self) -> RwLockReadGuard<'_, State> {
@@ -257,90 +353,182 @@ impl Hub {
         self.state.write().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn lines<'a>(&'a self, e: Event<'a>) -> Lines<'a> {
+        Lines::new(e, &self.irc)
+    }
+
     /// Marks the hub as shutting down (see the `closing` field).
     pub fn close(&self) {
         self.closing.store(true, Ordering::Relaxed);
     }
 
+    fn is_everyone(&self, room: &str) -> bool {
+        room.eq_ignore_ascii_case(&self.irc.everyone)
+    }
+
     /// Registers client `id` as `name`, or renames it if it is registered already.
+    ///
+    /// Natives are in Everyone from the start; IRC users join the everyone channel separately
+    /// ([`Hub::join_everyone`]). `ident` is the IRC user name (the name itself for natives).
     pub fn register(
         &self,
         id: ClientId,
         outbox: &Arc<Outbox>,
         name: &str,
+        flavor: Flavor,
+        ident: Option<&str>,
     ) -> Result<(Registered, Arc<str>), ErrorCode> {
         let key = name::fold(name);
-        let mut st = self.write();
-        let st = &mut *st;
+        let mut guard = self.write();
+        let st = &mut *guard;
         let taken_by_other = st.names.get(&key).is_some_and(|&other| other != id);
-        if let Some(user) = st.users.get_mut(&id) {
+        if let Some(user) = st.users.get(&id) {
             if *user.name == *name {
                 return Ok((Registered::Unchanged, user.name.clone()));
             }
             if taken_by_other {
                 return Err(ErrorCode::NameTaken);
             }
-            let old = std::mem::replace(&mut user.name, Arc::from(name));
-            st.names.remove(&name::fold(&old));
-            st.names.insert(key, id);
-            let ev = line(ServerLine::Renamed {
-                old: b(&old),
-                new: b(name),
-            });
-            st.everyone.send_except(id, &ev);
-            return Ok((Registered::Renamed { old }, user.name.clone()));
+            return Ok(self.rename(st, id, name, key));
         }
         if taken_by_other {
             return Err(ErrorCode::NameTaken);
         }
         let name: Arc<str> = Arc::from(name);
-        st.names.insert(key, id);
-        st.users.insert(
-            id,
-            User {
-                name: name.clone(),
-                outbox: outbox.clone(),
-                rooms: Vec::new(),
-            },
-        );
-        st.joins += 1;
-        st.everyone.insert(Seat {
-            id,
+        let ident: Arc<str> = Arc::from(ident.unwrap_or(&name));
+        let in_everyone = flavor == Flavor::Native;
+        let user = User {
+            mask: mask(&name, &ident),
+            name: name.clone(),
+            ident,
             outbox: outbox.clone(),
-            op: false,
-            since: st.joins,
+            flavor,
+            rooms: Vec::new(),
+            in_everyone,
+            away: None,
+        };
+        st.joins += 1;
+        if in_everyone {
+            st.everyone.insert(user.seat(id, false, st.joins));
+        }
+        let ev = self.lines(Event::Online {
+            who: user.who(),
+            in_everyone,
         });
+        st.everyone.send(&ev, Some(id));
+        drop(ev);
+        st.names.insert(key, id);
+        st.users.insert(id, user);
         self.stats.set_registered(st.users.len());
-        let ev = line(ServerLine::Online { name: b(&name) });
-        st.everyone.send_except(id, &ev);
         Ok((Registered::New, name))
     }
 
+    fn rename(
+        &self,
+        st: &mut State,
+        id: ClientId,
+        name: &str,
+        key: String,
+    ) -> (Registered, Arc<str>) {
+        let Some(user) = st.users.get_mut(&id) else {
+            unreachable!("rename of a registered user");
+        };
+        let old_name = std::mem::replace(&mut user.name, Arc::from(name));
+        let old_mask = std::mem::replace(&mut user.mask, mask(name, &user.ident));
+        st.names.remove(&name::fold(&old_name));
+        st.names.insert(key, id);
+        let user = &st.users[&id];
+        let ev = self.lines(Event::Renamed {
+            old: Who {
+                name: &old_name,
+                mask: &old_mask,
+            },
+            new: name,
+        });
+        st.everyone.send(&ev, Some(id));
+        // IRC users outside the everyone channel hear of it if they share a room.
+        for id in Self::irc_roommates_outside_everyone(st, user) {
+            Self::send_to(st, id, &ev);
+        }
+        (
+            Registered::Renamed { old: old_name },
+            st.users[&id].name.clone(),
+        )
+    }
+
+    /// IRC users who share a room with `user` but are not in Everyone, each once.
+    fn irc_roommates_outside_everyone(st: &State, user: &User) -> Vec<ClientId> {
+        let mut seen = HashSet::new();
+        for key in &user.rooms {
+            if let Some(r) = st.rooms.get(key) {
+                for s in &r.members.seats {
+                    if matches!(s.flavor, Flavor::Irc { .. })
+                        && !st.everyone.contains(s.id)
+                        && st.users.get(&s.id).is_some_and(|u| !std::ptr::eq(u, user))
+                    {
+                        seen.insert(s.id);
+                    }
+                }
+            }
+        }
+        seen.into_iter().collect()
+    }
+
+    fn send_to(st: &State, id: ClientId, lines: &Lines<'_>) {
+        if let Some(u) = st.users.get(&id)
+            && let Some(b) = lines.get(u.flavor)
+        {
+            u.outbox.push(b.clone());
+        }
+    }
+
     /// Removes a registered user from every room and from Everyone, telling those who stay.
-    pub fn leave(&self, id: ClientId) {
-        let mut st = self.write();
-        let st = &mut *st;
+    pub fn leave(&self, id: ClientId, reason: &str) {
+        let mut guard = self.write();
+        let st = &mut *guard;
+        let Some(user) = st.users.get(&id) else {
+            return;
+        };
+        let quiet = self.closing.load(Ordering::Relaxed);
+        let irc_quit = if quiet {
+            Vec::new()
+        } else {
+            Self::irc_roommates_outside_everyone(st, user)
+        };
         let Some(user) = st.users.remove(&id) else {
             return;
         };
         st.names.remove(&name::fold(&user.name));
         st.everyone.remove(id);
         self.stats.set_registered(st.users.len());
-        let quiet = self.closing.load(Ordering::Relaxed);
         for key in &user.rooms {
-            Self::depart(st, key, id, &user.name, Departure::Disconnect, quiet);
+            self.depart(st, key, id, user.who(), "disconnected", true, quiet);
         }
         if !quiet {
-            let ev = line(ServerLine::Offline {
-                name: b(&user.name),
+            let ev = self.lines(Event::Offline {
+                who: user.who(),
+                reason,
             });
-            st.everyone.send_all(&ev);
+            st.everyone.send(&ev, None);
+            for other in irc_quit {
+                Self::send_to(st, other, &ev);
+            }
         }
     }
 
     /// Takes `id` out of the room `key` and tells the members who stay; removes the room
     /// when it is empty and hands it to a new operator when its last one left.
-    fn depart(st: &mut State, key: &str, id: ClientId, who: &str, why: Departure<'_>, quiet: bool) {
+    #[allow(clippy::too_many_arguments)] // All of them describe the one departure.
+    fn depart(
+        &self,
+        st: &mut State,
+        key: &str,
+        id: ClientId,
+        who: Who<'_>,
+        reason: &str,
+        disconnect: bool,
+        quiet: bool,
+    ) {
         let Some(room) = st.rooms.get_mut(key) else {
             return;
         };
@@ -350,45 +538,79 @@ impl Hub {
             return;
         }
         if !quiet {
-            let reason = match why {
-                Departure::Part(r) => r.unwrap_or(""),
-                Departure::Disconnect => "disconnected",
-            };
-            room.members.send_all(&line(ServerLine::Parted {
-                room: b(&room.name),
-                name: b(who),
-                reason: b(reason),
-            }));
+            room.members.send(
+                &self.lines(Event::Parted {
+                    room: &room.name,
+                    who,
+                    reason,
+                    disconnect,
+                }),
+                None,
+            );
         }
-        Self::hand_over(room, &st.users);
+        self.hand_over(room, &st.users);
     }
 
-    fn hand_over(room: &mut Room, users: &HashMap<ClientId, User>) {
+    fn hand_over(&self, room: &mut Room, users: &HashMap<ClientId, User>) {
         if let Some(op) = room.members.ensure_operator()
             && let Some(u) = users.get(&op)
         {
-            room.members.send_all(&line(ServerLine::Operator {
-                room: b(&room.name),
-                name: b(&u.name),
-            }));
+            room.members.send(
+                &self.lines(Event::Operator {
+                    room: &room.name,
+                    name: &u.name,
+                }),
+                None,
+            );
         }
     }
 
-    /// Sends `bytes` (whole lines) to every registered user but `from`; returns how many got it.
-    pub fn broadcast(&self, from: ClientId, bytes: &Bytes) -> usize {
-        self.read().everyone.send_except(from, bytes)
+    /// Sends `text` from `id` to Everyone but the sender; returns how many got it.
+    pub fn broadcast(&self, id: ClientId, text: &str, notice: bool) -> Result<usize, ErrorCode> {
+        let st = self.read();
+        let from = st.users.get(&id).ok_or(ErrorCode::NotRegistered)?;
+        if !from.in_everyone {
+            return Err(ErrorCode::NotInRoom);
+        }
+        let ev = self.lines(Event::Message {
+            from: from.who(),
+            text,
+            notice,
+        });
+        Ok(st.everyone.send(&ev, Some(id)))
     }
 
-    /// Sends `bytes` to the user named `to` (ignoring case); returns the name as registered.
-    pub fn direct(&self, to: &str, bytes: Bytes) -> Result<Arc<str>, ErrorCode> {
+    /// Sends `text` from `id` to the user named `to` (ignoring case).
+    pub fn direct(
+        &self,
+        id: ClientId,
+        to: &str,
+        text: &str,
+        notice: bool,
+    ) -> Result<DmTarget, ErrorCode> {
         let st = self.read();
-        let user = st
+        let from = st.users.get(&id).ok_or(ErrorCode::NotRegistered)?;
+        let target = st
             .names
             .get(&name::fold(to))
             .and_then(|id| st.users.get(id))
             .ok_or(ErrorCode::NoSuchUser)?;
-        user.outbox.push(bytes);
-        Ok(user.name.clone())
+        if std::ptr::eq(from, target) {
+            return Err(ErrorCode::CannotDmSelf);
+        }
+        let ev = self.lines(Event::Dm {
+            from: from.who(),
+            to: &target.name,
+            text,
+            notice,
+        });
+        if let Some(b) = ev.get(target.flavor) {
+            target.outbox.push(b.clone());
+        }
+        Ok(DmTarget {
+            name: target.name.clone(),
+            away: target.away.clone(),
+        })
     }
 
     /// The registered users' names, sorted ignoring case.
@@ -401,20 +623,93 @@ impl Hub {
             .collect()
     }
 
+    /// A user's details, for WHOIS, USERHOST and ISON.
+    pub fn user(&self, name: &str) -> Option<UserView> {
+        let st = self.read();
+        let id = *st.names.get(&name::fold(name))?;
+        let u = st.users.get(&id)?;
+        let mut rooms: Vec<String> = u
+            .rooms
+            .iter()
+            .filter_map(|k| st.rooms.get(k))
+            .map(|r| {
+                let op = r.members.get(id).is_some_and(|s| s.op);
+                format!("{}{}", if op { "@" } else { "" }, r.name)
+            })
+            .collect();
+        if u.in_everyone {
+            rooms.insert(0, self.irc.everyone.clone());
+        }
+        Some(UserView {
+            name: u.name.clone(),
+            ident: u.ident.clone(),
+            irc: matches!(u.flavor, Flavor::Irc { .. }),
+            rooms,
+            away: u.away.clone(),
+        })
+    }
+
+    /// Sets or clears a user's away message.
+    pub fn set_away(&self, id: ClientId, away: Option<&str>) {
+        if let Some(u) = self.write().users.get_mut(&id) {
+            u.away = away.map(Arc::from);
+        }
+    }
+
+    fn view(
+        users: &HashMap<ClientId, User>,
+        name: &Arc<str>,
+        topic: Option<&RoomTopic>,
+        members: &Audience,
+    ) -> RoomView {
+        let mut members: Vec<MemberView> = members
+            .seats
+            .iter()
+            .filter_map(|s| {
+                users.get(&s.id).map(|u| MemberView {
+                    name: u.name.clone(),
+                    ident: u.ident.clone(),
+                    op: s.op,
+                    away: u.away.is_some(),
+                })
+            })
+            .collect();
+        members.sort_unstable_by(|a, b| {
+            b.op.cmp(&a.op).then_with(|| {
+                a.name
+                    .to_ascii_lowercase()
+                    .cmp(&b.name.to_ascii_lowercase())
+            })
+        });
+        RoomView {
+            name: name.clone(),
+            topic: topic.cloned(),
+            members,
+        }
+    }
+
     /// Joins `id` to `room`, creating it (with `id` as operator) if it does not exist.
     ///
-    /// The joiner's answer (members, topic, `OK JOIN`) is queued here, under the lock, so it
-    /// reaches the joiner before anything said in the room after the join.
-    pub fn join(&self, id: ClientId, room: &str) -> Result<(), ErrorCode> {
+    /// `answer` renders the joiner's answer from the room as it is after the join; it is
+    /// queued here, under the lock, so it reaches the joiner before anything said in the room
+    /// after the join.
+    pub fn join(
+        &self,
+        id: ClientId,
+        room: &str,
+        answer: impl FnOnce(&RoomView) -> Bytes,
+    ) -> Result<(), ErrorCode> {
+        if self.is_everyone(room) {
+            return Err(ErrorCode::InvalidRoomName);
+        }
         let key = room_name::fold(room);
-        let mut st = self.write();
-        let st = &mut *st;
+        let mut guard = self.write();
+        let st = &mut *guard;
         let user = st.users.get(&id).ok_or(ErrorCode::NotRegistered)?;
         if user.rooms.len() >= self.limits.per_user {
             return Err(ErrorCode::TooManyRooms);
         }
-        let exists = st.rooms.get(&key);
-        if let Some(r) = exists {
+        if let Some(r) = st.rooms.get(&key) {
             if r.members.contains(id) {
                 return Err(ErrorCode::AlreadyInRoom);
             }
@@ -431,63 +726,83 @@ impl Hub {
         });
         let creator = r.members.len() == 0;
         st.joins += 1;
-        r.members.insert(Seat {
-            id,
-            outbox: user.outbox.clone(),
-            op: creator,
-            since: st.joins,
-        });
-        let outbox = user.outbox.clone();
-        let joiner = user.name.clone();
-        r.members.send_except(
-            id,
-            &line(ServerLine::Joined {
-                room: b(&r.name),
-                name: b(&joiner),
+        r.members.insert(user.seat(id, creator, st.joins));
+        r.members.send(
+            &self.lines(Event::Joined {
+                room: &r.name,
+                who: user.who(),
             }),
+            Some(id),
         );
-        let mut out = BytesMut::new();
-        Self::write_members(&mut out, r, &st.users);
-        if let Some(t) = &r.topic {
-            ServerLine::Topic {
-                room: b(&r.name),
-                by: b(&t.by),
-                text: b(&t.text),
-            }
-            .write_to(&mut out);
-        }
-        ServerLine::Ok {
-            verb: b("JOIN"),
-            detail: Cow::Owned(format!("{} {}", r.name, r.members.len())),
-        }
-        .write_to(&mut out);
-        outbox.push(out.freeze());
+        let view = Self::view(&st.users, &r.name, r.topic.as_ref(), &r.members);
+        user.outbox.push(answer(&view));
         if let Some(u) = st.users.get_mut(&id) {
             u.rooms.push(key);
         }
         Ok(())
     }
 
-    /// `MEMBER` lines for a room: operators first, then by name.
-    fn write_members(out: &mut BytesMut, r: &Room, users: &HashMap<ClientId, User>) {
-        let mut members: Vec<(bool, &Arc<str>)> = r
-            .members
-            .seats
-            .iter()
-            .filter_map(|s| users.get(&s.id).map(|u| (s.op, &u.name)))
-            .collect();
-        members.sort_unstable_by(|a, b| {
-            b.0.cmp(&a.0)
-                .then_with(|| a.1.to_ascii_lowercase().cmp(&b.1.to_ascii_lowercase()))
-        });
-        for (op, name) in members {
-            ServerLine::Member {
-                room: b(&r.name),
-                name: b(name),
-                op,
-            }
-            .write_to(out);
+    /// Puts an IRC user into the everyone channel; `answer` as for [`Hub::join`].
+    pub fn join_everyone(
+        &self,
+        id: ClientId,
+        answer: impl FnOnce(&RoomView) -> Bytes,
+    ) -> Result<(), ErrorCode> {
+        let mut guard = self.write();
+        let st = &mut *guard;
+        let user = st.users.get(&id).ok_or(ErrorCode::NotRegistered)?;
+        if user.in_everyone {
+            return Err(ErrorCode::AlreadyInRoom);
         }
+        st.joins += 1;
+        st.everyone.insert(user.seat(id, false, st.joins));
+        st.everyone.send(
+            &self.lines(Event::EveryoneMembership {
+                who: user.who(),
+                joined: true,
+            }),
+            Some(id),
+        );
+        let name: Arc<str> = Arc::from(self.irc.everyone.as_str());
+        let view = Self::view(&st.users, &name, None, &st.everyone);
+        user.outbox.push(answer(&view));
+        if let Some(u) = st.users.get_mut(&id) {
+            u.in_everyone = true;
+        }
+        Ok(())
+    }
+
+    /// Takes an IRC user out of the everyone channel.
+    pub fn part_everyone(&self, id: ClientId) -> Result<(), ErrorCode> {
+        let mut guard = self.write();
+        let st = &mut *guard;
+        let user = st.users.get_mut(&id).ok_or(ErrorCode::NotRegistered)?;
+        if !user.in_everyone || user.flavor == Flavor::Native {
+            return Err(ErrorCode::NotInRoom);
+        }
+        user.in_everyone = false;
+        st.everyone.remove(id);
+        let user = &st.users[&id];
+        st.everyone.send(
+            &self.lines(Event::EveryoneMembership {
+                who: user.who(),
+                joined: false,
+            }),
+            None,
+        );
+        Ok(())
+    }
+
+    /// The everyone channel as NAMES shows it.
+    pub fn everyone_view(&self) -> RoomView {
+        let st = self.read();
+        let name: Arc<str> = Arc::from(self.irc.everyone.as_str());
+        Self::view(&st.users, &name, None, &st.everyone)
+    }
+
+    /// Whether `id` is in the Everyone audience.
+    pub fn in_everyone(&self, id: ClientId) -> bool {
+        self.read().everyone.contains(id)
     }
 
     /// Takes `id` out of `room`; returns the room's name.
@@ -498,19 +813,34 @@ impl Hub {
         reason: Option<&str>,
     ) -> Result<Arc<str>, ErrorCode> {
         let key = room_name::fold(room);
-        let mut st = self.write();
-        let st = &mut *st;
+        let mut guard = self.write();
+        let st = &mut *guard;
         let r = st.rooms.get(&key).ok_or(ErrorCode::NoSuchRoom)?;
         if !r.members.contains(id) {
             return Err(ErrorCode::NotInRoom);
         }
         let name = r.name.clone();
-        let Some(user) = st.users.get_mut(&id) else {
-            return Err(ErrorCode::NotRegistered);
-        };
+        let user = st.users.get_mut(&id).ok_or(ErrorCode::NotRegistered)?;
         user.rooms.retain(|k| *k != key);
-        let who = user.name.clone();
-        Self::depart(st, &key, id, &who, Departure::Part(reason), false);
+        let (who_name, who_mask) = (user.name.clone(), user.mask.clone());
+        // The IRC user who parts sees its own PART, as IRC clients expect.
+        if let Flavor::Irc { .. } = user.flavor {
+            let own = self.lines(Event::Parted {
+                room: &name,
+                who: Who {
+                    name: &who_name,
+                    mask: &who_mask,
+                },
+                reason: reason.unwrap_or(""),
+                disconnect: false,
+            });
+            Self::send_to(st, id, &own);
+        }
+        let who = Who {
+            name: &who_name,
+            mask: &who_mask,
+        };
+        self.depart(st, &key, id, who, reason.unwrap_or(""), false, false);
         Ok(name)
     }
 
@@ -521,6 +851,7 @@ impl Hub {
         id: ClientId,
         room: &str,
         text: &str,
+        notice: bool,
     ) -> Result<(Arc<str>, usize), ErrorCode> {
         let st = self.read();
         let r = st
@@ -531,12 +862,13 @@ impl Hub {
             return Err(ErrorCode::NotInRoom);
         }
         let from = st.users.get(&id).ok_or(ErrorCode::NotRegistered)?;
-        let bytes = line(ServerLine::Say {
-            room: b(&r.name),
-            from: b(&from.name),
-            text: b(text),
+        let ev = self.lines(Event::Say {
+            room: &r.name,
+            from: from.who(),
+            text,
+            notice,
         });
-        Ok((r.name.clone(), r.members.send_except(id, &bytes)))
+        Ok((r.name.clone(), r.members.send(&ev, Some(id))))
     }
 
     /// Every room, sorted by name.
@@ -560,41 +892,29 @@ impl Hub {
         v.into_iter().map(|(_, s)| s).collect()
     }
 
-    /// The `MEMBER` lines of `room` and `OK WHO` after them.
-    pub fn who(&self, room: &str) -> Result<Bytes, ErrorCode> {
-        let st = self.read();
-        let r = st
-            .rooms
-            .get(&room_name::fold(room))
-            .ok_or(ErrorCode::NoSuchRoom)?;
-        let mut out = BytesMut::new();
-        Self::write_members(&mut out, r, &st.users);
-        ServerLine::Ok {
-            verb: b("WHO"),
-            detail: Cow::Owned(format!("{} {}", r.name, r.members.len())),
-        }
-        .write_to(&mut out);
-        Ok(out.freeze())
+    /// How many are in the Everyone audience.
+    pub fn everyone_count(&self) -> usize {
+        self.read().everyone.len()
     }
 
-    /// The topic of `room` (its name, and who set what), if it exists.
-    pub fn topic(&self, room: &str) -> Result<(Arc<str>, Option<RoomTopic>), ErrorCode> {
+    /// A room's members and topic.
+    pub fn room(&self, room: &str) -> Result<RoomView, ErrorCode> {
         let st = self.read();
         let r = st
             .rooms
             .get(&room_name::fold(room))
             .ok_or(ErrorCode::NoSuchRoom)?;
-        Ok((r.name.clone(), r.topic.clone()))
+        Ok(Self::view(&st.users, &r.name, r.topic.as_ref(), &r.members))
     }
 
     /// Sets (or, with an empty text, clears) the topic of `room`; an operator's right. Every
-    /// member, the setter too, gets the `TOPIC` line. Returns the room's name.
+    /// member, the setter too, gets the topic event. Returns the room's name.
     pub fn set_topic(&self, id: ClientId, room: &str, text: &str) -> Result<Arc<str>, ErrorCode> {
         if text.len() > self.limits.topic_bytes {
             return Err(ErrorCode::TopicTooLong);
         }
-        let mut st = self.write();
-        let st = &mut *st;
+        let mut guard = self.write();
+        let st = &mut *guard;
         let r = st
             .rooms
             .get_mut(&room_name::fold(room))
@@ -603,21 +923,20 @@ impl Hub {
         if !seat.op {
             return Err(ErrorCode::NotOperator);
         }
-        let by = st
-            .users
-            .get(&id)
-            .ok_or(ErrorCode::NotRegistered)?
-            .name
-            .clone();
+        let by = st.users.get(&id).ok_or(ErrorCode::NotRegistered)?;
         r.topic = (!text.is_empty()).then(|| RoomTopic {
-            by: by.clone(),
+            by: by.name.clone(),
             text: Arc::from(text),
+            at: now_secs(),
         });
-        r.members.send_all(&line(ServerLine::Topic {
-            room: b(&r.name),
-            by: b(&by),
-            text: b(text),
-        }));
+        r.members.send(
+            &self.lines(Event::Topic {
+                room: &r.name,
+                by: by.who(),
+                text,
+            }),
+            None,
+        );
         Ok(r.name.clone())
     }
 
@@ -631,9 +950,9 @@ impl Hub {
         reason: Option<&str>,
     ) -> Result<(Arc<str>, Arc<str>), ErrorCode> {
         let key = room_name::fold(room);
-        let mut st = self.write();
-        let st = &mut *st;
-        let r = st.rooms.get(&key).ok_or(ErrorCode::NoSuchRoom)?;
+        let mut guard = self.write();
+        let st = &mut *guard;
+        let r = st.rooms.get_mut(&key).ok_or(ErrorCode::NoSuchRoom)?;
         let seat = r.members.get(id).ok_or(ErrorCode::NotInRoom)?;
         if !seat.op {
             return Err(ErrorCode::NotOperator);
@@ -648,26 +967,59 @@ impl Hub {
         let (Some(by), Some(victim)) = (st.users.get(&id), st.users.get(&target_id)) else {
             return Err(ErrorCode::NoSuchUser);
         };
-        let (by, victim) = (by.name.clone(), victim.name.clone());
+        let victim_name = victim.name.clone();
         let room_display = r.name.clone();
-        r.members.send_all(&line(ServerLine::Kicked {
-            room: b(&room_display),
-            name: b(&victim),
-            by: b(&by),
-            reason: b(reason.unwrap_or("")),
-        }));
-        if let Some(u) = st.users.get_mut(&target_id) {
-            u.rooms.retain(|k| *k != key);
-        }
-        // Everyone who stays has seen the KICKED line already; no PARTED as well.
-        let r = st.rooms.get_mut(&key).ok_or(ErrorCode::NoSuchRoom)?;
+        r.members.send(
+            &self.lines(Event::Kicked {
+                room: &room_display,
+                name: &victim_name,
+                by: by.who(),
+                reason: reason.unwrap_or(""),
+            }),
+            None,
+        );
+        // Everyone who stays has seen the kick already; no PARTED as well.
         r.members.remove(target_id);
         if r.members.len() == 0 {
             st.rooms.remove(&key);
         } else {
-            Self::hand_over(r, &st.users);
+            self.hand_over(r, &st.users);
         }
-        Ok((room_display, victim))
+        if let Some(u) = st.users.get_mut(&target_id) {
+            u.rooms.retain(|k| *k != key);
+        }
+        Ok((room_display, victim_name))
+    }
+
+    /// Makes `target` an operator of `room` on behalf of operator `id` (IRC `MODE +o`).
+    pub fn op(&self, id: ClientId, room: &str, target: &str) -> Result<(), ErrorCode> {
+        let key = room_name::fold(room);
+        let mut guard = self.write();
+        let st = &mut *guard;
+        let r = st.rooms.get_mut(&key).ok_or(ErrorCode::NoSuchRoom)?;
+        if !r.members.get(id).ok_or(ErrorCode::NotInRoom)?.op {
+            return Err(ErrorCode::NotOperator);
+        }
+        let target_id = *st
+            .names
+            .get(&name::fold(target))
+            .ok_or(ErrorCode::NoSuchUser)?;
+        let seat = r
+            .members
+            .get_mut(target_id)
+            .ok_or(ErrorCode::UserNotInRoom)?;
+        if !seat.op {
+            seat.op = true;
+            let name = st.users[&target_id].name.clone();
+            r.members.send(
+                &self.lines(Event::Operator {
+                    room: &r.name,
+                    name: &name,
+                }),
+                None,
+            );
+        }
+        Ok(())
     }
 }
 
@@ -682,6 +1034,7 @@ mod tests {
             a.insert(Seat {
                 id,
                 outbox: Arc::new(Outbox::new(1024)),
+                flavor: Flavor::Native,
                 op: false,
                 since: id,
             });
@@ -696,6 +1049,5 @@ mod tests {
         }
         assert_eq!(a.ensure_operator(), Some(1));
         assert_eq!(a.ensure_operator(), None);
-        assert_eq!(a.send_except(1, &Bytes::from_static(b"x\n")), 5);
     }
 }

@@ -6,7 +6,8 @@
 //! - [`connection`]: the task that owns one socket: sniffs the protocol, reads and frames
 //!   lines, writes the outbox in batches, closes cleanly.
 //! - [`session`]: one client's protocol state; turns commands into hub operations and replies.
-//! - [`hub`]: who is registered, and fan-out of lines to outboxes.
+//! - [`hub`]: who is registered, which rooms exist, and fan-out of events to outboxes.
+//! - [`event`]: what the hub delivers, rendered once per kind of client (native, IRC).
 //! - [`outbox`]: a client's bounded outgoing queue and the slow-consumer policy.
 //! - [`stats`]: lock-free counters for logs and metrics.
 //! - [`config`]: limits and timings.
@@ -15,6 +16,7 @@
 
 pub mod config;
 pub mod connection;
+pub mod event;
 pub mod hub;
 pub mod listener;
 pub mod outbox;

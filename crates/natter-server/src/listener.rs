@@ -2,6 +2,7 @@
 
 use crate::config::Config;
 use crate::connection::{self, Shared};
+use crate::event::IrcNames;
 use crate::hub::Hub;
 use crate::session::bye;
 use crate::stats::Stats;
@@ -28,7 +29,14 @@ pub async fn run(
 ) -> io::Result<()> {
     let stats = Arc::new(Stats::default());
     let shared = Arc::new(Shared {
-        hub: Arc::new(Hub::new(stats.clone(), config.rooms.clone())),
+        hub: Arc::new(Hub::new(
+            stats.clone(),
+            config.rooms.clone(),
+            IrcNames {
+                server: config.irc.server_name.clone(),
+                everyone: config.irc.everyone_channel.clone(),
+            },
+        )),
         hello: ServerLine::Hello {
             text: Cow::Owned(format!(
                 "natter {}: type HELP for the list of commands",

@@ -5,11 +5,12 @@
 //! of its own, which keeps the protocol's rules in one synchronous place; the connection task
 //! feeds it lines and writes its outbox.
 
-use crate::hub::{ClientId, Hub, Registered};
+use crate::event::Flavor;
+use crate::hub::{ClientId, Hub, Registered, RoomView};
 use crate::outbox::Outbox;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use natter_proto::command::{Dm, Help, Kick, Message, Part, Register, RoomArg, Say, Topic};
-use natter_proto::{ByeReason, Command, ErrorCode, ServerLine, help, name};
+use natter_proto::{ByeReason, Command, ErrorCode, ServerLine, help};
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -153,7 +154,10 @@ impl Session {
     }
 
     fn register(&mut self, r: Register<'_>) {
-        match self.hub.register(self.id, &self.outbox, r.name) {
+        match self
+            .hub
+            .register(self.id, &self.outbox, r.name, Flavor::Native, None)
+        {
             Ok((how, name)) => {
                 match &how {
                     Registered::New => info!(
@@ -223,41 +227,47 @@ impl Session {
     }
 
     fn message(&self, m: Message<'_>) {
-        let from = self.name.as_deref().unwrap_or_default();
-        let line = ServerLine::Message {
-            from: Cow::Borrowed(from),
-            text: Cow::Borrowed(m.text),
-        }
-        .to_bytes();
-        match self.hub.broadcast(self.id, &line) {
-            0 => self.error(ErrorCode::NoRecipients),
-            n => self.reply(ok("MESSAGE", &n.to_string())),
+        match self.hub.broadcast(self.id, m.text, false) {
+            Ok(0) => self.error(ErrorCode::NoRecipients),
+            Ok(n) => self.reply(ok("MESSAGE", &n.to_string())),
+            Err(code) => self.error(code),
         }
     }
 
     fn dm(&self, d: Dm<'_>) {
-        let from = self.name.as_deref().unwrap_or_default();
-        if name::same(from, d.to) {
-            self.error(ErrorCode::CannotDmSelf);
-            return;
-        }
-        let line = ServerLine::Dm {
-            from: Cow::Borrowed(from),
-            text: Cow::Borrowed(d.text),
-        }
-        .to_bytes();
-        match self.hub.direct(d.to, line) {
-            Ok(to) => self.reply(ok("DM", &to)),
-            Err(code) => self.reply(err(code, format!("no user named {} is online", d.to))),
+        match self.hub.direct(self.id, d.to, d.text, false) {
+            Ok(to) => self.reply(ok("DM", &to.name)),
+            Err(ErrorCode::NoSuchUser) => self.reply(err(
+                ErrorCode::NoSuchUser,
+                format!("no user named {} is online", d.to),
+            )),
+            Err(code) => self.error(code),
         }
     }
 
     fn join(&self, j: RoomArg<'_>) {
-        // The hub queues the whole answer itself, in order with the room's traffic.
-        if let Err(code) = self.hub.join(self.id, j.room) {
-            self.room_error(code, j.room);
-        } else {
-            debug!(user = self.name(), room = j.room, "joined");
+        // The hub queues the answer itself, in order with the room's traffic.
+        let joined = self.hub.join(self.id, j.room, |view| {
+            let mut out = BytesMut::new();
+            write_members(&mut out, view);
+            if let Some(t) = &view.topic {
+                ServerLine::Topic {
+                    room: Cow::Borrowed(&view.name),
+                    by: Cow::Borrowed(&t.by),
+                    text: Cow::Borrowed(&t.text),
+                }
+                .write_to(&mut out);
+            }
+            ServerLine::Ok {
+                verb: Cow::Borrowed("JOIN"),
+                detail: Cow::Owned(format!("{} {}", view.name, view.members.len())),
+            }
+            .write_to(&mut out);
+            out.freeze()
+        });
+        match joined {
+            Ok(()) => debug!(user = self.name(), room = j.room, "joined"),
+            Err(code) => self.room_error(code, j.room),
         }
     }
 
@@ -269,7 +279,7 @@ impl Session {
     }
 
     fn say(&self, m: Say<'_>) {
-        match self.hub.say(self.id, m.room, m.text) {
+        match self.hub.say(self.id, m.room, m.text, false) {
             Ok((room, n)) => self.reply(ok("SAY", &format!("{room} {n}"))),
             Err(code) => self.room_error(code, m.room),
         }
@@ -295,8 +305,17 @@ impl Session {
     }
 
     fn who(&self, w: RoomArg<'_>) {
-        match self.hub.who(w.room) {
-            Ok(lines) => self.reply(lines),
+        match self.hub.room(w.room) {
+            Ok(view) => {
+                let mut out = BytesMut::new();
+                write_members(&mut out, &view);
+                ServerLine::Ok {
+                    verb: Cow::Borrowed("WHO"),
+                    detail: Cow::Owned(format!("{} {}", view.name, view.members.len())),
+                }
+                .write_to(&mut out);
+                self.reply(out.freeze());
+            }
             Err(code) => self.room_error(code, w.room),
         }
     }
@@ -307,20 +326,20 @@ impl Session {
                 Ok(room) => self.reply(ok("TOPIC", &room)),
                 Err(code) => self.room_error(code, t.room),
             },
-            None => match self.hub.topic(t.room) {
-                Ok((room, topic)) => {
-                    let mut out = bytes::BytesMut::new();
-                    if let Some(t) = topic {
+            None => match self.hub.room(t.room) {
+                Ok(view) => {
+                    let mut out = BytesMut::new();
+                    if let Some(topic) = &view.topic {
                         ServerLine::Topic {
-                            room: Cow::Borrowed(&room),
-                            by: Cow::Borrowed(&t.by),
-                            text: Cow::Borrowed(&t.text),
+                            room: Cow::Borrowed(&view.name),
+                            by: Cow::Borrowed(&topic.by),
+                            text: Cow::Borrowed(&topic.text),
                         }
                         .write_to(&mut out);
                     }
                     ServerLine::Ok {
                         verb: Cow::Borrowed("TOPIC"),
-                        detail: Cow::Borrowed(&room),
+                        detail: Cow::Borrowed(&view.name),
                     }
                     .write_to(&mut out);
                     self.reply(out.freeze());
@@ -348,6 +367,7 @@ impl Session {
     fn room_error(&self, code: ErrorCode, room: &str) {
         let text = match code {
             ErrorCode::NoSuchRoom => format!("no room named {room}"),
+            ErrorCode::InvalidRoomName => format!("{room} is reserved for Everyone"),
             ErrorCode::NotInRoom => format!("you are not in {room}"),
             ErrorCode::AlreadyInRoom => format!("you are already in {room}"),
             ErrorCode::NotOperator => format!("only operators of {room} may do that"),
@@ -361,8 +381,20 @@ impl Session {
     /// Leaves the hub (if registered); called once when the connection ends.
     pub fn leave(&mut self) {
         if self.name.take().is_some() {
-            self.hub.leave(self.id);
+            self.hub.leave(self.id, "disconnected");
         }
+    }
+}
+
+/// `MEMBER` lines for a room.
+fn write_members(out: &mut BytesMut, view: &RoomView) {
+    for m in &view.members {
+        ServerLine::Member {
+            room: Cow::Borrowed(&view.name),
+            name: Cow::Borrowed(&m.name),
+            op: m.op,
+        }
+        .write_to(out);
     }
 }
 

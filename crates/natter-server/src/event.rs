@@ -1,0 +1,459 @@
+//! What the hub fans out, and how each kind of client sees it.
+//!
+//! The hub describes every delivery as an [`Event`]. Recipients differ in how they want it
+//! written: native clients read natter lines, IRC clients read IRC messages (with a
+//! `server-time` tag if they asked for one). [`Lines`] renders an event lazily, at most once
+//! per flavor, and hands every recipient of that flavor the same shared [`Bytes`]: a broadcast
+//! to ten thousand clients is formatted once for the natives and once for the IRC users.
+
+use bytes::Bytes;
+use irc_proto::{Command, Message, message::Tag};
+use natter_proto::ServerLine;
+use std::borrow::Cow;
+use std::cell::OnceCell;
+use std::time::SystemTime;
+
+/// How a recipient wants its lines written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// natter's line protocol.
+    Native,
+    /// IRC, with or without the `server-time` tag.
+    Irc {
+        /// Whether the client negotiated `server-time`.
+        time: bool,
+    },
+}
+
+/// How a user appears in events: the natter name and the IRC source `nick!user@host`.
+#[derive(Debug, Clone, Copy)]
+pub struct Who<'a> {
+    /// The user's name.
+    pub name: &'a str,
+    /// The user's IRC source mask.
+    pub mask: &'a str,
+}
+
+/// Names the IRC side needs to render events; fixed for the life of the server.
+#[derive(Debug, Clone)]
+pub struct IrcNames {
+    /// The server's name, the source of server messages.
+    pub server: String,
+    /// The channel through which IRC users take part in Everyone.
+    pub everyone: String,
+}
+
+/// Something the hub delivers.
+#[derive(Debug, Clone, Copy)]
+pub enum Event<'a> {
+    /// A broadcast to Everyone.
+    Message {
+        /// Sender.
+        from: Who<'a>,
+        /// Text.
+        text: &'a str,
+        /// Sent as an IRC NOTICE (IRC recipients see a NOTICE too).
+        notice: bool,
+    },
+    /// A direct message.
+    Dm {
+        /// Sender.
+        from: Who<'a>,
+        /// The recipient's name (IRC writes it as the target).
+        to: &'a str,
+        /// Text.
+        text: &'a str,
+        /// Sent as an IRC NOTICE.
+        notice: bool,
+    },
+    /// A message to a room.
+    Say {
+        /// The room's name.
+        room: &'a str,
+        /// Sender.
+        from: Who<'a>,
+        /// Text.
+        text: &'a str,
+        /// Sent as an IRC NOTICE.
+        notice: bool,
+    },
+    /// Someone registered. IRC users see it as a JOIN of the everyone channel if the new user
+    /// is in it from the start (natives always are).
+    Online {
+        /// Who.
+        who: Who<'a>,
+        /// Whether the new user is in the everyone channel.
+        in_everyone: bool,
+    },
+    /// Someone left the server (natives: OFFLINE; IRC: QUIT).
+    Offline {
+        /// Who.
+        who: Who<'a>,
+        /// Why, for IRC's QUIT.
+        reason: &'a str,
+    },
+    /// Someone changed name (natives: RENAMED; IRC: NICK from the old mask).
+    Renamed {
+        /// The user before the change.
+        old: Who<'a>,
+        /// The new name.
+        new: &'a str,
+    },
+    /// An IRC user joined or left the everyone channel; only IRC users see it.
+    EveryoneMembership {
+        /// Who.
+        who: Who<'a>,
+        /// Joined (or else left).
+        joined: bool,
+    },
+    /// Someone joined a room.
+    Joined {
+        /// The room.
+        room: &'a str,
+        /// Who.
+        who: Who<'a>,
+    },
+    /// Someone left a room. A departure by disconnect is shown to natives only: IRC users see
+    /// the QUIT instead.
+    Parted {
+        /// The room.
+        room: &'a str,
+        /// Who.
+        who: Who<'a>,
+        /// Why, possibly empty.
+        reason: &'a str,
+        /// The user left by disconnecting.
+        disconnect: bool,
+    },
+    /// An operator removed someone from a room.
+    Kicked {
+        /// The room.
+        room: &'a str,
+        /// Who was removed.
+        name: &'a str,
+        /// The operator.
+        by: Who<'a>,
+        /// Why, possibly empty.
+        reason: &'a str,
+    },
+    /// A room's topic changed.
+    Topic {
+        /// The room.
+        room: &'a str,
+        /// Who set it.
+        by: Who<'a>,
+        /// The topic, empty when cleared.
+        text: &'a str,
+    },
+    /// Someone became a room's operator.
+    Operator {
+        /// The room.
+        room: &'a str,
+        /// Who.
+        name: &'a str,
+    },
+}
+
+/// An event with its renderings, made on first use and shared by every recipient.
+#[derive(Debug)]
+pub struct Lines<'a> {
+    /// What to render.
+    event: Event<'a>,
+    /// Names for IRC rendering.
+    irc: &'a IrcNames,
+    /// The natter line, once rendered.
+    native: OnceCell<Option<Bytes>>,
+    /// The IRC message without tags, once rendered.
+    irc_plain: OnceCell<Option<Bytes>>,
+    /// The IRC message with a `time` tag, once rendered.
+    irc_time: OnceCell<Option<Bytes>>,
+    /// When the event happened, taken on first use by a `server-time` rendering.
+    at: OnceCell<SystemTime>,
+}
+
+impl<'a> Lines<'a> {
+    /// Wraps an event; nothing is rendered yet.
+    pub fn new(event: Event<'a>, irc: &'a IrcNames) -> Self {
+        Self {
+            event,
+            irc,
+            native: OnceCell::new(),
+            irc_plain: OnceCell::new(),
+            irc_time: OnceCell::new(),
+            at: OnceCell::new(),
+        }
+    }
+
+    /// The bytes for a recipient of `flavor`; `None` if such recipients do not see this event.
+    pub fn get(&self, flavor: Flavor) -> Option<&Bytes> {
+        match flavor {
+            Flavor::Native => self.native.get_or_init(|| native(&self.event)),
+            Flavor::Irc { time: false } => self
+                .irc_plain
+                .get_or_init(|| irc(&self.event, self.irc, None)),
+            Flavor::Irc { time: true } => self.irc_time.get_or_init(|| {
+                let at = *self.at.get_or_init(SystemTime::now);
+                irc(&self.event, self.irc, Some(at))
+            }),
+        }
+        .as_ref()
+    }
+}
+
+fn c(s: &str) -> Cow<'_, str> {
+    Cow::Borrowed(s)
+}
+
+fn native(e: &Event<'_>) -> Option<Bytes> {
+    let line = match *e {
+        Event::Message { from, text, .. } => ServerLine::Message {
+            from: c(from.name),
+            text: c(text),
+        },
+        Event::Dm { from, text, .. } => ServerLine::Dm {
+            from: c(from.name),
+            text: c(text),
+        },
+        Event::Say {
+            room, from, text, ..
+        } => ServerLine::Say {
+            room: c(room),
+            from: c(from.name),
+            text: c(text),
+        },
+        Event::Online { who, .. } => ServerLine::Online { name: c(who.name) },
+        Event::Offline { who, .. } => ServerLine::Offline { name: c(who.name) },
+        Event::Renamed { old, new } => ServerLine::Renamed {
+            old: c(old.name),
+            new: c(new),
+        },
+        Event::EveryoneMembership { .. } => return None,
+        Event::Joined { room, who } => ServerLine::Joined {
+            room: c(room),
+            name: c(who.name),
+        },
+        Event::Parted {
+            room, who, reason, ..
+        } => ServerLine::Parted {
+            room: c(room),
+            name: c(who.name),
+            reason: c(reason),
+        },
+        Event::Kicked {
+            room,
+            name,
+            by,
+            reason,
+        } => ServerLine::Kicked {
+            room: c(room),
+            name: c(name),
+            by: c(by.name),
+            reason: c(reason),
+        },
+        Event::Topic { room, by, text } => ServerLine::Topic {
+            room: c(room),
+            by: c(by.name),
+            text: c(text),
+        },
+        Event::Operator { room, name } => ServerLine::Operator {
+            room: c(room),
+            name: c(name),
+        },
+    };
+    Some(line.to_bytes())
+}
+
+fn irc(e: &Event<'_>, names: &IrcNames, at: Option<SystemTime>) -> Option<Bytes> {
+    let verb = |notice: bool| if notice { "NOTICE" } else { "PRIVMSG" };
+    let (source, cmd, args): (&str, &str, Vec<&str>) = match *e {
+        Event::Message { from, text, notice } => {
+            (from.mask, verb(notice), vec![&names.everyone, text])
+        }
+        Event::Dm {
+            from,
+            to,
+            text,
+            notice,
+        } => (from.mask, verb(notice), vec![to, text]),
+        Event::Say {
+            room,
+            from,
+            text,
+            notice,
+        } => (from.mask, verb(notice), vec![room, text]),
+        Event::Online { who, in_everyone } => {
+            if !in_everyone {
+                return None;
+            }
+            (who.mask, "JOIN", vec![&names.everyone])
+        }
+        Event::Offline { who, reason } => (who.mask, "QUIT", vec![reason]),
+        Event::Renamed { old, new } => (old.mask, "NICK", vec![new]),
+        Event::EveryoneMembership { who, joined: true } => {
+            (who.mask, "JOIN", vec![&names.everyone])
+        }
+        Event::EveryoneMembership { who, joined: false } => {
+            (who.mask, "PART", vec![&names.everyone])
+        }
+        Event::Joined { room, who } => (who.mask, "JOIN", vec![room]),
+        Event::Parted {
+            disconnect: true, ..
+        } => return None,
+        Event::Parted {
+            room, who, reason, ..
+        } => {
+            if reason.is_empty() {
+                (who.mask, "PART", vec![room])
+            } else {
+                (who.mask, "PART", vec![room, reason])
+            }
+        }
+        Event::Kicked {
+            room,
+            name,
+            by,
+            reason,
+        } => (by.mask, "KICK", vec![room, name, reason]),
+        Event::Topic { room, by, text } => (by.mask, "TOPIC", vec![room, text]),
+        Event::Operator { room, name } => (&names.server, "MODE", vec![room, "+o", name]),
+    };
+    Some(irc_message(at, Some(source), cmd, &args))
+}
+
+/// Formats one IRC message with CRLF; `at` adds a `time` tag.
+pub fn irc_message(
+    at: Option<SystemTime>,
+    source: Option<&str>,
+    cmd: &str,
+    args: &[&str],
+) -> Bytes {
+    let command = Command::Raw(cmd.to_owned(), args.iter().map(|a| clean(a)).collect());
+    let msg = Message {
+        tags: at.map(|t| vec![Tag("time".to_owned(), Some(timestamp(t)))]),
+        prefix: source.map(Into::into),
+        command,
+    };
+    Bytes::from(msg.to_string())
+}
+
+/// IRC parameters may not hold CR, LF or NUL; natter text never does, but a last guard keeps
+/// any such character from splitting a message.
+fn clean(s: &str) -> String {
+    if s.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+        s.replace(['\r', '\n', '\0'], " ")
+    } else {
+        s.to_owned()
+    }
+}
+
+/// RFC 3339 UTC time with milliseconds, as IRCv3 `server-time` wants it.
+pub fn timestamp(t: SystemTime) -> String {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, day) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn names() -> IrcNames {
+        IrcNames {
+            server: "natter.test".into(),
+            everyone: "#everyone".into(),
+        }
+    }
+
+    #[test]
+    fn timestamps() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_028_800_123);
+        assert_eq!(timestamp(t), "2025-11-25T00:00:00.123Z");
+        assert_eq!(
+            timestamp(SystemTime::UNIX_EPOCH),
+            "1970-01-01T00:00:00.000Z"
+        );
+        let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(timestamp(leap), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn renders_each_flavor_once() {
+        let n = names();
+        let from = Who {
+            name: "ann",
+            mask: "ann!ann@natter",
+        };
+        let l = Lines::new(
+            Event::Say {
+                room: "#r",
+                from,
+                text: "hi there",
+                notice: false,
+            },
+            &n,
+        );
+        assert_eq!(
+            &l.get(Flavor::Native).unwrap()[..],
+            b"SAY #r ann hi there\n"
+        );
+        assert_eq!(
+            &l.get(Flavor::Irc { time: false }).unwrap()[..],
+            b":ann!ann@natter PRIVMSG #r :hi there\r\n"
+        );
+        let timed = l.get(Flavor::Irc { time: true }).unwrap();
+        assert!(timed.starts_with(b"@time="), "{timed:?}");
+        assert!(std::ptr::eq(
+            l.get(Flavor::Native).unwrap(),
+            l.get(Flavor::Native).unwrap()
+        ));
+    }
+
+    #[test]
+    fn some_events_are_for_one_side_only() {
+        let n = names();
+        let who = Who {
+            name: "b",
+            mask: "b!b@natter",
+        };
+        let gone = Lines::new(
+            Event::Parted {
+                room: "#r",
+                who,
+                reason: "disconnected",
+                disconnect: true,
+            },
+            &n,
+        );
+        assert!(gone.get(Flavor::Native).is_some());
+        assert!(gone.get(Flavor::Irc { time: false }).is_none());
+        let joined = Lines::new(Event::EveryoneMembership { who, joined: true }, &n);
+        assert!(joined.get(Flavor::Native).is_none());
+        assert_eq!(
+            &joined.get(Flavor::Irc { time: false }).unwrap()[..],
+            b":b!b@natter JOIN #everyone\r\n"
+        );
+    }
+}
