@@ -16,11 +16,13 @@
 //! - [`code`]: the stable error codes ([`ErrorCode`]) and disconnect reasons ([`ByeReason`]).
 //! - [`server_line`]: every line the server sends, formatted and parsed ([`ServerLine`]).
 //! - [`help`]: the text of `HELP`, shared with PROTOCOL.md's command table.
+//! - [`irc`]: bounded IRC parsing (over `irc-proto`) and IRC-to-natter text rules.
 
 pub mod code;
 pub mod command;
 pub mod framing;
 pub mod help;
+pub mod irc;
 pub mod limits;
 pub mod name;
 pub mod room;
