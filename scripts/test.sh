@@ -5,13 +5,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests use, as "command:package" pairs.
-needs=()
+# Debian packages the tests use, as "command-or-file:package" pairs.
+needs=(
+  "weechat-headless:weechat-headless"                            # a real IRC client
+  "/usr/lib/x86_64-linux-gnu/weechat/plugins/fifo.so:weechat-plugins" # drives it
+)
 
 missing=()
 for pair in "${needs[@]}"; do
-  cmd=${pair%%:*} pkg=${pair#*:}
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+  what=${pair%%:*} pkg=${pair#*:}
+  case $what in
+    /*) [ -e "$what" ] || missing+=("$pkg") ;;
+    *) command -v "$what" >/dev/null 2>&1 || missing+=("$pkg") ;;
+  esac
 done
 if ((${#missing[@]})); then
   sudo=""

@@ -1,5 +1,6 @@
-//! The task that owns one client's socket: it reads and frames lines for the session, writes
-//! the outbox, and closes the connection cleanly whatever the reason.
+//! The task that owns one client's socket: it works out which protocol the client speaks,
+//! reads and frames lines for that protocol's session, writes the outbox, and closes the
+//! connection cleanly whatever the reason.
 //!
 //! One task does both directions, driven by readiness (`readable`/`writable` then `try_read`
 //! and `try_write_vectored`), so an idle connection holds no buffers and costs one small task:
@@ -9,17 +10,18 @@
 
 use crate::config::Config;
 use crate::hub::{ClientId, Hub};
+use crate::irc::IrcSession;
 use crate::outbox::Outbox;
-use crate::session::{Flow, Session, bye};
+use crate::session::{Flow, Session};
 use bytes::Bytes;
-use natter_proto::limits::MAX_LINE_BYTES;
 use natter_proto::sniff::{Sniff, sniff};
-use natter_proto::{ByeReason, Frame, LineFramer};
+use natter_proto::{Frame, LineFramer};
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until, timeout, timeout_at};
@@ -33,8 +35,31 @@ pub struct Shared {
     pub hub: Arc<Hub>,
     /// Limits and timings.
     pub config: Config,
-    /// The greeting, formatted once.
+    /// The native greeting, formatted once.
     pub hello: Bytes,
+    /// The IRC settings, shared by every IRC session.
+    pub irc: Arc<crate::config::IrcConfig>,
+}
+
+/// What a protocol session gives the connection task: lines in, flow out, and the lines that
+/// end a connection in that protocol's words.
+pub trait Handler {
+    /// Handles one complete line (without its line ending).
+    fn on_line(&mut self, line: &[u8]) -> Flow;
+    /// Reports a line that was longer than the framer's limit.
+    fn on_too_long(&mut self);
+    /// When the session next needs [`Handler::on_deadline`], if ever.
+    fn deadline(&self) -> Option<Instant>;
+    /// Called at the deadline (pings, registration timeouts).
+    fn on_deadline(&mut self) -> Flow;
+    /// Leaves the hub; called once when the connection ends.
+    fn leave(&mut self, reason: &str);
+    /// The last line for a server shutdown.
+    fn shutdown_line(&self) -> Bytes;
+    /// The last line for a client dropped as a slow consumer.
+    fn slow_consumer_line(&self) -> Bytes;
+    /// The longest line the framer accepts.
+    fn max_line(&self) -> usize;
 }
 
 /// Bytes read per readiness event before giving other tasks a turn.
@@ -43,14 +68,14 @@ const READ_BUDGET: usize = 64 * 1024;
 const MAX_IOV: usize = 64;
 /// The longest prefix the protocol sniffer looks at.
 const SNIFF_BYTES: usize = 16;
-/// How long a slow consumer gets to take its `BYE` before the socket is closed.
-const SLOW_CONSUMER_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long a slow consumer gets to take its last line before the socket is closed.
+const SLOW_CONSUMER_GRACE: Duration = Duration::from_secs(1);
 /// How long a closing connection waits for the peer to close its side, so unread input does
 /// not turn our FIN into a reset that destroys the last lines in flight.
-const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+const LINGER: Duration = Duration::from_secs(2);
 
 /// Why a connection ended, for the disconnect log line.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum End {
     PeerClosed,
     Close,
@@ -60,6 +85,15 @@ enum End {
     Error,
 }
 
+/// Which protocol a listener assumes for clients that do not announce one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Assume {
+    /// natter's line protocol (the shared port).
+    Line,
+    /// IRC (a dedicated IRC listener).
+    Irc,
+}
+
 /// Serves one accepted connection to its end.
 pub async fn serve(
     mut stream: TcpStream,
@@ -67,6 +101,7 @@ pub async fn serve(
     id: ClientId,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
+    assume: Assume,
     _count: crate::listener::Disconnect,
 ) {
     let cfg = &shared.config;
@@ -78,37 +113,44 @@ pub async fn serve(
     let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
 
     let mut prefix = [0u8; SNIFF_BYTES];
+    let wait = match assume {
+        Assume::Line => cfg.sniff_wait,
+        // IRC clients speak first; there is nothing to tell apart on an IRC port.
+        Assume::Irc => Duration::ZERO,
+    };
     let n = tokio::select! {
-        n = read_prefix(&mut stream, &mut prefix, cfg.sniff_wait) => n,
+        n = read_prefix(&mut stream, &mut prefix, wait) => n,
         _ = shutdown.cancelled() => return,
     };
     let Some(n) = n else {
         debug!(%peer, "closed before speaking");
         return;
     };
-    match sniff(&prefix[..n]) {
-        Sniff::Line | Sniff::NeedMore => {}
-        other => {
-            debug!(%peer, kind = ?other, "not served on this listener yet; speaking the line protocol")
-        }
-    }
-
+    let kind = match (assume, sniff(&prefix[..n])) {
+        (Assume::Irc, _) | (Assume::Line, Sniff::Irc) => Sniff::Irc,
+        (Assume::Line, other) => other,
+    };
     let outbox = Arc::new(Outbox::new(cfg.outbox_bytes));
-    outbox.push(shared.hello.clone());
-    let mut conn = Connection {
-        session: Session::new(id, peer, outbox.clone(), shared.hub.clone()),
-        framer: LineFramer::new(MAX_LINE_BYTES),
-        stream,
-        outbox,
-        pending: VecDeque::new(),
-        offset: 0,
+    let hub = shared.hub.clone();
+    let end = if kind == Sniff::Irc {
+        debug!(%peer, "speaks IRC");
+        let session = IrcSession::new(id, peer, outbox.clone(), hub.clone(), shared.irc.clone());
+        Connection::new(session, stream, outbox)
+            .serve(&prefix[..n], cfg, &shutdown)
+            .await
+    } else {
+        if !matches!(kind, Sniff::Line | Sniff::NeedMore) {
+            debug!(%peer, ?kind, "not served on this listener; speaking the line protocol");
+        }
+        outbox.push(shared.hello.clone());
+        let session = Session::new(id, peer, outbox.clone(), hub.clone());
+        Connection::new(session, stream, outbox)
+            .serve(&prefix[..n], cfg, &shutdown)
+            .await
     };
-    let end = match conn.feed(&prefix[..n]) {
-        Flow::Close => End::Close,
-        Flow::Continue => conn.run(cfg, &shutdown).await,
-    };
-    conn.finish(end, cfg).await;
-    let hub = &shared.hub;
+    if end == End::SlowConsumer {
+        hub.stats().slow_consumer();
+    }
     info!(
         %peer,
         reason = ?end,
@@ -123,8 +165,11 @@ pub async fn serve(
 async fn read_prefix(
     stream: &mut TcpStream,
     buf: &mut [u8; SNIFF_BYTES],
-    wait: std::time::Duration,
+    wait: Duration,
 ) -> Option<usize> {
+    if wait.is_zero() {
+        return Some(0);
+    }
     let deadline = Instant::now() + wait;
     let mut n = 0;
     loop {
@@ -139,8 +184,8 @@ async fn read_prefix(
     }
 }
 
-struct Connection {
-    session: Session,
+struct Connection<H> {
+    handler: H,
     framer: LineFramer,
     stream: TcpStream,
     outbox: Arc<Outbox>,
@@ -150,17 +195,38 @@ struct Connection {
     offset: usize,
 }
 
-impl Connection {
-    /// Frames `input` and hands each line to the session.
+impl<H: Handler> Connection<H> {
+    fn new(handler: H, stream: TcpStream, outbox: Arc<Outbox>) -> Self {
+        Self {
+            framer: LineFramer::new(handler.max_line()),
+            handler,
+            stream,
+            outbox,
+            pending: VecDeque::new(),
+            offset: 0,
+        }
+    }
+
+    /// Feeds what the sniffer read, runs the connection, then closes it.
+    async fn serve(mut self, prefix: &[u8], cfg: &Config, shutdown: &CancellationToken) -> End {
+        let end = match self.feed(prefix) {
+            Flow::Close => End::Close,
+            Flow::Continue => self.run(cfg, shutdown).await,
+        };
+        self.finish(end, cfg).await;
+        end
+    }
+
+    /// Frames `input` and hands each line to the handler.
     fn feed(&mut self, input: &[u8]) -> Flow {
-        let session = &mut self.session;
+        let handler = &mut self.handler;
         let flow = self.framer.feed(input, |frame| match frame {
-            Frame::Line(line) => match session.on_line(line) {
+            Frame::Line(line) => match handler.on_line(line) {
                 Flow::Continue => ControlFlow::Continue(()),
                 Flow::Close => ControlFlow::Break(()),
             },
             Frame::TooLong => {
-                session.on_too_long();
+                handler.on_too_long();
                 ControlFlow::Continue(())
             }
         });
@@ -193,6 +259,7 @@ impl Connection {
                 }
             }
             let writing = !self.pending.is_empty();
+            let deadline = self.handler.deadline();
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return End::Shutdown,
@@ -221,6 +288,11 @@ impl Connection {
                 _ = sleep_until(last_progress + cfg.write_stall), if writing => {
                     return End::Stalled;
                 }
+                _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    if self.handler.on_deadline() == Flow::Close {
+                        return End::Close;
+                    }
+                }
             }
         }
     }
@@ -234,7 +306,7 @@ impl Connection {
             match self.stream.try_read(&mut buf) {
                 Ok(0) => {
                     if let Some(line) = self.framer.take_partial()
-                        && self.session.on_line(&line) == Flow::Close
+                        && self.handler.on_line(&line) == Flow::Close
                     {
                         return Ok(Some(Flow::Close));
                     }
@@ -291,30 +363,35 @@ impl Connection {
     /// Says goodbye as `end` requires, leaves the hub, flushes within a deadline and closes.
     async fn finish(&mut self, end: End, cfg: &Config) {
         // Leave first, so that nobody else routes to a client that is going.
-        self.session.leave();
+        let reason = match end {
+            End::PeerClosed | End::Error => "connection closed",
+            End::Close => "quit",
+            End::Shutdown => "server shutting down",
+            End::SlowConsumer => "too slow to read",
+            End::Stalled => "stopped reading",
+        };
+        self.handler.leave(reason);
         let grace = match end {
-            End::Close => cfg.shutdown_grace,
-            End::PeerClosed => cfg.shutdown_grace,
+            End::Close | End::PeerClosed => cfg.shutdown_grace,
             End::Shutdown => {
-                self.outbox.push_final(bye(ByeReason::Shutdown));
+                self.outbox.push_final(self.handler.shutdown_line());
                 cfg.shutdown_grace
             }
             End::SlowConsumer => {
-                self.session_stats().slow_consumer();
-                warn!(peer = %self.session_peer(), "slow consumer: outgoing queue full; disconnecting");
-                // Keep the line being written whole, then the BYE; the backlog is gone.
+                warn!(peer = ?self.stream.peer_addr().ok(), "slow consumer: outgoing queue full; disconnecting");
+                // Keep the line being written whole, then the last line; the backlog is gone.
                 self.pending.truncate(if self.offset > 0 { 1 } else { 0 });
-                self.outbox.push_final(bye(ByeReason::SlowConsumer));
+                self.outbox.push_final(self.handler.slow_consumer_line());
                 SLOW_CONSUMER_GRACE
             }
             End::Stalled => {
-                warn!(peer = %self.session_peer(), "peer stopped taking output; disconnecting");
+                warn!(peer = ?self.stream.peer_addr().ok(), "peer stopped taking output; disconnecting");
                 return;
             }
             End::Error => return,
         };
         let flushed = timeout(grace, self.flush()).await;
-        if matches!(flushed, Ok(Ok(()))) && !matches!(end, End::PeerClosed) {
+        if matches!(flushed, Ok(Ok(()))) && end != End::PeerClosed {
             let _ = self.linger().await;
         }
     }
@@ -344,13 +421,5 @@ impl Connection {
         })
         .await;
         Ok(())
-    }
-
-    fn session_stats(&self) -> &crate::stats::Stats {
-        self.session.hub().stats()
-    }
-
-    fn session_peer(&self) -> SocketAddr {
-        self.session.peer()
     }
 }

@@ -267,20 +267,20 @@ fn irc(e: &Event<'_>, names: &IrcNames, at: Option<SystemTime>) -> Option<Bytes>
     let verb = |notice: bool| if notice { "NOTICE" } else { "PRIVMSG" };
     let (source, cmd, args): (&str, &str, Vec<&str>) = match *e {
         Event::Message { from, text, notice } => {
-            (from.mask, verb(notice), vec![&names.everyone, text])
+            return Some(irc_text(at, from.mask, verb(notice), &names.everyone, text));
         }
         Event::Dm {
             from,
             to,
             text,
             notice,
-        } => (from.mask, verb(notice), vec![to, text]),
+        } => return Some(irc_text(at, from.mask, verb(notice), to, text)),
         Event::Say {
             room,
             from,
             text,
             notice,
-        } => (from.mask, verb(notice), vec![room, text]),
+        } => return Some(irc_text(at, from.mask, verb(notice), room, text)),
         Event::Online { who, in_everyone } => {
             if !in_everyone {
                 return None;
@@ -318,6 +318,36 @@ fn irc(e: &Event<'_>, names: &IrcNames, at: Option<SystemTime>) -> Option<Bytes>
         Event::Operator { room, name } => (&names.server, "MODE", vec![room, "+o", name]),
     };
     Some(irc_message(at, Some(source), cmd, &args))
+}
+
+/// A PRIVMSG or NOTICE, split into as many messages as IRC's 512-byte lines need: natter
+/// texts may be eight times longer than an IRC line.
+pub fn irc_text(
+    at: Option<SystemTime>,
+    source: &str,
+    verb: &str,
+    target: &str,
+    text: &str,
+) -> Bytes {
+    // ":source VERB target :" and CRLF around the text.
+    let room = natter_proto::irc::MAX_LINE
+        .saturating_sub(source.len() + verb.len() + target.len() + 6)
+        .max(64);
+    if text.len() <= room {
+        return irc_message(at, Some(source), verb, &[target, text]);
+    }
+    let mut out = bytes::BytesMut::with_capacity(text.len() + 2 * room);
+    let mut rest = text;
+    while !rest.is_empty() {
+        let mut cut = rest.len().min(room);
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let (chunk, tail) = rest.split_at(cut);
+        out.extend_from_slice(&irc_message(at, Some(source), verb, &[target, chunk]));
+        rest = tail;
+    }
+    out.freeze()
 }
 
 /// Formats one IRC message with CRLF; `at` adds a `time` tag.
@@ -429,6 +459,40 @@ mod tests {
             l.get(Flavor::Native).unwrap(),
             l.get(Flavor::Native).unwrap()
         ));
+    }
+
+    #[test]
+    fn long_texts_are_split_for_irc() {
+        let n = names();
+        let text = "é".repeat(2000);
+        let from = Who {
+            name: "ann",
+            mask: "ann!ann@natter",
+        };
+        let l = Lines::new(
+            Event::Message {
+                from,
+                text: &text,
+                notice: false,
+            },
+            &n,
+        );
+        let irc = l.get(Flavor::Irc { time: false }).unwrap();
+        let lines: Vec<&[u8]> = irc
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
+        assert!(lines.len() >= 8, "{}", lines.len());
+        let mut joined = String::new();
+        for line in lines {
+            assert!(line.len() < 512, "{}", line.len());
+            let s = std::str::from_utf8(line).unwrap().trim_end_matches('\r');
+            let last = s
+                .strip_prefix(":ann!ann@natter PRIVMSG #everyone ")
+                .unwrap();
+            joined.push_str(last.strip_prefix(':').unwrap_or(last));
+        }
+        assert_eq!(joined, text);
     }
 
     #[test]

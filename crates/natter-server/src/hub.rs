@@ -128,7 +128,8 @@ impl User {
     }
 }
 
-fn mask(name: &str, ident: &str) -> Arc<str> {
+/// The IRC source mask of a user: `name!ident@natter`.
+pub fn mask(name: &str, ident: &str) -> Arc<str> {
     Arc::from(format!("{name}!{ident}@{MASK_HOST}"))
 }
 
@@ -434,6 +435,10 @@ impl Hub {
             unreachable!("rename of a registered user");
         };
         let old_name = std::mem::replace(&mut user.name, Arc::from(name));
+        if user.flavor == Flavor::Native {
+            // Natives have no IRC user name of their own; theirs follows their name.
+            user.ident = user.name.clone();
+        }
         let old_mask = std::mem::replace(&mut user.mask, mask(name, &user.ident));
         st.names.remove(&name::fold(&old_name));
         st.names.insert(key, id);
@@ -502,7 +507,7 @@ impl Hub {
         st.everyone.remove(id);
         self.stats.set_registered(st.users.len());
         for key in &user.rooms {
-            self.depart(st, key, id, user.who(), "disconnected", true, quiet);
+            self.depart(st, key, id, user.who(), reason, true, quiet);
         }
         if !quiet {
             let ev = self.lines(Event::Offline {

@@ -5,7 +5,9 @@
 //!   the entry point.
 //! - [`connection`]: the task that owns one socket: sniffs the protocol, reads and frames
 //!   lines, writes the outbox in batches, closes cleanly.
-//! - [`session`]: one client's protocol state; turns commands into hub operations and replies.
+//! - [`session`]: a native client's protocol state; turns commands into hub operations and
+//!   replies.
+//! - [`irc`]: an IRC client's session: registration, channels as rooms, numerics.
 //! - [`hub`]: who is registered, which rooms exist, and fan-out of events to outboxes.
 //! - [`event`]: what the hub delivers, rendered once per kind of client (native, IRC).
 //! - [`outbox`]: a client's bounded outgoing queue and the slow-consumer policy.
@@ -18,10 +20,11 @@ pub mod config;
 pub mod connection;
 pub mod event;
 pub mod hub;
+pub mod irc;
 pub mod listener;
 pub mod outbox;
 pub mod session;
 pub mod stats;
 
 pub use config::Config;
-pub use listener::run;
+pub use listener::{Listener, run, run_all};

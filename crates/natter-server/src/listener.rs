@@ -1,7 +1,7 @@
 //! Accepting connections: the connection limit, accept errors, and graceful shutdown.
 
 use crate::config::Config;
-use crate::connection::{self, Shared};
+use crate::connection::{self, Assume, Shared};
 use crate::event::IrcNames;
 use crate::hub::Hub;
 use crate::session::bye;
@@ -11,19 +11,43 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-/// Serves clients from `listener` until `shutdown` completes, then says goodbye to every
-/// client, waits for them (up to the configured grace) and returns.
-///
-/// The caller binds the socket and chooses the shutdown signal, so tests can bind an ephemeral
-/// port and stop the server whenever they like.
+/// A bound socket and the protocol to assume for clients that do not announce one.
+#[derive(Debug)]
+pub struct Listener {
+    /// The socket.
+    pub socket: TcpListener,
+    /// What its silent clients speak.
+    pub assume: Assume,
+}
+
+/// Serves clients from `listener` (natter's shared port) until `shutdown` completes; see
+/// [`run_all`].
 pub async fn run(
     listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let main = Listener {
+        socket: listener,
+        assume: Assume::Line,
+    };
+    run_all(vec![main], config, shutdown).await
+}
+
+/// Serves clients from every listener until `shutdown` completes, then says goodbye to every
+/// client, waits for them (up to the configured grace) and returns.
+///
+/// The caller binds the sockets and chooses the shutdown signal, so tests can bind ephemeral
+/// ports and stop the server whenever they like.
+pub async fn run_all(
+    listeners: Vec<Listener>,
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
@@ -44,18 +68,62 @@ pub async fn run(
             )),
         }
         .to_bytes(),
+        irc: Arc::new(config.irc.clone()),
         config,
     });
     let token = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    let mut next_id = 0u64;
-    let mut backoff = Duration::from_millis(5);
-    tokio::pin!(shutdown);
+    let connections = TaskTracker::new();
+    let ids = Arc::new(AtomicU64::new(0));
+    let mut accepting = Vec::new();
+    for l in listeners {
+        accepting.push(tokio::spawn(accept_loop(
+            l,
+            shared.clone(),
+            token.clone(),
+            connections.clone(),
+            ids.clone(),
+        )));
+    }
+    shutdown.await;
 
+    info!(
+        clients = stats.connected(),
+        "shutting down: saying goodbye to every client"
+    );
+    shared.hub.close();
+    token.cancel();
+    for a in accepting {
+        let _ = a.await;
+    }
+    connections.close();
+    let wait = shared.config.shutdown_grace + Duration::from_secs(3);
+    if tokio::time::timeout(wait, connections.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            left = stats.connected(),
+            "some connections did not finish in time"
+        );
+    }
+    info!("server stopped");
+    Ok(())
+}
+
+/// Accepts from one listener until the token is cancelled; the socket closes when it returns.
+async fn accept_loop(
+    l: Listener,
+    shared: Arc<Shared>,
+    token: CancellationToken,
+    connections: TaskTracker,
+    ids: Arc<AtomicU64>,
+) {
+    let stats = shared.hub.stats().clone();
+    let mut backoff = Duration::from_millis(5);
     loop {
         let accepted = tokio::select! {
-            _ = &mut shutdown => break,
-            r = listener.accept() => r,
+            _ = token.cancelled() => return,
+            r = l.socket.accept() => r,
         };
         let (stream, peer) = match accepted {
             Ok(a) => {
@@ -68,7 +136,7 @@ pub async fn run(
                 // once would spin; waiting lets connections close and free it.
                 error!(error = %e, retry_in = ?backoff, "accept failed");
                 tokio::select! {
-                    _ = &mut shutdown => break,
+                    _ = token.cancelled() => return,
                     _ = tokio::time::sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(1));
@@ -80,37 +148,20 @@ pub async fn run(
             let _ = stream.try_write(&bye(ByeReason::ServerFull));
             continue;
         }
-        next_id += 1;
+        let id = ids.fetch_add(1, Ordering::Relaxed) + 1;
         let connected = stats.connect();
         info!(%peer, connected, registered = stats.registered(), "connected");
         let guard = Disconnect(stats.clone());
-        tracker.spawn(connection::serve(
+        connections.spawn(connection::serve(
             stream,
             peer,
-            next_id,
+            id,
             shared.clone(),
             token.clone(),
+            l.assume,
             guard,
         ));
     }
-
-    drop(listener);
-    info!(
-        clients = stats.connected(),
-        "shutting down: saying goodbye to every client"
-    );
-    shared.hub.close();
-    token.cancel();
-    tracker.close();
-    let wait = shared.config.shutdown_grace + Duration::from_secs(3);
-    if tokio::time::timeout(wait, tracker.wait()).await.is_err() {
-        warn!(
-            left = stats.connected(),
-            "some connections did not finish in time"
-        );
-    }
-    info!("server stopped");
-    Ok(())
 }
 
 /// Errors that concern one connection attempt only; the listener is fine.

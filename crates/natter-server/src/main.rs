@@ -1,8 +1,10 @@
 //! `natter-server [HOST] [PORT]`: the command line around [`natter_server::run`].
 
 use clap::Parser;
-use natter_server::Config;
+use natter_server::config::IrcConfig;
+use natter_server::connection::Assume;
 use natter_server::hub::RoomLimits;
+use natter_server::{Config, Listener};
 use std::io::IsTerminal;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -43,6 +45,25 @@ struct Args {
     /// Longest room topic, in bytes.
     #[arg(long, default_value_t = RoomLimits::default().topic_bytes)]
     max_topic_bytes: usize,
+    /// Also listen for IRC clients on HOST:PORT (IRC clients are welcome on the main port
+    /// too; this is for clients configured for the usual 6667).
+    #[arg(long, value_name = "HOST:PORT")]
+    irc: Vec<String>,
+    /// The server's name as IRC clients see it.
+    #[arg(long, default_value_t = IrcConfig::default().server_name)]
+    server_name: String,
+    /// One line describing the server, shown to IRC clients.
+    #[arg(long, default_value_t = IrcConfig::default().description)]
+    server_description: String,
+    /// The IRC channel that stands for Everyone.
+    #[arg(long, default_value_t = IrcConfig::default().everyone_channel)]
+    everyone_channel: String,
+    /// Do not put IRC users into the everyone channel when they register.
+    #[arg(long)]
+    no_auto_join: bool,
+    /// A file whose lines are the IRC message of the day.
+    #[arg(long, value_name = "FILE")]
+    motd_file: Option<std::path::PathBuf>,
 }
 
 /// Descriptors kept back from the connection limit for the listener, logs and the like.
@@ -66,6 +87,16 @@ async fn main() -> std::io::Result<()> {
         }
     };
     let fd_bound = usize::try_from(fd_limit.saturating_sub(FD_RESERVE)).unwrap_or(usize::MAX);
+    if natter_proto::room::validate(&args.everyone_channel).is_err() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "--everyone-channel must be a valid room name such as #everyone",
+        ));
+    }
+    let motd = match &args.motd_file {
+        Some(path) => Some(std::fs::read_to_string(path)?),
+        None => None,
+    };
     let config = Config {
         max_connections: args.max_connections.unwrap_or(fd_bound.min(1_000_000)),
         outbox_bytes: args.outbox_kib * 1024,
@@ -75,6 +106,14 @@ async fn main() -> std::io::Result<()> {
             members: args.max_room_members,
             rooms: args.max_rooms,
             topic_bytes: args.max_topic_bytes,
+        },
+        irc: IrcConfig {
+            server_name: args.server_name.clone(),
+            description: args.server_description.clone(),
+            everyone_channel: args.everyone_channel.clone(),
+            auto_join: !args.no_auto_join,
+            motd,
+            ..IrcConfig::default()
         },
         ..Config::default()
     };
@@ -88,7 +127,19 @@ async fn main() -> std::io::Result<()> {
         addr.ip(),
         addr.port()
     );
-    natter_server::run(listener, config, shutdown_signal()).await
+    let mut listeners = vec![Listener {
+        socket: listener,
+        assume: Assume::Line,
+    }];
+    for irc in &args.irc {
+        let socket = TcpListener::bind(irc.as_str()).await?;
+        info!(addr = %socket.local_addr()?, "IRC clients welcome on {irc} too");
+        listeners.push(Listener {
+            socket,
+            assume: Assume::Irc,
+        });
+    }
+    natter_server::run_all(listeners, config, shutdown_signal()).await
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -5,15 +5,18 @@
 //! of its own, which keeps the protocol's rules in one synchronous place; the connection task
 //! feeds it lines and writes its outbox.
 
+use crate::connection::Handler;
 use crate::event::Flavor;
 use crate::hub::{ClientId, Hub, Registered, RoomView};
 use crate::outbox::Outbox;
 use bytes::{Bytes, BytesMut};
 use natter_proto::command::{Dm, Help, Kick, Message, Part, Register, RoomArg, Say, Topic};
+use natter_proto::limits::MAX_LINE_BYTES;
 use natter_proto::{ByeReason, Command, ErrorCode, ServerLine, help};
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use tokio::time::Instant;
 use tracing::{debug, info};
 
 /// What the connection should do after a line.
@@ -94,7 +97,7 @@ impl Session {
     }
 
     /// Handles one raw line (without its line ending).
-    pub fn on_line(&mut self, raw: &[u8]) -> Flow {
+    fn line(&mut self, raw: &[u8]) -> Flow {
         let Ok(line) = std::str::from_utf8(raw) else {
             debug!(peer = %self.peer, "invalid UTF-8 line");
             self.error(ErrorCode::InvalidUtf8);
@@ -123,12 +126,6 @@ impl Session {
                 Flow::Continue
             }
         }
-    }
-
-    /// Reports a line over the length limit.
-    pub fn on_too_long(&mut self) {
-        debug!(peer = %self.peer, "line too long");
-        self.error(ErrorCode::LineTooLong);
     }
 
     fn dispatch(&mut self, cmd: Command<'_>) -> Flow {
@@ -377,12 +374,42 @@ impl Session {
         };
         self.reply(err(code, text));
     }
+}
 
-    /// Leaves the hub (if registered); called once when the connection ends.
-    pub fn leave(&mut self) {
+impl Handler for Session {
+    fn on_line(&mut self, line: &[u8]) -> Flow {
+        self.line(line)
+    }
+
+    fn on_too_long(&mut self) {
+        debug!(peer = %self.peer, "line too long");
+        self.error(ErrorCode::LineTooLong);
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        None
+    }
+
+    fn on_deadline(&mut self) -> Flow {
+        Flow::Continue
+    }
+
+    fn leave(&mut self, _reason: &str) {
         if self.name.take().is_some() {
             self.hub.leave(self.id, "disconnected");
         }
+    }
+
+    fn shutdown_line(&self) -> Bytes {
+        bye(ByeReason::Shutdown)
+    }
+
+    fn slow_consumer_line(&self) -> Bytes {
+        bye(ByeReason::SlowConsumer)
+    }
+
+    fn max_line(&self) -> usize {
+        MAX_LINE_BYTES
     }
 }
 

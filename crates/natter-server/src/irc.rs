@@ -1,0 +1,1137 @@
+//! An IRC client's session: registration, capabilities, channels as rooms, and the numerics
+//! IRC clients expect, all routed through the same hub as native clients.
+//!
+//! IRC users share natter's namespace and rooms: a nick is a natter name, a channel is a room,
+//! the everyone channel is Everyone, and PRIVMSG to a nick is a DM. Messages are parsed with
+//! the `irc-proto` crate (through [`natter_proto::irc`], which bounds lines first) and
+//! answered in IRC's words. The numerics follow RFC 2812 and the Modern IRC client protocol
+//! documentation.
+
+use crate::config::IrcConfig;
+use crate::connection::Handler;
+use crate::event::{Flavor, irc_message};
+use crate::hub::{ClientId, Hub, Registered, RoomView, mask};
+use crate::outbox::Outbox;
+use crate::session::Flow;
+use bytes::{Bytes, BytesMut};
+use irc_proto::{CapSubCommand, ChannelMode, Command, Mode};
+use natter_proto::irc::{self as proto, IrcError};
+use natter_proto::{ErrorCode, name, room};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+use tokio::time::Instant;
+use tracing::{debug, info};
+
+/// The capabilities natter implements, as CAP LS lists them.
+const CAPS: &[&str] = &["echo-message", "multi-prefix", "server-time"];
+
+/// Commands an unregistered IRC client may send.
+const BEFORE_REGISTRATION: &[&str] = &["CAP", "NICK", "USER", "PASS", "PING", "PONG", "QUIT"];
+
+/// Commands natter understands, to tell "not enough parameters" from "unknown command".
+const KNOWN: &[&str] = &[
+    "CAP", "NICK", "USER", "PASS", "PING", "PONG", "QUIT", "JOIN", "PART", "PRIVMSG", "NOTICE",
+    "TOPIC", "NAMES", "LIST", "KICK", "WHO", "WHOIS", "MODE", "AWAY", "ISON", "USERHOST", "MOTD",
+    "LUSERS", "VERSION",
+];
+
+/// Capabilities a client enabled.
+#[derive(Debug, Default, Clone, Copy)]
+struct Caps {
+    /// Echo the client's own PRIVMSG and NOTICE back to it.
+    echo_message: bool,
+    /// Show every prefix in NAMES (natter has one, `@`, so only the flag is kept).
+    multi_prefix: bool,
+    /// Tag events with the time the server saw them.
+    server_time: bool,
+}
+
+/// The IRC protocol state of one connection.
+#[derive(Debug)]
+pub struct IrcSession {
+    /// This connection's identity in the hub.
+    id: ClientId,
+    /// The peer, for logs.
+    peer: SocketAddr,
+    /// This client's own outgoing queue.
+    outbox: Arc<Outbox>,
+    /// Shared routing state.
+    hub: Arc<Hub>,
+    /// How the server presents itself.
+    cfg: Arc<IrcConfig>,
+    /// The nick asked for (before registration) or held (after).
+    nick: Option<Arc<str>>,
+    /// USER's user name and real name, once given.
+    user: Option<(String, String)>,
+    /// Whether the client is registered with the hub.
+    registered: bool,
+    /// A CAP LS or REQ put registration on hold until CAP END.
+    negotiating: bool,
+    /// Enabled capabilities.
+    caps: Caps,
+    /// When the client last sent anything.
+    last_seen: Instant,
+    /// When a PING went out that is still unanswered.
+    ping_sent: Option<Instant>,
+}
+
+/// Numeric replies by name, so the code reads like the specifications.
+mod n {
+    pub(super) const RPL_WELCOME: &str = "001";
+    pub(super) const RPL_YOURHOST: &str = "002";
+    pub(super) const RPL_CREATED: &str = "003";
+    pub(super) const RPL_MYINFO: &str = "004";
+    pub(super) const RPL_ISUPPORT: &str = "005";
+    pub(super) const RPL_UMODEIS: &str = "221";
+    pub(super) const RPL_LUSERCLIENT: &str = "251";
+    pub(super) const RPL_LUSEROP: &str = "252";
+    pub(super) const RPL_LUSERCHANNELS: &str = "254";
+    pub(super) const RPL_LUSERME: &str = "255";
+    pub(super) const RPL_LOCALUSERS: &str = "265";
+    pub(super) const RPL_GLOBALUSERS: &str = "266";
+    pub(super) const RPL_AWAY: &str = "301";
+    pub(super) const RPL_USERHOST: &str = "302";
+    pub(super) const RPL_ISON: &str = "303";
+    pub(super) const RPL_UNAWAY: &str = "305";
+    pub(super) const RPL_NOWAWAY: &str = "306";
+    pub(super) const RPL_WHOISUSER: &str = "311";
+    pub(super) const RPL_WHOISSERVER: &str = "312";
+    pub(super) const RPL_ENDOFWHO: &str = "315";
+    pub(super) const RPL_ENDOFWHOIS: &str = "318";
+    pub(super) const RPL_WHOISCHANNELS: &str = "319";
+    pub(super) const RPL_LISTSTART: &str = "321";
+    pub(super) const RPL_LIST: &str = "322";
+    pub(super) const RPL_LISTEND: &str = "323";
+    pub(super) const RPL_CHANNELMODEIS: &str = "324";
+    pub(super) const RPL_NOTOPIC: &str = "331";
+    pub(super) const RPL_TOPIC: &str = "332";
+    pub(super) const RPL_TOPICWHOTIME: &str = "333";
+    pub(super) const RPL_VERSION: &str = "351";
+    pub(super) const RPL_WHOREPLY: &str = "352";
+    pub(super) const RPL_NAMREPLY: &str = "353";
+    pub(super) const RPL_ENDOFNAMES: &str = "366";
+    pub(super) const RPL_ENDOFBANLIST: &str = "368";
+    pub(super) const RPL_MOTD: &str = "372";
+    pub(super) const RPL_MOTDSTART: &str = "375";
+    pub(super) const RPL_ENDOFMOTD: &str = "376";
+    pub(super) const ERR_NOSUCHNICK: &str = "401";
+    pub(super) const ERR_NOSUCHCHANNEL: &str = "403";
+    pub(super) const ERR_CANNOTSENDTOCHAN: &str = "404";
+    pub(super) const ERR_TOOMANYCHANNELS: &str = "405";
+    pub(super) const ERR_INVALIDCAPCMD: &str = "410";
+    pub(super) const ERR_NORECIPIENT: &str = "411";
+    pub(super) const ERR_NOTEXTTOSEND: &str = "412";
+    pub(super) const ERR_INPUTTOOLONG: &str = "417";
+    pub(super) const ERR_UNKNOWNCOMMAND: &str = "421";
+    pub(super) const ERR_NOMOTD: &str = "422";
+    pub(super) const ERR_NONICKNAMEGIVEN: &str = "431";
+    pub(super) const ERR_ERRONEUSNICKNAME: &str = "432";
+    pub(super) const ERR_NICKNAMEINUSE: &str = "433";
+    pub(super) const ERR_USERNOTINCHANNEL: &str = "441";
+    pub(super) const ERR_NOTONCHANNEL: &str = "442";
+    pub(super) const ERR_NOTREGISTERED: &str = "451";
+    pub(super) const ERR_NEEDMOREPARAMS: &str = "461";
+    pub(super) const ERR_ALREADYREGISTERED: &str = "462";
+    pub(super) const ERR_CHANNELISFULL: &str = "471";
+    pub(super) const ERR_UNKNOWNMODE: &str = "472";
+    pub(super) const ERR_BADCHANMASK: &str = "476";
+    pub(super) const ERR_CHANOPRIVSNEEDED: &str = "482";
+    pub(super) const ERR_USERSDONTMATCH: &str = "502";
+}
+
+/// A word from the network, shortened for echoing in a reply.
+fn shown(word: &str) -> String {
+    word.chars()
+        .take(50)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+impl IrcSession {
+    /// A fresh, unregistered IRC session.
+    pub fn new(
+        id: ClientId,
+        peer: SocketAddr,
+        outbox: Arc<Outbox>,
+        hub: Arc<Hub>,
+        cfg: Arc<IrcConfig>,
+    ) -> Self {
+        Self {
+            id,
+            peer,
+            outbox,
+            hub,
+            cfg,
+            nick: None,
+            user: None,
+            registered: false,
+            negotiating: false,
+            caps: Caps::default(),
+            last_seen: Instant::now(),
+            ping_sent: None,
+        }
+    }
+
+    fn me(&self) -> &str {
+        self.nick
+            .as_deref()
+            .filter(|_| self.registered)
+            .unwrap_or("*")
+    }
+
+    fn ident(&self) -> &str {
+        self.user.as_ref().map_or("user", |u| u.0.as_str())
+    }
+
+    fn my_mask(&self) -> Arc<str> {
+        mask(self.nick.as_deref().unwrap_or("*"), self.ident())
+    }
+
+    fn push(&self, b: Bytes) {
+        self.outbox.push(b);
+    }
+
+    fn server_msg(&self, cmd: &str, args: &[&str]) -> Bytes {
+        irc_message(None, Some(&self.cfg.server_name), cmd, args)
+    }
+
+    /// Queues a numeric reply to this client: `:server NNN me args...`.
+    fn num(&self, code: &str, args: &[&str]) {
+        self.push(self.numeric(code, args));
+    }
+
+    fn numeric(&self, code: &str, args: &[&str]) -> Bytes {
+        let mut all = Vec::with_capacity(args.len() + 1);
+        all.push(self.me());
+        all.extend_from_slice(args);
+        self.server_msg(code, &all)
+    }
+
+    /// Handles a parsed message; `verb` is its command word as sent.
+    fn on_message(&mut self, verb: String, msg: irc_proto::Message) -> Flow {
+        debug!(peer = %self.peer, user = self.nick.as_deref(), command = %verb, "irc command");
+        if !self.registered && !BEFORE_REGISTRATION.contains(&verb.as_str()) {
+            if KNOWN.contains(&verb.as_str()) {
+                self.num(n::ERR_NOTREGISTERED, &["You have not registered"]);
+            }
+            return Flow::Continue;
+        }
+        match msg.command {
+            Command::CAP(_, sub, a, b) => self.cap(sub, a.or(b).as_deref()),
+            Command::PASS(_) if self.registered => {
+                self.num(n::ERR_ALREADYREGISTERED, &["You may not reregister"])
+            }
+            // No server password is configured, so PASS is accepted and ignored.
+            Command::PASS(_) => {}
+            Command::NICK(nick) => self.nick(&nick),
+            Command::USER(..) if self.registered => {
+                self.num(n::ERR_ALREADYREGISTERED, &["You may not reregister"])
+            }
+            Command::USER(user, _, realname) => {
+                let ident: String = user
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                    .take(10)
+                    .collect();
+                let ident = if ident.is_empty() {
+                    "user".into()
+                } else {
+                    ident
+                };
+                self.user = Some((ident, realname));
+                self.try_register();
+            }
+            Command::PING(token, _) => {
+                let server = self.cfg.server_name.clone();
+                self.push(self.server_msg("PONG", &[&server, &token]));
+            }
+            Command::PONG(..) => self.ping_sent = None,
+            Command::QUIT(reason) => return self.quit(reason.as_deref()),
+            Command::JOIN(chans, _, _) => self.join(&chans),
+            Command::PART(chans, reason) => self.part(&chans, reason.as_deref()),
+            Command::PRIVMSG(target, text) => self.privmsg(&target, &text, false),
+            Command::NOTICE(target, text) => self.privmsg(&target, &text, true),
+            Command::TOPIC(chan, text) => self.topic(&chan, text.as_deref()),
+            Command::NAMES(chans, _) => self.names(chans.as_deref()),
+            Command::LIST(..) => self.list(),
+            Command::KICK(chan, nick, reason) => self.kick(&chan, &nick, reason.as_deref()),
+            Command::WHO(mask, _) => self.who(mask.as_deref()),
+            Command::WHOIS(_, nick) => self.whois(&nick),
+            Command::ChannelMODE(chan, modes) => self.channel_mode(&chan, &modes),
+            Command::UserMODE(nick, modes) => self.user_mode(&nick, modes.is_empty()),
+            Command::AWAY(msg) => self.away(msg.as_deref()),
+            // irc-proto 1.1 parses ISON into its USERHOST variant; the word tells them apart.
+            Command::USERHOST(nicks) | Command::ISON(nicks) if verb == "ISON" => self.ison(&nicks),
+            Command::ISON(nicks) | Command::USERHOST(nicks) => self.userhost(&nicks),
+            Command::MOTD(_) => self.motd(),
+            Command::LUSERS(..) => self.lusers(),
+            Command::VERSION(_) => self.num(
+                n::RPL_VERSION,
+                &[
+                    concat!("natter-", env!("CARGO_PKG_VERSION")),
+                    &self.cfg.server_name,
+                    "natter chat server",
+                ],
+            ),
+            Command::Raw(verb, args) if verb.eq_ignore_ascii_case("NICK") && args.is_empty() => {
+                self.num(n::ERR_NONICKNAMEGIVEN, &["No nickname given"])
+            }
+            Command::Raw(verb, args) if verb.eq_ignore_ascii_case("PRIVMSG") && args.len() < 2 => {
+                // One parameter is either a target without text or a text without target.
+                match args.first() {
+                    Some(a) if !a.contains(' ') && !a.is_empty() => {
+                        self.num(n::ERR_NOTEXTTOSEND, &["No text to send"])
+                    }
+                    _ => self.num(n::ERR_NORECIPIENT, &["No recipient given (PRIVMSG)"]),
+                }
+            }
+            Command::Raw(verb, _) if verb.eq_ignore_ascii_case("NOTICE") => {}
+            other => {
+                let verb = irc_verb(&other);
+                if KNOWN.contains(&verb.as_str()) {
+                    self.num(n::ERR_NEEDMOREPARAMS, &[&verb, "Not enough parameters"]);
+                } else {
+                    self.num(n::ERR_UNKNOWNCOMMAND, &[&shown(&verb), "Unknown command"]);
+                }
+            }
+        }
+        Flow::Continue
+    }
+
+    fn cap(&mut self, sub: CapSubCommand, arg: Option<&str>) {
+        let me = self.me().to_owned();
+        match sub {
+            CapSubCommand::LS => {
+                if !self.registered {
+                    self.negotiating = true;
+                }
+                self.push(self.server_msg("CAP", &[&me, "LS", &CAPS.join(" ")]));
+            }
+            CapSubCommand::LIST => {
+                let mut on = Vec::new();
+                if self.caps.echo_message {
+                    on.push("echo-message");
+                }
+                if self.caps.multi_prefix {
+                    on.push("multi-prefix");
+                }
+                if self.caps.server_time {
+                    on.push("server-time");
+                }
+                self.push(self.server_msg("CAP", &[&me, "LIST", &on.join(" ")]));
+            }
+            CapSubCommand::REQ => {
+                let wanted = arg.unwrap_or("");
+                let mut caps = self.caps;
+                let mut ok = !self.registered || !wanted.contains("server-time");
+                for cap in wanted.split(' ').filter(|c| !c.is_empty()) {
+                    let (on, name) = match cap.strip_prefix('-') {
+                        Some(n) => (false, n),
+                        None => (true, cap),
+                    };
+                    match name {
+                        "echo-message" => caps.echo_message = on,
+                        "multi-prefix" => caps.multi_prefix = on,
+                        "server-time" => caps.server_time = on,
+                        _ => ok = false,
+                    }
+                }
+                if !self.registered {
+                    self.negotiating = true;
+                }
+                // All or nothing, as the CAP specification requires. server-time cannot change
+                // once registered: the hub already renders for this client's flavor.
+                if ok {
+                    self.caps = caps;
+                    self.push(self.server_msg("CAP", &[&me, "ACK", wanted]));
+                } else {
+                    self.push(self.server_msg("CAP", &[&me, "NAK", wanted]));
+                }
+            }
+            CapSubCommand::END => {
+                self.negotiating = false;
+                self.try_register();
+            }
+            other => self.num(
+                n::ERR_INVALIDCAPCMD,
+                &[other.to_str(), "Invalid CAP command"],
+            ),
+        }
+    }
+
+    fn nick(&mut self, nick: &str) {
+        if nick.is_empty() {
+            self.num(n::ERR_NONICKNAMEGIVEN, &["No nickname given"]);
+            return;
+        }
+        if let Err(e) = name::validate(nick) {
+            self.num(n::ERR_ERRONEUSNICKNAME, &[&shown(nick), &e.to_string()]);
+            return;
+        }
+        if !self.registered {
+            self.nick = Some(Arc::from(nick));
+            self.try_register();
+            return;
+        }
+        let old_mask = self.my_mask();
+        match self.hub.register(
+            self.id,
+            &self.outbox,
+            nick,
+            self.flavor(),
+            Some(self.ident()),
+        ) {
+            Ok((Registered::Renamed { old }, new)) => {
+                info!(peer = %self.peer, from = %old, to = %new, "renamed");
+                self.push(irc_message(None, Some(&old_mask), "NICK", &[&new]));
+                self.nick = Some(new);
+            }
+            Ok(_) => {}
+            Err(_) => self.num(
+                n::ERR_NICKNAMEINUSE,
+                &[&shown(nick), "Nickname is already in use"],
+            ),
+        }
+    }
+
+    fn flavor(&self) -> Flavor {
+        Flavor::Irc {
+            time: self.caps.server_time,
+        }
+    }
+
+    /// Registers once NICK and USER are in and capability negotiation is over.
+    fn try_register(&mut self) {
+        if self.registered || self.negotiating || self.user.is_none() {
+            return;
+        }
+        let Some(nick) = self.nick.clone() else {
+            return;
+        };
+        let flavor = self.flavor();
+        match self
+            .hub
+            .register(self.id, &self.outbox, &nick, flavor, Some(self.ident()))
+        {
+            Ok((_, name)) => {
+                self.nick = Some(name.clone());
+                self.registered = true;
+                info!(
+                    peer = %self.peer, user = %name, protocol = "irc",
+                    registered = self.hub.stats().registered(),
+                    "registered"
+                );
+                self.welcome();
+                if self.cfg.auto_join {
+                    self.join_everyone();
+                }
+            }
+            Err(_) => {
+                self.num(
+                    n::ERR_NICKNAMEINUSE,
+                    &[&shown(&nick), "Nickname is already in use"],
+                );
+                self.nick = None;
+            }
+        }
+    }
+
+    fn welcome(&self) {
+        let me = self.me().to_owned();
+        let mask = self.my_mask();
+        let cfg = &self.cfg;
+        let limits = self.hub.limits();
+        let version = concat!("natter-", env!("CARGO_PKG_VERSION"));
+        self.num(
+            n::RPL_WELCOME,
+            &[&format!("Welcome to {}, {mask}", cfg.description)],
+        );
+        self.num(
+            n::RPL_YOURHOST,
+            &[&format!(
+                "Your host is {}, running version {version}",
+                cfg.server_name
+            )],
+        );
+        self.num(n::RPL_CREATED, &["This server speaks natter and IRC"]);
+        self.num(n::RPL_MYINFO, &[&cfg.server_name, version, "i", "o"]);
+        let isupport = [
+            "CASEMAPPING=ascii".to_owned(),
+            "CHANTYPES=#".to_owned(),
+            format!("CHANNELLEN={}", natter_proto::limits::MAX_ROOM_NAME_LEN + 1),
+            format!("NICKLEN={}", natter_proto::limits::MAX_NAME_LEN),
+            "PREFIX=(o)@".to_owned(),
+            "TARGMAX=PRIVMSG:4,NOTICE:4,JOIN:,PART:,NAMES:1,WHOIS:1,KICK:1".to_owned(),
+            format!("TOPICLEN={}", limits.topic_bytes),
+            format!("CHANLIMIT=#:{}", limits.per_user),
+            "CHANMODES=,,,".to_owned(),
+            "NETWORK=natter".to_owned(),
+        ];
+        let mut args: Vec<&str> = isupport.iter().map(String::as_str).collect();
+        args.push("are supported by this server");
+        self.num(n::RPL_ISUPPORT, &args);
+        let _ = me;
+        self.lusers();
+        self.motd();
+    }
+
+    fn lusers(&self) {
+        let users = self.hub.stats().registered().to_string();
+        let rooms = (self.hub.rooms().len() + 1).to_string();
+        self.num(
+            n::RPL_LUSERCLIENT,
+            &[&format!(
+                "There are {users} users and 0 invisible on 1 servers"
+            )],
+        );
+        self.num(n::RPL_LUSEROP, &["0", "operator(s) online"]);
+        self.num(n::RPL_LUSERCHANNELS, &[&rooms, "channels formed"]);
+        self.num(
+            n::RPL_LUSERME,
+            &[&format!("I have {users} clients and 0 servers")],
+        );
+        self.num(
+            n::RPL_LOCALUSERS,
+            &[&users, &users, &format!("Current local users {users}")],
+        );
+        self.num(
+            n::RPL_GLOBALUSERS,
+            &[&users, &users, &format!("Current global users {users}")],
+        );
+    }
+
+    fn motd(&self) {
+        match &self.cfg.motd {
+            None => self.num(n::ERR_NOMOTD, &["MOTD File is missing"]),
+            Some(text) => {
+                self.num(
+                    n::RPL_MOTDSTART,
+                    &[&format!("- {} Message of the day - ", self.cfg.server_name)],
+                );
+                for line in text.lines() {
+                    self.num(n::RPL_MOTD, &[&format!("- {line}")]);
+                }
+                self.num(n::RPL_ENDOFMOTD, &["End of /MOTD command."]);
+            }
+        }
+    }
+
+    fn quit(&mut self, reason: Option<&str>) -> Flow {
+        let reason = reason.and_then(proto::to_natter_text).unwrap_or_default();
+        let line = format!(
+            "Closing Link: {} (Quit: {})",
+            self.nick.as_deref().unwrap_or("*"),
+            reason
+        );
+        self.leave_with(&format!("Quit: {reason}"));
+        self.push(irc_message(None, None, "ERROR", &[&line]));
+        Flow::Close
+    }
+
+    fn leave_with(&mut self, reason: &str) {
+        if self.registered {
+            self.registered = false;
+            self.hub.leave(self.id, reason);
+        }
+    }
+
+    fn join(&mut self, chans: &str) {
+        if chans == "0" {
+            // JOIN 0 leaves every channel.
+            let rooms: Vec<String> = self
+                .hub
+                .user(self.me())
+                .map(|u| u.rooms)
+                .unwrap_or_default();
+            for r in rooms {
+                self.part(r.trim_start_matches('@'), None);
+            }
+            return;
+        }
+        for chan in chans.split(',').filter(|c| !c.is_empty()) {
+            if chan.eq_ignore_ascii_case(&self.cfg.everyone_channel) {
+                self.join_everyone();
+                continue;
+            }
+            if room::validate(chan).is_err() {
+                self.num(n::ERR_BADCHANMASK, &[&shown(chan), "Bad Channel Mask"]);
+                continue;
+            }
+            let mask = self.my_mask();
+            let result = self.hub.join(self.id, chan, |view| {
+                let mut out = BytesMut::new();
+                out.extend_from_slice(&irc_message(None, Some(&mask), "JOIN", &[&view.name]));
+                self.write_topic(&mut out, view, false);
+                self.write_names(&mut out, view);
+                out.freeze()
+            });
+            match result {
+                Ok(()) | Err(ErrorCode::AlreadyInRoom) => {}
+                Err(ErrorCode::TooManyRooms | ErrorCode::RoomLimit) => self.num(
+                    n::ERR_TOOMANYCHANNELS,
+                    &[chan, "You have joined too many channels"],
+                ),
+                Err(ErrorCode::RoomFull) => {
+                    self.num(n::ERR_CHANNELISFULL, &[chan, "Cannot join channel (+l)"])
+                }
+                Err(_) => self.num(n::ERR_BADCHANMASK, &[chan, "Bad Channel Mask"]),
+            }
+        }
+    }
+
+    fn join_everyone(&mut self) {
+        let mask = self.my_mask();
+        let description = self.cfg.description.clone();
+        let _ = self.hub.join_everyone(self.id, |view| {
+            let mut out = BytesMut::new();
+            out.extend_from_slice(&irc_message(None, Some(&mask), "JOIN", &[&view.name]));
+            out.extend_from_slice(&self.numeric(
+                n::RPL_TOPIC,
+                &[
+                    &view.name,
+                    &format!("{description}: everyone on the server, on every client"),
+                ],
+            ));
+            self.write_names(&mut out, view);
+            out.freeze()
+        });
+    }
+
+    /// 332 and 333, or 331 when asked and there is none.
+    fn write_topic(&self, out: &mut BytesMut, view: &RoomView, asked: bool) {
+        match &view.topic {
+            Some(t) => {
+                out.extend_from_slice(&self.numeric(n::RPL_TOPIC, &[&view.name, &t.text]));
+                out.extend_from_slice(
+                    &self.numeric(n::RPL_TOPICWHOTIME, &[&view.name, &t.by, &t.at.to_string()]),
+                );
+            }
+            None if asked => out
+                .extend_from_slice(&self.numeric(n::RPL_NOTOPIC, &[&view.name, "No topic is set"])),
+            None => {}
+        }
+    }
+
+    /// 353 lines, each within IRC's 512 bytes, then 366.
+    fn write_names(&self, out: &mut BytesMut, view: &RoomView) {
+        let overhead = self.cfg.server_name.len() + self.me().len() + view.name.len() + 20;
+        let mut line = String::new();
+        for m in &view.members {
+            let entry = format!("{}{}", if m.op { "@" } else { "" }, m.name);
+            if !line.is_empty() && overhead + line.len() + entry.len() + 1 > proto::MAX_LINE {
+                out.extend_from_slice(&self.numeric(n::RPL_NAMREPLY, &["=", &view.name, &line]));
+                line.clear();
+            }
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(&entry);
+        }
+        if !line.is_empty() {
+            out.extend_from_slice(&self.numeric(n::RPL_NAMREPLY, &["=", &view.name, &line]));
+        }
+        out.extend_from_slice(
+            &self.numeric(n::RPL_ENDOFNAMES, &[&view.name, "End of /NAMES list."]),
+        );
+    }
+
+    fn part(&mut self, chans: &str, reason: Option<&str>) {
+        let reason = reason.and_then(proto::to_natter_text);
+        for chan in chans.split(',').filter(|c| !c.is_empty()) {
+            if chan.eq_ignore_ascii_case(&self.cfg.everyone_channel) {
+                match self.hub.part_everyone(self.id) {
+                    Ok(()) => {
+                        let mask = self.my_mask();
+                        self.push(irc_message(
+                            None,
+                            Some(&mask),
+                            "PART",
+                            &[&self.cfg.everyone_channel],
+                        ));
+                    }
+                    Err(_) => self.num(n::ERR_NOTONCHANNEL, &[chan, "You're not on that channel"]),
+                }
+                continue;
+            }
+            match self.hub.part(self.id, chan, reason.as_deref()) {
+                Ok(_) => {}
+                Err(ErrorCode::NotInRoom) => self.num(
+                    n::ERR_NOTONCHANNEL,
+                    &[&shown(chan), "You're not on that channel"],
+                ),
+                Err(_) => self.num(n::ERR_NOSUCHCHANNEL, &[&shown(chan), "No such channel"]),
+            }
+        }
+    }
+
+    fn privmsg(&mut self, targets: &str, text: &str, notice: bool) {
+        // RFC 2812: NOTICE is never answered with an error.
+        let complain = |s: &Self, code: &str, args: &[&str]| {
+            if !notice {
+                s.num(code, args);
+            }
+        };
+        if targets.is_empty() {
+            complain(self, n::ERR_NORECIPIENT, &["No recipient given (PRIVMSG)"]);
+            return;
+        }
+        let Some(converted) = proto::to_natter_text(text) else {
+            // A CTCP request other than ACTION: natter does not relay it.
+            return;
+        };
+        if natter_proto::text::validate(&converted).is_err() {
+            complain(self, n::ERR_NOTEXTTOSEND, &["No text to send"]);
+            return;
+        }
+        for target in targets.split(',').filter(|t| !t.is_empty()).take(4) {
+            let sent = if target.eq_ignore_ascii_case(&self.cfg.everyone_channel) {
+                self.hub
+                    .broadcast(self.id, &converted, notice)
+                    .map(|_| ())
+                    .map_err(|_| {
+                        complain(
+                            self,
+                            n::ERR_CANNOTSENDTOCHAN,
+                            &[target, "Cannot send to channel"],
+                        )
+                    })
+            } else if proto::is_channel(target) {
+                self.hub
+                    .say(self.id, target, &converted, notice)
+                    .map(|_| ())
+                    .map_err(|e| match e {
+                        ErrorCode::NotInRoom => complain(
+                            self,
+                            n::ERR_CANNOTSENDTOCHAN,
+                            &[target, "Cannot send to channel"],
+                        ),
+                        _ => complain(
+                            self,
+                            n::ERR_NOSUCHCHANNEL,
+                            &[&shown(target), "No such channel"],
+                        ),
+                    })
+            } else {
+                match self.hub.direct(self.id, target, &converted, notice) {
+                    Ok(to) => {
+                        if let Some(away) = to.away
+                            && !notice
+                        {
+                            self.num(n::RPL_AWAY, &[&to.name, &away]);
+                        }
+                        Ok(())
+                    }
+                    Err(_) => {
+                        complain(
+                            self,
+                            n::ERR_NOSUCHNICK,
+                            &[&shown(target), "No such nick/channel"],
+                        );
+                        Err(())
+                    }
+                }
+            };
+            if sent.is_ok() && self.caps.echo_message {
+                let at = self.caps.server_time.then(SystemTime::now);
+                let verb = if notice { "NOTICE" } else { "PRIVMSG" };
+                let mask = self.my_mask();
+                self.push(irc_message(at, Some(&mask), verb, &[target, &converted]));
+            }
+        }
+    }
+
+    fn topic(&mut self, chan: &str, text: Option<&str>) {
+        if chan.eq_ignore_ascii_case(&self.cfg.everyone_channel) {
+            match text {
+                None => {
+                    let text = format!(
+                        "{}: everyone on the server, on every client",
+                        self.cfg.description
+                    );
+                    self.num(n::RPL_TOPIC, &[chan, &text]);
+                }
+                Some(_) => self.num(
+                    n::ERR_CHANOPRIVSNEEDED,
+                    &[chan, "You're not channel operator"],
+                ),
+            }
+            return;
+        }
+        match text {
+            None => match self.hub.room(chan) {
+                Ok(view) => {
+                    let mut out = BytesMut::new();
+                    self.write_topic(&mut out, &view, true);
+                    self.push(out.freeze());
+                }
+                Err(_) => self.num(n::ERR_NOSUCHCHANNEL, &[&shown(chan), "No such channel"]),
+            },
+            Some(text) => {
+                let text = proto::to_natter_text(text).unwrap_or_default();
+                let mut text: &str = &text;
+                let max = self.hub.limits().topic_bytes;
+                if text.len() > max {
+                    // IRC servers cut an over-long topic to TOPICLEN instead of refusing it.
+                    let mut cut = max;
+                    while !text.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    text = &text[..cut];
+                }
+                match self.hub.set_topic(self.id, chan, text) {
+                    Ok(_) => {}
+                    Err(ErrorCode::NotInRoom) => {
+                        self.num(n::ERR_NOTONCHANNEL, &[chan, "You're not on that channel"])
+                    }
+                    Err(ErrorCode::NotOperator) => self.num(
+                        n::ERR_CHANOPRIVSNEEDED,
+                        &[chan, "You're not channel operator"],
+                    ),
+                    Err(_) => self.num(n::ERR_NOSUCHCHANNEL, &[&shown(chan), "No such channel"]),
+                }
+            }
+        }
+    }
+
+    fn view(&self, chan: &str) -> Option<RoomView> {
+        if chan.eq_ignore_ascii_case(&self.cfg.everyone_channel) {
+            Some(self.hub.everyone_view())
+        } else {
+            self.hub.room(chan).ok()
+        }
+    }
+
+    fn names(&mut self, chans: Option<&str>) {
+        let Some(chans) = chans else {
+            self.num(n::RPL_ENDOFNAMES, &["*", "End of /NAMES list."]);
+            return;
+        };
+        for chan in chans.split(',').filter(|c| !c.is_empty()) {
+            let mut out = BytesMut::new();
+            match self.view(chan) {
+                Some(view) => self.write_names(&mut out, &view),
+                None => out.extend_from_slice(
+                    &self.numeric(n::RPL_ENDOFNAMES, &[&shown(chan), "End of /NAMES list."]),
+                ),
+            }
+            self.push(out.freeze());
+        }
+    }
+
+    fn list(&mut self) {
+        let mut out = BytesMut::new();
+        out.extend_from_slice(&self.numeric(n::RPL_LISTSTART, &["Channel", "Users  Name"]));
+        let everyone = self.hub.everyone_count().to_string();
+        let topic = format!("{}: everyone on the server", self.cfg.description);
+        out.extend_from_slice(&self.numeric(
+            n::RPL_LIST,
+            &[&self.cfg.everyone_channel, &everyone, &topic],
+        ));
+        for r in self.hub.rooms() {
+            let count = r.members.to_string();
+            let topic = r.topic.as_deref().unwrap_or("");
+            out.extend_from_slice(&self.numeric(n::RPL_LIST, &[&r.name, &count, topic]));
+        }
+        out.extend_from_slice(&self.numeric(n::RPL_LISTEND, &["End of /LIST"]));
+        self.push(out.freeze());
+    }
+
+    fn kick(&mut self, chan: &str, nick: &str, reason: Option<&str>) {
+        let reason = reason.and_then(proto::to_natter_text);
+        let reason = reason.as_deref().unwrap_or(self.me()).to_owned();
+        match self.hub.kick(self.id, chan, nick, Some(&reason)) {
+            Ok(_) => {}
+            Err(ErrorCode::NoSuchRoom | ErrorCode::InvalidRoomName) => {
+                self.num(n::ERR_NOSUCHCHANNEL, &[&shown(chan), "No such channel"])
+            }
+            Err(ErrorCode::NotInRoom) => {
+                self.num(n::ERR_NOTONCHANNEL, &[chan, "You're not on that channel"])
+            }
+            Err(ErrorCode::NotOperator) => self.num(
+                n::ERR_CHANOPRIVSNEEDED,
+                &[chan, "You're not channel operator"],
+            ),
+            Err(ErrorCode::NoSuchUser) => {
+                self.num(n::ERR_NOSUCHNICK, &[&shown(nick), "No such nick/channel"])
+            }
+            Err(_) => self.num(
+                n::ERR_USERNOTINCHANNEL,
+                &[&shown(nick), chan, "They aren't on that channel"],
+            ),
+        }
+    }
+
+    fn who(&mut self, mask: Option<&str>) {
+        let mask = mask.unwrap_or("*");
+        let mut out = BytesMut::new();
+        let server = self.cfg.server_name.clone();
+        if proto::is_channel(mask) {
+            if let Some(view) = self.view(mask) {
+                for m in &view.members {
+                    let flags = format!(
+                        "{}{}",
+                        if m.away { "G" } else { "H" },
+                        if m.op { "@" } else { "" }
+                    );
+                    out.extend_from_slice(&self.numeric(
+                        n::RPL_WHOREPLY,
+                        &[
+                            &view.name,
+                            &m.ident,
+                            "natter",
+                            &server,
+                            &m.name,
+                            &flags,
+                            &format!("0 {}", m.name),
+                        ],
+                    ));
+                }
+            }
+        } else if let Some(u) = self.hub.user(mask) {
+            let flags = if u.away.is_some() { "G" } else { "H" };
+            out.extend_from_slice(&self.numeric(
+                n::RPL_WHOREPLY,
+                &[
+                    "*",
+                    &u.ident,
+                    "natter",
+                    &server,
+                    &u.name,
+                    flags,
+                    &format!("0 {}", u.name),
+                ],
+            ));
+        }
+        out.extend_from_slice(&self.numeric(n::RPL_ENDOFWHO, &[&shown(mask), "End of WHO list"]));
+        self.push(out.freeze());
+    }
+
+    fn whois(&mut self, nick: &str) {
+        let mut out = BytesMut::new();
+        match self.hub.user(nick) {
+            Some(u) => {
+                let real = if u.irc { "IRC user" } else { "natter user" };
+                out.extend_from_slice(
+                    &self.numeric(n::RPL_WHOISUSER, &[&u.name, &u.ident, "natter", "*", real]),
+                );
+                if !u.rooms.is_empty() {
+                    out.extend_from_slice(
+                        &self.numeric(n::RPL_WHOISCHANNELS, &[&u.name, &u.rooms.join(" ")]),
+                    );
+                }
+                out.extend_from_slice(&self.numeric(
+                    n::RPL_WHOISSERVER,
+                    &[&u.name, &self.cfg.server_name, &self.cfg.description],
+                ));
+                if let Some(away) = &u.away {
+                    out.extend_from_slice(&self.numeric(n::RPL_AWAY, &[&u.name, away]));
+                }
+                out.extend_from_slice(
+                    &self.numeric(n::RPL_ENDOFWHOIS, &[&u.name, "End of /WHOIS list"]),
+                );
+            }
+            None => {
+                out.extend_from_slice(
+                    &self.numeric(n::ERR_NOSUCHNICK, &[&shown(nick), "No such nick/channel"]),
+                );
+                out.extend_from_slice(
+                    &self.numeric(n::RPL_ENDOFWHOIS, &[&shown(nick), "End of /WHOIS list"]),
+                );
+            }
+        }
+        self.push(out.freeze());
+    }
+
+    fn channel_mode(&mut self, chan: &str, modes: &[Mode<ChannelMode>]) {
+        if !chan.eq_ignore_ascii_case(&self.cfg.everyone_channel) && self.hub.room(chan).is_err() {
+            self.num(n::ERR_NOSUCHCHANNEL, &[&shown(chan), "No such channel"]);
+            return;
+        }
+        if modes.is_empty() {
+            self.num(n::RPL_CHANNELMODEIS, &[chan, "+"]);
+            return;
+        }
+        for m in modes {
+            match m {
+                Mode::NoPrefix(ChannelMode::Ban) | Mode::Plus(ChannelMode::Ban, None) => {
+                    self.num(n::RPL_ENDOFBANLIST, &[chan, "End of channel ban list"])
+                }
+                Mode::Plus(ChannelMode::Oper, Some(nick)) => {
+                    match self.hub.op(self.id, chan, nick) {
+                        Ok(()) => {}
+                        Err(ErrorCode::NotOperator | ErrorCode::NotInRoom) => self.num(
+                            n::ERR_CHANOPRIVSNEEDED,
+                            &[chan, "You're not channel operator"],
+                        ),
+                        Err(ErrorCode::NoSuchUser) => {
+                            self.num(n::ERR_NOSUCHNICK, &[&shown(nick), "No such nick/channel"])
+                        }
+                        Err(_) => self.num(
+                            n::ERR_USERNOTINCHANNEL,
+                            &[&shown(nick), chan, "They aren't on that channel"],
+                        ),
+                    }
+                }
+                other => {
+                    let c = mode_char(other);
+                    self.num(
+                        n::ERR_UNKNOWNMODE,
+                        &[&c.to_string(), "is unknown mode char to me"],
+                    )
+                }
+            }
+        }
+    }
+
+    fn user_mode(&mut self, nick: &str, query: bool) {
+        if !name::same(nick, self.me()) {
+            self.num(n::ERR_USERSDONTMATCH, &["Cant change mode for other users"]);
+        } else if query {
+            self.num(n::RPL_UMODEIS, &["+"]);
+        }
+        // natter has no user modes; requests to set them (irssi sends +i) change nothing.
+    }
+
+    fn away(&mut self, msg: Option<&str>) {
+        let msg = msg
+            .and_then(proto::to_natter_text)
+            .filter(|m| !m.trim().is_empty());
+        self.hub.set_away(self.id, msg.as_deref());
+        if msg.is_some() {
+            self.num(n::RPL_NOWAWAY, &["You have been marked as being away"]);
+        } else {
+            self.num(n::RPL_UNAWAY, &["You are no longer marked as being away"]);
+        }
+    }
+
+    fn ison(&mut self, nicks: &[String]) {
+        let online: Vec<String> = nicks
+            .iter()
+            .flat_map(|n| n.split(' '))
+            .filter_map(|n| self.hub.user(n).map(|u| u.name.to_string()))
+            .collect();
+        self.num(n::RPL_ISON, &[&online.join(" ")]);
+    }
+
+    fn userhost(&mut self, nicks: &[String]) {
+        let found: Vec<String> = nicks
+            .iter()
+            .take(5)
+            .filter_map(|n| self.hub.user(n))
+            .map(|u| {
+                let away = if u.away.is_some() { '-' } else { '+' };
+                format!("{}={away}{}@natter", u.name, u.ident)
+            })
+            .collect();
+        self.num(n::RPL_USERHOST, &[&found.join(" ")]);
+    }
+}
+
+fn mode_char(m: &Mode<ChannelMode>) -> char {
+    let mode = match m {
+        Mode::Plus(c, _) | Mode::Minus(c, _) | Mode::NoPrefix(c) => c,
+    };
+    mode.to_string().chars().next().unwrap_or('?')
+}
+
+/// The command word of a parsed message, upper case.
+fn irc_verb(cmd: &Command) -> String {
+    let s = String::from(cmd);
+    s.split(' ').next().unwrap_or("").to_ascii_uppercase()
+}
+
+impl Handler for IrcSession {
+    fn on_line(&mut self, line: &[u8]) -> Flow {
+        self.last_seen = Instant::now();
+        match proto::parse(line) {
+            Ok(None) => Flow::Continue,
+            Ok(Some(msg)) => {
+                let verb = std::str::from_utf8(line)
+                    .ok()
+                    .and_then(|l| proto::command_word(l.trim_start_matches(' ')))
+                    .unwrap_or_default();
+                self.on_message(verb, msg)
+            }
+            Err(IrcError::TooLong) => {
+                self.num(n::ERR_INPUTTOOLONG, &["Input line was too long"]);
+                Flow::Continue
+            }
+            Err(IrcError::Utf8) => {
+                self.num(n::ERR_UNKNOWNCOMMAND, &["*", "Input is not UTF-8"]);
+                Flow::Continue
+            }
+            Err(IrcError::Malformed(verb)) => {
+                match verb.as_deref() {
+                    Some("MODE") => {
+                        self.num(n::ERR_UNKNOWNMODE, &["?", "is unknown mode char to me"])
+                    }
+                    Some(v) if KNOWN.contains(&v) => {
+                        self.num(n::ERR_NEEDMOREPARAMS, &[v, "Not enough parameters"])
+                    }
+                    Some(v) => self.num(n::ERR_UNKNOWNCOMMAND, &[&shown(v), "Unknown command"]),
+                    None => self.num(n::ERR_UNKNOWNCOMMAND, &["*", "Malformed message"]),
+                }
+                Flow::Continue
+            }
+        }
+    }
+
+    fn on_too_long(&mut self) {
+        self.last_seen = Instant::now();
+        self.num(n::ERR_INPUTTOOLONG, &["Input line was too long"]);
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        Some(match self.ping_sent {
+            Some(at) => at + self.cfg.ping_timeout,
+            None => self.last_seen + self.cfg.ping_after,
+        })
+    }
+
+    fn on_deadline(&mut self) -> Flow {
+        let now = Instant::now();
+        if let Some(sent) = self.ping_sent {
+            if now >= sent + self.cfg.ping_timeout && self.last_seen < sent {
+                let nick = self.nick.as_deref().unwrap_or("*").to_owned();
+                self.leave_with("Ping timeout");
+                self.push(irc_message(
+                    None,
+                    None,
+                    "ERROR",
+                    &[&format!("Closing Link: {nick} (Ping timeout)")],
+                ));
+                return Flow::Close;
+            }
+            if self.last_seen >= sent {
+                self.ping_sent = None;
+            }
+        } else if now >= self.last_seen + self.cfg.ping_after {
+            self.ping_sent = Some(now);
+            let server = self.cfg.server_name.clone();
+            self.push(irc_message(None, None, "PING", &[&server]));
+        }
+        Flow::Continue
+    }
+
+    fn leave(&mut self, reason: &str) {
+        self.leave_with(reason);
+    }
+
+    fn shutdown_line(&self) -> Bytes {
+        irc_message(
+            None,
+            None,
+            "ERROR",
+            &["Closing Link: (Server shutting down)"],
+        )
+    }
+
+    fn slow_consumer_line(&self) -> Bytes {
+        irc_message(None, None, "ERROR", &["Closing Link: (SendQ exceeded)"])
+    }
+
+    fn max_line(&self) -> usize {
+        proto::MAX_FRAME
+    }
+}

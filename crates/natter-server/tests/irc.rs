@@ -1,0 +1,505 @@
+//! IRC clients over real TCP: registration, channels as rooms, numerics, and conversations
+//! with native clients in both directions.
+
+mod common;
+
+use common::{ClientExt, LIMIT, TestServer, within};
+use natter_conn::{LineReader, LineWriter};
+use natter_server::Config;
+use natter_server::config::IrcConfig;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+/// A raw IRC connection: lines out with CRLF, lines in without.
+struct Irc {
+    r: LineReader,
+    w: LineWriter,
+}
+
+impl Irc {
+    async fn connect(addr: SocketAddr) -> Self {
+        let s = within(TcpStream::connect(addr)).await.unwrap();
+        let (r, w) = s.into_split();
+        Self {
+            r: LineReader::new(r),
+            w: LineWriter::new(w),
+        }
+    }
+
+    /// Connects and registers as `nick`, skipping the welcome burst up to the everyone
+    /// channel's NAMES.
+    async fn user(addr: SocketAddr, nick: &str) -> Self {
+        let mut c = Self::connect(addr).await;
+        c.send(&format!("NICK {nick}")).await;
+        c.send(&format!("USER {nick} 0 * :{nick} real")).await;
+        c.skip_to(" 366 ").await;
+        c
+    }
+
+    async fn send(&mut self, line: &str) {
+        within(self.w.send_raw(format!("{line}\r\n").as_bytes()))
+            .await
+            .unwrap();
+    }
+
+    async fn line(&mut self) -> String {
+        within(self.r.next_text())
+            .await
+            .unwrap()
+            .expect("connection closed")
+    }
+
+    /// Reads until a line containing `needle`; returns it.
+    async fn skip_to(&mut self, needle: &str) -> String {
+        loop {
+            let l = self.line().await;
+            if l.contains(needle) {
+                return l;
+            }
+        }
+    }
+
+    /// Sends `line` and expects the next line to be numeric `code`.
+    async fn expect(&mut self, line: &str, code: &str) -> String {
+        self.send(line).await;
+        let got = self.line().await;
+        assert_eq!(
+            got.split(' ').nth(1),
+            Some(code),
+            "{line:?} should answer {code}, got {got:?}"
+        );
+        got
+    }
+
+    /// Proves nothing else is queued: a PING's PONG must come next.
+    async fn quiet(&mut self) {
+        self.send("PING :quiet").await;
+        let l = self.line().await;
+        assert!(l.ends_with("PONG natter quiet"), "unexpected {l:?}");
+    }
+}
+
+#[tokio::test]
+async fn registration_without_cap_gets_the_welcome_burst() {
+    let s = TestServer::start().await;
+    let mut native = s.user("nat").await;
+    let mut c = Irc::connect(s.addr).await;
+    c.send("NICK ircy").await;
+    c.send("USER ircy 0 * :Irc Y").await;
+    let mut codes = Vec::new();
+    loop {
+        let l = c.line().await;
+        let code = l.split(' ').nth(1).unwrap().to_owned();
+        if code == "005" {
+            for token in [
+                "CASEMAPPING=ascii",
+                "CHANTYPES=#",
+                "NICKLEN=32",
+                "CHANNELLEN=50",
+                "PREFIX=(o)@",
+                "TARGMAX=",
+            ] {
+                assert!(l.contains(token), "{token} missing from {l}");
+            }
+        }
+        codes.push(code.clone());
+        if code == "422" {
+            break;
+        }
+    }
+    assert_eq!(
+        codes,
+        [
+            "001", "002", "003", "004", "005", "251", "252", "254", "255", "265", "266", "422"
+        ]
+    );
+    assert_eq!(c.line().await, ":ircy!ircy@natter JOIN #everyone");
+    assert!(c.line().await.starts_with(":natter 332 ircy #everyone :"));
+    assert_eq!(c.line().await, ":natter 353 ircy = #everyone :ircy nat");
+    assert_eq!(
+        c.line().await,
+        ":natter 366 ircy #everyone :End of /NAMES list."
+    );
+    assert_eq!(native.text().await, "ONLINE ircy");
+}
+
+#[tokio::test]
+async fn cap_negotiation_holds_registration_and_enables_server_time() {
+    let s = TestServer::start().await;
+    let mut native = s.user("nat").await;
+    let mut c = Irc::connect(s.addr).await;
+    c.send("CAP LS 302").await;
+    assert_eq!(
+        c.line().await,
+        ":natter CAP * LS :echo-message multi-prefix server-time"
+    );
+    c.send("NICK capper").await;
+    c.send("USER capper 0 * :Cap").await;
+    c.send("CAP REQ :server-time bogus").await;
+    assert_eq!(c.line().await, ":natter CAP * NAK :server-time bogus");
+    c.send("CAP REQ :server-time echo-message").await;
+    assert_eq!(
+        c.line().await,
+        ":natter CAP * ACK :server-time echo-message"
+    );
+    c.send("CAP LIST").await;
+    assert_eq!(
+        c.line().await,
+        ":natter CAP * LIST :echo-message server-time"
+    );
+    // Nothing was registered while negotiating: the next line answers the PING.
+    c.quiet().await;
+    c.send("CAP END").await;
+    assert!(c.line().await.starts_with(":natter 001 capper "));
+    c.skip_to(" 366 ").await;
+    assert_eq!(native.text().await, "ONLINE capper");
+    assert_eq!(native.ask("MESSAGE timed").await, "OK MESSAGE 1");
+    let l = c.line().await;
+    assert!(l.starts_with("@time=20"), "{l}");
+    assert!(
+        l.ends_with(" :nat!nat@natter PRIVMSG #everyone timed"),
+        "{l}"
+    );
+    // echo-message: our own message comes back to us.
+    c.send("PRIVMSG #everyone :echo me").await;
+    let echo = c.line().await;
+    assert!(
+        echo.ends_with(":capper!capper@natter PRIVMSG #everyone :echo me"),
+        "{echo}"
+    );
+    assert_eq!(native.text().await, "MESSAGE capper echo me");
+}
+
+#[tokio::test]
+async fn unregistered_clients_get_451_but_ping_works() {
+    let s = TestServer::start().await;
+    let mut c = Irc::connect(s.addr).await;
+    // An IRC client is recognised by its first line: CAP, PASS, NICK or USER.
+    c.send("CAP LS").await;
+    c.line().await;
+    c.expect("PING :early", "PONG").await;
+    c.expect("JOIN #a", "451").await;
+    c.expect("PRIVMSG x :y", "451").await;
+    c.send("NICK late").await;
+    c.send("USER late 0 * :Late").await;
+    c.send("CAP END").await;
+    assert!(c.line().await.starts_with(":natter 001 late "));
+}
+
+#[tokio::test]
+async fn nick_errors_and_collisions_in_both_directions() {
+    let s = TestServer::start().await;
+    let mut native = s.user("Taken").await;
+    let mut c = Irc::connect(s.addr).await;
+    c.expect("NICK", "431").await;
+    c.expect("NICK 9lives", "432").await;
+    c.send("USER x 0 * :X").await;
+    // The native's name, in another case, is taken for IRC too.
+    let l = c.expect("NICK taken", "433").await;
+    assert!(l.contains("Nickname is already in use"), "{l}");
+    c.send("NICK free").await;
+    c.skip_to(" 366 ").await;
+    // And an IRC nick is taken for natives.
+    assert_eq!(native.text().await, "ONLINE free");
+    native
+        .expect_error("REGISTER FREE", natter_proto::ErrorCode::NameTaken)
+        .await;
+    c.expect("NICK taken", "433").await;
+    c.expect("USER again 0 * :Again", "462").await;
+    c.expect("PASS secret", "462").await;
+}
+
+#[tokio::test]
+async fn error_numerics() {
+    let s = TestServer::start().await;
+    let _native = s.user("nat").await;
+    let mut c = Irc::user(s.addr, "errs").await;
+    c.expect("FROB", "421").await;
+    c.expect("JOIN", "461").await;
+    c.expect("PRIVMSG", "411").await;
+    c.expect("PRIVMSG :only text here", "411").await;
+    c.expect("PRIVMSG nat", "412").await;
+    c.expect("PRIVMSG nat :\u{2}\u{2}", "412").await;
+    c.expect("PRIVMSG nobody :hi", "401").await;
+    c.expect("PRIVMSG #nowhere :hi", "403").await;
+    c.expect("PART #nowhere", "403").await;
+    c.expect("JOIN bad,#bad:name", "476").await;
+    c.line().await;
+    // A room that exists but that we are not in.
+    let mut other = Irc::user(s.addr, "other").await;
+    c.skip_to(":other!other@natter JOIN #everyone").await;
+    other.send("JOIN #theirs").await;
+    other.skip_to(" 366 other #theirs").await;
+    c.expect("PART #theirs", "442").await;
+    c.expect("PRIVMSG #theirs :hello?", "404").await;
+    c.expect("TOPIC #theirs :mine", "442").await;
+    c.expect("KICK #theirs other", "442").await;
+    c.send("JOIN #theirs").await;
+    c.skip_to(" 366 ").await;
+    c.expect("TOPIC #theirs :mine", "482").await;
+    c.expect("KICK #theirs other", "482").await;
+    c.expect("MODE #theirs +o errs", "482").await;
+    c.expect("WHOIS ghost", "401").await;
+    assert!(c.line().await.contains(" 318 "));
+    c.expect("MODE other", "502").await;
+    let long = format!("PRIVMSG #theirs :{}", "x".repeat(600));
+    c.expect(&long, "417").await;
+    // NOTICE never answers with an error.
+    c.send("NOTICE nobody :hi").await;
+    c.quiet().await;
+}
+
+#[tokio::test]
+async fn channels_are_rooms() {
+    let s = TestServer::start().await;
+    let mut native = s.user("nat").await;
+    let mut a = Irc::user(s.addr, "alpha").await;
+    let mut b = Irc::user(s.addr, "beta").await;
+    assert_eq!(native.text().await, "ONLINE alpha");
+    assert_eq!(native.text().await, "ONLINE beta");
+    a.skip_to("JOIN #everyone").await;
+
+    a.send("JOIN #one,#two").await;
+    assert_eq!(a.line().await, ":alpha!alpha@natter JOIN #one");
+    assert_eq!(a.line().await, ":natter 353 alpha = #one @alpha");
+    assert_eq!(
+        a.line().await,
+        ":natter 366 alpha #one :End of /NAMES list."
+    );
+    assert_eq!(a.line().await, ":alpha!alpha@natter JOIN #two");
+    a.skip_to(" 366 alpha #two").await;
+    a.send("TOPIC #one :the first").await;
+    assert_eq!(a.line().await, ":alpha!alpha@natter TOPIC #one :the first");
+
+    assert_eq!(native.ask("JOIN #ONE").await, "MEMBER #one @alpha");
+    assert_eq!(native.text().await, "MEMBER #one nat");
+    assert_eq!(native.text().await, "TOPIC #one alpha the first");
+    assert_eq!(native.text().await, "OK JOIN #one 2");
+    assert_eq!(a.line().await, ":nat!nat@natter JOIN #one");
+
+    b.send("JOIN #one").await;
+    assert_eq!(b.line().await, ":beta!beta@natter JOIN #one");
+    assert_eq!(b.line().await, ":natter 332 beta #one :the first");
+    assert!(b.line().await.starts_with(":natter 333 beta #one alpha "));
+    assert_eq!(b.line().await, ":natter 353 beta = #one :@alpha beta nat");
+    b.skip_to(" 366 ").await;
+    assert_eq!(a.line().await, ":beta!beta@natter JOIN #one");
+    assert_eq!(native.text().await, "JOINED #one beta");
+
+    b.send("NAMES #one").await;
+    assert_eq!(b.line().await, ":natter 353 beta = #one :@alpha beta nat");
+    b.skip_to(" 366 ").await;
+    b.send("WHO #one").await;
+    assert_eq!(
+        b.line().await,
+        ":natter 352 beta #one alpha natter natter alpha H@ :0 alpha"
+    );
+    b.skip_to(" 315 ").await;
+    b.send("LIST").await;
+    assert!(b.line().await.contains(" 321 "));
+    assert!(b.line().await.starts_with(":natter 322 beta #everyone 3 "));
+    assert_eq!(b.line().await, ":natter 322 beta #one 3 :the first");
+    assert_eq!(b.line().await, ":natter 322 beta #two 1 :");
+    assert!(b.line().await.contains(" 323 "));
+
+    // Channel messages are room messages, both ways.
+    b.send("PRIVMSG #one :hi room").await;
+    assert_eq!(a.line().await, ":beta!beta@natter PRIVMSG #one :hi room");
+    assert_eq!(native.text().await, "SAY #one beta hi room");
+    assert_eq!(native.ask("SAY #one hi irc").await, "OK SAY #one 2");
+    assert_eq!(a.line().await, ":nat!nat@natter PRIVMSG #one :hi irc");
+    assert_eq!(b.line().await, ":nat!nat@natter PRIVMSG #one :hi irc");
+
+    // Operators: MODE +o, then KICK.
+    a.send("MODE #one +o beta").await;
+    assert_eq!(a.line().await, ":natter MODE #one +o beta");
+    assert_eq!(b.line().await, ":natter MODE #one +o beta");
+    assert_eq!(native.text().await, "OPERATOR #one beta");
+    b.send("KICK #one nat :behave").await;
+    assert_eq!(b.line().await, ":beta!beta@natter KICK #one nat behave");
+    assert_eq!(a.line().await, ":beta!beta@natter KICK #one nat behave");
+    assert_eq!(native.text().await, "KICKED #one nat beta behave");
+
+    // PART with a reason reaches both kinds of member.
+    native.say("JOIN #two").await;
+    native.text().await;
+    native.text().await;
+    native.text().await;
+    assert_eq!(a.line().await, ":nat!nat@natter JOIN #two");
+    a.send("PART #two :bye now").await;
+    assert_eq!(a.line().await, ":alpha!alpha@natter PART #two :bye now");
+    assert_eq!(native.text().await, "PARTED #two alpha bye now");
+    a.send("MODE #one").await;
+    assert_eq!(a.line().await, ":natter 324 alpha #one +");
+    a.send("MODE #one b").await;
+    assert!(a.line().await.contains(" 368 alpha #one "));
+}
+
+#[tokio::test]
+async fn everyone_dm_rename_and_leave_across_protocols() {
+    let s = TestServer::start().await;
+    let mut native = s.user("nat").await;
+    let mut irc = Irc::user(s.addr, "ircy").await;
+    assert_eq!(native.text().await, "ONLINE ircy");
+
+    // MESSAGE <-> PRIVMSG #everyone
+    assert_eq!(native.ask("MESSAGE hello  irc").await, "OK MESSAGE 1");
+    assert_eq!(
+        irc.line().await,
+        ":nat!nat@natter PRIVMSG #everyone :hello  irc"
+    );
+    irc.send("PRIVMSG #everyone :hello native").await;
+    assert_eq!(native.text().await, "MESSAGE ircy hello native");
+    irc.send("NOTICE #Everyone :noted").await;
+    assert_eq!(native.text().await, "MESSAGE ircy noted");
+
+    // DM <-> PRIVMSG nick, formatting stripped, ACTION kept as /me.
+    assert_eq!(native.ask("DM IRCY psst").await, "OK DM ircy");
+    assert_eq!(irc.line().await, ":nat!nat@natter PRIVMSG ircy psst");
+    irc.send("PRIVMSG NAT :\u{2}bold\u{2} reply").await;
+    assert_eq!(native.text().await, "DM ircy bold reply");
+    irc.send("PRIVMSG nat :\u{1}ACTION waves\u{1}").await;
+    assert_eq!(native.text().await, "DM ircy /me waves");
+
+    // Renames both ways.
+    assert_eq!(native.ask("REGISTER natty").await, "OK REGISTER natty");
+    assert_eq!(irc.line().await, ":nat!nat@natter NICK natty");
+    irc.send("NICK ircz").await;
+    assert_eq!(irc.line().await, ":ircy!ircy@natter NICK ircz");
+    assert_eq!(native.text().await, "RENAMED ircy ircz");
+    assert_eq!(native.ask("DM ircz again").await, "OK DM ircz");
+    assert_eq!(irc.line().await, ":natty!natty@natter PRIVMSG ircz again");
+
+    // AWAY shows to the sender of a DM; ISON and USERHOST see natives too.
+    irc.expect("AWAY :lunch", "306").await;
+    let mut other = Irc::user(s.addr, "other").await;
+    other.send("PRIVMSG ircz :you there?").await;
+    assert_eq!(other.line().await, ":natter 301 other ircz lunch");
+    other.expect("ISON natty nobody ircz", "303").await;
+    let uh = other.expect("USERHOST natty ircz", "302").await;
+    // An IRC user name stays as USER gave it when the nick changes.
+    assert!(
+        uh.ends_with(":natty=+natty@natter ircz=-ircy@natter"),
+        "{uh}"
+    );
+    irc.skip_to("JOIN #everyone").await;
+    irc.skip_to("PRIVMSG ircz :you there?").await;
+    irc.expect("AWAY", "305").await;
+
+    // Leaving, both ways.
+    irc.send("QUIT :gone fishing").await;
+    assert_eq!(
+        irc.line().await,
+        "ERROR :Closing Link: ircz (Quit: gone fishing)"
+    );
+    assert!(within(irc.r.next_text()).await.unwrap().is_none());
+    native
+        .reader
+        .until(|l| matches!(l, natter_proto::ServerLine::Offline { name } if name == "ircz"))
+        .await
+        .unwrap();
+    assert_eq!(native.ask("CLOSE").await, "BYE CLOSED goodbye");
+    other.skip_to(":natty!natty@natter QUIT disconnected").await;
+}
+
+#[tokio::test]
+async fn lines_split_across_reads_and_byte_by_byte() {
+    let s = TestServer::start().await;
+    let mut native = s.user("nat").await;
+    let mut c = Irc::connect(s.addr).await;
+    for b in b"NICK bytes\r\nUSER bytes 0 * :B\r\n" {
+        within(c.w.send_raw(&[*b])).await.unwrap();
+    }
+    c.skip_to(" 366 ").await;
+    assert_eq!(native.text().await, "ONLINE bytes");
+    within(c.w.send_raw(b"PRIVMSG nat :sp")).await.unwrap();
+    within(c.w.send_raw(b"lit\r")).await.unwrap();
+    within(c.w.send_raw(b"\nPRIVMSG nat :bare LF\n"))
+        .await
+        .unwrap();
+    assert_eq!(native.text().await, "DM bytes split");
+    assert_eq!(native.text().await, "DM bytes bare LF");
+}
+
+#[tokio::test]
+async fn pings_are_answered_in_order_with_other_commands() {
+    let s = TestServer::start().await;
+    let mut c = Irc::connect(s.addr).await;
+    c.send("NICK order\r\nPING one\r\nPING two\r\nUSER o 0 * :O\r\nPING three")
+        .await;
+    assert_eq!(c.line().await, ":natter PONG natter one");
+    assert_eq!(c.line().await, ":natter PONG natter two");
+    assert!(c.line().await.starts_with(":natter 001 order "));
+    c.skip_to(" 366 ").await;
+    assert_eq!(c.line().await, ":natter PONG natter three");
+    c.send("PING a\r\nWHOIS nobody\r\nPING b").await;
+    assert_eq!(c.line().await, ":natter PONG natter a");
+    assert!(c.line().await.contains(" 401 "));
+    assert!(c.line().await.contains(" 318 "));
+    assert_eq!(c.line().await, ":natter PONG natter b");
+}
+
+#[tokio::test(start_paused = true)]
+async fn silent_irc_clients_are_pinged_then_timed_out() {
+    let s = TestServer::with(Config {
+        irc: IrcConfig {
+            // Shorter than the tests' own time limit, which paused time advances too.
+            ping_after: Duration::from_secs(5),
+            ping_timeout: Duration::from_secs(4),
+            ..IrcConfig::default()
+        },
+        ..Config::default()
+    })
+    .await;
+    let mut native = s.user("nat").await;
+    let mut c = Irc::user(s.addr, "sleepy").await;
+    assert_eq!(native.text().await, "ONLINE sleepy");
+    // Time only passes while every task waits, so these waits take no real time.
+    assert_eq!(c.line().await, "PING natter");
+    c.send("PONG natter").await;
+    assert_eq!(c.line().await, "PING natter");
+    assert_eq!(c.line().await, "ERROR :Closing Link: sleepy (Ping timeout)");
+    assert_eq!(native.text().await, "OFFLINE sleepy");
+    let _ = LIMIT;
+}
+
+#[tokio::test]
+async fn a_dedicated_irc_listener_serves_irc_only() {
+    common::raise_fd_limit();
+    let main = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let irc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (main_addr, irc_addr) = (main.local_addr().unwrap(), irc.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(natter_server::run_all(
+        vec![
+            natter_server::Listener {
+                socket: main,
+                assume: natter_server::connection::Assume::Line,
+            },
+            natter_server::Listener {
+                socket: irc,
+                assume: natter_server::connection::Assume::Irc,
+            },
+        ],
+        Config::default(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let mut native = within(natter_conn::Client::connect(main_addr))
+        .await
+        .unwrap();
+    assert_eq!(native.ask("REGISTER nat").await, "OK REGISTER nat");
+    // No sniffing delay on the IRC port: registration works at once.
+    let mut c = Irc::user(irc_addr, "port6667").await;
+    assert_eq!(native.text().await, "ONLINE port6667");
+    c.send("PRIVMSG nat :via the IRC port").await;
+    assert_eq!(native.text().await, "DM port6667 via the IRC port");
+    let _ = stop.send(());
+    assert_eq!(
+        c.line().await,
+        "ERROR :Closing Link: (Server shutting down)"
+    );
+    within(server).await.unwrap().unwrap();
+}
