@@ -118,7 +118,7 @@ impl ErrorCode {
             Self::NoSuchUser => "no such user is online",
             Self::CannotDmSelf => "you cannot DM yourself",
             Self::EmptyText => "the message text is empty",
-            Self::BadText => "the message text contains control characters",
+            Self::BadText => "the message text contains control or direction-override characters",
             Self::NoRecipients => "nobody else is registered to receive it",
             Self::LineTooLong => "line too long; it was discarded",
             Self::InvalidUtf8 => "line is not valid UTF-8; it was discarded",

@@ -2,9 +2,10 @@
 //!
 //! A server line is an upper-case type word, then the type's fixed words, then (for some types)
 //! a free text that runs to the end of the line. Each command gets exactly one final answer,
-//! `OK <COMMAND> ...` or `ERROR <CODE> <text>`, after any data lines it produces (`HELP`,
-//! `USER`), so a program can pipeline commands and pair answers with them in order. Everything
-//! else (`MESSAGE`, `DM`, `ONLINE`, ...) is an event and may arrive at any time.
+//! `OK <COMMAND> ...` or `ERROR <CODE> <text>` (`BYE` for CLOSE), after any data lines it
+//! produces (`HELP`, `USER`, `MEMBER`, `ROOM`, `TOPIC`), so a program can pipeline commands
+//! and pair answers with them in order. Everything else (`MESSAGE`, `DM`, `ONLINE`, ...) is an
+//! event and may arrive at any time.
 
 use crate::code::{ByeReason, ErrorCode};
 use crate::text;

@@ -1,6 +1,6 @@
 //! Telling protocols apart by a connection's first bytes, so one port serves every client.
 //!
-//! The server peeks at what a client sends first, without consuming it, and hands the
+//! The server reads what a client sends first (at most a few bytes), and hands them with the
 //! connection to the matching protocol. A client that sends nothing (a person at `nc`) is a
 //! line-protocol client once the listener stops waiting.
 

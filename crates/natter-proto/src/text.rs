@@ -21,9 +21,13 @@ impl fmt::Display for TextError {
     }
 }
 
-/// Whether `c` may not appear in text: C0 controls except tab, DEL, and the C1 controls.
+/// Whether `c` may not appear in text: C0 controls except tab, DEL, the C1 controls, the
+/// Unicode line and paragraph separators (which some clients treat as line breaks), and the
+/// bidirectional embedding, override and isolate controls (which can make a line display as
+/// something other than what it says).
 pub fn is_forbidden(c: char) -> bool {
-    (c.is_control() && c != '\t') || matches!(c, '\u{2028}' | '\u{2029}')
+    (c.is_control() && c != '\t')
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Checks a message text: not blank, and free of control characters.
@@ -52,5 +56,8 @@ mod tests {
         assert_eq!(validate("nul\0"), Err(TextError::Control));
         assert_eq!(validate("c1\u{85}"), Err(TextError::Control));
         assert_eq!(validate("émoji 🎉"), Ok(()));
+        assert_eq!(validate("evil\u{202E}txt.exe"), Err(TextError::Control));
+        assert_eq!(validate("isolate\u{2067}"), Err(TextError::Control));
+        assert_eq!(validate("family 👨\u{200D}👩"), Ok(()));
     }
 }

@@ -12,7 +12,7 @@ fn name() -> impl Strategy<Value = String> {
 
 /// Text as a client can send it: no control characters, not blank, not starting with a space.
 fn msg_text() -> impl Strategy<Value = String> {
-    "[^ \\p{Cc}\u{2028}\u{2029}][^\\p{Cc}\u{2028}\u{2029}]{0,60}"
+    "[^ \\p{Cc}\u{2028}\u{2029}\u{202A}-\u{202E}\u{2066}-\u{2069}][^\\p{Cc}\u{2028}\u{2029}\u{202A}-\u{202E}\u{2066}-\u{2069}]{0,60}"
         .prop_filter("not blank", |s| !s.trim().is_empty())
 }
 
@@ -115,6 +115,8 @@ proptest! {
         let _ = Command::parse(&s);
         let _ = ServerLine::parse(&s);
         let _ = sniff::sniff(&bytes);
+        let _ = natter_proto::irc::parse(&bytes);
+        let _ = natter_proto::irc::to_natter_text(&s);
     }
 
     #[test]

@@ -371,6 +371,8 @@ impl Hub {
     ///
     /// Natives are in Everyone from the start; IRC users join the everyone channel separately
     /// ([`Hub::join_everyone`]). `ident` is the IRC user name (the name itself for natives).
+    /// `answer`, given the name as registered, renders the client's own answer, which is
+    /// queued under the lock so that it precedes every event that follows the registration.
     pub fn register(
         &self,
         id: ClientId,
@@ -378,23 +380,32 @@ impl Hub {
         name: &str,
         flavor: Flavor,
         ident: Option<&str>,
+        answer: Option<&dyn Fn(&str) -> Bytes>,
     ) -> Result<(Registered, Arc<str>), ErrorCode> {
         let key = name::fold(name);
         let mut guard = self.write();
         let st = &mut *guard;
+        let answer = |name: &str| {
+            if let Some(a) = answer {
+                outbox.push(a(name));
+            }
+        };
         let taken_by_other = st.names.get(&key).is_some_and(|&other| other != id);
         if let Some(user) = st.users.get(&id) {
             if *user.name == *name {
+                answer(name);
                 return Ok((Registered::Unchanged, user.name.clone()));
             }
             if taken_by_other {
                 return Err(ErrorCode::NameTaken);
             }
+            answer(name);
             return Ok(self.rename(st, id, name, key));
         }
         if taken_by_other {
             return Err(ErrorCode::NameTaken);
         }
+        answer(name);
         let name: Arc<str> = Arc::from(name);
         let ident: Arc<str> = Arc::from(ident.unwrap_or(&name));
         let in_everyone = flavor == Flavor::Native;
@@ -618,14 +629,17 @@ impl Hub {
         })
     }
 
-    /// The registered users' names, sorted ignoring case.
-    pub fn names(&self) -> Vec<Arc<str>> {
+    /// Renders the registered users' names, sorted ignoring case, and queues the result to
+    /// `outbox` while the lock is held, so it agrees with the presence events around it.
+    pub fn answer_names(&self, outbox: &Outbox, render: impl FnOnce(&[&str]) -> Bytes) {
         let st = self.read();
         let mut v: Vec<(&String, &ClientId)> = st.names.iter().collect();
         v.sort_unstable();
-        v.into_iter()
-            .filter_map(|(_, id)| st.users.get(id).map(|u| u.name.clone()))
-            .collect()
+        let names: Vec<&str> = v
+            .into_iter()
+            .filter_map(|(_, id)| st.users.get(id).map(|u| &*u.name))
+            .collect();
+        outbox.push(render(&names));
     }
 
     /// A user's details, for WHOIS, USERHOST and ISON.

@@ -381,6 +381,7 @@ impl IrcSession {
             nick,
             self.flavor(),
             Some(self.ident()),
+            None,
         ) {
             Ok((Registered::Renamed { old }, new)) => {
                 info!(peer = %self.peer, from = %old, to = %new, "renamed");
@@ -410,10 +411,14 @@ impl IrcSession {
             return;
         };
         let flavor = self.flavor();
-        match self
-            .hub
-            .register(self.id, &self.outbox, &nick, flavor, Some(self.ident()))
-        {
+        match self.hub.register(
+            self.id,
+            &self.outbox,
+            &nick,
+            flavor,
+            Some(self.ident()),
+            None,
+        ) {
             Ok((_, name)) => {
                 self.nick = Some(name.clone());
                 self.registered = true;

@@ -28,8 +28,8 @@ struct Args {
     #[arg(long)]
     max_connections: Option<usize>,
     /// Most KiB queued for one client before it is dropped as a slow consumer.
-    #[arg(long, default_value_t = 1024)]
-    outbox_kib: usize,
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(16..))]
+    outbox_kib: u64,
     /// Seconds a shutdown waits for clients to take their last lines.
     #[arg(long, default_value_t = 5)]
     shutdown_grace: u64,
@@ -99,7 +99,7 @@ async fn main() -> std::io::Result<()> {
     };
     let config = Config {
         max_connections: args.max_connections.unwrap_or(fd_bound.min(1_000_000)),
-        outbox_bytes: args.outbox_kib * 1024,
+        outbox_bytes: usize::try_from(args.outbox_kib * 1024).unwrap_or(usize::MAX),
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
         rooms: RoomLimits {
             per_user: args.max_rooms_per_user,
@@ -118,6 +118,7 @@ async fn main() -> std::io::Result<()> {
         ..Config::default()
     };
 
+    let shutdown = shutdown_signal()?;
     let listener = TcpListener::bind((args.host.as_str(), args.port)).await?;
     let addr = listener.local_addr()?;
     info!(
@@ -139,27 +140,29 @@ async fn main() -> std::io::Result<()> {
             assume: Assume::Irc,
         });
     }
-    natter_server::run_all(listeners, config, shutdown_signal()).await
+    natter_server::run_all(listeners, config, shutdown).await
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
+/// A future that completes on Ctrl-C or SIGTERM. The handlers are installed here, before the
+/// server accepts anyone, so a signal can never find the default action (instant death) in
+/// place and skip the goodbyes.
+#[cfg(unix)]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
+    })
+}
+
+/// A future that completes on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }

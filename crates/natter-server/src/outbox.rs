@@ -60,7 +60,9 @@ impl Outbox {
         if s.overflowed {
             return Pushed::Dropped;
         }
-        if s.bytes + line.len() > self.limit {
+        // A client passes its bound when its queue is already full, not when one large answer
+        // (a LIST of many users) would cross it: memory stays within the bound plus one item.
+        if s.bytes >= self.limit {
             s.overflowed = true;
             s.queue = VecDeque::new();
             s.bytes = 0;
@@ -124,7 +126,7 @@ mod tests {
     fn bounded_and_drops_backlog_on_overflow() {
         let o = Outbox::new(10);
         assert_eq!(o.push(Bytes::from_static(b"12345")), Pushed::Queued);
-        assert_eq!(o.push(Bytes::from_static(b"12345")), Pushed::Queued);
+        assert_eq!(o.push(Bytes::from_static(b"123456789")), Pushed::Queued);
         assert_eq!(o.push(Bytes::from_static(b"1")), Pushed::Overflowed);
         assert_eq!(o.push(Bytes::from_static(b"1")), Pushed::Dropped);
         o.push_final(Bytes::from_static(b"BYE\n"));
@@ -135,7 +137,7 @@ mod tests {
 
     #[test]
     fn drain_keeps_order_and_frees_room() {
-        let o = Outbox::new(4);
+        let o = Outbox::new(3);
         let mut q = VecDeque::new();
         let mut firsts = Vec::new();
         for i in 0..10u8 {

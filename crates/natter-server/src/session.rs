@@ -133,6 +133,8 @@ impl Session {
             Command::Register(r) => self.register(r),
             Command::Help(h) => self.help(h),
             Command::Close => {
+                // Leave first, so that nothing routed to this client can follow its BYE.
+                Handler::leave(self, "quit");
                 self.reply(bye(ByeReason::Closed));
                 return Flow::Close;
             }
@@ -151,10 +153,15 @@ impl Session {
     }
 
     fn register(&mut self, r: Register<'_>) {
-        match self
-            .hub
-            .register(self.id, &self.outbox, r.name, Flavor::Native, None)
-        {
+        let answer = |name: &str| ok("REGISTER", name);
+        match self.hub.register(
+            self.id,
+            &self.outbox,
+            r.name,
+            Flavor::Native,
+            None,
+            Some(&answer),
+        ) {
             Ok((how, name)) => {
                 match &how {
                     Registered::New => info!(
@@ -167,7 +174,6 @@ impl Session {
                     }
                     Registered::Unchanged => {}
                 }
-                self.reply(ok("REGISTER", &name));
                 self.name = Some(name);
             }
             Err(code) => {
@@ -207,20 +213,23 @@ impl Session {
     }
 
     fn list(&self) {
-        let names = self.hub.names();
-        let mut out = bytes::BytesMut::new();
-        for n in &names {
-            ServerLine::User {
-                name: Cow::Borrowed(n),
+        // Rendered under the hub's lock, so the answer agrees with the ONLINE, OFFLINE and
+        // RENAMED events around it.
+        self.hub.answer_names(&self.outbox, |names| {
+            let mut out = BytesMut::new();
+            for n in names {
+                ServerLine::User {
+                    name: Cow::Borrowed(n),
+                }
+                .write_to(&mut out);
+            }
+            ServerLine::Ok {
+                verb: Cow::Borrowed("LIST"),
+                detail: Cow::Owned(names.len().to_string()),
             }
             .write_to(&mut out);
-        }
-        ServerLine::Ok {
-            verb: Cow::Borrowed("LIST"),
-            detail: Cow::Owned(names.len().to_string()),
-        }
-        .write_to(&mut out);
-        self.reply(out.freeze());
+            out.freeze()
+        });
     }
 
     fn message(&self, m: Message<'_>) {
@@ -236,7 +245,7 @@ impl Session {
             Ok(to) => self.reply(ok("DM", &to.name)),
             Err(ErrorCode::NoSuchUser) => self.reply(err(
                 ErrorCode::NoSuchUser,
-                format!("no user named {} is online", d.to),
+                format!("no user named {} is online", shown(d.to)),
             )),
             Err(code) => self.error(code),
         }
@@ -354,7 +363,7 @@ impl Session {
             }
             Err(ErrorCode::NoSuchUser) => self.reply(err(
                 ErrorCode::NoSuchUser,
-                format!("no user named {} is online", k.user),
+                format!("no user named {} is online", shown(k.user)),
             )),
             Err(code) => self.room_error(code, k.room),
         }
@@ -411,6 +420,19 @@ impl Handler for Session {
     fn max_line(&self) -> usize {
         MAX_LINE_BYTES
     }
+}
+
+/// A word from the network as an error line may echo it: at most a name's length, so an error
+/// line stays short whatever was sent.
+fn shown(word: &str) -> String {
+    let mut s: String = word
+        .chars()
+        .take(natter_proto::limits::MAX_NAME_LEN)
+        .collect();
+    if s.len() < word.len() {
+        s.push('…');
+    }
+    s
 }
 
 /// `MEMBER` lines for a room.
