@@ -20,6 +20,9 @@ pub struct Config {
     pub keepalive: Duration,
     /// Limits on rooms.
     pub rooms: RoomLimits,
+    /// Origins (`http://host:port`) allowed to open the WebSocket besides the page's own;
+    /// `*` allows any.
+    pub allowed_origins: Vec<String>,
     /// The IRC side's settings.
     pub irc: IrcConfig,
 }
@@ -67,6 +70,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(5),
             keepalive: Duration::from_secs(60),
             rooms: RoomLimits::default(),
+            allowed_origins: Vec::new(),
             irc: IrcConfig::default(),
         }
     }

@@ -21,11 +21,13 @@ use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until, timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 /// What every connection task shares.
@@ -39,6 +41,10 @@ pub struct Shared {
     pub hello: Bytes,
     /// The IRC settings, shared by every IRC session.
     pub irc: Arc<crate::config::IrcConfig>,
+    /// The source of connection identities.
+    pub ids: AtomicU64,
+    /// Every connection's task, so that a shutdown can wait for them all.
+    pub tracker: TaskTracker,
 }
 
 /// What a protocol session gives the connection task: lines in, flow out, and the lines that
@@ -92,6 +98,8 @@ pub enum Assume {
     Line,
     /// IRC (a dedicated IRC listener).
     Irc,
+    /// HTTP (a dedicated web listener).
+    Http,
 }
 
 /// Serves one accepted connection to its end.
@@ -115,8 +123,8 @@ pub async fn serve(
     let mut prefix = [0u8; SNIFF_BYTES];
     let wait = match assume {
         Assume::Line => cfg.sniff_wait,
-        // IRC clients speak first; there is nothing to tell apart on an IRC port.
-        Assume::Irc => Duration::ZERO,
+        // Dedicated ports need no telling apart.
+        Assume::Irc | Assume::Http => Duration::ZERO,
     };
     let n = tokio::select! {
         n = read_prefix(&mut stream, &mut prefix, wait) => n,
@@ -127,15 +135,31 @@ pub async fn serve(
         return;
     };
     let kind = match (assume, sniff(&prefix[..n])) {
-        (Assume::Irc, _) | (Assume::Line, Sniff::Irc) => Sniff::Irc,
+        (Assume::Irc, _) => Sniff::Irc,
+        (Assume::Http, _) => Sniff::Http,
         (Assume::Line, other) => other,
     };
+    if kind == Sniff::Http {
+        let stream = crate::rewind::Rewind::new(Bytes::copy_from_slice(&prefix[..n]), stream);
+        let state = crate::web::WebState {
+            shared: shared.clone(),
+            peer,
+            shutdown,
+        };
+        crate::web::serve(stream, state).await;
+        debug!(%peer, "HTTP connection closed");
+        return;
+    }
+    if kind == Sniff::Tls {
+        info!(%peer, "TLS ClientHello on a listener without TLS; closing");
+        return;
+    }
     let outbox = Arc::new(Outbox::new(cfg.outbox_bytes));
     let hub = shared.hub.clone();
     let end = if kind == Sniff::Irc {
         debug!(%peer, "speaks IRC");
         let session = IrcSession::new(id, peer, outbox.clone(), hub.clone(), shared.irc.clone());
-        Connection::new(session, stream, outbox)
+        Connection::new(session, stream, outbox, hub.stats().clone())
             .serve(&prefix[..n], cfg, &shutdown)
             .await
     } else {
@@ -144,7 +168,7 @@ pub async fn serve(
         }
         outbox.push(shared.hello.clone());
         let session = Session::new(id, peer, outbox.clone(), hub.clone());
-        Connection::new(session, stream, outbox)
+        Connection::new(session, stream, outbox, hub.stats().clone())
             .serve(&prefix[..n], cfg, &shutdown)
             .await
     };
@@ -186,6 +210,8 @@ async fn read_prefix(
 
 struct Connection<H> {
     handler: H,
+    /// Where written bytes are counted.
+    stats: Arc<crate::stats::Stats>,
     framer: LineFramer,
     stream: TcpStream,
     outbox: Arc<Outbox>,
@@ -196,8 +222,14 @@ struct Connection<H> {
 }
 
 impl<H: Handler> Connection<H> {
-    fn new(handler: H, stream: TcpStream, outbox: Arc<Outbox>) -> Self {
+    fn new(
+        handler: H,
+        stream: TcpStream,
+        outbox: Arc<Outbox>,
+        stats: Arc<crate::stats::Stats>,
+    ) -> Self {
         Self {
+            stats,
             framer: LineFramer::new(handler.max_line()),
             handler,
             stream,
@@ -340,6 +372,7 @@ impl<H: Handler> Connection<H> {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(mut n) => {
                     progressed = true;
+                    self.stats.bytes_out(n);
                     while n > 0 {
                         let left = self.pending[0].len() - self.offset;
                         if n >= left {

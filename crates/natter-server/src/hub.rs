@@ -551,6 +551,7 @@ impl Hub {
         room.members.remove(id);
         if room.members.len() == 0 {
             st.rooms.remove(key);
+            self.stats.set_rooms(st.rooms.len());
             return;
         }
         if !quiet {
@@ -593,7 +594,9 @@ impl Hub {
             text,
             notice,
         });
-        Ok(st.everyone.send(&ev, Some(id)))
+        let n = st.everyone.send(&ev, Some(id));
+        self.stats.routed(n);
+        Ok(n)
     }
 
     /// Sends `text` from `id` to the user named `to` (ignoring case).
@@ -623,6 +626,7 @@ impl Hub {
         if let Some(b) = ev.get(target.flavor) {
             target.outbox.push(b.clone());
         }
+        self.stats.routed(1);
         Ok(DmTarget {
             name: target.name.clone(),
             away: target.away.clone(),
@@ -758,6 +762,7 @@ impl Hub {
         if let Some(u) = st.users.get_mut(&id) {
             u.rooms.push(key);
         }
+        self.stats.set_rooms(st.rooms.len());
         Ok(())
     }
 
@@ -887,7 +892,9 @@ impl Hub {
             text,
             notice,
         });
-        Ok((r.name.clone(), r.members.send(&ev, Some(id))))
+        let n = r.members.send(&ev, Some(id));
+        self.stats.routed(n);
+        Ok((r.name.clone(), n))
     }
 
     /// Every room, sorted by name.
@@ -1001,6 +1008,7 @@ impl Hub {
         r.members.remove(target_id);
         if r.members.len() == 0 {
             st.rooms.remove(&key);
+            self.stats.set_rooms(st.rooms.len());
         } else {
             self.hand_over(r, &st.users);
         }

@@ -11,6 +11,9 @@
 //! - [`hub`]: who is registered, which rooms exist, and fan-out of events to outboxes.
 //! - [`event`]: what the hub delivers, rendered once per kind of client (native, IRC).
 //! - [`outbox`]: a client's bounded outgoing queue and the slow-consumer policy.
+//! - [`web`]: HTTP on the shared port: the browser client, `/healthz`, `/metrics`.
+//! - [`websocket`]: the line protocol over WebSocket for the browser client.
+//! - [`rewind`]: replays the sniffed first bytes to the protocol that takes a connection.
 //! - [`stats`]: lock-free counters for logs and metrics.
 //! - [`config`]: limits and timings.
 //!
@@ -23,8 +26,11 @@ pub mod hub;
 pub mod irc;
 pub mod listener;
 pub mod outbox;
+pub mod rewind;
 pub mod session;
 pub mod stats;
+pub mod web;
+pub mod websocket;
 
 pub use config::Config;
 pub use listener::{Listener, run, run_all};

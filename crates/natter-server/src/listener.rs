@@ -70,19 +70,14 @@ pub async fn run_all(
         .to_bytes(),
         irc: Arc::new(config.irc.clone()),
         config,
+        ids: AtomicU64::new(0),
+        tracker: TaskTracker::new(),
     });
     let token = CancellationToken::new();
-    let connections = TaskTracker::new();
-    let ids = Arc::new(AtomicU64::new(0));
+    let connections = shared.tracker.clone();
     let mut accepting = Vec::new();
     for l in listeners {
-        accepting.push(tokio::spawn(accept_loop(
-            l,
-            shared.clone(),
-            token.clone(),
-            connections.clone(),
-            ids.clone(),
-        )));
+        accepting.push(tokio::spawn(accept_loop(l, shared.clone(), token.clone())));
     }
     shutdown.await;
 
@@ -111,13 +106,7 @@ pub async fn run_all(
 }
 
 /// Accepts from one listener until the token is cancelled; the socket closes when it returns.
-async fn accept_loop(
-    l: Listener,
-    shared: Arc<Shared>,
-    token: CancellationToken,
-    connections: TaskTracker,
-    ids: Arc<AtomicU64>,
-) {
+async fn accept_loop(l: Listener, shared: Arc<Shared>, token: CancellationToken) {
     let stats = shared.hub.stats().clone();
     let mut backoff = Duration::from_millis(5);
     loop {
@@ -148,11 +137,11 @@ async fn accept_loop(
             let _ = stream.try_write(&bye(ByeReason::ServerFull));
             continue;
         }
-        let id = ids.fetch_add(1, Ordering::Relaxed) + 1;
+        let id = shared.ids.fetch_add(1, Ordering::Relaxed) + 1;
         let connected = stats.connect();
         info!(%peer, connected, registered = stats.registered(), "connected");
         let guard = Disconnect(stats.clone());
-        connections.spawn(connection::serve(
+        shared.tracker.spawn(connection::serve(
             stream,
             peer,
             id,
@@ -178,6 +167,13 @@ fn is_connection_error(e: &io::Error) -> bool {
 /// Counts the connection as closed when its task ends, even by panic.
 #[derive(Debug)]
 pub struct Disconnect(Arc<Stats>);
+
+impl Disconnect {
+    /// A guard for a connection already counted with [`Stats::connect`].
+    pub fn new(stats: Arc<Stats>) -> Self {
+        Self(stats)
+    }
+}
 
 impl Drop for Disconnect {
     fn drop(&mut self) {

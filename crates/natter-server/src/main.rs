@@ -64,6 +64,14 @@ struct Args {
     /// A file whose lines are the IRC message of the day.
     #[arg(long, value_name = "FILE")]
     motd_file: Option<std::path::PathBuf>,
+    /// Also serve HTTP (the browser client, /healthz, /metrics) on HOST:PORT; the main port
+    /// serves it too.
+    #[arg(long, value_name = "HOST:PORT")]
+    web: Vec<String>,
+    /// Let pages from this origin (e.g. https://chat.example) open the WebSocket; `*` lets
+    /// any. The page's own origin is always allowed.
+    #[arg(long, value_name = "ORIGIN")]
+    allow_origin: Vec<String>,
 }
 
 /// Descriptors kept back from the connection limit for the listener, logs and the like.
@@ -107,6 +115,7 @@ async fn main() -> std::io::Result<()> {
             rooms: args.max_rooms,
             topic_bytes: args.max_topic_bytes,
         },
+        allowed_origins: args.allow_origin.clone(),
         irc: IrcConfig {
             server_name: args.server_name.clone(),
             description: args.server_description.clone(),
@@ -132,6 +141,15 @@ async fn main() -> std::io::Result<()> {
         socket: listener,
         assume: Assume::Line,
     }];
+    info!("open http://{addr}/ in a browser to chat");
+    for web in &args.web {
+        let socket = TcpListener::bind(web.as_str()).await?;
+        info!(addr = %socket.local_addr()?, "browsers welcome on http://{web}/ too");
+        listeners.push(Listener {
+            socket,
+            assume: Assume::Http,
+        });
+    }
     for irc in &args.irc {
         let socket = TcpListener::bind(irc.as_str()).await?;
         info!(addr = %socket.local_addr()?, "IRC clients welcome on {irc} too");

@@ -93,7 +93,13 @@ impl Session {
     }
 
     fn error(&self, code: ErrorCode) {
-        self.reply(err(code, code.default_text()));
+        self.reply_error(code, code.default_text());
+    }
+
+    /// Sends `ERROR <code> <text>` and counts it for `/metrics`.
+    fn reply_error(&self, code: ErrorCode, text: impl Into<Cow<'static, str>>) {
+        self.hub.stats().error(code);
+        self.reply(err(code, text));
     }
 
     /// Handles one raw line (without its line ending).
@@ -121,7 +127,7 @@ impl Session {
                 if self.name.is_none() && gated {
                     self.error(ErrorCode::NotRegistered);
                 } else {
-                    self.reply(err(e.code, e.text));
+                    self.reply_error(e.code, e.text);
                 }
                 Flow::Continue
             }
@@ -181,7 +187,7 @@ impl Session {
                     ErrorCode::NameTaken => format!("the name {} is taken; choose another", r.name),
                     _ => code.default_text().to_owned(),
                 };
-                self.reply(err(code, text));
+                self.reply_error(code, text);
             }
         }
     }
@@ -243,10 +249,10 @@ impl Session {
     fn dm(&self, d: Dm<'_>) {
         match self.hub.direct(self.id, d.to, d.text, false) {
             Ok(to) => self.reply(ok("DM", &to.name)),
-            Err(ErrorCode::NoSuchUser) => self.reply(err(
+            Err(ErrorCode::NoSuchUser) => self.reply_error(
                 ErrorCode::NoSuchUser,
                 format!("no user named {} is online", shown(d.to)),
-            )),
+            ),
             Err(code) => self.error(code),
         }
     }
@@ -361,10 +367,10 @@ impl Session {
                 info!(room = %room, user = %user, by = self.name(), "kicked");
                 self.reply(ok("KICK", &format!("{room} {user}")));
             }
-            Err(ErrorCode::NoSuchUser) => self.reply(err(
+            Err(ErrorCode::NoSuchUser) => self.reply_error(
                 ErrorCode::NoSuchUser,
                 format!("no user named {} is online", shown(k.user)),
-            )),
+            ),
             Err(code) => self.room_error(code, k.room),
         }
     }
@@ -381,7 +387,7 @@ impl Session {
             ErrorCode::RoomFull => format!("{room} is full"),
             _ => code.default_text().to_owned(),
         };
-        self.reply(err(code, text));
+        self.reply_error(code, text);
     }
 }
 

@@ -1,18 +1,46 @@
-//! Server-wide counters, updated without locks and read by logs and metrics.
+//! Server-wide counters, updated without locks and read by logs and `/metrics`.
 
+use natter_proto::ErrorCode;
+use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 /// Counters shared by every part of the server.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Stats {
     /// Connections open now.
     connected: AtomicUsize,
     /// Registered users online now.
     registered: AtomicUsize,
+    /// Rooms that exist now.
+    rooms: AtomicUsize,
     /// Connections accepted since start.
     accepted: AtomicU64,
+    /// Chat messages (MESSAGE, DM, SAY and their IRC forms) accepted since start.
+    routed: AtomicU64,
+    /// Chat lines queued for recipients since start (a broadcast counts once per recipient).
+    deliveries: AtomicU64,
+    /// Bytes written to clients since start.
+    bytes_out: AtomicU64,
     /// Clients disconnected because they stopped reading.
     slow_consumers: AtomicU64,
+    /// `ERROR` lines sent, by code, in [`ErrorCode::ALL`] order.
+    errors: Box<[AtomicU64]>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            connected: AtomicUsize::new(0),
+            registered: AtomicUsize::new(0),
+            rooms: AtomicUsize::new(0),
+            accepted: AtomicU64::new(0),
+            routed: AtomicU64::new(0),
+            deliveries: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            slow_consumers: AtomicU64::new(0),
+            errors: ErrorCode::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
 }
 
 impl Stats {
@@ -42,6 +70,22 @@ impl Stats {
         self.registered.store(n, Relaxed);
     }
 
+    /// Records the number of rooms (the hub knows it exactly).
+    pub fn set_rooms(&self, n: usize) {
+        self.rooms.store(n, Relaxed);
+    }
+
+    /// Counts one chat message accepted and queued for `recipients`.
+    pub fn routed(&self, recipients: usize) {
+        self.routed.fetch_add(1, Relaxed);
+        self.deliveries.fetch_add(recipients as u64, Relaxed);
+    }
+
+    /// Counts bytes written to a client.
+    pub fn bytes_out(&self, n: usize) {
+        self.bytes_out.fetch_add(n as u64, Relaxed);
+    }
+
     /// Counts a client dropped for not reading.
     pub fn slow_consumer(&self) {
         self.slow_consumers.fetch_add(1, Relaxed);
@@ -52,8 +96,94 @@ impl Stats {
         self.slow_consumers.load(Relaxed)
     }
 
+    /// Counts an `ERROR` line.
+    pub fn error(&self, code: ErrorCode) {
+        if let Some(i) = ErrorCode::ALL.iter().position(|&c| c == code) {
+            self.errors[i].fetch_add(1, Relaxed);
+        }
+    }
+
     /// Connections accepted since start.
     pub fn accepted(&self) -> u64 {
         self.accepted.load(Relaxed)
+    }
+
+    /// Every counter in the Prometheus text exposition format.
+    pub fn prometheus(&self) -> String {
+        let mut out = String::with_capacity(2048);
+        let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+            let _ = writeln!(out, "# HELP natter_{name} {help}");
+            let _ = writeln!(out, "# TYPE natter_{name} {kind}");
+            let _ = writeln!(out, "natter_{name} {value}");
+        };
+        let g = |a: &AtomicUsize| a.load(Relaxed) as u64;
+        let c = |a: &AtomicU64| a.load(Relaxed);
+        metric(
+            "connected_clients",
+            "gauge",
+            "Connections open now.",
+            g(&self.connected),
+        );
+        metric(
+            "registered_users",
+            "gauge",
+            "Registered users online now.",
+            g(&self.registered),
+        );
+        metric("rooms", "gauge", "Rooms that exist now.", g(&self.rooms));
+        metric(
+            "connections_accepted_total",
+            "counter",
+            "Connections accepted since start.",
+            c(&self.accepted),
+        );
+        metric(
+            "messages_routed_total",
+            "counter",
+            "Chat messages accepted (MESSAGE, DM, SAY).",
+            c(&self.routed),
+        );
+        metric(
+            "deliveries_total",
+            "counter",
+            "Chat lines queued for recipients.",
+            c(&self.deliveries),
+        );
+        metric(
+            "bytes_out_total",
+            "counter",
+            "Bytes written to clients.",
+            c(&self.bytes_out),
+        );
+        metric(
+            "slow_consumers_total",
+            "counter",
+            "Clients dropped for not reading.",
+            c(&self.slow_consumers),
+        );
+        let _ = writeln!(out, "# HELP natter_errors_total ERROR lines sent, by code.");
+        let _ = writeln!(out, "# TYPE natter_errors_total counter");
+        for (code, n) in ErrorCode::ALL.iter().zip(self.errors.iter()) {
+            let _ = writeln!(out, "natter_errors_total{{code=\"{code}\"}} {}", c(n));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_lists_every_counter() {
+        let s = Stats::default();
+        s.connect();
+        s.routed(3);
+        s.error(ErrorCode::NameTaken);
+        let text = s.prometheus();
+        assert!(text.contains("natter_connected_clients 1\n"), "{text}");
+        assert!(text.contains("natter_deliveries_total 3\n"));
+        assert!(text.contains("natter_errors_total{code=\"NAME_TAKEN\"} 1\n"));
+        assert!(text.contains("natter_errors_total{code=\"INVALID_UTF8\"} 0\n"));
     }
 }

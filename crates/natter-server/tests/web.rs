@@ -1,0 +1,209 @@
+//! The HTTP side of the shared port: the page, /healthz, /metrics, and the line protocol over
+//! WebSocket, side by side with TCP clients.
+
+mod common;
+
+use common::{ClientExt, TestServer, within};
+use futures_util::{SinkExt, StreamExt};
+use std::net::SocketAddr;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// One HTTP/1.1 GET; returns the status code, the headers and the body.
+async fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
+    let mut s = within(TcpStream::connect(addr)).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    within(s.read_to_end(&mut raw)).await.unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head.to_owned(), body.to_owned())
+}
+
+/// The value of one metric (without labels) from /metrics.
+async fn metric(addr: SocketAddr, name: &str) -> u64 {
+    let (_, _, body) = get(addr, "/metrics").await;
+    body.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} missing from {body}"))
+        .parse()
+        .unwrap()
+}
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+async fn ws(addr: SocketAddr, origin: Option<&str>) -> Result<Ws, WsError> {
+    let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
+    if let Some(o) = origin {
+        req.headers_mut().insert("Origin", o.parse().unwrap());
+    }
+    within(tokio_tungstenite::connect_async(req))
+        .await
+        .map(|(s, _)| s)
+}
+
+async fn next_text(ws: &mut Ws) -> String {
+    loop {
+        match within(ws.next()).await.expect("closed").unwrap() {
+            Message::Text(t) => return t.to_string(),
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+async fn send(ws: &mut Ws, line: &str) {
+    within(ws.send(Message::text(line))).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_page_and_its_assets_are_served_on_the_shared_port() {
+    let s = TestServer::start().await;
+    let (status, head, body) = get(s.addr, "/").await;
+    assert_eq!(status, 200);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/html"),
+        "{head}"
+    );
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-security-policy"),
+        "{head}"
+    );
+    assert!(body.contains("<html") || body.contains("<!doctype") || body.contains("<!DOCTYPE"));
+    assert_eq!(get(s.addr, "/app.js").await.0, 200);
+    assert_eq!(get(s.addr, "/app.css").await.0, 200);
+    assert_eq!(get(s.addr, "/nope").await.0, 404);
+    // The same port still speaks the line protocol to everyone else.
+    let mut c = s.user("tcp").await;
+    c.expect_quiet().await;
+}
+
+#[tokio::test]
+async fn healthz_and_metrics_follow_clients() {
+    let s = TestServer::start().await;
+    let (status, _, body) = get(s.addr, "/healthz").await;
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    assert_eq!(metric(s.addr, "natter_registered_users").await, 0);
+    let mut a = s.user("a").await;
+    let mut b = s.user("b").await;
+    assert_eq!(metric(s.addr, "natter_registered_users").await, 2);
+    // The HTTP connection asking is one of the connected clients.
+    assert_eq!(metric(s.addr, "natter_connected_clients").await, 3);
+    a.text().await;
+    assert_eq!(a.ask("MESSAGE counted").await, "OK MESSAGE 1");
+    a.expect_error("MESSAGE", natter_proto::ErrorCode::EmptyText)
+        .await;
+    assert_eq!(metric(s.addr, "natter_messages_routed_total").await, 1);
+    assert_eq!(metric(s.addr, "natter_deliveries_total").await, 1);
+    let (_, _, body) = get(s.addr, "/metrics").await;
+    assert!(
+        body.contains("natter_errors_total{code=\"EMPTY_TEXT\"} 1"),
+        "{body}"
+    );
+    assert!(metric(s.addr, "natter_bytes_out_total").await > 0);
+    assert_eq!(b.text().await, "MESSAGE a counted");
+    assert_eq!(b.ask("CLOSE").await, "BYE CLOSED goodbye");
+    b.until_closed().await;
+    assert_eq!(a.text().await, "OFFLINE b");
+    assert_eq!(metric(s.addr, "natter_registered_users").await, 1);
+}
+
+#[tokio::test]
+async fn websocket_clients_speak_the_line_protocol_with_tcp_clients() {
+    let s = TestServer::start().await;
+    let mut tcp = s.user("tcp").await;
+    let mut w = ws(s.addr, None).await.unwrap();
+    assert!(next_text(&mut w).await.starts_with("HELLO natter "));
+    send(&mut w, "REGISTER webby").await;
+    assert_eq!(next_text(&mut w).await, "OK REGISTER webby");
+    assert_eq!(tcp.text().await, "ONLINE webby");
+    assert_eq!(metric(s.addr, "natter_registered_users").await, 2);
+
+    send(&mut w, "MESSAGE hello  from the web").await;
+    assert_eq!(next_text(&mut w).await, "OK MESSAGE 1");
+    assert_eq!(tcp.text().await, "MESSAGE webby hello  from the web");
+    assert_eq!(tcp.ask("DM webby and back").await, "OK DM webby");
+    assert_eq!(next_text(&mut w).await, "DM tcp and back");
+
+    // Answers with data lines arrive one line per frame.
+    send(&mut w, "LIST").await;
+    assert_eq!(next_text(&mut w).await, "USER tcp");
+    assert_eq!(next_text(&mut w).await, "USER webby");
+    assert_eq!(next_text(&mut w).await, "OK LIST 2");
+
+    // Errors are the same as on TCP, and a frame over the line limit is refused but not fatal.
+    send(&mut w, "FROB").await;
+    assert!(
+        next_text(&mut w)
+            .await
+            .starts_with("ERROR UNKNOWN_COMMAND ")
+    );
+    let long = format!(
+        "MESSAGE {}",
+        "x".repeat(natter_proto::limits::MAX_LINE_BYTES)
+    );
+    send(&mut w, &long).await;
+    assert!(next_text(&mut w).await.starts_with("ERROR LINE_TOO_LONG "));
+    send(&mut w, "MESSAGE still here").await;
+    assert_eq!(next_text(&mut w).await, "OK MESSAGE 1");
+    assert_eq!(tcp.text().await, "MESSAGE webby still here");
+
+    // A frame beyond anything a line could be closes the socket, and the user leaves.
+    let huge = "y".repeat(natter_server::web::WS_MAX_MESSAGE + 1);
+    let _ = w.send(Message::text(huge)).await;
+    loop {
+        match within(w.next()).await {
+            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+            Some(Ok(_)) => {}
+        }
+    }
+    assert_eq!(tcp.text().await, "OFFLINE webby");
+}
+
+#[tokio::test]
+async fn cross_origin_websocket_upgrades_are_refused() {
+    let s = TestServer::start().await;
+    match ws(s.addr, Some("http://evil.example")).await {
+        Err(WsError::Http(resp)) => assert_eq!(resp.status(), 403),
+        other => panic!(
+            "cross-origin upgrade was not refused: {:?}",
+            other.map(|_| ())
+        ),
+    }
+    let same = format!("http://{}", s.addr);
+    let mut w = ws(s.addr, Some(&same)).await.unwrap();
+    assert!(next_text(&mut w).await.starts_with("HELLO"));
+}
+
+#[tokio::test]
+async fn allowed_origins_are_configurable() {
+    let s = TestServer::with(natter_server::Config {
+        allowed_origins: vec!["https://chat.example".into()],
+        ..natter_server::Config::default()
+    })
+    .await;
+    assert!(ws(s.addr, Some("https://chat.example")).await.is_ok());
+    assert!(ws(s.addr, Some("https://other.example")).await.is_err());
+}
+
+#[tokio::test]
+async fn shutdown_says_bye_to_websocket_clients() {
+    let mut s = TestServer::start().await;
+    let mut w = ws(s.addr, None).await.unwrap();
+    assert!(next_text(&mut w).await.starts_with("HELLO"));
+    send(&mut w, "REGISTER leaving").await;
+    assert_eq!(next_text(&mut w).await, "OK REGISTER leaving");
+    s.begin_stop();
+    assert_eq!(
+        next_text(&mut w).await,
+        "BYE SHUTDOWN the server is shutting down"
+    );
+    s.stopped().await;
+}

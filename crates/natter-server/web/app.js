@@ -1,0 +1,1306 @@
+// natter's browser client: the line protocol over a WebSocket at /ws, one line per text frame.
+//
+// Every command gets exactly one final line (OK <VERB> ... or ERROR <CODE> <text>; BYE for
+// CLOSE) after its data lines (USER, MEMBER, TOPIC, ROOM, HELP), in order, so commands wait in a
+// FIFO and each answer goes to the oldest one. Everything else is an event.
+//
+// Text from the network is only ever put into the page with textContent.
+'use strict';
+
+(() => {
+  // ---------------------------------------------------------------- small helpers
+
+  const $ = (id) => document.getElementById(id);
+
+  /** Names and room names compare ignoring ASCII case, as the server does. */
+  const fold = (s) => s.replace(/[A-Z]/g, (c) => c.toLowerCase());
+
+  /** Splits off the first space-separated word: [word, rest-or-null]. */
+  function split(s) {
+    const i = s.indexOf(' ');
+    return i < 0 ? [s, null] : [s.slice(0, i), s.slice(i + 1)];
+  }
+
+  /** Makes an element with a class and optional text (as text, never markup). */
+  function el(tag, cls, text) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = text;
+    return e;
+  }
+
+  const timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+  const fullFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+
+  // ---------------------------------------------------------------- state
+
+  const EVERYONE = 'everyone';
+  const roomKey = (room) => 'room:' + fold(room);
+  const dmKey = (name) => 'dm:' + fold(name);
+
+  const state = {
+    ws: null,
+    connected: false, // the socket is open and greeted
+    quit: false, // the user said /quit: do not reconnect
+    attempt: 0, // reconnect attempts since the last success
+    retryTimer: null,
+    retryAt: 0,
+    byeSeen: false, // a BYE said why the connection ends
+    countdownTimer: null,
+    pending: [], // commands awaiting their final line, oldest first
+    me: null, // the name the server gave us
+    wanted: null, // the name to (re)take
+    registeredOnce: false,
+    nameTakenRetries: 0,
+    users: new Map(), // fold(name) -> name, the online list
+    listLog: null, // ONLINE/OFFLINE/RENAMED seen while a LIST is pending
+    convs: new Map(), // key -> conversation
+    active: EVERYONE,
+    notify: false,
+  };
+
+  /** A conversation: Everyone, a room or a DM. */
+  function conv(key, kind, title) {
+    let c = state.convs.get(key);
+    if (!c) {
+      c = {
+        key, kind, title,
+        items: [], // rendered <li> elements, kept across reconnects
+        unread: 0,
+        joined: false, // rooms: we are a member
+        members: new Map(), // rooms: fold(name) -> {name, op}
+        topic: '',
+        topicBy: '',
+        lastActivity: 0,
+      };
+      state.convs.set(key, c);
+    }
+    return c;
+  }
+
+  const everyone = conv(EVERYONE, 'everyone', 'Everyone');
+
+  // ---------------------------------------------------------------- elements
+
+  const ui = {
+    welcome: $('welcome'),
+    nameForm: $('name-form'),
+    nameInput: $('name-input'),
+    nameError: $('name-error'),
+    nameSubmit: $('name-submit'),
+    welcomeStatus: $('welcome-status'),
+    app: $('app'),
+    conn: $('conn-status'),
+    banner: $('banner'),
+    bannerText: $('banner-text'),
+    bannerAction: $('banner-action'),
+    convList: $('conv-list'),
+    roomList: $('room-list'),
+    dmList: $('dm-list'),
+    dmEmpty: $('dm-empty'),
+    joinForm: $('join-form'),
+    joinInput: $('join-input'),
+    browse: $('browse-rooms'),
+    title: $('conv-title'),
+    topic: $('conv-topic'),
+    roomActions: $('room-actions'),
+    topicButton: $('topic-button'),
+    leaveButton: $('leave-button'),
+    topicForm: $('topic-form'),
+    topicInput: $('topic-input'),
+    topicCancel: $('topic-cancel'),
+    messages: $('messages'),
+    composer: $('composer'),
+    input: $('composer-input'),
+    membersSection: $('members-section'),
+    membersTitle: $('members-title'),
+    memberList: $('member-list'),
+    onlineList: $('online-list'),
+    onlineCount: $('online-count'),
+    notifyToggle: $('notify-toggle'),
+    toggleNav: $('toggle-nav'),
+    togglePeople: $('toggle-people'),
+    sidebar: $('sidebar'),
+    people: $('people'),
+    scrim: $('scrim'),
+    roomsDialog: $('rooms-dialog'),
+    roomsStatus: $('rooms-dialog-status'),
+    roomsList: $('rooms-dialog-list'),
+  };
+
+  // ---------------------------------------------------------------- connection
+
+  function wsUrl() {
+    const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    return `${scheme}//${location.host}/ws`;
+  }
+
+  function connect() {
+    clearTimeout(state.retryTimer);
+    clearInterval(state.countdownTimer);
+    state.retryTimer = null;
+    if (state.ws) return;
+    setStatus('connecting');
+    let ws;
+    try {
+      ws = new WebSocket(wsUrl());
+    } catch (e) {
+      scheduleReconnect();
+      return;
+    }
+    state.ws = ws;
+    ws.onmessage = (ev) => {
+      if (typeof ev.data !== 'string') return;
+      for (const raw of ev.data.split('\n')) {
+        const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
+        if (line) handleLine(line);
+      }
+    };
+    ws.onclose = () => {
+      if (state.ws !== ws) return;
+      state.ws = null;
+      disconnected();
+    };
+    ws.onerror = () => { /* onclose follows */ };
+  }
+
+  function disconnected() {
+    const wasConnected = state.connected;
+    state.connected = false;
+    state.me = null;
+    const failed = state.pending;
+    state.pending = [];
+    state.listLog = null;
+    for (const p of failed) p.fail?.('DISCONNECTED', 'not sent: the connection was lost');
+    for (const c of state.convs.values()) c.members.clear();
+    renderPeople();
+    if (wasConnected && state.registeredOnce && !state.byeSeen) {
+      systemAll('Disconnected from the server.', 'error');
+    }
+    state.byeSeen = false;
+    if (state.quit) {
+      setStatus('quit');
+      return;
+    }
+    scheduleReconnect();
+  }
+
+  function scheduleReconnect() {
+    // 0.5 s, 1 s, 2 s, 4 s, then every 8 s, each with some jitter.
+    const base = Math.min(8000, 500 * 2 ** state.attempt);
+    const delay = Math.round(base * (0.8 + Math.random() * 0.4));
+    state.attempt += 1;
+    state.retryAt = Date.now() + delay;
+    state.retryTimer = setTimeout(connect, delay);
+    setStatus('waiting');
+    clearInterval(state.countdownTimer);
+    state.countdownTimer = setInterval(() => setStatus('waiting'), 1000);
+  }
+
+  function reconnectNow() {
+    state.quit = false;
+    state.attempt = 0;
+    connect();
+  }
+
+  /** Sends one command line; `handlers` receive its data lines and final answer. */
+  function send(line, verb, handlers = {}) {
+    if (!state.ws || state.ws.readyState !== WebSocket.OPEN || !state.connected) {
+      handlers.fail?.('DISCONNECTED', 'not connected; reconnecting…');
+      return false;
+    }
+    state.pending.push({ verb, ...handlers });
+    if (verb === 'LIST') state.listLog = state.listLog || [];
+    state.ws.send(line);
+    return true;
+  }
+
+  // ---------------------------------------------------------------- incoming lines
+
+  function handleLine(line) {
+    const [kind, rest] = split(line);
+    const r = rest ?? '';
+    switch (kind) {
+      case 'HELLO':
+        return onHello(r);
+      case 'OK': {
+        const [verb, detail] = split(r);
+        return finish((p) => p.ok?.(detail ?? '', verb));
+      }
+      case 'ERROR': {
+        const [code, text] = split(r);
+        return finish((p) => (p.fail ? p.fail(code, text ?? code) : systemHere(text ?? code, 'error')));
+      }
+      case 'BYE':
+        return onBye(r);
+      case 'HELP':
+      case 'USER':
+      case 'MEMBER':
+      case 'ROOM':
+        return data(kind, r);
+      case 'TOPIC': {
+        const head = state.pending[0];
+        const [room] = split(r);
+        if (head && (head.verb === 'JOIN' || head.verb === 'TOPIC?') && head.room && fold(head.room) === fold(room)) {
+          return data(kind, r);
+        }
+        return onTopic(r, true);
+      }
+      case 'MESSAGE': return onMessage(r);
+      case 'DM': return onDm(r);
+      case 'ONLINE': return onUserEvent('ONLINE', r);
+      case 'OFFLINE': return onUserEvent('OFFLINE', r);
+      case 'RENAMED': return onUserEvent('RENAMED', r);
+      case 'JOINED': return onJoined(r);
+      case 'PARTED': return onParted(r);
+      case 'KICKED': return onKicked(r);
+      case 'SAY': return onSay(r);
+      case 'OPERATOR': return onOperator(r);
+      default:
+        // A line type this page does not know: ignore it rather than guess.
+        return undefined;
+    }
+  }
+
+  function data(kind, rest) {
+    const head = state.pending[0];
+    head?.data?.(kind, rest);
+  }
+
+  function finish(fn) {
+    const p = state.pending.shift();
+    fn(p || {});
+  }
+
+  function onHello() {
+    state.connected = true;
+    setStatus('greeted');
+    if (state.wanted) register(state.wanted, { auto: state.registeredOnce });
+  }
+
+  function onBye(rest) {
+    const [reason, text] = split(rest);
+    const p = state.pending[0];
+    if (p && p.verb === 'CLOSE') state.pending.shift();
+    state.byeSeen = true;
+    if (reason === 'CLOSED') {
+      state.quit = true;
+      systemAll('You left the chat.', 'event');
+    } else {
+      systemAll(`Server: ${text ?? reason}`, 'error');
+    }
+    // Close our side now, so the server need not wait for us.
+    try { state.ws?.close(); } catch (e) { /* already closing */ }
+  }
+
+  // ---------------------------------------------------------------- registration
+
+  function register(name, { auto = false } = {}) {
+    state.wanted = name;
+    if (!state.connected) {
+      ui.welcomeStatus.textContent = 'Connecting… your name will be sent as soon as the server answers.';
+      return;
+    }
+    const isRename = !!state.me;
+    send(`REGISTER ${name}`, 'REGISTER', {
+      ok: (detail) => onRegistered(detail || name, isRename),
+      fail: (code, text) => {
+        if (code === 'DISCONNECTED') return;
+        if (isRename) {
+          state.wanted = state.me;
+          systemHere(`Could not change name: ${text}`, 'error');
+        } else if (auto && code === 'NAME_TAKEN' && state.nameTakenRetries < 5) {
+          // Our old connection may not have been noticed as gone yet: try again shortly.
+          state.nameTakenRetries += 1;
+          setTimeout(() => { if (state.connected && !state.me) register(name, { auto: true }); }, 1000 * state.nameTakenRetries);
+        } else {
+          state.wanted = null;
+          showWelcome(text);
+        }
+      },
+    });
+  }
+
+  function onRegistered(name, isRename) {
+    const old = state.me;
+    const first = !state.registeredOnce;
+    const reconnected = !isRename && state.registeredOnce;
+    state.me = name;
+    state.wanted = name;
+    state.attempt = 0;
+    state.nameTakenRetries = 0;
+    state.registeredOnce = true;
+    try { localStorage.setItem('natter.name', name); } catch (e) { /* storage may be off */ }
+    setStatus('registered');
+    if (isRename) {
+      if (old !== name) systemAll(`You are now known as ${name}.`, 'event');
+      renderPeople();
+      return;
+    }
+    ui.welcome.hidden = true;
+    ui.app.hidden = false;
+    if (first) {
+      system(everyone, `Welcome, ${name}! Messages here go to everyone online.`, 'event');
+      showConversation(EVERYONE);
+      ui.input.focus();
+    }
+    if (reconnected) {
+      systemAll(`Reconnected as ${name}.`, 'event');
+    }
+    refreshUsers();
+    // Re-join the rooms we were in.
+    for (const c of state.convs.values()) {
+      if (c.kind === 'room' && c.joined) joinRoom(c.title, { rejoin: true });
+    }
+  }
+
+  function refreshUsers(print) {
+    const names = [];
+    send('LIST', 'LIST', {
+      data: (kind, rest) => { if (kind === 'USER') names.push(rest); },
+      ok: () => {
+        const log = state.listLog || [];
+        // Another LIST still pending keeps the log: replaying events its snapshot already
+        // reflects, in order, changes nothing.
+        if (!state.pending.some((p) => p.verb === 'LIST')) state.listLog = null;
+        state.users = new Map(names.map((n) => [fold(n), n]));
+        // The snapshot may predate events that arrived before it; re-apply them in order.
+        for (const [kind, a, b] of log) applyUserEvent(kind, a, b);
+        renderPeople();
+        if (print) {
+          const shown = [...state.users.values()].sort((x, y) => fold(x).localeCompare(fold(y)));
+          systemHere(`Online (${shown.length}): ${shown.join(', ')}`, 'event');
+        }
+      },
+      fail: (code, text) => { if (print) systemHere(text, 'error'); },
+    });
+  }
+
+  // ---------------------------------------------------------------- users online
+
+  function applyUserEvent(kind, a, b) {
+    if (kind === 'ONLINE') state.users.set(fold(a), a);
+    else if (kind === 'OFFLINE') state.users.delete(fold(a));
+    else if (kind === 'RENAMED') {
+      state.users.delete(fold(a));
+      state.users.set(fold(b), b);
+    }
+  }
+
+  function onUserEvent(kind, rest) {
+    const [a, b] = split(rest);
+    if (state.listLog) state.listLog.push([kind, a, b]);
+    applyUserEvent(kind, a, b);
+    if (kind === 'ONLINE') {
+      system(everyone, `${a} is online.`, 'event join');
+      const dm = state.convs.get(dmKey(a));
+      if (dm) system(dm, `${a} is online.`, 'event join');
+    } else if (kind === 'OFFLINE') {
+      system(everyone, `${a} went offline.`, 'event leave');
+      const dm = state.convs.get(dmKey(a));
+      if (dm) system(dm, `${a} went offline.`, 'event leave');
+    } else if (kind === 'RENAMED' && b) {
+      system(everyone, `${a} is now known as ${b}.`, 'event');
+      renameEverywhere(a, b);
+    }
+    renderPeople();
+  }
+
+  function renameEverywhere(old, now) {
+    // A DM conversation follows the person.
+    const dm = state.convs.get(dmKey(old));
+    if (dm) {
+      const existing = state.convs.get(dmKey(now));
+      if (!existing || existing === dm) {
+        state.convs.delete(dm.key);
+        dm.key = dmKey(now);
+        dm.title = now;
+        state.convs.set(dm.key, dm);
+        if (state.active === dmKey(old)) state.active = dm.key;
+      }
+      system(dm, `${old} is now known as ${now}.`, 'event');
+    }
+    for (const c of state.convs.values()) {
+      if (c.kind !== 'room') continue;
+      const m = c.members.get(fold(old));
+      if (m) {
+        c.members.delete(fold(old));
+        c.members.set(fold(now), { name: now, op: m.op });
+        system(c, `${old} is now known as ${now}.`, 'event');
+      }
+    }
+    renderNav();
+    renderHeader();
+  }
+
+  // ---------------------------------------------------------------- messages
+
+  function onMessage(rest) {
+    const [from, text] = split(rest);
+    message(everyone, from, text ?? '');
+  }
+
+  function onDm(rest) {
+    const [from, text] = split(rest);
+    const c = conv(dmKey(from), 'dm', from);
+    c.title = from;
+    message(c, from, text ?? '');
+    notifyDm(from, text ?? '');
+  }
+
+  function onSay(rest) {
+    const [room, r2] = split(rest);
+    const [from, text] = split(r2 ?? '');
+    const c = conv(roomKey(room), 'room', room);
+    message(c, from, text ?? '');
+  }
+
+  /** Sends `text` to the active conversation, showing it at once as ours. */
+  function sendText(text) {
+    const c = state.convs.get(state.active) || everyone;
+    let line, verb;
+    if (c.kind === 'everyone') [line, verb] = [`MESSAGE ${text}`, 'MESSAGE'];
+    else if (c.kind === 'room') [line, verb] = [`SAY ${c.title} ${text}`, 'SAY'];
+    else [line, verb] = [`DM ${c.title} ${text}`, 'DM'];
+    if (c.kind === 'room' && !c.joined) {
+      system(c, `You are not in ${c.title}; join it again to talk here.`, 'error');
+      return false;
+    }
+    if (!state.connected || !state.me) {
+      system(c, 'Not connected yet; your message was not sent. Reconnecting…', 'error');
+      return false;
+    }
+    const item = message(c, state.me, text, { own: true });
+    item.classList.add('sending');
+    send(line, verb, {
+      ok: (detail) => {
+        item.classList.remove('sending');
+        if (verb === 'DM') {
+          // OK DM <name>: the recipient's name as registered.
+          const name = detail.trim();
+          if (name && name !== c.title && fold(name) === fold(c.title)) {
+            c.title = name;
+            renderNav();
+            renderHeader();
+          }
+        }
+      },
+      fail: (code, why) => {
+        item.classList.remove('sending');
+        item.classList.add('failed');
+        const note = el('span', 'fail-note', code === 'DISCONNECTED'
+          ? 'The connection was lost before the server confirmed this message.'
+          : `Not delivered: ${why}`);
+        item.querySelector('.body')?.append(note);
+      },
+    });
+    return true;
+  }
+
+  // ---------------------------------------------------------------- rooms
+
+  function joinRoom(room, { rejoin = false, show = true } = {}) {
+    if (!room.startsWith('#')) room = '#' + room;
+    const existing = state.convs.get(roomKey(room));
+    if (existing && existing.joined && !rejoin) {
+      showConversation(existing.key);
+      return;
+    }
+    const members = [];
+    let topic = null;
+    send(`JOIN ${room}`, 'JOIN', {
+      room,
+      data: (kind, rest) => {
+        if (kind === 'MEMBER') {
+          const [, name] = split(rest);
+          if (name) members.push(name);
+        } else if (kind === 'TOPIC') {
+          const [, r2] = split(rest);
+          const [by, text] = split(r2 ?? '');
+          topic = { by, text: text ?? '' };
+        }
+      },
+      ok: (detail) => {
+        const [name] = split(detail);
+        const c = conv(roomKey(name || room), 'room', name || room);
+        c.title = name || room;
+        c.joined = true;
+        c.members = new Map(members.map((m) => {
+          const op = m.startsWith('@');
+          const n = op ? m.slice(1) : m;
+          return [fold(n), { name: n, op }];
+        }));
+        c.topic = topic ? topic.text : '';
+        c.topicBy = topic ? topic.by : '';
+        if (rejoin) {
+          system(c, `Rejoined ${c.title}.`, 'event');
+        } else {
+          system(c, `You joined ${c.title}.`, 'event join');
+          if (topic && topic.text) system(c, `Topic: ${topic.text} (set by ${topic.by})`, 'event topic');
+        }
+        renderNav();
+        if (show && !rejoin) showConversation(c.key);
+        else if (state.active === c.key) { renderHeader(); renderPeople(); }
+      },
+      fail: (code, text) => {
+        if (code === 'DISCONNECTED' && rejoin) return;
+        const c = state.convs.get(roomKey(room));
+        if (rejoin && c) {
+          c.joined = false;
+          system(c, `Could not rejoin ${room}: ${text}`, 'error');
+          renderNav();
+        } else {
+          systemHere(`Could not join ${room}: ${text}`, 'error');
+        }
+      },
+    });
+  }
+
+  function partRoom(c, reason) {
+    const line = reason ? `PART ${c.title} ${reason}` : `PART ${c.title}`;
+    send(line, 'PART', {
+      ok: () => {
+        c.joined = false;
+        c.members.clear();
+        system(c, `You left ${c.title}.`, 'event leave');
+        if (state.active === c.key) showConversation(EVERYONE);
+        renderNav();
+      },
+      fail: (code, text) => {
+        if (code === 'NOT_IN_ROOM' || code === 'NO_SUCH_ROOM') {
+          c.joined = false;
+          renderNav();
+          if (state.active === c.key) showConversation(EVERYONE);
+        }
+        system(c, `Could not leave ${c.title}: ${text}`, 'error');
+      },
+    });
+  }
+
+  function onJoined(rest) {
+    const [room, name] = split(rest);
+    const c = conv(roomKey(room), 'room', room);
+    if (!name) return;
+    c.members.set(fold(name), { name, op: c.members.get(fold(name))?.op ?? false });
+    system(c, `${name} joined ${c.title}.`, 'event join');
+    if (state.active === c.key) renderPeople();
+  }
+
+  function onParted(rest) {
+    const [room, r2] = split(rest);
+    const [name, reason] = split(r2 ?? '');
+    const c = conv(roomKey(room), 'room', room);
+    c.members.delete(fold(name));
+    system(c, `${name} left ${c.title}${reason ? ` (${reason})` : ''}.`, 'event leave');
+    if (state.active === c.key) renderPeople();
+  }
+
+  function onKicked(rest) {
+    const [room, r2] = split(rest);
+    const [name, r3] = split(r2 ?? '');
+    const [by, reason] = split(r3 ?? '');
+    const c = conv(roomKey(room), 'room', room);
+    const why = reason ? ` (${reason})` : '';
+    if (state.me && fold(name) === fold(state.me)) {
+      c.joined = false;
+      c.members.clear();
+      system(c, `You were removed from ${c.title} by ${by}${why}.`, 'error');
+      renderNav();
+      if (state.active === c.key) renderHeader();
+    } else {
+      c.members.delete(fold(name));
+      system(c, `${name} was removed from ${c.title} by ${by}${why}.`, 'event leave');
+    }
+    if (state.active === c.key) renderPeople();
+  }
+
+  function onOperator(rest) {
+    const [room, name] = split(rest);
+    const c = conv(roomKey(room), 'room', room);
+    if (!name) return;
+    const m = c.members.get(fold(name));
+    c.members.set(fold(name), { name: m?.name ?? name, op: true });
+    const who = state.me && fold(name) === fold(state.me) ? 'You are' : `${name} is`;
+    system(c, `${who} now an operator of ${c.title}.`, 'event');
+    if (state.active === c.key) renderPeople();
+  }
+
+  function onTopic(rest, isEvent) {
+    const [room, r2] = split(rest);
+    const [by, text] = split(r2 ?? '');
+    const c = conv(roomKey(room), 'room', room);
+    c.topic = text ?? '';
+    c.topicBy = by;
+    if (isEvent) {
+      system(c, c.topic ? `${by} set the topic: ${c.topic}` : `${by} cleared the topic.`, 'event topic');
+    }
+    if (state.active === c.key) renderHeader();
+  }
+
+  function setTopic(c, text) {
+    send(`TOPIC ${c.title} ${text}`, 'TOPIC', {
+      fail: (code, why) => system(c, `Could not set the topic: ${why}`, 'error'),
+    });
+  }
+
+  function queryTopic(c) {
+    let topic = null;
+    send(`TOPIC ${c.title}`, 'TOPIC?', {
+      room: c.title,
+      data: (kind, rest) => {
+        if (kind !== 'TOPIC') return;
+        const [, r2] = split(rest);
+        const [by, text] = split(r2 ?? '');
+        topic = { by, text: text ?? '' };
+      },
+      ok: () => {
+        c.topic = topic ? topic.text : '';
+        c.topicBy = topic ? topic.by : '';
+        system(c, topic && topic.text ? `Topic: ${topic.text} (set by ${topic.by})` : `${c.title} has no topic.`, 'event topic');
+        if (state.active === c.key) renderHeader();
+      },
+      fail: (code, why) => system(c, why, 'error'),
+    });
+  }
+
+  function who(c) {
+    const members = [];
+    send(`WHO ${c.title}`, 'WHO', {
+      data: (kind, rest) => {
+        if (kind !== 'MEMBER') return;
+        const [, name] = split(rest);
+        if (name) members.push(name);
+      },
+      ok: () => {
+        c.members = new Map(members.map((m) => {
+          const op = m.startsWith('@');
+          const n = op ? m.slice(1) : m;
+          return [fold(n), { name: n, op }];
+        }));
+        system(c, `Members of ${c.title} (${members.length}): ${members.join(', ')}`, 'event');
+        if (state.active === c.key) renderPeople();
+      },
+      fail: (code, why) => system(c, why, 'error'),
+    });
+  }
+
+  /** Asks for the room list; `done` gets [{room, count, topic}] or an error text. */
+  function listRooms(done) {
+    const rooms = [];
+    send('ROOMS', 'ROOMS', {
+      data: (kind, rest) => {
+        if (kind !== 'ROOM') return;
+        const [room, r2] = split(rest);
+        const [count, topic] = split(r2 ?? '');
+        rooms.push({ room, count: Number(count) || 0, topic: topic ?? '' });
+      },
+      ok: () => done(rooms, null),
+      fail: (code, why) => done(null, why),
+    });
+  }
+
+  function openRoomsDialog() {
+    ui.roomsList.replaceChildren();
+    ui.roomsStatus.textContent = 'Loading…';
+    if (!ui.roomsDialog.open) ui.roomsDialog.showModal();
+    listRooms((rooms, error) => {
+      if (error) {
+        ui.roomsStatus.textContent = error;
+        return;
+      }
+      ui.roomsStatus.textContent = rooms.length ? `${rooms.length} room${rooms.length === 1 ? '' : 's'}` : 'No rooms yet. Join one by name to create it.';
+      for (const r of rooms) {
+        const li = el('li', 'browse-item');
+        const info = el('div', 'browse-info');
+        info.append(el('span', 'browse-name', r.room));
+        info.append(el('span', 'muted small', `${r.count} member${r.count === 1 ? '' : 's'}`));
+        if (r.topic) info.append(el('span', 'browse-topic', r.topic));
+        const mine = state.convs.get(roomKey(r.room));
+        const b = el('button', 'primary', mine && mine.joined ? 'Open' : 'Join');
+        b.type = 'button';
+        b.setAttribute('aria-label', `${mine && mine.joined ? 'Open' : 'Join'} ${r.room}`);
+        b.addEventListener('click', () => {
+          ui.roomsDialog.close();
+          joinRoom(r.room);
+        });
+        li.append(info, b);
+        ui.roomsList.append(li);
+      }
+    });
+  }
+
+  // ---------------------------------------------------------------- rendering messages
+
+  /** Adds a chat message to a conversation and returns its element. */
+  function message(c, from, text, { own = false } = {}) {
+    const li = el('li', 'msg');
+    if (own) li.classList.add('own');
+    li.dataset.from = from;
+    const me = text.startsWith('/me ') && text.length > 4;
+    const body = el('div', 'body');
+    const head = el('div', 'meta');
+    const who = el('span', 'from', from);
+    head.append(who, stamp());
+    if (me) {
+      li.classList.add('action');
+      body.append(el('span', 'text', `* ${from} ${text.slice(4)}`));
+    } else {
+      body.append(el('span', 'text', text));
+    }
+    li.append(head, body);
+    add(c, li, true);
+    return li;
+  }
+
+  /** Adds a system line (an event, an answer or an error) to a conversation. */
+  function system(c, text, kind = 'event') {
+    const li = el('li', `msg system ${kind}`);
+    li.append(el('span', 'text', text), stamp());
+    add(c, li, false);
+    return li;
+  }
+
+  const systemHere = (text, kind) => system(state.convs.get(state.active) || everyone, text, kind);
+
+  /** A line for every conversation that is open (connection changes concern them all). */
+  function systemAll(text, kind) {
+    for (const c of state.convs.values()) {
+      if (c.kind === 'room' && !c.joined) continue;
+      system(c, text, kind);
+    }
+  }
+
+  function stamp() {
+    const now = new Date();
+    const t = el('time', 'time', timeFmt.format(now));
+    t.dateTime = now.toISOString();
+    t.title = fullFmt.format(now);
+    return t;
+  }
+
+  const MAX_ITEMS = 2000;
+
+  function add(c, li, counts) {
+    c.items.push(li);
+    if (c.items.length > MAX_ITEMS) {
+      const gone = c.items.splice(0, c.items.length - MAX_ITEMS);
+      if (state.active === c.key) for (const g of gone) g.remove();
+    }
+    c.lastActivity = Date.now();
+    if (state.active === c.key) {
+      const stick = nearBottom();
+      ui.messages.append(li);
+      if (stick || li.classList.contains('own')) scrollToEnd();
+      if (counts && document.hidden && !li.classList.contains('own')) {
+        c.unread += 1;
+        renderNav();
+      }
+    } else if (counts && !li.classList.contains('own')) {
+      c.unread += 1;
+      renderNav();
+    } else if (c.kind === 'dm') {
+      renderNav();
+    }
+    updateTitle();
+  }
+
+  function nearBottom() {
+    const m = ui.messages;
+    return m.scrollHeight - m.scrollTop - m.clientHeight < 80;
+  }
+
+  function scrollToEnd() {
+    ui.messages.scrollTop = ui.messages.scrollHeight;
+  }
+
+  function updateTitle() {
+    let n = 0;
+    for (const c of state.convs.values()) n += c.unread;
+    document.title = n ? `(${n}) natter` : 'natter';
+  }
+
+  // ---------------------------------------------------------------- rendering panels
+
+  function showConversation(key) {
+    const c = state.convs.get(key) || everyone;
+    state.active = c.key;
+    c.unread = 0;
+    ui.messages.replaceChildren(...c.items);
+    ui.messages.setAttribute('aria-label', `Messages in ${c.title}`);
+    ui.topicForm.hidden = true;
+    renderHeader();
+    renderNav();
+    renderPeople();
+    updateTitle();
+    scrollToEnd();
+    closePanels();
+  }
+
+  function renderHeader() {
+    const c = state.convs.get(state.active) || everyone;
+    ui.title.textContent = c.kind === 'dm' ? `@ ${c.title}` : c.title;
+    ui.roomActions.hidden = c.kind !== 'room' || !c.joined;
+    if (c.kind === 'room') {
+      ui.topic.textContent = c.joined ? (c.topic || 'No topic') : 'You are not in this room.';
+      ui.topic.classList.toggle('muted', !c.topic || !c.joined);
+    } else if (c.kind === 'dm') {
+      const on = state.users.has(fold(c.title));
+      ui.topic.textContent = on ? 'Direct message — online' : 'Direct message — offline';
+      ui.topic.classList.add('muted');
+    } else {
+      const n = state.users.size;
+      ui.topic.textContent = `Everyone online${n ? ` · ${n} ${n === 1 ? 'person' : 'people'}` : ''}`;
+      ui.topic.classList.add('muted');
+    }
+    const placeholder = c.kind === 'everyone' ? 'Message Everyone' : c.kind === 'room' ? `Message ${c.title}` : `Message ${c.title} privately`;
+    ui.input.placeholder = `${placeholder} — /help for commands`;
+    ui.input.setAttribute('aria-label', `Message ${c.kind === 'everyone' ? 'Everyone' : c.title}`);
+  }
+
+  function navButton(c, label) {
+    const li = el('li');
+    const b = el('button', 'conv');
+    b.type = 'button';
+    b.dataset.conv = c.key;
+    if (state.active === c.key) b.setAttribute('aria-current', 'page');
+    b.append(el('span', 'conv-name', label));
+    if (c.unread) {
+      const badge = el('span', 'badge', String(c.unread));
+      b.append(badge);
+      b.setAttribute('aria-label', `${label}, ${c.unread} unread`);
+    } else {
+      b.setAttribute('aria-label', label);
+    }
+    if (c.kind === 'dm' && !state.users.has(fold(c.title))) b.classList.add('offline');
+    b.addEventListener('click', () => showConversation(c.key));
+    li.append(b);
+    return li;
+  }
+
+  function renderNav() {
+    ui.convList.replaceChildren(navButton(everyone, 'Everyone'));
+    const rooms = [...state.convs.values()].filter((c) => c.kind === 'room' && c.joined)
+      .sort((a, b) => fold(a.title).localeCompare(fold(b.title)));
+    ui.roomList.replaceChildren(...rooms.map((c) => navButton(c, c.title)));
+    const dms = [...state.convs.values()].filter((c) => c.kind === 'dm')
+      .sort((a, b) => b.lastActivity - a.lastActivity);
+    ui.dmList.replaceChildren(...dms.map((c) => navButton(c, c.title)));
+    ui.dmEmpty.hidden = dms.length > 0;
+    // The active room was left (or we were kicked): its header says so.
+  }
+
+  function personItem(name, { op = false } = {}) {
+    const li = el('li', 'person');
+    const isMe = state.me && fold(name) === fold(state.me);
+    const b = el('button', 'person-button');
+    b.type = 'button';
+    const dot = el('span', 'dot');
+    dot.setAttribute('aria-hidden', 'true');
+    b.append(dot, el('span', 'person-name', name));
+    if (op) b.append(el('span', 'tag', 'op'));
+    if (isMe) {
+      b.append(el('span', 'tag', 'you'));
+      b.disabled = true;
+      b.setAttribute('aria-label', `${name} (you)`);
+    } else {
+      b.setAttribute('aria-label', op ? `${name}, operator: send a direct message` : `${name}: send a direct message`);
+      b.addEventListener('click', () => openDm(name));
+    }
+    li.dataset.name = name;
+    li.append(b);
+    return li;
+  }
+
+  function renderPeople() {
+    const names = [...state.users.values()].sort((a, b) => fold(a).localeCompare(fold(b)));
+    ui.onlineList.replaceChildren(...names.map((n) => personItem(n)));
+    ui.onlineCount.textContent = names.length ? String(names.length) : '';
+    const c = state.convs.get(state.active);
+    if (c && c.kind === 'room' && c.joined) {
+      ui.membersSection.hidden = false;
+      ui.membersTitle.textContent = `Members of ${c.title}`;
+      ui.memberList.setAttribute('aria-label', `Members of ${c.title}`);
+      const ms = [...c.members.values()].sort((a, b) => (b.op - a.op) || fold(a.name).localeCompare(fold(b.name)));
+      ui.memberList.replaceChildren(...ms.map((m) => personItem(m.name, { op: m.op })));
+    } else {
+      ui.membersSection.hidden = true;
+    }
+    if (c && c.kind !== 'room') renderHeader();
+    renderNavPresence();
+  }
+
+  function renderNavPresence() {
+    for (const b of ui.dmList.querySelectorAll('button.conv')) {
+      const c = state.convs.get(b.dataset.conv);
+      if (c) b.classList.toggle('offline', !state.users.has(fold(c.title)));
+    }
+  }
+
+  function openDm(name) {
+    const c = conv(dmKey(name), 'dm', name);
+    renderNav();
+    showConversation(c.key);
+    ui.input.focus();
+  }
+
+  // ---------------------------------------------------------------- status and banner
+
+  function setStatus(what) {
+    let text = '';
+    let banner = null;
+    let action = null;
+    switch (what) {
+      case 'connecting':
+        text = 'Connecting…';
+        ui.welcomeStatus.textContent = 'Connecting…';
+        break;
+      case 'greeted':
+        text = 'Connected';
+        ui.welcomeStatus.textContent = state.wanted ? 'Connected. Taking your name…' : 'Connected.';
+        ui.nameSubmit.disabled = false;
+        break;
+      case 'registered':
+        text = `Connected as ${state.me}`;
+        break;
+      case 'waiting': {
+        const s = Math.max(0, Math.ceil((state.retryAt - Date.now()) / 1000));
+        text = 'Reconnecting…';
+        banner = `Connection lost. Reconnecting${s > 0 ? ` in ${s} s` : ''}…`;
+        action = ['Reconnect now', reconnectNow];
+        ui.welcomeStatus.textContent = `Cannot reach the server. Trying again${s > 0 ? ` in ${s} s` : ''}…`;
+        break;
+      }
+      case 'quit':
+        text = 'Disconnected';
+        banner = 'You left the chat.';
+        action = ['Connect again', reconnectNow];
+        break;
+      default:
+        break;
+    }
+    if (what !== 'waiting') clearInterval(state.countdownTimer);
+    ui.conn.textContent = text;
+    ui.conn.dataset.state = what;
+    document.body.dataset.conn = what;
+    if (banner && state.registeredOnce) {
+      ui.banner.hidden = false;
+      ui.bannerText.textContent = banner;
+      ui.bannerAction.hidden = !action;
+      if (action) {
+        ui.bannerAction.textContent = action[0];
+        ui.bannerAction.onclick = action[1];
+      }
+    } else {
+      ui.banner.hidden = true;
+    }
+  }
+
+  function showWelcome(error) {
+    ui.welcome.hidden = false;
+    ui.app.hidden = true;
+    ui.nameError.textContent = error || '';
+    ui.nameInput.setAttribute('aria-invalid', error ? 'true' : 'false');
+    ui.nameSubmit.disabled = false;
+    ui.nameInput.focus();
+    ui.nameInput.select();
+  }
+
+  // ---------------------------------------------------------------- notifications
+
+  function initNotifications() {
+    if (!('Notification' in window)) {
+      ui.notifyToggle.disabled = true;
+      ui.notifyToggle.parentElement.title = 'This browser cannot show notifications';
+      return;
+    }
+    let saved = false;
+    try { saved = localStorage.getItem('natter.notify') === '1'; } catch (e) { /* off */ }
+    state.notify = saved && Notification.permission === 'granted';
+    ui.notifyToggle.checked = state.notify;
+    ui.notifyToggle.addEventListener('change', async () => {
+      if (!ui.notifyToggle.checked) {
+        state.notify = false;
+      } else {
+        let perm = Notification.permission;
+        if (perm === 'default') {
+          try { perm = await Notification.requestPermission(); } catch (e) { perm = 'denied'; }
+        }
+        state.notify = perm === 'granted';
+        ui.notifyToggle.checked = state.notify;
+        if (!state.notify) systemHere('Notifications are blocked for this page in your browser settings.', 'error');
+      }
+      try { localStorage.setItem('natter.notify', state.notify ? '1' : '0'); } catch (e) { /* off */ }
+    });
+  }
+
+  function notifyDm(from, text) {
+    if (!state.notify || !document.hidden || !('Notification' in window) || Notification.permission !== 'granted') return;
+    try {
+      const n = new Notification(`natter: message from ${from}`, { body: text, tag: `natter-dm-${fold(from)}` });
+      n.onclick = () => {
+        window.focus();
+        openDm(from);
+        n.close();
+      };
+    } catch (e) {
+      // Some browsers allow notifications only from a service worker; the badge still counts.
+    }
+  }
+
+  // ---------------------------------------------------------------- slash commands
+
+  const HELP = [
+    '/dm name text — send a direct message',
+    '/join #room — join (or create) a room',
+    '/part [#room] [reason] — leave this room (or the one named)',
+    '/topic [text] — show or set this room\'s topic',
+    '/who — members of this room',
+    '/rooms — list the rooms',
+    '/list — who is online',
+    '/name newname — change your name',
+    '/me text — say it as an action',
+    '/kick name [reason] — remove someone from this room (operators)',
+    '/help — this list, then the server\'s',
+    '/quit — leave the chat',
+    '//text — send a message that starts with /',
+  ];
+
+  function currentRoom(cmd) {
+    const c = state.convs.get(state.active);
+    if (c && c.kind === 'room' && c.joined) return c;
+    systemHere(`${cmd} works in a room you are in.`, 'error');
+    return null;
+  }
+
+  /** Handles what was typed; returns true if the input can be cleared. */
+  function submit(typed) {
+    if (!typed.trim()) return false;
+    if (!typed.startsWith('/') || typed.startsWith('//')) {
+      return sendText(typed.startsWith('//') ? typed.slice(1) : typed);
+    }
+    const [cmdRaw, argsRaw] = split(typed.slice(1));
+    const cmd = cmdRaw.toLowerCase();
+    const args = (argsRaw ?? '').replace(/^ +/, '');
+    if (cmd === 'me') {
+      if (!args.trim()) { systemHere('Usage: /me text', 'error'); return false; }
+      return sendText(`/me ${args}`);
+    }
+    if (!state.connected || !state.me) {
+      systemHere('Not connected yet; try again in a moment.', 'error');
+      return false;
+    }
+    switch (cmd) {
+      case 'dm':
+      case 'msg': {
+        const [to, text] = split(args);
+        if (!to || !text || !text.trim()) { systemHere('Usage: /dm name text', 'error'); return false; }
+        if (state.me && fold(to) === fold(state.me)) { systemHere('You cannot DM yourself.', 'error'); return false; }
+        const c = conv(dmKey(to), 'dm', state.users.get(fold(to)) || to);
+        showConversation(c.key);
+        return sendText(text);
+      }
+      case 'join':
+      case 'j': {
+        const [room] = split(args.trim());
+        if (!room) { systemHere('Usage: /join #room', 'error'); return false; }
+        joinRoom(room);
+        return true;
+      }
+      case 'part':
+      case 'leave': {
+        let [room, reason] = split(args.trim());
+        let c;
+        if (room && room.startsWith('#')) {
+          c = state.convs.get(roomKey(room));
+          if (!c || !c.joined) { systemHere(`You are not in ${room}.`, 'error'); return false; }
+        } else {
+          reason = args.trim() || null;
+          c = currentRoom('/part');
+          if (!c) return false;
+        }
+        partRoom(c, reason);
+        return true;
+      }
+      case 'topic': {
+        const c = currentRoom('/topic');
+        if (!c) return false;
+        if (args.trim()) setTopic(c, args);
+        else queryTopic(c);
+        return true;
+      }
+      case 'who': {
+        const c = currentRoom('/who');
+        if (!c) return false;
+        who(c);
+        return true;
+      }
+      case 'rooms':
+        listRooms((rooms, error) => {
+          if (error) return systemHere(error, 'error');
+          if (!rooms.length) return systemHere('No rooms yet. /join #name creates one.', 'event');
+          systemHere(`Rooms (${rooms.length}):`, 'event');
+          for (const r of rooms) systemHere(`${r.room} — ${r.count} member${r.count === 1 ? '' : 's'}${r.topic ? ` — ${r.topic}` : ''}`, 'event');
+          return undefined;
+        });
+        return true;
+      case 'list':
+      case 'users':
+        refreshUsers(true);
+        return true;
+      case 'name':
+      case 'nick': {
+        const name = args.trim();
+        if (!name) { systemHere('Usage: /name newname', 'error'); return false; }
+        register(name);
+        return true;
+      }
+      case 'kick': {
+        const c = currentRoom('/kick');
+        if (!c) return false;
+        const [user, reason] = split(args.trim());
+        if (!user) { systemHere('Usage: /kick name [reason]', 'error'); return false; }
+        send(reason ? `KICK ${c.title} ${user} ${reason}` : `KICK ${c.title} ${user}`, 'KICK', {
+          fail: (code, why) => system(c, `Could not remove ${user}: ${why}`, 'error'),
+        });
+        return true;
+      }
+      case 'help': {
+        for (const h of HELP) systemHere(h, 'event help');
+        const lines = [];
+        send(args.trim() ? `HELP ${args.trim()}` : 'HELP', 'HELP', {
+          data: (kind, rest) => { if (kind === 'HELP') lines.push(rest); },
+          ok: () => {
+            if (lines.length) systemHere('The server\'s commands (what the page sends for you):', 'event help');
+            for (const l of lines) systemHere(l, 'event help mono');
+          },
+          fail: (code, why) => systemHere(why, 'error'),
+        });
+        return true;
+      }
+      case 'quit':
+      case 'close':
+        state.quit = true;
+        send('CLOSE', 'CLOSE');
+        return true;
+      default:
+        systemHere(`Unknown command /${cmdRaw}; type /help for the list.`, 'error');
+        return false;
+    }
+  }
+
+  // ---------------------------------------------------------------- panels on narrow screens
+
+  function setPanel(which, open) {
+    const panel = which === 'nav' ? ui.sidebar : ui.people;
+    const button = which === 'nav' ? ui.toggleNav : ui.togglePeople;
+    panel.classList.toggle('open', open);
+    button.setAttribute('aria-expanded', String(open));
+    button.setAttribute('aria-label', `${open ? 'Hide' : 'Show'} ${which === 'nav' ? 'conversations' : 'people'}`);
+    const any = ui.sidebar.classList.contains('open') || ui.people.classList.contains('open');
+    ui.scrim.hidden = !any;
+  }
+
+  function closePanels() {
+    setPanel('nav', false);
+    setPanel('people', false);
+  }
+
+  // ---------------------------------------------------------------- wiring
+
+  ui.nameForm.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const name = ui.nameInput.value.trim();
+    if (!name) {
+      ui.nameError.textContent = 'Please type a name.';
+      ui.nameInput.setAttribute('aria-invalid', 'true');
+      ui.nameInput.focus();
+      return;
+    }
+    ui.nameError.textContent = '';
+    ui.nameInput.removeAttribute('aria-invalid');
+    if (state.quit) reconnectNow();
+    register(name);
+  });
+
+  ui.composer.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const typed = ui.input.value;
+    if (submit(typed)) ui.input.value = '';
+    ui.input.focus();
+  });
+
+  ui.joinForm.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const room = ui.joinInput.value.trim();
+    if (!room) return;
+    joinRoom(room);
+    ui.joinInput.value = '';
+  });
+
+  ui.browse.addEventListener('click', openRoomsDialog);
+  ui.leaveButton.addEventListener('click', () => {
+    const c = state.convs.get(state.active);
+    if (c && c.kind === 'room' && c.joined) partRoom(c, null);
+  });
+  ui.topicButton.addEventListener('click', () => {
+    const c = state.convs.get(state.active);
+    if (!c || c.kind !== 'room') return;
+    ui.topicForm.hidden = !ui.topicForm.hidden;
+    if (!ui.topicForm.hidden) {
+      ui.topicInput.value = c.topic;
+      ui.topicInput.focus();
+    }
+  });
+  ui.topicCancel.addEventListener('click', () => {
+    ui.topicForm.hidden = true;
+    ui.topicButton.focus();
+  });
+  ui.topicForm.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const c = state.convs.get(state.active);
+    if (c && c.kind === 'room') setTopic(c, ui.topicInput.value);
+    ui.topicForm.hidden = true;
+    ui.input.focus();
+  });
+  ui.topicForm.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape') { ui.topicForm.hidden = true; ui.topicButton.focus(); }
+  });
+
+  ui.toggleNav.addEventListener('click', () => setPanel('nav', !ui.sidebar.classList.contains('open')));
+  ui.togglePeople.addEventListener('click', () => setPanel('people', !ui.people.classList.contains('open')));
+  ui.scrim.addEventListener('click', closePanels);
+  document.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape' && !ui.scrim.hidden) closePanels();
+  });
+
+  document.addEventListener('visibilitychange', () => {
+    if (!document.hidden) {
+      const c = state.convs.get(state.active);
+      if (c && c.unread) {
+        c.unread = 0;
+        renderNav();
+        updateTitle();
+      }
+    }
+  });
+
+  // Coming back online or to the tab: do not wait out the backoff.
+  window.addEventListener('online', () => { if (!state.ws && !state.quit) reconnectNow(); });
+
+  try {
+    const saved = localStorage.getItem('natter.name');
+    if (saved) ui.nameInput.value = saved;
+  } catch (e) { /* storage may be off */ }
+
+  initNotifications();
+  renderNav();
+  ui.nameInput.focus();
+  connect();
+
+  // For tests and the curious: read-only views of the state.
+  window.natter = Object.freeze({
+    get name() { return state.me; },
+    get connected() { return state.connected; },
+    get pending() { return state.pending.length; },
+  });
+})();
