@@ -88,6 +88,10 @@ codes! {
         RoomLimit = "ROOM_LIMIT",
         /// The topic is longer than the limit.
         TopicTooLong = "TOPIC_TOO_LONG",
+        /// The server has a password and REGISTER came before a right PASSWORD.
+        PasswordRequired = "PASSWORD_REQUIRED",
+        /// PASSWORD with the wrong password.
+        BadPassword = "BAD_PASSWORD",
     }
 }
 
@@ -102,6 +106,16 @@ codes! {
         SlowConsumer = "SLOW_CONSUMER",
         /// The server already has as many connections as it accepts.
         ServerFull = "SERVER_FULL",
+        /// The client's address has as many connections as one address may have.
+        TooManyConnections = "TOO_MANY_CONNECTIONS",
+        /// The client's address is connecting faster than allowed.
+        ConnectRate = "CONNECT_RATE",
+        /// The client kept sending faster than flood control allows.
+        Flood = "FLOOD",
+        /// The client did not register in time, or was idle too long.
+        Timeout = "TIMEOUT",
+        /// Too many wrong passwords.
+        BadPassword = "BAD_PASSWORD",
     }
 }
 
@@ -132,6 +146,8 @@ impl ErrorCode {
             Self::RoomFull => "that room is full",
             Self::RoomLimit => "the server has too many rooms",
             Self::TopicTooLong => "that topic is too long",
+            Self::PasswordRequired => "this server needs a password: PASSWORD <password> first",
+            Self::BadPassword => "wrong password",
         }
     }
 }
@@ -144,6 +160,11 @@ impl ByeReason {
             Self::Shutdown => "the server is shutting down",
             Self::SlowConsumer => "you stopped reading and your queue is full; disconnecting",
             Self::ServerFull => "the server is full; try again later",
+            Self::TooManyConnections => "too many connections from your address",
+            Self::ConnectRate => "connecting too fast from your address; try again shortly",
+            Self::Flood => "you kept sending faster than the server allows",
+            Self::Timeout => "timed out",
+            Self::BadPassword => "too many wrong passwords",
         }
     }
 }

@@ -42,6 +42,22 @@ pub enum Command<'a> {
     Topic(Topic<'a>),
     /// `KICK <room> <user> [reason]`: remove someone from a room (operators only).
     Kick(Kick<'a>),
+    /// `PASSWORD <password>`: the server's password, before REGISTER when one is set.
+    Password(Password<'a>),
+}
+
+/// `PASSWORD <password>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password<'a> {
+    /// The password as given (everything after the command word and its space).
+    pub password: &'a str,
+}
+
+impl std::fmt::Debug for Password<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A password must never reach a log through a Debug print.
+        f.write_str("Password(<redacted>)")
+    }
 }
 
 /// A command whose only parameter is a room: `JOIN`, `WHO`.
@@ -302,6 +318,16 @@ impl<'a> Command<'a> {
             let room = p.room()?;
             let text = p.optional_text()?;
             Command::Topic(Topic { room, text })
+        } else if is("PASSWORD") {
+            p.command = "PASSWORD";
+            let password = std::mem::take(&mut p.rest);
+            if password.is_empty() {
+                return Err(CommandError::new(
+                    ErrorCode::MissingParameter,
+                    "PASSWORD needs the password; type HELP PASSWORD",
+                ));
+            }
+            Command::Password(Password { password })
         } else if is("KICK") {
             p.command = "KICK";
             let room = p.room()?;
@@ -316,7 +342,7 @@ impl<'a> Command<'a> {
 
     /// Whether an unregistered client may use the command with this (upper-case) word.
     pub fn verb_allowed_unregistered(verb: &str) -> bool {
-        matches!(verb, "REGISTER" | "HELP" | "CLOSE")
+        matches!(verb, "REGISTER" | "HELP" | "CLOSE" | "PASSWORD")
     }
 
     /// Whether an unregistered client may use this command.
@@ -340,6 +366,7 @@ impl<'a> Command<'a> {
             Self::Who(_) => "WHO",
             Self::Topic(_) => "TOPIC",
             Self::Kick(_) => "KICK",
+            Self::Password(_) => "PASSWORD",
         }
     }
 }
@@ -500,6 +527,20 @@ mod tests {
         assert_eq!(err("WHO"), ErrorCode::MissingParameter);
         assert!(!ok("JOIN #r").allowed_unregistered());
         assert!(!ok("ROOMS").allowed_unregistered());
+    }
+
+    #[test]
+    fn password_is_taken_whole_and_never_printed() {
+        let c = ok("PASSWORD  s3cret with spaces ");
+        assert_eq!(
+            c,
+            Command::Password(Password {
+                password: "s3cret with spaces "
+            })
+        );
+        assert!(!format!("{c:?}").contains("s3cret"));
+        assert!(c.allowed_unregistered());
+        assert_eq!(err("PASSWORD"), ErrorCode::MissingParameter);
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub struct LineFramer {
     discarding: bool,
     /// The most bytes a line may have, without its line ending.
     max: usize,
+    /// `partial` was handed out as a line by [`LineFramer::next`] and must be cleared first.
+    emitted: bool,
 }
 
 /// Capacity above which an emptied partial buffer is released, so idle connections stay small.
@@ -41,12 +43,13 @@ impl LineFramer {
             partial: Vec::new(),
             discarding: false,
             max,
+            emitted: false,
         }
     }
 
     /// Bytes held for an unfinished line.
     pub fn buffered(&self) -> usize {
-        self.partial.len()
+        if self.emitted { 0 } else { self.partial.len() }
     }
 
     /// Feeds `input`, calling `on` for every frame in order. Stops early, dropping the rest of
@@ -56,47 +59,61 @@ impl LineFramer {
         mut input: &[u8],
         mut on: impl FnMut(Frame<'_>) -> ControlFlow<()>,
     ) -> ControlFlow<()> {
-        while let Some(i) = memchr::memchr(b'\n', input) {
-            let (chunk, rest) = (&input[..i], &input[i + 1..]);
-            input = rest;
-            if self.discarding {
-                self.discarding = false;
-                continue;
-            }
-            let flow = if self.partial.is_empty() {
-                let line = strip_cr(chunk);
-                on(if line.len() > self.max {
-                    Frame::TooLong
-                } else {
-                    Frame::Line(line)
-                })
-            } else {
-                self.partial.extend_from_slice(chunk);
-                let line = strip_cr(&self.partial);
-                let flow = on(if line.len() > self.max {
-                    Frame::TooLong
-                } else {
-                    Frame::Line(line)
-                });
-                self.clear_partial();
-                flow
-            };
-            flow?;
-        }
-        if !self.discarding && !input.is_empty() {
-            // One byte of slack: the tail may end in the CR of a CRLF.
-            if self.partial.len() + input.len() > self.max + 1 {
-                self.clear_partial();
-                self.discarding = true;
-                return on(Frame::TooLong);
-            }
-            self.partial.extend_from_slice(input);
+        while let Some(frame) = self.next(&mut input) {
+            on(frame)?;
         }
         ControlFlow::Continue(())
     }
 
+    /// The next frame in `input`, advancing it past what was used; `None` once `input` holds
+    /// no complete line (its tail, if any, is kept for the next call). A caller that stops
+    /// early keeps the rest of `input` for later: this is how flood control delays lines.
+    pub fn next<'s, 'i: 's>(&'s mut self, input: &mut &'i [u8]) -> Option<Frame<'s>> {
+        if std::mem::take(&mut self.emitted) {
+            self.clear_partial();
+        }
+        while !input.is_empty() {
+            let Some(i) = memchr::memchr(b'\n', input) else {
+                let rest = std::mem::take(input);
+                if self.discarding {
+                    return None;
+                }
+                // One byte of slack: the tail may end in the CR of a CRLF.
+                if self.partial.len() + rest.len() > self.max + 1 {
+                    self.clear_partial();
+                    self.discarding = true;
+                    return Some(Frame::TooLong);
+                }
+                self.partial.extend_from_slice(rest);
+                return None;
+            };
+            let chunk = &input[..i];
+            *input = &input[i + 1..];
+            if self.discarding {
+                self.discarding = false;
+                continue;
+            }
+            let line = if self.partial.is_empty() {
+                strip_cr(chunk)
+            } else {
+                self.partial.extend_from_slice(chunk);
+                self.emitted = true;
+                strip_cr(&self.partial)
+            };
+            return Some(if line.len() > self.max {
+                Frame::TooLong
+            } else {
+                Frame::Line(line)
+            });
+        }
+        None
+    }
+
     /// Takes an unfinished last line (the peer closed without sending its LF), if any.
     pub fn take_partial(&mut self) -> Option<Vec<u8>> {
+        if std::mem::take(&mut self.emitted) {
+            self.clear_partial();
+        }
         let discarding = std::mem::take(&mut self.discarding);
         let mut line = std::mem::take(&mut self.partial);
         if line.last() == Some(&b'\r') {
@@ -186,6 +203,22 @@ mod tests {
         assert_eq!(f.take_partial(), None);
         let _ = f.feed(b"toolong", |_| ControlFlow::Continue(()));
         assert_eq!(f.take_partial(), None);
+    }
+
+    #[test]
+    fn next_leaves_the_rest_for_later() {
+        let mut f = LineFramer::new(16);
+        let mut input: &[u8] = b"one\ntw";
+        assert_eq!(f.next(&mut input), Some(Frame::Line(b"one")));
+        assert_eq!(input, b"tw");
+        assert_eq!(f.next(&mut input), None);
+        let mut more: &[u8] = b"o\nthree\nfour\n";
+        assert_eq!(f.next(&mut more), Some(Frame::Line(b"two")));
+        assert_eq!(f.next(&mut more), Some(Frame::Line(b"three")));
+        // A caller may stop here and come back with the same rest.
+        assert_eq!(more, b"four\n");
+        assert_eq!(f.next(&mut more), Some(Frame::Line(b"four")));
+        assert_eq!(f.buffered(), 0);
     }
 
     #[test]

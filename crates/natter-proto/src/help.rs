@@ -75,6 +75,11 @@ pub const ENTRIES: &[Entry] = &[
         summary: "remove <user> from a room (operators)",
     },
     Entry {
+        verb: "PASSWORD",
+        usage: "PASSWORD <password>",
+        summary: "give the server's password, if it has one, before REGISTER",
+    },
+    Entry {
         verb: "CLOSE",
         usage: "CLOSE",
         summary: "leave and close the connection",

@@ -1,7 +1,85 @@
 //! Limits and timings of a server, with the defaults the binary uses.
 
 use crate::hub::RoomLimits;
+use crate::throttle::FloodLimits;
+use std::fmt;
+use std::net::IpAddr;
 use std::time::Duration;
+
+/// A secret (the server password): compared, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    /// Compares in time that does not depend on where the first difference is, so the
+    /// password cannot be guessed byte by byte from response times.
+    pub fn matches(&self, given: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), given.as_bytes());
+        let mut diff = a.len() ^ b.len();
+        for (i, &x) in a.iter().enumerate() {
+            diff |= usize::from(x ^ b.get(i).copied().unwrap_or(0));
+        }
+        diff == 0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+/// Who may connect and how often, and what sessions must do in time.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// The server password; `None` lets anyone register.
+    pub password: Option<Secret>,
+    /// Most connections from one address at once.
+    pub per_ip_connections: usize,
+    /// New connections per second from one address, sustained.
+    pub per_ip_connect_rate: f64,
+    /// New connections from one address that may come at once.
+    pub per_ip_connect_burst: f64,
+    /// Addresses the per-address limits do not apply to.
+    pub exempt: Vec<IpAddr>,
+    /// Whether loopback addresses are exempt from the per-address limits (benchmarks).
+    pub exempt_loopback: bool,
+    /// How long a client may stay unregistered.
+    pub register_timeout: Duration,
+    /// How long a registered native client may stay silent; `None`: forever.
+    pub idle_timeout: Option<Duration>,
+    /// Flood control; `None` turns it off (benchmarks against peers with theirs off).
+    pub flood: Option<FloodLimits>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            password: None,
+            per_ip_connections: 100,
+            per_ip_connect_rate: 20.0,
+            per_ip_connect_burst: 100.0,
+            exempt: Vec::new(),
+            exempt_loopback: false,
+            register_timeout: Duration::from_secs(60),
+            idle_timeout: None,
+            flood: Some(FloodLimits::default()),
+        }
+    }
+}
+
+impl Policy {
+    /// Whether the per-address limits apply to `ip`.
+    pub fn limits_apply(&self, ip: IpAddr) -> bool {
+        let exempt = self.exempt.contains(&ip) || (self.exempt_loopback && ip.is_loopback());
+        !exempt
+    }
+}
 
 /// Everything a running server can be tuned by.
 #[derive(Debug, Clone)]
@@ -25,6 +103,8 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// The IRC side's settings.
     pub irc: IrcConfig,
+    /// Admission, password, timeouts and flood control.
+    pub policy: Policy,
 }
 
 /// How the server presents itself to IRC clients.
@@ -72,6 +152,7 @@ impl Default for Config {
             rooms: RoomLimits::default(),
             allowed_origins: Vec::new(),
             irc: IrcConfig::default(),
+            policy: Policy::default(),
         }
     }
 }

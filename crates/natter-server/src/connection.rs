@@ -13,13 +13,13 @@ use crate::hub::{ClientId, Hub};
 use crate::irc::IrcSession;
 use crate::outbox::Outbox;
 use crate::session::{Flow, Session};
+use crate::throttle::Throttle;
 use bytes::Bytes;
 use natter_proto::sniff::{Sniff, sniff};
-use natter_proto::{Frame, LineFramer};
+use natter_proto::{ByeReason, Frame, LineFramer};
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
-use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -45,6 +45,10 @@ pub struct Shared {
     pub ids: AtomicU64,
     /// Every connection's task, so that a shutdown can wait for them all.
     pub tracker: TaskTracker,
+    /// Per-address admission.
+    pub admission: Arc<crate::listener::Admission>,
+    /// Admission, password, timeouts and flood control, shared by every session.
+    pub policy: Arc<crate::config::Policy>,
 }
 
 /// What a protocol session gives the connection task: lines in, flow out, and the lines that
@@ -60,10 +64,8 @@ pub trait Handler {
     fn on_deadline(&mut self) -> Flow;
     /// Leaves the hub; called once when the connection ends.
     fn leave(&mut self, reason: &str);
-    /// The last line for a server shutdown.
-    fn shutdown_line(&self) -> Bytes;
-    /// The last line for a client dropped as a slow consumer.
-    fn slow_consumer_line(&self) -> Bytes;
+    /// The last line for a client the server disconnects, in this protocol's words.
+    fn goodbye(&self, reason: ByeReason) -> Bytes;
     /// The longest line the framer accepts.
     fn max_line(&self) -> usize;
 }
@@ -88,6 +90,7 @@ enum End {
     Shutdown,
     SlowConsumer,
     Stalled,
+    Flood,
     Error,
 }
 
@@ -158,19 +161,38 @@ pub async fn serve(
     let hub = shared.hub.clone();
     let end = if kind == Sniff::Irc {
         debug!(%peer, "speaks IRC");
-        let session = IrcSession::new(id, peer, outbox.clone(), hub.clone(), shared.irc.clone());
-        Connection::new(session, stream, outbox, hub.stats().clone())
-            .serve(&prefix[..n], cfg, &shutdown)
-            .await
+        let session = IrcSession::new(
+            id,
+            peer,
+            outbox.clone(),
+            hub.clone(),
+            shared.irc.clone(),
+            shared.policy.clone(),
+        );
+        Connection::new(
+            session,
+            stream,
+            outbox,
+            hub.stats().clone(),
+            shared.policy.flood.as_ref(),
+        )
+        .serve(&prefix[..n], cfg, &shutdown)
+        .await
     } else {
         if !matches!(kind, Sniff::Line | Sniff::NeedMore) {
             debug!(%peer, ?kind, "not served on this listener; speaking the line protocol");
         }
         outbox.push(shared.hello.clone());
-        let session = Session::new(id, peer, outbox.clone(), hub.clone());
-        Connection::new(session, stream, outbox, hub.stats().clone())
-            .serve(&prefix[..n], cfg, &shutdown)
-            .await
+        let session = Session::new(id, peer, outbox.clone(), hub.clone(), shared.policy.clone());
+        Connection::new(
+            session,
+            stream,
+            outbox,
+            hub.stats().clone(),
+            shared.policy.flood.as_ref(),
+        )
+        .serve(&prefix[..n], cfg, &shutdown)
+        .await
     };
     if end == End::SlowConsumer {
         hub.stats().slow_consumer();
@@ -219,6 +241,10 @@ struct Connection<H> {
     pending: VecDeque<Bytes>,
     /// Bytes of `pending.front()` already written.
     offset: usize,
+    /// Bytes read but held back by flood control; empty (and unallocated) otherwise.
+    held: Vec<u8>,
+    /// Flood control, unless it is off.
+    throttle: Option<Throttle>,
 }
 
 impl<H: Handler> Connection<H> {
@@ -227,9 +253,12 @@ impl<H: Handler> Connection<H> {
         stream: TcpStream,
         outbox: Arc<Outbox>,
         stats: Arc<crate::stats::Stats>,
+        flood: Option<&crate::throttle::FloodLimits>,
     ) -> Self {
         Self {
             stats,
+            held: Vec::new(),
+            throttle: flood.map(|f| Throttle::new(f, Instant::now())),
             framer: LineFramer::new(handler.max_line()),
             handler,
             stream,
@@ -250,22 +279,54 @@ impl<H: Handler> Connection<H> {
     }
 
     /// Frames `input` and hands each line to the handler.
+    /// Frames `input` and hands each line to the handler, as far as flood control allows;
+    /// whatever it holds back is kept in `held` for later.
     fn feed(&mut self, input: &[u8]) -> Flow {
-        let handler = &mut self.handler;
-        let flow = self.framer.feed(input, |frame| match frame {
-            Frame::Line(line) => match handler.on_line(line) {
-                Flow::Continue => ControlFlow::Continue(()),
-                Flow::Close => ControlFlow::Break(()),
-            },
-            Frame::TooLong => {
-                handler.on_too_long();
-                ControlFlow::Continue(())
+        let mut rest = input;
+        let now = Instant::now();
+        loop {
+            if let Some(t) = &mut self.throttle
+                && !t.command_ready(now)
+            {
+                t.command(now);
+                break;
             }
-        });
-        match flow {
-            ControlFlow::Continue(()) => Flow::Continue,
-            ControlFlow::Break(()) => Flow::Close,
+            match self.framer.next(&mut rest) {
+                None => break,
+                Some(frame) => {
+                    if let Some(t) = &mut self.throttle {
+                        t.command(now);
+                    }
+                    match frame {
+                        Frame::Line(line) => {
+                            if self.handler.on_line(line) == Flow::Close {
+                                return Flow::Close;
+                            }
+                        }
+                        Frame::TooLong => self.handler.on_too_long(),
+                    }
+                }
+            }
         }
+        if rest.is_empty() {
+            if let Some(t) = &mut self.throttle {
+                t.relieved();
+            }
+        } else {
+            self.held.extend_from_slice(rest);
+        }
+        Flow::Continue
+    }
+
+    /// Goes on with lines that flood control held back.
+    fn release_held(&mut self) -> Flow {
+        let held = std::mem::take(&mut self.held);
+        let flow = self.feed(&held);
+        if self.held.is_empty() {
+            // Keep nothing allocated once the backlog is gone.
+            self.held = Vec::new();
+        }
+        flow
     }
 
     /// The main loop, until the client leaves or must go.
@@ -291,7 +352,25 @@ impl<H: Handler> Connection<H> {
                 }
             }
             let writing = !self.pending.is_empty();
-            let deadline = self.handler.deadline();
+            let now = Instant::now();
+            if let Some(t) = &self.throttle
+                && t.flooding(now)
+            {
+                return End::Flood;
+            }
+            let can_read = self.held.is_empty()
+                && self
+                    .throttle
+                    .as_mut()
+                    .is_none_or(|t| t.read_allowance(now) > 0);
+            let mut deadline = self.handler.deadline();
+            if let Some(t) = &self.throttle
+                && !can_read
+            {
+                let resume = t.ready_at();
+                let resume = t.grace_ends().map_or(resume, |g| resume.min(g));
+                deadline = Some(deadline.map_or(resume, |d| d.min(resume)));
+            }
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return End::Shutdown,
@@ -303,7 +382,7 @@ impl<H: Handler> Connection<H> {
                 // Also while writing: an overflow must be noticed even if the peer never
                 // makes the socket writable again.
                 _ = self.outbox.ready() => {}
-                r = self.stream.readable() => {
+                r = self.stream.readable(), if can_read => {
                     if r.is_err() {
                         return End::Error;
                     }
@@ -321,6 +400,9 @@ impl<H: Handler> Connection<H> {
                     return End::Stalled;
                 }
                 _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    if !self.held.is_empty() && self.release_held() == Flow::Close {
+                        return End::Close;
+                    }
                     if self.handler.on_deadline() == Flow::Close {
                         return End::Close;
                     }
@@ -334,8 +416,16 @@ impl<H: Handler> Connection<H> {
     fn read_some(&mut self) -> io::Result<Option<Flow>> {
         let mut buf = [0u8; 16 * 1024];
         let mut total = 0;
-        while total < READ_BUDGET {
-            match self.stream.try_read(&mut buf) {
+        while total < READ_BUDGET && self.held.is_empty() {
+            let now = Instant::now();
+            let allowed = match &mut self.throttle {
+                Some(t) => t.read_allowance(now).min(buf.len()),
+                None => buf.len(),
+            };
+            if allowed == 0 {
+                break;
+            }
+            match self.stream.try_read(&mut buf[..allowed]) {
                 Ok(0) => {
                     if let Some(line) = self.framer.take_partial()
                         && self.handler.on_line(&line) == Flow::Close
@@ -346,6 +436,9 @@ impl<H: Handler> Connection<H> {
                 }
                 Ok(n) => {
                     total += n;
+                    if let Some(t) = &mut self.throttle {
+                        t.read(n, now);
+                    }
                     if self.feed(&buf[..n]) == Flow::Close {
                         return Ok(Some(Flow::Close));
                     }
@@ -402,19 +495,28 @@ impl<H: Handler> Connection<H> {
             End::Shutdown => "server shutting down",
             End::SlowConsumer => "too slow to read",
             End::Stalled => "stopped reading",
+            End::Flood => "flooding",
         };
         self.handler.leave(reason);
         let grace = match end {
             End::Close | End::PeerClosed => cfg.shutdown_grace,
             End::Shutdown => {
-                self.outbox.push_final(self.handler.shutdown_line());
+                self.outbox
+                    .push_final(self.handler.goodbye(ByeReason::Shutdown));
                 cfg.shutdown_grace
+            }
+            End::Flood => {
+                warn!(peer = ?self.stream.peer_addr().ok(), "flooding: disconnecting");
+                self.outbox
+                    .push_final(self.handler.goodbye(ByeReason::Flood));
+                SLOW_CONSUMER_GRACE
             }
             End::SlowConsumer => {
                 warn!(peer = ?self.stream.peer_addr().ok(), "slow consumer: outgoing queue full; disconnecting");
                 // Keep the line being written whole, then the last line; the backlog is gone.
                 self.pending.truncate(if self.offset > 0 { 1 } else { 0 });
-                self.outbox.push_final(self.handler.slow_consumer_line());
+                self.outbox
+                    .push_final(self.handler.goodbye(ByeReason::SlowConsumer));
                 SLOW_CONSUMER_GRACE
             }
             End::Stalled => {

@@ -7,7 +7,7 @@
 //! answered in IRC's words. The numerics follow RFC 2812 and the Modern IRC client protocol
 //! documentation.
 
-use crate::config::IrcConfig;
+use crate::config::{IrcConfig, Policy};
 use crate::connection::Handler;
 use crate::event::{Flavor, irc_message};
 use crate::hub::{ClientId, Hub, Registered, RoomView, mask};
@@ -16,7 +16,7 @@ use crate::session::Flow;
 use bytes::{Bytes, BytesMut};
 use irc_proto::{CapSubCommand, ChannelMode, Command, Mode};
 use natter_proto::irc::{self as proto, IrcError};
-use natter_proto::{ErrorCode, name, room};
+use natter_proto::{ByeReason, ErrorCode, name, room};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -74,6 +74,14 @@ pub struct IrcSession {
     last_seen: Instant,
     /// When a PING went out that is still unanswered.
     ping_sent: Option<Instant>,
+    /// Password, timeouts.
+    policy: Arc<Policy>,
+    /// The password given with PASS, until registration checks it.
+    pass: Option<String>,
+    /// When the connection started, for the registration deadline.
+    since: Instant,
+    /// Set when the session must end after the current message (a refused password).
+    closing: bool,
 }
 
 /// Numeric replies by name, so the code reads like the specifications.
@@ -132,6 +140,7 @@ mod n {
     pub(super) const ERR_NOTONCHANNEL: &str = "442";
     pub(super) const ERR_NOTREGISTERED: &str = "451";
     pub(super) const ERR_NEEDMOREPARAMS: &str = "461";
+    pub(super) const ERR_PASSWDMISMATCH: &str = "464";
     pub(super) const ERR_ALREADYREGISTERED: &str = "462";
     pub(super) const ERR_CHANNELISFULL: &str = "471";
     pub(super) const ERR_UNKNOWNMODE: &str = "472";
@@ -156,8 +165,13 @@ impl IrcSession {
         outbox: Arc<Outbox>,
         hub: Arc<Hub>,
         cfg: Arc<IrcConfig>,
+        policy: Arc<Policy>,
     ) -> Self {
         Self {
+            policy,
+            pass: None,
+            since: Instant::now(),
+            closing: false,
             id,
             peer,
             outbox,
@@ -222,8 +236,9 @@ impl IrcSession {
             Command::PASS(_) if self.registered => {
                 self.num(n::ERR_ALREADYREGISTERED, &["You may not reregister"])
             }
-            // No server password is configured, so PASS is accepted and ignored.
-            Command::PASS(_) => {}
+            // Checked at registration, as RFC 2812 says; without a server password it is
+            // accepted and ignored.
+            Command::PASS(pass) => self.pass = Some(pass),
             Command::NICK(nick) => self.nick(&nick),
             Command::USER(..) if self.registered => {
                 self.num(n::ERR_ALREADYREGISTERED, &["You may not reregister"])
@@ -410,6 +425,21 @@ impl IrcSession {
         let Some(nick) = self.nick.clone() else {
             return;
         };
+        if let Some(secret) = &self.policy.password
+            && !self.pass.as_deref().is_some_and(|p| secret.matches(p))
+        {
+            tracing::warn!(peer = %self.peer, "IRC registration with a wrong or missing password");
+            self.num(n::ERR_PASSWDMISMATCH, &["Password incorrect"]);
+            self.push(irc_message(
+                None,
+                None,
+                "ERROR",
+                &["Closing Link: (Bad password)"],
+            ));
+            self.closing = true;
+            return;
+        }
+        self.pass = None;
         let flavor = self.flavor();
         match self.hub.register(
             self.id,
@@ -1056,7 +1086,8 @@ impl Handler for IrcSession {
                     .ok()
                     .and_then(|l| proto::command_word(l.trim_start_matches(' ')))
                     .unwrap_or_default();
-                self.on_message(verb, msg)
+                let flow = self.on_message(verb, msg);
+                if self.closing { Flow::Close } else { flow }
             }
             Err(IrcError::TooLong) => {
                 self.num(n::ERR_INPUTTOOLONG, &["Input line was too long"]);
@@ -1088,14 +1119,28 @@ impl Handler for IrcSession {
     }
 
     fn deadline(&self) -> Option<Instant> {
-        Some(match self.ping_sent {
+        let ping = match self.ping_sent {
             Some(at) => at + self.cfg.ping_timeout,
             None => self.last_seen + self.cfg.ping_after,
+        };
+        Some(if self.registered {
+            ping
+        } else {
+            ping.min(self.since + self.policy.register_timeout)
         })
     }
 
     fn on_deadline(&mut self) -> Flow {
         let now = Instant::now();
+        if !self.registered && now >= self.since + self.policy.register_timeout {
+            self.push(irc_message(
+                None,
+                None,
+                "ERROR",
+                &["Closing Link: (Registration timeout)"],
+            ));
+            return Flow::Close;
+        }
         if let Some(sent) = self.ping_sent {
             if now >= sent + self.cfg.ping_timeout && self.last_seen < sent {
                 let nick = self.nick.as_deref().unwrap_or("*").to_owned();
@@ -1123,17 +1168,23 @@ impl Handler for IrcSession {
         self.leave_with(reason);
     }
 
-    fn shutdown_line(&self) -> Bytes {
+    fn goodbye(&self, reason: ByeReason) -> Bytes {
+        let why = match reason {
+            ByeReason::Shutdown => "Server shutting down",
+            ByeReason::SlowConsumer => "SendQ exceeded",
+            ByeReason::Flood => "Excess Flood",
+            ByeReason::Timeout => "Timeout",
+            other => other.default_text(),
+        };
         irc_message(
             None,
             None,
             "ERROR",
-            &["Closing Link: (Server shutting down)"],
+            &[&format!(
+                "Closing Link: {} ({why})",
+                self.nick.as_deref().unwrap_or("*")
+            )],
         )
-    }
-
-    fn slow_consumer_line(&self) -> Bytes {
-        irc_message(None, None, "ERROR", &["Closing Link: (SendQ exceeded)"])
     }
 
     fn max_line(&self) -> usize {

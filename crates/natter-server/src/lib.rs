@@ -14,6 +14,7 @@
 //! - [`web`]: HTTP on the shared port: the browser client, `/healthz`, `/metrics`.
 //! - [`websocket`]: the line protocol over WebSocket for the browser client.
 //! - [`rewind`]: replays the sniffed first bytes to the protocol that takes a connection.
+//! - [`throttle`]: flood control, token buckets on each client's commands and bytes.
 //! - [`stats`]: lock-free counters for logs and metrics.
 //! - [`config`]: limits and timings.
 //!
@@ -29,6 +30,7 @@ pub mod outbox;
 pub mod rewind;
 pub mod session;
 pub mod stats;
+pub mod throttle;
 pub mod web;
 pub mod websocket;
 

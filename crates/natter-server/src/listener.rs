@@ -1,16 +1,21 @@
 //! Accepting connections: the connection limit, accept errors, and graceful shutdown.
 
 use crate::config::Config;
+use crate::config::Policy;
 use crate::connection::{self, Assume, Shared};
 use crate::event::IrcNames;
 use crate::hub::Hub;
 use crate::session::bye;
 use crate::stats::Stats;
+use crate::throttle::Bucket;
 use natter_proto::{ByeReason, ServerLine};
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -69,9 +74,11 @@ pub async fn run_all(
         }
         .to_bytes(),
         irc: Arc::new(config.irc.clone()),
+        policy: Arc::new(config.policy.clone()),
         config,
         ids: AtomicU64::new(0),
         tracker: TaskTracker::new(),
+        admission: Arc::new(Admission::default()),
     });
     let token = CancellationToken::new();
     let connections = shared.tracker.clone();
@@ -137,10 +144,20 @@ async fn accept_loop(l: Listener, shared: Arc<Shared>, token: CancellationToken)
             let _ = stream.try_write(&bye(ByeReason::ServerFull));
             continue;
         }
+        let ip = peer.ip();
+        let limited = shared.policy.limits_apply(ip);
+        if limited && let Err(reason) = shared.admission.admit(ip, &shared.policy) {
+            warn!(%peer, reason = %reason, "refused");
+            let _ = stream.try_write(&bye(reason));
+            continue;
+        }
         let id = shared.ids.fetch_add(1, Ordering::Relaxed) + 1;
         let connected = stats.connect();
         info!(%peer, connected, registered = stats.registered(), "connected");
-        let guard = Disconnect(stats.clone());
+        let guard = Disconnect {
+            stats: stats.clone(),
+            ip: limited.then(|| (shared.admission.clone(), ip)),
+        };
         shared.tracker.spawn(connection::serve(
             stream,
             peer,
@@ -166,17 +183,74 @@ fn is_connection_error(e: &io::Error) -> bool {
 
 /// Counts the connection as closed when its task ends, even by panic.
 #[derive(Debug)]
-pub struct Disconnect(Arc<Stats>);
+pub struct Disconnect {
+    /// The server's counters.
+    stats: Arc<Stats>,
+    /// The per-address count to release, if the address is limited.
+    ip: Option<(Arc<Admission>, IpAddr)>,
+}
 
 impl Disconnect {
     /// A guard for a connection already counted with [`Stats::connect`].
     pub fn new(stats: Arc<Stats>) -> Self {
-        Self(stats)
+        Self { stats, ip: None }
     }
 }
 
 impl Drop for Disconnect {
     fn drop(&mut self) {
-        self.0.disconnect();
+        self.stats.disconnect();
+        if let Some((admission, ip)) = &self.ip {
+            admission.release(*ip);
+        }
+    }
+}
+
+/// Per-address admission: how many connections each address has open, and how fast it has
+/// been opening them.
+#[derive(Debug, Default)]
+pub struct Admission {
+    /// By address; a std mutex held only for a lookup and an update.
+    table: Mutex<HashMap<IpAddr, PerIp>>,
+}
+
+#[derive(Debug)]
+struct PerIp {
+    /// Connections open now.
+    open: usize,
+    /// New connections allowed.
+    bucket: Bucket,
+}
+
+impl Admission {
+    /// Admits a new connection from `ip`, or says why not.
+    pub fn admit(&self, ip: IpAddr, policy: &Policy) -> Result<(), ByeReason> {
+        let now = tokio::time::Instant::now();
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        if table.len() > 4096 {
+            // Forget addresses with nothing open whose bucket has refilled.
+            table
+                .retain(|_, p| p.open > 0 || p.bucket.available(now) < policy.per_ip_connect_burst);
+        }
+        let entry = table.entry(ip).or_insert_with(|| PerIp {
+            open: 0,
+            bucket: Bucket::new(policy.per_ip_connect_rate, policy.per_ip_connect_burst, now),
+        });
+        if entry.open >= policy.per_ip_connections {
+            return Err(ByeReason::TooManyConnections);
+        }
+        if !entry.bucket.take(1.0, now) {
+            return Err(ByeReason::ConnectRate);
+        }
+        entry.open += 1;
+        Ok(())
+    }
+
+    /// Releases one connection of `ip`.
+    pub fn release(&self, ip: IpAddr) {
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = table.get_mut(&ip) {
+            p.open = p.open.saturating_sub(1);
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! of its own, which keeps the protocol's rules in one synchronous place; the connection task
 //! feeds it lines and writes its outbox.
 
+use crate::config::Policy;
 use crate::connection::Handler;
 use crate::event::Flavor;
 use crate::hub::{ClientId, Hub, Registered, RoomView};
@@ -17,7 +18,10 @@ use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::time::Instant;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
+
+/// Wrong passwords after which a client is disconnected.
+const MAX_WRONG_PASSWORDS: u8 = 3;
 
 /// What the connection should do after a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +45,16 @@ pub struct Session {
     outbox: Arc<Outbox>,
     /// Shared routing state.
     hub: Arc<Hub>,
+    /// Password and timeouts.
+    policy: Arc<Policy>,
+    /// Whether the client gave the password (or none is needed).
+    authed: bool,
+    /// Wrong passwords so far.
+    wrong_passwords: u8,
+    /// When the connection started, for the registration deadline.
+    since: Instant,
+    /// When the client last sent a line, for the idle timeout.
+    last_seen: Instant,
 }
 
 fn err(code: ErrorCode, text: impl Into<Cow<'static, str>>) -> Bytes {
@@ -61,13 +75,25 @@ fn ok(verb: &str, detail: &str) -> Bytes {
 
 impl Session {
     /// A fresh, unregistered session.
-    pub fn new(id: ClientId, peer: SocketAddr, outbox: Arc<Outbox>, hub: Arc<Hub>) -> Self {
+    pub fn new(
+        id: ClientId,
+        peer: SocketAddr,
+        outbox: Arc<Outbox>,
+        hub: Arc<Hub>,
+        policy: Arc<Policy>,
+    ) -> Self {
+        let now = Instant::now();
         Self {
             id,
             peer,
             name: None,
             outbox,
             hub,
+            authed: policy.password.is_none(),
+            policy,
+            wrong_passwords: 0,
+            since: now,
+            last_seen: now,
         }
     }
 
@@ -104,6 +130,7 @@ impl Session {
 
     /// Handles one raw line (without its line ending).
     fn line(&mut self, raw: &[u8]) -> Flow {
+        self.last_seen = Instant::now();
         let Ok(line) = std::str::from_utf8(raw) else {
             debug!(peer = %self.peer, "invalid UTF-8 line");
             self.error(ErrorCode::InvalidUtf8);
@@ -112,7 +139,11 @@ impl Session {
         match Command::parse(line) {
             Ok(None) => Flow::Continue,
             Ok(Some(cmd)) => {
-                debug!(peer = %self.peer, user = self.name(), command = %line, "command");
+                if let Command::Password(_) = cmd {
+                    debug!(peer = %self.peer, user = self.name(), command = "PASSWORD <redacted>", "command");
+                } else {
+                    debug!(peer = %self.peer, user = self.name(), command = %line, "command");
+                }
                 if self.name.is_none() && !cmd.allowed_unregistered() {
                     self.error(ErrorCode::NotRegistered);
                     return Flow::Continue;
@@ -154,11 +185,35 @@ impl Session {
             Command::Who(w) => self.who(w),
             Command::Topic(t) => self.topic(t),
             Command::Kick(k) => self.kick(k),
+            Command::Password(p) => return self.password(p.password),
+        }
+        Flow::Continue
+    }
+
+    fn password(&mut self, given: &str) -> Flow {
+        match &self.policy.password {
+            Some(secret) if !secret.matches(given) => {
+                self.wrong_passwords += 1;
+                warn!(peer = %self.peer, attempts = self.wrong_passwords, "wrong password");
+                if self.wrong_passwords >= MAX_WRONG_PASSWORDS {
+                    self.reply(bye(ByeReason::BadPassword));
+                    return Flow::Close;
+                }
+                self.error(ErrorCode::BadPassword);
+            }
+            _ => {
+                self.authed = true;
+                self.reply(ok("PASSWORD", ""));
+            }
         }
         Flow::Continue
     }
 
     fn register(&mut self, r: Register<'_>) {
+        if !self.authed {
+            self.error(ErrorCode::PasswordRequired);
+            return;
+        }
         let answer = |name: &str| ok("REGISTER", name);
         match self.hub.register(
             self.id,
@@ -402,10 +457,29 @@ impl Handler for Session {
     }
 
     fn deadline(&self) -> Option<Instant> {
-        None
+        match self.name {
+            None => Some(self.since + self.policy.register_timeout),
+            Some(_) => self.policy.idle_timeout.map(|d| self.last_seen + d),
+        }
     }
 
     fn on_deadline(&mut self) -> Flow {
+        if self.deadline().is_some_and(|d| Instant::now() >= d) {
+            info!(peer = %self.peer, user = self.name(), registered = self.name.is_some(), "timed out");
+            Handler::leave(self, "timed out");
+            self.reply(
+                ServerLine::Bye {
+                    reason: ByeReason::Timeout,
+                    text: Cow::Borrowed(if self.name.is_none() {
+                        "register within the time allowed (REGISTER <name>)"
+                    } else {
+                        "idle for too long"
+                    }),
+                }
+                .to_bytes(),
+            );
+            return Flow::Close;
+        }
         Flow::Continue
     }
 
@@ -415,12 +489,8 @@ impl Handler for Session {
         }
     }
 
-    fn shutdown_line(&self) -> Bytes {
-        bye(ByeReason::Shutdown)
-    }
-
-    fn slow_consumer_line(&self) -> Bytes {
-        bye(ByeReason::SlowConsumer)
+    fn goodbye(&self, reason: ByeReason) -> Bytes {
+        bye(reason)
     }
 
     fn max_line(&self) -> usize {

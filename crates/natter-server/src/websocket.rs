@@ -5,6 +5,7 @@ use crate::connection::Handler;
 use crate::listener::Disconnect;
 use crate::outbox::Outbox;
 use crate::session::{Flow, Session, bye};
+use crate::throttle::Throttle;
 use crate::web::WebState;
 use axum::extract::ws::{Message, WebSocket};
 use bytes::Bytes;
@@ -25,6 +26,7 @@ enum End {
     Shutdown,
     SlowConsumer,
     Stalled,
+    Flood,
     Error,
 }
 
@@ -45,7 +47,12 @@ pub async fn run(socket: WebSocket, st: WebState) {
     let id = shared.ids.fetch_add(1, Ordering::Relaxed) + 1;
     let outbox = Arc::new(Outbox::new(cfg.outbox_bytes));
     outbox.push(shared.hello.clone());
-    let mut session = Session::new(id, peer, outbox.clone(), hub.clone());
+    let mut session = Session::new(id, peer, outbox.clone(), hub.clone(), shared.policy.clone());
+    let mut throttle = shared
+        .policy
+        .flood
+        .as_ref()
+        .map(|f| Throttle::new(f, tokio::time::Instant::now()));
     let (mut sink, mut stream) = socket.split();
 
     let writer = async {
@@ -73,8 +80,25 @@ pub async fn run(socket: WebSocket, st: WebState) {
                     return End::Error;
                 }
             };
+            if let Some(t) = &mut throttle {
+                // WebSocket frames wait here instead of in the kernel's buffers: the sender's
+                // frames queue in its socket while this one waits for tokens.
+                let now = tokio::time::Instant::now();
+                t.read(data.len(), now);
+                if t.read_allowance(now) == 0 || !t.command_ready(now) {
+                    let resume = t.ready_at();
+                    if t.grace_ends().is_some_and(|g| resume > g) {
+                        return End::Flood;
+                    }
+                    tokio::time::sleep_until(resume).await;
+                }
+                t.relieved();
+            }
             // One line per frame; a frame holding several lines is taken line by line.
             for line in data.split(|&b| b == b'\n') {
+                if let Some(t) = &mut throttle {
+                    t.command(tokio::time::Instant::now());
+                }
                 let line = line.strip_suffix(b"\r").unwrap_or(line);
                 if line.len() > MAX_LINE_BYTES {
                     session.on_too_long();
@@ -95,10 +119,15 @@ pub async fn run(socket: WebSocket, st: WebState) {
         End::Close => "quit",
         End::Shutdown => "server shutting down",
         End::SlowConsumer => "too slow to read",
+        End::Flood => "flooding",
         _ => "connection closed",
     });
     let last = match end {
         End::Shutdown => Some(bye(ByeReason::Shutdown)),
+        End::Flood => {
+            warn!(%peer, "WebSocket client flooding; disconnecting");
+            Some(bye(ByeReason::Flood))
+        }
         End::SlowConsumer => {
             stats.slow_consumer();
             warn!(%peer, "slow WebSocket consumer: outgoing queue full; disconnecting");

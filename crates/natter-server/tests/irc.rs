@@ -449,7 +449,7 @@ async fn silent_irc_clients_are_pinged_then_timed_out() {
             ping_timeout: Duration::from_secs(4),
             ..IrcConfig::default()
         },
-        ..Config::default()
+        ..common::test_config()
     })
     .await;
     let mut native = s.user("nat").await;
@@ -482,7 +482,7 @@ async fn a_dedicated_irc_listener_serves_irc_only() {
                 assume: natter_server::connection::Assume::Irc,
             },
         ],
-        Config::default(),
+        common::test_config(),
         async {
             let _ = stopped.await;
         },
@@ -499,7 +499,7 @@ async fn a_dedicated_irc_listener_serves_irc_only() {
     let _ = stop.send(());
     assert_eq!(
         c.line().await,
-        "ERROR :Closing Link: (Server shutting down)"
+        "ERROR :Closing Link: port6667 (Server shutting down)"
     );
     within(server).await.unwrap().unwrap();
 }

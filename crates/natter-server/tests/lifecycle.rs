@@ -40,7 +40,7 @@ async fn shutdown_says_bye_to_everyone_after_their_queued_lines() {
 async fn extra_clients_are_refused_with_a_clear_line() {
     let s = TestServer::with(Config {
         max_connections: 2,
-        ..Config::default()
+        ..common::test_config()
     })
     .await;
     let mut one = s.user("one").await;

@@ -152,7 +152,7 @@ async fn a_client_that_never_reads_is_dropped_and_nobody_else_loses_anything() {
     const WINDOW: u32 = 16;
     let s = TestServer::with(Config {
         outbox_bytes: 64 * 1024,
-        ..Config::default()
+        ..common::test_config()
     })
     .await;
 

@@ -79,7 +79,7 @@ async fn topics_are_shown_on_join_and_set_by_operators() {
             topic_bytes: 20,
             ..RoomLimits::default()
         },
-        ..Config::default()
+        ..common::test_config()
     })
     .await;
     let (mut a, mut b, mut c) = trio(&s).await;
@@ -274,7 +274,7 @@ async fn room_limits_are_enforced() {
             rooms: 3,
             topic_bytes: 10,
         },
-        ..Config::default()
+        ..common::test_config()
     })
     .await;
     let (mut a, mut b, mut c) = trio(&s).await;

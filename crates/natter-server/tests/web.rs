@@ -186,7 +186,7 @@ async fn cross_origin_websocket_upgrades_are_refused() {
 async fn allowed_origins_are_configurable() {
     let s = TestServer::with(natter_server::Config {
         allowed_origins: vec!["https://chat.example".into()],
-        ..natter_server::Config::default()
+        ..common::test_config()
     })
     .await;
     assert!(ws(s.addr, Some("https://chat.example")).await.is_ok());

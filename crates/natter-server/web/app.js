@@ -726,6 +726,8 @@
         li.append(info, b);
         ui.roomsList.append(li);
       }
+      const first = ui.roomsList.querySelector('button');
+      if (first && ui.roomsDialog.open) first.focus();
     });
   }
 
@@ -737,6 +739,9 @@
     if (own) li.classList.add('own');
     li.dataset.from = from;
     const me = text.startsWith('/me ') && text.length > 4;
+    const avatar = el('span', `avatar hue-${hue(from)}`, initial(from));
+    avatar.setAttribute('aria-hidden', 'true');
+    const content = el('div', 'content');
     const body = el('div', 'body');
     const head = el('div', 'meta');
     const who = el('span', 'from', from);
@@ -747,9 +752,29 @@
     } else {
       body.append(el('span', 'text', text));
     }
-    li.append(head, body);
+    content.append(head, body);
+    li.append(avatar, content);
+    // Under the previous message's header when the same person wrote it just before.
+    const prev = c.items[c.items.length - 1];
+    if (prev && !prev.classList.contains('system') && prev.dataset.from === from
+        && prev.classList.contains('own') === own && Date.now() - Number(prev.dataset.at) < 5 * 60_000) {
+      li.classList.add('cont');
+    }
+    li.dataset.at = String(Date.now());
     add(c, li, true);
     return li;
+  }
+
+  /** A stable colour (one of eight) for a name, whatever its case. */
+  function hue(name) {
+    let h = 0;
+    for (const ch of fold(name)) h = (h * 31 + ch.codePointAt(0)) >>> 0;
+    return h % 8;
+  }
+
+  function initial(name) {
+    const m = /[A-Za-z0-9]/.exec(name);
+    return (m ? m[0] : name[0] || '?').toUpperCase();
   }
 
   /** Adds a system line (an event, an answer or an error) to a conversation. */
@@ -817,6 +842,10 @@
     let n = 0;
     for (const c of state.convs.values()) n += c.unread;
     document.title = n ? `(${n}) natter` : 'natter';
+    const navUnread = $('nav-unread');
+    navUnread.hidden = n === 0;
+    navUnread.textContent = String(n);
+    ui.toggleNav.setAttribute('aria-label', `${ui.sidebar.classList.contains('open') ? 'Hide' : 'Show'} conversations${n ? `, ${n} unread` : ''}`);
   }
 
   // ---------------------------------------------------------------- rendering panels
@@ -1198,6 +1227,7 @@
     button.setAttribute('aria-label', `${open ? 'Hide' : 'Show'} ${which === 'nav' ? 'conversations' : 'people'}`);
     const any = ui.sidebar.classList.contains('open') || ui.people.classList.contains('open');
     ui.scrim.hidden = !any;
+    updateTitle(); // the menu button's label carries the unread count
   }
 
   function closePanels() {

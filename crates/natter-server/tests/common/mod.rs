@@ -15,6 +15,14 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// The configuration [`TestServer::start`] uses; see there.
+pub fn test_config() -> Config {
+    let mut c = Config::default();
+    c.policy.exempt_loopback = true;
+    c.policy.flood = None;
+    c
+}
+
 /// The longest any single wait in a test may take before the test fails.
 pub const LIMIT: Duration = Duration::from_secs(20);
 
@@ -26,8 +34,11 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// A server with the defaults, except that loopback is exempt from the per-address limits
+    /// and flood control is off: most tests open many clients from one address and send as
+    /// fast as they can. The abuse tests turn both on.
     pub async fn start() -> Self {
-        Self::with(Config::default()).await
+        Self::with(test_config()).await
     }
 
     pub async fn with(config: Config) -> Self {

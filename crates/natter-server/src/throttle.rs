@@ -1,0 +1,216 @@
+//! Flood control: token buckets on a client's commands and bytes.
+//!
+//! A client may send a burst, then a steady rate; beyond that its lines wait (unread, so the
+//! kernel's buffers push back on the sender) until tokens come back. Nobody else waits: each
+//! client's bucket is its own. A client that stays over its rate for longer than a grace
+//! period is told and disconnected.
+
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The limits of flood control.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FloodLimits {
+    /// Commands per second, sustained.
+    pub commands_per_sec: f64,
+    /// Commands that may come at once.
+    pub command_burst: f64,
+    /// Bytes per second, sustained.
+    pub bytes_per_sec: f64,
+    /// Bytes that may come at once.
+    pub byte_burst: f64,
+    /// How long a client may stay throttled before it is disconnected.
+    pub grace: Duration,
+}
+
+impl Default for FloodLimits {
+    fn default() -> Self {
+        // Far above what anyone types or pastes; far below what a script can send.
+        Self {
+            commands_per_sec: 20.0,
+            command_burst: 60.0,
+            bytes_per_sec: 64.0 * 1024.0,
+            byte_burst: 256.0 * 1024.0,
+            grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A token bucket.
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    /// Tokens now (may not exceed `burst`).
+    tokens: f64,
+    /// Tokens added per second.
+    rate: f64,
+    /// Most tokens held.
+    burst: f64,
+    /// When `tokens` was last brought up to date.
+    at: Instant,
+}
+
+impl Bucket {
+    /// A full bucket.
+    pub fn new(rate: f64, burst: f64, now: Instant) -> Self {
+        Self {
+            tokens: burst,
+            rate,
+            burst,
+            at: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + dt * self.rate).min(self.burst);
+        self.at = now;
+    }
+
+    /// Tokens available now.
+    pub fn available(&mut self, now: Instant) -> f64 {
+        self.refill(now);
+        self.tokens
+    }
+
+    /// Takes `n` tokens if there are that many.
+    pub fn take(&mut self, n: f64, now: Instant) -> bool {
+        self.refill(now);
+        if self.tokens >= n {
+            self.tokens -= n;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Spends `n` tokens, going into debt if need be.
+    pub fn spend(&mut self, n: f64, now: Instant) {
+        self.refill(now);
+        self.tokens -= n;
+    }
+
+    /// When `n` tokens will be available.
+    pub fn ready_at(&self, n: f64) -> Instant {
+        if self.tokens >= n {
+            return self.at;
+        }
+        self.at + Duration::from_secs_f64((n - self.tokens) / self.rate)
+    }
+}
+
+/// One client's flood control.
+#[derive(Debug)]
+pub struct Throttle {
+    /// Commands.
+    commands: Bucket,
+    /// Bytes read.
+    bytes: Bucket,
+    /// How long throttling may last before the client is dropped.
+    grace: Duration,
+    /// Since when the client has been throttled without a break.
+    since: Option<Instant>,
+}
+
+/// Bytes a read must be allowed before it is worth doing.
+const MIN_READ: f64 = 512.0;
+
+impl Throttle {
+    /// Flood control with `limits`, starting with full buckets.
+    pub fn new(limits: &FloodLimits, now: Instant) -> Self {
+        Self {
+            commands: Bucket::new(limits.commands_per_sec, limits.command_burst, now),
+            bytes: Bucket::new(limits.bytes_per_sec, limits.byte_burst, now),
+            grace: limits.grace,
+            since: None,
+        }
+    }
+
+    /// Takes a command token, or notes that the client is being held back.
+    pub fn command(&mut self, now: Instant) -> bool {
+        if self.commands.take(1.0, now) {
+            true
+        } else {
+            self.since.get_or_insert(now);
+            false
+        }
+    }
+
+    /// Whether a command token is available, without taking it.
+    pub fn command_ready(&mut self, now: Instant) -> bool {
+        self.commands.available(now) >= 1.0
+    }
+
+    /// How many bytes may be read now (0: wait).
+    pub fn read_allowance(&mut self, now: Instant) -> usize {
+        let a = self.bytes.available(now);
+        if a < MIN_READ {
+            self.since.get_or_insert(now);
+            0
+        } else {
+            a as usize
+        }
+    }
+
+    /// Records bytes read.
+    pub fn read(&mut self, n: usize, now: Instant) {
+        self.bytes.spend(n as f64, now);
+    }
+
+    /// The client is no longer held back.
+    pub fn relieved(&mut self) {
+        self.since = None;
+    }
+
+    /// Whether the client has been held back for longer than the grace period.
+    pub fn flooding(&self, now: Instant) -> bool {
+        self.since
+            .is_some_and(|s| now.saturating_duration_since(s) > self.grace)
+    }
+
+    /// When a held-back client can next go on: a command token and a worthwhile read.
+    pub fn ready_at(&self) -> Instant {
+        self.commands
+            .ready_at(1.0)
+            .max(self.bytes.ready_at(MIN_READ))
+    }
+
+    /// When the grace period of a held-back client ends.
+    pub fn grace_ends(&self) -> Option<Instant> {
+        self.since.map(|s| s + self.grace)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_allows_burst_then_rate() {
+        let t0 = Instant::now();
+        let mut b = Bucket::new(10.0, 3.0, t0);
+        assert!(b.take(1.0, t0) && b.take(1.0, t0) && b.take(1.0, t0));
+        assert!(!b.take(1.0, t0));
+        assert_eq!(b.ready_at(1.0), t0 + Duration::from_millis(100));
+        assert!(b.take(1.0, t0 + Duration::from_millis(100)));
+        // Never more than the burst, however long the wait.
+        assert_eq!(b.available(t0 + Duration::from_secs(100)), 3.0);
+    }
+
+    #[test]
+    fn throttle_tracks_how_long_a_client_is_held_back() {
+        let t0 = Instant::now();
+        let limits = FloodLimits {
+            commands_per_sec: 1.0,
+            command_burst: 1.0,
+            grace: Duration::from_secs(5),
+            ..FloodLimits::default()
+        };
+        let mut t = Throttle::new(&limits, t0);
+        assert!(t.command(t0));
+        assert!(!t.command(t0));
+        assert!(!t.flooding(t0 + Duration::from_secs(5)));
+        assert!(t.flooding(t0 + Duration::from_secs(6)));
+        t.relieved();
+        assert!(!t.flooding(t0 + Duration::from_secs(6)));
+    }
+}
