@@ -105,6 +105,8 @@ pub struct Config {
     pub irc: IrcConfig,
     /// Admission, password, timeouts and flood control.
     pub policy: Policy,
+    /// The certificate and key for TLS; `None`: no TLS.
+    pub tls: Option<std::sync::Arc<crate::tls::Tls>>,
 }
 
 /// How the server presents itself to IRC clients.
@@ -153,6 +155,7 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             irc: IrcConfig::default(),
             policy: Policy::default(),
+            tls: None,
         }
     }
 }

@@ -103,6 +103,8 @@ pub enum Assume {
     Irc,
     /// HTTP (a dedicated web listener).
     Http,
+    /// TLS only (a dedicated TLS listener); inside, any protocol.
+    Tls,
 }
 
 /// Serves one accepted connection to its end.
@@ -127,7 +129,7 @@ pub async fn serve(
     let wait = match assume {
         Assume::Line => cfg.sniff_wait,
         // Dedicated ports need no telling apart.
-        Assume::Irc | Assume::Http => Duration::ZERO,
+        Assume::Irc | Assume::Http | Assume::Tls => Duration::ZERO,
     };
     let n = tokio::select! {
         n = read_prefix(&mut stream, &mut prefix, wait) => n,
@@ -140,6 +142,7 @@ pub async fn serve(
     let kind = match (assume, sniff(&prefix[..n])) {
         (Assume::Irc, _) => Sniff::Irc,
         (Assume::Http, _) => Sniff::Http,
+        (Assume::Tls, _) => Sniff::Tls,
         (Assume::Line, other) => other,
     };
     if kind == Sniff::Http {
@@ -154,7 +157,21 @@ pub async fn serve(
         return;
     }
     if kind == Sniff::Tls {
-        info!(%peer, "TLS ClientHello on a listener without TLS; closing");
+        let Some(tls) = cfg.tls.clone() else {
+            info!(%peer, "TLS ClientHello on a listener without TLS; closing");
+            return;
+        };
+        let stream = crate::rewind::Rewind::new(Bytes::copy_from_slice(&prefix[..n]), stream);
+        let handshake = timeout(TLS_HANDSHAKE, tls.acceptor().accept(stream));
+        let stream = tokio::select! {
+            r = handshake => r,
+            _ = shutdown.cancelled() => return,
+        };
+        match stream {
+            Ok(Ok(s)) => serve_tls(s, peer, id, &shared, &shutdown).await,
+            Ok(Err(e)) => info!(%peer, error = %e, "TLS handshake failed"),
+            Err(_) => info!(%peer, "TLS handshake timed out"),
+        }
         return;
     }
     let outbox = Arc::new(Outbox::new(cfg.outbox_bytes));
@@ -204,6 +221,198 @@ pub async fn serve(
         registered = hub.stats().registered(),
         "disconnected"
     );
+}
+
+/// How long a TLS handshake may take.
+const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
+
+/// Serves a connection inside TLS: sniffs again, then HTTP, IRC or the line protocol.
+async fn serve_tls<S>(
+    mut stream: S,
+    peer: SocketAddr,
+    id: ClientId,
+    shared: &Arc<Shared>,
+    shutdown: &CancellationToken,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let cfg = &shared.config;
+    let mut prefix = [0u8; SNIFF_BYTES];
+    let mut n = 0;
+    let deadline = Instant::now() + cfg.sniff_wait;
+    while n < SNIFF_BYTES && sniff(&prefix[..n]) == Sniff::NeedMore {
+        match timeout_at(deadline, stream.read(&mut prefix[n..])).await {
+            Err(_) => break,
+            Ok(Ok(0) | Err(_)) => return,
+            Ok(Ok(k)) => n += k,
+        }
+    }
+    let hub = shared.hub.clone();
+    let outbox = Arc::new(Outbox::new(cfg.outbox_bytes));
+    let end = match sniff(&prefix[..n]) {
+        Sniff::Http => {
+            let stream = crate::rewind::Rewind::new(Bytes::copy_from_slice(&prefix[..n]), stream);
+            let state = crate::web::WebState {
+                shared: shared.clone(),
+                peer,
+                shutdown: shutdown.clone(),
+            };
+            crate::web::serve(stream, state).await;
+            return;
+        }
+        Sniff::Irc => {
+            debug!(%peer, "speaks IRC over TLS");
+            let session = IrcSession::new(
+                id,
+                peer,
+                outbox.clone(),
+                hub.clone(),
+                shared.irc.clone(),
+                shared.policy.clone(),
+            );
+            drive(stream, &prefix[..n], session, outbox, shared, shutdown).await
+        }
+        _ => {
+            outbox.push(shared.hello.clone());
+            let session =
+                Session::new(id, peer, outbox.clone(), hub.clone(), shared.policy.clone());
+            drive(stream, &prefix[..n], session, outbox, shared, shutdown).await
+        }
+    };
+    info!(
+        %peer,
+        reason = ?end,
+        tls = true,
+        connected = hub.stats().connected().saturating_sub(1),
+        registered = hub.stats().registered(),
+        "disconnected"
+    );
+}
+
+/// Runs a session over any byte stream (TLS): a writer task drains the outbox while this
+/// task reads, frames and handles lines. The readiness-driven [`Connection`] cannot be used
+/// because a TLS stream offers only `AsyncRead` and `AsyncWrite`.
+async fn drive<S, H>(
+    stream: S,
+    prefix: &[u8],
+    mut handler: H,
+    outbox: Arc<Outbox>,
+    shared: &Shared,
+    shutdown: &CancellationToken,
+) -> End
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    H: Handler,
+{
+    use tokio::io::AsyncWriteExt;
+    let cfg = &shared.config;
+    let stats = shared.hub.stats().clone();
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let done = CancellationToken::new();
+    let mut writer = {
+        let (outbox, done, stall) = (outbox.clone(), done.clone(), cfg.write_stall);
+        tokio::spawn(async move {
+            let mut batch = VecDeque::new();
+            loop {
+                let last = tokio::select! {
+                    _ = outbox.ready() => false,
+                    _ = done.cancelled() => true,
+                };
+                let overflowed = outbox.drain_into(&mut batch);
+                for b in batch.drain(..) {
+                    match timeout(stall, wr.write_all(&b)).await {
+                        Ok(Ok(())) => stats.bytes_out(b.len()),
+                        Ok(Err(_)) => return End::Error,
+                        Err(_) => return End::Stalled,
+                    }
+                }
+                if timeout(stall, wr.flush()).await.is_err() {
+                    return End::Stalled;
+                }
+                if last {
+                    let _ = wr.shutdown().await;
+                    return End::Close;
+                }
+                if overflowed {
+                    return End::SlowConsumer;
+                }
+            }
+        })
+    };
+    let mut framer = LineFramer::new(handler.max_line());
+    let mut throttle = shared
+        .policy
+        .flood
+        .as_ref()
+        .map(|f| Throttle::new(f, Instant::now()));
+    let mut buf = vec![0u8; 8 * 1024];
+    let mut input = prefix.to_vec();
+    let end = 'session: loop {
+        let mut rest: &[u8] = &input;
+        while let Some(frame) = framer.next(&mut rest) {
+            if let Some(t) = &mut throttle
+                && !t.command(Instant::now())
+            {
+                if t.flooding(Instant::now()) {
+                    break 'session End::Flood;
+                }
+                sleep_until(t.ready_at()).await;
+                t.command(Instant::now());
+            }
+            let flow = match frame {
+                Frame::Line(line) => handler.on_line(line),
+                Frame::TooLong => {
+                    handler.on_too_long();
+                    Flow::Continue
+                }
+            };
+            if flow == Flow::Close {
+                break 'session End::Close;
+            }
+        }
+        if let Some(t) = &mut throttle {
+            t.relieved();
+        }
+        let deadline = handler.deadline();
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break End::Shutdown,
+            w = &mut writer => break w.unwrap_or(End::Error),
+            r = rd.read(&mut buf) => match r {
+                Ok(0) => break End::PeerClosed,
+                Ok(k) => input = buf[..k].to_vec(),
+                Err(_) => break End::Error,
+            },
+            _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                input.clear();
+                if handler.on_deadline() == Flow::Close {
+                    break End::Close;
+                }
+            }
+        }
+    };
+    handler.leave(match end {
+        End::Close => "quit",
+        End::Shutdown => "server shutting down",
+        End::SlowConsumer => "too slow to read",
+        End::Flood => "flooding",
+        _ => "connection closed",
+    });
+    match end {
+        End::Shutdown => outbox.push_final(handler.goodbye(ByeReason::Shutdown)),
+        End::Flood => outbox.push_final(handler.goodbye(ByeReason::Flood)),
+        End::SlowConsumer => {
+            shared.hub.stats().slow_consumer();
+            outbox.push_final(handler.goodbye(ByeReason::SlowConsumer));
+        }
+        _ => {}
+    }
+    done.cancel();
+    if !writer.is_finished() {
+        let _ = timeout(cfg.shutdown_grace, &mut writer).await;
+    }
+    writer.abort();
+    end
 }
 
 /// Reads the first bytes, until the sniffer can decide or the client has been silent for

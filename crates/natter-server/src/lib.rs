@@ -13,10 +13,12 @@
 //! - [`outbox`]: a client's bounded outgoing queue and the slow-consumer policy.
 //! - [`web`]: HTTP on the shared port: the browser client, `/healthz`, `/metrics`.
 //! - [`websocket`]: the line protocol over WebSocket for the browser client.
+//! - [`tls`]: TLS for every protocol, certificates reloadable on SIGHUP.
 //! - [`rewind`]: replays the sniffed first bytes to the protocol that takes a connection.
 //! - [`throttle`]: flood control, token buckets on each client's commands and bytes.
 //! - [`stats`]: lock-free counters for logs and metrics.
-//! - [`config`]: limits and timings.
+//! - [`config`]: limits, timings and policies.
+//! - [`settings`]: the command line and the TOML file that make a [`Config`].
 //!
 //! How one MESSAGE travels is told in ARCHITECTURE.md at the repository root.
 
@@ -29,8 +31,10 @@ pub mod listener;
 pub mod outbox;
 pub mod rewind;
 pub mod session;
+pub mod settings;
 pub mod stats;
 pub mod throttle;
+pub mod tls;
 pub mod web;
 pub mod websocket;
 

@@ -1,81 +1,33 @@
-//! `natter-server [HOST] [PORT]`: the command line around [`natter_server::run`].
+//! `natter-server [HOST] [PORT]`: the command line around [`natter_server::run_all`].
 
 use clap::Parser;
-use natter_server::config::IrcConfig;
+use natter_server::Listener;
 use natter_server::connection::Assume;
-use natter_server::hub::RoomLimits;
-use natter_server::{Config, Listener};
+use natter_server::settings::Settings;
 use std::io::IsTerminal;
-use std::time::Duration;
+use std::path::PathBuf;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
-/// natter's chat server: the lab's line protocol for nc, the lab's clients and natter-client.
+/// natter's chat server: the lab's line protocol for nc and the lab's clients, natter-client,
+/// browsers and IRC clients, all on one port.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
-    /// Host name or address to listen on.
-    #[arg(default_value = "localhost")]
-    host: String,
-    /// TCP port to listen on (0 picks a free one).
-    #[arg(default_value_t = 8090)]
-    port: u16,
     /// Log every command received (-v); same as RUST_LOG=debug.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
-    /// Most clients connected at once [default: the file-descriptor limit less a reserve].
-    #[arg(long)]
-    max_connections: Option<usize>,
-    /// Most KiB queued for one client before it is dropped as a slow consumer.
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(16..))]
-    outbox_kib: u64,
-    /// Seconds a shutdown waits for clients to take their last lines.
-    #[arg(long, default_value_t = 5)]
-    shutdown_grace: u64,
-    /// Most rooms that may exist at once.
-    #[arg(long, default_value_t = RoomLimits::default().rooms)]
-    max_rooms: usize,
-    /// Most rooms one user may be in.
-    #[arg(long, default_value_t = RoomLimits::default().per_user)]
-    max_rooms_per_user: usize,
-    /// Most members one room may have.
-    #[arg(long, default_value_t = RoomLimits::default().members)]
-    max_room_members: usize,
-    /// Longest room topic, in bytes.
-    #[arg(long, default_value_t = RoomLimits::default().topic_bytes)]
-    max_topic_bytes: usize,
-    /// Also listen for IRC clients on HOST:PORT (IRC clients are welcome on the main port
-    /// too; this is for clients configured for the usual 6667).
-    #[arg(long, value_name = "HOST:PORT")]
-    irc: Vec<String>,
-    /// The server's name as IRC clients see it.
-    #[arg(long, default_value_t = IrcConfig::default().server_name)]
-    server_name: String,
-    /// One line describing the server, shown to IRC clients.
-    #[arg(long, default_value_t = IrcConfig::default().description)]
-    server_description: String,
-    /// The IRC channel that stands for Everyone.
-    #[arg(long, default_value_t = IrcConfig::default().everyone_channel)]
-    everyone_channel: String,
-    /// Do not put IRC users into the everyone channel when they register.
-    #[arg(long)]
-    no_auto_join: bool,
-    /// A file whose lines are the IRC message of the day.
+    /// Read settings from this TOML file (keys as the flags, with underscores); flags win.
     #[arg(long, value_name = "FILE")]
-    motd_file: Option<std::path::PathBuf>,
-    /// Also serve HTTP (the browser client, /healthz, /metrics) on HOST:PORT; the main port
-    /// serves it too.
-    #[arg(long, value_name = "HOST:PORT")]
-    web: Vec<String>,
-    /// Let pages from this origin (e.g. https://chat.example) open the WebSocket; `*` lets
-    /// any. The page's own origin is always allowed.
-    #[arg(long, value_name = "ORIGIN")]
-    allow_origin: Vec<String>,
+    config: Option<PathBuf>,
+    /// Print the effective settings as a TOML file and exit.
+    #[arg(long)]
+    print_config: bool,
+    /// Every setting.
+    #[command(flatten)]
+    settings: Settings,
 }
-
-/// Descriptors kept back from the connection limit for the listener, logs and the like.
-const FD_RESERVE: u64 = 64;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
@@ -94,71 +46,73 @@ async fn main() -> std::io::Result<()> {
             1024
         }
     };
-    let fd_bound = usize::try_from(fd_limit.saturating_sub(FD_RESERVE)).unwrap_or(usize::MAX);
-    if natter_proto::room::validate(&args.everyone_channel).is_err() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "--everyone-channel must be a valid room name such as #everyone",
-        ));
+    let file = match &args.config {
+        Some(path) => Settings::from_file(path)?,
+        None => Settings::default(),
+    };
+    let settings = args.settings.over(file);
+    if args.print_config {
+        print!("{}", settings.to_toml(fd_limit));
+        return Ok(());
     }
-    let motd = match &args.motd_file {
-        Some(path) => Some(std::fs::read_to_string(path)?),
-        None => None,
-    };
-    let config = Config {
-        max_connections: args.max_connections.unwrap_or(fd_bound.min(1_000_000)),
-        outbox_bytes: usize::try_from(args.outbox_kib * 1024).unwrap_or(usize::MAX),
-        shutdown_grace: Duration::from_secs(args.shutdown_grace),
-        rooms: RoomLimits {
-            per_user: args.max_rooms_per_user,
-            members: args.max_room_members,
-            rooms: args.max_rooms,
-            topic_bytes: args.max_topic_bytes,
-        },
-        allowed_origins: args.allow_origin.clone(),
-        irc: IrcConfig {
-            server_name: args.server_name.clone(),
-            description: args.server_description.clone(),
-            everyone_channel: args.everyone_channel.clone(),
-            auto_join: !args.no_auto_join,
-            motd,
-            ..IrcConfig::default()
-        },
-        ..Config::default()
-    };
+    let config = settings.config(fd_limit)?;
+    let (host, port) = (
+        settings.host.as_deref().unwrap_or("localhost"),
+        settings.port.unwrap_or(8090),
+    );
 
     let shutdown = shutdown_signal()?;
-    let listener = TcpListener::bind((args.host.as_str(), args.port)).await?;
+    let listener = TcpListener::bind((host, port)).await?;
     let addr = listener.local_addr()?;
     info!(
         %addr,
         max_connections = config.max_connections,
+        tls = config.tls.is_some(),
         "natter-server listening on {addr}; try: nc {} {}",
         addr.ip(),
         addr.port()
     );
+    info!("open http://{addr}/ in a browser to chat");
     let mut listeners = vec![Listener {
         socket: listener,
         assume: Assume::Line,
     }];
-    info!("open http://{addr}/ in a browser to chat");
-    for web in &args.web {
-        let socket = TcpListener::bind(web.as_str()).await?;
-        info!(addr = %socket.local_addr()?, "browsers welcome on http://{web}/ too");
-        listeners.push(Listener {
-            socket,
-            assume: Assume::Http,
-        });
+    for (addrs, assume, what) in [
+        (&settings.web, Assume::Http, "browsers"),
+        (&settings.irc, Assume::Irc, "IRC clients"),
+        (&settings.tls, Assume::Tls, "TLS clients"),
+    ] {
+        for a in addrs {
+            let socket = TcpListener::bind(a.as_str()).await?;
+            info!(addr = %socket.local_addr()?, "{what} welcome on {a} too");
+            listeners.push(Listener { socket, assume });
+        }
     }
-    for irc in &args.irc {
-        let socket = TcpListener::bind(irc.as_str()).await?;
-        info!(addr = %socket.local_addr()?, "IRC clients welcome on {irc} too");
-        listeners.push(Listener {
-            socket,
-            assume: Assume::Irc,
-        });
+    if let Some(tls) = config.tls.clone() {
+        reload_on_hangup(tls)?;
     }
     natter_server::run_all(listeners, config, shutdown).await
+}
+
+/// Reloads the TLS certificate and key on SIGHUP; a failed reload keeps the old ones.
+#[cfg(unix)]
+fn reload_on_hangup(tls: std::sync::Arc<natter_server::tls::Tls>) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match tls.reload() {
+                Ok(()) => info!("TLS certificate reloaded"),
+                Err(e) => warn!(error = %e, "TLS reload failed; keeping the old certificate"),
+            }
+        }
+    });
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn reload_on_hangup(_: std::sync::Arc<natter_server::tls::Tls>) -> std::io::Result<()> {
+    Ok(())
 }
 
 /// A future that completes on Ctrl-C or SIGTERM. The handlers are installed here, before the

@@ -17,7 +17,6 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tower_service::Service;
 use tracing::debug;
@@ -44,7 +43,10 @@ pub struct WebState {
 
 /// Serves HTTP on one connection (whose first bytes the sniffer already read) until the
 /// client is done, the connection upgrades to a WebSocket, or the server shuts down.
-pub async fn serve(stream: Rewind<TcpStream>, state: WebState) {
+pub async fn serve<S>(stream: Rewind<S>, state: WebState)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let shutdown = state.shutdown.clone();
     let peer = state.peer;
     let router = router(state);
@@ -104,7 +106,7 @@ async fn index() -> Response {
     r.headers_mut().insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; \
+            "default-src 'self'; connect-src 'self'; img-src 'self' data:; \
              object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
         ),
     );

@@ -68,7 +68,19 @@ pub async fn run(socket: WebSocket, st: WebState) {
         }
     };
     let reader = async {
-        while let Some(msg) = stream.next().await {
+        loop {
+            // The registration deadline and idle timeout apply here as on TCP.
+            let deadline = session.deadline();
+            let msg = tokio::select! {
+                m = stream.next() => m,
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
+                    if session.on_deadline() == Flow::Close {
+                        return End::Close;
+                    }
+                    continue;
+                }
+            };
+            let Some(msg) = msg else { break };
             let data: Bytes = match msg {
                 Ok(Message::Text(t)) => Bytes::from(t),
                 Ok(Message::Binary(b)) => b,

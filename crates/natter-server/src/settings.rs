@@ -1,0 +1,376 @@
+//! Settings from the command line and a TOML file, and the [`Config`] they make.
+//!
+//! Every setting is a command-line flag and a key of the same name (underscores for hyphens)
+//! in the file given with `--config`; a flag on the command line wins over the file, and the
+//! file over the default. `--print-config` shows the effective values as a file would hold
+//! them (the password never: only whether one is set).
+
+use crate::config::{Config, IrcConfig, Policy, Secret};
+use crate::hub::RoomLimits;
+use crate::throttle::FloodLimits;
+use serde::{Deserialize, Serialize};
+use std::io;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Every setting; `None` (or empty) means "not given here".
+#[derive(Debug, Clone, Default, clap::Args, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Host name or address to listen on [default: localhost].
+    #[arg(value_name = "HOST")]
+    pub host: Option<String>,
+    /// TCP port to listen on; 0 picks a free one [default: 8090].
+    #[arg(value_name = "PORT")]
+    pub port: Option<u16>,
+    /// Also listen for IRC clients on HOST:PORT (they are welcome on the main port too).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub irc: Vec<String>,
+    /// Also serve HTTP (browser client, /healthz, /metrics) on HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub web: Vec<String>,
+    /// Also listen on HOST:PORT for TLS only (any protocol inside); needs --tls-cert/--tls-key.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub tls: Vec<String>,
+    /// PEM certificate chain for TLS; with it, the main port also accepts TLS.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS (reloaded with the certificate on SIGHUP).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Most clients connected at once [default: the descriptor limit less 64].
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// Most KiB queued for one client before it is dropped as a slow consumer [default: 1024].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(16..))]
+    pub outbox_kib: Option<u64>,
+    /// Seconds a shutdown waits for clients to take their last lines [default: 5].
+    #[arg(long)]
+    pub shutdown_grace_secs: Option<u64>,
+    /// Seconds a client may leave queued output unread before it is dropped [default: 60].
+    #[arg(long)]
+    pub write_stall_secs: Option<u64>,
+    /// Most rooms at once [default: 10000].
+    #[arg(long)]
+    pub max_rooms: Option<usize>,
+    /// Most rooms one user may be in [default: 100].
+    #[arg(long)]
+    pub max_rooms_per_user: Option<usize>,
+    /// Most members one room may have [default: 100000].
+    #[arg(long)]
+    pub max_room_members: Option<usize>,
+    /// Longest room topic in bytes [default: 390].
+    #[arg(long)]
+    pub max_topic_bytes: Option<usize>,
+    /// The server's name as IRC clients see it [default: natter].
+    #[arg(long)]
+    pub server_name: Option<String>,
+    /// One line describing the server, shown to IRC clients [default: natter chat].
+    #[arg(long)]
+    pub server_description: Option<String>,
+    /// The IRC channel that stands for Everyone [default: #everyone].
+    #[arg(long)]
+    pub everyone_channel: Option<String>,
+    /// Whether IRC users join the everyone channel on registration [default: true].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub irc_auto_join: Option<bool>,
+    /// A file whose lines are the IRC message of the day.
+    #[arg(long, value_name = "FILE")]
+    pub motd_file: Option<PathBuf>,
+    /// Seconds of silence after which an IRC client is sent a PING [default: 120].
+    #[arg(long)]
+    pub irc_ping_secs: Option<u64>,
+    /// Seconds an IRC client has to answer a PING [default: 60].
+    #[arg(long)]
+    pub irc_ping_timeout_secs: Option<u64>,
+    /// Origins (e.g. https://chat.example) allowed to open the WebSocket besides the page's
+    /// own; `*` allows any.
+    #[arg(long, value_name = "ORIGIN")]
+    pub allow_origin: Vec<String>,
+    /// The server password (better: NATTER_PASSWORD or --password-file; flags show in `ps`).
+    #[arg(long, env = "NATTER_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// A file whose first line is the server password.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Most connections from one address at once [default: 100].
+    #[arg(long)]
+    pub per_ip_connections: Option<usize>,
+    /// New connections per second from one address [default: 20].
+    #[arg(long)]
+    pub per_ip_connect_rate: Option<f64>,
+    /// New connections from one address that may come at once [default: 100].
+    #[arg(long)]
+    pub per_ip_connect_burst: Option<f64>,
+    /// Addresses the per-address limits do not apply to.
+    #[arg(long, value_name = "IP")]
+    pub exempt: Vec<IpAddr>,
+    /// Exempt loopback addresses from the per-address limits (benchmarks) [default: false].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub exempt_loopback: Option<bool>,
+    /// Seconds a client may stay unregistered [default: 60].
+    #[arg(long)]
+    pub register_timeout_secs: Option<u64>,
+    /// Seconds a registered native client may stay silent; 0: forever [default: 0].
+    #[arg(long)]
+    pub idle_timeout_secs: Option<u64>,
+    /// Flood control on commands and bytes [default: true].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub flood_control: Option<bool>,
+    /// Commands per second a client may send, sustained [default: 20].
+    #[arg(long)]
+    pub flood_commands_per_sec: Option<f64>,
+    /// Commands a client may send at once [default: 60].
+    #[arg(long)]
+    pub flood_command_burst: Option<f64>,
+    /// Bytes per second a client may send, sustained [default: 65536].
+    #[arg(long)]
+    pub flood_bytes_per_sec: Option<f64>,
+    /// Bytes a client may send at once [default: 262144].
+    #[arg(long)]
+    pub flood_byte_burst: Option<f64>,
+    /// Seconds a client may stay over its rate before it is disconnected [default: 10].
+    #[arg(long)]
+    pub flood_grace_secs: Option<u64>,
+}
+
+/// Descriptors kept back from the connection limit for the listener, logs and the like.
+const FD_RESERVE: u64 = 64;
+
+fn bad(msg: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, msg.into())
+}
+
+impl Settings {
+    /// Reads a TOML settings file.
+    pub fn from_file(path: &std::path::Path) -> io::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        toml::from_str(&text).map_err(|e| bad(format!("{}: {e}", path.display())))
+    }
+
+    /// These settings, with every one that `self` lacks taken from `under`.
+    pub fn over(self, under: Settings) -> Settings {
+        macro_rules! pick {
+            ($($f:ident),* ; $($v:ident),*) => {
+                Settings {
+                    $($f: self.$f.or(under.$f),)*
+                    $($v: if self.$v.is_empty() { under.$v } else { self.$v },)*
+                }
+            };
+        }
+        pick!(host, port, tls_cert, tls_key, max_connections, outbox_kib, shutdown_grace_secs,
+            write_stall_secs, max_rooms, max_rooms_per_user, max_room_members, max_topic_bytes,
+            server_name, server_description, everyone_channel, irc_auto_join, motd_file,
+            irc_ping_secs, irc_ping_timeout_secs, password, password_file, per_ip_connections,
+            per_ip_connect_rate, per_ip_connect_burst, exempt_loopback, register_timeout_secs,
+            idle_timeout_secs, flood_control, flood_commands_per_sec, flood_command_burst,
+            flood_bytes_per_sec, flood_byte_burst, flood_grace_secs;
+            irc, web, tls, allow_origin, exempt)
+    }
+
+    /// Every setting filled in with its default; the password replaced by a note of whether
+    /// one is set.
+    pub fn effective(&self, fd_limit: u64) -> Settings {
+        let d = Config::default();
+        let irc = IrcConfig::default();
+        let flood = FloodLimits::default();
+        let (policy, rooms) = (Policy::default(), RoomLimits::default());
+        let has_password = self.password.is_some();
+        self.clone()
+            .over(Settings {
+                host: Some("localhost".into()),
+                port: Some(8090),
+                max_connections: Some(default_max_connections(fd_limit)),
+                outbox_kib: Some((d.outbox_bytes / 1024) as u64),
+                shutdown_grace_secs: Some(d.shutdown_grace.as_secs()),
+                write_stall_secs: Some(d.write_stall.as_secs()),
+                max_rooms: Some(rooms.rooms),
+                max_rooms_per_user: Some(rooms.per_user),
+                max_room_members: Some(rooms.members),
+                max_topic_bytes: Some(rooms.topic_bytes),
+                server_name: Some(irc.server_name),
+                server_description: Some(irc.description),
+                everyone_channel: Some(irc.everyone_channel),
+                irc_auto_join: Some(irc.auto_join),
+                irc_ping_secs: Some(irc.ping_after.as_secs()),
+                irc_ping_timeout_secs: Some(irc.ping_timeout.as_secs()),
+                per_ip_connections: Some(policy.per_ip_connections),
+                per_ip_connect_rate: Some(policy.per_ip_connect_rate),
+                per_ip_connect_burst: Some(policy.per_ip_connect_burst),
+                exempt_loopback: Some(policy.exempt_loopback),
+                register_timeout_secs: Some(policy.register_timeout.as_secs()),
+                idle_timeout_secs: Some(0),
+                flood_control: Some(true),
+                flood_commands_per_sec: Some(flood.commands_per_sec),
+                flood_command_burst: Some(flood.command_burst),
+                flood_bytes_per_sec: Some(flood.bytes_per_sec),
+                flood_byte_burst: Some(flood.byte_burst),
+                flood_grace_secs: Some(flood.grace.as_secs()),
+                ..Settings::default()
+            })
+            .redacted(has_password)
+    }
+
+    fn redacted(mut self, _has_password: bool) -> Settings {
+        self.password = None;
+        self
+    }
+
+    /// The effective settings as a TOML file; whether a password is set shows as a comment.
+    pub fn to_toml(&self, fd_limit: u64) -> String {
+        let note = if self.password.is_some() {
+            "# a server password is set (never shown)\n"
+        } else {
+            ""
+        };
+        let body = toml::to_string(&self.effective(fd_limit)).unwrap_or_default();
+        format!("{note}{body}")
+    }
+
+    /// The server configuration these settings make, reading the files they name.
+    pub fn config(&self, fd_limit: u64) -> io::Result<Config> {
+        let s = self.clone().over(Settings::default());
+        let d = Config::default();
+        let everyone = s
+            .everyone_channel
+            .clone()
+            .unwrap_or_else(|| IrcConfig::default().everyone_channel);
+        if natter_proto::room::validate(&everyone).is_err() {
+            return Err(bad(
+                "everyone_channel must be a valid room name such as #everyone",
+            ));
+        }
+        let motd = s
+            .motd_file
+            .as_ref()
+            .map(std::fs::read_to_string)
+            .transpose()?;
+        let password = match (&s.password, &s.password_file) {
+            (Some(p), _) => Some(p.clone()),
+            (None, Some(f)) => Some(
+                std::fs::read_to_string(f)?
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_owned(),
+            ),
+            (None, None) => None,
+        };
+        if password.as_deref() == Some("") {
+            return Err(bad("the server password is empty"));
+        }
+        let tls = match (&s.tls_cert, &s.tls_key) {
+            (Some(c), Some(k)) => Some(std::sync::Arc::new(crate::tls::Tls::new(c, k)?)),
+            (None, None) => None,
+            _ => return Err(bad("TLS needs both tls_cert and tls_key")),
+        };
+        if !s.tls.is_empty() && tls.is_none() {
+            return Err(bad("a TLS listener needs tls_cert and tls_key"));
+        }
+        let secs = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_secs);
+        let irc_d = IrcConfig::default();
+        let p = Policy::default();
+        let f = FloodLimits::default();
+        let r = RoomLimits::default();
+        Ok(Config {
+            max_connections: s
+                .max_connections
+                .unwrap_or_else(|| default_max_connections(fd_limit)),
+            outbox_bytes: s.outbox_kib.map_or(d.outbox_bytes, |k| {
+                usize::try_from(k * 1024).unwrap_or(usize::MAX)
+            }),
+            shutdown_grace: secs(s.shutdown_grace_secs, d.shutdown_grace),
+            write_stall: secs(s.write_stall_secs, d.write_stall),
+            rooms: RoomLimits {
+                per_user: s.max_rooms_per_user.unwrap_or(r.per_user),
+                members: s.max_room_members.unwrap_or(r.members),
+                rooms: s.max_rooms.unwrap_or(r.rooms),
+                topic_bytes: s.max_topic_bytes.unwrap_or(r.topic_bytes),
+            },
+            allowed_origins: s.allow_origin.clone(),
+            irc: IrcConfig {
+                server_name: s.server_name.clone().unwrap_or(irc_d.server_name),
+                description: s.server_description.clone().unwrap_or(irc_d.description),
+                everyone_channel: everyone,
+                auto_join: s.irc_auto_join.unwrap_or(irc_d.auto_join),
+                motd,
+                ping_after: secs(s.irc_ping_secs, irc_d.ping_after),
+                ping_timeout: secs(s.irc_ping_timeout_secs, irc_d.ping_timeout),
+            },
+            policy: Policy {
+                password: password.map(Secret::new),
+                per_ip_connections: s.per_ip_connections.unwrap_or(p.per_ip_connections),
+                per_ip_connect_rate: s.per_ip_connect_rate.unwrap_or(p.per_ip_connect_rate),
+                per_ip_connect_burst: s.per_ip_connect_burst.unwrap_or(p.per_ip_connect_burst),
+                exempt: s.exempt.clone(),
+                exempt_loopback: s.exempt_loopback.unwrap_or(p.exempt_loopback),
+                register_timeout: secs(s.register_timeout_secs, p.register_timeout),
+                idle_timeout: s
+                    .idle_timeout_secs
+                    .filter(|&n| n > 0)
+                    .map(Duration::from_secs),
+                flood: s.flood_control.unwrap_or(true).then(|| FloodLimits {
+                    commands_per_sec: s.flood_commands_per_sec.unwrap_or(f.commands_per_sec),
+                    command_burst: s.flood_command_burst.unwrap_or(f.command_burst),
+                    bytes_per_sec: s.flood_bytes_per_sec.unwrap_or(f.bytes_per_sec),
+                    byte_burst: s.flood_byte_burst.unwrap_or(f.byte_burst),
+                    grace: secs(s.flood_grace_secs, f.grace),
+                }),
+            },
+            tls,
+            ..Config::default()
+        })
+    }
+}
+
+/// The default connection limit: what the descriptor limit allows.
+pub fn default_max_connections(fd_limit: u64) -> usize {
+    usize::try_from(fd_limit.saturating_sub(FD_RESERVE))
+        .unwrap_or(usize::MAX)
+        .min(1_000_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_wins_over_file_and_file_over_defaults() {
+        let file: Settings = toml::from_str(
+            "port = 9000\nmax_rooms = 5\nirc = [\"127.0.0.1:6667\"]\nflood_control = false\n",
+        )
+        .unwrap();
+        let cli = Settings {
+            port: Some(9100),
+            ..Settings::default()
+        };
+        let s = cli.over(file);
+        assert_eq!(s.port, Some(9100));
+        assert_eq!(s.max_rooms, Some(5));
+        assert_eq!(s.irc, ["127.0.0.1:6667"]);
+        let c = s.config(1024).unwrap();
+        assert_eq!(c.rooms.rooms, 5);
+        assert!(c.policy.flood.is_none());
+        assert_eq!(c.max_connections, 960);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(toml::from_str::<Settings>("prot = 1\n").is_err());
+    }
+
+    #[test]
+    fn printed_config_never_shows_the_password_and_reads_back() {
+        let s = Settings {
+            password: Some("hunter2".into()),
+            ..Settings::default()
+        };
+        let text = s.to_toml(1024);
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("max_rooms = 10000"), "{text}");
+        let back: Settings = toml::from_str(&text).unwrap();
+        assert_eq!(back.port, Some(8090));
+    }
+}
