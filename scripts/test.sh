@@ -9,6 +9,9 @@ cd "$(dirname "$0")/.."
 needs=(
   "weechat-headless:weechat-headless"                            # a real IRC client
   "/usr/lib/x86_64-linux-gnu/weechat/plugins/fifo.so:weechat-plugins" # drives it
+  "chromium:chromium"                                            # the browser page's tests
+  "node:nodejs"
+  "npm:npm"
 )
 
 missing=()
@@ -31,3 +34,7 @@ fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 cargo test --workspace --locked "$@"
+
+# The browser client, end to end in headless Chromium, against the server binary the
+# cargo tests just built.
+(cd web-tests && npm ci --no-audit --no-fund --loglevel=error && npm test)

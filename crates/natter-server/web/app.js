@@ -46,6 +46,10 @@
     retryTimer: null,
     retryAt: 0,
     byeSeen: false, // a BYE said why the connection ends
+    lastBye: null, // its reason
+    password: null, // the server password, if it wants one (kept in memory only)
+    authed: false, // this connection has given it
+    idle: false, // disconnected for a timeout: reconnect when the person is back
     countdownTimer: null,
     pending: [], // commands awaiting their final line, oldest first
     me: null, // the name the server gave us
@@ -88,6 +92,9 @@
     nameInput: $('name-input'),
     nameError: $('name-error'),
     nameSubmit: $('name-submit'),
+    passwordRow: $('password-row'),
+    passwordInput: $('password-input'),
+    passwordError: $('password-error'),
     welcomeStatus: $('welcome-status'),
     app: $('app'),
     conn: $('conn-status'),
@@ -167,6 +174,7 @@
   function disconnected() {
     const wasConnected = state.connected;
     state.connected = false;
+    state.authed = false;
     state.me = null;
     const failed = state.pending;
     state.pending = [];
@@ -178,8 +186,16 @@
       systemAll('Disconnected from the server.', 'error');
     }
     state.byeSeen = false;
+    const bye = state.lastBye;
+    state.lastBye = null;
     if (state.quit) {
       setStatus('quit');
+      return;
+    }
+    if (bye === 'TIMEOUT' && !(state.wanted && !state.registeredOnce)) {
+      // Timed out (never registered, or idle): come back when the person does, not in a loop.
+      state.idle = true;
+      setStatus('idle');
       return;
     }
     scheduleReconnect();
@@ -199,8 +215,14 @@
 
   function reconnectNow() {
     state.quit = false;
+    state.idle = false;
     state.attempt = 0;
     connect();
+  }
+
+  /** After an idle timeout: reconnect once the person does something. */
+  function wake() {
+    if (state.idle && !state.ws) reconnectNow();
   }
 
   /** Sends one command line; `handlers` receive its data lines and final answer. */
@@ -283,6 +305,12 @@
     const p = state.pending[0];
     if (p && p.verb === 'CLOSE') state.pending.shift();
     state.byeSeen = true;
+    state.lastBye = reason;
+    if (reason === 'BAD_PASSWORD') {
+      state.password = null;
+      state.wanted = null;
+      if (!state.me) showWelcome(null, { password: text ?? 'too many wrong passwords' });
+    }
     if (reason === 'CLOSED') {
       state.quit = true;
       systemAll('You left the chat.', 'event');
@@ -302,6 +330,21 @@
       return;
     }
     const isRename = !!state.me;
+    if (!isRename && state.password && !state.authed) {
+      send(`PASSWORD ${state.password}`, 'PASSWORD', {
+        ok: () => {
+          state.authed = true;
+          register(name, { auto });
+        },
+        fail: (code, text) => {
+          if (code === 'DISCONNECTED') return;
+          state.password = null;
+          state.wanted = null;
+          showWelcome(null, { password: text });
+        },
+      });
+      return;
+    }
     send(`REGISTER ${name}`, 'REGISTER', {
       ok: (detail) => onRegistered(detail || name, isRename),
       fail: (code, text) => {
@@ -309,6 +352,9 @@
         if (isRename) {
           state.wanted = state.me;
           systemHere(`Could not change name: ${text}`, 'error');
+        } else if (code === 'PASSWORD_REQUIRED') {
+          state.wanted = null;
+          showWelcome(null, { password: 'This server needs a password.' });
         } else if (auto && code === 'NAME_TAKEN' && state.nameTakenRetries < 5) {
           // Our old connection may not have been noticed as gone yet: try again shortly.
           state.nameTakenRetries += 1;
@@ -1004,6 +1050,12 @@
         banner = 'You left the chat.';
         action = ['Connect again', reconnectNow];
         break;
+      case 'idle':
+        text = 'Disconnected';
+        banner = 'Disconnected after a while without activity.';
+        action = ['Reconnect', reconnectNow];
+        ui.welcomeStatus.textContent = 'Disconnected while waiting; press Join to connect again.';
+        break;
       default:
         break;
     }
@@ -1024,12 +1076,20 @@
     }
   }
 
-  function showWelcome(error) {
+  function showWelcome(error, { password = null } = {}) {
     ui.welcome.hidden = false;
     ui.app.hidden = true;
     ui.nameError.textContent = error || '';
     ui.nameInput.setAttribute('aria-invalid', error ? 'true' : 'false');
     ui.nameSubmit.disabled = false;
+    if (password !== null) {
+      ui.passwordRow.hidden = false;
+      ui.passwordError.textContent = password;
+      ui.passwordInput.setAttribute('aria-invalid', 'true');
+      ui.passwordInput.value = '';
+      ui.passwordInput.focus();
+      return;
+    }
     ui.nameInput.focus();
     ui.nameInput.select();
   }
@@ -1248,7 +1308,18 @@
     }
     ui.nameError.textContent = '';
     ui.nameInput.removeAttribute('aria-invalid');
-    if (state.quit) reconnectNow();
+    if (!ui.passwordRow.hidden) {
+      const pw = ui.passwordInput.value;
+      if (!pw) {
+        ui.passwordError.textContent = 'Please type the server password.';
+        ui.passwordInput.focus();
+        return;
+      }
+      ui.passwordError.textContent = '';
+      ui.passwordInput.removeAttribute('aria-invalid');
+      state.password = pw;
+    }
+    if (!state.ws) reconnectNow();
     register(name);
   });
 
@@ -1316,6 +1387,11 @@
 
   // Coming back online or to the tab: do not wait out the backoff.
   window.addEventListener('online', () => { if (!state.ws && !state.quit) reconnectNow(); });
+  // Back after an idle timeout: typing or coming back to the tab reconnects.
+  ui.input.addEventListener('focus', wake);
+  ui.input.addEventListener('keydown', wake);
+  window.addEventListener('focus', wake);
+  document.addEventListener('visibilitychange', () => { if (!document.hidden) wake(); });
 
   try {
     const saved = localStorage.getItem('natter.name');

@@ -1,0 +1,260 @@
+// Shared helpers for the end-to-end tests: the real server binary, a line-protocol TCP client,
+// and headless Chromium (Debian's /usr/bin/chromium) driven by playwright-core.
+
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const WEB_TESTS = path.resolve(here, '..');
+
+/** The server binary: $NATTER_SERVER_BIN (relative to web-tests/), else the debug build. */
+export const SERVER_BIN = path.resolve(
+  WEB_TESTS,
+  process.env.NATTER_SERVER_BIN || '../target/debug/natter-server',
+);
+
+export const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
+
+/** How long any single wait may take before the test fails. */
+export const WAIT = 10_000;
+
+// ------------------------------------------------------------------ server
+
+/**
+ * Starts natter-server on 127.0.0.1 (`port` 0 picks a free one) and resolves once it has said
+ * where it listens. The returned object's `stop()` ends it (SIGTERM, then SIGKILL).
+ */
+export async function startServer({ port = 0 } = {}) {
+  if (!fs.existsSync(SERVER_BIN)) {
+    throw new Error(`no server binary at ${SERVER_BIN}: run \`cargo build -p natter-server\` in the workspace, or set NATTER_SERVER_BIN`);
+  }
+  const proc = spawn(SERVER_BIN, ['--shutdown-grace', '1', '127.0.0.1', String(port)], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' },
+  });
+  const log = [];
+  let exited = false;
+  const exit = new Promise((resolve) => proc.once('exit', (code, signal) => {
+    exited = true;
+    resolve({ code, signal });
+  }));
+  const bound = new Promise((resolve, reject) => {
+    let buf = '';
+    const onData = (d) => {
+      buf += d;
+      let i;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        log.push(line);
+        const m = /listening on 127\.0\.0\.1:(\d+)/.exec(line);
+        if (m) resolve(Number(m[1]));
+      }
+    };
+    proc.stdout.setEncoding('utf8').on('data', onData);
+    proc.stderr.setEncoding('utf8').on('data', onData);
+    proc.once('error', reject);
+    exit.then(({ code, signal }) => reject(new Error(
+      `natter-server (${SERVER_BIN}) exited (${code ?? signal}) before listening:\n${log.join('\n')}`,
+    )));
+  });
+  const timer = setTimeout(() => proc.kill('SIGKILL'), WAIT);
+  let boundPort;
+  try {
+    boundPort = await bound;
+  } finally {
+    clearTimeout(timer);
+  }
+  return {
+    port: boundPort,
+    url: `http://127.0.0.1:${boundPort}/`,
+    log,
+    proc,
+    async stop() {
+      if (exited) return;
+      proc.kill('SIGTERM');
+      const t = setTimeout(() => proc.kill('SIGKILL'), 5_000);
+      await exit;
+      clearTimeout(t);
+    },
+  };
+}
+
+// ------------------------------------------------------------------ TCP client
+
+/**
+ * A client of the line protocol over plain TCP. `expect()` waits for the next line (after the
+ * last one it matched) that equals a string or matches a RegExp.
+ */
+export async function tcpClient(port) {
+  const sock = net.connect(port, '127.0.0.1');
+  sock.setEncoding('utf8');
+  const lines = [];
+  let cursor = 0;
+  let buf = '';
+  let wake = () => {};
+  sock.on('data', (d) => {
+    buf += d;
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      lines.push(buf.slice(0, i).replace(/\r$/, ''));
+      buf = buf.slice(i + 1);
+    }
+    wake();
+  });
+  const closed = once(sock, 'close');
+  sock.on('close', () => wake());
+  sock.on('error', () => {}); // a reset shows up as 'close'
+  await once(sock, 'connect');
+  sock.write('\n'); // a blank first line: the server greets at once
+  const client = {
+    lines,
+    send(line) {
+      sock.write(`${line}\n`);
+    },
+    async expect(want, timeout = WAIT) {
+      const matches = (l) => (want instanceof RegExp ? want.test(l) : l === want);
+      const deadline = Date.now() + timeout;
+      for (;;) {
+        for (; cursor < lines.length; cursor++) {
+          if (matches(lines[cursor])) return lines[cursor++];
+        }
+        const left = deadline - Date.now();
+        if (left <= 0 || sock.destroyed) {
+          throw new Error(`TCP client: no line ${want} within ${timeout} ms; got:\n${lines.join('\n')}`);
+        }
+        await new Promise((resolve) => {
+          const t = setTimeout(resolve, left);
+          wake = () => { clearTimeout(t); resolve(); };
+        });
+        wake = () => {};
+      }
+    },
+    async close() {
+      if (!sock.destroyed) sock.end();
+      const t = setTimeout(() => sock.destroy(), 2_000);
+      await closed;
+      clearTimeout(t);
+    },
+  };
+  await client.expect(/^HELLO /);
+  return client;
+}
+
+/** A TCP client registered as `name`. */
+export async function tcpUser(port, name) {
+  const c = await tcpClient(port);
+  c.send(`REGISTER ${name}`);
+  await c.expect(`OK REGISTER ${name}`);
+  return c;
+}
+
+// ------------------------------------------------------------------ browser
+
+/**
+ * Launches headless Chromium from Debian's package. Playwright gives it a fresh temporary
+ * profile (--user-data-dir) of its own and removes it on close.
+ */
+export function launchBrowser() {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    timeout: 30_000,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+}
+
+/**
+ * Opens the page in a new browser context (its own storage: a separate person). Records
+ * JavaScript dialogs and page errors so tests can assert there were none.
+ */
+export async function openPage(browser, server, { viewport = { width: 1280, height: 800 }, colorScheme = 'light', permissions, beforeGoto } = {}) {
+  const context = await browser.newContext({ viewport, colorScheme, permissions });
+  const page = await context.newPage();
+  page.setDefaultTimeout(WAIT);
+  page.dialogs = [];
+  page.errors = [];
+  page.on('dialog', (d) => {
+    page.dialogs.push(`${d.type()}: ${d.message()}`);
+    d.dismiss().catch(() => {});
+  });
+  page.on('pageerror', (e) => page.errors.push(String(e)));
+  await beforeGoto?.(page);
+  await page.goto(server.url);
+  return page;
+}
+
+/** Types a name on the welcome form and waits until the page is registered under it. */
+export async function register(page, name) {
+  await page.getByLabel('Your name').fill(name);
+  await page.getByLabel('Your name').press('Enter');
+  await connectedAs(page, name);
+}
+
+/** Opens the page and registers as `name`. */
+export async function openUser(browser, server, name, opts) {
+  const page = await openPage(browser, server, opts);
+  await register(page, name);
+  return page;
+}
+
+export async function connectedAs(page, name, timeout = WAIT) {
+  await page.getByRole('status', { name: 'Connection' })
+    .filter({ hasText: `Connected as ${name}` })
+    .waitFor({ timeout });
+}
+
+/** The message box of the current conversation. */
+export const composer = (page) => page.locator('#composer-input');
+
+/** Types `text` in the message box and presses Enter. */
+export async function say(page, text) {
+  const box = composer(page);
+  await box.fill(text);
+  await box.press('Enter');
+}
+
+/** The visible conversation's log. */
+export const messages = (page) => page.getByRole('log');
+
+/** A chat message from `from` whose text is exactly `text`, in the visible conversation. */
+export function chat(page, from, text) {
+  return messages(page).locator('li.msg:not(.system)')
+    .filter({ has: page.locator('.from').getByText(from, { exact: true }) })
+    .filter({ has: page.locator('.text').getByText(text, { exact: true }) });
+}
+
+/** A system line containing `text` in the visible conversation. */
+export function systemLine(page, text) {
+  return messages(page).locator('li.system').filter({ hasText: text });
+}
+
+/** A person in the online list. */
+export function online(page, name) {
+  return page.getByRole('list', { name: 'Online users', includeHidden: true }).locator(`li[data-name="${name}"]`);
+}
+
+/** A conversation button in the side bar ("Everyone", "#room", a DM partner's name). */
+export function convButton(page, label) {
+  return page.locator('nav[aria-label="Conversations"] button.conv')
+    .filter({ has: page.locator('.conv-name').getByText(label, { exact: true }) });
+}
+
+/** Waits until a locator matches nothing. */
+export function gone(locator, timeout = WAIT) {
+  return locator.waitFor({ state: 'detached', timeout });
+}
