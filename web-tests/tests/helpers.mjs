@@ -33,7 +33,7 @@ export async function startServer({ port = 0 } = {}) {
   if (!fs.existsSync(SERVER_BIN)) {
     throw new Error(`no server binary at ${SERVER_BIN}: run \`cargo build -p natter-server\` in the workspace, or set NATTER_SERVER_BIN`);
   }
-  const proc = spawn(SERVER_BIN, ['--shutdown-grace', '1', '127.0.0.1', String(port)], {
+  const proc = spawn(SERVER_BIN, ['--shutdown-grace-secs', '1', '127.0.0.1', String(port)], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' },
   });
