@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - [`Client`]: one connection; send commands, receive parsed [`ServerLine`]s.
+//!   [`TlsClient`] is the same over TLS, with [`tls::client_config`] choosing what to trust.
 //! - [`LineReader`] and [`LineWriter`]: the two halves, for programs that read and write
 //!   from different tasks (the benchmark's receivers, the GUI's network thread).
 //!
@@ -16,6 +17,8 @@ use natter_proto::limits::MAX_SERVER_LINE_BYTES;
 use std::io;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+pub use rustls;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpStream, ToSocketAddrs};
 
@@ -39,14 +42,20 @@ pub struct LineWriter<W = OwnedWriteHalf> {
     buf: Vec<u8>,
 }
 
-/// One connection to a natter server.
+/// One connection to a natter server: TCP by default, or any byte stream's two halves.
 #[derive(Debug)]
-pub struct Client {
+pub struct Client<R = OwnedReadHalf, W = OwnedWriteHalf> {
     /// Incoming lines.
-    pub reader: LineReader,
+    pub reader: LineReader<R>,
     /// Outgoing commands.
-    pub writer: LineWriter,
+    pub writer: LineWriter<W>,
 }
+
+/// A connection over TLS.
+pub type TlsClient = Client<
+    tokio::io::ReadHalf<tokio_rustls::client::TlsStream<TcpStream>>,
+    tokio::io::WriteHalf<tokio_rustls::client::TlsStream<TcpStream>>,
+>;
 
 fn invalid(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
@@ -201,18 +210,12 @@ impl Client {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         let (r, w) = stream.into_split();
-        let mut c = Self {
+        Self {
             reader: LineReader::new(r),
             writer: LineWriter::new(w),
-        };
-        c.writer.send("").await?;
-        match c.reader.next_line().await? {
-            Some(ServerLine::Hello { .. }) => Ok(c),
-            Some(ServerLine::Bye { text, .. }) => {
-                Err(io::Error::new(io::ErrorKind::ConnectionRefused, text))
-            }
-            other => Err(invalid(format!("expected HELLO, got {other:?}"))),
         }
+        .greeted()
+        .await
     }
 
     /// Connects, retrying refused connections until `within` has passed (a server starting).
@@ -226,6 +229,47 @@ impl Client {
                 Err(_) => tokio::time::sleep(wait).await,
             }
             wait = (wait * 2).min(Duration::from_millis(500));
+        }
+    }
+}
+
+impl TlsClient {
+    /// Connects over TLS, checking the server's certificate for `server_name` against
+    /// `config`'s roots (see [`tls::client_config`]), and waits for the greeting.
+    pub async fn connect_tls(
+        addr: impl ToSocketAddrs,
+        server_name: &str,
+        config: std::sync::Arc<rustls::ClientConfig>,
+    ) -> io::Result<Self> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let name = rustls::pki_types::ServerName::try_from(server_name.to_owned())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let tls = tokio_rustls::TlsConnector::from(config)
+            .connect(name, stream)
+            .await?;
+        let (r, w) = tokio::io::split(tls);
+        Self {
+            reader: LineReader::new(r),
+            writer: LineWriter::new(w),
+        }
+        .greeted()
+        .await
+    }
+}
+
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Client<R, W> {
+    /// Nudges the server with a blank line (which the protocol ignores, and which makes the
+    /// server greet at once instead of waiting to see what protocol the client speaks), then
+    /// waits for HELLO.
+    async fn greeted(mut self) -> io::Result<Self> {
+        self.writer.send("").await?;
+        match self.reader.next_line().await? {
+            Some(ServerLine::Hello { .. }) => Ok(self),
+            Some(ServerLine::Bye { text, .. }) => {
+                Err(io::Error::new(io::ErrorKind::ConnectionRefused, text))
+            }
+            other => Err(invalid(format!("expected HELLO, got {other:?}"))),
         }
     }
 
@@ -263,7 +307,44 @@ impl Client {
     }
 
     /// Splits into halves that can move to different tasks.
-    pub fn split(self) -> (LineReader, LineWriter) {
+    pub fn split(self) -> (LineReader<R>, LineWriter<W>) {
         (self.reader, self.writer)
+    }
+}
+
+/// TLS settings for clients.
+pub mod tls {
+    use rustls::RootCertStore;
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    use std::io;
+    use std::path::Path;
+    use std::sync::Arc;
+
+    /// A client configuration that trusts the certificates in the PEM file `ca` (a private CA
+    /// or a self-signed server certificate), or the Mozilla roots when `ca` is `None`.
+    pub fn client_config(ca: Option<&Path>) -> io::Result<Arc<rustls::ClientConfig>> {
+        let mut roots = RootCertStore::empty();
+        match ca {
+            Some(path) => {
+                for cert in CertificateDer::pem_file_iter(path)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
+                {
+                    let cert = cert.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                    roots
+                        .add(cert)
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                }
+            }
+            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| io::Error::other(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        Ok(Arc::new(config))
     }
 }
