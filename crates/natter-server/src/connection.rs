@@ -127,9 +127,11 @@ pub async fn serve(
 
     let mut prefix = [0u8; SNIFF_BYTES];
     let wait = match assume {
-        Assume::Line => cfg.sniff_wait,
+        // IRC clients speak first; their first bytes are checked so that a browser made to
+        // POST to an IRC port (cross-protocol request forgery) is not served as IRC.
+        Assume::Line | Assume::Irc => cfg.sniff_wait,
         // Dedicated ports need no telling apart.
-        Assume::Irc | Assume::Http | Assume::Tls => Duration::ZERO,
+        Assume::Http | Assume::Tls => Duration::ZERO,
     };
     let n = tokio::select! {
         n = read_prefix(&mut stream, &mut prefix, wait) => n,
@@ -140,6 +142,11 @@ pub async fn serve(
         return;
     };
     let kind = match (assume, sniff(&prefix[..n])) {
+        (Assume::Irc, Sniff::Http | Sniff::Tls) => {
+            info!(%peer, "HTTP or TLS on the IRC listener; closing");
+            let _ = stream.try_write(b"ERROR :Closing Link: (this port speaks IRC only)\r\n");
+            return;
+        }
         (Assume::Irc, _) => Sniff::Irc,
         (Assume::Http, _) => Sniff::Http,
         (Assume::Tls, _) => Sniff::Tls,
@@ -370,17 +377,36 @@ where
                 break 'session End::Close;
             }
         }
+        // Bytes are limited by reading no more than the allowance; a read that does not fill
+        // what was allowed found the socket drained, which is when a client is relieved.
+        let mut allowed = buf.len();
         if let Some(t) = &mut throttle {
-            t.relieved();
+            let now = Instant::now();
+            allowed = t.read_allowance(now).min(buf.len());
+            if allowed == 0 {
+                if t.flooding(now) {
+                    break End::Flood;
+                }
+                sleep_until(t.ready_at()).await;
+                allowed = t.read_allowance(Instant::now()).min(buf.len());
+            }
         }
         let deadline = handler.deadline();
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break End::Shutdown,
             w = &mut writer => break w.unwrap_or(End::Error),
-            r = rd.read(&mut buf) => match r {
+            r = rd.read(&mut buf[..allowed.max(1)]) => match r {
                 Ok(0) => break End::PeerClosed,
-                Ok(k) => input = buf[..k].to_vec(),
+                Ok(k) => {
+                    if let Some(t) = &mut throttle {
+                        t.read(k, Instant::now());
+                        if k < allowed {
+                            t.relieved();
+                        }
+                    }
+                    input = buf[..k].to_vec();
+                }
                 Err(_) => break End::Error,
             },
             _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
@@ -518,6 +544,8 @@ impl<H: Handler> Connection<H> {
             }
         }
         if rest.is_empty() {
+            // Known gap: this also relieves a client whose socket still holds a backlog, so a
+            // pure byte flood is slowed to its rate but not disconnected (SECURITY.md).
             if let Some(t) = &mut self.throttle {
                 t.relieved();
             }
@@ -572,6 +600,7 @@ impl<H: Handler> Connection<H> {
                     .throttle
                     .as_mut()
                     .is_none_or(|t| t.read_allowance(now) > 0);
+
             let mut deadline = self.handler.deadline();
             if let Some(t) = &self.throttle
                 && !can_read

@@ -228,6 +228,8 @@ impl IrcSession {
         if !self.registered && !BEFORE_REGISTRATION.contains(&verb.as_str()) {
             if KNOWN.contains(&verb.as_str()) {
                 self.num(n::ERR_NOTREGISTERED, &["You have not registered"]);
+            } else {
+                self.num(n::ERR_UNKNOWNCOMMAND, &[&shown(&verb), "Unknown command"]);
             }
             return Flow::Continue;
         }

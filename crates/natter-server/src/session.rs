@@ -196,6 +196,8 @@ impl Session {
                 self.wrong_passwords += 1;
                 warn!(peer = %self.peer, attempts = self.wrong_passwords, "wrong password");
                 if self.wrong_passwords >= MAX_WRONG_PASSWORDS {
+                    // Leave first, so that nothing routed to this client can follow its BYE.
+                    Handler::leave(self, "bad password");
                     self.reply(bye(ByeReason::BadPassword));
                     return Flow::Close;
                 }
@@ -465,16 +467,19 @@ impl Handler for Session {
 
     fn on_deadline(&mut self) -> Flow {
         if self.deadline().is_some_and(|d| Instant::now() >= d) {
-            info!(peer = %self.peer, user = self.name(), registered = self.name.is_some(), "timed out");
+            let registered = self.name.is_some();
+            info!(peer = %self.peer, user = self.name(), registered, "timed out");
+            // Chosen before leaving, which forgets the name.
+            let text = if registered {
+                "idle for too long"
+            } else {
+                "register within the time allowed (REGISTER <name>)"
+            };
             Handler::leave(self, "timed out");
             self.reply(
                 ServerLine::Bye {
                     reason: ByeReason::Timeout,
-                    text: Cow::Borrowed(if self.name.is_none() {
-                        "register within the time allowed (REGISTER <name>)"
-                    } else {
-                        "idle for too long"
-                    }),
+                    text: Cow::Borrowed(text),
                 }
                 .to_bytes(),
             );

@@ -151,7 +151,13 @@ impl Settings {
     }
 
     /// These settings, with every one that `self` lacks taken from `under`.
-    pub fn over(self, under: Settings) -> Settings {
+    pub fn over(self, mut under: Settings) -> Settings {
+        // The password and the password file are one setting: whichever this side gives
+        // replaces both of the other side's.
+        if self.password.is_some() || self.password_file.is_some() {
+            under.password = None;
+            under.password_file = None;
+        }
         macro_rules! pick {
             ($($f:ident),* ; $($v:ident),*) => {
                 Settings {

@@ -93,23 +93,21 @@ pub async fn run(socket: WebSocket, st: WebState) {
                 }
             };
             if let Some(t) = &mut throttle {
-                // WebSocket frames wait here instead of in the kernel's buffers: the sender's
-                // frames queue in its socket while this one waits for tokens.
-                let now = tokio::time::Instant::now();
-                t.read(data.len(), now);
-                if t.read_allowance(now) == 0 || !t.command_ready(now) {
-                    let resume = t.ready_at();
-                    if t.grace_ends().is_some_and(|g| resume > g) {
-                        return End::Flood;
-                    }
-                    tokio::time::sleep_until(resume).await;
-                }
-                t.relieved();
+                t.read(data.len(), tokio::time::Instant::now());
             }
-            // One line per frame; a frame holding several lines is taken line by line.
+            // One line per frame; a frame holding several lines is taken line by line, each
+            // paying for itself. Waiting here leaves the sender's next frames in its socket.
             for line in data.split(|&b| b == b'\n') {
                 if let Some(t) = &mut throttle {
-                    t.command(tokio::time::Instant::now());
+                    let now = tokio::time::Instant::now();
+                    if !t.command(now) || t.read_allowance(now) == 0 {
+                        let resume = t.ready_at();
+                        if t.grace_ends().is_some_and(|g| resume > g) {
+                            return End::Flood;
+                        }
+                        tokio::time::sleep_until(resume).await;
+                        t.command(tokio::time::Instant::now());
+                    }
                 }
                 let line = line.strip_suffix(b"\r").unwrap_or(line);
                 if line.len() > MAX_LINE_BYTES {
@@ -117,6 +115,11 @@ pub async fn run(socket: WebSocket, st: WebState) {
                 } else if session.on_line(line) == Flow::Close {
                     return End::Close;
                 }
+            }
+            if let Some(t) = &mut throttle
+                && t.command_ready(tokio::time::Instant::now())
+            {
+                t.relieved();
             }
         }
         End::PeerClosed
