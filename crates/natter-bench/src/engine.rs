@@ -13,10 +13,10 @@
 //! Each receiver publishes, per sender, how many of that sender's messages it has received
 //! without a hole ([`Stream::contiguous`]) in a [`Board`] of atomics, once per read. Sender
 //! `s` may write message `n` once every one of its receivers has published at least
-//! `n + 1 - W`. To check that without scanning all receivers for every message, the sender
-//! waits for half its window at a time and keeps a cursor: each receiver is checked once per
-//! half-window, plus once per wake-up. A blocked sender publishes the progress it waits for
-//! (its gate); the receiver whose progress crosses the gate wakes it.
+//! `n + 1 - W`. The sender only looks at the board (the least progress over its receivers)
+//! when its last look no longer allows the next message, so a sender whose receivers keep up
+//! scans them about once per window's worth of messages. A blocked sender publishes the
+//! progress it waits for (its gate); the receiver whose progress crosses the gate wakes it.
 
 use crate::accounting::{Latencies, Stream, Tally};
 use crate::conn::{Conn, Read};
@@ -144,25 +144,17 @@ impl Board {
         }
     }
 
-    /// Whether every receiver of `s` has reached `target`, scanning on from `cursor`.
-    fn scan(&self, topo: &Topology, s: usize, target: u64, cursor: &mut usize) -> bool {
-        let n = topo.fanout(s);
-        while *cursor < n {
-            let r = topo.receiver(s, *cursor);
-            if self.progress[topo.stream_id(s, r)].load(Ordering::SeqCst) < target {
-                return false;
-            }
-            *cursor += 1;
-        }
-        true
+    /// The least progress of `s`'s messages over its receivers.
+    fn min_progress(&self, topo: &Topology, s: usize) -> u64 {
+        (0..topo.fanout(s))
+            .map(|k| self.progress[topo.stream_id(s, topo.receiver(s, k))].load(Ordering::SeqCst))
+            .min()
+            .unwrap_or(u64::MAX)
     }
 
     /// Whether every receiver of every sender has all `sent[s]` messages.
     pub fn complete(&self, topo: &Topology, sent: &[u64]) -> bool {
-        (0..topo.senders()).all(|s| {
-            let mut cursor = 0;
-            self.scan(topo, s, sent[s], &mut cursor)
-        })
+        (0..topo.senders()).all(|s| self.min_progress(topo, s) >= sent[s])
     }
 }
 
@@ -362,7 +354,6 @@ struct Driver {
     /// Sender state: messages written, progress known to be reached by all receivers.
     sent: u64,
     confirmed: u64,
-    cursor: usize,
     /// Where this sender's messages go.
     dest: Option<DestKind>,
     report: ConnReport,
@@ -391,7 +382,6 @@ impl Driver {
             published: vec![0; slots],
             sent: 0,
             confirmed: 0,
-            cursor: 0,
             dest,
             report: ConnReport::default(),
             reply: Vec::new(),
@@ -478,19 +468,16 @@ impl Driver {
         let mut blocked = false;
         while self.sent < due && conn.pending() < MAX_QUEUED {
             if self.sent >= self.confirmed + window {
-                let target = (self.sent + 1 - window).max(self.sent.saturating_sub(window / 2));
-                if sh.board.scan(topo, s, target, &mut self.cursor) {
-                    self.confirmed = target;
-                    self.cursor = 0;
+                self.confirmed = sh.board.min_progress(topo, s);
+                if self.sent < self.confirmed + window {
                     continue;
                 }
-                // Publish the gate, then look again: a receiver that crossed it in between
-                // would not have woken us.
-                sh.board.gate[s].store(target, Ordering::SeqCst);
-                if sh.board.scan(topo, s, target, &mut self.cursor) {
-                    sh.board.gate[s].store(u64::MAX, Ordering::SeqCst);
-                    self.confirmed = target;
-                    self.cursor = 0;
+                // Publish what we wait for, then look again: a receiver that crossed it in
+                // between would not have woken us.
+                let need = self.sent + 1 - window;
+                sh.board.gate[s].store(need, Ordering::SeqCst);
+                self.confirmed = sh.board.min_progress(topo, s);
+                if self.sent < self.confirmed + window {
                     continue;
                 }
                 blocked = true;

@@ -39,6 +39,7 @@ pub async fn run(args: DmArgs) -> Result<Outcome, String> {
             "pairs": args.pairs,
             "rate": args.msg.rate,
             "window": args.msg.window,
+            "count": args.msg.count,
             "size": args.msg.size,
             "warmup_s": args.msg.warmup,
             "duration_s": args.msg.duration,

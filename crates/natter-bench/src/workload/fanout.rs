@@ -66,6 +66,7 @@ fn params(a: &FanoutArgs, room: Option<&str>) -> Value {
         "senders": a.senders,
         "rate": a.msg.rate,
         "window": a.msg.window,
+        "count": a.msg.count,
         "size": a.msg.size,
         "warmup_s": a.msg.warmup,
         "duration_s": a.msg.duration,

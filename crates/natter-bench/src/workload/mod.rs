@@ -88,6 +88,9 @@ pub struct Messaging {
     /// Most seconds to wait after the window for every message to arrive.
     #[arg(long, default_value_t = 10.0)]
     pub drain: f64,
+    /// Messages per sender, then stop (a known total for checks); default: no limit.
+    #[arg(long)]
+    pub count: Option<u64>,
 }
 
 /// A target resolved and checked, with the names for a run.
@@ -382,7 +385,7 @@ pub async fn run_messaging(
     let pace = Pace {
         rate: m.rate,
         window: m.window.max(1),
-        count: None,
+        count: m.count,
     };
     let sh = Arc::new(Shared::new(
         topo,
