@@ -158,6 +158,8 @@ impl Dialect {
                 match cmd {
                     b"001" => Control::Registered,
                     b"366" => Control::Joined,
+                    // 422 "MOTD file is missing" is information, not a refusal.
+                    b"422" => Control::Other,
                     // 4xx and 5xx numerics are refusals (433 nick in use, 404 cannot send...).
                     [b'4' | b'5', b'0'..=b'9', b'0'..=b'9'] => Control::Error,
                     _ => Control::Other,
@@ -215,6 +217,7 @@ mod tests {
         assert_eq!(classify(Dialect::Irc, ":s 433 * b1 :in use"), "Error");
         assert_eq!(classify(Dialect::Irc, "PING :abc"), "PONG :abc\r\n");
         assert_eq!(classify(Dialect::Irc, ":s 372 b1 :motd"), "Other");
+        assert_eq!(classify(Dialect::Irc, ":s 422 b1 :MOTD File is missing"), "Other");
         assert_eq!(classify(Dialect::Irc, "ERROR :Closing link"), "Closing");
     }
 }

@@ -46,6 +46,9 @@ pub struct Common {
     /// Name of the server in the report (e.g. natter, ngircd).
     #[arg(long, default_value = "server")]
     pub label: String,
+    /// Name of the scenario in the report, for scripts that run several.
+    #[arg(long, default_value = "")]
+    pub scenario: String,
     /// IRC channel every client joins (IRC only; natter broadcasts to everyone).
     #[arg(long, default_value = "#bench")]
     pub channel: String,
@@ -142,6 +145,7 @@ impl Ctx {
         m.insert("version".into(), json!(env!("CARGO_PKG_VERSION")));
         m.insert("workload".into(), json!(workload));
         m.insert("label".into(), json!(self.common.label));
+        m.insert("scenario".into(), json!(self.common.scenario));
         m.insert("target".into(), json!(self.addr.to_string()));
         m.insert("proto".into(), json!(self.common.proto));
         m.insert("transport".into(), json!(self.common.transport));
