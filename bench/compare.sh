@@ -18,7 +18,7 @@ ROOT=$PWD
 : "${TARGETS:=ngircd inspircd hybrid natter}"
 : "${REPEATS:=3}"                 # rounds; every round runs every scenario on every target
 : "${WARMUP:=1}"                  # seconds of warm-up before each measured window
-: "${DURATION:=4}"                # seconds of each measured window
+: "${DURATION:=3}"                # seconds of each measured window
 : "${FANOUT_CLIENTS:=100 1000}"   # fan-out as fast as possible, with these client counts
 : "${FANOUT_SENDERS:=10}"
 : "${WINDOW:=16}"                 # messages in flight per sender (ngIRCd: 32 KiB write buffer)
@@ -26,8 +26,12 @@ ROOT=$PWD
 : "${RATE:=10}"
 : "${DM_PAIRS:=50}"
 : "${IDLE_CLIENTS:=5000}"         # connect: idle registered clients (RSS per connection)
-: "${MAX_CLIENTS:=0}"             # most clients at once, with one broadcast (0: skip)
+: "${MAX_CLIENTS:=19000}"         # most clients at once, with one broadcast (0: skip)
 : "${SOAK_DURATION:=10}"          # soak: seconds (0: skip)
+: "${PARALLEL:=256}"              # registrations in flight while connecting clients
+: "${NGIRCD_PARALLEL:=8}"         # ngIRCd listens with a backlog of 10: more SYNs get dropped
+: "${ONLY:=}"                     # run only scenarios whose name matches this regex
+: "${MAXCONN_TARGETS:=natter}"    # targets of the MAX_CLIENTS scenario (IRC: a JOIN storm)
 : "${BASE_PORT:=16660}"
 : "${BENCH_USER:=natterbench}"
 : "${OUT:=$ROOT/bench/results/$(date -u +%Y%m%dT%H%M%SZ)}"
@@ -85,12 +89,15 @@ build() {
 
 # ---------------------------------------------------------------- targets
 
-# target_info NAME: sets PORT, PROTO and START (the function that starts the server).
+# target_info NAME: sets PORT, PROTO, START (the function that starts the server) and PAR
+# (registrations in flight while connecting).
 target_info() {
+    PAR=$PARALLEL
     case "$1" in
         natter)     PORT=$BASE_PORT;         PROTO=natter; START=start_natter ;;
         natter-irc) PORT=$BASE_PORT;         PROTO=irc;    START=start_natter ;;
-        ngircd)     PORT=$((BASE_PORT + 1)); PROTO=irc;    START=start_ngircd ;;
+        ngircd)     PORT=$((BASE_PORT + 1)); PROTO=irc;    START=start_ngircd
+                    PAR=$NGIRCD_PARALLEL ;;
         inspircd)   PORT=$((BASE_PORT + 2)); PROTO=irc;    START=start_inspircd ;;
         hybrid)     PORT=$((BASE_PORT + 3)); PROTO=irc;    START=start_hybrid ;;
         *) echo "unknown target $1" >&2; exit 2 ;;
@@ -108,6 +115,7 @@ fill() { # fill TEMPLATE OUT: substitute the @VARS@
 
 start_natter() {
     RUST_LOG=warn "${AS_USER[@]}" "$CARGO_TARGET_DIR/release/natter-server" 127.0.0.1 "$PORT" \
+        --shutdown-grace 1 \
         > "$DIR/natter.log" 2>&1 &
     SERVER_PID=$!
 }
@@ -202,7 +210,8 @@ bench() { # bench TARGET SCENARIO WORKLOAD ARGS...
     local out
     if out=$(timeout 600 "$CARGO_TARGET_DIR/release/natter-bench" "$workload" \
         --target "127.0.0.1:$PORT" --proto "$PROTO" --label "$target" \
-        --scenario "$scenario" --server-pid "$SERVER_PID" "$@" 2>>"$LOG"); then
+        --scenario "$scenario" --server-pid "$SERVER_PID" --parallel "$PAR" "$@" \
+        2>>"$LOG"); then
         echo "$out" >> "$RUNS"
     else
         log "$scenario on $target failed (see $LOG)"
@@ -248,7 +257,7 @@ log "targets: $TARGETS; repeats: $REPEATS; results in $OUT"
     echo "natter: $(git -C "$ROOT" rev-parse --short HEAD)"
 } > "$OUT/machine.txt"
 
-mapfile -t SCENARIOS < <(scenario_list)
+mapfile -t SCENARIOS < <(scenario_list | grep -E -- "^(${ONLY:-.})" || true)
 for round in $(seq 1 "$REPEATS"); do
     log "round $round of $REPEATS"
     # Interleaved: each scenario on every target in turn, so drift hits everyone alike.
@@ -259,10 +268,10 @@ for round in $(seq 1 "$REPEATS"); do
         done
     done
 done
-if [ "$MAX_CLIENTS" != 0 ]; then
-    for t in $TARGETS; do
+if [ "$MAX_CLIENTS" != 0 ] && [[ "maxconn-$MAX_CLIENTS" =~ ${ONLY:-.} ]]; then
+    for t in $MAXCONN_TARGETS; do
         bench "$t" "maxconn-$MAX_CLIENTS" connect --clients "$MAX_CLIENTS" --broadcast \
-            --settle 2 --parallel 128 --connect-timeout 300
+            --settle 2 --connect-timeout 400 --broadcast-timeout 60
     done
 fi
 python3 "$ROOT/bench/table.py" "$RUNS" "$OUT/machine.txt" | tee "$OUT/table.md"
