@@ -217,7 +217,10 @@ mod tests {
         assert_eq!(classify(Dialect::Irc, ":s 433 * b1 :in use"), "Error");
         assert_eq!(classify(Dialect::Irc, "PING :abc"), "PONG :abc\r\n");
         assert_eq!(classify(Dialect::Irc, ":s 372 b1 :motd"), "Other");
-        assert_eq!(classify(Dialect::Irc, ":s 422 b1 :MOTD File is missing"), "Other");
+        assert_eq!(
+            classify(Dialect::Irc, ":s 422 b1 :MOTD File is missing"),
+            "Other"
+        );
         assert_eq!(classify(Dialect::Irc, "ERROR :Closing link"), "Closing");
     }
 }

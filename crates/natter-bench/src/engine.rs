@@ -411,12 +411,18 @@ impl Driver {
             // Send what the schedule and the window allow.
             let mut blocked = false;
             let mut wake_at = leave_at.unwrap_or(far);
+            let mut queue_full = false;
             if let (Some(t), Some(dest)) = (timings, self.dest) {
                 let (b, w) = self.produce(conn, sh, t, dest);
                 blocked = b;
                 wake_at = wake_at.min(w);
+                queue_full = conn.pending() >= MAX_QUEUED;
             }
             let flushed = conn.try_flush()?;
+            if flushed && queue_full {
+                // The socket took the whole batch: produce the next one at once.
+                continue;
+            }
             let wake = sh.board.wake.get(self.me).filter(|_| blocked);
             tokio::select! {
                 biased;
@@ -508,14 +514,16 @@ impl Driver {
         }
         sh.sent[s].store(self.sent, Ordering::SeqCst);
         self.report.sent = self.sent;
-        let next = match pace.rate {
-            Some(r) if self.sent < pace.count.unwrap_or(u64::MAX) => {
-                start + Duration::from_secs_f64(self.sent as f64 / r)
+        let done = self.sent >= pace.count.unwrap_or(u64::MAX);
+        // A full window or a full socket wakes us by itself (notify, writable): sleeping on a
+        // time already past would spin.
+        let next = if blocked || done || conn.pending() >= MAX_QUEUED {
+            far
+        } else {
+            match pace.rate {
+                Some(r) => start + Duration::from_secs_f64(self.sent as f64 / r),
+                None => now,
             }
-            Some(_) => far,
-            None if conn.pending() >= MAX_QUEUED || blocked => far,
-            None if self.sent >= pace.count.unwrap_or(u64::MAX) => far,
-            None => now,
         };
         (blocked, next.min(stop))
     }
