@@ -251,10 +251,16 @@ log "targets: $TARGETS; repeats: $REPEATS; results in $OUT"
     echo "memory: $(free -h | awk '/^Mem:/ {print $2}')"
     echo "kernel: $(uname -r)"
     echo "fd limit: $(ulimit -n)"
+    echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "ngircd: $(dpkg-query -W -f='${Version}' ngircd 2>/dev/null)"
     echo "inspircd: $(dpkg-query -W -f='${Version}' inspircd 2>/dev/null)"
     echo "ircd-hybrid: $(ls "$ROOT"/bench/.peers/deb/ 2>/dev/null | sed 's/ircd-hybrid_//; s/_amd64.deb//; s/%3a/:/')"
     echo "natter: $(git -C "$ROOT" rev-parse --short HEAD)"
+    echo "settings: TARGETS='$TARGETS' REPEATS=$REPEATS WARMUP=$WARMUP DURATION=$DURATION" \
+        "FANOUT_CLIENTS='$FANOUT_CLIENTS' FANOUT_SENDERS=$FANOUT_SENDERS WINDOW=$WINDOW" \
+        "RATE_CLIENTS=$RATE_CLIENTS RATE=$RATE DM_PAIRS=$DM_PAIRS IDLE_CLIENTS=$IDLE_CLIENTS" \
+        "MAX_CLIENTS=$MAX_CLIENTS MAXCONN_TARGETS='$MAXCONN_TARGETS' SOAK_DURATION=$SOAK_DURATION" \
+        "PARALLEL=$PARALLEL NGIRCD_PARALLEL=$NGIRCD_PARALLEL"
 } > "$OUT/machine.txt"
 
 mapfile -t SCENARIOS < <(scenario_list | grep -E -- "^(${ONLY:-.})" || true)
@@ -274,5 +280,7 @@ if [ "$MAX_CLIENTS" != 0 ] && [[ "maxconn-$MAX_CLIENTS" =~ ${ONLY:-.} ]]; then
             --settle 2 --connect-timeout 400 --broadcast-timeout 60
     done
 fi
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/machine.txt"
+echo "run took: $SECONDS s" >> "$OUT/machine.txt"
 python3 "$ROOT/bench/table.py" "$RUNS" "$OUT/machine.txt" | tee "$OUT/table.md"
 log "done: $OUT/table.md"
