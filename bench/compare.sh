@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # natter side by side with Debian's IRC servers (ngIRCd, InspIRCd, ircd-hybrid): the same
 # natter-bench workloads against each, interleaved and repeated, then one table of medians
-# and ratios (bench/table.py). Everything listens on 127.0.0.1 only.
+# and ratios (bench/table.py) and a plot (bench/plot.py). Everything listens on 127.0.0.1 only.
 #
 #   bench/compare.sh                       # install, build, run, print the table
 #   REPEATS=5 DURATION=10 bench/compare.sh # a longer run on a quiet machine
@@ -69,7 +69,7 @@ install_peers() {
         own_policy=1
     fi
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        ngircd inspircd libltdl7 dnsmasq-base util-linux python3 >/dev/null
+        ngircd inspircd libltdl7 dnsmasq-base util-linux python3 gnuplot-nox >/dev/null
     if [ "$own_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
     # ircd-hybrid conflicts with ngircd as a package: unpack it privately instead.
     local hy="$ROOT/bench/.peers/ircd-hybrid"
@@ -283,4 +283,5 @@ fi
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/machine.txt"
 echo "run took: $SECONDS s" >> "$OUT/machine.txt"
 python3 "$ROOT/bench/table.py" "$RUNS" "$OUT/machine.txt" | tee "$OUT/table.md"
+if command -v gnuplot >/dev/null; then python3 "$ROOT/bench/plot.py" "$OUT" || true; fi
 log "done: $OUT/table.md"
