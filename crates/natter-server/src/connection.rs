@@ -70,6 +70,8 @@ pub trait Handler {
     fn max_line(&self) -> usize;
 }
 
+/// Queue capacity a connection keeps once its output is written; more is given back.
+const KEEP_QUEUE: usize = 16;
 /// Bytes read per readiness event before giving other tasks a turn.
 const READ_BUDGET: usize = 64 * 1024;
 /// Most buffers handed to one vectored write.
@@ -159,7 +161,10 @@ pub async fn serve(
             peer,
             shutdown,
         };
-        crate::web::serve(stream, state).await;
+        // Boxed, like every path but the native one: a task's size is that of its largest
+        // state, and the hyper, TLS and IRC states would otherwise make every connection pay
+        // for them.
+        Box::pin(crate::web::serve(stream, state)).await;
         debug!(%peer, "HTTP connection closed");
         return;
     }
@@ -169,16 +174,7 @@ pub async fn serve(
             return;
         };
         let stream = crate::rewind::Rewind::new(Bytes::copy_from_slice(&prefix[..n]), stream);
-        let handshake = timeout(TLS_HANDSHAKE, tls.acceptor().accept(stream));
-        let stream = tokio::select! {
-            r = handshake => r,
-            _ = shutdown.cancelled() => return,
-        };
-        match stream {
-            Ok(Ok(s)) => serve_tls(s, peer, id, &shared, &shutdown).await,
-            Ok(Err(e)) => info!(%peer, error = %e, "TLS handshake failed"),
-            Err(_) => info!(%peer, "TLS handshake timed out"),
-        }
+        Box::pin(tls_session(tls, stream, peer, id, &shared, &shutdown)).await;
         return;
     }
     let outbox = Arc::new(Outbox::new(cfg.outbox_bytes));
@@ -193,14 +189,16 @@ pub async fn serve(
             shared.irc.clone(),
             shared.policy.clone(),
         );
-        Connection::new(
-            session,
-            stream,
-            outbox,
-            hub.stats().clone(),
-            shared.policy.flood.as_ref(),
+        Box::pin(
+            Connection::new(
+                session,
+                stream,
+                outbox,
+                hub.stats().clone(),
+                shared.policy.flood.as_ref(),
+            )
+            .serve(&prefix[..n], cfg, &shutdown),
         )
-        .serve(&prefix[..n], cfg, &shutdown)
         .await
     } else {
         if !matches!(kind, Sniff::Line | Sniff::NeedMore) {
@@ -232,6 +230,27 @@ pub async fn serve(
 
 /// How long a TLS handshake may take.
 const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
+
+/// Completes the TLS handshake and serves what is inside.
+async fn tls_session(
+    tls: Arc<crate::tls::Tls>,
+    stream: crate::rewind::Rewind<TcpStream>,
+    peer: SocketAddr,
+    id: ClientId,
+    shared: &Arc<Shared>,
+    shutdown: &CancellationToken,
+) {
+    let handshake = timeout(TLS_HANDSHAKE, tls.acceptor().accept(stream));
+    let stream = tokio::select! {
+        r = handshake => r,
+        _ = shutdown.cancelled() => return,
+    };
+    match stream {
+        Ok(Ok(s)) => serve_tls(s, peer, id, shared, shutdown).await,
+        Ok(Err(e)) => info!(%peer, error = %e, "TLS handshake failed"),
+        Err(_) => info!(%peer, "TLS handshake timed out"),
+    }
+}
 
 /// Serves a connection inside TLS: sniffs again, then HTTP, IRC or the line protocol.
 async fn serve_tls<S>(
@@ -587,6 +606,11 @@ impl<H: Handler> Connection<H> {
                     debug!(error = %e, "write failed");
                     return End::Error;
                 }
+            }
+            if self.pending.is_empty() && self.pending.capacity() > KEEP_QUEUE {
+                // A burst (thousands of ONLINE lines while a crowd arrives) must not leave
+                // its queue's capacity behind in every idle connection.
+                self.pending = VecDeque::new();
             }
             let writing = !self.pending.is_empty();
             let now = Instant::now();
