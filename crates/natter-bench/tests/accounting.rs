@@ -41,13 +41,9 @@ async fn natter() -> (String, oneshot::Sender<()>) {
     let mut config = natter_server::Config::default();
     config.policy.flood = None;
     config.policy.exempt_loopback = true;
-    tokio::spawn(natter_server::run(
-        listener,
-        config,
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    tokio::spawn(natter_server::run(listener, config, async {
+        let _ = stopped.await;
+    }));
     (addr, stop)
 }
 
