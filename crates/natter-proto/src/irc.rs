@@ -50,9 +50,15 @@ pub fn parse(line: &[u8]) -> Result<Option<Message>, IrcError> {
     if rest.bytes().any(|b| b == 0 || b == b'\r' || b == b'\n') {
         return Err(IrcError::Malformed(command_word(rest)));
     }
-    line.parse::<Message>()
-        .map(Some)
-        .map_err(|_| IrcError::Malformed(command_word(rest)))
+    match line.parse::<Message>() {
+        // irc-proto reads a source prefix (or tags) with no command after it as a message
+        // whose command is empty; IRC has no such message.
+        Ok(m) if matches!(&m.command, irc_proto::Command::Raw(c, _) if c.is_empty()) => {
+            Err(IrcError::Malformed(None))
+        }
+        Ok(m) => Ok(Some(m)),
+        Err(_) => Err(IrcError::Malformed(command_word(rest))),
+    }
 }
 
 /// The command word of a line, skipping tags and a source prefix, upper-cased.
@@ -166,6 +172,20 @@ mod tests {
             parse(b"PRIVMSG #a :nul\0byte"),
             Err(IrcError::Malformed(Some("PRIVMSG".into())))
         );
+    }
+
+    #[test]
+    fn a_prefix_without_a_command_is_malformed() {
+        // Found by the irc_message fuzz target: these parsed as a message with an empty
+        // command, which a registered client was answered with an empty 421 parameter.
+        for line in [":`", " :nick", ":nick ", ":nick  ", "@a=b :nick", "@a :b "] {
+            assert_eq!(
+                parse(line.as_bytes()),
+                Err(IrcError::Malformed(None)),
+                "{line:?}"
+            );
+        }
+        assert!(parse(b": PING x").unwrap().is_some());
     }
 
     #[test]
