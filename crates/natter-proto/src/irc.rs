@@ -46,8 +46,8 @@ pub fn parse(line: &[u8]) -> Result<Option<Message>, IrcError> {
     if tags > MAX_TAGS || rest.len() + 2 > MAX_LINE {
         return Err(IrcError::TooLong);
     }
-    // irc-proto accepts a NUL or a lone CR inside a parameter; IRC forbids both.
-    if rest.bytes().any(|b| b == 0 || b == b'\r' || b == b'\n') {
+    // irc-proto accepts a NUL or a lone CR inside a parameter or a tag; IRC forbids both.
+    if line.bytes().any(|b| b == 0 || b == b'\r' || b == b'\n') {
         return Err(IrcError::Malformed(command_word(rest)));
     }
     match line.parse::<Message>() {
@@ -170,6 +170,28 @@ mod tests {
         assert_eq!(parse(b"@tagsonly"), Err(IrcError::Malformed(None)));
         assert_eq!(
             parse(b"PRIVMSG #a :nul\0byte"),
+            Err(IrcError::Malformed(Some("PRIVMSG".into())))
+        );
+    }
+
+    #[test]
+    fn nul_cr_and_lf_are_refused_in_tags_too() {
+        // Found by the irc_message fuzz target (input " @\n \x02"): only the part after
+        // the tags was checked, so a tag could carry a NUL, a lone CR or a LF.
+        for line in [
+            &b"@a=\rb PING x"[..],
+            b"@a=b\0 PING x",
+            b"@\n PING x",
+            b" @\n \x02",
+        ] {
+            assert!(
+                matches!(parse(line), Err(IrcError::Malformed(_))),
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        assert_eq!(
+            parse(b"@a=\r PRIVMSG #a :x"),
             Err(IrcError::Malformed(Some("PRIVMSG".into())))
         );
     }
