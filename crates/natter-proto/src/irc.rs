@@ -31,17 +31,18 @@ pub enum IrcError {
 
 /// Parses one line (without CRLF). `Ok(None)` is a blank line, which IRC ignores.
 pub fn parse(line: &[u8]) -> Result<Option<Message>, IrcError> {
-    let line = std::str::from_utf8(line).map_err(|_| IrcError::Utf8)?;
-    let line = line.trim_start_matches(' ');
+    let raw = std::str::from_utf8(line).map_err(|_| IrcError::Utf8)?;
+    let line = raw.trim_start_matches(' ');
     if line.trim().is_empty() {
         return Ok(None);
     }
+    // The limits are on the line as sent: leading spaces count, with the tags if any.
     let (tags, rest) = match line.strip_prefix('@') {
         Some(t) => match t.find(' ') {
-            Some(i) => (i + 2, &t[i + 1..]),
+            Some(i) => (raw.len() - t.len() + i + 1, &t[i + 1..]),
             None => return Err(IrcError::Malformed(None)),
         },
-        None => (0, line),
+        None => (0, raw),
     };
     if tags > MAX_TAGS || rest.len() + 2 > MAX_LINE {
         return Err(IrcError::TooLong);
@@ -162,6 +163,18 @@ mod tests {
         assert!(parse(ok.as_bytes()).unwrap().is_some());
         let tags = format!("@a={} PING x", "v".repeat(9000));
         assert_eq!(parse(tags.as_bytes()), Err(IrcError::TooLong));
+        // The tag section, `@` and space included, may have 8191 bytes; not one more.
+        let tags = format!("@a={} PING x", "v".repeat(MAX_TAGS - 4));
+        assert!(parse(tags.as_bytes()).unwrap().is_some());
+        let tags = format!("@a={} PING x", "v".repeat(MAX_TAGS - 3));
+        assert_eq!(parse(tags.as_bytes()), Err(IrcError::TooLong));
+        // Leading spaces are part of the line: they count towards its 512 bytes.
+        let spaced = format!("{}{ok}", " ".repeat(300));
+        assert_eq!(parse(spaced.as_bytes()), Err(IrcError::TooLong));
+        let spaced = format!("  {}", &ok[2..]);
+        assert!(parse(spaced.as_bytes()).unwrap().is_some());
+        let spaced = format!("  @a=b {}", &ok[..ok.len() - 2]);
+        assert!(parse(spaced.as_bytes()).unwrap().is_some());
     }
 
     #[test]
