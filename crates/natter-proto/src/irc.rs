@@ -31,28 +31,35 @@ pub enum IrcError {
 
 /// Parses one line (without CRLF). `Ok(None)` is a blank line, which IRC ignores.
 pub fn parse(line: &[u8]) -> Result<Option<Message>, IrcError> {
-    let line = std::str::from_utf8(line).map_err(|_| IrcError::Utf8)?;
-    let line = line.trim_start_matches(' ');
+    let raw = std::str::from_utf8(line).map_err(|_| IrcError::Utf8)?;
+    let line = raw.trim_start_matches(' ');
     if line.trim().is_empty() {
         return Ok(None);
     }
+    // The limits are on the line as sent: leading spaces count, with the tags if any.
     let (tags, rest) = match line.strip_prefix('@') {
         Some(t) => match t.find(' ') {
-            Some(i) => (i + 2, &t[i + 1..]),
+            Some(i) => (raw.len() - t.len() + i + 1, &t[i + 1..]),
             None => return Err(IrcError::Malformed(None)),
         },
-        None => (0, line),
+        None => (0, raw),
     };
     if tags > MAX_TAGS || rest.len() + 2 > MAX_LINE {
         return Err(IrcError::TooLong);
     }
-    // irc-proto accepts a NUL or a lone CR inside a parameter; IRC forbids both.
-    if rest.bytes().any(|b| b == 0 || b == b'\r' || b == b'\n') {
+    // irc-proto accepts a NUL or a lone CR inside a parameter or a tag; IRC forbids both.
+    if line.bytes().any(|b| b == 0 || b == b'\r' || b == b'\n') {
         return Err(IrcError::Malformed(command_word(rest)));
     }
-    line.parse::<Message>()
-        .map(Some)
-        .map_err(|_| IrcError::Malformed(command_word(rest)))
+    match line.parse::<Message>() {
+        // irc-proto reads a source prefix (or tags) with no command after it as a message
+        // whose command is empty; IRC has no such message.
+        Ok(m) if matches!(&m.command, irc_proto::Command::Raw(c, _) if c.is_empty()) => {
+            Err(IrcError::Malformed(None))
+        }
+        Ok(m) => Ok(Some(m)),
+        Err(_) => Err(IrcError::Malformed(command_word(rest))),
+    }
 }
 
 /// The command word of a line, skipping tags and a source prefix, upper-cased.
@@ -156,6 +163,18 @@ mod tests {
         assert!(parse(ok.as_bytes()).unwrap().is_some());
         let tags = format!("@a={} PING x", "v".repeat(9000));
         assert_eq!(parse(tags.as_bytes()), Err(IrcError::TooLong));
+        // The tag section, `@` and space included, may have 8191 bytes; not one more.
+        let tags = format!("@a={} PING x", "v".repeat(MAX_TAGS - 4));
+        assert!(parse(tags.as_bytes()).unwrap().is_some());
+        let tags = format!("@a={} PING x", "v".repeat(MAX_TAGS - 3));
+        assert_eq!(parse(tags.as_bytes()), Err(IrcError::TooLong));
+        // Leading spaces are part of the line: they count towards its 512 bytes.
+        let spaced = format!("{}{ok}", " ".repeat(300));
+        assert_eq!(parse(spaced.as_bytes()), Err(IrcError::TooLong));
+        let spaced = format!("  {}", &ok[2..]);
+        assert!(parse(spaced.as_bytes()).unwrap().is_some());
+        let spaced = format!("  @a=b {}", &ok[..ok.len() - 2]);
+        assert!(parse(spaced.as_bytes()).unwrap().is_some());
     }
 
     #[test]
@@ -166,6 +185,42 @@ mod tests {
             parse(b"PRIVMSG #a :nul\0byte"),
             Err(IrcError::Malformed(Some("PRIVMSG".into())))
         );
+    }
+
+    #[test]
+    fn nul_cr_and_lf_are_refused_in_tags_too() {
+        // Found by the irc_message fuzz target (input " @\n \x02"): only the part after
+        // the tags was checked, so a tag could carry a NUL, a lone CR or a LF.
+        for line in [
+            &b"@a=\rb PING x"[..],
+            b"@a=b\0 PING x",
+            b"@\n PING x",
+            b" @\n \x02",
+        ] {
+            assert!(
+                matches!(parse(line), Err(IrcError::Malformed(_))),
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        assert_eq!(
+            parse(b"@a=\r PRIVMSG #a :x"),
+            Err(IrcError::Malformed(Some("PRIVMSG".into())))
+        );
+    }
+
+    #[test]
+    fn a_prefix_without_a_command_is_malformed() {
+        // Found by the irc_message fuzz target: these parsed as a message with an empty
+        // command, which a registered client was answered with an empty 421 parameter.
+        for line in [":`", " :nick", ":nick ", ":nick  ", "@a=b :nick", "@a :b "] {
+            assert_eq!(
+                parse(line.as_bytes()),
+                Err(IrcError::Malformed(None)),
+                "{line:?}"
+            );
+        }
+        assert!(parse(b": PING x").unwrap().is_some());
     }
 
     #[test]
