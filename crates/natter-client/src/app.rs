@@ -56,6 +56,8 @@ pub struct ChatApp {
     pub jump_to_end: bool,
     /// The window title last set, so it is only sent when it changes.
     title: String,
+    /// Set when the window closed and the server confirmed our `CLOSE` with `BYE CLOSED`.
+    pub said_goodbye: bool,
 }
 
 impl ChatApp {
@@ -75,6 +77,7 @@ impl ChatApp {
             focus_name: true,
             jump_to_end: false,
             title: String::new(),
+            said_goodbye: false,
         };
         if options.connect_now {
             app.model.connect(&options.host, &options.port.to_string());
@@ -155,6 +158,6 @@ impl eframe::App for ChatApp {
 
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
         // Closing the window says CLOSE, so the others see us leave at once.
-        self.net.close_and_wait(Duration::from_secs(1));
+        self.said_goodbye = self.net.close_and_wait(Duration::from_secs(1));
     }
 }

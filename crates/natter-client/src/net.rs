@@ -270,16 +270,21 @@ impl Net {
     }
 
     /// Sends `CLOSE` and waits up to `within` for the thread to confirm, so the server hears
-    /// the goodbye before the process exits. Events that arrive meanwhile are dropped.
-    pub fn close_and_wait(&mut self, within: Duration) {
+    /// the goodbye before the process exits; true if the server answered `BYE CLOSED`.
+    /// Events that arrive meanwhile are dropped.
+    pub fn close_and_wait(&mut self, within: Duration) -> bool {
         self.send(NetCommand::Close);
         let deadline = std::time::Instant::now() + within;
+        let mut answered = false;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match self.rx.recv_timeout(left) {
-                Ok(NetEvent::Closed | NetEvent::Failed(_)) => return,
+                Ok(NetEvent::Line(ServerLine::Bye {
+                    reason: ByeReason::Closed,
+                    ..
+                })) => answered = true,
+                Ok(NetEvent::Closed | NetEvent::Failed(_)) | Err(_) => return answered,
                 Ok(_) => {}
-                Err(_) => return,
             }
         }
     }
