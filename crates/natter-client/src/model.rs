@@ -201,8 +201,10 @@ pub enum Link {
     Up,
     /// A connection that was up is gone; the network thread retries.
     Lost {
-        /// What happened.
+        /// Why the connection ended.
         error: String,
+        /// Why the last attempt to reconnect failed, once one has.
+        last_attempt: Option<String>,
         /// Failed attempts since the loss.
         attempt: u32,
         /// Until the next attempt, from `since`.
@@ -688,7 +690,7 @@ impl Model {
             Action::Help(None) => {
                 self.info(&active, now, "Commands (type them in the message box):");
                 for (usage, what) in input::COMMANDS {
-                    self.info(&active, now, &format!("{usage:<30} {what}"));
+                    self.info(&active, now, &format!("{usage}\t{what}"));
                 }
                 return true;
             }
@@ -861,7 +863,7 @@ impl Model {
     /// Applies one event from the network thread.
     pub fn on_net(&mut self, ev: NetEvent, now: Stamp) {
         match ev {
-            NetEvent::Connected { reconnect, .. } => self.on_connected(reconnect, now),
+            NetEvent::Connected { .. } => self.on_connected(),
             NetEvent::Line(line) => self.on_line(line, now),
             NetEvent::Garbled(text) => self.error(
                 &ConvId::Everyone,
@@ -891,7 +893,7 @@ impl Model {
         }
     }
 
-    fn on_connected(&mut self, reconnect: bool, now: Stamp) {
+    fn on_connected(&mut self) {
         self.link = Link::Up;
         self.connect_error = None;
         self.pending.clear();
@@ -899,19 +901,8 @@ impl Model {
         self.registered = false;
         self.setup_due = true;
         match self.me.clone() {
+            // The banner says "signing in again" meanwhile; the answer gets a line.
             Some(name) => {
-                let msg = if reconnect {
-                    format!(
-                        "Reconnected to {}:{}; signing in as {name}…",
-                        self.host, self.port
-                    )
-                } else {
-                    format!(
-                        "Connected to {}:{}; signing in as {name}…",
-                        self.host, self.port
-                    )
-                };
-                self.event(&ConvId::Everyone, now, &msg);
                 self.send(
                     format!("REGISTER {name}"),
                     Pending::Register {
@@ -934,16 +925,23 @@ impl Model {
     }
 
     fn on_lost(&mut self, error: String, attempt: u32, retry_in: Duration, now: Stamp) {
-        let first = !matches!(self.link, Link::Lost { .. });
+        if let Link::Lost { error: reason, .. } = &self.link {
+            self.link = Link::Lost {
+                error: reason.clone(),
+                last_attempt: Some(error),
+                attempt,
+                retry_in,
+                since: now,
+            };
+            return;
+        }
         self.link = Link::Lost {
             error: error.clone(),
+            last_attempt: None,
             attempt,
             retry_in,
             since: now,
         };
-        if !first {
-            return;
-        }
         self.registered = false;
         for p in std::mem::take(&mut self.pending) {
             if let Pending::Chat { line, conv } = p {
@@ -1062,14 +1060,11 @@ impl Model {
                     self.event(&id, now, &format!("{who} now an operator of {room}"));
                 }
             }
-            ServerLine::Bye { reason, text } => {
-                if reason != ByeReason::Closed {
-                    self.error(
-                        &ConvId::Everyone,
-                        now,
-                        &format!("The server is closing the connection: {text}"),
-                    );
-                } else if matches!(self.pending.front(), Some(Pending::Close)) {
+            // The network thread reports the end with BYE's text; nothing to add here.
+            ServerLine::Bye { reason, .. } => {
+                if reason == ByeReason::Closed
+                    && matches!(self.pending.front(), Some(Pending::Close))
+                {
                     self.pending.pop_front();
                 }
             }
@@ -1379,7 +1374,7 @@ impl Model {
         self.registered = true;
         self.screen = Screen::Chat;
         let msg = match (&before, auto) {
-            (Some(_), true) => format!("Signed in again as {name}"),
+            (Some(_), true) => format!("Reconnected to {}:{} as {name}", self.host, self.port),
             (Some(old), false) if old != name => format!("Signed in as {name} (was {old})"),
             (Some(_), false) => format!("Signed in again as {name}"),
             (None, _) => format!(
@@ -1780,6 +1775,10 @@ mod tests {
             texts(&m, &ConvId::Everyone)
                 .iter()
                 .any(|t| t.starts_with("Disconnected: the server is shutting down"))
+        );
+        assert!(
+            texts(&m, &ConvId::Everyone)
+                .contains(&"Reconnected to localhost:8090 as alice".to_owned())
         );
     }
 

@@ -52,7 +52,7 @@ pub enum NetEvent {
     Failed(ConnectError),
     /// A connection that was up is gone; the thread tries again after `retry_in`.
     Lost {
-        /// What happened, for a person.
+        /// Why the connection ended (attempt 0), or why the last attempt failed.
         error: String,
         /// How many attempts have failed since the connection was lost (0 right after it).
         attempt: u32,
@@ -125,6 +125,20 @@ impl fmt::Display for ConnectError {
 }
 
 impl std::error::Error for ConnectError {}
+
+impl ConnectError {
+    /// A few words for a status line ("connection refused").
+    pub fn short(&self) -> String {
+        match self {
+            Self::BadPort(_) => "invalid port".into(),
+            Self::UnknownHost { .. } => "unknown host".into(),
+            Self::Refused { .. } => "connection refused".into(),
+            Self::TimedOut { .. } => "timed out".into(),
+            Self::Turned { text } => text.clone(),
+            Self::Other { detail, .. } => detail.clone(),
+        }
+    }
+}
 
 /// Tunables of the network thread.
 #[derive(Debug, Clone)]
@@ -430,7 +444,7 @@ async fn reconnect(
                 }
                 return Reconnected::Up(c);
             }
-            Err(e) => error = e.to_string(),
+            Err(e) => error = e.short(),
         }
         attempt = attempt.saturating_add(1);
     }
@@ -479,30 +493,28 @@ async fn session(
     out: &Outlet,
 ) -> Ended {
     let (mut reader, mut writer) = client.split();
-    // The last BYE's text, to say why the server closed the connection.
-    let mut bye: Option<String> = None;
     loop {
         tokio::select! {
             // next_raw is cancel-safe: bytes read stay in the reader's buffer.
             line = reader.next_raw() => {
                 let raw = match line {
                     Ok(Some(raw)) => raw,
-                    Ok(None) => {
-                        return Ended::Lost(bye.unwrap_or_else(|| {
-                            "the server closed the connection".into()
-                        }));
-                    }
-                    Err(e) => return Ended::Lost(bye.unwrap_or_else(|| e.to_string())),
+                    Ok(None) => return Ended::Lost("the server closed the connection".into()),
+                    Err(e) => return Ended::Lost(e.to_string()),
                 };
                 let text = String::from_utf8_lossy(&raw);
                 let ev = match ServerLine::parse(&text) {
                     Ok(l) => {
+                        // BYE is the end: do not wait for the server to close the socket
+                        // (at shutdown it may give clients seconds to read).
                         if let ServerLine::Bye { reason, text } = &l {
-                            if *reason == ByeReason::Closed {
-                                out.send(NetEvent::Line(l.clone().into_owned()));
-                                return Ended::Closed;
-                            }
-                            bye = Some(text.to_string());
+                            let (closed, text) = (*reason == ByeReason::Closed, text.to_string());
+                            out.send(NetEvent::Line(l.into_owned()));
+                            return if closed {
+                                Ended::Closed
+                            } else {
+                                Ended::Lost(text)
+                            };
                         }
                         NetEvent::Line(l.into_owned())
                     }

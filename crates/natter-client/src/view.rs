@@ -168,6 +168,7 @@ fn banner(ui: &mut Ui, app: &mut ChatApp) {
     let (text, retry) = match &app.model.link {
         Link::Lost {
             error,
+            last_attempt,
             attempt,
             retry_in,
             since,
@@ -175,14 +176,13 @@ fn banner(ui: &mut Ui, app: &mut ChatApp) {
             let elapsed = (now() - *since).to_std().unwrap_or_default();
             let left = retry_in.saturating_sub(elapsed).as_secs_f32().ceil();
             let when = if left >= 1.0 {
-                format!("reconnecting in {left:.0} s")
+                format!("Reconnecting in {left:.0} s")
             } else {
-                "reconnecting…".to_owned()
+                "Reconnecting…".to_owned()
             };
-            let tries = if *attempt > 0 {
-                format!(" (attempt {})", attempt + 1)
-            } else {
-                String::new()
+            let tries = match last_attempt {
+                Some(why) => format!(" (attempt {attempt} failed: {why})"),
+                None => String::new(),
             };
             (format!("Connection lost: {error}. {when}{tries}"), true)
         }
@@ -487,9 +487,11 @@ fn people_panel(ui: &mut Ui, app: &mut ChatApp) {
                 ui.add_space(10.0);
             }
             let n = app.model.users.len();
-            section(ui, &format!("ONLINE — {n}"));
-            if n == 0 {
-                ui.label(RichText::new("nobody yet").color(theme::MUTED).italics());
+            if !app.model.registered {
+                section(ui, "ONLINE");
+                ui.label(RichText::new("not connected").color(theme::MUTED).italics());
+            } else {
+                section(ui, &format!("ONLINE — {n}"));
             }
             for u in &app.model.users {
                 if let Some(name) = person(ui, &app.model, u, false) {
@@ -517,6 +519,7 @@ fn conversation_view(ui: &mut Ui, app: &mut ChatApp) {
             ui.horizontal(|ui| {
                 ui.label(RichText::new(&conv.title).strong().size(17.0));
                 let sub = match &conv.id {
+                    ConvId::Everyone if !app.model.registered => "not connected".into(),
                     ConvId::Everyone => format!(
                         "everybody online · {} {}",
                         app.model.users.len(),
@@ -685,7 +688,16 @@ fn line_row(ui: &mut Ui, line: &Line, prev: Option<&Line>, me: Option<&str>) {
     if !continues {
         ui.add_space(4.0);
     }
-    let time = line.at.format("%H:%M").to_string();
+    // A time only when it changes, or a new sender starts: fewer digits to read past.
+    let same_minute = prev
+        .is_some_and(|p| p.at.format("%H:%M").to_string() == line.at.format("%H:%M").to_string());
+    let time = if same_minute
+        && (continues || (line.from.is_none() && prev.is_some_and(|p| p.kind == line.kind)))
+    {
+        String::new()
+    } else {
+        line.at.format("%H:%M").to_string()
+    };
     let highlight =
         matches!(line.kind, LineKind::Chat) && me.is_some_and(|me| mentions(&line.text, me));
     let frame = if highlight {
@@ -729,7 +741,19 @@ fn line_row(ui: &mut Ui, line: &Line, prev: Option<&Line>, me: Option<&str>) {
                 }
                 LineKind::Info => {
                     mark(ui, "›", theme::MUTED);
-                    ui.add(Label::new(RichText::new(&line.text).monospace()).wrap());
+                    match line.text.split_once('\t') {
+                        // The client's own help: the command, then what it does.
+                        Some((usage, what)) => {
+                            cell(ui, 190.0, Align::Min, 1.0, |ui| {
+                                let t = RichText::new(usage).monospace().color(theme::ACCENT);
+                                ui.add(Label::new(t).wrap());
+                            });
+                            ui.add(Label::new(what).wrap());
+                        }
+                        None => {
+                            ui.add(Label::new(RichText::new(&line.text).monospace()).wrap());
+                        }
+                    }
                 }
             }
         });

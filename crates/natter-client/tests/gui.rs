@@ -422,6 +422,7 @@ fn a_server_restart_is_survived() {
         h.state().model.registered && h.query_by_label("Reconnect now").is_none()
     });
     until(&mut h, "the room rejoined", |h| shows(h, "Rejoined #ops"));
+    assert!(shows(&h, "Disconnected: the server is shutting down"));
     // The history survived, and the server knows alice again, in her room.
     assert!(shows(&h, "before the restart"));
     let mut bob = server.user(&rt, "bob");
