@@ -1026,6 +1026,7 @@ impl Model {
                 if let Some(c) = self.conv_mut(&id) {
                     c.add_member(&name, false);
                     self.event(&id, now, &format!("{name} joined {room}"));
+                    self.sync_directory(&room);
                 }
             }
             ServerLine::Parted { room, name, reason } => {
@@ -1038,6 +1039,7 @@ impl Model {
                         format!("{name} left {room} ({reason})")
                     };
                     self.event(&id, now, &msg);
+                    self.sync_directory(&room);
                 }
             }
             ServerLine::Kicked {
@@ -1143,6 +1145,37 @@ impl Model {
         }
     }
 
+    /// Brings the directory's entry for a room we are in up to date with what we know of it
+    /// (members and topic), adding it if the directory does not list it yet.
+    fn sync_directory(&mut self, room: &str) {
+        let Some(c) = self.conversation(&ConvId::room(room)) else {
+            return;
+        };
+        if !c.joined {
+            return;
+        }
+        let info = RoomInfo {
+            name: c.title.clone(),
+            members: c.members.len(),
+            topic: c.topic.clone().unwrap_or_default(),
+        };
+        match self.directory.iter_mut().find(|r| same(&r.name, room)) {
+            Some(r) => *r = info,
+            None => {
+                self.directory.push(info);
+                self.directory.sort_by_key(|r| r.name.to_ascii_lowercase());
+            }
+        }
+    }
+
+    /// We left `room`: one member fewer, and gone from the directory if that was the last.
+    fn left_directory(&mut self, room: &str) {
+        if let Some(r) = self.directory.iter_mut().find(|r| same(&r.name, room)) {
+            r.members = r.members.saturating_sub(1);
+        }
+        self.directory.retain(|r| r.members > 0);
+    }
+
     fn on_kicked(&mut self, room: &str, name: &str, by: &str, reason: &str, now: Stamp) {
         let id = ConvId::room(room);
         let because = if reason.is_empty() {
@@ -1156,6 +1189,7 @@ impl Model {
                 c.members.clear();
             }
             self.error(&id, now, &format!("{by} removed you from {room}{because}"));
+            self.left_directory(room);
         } else if let Some(c) = self.conv_mut(&id) {
             c.remove_member(name);
             self.event(
@@ -1163,6 +1197,7 @@ impl Model {
                 now,
                 &format!("{by} removed {name} from {room}{because}"),
             );
+            self.sync_directory(room);
         }
     }
 
@@ -1188,6 +1223,7 @@ impl Model {
                 self.event(&id, now, &msg);
             }
         }
+        self.sync_directory(room);
     }
 
     fn on_ok(&mut self, verb: &str, detail: &str, now: Stamp) {
@@ -1277,6 +1313,7 @@ impl Model {
                 if !auto {
                     self.open(&id);
                 }
+                self.sync_directory(room);
             }
             ("PART", _) => {
                 let id = ConvId::room(detail);
@@ -1285,6 +1322,7 @@ impl Model {
                     c.members.clear();
                 }
                 self.event(&id, now, &format!("You left {detail}"));
+                self.left_directory(detail);
             }
             ("WHO", _) => {
                 let (room, count) = detail.split_once(' ').unwrap_or((detail, "0"));
@@ -1640,6 +1678,15 @@ mod tests {
         );
         let id = ConvId::room("#rust");
         assert_eq!(m.active, id);
+        // The directory learns of the room we joined, and keeps its count up to date.
+        let listed = |m: &Model| {
+            m.directory
+                .iter()
+                .map(|r| (r.name.clone(), r.members))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(listed(&m), [("#Rust".to_owned(), 2)]);
+        assert_eq!(m.directory[0].topic, "all about crabs");
         let c = m.conversation(&id).unwrap();
         assert_eq!(c.title, "#Rust");
         assert_eq!(c.topic.as_deref(), Some("all about crabs"));
@@ -1673,9 +1720,11 @@ mod tests {
         assert!(t.contains(&"carol joined #Rust".to_owned()));
         assert!(t.contains(&"bob set the topic: crabs only".to_owned()));
         assert!(t.contains(&"carol left #Rust (disconnected)".to_owned()));
+        assert_eq!(listed(&m), [("#Rust".to_owned(), 2)]);
         m.submit("/part", now());
         assert_eq!(sent(&mut m), ["PART #Rust"]);
         feed(&mut m, &["OK PART #Rust"]);
+        assert_eq!(listed(&m), [("#Rust".to_owned(), 1)]);
         assert!(!m.conversation(&id).unwrap().joined);
         m.submit("still here?", now());
         assert!(sent(&mut m).is_empty());
