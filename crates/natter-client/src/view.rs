@@ -270,7 +270,7 @@ fn conversations_panel(ui: &mut Ui, app: &mut ChatApp) {
                 theme::MUTED
             };
             status_dot(ui, dot);
-            ui.label(RichText::new(me).color(theme::ACCENT));
+            ui.add(Label::new(RichText::new(me).color(theme::ACCENT)).truncate());
         }
     });
     ui.add_space(6.0);
@@ -436,6 +436,24 @@ fn conversations_panel(ui: &mut Ui, app: &mut ChatApp) {
         app.model.join(&room, now());
         app.focus_compose = true;
     }
+    Panel::bottom("account")
+        .frame(Frame::new().inner_margin(Margin::symmetric(0, 6)))
+        .show_separator_line(false)
+        .show(ui, |ui| {
+            let server = format!("{}:{}", app.model.host, app.model.port);
+            ui.horizontal(|ui| {
+                ui.add(Label::new(RichText::new(server).color(theme::MUTED).small()).truncate());
+                ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
+                    if ui
+                        .add(Button::new(RichText::new("Disconnect").small()).frame(false))
+                        .on_hover_text("Say goodbye and go back to the connect screen")
+                        .clicked()
+                    {
+                        app.model.disconnect();
+                    }
+                });
+            });
+        });
 }
 
 /// One person in the side panel: a dot, the name, and a click to open a DM.

@@ -171,6 +171,15 @@ fn type_into(h: &mut Harness<'_, ChatApp>, label: &str, text: &str) {
     h.run_ok();
 }
 
+/// Clicks a text field and replaces what it holds.
+fn replace_in(h: &mut Harness<'_, ChatApp>, label: &str, text: &str) {
+    h.get_by_label(label).click();
+    h.run_ok();
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    h.get_by_label(label).type_text(text);
+    h.run_ok();
+}
+
 /// Types into the message box and presses Enter.
 fn send(h: &mut Harness<'_, ChatApp>, text: &str) {
     type_into(h, "Message", text);
@@ -181,7 +190,7 @@ fn send(h: &mut Harness<'_, ChatApp>, text: &str) {
 /// Connects, takes `name`, and waits for the chat screen.
 fn sign_in(h: &mut Harness<'_, ChatApp>, name: &str) {
     until(h, "the name screen", |h| h.query_by_label("Name").is_some());
-    type_into(h, "Name", name);
+    replace_in(h, "Name", name);
     h.get_by_role_and_label(Role::Button, "Join the chat")
         .click();
     until(h, "the chat screen", |h| {
@@ -206,21 +215,13 @@ fn a_taken_name_is_explained_and_another_can_be_tried() {
     });
     assert_eq!(h.state().model.screen, Screen::Name);
     // A name against the rules gets the server's reason too, on the same connection.
-    h.get_by_label("Name").click();
-    h.run_ok();
-    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
-    h.get_by_label("Name").type_text("9lives");
-    h.run_ok();
+    replace_in(&mut h, "Name", "9lives");
     h.get_by_role_and_label(Role::Button, "Join the chat")
         .click();
     until(&mut h, "the rule", |h| {
         shows(h, "name must start with a letter")
     });
-    h.get_by_label("Name").click();
-    h.run_ok();
-    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
-    h.get_by_label("Name").type_text("alice");
-    h.run_ok();
+    replace_in(&mut h, "Name", "alice");
     h.get_by_role_and_label(Role::Button, "Join the chat")
         .click();
     until(&mut h, "the chat screen", |h| {
@@ -451,11 +452,7 @@ fn the_connect_screen_says_what_went_wrong() {
     let mut port = h.get_by_label("Port").value().unwrap();
     assert_eq!(port, free.port().to_string());
     // A bad port is explained without trying.
-    h.get_by_label("Port").click();
-    h.run_ok();
-    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
-    h.get_by_label("Port").type_text("99999");
-    h.run_ok();
+    replace_in(&mut h, "Port", "99999");
     h.get_by_role_and_label(Role::Button, "Connect").click();
     until(&mut h, "the port rule", |h| {
         shows(h, "Invalid port \"99999\"")
@@ -464,11 +461,7 @@ fn the_connect_screen_says_what_went_wrong() {
     // Now a server is there: the same screen connects.
     let server = Server::on(&rt, free);
     port = server.addr.port().to_string();
-    h.get_by_label("Port").click();
-    h.run_ok();
-    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
-    h.get_by_label("Port").type_text(&port);
-    h.run_ok();
+    replace_in(&mut h, "Port", &port);
     h.key_press(egui::Key::Enter);
     until(&mut h, "the name screen", |h| {
         h.query_by_label("Name").is_some()
@@ -533,5 +526,33 @@ fn closing_the_window_says_close() {
         &rt,
         &mut bob,
         |l| matches!(l, ServerLine::Offline { name } if name == "alice"),
+    );
+}
+
+#[test]
+fn disconnecting_returns_to_the_connect_screen() {
+    let rt = runtime();
+    let server = Server::start(&rt);
+    let mut bob = server.user(&rt, "bob");
+    let mut h = window(server.addr, true);
+    sign_in(&mut h, "alice");
+    expect_line(&rt, &mut bob, |l| matches!(l, ServerLine::Online { .. }));
+    h.get_by_role_and_label(Role::Button, "Disconnect").click();
+    until(&mut h, "the connect screen", |h| {
+        h.query_by_label("Host").is_some()
+    });
+    expect_line(
+        &rt,
+        &mut bob,
+        |l| matches!(l, ServerLine::Offline { name } if name == "alice"),
+    );
+    // The last name is offered again; here we come back as someone else.
+    assert_eq!(h.state().name_draft, "alice");
+    h.get_by_role_and_label(Role::Button, "Connect").click();
+    sign_in(&mut h, "alice2");
+    expect_line(
+        &rt,
+        &mut bob,
+        |l| matches!(l, ServerLine::Online { name } if name == "alice2"),
     );
 }
