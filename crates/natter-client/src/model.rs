@@ -8,7 +8,7 @@
 //! or a server.
 //!
 //! The protocol answers every command with exactly one final `OK` or `ERROR`, in order, after
-//! any data lines. The model keeps a queue of the commands it sent ([`Pending`]) and pairs each
+//! any data lines. The model keeps a queue of the commands it sent (`Pending`) and pairs each
 //! final line with the oldest one, which is how a `NAME_TAKEN` lands next to the name field and
 //! a failed message is marked as failed.
 
