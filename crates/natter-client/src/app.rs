@@ -1,0 +1,163 @@
+//! The eframe application: the one struct that holds the UI's state, and the glue between
+//! the model, the network thread and the drawing code in [`crate::view`].
+
+use crate::model::{Link, Model, Screen};
+use crate::net::{Net, NetConfig};
+use crate::theme;
+use std::time::Duration;
+
+/// How the app starts.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The server's host, shown on the connect screen.
+    pub host: String,
+    /// The server's port.
+    pub port: u16,
+    /// Connect at once (a server was named on the command line) instead of waiting for the
+    /// connect screen's button.
+    pub connect_now: bool,
+    /// Timeouts and backoff of the network thread.
+    pub net: NetConfig,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            host: "localhost".into(),
+            port: 8090,
+            connect_now: false,
+            net: NetConfig::default(),
+        }
+    }
+}
+
+/// The application: the model plus what is being typed, and the network handle.
+#[derive(Debug)]
+pub struct ChatApp {
+    /// Everything the protocol told us and the conversations.
+    pub model: Model,
+    /// The network thread.
+    net: Net,
+    /// The connect screen's host field.
+    pub host_draft: String,
+    /// The connect screen's port field.
+    pub port_draft: String,
+    /// The name screen's field.
+    pub name_draft: String,
+    /// The message box.
+    pub compose: String,
+    /// The "join a room" field.
+    pub join_draft: String,
+    /// Give the message box the keyboard on the next frame.
+    pub focus_compose: bool,
+    /// Give the name field the keyboard on the next frame.
+    pub focus_name: bool,
+    /// Scroll the open conversation to its end on the next frame.
+    pub jump_to_end: bool,
+    /// The window title last set, so it is only sent when it changes.
+    title: String,
+    /// Set when the window closed and the server confirmed our `CLOSE` with `BYE CLOSED`.
+    pub said_goodbye: bool,
+}
+
+impl ChatApp {
+    /// Starts the network thread and, if asked, the first connection.
+    pub fn new(ctx: &egui::Context, options: Options) -> std::io::Result<Self> {
+        theme::apply(ctx);
+        let net = Net::start(ctx.clone(), options.net)?;
+        let mut app = Self {
+            model: Model::new(&options.host, options.port),
+            net,
+            host_draft: options.host.clone(),
+            port_draft: options.port.to_string(),
+            name_draft: String::new(),
+            compose: String::new(),
+            join_draft: String::new(),
+            focus_compose: true,
+            focus_name: true,
+            jump_to_end: false,
+            title: String::new(),
+            said_goodbye: false,
+        };
+        if options.connect_now {
+            app.model.connect(&options.host, &options.port.to_string());
+            app.flush();
+        }
+        Ok(app)
+    }
+
+    /// Hands the model's commands to the network thread.
+    pub fn flush(&mut self) {
+        for cmd in self.model.take_commands() {
+            self.net.send(cmd);
+        }
+    }
+
+    /// Applies every network event that has arrived.
+    pub fn pump(&mut self) {
+        let now = chrono::Local::now();
+        let before = (self.model.screen, self.model.name_error.clone());
+        while let Some(ev) = self.net.try_recv() {
+            self.model.on_net(ev, now);
+        }
+        self.flush();
+        // A new screen, or the server's answer about a name: put the keyboard where the user
+        // types next.
+        if (self.model.screen, self.model.name_error.clone()) != before {
+            match self.model.screen {
+                Screen::Name => self.focus_name = true,
+                Screen::Chat => self.focus_compose = true,
+                Screen::Connect => {}
+            }
+        }
+    }
+
+    /// Blocks until a network event is waiting, or `timeout` passes; true if one is.
+    ///
+    /// For tests and tools: they wait for the network this way instead of sleeping. The window
+    /// itself never blocks; the network thread wakes it.
+    pub fn wait_for_network(&mut self, timeout: Duration) -> bool {
+        self.net.wait(timeout)
+    }
+
+    /// The window title: who we are, and how much is unread.
+    fn window_title(&self) -> String {
+        let mut t = match &self.model.me {
+            Some(me) => format!("natter — {me}"),
+            None => "natter".to_owned(),
+        };
+        let unread = self.model.total_unread();
+        if unread > 0 {
+            t = format!("({unread}) {t}");
+        }
+        t
+    }
+}
+
+impl eframe::App for ChatApp {
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        self.pump();
+        if self.model.quit {
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+        }
+        // The banner counts down to the next attempt.
+        if matches!(self.model.link, Link::Lost { .. }) {
+            ctx.request_repaint_after(Duration::from_millis(500));
+        }
+        let title = self.window_title();
+        if title != self.title {
+            ctx.send_viewport_cmd(egui::ViewportCommand::Title(title.clone()));
+            self.title = title;
+        }
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        crate::view::show(ui, self);
+        self.flush();
+    }
+
+    fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
+        // Closing the window says CLOSE, so the others see us leave at once.
+        self.said_goodbye = self.net.close_and_wait(Duration::from_secs(1));
+    }
+}

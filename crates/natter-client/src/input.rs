@@ -1,0 +1,301 @@
+//! What the user typed in the message box: chat text, or a `/command`.
+//!
+//! Pure parsing, no state: the model decides what an [`Action`] means in the open
+//! conversation (which room `/part` leaves, where `/me` goes).
+
+/// One thing the user asked for by typing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Text for the open conversation (also `/me text`, sent as the text "/me text").
+    Say(String),
+    /// `/dm name text`: a direct message, opening its conversation.
+    Dm {
+        /// The recipient as typed.
+        to: String,
+        /// The text.
+        text: String,
+    },
+    /// `/dm name` or `/query name`: open a conversation without sending.
+    OpenDm(String),
+    /// `/join #room`.
+    Join(String),
+    /// `/part [#room] [reason]`: the open room when none is named.
+    Part {
+        /// The room, if named.
+        room: Option<String>,
+        /// Why, shown to the others.
+        reason: Option<String>,
+    },
+    /// `/list`: who is online.
+    List,
+    /// `/rooms`: every room.
+    Rooms,
+    /// `/who [#room]`: a room's members.
+    Who(Option<String>),
+    /// `/topic [#room] [text]`: show or set a topic.
+    Topic {
+        /// The room, if named.
+        room: Option<String>,
+        /// The new topic; none shows the current one.
+        text: Option<String>,
+    },
+    /// `/kick [#room] name [reason]`.
+    Kick {
+        /// The room, if named.
+        room: Option<String>,
+        /// Who.
+        user: String,
+        /// Why.
+        reason: Option<String>,
+    },
+    /// `/name newname` (or `/nick`): change name.
+    Name(String),
+    /// `/help`: the client's commands; `/help WORD`: the server's help on a protocol command.
+    Help(Option<String>),
+    /// `/raw LINE`: a protocol line sent as typed.
+    Raw(String),
+    /// `/quit`: say goodbye and close the window.
+    Quit,
+}
+
+/// The client's commands, for `/help`: syntax and what it does.
+pub const COMMANDS: &[(&str, &str)] = &[
+    (
+        "/dm <name> [text]",
+        "send a direct message, or open a conversation with <name>",
+    ),
+    ("/join <#room>", "join a room, creating it if needed"),
+    (
+        "/part [#room] [reason]",
+        "leave a room (the open one by default)",
+    ),
+    (
+        "/topic [#room] [text]",
+        "show a room's topic, or set it (operators)",
+    ),
+    ("/who [#room]", "list a room's members"),
+    ("/rooms", "list every room"),
+    ("/list", "list who is online"),
+    (
+        "/kick [#room] <name> [reason]",
+        "remove someone from a room (operators)",
+    ),
+    ("/name <newname>", "change your name"),
+    ("/me <action>", "say what you are doing (\"/me waves\")"),
+    (
+        "/raw <LINE>",
+        "send a protocol line as typed (see /help <COMMAND>)",
+    ),
+    (
+        "/help [COMMAND]",
+        "this list, or the server's help on a protocol command",
+    ),
+    ("/quit", "say goodbye and close the window"),
+    ("//text", "send text that starts with /"),
+];
+
+/// Splits off the first space-separated word.
+fn word(s: &str) -> (&str, &str) {
+    let s = s.trim_start_matches(' ');
+    match s.split_once(' ') {
+        Some((w, rest)) => (w, rest.trim_start_matches(' ')),
+        None => (s, ""),
+    }
+}
+
+/// `Some(text)` unless the text is blank.
+fn some(text: &str) -> Option<String> {
+    (!text.trim().is_empty()).then(|| text.to_owned())
+}
+
+/// Adds the `#` a room name needs when the user left it out.
+pub fn room_name(word: &str) -> String {
+    if word.starts_with('#') {
+        word.to_owned()
+    } else {
+        format!("#{word}")
+    }
+}
+
+/// Splits an optional leading `#room` word off `rest`.
+fn optional_room(rest: &str) -> (Option<String>, &str) {
+    let (w, after) = word(rest);
+    if w.starts_with('#') {
+        (Some(w.to_owned()), after)
+    } else {
+        (None, rest)
+    }
+}
+
+/// Parses one submission. `Ok(None)` is blank input; `Err` is a message for the user.
+pub fn parse(input: &str) -> Result<Option<Action>, String> {
+    if input.trim().is_empty() {
+        return Ok(None);
+    }
+    let Some(cmd) = input.strip_prefix('/') else {
+        return Ok(Some(Action::Say(input.to_owned())));
+    };
+    if cmd.starts_with('/') {
+        return Ok(Some(Action::Say(cmd.to_owned())));
+    }
+    let (verb, rest) = word(cmd);
+    let need = |what: &str| format!("/{verb} needs {what}; type /help");
+    let action = match verb.to_ascii_lowercase().as_str() {
+        "me" => match some(rest) {
+            Some(_) => Action::Say(input.trim_start().to_owned()),
+            None => return Err(need("an action, as in /me waves")),
+        },
+        "dm" | "msg" | "query" => {
+            let (to, text) = word(rest);
+            if to.is_empty() {
+                return Err(need("a name"));
+            }
+            match some(text) {
+                Some(text) => Action::Dm {
+                    to: to.to_owned(),
+                    text,
+                },
+                None => Action::OpenDm(to.to_owned()),
+            }
+        }
+        "join" | "j" => {
+            let (room, extra) = word(rest);
+            if room.is_empty() {
+                return Err(need("a room, as in /join #rust"));
+            }
+            if !extra.trim().is_empty() {
+                return Err("room names have no spaces; join one room at a time".into());
+            }
+            Action::Join(room_name(room))
+        }
+        "part" | "leave" => {
+            let (room, reason) = optional_room(rest);
+            Action::Part {
+                room,
+                reason: some(reason),
+            }
+        }
+        "list" | "users" => Action::List,
+        "rooms" => Action::Rooms,
+        "who" | "names" => {
+            let (room, _) = word(rest);
+            Action::Who((!room.is_empty()).then(|| room_name(room)))
+        }
+        "topic" => {
+            let (room, text) = optional_room(rest);
+            Action::Topic {
+                room,
+                text: some(text),
+            }
+        }
+        "kick" => {
+            let (room, rest) = optional_room(rest);
+            let (user, reason) = word(rest);
+            if user.is_empty() {
+                return Err(need("a name"));
+            }
+            Action::Kick {
+                room,
+                user: user.to_owned(),
+                reason: some(reason),
+            }
+        }
+        "name" | "nick" => {
+            let new = rest.trim();
+            if new.is_empty() {
+                return Err(need("a new name"));
+            }
+            Action::Name(new.to_owned())
+        }
+        "help" | "?" => Action::Help(some(rest).map(|s| s.trim().to_owned())),
+        "raw" | "quote" => match some(rest) {
+            Some(line) => Action::Raw(line),
+            None => return Err(need("a protocol line, as in /raw HELP")),
+        },
+        "quit" | "exit" | "close" => Action::Quit,
+        _ => return Err(format!("unknown command /{verb}; type /help for the list")),
+    };
+    Ok(Some(action))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Action {
+        parse(s).unwrap().unwrap()
+    }
+
+    #[test]
+    fn chat_text_is_kept_exactly() {
+        assert_eq!(p("  hi  there "), Action::Say("  hi  there ".into()));
+        assert_eq!(p("//etc/passwd"), Action::Say("/etc/passwd".into()));
+        assert_eq!(p("/me waves"), Action::Say("/me waves".into()));
+        assert_eq!(parse("   ").unwrap(), None);
+    }
+
+    #[test]
+    fn commands() {
+        assert_eq!(
+            p("/dm bob  see you  "),
+            Action::Dm {
+                to: "bob".into(),
+                text: "see you  ".into()
+            }
+        );
+        assert_eq!(p("/dm bob"), Action::OpenDm("bob".into()));
+        assert_eq!(p("/join rust"), Action::Join("#rust".into()));
+        assert_eq!(p("/JOIN #rust"), Action::Join("#rust".into()));
+        assert_eq!(
+            p("/part"),
+            Action::Part {
+                room: None,
+                reason: None
+            }
+        );
+        assert_eq!(
+            p("/part #a bye now"),
+            Action::Part {
+                room: Some("#a".into()),
+                reason: Some("bye now".into())
+            }
+        );
+        assert_eq!(
+            p("/topic new topic"),
+            Action::Topic {
+                room: None,
+                text: Some("new topic".into())
+            }
+        );
+        assert_eq!(
+            p("/kick #a bob spam"),
+            Action::Kick {
+                room: Some("#a".into()),
+                user: "bob".into(),
+                reason: Some("spam".into())
+            }
+        );
+        assert_eq!(p("/name carol"), Action::Name("carol".into()));
+        assert_eq!(p("/help"), Action::Help(None));
+        assert_eq!(p("/help dm"), Action::Help(Some("dm".into())));
+        assert_eq!(p("/raw LIST"), Action::Raw("LIST".into()));
+        assert_eq!(p("/quit"), Action::Quit);
+        assert_eq!(p("/list"), Action::List);
+        assert_eq!(p("/rooms"), Action::Rooms);
+        assert_eq!(p("/who"), Action::Who(None));
+        assert_eq!(p("/who x"), Action::Who(Some("#x".into())));
+    }
+
+    #[test]
+    fn mistakes_are_explained() {
+        assert!(
+            parse("/frobnicate")
+                .unwrap_err()
+                .contains("unknown command /frobnicate")
+        );
+        assert!(parse("/dm").unwrap_err().contains("needs a name"));
+        assert!(parse("/join").unwrap_err().contains("needs a room"));
+        assert!(parse("/me").is_err());
+        assert!(parse("/name").is_err());
+    }
+}

@@ -1,0 +1,1908 @@
+//! The client's state and the pure reducer that changes it.
+//!
+//! Everything the window shows comes from [`Model`], and everything that changes it comes
+//! through three doors: [`Model::on_net`] (a network event, usually a server line), the user
+//! methods ([`Model::connect`], [`Model::register`], [`Model::submit`], ...), and nothing else.
+//! The model never does I/O: what it wants sent waits in an outbox that the app drains with
+//! [`Model::take_commands`]. The time is an argument, so tests run without a clock, a window
+//! or a server.
+//!
+//! The protocol answers every command with exactly one final `OK` or `ERROR`, in order, after
+//! any data lines. The model keeps a queue of the commands it sent (`Pending`) and pairs each
+//! final line with the oldest one, which is how a `NAME_TAKEN` lands next to the name field and
+//! a failed message is marked as failed.
+
+use crate::input::{self, Action};
+use crate::net::{NetCommand, NetEvent};
+use natter_proto::{ByeReason, ServerLine};
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// A point in time, in the user's time zone.
+pub type Stamp = chrono::DateTime<chrono::Local>;
+
+/// The most lines one conversation keeps; older ones are dropped.
+pub const MAX_LINES: usize = 5000;
+
+/// Which conversation: names and rooms are folded, since the protocol ignores their case.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ConvId {
+    /// Everyone: `MESSAGE` to and from all registered users.
+    Everyone,
+    /// A room, by folded name.
+    Room(String),
+    /// Direct messages with one user, by folded name.
+    Dm(String),
+}
+
+impl ConvId {
+    /// The conversation of a room.
+    pub fn room(name: &str) -> Self {
+        Self::Room(natter_proto::room::fold(name))
+    }
+
+    /// The direct-message conversation with a user.
+    pub fn dm(name: &str) -> Self {
+        Self::Dm(natter_proto::name::fold(name))
+    }
+}
+
+/// What became of a line we sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Sent; the server has not answered yet.
+    Sending,
+    /// The server accepted it.
+    Delivered,
+    /// The server refused it (an error line follows it).
+    Failed,
+    /// The connection was lost before the answer: it may or may not have arrived.
+    Unconfirmed,
+}
+
+/// What kind of line, which decides how it looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineKind {
+    /// Someone else's text.
+    Chat,
+    /// Our own text, with its fate.
+    Own(Delivery),
+    /// Something that happened: joins, leaves, renames, topics, connection changes.
+    Event,
+    /// Something went wrong: an `ERROR` answer, a mistake in a command, a lost connection.
+    Error,
+    /// An answer we asked for: `/help`, `/list`, `/who`, `/rooms`.
+    Info,
+}
+
+/// One line of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    /// Unique in this model, so an answer can find the line it confirms.
+    pub id: u64,
+    /// When it arrived or was sent.
+    pub at: Stamp,
+    /// Who wrote it (chat lines only).
+    pub from: Option<String>,
+    /// The text, exactly as sent.
+    pub text: String,
+    /// How to show it.
+    pub kind: LineKind,
+}
+
+impl Line {
+    /// For a chat line sent as `/me waves`, the action ("waves").
+    pub fn action(&self) -> Option<&str> {
+        self.from.as_ref()?;
+        self.text.strip_prefix("/me ")
+    }
+}
+
+/// A member of a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The name as registered.
+    pub name: String,
+    /// Whether the member is one of the room's operators.
+    pub op: bool,
+}
+
+/// One conversation: Everyone, a room or a DM partner.
+#[derive(Debug, Clone)]
+pub struct Conversation {
+    /// Which one.
+    pub id: ConvId,
+    /// Its name as shown: "Everyone", "#rust", "bob".
+    pub title: String,
+    /// The history, oldest first, at most [`MAX_LINES`].
+    pub lines: VecDeque<Line>,
+    /// Chat lines that arrived while another conversation was open.
+    pub unread: usize,
+    /// Rooms: we are a member (and rejoin after a reconnect). DMs: the partner is online.
+    pub joined: bool,
+    /// Rooms: the members, sorted by name ignoring case.
+    pub members: Vec<Member>,
+    /// Rooms: the topic, if one is set.
+    pub topic: Option<String>,
+}
+
+impl Conversation {
+    fn new(id: ConvId, title: &str) -> Self {
+        Self {
+            joined: id == ConvId::Everyone,
+            id,
+            title: title.to_owned(),
+            lines: VecDeque::new(),
+            unread: 0,
+            members: Vec::new(),
+            topic: None,
+        }
+    }
+
+    /// Whether this is a room.
+    pub fn is_room(&self) -> bool {
+        matches!(self.id, ConvId::Room(_))
+    }
+
+    /// Whether this is a direct-message conversation.
+    pub fn is_dm(&self) -> bool {
+        matches!(self.id, ConvId::Dm(_))
+    }
+
+    fn push(&mut self, line: Line, active: bool) {
+        if line.kind == LineKind::Chat && !active {
+            self.unread += 1;
+        }
+        self.lines.push_back(line);
+        while self.lines.len() > MAX_LINES {
+            self.lines.pop_front();
+        }
+    }
+
+    fn add_member(&mut self, name: &str, op: bool) {
+        if let Some(m) = self.members.iter_mut().find(|m| same(&m.name, name)) {
+            m.name = name.to_owned();
+            m.op |= op;
+            return;
+        }
+        self.members.push(Member {
+            name: name.to_owned(),
+            op,
+        });
+        sort_members(&mut self.members);
+    }
+
+    fn remove_member(&mut self, name: &str) -> bool {
+        let before = self.members.len();
+        self.members.retain(|m| !same(&m.name, name));
+        before != self.members.len()
+    }
+}
+
+/// One room in the server's directory (`ROOMS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomInfo {
+    /// Its name.
+    pub name: String,
+    /// How many members it has.
+    pub members: usize,
+    /// Its topic, possibly empty.
+    pub topic: String,
+}
+
+/// The state of the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Link {
+    /// Not connected and not trying: the connect screen.
+    Idle,
+    /// The first connection attempt is under way.
+    Connecting,
+    /// Connected; the server greeted us.
+    Up,
+    /// A connection that was up is gone; the network thread retries.
+    Lost {
+        /// Why the connection ended.
+        error: String,
+        /// Why the last attempt to reconnect failed, once one has.
+        last_attempt: Option<String>,
+        /// Failed attempts since the loss.
+        attempt: u32,
+        /// Until the next attempt, from `since`.
+        retry_in: Duration,
+        /// When this state began.
+        since: Stamp,
+    },
+    /// Closed at the user's request.
+    Closed,
+}
+
+/// Which screen the window shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Screen {
+    /// Host and port, and what went wrong with the last attempt.
+    Connect,
+    /// Choosing a name.
+    Name,
+    /// The conversations.
+    Chat,
+}
+
+/// A command sent and not yet answered, with what its answer should update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Pending {
+    /// `REGISTER`; `auto` when the model re-registers after a reconnect.
+    Register { auto: bool, shown_in: ConvId },
+    /// `LIST`; `shown_in` is `None` for the silent refresh after registering.
+    List { shown_in: Option<ConvId> },
+    /// `MESSAGE`, `SAY` or `DM` for the line with this id.
+    Chat { line: u64, conv: ConvId },
+    /// `JOIN`; `auto` when rejoining after a reconnect.
+    Join {
+        room: String,
+        auto: bool,
+        shown_in: ConvId,
+    },
+    /// `ROOMS`.
+    Rooms { shown_in: Option<ConvId> },
+    /// `TOPIC` without text: a question.
+    TopicQuery { room: String, shown_in: ConvId },
+    /// Any other command: its answer or error goes to `shown_in`.
+    Other { shown_in: ConvId },
+    /// `CLOSE`.
+    Close,
+}
+
+impl Pending {
+    fn shown_in(&self) -> Option<&ConvId> {
+        match self {
+            Self::Register { shown_in, .. }
+            | Self::Join { shown_in, .. }
+            | Self::TopicQuery { shown_in, .. }
+            | Self::Other { shown_in } => Some(shown_in),
+            Self::List { shown_in } | Self::Rooms { shown_in } => shown_in.as_ref(),
+            Self::Chat { conv, .. } => Some(conv),
+            Self::Close => None,
+        }
+    }
+}
+
+/// A presence change, kept while a `LIST` is pending so it can be re-applied to the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Presence {
+    Online(String),
+    Offline(String),
+    Renamed(String, String),
+}
+
+/// Whether two names (or rooms) are the same, ignoring ASCII case as the protocol does.
+fn same(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+fn sort_names(names: &mut [String]) {
+    names.sort_by_key(|a| a.to_ascii_lowercase());
+}
+
+fn sort_members(members: &mut [Member]) {
+    members.sort_by(|a, b| {
+        b.op.cmp(&a.op).then_with(|| {
+            a.name
+                .to_ascii_lowercase()
+                .cmp(&b.name.to_ascii_lowercase())
+        })
+    });
+}
+
+/// The whole client state.
+#[derive(Debug)]
+pub struct Model {
+    /// The server to connect to, as typed.
+    pub host: String,
+    /// Its port.
+    pub port: u16,
+    /// The connection.
+    pub link: Link,
+    /// The screen to show.
+    pub screen: Screen,
+    /// Why the last connection attempt failed, for the connect screen.
+    pub connect_error: Option<String>,
+    /// The server's answer to the last name tried, for the name screen.
+    pub name_error: Option<String>,
+    /// Our name: as registered, kept across a lost connection so it can be taken again.
+    pub me: Option<String>,
+    /// Whether `me` is registered on the current connection.
+    pub registered: bool,
+    /// The server's greeting.
+    pub greeting: Option<String>,
+    /// Registered users online, sorted by name ignoring case.
+    pub users: Vec<String>,
+    /// Everyone first, then rooms and DMs in the order they were opened.
+    pub conversations: Vec<Conversation>,
+    /// The conversation on screen.
+    pub active: ConvId,
+    /// The server's rooms, from the last `ROOMS`.
+    pub directory: Vec<RoomInfo>,
+    /// Set when the user asked to quit and the server said goodbye: the app closes.
+    pub quit: bool,
+    /// Whether the user asked to quit.
+    quitting: bool,
+    /// Commands sent and not yet answered, oldest first.
+    pending: VecDeque<Pending>,
+    /// After a (re)connect, what to do once registered: refresh the lists, rejoin rooms.
+    setup_due: bool,
+    /// `USER` lines of the answer being read.
+    users_buf: Vec<String>,
+    /// `MEMBER` lines of the answer being read.
+    members_buf: Vec<Member>,
+    /// `ROOM` lines of the answer being read.
+    rooms_buf: Vec<RoomInfo>,
+    /// `HELP` lines of the answer being read.
+    help_buf: Vec<String>,
+    /// A `TOPIC` data line of the answer being read: (by, text).
+    topic_buf: Option<(String, String)>,
+    /// Presence events since the oldest pending `LIST` was sent.
+    presence_log: Vec<Presence>,
+    /// Commands for the network thread.
+    outbox: Vec<NetCommand>,
+    /// The next line id.
+    next_id: u64,
+}
+
+impl Model {
+    /// A model for the server at `host:port`, not connected.
+    pub fn new(host: &str, port: u16) -> Self {
+        Self {
+            host: host.to_owned(),
+            port,
+            link: Link::Idle,
+            screen: Screen::Connect,
+            connect_error: None,
+            name_error: None,
+            me: None,
+            registered: false,
+            greeting: None,
+            users: Vec::new(),
+            conversations: vec![Conversation::new(ConvId::Everyone, "Everyone")],
+            active: ConvId::Everyone,
+            directory: Vec::new(),
+            quit: false,
+            quitting: false,
+            pending: VecDeque::new(),
+            setup_due: false,
+            users_buf: Vec::new(),
+            members_buf: Vec::new(),
+            rooms_buf: Vec::new(),
+            help_buf: Vec::new(),
+            topic_buf: None,
+            presence_log: Vec::new(),
+            outbox: Vec::new(),
+            next_id: 1,
+        }
+    }
+
+    /// What the network thread should do, in order; empties the outbox.
+    pub fn take_commands(&mut self) -> Vec<NetCommand> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// Whether lines can be sent now.
+    pub fn is_up(&self) -> bool {
+        self.link == Link::Up
+    }
+
+    /// A conversation by id.
+    pub fn conversation(&self, id: &ConvId) -> Option<&Conversation> {
+        self.conversations.iter().find(|c| &c.id == id)
+    }
+
+    /// The conversation on screen.
+    pub fn active_conversation(&self) -> &Conversation {
+        self.conversation(&self.active)
+            .unwrap_or(&self.conversations[0])
+    }
+
+    /// Unread chat lines in every conversation.
+    pub fn total_unread(&self) -> usize {
+        self.conversations.iter().map(|c| c.unread).sum()
+    }
+
+    /// Whether `name` is us.
+    pub fn is_me(&self, name: &str) -> bool {
+        self.me.as_deref().is_some_and(|me| same(me, name))
+    }
+
+    fn conv_mut(&mut self, id: &ConvId) -> Option<&mut Conversation> {
+        self.conversations.iter_mut().find(|c| &c.id == id)
+    }
+
+    /// The conversation `id`, created with `title` if it does not exist.
+    fn ensure(&mut self, id: ConvId, title: &str) -> &mut Conversation {
+        let i = match self.conversations.iter().position(|c| c.id == id) {
+            Some(i) => i,
+            None => {
+                let conv = Conversation::new(id.clone(), title);
+                // Rooms go before DMs, after the other rooms.
+                let at = if conv.is_room() {
+                    self.conversations
+                        .iter()
+                        .position(|c| c.is_dm())
+                        .unwrap_or(self.conversations.len())
+                } else {
+                    self.conversations.len()
+                };
+                self.conversations.insert(at, conv);
+                at
+            }
+        };
+        &mut self.conversations[i]
+    }
+
+    fn line(&mut self, at: Stamp, from: Option<&str>, text: &str, kind: LineKind) -> Line {
+        let id = self.next_id;
+        self.next_id += 1;
+        Line {
+            id,
+            at,
+            from: from.map(str::to_owned),
+            text: text.to_owned(),
+            kind,
+        }
+    }
+
+    /// Adds a line to a conversation that exists (Everyone if it does not); returns its id.
+    fn push(
+        &mut self,
+        conv: &ConvId,
+        at: Stamp,
+        from: Option<&str>,
+        text: &str,
+        kind: LineKind,
+    ) -> u64 {
+        let line = self.line(at, from, text, kind);
+        let id = line.id;
+        let active = &self.active == conv;
+        match self.conversations.iter_mut().find(|c| &c.id == conv) {
+            Some(c) => c.push(line, active),
+            None => {
+                let active = self.active == ConvId::Everyone;
+                self.conversations[0].push(line, active);
+            }
+        }
+        id
+    }
+
+    fn event(&mut self, conv: &ConvId, at: Stamp, text: &str) {
+        self.push(conv, at, None, text, LineKind::Event);
+    }
+
+    fn error(&mut self, conv: &ConvId, at: Stamp, text: &str) {
+        self.push(conv, at, None, text, LineKind::Error);
+    }
+
+    fn info(&mut self, conv: &ConvId, at: Stamp, text: &str) {
+        self.push(conv, at, None, text, LineKind::Info);
+    }
+
+    fn send(&mut self, line: String, pending: Pending) {
+        self.pending.push_back(pending);
+        self.outbox.push(NetCommand::Send(line));
+    }
+
+    // ---- user actions ----------------------------------------------------------------------
+
+    /// Connect to `host` and `port` (as typed on the connect screen).
+    pub fn connect(&mut self, host: &str, port: &str) {
+        let host = host.trim();
+        if host.is_empty() {
+            self.connect_error = Some("Type the server's host name or address.".into());
+            return;
+        }
+        let port_text = port.trim();
+        let port = match port_text.parse::<u16>() {
+            Ok(p) if p > 0 => p,
+            _ => {
+                self.connect_error =
+                    Some(crate::net::ConnectError::BadPort(port_text.to_owned()).to_string());
+                return;
+            }
+        };
+        self.host = host.to_owned();
+        self.port = port;
+        self.connect_error = None;
+        self.link = Link::Connecting;
+        self.outbox.push(NetCommand::Connect {
+            host: host.to_owned(),
+            port,
+        });
+    }
+
+    /// Ask for `name` (the name screen's button).
+    pub fn register(&mut self, name: &str) {
+        let name = name.trim();
+        if name.is_empty() {
+            self.name_error = Some("Type a name first.".into());
+            return;
+        }
+        if !self.is_up() {
+            self.name_error = Some("Not connected yet; wait a moment and try again.".into());
+            return;
+        }
+        if self
+            .pending
+            .iter()
+            .any(|p| matches!(p, Pending::Register { .. }))
+        {
+            return; // one at a time: the answer decides what happens next
+        }
+        self.name_error = None;
+        self.send(
+            format!("REGISTER {name}"),
+            Pending::Register {
+                auto: false,
+                shown_in: self.active.clone(),
+            },
+        );
+    }
+
+    /// Whether a name is being asked for and not yet answered.
+    pub fn registering(&self) -> bool {
+        self.pending
+            .iter()
+            .any(|p| matches!(p, Pending::Register { .. }))
+    }
+
+    /// Opens a conversation and marks it read.
+    pub fn open(&mut self, id: &ConvId) {
+        if let Some(c) = self.conv_mut(id) {
+            c.unread = 0;
+            self.active = id.clone();
+        }
+    }
+
+    /// Opens (creating if needed) the DM conversation with `name`.
+    pub fn open_dm(&mut self, name: &str) {
+        let id = ConvId::dm(name);
+        let online = self.users.iter().any(|u| same(u, name));
+        let title = self
+            .users
+            .iter()
+            .find(|u| same(u, name))
+            .cloned()
+            .unwrap_or_else(|| name.to_owned());
+        let c = self.ensure(id.clone(), &title);
+        c.joined = online;
+        self.open(&id);
+    }
+
+    /// Removes a DM conversation or a room that was left; leaves a joined room first.
+    pub fn close_conversation(&mut self, id: &ConvId, now: Stamp) {
+        if *id == ConvId::Everyone {
+            return;
+        }
+        if let Some(c) = self.conversation(id)
+            && c.is_room()
+            && c.joined
+        {
+            let room = c.title.clone();
+            self.part(&room, None, now);
+        }
+        self.conversations.retain(|c| &c.id != id);
+        if &self.active == id {
+            self.active = ConvId::Everyone;
+            self.conversations[0].unread = 0;
+        }
+    }
+
+    /// Joins `room` (the `#` is added if missing).
+    pub fn join(&mut self, room: &str, now: Stamp) {
+        let room = input::room_name(room.trim());
+        if !self.require_up(now) {
+            return;
+        }
+        if let Some(c) = self.conversation(&ConvId::room(&room))
+            && c.joined
+        {
+            let id = c.id.clone();
+            self.open(&id);
+            return;
+        }
+        self.send(
+            format!("JOIN {room}"),
+            Pending::Join {
+                room,
+                auto: false,
+                shown_in: self.active.clone(),
+            },
+        );
+    }
+
+    /// Leaves `room`.
+    pub fn part(&mut self, room: &str, reason: Option<&str>, now: Stamp) {
+        if !self.require_up(now) {
+            return;
+        }
+        let line = match reason {
+            Some(r) => format!("PART {room} {r}"),
+            None => format!("PART {room}"),
+        };
+        self.send(
+            line,
+            Pending::Other {
+                shown_in: ConvId::room(room),
+            },
+        );
+    }
+
+    /// Asks for the room directory.
+    pub fn refresh_rooms(&mut self) {
+        if self.is_up() && self.registered {
+            self.send("ROOMS".into(), Pending::Rooms { shown_in: None });
+        }
+    }
+
+    /// Skips the reconnect wait.
+    pub fn retry_now(&mut self) {
+        self.outbox.push(NetCommand::RetryNow);
+    }
+
+    /// Closes the connection and returns to the connect screen.
+    pub fn disconnect(&mut self) {
+        self.outbox.push(NetCommand::Close);
+    }
+
+    /// Says goodbye to the server; [`Model::quit`] is set when it is done.
+    pub fn request_quit(&mut self) {
+        self.quitting = true;
+        if self.is_up() {
+            self.pending.push_back(Pending::Close);
+            self.outbox.push(NetCommand::Close);
+        } else {
+            self.quit = true;
+        }
+    }
+
+    /// False (after saying why in the open conversation) when not connected and registered.
+    fn require_up(&mut self, now: Stamp) -> bool {
+        if self.is_up() && self.registered {
+            return true;
+        }
+        let active = self.active.clone();
+        self.error(
+            &active,
+            now,
+            "Not connected right now; your text is kept, send it again once reconnected.",
+        );
+        false
+    }
+
+    /// Handles what was typed in the message box; true when the box should be cleared.
+    pub fn submit(&mut self, text: &str, now: Stamp) -> bool {
+        let active = self.active.clone();
+        let action = match input::parse(text) {
+            Ok(Some(a)) => a,
+            Ok(None) => return false,
+            Err(msg) => {
+                self.error(&active, now, &msg);
+                return false;
+            }
+        };
+        match action {
+            Action::Help(None) => {
+                self.info(&active, now, "Commands (type them in the message box):");
+                for (usage, what) in input::COMMANDS {
+                    self.info(&active, now, &format!("{usage}\t{what}"));
+                }
+                return true;
+            }
+            Action::OpenDm(name) => {
+                self.open_dm(&name);
+                return true;
+            }
+            Action::Quit => {
+                self.request_quit();
+                return true;
+            }
+            _ => {}
+        }
+        if !self.require_up(now) {
+            return false;
+        }
+        let here = || Pending::Other {
+            shown_in: active.clone(),
+        };
+        let room_or_active = |m: &Self, room: Option<String>| -> Result<String, String> {
+            match room {
+                Some(r) => Ok(r),
+                None => match m.active_conversation() {
+                    c if c.is_room() => Ok(c.title.clone()),
+                    _ => Err("name a room (#name) or open one first".into()),
+                },
+            }
+        };
+        match action {
+            Action::Say(text) => self.say(text, now),
+            Action::Dm { to, text } => {
+                self.open_dm(&to);
+                self.say(text, now);
+            }
+            Action::Join(room) => self.join(&room, now),
+            Action::Part { room, reason } => match room_or_active(self, room) {
+                Ok(room) => self.part(&room, reason.as_deref(), now),
+                Err(e) => {
+                    self.error(&active, now, &format!("/part: {e}"));
+                    return false;
+                }
+            },
+            Action::List => self.send(
+                "LIST".into(),
+                Pending::List {
+                    shown_in: Some(active.clone()),
+                },
+            ),
+            Action::Rooms => self.send(
+                "ROOMS".into(),
+                Pending::Rooms {
+                    shown_in: Some(active.clone()),
+                },
+            ),
+            Action::Who(room) => match room_or_active(self, room) {
+                Ok(room) => self.send(format!("WHO {room}"), here()),
+                Err(e) => {
+                    self.error(&active, now, &format!("/who: {e}"));
+                    return false;
+                }
+            },
+            Action::Topic { room, text } => match room_or_active(self, room) {
+                Ok(room) => match text {
+                    Some(t) => self.send(format!("TOPIC {room} {t}"), here()),
+                    None => self.send(
+                        format!("TOPIC {room}"),
+                        Pending::TopicQuery {
+                            room,
+                            shown_in: active.clone(),
+                        },
+                    ),
+                },
+                Err(e) => {
+                    self.error(&active, now, &format!("/topic: {e}"));
+                    return false;
+                }
+            },
+            Action::Kick { room, user, reason } => match room_or_active(self, room) {
+                Ok(room) => {
+                    let line = match reason {
+                        Some(r) => format!("KICK {room} {user} {r}"),
+                        None => format!("KICK {room} {user}"),
+                    };
+                    self.send(line, here());
+                }
+                Err(e) => {
+                    self.error(&active, now, &format!("/kick: {e}"));
+                    return false;
+                }
+            },
+            Action::Name(name) => self.send(
+                format!("REGISTER {name}"),
+                Pending::Register {
+                    auto: false,
+                    shown_in: active.clone(),
+                },
+            ),
+            Action::Help(Some(word)) => self.send(format!("HELP {word}"), here()),
+            Action::Raw(line) => {
+                self.info(&active, now, &format!("> {line}"));
+                if line.trim().eq_ignore_ascii_case("CLOSE") {
+                    self.pending.push_back(Pending::Close);
+                    self.outbox.push(NetCommand::Send(line));
+                } else {
+                    self.send(line, here());
+                }
+            }
+            Action::Help(None) | Action::OpenDm(_) | Action::Quit => {
+                unreachable!("handled above")
+            }
+        }
+        true
+    }
+
+    /// Sends chat text to the open conversation and shows it there at once.
+    fn say(&mut self, text: String, now: Stamp) {
+        let conv = self.active_conversation();
+        let (line, id) = match &conv.id {
+            ConvId::Everyone => (format!("MESSAGE {text}"), conv.id.clone()),
+            ConvId::Room(_) if !conv.joined => {
+                let msg = format!("You are not in {}; /join {} first.", conv.title, conv.title);
+                let id = conv.id.clone();
+                self.error(&id, now, &msg);
+                return;
+            }
+            ConvId::Room(_) => (format!("SAY {} {text}", conv.title), conv.id.clone()),
+            ConvId::Dm(_) => (format!("DM {} {text}", conv.title), conv.id.clone()),
+        };
+        let me = self.me.clone();
+        let line_id = self.push(
+            &id,
+            now,
+            me.as_deref(),
+            &text,
+            LineKind::Own(Delivery::Sending),
+        );
+        self.send(
+            line,
+            Pending::Chat {
+                line: line_id,
+                conv: id,
+            },
+        );
+    }
+
+    fn set_delivery(&mut self, conv: &ConvId, line: u64, d: Delivery) {
+        // Look in its conversation first; it may have been renamed meanwhile, so then anywhere.
+        let (here, elsewhere): (Vec<_>, Vec<_>) =
+            self.conversations.iter_mut().partition(|c| &c.id == conv);
+        let found = here
+            .into_iter()
+            .chain(elsewhere)
+            .flat_map(|c| c.lines.iter_mut().rev())
+            .find(|l| l.id == line);
+        if let Some(l) = found {
+            l.kind = LineKind::Own(d);
+        }
+    }
+
+    /// The conversation a chat line went to, wherever it is now.
+    fn conv_of_line(&self, line: u64) -> Option<ConvId> {
+        self.conversations
+            .iter()
+            .find(|c| c.lines.iter().rev().any(|l| l.id == line))
+            .map(|c| c.id.clone())
+    }
+
+    // ---- the network -----------------------------------------------------------------------
+
+    /// Applies one event from the network thread.
+    pub fn on_net(&mut self, ev: NetEvent, now: Stamp) {
+        match ev {
+            NetEvent::Connected { .. } => self.on_connected(),
+            NetEvent::Line(line) => self.on_line(line, now),
+            NetEvent::Garbled(text) => self.error(
+                &ConvId::Everyone,
+                now,
+                &format!("The server sent a line this client does not understand: {text}"),
+            ),
+            NetEvent::Failed(e) => {
+                self.link = Link::Idle;
+                self.connect_error = Some(e.to_string());
+                self.screen = Screen::Connect;
+            }
+            NetEvent::Lost {
+                error,
+                attempt,
+                retry_in,
+            } => self.on_lost(error, attempt, retry_in, now),
+            NetEvent::Closed => {
+                if self.quitting {
+                    self.quit = true;
+                    self.link = Link::Closed;
+                } else {
+                    let (host, port) = (self.host.clone(), self.port);
+                    *self = Self::new(&host, port);
+                    self.link = Link::Closed;
+                }
+            }
+        }
+    }
+
+    fn on_connected(&mut self) {
+        self.link = Link::Up;
+        self.connect_error = None;
+        self.pending.clear();
+        self.clear_buffers();
+        self.registered = false;
+        self.setup_due = true;
+        match self.me.clone() {
+            // The banner says "signing in again" meanwhile; the answer gets a line.
+            Some(name) => {
+                self.send(
+                    format!("REGISTER {name}"),
+                    Pending::Register {
+                        auto: true,
+                        shown_in: ConvId::Everyone,
+                    },
+                );
+            }
+            None => self.screen = Screen::Name,
+        }
+    }
+
+    fn clear_buffers(&mut self) {
+        self.users_buf.clear();
+        self.members_buf.clear();
+        self.rooms_buf.clear();
+        self.help_buf.clear();
+        self.topic_buf = None;
+        self.presence_log.clear();
+    }
+
+    fn on_lost(&mut self, error: String, attempt: u32, retry_in: Duration, now: Stamp) {
+        if let Link::Lost { error: reason, .. } = &self.link {
+            self.link = Link::Lost {
+                error: reason.clone(),
+                last_attempt: Some(error),
+                attempt,
+                retry_in,
+                since: now,
+            };
+            return;
+        }
+        self.link = Link::Lost {
+            error: error.clone(),
+            last_attempt: None,
+            attempt,
+            retry_in,
+            since: now,
+        };
+        self.registered = false;
+        for p in std::mem::take(&mut self.pending) {
+            if let Pending::Chat { line, conv } = p {
+                self.set_delivery(&conv, line, Delivery::Unconfirmed);
+            }
+        }
+        self.clear_buffers();
+        self.users.clear();
+        for c in &mut self.conversations {
+            c.members.clear();
+        }
+        let note = format!("Disconnected: {error}. Reconnecting…");
+        self.error(&ConvId::Everyone, now, &note);
+        if self.active != ConvId::Everyone {
+            let active = self.active.clone();
+            self.error(&active, now, &note);
+        }
+    }
+
+    /// Applies one server line.
+    pub fn on_line(&mut self, line: ServerLine<'_>, now: Stamp) {
+        match line {
+            ServerLine::Hello { text } => self.greeting = Some(text.into_owned()),
+            ServerLine::Ok { verb, detail } => self.on_ok(&verb, &detail, now),
+            ServerLine::Error { text, .. } => self.on_error(&text, now),
+            ServerLine::Help { text } => self.help_buf.push(text.into_owned()),
+            ServerLine::User { name } => self.users_buf.push(name.into_owned()),
+            ServerLine::Member { name, op, .. } => self.members_buf.push(Member {
+                name: name.into_owned(),
+                op,
+            }),
+            ServerLine::Room {
+                room,
+                members,
+                topic,
+            } => self.rooms_buf.push(RoomInfo {
+                name: room.into_owned(),
+                members,
+                topic: topic.into_owned(),
+            }),
+            ServerLine::Message { from, text } => {
+                self.push(&ConvId::Everyone, now, Some(&from), &text, LineKind::Chat);
+            }
+            ServerLine::Dm { from, text } => {
+                let online = self.users.iter().any(|u| same(u, &from));
+                let c = self.ensure(ConvId::dm(&from), &from);
+                c.title = from.to_string();
+                c.joined = online || c.joined;
+                let id = c.id.clone();
+                self.push(&id, now, Some(&from), &text, LineKind::Chat);
+            }
+            ServerLine::Say { room, from, text } => {
+                let id = self.ensure(ConvId::room(&room), &room).id.clone();
+                self.push(&id, now, Some(&from), &text, LineKind::Chat);
+            }
+            ServerLine::Online { name } => {
+                self.log_presence(Presence::Online(name.to_string()));
+                self.user_online(&name);
+                self.event(&ConvId::Everyone, now, &format!("{name} is online"));
+                let dm = ConvId::dm(&name);
+                if let Some(c) = self.conv_mut(&dm) {
+                    c.joined = true;
+                    self.event(&dm, now, &format!("{name} is back online"));
+                }
+            }
+            ServerLine::Offline { name } => {
+                self.log_presence(Presence::Offline(name.to_string()));
+                self.user_offline(&name);
+                self.event(&ConvId::Everyone, now, &format!("{name} went offline"));
+                let dm = ConvId::dm(&name);
+                if let Some(c) = self.conv_mut(&dm) {
+                    c.joined = false;
+                    self.event(&dm, now, &format!("{name} went offline"));
+                }
+            }
+            ServerLine::Renamed { old, new } => {
+                self.log_presence(Presence::Renamed(old.to_string(), new.to_string()));
+                self.on_renamed(&old, &new, now);
+            }
+            ServerLine::Joined { room, name } => {
+                let id = ConvId::room(&room);
+                if let Some(c) = self.conv_mut(&id) {
+                    c.add_member(&name, false);
+                    self.event(&id, now, &format!("{name} joined {room}"));
+                    self.sync_directory(&room);
+                }
+            }
+            ServerLine::Parted { room, name, reason } => {
+                let id = ConvId::room(&room);
+                if let Some(c) = self.conv_mut(&id) {
+                    c.remove_member(&name);
+                    let msg = if reason.is_empty() {
+                        format!("{name} left {room}")
+                    } else {
+                        format!("{name} left {room} ({reason})")
+                    };
+                    self.event(&id, now, &msg);
+                    self.sync_directory(&room);
+                }
+            }
+            ServerLine::Kicked {
+                room,
+                name,
+                by,
+                reason,
+            } => self.on_kicked(&room, &name, &by, &reason, now),
+            ServerLine::Topic { room, by, text } => self.on_topic(&room, &by, &text, now),
+            ServerLine::Operator { room, name } => {
+                let id = ConvId::room(&room);
+                if let Some(c) = self.conv_mut(&id) {
+                    c.add_member(&name, true);
+                    sort_members(&mut c.members);
+                    let who = if self.is_me(&name) {
+                        "You are".to_owned()
+                    } else {
+                        format!("{name} is")
+                    };
+                    self.event(&id, now, &format!("{who} now an operator of {room}"));
+                }
+            }
+            // The network thread reports the end with BYE's text; nothing to add here.
+            ServerLine::Bye { reason, .. } => {
+                if reason == ByeReason::Closed
+                    && matches!(self.pending.front(), Some(Pending::Close))
+                {
+                    self.pending.pop_front();
+                }
+            }
+        }
+    }
+
+    fn log_presence(&mut self, p: Presence) {
+        if self
+            .pending
+            .iter()
+            .any(|p| matches!(p, Pending::List { .. }))
+        {
+            self.presence_log.push(p);
+        }
+    }
+
+    fn user_online(&mut self, name: &str) {
+        if let Some(u) = self.users.iter_mut().find(|u| same(u, name)) {
+            *u = name.to_owned();
+        } else {
+            self.users.push(name.to_owned());
+            sort_names(&mut self.users);
+        }
+    }
+
+    fn user_offline(&mut self, name: &str) {
+        self.users.retain(|u| !same(u, name));
+    }
+
+    fn on_renamed(&mut self, old: &str, new: &str, now: Stamp) {
+        self.user_offline(old);
+        self.user_online(new);
+        self.event(
+            &ConvId::Everyone,
+            now,
+            &format!("{old} is now known as {new}"),
+        );
+        // Rooms they are in.
+        let rooms: Vec<ConvId> = self
+            .conversations
+            .iter_mut()
+            .filter(|c| c.is_room())
+            .filter_map(|c| {
+                let op = c.members.iter().find(|m| same(&m.name, old))?.op;
+                c.remove_member(old);
+                c.add_member(new, op);
+                Some(c.id.clone())
+            })
+            .collect();
+        for id in rooms {
+            self.event(&id, now, &format!("{old} is now known as {new}"));
+        }
+        // Their DM conversation follows them.
+        let (old_id, new_id) = (ConvId::dm(old), ConvId::dm(new));
+        if let Some(i) = self.conversations.iter().position(|c| c.id == old_id) {
+            if old_id != new_id
+                && let Some(j) = self.conversations.iter().position(|c| c.id == new_id)
+            {
+                // Both exist (rare): merge the old history into the new one.
+                let old_conv = self.conversations.remove(i);
+                let j = if j > i { j - 1 } else { j };
+                let target = &mut self.conversations[j];
+                target.lines.extend(old_conv.lines);
+                target.lines.make_contiguous().sort_by_key(|l| l.id);
+                target.unread += old_conv.unread;
+            } else {
+                let c = &mut self.conversations[i];
+                c.id = new_id.clone();
+                c.title = new.to_owned();
+                c.joined = true;
+            }
+            if self.active == old_id {
+                self.active = new_id.clone();
+            }
+            self.event(&new_id, now, &format!("{old} is now known as {new}"));
+        }
+    }
+
+    /// Brings the directory's entry for a room we are in up to date with what we know of it
+    /// (members and topic), adding it if the directory does not list it yet.
+    fn sync_directory(&mut self, room: &str) {
+        let Some(c) = self.conversation(&ConvId::room(room)) else {
+            return;
+        };
+        if !c.joined {
+            return;
+        }
+        let info = RoomInfo {
+            name: c.title.clone(),
+            members: c.members.len(),
+            topic: c.topic.clone().unwrap_or_default(),
+        };
+        match self.directory.iter_mut().find(|r| same(&r.name, room)) {
+            Some(r) => *r = info,
+            None => {
+                self.directory.push(info);
+                self.directory.sort_by_key(|r| r.name.to_ascii_lowercase());
+            }
+        }
+    }
+
+    /// We left `room`: one member fewer, and gone from the directory if that was the last.
+    fn left_directory(&mut self, room: &str) {
+        if let Some(r) = self.directory.iter_mut().find(|r| same(&r.name, room)) {
+            r.members = r.members.saturating_sub(1);
+        }
+        self.directory.retain(|r| r.members > 0);
+    }
+
+    fn on_kicked(&mut self, room: &str, name: &str, by: &str, reason: &str, now: Stamp) {
+        let id = ConvId::room(room);
+        let because = if reason.is_empty() {
+            String::new()
+        } else {
+            format!(" ({reason})")
+        };
+        if self.is_me(name) {
+            if let Some(c) = self.conv_mut(&id) {
+                c.joined = false;
+                c.members.clear();
+            }
+            self.error(&id, now, &format!("{by} removed you from {room}{because}"));
+            self.left_directory(room);
+        } else if let Some(c) = self.conv_mut(&id) {
+            c.remove_member(name);
+            self.event(
+                &id,
+                now,
+                &format!("{by} removed {name} from {room}{because}"),
+            );
+            self.sync_directory(room);
+        }
+    }
+
+    fn on_topic(&mut self, room: &str, by: &str, text: &str, now: Stamp) {
+        let id = ConvId::room(room);
+        let data = match self.pending.front() {
+            Some(Pending::Join { room: r, .. } | Pending::TopicQuery { room: r, .. }) => {
+                same(r, room)
+            }
+            _ => false,
+        };
+        if data {
+            self.topic_buf = Some((by.to_owned(), text.to_owned()));
+        }
+        if let Some(c) = self.conv_mut(&id) {
+            c.topic = (!text.is_empty()).then(|| text.to_owned());
+            if !data {
+                let msg = if text.is_empty() {
+                    format!("{by} cleared the topic")
+                } else {
+                    format!("{by} set the topic: {text}")
+                };
+                self.event(&id, now, &msg);
+            }
+        }
+        self.sync_directory(room);
+    }
+
+    fn on_ok(&mut self, verb: &str, detail: &str, now: Stamp) {
+        let pending = self.pending.pop_front();
+        let shown_in = pending
+            .as_ref()
+            .and_then(Pending::shown_in)
+            .cloned()
+            .unwrap_or_else(|| self.active.clone());
+        match (verb, pending) {
+            ("REGISTER", Some(Pending::Register { auto, .. })) => {
+                self.on_registered(detail, auto, now)
+            }
+            ("REGISTER", _) => self.on_registered(detail, false, now),
+            ("LIST", p) => {
+                let mut users = std::mem::take(&mut self.users_buf);
+                sort_names(&mut users);
+                self.users = users;
+                let still_listing = self
+                    .pending
+                    .iter()
+                    .any(|p| matches!(p, Pending::List { .. }));
+                let log = if still_listing {
+                    self.presence_log.clone()
+                } else {
+                    std::mem::take(&mut self.presence_log)
+                };
+                for p in log {
+                    match p {
+                        Presence::Online(n) => self.user_online(&n),
+                        Presence::Offline(n) => self.user_offline(&n),
+                        Presence::Renamed(o, n) => {
+                            self.user_offline(&o);
+                            self.user_online(&n);
+                        }
+                    }
+                }
+                for c in &mut self.conversations {
+                    if let ConvId::Dm(_) = c.id {
+                        c.joined = self.users.iter().any(|u| same(u, &c.title));
+                    }
+                }
+                if let Some(Pending::List { shown_in: Some(c) }) = p {
+                    let text = format!("Online ({}): {}", self.users.len(), self.users.join(", "));
+                    self.info(&c, now, &text);
+                }
+            }
+            ("MESSAGE" | "SAY", Some(Pending::Chat { line, conv })) => {
+                self.set_delivery(&conv, line, Delivery::Delivered);
+            }
+            ("DM", Some(Pending::Chat { line, conv })) => {
+                self.set_delivery(&conv, line, Delivery::Delivered);
+                // The answer names the recipient as registered: show it that way.
+                if let Some(c) = self.conv_mut(&conv)
+                    && same(&c.title, detail)
+                {
+                    c.title = detail.to_owned();
+                }
+            }
+            ("JOIN", p) => {
+                let (room, count) = detail.split_once(' ').unwrap_or((detail, ""));
+                let auto = matches!(p, Some(Pending::Join { auto: true, .. }));
+                let members = std::mem::take(&mut self.members_buf);
+                let topic = self.topic_buf.take();
+                let c = self.ensure(ConvId::room(room), room);
+                c.title = room.to_owned();
+                c.joined = true;
+                c.members = members;
+                sort_members(&mut c.members);
+                c.topic = topic.map(|(_, t)| t).filter(|t| !t.is_empty());
+                let id = c.id.clone();
+                let n: usize = count.parse().unwrap_or(0);
+                let people = if n == 1 {
+                    "just you so far".to_owned()
+                } else {
+                    format!("{n} members")
+                };
+                let msg = if auto {
+                    format!("Rejoined {room} ({people})")
+                } else {
+                    format!("You joined {room} ({people})")
+                };
+                self.event(&id, now, &msg);
+                if let Some(t) = self.conversation(&id).and_then(|c| c.topic.clone()) {
+                    self.event(&id, now, &format!("Topic: {t}"));
+                }
+                if !auto {
+                    self.open(&id);
+                }
+                self.sync_directory(room);
+            }
+            ("PART", _) => {
+                let id = ConvId::room(detail);
+                if let Some(c) = self.conv_mut(&id) {
+                    c.joined = false;
+                    c.members.clear();
+                }
+                self.event(&id, now, &format!("You left {detail}"));
+                self.left_directory(detail);
+            }
+            ("WHO", _) => {
+                let (room, count) = detail.split_once(' ').unwrap_or((detail, "0"));
+                let members = std::mem::take(&mut self.members_buf);
+                let names: Vec<String> = members
+                    .iter()
+                    .map(|m| {
+                        if m.op {
+                            format!("@{}", m.name)
+                        } else {
+                            m.name.clone()
+                        }
+                    })
+                    .collect();
+                if let Some(c) = self.conv_mut(&ConvId::room(room))
+                    && c.joined
+                {
+                    c.members = members;
+                    sort_members(&mut c.members);
+                }
+                self.info(
+                    &shown_in,
+                    now,
+                    &format!("{room} ({count}): {}", names.join(", ")),
+                );
+            }
+            ("TOPIC", Some(Pending::TopicQuery { room, shown_in })) => {
+                let msg = match self.topic_buf.take() {
+                    Some((by, text)) if !text.is_empty() => {
+                        format!("Topic of {room}: {text} (set by {by})")
+                    }
+                    _ => format!("{room} has no topic"),
+                };
+                self.info(&shown_in, now, &msg);
+            }
+            ("TOPIC" | "KICK", _) => {} // the TOPIC or KICKED event already said it
+            ("ROOMS", p) => {
+                self.directory = std::mem::take(&mut self.rooms_buf);
+                if let Some(Pending::Rooms { shown_in: Some(c) }) = p {
+                    if self.directory.is_empty() {
+                        self.info(&c, now, "No rooms yet: /join #name creates one.");
+                    }
+                    for r in self.directory.clone() {
+                        let topic = if r.topic.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" — {}", r.topic)
+                        };
+                        self.info(&c, now, &format!("{} ({}){topic}", r.name, r.members));
+                    }
+                }
+            }
+            ("HELP", _) => {
+                for l in std::mem::take(&mut self.help_buf) {
+                    self.info(&shown_in, now, &l);
+                }
+            }
+            (_, Some(Pending::Chat { line, conv })) => {
+                self.set_delivery(&conv, line, Delivery::Delivered);
+            }
+            (verb, _) => {
+                let text = if detail.is_empty() {
+                    format!("OK {verb}")
+                } else {
+                    format!("OK {verb} {detail}")
+                };
+                self.info(&shown_in, now, &text);
+            }
+        }
+    }
+
+    fn on_registered(&mut self, name: &str, auto: bool, now: Stamp) {
+        self.name_error = None;
+        if self.registered {
+            // A rename (or the same name again).
+            if !self.is_me(name) || self.me.as_deref() != Some(name) {
+                self.event(
+                    &ConvId::Everyone,
+                    now,
+                    &format!("You are now known as {name}"),
+                );
+            }
+            self.me = Some(name.to_owned());
+            return;
+        }
+        let before = self.me.replace(name.to_owned());
+        self.registered = true;
+        self.screen = Screen::Chat;
+        let msg = match (&before, auto) {
+            (Some(_), true) => format!("Reconnected to {}:{} as {name}", self.host, self.port),
+            (Some(old), false) if old != name => format!("Signed in as {name} (was {old})"),
+            (Some(_), false) => format!("Signed in again as {name}"),
+            (None, _) => format!(
+                "Welcome, {name}! This is Everyone: what you write here goes to everybody \
+                 online. Type /help for commands."
+            ),
+        };
+        self.event(&ConvId::Everyone, now, &msg);
+        if std::mem::take(&mut self.setup_due) {
+            self.send("LIST".into(), Pending::List { shown_in: None });
+            self.send("ROOMS".into(), Pending::Rooms { shown_in: None });
+            let rooms: Vec<String> = self
+                .conversations
+                .iter()
+                .filter(|c| c.is_room() && c.joined)
+                .map(|c| c.title.clone())
+                .collect();
+            for room in rooms {
+                self.send(
+                    format!("JOIN {room}"),
+                    Pending::Join {
+                        shown_in: ConvId::room(&room),
+                        room,
+                        auto: true,
+                    },
+                );
+            }
+        }
+    }
+
+    fn on_error(&mut self, text: &str, now: Stamp) {
+        self.members_buf.clear();
+        self.topic_buf = None;
+        let pending = self.pending.pop_front();
+        match pending {
+            Some(Pending::Register { auto, shown_in }) if !self.registered => {
+                self.name_error = Some(capitalise(text));
+                self.screen = Screen::Name;
+                if auto {
+                    let msg = format!("Could not sign in again: {text}");
+                    self.error(&shown_in, now, &msg);
+                }
+            }
+            Some(Pending::Chat { line, conv }) => {
+                self.set_delivery(&conv, line, Delivery::Failed);
+                let conv = self.conv_of_line(line).unwrap_or(conv);
+                self.error(&conv, now, &format!("Not delivered: {text}"));
+            }
+            Some(Pending::Join {
+                room,
+                auto: true,
+                shown_in,
+            }) => {
+                if let Some(c) = self.conv_mut(&ConvId::room(&room)) {
+                    c.joined = false;
+                }
+                self.error(&shown_in, now, &format!("Could not rejoin {room}: {text}"));
+            }
+            Some(p) => {
+                let at = p.shown_in().cloned().unwrap_or_else(|| self.active.clone());
+                self.error(&at, now, &capitalise(text));
+            }
+            None => {
+                let active = self.active.clone();
+                self.error(&active, now, &capitalise(text));
+            }
+        }
+    }
+}
+
+/// `text` with its first letter in upper case, as a sentence.
+fn capitalise(text: &str) -> String {
+    let mut c = text.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn now() -> Stamp {
+        chrono::Local
+            .with_ymd_and_hms(2026, 5, 1, 12, 0, 0)
+            .unwrap()
+    }
+
+    /// Feeds server lines, given as the server sends them.
+    fn feed(m: &mut Model, lines: &[&str]) {
+        for l in lines {
+            m.on_net(
+                NetEvent::Line(ServerLine::parse(l).unwrap().into_owned()),
+                now(),
+            );
+        }
+    }
+
+    fn sent(m: &mut Model) -> Vec<String> {
+        m.take_commands()
+            .into_iter()
+            .map(|c| match c {
+                NetCommand::Send(l) => l,
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    fn texts(m: &Model, id: &ConvId) -> Vec<String> {
+        m.conversation(id)
+            .unwrap()
+            .lines
+            .iter()
+            .map(|l| match &l.from {
+                Some(f) => format!("<{f}> {}", l.text),
+                None => l.text.clone(),
+            })
+            .collect()
+    }
+
+    /// A model connected and registered as alice, with bob online.
+    fn signed_in() -> Model {
+        let mut m = Model::new("localhost", 8090);
+        m.connect("localhost", "8090");
+        assert_eq!(
+            sent(&mut m),
+            ["Connect { host: \"localhost\", port: 8090 }"]
+        );
+        m.on_net(
+            NetEvent::Connected {
+                addr: "localhost:8090".into(),
+                reconnect: false,
+            },
+            now(),
+        );
+        assert_eq!(m.screen, Screen::Name);
+        m.register("alice");
+        assert_eq!(sent(&mut m), ["REGISTER alice"]);
+        feed(&mut m, &["OK REGISTER alice"]);
+        assert_eq!(m.screen, Screen::Chat);
+        assert_eq!(sent(&mut m), ["LIST", "ROOMS"]);
+        feed(
+            &mut m,
+            &["USER alice", "USER bob", "OK LIST 2", "OK ROOMS 0"],
+        );
+        m
+    }
+
+    #[test]
+    fn a_taken_name_is_shown_and_can_be_retried() {
+        let mut m = Model::new("h", 1);
+        m.on_net(
+            NetEvent::Connected {
+                addr: "h:1".into(),
+                reconnect: false,
+            },
+            now(),
+        );
+        m.register("bob");
+        feed(
+            &mut m,
+            &["ERROR NAME_TAKEN the name bob is taken; choose another"],
+        );
+        assert_eq!(m.screen, Screen::Name);
+        assert_eq!(
+            m.name_error.as_deref(),
+            Some("The name bob is taken; choose another")
+        );
+        m.register("bob2");
+        assert_eq!(sent(&mut m), ["REGISTER bob", "REGISTER bob2"]);
+        feed(&mut m, &["OK REGISTER bob2"]);
+        assert_eq!(m.screen, Screen::Chat);
+        assert_eq!(m.name_error, None);
+        assert_eq!(m.me.as_deref(), Some("bob2"));
+    }
+
+    #[test]
+    fn connect_errors_go_to_the_connect_screen() {
+        let mut m = Model::new("h", 1);
+        m.connect("h", "99999");
+        assert!(m.connect_error.as_deref().unwrap().contains("Invalid port"));
+        assert!(m.take_commands().is_empty());
+        m.connect("h", "1");
+        m.on_net(
+            NetEvent::Failed(crate::net::ConnectError::Refused {
+                target: "h:1".into(),
+            }),
+            now(),
+        );
+        assert_eq!(m.screen, Screen::Connect);
+        assert!(m.connect_error.as_deref().unwrap().contains("refused"));
+    }
+
+    #[test]
+    fn own_messages_show_at_once_and_are_confirmed() {
+        let mut m = signed_in();
+        assert!(m.submit("hello  all", now()));
+        assert_eq!(sent(&mut m), ["MESSAGE hello  all"]);
+        let last = m.conversations[0].lines.back().unwrap().clone();
+        assert_eq!(last.kind, LineKind::Own(Delivery::Sending));
+        assert_eq!(last.from.as_deref(), Some("alice"));
+        feed(&mut m, &["MESSAGE bob hi", "OK MESSAGE 1"]);
+        let lines = &m.conversations[0].lines;
+        assert_eq!(
+            lines.iter().find(|l| l.id == last.id).unwrap().kind,
+            LineKind::Own(Delivery::Delivered)
+        );
+        assert_eq!(lines.back().unwrap().text, "hi");
+        // Alone: refused, and shown as such.
+        m.submit("anyone?", now());
+        feed(
+            &mut m,
+            &["ERROR NO_RECIPIENTS nobody else is registered to receive it"],
+        );
+        let t = texts(&m, &ConvId::Everyone);
+        assert_eq!(
+            t.last().unwrap(),
+            "Not delivered: nobody else is registered to receive it"
+        );
+    }
+
+    #[test]
+    fn dms_get_their_own_conversation_and_unread_count() {
+        let mut m = signed_in();
+        feed(&mut m, &["DM bob psst", "DM bob  two"]);
+        let c = m.conversation(&ConvId::dm("BOB")).unwrap();
+        assert_eq!(c.unread, 2);
+        assert_eq!(c.title, "bob");
+        assert!(c.joined);
+        m.open(&ConvId::dm("bob"));
+        assert_eq!(m.conversation(&ConvId::dm("bob")).unwrap().unread, 0);
+        m.submit("hi back", now());
+        assert_eq!(sent(&mut m), ["DM bob hi back"]);
+        feed(&mut m, &["OK DM bob"]);
+        m.submit("/dm carol hey", now());
+        assert_eq!(sent(&mut m), ["DM carol hey"]);
+        assert_eq!(m.active, ConvId::dm("carol"));
+        feed(
+            &mut m,
+            &["ERROR NO_SUCH_USER no user named carol is online"],
+        );
+        assert_eq!(
+            texts(&m, &ConvId::dm("carol")).last().unwrap(),
+            "Not delivered: no user named carol is online"
+        );
+    }
+
+    #[test]
+    fn rooms_join_talk_topic_and_leave() {
+        let mut m = signed_in();
+        m.submit("/join rust", now());
+        assert_eq!(sent(&mut m), ["JOIN #rust"]);
+        feed(
+            &mut m,
+            &[
+                "MEMBER #Rust @bob",
+                "MEMBER #Rust alice",
+                "TOPIC #Rust bob all about crabs",
+                "OK JOIN #Rust 2",
+            ],
+        );
+        let id = ConvId::room("#rust");
+        assert_eq!(m.active, id);
+        // The directory learns of the room we joined, and keeps its count up to date.
+        let listed = |m: &Model| {
+            m.directory
+                .iter()
+                .map(|r| (r.name.clone(), r.members))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(listed(&m), [("#Rust".to_owned(), 2)]);
+        assert_eq!(m.directory[0].topic, "all about crabs");
+        let c = m.conversation(&id).unwrap();
+        assert_eq!(c.title, "#Rust");
+        assert_eq!(c.topic.as_deref(), Some("all about crabs"));
+        assert_eq!(
+            c.members,
+            vec![
+                Member {
+                    name: "bob".into(),
+                    op: true
+                },
+                Member {
+                    name: "alice".into(),
+                    op: false
+                }
+            ]
+        );
+        m.submit("hi room", now());
+        assert_eq!(sent(&mut m), ["SAY #Rust hi room"]);
+        feed(
+            &mut m,
+            &[
+                "SAY #Rust bob welcome",
+                "OK SAY #Rust 1",
+                "JOINED #Rust carol",
+                "TOPIC #Rust bob crabs only",
+                "PARTED #Rust carol disconnected",
+            ],
+        );
+        let t = texts(&m, &id);
+        assert!(t.contains(&"<bob> welcome".to_owned()), "{t:?}");
+        assert!(t.contains(&"carol joined #Rust".to_owned()));
+        assert!(t.contains(&"bob set the topic: crabs only".to_owned()));
+        assert!(t.contains(&"carol left #Rust (disconnected)".to_owned()));
+        assert_eq!(listed(&m), [("#Rust".to_owned(), 2)]);
+        m.submit("/part", now());
+        assert_eq!(sent(&mut m), ["PART #Rust"]);
+        feed(&mut m, &["OK PART #Rust"]);
+        assert_eq!(listed(&m), [("#Rust".to_owned(), 1)]);
+        assert!(!m.conversation(&id).unwrap().joined);
+        m.submit("still here?", now());
+        assert!(sent(&mut m).is_empty());
+        assert!(
+            texts(&m, &id)
+                .last()
+                .unwrap()
+                .starts_with("You are not in #Rust")
+        );
+    }
+
+    #[test]
+    fn presence_keeps_the_user_list_live() {
+        let mut m = signed_in();
+        assert_eq!(m.users, ["alice", "bob"]);
+        feed(
+            &mut m,
+            &["ONLINE Carol", "RENAMED bob Bobby", "OFFLINE alice2"],
+        );
+        assert_eq!(m.users, ["alice", "Bobby", "Carol"]);
+        feed(&mut m, &["OFFLINE Carol"]);
+        assert_eq!(m.users, ["alice", "Bobby"]);
+        // Events between LIST and its answer are re-applied to the answer.
+        m.submit("/list", now());
+        feed(
+            &mut m,
+            &["ONLINE dave", "USER alice", "USER Bobby", "OK LIST 2"],
+        );
+        assert_eq!(m.users, ["alice", "Bobby", "dave"]);
+    }
+
+    #[test]
+    fn a_renamed_partner_keeps_the_conversation() {
+        let mut m = signed_in();
+        feed(&mut m, &["DM bob hi"]);
+        m.open(&ConvId::dm("bob"));
+        feed(&mut m, &["RENAMED bob robert", "DM robert again"]);
+        assert_eq!(m.active, ConvId::dm("robert"));
+        let t = texts(&m, &ConvId::dm("robert"));
+        assert_eq!(t.first().unwrap(), "<bob> hi");
+        assert_eq!(t.last().unwrap(), "<robert> again");
+        assert!(m.conversation(&ConvId::dm("bob")).is_none());
+    }
+
+    #[test]
+    fn reconnect_takes_the_name_again_and_rejoins_rooms() {
+        let mut m = signed_in();
+        m.join("#a", now());
+        feed(&mut m, &["MEMBER #a @alice", "OK JOIN #a 1"]);
+        m.submit("hello", now());
+        sent(&mut m);
+        m.on_net(
+            NetEvent::Lost {
+                error: "the server is shutting down".into(),
+                attempt: 0,
+                retry_in: Duration::from_millis(250),
+            },
+            now(),
+        );
+        assert!(matches!(m.link, Link::Lost { .. }));
+        assert!(m.users.is_empty());
+        assert_eq!(m.screen, Screen::Chat);
+        let own = m
+            .conversation(&ConvId::room("#a"))
+            .unwrap()
+            .lines
+            .iter()
+            .find(|l| l.text == "hello")
+            .unwrap()
+            .kind;
+        assert_eq!(own, LineKind::Own(Delivery::Unconfirmed));
+        m.on_net(
+            NetEvent::Connected {
+                addr: "h".into(),
+                reconnect: true,
+            },
+            now(),
+        );
+        assert_eq!(sent(&mut m), ["REGISTER alice"]);
+        feed(&mut m, &["OK REGISTER alice"]);
+        assert_eq!(sent(&mut m), ["LIST", "ROOMS", "JOIN #a"]);
+        feed(
+            &mut m,
+            &[
+                "USER alice",
+                "OK LIST 1",
+                "OK ROOMS 0",
+                "MEMBER #a @alice",
+                "OK JOIN #a 1",
+            ],
+        );
+        assert_eq!(m.users, ["alice"]);
+        assert!(m.conversation(&ConvId::room("#a")).unwrap().joined);
+        // The history survived.
+        assert!(texts(&m, &ConvId::room("#a")).contains(&"<alice> hello".to_owned()));
+        assert!(
+            texts(&m, &ConvId::Everyone)
+                .iter()
+                .any(|t| t.starts_with("Disconnected: the server is shutting down"))
+        );
+        assert!(
+            texts(&m, &ConvId::Everyone)
+                .contains(&"Reconnected to localhost:8090 as alice".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_name_taken_meanwhile_asks_for_another() {
+        let mut m = signed_in();
+        m.on_net(
+            NetEvent::Lost {
+                error: "x".into(),
+                attempt: 0,
+                retry_in: Duration::ZERO,
+            },
+            now(),
+        );
+        m.on_net(
+            NetEvent::Connected {
+                addr: "h".into(),
+                reconnect: true,
+            },
+            now(),
+        );
+        feed(
+            &mut m,
+            &["ERROR NAME_TAKEN the name alice is taken; choose another"],
+        );
+        assert_eq!(m.screen, Screen::Name);
+        m.register("alice_");
+        sent(&mut m);
+        feed(&mut m, &["OK REGISTER alice_"]);
+        assert_eq!(m.screen, Screen::Chat);
+        assert_eq!(sent(&mut m), ["LIST", "ROOMS"]);
+    }
+
+    #[test]
+    fn commands_reach_the_protocol() {
+        let mut m = signed_in();
+        m.submit("/name al", now());
+        feed(&mut m, &["OK REGISTER al"]);
+        assert_eq!(m.me.as_deref(), Some("al"));
+        m.submit("/help dm", now());
+        feed(&mut m, &["HELP DM <user> <text>  send", "OK HELP"]);
+        m.submit("/rooms", now());
+        feed(&mut m, &["ROOM #x 3 fun", "OK ROOMS 1"]);
+        assert_eq!(m.directory.len(), 1);
+        m.submit("/raw LIST", now());
+        feed(&mut m, &["USER al", "OK LIST 1"]);
+        m.submit("/me waves", now());
+        assert_eq!(
+            sent(&mut m),
+            [
+                "REGISTER al",
+                "HELP dm",
+                "ROOMS",
+                "LIST",
+                "MESSAGE /me waves"
+            ]
+        );
+        let t = texts(&m, &ConvId::Everyone);
+        assert!(t.contains(&"You are now known as al".to_owned()));
+        assert!(t.contains(&"DM <user> <text>  send".to_owned()));
+        assert!(t.contains(&"#x (3) — fun".to_owned()));
+        assert!(!m.submit("/bogus", now()));
+        assert!(t.len() < texts(&m, &ConvId::Everyone).len());
+        m.submit("/quit", now());
+        assert_eq!(sent(&mut m), ["Close"]);
+        feed(&mut m, &["BYE CLOSED goodbye"]);
+        m.on_net(NetEvent::Closed, now());
+        assert!(m.quit);
+    }
+
+    #[test]
+    fn me_lines_are_actions() {
+        let mut m = signed_in();
+        feed(&mut m, &["MESSAGE bob /me waves"]);
+        let l = m.conversations[0].lines.back().unwrap();
+        assert_eq!(l.action(), Some("waves"));
+    }
+}

@@ -1,0 +1,148 @@
+//! Colours, spacing and text styles: one place to tune how the client looks.
+
+use egui::{Color32, CornerRadius, FontFamily, FontId, Margin, Stroke, TextStyle, Theme};
+
+/// The window behind everything.
+pub const BG: Color32 = Color32::from_rgb(0x1b, 0x1e, 0x24);
+/// Side panels, a step darker than the conversation.
+pub const SIDE: Color32 = Color32::from_rgb(0x15, 0x17, 0x1c);
+/// Cards (connect and name screens) and the message box.
+pub const CARD: Color32 = Color32::from_rgb(0x24, 0x28, 0x30);
+/// Hairlines between areas.
+pub const LINE: Color32 = Color32::from_rgb(0x2e, 0x33, 0x3d);
+/// The main text colour.
+pub const TEXT: Color32 = Color32::from_rgb(0xdc, 0xdf, 0xe4);
+/// Secondary text: times, hints, events.
+pub const MUTED: Color32 = Color32::from_rgb(0x8b, 0x93, 0xa1);
+/// The accent: our own name, selection, the primary button.
+pub const ACCENT: Color32 = Color32::from_rgb(0x5b, 0x9c, 0xf6);
+/// Errors and failures.
+pub const ERROR: Color32 = Color32::from_rgb(0xf0, 0x6a, 0x6a);
+/// The connection-lost banner.
+pub const WARN_BG: Color32 = Color32::from_rgb(0x5c, 0x3b, 0x12);
+/// Text on the banner.
+pub const WARN_TEXT: Color32 = Color32::from_rgb(0xff, 0xd8, 0x9b);
+/// Online dots and good news.
+pub const OK: Color32 = Color32::from_rgb(0x5f, 0xcf, 0x80);
+/// Unread badges.
+pub const BADGE: Color32 = Color32::from_rgb(0xe0, 0x5d, 0x5d);
+
+/// Sender colours, readable on [`BG`]; a name always gets the same one.
+const NAME_COLOURS: [Color32; 8] = [
+    Color32::from_rgb(0xe8, 0x9f, 0x5a),
+    Color32::from_rgb(0x7f, 0xc8, 0x7a),
+    Color32::from_rgb(0xc3, 0x8c, 0xe8),
+    Color32::from_rgb(0x5f, 0xc4, 0xc9),
+    Color32::from_rgb(0xe3, 0xc5, 0x5b),
+    Color32::from_rgb(0xee, 0x84, 0xa8),
+    Color32::from_rgb(0x8d, 0xa8, 0xf0),
+    Color32::from_rgb(0xb5, 0xc9, 0x6a),
+];
+
+/// The colour of a sender's name: the same for a name in any case, in every run.
+pub fn name_colour(name: &str) -> Color32 {
+    // FNV-1a: stable across runs and platforms, unlike the std hasher.
+    let mut h: u32 = 0x811c_9dc5;
+    for b in name.bytes().map(|b| b.to_ascii_lowercase()) {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    NAME_COLOURS[(h % NAME_COLOURS.len() as u32) as usize]
+}
+
+/// Applies the dark theme, sizes and spacing.
+pub fn apply(ctx: &egui::Context) {
+    // Hack (the monospace font) has arrows, box drawing and other symbols the proportional
+    // font lacks: use it as a fallback rather than show boxes for them.
+    let mut fonts = egui::FontDefinitions::default();
+    if let Some(family) = fonts.families.get_mut(&FontFamily::Proportional) {
+        family.push("Hack".to_owned());
+    }
+    ctx.set_fonts(fonts);
+    ctx.set_theme(Theme::Dark);
+    ctx.style_mut_of(Theme::Dark, |style| {
+        style.text_styles = [
+            (
+                TextStyle::Heading,
+                FontId::new(20.0, FontFamily::Proportional),
+            ),
+            (TextStyle::Body, FontId::new(14.5, FontFamily::Proportional)),
+            (
+                TextStyle::Button,
+                FontId::new(14.5, FontFamily::Proportional),
+            ),
+            (
+                TextStyle::Small,
+                FontId::new(11.5, FontFamily::Proportional),
+            ),
+            (
+                TextStyle::Monospace,
+                FontId::new(13.0, FontFamily::Monospace),
+            ),
+        ]
+        .into();
+        let s = &mut style.spacing;
+        s.item_spacing = egui::vec2(8.0, 6.0);
+        s.button_padding = egui::vec2(10.0, 5.0);
+        s.interact_size.y = 26.0;
+        s.text_edit_width = 260.0;
+        let v = &mut style.visuals;
+        v.panel_fill = BG;
+        v.window_fill = CARD;
+        v.extreme_bg_color = Color32::from_rgb(0x12, 0x14, 0x18);
+        v.text_edit_bg_color = Some(Color32::from_rgb(0x12, 0x14, 0x18));
+        v.faint_bg_color = CARD;
+        v.override_text_color = Some(TEXT);
+        v.error_fg_color = ERROR;
+        v.warn_fg_color = WARN_TEXT;
+        v.hyperlink_color = ACCENT;
+        v.selection.bg_fill = Color32::from_rgb(0x2b, 0x4f, 0x82);
+        v.selection.stroke = Stroke::new(1.0, ACCENT);
+        v.widgets.noninteractive.bg_stroke = Stroke::new(1.0, LINE);
+        v.widgets.noninteractive.fg_stroke = Stroke::new(1.0, TEXT);
+        for w in [
+            &mut v.widgets.inactive,
+            &mut v.widgets.hovered,
+            &mut v.widgets.active,
+            &mut v.widgets.open,
+        ] {
+            w.corner_radius = CornerRadius::same(6);
+        }
+        v.widgets.inactive.weak_bg_fill = Color32::from_rgb(0x2c, 0x31, 0x3b);
+        v.widgets.inactive.bg_fill = Color32::from_rgb(0x2c, 0x31, 0x3b);
+        v.widgets.hovered.weak_bg_fill = Color32::from_rgb(0x34, 0x3a, 0x46);
+        v.widgets.hovered.bg_fill = Color32::from_rgb(0x34, 0x3a, 0x46);
+        v.window_corner_radius = CornerRadius::same(10);
+    });
+}
+
+/// The frame of a side panel.
+pub fn side_frame() -> egui::Frame {
+    egui::Frame::new()
+        .fill(SIDE)
+        .inner_margin(Margin::symmetric(10, 10))
+}
+
+/// The frame of a centred card.
+pub fn card_frame() -> egui::Frame {
+    egui::Frame::new()
+        .fill(CARD)
+        .stroke(Stroke::new(1.0, LINE))
+        .corner_radius(CornerRadius::same(12))
+        .inner_margin(Margin::same(24))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_keeps_its_colour_in_any_case() {
+        assert_eq!(name_colour("Alice"), name_colour("alice"));
+        let distinct: std::collections::HashSet<_> = ["alice", "bob", "carol", "dave", "erin"]
+            .iter()
+            .map(|n| name_colour(n))
+            .collect();
+        assert!(distinct.len() >= 3);
+    }
+}

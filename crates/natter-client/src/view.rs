@@ -1,0 +1,849 @@
+//! Drawing: the connect screen, the name screen and the chat screen.
+//!
+//! Rendering reads the model and calls its user methods; it never changes protocol state
+//! itself. Every input has a name for screen readers and tests: a visible label tied with
+//! `labelled_by`, or an accessible name where a label would be clutter.
+
+use crate::app::ChatApp;
+use crate::model::{ConvId, Conversation, Delivery, Line, LineKind, Link, Model, Screen};
+use crate::theme;
+use egui::{
+    Align, Button, CentralPanel, Color32, Frame, Key, Label, Layout, Margin, Panel, RichText,
+    ScrollArea, TextEdit, Ui, Widget, vec2,
+};
+
+/// Draws the whole window.
+pub fn show(ui: &mut Ui, app: &mut ChatApp) {
+    match app.model.screen {
+        Screen::Connect => centred(ui, |ui| connect_screen(ui, app)),
+        Screen::Name => {
+            banner(ui, app);
+            centred(ui, |ui| name_screen(ui, app));
+        }
+        Screen::Chat => chat_screen(ui, app),
+    }
+}
+
+fn now() -> crate::model::Stamp {
+    chrono::Local::now()
+}
+
+/// A card in the middle of the window.
+fn centred(ui: &mut Ui, add: impl FnOnce(&mut Ui)) {
+    CentralPanel::default()
+        .frame(Frame::new().fill(theme::BG))
+        .show(ui, |ui| {
+            let width = 380.0_f32.min(ui.available_width() - 32.0);
+            let top = ((ui.available_height() - 340.0) / 2.0).max(16.0);
+            ui.add_space(top);
+            ui.vertical_centered(|ui| {
+                ui.set_max_width(width);
+                theme::card_frame().show(ui, |ui| {
+                    ui.set_width(width - 48.0);
+                    ui.with_layout(Layout::top_down(Align::Min), add);
+                });
+            });
+        });
+}
+
+/// A text field with a visible label above it, tied to it for screen readers and tests.
+fn labelled_field(ui: &mut Ui, label: &str, text: &mut String, hint: &str) -> egui::Response {
+    let l = ui.label(RichText::new(label).color(theme::MUTED).small());
+    ui.add(
+        TextEdit::singleline(text)
+            .hint_text(hint)
+            .desired_width(f32::INFINITY)
+            .margin(Margin::symmetric(8, 6)),
+    )
+    .labelled_by(l.id)
+}
+
+/// Adds `widget` in a cell `size` big, its content aligned left (`Min`) or centred.
+///
+/// A button's text follows the layout it is in: centred in a horizontal row, left in a
+/// left-aligned column. Rows of names want it left, primary buttons centred.
+fn aligned(ui: &mut Ui, size: egui::Vec2, align: Align, widget: impl Widget) -> egui::Response {
+    ui.allocate_ui_with_layout(size, Layout::top_down(align), |ui| ui.add(widget))
+        .inner
+}
+
+/// A primary button, as wide as the space it is in.
+fn primary(ui: &mut Ui, enabled: bool, text: &str) -> egui::Response {
+    let size = vec2(ui.available_width(), 34.0);
+    let button = Button::new(RichText::new(text).color(Color32::WHITE).strong())
+        .fill(theme::ACCENT)
+        .min_size(size);
+    ui.add_enabled_ui(enabled, |ui| aligned(ui, size, Align::Center, button))
+        .inner
+}
+
+fn error_text(ui: &mut Ui, text: &str) {
+    ui.add(Label::new(RichText::new(format!("⚠ {text}")).color(theme::ERROR)).wrap());
+}
+
+fn connect_screen(ui: &mut Ui, app: &mut ChatApp) {
+    ui.heading(RichText::new("natter").strong().size(26.0));
+    ui.label(RichText::new("Connect to a chat server").color(theme::MUTED));
+    ui.add_space(14.0);
+    let connecting = app.model.link == Link::Connecting;
+    let host = labelled_field(ui, "Host", &mut app.host_draft, "localhost");
+    ui.add_space(4.0);
+    let port = labelled_field(ui, "Port", &mut app.port_draft, "8090");
+    ui.add_space(10.0);
+    let enter = (host.lost_focus() || port.lost_focus()) && ui.input(|i| i.key_pressed(Key::Enter));
+    let clicked = primary(ui, !connecting, "Connect").clicked();
+    if (clicked || enter) && !connecting {
+        let (h, p) = (app.host_draft.clone(), app.port_draft.clone());
+        app.model.connect(&h, &p);
+    }
+    if connecting {
+        ui.add_space(6.0);
+        ui.horizontal(|ui| {
+            ui.spinner();
+            ui.label(
+                RichText::new(format!(
+                    "Connecting to {}:{}…",
+                    app.model.host, app.model.port
+                ))
+                .color(theme::MUTED),
+            );
+        });
+    }
+    if let Some(e) = &app.model.connect_error {
+        ui.add_space(6.0);
+        error_text(ui, e);
+    }
+}
+
+fn name_screen(ui: &mut Ui, app: &mut ChatApp) {
+    if app.name_draft.is_empty()
+        && let Some(me) = &app.model.me
+        && app.model.name_error.is_none()
+    {
+        app.name_draft = me.clone();
+    }
+    ui.heading(RichText::new("Choose a name").strong());
+    let connected = format!("Connected to {}:{}", app.model.host, app.model.port);
+    ui.label(RichText::new(connected).color(theme::MUTED));
+    ui.add_space(14.0);
+    let field = labelled_field(ui, "Name", &mut app.name_draft, "e.g. alice");
+    if std::mem::take(&mut app.focus_name) {
+        field.request_focus();
+    }
+    match &app.model.name_error {
+        Some(e) => error_text(ui, e),
+        None => {
+            ui.label(
+                RichText::new(
+                    "1–32 letters, digits or [ ] \\ ` _ ^ { | } -, starting with a letter; \
+                     others must not already use it.",
+                )
+                .color(theme::MUTED)
+                .small(),
+            );
+        }
+    }
+    ui.add_space(10.0);
+    let busy = app.model.registering();
+    let enter = field.lost_focus() && ui.input(|i| i.key_pressed(Key::Enter));
+    if (primary(ui, app.model.is_up() && !busy, "Join the chat").clicked() || enter) && !busy {
+        let name = app.name_draft.clone();
+        app.model.register(&name);
+        if app.model.name_error.is_none() {
+            app.focus_compose = true;
+        }
+    }
+    if let Some(g) = &app.model.greeting {
+        ui.add_space(8.0);
+        ui.label(
+            RichText::new(format!("Server: {g}"))
+                .color(theme::MUTED)
+                .small(),
+        );
+    }
+}
+
+/// The connection banner: lost and reconnecting, or signing in again.
+fn banner(ui: &mut Ui, app: &mut ChatApp) {
+    let (text, retry) = match &app.model.link {
+        Link::Lost {
+            error,
+            last_attempt,
+            attempt,
+            retry_in,
+            since,
+        } => {
+            let elapsed = (now() - *since).to_std().unwrap_or_default();
+            let left = retry_in.saturating_sub(elapsed).as_secs_f32().ceil();
+            let when = if left >= 1.0 {
+                format!("Reconnecting in {left:.0} s")
+            } else {
+                "Reconnecting…".to_owned()
+            };
+            let tries = match last_attempt {
+                Some(why) => format!(" (attempt {attempt} failed: {why})"),
+                None => String::new(),
+            };
+            (format!("Connection lost: {error}. {when}{tries}"), true)
+        }
+        Link::Up if !app.model.registered && app.model.me.is_some() => {
+            ("Reconnected; signing in again…".to_owned(), false)
+        }
+        _ => return,
+    };
+    Panel::top("banner")
+        .frame(
+            Frame::new()
+                .fill(theme::WARN_BG)
+                .inner_margin(Margin::symmetric(12, 6)),
+        )
+        .show(ui, |ui| {
+            ui.horizontal(|ui| {
+                ui.label(RichText::new(format!("⚠ {text}")).color(theme::WARN_TEXT));
+                if retry {
+                    ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
+                        if ui.button("Reconnect now").clicked() {
+                            app.model.retry_now();
+                        }
+                    });
+                }
+            });
+        });
+}
+
+fn chat_screen(ui: &mut Ui, app: &mut ChatApp) {
+    banner(ui, app);
+    Panel::left("conversations")
+        .frame(theme::side_frame())
+        .resizable(true)
+        .default_size(210.0)
+        .size_range(160.0..=360.0)
+        .show(ui, |ui| conversations_panel(ui, app));
+    Panel::right("people")
+        .frame(theme::side_frame())
+        .resizable(true)
+        .default_size(190.0)
+        .size_range(140.0..=320.0)
+        .show(ui, |ui| people_panel(ui, app));
+    CentralPanel::default()
+        .frame(Frame::new().fill(theme::BG))
+        .show(ui, |ui| conversation_view(ui, app));
+}
+
+/// A small filled circle, vertically centred on the text line.
+fn status_dot(ui: &mut Ui, colour: Color32) {
+    let (rect, _) = ui.allocate_exact_size(vec2(8.0, 14.0), egui::Sense::hover());
+    ui.painter().circle_filled(rect.center(), 4.0, colour);
+}
+
+fn section(ui: &mut Ui, text: &str) {
+    ui.add_space(4.0);
+    ui.label(RichText::new(text).color(theme::MUTED).small().strong());
+}
+
+/// A rounded unread count at the right end of a conversation row.
+fn unread_pill(ui: &Ui, row: egui::Rect, unread: usize) {
+    let text = if unread > 99 {
+        "99+".to_owned()
+    } else {
+        unread.to_string()
+    };
+    let font = egui::FontId::proportional(11.5);
+    let galley = ui.painter().layout_no_wrap(text, font, Color32::WHITE);
+    let w = (galley.size().x + 12.0).max(20.0);
+    let rect = egui::Rect::from_center_size(
+        egui::pos2(row.right() - 8.0 - w / 2.0, row.center().y),
+        vec2(w, 18.0),
+    );
+    ui.painter().rect_filled(rect, 9.0, theme::BADGE);
+    ui.painter()
+        .galley(rect.center() - galley.size() / 2.0, galley, Color32::WHITE);
+}
+
+fn conversations_panel(ui: &mut Ui, app: &mut ChatApp) {
+    ui.horizontal(|ui| {
+        ui.label(RichText::new("natter").strong().size(18.0));
+        if let Some(me) = &app.model.me {
+            let dot = if app.model.registered {
+                theme::OK
+            } else {
+                theme::MUTED
+            };
+            status_dot(ui, dot);
+            ui.add(Label::new(RichText::new(me).color(theme::ACCENT)).truncate());
+        }
+    });
+    ui.add_space(6.0);
+    section(ui, "CONVERSATIONS");
+    let mut open: Option<ConvId> = None;
+    let mut close: Option<ConvId> = None;
+    ScrollArea::vertical()
+        .id_salt("conversation-list")
+        .auto_shrink([false, true])
+        .max_height(ui.available_height() * 0.6)
+        .show(ui, |ui| {
+            for c in &app.model.conversations {
+                let selected = c.id == app.model.active;
+                let (icon, muted) = match &c.id {
+                    ConvId::Everyone => ("🌐", false),
+                    ConvId::Room(_) => ("#", !c.joined),
+                    ConvId::Dm(_) => ("@", !c.joined),
+                };
+                let title = c.title.trim_start_matches('#');
+                let mut text = RichText::new(format!("{icon} {title}"));
+                if muted {
+                    text = text.color(theme::MUTED);
+                }
+                if c.unread > 0 {
+                    text = text.strong();
+                }
+                let closable = c.id != ConvId::Everyone;
+                ui.horizontal(|ui| {
+                    // The close button is fixed in size, so the row never outgrows the panel.
+                    let close_w = 22.0;
+                    let gap = ui.spacing().item_spacing.x;
+                    let w = ui.available_width() - if closable { close_w + gap } else { 0.0 };
+                    let size = vec2(w, 28.0);
+                    let button = Button::selectable(selected, text).min_size(size);
+                    let r = aligned(ui, size, Align::Min, button);
+                    if c.unread > 0 {
+                        unread_pill(ui, r.rect, c.unread);
+                    }
+                    let what = match c.id {
+                        ConvId::Dm(_) => format!("Direct messages with {}", c.title),
+                        _ => c.title.clone(),
+                    };
+                    let name = match c.unread {
+                        0 => what,
+                        n => format!("{what}, {n} unread"),
+                    };
+                    if r.accessible_name(name).clicked() {
+                        open = Some(c.id.clone());
+                    }
+                    if closable {
+                        let what = if c.is_room() && c.joined {
+                            format!("Leave {}", c.title)
+                        } else {
+                            format!("Close {}", c.title)
+                        };
+                        ui.spacing_mut().button_padding = vec2(2.0, 2.0);
+                        let x = ui
+                            .add(
+                                Button::new(RichText::new("×").color(theme::MUTED))
+                                    .frame(false)
+                                    .min_size(vec2(close_w, 28.0)),
+                            )
+                            .on_hover_text(&what)
+                            .accessible_name(what);
+                        if x.clicked() {
+                            close = Some(c.id.clone());
+                        }
+                    }
+                });
+            }
+        });
+    if let Some(id) = open {
+        app.model.open(&id);
+        app.focus_compose = true;
+        app.jump_to_end = true;
+    }
+    if let Some(id) = close {
+        app.model.close_conversation(&id, now());
+    }
+    ui.add_space(8.0);
+    section(ui, "ROOMS");
+    ui.horizontal(|ui| {
+        let l = ui.label(RichText::new("Room").color(theme::MUTED).small());
+        ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
+            let join = ui.add_enabled(app.model.registered, Button::new("Join"));
+            let field = ui
+                .add(
+                    TextEdit::singleline(&mut app.join_draft)
+                        .hint_text("#name")
+                        .desired_width(ui.available_width()),
+                )
+                .labelled_by(l.id);
+            let enter = field.lost_focus() && ui.input(|i| i.key_pressed(Key::Enter));
+            if (join.clicked() || enter) && !app.join_draft.trim().is_empty() {
+                let room = std::mem::take(&mut app.join_draft);
+                app.model.join(&room, now());
+            }
+        });
+    });
+    ui.add_space(2.0);
+    ui.horizontal(|ui| {
+        let n = app.model.directory.len();
+        let rooms = format!("{n} room{} on the server", if n == 1 { "" } else { "s" });
+        ui.label(RichText::new(rooms).color(theme::MUTED).small());
+        ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
+            ui.spacing_mut().button_padding = vec2(4.0, 0.0);
+            if ui
+                .add_enabled(
+                    app.model.registered,
+                    Button::new(RichText::new("↻").color(theme::MUTED)).frame(false),
+                )
+                .on_hover_text("Refresh the room list")
+                .accessible_name("Refresh rooms")
+                .clicked()
+            {
+                app.model.refresh_rooms();
+            }
+        });
+    });
+    let mut join: Option<String> = None;
+    ScrollArea::vertical()
+        .id_salt("directory")
+        .auto_shrink([false, true])
+        .show(ui, |ui| {
+            for r in &app.model.directory {
+                let joined = app
+                    .model
+                    .conversation(&ConvId::room(&r.name))
+                    .is_some_and(|c| c.joined);
+                let people = match r.members {
+                    1 => "1 person".to_owned(),
+                    n => format!("{n} people"),
+                };
+                let state = if joined { " · joined" } else { "" };
+                let mut job = egui::text::LayoutJob::default();
+                let body = egui::TextStyle::Body.resolve(ui.style());
+                let small = egui::TextStyle::Small.resolve(ui.style());
+                job.append(&r.name, 0.0, egui::TextFormat::simple(body, theme::TEXT));
+                job.append(
+                    &format!("{people}{state}"),
+                    8.0,
+                    egui::TextFormat::simple(small, theme::MUTED),
+                );
+                let hover = if r.topic.is_empty() {
+                    format!("{}: no topic. Click to join.", r.name)
+                } else {
+                    format!("{}: {}. Click to join.", r.name, r.topic)
+                };
+                let resp = ui
+                    .add(
+                        Button::new(job)
+                            .frame_when_inactive(false)
+                            .min_size(vec2(ui.available_width(), 24.0)),
+                    )
+                    .on_hover_text(hover)
+                    .accessible_name(format!("{}, {people}{state}", r.name));
+                if resp.clicked() {
+                    join = Some(r.name.clone());
+                }
+            }
+        });
+    if let Some(room) = join {
+        app.model.join(&room, now());
+        app.focus_compose = true;
+    }
+    Panel::bottom("account")
+        .frame(Frame::new().inner_margin(Margin::symmetric(0, 6)))
+        .show_separator_line(false)
+        .show(ui, |ui| {
+            let server = format!("{}:{}", app.model.host, app.model.port);
+            ui.horizontal(|ui| {
+                ui.add(Label::new(RichText::new(server).color(theme::MUTED).small()).truncate());
+                ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
+                    if ui
+                        .add(Button::new(RichText::new("Disconnect").small()).frame(false))
+                        .on_hover_text("Say goodbye and go back to the connect screen")
+                        .clicked()
+                    {
+                        app.model.disconnect();
+                    }
+                });
+            });
+        });
+}
+
+/// One person in the side panel: a dot, the name, and a click to open a DM.
+fn person(ui: &mut Ui, model: &Model, name: &str, op: bool) -> Option<String> {
+    let me = model.is_me(name);
+    let prefix = if op { "@" } else { "" };
+    ui.horizontal(|ui| {
+        ui.spacing_mut().item_spacing.x = 4.0;
+        status_dot(ui, theme::OK);
+        if me {
+            let text = RichText::new(format!("{prefix}{name} (you)")).color(theme::ACCENT);
+            // Padded like the buttons beside it, so the names line up.
+            ui.add_space(ui.spacing().button_padding.x);
+            let size = vec2(ui.available_width(), 24.0);
+            let layout = Layout::left_to_right(Align::Center).with_main_align(Align::Min);
+            ui.allocate_ui_with_layout(size, layout, |ui| {
+                ui.set_min_size(size);
+                ui.add(Label::new(text).truncate());
+            });
+            return None;
+        }
+        let text = RichText::new(format!("{prefix}{name}")).color(theme::name_colour(name));
+        let size = vec2(ui.available_width(), 24.0);
+        let button = Button::new(text).frame_when_inactive(false).min_size(size);
+        let r = aligned(ui, size, Align::Min, button)
+            .on_hover_text(format!("Send {name} a direct message"));
+        r.clicked().then(|| name.to_owned())
+    })
+    .inner
+}
+
+fn people_panel(ui: &mut Ui, app: &mut ChatApp) {
+    let mut dm: Option<String> = None;
+    ScrollArea::vertical()
+        .id_salt("people")
+        .auto_shrink([false, false])
+        .show(ui, |ui| {
+            let conv = app.model.active_conversation();
+            if conv.is_room() && conv.joined {
+                section(
+                    ui,
+                    &format!("IN {} — {}", conv.title.to_uppercase(), conv.members.len()),
+                );
+                for m in &conv.members {
+                    if let Some(n) = person(ui, &app.model, &m.name, m.op) {
+                        dm = Some(n);
+                    }
+                }
+                ui.add_space(10.0);
+            }
+            let n = app.model.users.len();
+            if !app.model.registered {
+                section(ui, "ONLINE");
+                ui.label(RichText::new("not connected").color(theme::MUTED).italics());
+            } else {
+                section(ui, &format!("ONLINE — {n}"));
+            }
+            for u in &app.model.users {
+                if let Some(name) = person(ui, &app.model, u, false) {
+                    dm = Some(name);
+                }
+            }
+        });
+    if let Some(name) = dm {
+        app.model.open_dm(&name);
+        app.focus_compose = true;
+        app.jump_to_end = true;
+    }
+}
+
+fn conversation_view(ui: &mut Ui, app: &mut ChatApp) {
+    let conv = header(app.model.active_conversation());
+    // Header: what this conversation is.
+    Panel::top("conversation-header")
+        .frame(
+            Frame::new()
+                .fill(theme::BG)
+                .inner_margin(Margin::symmetric(16, 10)),
+        )
+        .show(ui, |ui| {
+            ui.horizontal(|ui| {
+                ui.label(RichText::new(&conv.title).strong().size(17.0));
+                let sub = match &conv.id {
+                    ConvId::Everyone if !app.model.registered => "not connected".into(),
+                    ConvId::Everyone => format!(
+                        "everybody online · {} {}",
+                        app.model.users.len(),
+                        if app.model.users.len() == 1 {
+                            "person"
+                        } else {
+                            "people"
+                        }
+                    ),
+                    ConvId::Room(_) if !conv.joined => "you are not in this room".into(),
+                    ConvId::Room(_) => conv
+                        .topic
+                        .clone()
+                        .unwrap_or_else(|| "no topic: /topic text sets one".into()),
+                    ConvId::Dm(_) if conv.joined => "direct messages · online".into(),
+                    ConvId::Dm(_) => "direct messages · offline".into(),
+                };
+                ui.add(Label::new(RichText::new(sub).color(theme::MUTED)).truncate());
+                ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
+                    if let ConvId::Room(_) = conv.id {
+                        if conv.joined {
+                            if ui.button("Leave").clicked() {
+                                app.model.part(&conv.title, None, now());
+                            }
+                        } else if ui.button("Join").clicked() {
+                            app.model.join(&conv.title, now());
+                        }
+                    }
+                });
+            });
+        });
+    // The message box.
+    Panel::bottom("compose")
+        .frame(
+            Frame::new()
+                .fill(theme::BG)
+                .inner_margin(Margin::symmetric(16, 10)),
+        )
+        .show(ui, |ui| compose(ui, app, &conv));
+    // The history.
+    CentralPanel::default()
+        .frame(Frame::new().fill(theme::BG).inner_margin(Margin {
+            left: 16,
+            right: 8,
+            top: 6,
+            bottom: 0,
+        }))
+        .show(ui, |ui| history(ui, app));
+}
+
+/// The parts of a conversation the header needs, without its history.
+struct Header {
+    id: ConvId,
+    title: String,
+    joined: bool,
+    topic: Option<String>,
+}
+
+fn header(c: &Conversation) -> Header {
+    Header {
+        id: c.id.clone(),
+        title: c.title.clone(),
+        joined: c.joined,
+        topic: c.topic.clone(),
+    }
+}
+
+fn compose(ui: &mut Ui, app: &mut ChatApp, conv: &Header) {
+    let hint = match &conv.id {
+        ConvId::Everyone => "Message everyone — or type /help".to_owned(),
+        ConvId::Room(_) => format!("Message {}", conv.title),
+        ConvId::Dm(_) => format!("Message {}", conv.title),
+    };
+    let can_send = app.model.is_up() && app.model.registered;
+    ui.horizontal(|ui| {
+        let send_w = 72.0;
+        let field = ui
+            .add(
+                TextEdit::singleline(&mut app.compose)
+                    .hint_text(hint)
+                    .desired_width(ui.available_width() - send_w - 8.0)
+                    .margin(Margin::symmetric(10, 8)),
+            )
+            .accessible_name("Message");
+        if std::mem::take(&mut app.focus_compose) {
+            field.request_focus();
+        }
+        let enter = field.lost_focus() && ui.input(|i| i.key_pressed(Key::Enter));
+        let send = ui.add_enabled(
+            can_send && !app.compose.trim().is_empty(),
+            Button::new(RichText::new("Send").color(Color32::WHITE).strong())
+                .fill(theme::ACCENT)
+                .min_size(vec2(send_w, 34.0)),
+        );
+        if send.clicked() || enter {
+            let text = app.compose.clone();
+            if app.model.submit(&text, now()) {
+                app.compose.clear();
+                app.jump_to_end = true;
+            }
+            field.request_focus();
+        }
+    });
+}
+
+fn history(ui: &mut Ui, app: &mut ChatApp) {
+    let id = app.model.active.clone();
+    let me = app.model.me.clone();
+    let area = ScrollArea::vertical()
+        .id_salt(("history", format!("{id:?}")))
+        .auto_shrink([false, false])
+        .stick_to_bottom(true);
+    let jump = std::mem::take(&mut app.jump_to_end);
+    let conv = app.model.active_conversation();
+    let out = area.show(ui, |ui| {
+        ui.add_space(6.0);
+        if conv.lines.is_empty() {
+            ui.label(
+                RichText::new("No messages yet.")
+                    .color(theme::MUTED)
+                    .italics(),
+            );
+        }
+        let mut prev: Option<&Line> = None;
+        for line in &conv.lines {
+            line_row(ui, line, prev, me.as_deref());
+            prev = Some(line);
+        }
+        ui.add_space(6.0);
+        if jump {
+            ui.scroll_to_cursor(Some(Align::BOTTOM));
+        }
+    });
+    // Scrolled up: offer a way back to the newest lines.
+    let at_end = out.state.clamped_offset().y + out.inner_rect.height() >= out.content_size.y - 4.0;
+    if !at_end {
+        let rect = out.inner_rect;
+        let pos = egui::pos2(rect.right() - 150.0, rect.bottom() - 40.0);
+        egui::Area::new(egui::Id::unique("jump-to-end"))
+            .fixed_pos(pos)
+            .show(ui.ctx(), |ui| {
+                if ui
+                    .add(Button::new("↓ Latest messages").fill(theme::CARD))
+                    .clicked()
+                {
+                    app.jump_to_end = true;
+                }
+            });
+    }
+}
+
+/// Whether a line mentions `me` as a word.
+fn mentions(text: &str, me: &str) -> bool {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || "[]\\`_^{|}-".contains(c)))
+        .any(|w| w.eq_ignore_ascii_case(me))
+}
+
+fn line_row(ui: &mut Ui, line: &Line, prev: Option<&Line>, me: Option<&str>) {
+    // A new sender (or a pause) gets a little air above it.
+    let continues = prev.is_some_and(|p| {
+        p.from.is_some()
+            && p.from == line.from
+            && (line.at - p.at).num_seconds() < 300
+            && p.action().is_none()
+    });
+    if !continues {
+        ui.add_space(4.0);
+    }
+    // A time only when it changes, or a new sender starts: fewer digits to read past.
+    let same_minute = prev
+        .is_some_and(|p| p.at.format("%H:%M").to_string() == line.at.format("%H:%M").to_string());
+    let time = if same_minute
+        && (continues || (line.from.is_none() && prev.is_some_and(|p| p.kind == line.kind)))
+    {
+        String::new()
+    } else {
+        line.at.format("%H:%M").to_string()
+    };
+    let highlight =
+        matches!(line.kind, LineKind::Chat) && me.is_some_and(|me| mentions(&line.text, me));
+    let frame = if highlight {
+        Frame::new()
+            .fill(Color32::from_rgb(0x2a, 0x2f, 0x1f))
+            .corner_radius(4)
+    } else {
+        Frame::new()
+    };
+    frame.show(ui, |ui| {
+        // Top-aligned, and as tall as its content: inside a scroll area the height is unbounded.
+        let layout = Layout::left_to_right(Align::Min);
+        ui.allocate_ui_with_layout(vec2(ui.available_width(), 0.0), layout, |ui| {
+            ui.spacing_mut().item_spacing.x = 10.0;
+            // Times are smaller than the text: a little lower, so the baselines meet.
+            cell(ui, 36.0, Align::Min, 3.0, |ui| {
+                let t = RichText::new(time)
+                    .monospace()
+                    .color(theme::MUTED)
+                    .size(11.0);
+                ui.add(Label::new(t).selectable(false));
+            });
+            // Everything that is not chat has a mark in the sender column and its text in
+            // the text column, so the eye can run down one edge.
+            let mark = |ui: &mut Ui, mark: &str, colour: Color32| {
+                cell(ui, NAME_WIDTH, Align::Max, 0.0, |ui| {
+                    ui.add(Label::new(RichText::new(mark).color(colour)).selectable(false));
+                });
+            };
+            match line.kind {
+                LineKind::Chat | LineKind::Own(_) => chat_text(ui, line, continues),
+                LineKind::Event => {
+                    mark(ui, "•", theme::MUTED);
+                    let t = RichText::new(&line.text).color(theme::MUTED).italics();
+                    ui.add(Label::new(t).wrap());
+                }
+                LineKind::Error => {
+                    mark(ui, "⚠", theme::ERROR);
+                    let t = RichText::new(&line.text).color(theme::ERROR);
+                    ui.add(Label::new(t).wrap());
+                }
+                LineKind::Info => {
+                    mark(ui, "›", theme::MUTED);
+                    match line.text.split_once('\t') {
+                        // The client's own help: the command, then what it does.
+                        Some((usage, what)) => {
+                            cell(ui, 190.0, Align::Min, 1.0, |ui| {
+                                let t = RichText::new(usage).monospace().color(theme::ACCENT);
+                                ui.add(Label::new(t).wrap());
+                            });
+                            ui.add(Label::new(what).wrap());
+                        }
+                        None => {
+                            ui.add(Label::new(RichText::new(&line.text).monospace()).wrap());
+                        }
+                    }
+                }
+            }
+        });
+    });
+}
+
+/// A column of fixed width in a row, top-aligned, its content left (`Min`) or right (`Max`)
+/// aligned, `drop` points lower than the row's top.
+fn cell(ui: &mut Ui, width: f32, align: Align, drop: f32, add: impl FnOnce(&mut Ui)) {
+    let layout = Layout::top_down(align);
+    ui.allocate_ui_with_layout(vec2(width, 0.0), layout, |ui| {
+        ui.set_width(width);
+        if drop > 0.0 {
+            ui.add_space(drop);
+        }
+        add(ui);
+    });
+}
+
+/// The width of the sender column.
+const NAME_WIDTH: f32 = 76.0;
+
+fn chat_text(ui: &mut Ui, line: &Line, continues: bool) {
+    let from = line.from.as_deref().unwrap_or("?");
+    let own = matches!(line.kind, LineKind::Own(_));
+    let colour = if own {
+        theme::ACCENT
+    } else {
+        theme::name_colour(from)
+    };
+    if let Some(action) = line.action() {
+        cell(ui, NAME_WIDTH, Align::Max, 0.0, |ui| {
+            ui.label(RichText::new("*").color(colour).strong());
+        });
+        let t = RichText::new(format!("{from} {action}"))
+            .color(colour)
+            .italics();
+        ui.add(Label::new(t).wrap());
+    } else {
+        cell(ui, NAME_WIDTH, Align::Max, 0.0, |ui| {
+            if !continues {
+                ui.add(Label::new(RichText::new(from).color(colour).strong()).truncate());
+            }
+        });
+        let text_colour = match line.kind {
+            LineKind::Own(Delivery::Failed) => theme::ERROR,
+            LineKind::Own(Delivery::Sending) => theme::MUTED,
+            _ => theme::TEXT,
+        };
+        ui.add(Label::new(RichText::new(&line.text).color(text_colour)).wrap());
+    }
+    match line.kind {
+        LineKind::Own(Delivery::Unconfirmed) => {
+            ui.label(RichText::new("?").color(theme::WARN_TEXT))
+                .on_hover_text("The connection was lost before the server confirmed this message");
+        }
+        LineKind::Own(Delivery::Failed) => {
+            ui.label(RichText::new("⚠").color(theme::ERROR))
+                .on_hover_text("The server refused this message; the reason follows");
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mentions_are_whole_names() {
+        assert!(mentions("hi alice!", "Alice"));
+        assert!(!mentions("hi malice", "alice"));
+        assert!(mentions("[bob] ok", "[bob]"));
+    }
+}

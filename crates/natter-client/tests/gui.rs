@@ -1,0 +1,558 @@
+//! The real window, driven through its accessibility tree (egui_kittest, no GPU), against a
+//! real natter-server running in this process on an ephemeral loopback port.
+//!
+//! Nothing sleeps to synchronise. A test waits for the window by stepping it until a condition
+//! holds, blocking between steps on the app's network channel (`wait_for_network`), and for
+//! natter-conn clients by awaiting their lines; every wait is bounded by [`LIMIT`] and fails
+//! the test when it passes.
+
+use egui::accesskit::Role;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use natter_client::model::{ConvId, Link, Screen};
+use natter_client::net::NetConfig;
+use natter_client::{ChatApp, Options};
+use natter_conn::Client;
+use natter_proto::ServerLine;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::runtime::Runtime;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The longest any one wait may take before the test fails.
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// A runtime for the server and the natter-conn clients; the window runs on the test thread.
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A natter-server in this process.
+struct Server {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Server {
+    /// Starts a server on an ephemeral port.
+    fn start(rt: &Runtime) -> Self {
+        Self::on(rt, "127.0.0.1:0".parse().unwrap())
+    }
+
+    /// Starts a server on `addr` (binding it again after a stop).
+    fn on(rt: &Runtime, addr: SocketAddr) -> Self {
+        let listener = rt.block_on(TcpListener::bind(addr)).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let config = natter_server::Config {
+            shutdown_grace: Duration::from_millis(500),
+            ..Default::default()
+        };
+        let task = rt.spawn(natter_server::run(listener, config, async {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Shuts the server down (every client gets `BYE SHUTDOWN`) and waits until it has.
+    fn stop(&mut self, rt: &Runtime) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            rt.block_on(within(t)).unwrap().unwrap();
+        }
+    }
+
+    /// A natter-conn client registered as `name`.
+    fn user(&self, rt: &Runtime, name: &str) -> Client {
+        rt.block_on(async {
+            let mut c = within(Client::connect(self.addr)).await.unwrap();
+            let (got, _) = within(c.register(name)).await.unwrap();
+            assert_eq!(got, name);
+            c
+        })
+    }
+}
+
+async fn within<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(LIMIT, f)
+        .await
+        .expect("timed out waiting for the server")
+}
+
+/// Reads `c`'s lines until one satisfies `want`.
+fn expect_line(
+    rt: &Runtime,
+    c: &mut Client,
+    want: impl FnMut(&ServerLine<'_>) -> bool,
+) -> ServerLine<'static> {
+    rt.block_on(within(c.reader.until(want))).unwrap().0
+}
+
+/// Sends a line from a natter-conn client.
+fn say(rt: &Runtime, c: &mut Client, line: &str) {
+    rt.block_on(within(c.send(line))).unwrap();
+}
+
+/// Fast reconnects, so a restart test takes a fraction of a second.
+fn quick_net() -> NetConfig {
+    NetConfig {
+        connect_timeout: Duration::from_secs(5),
+        backoff_start: Duration::from_millis(50),
+        backoff_max: Duration::from_millis(400),
+    }
+}
+
+/// The window, about to connect to `addr` (or showing the connect screen).
+fn window(addr: SocketAddr, connect_now: bool) -> Harness<'static, ChatApp> {
+    let options = Options {
+        host: addr.ip().to_string(),
+        port: addr.port(),
+        connect_now,
+        net: quick_net(),
+    };
+    Harness::builder()
+        .with_size(egui::vec2(1000.0, 700.0))
+        .build_eframe(move |cc| ChatApp::new(&cc.egui_ctx, options).unwrap())
+}
+
+/// Steps the window until `cond` holds, waiting on the network between steps; fails the
+/// test after [`LIMIT`].
+fn until(h: &mut Harness<'_, ChatApp>, what: &str, cond: impl Fn(&Harness<'_, ChatApp>) -> bool) {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        h.run_ok();
+        if cond(h) {
+            return;
+        }
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            let m = &h.state().model;
+            panic!(
+                "timed out waiting for {what}; screen {:?}, link {:?}, name error {:?}, \
+                 last lines {:?}",
+                m.screen,
+                m.link,
+                m.name_error,
+                m.active_conversation()
+                    .lines
+                    .iter()
+                    .rev()
+                    .take(5)
+                    .collect::<Vec<_>>()
+            );
+        };
+        // Wakes as soon as the next network event arrives; the next loop applies it.
+        h.state_mut().wait_for_network(left);
+    }
+}
+
+/// Whether some text on screen contains `text`.
+fn shows(h: &Harness<'_, ChatApp>, text: &str) -> bool {
+    h.query_all_by_label_contains(text).next().is_some()
+}
+
+/// Clicks a text field and types into it.
+fn type_into(h: &mut Harness<'_, ChatApp>, label: &str, text: &str) {
+    h.get_by_label(label).click();
+    h.run_ok();
+    h.get_by_label(label).type_text(text);
+    h.run_ok();
+}
+
+/// Clicks a text field and replaces what it holds.
+fn replace_in(h: &mut Harness<'_, ChatApp>, label: &str, text: &str) {
+    h.get_by_label(label).click();
+    h.run_ok();
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    h.get_by_label(label).type_text(text);
+    h.run_ok();
+}
+
+/// Types into the message box and presses Enter.
+fn send(h: &mut Harness<'_, ChatApp>, text: &str) {
+    type_into(h, "Message", text);
+    h.key_press(egui::Key::Enter);
+    h.run_ok();
+}
+
+/// Connects, takes `name`, and waits for the chat screen.
+fn sign_in(h: &mut Harness<'_, ChatApp>, name: &str) {
+    until(h, "the name screen", |h| h.query_by_label("Name").is_some());
+    replace_in(h, "Name", name);
+    h.get_by_role_and_label(Role::Button, "Join the chat")
+        .click();
+    until(h, "the chat screen", |h| {
+        h.query_by_label("Message").is_some()
+    });
+    until(h, "the user list", |h| !h.state().model.users.is_empty());
+}
+
+#[test]
+fn a_taken_name_is_explained_and_another_can_be_tried() {
+    let rt = runtime();
+    let server = Server::start(&rt);
+    let mut bob = server.user(&rt, "bob");
+    let mut h = window(server.addr, true);
+    until(&mut h, "the name screen", |h| {
+        h.query_by_label("Name").is_some()
+    });
+    type_into(&mut h, "Name", "Bob");
+    h.key_press(egui::Key::Enter);
+    until(&mut h, "the server's reason", |h| {
+        shows(h, "The name Bob is taken; choose another")
+    });
+    assert_eq!(h.state().model.screen, Screen::Name);
+    // A name against the rules gets the server's reason too, on the same connection.
+    replace_in(&mut h, "Name", "9lives");
+    h.get_by_role_and_label(Role::Button, "Join the chat")
+        .click();
+    until(&mut h, "the rule", |h| {
+        shows(h, "name must start with a letter")
+    });
+    replace_in(&mut h, "Name", "alice");
+    h.get_by_role_and_label(Role::Button, "Join the chat")
+        .click();
+    until(&mut h, "the chat screen", |h| {
+        h.query_by_label("Message").is_some()
+    });
+    expect_line(
+        &rt,
+        &mut bob,
+        |l| matches!(l, ServerLine::Online { name } if name == "alice"),
+    );
+    assert!(shows(&h, "Welcome, alice!"));
+}
+
+#[test]
+fn everyone_hears_what_is_said_in_everyone() {
+    let rt = runtime();
+    let server = Server::start(&rt);
+    let mut bob = server.user(&rt, "bob");
+    let mut h = window(server.addr, true);
+    sign_in(&mut h, "alice");
+
+    // With Enter.
+    send(&mut h, "hello   everyone");
+    let got = expect_line(&rt, &mut bob, |l| matches!(l, ServerLine::Message { .. }));
+    assert_eq!(
+        got,
+        ServerLine::parse("MESSAGE alice hello   everyone").unwrap()
+    );
+    // With the Send button.
+    type_into(&mut h, "Message", "second");
+    h.get_by_role_and_label(Role::Button, "Send").click();
+    h.run_ok();
+    expect_line(
+        &rt,
+        &mut bob,
+        |l| matches!(l, ServerLine::Message { text, .. } if text == "second"),
+    );
+    // Our own lines are shown, and the box is empty again.
+    until(&mut h, "our own line", |h| shows(h, "hello   everyone"));
+    assert_eq!(h.get_by_label("Message").value().as_deref(), Some(""));
+
+    say(&rt, &mut bob, "MESSAGE hi alice, welcome");
+    until(&mut h, "bob's message", |h| shows(h, "hi alice, welcome"));
+    // The everyone conversation is open, so nothing is unread.
+    assert_eq!(h.state().model.total_unread(), 0);
+}
+
+#[test]
+fn a_room_can_be_joined_and_talked_in() {
+    let rt = runtime();
+    let server = Server::start(&rt);
+    let mut bob = server.user(&rt, "bob");
+    let mut h = window(server.addr, true);
+    sign_in(&mut h, "alice");
+
+    type_into(&mut h, "Room", "rust");
+    h.get_by_role_and_label(Role::Button, "Join").click();
+    until(&mut h, "the room", |h| shows(h, "You joined #rust"));
+    assert_eq!(h.state().model.active, ConvId::room("#rust"));
+
+    say(&rt, &mut bob, "JOIN #rust");
+    expect_line(
+        &rt,
+        &mut bob,
+        |l| matches!(l, ServerLine::Ok { verb, .. } if verb == "JOIN"),
+    );
+    until(&mut h, "bob joining", |h| shows(h, "bob joined #rust"));
+    // bob is listed among the members, alice (the creator) as operator.
+    assert!(h.query_by_label("@alice (you)").is_some());
+    assert!(shows(&h, "IN #RUST — 2"));
+
+    say(&rt, &mut bob, "SAY #rust crabs are great");
+    until(&mut h, "bob's line", |h| shows(h, "crabs are great"));
+    send(&mut h, "indeed they are");
+    let got = expect_line(&rt, &mut bob, |l| matches!(l, ServerLine::Say { .. }));
+    assert_eq!(
+        got,
+        ServerLine::parse("SAY #rust alice indeed they are").unwrap()
+    );
+
+    send(&mut h, "/topic all about crabs");
+    until(&mut h, "the topic", |h| {
+        shows(h, "alice set the topic: all about crabs")
+    });
+    send(&mut h, "/part");
+    until(&mut h, "leaving", |h| shows(h, "You left #rust"));
+    expect_line(
+        &rt,
+        &mut bob,
+        |l| matches!(l, ServerLine::Parted { name, .. } if name == "alice"),
+    );
+}
+
+#[test]
+fn a_dm_gets_its_own_conversation_with_an_unread_count() {
+    let rt = runtime();
+    let server = Server::start(&rt);
+    let mut bob = server.user(&rt, "bob");
+    let mut h = window(server.addr, true);
+    sign_in(&mut h, "alice");
+
+    say(&rt, &mut bob, "DM alice psst, a secret");
+    say(&rt, &mut bob, "DM alice and another");
+    until(&mut h, "the DM conversation", |h| {
+        h.query_by_label("Direct messages with bob, 2 unread")
+            .is_some()
+    });
+    // Not in Everyone.
+    assert!(!shows(&h, "psst, a secret"));
+    h.get_by_label("Direct messages with bob, 2 unread").click();
+    until(&mut h, "the DM open", |h| shows(h, "psst, a secret"));
+    assert!(h.query_by_label("Direct messages with bob").is_some());
+    assert_eq!(h.state().model.total_unread(), 0);
+
+    send(&mut h, "my reply");
+    let got = expect_line(&rt, &mut bob, |l| matches!(l, ServerLine::Dm { .. }));
+    assert_eq!(got, ServerLine::parse("DM alice my reply").unwrap());
+
+    // /dm from anywhere opens the conversation too.
+    h.get_by_role_and_label(Role::Button, "Everyone").click();
+    h.run_ok();
+    send(&mut h, "/dm bob via a command");
+    let got = expect_line(&rt, &mut bob, |l| matches!(l, ServerLine::Dm { .. }));
+    assert_eq!(got, ServerLine::parse("DM alice via a command").unwrap());
+    assert_eq!(h.state().model.active, ConvId::dm("bob"));
+}
+
+#[test]
+fn the_online_list_follows_people_coming_and_going() {
+    let rt = runtime();
+    let server = Server::start(&rt);
+    let _bob = server.user(&rt, "bob");
+    let mut h = window(server.addr, true);
+    sign_in(&mut h, "alice");
+    until(&mut h, "two online", |h| shows(h, "ONLINE — 2"));
+    assert!(h.query_by_role_and_label(Role::Button, "bob").is_some());
+
+    let mut carol = server.user(&rt, "carol");
+    until(&mut h, "carol online", |h| {
+        h.query_by_role_and_label(Role::Button, "carol").is_some()
+    });
+    assert!(shows(&h, "ONLINE — 3"));
+    say(&rt, &mut carol, "REGISTER Caroline");
+    until(&mut h, "the rename", |h| {
+        h.query_by_role_and_label(Role::Button, "Caroline")
+            .is_some()
+    });
+    assert!(shows(&h, "carol is now known as Caroline"));
+    // Clicking someone opens a DM with them.
+    h.get_by_role_and_label(Role::Button, "Caroline").click();
+    until(&mut h, "the DM", |h| {
+        h.state().model.active == ConvId::dm("caroline")
+    });
+    send(&mut h, "hi Caroline");
+    expect_line(
+        &rt,
+        &mut carol,
+        |l| matches!(l, ServerLine::Dm { text, .. } if text == "hi Caroline"),
+    );
+
+    say(&rt, &mut carol, "CLOSE");
+    until(&mut h, "Caroline gone", |h| {
+        h.query_by_role_and_label(Role::Button, "Caroline")
+            .is_none()
+    });
+    assert!(shows(&h, "ONLINE — 2"));
+    assert!(shows(&h, "Caroline went offline"));
+}
+
+#[test]
+fn a_server_restart_is_survived() {
+    let rt = runtime();
+    let mut server = Server::start(&rt);
+    let addr = server.addr;
+    let mut h = window(addr, true);
+    sign_in(&mut h, "alice");
+    type_into(&mut h, "Room", "#ops");
+    h.key_press(egui::Key::Enter);
+    until(&mut h, "the room", |h| shows(h, "You joined #ops"));
+    send(&mut h, "before the restart");
+    until(&mut h, "delivery", |h| {
+        h.state()
+            .model
+            .active_conversation()
+            .lines
+            .iter()
+            .any(|l| l.text == "before the restart")
+    });
+
+    server.stop(&rt);
+    until(&mut h, "the banner", |h| {
+        shows(h, "Connection lost") && h.query_by_label("Reconnect now").is_some()
+    });
+    assert!(matches!(h.state().model.link, Link::Lost { .. }));
+
+    // The same address again.
+    let server = Server::on(&rt, addr);
+    until(&mut h, "signed in again", |h| {
+        h.state().model.registered && h.query_by_label("Reconnect now").is_none()
+    });
+    until(&mut h, "the room rejoined", |h| shows(h, "Rejoined #ops"));
+    assert!(shows(&h, "Disconnected: the server is shutting down"));
+    // The history survived, and the server knows alice again, in her room.
+    assert!(shows(&h, "before the restart"));
+    let mut bob = server.user(&rt, "bob");
+    say(&rt, &mut bob, "WHO #ops");
+    let got = expect_line(&rt, &mut bob, |l| matches!(l, ServerLine::Member { .. }));
+    assert_eq!(got, ServerLine::parse("MEMBER #ops @alice").unwrap());
+    until(&mut h, "bob in the list", |h| {
+        h.query_by_role_and_label(Role::Button, "bob").is_some()
+    });
+}
+
+#[test]
+fn the_connect_screen_says_what_went_wrong() {
+    let rt = runtime();
+    // A port nobody listens on: bind one, then let it go.
+    let free = rt
+        .block_on(TcpListener::bind("127.0.0.1:0"))
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut h = window(free, false);
+    assert!(h.query_by_label("Host").is_some());
+    h.get_by_role_and_label(Role::Button, "Connect").click();
+    until(&mut h, "refused", |h| shows(h, "Connection refused"));
+
+    let mut port = h.get_by_label("Port").value().unwrap();
+    assert_eq!(port, free.port().to_string());
+    // A bad port is explained without trying.
+    replace_in(&mut h, "Port", "99999");
+    h.get_by_role_and_label(Role::Button, "Connect").click();
+    until(&mut h, "the port rule", |h| {
+        shows(h, "Invalid port \"99999\"")
+    });
+
+    // Now a server is there: the same screen connects.
+    let server = Server::on(&rt, free);
+    port = server.addr.port().to_string();
+    replace_in(&mut h, "Port", &port);
+    h.key_press(egui::Key::Enter);
+    until(&mut h, "the name screen", |h| {
+        h.query_by_label("Name").is_some()
+    });
+}
+
+#[test]
+fn a_silent_server_times_out() {
+    let rt = runtime();
+    // Accepts connections (the kernel does) but never greets.
+    let silent = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = silent.local_addr().unwrap();
+    let options = Options {
+        host: addr.ip().to_string(),
+        port: addr.port(),
+        connect_now: true,
+        net: NetConfig {
+            connect_timeout: Duration::from_millis(300),
+            ..quick_net()
+        },
+    };
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1000.0, 700.0))
+        .build_eframe(move |cc| ChatApp::new(&cc.egui_ctx, options).unwrap());
+    until(&mut h, "the time-out", |h| shows(h, "Timed out"));
+    assert_eq!(h.state().model.screen, Screen::Connect);
+    drop(silent);
+}
+
+#[test]
+fn quitting_says_goodbye() {
+    let rt = runtime();
+    let server = Server::start(&rt);
+    let mut bob = server.user(&rt, "bob");
+    let mut h = window(server.addr, true);
+    sign_in(&mut h, "alice");
+    expect_line(&rt, &mut bob, |l| matches!(l, ServerLine::Online { .. }));
+    send(&mut h, "/quit");
+    until(&mut h, "the goodbye", |h| h.state().model.quit);
+    expect_line(
+        &rt,
+        &mut bob,
+        |l| matches!(l, ServerLine::Offline { name } if name == "alice"),
+    );
+}
+
+#[test]
+fn closing_the_window_says_close() {
+    let rt = runtime();
+    let server = Server::start(&rt);
+    let mut bob = server.user(&rt, "bob");
+    let mut h = window(server.addr, true);
+    sign_in(&mut h, "alice");
+    expect_line(&rt, &mut bob, |l| matches!(l, ServerLine::Online { .. }));
+    // What eframe does when the window closes.
+    eframe::App::on_exit(h.state_mut(), None);
+    assert!(
+        h.state().said_goodbye,
+        "the server did not answer CLOSE with BYE CLOSED"
+    );
+    expect_line(
+        &rt,
+        &mut bob,
+        |l| matches!(l, ServerLine::Offline { name } if name == "alice"),
+    );
+}
+
+#[test]
+fn disconnecting_returns_to_the_connect_screen() {
+    let rt = runtime();
+    let server = Server::start(&rt);
+    let mut bob = server.user(&rt, "bob");
+    let mut h = window(server.addr, true);
+    sign_in(&mut h, "alice");
+    expect_line(&rt, &mut bob, |l| matches!(l, ServerLine::Online { .. }));
+    h.get_by_role_and_label(Role::Button, "Disconnect").click();
+    until(&mut h, "the connect screen", |h| {
+        h.query_by_label("Host").is_some()
+    });
+    expect_line(
+        &rt,
+        &mut bob,
+        |l| matches!(l, ServerLine::Offline { name } if name == "alice"),
+    );
+    // The last name is offered again; here we come back as someone else.
+    assert_eq!(h.state().name_draft, "alice");
+    h.get_by_role_and_label(Role::Button, "Connect").click();
+    sign_in(&mut h, "alice2");
+    expect_line(
+        &rt,
+        &mut bob,
+        |l| matches!(l, ServerLine::Online { name } if name == "alice2"),
+    );
+}

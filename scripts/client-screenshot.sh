@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Takes docs/natter-client.png: a real natter-client window under Xvfb, talking to a real
+# natter-server with a few scripted users. Needs the Debian packages xvfb, xdotool,
+# imagemagick and libgl1-mesa-dri (software OpenGL), and python3 for the scripted users.
+#
+#   scripts/client-screenshot.sh [OUT.png]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-docs/natter-client.png}
+target=${CARGO_TARGET_DIR:-target}
+cargo build -p natter-client -p natter-server
+port=18090
+display=:97
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+Xvfb "$display" -screen 0 1100x720x24 -nolisten tcp >"$work/xvfb.log" 2>&1 &
+pids+=($!)
+"$target/debug/natter-server" 127.0.0.1 "$port" >"$work/server.log" 2>&1 &
+pids+=($!)
+sleep 1
+
+# The other people in the chat, each a plain socket speaking the protocol.
+python3 - "$port" >"$work/bots.log" 2>&1 <<'PY' &
+import socket, sys, time
+port = int(sys.argv[1])
+def user(name):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(f"\nREGISTER {name}\n".encode())
+    return s
+def say(s, line, wait=0.4):
+    s.sendall((line + "\n").encode())
+    time.sleep(wait)
+bob, carol, dave, erin = user("bob"), user("carol"), user("dave"), user("erin")
+say(bob, "JOIN #rust")
+say(bob, "TOPIC #rust Rust, crabs and the borrow checker")
+say(carol, "JOIN #rust")
+say(erin, "JOIN #rust")
+time.sleep(6)  # alice signs in and joins #rust
+say(bob, "SAY #rust morning all! anyone tried the new egui release?", 0.8)
+say(carol, "SAY #rust yes: the kittest harness drives a whole app through its accessibility tree, no GPU needed", 0.8)
+time.sleep(2.5)  # alice answers
+say(bob, "SAY #rust /me nods approvingly", 0.8)
+say(erin, "SAY #rust alice: and its AccessKit labels make it work with a screen reader too", 0.8)
+say(dave, "MESSAGE lunch at one, anyone?", 0.5)
+say(carol, "DM alice psst, are you coming to the meetup tonight?", 0.5)
+time.sleep(60)
+PY
+pids+=($!)
+sleep 1
+
+DISPLAY=$display "$target/debug/natter-client" 127.0.0.1 "$port" >"$work/client.log" 2>&1 &
+pids+=($!)
+sleep 3
+key() { DISPLAY=$display xdotool "$@"; }
+# There is no window manager: give the window the keyboard by hand.
+wid=$(key search --name '^natter')
+key windowfocus --sync "$wid"
+key type --delay 40 "alice"
+key key Return
+sleep 1.5
+key type --delay 20 "/join #rust"
+key key Return
+sleep 5
+key type --delay 15 "it's what this client's tests use; they even restart the server under it"
+key key Return
+sleep 7
+DISPLAY=$display import -window "$wid" "$out"
+echo "wrote $out"
