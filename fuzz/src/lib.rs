@@ -304,6 +304,10 @@ fn check_command<'a>(raw: &'a [u8], s: &mut Session<'a>) {
                 reason: b(reason.unwrap_or("")),
             });
         }
+        Command::Password(p) => {
+            // Taken whole; non-empty is all the rule there is.
+            assert!(!p.password.is_empty());
+        }
     }
 }
 
