@@ -86,7 +86,7 @@ const LINGER: Duration = Duration::from_secs(2);
 
 /// Why a connection ended, for the disconnect log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
+pub(crate) enum End {
     PeerClosed,
     Close,
     Shutdown,

@@ -1,7 +1,7 @@
 //! natter's line protocol over WebSocket: one line per text frame, through the same session
 //! logic, hub, outbox and slow-client policy as a TCP client.
 
-use crate::connection::Handler;
+use crate::connection::{End, Handler};
 use crate::listener::Disconnect;
 use crate::outbox::Outbox;
 use crate::session::{Flow, Session, bye};
@@ -17,18 +17,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::time::timeout;
 use tracing::{debug, info, warn};
-
-/// Why a WebSocket session ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
-    PeerClosed,
-    Close,
-    Shutdown,
-    SlowConsumer,
-    Stalled,
-    Flood,
-    Error,
-}
 
 /// Serves one upgraded WebSocket to its end.
 pub async fn run(socket: WebSocket, st: WebState) {
