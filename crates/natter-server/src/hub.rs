@@ -407,7 +407,7 @@ impl Hub {
         }
         answer(name);
         let name: Arc<str> = Arc::from(name);
-        let ident: Arc<str> = Arc::from(ident.unwrap_or(&name));
+        let ident: Arc<str> = ident.map_or_else(|| name.clone(), Arc::from);
         let in_everyone = flavor == Flavor::Native;
         let user = User {
             mask: mask(&name, &ident),
