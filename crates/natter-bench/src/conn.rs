@@ -8,11 +8,14 @@
 //! - Writes are batched: callers queue any number of lines, and one `write` sends them.
 //! - The socket is driven by readiness (`readable`/`writable`, then `try_read`/`try_write`), so
 //!   one task can read and write the same connection without splitting it.
+//! - TLS keeps that shape: rustls's connection is sans-IO, so it sits between the same
+//!   readiness-driven socket calls and the same buffers. Plain TCP pays one branch for it.
 
 use crate::dialect::{Control, Dialect};
-use crate::transport::Transport;
+use crate::transport::{Tls, Transport};
+use rustls::ClientConnection;
 use std::cell::RefCell;
-use std::io;
+use std::io::{self, Read as _, Write as _};
 use std::net::SocketAddr;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
@@ -69,6 +72,10 @@ pub enum Read {
 pub struct Conn {
     /// The socket.
     stream: TcpStream,
+    /// The TLS session over the socket, if any (boxed: it is large, and plain TCP needs none).
+    tls: Option<Box<ClientConnection>>,
+    /// Whether TLS holds decrypted bytes not read yet: the socket will not signal them.
+    tls_buffered: bool,
     /// The start of a line whose LF has not arrived yet.
     tail: Vec<u8>,
     /// Output queued and not yet written.
@@ -81,15 +88,172 @@ fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
 
+fn tls_error(e: rustls::Error) -> io::Error {
+    invalid(format!("TLS: {e}"))
+}
+
+/// The socket as `std::io` for rustls, never waiting: `WouldBlock` means wait for readiness.
+struct NoWait<'a>(&'a TcpStream);
+
+impl io::Read for NoWait<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.try_read(buf)
+    }
+}
+
+impl io::Write for NoWait<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.try_write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes `out[*written..]` to the socket as it takes it; `true` once all of it is written.
+fn flush_plain(stream: &TcpStream, out: &[u8], written: &mut usize) -> io::Result<bool> {
+    while *written < out.len() {
+        match stream.try_write(&out[*written..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => *written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+/// Encrypts `out[*written..]` as rustls's buffer allows and writes the records to the socket
+/// as it takes them; `true` once all of it (and anything else TLS had queued) is written.
+fn flush_tls(
+    tls: &mut ClientConnection,
+    stream: &TcpStream,
+    out: &[u8],
+    written: &mut usize,
+) -> io::Result<bool> {
+    loop {
+        let mut took = 0;
+        if *written < out.len() {
+            took = tls.writer().write(&out[*written..])?;
+            *written += took;
+        }
+        if !tls.wants_write() {
+            if *written == out.len() {
+                return Ok(true);
+            }
+            if took == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            continue;
+        }
+        match tls.write_tls(&mut NoWait(stream)) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Reads decrypted bytes into `buf`, like `try_read`: `Ok(0)` at the end of the stream,
+/// `WouldBlock` when neither TLS nor the socket has anything. The flag says whether TLS still
+/// holds decrypted bytes afterwards.
+fn read_tls(
+    tls: &mut ClientConnection,
+    stream: &TcpStream,
+    buf: &mut [u8],
+) -> io::Result<(usize, bool)> {
+    loop {
+        match tls.reader().read(buf) {
+            Ok(n) => {
+                let more = tls.process_new_packets().map_err(tls_error)?;
+                return Ok((n, more.plaintext_bytes_to_read() > 0));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            // The server closed the socket without close_notify: an end all the same.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok((0, false)),
+            Err(e) => return Err(e),
+        }
+        // After an end of stream the reader answers above, so this loop ends.
+        tls.read_tls(&mut NoWait(stream))?;
+        let processed = tls.process_new_packets();
+        // Alerts, and answers to the server's post-handshake messages; what the socket does
+        // not take now goes with the next flush.
+        if tls.wants_write() {
+            let _ = tls.write_tls(&mut NoWait(stream));
+        }
+        processed.map_err(tls_error)?;
+    }
+}
+
 impl Conn {
-    /// Connects to `addr` over `transport`.
-    pub async fn connect(transport: Transport, addr: SocketAddr) -> io::Result<Self> {
-        Ok(Self {
+    /// Connects to `addr` over `transport`, and over TLS when `tls` is given.
+    pub async fn connect(
+        transport: Transport,
+        addr: SocketAddr,
+        tls: Option<&Tls>,
+    ) -> io::Result<Self> {
+        let mut conn = Self {
             stream: transport.connect(addr).await?,
+            tls: None,
+            tls_buffered: false,
             tail: Vec::new(),
             out: Vec::new(),
             written: 0,
-        })
+        };
+        if let Some(t) = tls {
+            let session =
+                ClientConnection::new(t.config.clone(), t.name.clone()).map_err(tls_error)?;
+            conn.tls = Some(Box::new(session));
+            conn.tls_handshake().await?;
+        }
+        Ok(conn)
+    }
+
+    /// Drives the TLS handshake to its end, and sends its last flight.
+    async fn tls_handshake(&mut self) -> io::Result<()> {
+        let Some(tls) = self.tls.as_deref_mut() else {
+            return Ok(());
+        };
+        let stream = &self.stream;
+        loop {
+            if tls.wants_write() {
+                match tls.write_tls(&mut NoWait(stream)) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.writable().await?,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+                continue;
+            }
+            if !tls.is_handshaking() {
+                break;
+            }
+            match tls.read_tls(&mut NoWait(stream)) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the server closed the connection during the TLS handshake",
+                    ));
+                }
+                Ok(_) => {
+                    if let Err(e) = tls.process_new_packets() {
+                        // Tell the server why (a certificate we do not trust), then give up.
+                        let _ = tls.write_tls(&mut NoWait(stream));
+                        return Err(tls_error(e));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.readable().await?,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // The server's first records may have come with its last handshake flight.
+        self.tls_buffered = true;
+        Ok(())
     }
 
     /// The output buffer: append whole lines to it, then [`Conn::try_flush`].
@@ -104,14 +268,12 @@ impl Conn {
 
     /// Writes as much queued output as the socket takes now; `true` once all is written.
     pub fn try_flush(&mut self) -> io::Result<bool> {
-        while self.written < self.out.len() {
-            match self.stream.try_write(&self.out[self.written..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+        let done = match self.tls.as_deref_mut() {
+            None => flush_plain(&self.stream, &self.out, &mut self.written)?,
+            Some(tls) => flush_tls(tls, &self.stream, &self.out, &mut self.written)?,
+        };
+        if !done {
+            return Ok(false);
         }
         self.written = 0;
         if self.out.capacity() > 64 * KEEP {
@@ -130,8 +292,11 @@ impl Conn {
         Ok(())
     }
 
-    /// Waits until the socket may be read.
+    /// Waits until the socket may be read, or returns at once if TLS holds bytes to read.
     pub async fn readable(&self) -> io::Result<()> {
+        if self.tls_buffered {
+            return Ok(());
+        }
         self.stream.readable().await
     }
 
@@ -145,7 +310,16 @@ impl Conn {
         SCRATCH.with_borrow_mut(|buf| {
             let t = self.tail.len();
             buf[..t].copy_from_slice(&self.tail);
-            let n = match self.stream.try_read(&mut buf[t..t + READ_BUF]) {
+            let into = &mut buf[t..t + READ_BUF];
+            let got = match self.tls.as_deref_mut() {
+                None => self.stream.try_read(into),
+                Some(tls) => {
+                    let r = read_tls(tls, &self.stream, into);
+                    self.tls_buffered = matches!(r, Ok((_, true)));
+                    r.map(|(n, _)| n)
+                }
+            };
+            let n = match got {
                 Ok(0) => return Ok(Read::Eof),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Read::WouldBlock),

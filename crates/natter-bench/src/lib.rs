@@ -12,10 +12,10 @@
 //!   hdrhistogram latencies.
 //! - [`dialect`]: natter's line protocol and IRC: registering, joining, addressing, and
 //!   classifying lines.
-//! - [`transport`]: loopback-only targets and the transport (TCP now; the extension point
-//!   for WebSocket is documented there).
+//! - [`transport`]: loopback-only targets, the transport (TCP now; the extension point
+//!   for WebSocket is documented there) and the TLS settings (`--tls`).
 //! - [`conn`]: one connection: thread-local read buffer, `memchr` line splitting, batched
-//!   writes, handshakes.
+//!   writes, TLS (rustls, sans-IO), handshakes.
 //! - [`engine`]: who sends to whom, the in-flight window, and the task driving each
 //!   connection.
 //! - [`workload`]: `fanout`, `dm`, `connect` and `soak`, and what they share.
