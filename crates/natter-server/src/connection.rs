@@ -662,13 +662,7 @@ impl<H: Handler> Connection<H> {
                 }
             }
         }
-        if rest.is_empty() {
-            // Known gap: this also relieves a client whose socket still holds a backlog, so a
-            // pure byte flood is slowed to its rate but not disconnected (SECURITY.md).
-            if let Some(t) = &mut self.throttle {
-                t.relieved();
-            }
-        } else {
+        if !rest.is_empty() {
             self.held.extend_from_slice(rest);
         }
         Flow::Continue
@@ -681,6 +675,9 @@ impl<H: Handler> Connection<H> {
         if self.held.is_empty() {
             // Keep nothing allocated once the backlog is gone.
             self.held = Vec::new();
+            if let Some(t) = &mut self.throttle {
+                t.backlog_cleared();
+            }
         }
         flow
     }
@@ -838,7 +835,12 @@ impl<H: Handler> Connection<H> {
                         return Ok(Some(Flow::Close));
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Some(t) = &mut self.throttle {
+                        t.socket_empty(!self.held.is_empty());
+                    }
+                    break;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
