@@ -16,6 +16,7 @@
 //!   for WebSocket is documented there) and the TLS settings (`--tls`).
 //! - [`conn`]: one connection: thread-local read buffer, `memchr` line splitting, batched
 //!   writes, TLS (rustls, sans-IO), handshakes.
+//! - [`ws`]: the WebSocket upgrade, and lines framed out and decoded in place.
 //! - [`engine`]: who sends to whom, the in-flight window, and the task driving each
 //!   connection.
 //! - [`workload`]: `fanout`, `dm`, `connect` and `soak`, and what they share.
@@ -29,6 +30,7 @@ pub mod payload;
 pub mod sys;
 pub mod transport;
 pub mod workload;
+pub mod ws;
 
 use clap::{Parser, Subcommand};
 
