@@ -1,22 +1,14 @@
 //! How bytes reach the server, and where: the target address (loopback only) and transport.
 //!
-//! # Adding WebSocket
-//! natter will serve its line protocol over WebSocket at `/ws` on the same port, one line per
-//! text frame. To benchmark it, add a `WebSocket` variant to [`Transport`] and give
-//! [`crate::conn::Conn`] a framing step for it:
-//! - [`Transport::connect`]: after the TCP connect, send the HTTP/1.1 `GET /ws` upgrade request
-//!   and read the `101 Switching Protocols` answer;
-//! - `Conn::read_chunk`: unwrap server text frames (unmasked) and hand their payloads on as
-//!   lines, exactly as the TCP path hands on the lines it splits at LF;
-//! - `Conn::out`: wrap each queued line in a masked client text frame instead of ending it
-//!   with LF.
-//!
-//! Nothing above the connection (dialects, accounting, workloads) needs to change: they see
-//! lines in, lines out.
+//! # WebSocket
+//! natter serves its line protocol over WebSocket at `/ws` on the same port, one line per
+//! text message. [`Transport::Ws`] connects over TCP like [`Transport::Tcp`]; the connection
+//! then upgrades and frames its lines ([`crate::ws`]). Nothing above the connection
+//! (dialects, accounting, workloads) changes: they see lines in, lines out.
 //!
 //! # TLS
 //! TLS is not a transport of its own but a layer over one ([`Tls`]): the same port speaks TLS
-//! when a ClientHello comes first, and wss would be WebSocket over the same layer.
+//! when a ClientHello comes first, and wss is WebSocket over the same layer.
 
 use clap::ValueEnum;
 use rustls::pki_types::ServerName;
@@ -33,13 +25,16 @@ use tokio::net::TcpStream;
 pub enum Transport {
     /// Plain TCP, one protocol line per LF (or CRLF).
     Tcp,
+    /// WebSocket at `/ws` (wss with `--tls`), one protocol line per text message; natter's
+    /// line protocol only.
+    Ws,
 }
 
 impl Transport {
     /// Opens a connection to `addr`, with Nagle's algorithm off.
     pub async fn connect(self, addr: SocketAddr) -> io::Result<TcpStream> {
         match self {
-            Self::Tcp => {
+            Self::Tcp | Self::Ws => {
                 let s = TcpStream::connect(addr).await?;
                 s.set_nodelay(true)?;
                 Ok(s)

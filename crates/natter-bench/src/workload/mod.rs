@@ -125,6 +125,11 @@ impl Ctx {
         let addr = resolve_loopback(&common.target)
             .await
             .map_err(|e| format!("target {}: {e}", common.target))?;
+        if common.transport == Transport::Ws && common.proto == Dialect::Irc {
+            return Err(
+                "--transport ws carries natter's line protocol only; IRC is spoken over tcp".into(),
+            );
+        }
         let tls = if common.tls {
             let name = common
                 .tls_name
