@@ -63,6 +63,8 @@ pub trait Handler {
     fn on_line(&mut self, line: &[u8]) -> Flow;
     /// Reports a line that was longer than the framer's limit.
     fn on_too_long(&mut self);
+    /// Every line read so far has been handled; anything gathered across lines goes out now.
+    fn end_of_input(&mut self) {}
     /// When the session next needs [`Handler::on_deadline`], if ever.
     fn deadline(&self) -> Option<Instant>;
     /// Called at the deadline (pings, registration timeouts).
@@ -466,6 +468,7 @@ where
                 if t.flooding(Instant::now()) {
                     break 'session End::Flood;
                 }
+                handler.end_of_input();
                 sleep_until(t.ready_at()).await;
                 t.command(Instant::now());
             }
@@ -480,6 +483,7 @@ where
                 break 'session End::Close;
             }
         }
+        handler.end_of_input();
         // Bytes are limited by reading no more than the allowance; a read that does not fill
         // what was allowed found the socket drained, which is when a client is relieved.
         let mut allowed = buf.len();
@@ -665,6 +669,7 @@ impl<H: Handler> Connection<H> {
         if !rest.is_empty() {
             self.held.extend_from_slice(rest);
         }
+        self.handler.end_of_input();
         Flow::Continue
     }
 

@@ -171,6 +171,63 @@ pub struct Lines<'a> {
     at: OnceCell<SystemTime>,
 }
 
+/// Something rendered once per flavor of recipient: one event, or a batch of them.
+pub trait Render {
+    /// The bytes for a recipient of `flavor`; `None` if such recipients see nothing.
+    fn get(&self, flavor: Flavor) -> Option<&Bytes>;
+}
+
+impl Render for Lines<'_> {
+    fn get(&self, flavor: Flavor) -> Option<&Bytes> {
+        Lines::get(self, flavor)
+    }
+}
+
+/// Several events that go to the same recipients, rendered as one buffer per flavor.
+#[derive(Debug)]
+pub struct Batch<'l, 'a> {
+    /// The events, in order.
+    events: &'l [Lines<'a>],
+    /// One buffer per flavor, once rendered (as in [`Lines`]).
+    native: OnceCell<Option<Bytes>>,
+    /// IRC without tags.
+    irc_plain: OnceCell<Option<Bytes>>,
+    /// IRC with a `time` tag.
+    irc_time: OnceCell<Option<Bytes>>,
+}
+
+impl<'l, 'a> Batch<'l, 'a> {
+    /// Wraps the events; nothing is rendered yet.
+    pub fn new(events: &'l [Lines<'a>]) -> Self {
+        Self {
+            events,
+            native: OnceCell::new(),
+            irc_plain: OnceCell::new(),
+            irc_time: OnceCell::new(),
+        }
+    }
+}
+
+impl Render for Batch<'_, '_> {
+    fn get(&self, flavor: Flavor) -> Option<&Bytes> {
+        let cell = match flavor {
+            Flavor::Native => &self.native,
+            Flavor::Irc { time: false } => &self.irc_plain,
+            Flavor::Irc { time: true } => &self.irc_time,
+        };
+        cell.get_or_init(|| {
+            let mut out = bytes::BytesMut::new();
+            for e in self.events {
+                if let Some(b) = e.get(flavor) {
+                    out.extend_from_slice(b);
+                }
+            }
+            (!out.is_empty()).then(|| out.freeze())
+        })
+        .as_ref()
+    }
+}
+
 impl<'a> Lines<'a> {
     /// Wraps an event; nothing is rendered yet.
     pub fn new(event: Event<'a>, irc: &'a IrcNames) -> Self {

@@ -19,7 +19,7 @@
 //! leave; natives are always in Everyone. IRC users see presence only for people they share a
 //! channel with, as IRC clients expect.
 
-use crate::event::{Event, Flavor, IrcNames, Lines, Who};
+use crate::event::{Event, Flavor, IrcNames, Lines, Render, Who};
 use crate::outbox::Outbox;
 use crate::stats::Stats;
 use bytes::Bytes;
@@ -211,7 +211,7 @@ impl Audience {
     }
 
     /// Sends the event to every member but `except`; returns how many got it.
-    fn send(&self, lines: &Lines<'_>, except: Option<ClientId>) -> usize {
+    fn send(&self, lines: &impl Render, except: Option<ClientId>) -> usize {
         let mut n = 0;
         for s in &self.seats {
             if Some(s.id) != except
@@ -596,6 +596,38 @@ impl Hub {
         });
         let n = st.everyone.send(&ev, Some(id));
         self.stats.routed(n);
+        Ok(n)
+    }
+
+    /// Sends several MESSAGEs from `id` to everyone, in order, as one buffer per recipient;
+    /// returns how many received them (each received all).
+    pub fn broadcast_many<'t>(
+        &self,
+        id: ClientId,
+        texts: impl Iterator<Item = &'t str>,
+    ) -> Result<usize, ErrorCode> {
+        let st = self.read();
+        let from = st.users.get(&id).ok_or(ErrorCode::NotRegistered)?;
+        if !from.in_everyone {
+            return Err(ErrorCode::NotInRoom);
+        }
+        let events: Vec<Lines<'_>> = texts
+            .map(|text| {
+                self.lines(Event::Message {
+                    from: from.who(),
+                    text,
+                    notice: false,
+                })
+            })
+            .collect();
+        let k = events.len();
+        let n = match events.len() {
+            1 => st.everyone.send(&events[0], Some(id)),
+            _ => st
+                .everyone
+                .send(&crate::event::Batch::new(&events), Some(id)),
+        };
+        self.stats.routed(n * k);
         Ok(n)
     }
 

@@ -51,11 +51,25 @@ pub struct Session {
     authed: bool,
     /// Wrong passwords so far.
     wrong_passwords: u8,
-    /// When the connection started, for the registration deadline.
-    since: Instant,
-    /// When the client last sent a line, for the idle timeout.
-    last_seen: Instant,
+    /// Unregistered: when the connection started, for the registration deadline.
+    /// Registered: when the client last sent a line, for the idle timeout. One field for
+    /// both, because every idle client carries it.
+    mark: Instant,
+    /// MESSAGEs read in this batch of input and not yet sent (see [`Session::message`]).
+    batch: Option<Box<Batch>>,
 }
+
+/// Consecutive MESSAGE texts from one read, sent to everyone together.
+#[derive(Debug, Default)]
+struct Batch {
+    /// The texts, one after the other.
+    text: String,
+    /// Where each text ends in `text`.
+    ends: Vec<usize>,
+}
+
+/// Most MESSAGE bytes gathered before they are sent, whatever the input holds.
+const BATCH_BYTES: usize = 64 * 1024;
 
 fn err(code: ErrorCode, text: impl Into<Cow<'static, str>>) -> Bytes {
     ServerLine::Error {
@@ -92,8 +106,8 @@ impl Session {
             authed: policy.password.is_none(),
             policy,
             wrong_passwords: 0,
-            since: now,
-            last_seen: now,
+            mark: now,
+            batch: None,
         }
     }
 
@@ -130,13 +144,21 @@ impl Session {
 
     /// Handles one raw line (without its line ending).
     fn line(&mut self, raw: &[u8]) -> Flow {
-        self.last_seen = Instant::now();
+        if self.name.is_some() {
+            self.mark = Instant::now();
+        }
         let Ok(line) = std::str::from_utf8(raw) else {
             debug!(peer = %self.peer, "invalid UTF-8 line");
+            self.flush_messages();
             self.error(ErrorCode::InvalidUtf8);
             return Flow::Continue;
         };
-        match Command::parse(line) {
+        let parsed = Command::parse(line);
+        if self.name.is_none() || !matches!(parsed, Ok(Some(Command::Message(_)))) {
+            // Every answer follows the answers to the messages before it.
+            self.flush_messages();
+        }
+        match parsed {
             Ok(None) => Flow::Continue,
             Ok(Some(cmd)) => {
                 if let Command::Password(_) = cmd {
@@ -166,6 +188,12 @@ impl Session {
     }
 
     fn dispatch(&mut self, cmd: Command<'_>) -> Flow {
+        if let Command::Message(m) = cmd {
+            self.message(m);
+            return Flow::Continue;
+        }
+        // Everything else answers in order with the messages before it.
+        self.flush_messages();
         match cmd {
             Command::Register(r) => self.register(r),
             Command::Help(h) => self.help(h),
@@ -176,7 +204,7 @@ impl Session {
                 return Flow::Close;
             }
             Command::List => self.list(),
-            Command::Message(m) => self.message(m),
+            Command::Message(_) => unreachable!("handled above"),
             Command::Dm(d) => self.dm(d),
             Command::Join(j) => self.join(j),
             Command::Part(p) => self.part(p),
@@ -238,6 +266,7 @@ impl Session {
                     Registered::Unchanged => {}
                 }
                 self.name = Some(name);
+                self.mark = Instant::now();
             }
             Err(code) => {
                 let text = match code {
@@ -295,11 +324,47 @@ impl Session {
         });
     }
 
-    fn message(&self, m: Message<'_>) {
-        match self.hub.broadcast(self.id, m.text, false) {
-            Ok(0) => self.error(ErrorCode::NoRecipients),
-            Ok(n) => self.reply(ok("MESSAGE", &n.to_string())),
-            Err(code) => self.error(code),
+    /// Gathers a MESSAGE; the batch goes out when the input read so far is handled, before
+    /// any other command, or when it is large. A sender whose messages queue up in its socket
+    /// (a busy chat, a paste) then costs each recipient one queued buffer per batch instead of
+    /// one per message, and nobody waits: the batch never outlives the read that filled it.
+    fn message(&mut self, m: Message<'_>) {
+        let b = self.batch.get_or_insert_with(Box::default);
+        b.text.push_str(m.text);
+        b.ends.push(b.text.len());
+        if b.text.len() >= BATCH_BYTES {
+            self.flush_messages();
+        }
+    }
+
+    /// Sends the gathered MESSAGEs, in order, and answers each.
+    fn flush_messages(&mut self) {
+        let Some(b) = self.batch.take() else {
+            return;
+        };
+        let mut start = 0;
+        let texts = b.ends.iter().map(|&end| {
+            let t = &b.text[start..end];
+            start = end;
+            t
+        });
+        match self.hub.broadcast_many(self.id, texts) {
+            Ok(0) => {
+                for _ in &b.ends {
+                    self.error(ErrorCode::NoRecipients);
+                }
+            }
+            Ok(n) => {
+                let answer = ok("MESSAGE", &n.to_string());
+                for _ in &b.ends {
+                    self.reply(answer.clone());
+                }
+            }
+            Err(code) => {
+                for _ in &b.ends {
+                    self.error(code);
+                }
+            }
         }
     }
 
@@ -455,13 +520,14 @@ impl Handler for Session {
 
     fn on_too_long(&mut self) {
         debug!(peer = %self.peer, "line too long");
+        self.flush_messages();
         self.error(ErrorCode::LineTooLong);
     }
 
     fn deadline(&self) -> Option<Instant> {
         match self.name {
-            None => Some(self.since + self.policy.register_timeout),
-            Some(_) => self.policy.idle_timeout.map(|d| self.last_seen + d),
+            None => Some(self.mark + self.policy.register_timeout),
+            Some(_) => self.policy.idle_timeout.map(|d| self.mark + d),
         }
     }
 
@@ -488,7 +554,13 @@ impl Handler for Session {
         Flow::Continue
     }
 
+    fn end_of_input(&mut self) {
+        self.flush_messages();
+    }
+
     fn leave(&mut self, _reason: &str) {
+        // Messages accepted are sent, whatever ends the connection.
+        self.flush_messages();
         if self.name.take().is_some() {
             self.hub.leave(self.id, "disconnected");
         }

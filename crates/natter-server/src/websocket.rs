@@ -93,6 +93,7 @@ pub async fn run(socket: WebSocket, st: WebState) {
                         if t.grace_ends().is_some_and(|g| resume > g) {
                             return End::Flood;
                         }
+                        session.end_of_input();
                         tokio::time::sleep_until(resume).await;
                         t.command(tokio::time::Instant::now());
                     }
@@ -104,6 +105,7 @@ pub async fn run(socket: WebSocket, st: WebState) {
                     return End::Close;
                 }
             }
+            session.end_of_input();
             if let Some(t) = &mut throttle
                 && t.command_ready(tokio::time::Instant::now())
             {

@@ -292,3 +292,51 @@ async fn half_closed_client_still_gets_its_answers() {
     assert_eq!(watcher.text().await, "ONLINE half");
     assert_eq!(watcher.text().await, "OFFLINE half");
 }
+
+/// MESSAGEs that arrive together go out together, but every answer, error and delivery keeps
+/// the order of the commands, whatever sits between them.
+#[tokio::test]
+async fn pipelined_messages_keep_their_order_around_other_commands() {
+    let s = TestServer::start().await;
+    let mut amy = s.user("amy").await;
+    let mut bob = s.user("bob").await;
+    assert_eq!(amy.text().await, "ONLINE bob");
+    let mut burst = String::new();
+    for i in 0..50 {
+        burst.push_str(&format!("MESSAGE m{i}\n"));
+        match i {
+            10 => burst.push_str("FOO\n"),
+            20 => burst.push_str("DM amy direct\n"),
+            30 => burst.push_str("MESSAGE\n"),
+            40 => burst.push_str("LIST\n"),
+            _ => {}
+        }
+    }
+    common::within(bob.writer.send_raw(burst.as_bytes()))
+        .await
+        .unwrap();
+    for i in 0..50 {
+        assert_eq!(bob.text().await, "OK MESSAGE 1");
+        match i {
+            10 => assert!(bob.text().await.starts_with("ERROR UNKNOWN_COMMAND ")),
+            20 => assert_eq!(bob.text().await, "OK DM amy"),
+            30 => assert!(bob.text().await.starts_with("ERROR EMPTY_TEXT ")),
+            40 => {
+                assert_eq!(bob.text().await, "USER amy");
+                assert_eq!(bob.text().await, "USER bob");
+                assert_eq!(bob.text().await, "OK LIST 2");
+            }
+            _ => {}
+        }
+    }
+    for i in 0..50 {
+        assert_eq!(amy.text().await, format!("MESSAGE bob m{i}"));
+        if i == 20 {
+            assert_eq!(amy.text().await, "DM bob direct");
+        }
+    }
+    // Nothing was held back: a lone MESSAGE is delivered without anything after it.
+    bob.say("MESSAGE last").await;
+    assert_eq!(amy.text().await, "MESSAGE bob last");
+    assert_eq!(bob.text().await, "OK MESSAGE 1");
+}
