@@ -631,6 +631,49 @@ impl Hub {
         Ok(n)
     }
 
+    /// Sends several DMs from `id` to the user named `to` (ignoring case), in order, as one
+    /// buffer.
+    pub fn direct_many<'t>(
+        &self,
+        id: ClientId,
+        to: &str,
+        texts: impl Iterator<Item = &'t str>,
+    ) -> Result<DmTarget, ErrorCode> {
+        let st = self.read();
+        let from = st.users.get(&id).ok_or(ErrorCode::NotRegistered)?;
+        let target = st
+            .names
+            .get(&name::fold(to))
+            .and_then(|id| st.users.get(id))
+            .ok_or(ErrorCode::NoSuchUser)?;
+        if std::ptr::eq(from, target) {
+            return Err(ErrorCode::CannotDmSelf);
+        }
+        let events: Vec<Lines<'_>> = texts
+            .map(|text| {
+                self.lines(Event::Dm {
+                    from: from.who(),
+                    to: &target.name,
+                    text,
+                    notice: false,
+                })
+            })
+            .collect();
+        let batch = crate::event::Batch::new(&events);
+        let bytes = match &events[..] {
+            [one] => one.get(target.flavor),
+            _ => batch.get(target.flavor),
+        };
+        if let Some(b) = bytes {
+            target.outbox.push(b.clone());
+        }
+        self.stats.routed(events.len());
+        Ok(DmTarget {
+            name: target.name.clone(),
+            away: target.away.clone(),
+        })
+    }
+
     /// Sends `text` from `id` to the user named `to` (ignoring case).
     pub fn direct(
         &self,

@@ -11,7 +11,7 @@ use crate::event::Flavor;
 use crate::hub::{ClientId, Hub, Registered, RoomView};
 use crate::outbox::Outbox;
 use bytes::{Bytes, BytesMut};
-use natter_proto::command::{Dm, Help, Kick, Message, Part, Register, RoomArg, Say, Topic};
+use natter_proto::command::{Help, Kick, Part, Register, RoomArg, Say, Topic};
 use natter_proto::limits::MAX_LINE_BYTES;
 use natter_proto::{ByeReason, Command, ErrorCode, ServerLine, help};
 use std::borrow::Cow;
@@ -59,9 +59,11 @@ pub struct Session {
     batch: Option<Box<Batch>>,
 }
 
-/// Consecutive MESSAGE texts from one read, sent to everyone together.
+/// Consecutive MESSAGE texts, or DM texts to one user, from one read, sent together.
 #[derive(Debug, Default)]
 struct Batch {
+    /// `None` for MESSAGEs; for DMs, the recipient as typed.
+    to: Option<Box<str>>,
     /// The texts, one after the other.
     text: String,
     /// Where each text ends in `text`.
@@ -154,7 +156,8 @@ impl Session {
             return Flow::Continue;
         };
         let parsed = Command::parse(line);
-        if self.name.is_none() || !matches!(parsed, Ok(Some(Command::Message(_)))) {
+        if self.name.is_none() || !matches!(parsed, Ok(Some(Command::Message(_) | Command::Dm(_))))
+        {
             // Every answer follows the answers to the messages before it.
             self.flush_messages();
         }
@@ -188,9 +191,16 @@ impl Session {
     }
 
     fn dispatch(&mut self, cmd: Command<'_>) -> Flow {
-        if let Command::Message(m) = cmd {
-            self.message(m);
-            return Flow::Continue;
+        match cmd {
+            Command::Message(m) => {
+                self.gather(None, m.text);
+                return Flow::Continue;
+            }
+            Command::Dm(d) => {
+                self.gather(Some(d.to), d.text);
+                return Flow::Continue;
+            }
+            _ => {}
         }
         // Everything else answers in order with the messages before it.
         self.flush_messages();
@@ -204,8 +214,7 @@ impl Session {
                 return Flow::Close;
             }
             Command::List => self.list(),
-            Command::Message(_) => unreachable!("handled above"),
-            Command::Dm(d) => self.dm(d),
+            Command::Message(_) | Command::Dm(_) => unreachable!("gathered above"),
             Command::Join(j) => self.join(j),
             Command::Part(p) => self.part(p),
             Command::Say(m) => self.say(m),
@@ -324,13 +333,22 @@ impl Session {
         });
     }
 
-    /// Gathers a MESSAGE; the batch goes out when the input read so far is handled, before
-    /// any other command, or when it is large. A sender whose messages queue up in its socket
-    /// (a busy chat, a paste) then costs each recipient one queued buffer per batch instead of
-    /// one per message, and nobody waits: the batch never outlives the read that filled it.
-    fn message(&mut self, m: Message<'_>) {
-        let b = self.batch.get_or_insert_with(Box::default);
-        b.text.push_str(m.text);
+    /// Gathers a MESSAGE (`to` is `None`) or a DM; the batch goes out when the input read so
+    /// far is handled, before any other command (or a DM to someone else), or when it is
+    /// large. A sender whose messages queue up in its socket (a busy chat, a paste) then costs
+    /// each recipient one queued buffer per batch instead of one per message, and nobody
+    /// waits: the batch never outlives the read that filled it.
+    fn gather(&mut self, to: Option<&str>, text: &str) {
+        if self.batch.as_ref().is_some_and(|b| b.to.as_deref() != to) {
+            self.flush_messages();
+        }
+        let b = self.batch.get_or_insert_with(|| {
+            Box::new(Batch {
+                to: to.map(Box::from),
+                ..Batch::default()
+            })
+        });
+        b.text.push_str(text);
         b.ends.push(b.text.len());
         if b.text.len() >= BATCH_BYTES {
             self.flush_messages();
@@ -348,6 +366,23 @@ impl Session {
             start = end;
             t
         });
+        if let Some(to) = &b.to {
+            let each = |answer: &dyn Fn()| b.ends.iter().for_each(|_| answer());
+            match self.hub.direct_many(self.id, to, texts) {
+                Ok(target) => {
+                    let answer = ok("DM", &target.name);
+                    each(&|| self.reply(answer.clone()));
+                }
+                Err(ErrorCode::NoSuchUser) => each(&|| {
+                    self.reply_error(
+                        ErrorCode::NoSuchUser,
+                        format!("no user named {} is online", shown(to)),
+                    )
+                }),
+                Err(code) => each(&|| self.error(code)),
+            }
+            return;
+        }
         match self.hub.broadcast_many(self.id, texts) {
             Ok(0) => {
                 for _ in &b.ends {
@@ -365,17 +400,6 @@ impl Session {
                     self.error(code);
                 }
             }
-        }
-    }
-
-    fn dm(&self, d: Dm<'_>) {
-        match self.hub.direct(self.id, d.to, d.text, false) {
-            Ok(to) => self.reply(ok("DM", &to.name)),
-            Err(ErrorCode::NoSuchUser) => self.reply_error(
-                ErrorCode::NoSuchUser,
-                format!("no user named {} is online", shown(d.to)),
-            ),
-            Err(code) => self.error(code),
         }
     }
 

@@ -307,6 +307,7 @@ async fn pipelined_messages_keep_their_order_around_other_commands() {
         match i {
             10 => burst.push_str("FOO\n"),
             20 => burst.push_str("DM amy direct\n"),
+            25 => burst.push_str("DM amy d1\nDM AMY d2\nDM nobody x\nDM amy d3\n"),
             30 => burst.push_str("MESSAGE\n"),
             40 => burst.push_str("LIST\n"),
             _ => {}
@@ -320,6 +321,12 @@ async fn pipelined_messages_keep_their_order_around_other_commands() {
         match i {
             10 => assert!(bob.text().await.starts_with("ERROR UNKNOWN_COMMAND ")),
             20 => assert_eq!(bob.text().await, "OK DM amy"),
+            25 => {
+                assert_eq!(bob.text().await, "OK DM amy");
+                assert_eq!(bob.text().await, "OK DM amy");
+                assert!(bob.text().await.starts_with("ERROR NO_SUCH_USER "));
+                assert_eq!(bob.text().await, "OK DM amy");
+            }
             30 => assert!(bob.text().await.starts_with("ERROR EMPTY_TEXT ")),
             40 => {
                 assert_eq!(bob.text().await, "USER amy");
@@ -333,6 +340,11 @@ async fn pipelined_messages_keep_their_order_around_other_commands() {
         assert_eq!(amy.text().await, format!("MESSAGE bob m{i}"));
         if i == 20 {
             assert_eq!(amy.text().await, "DM bob direct");
+        }
+        if i == 25 {
+            for d in ["d1", "d2", "d3"] {
+                assert_eq!(amy.text().await, format!("DM bob {d}"));
+            }
         }
     }
     // Nothing was held back: a lone MESSAGE is delivered without anything after it.
