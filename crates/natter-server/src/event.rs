@@ -23,6 +23,9 @@ pub enum Flavor {
         /// Whether the client negotiated `server-time`.
         time: bool,
     },
+    /// A user on another node of the cluster: its own node delivers to it, so nothing here
+    /// renders for it.
+    Remote,
 }
 
 /// How a user appears in events: the natter name and the IRC source `nick!user@host`.
@@ -195,6 +198,7 @@ impl<'a> Lines<'a> {
                 let at = *self.at.get_or_init(SystemTime::now);
                 irc(&self.event, self.irc, Some(at))
             }),
+            Flavor::Remote => return None,
         }
         .as_ref()
     }

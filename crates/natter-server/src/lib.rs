@@ -22,6 +22,7 @@
 //!
 //! How one MESSAGE travels is told in ARCHITECTURE.md at the repository root.
 
+pub mod backplane;
 pub mod config;
 pub mod connection;
 pub mod event;
