@@ -15,6 +15,8 @@ use tokio::sync::oneshot;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
 pub enum Op {
+    /// A node joined the cluster: the others re-assert their users, so it learns them.
+    Hello,
     /// These are all the node's users: the others forget every ghost of it not listed.
     Sync {
         /// The node's clients that stay.
@@ -166,8 +168,8 @@ pub trait Backplane: Send + Sync + Debug {
     /// Whether anything is relayed; when not, the hub builds no operations.
     fn relays(&self) -> bool;
     /// Queues `op`, in order after everything queued before; then, once it is out, gives up
-    /// the claim on the folded name `release` if one is given.
-    fn publish(&self, op: Option<Op>, release: Option<String>);
+    /// the claim of client `release.1` on the folded name `release.0`, if one is given.
+    fn publish(&self, op: Option<Op>, release: Option<(String, ClientId)>);
     /// Starts claiming the folded name for client `id` across the cluster; the answer says
     /// whether it is now this client's. `None` when names need no claim (a single process).
     fn claim(&self, folded: &str, id: ClientId) -> Option<oneshot::Receiver<bool>>;
@@ -184,7 +186,7 @@ impl Backplane for Local {
     fn relays(&self) -> bool {
         false
     }
-    fn publish(&self, _: Option<Op>, _: Option<String>) {}
+    fn publish(&self, _: Option<Op>, _: Option<(String, ClientId)>) {}
     fn claim(&self, _: &str, _: ClientId) -> Option<oneshot::Receiver<bool>> {
         None
     }

@@ -68,6 +68,15 @@ pub trait Handler {
     fn goodbye(&self, reason: ByeReason) -> Bytes;
     /// The longest line the framer accepts.
     fn max_line(&self) -> usize;
+    /// Whether the session waits for something (a cluster's answer about a name) before it
+    /// may take another line; the connection then holds further input back.
+    fn waiting(&self) -> bool {
+        false
+    }
+    /// Waits for it, bounded in time, and finishes what the line began.
+    fn resume(&mut self) -> impl Future<Output = Flow> + Send {
+        async { Flow::Continue }
+    }
 }
 
 /// Queue capacity a connection keeps once its output is written; more is given back.
@@ -385,13 +394,16 @@ where
                 sleep_until(t.ready_at()).await;
                 t.command(Instant::now());
             }
-            let flow = match frame {
+            let mut flow = match frame {
                 Frame::Line(line) => handler.on_line(line),
                 Frame::TooLong => {
                     handler.on_too_long();
                     Flow::Continue
                 }
             };
+            if flow == Flow::Continue && handler.waiting() {
+                flow = handler.resume().await;
+            }
             if flow == Flow::Close {
                 break 'session End::Close;
             }
@@ -539,6 +551,9 @@ impl<H: Handler> Connection<H> {
         let mut rest = input;
         let now = Instant::now();
         loop {
+            if self.handler.waiting() {
+                break;
+            }
             if let Some(t) = &mut self.throttle
                 && !t.command_ready(now)
             {
@@ -589,6 +604,15 @@ impl<H: Handler> Connection<H> {
     async fn run(&mut self, cfg: &Config, shutdown: &CancellationToken) -> End {
         let mut last_progress = Instant::now();
         loop {
+            if self.handler.waiting() {
+                if self.handler.resume().await == Flow::Close {
+                    return End::Close;
+                }
+                if !self.held.is_empty() && self.release_held() == Flow::Close {
+                    return End::Close;
+                }
+                continue;
+            }
             // Lines move from the outbox only once the previous batch is fully written, so
             // the outbox's bound also bounds what this task holds: at most twice the limit.
             let overflowed = if self.pending.is_empty() {
@@ -678,7 +702,7 @@ impl<H: Handler> Connection<H> {
     fn read_some(&mut self) -> io::Result<Option<Flow>> {
         let mut buf = [0u8; 16 * 1024];
         let mut total = 0;
-        while total < READ_BUDGET && self.held.is_empty() {
+        while total < READ_BUDGET && self.held.is_empty() && !self.handler.waiting() {
             let now = Instant::now();
             let allowed = match &mut self.throttle {
                 Some(t) => t.read_allowance(now).min(buf.len()),

@@ -607,7 +607,7 @@ impl Hub {
                         c: id,
                         name: name.to_owned(),
                     }),
-                    (old_key != key).then_some(old_key),
+                    (old_key != key).then_some((old_key, id)),
                 );
             }
             self.unpark(st);
@@ -629,6 +629,19 @@ impl Hub {
         }
         self.rename(st, id, name, key, true);
         true
+    }
+
+    /// Starts claiming the folded name `key` for `id` across the cluster (see
+    /// [`Backplane::claim`]).
+    pub fn claim(&self, key: &str, id: ClientId) -> Option<tokio::sync::oneshot::Receiver<bool>> {
+        self.backplane.claim(key, id)
+    }
+
+    /// Gives up client `id`'s claim on the folded name `key` (a claim it could not use).
+    pub fn release(&self, key: String, id: ClientId) {
+        if self.relays {
+            self.backplane.publish(None, Some((key, id)));
+        }
     }
 
     /// A local user's name, if registered.
@@ -716,7 +729,7 @@ impl Hub {
                     c: id,
                     reason: reason.to_owned(),
                 }),
-                Some(key),
+                Some((key, id)),
             );
         }
     }
@@ -1442,6 +1455,7 @@ impl Hub {
     /// do not fit this hub's state (an unknown ghost, an invalid name) are dropped.
     pub fn apply(&self, node: &str, op: Op) {
         match op {
+            Op::Hello => {}
             Op::Sync { clients } => {
                 let keep: HashSet<u64> = clients.into_iter().collect();
                 let mut guard = self.write();

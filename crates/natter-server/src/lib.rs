@@ -23,6 +23,7 @@
 //! How one MESSAGE travels is told in ARCHITECTURE.md at the repository root.
 
 pub mod backplane;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod event;

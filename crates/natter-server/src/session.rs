@@ -5,10 +5,11 @@
 //! of its own, which keeps the protocol's rules in one synchronous place; the connection task
 //! feeds it lines and writes its outbox.
 
+use crate::cluster::CLAIM_TIMEOUT;
 use crate::config::Policy;
 use crate::connection::Handler;
 use crate::event::Flavor;
-use crate::hub::{ClientId, Hub, Registered, RoomView};
+use crate::hub::{ClientId, Hub, NameCheck, Registered, RoomView};
 use crate::outbox::Outbox;
 use bytes::{Bytes, BytesMut};
 use natter_proto::command::{Dm, Help, Kick, Message, Part, Register, RoomArg, Say, Topic};
@@ -17,6 +18,8 @@ use natter_proto::{ByeReason, Command, ErrorCode, ServerLine, help};
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -55,6 +58,19 @@ pub struct Session {
     since: Instant,
     /// When the client last sent a line, for the idle timeout.
     last_seen: Instant,
+    /// A REGISTER waiting for the cluster to grant its name.
+    pending: Option<PendingName>,
+}
+
+/// A name being claimed across the cluster.
+#[derive(Debug)]
+struct PendingName {
+    /// As the client typed it.
+    name: String,
+    /// Folded, as claimed.
+    key: String,
+    /// The cluster's answer: whether the name is this client's.
+    answer: oneshot::Receiver<bool>,
 }
 
 fn err(code: ErrorCode, text: impl Into<Cow<'static, str>>) -> Bytes {
@@ -94,6 +110,7 @@ impl Session {
             wrong_passwords: 0,
             since: now,
             last_seen: now,
+            pending: None,
         }
     }
 
@@ -216,15 +233,58 @@ impl Session {
             self.error(ErrorCode::PasswordRequired);
             return;
         }
+        match self.hub.name_check(self.id, r.name) {
+            NameCheck::Local => self.finish_register(r.name, None),
+            NameCheck::Taken => self.name_taken(r.name),
+            NameCheck::Claim(key) => match self.hub.claim(&key, self.id) {
+                Some(answer) => {
+                    self.pending = Some(PendingName {
+                        name: r.name.to_owned(),
+                        key,
+                        answer,
+                    })
+                }
+                None => self.finish_register(r.name, None),
+            },
+        }
+    }
+
+    fn name_taken(&self, name: &str) {
+        self.reply_error(
+            ErrorCode::NameTaken,
+            format!("the name {name} is taken; choose another"),
+        );
+    }
+
+    /// Registers `name` in the hub; `claimed` is the folded name if the cluster granted it.
+    fn finish_register(&mut self, name: &str, claimed: Option<String>) {
         let answer = |name: &str| ok("REGISTER", name);
-        match self.hub.register(
-            self.id,
-            &self.outbox,
-            r.name,
-            Flavor::Native,
-            None,
-            Some(&answer),
-        ) {
+        let registered = if claimed.is_some() {
+            self.hub.register_claimed(
+                self.id,
+                &self.outbox,
+                name,
+                Flavor::Native,
+                None,
+                Some(&answer),
+            )
+        } else {
+            self.hub.register(
+                self.id,
+                &self.outbox,
+                name,
+                Flavor::Native,
+                None,
+                Some(&answer),
+            )
+        };
+        if registered.is_err()
+            && let Some(key) = claimed
+        {
+            self.hub.release(key, self.id);
+        }
+        let r = Register { name };
+        match registered {
             Ok((how, name)) => {
                 match &how {
                     Registered::New => info!(
@@ -489,9 +549,45 @@ impl Handler for Session {
     }
 
     fn leave(&mut self, _reason: &str) {
+        if let Some(p) = self.pending.take() {
+            // The claim may still be granted; give it back then.
+            let (hub, id) = (self.hub.clone(), self.id);
+            tokio::spawn(async move {
+                if let Ok(Ok(true)) = tokio::time::timeout(CLAIM_TIMEOUT, p.answer).await {
+                    hub.release(p.key, id);
+                }
+            });
+        }
         if self.name.take().is_some() {
             self.hub.leave(self.id, "disconnected");
         }
+    }
+
+    fn waiting(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    async fn resume(&mut self) -> Flow {
+        let Some(p) = self.pending.take() else {
+            return Flow::Continue;
+        };
+        // A little beyond the claimer's own limit, which answers first when it can.
+        match tokio::time::timeout(CLAIM_TIMEOUT + Duration::from_secs(1), p.answer).await {
+            Ok(Ok(true)) => self.finish_register(&p.name, Some(p.key)),
+            Ok(Ok(false)) => self.name_taken(&p.name),
+            _ => {
+                warn!(peer = %self.peer, "the cluster did not answer a name claim in time");
+                self.hub.release(p.key, self.id);
+                self.reply_error(
+                    ErrorCode::NameTaken,
+                    format!(
+                        "the cluster could not confirm the name {} in time; try again",
+                        p.name
+                    ),
+                );
+            }
+        }
+        Flow::Continue
     }
 
     fn goodbye(&self, reason: ByeReason) -> Bytes {

@@ -103,6 +103,9 @@ pub async fn run(socket: WebSocket, st: WebState) {
                 } else if session.on_line(line) == Flow::Close {
                     return End::Close;
                 }
+                if session.waiting() && session.resume().await == Flow::Close {
+                    return End::Close;
+                }
             }
             if let Some(t) = &mut throttle
                 && t.command_ready(tokio::time::Instant::now())
