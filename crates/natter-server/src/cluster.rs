@@ -278,7 +278,6 @@ impl Redis {
     /// it; one that was taken but whose answer was lost is appended again, and readers drop
     /// the copy by its sequence number.
     async fn publisher(self: Arc<Self>, hub: Arc<Hub>, stop: CancellationToken) {
-        let release = Script::new(RELEASE);
         let owned = Self::owned_key(&self.node);
         let mut first = true;
         'connect: loop {
@@ -336,14 +335,15 @@ impl Redis {
                             .ignore();
                     }
                     if let Some((name, id)) = rel {
-                        pipe.invoke_script(
-                            release
-                                .key(NAMES)
-                                .key(&owned)
-                                .arg(name)
-                                .arg(self.owner(*id)),
-                        )
-                        .ignore();
+                        // EVAL, not EVALSHA: a pipeline cannot load a script Redis lacks.
+                        pipe.cmd("EVAL")
+                            .arg(RELEASE)
+                            .arg(2)
+                            .arg(NAMES)
+                            .arg(&owned)
+                            .arg(name)
+                            .arg(self.owner(*id))
+                            .ignore();
                     }
                 }
                 match pipe.query_async::<()>(&mut con).await {

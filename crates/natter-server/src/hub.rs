@@ -502,7 +502,7 @@ impl Hub {
             && other != id
         {
             if claimed && !is_local(other) {
-                self.remove_user(st, other, "name taken over");
+                self.evict_ghost(st, other);
             } else {
                 return Err(ErrorCode::NameTaken);
             }
@@ -1524,7 +1524,7 @@ impl Hub {
                 let key = name::fold(&name);
                 match st.names.get(&key) {
                     Some(&o) if o == id => {}
-                    Some(&o) if !is_local(o) => self.remove_user(st, o, "name taken over"),
+                    Some(&o) if !is_local(o) => self.evict_ghost(st, o),
                     Some(_) => {
                         // A local user holds it until the cluster renames one of them.
                         let Some(u) = st.users.get(&id) else { return };
@@ -1702,7 +1702,7 @@ impl Hub {
                 if st.users.get(&id).is_some_and(|u| *u.name != *g.name) {
                     match st.names.get(&key) {
                         Some(&o) if o != id && is_local(o) => return,
-                        Some(&o) if o != id => self.remove_user(st, o, "name taken over"),
+                        Some(&o) if o != id => self.evict_ghost(st, o),
                         _ => {}
                     }
                     self.rename(st, id, &g.name, key, false);
@@ -1724,7 +1724,7 @@ impl Hub {
                         return;
                     }
                     // Its own node gave the name up before this one claimed it.
-                    Some(&o) => self.remove_user(st, o, "name taken over"),
+                    Some(&o) => self.evict_ghost(st, o),
                     None => {}
                 }
                 st.parked.remove(&k);
@@ -1779,6 +1779,22 @@ impl Hub {
                 }
             }
         }
+    }
+
+    /// Takes out a ghost whose name the cluster gave to someone else, and parks it: its own
+    /// node renames it or lets it go soon.
+    fn evict_ghost(&self, st: &mut State, id: ClientId) {
+        let (Some(k), Some(u)) = (st.ghost_of.get(&id).cloned(), st.users.get(&id)) else {
+            return;
+        };
+        let p = Parked {
+            name: u.name.to_string(),
+            ident: u.ident.to_string(),
+            irc: u.irc,
+            everyone: u.in_everyone,
+        };
+        self.remove_user(st, id, "name taken over");
+        st.parked.insert(k, p);
     }
 
     /// Brings in parked ghosts whose names are free now.

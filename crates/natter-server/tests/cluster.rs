@@ -1,0 +1,551 @@
+//! Cluster mode over a real Redis: three nodes behave as one server, and survive a node's
+//! death, Redis blips and a Redis that comes back empty.
+//!
+//! Each test starts its own `redis-server` (installed by `scripts/test.sh`) on a free
+//! loopback port, without persistence, and its own nodes. The tests take a shared lock and
+//! run one at a time: their timings (death detection, blips) are part of what they check,
+//! and the machine may be small.
+
+mod common;
+
+use common::{ClientExt, LIMIT, TestServer, test_config, within};
+use natter_conn::Client;
+use natter_server::cluster::ClusterConfig;
+use std::collections::HashMap;
+use std::net::TcpListener as StdListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `redis-server` of this test's own.
+struct Redis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Redis {
+    fn start() -> Self {
+        let mut r = Self {
+            port: free_port(),
+            child: None,
+        };
+        r.spawn();
+        r
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is not installed (scripts/test.sh installs it)");
+        self.child = Some(child);
+        let end = Instant::now() + LIMIT;
+        while self.cli(&["PING"]).trim() != "PONG" {
+            assert!(Instant::now() < end, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A node in this process.
+async fn node(redis: &Redis, id: &str) -> TestServer {
+    let mut c = test_config();
+    c.cluster = Some(ClusterConfig {
+        url: redis.url(),
+        node_id: id.to_owned(),
+    });
+    TestServer::with(c).await
+}
+
+/// A node as its own process, so that it can be killed outright.
+struct ProcessNode {
+    addr: std::net::SocketAddr,
+    child: Child,
+}
+
+impl ProcessNode {
+    async fn start(redis: &Redis, id: &str) -> Self {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_natter-server"))
+            .args(["127.0.0.1", &port.to_string()])
+            .args(["--cluster", &redis.url(), "--node-id", id])
+            .args(["--exempt-loopback", "--flood-control", "false"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr = format!("127.0.0.1:{port}").parse().unwrap();
+        let end = Instant::now() + LIMIT;
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            assert!(Instant::now() < end, "the node did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Self { addr, child }
+    }
+
+    async fn user(&self, name: &str) -> Client {
+        let mut c = within(Client::connect(self.addr)).await.unwrap();
+        let (got, _) = within(c.register(name)).await.unwrap();
+        assert_eq!(got, name);
+        c
+    }
+}
+
+impl Drop for ProcessNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads lines until one satisfies `want`; returns it.
+async fn wait_line(c: &mut Client, want: impl Fn(&str) -> bool) -> String {
+    let end = Instant::now() + LIMIT;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        let l = tokio::time::timeout(left, c.reader.next_text())
+            .await
+            .expect("timed out waiting for a line")
+            .unwrap()
+            .expect("connection closed");
+        if want(&l) {
+            return l;
+        }
+    }
+}
+
+/// The names LIST shows, sorted as the server sorts them.
+async fn list(c: &mut Client) -> Vec<String> {
+    c.say("LIST").await;
+    let mut names = Vec::new();
+    loop {
+        let l = c.text().await;
+        if let Some(n) = l.strip_prefix("USER ") {
+            names.push(n.to_owned());
+        } else if l.starts_with("OK LIST") {
+            return names;
+        }
+    }
+}
+
+/// Polls LIST on every client until each shows exactly `want` (any order).
+async fn await_list(clients: &mut [&mut Client], want: &[&str]) {
+    let mut want: Vec<String> = want.iter().map(|s| s.to_ascii_lowercase()).collect();
+    want.sort();
+    let end = Instant::now() + LIMIT;
+    for c in clients.iter_mut() {
+        loop {
+            let mut got: Vec<String> = list(c)
+                .await
+                .iter()
+                .map(|s| s.to_ascii_lowercase())
+                .collect();
+            got.sort();
+            if got == want {
+                break;
+            }
+            assert!(Instant::now() < end, "LIST shows {got:?}, not {want:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// The MESSAGE texts from `from` up to and including `last`, in arrival order.
+async fn messages_until(c: &mut Client, from: &str, last: &str) -> Vec<String> {
+    let prefix = format!("MESSAGE {from} ");
+    let mut got = Vec::new();
+    loop {
+        let l = wait_line(c, |l| l.starts_with(&prefix)).await;
+        let text = l[prefix.len()..].to_owned();
+        let done = text == last;
+        got.push(text);
+        if done {
+            return got;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_messages_dms_and_presence_span_nodes() {
+    let _serial = SERIAL.lock().await;
+    let redis = Redis::start();
+    let (n1, n2, n3) = (
+        node(&redis, "n1").await,
+        node(&redis, "n2").await,
+        node(&redis, "n3").await,
+    );
+    let mut a = n1.user("ann").await;
+    let mut b = n2.user("bob").await;
+    let mut c = n3.user("cy").await;
+    await_list(&mut [&mut a, &mut b, &mut c], &["ann", "bob", "cy"]).await;
+
+    // A name is taken across the cluster, ignoring case.
+    let mut dup = n3.client().await;
+    dup.expect_error("REGISTER ANN", natter_proto::ErrorCode::NameTaken)
+        .await;
+
+    // One MESSAGE reaches everyone else once; the count covers every node.
+    assert_eq!(a.ask("MESSAGE hello all").await, "OK MESSAGE 2");
+    a.say("MESSAGE end").await;
+    for r in [&mut b, &mut c] {
+        assert_eq!(messages_until(r, "ann", "end").await, ["hello all", "end"]);
+    }
+
+    // A DM reaches its target on another node, and only it.
+    assert_eq!(b.ask("DM cy psst").await, "OK DM cy");
+    assert_eq!(
+        wait_line(&mut c, |l| l.starts_with("DM ")).await,
+        "DM bob psst"
+    );
+
+    // Presence: a rename and a departure are seen on every node.
+    assert_eq!(c.ask("REGISTER cyd").await, "OK REGISTER cyd");
+    for r in [&mut a, &mut b] {
+        wait_line(r, |l| l == "RENAMED cy cyd").await;
+    }
+    c.say("CLOSE").await;
+    for r in [&mut a, &mut b] {
+        wait_line(r, |l| l == "OFFLINE cyd").await;
+    }
+    await_list(&mut [&mut a, &mut b], &["ann", "bob"]).await;
+    // The name is free again, on any node.
+    let again = n1.user("cyd").await;
+    drop(again);
+    // A newcomer node learns who is there already.
+    let n4 = node(&redis, "n4").await;
+    let mut d = n4.user("dee").await;
+    await_list(&mut [&mut d, &mut a], &["ann", "bob", "dee"]).await;
+
+    // The backplane's figures are on /metrics.
+    let mut http = tokio::net::TcpStream::connect(n1.addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    http.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    within(http.read_to_string(&mut body)).await.unwrap();
+    assert!(body.contains("natter_backplane_published_total"), "{body}");
+    assert!(body.contains("natter_backplane_relayed_total"), "{body}");
+    assert!(
+        !body.contains("natter_backplane_published_total 0\n"),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_span_nodes() {
+    let _serial = SERIAL.lock().await;
+    let redis = Redis::start();
+    let (n1, n2) = (node(&redis, "r1").await, node(&redis, "r2").await);
+    let mut a = n1.user("ann").await;
+    let mut b = n2.user("bob").await;
+    await_list(&mut [&mut a, &mut b], &["ann", "bob"]).await;
+
+    assert_eq!(a.ask("JOIN #Rust").await, "MEMBER #Rust @ann");
+    assert_eq!(a.text().await, "OK JOIN #Rust 1");
+    // Poll until node 2 knows the room, then join it there.
+    let end = Instant::now() + LIMIT;
+    loop {
+        b.say("WHO #rust").await;
+        let l = b.text().await;
+        if l == "MEMBER #Rust @ann" {
+            assert_eq!(b.text().await, "OK WHO #Rust 1");
+            break;
+        }
+        assert!(Instant::now() < end, "node 2 never saw the room: {l}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(b.ask("JOIN #RUST").await, "MEMBER #Rust @ann");
+    assert_eq!(b.text().await, "MEMBER #Rust bob");
+    assert_eq!(b.text().await, "OK JOIN #Rust 2");
+    wait_line(&mut a, |l| l == "JOINED #Rust bob").await;
+
+    assert_eq!(a.ask("SAY #rust hi room").await, "OK SAY #Rust 1");
+    wait_line(&mut b, |l| l.starts_with("SAY ")).await;
+
+    // Topic: the operator's is seen on the other node; a non-operator's is refused.
+    assert_eq!(
+        a.ask("TOPIC #rust all about rust").await,
+        "TOPIC #Rust ann all about rust"
+    );
+    assert_eq!(a.text().await, "OK TOPIC #Rust");
+    wait_line(&mut b, |l| l == "TOPIC #Rust ann all about rust").await;
+    b.expect_error("TOPIC #rust mine", natter_proto::ErrorCode::NotOperator)
+        .await;
+
+    // An operator on one node removes a member on another.
+    assert_eq!(
+        a.ask("KICK #rust bob bye").await,
+        "KICKED #Rust bob ann bye"
+    );
+    assert_eq!(a.text().await, "OK KICK #Rust bob");
+    wait_line(&mut b, |l| l == "KICKED #Rust bob ann bye").await;
+    b.expect_error("SAY #rust still here?", natter_proto::ErrorCode::NotInRoom)
+        .await;
+
+    // When the operator leaves, the remaining member takes the room over on its node.
+    assert_eq!(b.ask("JOIN #rust").await, "MEMBER #Rust @ann");
+    wait_line(&mut b, |l| l.starts_with("OK JOIN")).await;
+    wait_line(&mut a, |l| l == "JOINED #Rust bob").await;
+    assert!(a.ask("PART #rust").await.starts_with("OK PART"));
+    wait_line(&mut b, |l| l.starts_with("PARTED #Rust ann")).await;
+    wait_line(&mut b, |l| l == "OPERATOR #Rust bob").await;
+    assert_eq!(
+        b.ask("TOPIC #rust mine now").await,
+        "TOPIC #Rust bob mine now"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_senders_order_holds_across_nodes() {
+    let _serial = SERIAL.lock().await;
+    let redis = Redis::start();
+    let (n1, n2, n3) = (
+        node(&redis, "o1").await,
+        node(&redis, "o2").await,
+        node(&redis, "o3").await,
+    );
+    let mut a = n1.user("ann").await;
+    let mut b = n2.user("bob").await;
+    let mut c = n3.user("cy").await;
+    await_list(&mut [&mut a, &mut b, &mut c], &["ann", "bob", "cy"]).await;
+    const N: usize = 1000;
+    let (mut rd, mut wr) = a.split();
+    let sender = tokio::spawn(async move {
+        for i in 0..N {
+            wr.queue(&format!("MESSAGE m{i}"));
+            if i % 100 == 99 {
+                wr.flush().await.unwrap();
+            }
+        }
+        wr.flush().await.unwrap();
+        wr
+    });
+    let want: Vec<String> = (0..N).map(|i| format!("m{i}")).collect();
+    let last = format!("m{}", N - 1);
+    for r in [&mut b, &mut c] {
+        assert_eq!(messages_until(r, "ann", &last).await, want);
+    }
+    let _wr = sender.await.unwrap();
+    let mut oks = 0;
+    while oks < N {
+        let l = within(rd.next_text()).await.unwrap().unwrap();
+        if l.starts_with("OK MESSAGE") {
+            oks += 1;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_one_of_two_racing_registrations_wins() {
+    let _serial = SERIAL.lock().await;
+    let redis = Redis::start();
+    let (n1, n2) = (node(&redis, "x1").await, node(&redis, "x2").await);
+    let mut keep = Vec::new();
+    for round in 0..50 {
+        let mut x = n1.client().await;
+        let mut y = n2.client().await;
+        let name = format!("race{round}");
+        let line = format!("REGISTER {name}");
+        let (rx, ry) = tokio::join!(x.ask(&line), y.ask(&line));
+        let ok = format!("OK REGISTER {name}");
+        let wins = [&rx, &ry].iter().filter(|r| ***r == ok).count();
+        assert_eq!(wins, 1, "round {round}: {rx:?} / {ry:?}");
+        for r in [&rx, &ry] {
+            assert!(*r == ok || r.starts_with("ERROR NAME_TAKEN "), "{r}");
+        }
+        keep.push((x, y));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_nodes_users_leave_within_ten_seconds() {
+    let _serial = SERIAL.lock().await;
+    let redis = Redis::start();
+    let n1 = node(&redis, "k1").await;
+    let n2 = node(&redis, "k2").await;
+    let mut doomed = ProcessNode::start(&redis, "k3").await;
+    let mut a = n1.user("ann").await;
+    let mut b = n2.user("bob").await;
+    let mut z = doomed.user("zed").await;
+    await_list(&mut [&mut a, &mut b, &mut z], &["ann", "bob", "zed"]).await;
+
+    let killed = Instant::now();
+    doomed.child.kill().unwrap();
+    doomed.child.wait().unwrap();
+    for r in [&mut a, &mut b] {
+        wait_line(r, |l| l == "OFFLINE zed").await;
+    }
+    let took = killed.elapsed();
+    eprintln!("a killed node's users were gone after {took:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    await_list(&mut [&mut a, &mut b], &["ann", "bob"]).await;
+    // Its names are free again.
+    let _z = n2.user("zed").await;
+    wait_line(&mut a, |l| l == "ONLINE zed").await;
+}
+
+/// Sends `n` messages from `c`, `gap` apart, then "end".
+async fn trickle(c: &mut Client, n: usize, gap: Duration) {
+    for i in 0..n {
+        c.say(&format!("MESSAGE t{i}")).await;
+        tokio::time::sleep(gap).await;
+    }
+    c.say("MESSAGE end").await;
+}
+
+/// Checks that every receiver got `t0..t{n-1}` and `end` exactly once, in order.
+async fn each_once(receivers: &mut [&mut Client], from: &str, n: usize) {
+    let mut want: Vec<String> = (0..n).map(|i| format!("t{i}")).collect();
+    want.push("end".into());
+    for r in receivers.iter_mut() {
+        let got = messages_until(r, from, "end").await;
+        let mut counts: HashMap<&str, usize> = HashMap::new();
+        for g in &got {
+            *counts.entry(g).or_default() += 1;
+        }
+        let lost = want
+            .iter()
+            .filter(|w| !counts.contains_key(w.as_str()))
+            .count();
+        let dup = counts.values().filter(|&&c| c > 1).count();
+        eprintln!("{} messages: {lost} lost, {dup} duplicated", want.len());
+        assert_eq!(got, want);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_blip_loses_and_duplicates_nothing() {
+    let _serial = SERIAL.lock().await;
+    let redis = Redis::start();
+    let (n1, n2, n3) = (
+        node(&redis, "b1").await,
+        node(&redis, "b2").await,
+        node(&redis, "b3").await,
+    );
+    let mut a = n1.user("ann").await;
+    let mut b = n2.user("bob").await;
+    let mut c = n3.user("cy").await;
+    await_list(&mut [&mut a, &mut b, &mut c], &["ann", "bob", "cy"]).await;
+
+    // Every connection cut, then Redis frozen for 2 s, while ann keeps talking.
+    let blip = {
+        let port = redis.port;
+        tokio::task::spawn_blocking(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            let cli = |args: &[&str]| {
+                Command::new("redis-cli")
+                    .args(["-p", &port.to_string()])
+                    .args(args)
+                    .output()
+                    .unwrap()
+            };
+            cli(&["CLIENT", "KILL", "TYPE", "normal"]);
+            std::thread::sleep(Duration::from_millis(300));
+            cli(&["CLIENT", "PAUSE", "2000", "ALL"]);
+            std::thread::sleep(Duration::from_millis(2100));
+            cli(&["CLIENT", "KILL", "TYPE", "normal"]);
+        })
+    };
+    trickle(&mut a, 200, Duration::from_millis(15)).await;
+    blip.await.unwrap();
+    each_once(&mut [&mut b, &mut c], "ann", 200).await;
+    // The blip was no death: everyone is still there.
+    await_list(&mut [&mut a, &mut b, &mut c], &["ann", "bob", "cy"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_empty_converges_and_settles_a_name() {
+    let _serial = SERIAL.lock().await;
+    let mut redis = Redis::start();
+    let (n1, n2, n3) = (
+        node(&redis, "e1").await,
+        node(&redis, "e2").await,
+        node(&redis, "e3").await,
+    );
+    let mut a = n1.user("ann").await;
+    let mut b = n2.user("bob").await;
+    let mut c = n3.user("cy").await;
+    await_list(&mut [&mut a, &mut b, &mut c], &["ann", "bob", "cy"]).await;
+
+    // Redis dies and comes back empty 2 s later; ann talks all along.
+    redis.kill();
+    let mut redis = {
+        let port = redis.port;
+        std::mem::forget(redis);
+        let restart = tokio::task::spawn_blocking(move || {
+            std::thread::sleep(Duration::from_secs(2));
+            let mut r = Redis { port, child: None };
+            r.spawn();
+            r
+        });
+        trickle(&mut a, 150, Duration::from_millis(20)).await;
+        restart.await.unwrap()
+    };
+    each_once(&mut [&mut b, &mut c], "ann", 150).await;
+    await_list(&mut [&mut a, &mut b, &mut c], &["ann", "bob", "cy"]).await;
+    assert_eq!(redis.cli(&["HGET", "natter:names", "ann"]).trim(), "e1 1");
+
+    // Redis empty again, and at once a user of another node takes bob's name before bob's
+    // node re-asserts it: exactly one keeps it, the other is renamed and told.
+    redis.kill();
+    redis.spawn();
+    let mut thief = n3.client().await;
+    let got = thief.ask("REGISTER bob").await;
+    if got == "OK REGISTER bob" {
+        let renamed = wait_line(&mut b, |l| l.starts_with("RENAMED bob ")).await;
+        let new = renamed["RENAMED bob ".len()..].to_owned();
+        // Elsewhere bob's old holder is renamed, or (if the newcomer's arrival came first)
+        // comes back under the new name.
+        let seen = format!("RENAMED bob {new}");
+        let back = format!("ONLINE {new}");
+        wait_line(&mut a, |l| l == seen || l == back).await;
+        await_list(
+            &mut [&mut a, &mut b, &mut c, &mut thief],
+            &["ann", "bob", "cy", &new],
+        )
+        .await;
+    } else {
+        assert!(got.starts_with("ERROR NAME_TAKEN "), "{got}");
+        await_list(&mut [&mut a, &mut b, &mut c], &["ann", "bob", "cy"]).await;
+    }
+    redis.kill();
+}
