@@ -135,6 +135,9 @@ struct Outgoing {
     release: Option<(String, ClientId)>,
 }
 
+/// A queued item as sent: its sequence number, the entry's JSON and the claim to give up.
+type Encoded = (u64, Option<String>, Option<(String, ClientId)>);
+
 #[derive(Debug, Default)]
 struct Queue {
     items: VecDeque<Outgoing>,
@@ -296,7 +299,7 @@ impl Redis {
                     );
                     hub.republish();
                 }
-                let batch: Vec<(u64, Option<String>, Option<(String, ClientId)>)> = {
+                let batch: Vec<Encoded> = {
                     let q = self.queue();
                     q.items
                         .iter()
