@@ -827,3 +827,64 @@ impl Backplane for Redis {
         let _ = self.names.send(NameJob::Assert(folded.to_owned(), id));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Flavor, IrcNames};
+    use crate::hub::RoomLimits;
+    use crate::outbox::Outbox;
+
+    fn fields(node: &str, seq: &str, op: &str) -> Vec<(String, String)> {
+        vec![
+            ("n".into(), node.into()),
+            ("s".into(), seq.into()),
+            ("o".into(), op.into()),
+        ]
+    }
+
+    #[tokio::test]
+    async fn entries_apply_once_and_garbage_is_skipped() {
+        let stats = Arc::new(Stats::default());
+        let cfg = ClusterConfig {
+            url: "redis://127.0.0.1:1".into(),
+            node_id: "me".into(),
+        };
+        let redis = Redis::new(&cfg, stats.clone()).unwrap();
+        let hub = Hub::new(
+            stats.clone(),
+            RoomLimits::default(),
+            IrcNames {
+                server: "natter".into(),
+                everyone: "#everyone".into(),
+            },
+        )
+        .with_backplane(redis.clone());
+        let outbox = Arc::new(Outbox::new(1 << 20));
+        hub.register(1, &outbox, "ann", Flavor::Native, None, None)
+            .unwrap();
+        let mut seen = HashMap::new();
+        let online = r#"{"t":"online","c":4,"name":"bob","ident":"bob","irc":false,"everyone":true}"#;
+        let msg = r#"{"t":"message","c":4,"text":"hi","notice":false}"#;
+        for (id, f) in [
+            ("1-0", fields("other", "10", online)),
+            ("2-0", fields("other", "11", msg)),
+            // A retried append: the same sequence number again.
+            ("3-0", fields("other", "11", msg)),
+            // Hostile or broken entries.
+            ("4-0", fields("other", "12", "{not json")),
+            ("5-0", fields("bad node", "13", msg)),
+            ("6-0", fields("other", "x", msg)),
+            ("7-0", vec![("n".into(), "other".into())]),
+            ("8-0", fields("other", "14", r#"{"t":"online","c":5,"name":"no way","ident":"x","irc":false,"everyone":true}"#)),
+            // This node's own entries are not applied again.
+            ("9-0", fields("me", "99", msg)),
+        ] {
+            redis.handle(&hub, &mut seen, id, &f);
+        }
+        let mut lines = std::collections::VecDeque::new();
+        outbox.drain_into(&mut lines);
+        let lines: Vec<&[u8]> = lines.iter().map(|b| &b[..]).collect();
+        assert_eq!(lines, [&b"ONLINE bob\n"[..], &b"MESSAGE bob hi\n"[..]]);
+    }
+}

@@ -378,6 +378,11 @@ impl Hub {
         self
     }
 
+    /// Whether this hub is one node of a cluster.
+    pub fn relays(&self) -> bool {
+        self.relays
+    }
+
     /// The server's counters.
     pub fn stats(&self) -> &Arc<Stats> {
         &self.stats

@@ -1081,6 +1081,14 @@ fn irc_verb(cmd: &Command) -> String {
 impl Handler for IrcSession {
     fn on_line(&mut self, line: &[u8]) -> Flow {
         self.last_seen = Instant::now();
+        if self.registered
+            && self.hub.relays()
+            && let Some(name) = self.hub.name_of(self.id)
+            && self.nick.as_deref() != Some(&*name)
+        {
+            // The cluster renamed this user to settle a name held on two nodes.
+            self.nick = Some(name);
+        }
         match proto::parse(line) {
             Ok(None) => Flow::Continue,
             Ok(Some(msg)) => {
