@@ -211,7 +211,6 @@ impl Redis {
     /// Starts the tasks; they stop when `stop` is cancelled.
     pub fn start(self: &Arc<Self>, hub: Arc<Hub>, stop: CancellationToken) {
         self.publish(Some(Op::Sync { clients: vec![] }), None);
-        self.publish(Some(Op::Hello), None);
         let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take();
         tokio::spawn(self.clone().publisher(hub.clone(), stop.clone()));
         tokio::spawn(self.clone().reader(hub.clone(), stop.clone()));
@@ -401,8 +400,8 @@ impl Redis {
             };
             first = false;
             if last_id.is_empty() {
-                // A new node starts at the end: what it missed, the Hello makes the others
-                // tell again.
+                // A new node starts at the end: what came before, the others tell again when
+                // they read its Hello.
                 match redis::cmd("XREVRANGE")
                     .arg(STREAM)
                     .arg("+")
@@ -417,6 +416,9 @@ impl Redis {
                             .first()
                             .map(|e| e.0.clone())
                             .unwrap_or_else(|| "0-0".to_owned());
+                        // Only now: the others' answers, and everything after them, come
+                        // after the place this reader starts from.
+                        self.publish(Some(Op::Hello), None);
                     }
                     Err(e) => {
                         debug!(error = %e, "reading the stream's end failed");
@@ -864,7 +866,8 @@ mod tests {
         hub.register(1, &outbox, "ann", Flavor::Native, None, None)
             .unwrap();
         let mut seen = HashMap::new();
-        let online = r#"{"t":"online","c":4,"name":"bob","ident":"bob","irc":false,"everyone":true}"#;
+        let online =
+            r#"{"t":"online","c":4,"name":"bob","ident":"bob","irc":false,"everyone":true}"#;
         let msg = r#"{"t":"message","c":4,"text":"hi","notice":false}"#;
         for (id, f) in [
             ("1-0", fields("other", "10", online)),
@@ -876,7 +879,14 @@ mod tests {
             ("5-0", fields("bad node", "13", msg)),
             ("6-0", fields("other", "x", msg)),
             ("7-0", vec![("n".into(), "other".into())]),
-            ("8-0", fields("other", "14", r#"{"t":"online","c":5,"name":"no way","ident":"x","irc":false,"everyone":true}"#)),
+            (
+                "8-0",
+                fields(
+                    "other",
+                    "14",
+                    r#"{"t":"online","c":5,"name":"no way","ident":"x","irc":false,"everyone":true}"#,
+                ),
+            ),
             // This node's own entries are not applied again.
             ("9-0", fields("me", "99", msg)),
         ] {
