@@ -48,6 +48,9 @@ const JUDGE_GRACE: Duration = Duration::from_secs(3);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// How long a REGISTER waits for the cluster to confirm its name.
 pub const CLAIM_TIMEOUT: Duration = Duration::from_secs(4);
+/// The largest operation a node accepts from the stream: a 4 KiB line's text escaped, or a
+/// user's snapshot with every room, fit well within it.
+const MAX_ENTRY_BYTES: usize = 64 * 1024;
 /// Entries taken per read, and appended per round trip.
 const BATCH: usize = 512;
 
@@ -500,6 +503,10 @@ impl Redis {
             return;
         }
         *last = seq;
+        if op.len() > MAX_ENTRY_BYTES {
+            warn!(id, bytes = op.len(), "oversized stream entry skipped");
+            return;
+        }
         let op: Op = match serde_json::from_str(op) {
             Ok(op) => op,
             Err(e) => {
