@@ -549,3 +549,38 @@ async fn redis_restarted_empty_converges_and_settles_a_name() {
     }
     redis.kill();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn irc_and_native_users_talk_across_nodes() {
+    use natter_conn::{LineReader, LineWriter};
+    let _serial = SERIAL.lock().await;
+    let redis = Redis::start();
+    let (n1, n2) = (node(&redis, "i1").await, node(&redis, "i2").await);
+    let mut ann = n2.user("ann").await;
+
+    let s = tokio::net::TcpStream::connect(n1.addr).await.unwrap();
+    let (r, w) = s.into_split();
+    let (mut r, mut w) = (LineReader::new(r), LineWriter::new(w));
+    w.send("NICK dave\r\nUSER dave 0 * :Dave").await.unwrap();
+    let mut irc_line = async |want: &dyn Fn(&str) -> bool| loop {
+        let l = within(r.next_text()).await.unwrap().expect("closed");
+        if want(&l) {
+            return l;
+        }
+    };
+    irc_line(&|l| l.contains(" 366 ")).await;
+    wait_line(&mut ann, |l| l == "ONLINE dave").await;
+    await_list(&mut [&mut ann], &["ann", "dave"]).await;
+
+    w.send("PRIVMSG #everyone :hi from irc").await.unwrap();
+    wait_line(&mut ann, |l| l == "MESSAGE dave hi from irc").await;
+    ann.say("MESSAGE hello irc").await;
+    irc_line(&|l| l == ":ann!ann@natter PRIVMSG #everyone :hello irc").await;
+    ann.say("DM dave psst there").await;
+    wait_line(&mut ann, |l| l.starts_with("OK DM")).await;
+    irc_line(&|l| l == ":ann!ann@natter PRIVMSG dave :psst there").await;
+    // An IRC name is claimed across the cluster too.
+    let mut dup = n2.client().await;
+    dup.expect_error("REGISTER Dave", natter_proto::ErrorCode::NameTaken)
+        .await;
+}
