@@ -383,6 +383,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn cluster_settings_are_checked() {
+        let s: Settings =
+            toml::from_str("cluster = \"redis://127.0.0.1:6379\"\nnode_id = \"a-1\"\n").unwrap();
+        let c = s.config(1024).unwrap().cluster.unwrap();
+        assert_eq!(
+            (c.url.as_str(), c.node_id.as_str()),
+            ("redis://127.0.0.1:6379", "a-1")
+        );
+        let default = Settings {
+            cluster: Some("redis://127.0.0.1:6379".into()),
+            ..Settings::default()
+        };
+        let id = default.config(1024).unwrap().cluster.unwrap().node_id;
+        assert!(id.chars().all(crate::cluster::valid_id_char), "{id}");
+        for bad in [
+            "cluster = \"http://x\"\n",
+            "cluster = \"redis://x:1\"\nnode_id = \"a b\"\n",
+            "node_id = \"a\"\n",
+        ] {
+            let s: Settings = toml::from_str(bad).unwrap();
+            assert!(s.config(1024).is_err(), "{bad}");
+        }
+        assert!(Settings::default().config(1024).unwrap().cluster.is_none());
+    }
+
+    #[test]
     fn command_line_wins_over_file_and_file_over_defaults() {
         let file: Settings = toml::from_str(
             "port = 9000\nmax_rooms = 5\nirc = [\"127.0.0.1:6667\"]\nflood_control = false\n",
