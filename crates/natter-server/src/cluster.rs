@@ -244,13 +244,25 @@ impl Redis {
     }
 
     /// Connects, retrying with exponential backoff; `None` once `stop` is cancelled.
+    ///
+    /// `pause` grows with each call and is reset by the caller's next success: a Redis that
+    /// accepts connections but refuses the commands (out of memory, a key of the wrong type)
+    /// is retried ever more slowly instead of in a tight loop.
     async fn reconnect(
         &self,
         what: &str,
         response: Option<Duration>,
         first: bool,
         stop: &CancellationToken,
+        pause: &mut Duration,
     ) -> Option<MultiplexedConnection> {
+        if !pause.is_zero() {
+            tokio::select! {
+                _ = stop.cancelled() => return None,
+                _ = sleep(*pause) => {}
+            }
+        }
+        *pause = (*pause * 2).clamp(Duration::from_millis(50), MAX_BACKOFF);
         let mut backoff = Duration::from_millis(50);
         loop {
             if stop.is_cancelled() {
@@ -285,9 +297,16 @@ impl Redis {
     async fn publisher(self: Arc<Self>, hub: Arc<Hub>, stop: CancellationToken) {
         let owned = Self::owned_key(&self.node);
         let mut first = true;
+        let mut pause = Duration::ZERO;
         'connect: loop {
             let Some(mut con) = self
-                .reconnect("publisher", Some(Duration::from_secs(2)), first, &stop)
+                .reconnect(
+                    "publisher",
+                    Some(Duration::from_secs(2)),
+                    first,
+                    &stop,
+                    &mut pause,
+                )
                 .await
             else {
                 return;
@@ -353,22 +372,15 @@ impl Redis {
                 }
                 match pipe.query_async::<()>(&mut con).await {
                     Ok(()) => {
+                        pause = Duration::ZERO;
                         let mut q = self.queue();
-                        let n = batch.len().min(q.items.len());
-                        // Only what was sent leaves: a reset may have replaced the queue.
+                        // Only what was sent leaves: an overflow may have emptied the queue
+                        // meanwhile, and what came after has higher sequence numbers.
+                        let sent = batch.last().map_or(0, |b| b.0);
                         let mut published = 0;
-                        for _ in 0..n {
-                            if q.items
-                                .front()
-                                .is_some_and(|o| batch.iter().any(|b| b.0 == o.seq))
-                            {
-                                if let Some(o) = q.items.pop_front()
-                                    && o.op.is_some()
-                                {
-                                    published += 1;
-                                }
-                            } else {
-                                break;
+                        while q.items.front().is_some_and(|o| o.seq <= sent) {
+                            if q.items.pop_front().is_some_and(|o| o.op.is_some()) {
+                                published += 1;
                             }
                         }
                         self.stats
@@ -394,9 +406,16 @@ impl Redis {
         let mut last_id = String::new();
         let mut seen: HashMap<Arc<str>, u64> = HashMap::new();
         let mut first = true;
+        let mut pause = Duration::ZERO;
         'connect: loop {
             let Some(mut con) = self
-                .reconnect("reader", Some(Duration::from_secs(4)), first, &stop)
+                .reconnect(
+                    "reader",
+                    Some(Duration::from_secs(4)),
+                    first,
+                    &stop,
+                    &mut pause,
+                )
                 .await
             else {
                 return;
@@ -447,7 +466,10 @@ impl Redis {
                     r = xread.query_async::<Value>(&mut con) => r,
                 };
                 let v = match read {
-                    Ok(v) => v,
+                    Ok(v) => {
+                        pause = Duration::ZERO;
+                        v
+                    }
                     Err(e) => {
                         warn!(error = %e, "reading from redis failed; reconnecting");
                         continue 'connect;
@@ -532,9 +554,16 @@ impl Redis {
         let forget = Script::new(FORGET_NODE);
         let mut epoch: Option<String> = None;
         let mut first = true;
+        let mut pause = Duration::ZERO;
         'connect: loop {
             let Some(mut con) = self
-                .reconnect("heartbeat", Some(Duration::from_secs(1)), first, &stop)
+                .reconnect(
+                    "heartbeat",
+                    Some(Duration::from_secs(1)),
+                    first,
+                    &stop,
+                    &mut pause,
+                )
                 .await
             else {
                 return;
@@ -554,7 +583,10 @@ impl Redis {
                     .query_async::<Option<String>>(&mut con)
                     .await;
                 let before = match before {
-                    Ok(b) => b,
+                    Ok(b) => {
+                        pause = Duration::ZERO;
+                        b
+                    }
                     Err(e) => {
                         warn!(error = %e, "heartbeat failed; reconnecting");
                         continue 'connect;
@@ -654,6 +686,7 @@ impl Redis {
         let mut first = true;
         let mut con: Option<MultiplexedConnection> = None;
         let mut asserted = false;
+        let mut pause = Duration::ZERO;
         loop {
             let job = tokio::select! {
                 _ = stop.cancelled() => return,
@@ -676,7 +709,13 @@ impl Redis {
                 if con.is_none() {
                     con = timeout(
                         deadline - Instant::now(),
-                        self.reconnect("claimer", Some(Duration::from_secs(1)), first, &stop),
+                        self.reconnect(
+                            "claimer",
+                            Some(Duration::from_secs(1)),
+                            first,
+                            &stop,
+                            &mut pause,
+                        ),
                     )
                     .await
                     .ok()
@@ -695,7 +734,10 @@ impl Redis {
                     .invoke_async::<i64>(c)
                     .await
                 {
-                    Ok(r) => won = Some(r == 1),
+                    Ok(r) => {
+                        pause = Duration::ZERO;
+                        won = Some(r == 1);
+                    }
                     Err(e) => {
                         debug!(error = %e, "claiming a name failed");
                         con = None;
