@@ -518,7 +518,7 @@ impl Hub {
         }
         answer(name);
         let name: Arc<str> = Arc::from(name);
-        let ident: Arc<str> = Arc::from(ident.unwrap_or(&name));
+        let ident: Arc<str> = ident.map_or_else(|| name.clone(), Arc::from);
         let irc = matches!(flavor, Flavor::Irc { .. });
         let user = User {
             mask: mask(&name, &ident),
@@ -1706,7 +1706,20 @@ impl Hub {
             Some(&id) => {
                 if st.users.get(&id).is_some_and(|u| *u.name != *g.name) {
                     match st.names.get(&key) {
-                        Some(&o) if o != id && is_local(o) => return,
+                        Some(&o) if o != id && is_local(o) => {
+                            // Wait, parked under the new name, for the local holder to go.
+                            self.remove_user(st, id, "renamed");
+                            st.parked.insert(
+                                k,
+                                Parked {
+                                    name: g.name,
+                                    ident: g.ident,
+                                    irc: g.irc,
+                                    everyone: g.everyone,
+                                },
+                            );
+                            return;
+                        }
                         Some(&o) if o != id => self.evict_ghost(st, o),
                         _ => {}
                     }
@@ -1862,5 +1875,89 @@ mod tests {
         }
         assert_eq!(a.ensure_operator(), Some(1));
         assert_eq!(a.ensure_operator(), None);
+    }
+
+    /// A backplane that records what it is given.
+    #[derive(Debug, Default)]
+    struct Recorder(std::sync::Mutex<Vec<Op>>);
+
+    impl Backplane for Recorder {
+        fn relays(&self) -> bool {
+            true
+        }
+        fn publish(&self, op: Option<Op>, _: Option<(String, ClientId)>) {
+            self.0.lock().unwrap().extend(op);
+        }
+        fn claim(&self, _: &str, _: ClientId) -> Option<tokio::sync::oneshot::Receiver<bool>> {
+            None
+        }
+        fn assert_name(&self, _: &str, _: ClientId) {}
+    }
+
+    fn drain(o: &Outbox) -> Vec<String> {
+        let mut q = std::collections::VecDeque::new();
+        o.drain_into(&mut q);
+        q.iter()
+            .map(|b| String::from_utf8_lossy(b).trim_end().to_owned())
+            .collect()
+    }
+
+    fn online(c: u64, name: &str) -> Op {
+        Op::Online {
+            c,
+            name: name.into(),
+            ident: name.into(),
+            irc: false,
+            everyone: true,
+        }
+    }
+
+    #[test]
+    fn ghosts_take_part_and_wait_for_their_names() {
+        let rec = Arc::new(Recorder::default());
+        let names = IrcNames {
+            server: "natter".into(),
+            everyone: "#everyone".into(),
+        };
+        let hub = Hub::new(Arc::new(Stats::default()), RoomLimits::default(), names)
+            .with_backplane(rec.clone());
+        let ann = Arc::new(Outbox::new(1 << 20));
+        hub.register(1, &ann, "ann", Flavor::Native, None, None)
+            .unwrap();
+        hub.apply("n2", online(7, "bob"));
+        // Counted, but delivered by its own node; relayed for it.
+        assert_eq!(hub.broadcast(1, "hi", false).unwrap(), 1);
+        hub.apply(
+            "n2",
+            Op::Message {
+                c: 7,
+                text: "yo".into(),
+                notice: false,
+            },
+        );
+        assert_eq!(drain(&ann), ["ONLINE bob", "MESSAGE bob yo"]);
+        assert!(matches!(
+            &rec.0.lock().unwrap()[..],
+            [Op::Online { .. }, Op::Message { .. }]
+        ));
+
+        // A ghost whose name a local user holds waits until the local user is renamed.
+        hub.apply("n3", online(9, "ANN"));
+        assert!(drain(&ann).is_empty());
+        assert!(hub.force_rename(1, "ann2"));
+        assert_eq!(drain(&ann), ["RENAMED ann ann2", "ONLINE ANN"]);
+
+        // A node's list drops its ghosts not on it; a dead node's ghosts all go.
+        hub.apply("n2", online(8, "cy"));
+        hub.apply("n2", Op::Sync { clients: vec![8] });
+        assert_eq!(drain(&ann), ["ONLINE cy", "OFFLINE bob"]);
+        assert_eq!(hub.drop_node("n2"), 1);
+        assert_eq!(drain(&ann), ["OFFLINE cy"]);
+        let mut names = Vec::new();
+        hub.answer_names(&ann, |n| {
+            names = n.iter().map(|s| s.to_string()).collect();
+            Bytes::new()
+        });
+        assert_eq!(names, ["ANN", "ann2"]);
     }
 }
