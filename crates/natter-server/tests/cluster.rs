@@ -588,3 +588,47 @@ async fn irc_and_native_users_talk_across_nodes() {
     dup.expect_error("REGISTER Dave", natter_proto::ErrorCode::NameTaken)
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_after_a_register_wait_for_its_claim() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let _serial = SERIAL.lock().await;
+    let redis = Redis::start();
+    let (n1, n2) = (node(&redis, "w1").await, node(&redis, "w2").await);
+    let mut ann = n2.user("ann").await;
+
+    // Plain TCP: the commands after REGISTER, sent in the same write, are taken only once
+    // the cluster granted the name.
+    let mut tcp = n1.client().await;
+    tcp.say("REGISTER tess\nMESSAGE from tcp\nDM ann psst there")
+        .await;
+    assert_eq!(tcp.text().await, "OK REGISTER tess");
+    wait_line(&mut tcp, |l| l.starts_with("OK MESSAGE")).await;
+    wait_line(&mut tcp, |l| l == "OK DM ann").await;
+    wait_line(&mut ann, |l| l == "MESSAGE tess from tcp").await;
+    wait_line(&mut ann, |l| l == "DM tess psst there").await;
+
+    // WebSocket: the same, one frame after the other.
+    let (mut ws, _) = within(tokio_tungstenite::connect_async(format!(
+        "ws://{}/ws",
+        n1.addr
+    )))
+    .await
+    .unwrap();
+    for line in ["REGISTER wendy", "MESSAGE from ws"] {
+        within(ws.send(Message::text(line))).await.unwrap();
+    }
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        match within(ws.next()).await.expect("closed").unwrap() {
+            Message::Text(t) if t.starts_with("OK ") || t.starts_with("ERROR ") => {
+                got.push(t.to_string())
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(got[0], "OK REGISTER wendy");
+    assert!(got[1].starts_with("OK MESSAGE"), "{got:?}");
+    wait_line(&mut ann, |l| l == "MESSAGE wendy from ws").await;
+}
