@@ -632,3 +632,74 @@ async fn lines_after_a_register_wait_for_its_claim() {
     assert!(got[1].starts_with("OK MESSAGE"), "{got:?}");
     wait_line(&mut ann, |l| l == "MESSAGE wendy from ws").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn senders_on_every_node_at_once_reach_everyone_exactly_once() {
+    let _serial = SERIAL.lock().await;
+    let redis = Redis::start();
+    let nodes = [
+        node(&redis, "c1").await,
+        node(&redis, "c2").await,
+        node(&redis, "c3").await,
+    ];
+    // Four users per node; the first of each node talks.
+    let mut users = Vec::new();
+    let mut names = Vec::new();
+    for (n, s) in nodes.iter().enumerate() {
+        for u in 0..4 {
+            let name = format!("u{n}x{u}");
+            users.push(s.user(&name).await);
+            names.push(name);
+        }
+    }
+    let want: Vec<&str> = names.iter().map(String::as_str).collect();
+    await_list(&mut users.iter_mut().collect::<Vec<_>>(), &want).await;
+    const N: usize = 300;
+    let senders = [0, 4, 8];
+    let mut split: Vec<_> = users.into_iter().map(|c| Some(c.split())).collect();
+    let mut tasks = Vec::new();
+    for &s in &senders {
+        let (rd, mut wr) = split[s].take().unwrap();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..N {
+                wr.queue(&format!("MESSAGE s{s}m{i}"));
+                if i % 50 == 49 {
+                    wr.flush().await.unwrap();
+                }
+            }
+            wr.flush().await.unwrap();
+            (rd, wr)
+        }));
+    }
+    // Every user hears each other sender's N messages once, in each sender's order.
+    let mut checks = Vec::new();
+    for (i, slot) in split.iter_mut().enumerate() {
+        let Some((mut rd, wr)) = slot.take() else {
+            continue;
+        };
+        let senders: Vec<usize> = senders.iter().copied().filter(|&s| s != i).collect();
+        let names = names.clone();
+        checks.push(tokio::spawn(async move {
+            let mut next: HashMap<String, usize> =
+                senders.iter().map(|&s| (names[s].clone(), 0)).collect();
+            while next.values().any(|&n| n < N) {
+                let l = within(rd.next_text()).await.unwrap().expect("closed");
+                let Some(rest) = l.strip_prefix("MESSAGE ") else {
+                    continue;
+                };
+                let (from, text) = rest.split_once(' ').unwrap();
+                let n = next.get_mut(from).expect("a message from a non-sender");
+                let s = names.iter().position(|x| x == from).unwrap();
+                assert_eq!(text, format!("s{s}m{n}"), "user {i}");
+                *n += 1;
+            }
+            (rd, wr)
+        }));
+    }
+    for c in checks {
+        c.await.unwrap();
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
