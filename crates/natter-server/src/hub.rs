@@ -1680,10 +1680,15 @@ impl Hub {
         gone.len()
     }
 
-    /// The nodes this hub has ghosts of.
+    /// The nodes this hub has ghosts (or parked ghosts) of.
     pub fn nodes(&self) -> Vec<Arc<str>> {
         let st = self.read();
-        let set: HashSet<&Arc<str>> = st.ghosts.keys().map(|(n, _)| n).collect();
+        let set: HashSet<&Arc<str>> = st
+            .ghosts
+            .keys()
+            .chain(st.parked.keys())
+            .map(|(n, _)| n)
+            .collect();
         set.into_iter().cloned().collect()
     }
 
