@@ -703,3 +703,34 @@ async fn senders_on_every_node_at_once_reach_everyone_exactly_once() {
         t.await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_taken_for_dead_comes_back_with_its_users() {
+    let _serial = SERIAL.lock().await;
+    let redis = Redis::start();
+    let n1 = node(&redis, "f1").await;
+    let frozen = ProcessNode::start(&redis, "f2").await;
+    let mut a = n1.user("ann").await;
+    let mut z = frozen.user("zed").await;
+    await_list(&mut [&mut a, &mut z], &["ann", "zed"]).await;
+
+    // Stopped longer than its liveness key lives (a long pause or partition): the others
+    // take it for dead. When it runs again it finds itself forgotten and re-asserts.
+    let pid = frozen.child.id().to_string();
+    let signal = |s: &str| {
+        let ok = Command::new("kill").args([s, &pid]).status().unwrap();
+        assert!(ok.success());
+    };
+    signal("-STOP");
+    let stopped = Instant::now();
+    wait_line(&mut a, |l| l == "OFFLINE zed").await;
+    eprintln!(
+        "a stopped node was taken for dead after {:?}",
+        stopped.elapsed()
+    );
+    signal("-CONT");
+    wait_line(&mut a, |l| l == "ONLINE zed").await;
+    await_list(&mut [&mut a, &mut z], &["ann", "zed"]).await;
+    z.say("MESSAGE back again").await;
+    wait_line(&mut a, |l| l == "MESSAGE zed back again").await;
+}
