@@ -173,8 +173,8 @@ pub trait Backplane: Send + Sync + Debug {
     /// Starts claiming the folded name for client `id` across the cluster; the answer says
     /// whether it is now this client's. `None` when names need no claim (a single process).
     fn claim(&self, folded: &str, id: ClientId) -> Option<oneshot::Receiver<bool>>;
-    /// Claims in the background a name that was registered without waiting (IRC); a client
-    /// that loses is renamed.
+    /// Claims in the background a name that was registered without waiting for a claim; a
+    /// client that loses is renamed.
     fn assert_name(&self, folded: &str, id: ClientId);
 }
 

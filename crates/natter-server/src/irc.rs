@@ -7,10 +7,11 @@
 //! answered in IRC's words. The numerics follow RFC 2812 and the Modern IRC client protocol
 //! documentation.
 
+use crate::cluster::CLAIM_TIMEOUT;
 use crate::config::{IrcConfig, Policy};
 use crate::connection::Handler;
 use crate::event::{Flavor, irc_message};
-use crate::hub::{ClientId, Hub, Registered, RoomView, mask};
+use crate::hub::{ClientId, Hub, NameCheck, Registered, RoomView, mask};
 use crate::outbox::Outbox;
 use crate::session::Flow;
 use bytes::{Bytes, BytesMut};
@@ -82,6 +83,19 @@ pub struct IrcSession {
     since: Instant,
     /// Set when the session must end after the current message (a refused password).
     closing: bool,
+    /// A nick waiting for the cluster to grant it.
+    pending: Option<PendingNick>,
+}
+
+/// A nick being claimed across the cluster.
+#[derive(Debug)]
+struct PendingNick {
+    /// As the client typed it.
+    nick: String,
+    /// Folded, as claimed.
+    key: String,
+    /// The cluster's answer: whether the nick is this client's.
+    answer: tokio::sync::oneshot::Receiver<bool>,
 }
 
 /// Numeric replies by name, so the code reads like the specifications.
@@ -184,6 +198,7 @@ impl IrcSession {
             caps: Caps::default(),
             last_seen: Instant::now(),
             ping_sent: None,
+            pending: None,
         }
     }
 
@@ -391,15 +406,62 @@ impl IrcSession {
             self.try_register();
             return;
         }
+        if self.claim(nick) {
+            self.rename(nick, None);
+        }
+    }
+
+    /// Starts a claim of `nick` across the cluster if one is needed; whether the caller may
+    /// go on at once. A nick another local user holds is refused here.
+    fn claim(&mut self, nick: &str) -> bool {
+        match self.hub.name_check(self.id, nick) {
+            NameCheck::Local => true,
+            NameCheck::Taken => {
+                self.nick_in_use(nick);
+                false
+            }
+            NameCheck::Claim(key) => match self.hub.claim(&key, self.id) {
+                Some(answer) => {
+                    self.pending = Some(PendingNick {
+                        nick: nick.to_owned(),
+                        key,
+                        answer,
+                    });
+                    false
+                }
+                None => true,
+            },
+        }
+    }
+
+    fn nick_in_use(&mut self, nick: &str) {
+        self.num(
+            n::ERR_NICKNAMEINUSE,
+            &[&shown(nick), "Nickname is already in use"],
+        );
+        if !self.registered {
+            self.nick = None;
+        }
+    }
+
+    /// Renames a registered user; `claimed` is the folded nick if the cluster granted it.
+    fn rename(&mut self, nick: &str, claimed: Option<String>) {
         let old_mask = self.my_mask();
-        match self.hub.register(
-            self.id,
-            &self.outbox,
-            nick,
-            self.flavor(),
-            Some(self.ident()),
-            None,
-        ) {
+        let flavor = self.flavor();
+        let ident = self.ident().to_owned();
+        let renamed = if claimed.is_some() {
+            self.hub
+                .register_claimed(self.id, &self.outbox, nick, flavor, Some(&ident), None)
+        } else {
+            self.hub
+                .register(self.id, &self.outbox, nick, flavor, Some(&ident), None)
+        };
+        if renamed.is_err()
+            && let Some(key) = claimed
+        {
+            self.hub.release(key, self.id);
+        }
+        match renamed {
             Ok((Registered::Renamed { old }, new)) => {
                 info!(peer = %self.peer, from = %old, to = %new, "renamed");
                 self.push(irc_message(None, Some(&old_mask), "NICK", &[&new]));
@@ -442,15 +504,28 @@ impl IrcSession {
             return;
         }
         self.pass = None;
+        if self.claim(&nick) {
+            self.register(&nick, None);
+        }
+    }
+
+    /// Registers with the hub; `claimed` is the folded nick if the cluster granted it.
+    fn register(&mut self, nick: &str, claimed: Option<String>) {
         let flavor = self.flavor();
-        match self.hub.register(
-            self.id,
-            &self.outbox,
-            &nick,
-            flavor,
-            Some(self.ident()),
-            None,
-        ) {
+        let ident = self.ident().to_owned();
+        let registered = if claimed.is_some() {
+            self.hub
+                .register_claimed(self.id, &self.outbox, nick, flavor, Some(&ident), None)
+        } else {
+            self.hub
+                .register(self.id, &self.outbox, nick, flavor, Some(&ident), None)
+        };
+        if registered.is_err()
+            && let Some(key) = claimed
+        {
+            self.hub.release(key, self.id);
+        }
+        match registered {
             Ok((_, name)) => {
                 self.nick = Some(name.clone());
                 self.registered = true;
@@ -464,13 +539,7 @@ impl IrcSession {
                     self.join_everyone();
                 }
             }
-            Err(_) => {
-                self.num(
-                    n::ERR_NICKNAMEINUSE,
-                    &[&shown(&nick), "Nickname is already in use"],
-                );
-                self.nick = None;
-            }
+            Err(_) => self.nick_in_use(nick),
         }
     }
 
@@ -1175,7 +1244,42 @@ impl Handler for IrcSession {
     }
 
     fn leave(&mut self, reason: &str) {
+        if let Some(p) = self.pending.take() {
+            // The claim may still be granted; give it back then.
+            let (hub, id) = (self.hub.clone(), self.id);
+            tokio::spawn(async move {
+                if let Ok(Ok(true)) = tokio::time::timeout(CLAIM_TIMEOUT, p.answer).await {
+                    hub.release(p.key, id);
+                }
+            });
+        }
         self.leave_with(reason);
+    }
+
+    fn waiting(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    async fn resume(&mut self) -> Flow {
+        let Some(p) = self.pending.take() else {
+            return Flow::Continue;
+        };
+        let wait = CLAIM_TIMEOUT + std::time::Duration::from_secs(1);
+        match tokio::time::timeout(wait, p.answer).await {
+            Ok(Ok(true)) if self.registered => self.rename(&p.nick, Some(p.key)),
+            Ok(Ok(true)) => self.register(&p.nick, Some(p.key)),
+            Ok(Ok(false)) => self.nick_in_use(&p.nick),
+            _ => {
+                tracing::warn!(peer = %self.peer, "the cluster did not answer a nick claim in time");
+                self.hub.release(p.key, self.id);
+                self.nick_in_use(&p.nick);
+            }
+        }
+        if self.closing {
+            Flow::Close
+        } else {
+            Flow::Continue
+        }
     }
 
     fn goodbye(&self, reason: ByeReason) -> Bytes {

@@ -734,3 +734,45 @@ async fn a_node_taken_for_dead_comes_back_with_its_users() {
     z.say("MESSAGE back again").await;
     wait_line(&mut a, |l| l == "MESSAGE zed back again").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_irc_nick_and_a_native_name_race_with_one_winner() {
+    use natter_conn::{LineReader, LineWriter};
+    let _serial = SERIAL.lock().await;
+    let redis = Redis::start();
+    let (n1, n2) = (node(&redis, "y1").await, node(&redis, "y2").await);
+    let mut keep = Vec::new();
+    for round in 0..20 {
+        let name = format!("nick{round}");
+        let s = tokio::net::TcpStream::connect(n1.addr).await.unwrap();
+        let (r, w) = s.into_split();
+        let (mut r, mut w) = (LineReader::new(r), LineWriter::new(w));
+        let mut native = n2.client().await;
+        let irc = async {
+            w.send(&format!("NICK {name}\r\nUSER {name} 0 * :x"))
+                .await
+                .unwrap();
+            loop {
+                let l = within(r.next_text()).await.unwrap().expect("closed");
+                if l.contains(" 001 ") {
+                    return true;
+                }
+                if l.contains(" 433 ") {
+                    return false;
+                }
+            }
+        };
+        let register = format!("REGISTER {name}");
+        let (irc_won, answer) = tokio::join!(irc, native.ask(&register));
+        let native_won = answer == format!("OK REGISTER {name}");
+        assert!(
+            native_won || answer.starts_with("ERROR NAME_TAKEN "),
+            "{answer}"
+        );
+        assert!(
+            irc_won != native_won,
+            "round {round}: irc {irc_won}, native {answer}"
+        );
+        keep.push((r, w, native));
+    }
+}
