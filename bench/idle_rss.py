@@ -46,7 +46,7 @@ try:
         socks.append(s)
         if i % 200 == 0:
             drain(0)
-    end = time.time() + 4
+    end = time.time() + float(os.environ.get("IDLE_WAIT", "4"))
     while time.time() < end:
         drain(0.2)
     after = rss()

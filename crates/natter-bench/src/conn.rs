@@ -8,11 +8,17 @@
 //! - Writes are batched: callers queue any number of lines, and one `write` sends them.
 //! - The socket is driven by readiness (`readable`/`writable`, then `try_read`/`try_write`), so
 //!   one task can read and write the same connection without splitting it.
+//! - TLS keeps that shape: rustls's connection is sans-IO, so it sits between the same
+//!   readiness-driven socket calls and the same buffers. Plain TCP pays one branch for it.
+//! - So does WebSocket ([`crate::ws`]), over either: queued lines are framed at flush time,
+//!   and frames are decoded in the same read buffer into the same LF-ended lines.
 
 use crate::dialect::{Control, Dialect};
-use crate::transport::Transport;
+use crate::transport::{Tls, Transport};
+use crate::ws::{self, Ws};
+use rustls::ClientConnection;
 use std::cell::RefCell;
-use std::io;
+use std::io::{self, Read as _, Write as _};
 use std::net::SocketAddr;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
@@ -25,7 +31,11 @@ const MAX_LINE: usize = 8 * 1024;
 const KEEP: usize = 1024;
 
 thread_local! {
-    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_BUF + MAX_LINE]);
+    // Room before the read for what a connection keeps between reads: an unfinished line, or
+    // over WebSocket an unfinished message and an unfinished frame (at most a control frame
+    // or the rest of that message).
+    static SCRATCH: RefCell<Vec<u8>> =
+        RefCell::new(vec![0; READ_BUF + MAX_LINE + 2 * ws::MAX_HEADER + 125]);
 }
 
 /// Complete lines in a read, without their line endings.
@@ -69,11 +79,17 @@ pub enum Read {
 pub struct Conn {
     /// The socket.
     stream: TcpStream,
-    /// The start of a line whose LF has not arrived yet.
+    /// The TLS session over the socket, if any (boxed: it is large, and plain TCP needs none).
+    tls: Option<Box<ClientConnection>>,
+    /// Whether TLS holds decrypted bytes not read yet: the socket will not signal them.
+    tls_buffered: bool,
+    /// The WebSocket over the stream, if any (boxed, as TLS).
+    ws: Option<Box<Ws>>,
+    /// The start of a line whose LF has not arrived yet (over WebSocket: of a frame).
     tail: Vec<u8>,
-    /// Output queued and not yet written.
+    /// Output queued and not yet written (over WebSocket: not yet framed).
     out: Vec<u8>,
-    /// Bytes at the front of `out` already written.
+    /// Bytes at the front of `out` (over WebSocket: of the frames) already written.
     written: usize,
 }
 
@@ -81,15 +97,228 @@ fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
 
+fn tls_error(e: rustls::Error) -> io::Error {
+    invalid(format!("TLS: {e}"))
+}
+
+/// The socket as `std::io` for rustls, never waiting: `WouldBlock` means wait for readiness.
+struct NoWait<'a>(&'a TcpStream);
+
+impl io::Read for NoWait<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.try_read(buf)
+    }
+}
+
+impl io::Write for NoWait<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.try_write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes `out[*written..]` to the socket as it takes it; `true` once all of it is written.
+fn flush_plain(stream: &TcpStream, out: &[u8], written: &mut usize) -> io::Result<bool> {
+    while *written < out.len() {
+        match stream.try_write(&out[*written..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => *written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+/// Encrypts `out[*written..]` as rustls's buffer allows and writes the records to the socket
+/// as it takes them; `true` once all of it (and anything else TLS had queued) is written.
+fn flush_tls(
+    tls: &mut ClientConnection,
+    stream: &TcpStream,
+    out: &[u8],
+    written: &mut usize,
+) -> io::Result<bool> {
+    loop {
+        let mut took = 0;
+        if *written < out.len() {
+            took = tls.writer().write(&out[*written..])?;
+            *written += took;
+        }
+        if !tls.wants_write() {
+            if *written == out.len() {
+                return Ok(true);
+            }
+            if took == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            continue;
+        }
+        match tls.write_tls(&mut NoWait(stream)) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Reads decrypted bytes into `buf`, like `try_read`: `Ok(0)` at the end of the stream,
+/// `WouldBlock` when neither TLS nor the socket has anything. The flag says whether TLS still
+/// holds decrypted bytes afterwards.
+fn read_tls(
+    tls: &mut ClientConnection,
+    stream: &TcpStream,
+    buf: &mut [u8],
+) -> io::Result<(usize, bool)> {
+    loop {
+        match tls.reader().read(buf) {
+            Ok(n) => {
+                let more = tls.process_new_packets().map_err(tls_error)?;
+                return Ok((n, more.plaintext_bytes_to_read() > 0));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            // The server closed the socket without close_notify: an end all the same.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok((0, false)),
+            Err(e) => return Err(e),
+        }
+        // After an end of stream the reader answers above, so this loop ends.
+        tls.read_tls(&mut NoWait(stream))?;
+        let processed = tls.process_new_packets();
+        // Alerts, and answers to the server's post-handshake messages; what the socket does
+        // not take now goes with the next flush.
+        if tls.wants_write() {
+            let _ = tls.write_tls(&mut NoWait(stream));
+        }
+        processed.map_err(tls_error)?;
+    }
+}
+
+/// Empties `buf`, releasing its memory if it grew large, so idle connections stay small.
+fn release(buf: &mut Vec<u8>) {
+    if buf.capacity() > 64 * KEEP {
+        *buf = Vec::new();
+    } else {
+        buf.clear();
+    }
+}
+
+/// Replaces what `buf` keeps between reads with `rest`, releasing a large allocation.
+fn keep(buf: &mut Vec<u8>, rest: &[u8]) {
+    if buf.capacity() > KEEP && rest.len() <= KEEP {
+        *buf = Vec::new();
+    }
+    buf.clear();
+    buf.extend_from_slice(rest);
+}
+
 impl Conn {
-    /// Connects to `addr` over `transport`.
-    pub async fn connect(transport: Transport, addr: SocketAddr) -> io::Result<Self> {
-        Ok(Self {
+    /// Connects to `addr` over `transport`, and over TLS when `tls` is given.
+    pub async fn connect(
+        transport: Transport,
+        addr: SocketAddr,
+        tls: Option<&Tls>,
+    ) -> io::Result<Self> {
+        let mut conn = Self {
             stream: transport.connect(addr).await?,
+            tls: None,
+            tls_buffered: false,
+            ws: None,
             tail: Vec::new(),
             out: Vec::new(),
             written: 0,
-        })
+        };
+        if let Some(t) = tls {
+            let session =
+                ClientConnection::new(t.config.clone(), t.name.clone()).map_err(tls_error)?;
+            conn.tls = Some(Box::new(session));
+            conn.tls_handshake().await?;
+        }
+        if transport == Transport::Ws {
+            conn.ws_upgrade(&addr.to_string()).await?;
+        }
+        Ok(conn)
+    }
+
+    /// Upgrades the connection to a WebSocket at `/ws` on `host`.
+    async fn ws_upgrade(&mut self, host: &str) -> io::Result<()> {
+        let up = ws::Upgrade::new();
+        up.request(&mut self.out, host);
+        self.flush().await?;
+        let mut answer = Vec::new();
+        let mut chunk = [0; 2048];
+        let head = loop {
+            match self.read_into(&mut chunk) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the server closed the connection during the WebSocket upgrade",
+                    ));
+                }
+                Ok(n) => {
+                    answer.extend_from_slice(&chunk[..n]);
+                    if let Some(head) = up.response(&answer)? {
+                        break head;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readable().await?,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        };
+        let mut ws = Ws::new();
+        // The server's first frames may have come with its answer.
+        self.tail = answer.split_off(head);
+        ws.unread = !self.tail.is_empty();
+        self.ws = Some(Box::new(ws));
+        Ok(())
+    }
+
+    /// Drives the TLS handshake to its end, and sends its last flight.
+    async fn tls_handshake(&mut self) -> io::Result<()> {
+        let Some(tls) = self.tls.as_deref_mut() else {
+            return Ok(());
+        };
+        let stream = &self.stream;
+        loop {
+            if tls.wants_write() {
+                match tls.write_tls(&mut NoWait(stream)) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.writable().await?,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+                continue;
+            }
+            if !tls.is_handshaking() {
+                break;
+            }
+            match tls.read_tls(&mut NoWait(stream)) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the server closed the connection during the TLS handshake",
+                    ));
+                }
+                Ok(_) => {
+                    if let Err(e) = tls.process_new_packets() {
+                        // Tell the server why (a certificate we do not trust), then give up.
+                        let _ = tls.write_tls(&mut NoWait(stream));
+                        return Err(tls_error(e));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.readable().await?,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // The server's first records may have come with its last handshake flight.
+        self.tls_buffered = true;
+        Ok(())
     }
 
     /// The output buffer: append whole lines to it, then [`Conn::try_flush`].
@@ -99,26 +328,30 @@ impl Conn {
 
     /// Bytes queued and not yet written.
     pub fn pending(&self) -> usize {
-        self.out.len() - self.written
+        self.out.len() + self.ws.as_ref().map_or(0, |w| w.wire.len()) - self.written
     }
 
     /// Writes as much queued output as the socket takes now; `true` once all is written.
     pub fn try_flush(&mut self) -> io::Result<bool> {
-        while self.written < self.out.len() {
-            match self.stream.try_write(&self.out[self.written..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+        let wire = match self.ws.as_deref_mut() {
+            None => &mut self.out,
+            Some(ws) => {
+                if !self.out.is_empty() {
+                    ws.frame_lines(&self.out);
+                    release(&mut self.out);
+                }
+                &mut ws.wire
             }
+        };
+        let done = match self.tls.as_deref_mut() {
+            None => flush_plain(&self.stream, wire, &mut self.written)?,
+            Some(tls) => flush_tls(tls, &self.stream, wire, &mut self.written)?,
+        };
+        if !done {
+            return Ok(false);
         }
         self.written = 0;
-        if self.out.capacity() > 64 * KEEP {
-            self.out = Vec::new();
-        } else {
-            self.out.clear();
-        }
+        release(wire);
         Ok(true)
     }
 
@@ -130,8 +363,12 @@ impl Conn {
         Ok(())
     }
 
-    /// Waits until the socket may be read.
+    /// Waits until the socket may be read, or returns at once if TLS or the WebSocket holds
+    /// input to read.
     pub async fn readable(&self) -> io::Result<()> {
+        if self.tls_buffered || self.ws.as_ref().is_some_and(|w| w.unread || w.closed) {
+            return Ok(());
+        }
         self.stream.readable().await
     }
 
@@ -140,12 +377,27 @@ impl Conn {
         self.stream.writable().await
     }
 
+    /// Reads once from the socket (or TLS) into `into`, like `try_read`.
+    fn read_into(&mut self, into: &mut [u8]) -> io::Result<usize> {
+        match self.tls.as_deref_mut() {
+            None => self.stream.try_read(into),
+            Some(tls) => {
+                let r = read_tls(tls, &self.stream, into);
+                self.tls_buffered = matches!(r, Ok((_, true)));
+                r.map(|(n, _)| n)
+            }
+        }
+    }
+
     /// Reads once (without waiting) and hands the complete lines to `on_lines`.
     pub fn read_chunk(&mut self, on_lines: impl FnOnce(Lines<'_>)) -> io::Result<Read> {
+        if self.ws.is_some() {
+            return self.read_ws_chunk(on_lines);
+        }
         SCRATCH.with_borrow_mut(|buf| {
             let t = self.tail.len();
             buf[..t].copy_from_slice(&self.tail);
-            let n = match self.stream.try_read(&mut buf[t..t + READ_BUF]) {
+            let n = match self.read_into(&mut buf[t..t + READ_BUF]) {
                 Ok(0) => return Ok(Read::Eof),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Read::WouldBlock),
@@ -164,11 +416,44 @@ impl Conn {
             if rest.len() > MAX_LINE {
                 return Err(invalid(format!("line longer than {MAX_LINE} bytes")));
             }
-            if self.tail.capacity() > KEEP && rest.len() <= KEEP {
-                self.tail = Vec::new();
+            keep(&mut self.tail, rest);
+            Ok(Read::Data(n))
+        })
+    }
+
+    /// [`Conn::read_chunk`] over WebSocket: the read buffer starts with the unfinished
+    /// message (decoded) and the unfinished frame (not yet), then what the socket gives.
+    fn read_ws_chunk(&mut self, on_lines: impl FnOnce(Lines<'_>)) -> io::Result<Read> {
+        SCRATCH.with_borrow_mut(|buf| {
+            let ws = self.ws.as_deref_mut().expect("a WebSocket");
+            if ws.closed {
+                return Ok(Read::Eof);
             }
-            self.tail.clear();
-            self.tail.extend_from_slice(rest);
+            let unread = std::mem::take(&mut ws.unread);
+            let p = ws.partial.len();
+            buf[..p].copy_from_slice(&ws.partial);
+            let t = p + self.tail.len();
+            buf[p..t].copy_from_slice(&self.tail);
+            let n = match self.read_into(&mut buf[t..t + READ_BUF]) {
+                Ok(0) => return Ok(Read::Eof),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && unread => 0,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Read::WouldBlock),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Read::Data(0)),
+                Err(e) => return Err(e),
+            };
+            let ws = self.ws.as_deref_mut().expect("a WebSocket");
+            let data = &mut buf[..t + n];
+            let d = ws.decode(data, p, MAX_LINE)?;
+            let partial_from = match memchr::memrchr(b'\n', &data[..d.lines_end]) {
+                Some(i) => {
+                    on_lines(Lines::new(&data[..=i]));
+                    i + 1
+                }
+                None => 0,
+            };
+            keep(&mut ws.partial, &data[partial_from..d.lines_end]);
+            keep(&mut self.tail, &data[d.raw_from..]);
             Ok(Read::Data(n))
         })
     }

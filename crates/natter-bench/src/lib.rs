@@ -12,10 +12,11 @@
 //!   hdrhistogram latencies.
 //! - [`dialect`]: natter's line protocol and IRC: registering, joining, addressing, and
 //!   classifying lines.
-//! - [`transport`]: loopback-only targets and the transport (TCP now; the extension point
-//!   for WebSocket is documented there).
+//! - [`transport`]: loopback-only targets, the transport (TCP or WebSocket) and the TLS
+//!   settings (`--tls`).
 //! - [`conn`]: one connection: thread-local read buffer, `memchr` line splitting, batched
-//!   writes, handshakes.
+//!   writes, TLS (rustls, sans-IO), WebSocket framing, handshakes.
+//! - [`ws`]: the WebSocket upgrade, and lines framed out and decoded in place.
 //! - [`engine`]: who sends to whom, the in-flight window, and the task driving each
 //!   connection.
 //! - [`workload`]: `fanout`, `dm`, `connect` and `soak`, and what they share.
@@ -29,6 +30,7 @@ pub mod payload;
 pub mod sys;
 pub mod transport;
 pub mod workload;
+pub mod ws;
 
 use clap::{Parser, Subcommand};
 

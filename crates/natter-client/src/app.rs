@@ -120,12 +120,16 @@ impl ChatApp {
         self.net.wait(timeout)
     }
 
-    /// The window title: who we are, and how much is unread.
+    /// The window title: who we are, whether the connection is encrypted, and how much is
+    /// unread.
     fn window_title(&self) -> String {
         let mut t = match &self.model.me {
             Some(me) => format!("natter — {me}"),
             None => "natter".to_owned(),
         };
+        if self.model.tls && self.model.link == Link::Up {
+            t.push_str(" 🔒");
+        }
         let unread = self.model.total_unread();
         if unread > 0 {
             t = format!("({unread}) {t}");

@@ -1,8 +1,9 @@
 //! natter-client: the desktop chat client for natter servers, built with eframe/egui.
 //!
-//! `natter-client [HOST] [PORT]` opens a window; without arguments it starts on a connect
-//! screen. After connecting it asks for a name, then shows Everyone, the rooms you joined and
-//! one conversation per DM partner, with the users online beside them.
+//! `natter-client [HOST] [PORT]` opens a window (`--tls`, with `--tls-ca` and `--tls-name`,
+//! connects over TLS); without arguments it starts on a connect screen. After connecting it
+//! asks for a name, then shows Everyone, the rooms you joined and one conversation per DM
+//! partner, with the users online beside them.
 //!
 //! # Layout
 //! - [`model`]: all client state and the pure reducer: server lines and user input in, state

@@ -1,4 +1,5 @@
-//! `natter-client [HOST] [PORT]`: the natter desktop client.
+//! `natter-client [--tls [--tls-ca PATH] [--tls-name NAME]] [HOST] [PORT]`: the natter desktop
+//! client.
 //!
 //! # Layout
 //! This file only reads the arguments and opens the window; the client lives in the
@@ -6,7 +7,9 @@
 //! network thread), [`natter_client::app`] and [`natter_client::view`] (the window).
 
 use clap::Parser;
+use natter_client::net::{NetConfig, TlsOptions};
 use natter_client::{ChatApp, Options};
+use std::path::PathBuf;
 
 /// The natter desktop chat client.
 #[derive(Parser, Debug)]
@@ -16,6 +19,15 @@ struct Args {
     host: Option<String>,
     /// The server's port.
     port: Option<u16>,
+    /// Connect over TLS (to a server started with `--tls-cert` and `--tls-key`).
+    #[arg(long)]
+    tls: bool,
+    /// With `--tls`: trust the CA certificates in this PEM file instead of the Mozilla roots.
+    #[arg(long, value_name = "PATH", requires = "tls")]
+    tls_ca: Option<PathBuf>,
+    /// With `--tls`: the name to check the server's certificate for [default: the host].
+    #[arg(long, value_name = "NAME", requires = "tls")]
+    tls_name: Option<String>,
 }
 
 fn main() -> eframe::Result {
@@ -25,7 +37,13 @@ fn main() -> eframe::Result {
         connect_now: args.host.is_some() || args.port.is_some(),
         host: args.host.unwrap_or(defaults.host),
         port: args.port.unwrap_or(defaults.port),
-        net: defaults.net,
+        net: NetConfig {
+            tls: args.tls.then_some(TlsOptions {
+                ca: args.tls_ca,
+                name: args.tls_name,
+            }),
+            ..defaults.net
+        },
     };
     let native = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()

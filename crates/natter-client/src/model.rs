@@ -312,6 +312,8 @@ pub struct Model {
     pub me: Option<String>,
     /// Whether `me` is registered on the current connection.
     pub registered: bool,
+    /// Whether the last connection that came up is TLS.
+    pub tls: bool,
     /// The server's greeting.
     pub greeting: Option<String>,
     /// Registered users online, sorted by name ignoring case.
@@ -360,6 +362,7 @@ impl Model {
             name_error: None,
             me: None,
             registered: false,
+            tls: false,
             greeting: None,
             users: Vec::new(),
             conversations: vec![Conversation::new(ConvId::Everyone, "Everyone")],
@@ -863,7 +866,10 @@ impl Model {
     /// Applies one event from the network thread.
     pub fn on_net(&mut self, ev: NetEvent, now: Stamp) {
         match ev {
-            NetEvent::Connected { .. } => self.on_connected(),
+            NetEvent::Connected { tls, .. } => {
+                self.tls = tls;
+                self.on_connected();
+            }
             NetEvent::Line(line) => self.on_line(line, now),
             NetEvent::Garbled(text) => self.error(
                 &ConvId::Everyone,
@@ -1547,6 +1553,7 @@ mod tests {
             NetEvent::Connected {
                 addr: "localhost:8090".into(),
                 reconnect: false,
+                tls: false,
             },
             now(),
         );
@@ -1570,6 +1577,7 @@ mod tests {
             NetEvent::Connected {
                 addr: "h:1".into(),
                 reconnect: false,
+                tls: false,
             },
             now(),
         );
@@ -1800,6 +1808,7 @@ mod tests {
             NetEvent::Connected {
                 addr: "h".into(),
                 reconnect: true,
+                tls: false,
             },
             now(),
         );
@@ -1846,6 +1855,7 @@ mod tests {
             NetEvent::Connected {
                 addr: "h".into(),
                 reconnect: true,
+                tls: false,
             },
             now(),
         );

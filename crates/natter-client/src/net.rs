@@ -5,15 +5,22 @@
 //! `request_repaint` after each one. The thread knows nothing of names, rooms or answers: it
 //! connects, forwards lines both ways, and when a connection that was up is lost it reconnects
 //! with backoff until told otherwise. What to send after a reconnect is the model's decision.
+//!
+//! With [`NetConfig::tls`] every connection, reconnects included, is TLS, checked against
+//! the configured roots; a certificate that does not check out is a [`ConnectError`] for the
+//! user to read, never a fallback to plain TCP.
 
-use natter_conn::Client;
+use natter_conn::rustls;
+use natter_conn::{Client, LineReader, LineWriter, TlsClient};
 use natter_proto::{ByeReason, ServerLine};
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc as tmpsc;
 
 /// What the UI asks the network thread to do.
@@ -43,6 +50,8 @@ pub enum NetEvent {
         addr: String,
         /// Whether this replaces a connection that was lost.
         reconnect: bool,
+        /// Whether the connection is TLS (and the server's certificate checked out).
+        tls: bool,
     },
     /// One line from the server.
     Line(ServerLine<'static>),
@@ -90,6 +99,27 @@ pub enum ConnectError {
         /// The server's reason.
         text: String,
     },
+    /// The CA file given for TLS cannot be read or holds no usable certificate.
+    BadCa {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The server's certificate is not trusted (unknown issuer, wrong name, expired...).
+    Certificate {
+        /// `host:port` as typed.
+        target: String,
+        /// rustls's reason.
+        detail: String,
+    },
+    /// The TLS handshake failed for another reason (often: no TLS on that port).
+    Tls {
+        /// `host:port` as typed.
+        target: String,
+        /// The reason.
+        detail: String,
+    },
     /// Anything else, with the system's words.
     Other {
         /// `host:port` as typed.
@@ -119,6 +149,19 @@ impl fmt::Display for ConnectError {
                 after.as_secs_f32()
             ),
             Self::Turned { text } => write!(f, "The server turned us away: {text}."),
+            Self::BadCa { path, detail } => {
+                write!(f, "Cannot use the CA file {path} for TLS: {detail}.")
+            }
+            Self::Certificate { target, detail } => write!(
+                f,
+                "Certificate error: {target} presented a certificate this client does not \
+                 trust ({detail}). Trust the CA that signed it with --tls-ca, or give the \
+                 name it was issued for with --tls-name."
+            ),
+            Self::Tls { target, detail } => write!(
+                f,
+                "TLS with {target} failed: {detail}. Does the server speak TLS on that port?"
+            ),
             Self::Other { target, detail } => write!(f, "Could not connect to {target}: {detail}."),
         }
     }
@@ -135,9 +178,21 @@ impl ConnectError {
             Self::Refused { .. } => "connection refused".into(),
             Self::TimedOut { .. } => "timed out".into(),
             Self::Turned { text } => text.clone(),
+            Self::BadCa { .. } => "unusable CA file".into(),
+            Self::Certificate { .. } => "untrusted certificate".into(),
+            Self::Tls { .. } => "TLS failed".into(),
             Self::Other { detail, .. } => detail.clone(),
         }
     }
+}
+
+/// How to connect over TLS.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// A PEM file of CA certificates to trust instead of the Mozilla roots.
+    pub ca: Option<PathBuf>,
+    /// The name to check the server's certificate for (and send as SNI); default: the host.
+    pub name: Option<String>,
 }
 
 /// Tunables of the network thread.
@@ -149,6 +204,8 @@ pub struct NetConfig {
     pub backoff_start: Duration,
     /// The longest reconnect delay.
     pub backoff_max: Duration,
+    /// Connect over TLS with these settings; `None`: plain TCP.
+    pub tls: Option<TlsOptions>,
 }
 
 impl Default for NetConfig {
@@ -157,6 +214,7 @@ impl Default for NetConfig {
             connect_timeout: Duration::from_secs(8),
             backoff_start: Duration::from_millis(250),
             backoff_max: Duration::from_secs(15),
+            tls: None,
         }
     }
 }
@@ -315,6 +373,59 @@ impl Drop for Net {
     }
 }
 
+/// Sorts out an error from a TLS connection attempt: the certificate, the handshake, or
+/// (without a TLS reason) the usual [`classify`].
+pub fn classify_tls(error: &io::Error, target: &str) -> ConnectError {
+    let target = target.to_owned();
+    match error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+    {
+        Some(rustls::Error::InvalidCertificate(why)) => ConnectError::Certificate {
+            target,
+            detail: match why {
+                rustls::CertificateError::UnknownIssuer => "unknown issuer".into(),
+                other => other.to_string(),
+            },
+        },
+        Some(e) => ConnectError::Tls {
+            target,
+            detail: e.to_string(),
+        },
+        // A server without TLS there hangs up on a ClientHello, or resets the connection.
+        None if matches!(
+            error.kind(),
+            io::ErrorKind::UnexpectedEof
+                | io::ErrorKind::InvalidData
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+        ) =>
+        {
+            ConnectError::Tls {
+                target,
+                detail: error.to_string(),
+            }
+        }
+        None => classify(error, &target),
+    }
+}
+
+/// A connection that is up and greeted: plain TCP or TLS.
+#[derive(Debug)]
+pub enum Connection {
+    /// Plain TCP.
+    Plain(Client),
+    /// TLS over TCP.
+    Tls(TlsClient),
+}
+
+impl Connection {
+    /// Whether this is TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Self::Tls(_))
+    }
+}
+
 /// How one connection ended.
 enum Ended {
     /// We sent CLOSE (or the server said `BYE CLOSED`).
@@ -341,7 +452,7 @@ async fn run(mut rx: tmpsc::UnboundedReceiver<NetCommand>, out: Outlet, config: 
                 }
             },
         };
-        let client = match connect(&host, port, config.connect_timeout).await {
+        let client = match connect(&host, port, &config).await {
             Ok(c) => c,
             Err(e) => {
                 if !out.send(NetEvent::Failed(e)) {
@@ -353,12 +464,17 @@ async fn run(mut rx: tmpsc::UnboundedReceiver<NetCommand>, out: Outlet, config: 
         if !out.send(NetEvent::Connected {
             addr: format!("{host}:{port}"),
             reconnect: false,
+            tls: client.is_tls(),
         }) {
             return;
         }
         let mut client = client;
         loop {
-            match session(client, &mut rx, &out).await {
+            let ended = match client {
+                Connection::Plain(c) => session(c, &mut rx, &out).await,
+                Connection::Tls(c) => session(c, &mut rx, &out).await,
+            };
+            match ended {
                 Ended::Quit => return,
                 Ended::Closed => {
                     out.send(NetEvent::Closed);
@@ -390,7 +506,7 @@ async fn run(mut rx: tmpsc::UnboundedReceiver<NetCommand>, out: Outlet, config: 
 /// How a reconnect loop ended.
 enum Reconnected {
     /// A new connection is up.
-    Up(Client),
+    Up(Connection),
     /// The UI is gone.
     Quit,
     /// The UI asked to stay disconnected.
@@ -434,11 +550,12 @@ async fn reconnect(
                 },
             }
         }
-        match connect(host, port, config.connect_timeout).await {
+        match connect(host, port, config).await {
             Ok(c) => {
                 if !out.send(NetEvent::Connected {
                     addr: format!("{host}:{port}"),
                     reconnect: true,
+                    tls: c.is_tls(),
                 }) {
                     return Reconnected::Quit;
                 }
@@ -450,8 +567,14 @@ async fn reconnect(
     }
 }
 
-/// Resolves, connects and waits for `HELLO`, each within `limit`.
-pub async fn connect(host: &str, port: u16, limit: Duration) -> Result<Client, ConnectError> {
+/// Resolves, connects (over TLS if `config` says so) and waits for `HELLO`, each within
+/// the connect timeout.
+pub async fn connect(
+    host: &str,
+    port: u16,
+    config: &NetConfig,
+) -> Result<Connection, ConnectError> {
+    let limit = config.connect_timeout;
     let target = format!("{host}:{port}");
     let timed_out = || ConnectError::TimedOut {
         target: target.clone(),
@@ -472,7 +595,32 @@ pub async fn connect(host: &str, port: u16, limit: Duration) -> Result<Client, C
             host: host.to_owned(),
         });
     }
-    match tokio::time::timeout(limit, Client::connect(&addrs[..])).await {
+    let tls = match &config.tls {
+        None => None,
+        Some(t) => {
+            let roots = natter_conn::tls::client_config(t.ca.as_deref()).map_err(|e| {
+                ConnectError::BadCa {
+                    path: t
+                        .ca
+                        .as_deref()
+                        .unwrap_or("?".as_ref())
+                        .display()
+                        .to_string(),
+                    detail: e.to_string(),
+                }
+            })?;
+            Some((roots, t.name.as_deref().unwrap_or(host)))
+        }
+    };
+    let attempt = async {
+        match tls {
+            None => Client::connect(&addrs[..]).await.map(Connection::Plain),
+            Some((roots, name)) => TlsClient::connect_tls(&addrs[..], name, roots)
+                .await
+                .map(Connection::Tls),
+        }
+    };
+    match tokio::time::timeout(limit, attempt).await {
         Err(_) => Err(timed_out()),
         Ok(Ok(c)) => Ok(c),
         // natter-conn reports a BYE in place of HELLO (a full server) as a refused connection
@@ -482,13 +630,14 @@ pub async fn connect(host: &str, port: u16, limit: Duration) -> Result<Client, C
                 text: e.to_string(),
             })
         }
+        Ok(Err(e)) if config.tls.is_some() => Err(classify_tls(&e, &target)),
         Ok(Err(e)) => Err(classify(&e, &target)),
     }
 }
 
 /// Serves one connection: server lines to the UI, the UI's lines to the server.
-async fn session(
-    client: Client,
+async fn session<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    client: Client<R, W>,
     rx: &mut tmpsc::UnboundedReceiver<NetCommand>,
     out: &Outlet,
 ) -> Ended {
@@ -555,9 +704,9 @@ async fn session(
 }
 
 /// Sends `CLOSE` and forwards what arrives until `BYE` or a short limit.
-async fn close(
-    reader: &mut natter_conn::LineReader,
-    writer: &mut natter_conn::LineWriter,
+async fn close<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    reader: &mut LineReader<R>,
+    writer: &mut LineWriter<W>,
     out: &Outlet,
 ) {
     let goodbye = async {
@@ -609,5 +758,36 @@ mod tests {
             after: Duration::from_secs(8),
         };
         assert_eq!(e.to_string(), "Timed out: h:1 did not answer within 8 s.");
+    }
+
+    #[test]
+    fn tls_errors_are_told_apart() {
+        let bad_cert = io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        );
+        let e = classify_tls(&bad_cert, "h:1");
+        assert_eq!(
+            e,
+            ConnectError::Certificate {
+                target: "h:1".into(),
+                detail: "unknown issuer".into()
+            }
+        );
+        assert!(
+            e.to_string()
+                .starts_with("Certificate error: h:1 presented")
+        );
+        assert_eq!(e.short(), "untrusted certificate");
+        let reset = io::Error::from(io::ErrorKind::ConnectionReset);
+        assert!(matches!(
+            classify_tls(&reset, "h:1"),
+            ConnectError::Tls { .. }
+        ));
+        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+        assert!(matches!(
+            classify_tls(&refused, "h:1"),
+            ConnectError::Refused { .. }
+        ));
     }
 }

@@ -442,6 +442,10 @@ fn conversations_panel(ui: &mut Ui, app: &mut ChatApp) {
         .show(ui, |ui| {
             let server = format!("{}:{}", app.model.host, app.model.port);
             ui.horizontal(|ui| {
+                if app.model.tls {
+                    ui.label(RichText::new("🔒 TLS").color(theme::OK).small())
+                        .on_hover_text("Encrypted: TLS, and the server's certificate is trusted");
+                }
                 ui.add(Label::new(RichText::new(server).color(theme::MUTED).small()).truncate());
                 ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
                     if ui

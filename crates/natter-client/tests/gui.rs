@@ -10,11 +10,13 @@ use egui::accesskit::Role;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use natter_client::model::{ConvId, Link, Screen};
-use natter_client::net::NetConfig;
+use natter_client::net::{NetConfig, TlsOptions};
 use natter_client::{ChatApp, Options};
 use natter_conn::Client;
 use natter_proto::ServerLine;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
@@ -46,15 +48,39 @@ impl Server {
         Self::on(rt, "127.0.0.1:0".parse().unwrap())
     }
 
+    /// Starts a server on an ephemeral port that also speaks TLS, with the test certificate
+    /// for `localhost` signed by test CA A.
+    fn start_tls(rt: &Runtime) -> Self {
+        let tls =
+            natter_server::tls::Tls::new(fixture("cert-a.pem"), fixture("key-a.pem")).unwrap();
+        Self::with(
+            rt,
+            "127.0.0.1:0".parse().unwrap(),
+            natter_server::Config {
+                tls: Some(Arc::new(tls)),
+                ..Self::config()
+            },
+        )
+    }
+
     /// Starts a server on `addr` (binding it again after a stop).
     fn on(rt: &Runtime, addr: SocketAddr) -> Self {
+        Self::with(rt, addr, Self::config())
+    }
+
+    /// The tests' server configuration.
+    fn config() -> natter_server::Config {
+        natter_server::Config {
+            shutdown_grace: Duration::from_millis(500),
+            ..Default::default()
+        }
+    }
+
+    /// Starts a server configured by `config` on `addr`.
+    fn with(rt: &Runtime, addr: SocketAddr, config: natter_server::Config) -> Self {
         let listener = rt.block_on(TcpListener::bind(addr)).unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let config = natter_server::Config {
-            shutdown_grace: Duration::from_millis(500),
-            ..Default::default()
-        };
         let task = rt.spawn(natter_server::run(listener, config, async {
             let _ = stopped.await;
         }));
@@ -106,22 +132,40 @@ fn say(rt: &Runtime, c: &mut Client, line: &str) {
     rt.block_on(within(c.send(line))).unwrap();
 }
 
+/// A file of the server's TLS test material (see its README).
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../natter-server/tests/tls")
+        .join(name)
+}
+
 /// Fast reconnects, so a restart test takes a fraction of a second.
 fn quick_net() -> NetConfig {
     NetConfig {
         connect_timeout: Duration::from_secs(5),
         backoff_start: Duration::from_millis(50),
         backoff_max: Duration::from_millis(400),
+        tls: None,
     }
 }
 
 /// The window, about to connect to `addr` (or showing the connect screen).
 fn window(addr: SocketAddr, connect_now: bool) -> Harness<'static, ChatApp> {
+    window_with(addr.ip().to_string(), addr.port(), connect_now, quick_net())
+}
+
+/// The window, about to connect to `host:port` with `net`'s settings.
+fn window_with(
+    host: String,
+    port: u16,
+    connect_now: bool,
+    net: NetConfig,
+) -> Harness<'static, ChatApp> {
     let options = Options {
-        host: addr.ip().to_string(),
-        port: addr.port(),
+        host,
+        port,
         connect_now,
-        net: quick_net(),
+        net,
     };
     Harness::builder()
         .with_size(egui::vec2(1000.0, 700.0))
@@ -555,4 +599,111 @@ fn disconnecting_returns_to_the_connect_screen() {
         &mut bob,
         |l| matches!(l, ServerLine::Online { name } if name == "alice2"),
     );
+}
+
+/// The network settings of `natter-client --tls --tls-ca <ca> [--tls-name <name>]`.
+fn tls_net(ca: &str, name: Option<&str>) -> NetConfig {
+    NetConfig {
+        tls: Some(TlsOptions {
+            ca: Some(fixture(ca)),
+            name: name.map(str::to_owned),
+        }),
+        ..quick_net()
+    }
+}
+
+#[test]
+fn tls_connects_registers_and_shows_that_it_is_encrypted() {
+    let rt = runtime();
+    let server = Server::start_tls(&rt);
+    let mut bob = server.user(&rt, "bob");
+    let mut h = window_with(
+        "localhost".into(),
+        server.addr.port(),
+        true,
+        tls_net("ca-a.pem", None),
+    );
+    sign_in(&mut h, "alice");
+    assert!(h.state().model.tls);
+    assert!(
+        shows(&h, "TLS"),
+        "the status bar says the connection is TLS"
+    );
+
+    say(&rt, &mut bob, "MESSAGE hello over tls");
+    until(&mut h, "bob's message", |h| shows(h, "hello over tls"));
+    send(&mut h, "and back");
+    expect_line(
+        &rt,
+        &mut bob,
+        |l| matches!(l, ServerLine::Message { text, .. } if text == "and back"),
+    );
+}
+
+#[test]
+fn plain_connections_do_not_claim_tls() {
+    let rt = runtime();
+    let server = Server::start(&rt);
+    let mut h = window(server.addr, true);
+    sign_in(&mut h, "alice");
+    assert!(!h.state().model.tls);
+    assert!(!shows(&h, "TLS"));
+}
+
+#[test]
+fn an_untrusted_certificate_is_shown_on_the_connect_screen() {
+    let rt = runtime();
+    let server = Server::start_tls(&rt);
+    // The certificate is signed by CA A; trusting only CA B must fail visibly.
+    let mut h = window_with(
+        "127.0.0.1".into(),
+        server.addr.port(),
+        true,
+        tls_net("ca-b.pem", Some("localhost")),
+    );
+    until(&mut h, "the certificate error", |h| {
+        shows(h, "Certificate error")
+    });
+    assert_eq!(h.state().model.screen, Screen::Connect);
+    assert_eq!(h.state().model.link, Link::Idle);
+    let error = h.state().model.connect_error.clone().unwrap();
+    assert!(error.contains("--tls-ca"), "{error}");
+    assert!(!h.state().model.tls);
+}
+
+#[test]
+fn a_certificate_for_another_name_is_a_certificate_error() {
+    let rt = runtime();
+    let server = Server::start_tls(&rt);
+    // The certificate names localhost and 127.0.0.1, not this.
+    let mut h = window_with(
+        "127.0.0.1".into(),
+        server.addr.port(),
+        true,
+        tls_net("ca-a.pem", Some("chat.example.org")),
+    );
+    until(&mut h, "the certificate error", |h| {
+        shows(h, "Certificate error")
+    });
+    let error = h.state().model.connect_error.clone().unwrap();
+    assert!(error.contains("--tls-name"), "{error}");
+}
+
+#[test]
+fn tls_to_a_server_without_tls_fails_visibly() {
+    let rt = runtime();
+    let server = Server::start(&rt);
+    let mut h = window_with(
+        "localhost".into(),
+        server.addr.port(),
+        true,
+        tls_net("ca-a.pem", None),
+    );
+    until(&mut h, "an error", |h| {
+        h.state().model.connect_error.is_some()
+    });
+    assert_eq!(h.state().model.screen, Screen::Connect);
+    let error = h.state().model.connect_error.clone().unwrap();
+    assert!(shows(&h, &error), "{error}");
+    assert!(error.contains("speak TLS"), "{error}");
 }

@@ -18,14 +18,17 @@ use bytes::Bytes;
 use natter_proto::sniff::{Sniff, sniff};
 use natter_proto::{ByeReason, Frame, LineFramer};
 use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::time::{Instant, sleep_until, timeout, timeout_at};
+use tokio::time::{Instant, Sleep, sleep_until, timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
@@ -47,6 +50,8 @@ pub struct Shared {
     pub tracker: TaskTracker,
     /// Per-address admission.
     pub admission: Arc<crate::listener::Admission>,
+    /// Native connections, for shutdown.
+    pub live: Live,
     /// Admission, password, timeouts and flood control, shared by every session.
     pub policy: Arc<crate::config::Policy>,
 }
@@ -73,12 +78,14 @@ pub trait Handler {
     fn waiting(&self) -> bool {
         false
     }
-    /// Waits for it, bounded in time, and finishes what the line began.
-    fn resume(&mut self) -> impl Future<Output = Flow> + Send {
-        async { Flow::Continue }
+    /// Polls for it (bounded in time) and, once it came, finishes what the line began.
+    fn poll_resume(&mut self, _cx: &mut Context<'_>) -> Poll<Flow> {
+        Poll::Ready(Flow::Continue)
     }
 }
 
+/// Rounds of work one poll may do before the task yields to others.
+const MAX_TURNS: usize = 32;
 /// Queue capacity a connection keeps once its output is written; more is given back.
 const KEEP_QUEUE: usize = 16;
 /// Bytes read per readiness event before giving other tasks a turn.
@@ -119,122 +126,199 @@ pub enum Assume {
 }
 
 /// Serves one accepted connection to its end.
-pub async fn serve(
+///
+/// A plain function returning an `async move` block rather than an `async fn`, whose state
+/// would hold its arguments twice: this future is what every connected client costs.
+#[allow(clippy::manual_async_fn)]
+pub fn serve(
     mut stream: TcpStream,
-    peer: SocketAddr,
     id: ClientId,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
     assume: Assume,
-    _count: crate::listener::Disconnect,
-) {
-    let cfg = &shared.config;
-    let _ = stream.set_nodelay(true);
-    let keepalive = socket2::TcpKeepalive::new()
-        .with_time(cfg.keepalive)
-        .with_interval(cfg.keepalive / 6)
-        .with_retries(3);
-    let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+    count: crate::listener::Disconnect,
+) -> impl Future<Output = ()> + Send {
+    // The peer's address is asked of the socket where a log line needs it rather than kept:
+    // every byte this block holds across an await is paid by every idle client.
+    async move {
+        let cfg = &shared.config;
+        let _ = stream.set_nodelay(true);
+        {
+            let keepalive = socket2::TcpKeepalive::new()
+                .with_time(cfg.keepalive)
+                .with_interval(cfg.keepalive / 6)
+                .with_retries(3);
+            let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+        }
 
-    let mut prefix = [0u8; SNIFF_BYTES];
-    let wait = match assume {
-        // IRC clients speak first; their first bytes are checked so that a browser made to
-        // POST to an IRC port (cross-protocol request forgery) is not served as IRC.
-        Assume::Line | Assume::Irc => cfg.sniff_wait,
-        // Dedicated ports need no telling apart.
-        Assume::Http | Assume::Tls => Duration::ZERO,
-    };
-    let n = tokio::select! {
-        n = read_prefix(&mut stream, &mut prefix, wait) => n,
-        _ = shutdown.cancelled() => return,
-    };
-    let Some(n) = n else {
-        debug!(%peer, "closed before speaking");
-        return;
-    };
-    let kind = match (assume, sniff(&prefix[..n])) {
-        (Assume::Irc, Sniff::Http | Sniff::Tls) => {
-            info!(%peer, "HTTP or TLS on the IRC listener; closing");
-            let _ = stream.try_write(b"ERROR :Closing Link: (this port speaks IRC only)\r\n");
+        let mut prefix = [0u8; SNIFF_BYTES];
+        let wait = match assume {
+            // IRC clients speak first; their first bytes are checked so that a browser made to
+            // POST to an IRC port (cross-protocol request forgery) is not served as IRC.
+            Assume::Line | Assume::Irc => cfg.sniff_wait,
+            // Dedicated ports need no telling apart.
+            Assume::Http | Assume::Tls => Duration::ZERO,
+        };
+        // Boxed: its timer and wait futures are needed for the first bytes only, and would
+        // otherwise stay in the state of every connection's task.
+        let first = Box::pin(async {
+            tokio::select! {
+                n = read_prefix(&mut stream, &mut prefix, wait) => n,
+                _ = shutdown.cancelled() => None,
+            }
+        });
+        let n = first.await;
+        let Some(n) = n else {
+            debug!(peer = %peer_of(&stream), "closed before speaking");
+            return;
+        };
+        let kind = match (assume, sniff(&prefix[..n])) {
+            (Assume::Irc, Sniff::Http | Sniff::Tls) => {
+                info!(peer = %peer_of(&stream), "HTTP or TLS on the IRC listener; closing");
+                let _ = stream.try_write(b"ERROR :Closing Link: (this port speaks IRC only)\r\n");
+                return;
+            }
+            (Assume::Irc, _) => Sniff::Irc,
+            (Assume::Http, _) => Sniff::Http,
+            (Assume::Tls, _) => Sniff::Tls,
+            (Assume::Line, other) => other,
+        };
+        let peer = peer_of(&stream);
+        if kind == Sniff::Http {
+            let stream = crate::rewind::Rewind::new(Bytes::copy_from_slice(&prefix[..n]), stream);
+            let state = crate::web::WebState {
+                shared: shared.clone(),
+                peer,
+                shutdown,
+            };
+            // Boxed, like every path but the native one: a task's size is that of its largest
+            // state, and the hyper, TLS and IRC states would otherwise make every connection pay
+            // for them.
+            Box::pin(async move {
+                crate::web::serve(stream, state).await;
+                debug!(%peer, "HTTP connection closed");
+            })
+            .await;
             return;
         }
-        (Assume::Irc, _) => Sniff::Irc,
-        (Assume::Http, _) => Sniff::Http,
-        (Assume::Tls, _) => Sniff::Tls,
-        (Assume::Line, other) => other,
-    };
-    if kind == Sniff::Http {
-        let stream = crate::rewind::Rewind::new(Bytes::copy_from_slice(&prefix[..n]), stream);
-        let state = crate::web::WebState {
-            shared: shared.clone(),
-            peer,
-            shutdown,
-        };
-        // Boxed, like every path but the native one: a task's size is that of its largest
-        // state, and the hyper, TLS and IRC states would otherwise make every connection pay
-        // for them.
-        Box::pin(crate::web::serve(stream, state)).await;
-        debug!(%peer, "HTTP connection closed");
-        return;
-    }
-    if kind == Sniff::Tls {
-        let Some(tls) = cfg.tls.clone() else {
-            info!(%peer, "TLS ClientHello on a listener without TLS; closing");
+        if kind == Sniff::Tls {
+            let Some(tls) = cfg.tls.clone() else {
+                info!(%peer, "TLS ClientHello on a listener without TLS; closing");
+                return;
+            };
+            let stream = crate::rewind::Rewind::new(Bytes::copy_from_slice(&prefix[..n]), stream);
+            Box::pin(tls_session(tls, stream, peer, id, &shared, &shutdown)).await;
             return;
-        };
-        let stream = crate::rewind::Rewind::new(Bytes::copy_from_slice(&prefix[..n]), stream);
-        Box::pin(tls_session(tls, stream, peer, id, &shared, &shutdown)).await;
-        return;
-    }
-    let outbox = Arc::new(Outbox::new(cfg.outbox_bytes));
-    let hub = shared.hub.clone();
-    let end = if kind == Sniff::Irc {
-        debug!(%peer, "speaks IRC");
-        let session = IrcSession::new(
-            id,
-            peer,
-            outbox.clone(),
-            hub.clone(),
-            shared.irc.clone(),
-            shared.policy.clone(),
-        );
-        Box::pin(
-            Connection::new(
+        }
+        let outbox = Arc::new(Outbox::new(cfg.outbox_bytes));
+        let hub = shared.hub.clone();
+        let (end, peer) = if kind == Sniff::Irc {
+            debug!(%peer, "speaks IRC");
+            let session = IrcSession::new(
+                id,
+                peer,
+                outbox.clone(),
+                hub.clone(),
+                shared.irc.clone(),
+                shared.policy.clone(),
+            );
+            let end = Box::pin(
+                Connection::new(
+                    session,
+                    stream,
+                    outbox,
+                    hub.stats().clone(),
+                    shared.policy.flood.as_ref(),
+                )
+                .serve(&prefix[..n], cfg, &shutdown),
+            )
+            .await;
+            (end, peer)
+        } else {
+            if !matches!(kind, Sniff::Line | Sniff::NeedMore) {
+                debug!(%peer, ?kind, "not served on this listener; speaking the line protocol");
+            }
+            outbox.push(shared.hello.clone());
+            let session =
+                Session::new(id, peer, outbox.clone(), hub.clone(), shared.policy.clone());
+            let mut conn = Connection::new(
                 session,
                 stream,
                 outbox,
                 hub.stats().clone(),
                 shared.policy.flood.as_ref(),
-            )
-            .serve(&prefix[..n], cfg, &shutdown),
-        )
-        .await
-    } else {
-        if !matches!(kind, Sniff::Line | Sniff::NeedMore) {
-            debug!(%peer, ?kind, "not served on this listener; speaking the line protocol");
+            );
+            // Run here rather than through `Connection::serve`: an `async fn` keeps a second
+            // copy of its arguments, and this is the state every idle client's task holds.
+            // Shutdown reaches it through its outbox (see `Live`), not a wait future.
+            shared.live.enrol(id, &conn.outbox, &shutdown);
+            let end = match conn.feed(&prefix[..n]) {
+                Flow::Close => End::Close,
+                Flow::Continue => poll_fn(|cx| conn.poll_run(cx, cfg)).await,
+            };
+            Box::pin(conn.finish(end, cfg)).await;
+            shared.live.leave(id);
+            (end, conn.handler.peer())
+        };
+        if end == End::SlowConsumer {
+            hub.stats().slow_consumer();
         }
-        outbox.push(shared.hello.clone());
-        let session = Session::new(id, peer, outbox.clone(), hub.clone(), shared.policy.clone());
-        Connection::new(
-            session,
-            stream,
-            outbox,
-            hub.stats().clone(),
-            shared.policy.flood.as_ref(),
-        )
-        .serve(&prefix[..n], cfg, &shutdown)
-        .await
-    };
-    if end == End::SlowConsumer {
-        hub.stats().slow_consumer();
+        info!(
+            %peer,
+            reason = ?end,
+            connected = hub.stats().connected().saturating_sub(1),
+            registered = hub.stats().registered(),
+            "disconnected"
+        );
+        // The connection counts until here.
+        drop(count);
     }
-    info!(
-        %peer,
-        reason = ?end,
-        connected = hub.stats().connected().saturating_sub(1),
-        registered = hub.stats().registered(),
-        "disconnected"
-    );
+}
+
+/// The peer's address, for logs.
+fn peer_of(stream: &TcpStream) -> SocketAddr {
+    stream
+        .peer_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+}
+
+/// Native connections by identity, so that a shutdown can reach each through its outbox
+/// instead of every idle connection holding a wait future for it.
+#[derive(Debug, Default)]
+pub struct Live {
+    outboxes: std::sync::Mutex<std::collections::HashMap<ClientId, std::sync::Weak<Outbox>>>,
+}
+
+impl Live {
+    /// Adds a connection; tells it at once if the server is already shutting down.
+    fn enrol(&self, id: ClientId, outbox: &Arc<Outbox>, shutdown: &CancellationToken) {
+        self.lock().insert(id, Arc::downgrade(outbox));
+        // After the insert: a shutdown that began before it is seen here, one that begins
+        // after it finds the outbox in the map.
+        if shutdown.is_cancelled() {
+            outbox.shut_down();
+        }
+    }
+
+    /// Removes a connection that ended.
+    fn leave(&self, id: ClientId) {
+        self.lock().remove(&id);
+    }
+
+    /// Tells every connection that the server is shutting down.
+    pub fn shut_down_all(&self) {
+        let outboxes: Vec<_> = self.lock().values().filter_map(|w| w.upgrade()).collect();
+        for o in outboxes {
+            o.shut_down();
+        }
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<ClientId, std::sync::Weak<Outbox>>>
+    {
+        self.outboxes.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// How long a TLS handshake may take.
@@ -402,7 +486,7 @@ where
                 }
             };
             if flow == Flow::Continue && handler.waiting() {
-                flow = handler.resume().await;
+                flow = poll_fn(|cx| handler.poll_resume(cx)).await;
             }
             if flow == Flow::Close {
                 break 'session End::Close;
@@ -509,8 +593,12 @@ struct Connection<H> {
     offset: usize,
     /// Bytes read but held back by flood control; empty (and unallocated) otherwise.
     held: Vec<u8>,
-    /// Flood control, unless it is off.
-    throttle: Option<Throttle>,
+    /// Flood control, unless it is off; boxed to keep connections without it small.
+    throttle: Option<Box<Throttle>>,
+    /// When output last made progress, for the write stall.
+    last_progress: Instant,
+    /// The one timer (deadlines, write stall, flood control), only while one is due.
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl<H: Handler> Connection<H> {
@@ -524,7 +612,9 @@ impl<H: Handler> Connection<H> {
         Self {
             stats,
             held: Vec::new(),
-            throttle: flood.map(|f| Throttle::new(f, Instant::now())),
+            throttle: flood.map(|f| Box::new(Throttle::new(f, Instant::now()))),
+            last_progress: Instant::now(),
+            timer: None,
             framer: LineFramer::new(handler.max_line()),
             handler,
             stream,
@@ -538,9 +628,19 @@ impl<H: Handler> Connection<H> {
     async fn serve(mut self, prefix: &[u8], cfg: &Config, shutdown: &CancellationToken) -> End {
         let end = match self.feed(prefix) {
             Flow::Close => End::Close,
-            Flow::Continue => self.run(cfg, shutdown).await,
+            Flow::Continue => {
+                let mut cancelled = pin!(shutdown.cancelled());
+                poll_fn(|cx| {
+                    if cancelled.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(End::Shutdown);
+                    }
+                    self.poll_run(cx, cfg)
+                })
+                .await
+            }
         };
-        self.finish(end, cfg).await;
+        // Boxed: closing needs buffers and timers that a running connection should not carry.
+        Box::pin(self.finish(end, cfg)).await;
         end
     }
 
@@ -577,13 +677,7 @@ impl<H: Handler> Connection<H> {
                 }
             }
         }
-        if rest.is_empty() {
-            // Known gap: this also relieves a client whose socket still holds a backlog, so a
-            // pure byte flood is slowed to its rate but not disconnected (SECURITY.md).
-            if let Some(t) = &mut self.throttle {
-                t.relieved();
-            }
-        } else {
+        if !rest.is_empty() {
             self.held.extend_from_slice(rest);
         }
         Flow::Continue
@@ -596,22 +690,23 @@ impl<H: Handler> Connection<H> {
         if self.held.is_empty() {
             // Keep nothing allocated once the backlog is gone.
             self.held = Vec::new();
+            if let Some(t) = &mut self.throttle {
+                t.backlog_cleared();
+            }
         }
         flow
     }
 
     /// The main loop, until the client leaves or must go.
-    async fn run(&mut self, cfg: &Config, shutdown: &CancellationToken) -> End {
-        let mut last_progress = Instant::now();
-        loop {
-            if self.handler.waiting() {
-                if self.handler.resume().await == Flow::Close {
-                    return End::Close;
-                }
-                if !self.held.is_empty() && self.release_held() == Flow::Close {
-                    return End::Close;
-                }
-                continue;
+    ///
+    /// Written as a poll function rather than a `select!` so that a connection waiting for
+    /// input holds no wait futures: readiness is polled on the socket and the outbox directly,
+    /// and the one timer exists only while there is a deadline. That keeps an idle client's
+    /// task small (see BENCHMARKS.md, idle memory).
+    fn poll_run(&mut self, cx: &mut Context<'_>, cfg: &Config) -> Poll<End> {
+        for _ in 0..MAX_TURNS {
+            if self.outbox.is_shut_down() {
+                return Poll::Ready(End::Shutdown);
             }
             // Lines move from the outbox only once the previous batch is fully written, so
             // the outbox's bound also bounds what this task holds: at most twice the limit.
@@ -621,14 +716,14 @@ impl<H: Handler> Connection<H> {
                 self.outbox.overflowed()
             };
             if overflowed {
-                return End::SlowConsumer;
+                return Poll::Ready(End::SlowConsumer);
             }
             match self.write_some() {
-                Ok(true) => last_progress = Instant::now(),
+                Ok(true) => self.last_progress = Instant::now(),
                 Ok(false) => {}
                 Err(e) => {
                     debug!(error = %e, "write failed");
-                    return End::Error;
+                    return Poll::Ready(End::Error);
                 }
             }
             if self.pending.is_empty() && self.pending.capacity() > KEEP_QUEUE {
@@ -641,15 +736,60 @@ impl<H: Handler> Connection<H> {
             if let Some(t) = &self.throttle
                 && t.flooding(now)
             {
-                return End::Flood;
+                return Poll::Ready(End::Flood);
+            }
+            if writing {
+                match self.stream.poll_write_ready(cx) {
+                    Poll::Ready(Ok(())) => continue,
+                    Poll::Ready(Err(_)) => return Poll::Ready(End::Error),
+                    Poll::Pending => {}
+                }
+            }
+            // While writing, only an overflow matters: new lines wait for the batch to go.
+            if self.outbox.poll_ready(cx, !writing).is_ready() {
+                continue;
+            }
+            // A session waiting for the cluster takes no lines meanwhile; its answer wakes
+            // this task.
+            if self.handler.waiting() {
+                match self.handler.poll_resume(cx) {
+                    Poll::Ready(Flow::Close) => return Poll::Ready(End::Close),
+                    Poll::Ready(Flow::Continue) => {
+                        if !self.held.is_empty() && self.release_held() == Flow::Close {
+                            return Poll::Ready(End::Close);
+                        }
+                        continue;
+                    }
+                    Poll::Pending => {}
+                }
             }
             let can_read = self.held.is_empty()
+                && !self.handler.waiting()
                 && self
                     .throttle
                     .as_mut()
                     .is_none_or(|t| t.read_allowance(now) > 0);
+            if can_read {
+                match self.stream.poll_read_ready(cx) {
+                    Poll::Ready(Ok(())) => {
+                        match self.read_some() {
+                            Ok(Some(Flow::Continue)) => {}
+                            Ok(Some(Flow::Close)) => return Poll::Ready(End::Close),
+                            Ok(None) => return Poll::Ready(End::PeerClosed),
+                            Err(e) => {
+                                debug!(error = %e, "read failed");
+                                return Poll::Ready(End::Error);
+                            }
+                        }
+                        continue;
+                    }
+                    Poll::Ready(Err(_)) => return Poll::Ready(End::Error),
+                    Poll::Pending => {}
+                }
+            }
 
             let mut deadline = self.handler.deadline();
+            let stall = writing.then(|| self.last_progress + cfg.write_stall);
             if let Some(t) = &self.throttle
                 && !can_read
             {
@@ -657,44 +797,40 @@ impl<H: Handler> Connection<H> {
                 let resume = t.grace_ends().map_or(resume, |g| resume.min(g));
                 deadline = Some(deadline.map_or(resume, |d| d.min(resume)));
             }
-            tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => return End::Shutdown,
-                r = self.stream.writable(), if writing => {
-                    if r.is_err() {
-                        return End::Error;
-                    }
+            let Some(wake_at) = [deadline, stall].into_iter().flatten().min() else {
+                // Idle: give back the timer and the write queue, an idle connection keeps
+                // neither (the queue is allocated again by the next line, which is cheap
+                // beside the wake-up that delivers it).
+                self.timer = None;
+                if !writing {
+                    self.pending = VecDeque::new();
                 }
-                // Also while writing: an overflow must be noticed even if the peer never
-                // makes the socket writable again.
-                _ = self.outbox.ready() => {}
-                r = self.stream.readable(), if can_read => {
-                    if r.is_err() {
-                        return End::Error;
-                    }
-                    match self.read_some() {
-                        Ok(Some(Flow::Continue)) => {}
-                        Ok(Some(Flow::Close)) => return End::Close,
-                        Ok(None) => return End::PeerClosed,
-                        Err(e) => {
-                            debug!(error = %e, "read failed");
-                            return End::Error;
-                        }
-                    }
+                return Poll::Pending;
+            };
+            let timer = self
+                .timer
+                .get_or_insert_with(|| Box::pin(sleep_until(wake_at)));
+            if timer.deadline() != wake_at {
+                timer.as_mut().reset(wake_at);
+            }
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            if stall.is_some_and(|s| Instant::now() >= s) {
+                return Poll::Ready(End::Stalled);
+            }
+            if deadline.is_some() {
+                if !self.held.is_empty() && self.release_held() == Flow::Close {
+                    return Poll::Ready(End::Close);
                 }
-                _ = sleep_until(last_progress + cfg.write_stall), if writing => {
-                    return End::Stalled;
-                }
-                _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                    if !self.held.is_empty() && self.release_held() == Flow::Close {
-                        return End::Close;
-                    }
-                    if self.handler.on_deadline() == Flow::Close {
-                        return End::Close;
-                    }
+                if self.handler.on_deadline() == Flow::Close {
+                    return Poll::Ready(End::Close);
                 }
             }
         }
+        // Busy for many turns in a row: let other tasks run, and come back at once.
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 
     /// Reads what is available (up to a budget) and processes every complete line.
@@ -729,7 +865,12 @@ impl<H: Handler> Connection<H> {
                         return Ok(Some(Flow::Close));
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Some(t) = &mut self.throttle {
+                        t.socket_empty(!self.held.is_empty());
+                    }
+                    break;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }

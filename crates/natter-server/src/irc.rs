@@ -7,13 +7,12 @@
 //! answered in IRC's words. The numerics follow RFC 2812 and the Modern IRC client protocol
 //! documentation.
 
-use crate::cluster::CLAIM_TIMEOUT;
 use crate::config::{IrcConfig, Policy};
 use crate::connection::Handler;
 use crate::event::{Flavor, irc_message};
 use crate::hub::{ClientId, Hub, NameCheck, Registered, RoomView, mask};
 use crate::outbox::Outbox;
-use crate::session::Flow;
+use crate::session::{Flow, PendingName};
 use bytes::{Bytes, BytesMut};
 use irc_proto::{CapSubCommand, ChannelMode, Command, Mode};
 use natter_proto::irc::{self as proto, IrcError};
@@ -83,19 +82,8 @@ pub struct IrcSession {
     since: Instant,
     /// Set when the session must end after the current message (a refused password).
     closing: bool,
-    /// A nick waiting for the cluster to grant it.
-    pending: Option<PendingNick>,
-}
-
-/// A nick being claimed across the cluster.
-#[derive(Debug)]
-struct PendingNick {
-    /// As the client typed it.
-    nick: String,
-    /// Folded, as claimed.
-    key: String,
-    /// The cluster's answer: whether the nick is this client's.
-    answer: tokio::sync::oneshot::Receiver<bool>,
+    /// A nick waiting for the cluster to grant it (boxed: rarely there).
+    pending: Option<Box<PendingName>>,
 }
 
 /// Numeric replies by name, so the code reads like the specifications.
@@ -422,11 +410,7 @@ impl IrcSession {
             }
             NameCheck::Claim(key) => match self.hub.claim(&key, self.id) {
                 Some(answer) => {
-                    self.pending = Some(PendingNick {
-                        nick: nick.to_owned(),
-                        key,
-                        answer,
-                    });
+                    self.pending = Some(PendingName::new(nick, key, answer));
                     false
                 }
                 None => true,
@@ -1245,13 +1229,7 @@ impl Handler for IrcSession {
 
     fn leave(&mut self, reason: &str) {
         if let Some(p) = self.pending.take() {
-            // The claim may still be granted; give it back then.
-            let (hub, id) = (self.hub.clone(), self.id);
-            tokio::spawn(async move {
-                if let Ok(Ok(true)) = tokio::time::timeout(CLAIM_TIMEOUT, p.answer).await {
-                    hub.release(p.key, id);
-                }
-            });
+            (*p).abandon(self.hub.clone(), self.id);
         }
         self.leave_with(reason);
     }
@@ -1260,26 +1238,32 @@ impl Handler for IrcSession {
         self.pending.is_some()
     }
 
-    async fn resume(&mut self) -> Flow {
-        let Some(p) = self.pending.take() else {
-            return Flow::Continue;
+    fn poll_resume(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Flow> {
+        use std::task::Poll;
+        let Some(p) = self.pending.as_mut() else {
+            return Poll::Ready(Flow::Continue);
         };
-        let wait = CLAIM_TIMEOUT + std::time::Duration::from_secs(1);
-        match tokio::time::timeout(wait, p.answer).await {
-            Ok(Ok(true)) if self.registered => self.rename(&p.nick, Some(p.key)),
-            Ok(Ok(true)) => self.register(&p.nick, Some(p.key)),
-            Ok(Ok(false)) => self.nick_in_use(&p.nick),
-            _ => {
+        let Poll::Ready(answer) = p.poll(cx) else {
+            return Poll::Pending;
+        };
+        let Some(p) = self.pending.take() else {
+            return Poll::Ready(Flow::Continue);
+        };
+        match answer {
+            Some(true) if self.registered => self.rename(&p.name, Some(p.key)),
+            Some(true) => self.register(&p.name, Some(p.key)),
+            Some(false) => self.nick_in_use(&p.name),
+            None => {
                 tracing::warn!(peer = %self.peer, "the cluster did not answer a nick claim in time");
                 self.hub.release(p.key, self.id);
-                self.nick_in_use(&p.nick);
+                self.nick_in_use(&p.name);
             }
         }
-        if self.closing {
+        Poll::Ready(if self.closing {
             Flow::Close
         } else {
             Flow::Continue
-        }
+        })
     }
 
     fn goodbye(&self, reason: ByeReason) -> Bytes {

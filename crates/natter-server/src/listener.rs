@@ -95,6 +95,7 @@ pub async fn run_all(
         ids: AtomicU64::new(0),
         tracker: TaskTracker::new(),
         admission: Arc::new(Admission::default()),
+        live: Default::default(),
     });
     let token = CancellationToken::new();
     let connections = shared.tracker.clone();
@@ -110,6 +111,7 @@ pub async fn run_all(
     );
     shared.hub.close();
     token.cancel();
+    shared.live.shut_down_all();
     for a in accepting {
         let _ = a.await;
     }
@@ -181,7 +183,6 @@ async fn accept_loop(l: Listener, shared: Arc<Shared>, token: CancellationToken)
         };
         shared.tracker.spawn(connection::serve(
             stream,
-            peer,
             id,
             shared.clone(),
             token.clone(),

@@ -10,6 +10,13 @@ use tokio::net::TcpListener;
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc rather than the C library's allocator: after a burst (a crowd arriving queues
+/// millions of presence lines) glibc keeps most of the freed memory in fragmented arenas,
+/// where jemalloc gives it back to the system (its settings: `.cargo/config.toml`).
+#[cfg(all(target_os = "linux", not(target_env = "musl")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// natter's chat server: the lab's line protocol for nc and the lab's clients, natter-client,
 /// browsers and IRC clients, all on one port.
 #[derive(Debug, Parser)]

@@ -8,8 +8,10 @@
 
 use bytes::Bytes;
 use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::sync::Mutex;
-use tokio::sync::Notify;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Waker};
 
 /// The outgoing queue of one client.
 #[derive(Debug)]
@@ -17,20 +19,23 @@ pub struct Outbox {
     /// Queue and flags; a std mutex because it is held only for a push or a drain, never
     /// across an `.await`.
     state: Mutex<State>,
-    /// Wakes the connection task when the queue turns non-empty or the client is cut off.
-    ready: Notify,
     /// Most bytes queued at once before the client counts as a slow consumer.
     limit: usize,
+    /// Set when the server shuts down; read without the lock on every turn of a connection.
+    shut_down: AtomicBool,
 }
 
 #[derive(Debug, Default)]
 struct State {
     /// Lines waiting for the socket, in order.
     queue: VecDeque<Bytes>,
-    /// Sum of the lengths in `queue`.
+    /// What `queue` costs in memory: its lines' lengths plus a queue slot each.
     bytes: usize,
     /// Set once the bound was passed; from then on pushes are dropped.
     overflowed: bool,
+    /// The connection task waiting for lines or for an overflow. A bare waker rather than a
+    /// `Notify`: it is polled, so an idle connection keeps no wait future in its task.
+    waker: Option<Waker>,
 }
 
 /// What became of a push.
@@ -49,8 +54,8 @@ impl Outbox {
     pub fn new(limit: usize) -> Self {
         Self {
             state: Mutex::new(State::default()),
-            ready: Notify::new(),
             limit,
+            shut_down: AtomicBool::new(false),
         }
     }
 
@@ -66,29 +71,30 @@ impl Outbox {
             s.overflowed = true;
             s.queue = VecDeque::new();
             s.bytes = 0;
+            let waker = s.waker.take();
             drop(s);
-            self.ready.notify_one();
+            wake(waker);
             return Pushed::Overflowed;
         }
         let was_empty = s.queue.is_empty();
-        s.bytes += line.len();
+        s.bytes += cost(&line);
         s.queue.push_back(line);
-        drop(s);
         // The drainer takes everything at once, so only the first push after a drain needs to
-        // wake it; Notify keeps the permit if it is not waiting yet.
-        if was_empty {
-            self.ready.notify_one();
-        }
+        // wake it.
+        let waker = if was_empty { s.waker.take() } else { None };
+        drop(s);
+        wake(waker);
         Pushed::Queued
     }
 
     /// Queues a last line regardless of the bound (a `BYE`), even for a slow consumer.
     pub fn push_final(&self, line: Bytes) {
         let mut s = self.lock();
-        s.bytes += line.len();
+        s.bytes += cost(&line);
         s.queue.push_back(line);
+        let waker = s.waker.take();
         drop(s);
-        self.ready.notify_one();
+        wake(waker);
     }
 
     /// Moves every queued line into `into`, which must be empty; returns whether the client
@@ -106,9 +112,35 @@ impl Outbox {
         self.lock().overflowed
     }
 
+    /// Tells the connection task that the server is shutting down.
+    pub fn shut_down(&self) {
+        self.shut_down.store(true, Ordering::Relaxed);
+        let waker = self.lock().waker.take();
+        wake(waker);
+    }
+
+    /// Whether the server is shutting down.
+    pub fn is_shut_down(&self) -> bool {
+        self.shut_down.load(Ordering::Relaxed)
+    }
+
     /// Waits until something is queued or the client is cut off.
     pub async fn ready(&self) {
-        self.ready.notified().await
+        poll_fn(|cx| self.poll_ready(cx, true)).await
+    }
+
+    /// Ready once the client overflowed, or, if `lines`, once something is queued; otherwise
+    /// `cx` is woken by the next push that matters. Only one task may wait.
+    pub fn poll_ready(&self, cx: &mut Context<'_>, lines: bool) -> Poll<()> {
+        let mut s = self.lock();
+        if s.overflowed || self.is_shut_down() || (lines && !s.queue.is_empty()) {
+            return Poll::Ready(());
+        }
+        match &mut s.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -118,13 +150,26 @@ impl Outbox {
     }
 }
 
+/// What one queued line costs: its bytes, and its slot in the queue, so that a flood of
+/// short lines (presence events are a dozen bytes) cannot hold several times the bound.
+fn cost(line: &Bytes) -> usize {
+    line.len() + std::mem::size_of::<Bytes>()
+}
+
+/// Wakes outside the lock, so the woken task never finds it held.
+fn wake(waker: Option<Waker>) {
+    if let Some(w) = waker {
+        w.wake();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn bounded_and_drops_backlog_on_overflow() {
-        let o = Outbox::new(10);
+        let o = Outbox::new(60);
         assert_eq!(o.push(Bytes::from_static(b"12345")), Pushed::Queued);
         assert_eq!(o.push(Bytes::from_static(b"123456789")), Pushed::Queued);
         assert_eq!(o.push(Bytes::from_static(b"1")), Pushed::Overflowed);
@@ -137,7 +182,7 @@ mod tests {
 
     #[test]
     fn drain_keeps_order_and_frees_room() {
-        let o = Outbox::new(3);
+        let o = Outbox::new(3 + 2 * std::mem::size_of::<Bytes>());
         let mut q = VecDeque::new();
         let mut firsts = Vec::new();
         for i in 0..10u8 {

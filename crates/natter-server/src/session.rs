@@ -16,8 +16,11 @@ use natter_proto::command::{Dm, Help, Kick, Message, Part, Register, RoomArg, Sa
 use natter_proto::limits::MAX_LINE_BYTES;
 use natter_proto::{ByeReason, Command, ErrorCode, ServerLine, help};
 use std::borrow::Cow;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -58,19 +61,55 @@ pub struct Session {
     since: Instant,
     /// When the client last sent a line, for the idle timeout.
     last_seen: Instant,
-    /// A REGISTER waiting for the cluster to grant its name.
-    pending: Option<PendingName>,
+    /// A REGISTER waiting for the cluster to grant its name; boxed, so that sessions that
+    /// wait for nothing (all of them, most of the time) pay one pointer.
+    pending: Option<Box<PendingName>>,
 }
 
-/// A name being claimed across the cluster.
+/// A name being claimed across the cluster (a native REGISTER or an IRC nick).
 #[derive(Debug)]
-struct PendingName {
+pub(crate) struct PendingName {
     /// As the client typed it.
-    name: String,
+    pub(crate) name: String,
     /// Folded, as claimed.
-    key: String,
+    pub(crate) key: String,
     /// The cluster's answer: whether the name is this client's.
     answer: oneshot::Receiver<bool>,
+    /// When to stop waiting: a little beyond the claimer's own limit, which answers first
+    /// when it can.
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl PendingName {
+    pub(crate) fn new(name: &str, key: String, answer: oneshot::Receiver<bool>) -> Box<Self> {
+        Box::new(Self {
+            name: name.to_owned(),
+            key,
+            answer,
+            deadline: Box::pin(tokio::time::sleep(CLAIM_TIMEOUT + Duration::from_secs(1))),
+        })
+    }
+
+    /// The answer: `Some(granted)`, or `None` if none came in time.
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Option<bool>> {
+        match Pin::new(&mut self.answer).poll(cx) {
+            Poll::Ready(a) => Poll::Ready(a.ok()),
+            Poll::Pending => match self.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    /// Gives the claim back if it is granted after all (the client left meanwhile).
+    pub(crate) fn abandon(self, hub: Arc<Hub>, id: ClientId) {
+        let PendingName { key, answer, .. } = self;
+        tokio::spawn(async move {
+            if let Ok(Ok(true)) = tokio::time::timeout(CLAIM_TIMEOUT, answer).await {
+                hub.release(key, id);
+            }
+        });
+    }
 }
 
 fn err(code: ErrorCode, text: impl Into<Cow<'static, str>>) -> Bytes {
@@ -237,13 +276,7 @@ impl Session {
             NameCheck::Local => self.finish_register(r.name, None),
             NameCheck::Taken => self.name_taken(r.name),
             NameCheck::Claim(key) => match self.hub.claim(&key, self.id) {
-                Some(answer) => {
-                    self.pending = Some(PendingName {
-                        name: r.name.to_owned(),
-                        key,
-                        answer,
-                    })
-                }
+                Some(answer) => self.pending = Some(PendingName::new(r.name, key, answer)),
                 None => self.finish_register(r.name, None),
             },
         }
@@ -550,13 +583,7 @@ impl Handler for Session {
 
     fn leave(&mut self, _reason: &str) {
         if let Some(p) = self.pending.take() {
-            // The claim may still be granted; give it back then.
-            let (hub, id) = (self.hub.clone(), self.id);
-            tokio::spawn(async move {
-                if let Ok(Ok(true)) = tokio::time::timeout(CLAIM_TIMEOUT, p.answer).await {
-                    hub.release(p.key, id);
-                }
-            });
+            (*p).abandon(self.hub.clone(), self.id);
         }
         if self.name.take().is_some() {
             self.hub.leave(self.id, "disconnected");
@@ -567,15 +594,20 @@ impl Handler for Session {
         self.pending.is_some()
     }
 
-    async fn resume(&mut self) -> Flow {
-        let Some(p) = self.pending.take() else {
-            return Flow::Continue;
+    fn poll_resume(&mut self, cx: &mut Context<'_>) -> Poll<Flow> {
+        let Some(p) = self.pending.as_mut() else {
+            return Poll::Ready(Flow::Continue);
         };
-        // A little beyond the claimer's own limit, which answers first when it can.
-        match tokio::time::timeout(CLAIM_TIMEOUT + Duration::from_secs(1), p.answer).await {
-            Ok(Ok(true)) => self.finish_register(&p.name, Some(p.key)),
-            Ok(Ok(false)) => self.name_taken(&p.name),
-            _ => {
+        let Poll::Ready(answer) = p.poll(cx) else {
+            return Poll::Pending;
+        };
+        let Some(p) = self.pending.take() else {
+            return Poll::Ready(Flow::Continue);
+        };
+        match answer {
+            Some(true) => self.finish_register(&p.name, Some(p.key)),
+            Some(false) => self.name_taken(&p.name),
+            None => {
                 warn!(peer = %self.peer, "the cluster did not answer a name claim in time");
                 self.hub.release(p.key, self.id);
                 self.reply_error(
@@ -587,7 +619,7 @@ impl Handler for Session {
                 );
             }
         }
-        Flow::Continue
+        Poll::Ready(Flow::Continue)
     }
 
     fn goodbye(&self, reason: ByeReason) -> Bytes {

@@ -109,6 +109,9 @@ pub struct Throttle {
     grace: Duration,
     /// Since when the client has been throttled without a break.
     since: Option<Instant>,
+    /// Whether the last read found the socket empty: the client is not sending faster than
+    /// it is read.
+    drained: bool,
 }
 
 /// Bytes a read must be allowed before it is worth doing.
@@ -122,6 +125,7 @@ impl Throttle {
             bytes: Bucket::new(limits.bytes_per_sec, limits.byte_burst, now),
             grace: limits.grace,
             since: None,
+            drained: false,
         }
     }
 
@@ -154,6 +158,28 @@ impl Throttle {
     /// Records bytes read.
     pub fn read(&mut self, n: usize, now: Instant) {
         self.bytes.spend(n as f64, now);
+        self.drained = false;
+    }
+
+    /// A read found the socket empty; the client is relieved unless lines it sent earlier
+    /// are still held back (`backlog`).
+    ///
+    /// Relief comes only from here and [`Throttle::backlog_cleared`], never from having
+    /// used up what a read returned: a client sending without pause always has more waiting,
+    /// so it stays held back until its grace runs out.
+    pub fn socket_empty(&mut self, backlog: bool) {
+        self.drained = true;
+        if !backlog {
+            self.since = None;
+        }
+    }
+
+    /// The lines held back are all handled; the client is relieved if its socket was found
+    /// empty since its last read.
+    pub fn backlog_cleared(&mut self) {
+        if self.drained {
+            self.since = None;
+        }
     }
 
     /// The client is no longer held back.
@@ -164,14 +190,17 @@ impl Throttle {
     /// Whether the client has been held back for longer than the grace period.
     pub fn flooding(&self, now: Instant) -> bool {
         self.since
-            .is_some_and(|s| now.saturating_duration_since(s) > self.grace)
+            .is_some_and(|s| now.saturating_duration_since(s) >= self.grace)
     }
 
     /// When a held-back client can next go on: a command token and a worthwhile read.
     pub fn ready_at(&self) -> Instant {
+        // A millisecond late (the timer's resolution): waking at the exact instant can find
+        // the bucket a rounding error short, and the connection would spin until it is not.
         self.commands
             .ready_at(1.0)
             .max(self.bytes.ready_at(MIN_READ))
+            + Duration::from_millis(1)
     }
 
     /// When the grace period of a held-back client ends.
@@ -208,9 +237,39 @@ mod tests {
         let mut t = Throttle::new(&limits, t0);
         assert!(t.command(t0));
         assert!(!t.command(t0));
-        assert!(!t.flooding(t0 + Duration::from_secs(5)));
-        assert!(t.flooding(t0 + Duration::from_secs(6)));
+        assert!(!t.flooding(t0 + Duration::from_millis(4999)));
+        assert!(t.flooding(t0 + Duration::from_secs(5)));
         t.relieved();
         assert!(!t.flooding(t0 + Duration::from_secs(6)));
+    }
+
+    #[test]
+    fn only_an_empty_socket_without_backlog_relieves() {
+        let t0 = Instant::now();
+        let limits = FloodLimits {
+            bytes_per_sec: 1000.0,
+            byte_burst: 1000.0,
+            grace: Duration::from_secs(5),
+            ..FloodLimits::default()
+        };
+        let mut t = Throttle::new(&limits, t0);
+        t.read(1000, t0);
+        assert_eq!(t.read_allowance(t0), 0);
+        let late = t0 + Duration::from_secs(5);
+        // Lines still held back: an empty socket is not enough.
+        t.socket_empty(true);
+        assert!(t.flooding(late));
+        // Read again since: clearing the backlog is not enough either.
+        t.read(10, t0);
+        t.backlog_cleared();
+        assert!(t.flooding(late));
+        // Socket found empty, backlog cleared: relieved.
+        t.socket_empty(true);
+        t.backlog_cleared();
+        assert!(!t.flooding(late));
+        assert_eq!(t.read_allowance(t0), 0);
+        assert!(t.flooding(late));
+        t.socket_empty(false);
+        assert!(!t.flooding(late));
     }
 }

@@ -16,7 +16,7 @@ use crate::conn::Conn;
 use crate::dialect::Dialect;
 use crate::engine::{ConnReport, Pace, Phase, Shared, Timings, Topology, drive};
 use crate::sys;
-use crate::transport::{Transport, resolve_loopback};
+use crate::transport::{Tls, Transport, host_of, resolve_loopback};
 use clap::Args;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -44,6 +44,16 @@ pub struct Common {
     /// How clients reach the server.
     #[arg(long, value_enum, default_value_t = Transport::Tcp)]
     pub transport: Transport,
+    /// Connect over TLS (to a server started with `--tls-cert` and `--tls-key`).
+    #[arg(long)]
+    pub tls: bool,
+    /// With `--tls`: trust the CA certificates in this PEM file instead of the Mozilla roots.
+    #[arg(long, value_name = "PATH", requires = "tls")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// With `--tls`: the name to check the certificate for and send as SNI [default: the
+    /// target's host]; for an IP target whose certificate names a host, e.g. `localhost`.
+    #[arg(long, value_name = "NAME", requires = "tls")]
+    pub tls_name: Option<String>,
     /// Name of the server in the report (e.g. natter, ngircd).
     #[arg(long, default_value = "server")]
     pub label: String,
@@ -106,6 +116,8 @@ pub struct Ctx {
     pub addrs: Vec<SocketAddr>,
     /// The name prefix.
     pub prefix: String,
+    /// TLS settings, when clients connect over TLS.
+    pub tls: Option<Tls>,
 }
 
 impl Ctx {
@@ -122,6 +134,20 @@ impl Ctx {
         if addrs.is_empty() {
             return Err("no target".into());
         }
+        if common.transport == Transport::Ws && common.proto == Dialect::Irc {
+            return Err(
+                "--transport ws carries natter's line protocol only; IRC is spoken over tcp".into(),
+            );
+        }
+        let tls = if common.tls {
+            let name = common
+                .tls_name
+                .as_deref()
+                .unwrap_or_else(|| host_of(&common.target[0]));
+            Some(Tls::new(common.tls_ca.as_deref(), name).map_err(|e| format!("--tls: {e}"))?)
+        } else {
+            None
+        };
         sys::raise_fd_limit();
         let prefix = common.prefix.clone().unwrap_or_else(|| {
             let n = std::time::SystemTime::now()
@@ -134,6 +160,7 @@ impl Ctx {
             common,
             addrs,
             prefix,
+            tls,
         })
     }
 
@@ -164,6 +191,7 @@ impl Ctx {
         m.insert("target".into(), json!(targets.join(",")));
         m.insert("proto".into(), json!(self.common.proto));
         m.insert("transport".into(), json!(self.common.transport));
+        m.insert("tls".into(), json!(self.tls.is_some()));
         m.insert(
             "unix_time".into(),
             json!(
@@ -229,7 +257,7 @@ pub fn launch(
                 failed.clone(),
                 first_failure.clone(),
             );
-            let (sh, phase, room) = (sh.clone(), phase.clone(), room.clone());
+            let (sh, phase, room, tls) = (sh.clone(), phase.clone(), room.clone(), ctx.tls.clone());
             let (addr, transport, dialect, name) = (
                 ctx.addr(i),
                 ctx.common.transport,
@@ -240,7 +268,7 @@ pub fn launch(
                 let permit = sem.acquire_owned().await;
                 let t0 = Instant::now();
                 let conn = async {
-                    let mut c = Conn::connect(transport, addr).await?;
+                    let mut c = Conn::connect(transport, addr, tls.as_ref()).await?;
                     c.handshake(dialect, &name, room.as_deref(), deadline)
                         .await?;
                     Ok::<_, std::io::Error>(c)

@@ -324,7 +324,7 @@ impl Churn {
         join: Option<String>,
         life: Duration,
     ) -> JoinHandle<ConnReport> {
-        let (me, sh, phase) = (self.clone(), sh.clone(), phase.clone());
+        let (me, sh, phase, tls) = (self.clone(), sh.clone(), phase.clone(), ctx.tls.clone());
         let (addr, transport, dialect, name) = (
             ctx.addr(i),
             ctx.common.transport,
@@ -335,7 +335,7 @@ impl Churn {
         tokio::spawn(async move {
             let t0 = Instant::now();
             let conn = async {
-                let mut c = Conn::connect(transport, addr).await?;
+                let mut c = Conn::connect(transport, addr, tls.as_ref()).await?;
                 c.handshake(dialect, &name, join.as_deref(), t0 + timeout)
                     .await?;
                 Ok::<_, std::io::Error>(c)
