@@ -780,3 +780,40 @@ async fn an_irc_nick_and_a_native_name_race_with_one_winner() {
         keep.push((r, w, native));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_claimed_twice_after_a_reset_is_settled_by_renaming_one() {
+    let _serial = SERIAL.lock().await;
+    let mut redis = Redis::start();
+    let n1 = node(&redis, "g1").await;
+    let held = ProcessNode::start(&redis, "g2").await;
+    let mut a = n1.user("ann").await;
+    let mut b = held.user("bob").await;
+    await_list(&mut [&mut a, &mut b], &["ann", "bob"]).await;
+
+    // bob's node is held still (briefly: well within the others' patience) while Redis
+    // comes back empty and a user of another node claims bob's name. When bob's node runs
+    // again it re-asserts bob, loses, and renames bob.
+    let pid = held.child.id().to_string();
+    let signal = |s: &str| {
+        let ok = Command::new("sh")
+            .args(["-c", &format!("kill {s} {pid}")])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    signal("-STOP");
+    redis.kill();
+    redis.spawn();
+    let mut thief = n1.client().await;
+    assert_eq!(thief.ask("REGISTER bob").await, "OK REGISTER bob");
+    signal("-CONT");
+    let renamed = wait_line(&mut b, |l| l.starts_with("RENAMED bob ")).await;
+    let new = renamed["RENAMED bob ".len()..].to_owned();
+    assert!(new.starts_with("bob") && new.len() > 3, "{new}");
+    // Elsewhere the loser comes back under its new name; nobody ever saw two bobs.
+    wait_line(&mut a, |l| l == format!("ONLINE {new}")).await;
+    await_list(&mut [&mut a, &mut b, &mut thief], &["ann", "bob", &new]).await;
+    assert_eq!(b.ask("MESSAGE still here").await, "OK MESSAGE 2");
+    wait_line(&mut a, |l| l == format!("MESSAGE {new} still here")).await;
+}
