@@ -12,6 +12,8 @@ needs=(
   "chromium:chromium"                                            # the browser page's tests
   "node:nodejs"
   "npm:npm"
+  "redis-server:redis-server"                                    # the cluster tests' backplane
+  "redis-cli:redis-tools"
 )
 
 missing=()

@@ -107,6 +107,8 @@ pub struct Config {
     pub policy: Policy,
     /// The certificate and key for TLS; `None`: no TLS.
     pub tls: Option<std::sync::Arc<crate::tls::Tls>>,
+    /// Cluster mode's Redis and node id; `None`: a single process.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 /// How the server presents itself to IRC clients.
@@ -156,6 +158,7 @@ impl Default for Config {
             irc: IrcConfig::default(),
             policy: Policy::default(),
             tls: None,
+            cluster: None,
         }
     }
 }

@@ -75,6 +75,15 @@ pub trait Handler {
     fn goodbye(&self, reason: ByeReason) -> Bytes;
     /// The longest line the framer accepts.
     fn max_line(&self) -> usize;
+    /// Whether the session waits for something (a cluster's answer about a name) before it
+    /// may take another line; the connection then holds further input back.
+    fn waiting(&self) -> bool {
+        false
+    }
+    /// Polls for it (bounded in time) and, once it came, finishes what the line began.
+    fn poll_resume(&mut self, _cx: &mut Context<'_>) -> Poll<Flow> {
+        Poll::Ready(Flow::Continue)
+    }
 }
 
 /// Rounds of work one poll may do before the task yields to others.
@@ -472,13 +481,16 @@ where
                 sleep_until(t.ready_at()).await;
                 t.command(Instant::now());
             }
-            let flow = match frame {
+            let mut flow = match frame {
                 Frame::Line(line) => handler.on_line(line),
                 Frame::TooLong => {
                     handler.on_too_long();
                     Flow::Continue
                 }
             };
+            if flow == Flow::Continue && handler.waiting() {
+                flow = poll_fn(|cx| handler.poll_resume(cx)).await;
+            }
             if flow == Flow::Close {
                 break 'session End::Close;
             }
@@ -643,6 +655,9 @@ impl<H: Handler> Connection<H> {
         let mut rest = input;
         let now = Instant::now();
         loop {
+            if self.handler.waiting() {
+                break;
+            }
             if let Some(t) = &mut self.throttle
                 && !t.command_ready(now)
             {
@@ -739,7 +754,22 @@ impl<H: Handler> Connection<H> {
             if self.outbox.poll_ready(cx, !writing).is_ready() {
                 continue;
             }
+            // A session waiting for the cluster takes no lines meanwhile; its answer wakes
+            // this task.
+            if self.handler.waiting() {
+                match self.handler.poll_resume(cx) {
+                    Poll::Ready(Flow::Close) => return Poll::Ready(End::Close),
+                    Poll::Ready(Flow::Continue) => {
+                        if !self.held.is_empty() && self.release_held() == Flow::Close {
+                            return Poll::Ready(End::Close);
+                        }
+                        continue;
+                    }
+                    Poll::Pending => {}
+                }
+            }
             let can_read = self.held.is_empty()
+                && !self.handler.waiting()
                 && self
                     .throttle
                     .as_mut()
@@ -813,7 +843,7 @@ impl<H: Handler> Connection<H> {
     fn read_some(&mut self) -> io::Result<Option<Flow>> {
         let mut buf = [0u8; 16 * 1024];
         let mut total = 0;
-        while total < READ_BUDGET && self.held.is_empty() {
+        while total < READ_BUDGET && self.held.is_empty() && !self.handler.waiting() {
             let now = Instant::now();
             let allowed = match &mut self.throttle {
                 Some(t) => t.read_allowance(now).min(buf.len()),

@@ -23,6 +23,9 @@ pub enum Flavor {
         /// Whether the client negotiated `server-time`.
         time: bool,
     },
+    /// A user on another node of the cluster: its own node delivers to it, so nothing here
+    /// renders for it.
+    Remote,
 }
 
 /// How a user appears in events: the natter name and the IRC source `nick!user@host`.
@@ -214,6 +217,8 @@ impl Render for Batch<'_, '_> {
             Flavor::Native => &self.native,
             Flavor::Irc { time: false } => &self.irc_plain,
             Flavor::Irc { time: true } => &self.irc_time,
+            // Users on other nodes get their lines from their own node.
+            Flavor::Remote => return None,
         };
         cell.get_or_init(|| {
             let mut out = bytes::BytesMut::new();
@@ -252,6 +257,7 @@ impl<'a> Lines<'a> {
                 let at = *self.at.get_or_init(SystemTime::now);
                 irc(&self.event, self.irc, Some(at))
             }),
+            Flavor::Remote => return None,
         }
         .as_ref()
     }

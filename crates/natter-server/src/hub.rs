@@ -19,6 +19,7 @@
 //! leave; natives are always in Everyone. IRC users see presence only for people they share a
 //! channel with, as IRC clients expect.
 
+use crate::backplane::{Backplane, Local, Op};
 use crate::event::{Event, Flavor, IrcNames, Lines, Render, Who};
 use crate::outbox::Outbox;
 use crate::stats::Stats;
@@ -30,6 +31,14 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Identifies one connection for the life of the server.
 pub type ClientId = u64;
+
+/// Set in the ids of ghosts (users of other nodes), so they never meet a connection's id.
+const GHOST: ClientId = 1 << 63;
+
+/// Whether `id` is one of this node's connections (or else a ghost).
+pub fn is_local(id: ClientId) -> bool {
+    id & GHOST == 0
+}
 
 /// Host part of every IRC source mask: users' addresses are nobody else's business.
 const MASK_HOST: &str = "natter";
@@ -72,6 +81,12 @@ pub struct Hub {
     limits: RoomLimits,
     /// Names the IRC side renders with.
     irc: IrcNames,
+    /// Where changes go that other nodes must see.
+    backplane: Arc<dyn Backplane>,
+    /// Cached `backplane.relays()`: a single process builds no operations at all.
+    relays: bool,
+    /// The outbox every ghost shares; nothing is ever pushed to it.
+    ghost_outbox: Arc<Outbox>,
 }
 
 #[derive(Debug, Default)]
@@ -86,6 +101,24 @@ struct State {
     rooms: HashMap<String, Room>,
     /// Orders joins, so the longest-standing member can take over a room.
     joins: u64,
+    /// Ghosts by their node and their id there.
+    ghosts: HashMap<(Arc<str>, u64), ClientId>,
+    /// The node and remote id of every ghost.
+    ghost_of: HashMap<ClientId, (Arc<str>, u64)>,
+    /// Ghosts whose name a local user still holds (only after the backplane lost its names);
+    /// they appear once the local loser is renamed or leaves.
+    parked: HashMap<(Arc<str>, u64), Parked>,
+    /// Source of ghost ids.
+    next_ghost: u64,
+}
+
+/// A ghost waiting for its name.
+#[derive(Debug)]
+struct Parked {
+    name: String,
+    ident: String,
+    irc: bool,
+    everyone: bool,
 }
 
 /// A registered user.
@@ -107,6 +140,8 @@ struct User {
     in_everyone: bool,
     /// The away message, if the user set one (IRC AWAY).
     away: Option<Arc<str>>,
+    /// Whether the user speaks IRC (a ghost's flavor does not say).
+    irc: bool,
 }
 
 impl User {
@@ -162,6 +197,8 @@ struct Audience {
     seats: Vec<Seat>,
     /// Where each member sits in `seats`, for removal in constant time.
     index: HashMap<ClientId, usize>,
+    /// How many members are ghosts: their own nodes deliver to them.
+    ghosts: usize,
 }
 
 /// One member of an audience.
@@ -197,12 +234,14 @@ impl Audience {
     }
 
     fn insert(&mut self, seat: Seat) {
+        self.ghosts += usize::from(!is_local(seat.id));
         self.index.insert(seat.id, self.seats.len());
         self.seats.push(seat);
     }
 
     fn remove(&mut self, id: ClientId) -> Option<Seat> {
         let i = self.index.remove(&id)?;
+        self.ghosts -= usize::from(!is_local(id));
         let seat = self.seats.swap_remove(i);
         if let Some(moved) = self.seats.get(i) {
             self.index.insert(moved.id, i);
@@ -326,7 +365,22 @@ impl Hub {
             closing: AtomicBool::new(false),
             limits,
             irc,
+            backplane: Arc::new(Local),
+            relays: false,
+            ghost_outbox: Arc::new(Outbox::new(0)),
         }
+    }
+
+    /// An empty hub whose changes other nodes see through `backplane`.
+    pub fn with_backplane(mut self, backplane: Arc<dyn Backplane>) -> Self {
+        self.relays = backplane.relays();
+        self.backplane = backplane;
+        self
+    }
+
+    /// Whether this hub is one node of a cluster.
+    pub fn relays(&self) -> bool {
+        self.relays
     }
 
     /// The server's counters.
@@ -373,6 +427,9 @@ impl Hub {
     /// ([`Hub::join_everyone`]). `ident` is the IRC user name (the name itself for natives).
     /// `answer`, given the name as registered, renders the client's own answer, which is
     /// queued under the lock so that it precedes every event that follows the registration.
+    ///
+    /// In a cluster the name is claimed afterwards and a loser is renamed; a caller that can
+    /// wait claims first ([`Hub::name_check`]) and calls [`Hub::register_claimed`].
     pub fn register(
         &self,
         id: ClientId,
@@ -382,6 +439,56 @@ impl Hub {
         ident: Option<&str>,
         answer: Option<&dyn Fn(&str) -> Bytes>,
     ) -> Result<(Registered, Arc<str>), ErrorCode> {
+        let r = self.register_inner(id, outbox, name, flavor, ident, answer, false)?;
+        if self.relays && !matches!(r.0, Registered::Unchanged) {
+            self.backplane.assert_name(&name::fold(name), id);
+        }
+        Ok(r)
+    }
+
+    /// [`Hub::register`] for a name this client has claimed across the cluster: a ghost that
+    /// still holds it locally is stale (its own node gave the name up) and is dropped.
+    pub fn register_claimed(
+        &self,
+        id: ClientId,
+        outbox: &Arc<Outbox>,
+        name: &str,
+        flavor: Flavor,
+        ident: Option<&str>,
+        answer: Option<&dyn Fn(&str) -> Bytes>,
+    ) -> Result<(Registered, Arc<str>), ErrorCode> {
+        self.register_inner(id, outbox, name, flavor, ident, answer, true)
+    }
+
+    /// Whether registering `name` for `id` needs a claim across the cluster first.
+    pub fn name_check(&self, id: ClientId, name: &str) -> NameCheck {
+        if !self.relays {
+            return NameCheck::Local;
+        }
+        let key = name::fold(name);
+        let st = self.read();
+        if let Some(u) = st.users.get(&id)
+            && name::fold(&u.name) == key
+        {
+            return NameCheck::Local;
+        }
+        match st.names.get(&key) {
+            Some(&other) if other != id && is_local(other) => NameCheck::Taken,
+            _ => NameCheck::Claim(key),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)] // register's, plus whether the name was claimed.
+    fn register_inner(
+        &self,
+        id: ClientId,
+        outbox: &Arc<Outbox>,
+        name: &str,
+        flavor: Flavor,
+        ident: Option<&str>,
+        answer: Option<&dyn Fn(&str) -> Bytes>,
+        claimed: bool,
+    ) -> Result<(Registered, Arc<str>), ErrorCode> {
         let key = name::fold(name);
         let mut guard = self.write();
         let st = &mut *guard;
@@ -390,25 +497,29 @@ impl Hub {
                 outbox.push(a(name));
             }
         };
-        let taken_by_other = st.names.get(&key).is_some_and(|&other| other != id);
-        if let Some(user) = st.users.get(&id) {
-            if *user.name == *name {
-                answer(name);
-                return Ok((Registered::Unchanged, user.name.clone()));
-            }
-            if taken_by_other {
+        if let Some(user) = st.users.get(&id)
+            && *user.name == *name
+        {
+            answer(name);
+            return Ok((Registered::Unchanged, user.name.clone()));
+        }
+        if let Some(&other) = st.names.get(&key)
+            && other != id
+        {
+            if claimed && !is_local(other) {
+                self.evict_ghost(st, other);
+            } else {
                 return Err(ErrorCode::NameTaken);
             }
-            answer(name);
-            return Ok(self.rename(st, id, name, key));
         }
-        if taken_by_other {
-            return Err(ErrorCode::NameTaken);
+        if st.users.contains_key(&id) {
+            answer(name);
+            return Ok(self.rename(st, id, name, key, false));
         }
         answer(name);
         let name: Arc<str> = Arc::from(name);
         let ident: Arc<str> = ident.map_or_else(|| name.clone(), Arc::from);
-        let in_everyone = flavor == Flavor::Native;
+        let irc = matches!(flavor, Flavor::Irc { .. });
         let user = User {
             mask: mask(&name, &ident),
             name: name.clone(),
@@ -416,43 +527,67 @@ impl Hub {
             outbox: outbox.clone(),
             flavor,
             rooms: Vec::new(),
-            in_everyone,
+            in_everyone: !irc,
             away: None,
+            irc,
         };
+        if self.relays {
+            self.backplane.publish(
+                Some(Op::Online {
+                    c: id,
+                    name: name.to_string(),
+                    ident: user.ident.to_string(),
+                    irc,
+                    everyone: !irc,
+                }),
+                None,
+            );
+        }
+        self.insert_user(st, id, key, user);
+        Ok((Registered::New, name))
+    }
+
+    /// Adds a user (local or ghost) and announces it.
+    fn insert_user(&self, st: &mut State, id: ClientId, key: String, user: User) {
         st.joins += 1;
-        if in_everyone {
+        if user.in_everyone {
             st.everyone.insert(user.seat(id, false, st.joins));
         }
         let ev = self.lines(Event::Online {
             who: user.who(),
-            in_everyone,
+            in_everyone: user.in_everyone,
         });
         st.everyone.send(&ev, Some(id));
         drop(ev);
         st.names.insert(key, id);
         st.users.insert(id, user);
         self.stats.set_registered(st.users.len());
-        Ok((Registered::New, name))
     }
 
+    /// Renames `id`, whose new name `key` is free; `tell_self` also tells the user itself
+    /// (when the cluster renamed it).
     fn rename(
         &self,
         st: &mut State,
         id: ClientId,
         name: &str,
         key: String,
+        tell_self: bool,
     ) -> (Registered, Arc<str>) {
         let Some(user) = st.users.get_mut(&id) else {
             unreachable!("rename of a registered user");
         };
         let old_name = std::mem::replace(&mut user.name, Arc::from(name));
-        if user.flavor == Flavor::Native {
+        if !user.irc {
             // Natives have no IRC user name of their own; theirs follows their name.
             user.ident = user.name.clone();
         }
         let old_mask = std::mem::replace(&mut user.mask, mask(name, &user.ident));
-        st.names.remove(&name::fold(&old_name));
-        st.names.insert(key, id);
+        let old_key = name::fold(&old_name);
+        if st.names.get(&old_key) == Some(&id) {
+            st.names.remove(&old_key);
+        }
+        st.names.insert(key.clone(), id);
         let user = &st.users[&id];
         let ev = self.lines(Event::Renamed {
             old: Who {
@@ -462,14 +597,100 @@ impl Hub {
             new: name,
         });
         st.everyone.send(&ev, Some(id));
+        if tell_self {
+            Self::send_to(st, id, &ev);
+        }
         // IRC users outside the everyone channel hear of it if they share a room.
         for id in Self::irc_roommates_outside_everyone(st, user) {
             Self::send_to(st, id, &ev);
+        }
+        drop(ev);
+        if is_local(id) {
+            if self.relays {
+                self.backplane.publish(
+                    Some(Op::Renamed {
+                        c: id,
+                        name: name.to_owned(),
+                    }),
+                    (old_key != key).then_some((old_key, id)),
+                );
+            }
+            self.unpark(st);
         }
         (
             Registered::Renamed { old: old_name },
             st.users[&id].name.clone(),
         )
+    }
+
+    /// Renames a local user whom the cluster refused its name, telling the user too; the
+    /// new name must be claimed already. `false` if the name is taken here or the user left.
+    pub fn force_rename(&self, id: ClientId, name: &str) -> bool {
+        let key = name::fold(name);
+        let mut guard = self.write();
+        let st = &mut *guard;
+        if !st.users.contains_key(&id) || st.names.get(&key).is_some_and(|&o| o != id) {
+            return false;
+        }
+        self.rename(st, id, name, key, true);
+        true
+    }
+
+    /// Starts claiming the folded name `key` for `id` across the cluster (see
+    /// [`Backplane::claim`]).
+    pub fn claim(&self, key: &str, id: ClientId) -> Option<tokio::sync::oneshot::Receiver<bool>> {
+        self.backplane.claim(key, id)
+    }
+
+    /// Gives up client `id`'s claim on the folded name `key` (a claim it could not use).
+    pub fn release(&self, key: String, id: ClientId) {
+        if self.relays {
+            self.backplane.publish(None, Some((key, id)));
+        }
+    }
+
+    /// A local user's name, if registered.
+    pub fn name_of(&self, id: ClientId) -> Option<Arc<str>> {
+        self.read().users.get(&id).map(|u| u.name.clone())
+    }
+
+    /// Every local user's id and name.
+    pub fn local_names(&self) -> Vec<(ClientId, Arc<str>)> {
+        let st = self.read();
+        st.users
+            .iter()
+            .filter(|(id, _)| is_local(**id))
+            .map(|(&id, u)| (id, u.name.clone()))
+            .collect()
+    }
+
+    /// Queues, under the lock so nothing slips between, every local user's state and then
+    /// the list of them: other nodes rebuild their ghosts of this node from it.
+    pub fn republish(&self) {
+        let st = self.write();
+        let mut clients = Vec::new();
+        for (&id, u) in st.users.iter().filter(|(id, _)| is_local(**id)) {
+            clients.push(id);
+            let rooms = u
+                .rooms
+                .iter()
+                .filter_map(|k| st.rooms.get(k))
+                .map(|r| (r.name.to_string(), r.members.get(id).is_some_and(|s| s.op)))
+                .collect();
+            self.backplane.publish(
+                Some(Op::Snapshot {
+                    c: id,
+                    name: u.name.to_string(),
+                    ident: u.ident.to_string(),
+                    irc: u.irc,
+                    everyone: u.in_everyone,
+                    rooms,
+                    away: u.away.as_deref().map(str::to_owned),
+                }),
+                None,
+            );
+        }
+        self.backplane.publish(Some(Op::Sync { clients }), None);
     }
 
     /// IRC users who share a room with `user` but are not in Everyone, each once.
@@ -505,7 +726,26 @@ impl Hub {
         let Some(user) = st.users.get(&id) else {
             return;
         };
-        let quiet = self.closing.load(Ordering::Relaxed);
+        let key = name::fold(&user.name);
+        self.remove_user(st, id, reason);
+        if is_local(id) && self.relays {
+            self.backplane.publish(
+                Some(Op::Offline {
+                    c: id,
+                    reason: reason.to_owned(),
+                }),
+                Some((key, id)),
+            );
+        }
+    }
+
+    fn remove_user(&self, st: &mut State, id: ClientId, reason: &str) {
+        let Some(user) = st.users.get(&id) else {
+            return;
+        };
+        // A node that goes away still tells its users' departures to the rest of the
+        // cluster, where nobody else is leaving.
+        let quiet = self.closing.load(Ordering::Relaxed) && is_local(id);
         let irc_quit = if quiet {
             Vec::new()
         } else {
@@ -514,8 +754,14 @@ impl Hub {
         let Some(user) = st.users.remove(&id) else {
             return;
         };
-        st.names.remove(&name::fold(&user.name));
+        let key = name::fold(&user.name);
+        if st.names.get(&key) == Some(&id) {
+            st.names.remove(&key);
+        }
         st.everyone.remove(id);
+        if let Some(g) = st.ghost_of.remove(&id) {
+            st.ghosts.remove(&g);
+        }
         self.stats.set_registered(st.users.len());
         for key in &user.rooms {
             self.depart(st, key, id, user.who(), reason, true, quiet);
@@ -530,8 +776,10 @@ impl Hub {
                 Self::send_to(st, other, &ev);
             }
         }
+        if is_local(id) {
+            self.unpark(st);
+        }
     }
-
     /// Takes `id` out of the room `key` and tells the members who stay; removes the room
     /// when it is empty and hands it to a new operator when its last one left.
     #[allow(clippy::too_many_arguments)] // All of them describe the one departure.
@@ -596,7 +844,20 @@ impl Hub {
         });
         let n = st.everyone.send(&ev, Some(id));
         self.stats.routed(n);
-        Ok(n)
+        if !is_local(id) {
+            return Ok(n);
+        }
+        if self.relays {
+            self.backplane.publish(
+                Some(Op::Message {
+                    c: id,
+                    text: text.to_owned(),
+                    notice,
+                }),
+                None,
+            );
+        }
+        Ok(n + st.everyone.ghosts)
     }
 
     /// Sends several MESSAGEs from `id` to everyone, in order, as one buffer per recipient;
@@ -611,7 +872,9 @@ impl Hub {
         if !from.in_everyone {
             return Err(ErrorCode::NotInRoom);
         }
+        let texts: Vec<&str> = texts.collect();
         let events: Vec<Lines<'_>> = texts
+            .iter()
             .map(|text| {
                 self.lines(Event::Message {
                     from: from.who(),
@@ -620,15 +883,29 @@ impl Hub {
                 })
             })
             .collect();
-        let k = events.len();
-        let n = match events.len() {
-            1 => st.everyone.send(&events[0], Some(id)),
+        let n = match &events[..] {
+            [one] => st.everyone.send(one, Some(id)),
             _ => st
                 .everyone
                 .send(&crate::event::Batch::new(&events), Some(id)),
         };
-        self.stats.routed(n * k);
-        Ok(n)
+        self.stats.routed(n * events.len());
+        if !is_local(id) {
+            return Ok(n);
+        }
+        if self.relays {
+            for text in texts {
+                self.backplane.publish(
+                    Some(Op::Message {
+                        c: id,
+                        text: text.to_owned(),
+                        notice: false,
+                    }),
+                    None,
+                );
+            }
+        }
+        Ok(n + st.everyone.ghosts)
     }
 
     /// Sends several DMs from `id` to the user named `to` (ignoring case), in order, as one
@@ -649,7 +926,9 @@ impl Hub {
         if std::ptr::eq(from, target) {
             return Err(ErrorCode::CannotDmSelf);
         }
+        let texts: Vec<&str> = texts.collect();
         let events: Vec<Lines<'_>> = texts
+            .iter()
             .map(|text| {
                 self.lines(Event::Dm {
                     from: from.who(),
@@ -666,6 +945,25 @@ impl Hub {
         };
         if let Some(b) = bytes {
             target.outbox.push(b.clone());
+        } else if self.relays
+            && is_local(id)
+            && let Some(&(ref node, to)) = st
+                .names
+                .get(&name::fold(to))
+                .and_then(|t| st.ghost_of.get(t))
+        {
+            for text in texts.iter() {
+                self.backplane.publish(
+                    Some(Op::Dm {
+                        c: id,
+                        node: node.to_string(),
+                        to,
+                        text: (*text).to_owned(),
+                        notice: false,
+                    }),
+                    None,
+                );
+            }
         }
         self.stats.routed(events.len());
         Ok(DmTarget {
@@ -700,6 +998,23 @@ impl Hub {
         });
         if let Some(b) = ev.get(target.flavor) {
             target.outbox.push(b.clone());
+        } else if self.relays
+            && is_local(id)
+            && let Some(&(ref node, to)) = st
+                .names
+                .get(&name::fold(to))
+                .and_then(|t| st.ghost_of.get(t))
+        {
+            self.backplane.publish(
+                Some(Op::Dm {
+                    c: id,
+                    node: node.to_string(),
+                    to,
+                    text: text.to_owned(),
+                    notice,
+                }),
+                None,
+            );
         }
         self.stats.routed(1);
         Ok(DmTarget {
@@ -741,7 +1056,7 @@ impl Hub {
         Some(UserView {
             name: u.name.clone(),
             ident: u.ident.clone(),
-            irc: matches!(u.flavor, Flavor::Irc { .. }),
+            irc: u.irc,
             rooms,
             away: u.away.clone(),
         })
@@ -751,6 +1066,15 @@ impl Hub {
     pub fn set_away(&self, id: ClientId, away: Option<&str>) {
         if let Some(u) = self.write().users.get_mut(&id) {
             u.away = away.map(Arc::from);
+            if self.relays && is_local(id) {
+                self.backplane.publish(
+                    Some(Op::Away {
+                        c: id,
+                        away: away.map(str::to_owned),
+                    }),
+                    None,
+                );
+            }
         }
     }
 
@@ -800,21 +1124,34 @@ impl Hub {
         if self.is_everyone(room) {
             return Err(ErrorCode::InvalidRoomName);
         }
-        let key = room_name::fold(room);
         let mut guard = self.write();
-        let st = &mut *guard;
+        self.join_in(&mut guard, id, room, None, Some(answer))
+    }
+
+    /// [`Hub::join`] under the lock; a ghost comes with its operator status as its own node
+    /// decided it, and no limits apply to it (its node checked them).
+    fn join_in(
+        &self,
+        st: &mut State,
+        id: ClientId,
+        room: &str,
+        ghost_op: Option<bool>,
+        answer: Option<impl FnOnce(&RoomView) -> Bytes>,
+    ) -> Result<(), ErrorCode> {
+        let key = room_name::fold(room);
+        let local = is_local(id);
         let user = st.users.get(&id).ok_or(ErrorCode::NotRegistered)?;
-        if user.rooms.len() >= self.limits.per_user {
+        if local && user.rooms.len() >= self.limits.per_user {
             return Err(ErrorCode::TooManyRooms);
         }
         if let Some(r) = st.rooms.get(&key) {
             if r.members.contains(id) {
                 return Err(ErrorCode::AlreadyInRoom);
             }
-            if r.members.len() >= self.limits.members {
+            if local && r.members.len() >= self.limits.members {
                 return Err(ErrorCode::RoomFull);
             }
-        } else if st.rooms.len() >= self.limits.rooms {
+        } else if local && st.rooms.len() >= self.limits.rooms {
             return Err(ErrorCode::RoomLimit);
         }
         let r = st.rooms.entry(key.clone()).or_insert_with(|| Room {
@@ -822,9 +1159,9 @@ impl Hub {
             topic: None,
             members: Audience::default(),
         });
-        let creator = r.members.len() == 0;
+        let op = ghost_op.unwrap_or(r.members.len() == 0);
         st.joins += 1;
-        r.members.insert(user.seat(id, creator, st.joins));
+        r.members.insert(user.seat(id, op, st.joins));
         r.members.send(
             &self.lines(Event::Joined {
                 room: &r.name,
@@ -832,8 +1169,20 @@ impl Hub {
             }),
             Some(id),
         );
-        let view = Self::view(&st.users, &r.name, r.topic.as_ref(), &r.members);
-        user.outbox.push(answer(&view));
+        if let Some(answer) = answer {
+            let view = Self::view(&st.users, &r.name, r.topic.as_ref(), &r.members);
+            user.outbox.push(answer(&view));
+        }
+        if local && self.relays {
+            self.backplane.publish(
+                Some(Op::Join {
+                    c: id,
+                    room: r.name.to_string(),
+                    op,
+                }),
+                None,
+            );
+        }
         if let Some(u) = st.users.get_mut(&id) {
             u.rooms.push(key);
         }
@@ -862,9 +1211,20 @@ impl Hub {
             }),
             Some(id),
         );
-        let name: Arc<str> = Arc::from(self.irc.everyone.as_str());
-        let view = Self::view(&st.users, &name, None, &st.everyone);
-        user.outbox.push(answer(&view));
+        if is_local(id) {
+            let name: Arc<str> = Arc::from(self.irc.everyone.as_str());
+            let view = Self::view(&st.users, &name, None, &st.everyone);
+            user.outbox.push(answer(&view));
+            if self.relays {
+                self.backplane.publish(
+                    Some(Op::Everyone {
+                        c: id,
+                        joined: true,
+                    }),
+                    None,
+                );
+            }
+        }
         if let Some(u) = st.users.get_mut(&id) {
             u.in_everyone = true;
         }
@@ -876,7 +1236,7 @@ impl Hub {
         let mut guard = self.write();
         let st = &mut *guard;
         let user = st.users.get_mut(&id).ok_or(ErrorCode::NotRegistered)?;
-        if !user.in_everyone || user.flavor == Flavor::Native {
+        if !user.in_everyone || !user.irc {
             return Err(ErrorCode::NotInRoom);
         }
         user.in_everyone = false;
@@ -889,6 +1249,15 @@ impl Hub {
             }),
             None,
         );
+        if self.relays && is_local(id) {
+            self.backplane.publish(
+                Some(Op::Everyone {
+                    c: id,
+                    joined: false,
+                }),
+                None,
+            );
+        }
         Ok(())
     }
 
@@ -940,6 +1309,16 @@ impl Hub {
             mask: &who_mask,
         };
         self.depart(st, &key, id, who, reason.unwrap_or(""), false, false);
+        if self.relays && is_local(id) {
+            self.backplane.publish(
+                Some(Op::Part {
+                    c: id,
+                    room: name.to_string(),
+                    reason: reason.unwrap_or("").to_owned(),
+                }),
+                None,
+            );
+        }
         Ok(name)
     }
 
@@ -969,7 +1348,21 @@ impl Hub {
         });
         let n = r.members.send(&ev, Some(id));
         self.stats.routed(n);
-        Ok((r.name.clone(), n))
+        if !is_local(id) {
+            return Ok((r.name.clone(), n));
+        }
+        if self.relays {
+            self.backplane.publish(
+                Some(Op::Say {
+                    c: id,
+                    room: r.name.to_string(),
+                    text: text.to_owned(),
+                    notice,
+                }),
+                None,
+            );
+        }
+        Ok((r.name.clone(), n + r.members.ghosts))
     }
 
     /// Every room, sorted by name.
@@ -1011,7 +1404,7 @@ impl Hub {
     /// Sets (or, with an empty text, clears) the topic of `room`; an operator's right. Every
     /// member, the setter too, gets the topic event. Returns the room's name.
     pub fn set_topic(&self, id: ClientId, room: &str, text: &str) -> Result<Arc<str>, ErrorCode> {
-        if text.len() > self.limits.topic_bytes {
+        if text.len() > self.limits.topic_bytes && is_local(id) {
             return Err(ErrorCode::TopicTooLong);
         }
         let mut guard = self.write();
@@ -1021,7 +1414,8 @@ impl Hub {
             .get_mut(&room_name::fold(room))
             .ok_or(ErrorCode::NoSuchRoom)?;
         let seat = r.members.get(id).ok_or(ErrorCode::NotInRoom)?;
-        if !seat.op {
+        // A ghost's own node checked its rights against its own view of the room.
+        if !seat.op && is_local(id) {
             return Err(ErrorCode::NotOperator);
         }
         let by = st.users.get(&id).ok_or(ErrorCode::NotRegistered)?;
@@ -1038,6 +1432,16 @@ impl Hub {
             }),
             None,
         );
+        if self.relays && is_local(id) {
+            self.backplane.publish(
+                Some(Op::Topic {
+                    c: id,
+                    room: r.name.to_string(),
+                    text: text.to_owned(),
+                }),
+                None,
+            );
+        }
         Ok(r.name.clone())
     }
 
@@ -1055,7 +1459,7 @@ impl Hub {
         let st = &mut *guard;
         let r = st.rooms.get_mut(&key).ok_or(ErrorCode::NoSuchRoom)?;
         let seat = r.members.get(id).ok_or(ErrorCode::NotInRoom)?;
-        if !seat.op {
+        if !seat.op && is_local(id) {
             return Err(ErrorCode::NotOperator);
         }
         let target_id = *st
@@ -1090,6 +1494,17 @@ impl Hub {
         if let Some(u) = st.users.get_mut(&target_id) {
             u.rooms.retain(|k| *k != key);
         }
+        if self.relays && is_local(id) {
+            self.backplane.publish(
+                Some(Op::Kick {
+                    c: id,
+                    room: room_display.to_string(),
+                    target: victim_name.to_string(),
+                    reason: reason.unwrap_or("").to_owned(),
+                }),
+                None,
+            );
+        }
         Ok((room_display, victim_name))
     }
 
@@ -1099,7 +1514,7 @@ impl Hub {
         let mut guard = self.write();
         let st = &mut *guard;
         let r = st.rooms.get_mut(&key).ok_or(ErrorCode::NoSuchRoom)?;
-        if !r.members.get(id).ok_or(ErrorCode::NotInRoom)?.op {
+        if !r.members.get(id).ok_or(ErrorCode::NotInRoom)?.op && is_local(id) {
             return Err(ErrorCode::NotOperator);
         }
         let target_id = *st
@@ -1120,9 +1535,435 @@ impl Hub {
                 }),
                 None,
             );
+            if self.relays && is_local(id) {
+                self.backplane.publish(
+                    Some(Op::Oper {
+                        c: id,
+                        room: r.name.to_string(),
+                        target: name.to_string(),
+                    }),
+                    None,
+                );
+            }
         }
         Ok(())
     }
+}
+
+/// What a registration needs before the hub can take it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameCheck {
+    /// Nothing: the hub decides alone.
+    Local,
+    /// Another user of this node has it.
+    Taken,
+    /// The folded name must be claimed across the cluster first.
+    Claim(String),
+}
+
+/// Whether a name from another node may be shown here.
+fn valid_name(n: &str) -> bool {
+    name::validate(n).is_ok()
+}
+
+impl Hub {
+    /// Applies another node's operation to this hub, on behalf of its ghost: local users see
+    /// it as they would see a local user's doing; nothing is relayed again. Operations that
+    /// do not fit this hub's state (an unknown ghost, an invalid name) are dropped.
+    pub fn apply(&self, node: &str, op: Op) {
+        match op {
+            Op::Hello => {}
+            Op::Sync { clients } => {
+                let keep: HashSet<u64> = clients.into_iter().collect();
+                let mut guard = self.write();
+                let st = &mut *guard;
+                st.parked
+                    .retain(|(n, c), _| &**n != node || keep.contains(c));
+                let gone: Vec<ClientId> = st
+                    .ghosts
+                    .iter()
+                    .filter(|((n, c), _)| &**n == node && !keep.contains(c))
+                    .map(|(_, &id)| id)
+                    .collect();
+                for id in gone {
+                    self.remove_user(st, id, "left");
+                }
+            }
+            Op::Online {
+                c,
+                name,
+                ident,
+                irc,
+                everyone,
+            } => {
+                let mut guard = self.write();
+                let g = Ghost {
+                    name,
+                    ident,
+                    irc,
+                    everyone,
+                };
+                self.upsert_ghost(&mut guard, node, c, g, None, None);
+            }
+            Op::Snapshot {
+                c,
+                name,
+                ident,
+                irc,
+                everyone,
+                rooms,
+                away,
+            } => {
+                let mut guard = self.write();
+                let g = Ghost {
+                    name,
+                    ident,
+                    irc,
+                    everyone,
+                };
+                self.upsert_ghost(&mut guard, node, c, g, Some(rooms), Some(away));
+            }
+            Op::Renamed { c, name } => {
+                if !valid_name(&name) {
+                    return;
+                }
+                let mut guard = self.write();
+                let st = &mut *guard;
+                let k = (Arc::<str>::from(node), c);
+                if let Some(p) = st.parked.get_mut(&k) {
+                    p.name = name;
+                    self.unpark(st);
+                    return;
+                }
+                let Some(&id) = st.ghosts.get(&k) else {
+                    return;
+                };
+                let key = name::fold(&name);
+                match st.names.get(&key) {
+                    Some(&o) if o == id => {}
+                    Some(&o) if !is_local(o) => self.evict_ghost(st, o),
+                    Some(_) => {
+                        // A local user holds it until the cluster renames one of them.
+                        let Some(u) = st.users.get(&id) else { return };
+                        let p = Parked {
+                            name,
+                            ident: u.ident.to_string(),
+                            irc: u.irc,
+                            everyone: u.in_everyone,
+                        };
+                        self.remove_user(st, id, "renamed");
+                        st.parked.insert(k, p);
+                        return;
+                    }
+                    None => {}
+                }
+                if st.users.contains_key(&id) {
+                    self.rename(st, id, &name, key, false);
+                }
+            }
+            Op::Offline { c, reason } => {
+                let mut guard = self.write();
+                let st = &mut *guard;
+                let k = (Arc::<str>::from(node), c);
+                st.parked.remove(&k);
+                if let Some(&id) = st.ghosts.get(&k) {
+                    self.remove_user(st, id, &reason);
+                }
+            }
+            Op::Message { c, text, notice } => {
+                if let Some(id) = self.ghost(node, c) {
+                    let _ = self.broadcast(id, &text, notice);
+                }
+            }
+            Op::Dm {
+                c,
+                to,
+                text,
+                notice,
+                ..
+            } => {
+                let st = self.read();
+                let (Some(from), Some(target)) = (
+                    st.ghosts
+                        .get(&(Arc::from(node), c))
+                        .and_then(|id| st.users.get(id)),
+                    st.users.get(&to).filter(|_| is_local(to)),
+                ) else {
+                    return;
+                };
+                let ev = self.lines(Event::Dm {
+                    from: from.who(),
+                    to: &target.name,
+                    text: &text,
+                    notice,
+                });
+                if let Some(b) = ev.get(target.flavor) {
+                    target.outbox.push(b.clone());
+                    self.stats.routed(1);
+                }
+            }
+            Op::Say {
+                c,
+                room,
+                text,
+                notice,
+            } => {
+                if let Some(id) = self.ghost(node, c) {
+                    let _ = self.say(id, &room, &text, notice);
+                }
+            }
+            Op::Join { c, room, op } => {
+                if room_name::validate(&room).is_err() || self.is_everyone(&room) {
+                    return;
+                }
+                let mut guard = self.write();
+                let st = &mut *guard;
+                if let Some(&id) = st.ghosts.get(&(Arc::from(node), c)) {
+                    let _ = self.join_in(st, id, &room, Some(op), None::<fn(&RoomView) -> Bytes>);
+                }
+            }
+            Op::Part { c, room, reason } => {
+                if let Some(id) = self.ghost(node, c) {
+                    let _ = self.part(
+                        id,
+                        &room,
+                        Some(&reason).filter(|r| !r.is_empty()).map(|r| r.as_str()),
+                    );
+                }
+            }
+            Op::Everyone { c, joined } => {
+                if let Some(id) = self.ghost(node, c) {
+                    let _ = if joined {
+                        self.join_everyone(id, |_| Bytes::new())
+                    } else {
+                        self.part_everyone(id)
+                    };
+                }
+            }
+            Op::Topic { c, room, text } => {
+                if let Some(id) = self.ghost(node, c) {
+                    let _ = self.set_topic(id, &room, &text);
+                }
+            }
+            Op::Kick {
+                c,
+                room,
+                target,
+                reason,
+            } => {
+                if let Some(id) = self.ghost(node, c) {
+                    let reason = Some(reason.as_str()).filter(|r| !r.is_empty());
+                    let _ = self.kick(id, &room, &target, reason);
+                }
+            }
+            Op::Oper { c, room, target } => {
+                if let Some(id) = self.ghost(node, c) {
+                    let _ = self.op(id, &room, &target);
+                }
+            }
+            Op::Away { c, away } => {
+                if let Some(id) = self.ghost(node, c) {
+                    self.set_away(id, away.as_deref());
+                }
+            }
+        }
+    }
+
+    /// The ghost of client `c` of `node`.
+    fn ghost(&self, node: &str, c: u64) -> Option<ClientId> {
+        self.read().ghosts.get(&(Arc::from(node), c)).copied()
+    }
+
+    /// Removes every ghost of `node`, which is gone; their departures are told as usual.
+    /// Returns how many there were.
+    pub fn drop_node(&self, node: &str) -> usize {
+        let mut guard = self.write();
+        let st = &mut *guard;
+        st.parked.retain(|(n, _), _| &**n != node);
+        let gone: Vec<ClientId> = st
+            .ghosts
+            .iter()
+            .filter(|((n, _), _)| &**n == node)
+            .map(|(_, &id)| id)
+            .collect();
+        for &id in &gone {
+            self.remove_user(st, id, "node lost");
+        }
+        gone.len()
+    }
+
+    /// The nodes this hub has ghosts (or parked ghosts) of.
+    pub fn nodes(&self) -> Vec<Arc<str>> {
+        let st = self.read();
+        let set: HashSet<&Arc<str>> = st
+            .ghosts
+            .keys()
+            .chain(st.parked.keys())
+            .map(|(n, _)| n)
+            .collect();
+        set.into_iter().cloned().collect()
+    }
+
+    /// Creates or brings up to date the ghost of client `c` of `node`.
+    fn upsert_ghost(
+        &self,
+        st: &mut State,
+        node: &str,
+        c: u64,
+        g: Ghost,
+        rooms: Option<Vec<(String, bool)>>,
+        away: Option<Option<String>>,
+    ) {
+        if !valid_name(&g.name) || g.ident.is_empty() || g.ident.len() > 64 {
+            return;
+        }
+        let k: (Arc<str>, u64) = (Arc::from(node), c);
+        let key = name::fold(&g.name);
+        let id = match st.ghosts.get(&k) {
+            Some(&id) => {
+                if st.users.get(&id).is_some_and(|u| *u.name != *g.name) {
+                    match st.names.get(&key) {
+                        Some(&o) if o != id && is_local(o) => {
+                            // Wait, parked under the new name, for the local holder to go.
+                            self.remove_user(st, id, "renamed");
+                            st.parked.insert(
+                                k,
+                                Parked {
+                                    name: g.name,
+                                    ident: g.ident,
+                                    irc: g.irc,
+                                    everyone: g.everyone,
+                                },
+                            );
+                            return;
+                        }
+                        Some(&o) if o != id => self.evict_ghost(st, o),
+                        _ => {}
+                    }
+                    self.rename(st, id, &g.name, key, false);
+                }
+                id
+            }
+            None => {
+                match st.names.get(&key) {
+                    Some(&o) if is_local(o) => {
+                        st.parked.insert(
+                            k,
+                            Parked {
+                                name: g.name,
+                                ident: g.ident,
+                                irc: g.irc,
+                                everyone: g.everyone,
+                            },
+                        );
+                        return;
+                    }
+                    // Its own node gave the name up before this one claimed it.
+                    Some(&o) => self.evict_ghost(st, o),
+                    None => {}
+                }
+                st.parked.remove(&k);
+                st.next_ghost += 1;
+                let id = GHOST | st.next_ghost;
+                let name: Arc<str> = Arc::from(g.name.as_str());
+                let ident: Arc<str> = Arc::from(g.ident.as_str());
+                let user = User {
+                    mask: mask(&name, &ident),
+                    name,
+                    ident,
+                    outbox: self.ghost_outbox.clone(),
+                    flavor: Flavor::Remote,
+                    rooms: Vec::new(),
+                    in_everyone: g.everyone,
+                    away: None,
+                    irc: g.irc,
+                };
+                st.ghosts.insert(k.clone(), id);
+                st.ghost_of.insert(id, k);
+                self.insert_user(st, id, key, user);
+                id
+            }
+        };
+        if let Some(away) = away
+            && let Some(u) = st.users.get_mut(&id)
+        {
+            u.away = away.map(Arc::from);
+        }
+        if let Some(rooms) = rooms {
+            let want: HashSet<String> = rooms.iter().map(|(r, _)| room_name::fold(r)).collect();
+            let have: Vec<String> = st
+                .users
+                .get(&id)
+                .map(|u| u.rooms.clone())
+                .unwrap_or_default();
+            for key in have.iter().filter(|k| !want.contains(*k)) {
+                if let Some(u) = st.users.get_mut(&id) {
+                    u.rooms.retain(|k2| k2 != key);
+                }
+                let Some(u) = st.users.get(&id) else { break };
+                let (n, m) = (u.name.clone(), u.mask.clone());
+                let who = Who { name: &n, mask: &m };
+                self.depart(st, key, id, who, "", false, false);
+            }
+            for (room, op) in rooms {
+                if room_name::validate(&room).is_ok()
+                    && !self.is_everyone(&room)
+                    && !have.contains(&room_name::fold(&room))
+                {
+                    let _ = self.join_in(st, id, &room, Some(op), None::<fn(&RoomView) -> Bytes>);
+                }
+            }
+        }
+    }
+
+    /// Takes out a ghost whose name the cluster gave to someone else, and parks it: its own
+    /// node renames it or lets it go soon.
+    fn evict_ghost(&self, st: &mut State, id: ClientId) {
+        let (Some(k), Some(u)) = (st.ghost_of.get(&id).cloned(), st.users.get(&id)) else {
+            return;
+        };
+        let p = Parked {
+            name: u.name.to_string(),
+            ident: u.ident.to_string(),
+            irc: u.irc,
+            everyone: u.in_everyone,
+        };
+        self.remove_user(st, id, "name taken over");
+        st.parked.insert(k, p);
+    }
+
+    /// Brings in parked ghosts whose names are free now.
+    fn unpark(&self, st: &mut State) {
+        if st.parked.is_empty() {
+            return;
+        }
+        let free: Vec<(Arc<str>, u64)> = st
+            .parked
+            .iter()
+            .filter(|(_, p)| !st.names.contains_key(&name::fold(&p.name)))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in free {
+            if let Some(p) = st.parked.remove(&k) {
+                let g = Ghost {
+                    name: p.name,
+                    ident: p.ident,
+                    irc: p.irc,
+                    everyone: p.everyone,
+                };
+                self.upsert_ghost(st, &k.0, k.1, g, None, None);
+            }
+        }
+    }
+}
+
+/// What a ghost is made of.
+#[derive(Debug)]
+struct Ghost {
+    name: String,
+    ident: String,
+    irc: bool,
+    everyone: bool,
 }
 
 #[cfg(test)]
@@ -1151,5 +1992,89 @@ mod tests {
         }
         assert_eq!(a.ensure_operator(), Some(1));
         assert_eq!(a.ensure_operator(), None);
+    }
+
+    /// A backplane that records what it is given.
+    #[derive(Debug, Default)]
+    struct Recorder(std::sync::Mutex<Vec<Op>>);
+
+    impl Backplane for Recorder {
+        fn relays(&self) -> bool {
+            true
+        }
+        fn publish(&self, op: Option<Op>, _: Option<(String, ClientId)>) {
+            self.0.lock().unwrap().extend(op);
+        }
+        fn claim(&self, _: &str, _: ClientId) -> Option<tokio::sync::oneshot::Receiver<bool>> {
+            None
+        }
+        fn assert_name(&self, _: &str, _: ClientId) {}
+    }
+
+    fn drain(o: &Outbox) -> Vec<String> {
+        let mut q = std::collections::VecDeque::new();
+        o.drain_into(&mut q);
+        q.iter()
+            .map(|b| String::from_utf8_lossy(b).trim_end().to_owned())
+            .collect()
+    }
+
+    fn online(c: u64, name: &str) -> Op {
+        Op::Online {
+            c,
+            name: name.into(),
+            ident: name.into(),
+            irc: false,
+            everyone: true,
+        }
+    }
+
+    #[test]
+    fn ghosts_take_part_and_wait_for_their_names() {
+        let rec = Arc::new(Recorder::default());
+        let names = IrcNames {
+            server: "natter".into(),
+            everyone: "#everyone".into(),
+        };
+        let hub = Hub::new(Arc::new(Stats::default()), RoomLimits::default(), names)
+            .with_backplane(rec.clone());
+        let ann = Arc::new(Outbox::new(1 << 20));
+        hub.register(1, &ann, "ann", Flavor::Native, None, None)
+            .unwrap();
+        hub.apply("n2", online(7, "bob"));
+        // Counted, but delivered by its own node; relayed for it.
+        assert_eq!(hub.broadcast(1, "hi", false).unwrap(), 1);
+        hub.apply(
+            "n2",
+            Op::Message {
+                c: 7,
+                text: "yo".into(),
+                notice: false,
+            },
+        );
+        assert_eq!(drain(&ann), ["ONLINE bob", "MESSAGE bob yo"]);
+        assert!(matches!(
+            &rec.0.lock().unwrap()[..],
+            [Op::Online { .. }, Op::Message { .. }]
+        ));
+
+        // A ghost whose name a local user holds waits until the local user is renamed.
+        hub.apply("n3", online(9, "ANN"));
+        assert!(drain(&ann).is_empty());
+        assert!(hub.force_rename(1, "ann2"));
+        assert_eq!(drain(&ann), ["RENAMED ann ann2", "ONLINE ANN"]);
+
+        // A node's list drops its ghosts not on it; a dead node's ghosts all go.
+        hub.apply("n2", online(8, "cy"));
+        hub.apply("n2", Op::Sync { clients: vec![8] });
+        assert_eq!(drain(&ann), ["ONLINE cy", "OFFLINE bob"]);
+        assert_eq!(hub.drop_node("n2"), 1);
+        assert_eq!(drain(&ann), ["OFFLINE cy"]);
+        let mut names = Vec::new();
+        hub.answer_names(&ann, |n| {
+            names = n.iter().map(|s| s.to_string()).collect();
+            Bytes::new()
+        });
+        assert_eq!(names, ["ANN", "ann2"]);
     }
 }

@@ -10,9 +10,9 @@
 use crate::config::{IrcConfig, Policy};
 use crate::connection::Handler;
 use crate::event::{Flavor, irc_message};
-use crate::hub::{ClientId, Hub, Registered, RoomView, mask};
+use crate::hub::{ClientId, Hub, NameCheck, Registered, RoomView, mask};
 use crate::outbox::Outbox;
-use crate::session::Flow;
+use crate::session::{Flow, PendingName};
 use bytes::{Bytes, BytesMut};
 use irc_proto::{CapSubCommand, ChannelMode, Command, Mode};
 use natter_proto::irc::{self as proto, IrcError};
@@ -82,6 +82,8 @@ pub struct IrcSession {
     since: Instant,
     /// Set when the session must end after the current message (a refused password).
     closing: bool,
+    /// A nick waiting for the cluster to grant it (boxed: rarely there).
+    pending: Option<Box<PendingName>>,
 }
 
 /// Numeric replies by name, so the code reads like the specifications.
@@ -184,6 +186,7 @@ impl IrcSession {
             caps: Caps::default(),
             last_seen: Instant::now(),
             ping_sent: None,
+            pending: None,
         }
     }
 
@@ -391,15 +394,58 @@ impl IrcSession {
             self.try_register();
             return;
         }
+        if self.claim(nick) {
+            self.rename(nick, None);
+        }
+    }
+
+    /// Starts a claim of `nick` across the cluster if one is needed; whether the caller may
+    /// go on at once. A nick another local user holds is refused here.
+    fn claim(&mut self, nick: &str) -> bool {
+        match self.hub.name_check(self.id, nick) {
+            NameCheck::Local => true,
+            NameCheck::Taken => {
+                self.nick_in_use(nick);
+                false
+            }
+            NameCheck::Claim(key) => match self.hub.claim(&key, self.id) {
+                Some(answer) => {
+                    self.pending = Some(PendingName::new(nick, key, answer));
+                    false
+                }
+                None => true,
+            },
+        }
+    }
+
+    fn nick_in_use(&mut self, nick: &str) {
+        self.num(
+            n::ERR_NICKNAMEINUSE,
+            &[&shown(nick), "Nickname is already in use"],
+        );
+        if !self.registered {
+            self.nick = None;
+        }
+    }
+
+    /// Renames a registered user; `claimed` is the folded nick if the cluster granted it.
+    fn rename(&mut self, nick: &str, claimed: Option<String>) {
         let old_mask = self.my_mask();
-        match self.hub.register(
-            self.id,
-            &self.outbox,
-            nick,
-            self.flavor(),
-            Some(self.ident()),
-            None,
-        ) {
+        let flavor = self.flavor();
+        let ident = self.ident().to_owned();
+        let renamed = if claimed.is_some() {
+            self.hub
+                .register_claimed(self.id, &self.outbox, nick, flavor, Some(&ident), None)
+        } else {
+            self.hub
+                .register(self.id, &self.outbox, nick, flavor, Some(&ident), None)
+        };
+        if renamed.is_err()
+            && let Some(key) = claimed
+        {
+            self.hub.release(key, self.id);
+        }
+        match renamed {
             Ok((Registered::Renamed { old }, new)) => {
                 info!(peer = %self.peer, from = %old, to = %new, "renamed");
                 self.push(irc_message(None, Some(&old_mask), "NICK", &[&new]));
@@ -442,15 +488,28 @@ impl IrcSession {
             return;
         }
         self.pass = None;
+        if self.claim(&nick) {
+            self.register(&nick, None);
+        }
+    }
+
+    /// Registers with the hub; `claimed` is the folded nick if the cluster granted it.
+    fn register(&mut self, nick: &str, claimed: Option<String>) {
         let flavor = self.flavor();
-        match self.hub.register(
-            self.id,
-            &self.outbox,
-            &nick,
-            flavor,
-            Some(self.ident()),
-            None,
-        ) {
+        let ident = self.ident().to_owned();
+        let registered = if claimed.is_some() {
+            self.hub
+                .register_claimed(self.id, &self.outbox, nick, flavor, Some(&ident), None)
+        } else {
+            self.hub
+                .register(self.id, &self.outbox, nick, flavor, Some(&ident), None)
+        };
+        if registered.is_err()
+            && let Some(key) = claimed
+        {
+            self.hub.release(key, self.id);
+        }
+        match registered {
             Ok((_, name)) => {
                 self.nick = Some(name.clone());
                 self.registered = true;
@@ -464,13 +523,7 @@ impl IrcSession {
                     self.join_everyone();
                 }
             }
-            Err(_) => {
-                self.num(
-                    n::ERR_NICKNAMEINUSE,
-                    &[&shown(&nick), "Nickname is already in use"],
-                );
-                self.nick = None;
-            }
+            Err(_) => self.nick_in_use(nick),
         }
     }
 
@@ -1081,6 +1134,14 @@ fn irc_verb(cmd: &Command) -> String {
 impl Handler for IrcSession {
     fn on_line(&mut self, line: &[u8]) -> Flow {
         self.last_seen = Instant::now();
+        if self.registered
+            && self.hub.relays()
+            && let Some(name) = self.hub.name_of(self.id)
+            && self.nick.as_deref() != Some(&*name)
+        {
+            // The cluster renamed this user to settle a name held on two nodes.
+            self.nick = Some(name);
+        }
         match proto::parse(line) {
             Ok(None) => Flow::Continue,
             Ok(Some(msg)) => {
@@ -1167,7 +1228,42 @@ impl Handler for IrcSession {
     }
 
     fn leave(&mut self, reason: &str) {
+        if let Some(p) = self.pending.take() {
+            (*p).abandon(self.hub.clone(), self.id);
+        }
         self.leave_with(reason);
+    }
+
+    fn waiting(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    fn poll_resume(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Flow> {
+        use std::task::Poll;
+        let Some(p) = self.pending.as_mut() else {
+            return Poll::Ready(Flow::Continue);
+        };
+        let Poll::Ready(answer) = p.poll(cx) else {
+            return Poll::Pending;
+        };
+        let Some(p) = self.pending.take() else {
+            return Poll::Ready(Flow::Continue);
+        };
+        match answer {
+            Some(true) if self.registered => self.rename(&p.name, Some(p.key)),
+            Some(true) => self.register(&p.name, Some(p.key)),
+            Some(false) => self.nick_in_use(&p.name),
+            None => {
+                tracing::warn!(peer = %self.peer, "the cluster did not answer a nick claim in time");
+                self.hub.release(p.key, self.id);
+                self.nick_in_use(&p.name);
+            }
+        }
+        Poll::Ready(if self.closing {
+            Flow::Close
+        } else {
+            Flow::Continue
+        })
     }
 
     fn goodbye(&self, reason: ByeReason) -> Bytes {

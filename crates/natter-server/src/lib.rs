@@ -10,6 +10,8 @@
 //! - [`irc`]: an IRC client's session: registration, channels as rooms, numerics.
 //! - [`hub`]: who is registered, which rooms exist, and fan-out of events to outboxes.
 //! - [`event`]: what the hub delivers, rendered once per kind of client (native, IRC).
+//! - [`backplane`]: what the hub tells other nodes, and the single process's backplane.
+//! - [`cluster`]: cluster mode, the Redis backplane: a shared stream, name claims, liveness.
 //! - [`outbox`]: a client's bounded outgoing queue and the slow-consumer policy.
 //! - [`web`]: HTTP on the shared port: the browser client, `/healthz`, `/metrics`.
 //! - [`websocket`]: the line protocol over WebSocket for the browser client.
@@ -22,6 +24,8 @@
 //!
 //! How one MESSAGE travels is told in ARCHITECTURE.md at the repository root.
 
+pub mod backplane;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod event;

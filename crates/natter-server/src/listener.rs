@@ -57,15 +57,31 @@ pub async fn run_all(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let stats = Arc::new(Stats::default());
+    let mut hub = Hub::new(
+        stats.clone(),
+        config.rooms.clone(),
+        IrcNames {
+            server: config.irc.server_name.clone(),
+            everyone: config.irc.everyone_channel.clone(),
+        },
+    );
+    let cluster = match &config.cluster {
+        Some(c) => {
+            let redis = crate::cluster::Redis::new(c, stats.clone())
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+            hub = hub.with_backplane(redis.clone());
+            info!(node = %c.node_id, redis = %c.url, "cluster mode");
+            Some(redis)
+        }
+        None => None,
+    };
+    let hub = Arc::new(hub);
+    let backplane_stop = CancellationToken::new();
+    if let Some(redis) = &cluster {
+        redis.start(hub.clone(), backplane_stop.clone());
+    }
     let shared = Arc::new(Shared {
-        hub: Arc::new(Hub::new(
-            stats.clone(),
-            config.rooms.clone(),
-            IrcNames {
-                server: config.irc.server_name.clone(),
-                everyone: config.irc.everyone_channel.clone(),
-            },
-        )),
+        hub,
         hello: ServerLine::Hello {
             text: Cow::Owned(format!(
                 "natter {}: type HELP for the list of commands",
@@ -110,6 +126,11 @@ pub async fn run_all(
             "some connections did not finish in time"
         );
     }
+    if let Some(redis) = &cluster {
+        // The other nodes learn of this node's users' departures before it goes.
+        redis.flush(Duration::from_secs(2)).await;
+    }
+    backplane_stop.cancel();
     info!("server stopped");
     Ok(())
 }

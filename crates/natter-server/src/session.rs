@@ -5,18 +5,24 @@
 //! of its own, which keeps the protocol's rules in one synchronous place; the connection task
 //! feeds it lines and writes its outbox.
 
+use crate::cluster::CLAIM_TIMEOUT;
 use crate::config::Policy;
 use crate::connection::Handler;
 use crate::event::Flavor;
-use crate::hub::{ClientId, Hub, Registered, RoomView};
+use crate::hub::{ClientId, Hub, NameCheck, Registered, RoomView};
 use crate::outbox::Outbox;
 use bytes::{Bytes, BytesMut};
 use natter_proto::command::{Help, Kick, Part, Register, RoomArg, Say, Topic};
 use natter_proto::limits::MAX_LINE_BYTES;
 use natter_proto::{ByeReason, Command, ErrorCode, ServerLine, help};
 use std::borrow::Cow;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -55,8 +61,58 @@ pub struct Session {
     /// Registered: when the client last sent a line, for the idle timeout. One field for
     /// both, because every idle client carries it.
     mark: Instant,
-    /// MESSAGEs read in this batch of input and not yet sent (see [`Session::message`]).
+    /// MESSAGEs or DMs read in this batch of input and not yet sent (see
+    /// [`Session::gather`]).
     batch: Option<Box<Batch>>,
+    /// A REGISTER waiting for the cluster to grant its name; boxed, so that sessions that
+    /// wait for nothing (all of them, most of the time) pay one pointer.
+    pending: Option<Box<PendingName>>,
+}
+
+/// A name being claimed across the cluster (a native REGISTER or an IRC nick).
+#[derive(Debug)]
+pub(crate) struct PendingName {
+    /// As the client typed it.
+    pub(crate) name: String,
+    /// Folded, as claimed.
+    pub(crate) key: String,
+    /// The cluster's answer: whether the name is this client's.
+    answer: oneshot::Receiver<bool>,
+    /// When to stop waiting: a little beyond the claimer's own limit, which answers first
+    /// when it can.
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl PendingName {
+    pub(crate) fn new(name: &str, key: String, answer: oneshot::Receiver<bool>) -> Box<Self> {
+        Box::new(Self {
+            name: name.to_owned(),
+            key,
+            answer,
+            deadline: Box::pin(tokio::time::sleep(CLAIM_TIMEOUT + Duration::from_secs(1))),
+        })
+    }
+
+    /// The answer: `Some(granted)`, or `None` if none came in time.
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Option<bool>> {
+        match Pin::new(&mut self.answer).poll(cx) {
+            Poll::Ready(a) => Poll::Ready(a.ok()),
+            Poll::Pending => match self.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    /// Gives the claim back if it is granted after all (the client left meanwhile).
+    pub(crate) fn abandon(self, hub: Arc<Hub>, id: ClientId) {
+        let PendingName { key, answer, .. } = self;
+        tokio::spawn(async move {
+            if let Ok(Ok(true)) = tokio::time::timeout(CLAIM_TIMEOUT, answer).await {
+                hub.release(key, id);
+            }
+        });
+    }
 }
 
 /// Consecutive MESSAGE texts, or DM texts to one user, from one read, sent together.
@@ -110,6 +166,7 @@ impl Session {
             wrong_passwords: 0,
             mark: now,
             batch: None,
+            pending: None,
         }
     }
 
@@ -253,15 +310,52 @@ impl Session {
             self.error(ErrorCode::PasswordRequired);
             return;
         }
+        match self.hub.name_check(self.id, r.name) {
+            NameCheck::Local => self.finish_register(r.name, None),
+            NameCheck::Taken => self.name_taken(r.name),
+            NameCheck::Claim(key) => match self.hub.claim(&key, self.id) {
+                Some(answer) => self.pending = Some(PendingName::new(r.name, key, answer)),
+                None => self.finish_register(r.name, None),
+            },
+        }
+    }
+
+    fn name_taken(&self, name: &str) {
+        self.reply_error(
+            ErrorCode::NameTaken,
+            format!("the name {name} is taken; choose another"),
+        );
+    }
+
+    /// Registers `name` in the hub; `claimed` is the folded name if the cluster granted it.
+    fn finish_register(&mut self, name: &str, claimed: Option<String>) {
         let answer = |name: &str| ok("REGISTER", name);
-        match self.hub.register(
-            self.id,
-            &self.outbox,
-            r.name,
-            Flavor::Native,
-            None,
-            Some(&answer),
-        ) {
+        let registered = if claimed.is_some() {
+            self.hub.register_claimed(
+                self.id,
+                &self.outbox,
+                name,
+                Flavor::Native,
+                None,
+                Some(&answer),
+            )
+        } else {
+            self.hub.register(
+                self.id,
+                &self.outbox,
+                name,
+                Flavor::Native,
+                None,
+                Some(&answer),
+            )
+        };
+        if registered.is_err()
+            && let Some(key) = claimed
+        {
+            self.hub.release(key, self.id);
+        }
+        let r = Register { name };
+        match registered {
             Ok((how, name)) => {
                 match &how {
                     Registered::New => info!(
@@ -585,9 +679,44 @@ impl Handler for Session {
     fn leave(&mut self, _reason: &str) {
         // Messages accepted are sent, whatever ends the connection.
         self.flush_messages();
+        if let Some(p) = self.pending.take() {
+            (*p).abandon(self.hub.clone(), self.id);
+        }
         if self.name.take().is_some() {
             self.hub.leave(self.id, "disconnected");
         }
+    }
+
+    fn waiting(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    fn poll_resume(&mut self, cx: &mut Context<'_>) -> Poll<Flow> {
+        let Some(p) = self.pending.as_mut() else {
+            return Poll::Ready(Flow::Continue);
+        };
+        let Poll::Ready(answer) = p.poll(cx) else {
+            return Poll::Pending;
+        };
+        let Some(p) = self.pending.take() else {
+            return Poll::Ready(Flow::Continue);
+        };
+        match answer {
+            Some(true) => self.finish_register(&p.name, Some(p.key)),
+            Some(false) => self.name_taken(&p.name),
+            None => {
+                warn!(peer = %self.peer, "the cluster did not answer a name claim in time");
+                self.hub.release(p.key, self.id);
+                self.reply_error(
+                    ErrorCode::NameTaken,
+                    format!(
+                        "the cluster could not confirm the name {} in time; try again",
+                        p.name
+                    ),
+                );
+            }
+        }
+        Poll::Ready(Flow::Continue)
     }
 
     fn goodbye(&self, reason: ByeReason) -> Bytes {

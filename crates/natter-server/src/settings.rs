@@ -133,6 +133,13 @@ pub struct Settings {
     /// Seconds a client may stay over its rate before it is disconnected [default: 10].
     #[arg(long)]
     pub flood_grace_secs: Option<u64>,
+    /// Cluster mode: share users, rooms and messages with other nodes through this Redis
+    /// (redis://HOST:PORT) [default: none, a single process].
+    #[arg(long, value_name = "URL")]
+    pub cluster: Option<String>,
+    /// This node's id in the cluster; unique per process [default: HOSTNAME-PID-RANDOM].
+    #[arg(long, value_name = "ID")]
+    pub node_id: Option<String>,
 }
 
 /// Descriptors kept back from the connection limit for the listener, logs and the like.
@@ -172,7 +179,7 @@ impl Settings {
             irc_ping_secs, irc_ping_timeout_secs, password, password_file, per_ip_connections,
             per_ip_connect_rate, per_ip_connect_burst, exempt_loopback, register_timeout_secs,
             idle_timeout_secs, flood_control, flood_commands_per_sec, flood_command_burst,
-            flood_bytes_per_sec, flood_byte_burst, flood_grace_secs;
+            flood_bytes_per_sec, flood_byte_burst, flood_grace_secs, cluster, node_id;
             irc, web, tls, allow_origin, exempt)
     }
 
@@ -326,9 +333,42 @@ impl Settings {
                 }),
             },
             tls,
+            cluster: cluster(&s)?,
             ..Config::default()
         })
     }
+}
+
+/// The cluster settings, checked: a Redis URL and a node id fit for Redis keys.
+fn cluster(s: &Settings) -> io::Result<Option<crate::cluster::ClusterConfig>> {
+    let bad = |m: String| io::Error::new(io::ErrorKind::InvalidInput, m);
+    let Some(url) = &s.cluster else {
+        if s.node_id.is_some() {
+            return Err(bad("node_id needs cluster".into()));
+        }
+        return Ok(None);
+    };
+    if !url.starts_with("redis://") {
+        return Err(bad(format!(
+            "cluster must be a redis://HOST:PORT URL, not {url}"
+        )));
+    }
+    let node_id = s
+        .node_id
+        .clone()
+        .unwrap_or_else(crate::cluster::default_node_id);
+    if node_id.is_empty()
+        || node_id.len() > 100
+        || !node_id.chars().all(crate::cluster::valid_id_char)
+    {
+        return Err(bad(
+            "node_id must be 1 to 100 letters, digits and - _ . : only".into(),
+        ));
+    }
+    Ok(Some(crate::cluster::ClusterConfig {
+        url: url.clone(),
+        node_id,
+    }))
 }
 
 /// The default connection limit: what the descriptor limit allows.
@@ -341,6 +381,32 @@ pub fn default_max_connections(fd_limit: u64) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_settings_are_checked() {
+        let s: Settings =
+            toml::from_str("cluster = \"redis://127.0.0.1:6379\"\nnode_id = \"a-1\"\n").unwrap();
+        let c = s.config(1024).unwrap().cluster.unwrap();
+        assert_eq!(
+            (c.url.as_str(), c.node_id.as_str()),
+            ("redis://127.0.0.1:6379", "a-1")
+        );
+        let default = Settings {
+            cluster: Some("redis://127.0.0.1:6379".into()),
+            ..Settings::default()
+        };
+        let id = default.config(1024).unwrap().cluster.unwrap().node_id;
+        assert!(id.chars().all(crate::cluster::valid_id_char), "{id}");
+        for bad in [
+            "cluster = \"http://x\"\n",
+            "cluster = \"redis://x:1\"\nnode_id = \"a b\"\n",
+            "node_id = \"a\"\n",
+        ] {
+            let s: Settings = toml::from_str(bad).unwrap();
+            assert!(s.config(1024).is_err(), "{bad}");
+        }
+        assert!(Settings::default().config(1024).unwrap().cluster.is_none());
+    }
 
     #[test]
     fn command_line_wins_over_file_and_file_over_defaults() {

@@ -25,6 +25,31 @@ pub struct Stats {
     slow_consumers: AtomicU64,
     /// `ERROR` lines sent, by code, in [`ErrorCode::ALL`] order.
     errors: Box<[AtomicU64]>,
+    /// The cluster backplane's figures; all zero for a single process.
+    pub backplane: BackplaneStats,
+}
+
+/// What the cluster backplane did, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct BackplaneStats {
+    /// Operations appended to the shared stream.
+    pub published: AtomicU64,
+    /// Other nodes' operations applied here.
+    pub relayed: AtomicU64,
+    /// Connections to Redis made again after one failed.
+    pub reconnects: AtomicU64,
+    /// Age of the last applied operation when it was applied, in milliseconds.
+    pub lag_ms: AtomicU64,
+    /// Operations waiting to be appended.
+    pub queued: AtomicUsize,
+    /// Operations dropped because the queue was full while Redis was away.
+    pub dropped: AtomicU64,
+    /// Nodes found dead.
+    pub nodes_lost: AtomicU64,
+    /// Users renamed because another node's user held their name.
+    pub renamed: AtomicU64,
+    /// Times the backplane was found to have lost its data.
+    pub resets: AtomicU64,
 }
 
 impl Default for Stats {
@@ -39,6 +64,7 @@ impl Default for Stats {
             bytes_out: AtomicU64::new(0),
             slow_consumers: AtomicU64::new(0),
             errors: ErrorCode::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+            backplane: BackplaneStats::default(),
         }
     }
 }
@@ -161,6 +187,65 @@ impl Stats {
             "Clients dropped for not reading.",
             c(&self.slow_consumers),
         );
+        let b = &self.backplane;
+        for (name, kind, help, value) in [
+            (
+                "backplane_published_total",
+                "counter",
+                "Operations appended to the cluster stream.",
+                c(&b.published),
+            ),
+            (
+                "backplane_relayed_total",
+                "counter",
+                "Other nodes' operations applied here.",
+                c(&b.relayed),
+            ),
+            (
+                "backplane_reconnects_total",
+                "counter",
+                "Reconnections to Redis after a failure.",
+                c(&b.reconnects),
+            ),
+            (
+                "backplane_lag_milliseconds",
+                "gauge",
+                "Age of the last applied operation when applied.",
+                c(&b.lag_ms),
+            ),
+            (
+                "backplane_queued",
+                "gauge",
+                "Operations waiting to be appended.",
+                g(&b.queued),
+            ),
+            (
+                "backplane_dropped_total",
+                "counter",
+                "Operations dropped at the queue's bound.",
+                c(&b.dropped),
+            ),
+            (
+                "backplane_nodes_lost_total",
+                "counter",
+                "Nodes found dead.",
+                c(&b.nodes_lost),
+            ),
+            (
+                "backplane_renamed_total",
+                "counter",
+                "Users renamed to settle a name held on two nodes.",
+                c(&b.renamed),
+            ),
+            (
+                "backplane_resets_total",
+                "counter",
+                "Times Redis was found to have lost its data.",
+                c(&b.resets),
+            ),
+        ] {
+            metric(name, kind, help, value);
+        }
         let _ = writeln!(out, "# HELP natter_errors_total ERROR lines sent, by code.");
         let _ = writeln!(out, "# TYPE natter_errors_total counter");
         for (code, n) in ErrorCode::ALL.iter().zip(self.errors.iter()) {

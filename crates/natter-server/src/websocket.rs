@@ -104,6 +104,11 @@ pub async fn run(socket: WebSocket, st: WebState) {
                 } else if session.on_line(line) == Flow::Close {
                     return End::Close;
                 }
+                if session.waiting()
+                    && std::future::poll_fn(|cx| session.poll_resume(cx)).await == Flow::Close
+                {
+                    return End::Close;
+                }
             }
             session.end_of_input();
             if let Some(t) = &mut throttle

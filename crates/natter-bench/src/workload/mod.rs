@@ -34,9 +34,10 @@ pub const MAX_RUN: Duration = Duration::from_secs(3600);
 /// Options every workload takes.
 #[derive(Debug, Clone, Args)]
 pub struct Common {
-    /// Server address, `host:port`; must resolve to loopback only.
-    #[arg(long, short, default_value = "127.0.0.1:8090")]
-    pub target: String,
+    /// Server address, `host:port`; must resolve to loopback only. Several, comma-separated
+    /// or repeated (the nodes of a cluster), spread the clients over them in turn.
+    #[arg(long, short, default_value = "127.0.0.1:8090", value_delimiter = ',')]
+    pub target: Vec<String>,
     /// Protocol the clients speak.
     #[arg(long, value_enum, default_value_t = Dialect::Natter)]
     pub proto: Dialect,
@@ -111,8 +112,8 @@ pub struct Messaging {
 pub struct Ctx {
     /// The options.
     pub common: Common,
-    /// The resolved loopback address.
-    pub addr: SocketAddr,
+    /// The resolved loopback addresses; client `i` connects to the `i % len`th.
+    pub addrs: Vec<SocketAddr>,
     /// The name prefix.
     pub prefix: String,
     /// TLS settings, when clients connect over TLS.
@@ -122,9 +123,17 @@ pub struct Ctx {
 impl Ctx {
     /// Resolves the target (refusing non-loopback addresses) and raises the fd limit.
     pub async fn new(common: Common) -> Result<Self, String> {
-        let addr = resolve_loopback(&common.target)
-            .await
-            .map_err(|e| format!("target {}: {e}", common.target))?;
+        let mut addrs = Vec::new();
+        for t in &common.target {
+            addrs.push(
+                resolve_loopback(t)
+                    .await
+                    .map_err(|e| format!("target {t}: {e}"))?,
+            );
+        }
+        if addrs.is_empty() {
+            return Err("no target".into());
+        }
         if common.transport == Transport::Ws && common.proto == Dialect::Irc {
             return Err(
                 "--transport ws carries natter's line protocol only; IRC is spoken over tcp".into(),
@@ -134,7 +143,7 @@ impl Ctx {
             let name = common
                 .tls_name
                 .as_deref()
-                .unwrap_or_else(|| host_of(&common.target));
+                .unwrap_or_else(|| host_of(&common.target[0]));
             Some(Tls::new(common.tls_ca.as_deref(), name).map_err(|e| format!("--tls: {e}"))?)
         } else {
             None
@@ -149,10 +158,15 @@ impl Ctx {
         });
         Ok(Self {
             common,
-            addr,
+            addrs,
             prefix,
             tls,
         })
+    }
+
+    /// The address client `i` connects to.
+    pub fn addr(&self, i: usize) -> SocketAddr {
+        self.addrs[i % self.addrs.len()]
     }
 
     /// The name of client `i`.
@@ -173,7 +187,8 @@ impl Ctx {
         m.insert("workload".into(), json!(workload));
         m.insert("label".into(), json!(self.common.label));
         m.insert("scenario".into(), json!(self.common.scenario));
-        m.insert("target".into(), json!(self.addr.to_string()));
+        let targets: Vec<String> = self.addrs.iter().map(ToString::to_string).collect();
+        m.insert("target".into(), json!(targets.join(",")));
         m.insert("proto".into(), json!(self.common.proto));
         m.insert("transport".into(), json!(self.common.transport));
         m.insert("tls".into(), json!(self.tls.is_some()));
@@ -244,7 +259,7 @@ pub fn launch(
             );
             let (sh, phase, room, tls) = (sh.clone(), phase.clone(), room.clone(), ctx.tls.clone());
             let (addr, transport, dialect, name) = (
-                ctx.addr,
+                ctx.addr(i),
                 ctx.common.transport,
                 ctx.common.proto,
                 ctx.name(i),

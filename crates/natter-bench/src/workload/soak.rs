@@ -326,7 +326,7 @@ impl Churn {
     ) -> JoinHandle<ConnReport> {
         let (me, sh, phase, tls) = (self.clone(), sh.clone(), phase.clone(), ctx.tls.clone());
         let (addr, transport, dialect, name) = (
-            ctx.addr,
+            ctx.addr(i),
             ctx.common.transport,
             ctx.common.proto,
             ctx.name(i),
