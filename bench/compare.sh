@@ -14,8 +14,9 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 # Targets, in the order they run within each round. Each has a row in target_info below;
-# natter-irc is natter's IRC side, on the same port (natter tells the protocols apart).
-: "${TARGETS:=ngircd inspircd hybrid natter natter-irc}"
+# natter-irc is natter's IRC side and natter-ws its WebSocket side (the line protocol, one
+# line a message, at /ws), on the same port (natter tells the protocols apart).
+: "${TARGETS:=ngircd inspircd hybrid natter natter-irc natter-ws}"
 : "${REPEATS:=3}"                 # rounds; every round runs every scenario on every target
 : "${WARMUP:=1}"                  # seconds of warm-up before each measured window
 : "${DURATION:=3}"                # seconds of each measured window
@@ -25,7 +26,7 @@ ROOT=$PWD
 : "${RATE_CLIENTS:=100}"          # fan-out at a fixed rate: clients, and msg/s per sender
 : "${RATE:=10}"
 : "${DM_PAIRS:=50}"
-: "${IDLE_CLIENTS:=5000}"         # connect: idle registered clients (RSS per connection)
+: "${IDLE_CLIENTS:=10000}"        # connect: idle registered clients (RSS per connection)
 : "${MAX_CLIENTS:=19000}"         # most clients at once, with one broadcast (0: skip)
 : "${SOAK_DURATION:=10}"          # soak: seconds (0: skip)
 : "${PARALLEL:=256}"              # registrations in flight while connecting clients
@@ -93,9 +94,12 @@ build() {
 # (registrations in flight while connecting).
 target_info() {
     PAR=$PARALLEL
+    TRANSPORT=tcp
     case "$1" in
         natter)     PORT=$BASE_PORT;         PROTO=natter; START=start_natter ;;
         natter-irc) PORT=$BASE_PORT;         PROTO=irc;    START=start_natter ;;
+        natter-ws)  PORT=$BASE_PORT;         PROTO=natter; START=start_natter
+                    TRANSPORT=ws ;;
         ngircd)     PORT=$((BASE_PORT + 1)); PROTO=irc;    START=start_ngircd
                     PAR=$NGIRCD_PARALLEL ;;
         inspircd)   PORT=$((BASE_PORT + 2)); PROTO=irc;    START=start_inspircd ;;
@@ -209,7 +213,7 @@ bench() { # bench TARGET SCENARIO WORKLOAD ARGS...
     log "$scenario on $target"
     local out
     if out=$(timeout 600 "$CARGO_TARGET_DIR/release/natter-bench" "$workload" \
-        --target "127.0.0.1:$PORT" --proto "$PROTO" --label "$target" \
+        --target "127.0.0.1:$PORT" --proto "$PROTO" --transport "$TRANSPORT" --label "$target" \
         --scenario "$scenario" --server-pid "$SERVER_PID" --parallel "$PAR" "$@" \
         2>>"$LOG"); then
         echo "$out" >> "$RUNS"
