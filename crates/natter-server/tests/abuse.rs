@@ -8,8 +8,6 @@
 //! The cases run one at a time (see [`SERIAL`]): two of them measure the memory of this
 //! process, which the server shares, and the timing checks of the flood case should not
 //! compete with a storm of 500 clients on a two-core machine.
-//!
-//! An ignored test describes a known gap (listed in SECURITY.md) and the behaviour wanted.
 
 mod common;
 
