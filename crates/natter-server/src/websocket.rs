@@ -53,6 +53,10 @@ pub async fn run(socket: WebSocket, st: WebState) {
             if let Err(end) = send_all(&mut sink, &mut batch, &stats, cfg.write_stall).await {
                 return end;
             }
+            if batch.capacity() > KEEP_BATCH {
+                // A burst (a crowd arriving) must not leave its capacity in every idle client.
+                batch = VecDeque::new();
+            }
         }
     };
     let reader = async {
@@ -167,6 +171,9 @@ pub async fn run(socket: WebSocket, st: WebState) {
 }
 
 /// Sends every queued line as its own text frame, then flushes within `limit`.
+/// Queue capacity the writer keeps between batches; more is given back.
+const KEEP_BATCH: usize = 16;
+
 async fn send_all(
     sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
     batch: &mut VecDeque<Bytes>,
