@@ -832,32 +832,7 @@ impl Hub {
 
     /// Sends `text` from `id` to Everyone but the sender; returns how many got it.
     pub fn broadcast(&self, id: ClientId, text: &str, notice: bool) -> Result<usize, ErrorCode> {
-        let st = self.read();
-        let from = st.users.get(&id).ok_or(ErrorCode::NotRegistered)?;
-        if !from.in_everyone {
-            return Err(ErrorCode::NotInRoom);
-        }
-        let ev = self.lines(Event::Message {
-            from: from.who(),
-            text,
-            notice,
-        });
-        let n = st.everyone.send(&ev, Some(id));
-        self.stats.routed(n);
-        if !is_local(id) {
-            return Ok(n);
-        }
-        if self.relays {
-            self.backplane.publish(
-                Some(Op::Message {
-                    c: id,
-                    text: text.to_owned(),
-                    notice,
-                }),
-                None,
-            );
-        }
-        Ok(n + st.everyone.ghosts)
+        self.broadcast_texts(id, std::iter::once(text), notice)
     }
 
     /// Sends several MESSAGEs from `id` to everyone, in order, as one buffer per recipient;
@@ -866,6 +841,15 @@ impl Hub {
         &self,
         id: ClientId,
         texts: impl Iterator<Item = &'t str>,
+    ) -> Result<usize, ErrorCode> {
+        self.broadcast_texts(id, texts, false)
+    }
+
+    fn broadcast_texts<'t>(
+        &self,
+        id: ClientId,
+        texts: impl Iterator<Item = &'t str>,
+        notice: bool,
     ) -> Result<usize, ErrorCode> {
         let st = self.read();
         let from = st.users.get(&id).ok_or(ErrorCode::NotRegistered)?;
@@ -879,7 +863,7 @@ impl Hub {
                 self.lines(Event::Message {
                     from: from.who(),
                     text,
-                    notice: false,
+                    notice,
                 })
             })
             .collect();
@@ -899,13 +883,24 @@ impl Hub {
                     Some(Op::Message {
                         c: id,
                         text: text.to_owned(),
-                        notice: false,
+                        notice,
                     }),
                     None,
                 );
             }
         }
         Ok(n + st.everyone.ghosts)
+    }
+
+    /// Sends `text` from `id` to the user named `to` (ignoring case).
+    pub fn direct(
+        &self,
+        id: ClientId,
+        to: &str,
+        text: &str,
+        notice: bool,
+    ) -> Result<DmTarget, ErrorCode> {
+        self.direct_texts(id, to, std::iter::once(text), notice)
     }
 
     /// Sends several DMs from `id` to the user named `to` (ignoring case), in order, as one
@@ -915,6 +910,16 @@ impl Hub {
         id: ClientId,
         to: &str,
         texts: impl Iterator<Item = &'t str>,
+    ) -> Result<DmTarget, ErrorCode> {
+        self.direct_texts(id, to, texts, false)
+    }
+
+    fn direct_texts<'t>(
+        &self,
+        id: ClientId,
+        to: &str,
+        texts: impl Iterator<Item = &'t str>,
+        notice: bool,
     ) -> Result<DmTarget, ErrorCode> {
         let st = self.read();
         let from = st.users.get(&id).ok_or(ErrorCode::NotRegistered)?;
@@ -934,7 +939,7 @@ impl Hub {
                     from: from.who(),
                     to: &target.name,
                     text,
-                    notice: false,
+                    notice,
                 })
             })
             .collect();
@@ -959,64 +964,13 @@ impl Hub {
                         node: node.to_string(),
                         to,
                         text: (*text).to_owned(),
-                        notice: false,
+                        notice,
                     }),
                     None,
                 );
             }
         }
         self.stats.routed(events.len());
-        Ok(DmTarget {
-            name: target.name.clone(),
-            away: target.away.clone(),
-        })
-    }
-
-    /// Sends `text` from `id` to the user named `to` (ignoring case).
-    pub fn direct(
-        &self,
-        id: ClientId,
-        to: &str,
-        text: &str,
-        notice: bool,
-    ) -> Result<DmTarget, ErrorCode> {
-        let st = self.read();
-        let from = st.users.get(&id).ok_or(ErrorCode::NotRegistered)?;
-        let target = st
-            .names
-            .get(&name::fold(to))
-            .and_then(|id| st.users.get(id))
-            .ok_or(ErrorCode::NoSuchUser)?;
-        if std::ptr::eq(from, target) {
-            return Err(ErrorCode::CannotDmSelf);
-        }
-        let ev = self.lines(Event::Dm {
-            from: from.who(),
-            to: &target.name,
-            text,
-            notice,
-        });
-        if let Some(b) = ev.get(target.flavor) {
-            target.outbox.push(b.clone());
-        } else if self.relays
-            && is_local(id)
-            && let Some(&(ref node, to)) = st
-                .names
-                .get(&name::fold(to))
-                .and_then(|t| st.ghost_of.get(t))
-        {
-            self.backplane.publish(
-                Some(Op::Dm {
-                    c: id,
-                    node: node.to_string(),
-                    to,
-                    text: text.to_owned(),
-                    notice,
-                }),
-                None,
-            );
-        }
-        self.stats.routed(1);
         Ok(DmTarget {
             name: target.name.clone(),
             away: target.away.clone(),
