@@ -2,54 +2,22 @@
 //! known number of messages must give exactly that many deliveries; against a fake server
 //! that duplicates, reorders and drops, each fault must be counted.
 
-use clap::Parser;
-use natter_bench::{Cli, Outcome};
+mod common;
+
+use common::{bench, n};
+use natter_bench::Outcome;
 use serde_json::Value;
-use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
-
-/// The longest a test may take before it fails instead of hanging.
-const LIMIT: Duration = Duration::from_secs(60);
-
-async fn bench(args: &[&str]) -> Result<Outcome, String> {
-    let cli = Cli::try_parse_from(std::iter::once("natter-bench").chain(args.iter().copied()))
-        .expect("valid arguments");
-    tokio::time::timeout(LIMIT, natter_bench::run(cli.workload))
-        .await
-        .expect("the benchmark finished in time")
-}
+use tokio::sync::mpsc;
 
 fn results(o: &Outcome) -> &Value {
     &o.json["results"]
 }
 
-fn n(v: &Value, key: &str) -> u64 {
-    v[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{key} missing in {v}"))
-}
-
-/// A natter server on 127.0.0.1:0 in this process; dropping the sender stops it.
-async fn natter() -> (String, oneshot::Sender<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let (stop, stopped) = oneshot::channel::<()>();
-    // As in the benchmarks: flood control off and loopback exempt from per-address limits,
-    // the way the IRC peers are run with their throttles relaxed.
-    let mut config = natter_server::Config::default();
-    config.policy.flood = None;
-    config.policy.exempt_loopback = true;
-    tokio::spawn(natter_server::run(listener, config, async {
-        let _ = stopped.await;
-    }));
-    (addr, stop)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fanout_counts_every_delivery_exactly_once() {
-    let (addr, _stop) = natter().await;
+    let (addr, _stop) = common::natter(false).await;
     let o = bench(&[
         "fanout", "-t", &addr, "-c", "20", "-s", "4", "--count", "200", "-w", "16", "--warmup",
         "0.1", "-d", "0.5", "--settle", "0.1",
@@ -67,7 +35,7 @@ async fn fanout_counts_every_delivery_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn room_fanout_and_dms_count_exactly() {
-    let (addr, _stop) = natter().await;
+    let (addr, _stop) = common::natter(false).await;
     let o = bench(&[
         "fanout", "-t", &addr, "-c", "10", "-s", "2", "--count", "50", "--room", "#bench",
         "--warmup", "0", "-d", "0.3", "--settle", "0.1",
@@ -94,7 +62,7 @@ async fn room_fanout_and_dms_count_exactly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_counts_registrations_and_one_broadcast() {
-    let (addr, _stop) = natter().await;
+    let (addr, _stop) = common::natter(false).await;
     let pid = std::process::id().to_string();
     let o = bench(&[
         "connect",

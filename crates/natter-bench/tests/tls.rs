@@ -2,67 +2,19 @@
 //! test certificate, a known number of messages must give exactly that many deliveries, in
 //! both dialects; a certificate the bench does not trust must fail the run, not hang it.
 
-use clap::Parser;
-use natter_bench::{Cli, Outcome};
+mod common;
+
+use common::{bench, fixture, n};
 use serde_json::Value;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
-/// The longest a test may take before it fails instead of hanging.
-const LIMIT: Duration = Duration::from_secs(60);
-
-/// A file of the server's TLS test material (see its README).
-fn fixture(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../natter-server/tests/tls")
-        .join(name)
-        .display()
-        .to_string()
+/// A natter server with TLS (certificate A, for `localhost`); dropping the sender stops it.
+async fn natter_tls() -> (String, tokio::sync::oneshot::Sender<()>) {
+    common::natter(true).await
 }
 
-async fn bench(args: &[&str]) -> Result<Outcome, String> {
-    let cli = Cli::try_parse_from(std::iter::once("natter-bench").chain(args.iter().copied()))
-        .expect("valid arguments");
-    tokio::time::timeout(LIMIT, natter_bench::run(cli.workload))
-        .await
-        .expect("the benchmark finished in time")
-}
-
-fn n(v: &Value, key: &str) -> u64 {
-    v[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{key} missing in {v}"))
-}
-
-/// A natter server with TLS (certificate A, for `localhost`) on 127.0.0.1:0 in this process;
-/// dropping the sender stops it.
-async fn natter_tls() -> (String, oneshot::Sender<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let tls = natter_server::tls::Tls::new(fixture("cert-a.pem"), fixture("key-a.pem")).unwrap();
-    let mut config = natter_server::Config::default();
-    config.policy.flood = None;
-    config.policy.exempt_loopback = true;
-    config.tls = Some(Arc::new(tls));
-    tokio::spawn(natter_server::run(listener, config, async {
-        let _ = stopped.await;
-    }));
-    (addr, stop)
-}
-
-fn assert_exact(o: &Outcome, sent: u64, delivered: u64) {
-    let r = &o.json["results"];
-    assert_eq!(o.json["tls"], true, "{}", o.json);
-    assert_eq!(n(r, "sent"), sent, "{r}");
-    assert_eq!(n(r, "expected"), delivered, "{r}");
-    assert_eq!(n(r, "delivered"), delivered, "{r}");
-    for zero in ["lost", "duplicates", "reordered", "errors", "closed"] {
-        assert_eq!(n(r, zero), 0, "{zero}: {r}");
-    }
+/// The report is over TLS and counts exactly.
+fn assert_exact(o: &natter_bench::Outcome, sent: u64, delivered: u64) {
+    common::assert_exact(o, ("tls", Value::from(true)), sent, delivered);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,7 +43,7 @@ async fn fanout_over_tls_counts_every_delivery_exactly_once() {
         "--warmup",
         "0.1",
         "-d",
-        "0.5",
+        "3",
         "--settle",
         "0.1",
     ])
@@ -124,7 +76,7 @@ async fn irc_fanout_and_dms_over_tls_count_exactly() {
         "--warmup",
         "0",
         "-d",
-        "0.3",
+        "3",
         "--settle",
         "0.2",
     ])
@@ -147,7 +99,7 @@ async fn irc_fanout_and_dms_over_tls_count_exactly() {
         "--warmup",
         "0",
         "-d",
-        "0.3",
+        "3",
         "--settle",
         "0.1",
     ])
