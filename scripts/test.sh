@@ -14,6 +14,8 @@ needs=(
   "npm:npm"
   "redis-server:redis-server"                                    # the cluster tests' backplane
   "redis-cli:redis-tools"
+  "make:make"                                                    # builds jemalloc (natter-server)
+  "cc:gcc"
 )
 
 missing=()
