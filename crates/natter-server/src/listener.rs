@@ -13,15 +13,45 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket, ToSocketAddrs};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
+
+/// Connections the kernel may queue for accepting (it caps this at `net.core.somaxconn`). The
+/// standard library's 128 overflows when a crowd connects at once, and each SYN dropped then
+/// costs its client a second, TCP's first retransmission timeout.
+const BACKLOG: u32 = 4096;
+
+/// Binds a listening socket like `TcpListener::bind` (the first address `addr` resolves to that
+/// can be bound), with a backlog fit for a crowd arriving.
+pub async fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        match bind_one(a) {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last
+        .unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to listen on")))
+}
+
+fn bind_one(a: SocketAddr) -> io::Result<TcpListener> {
+    let s = if a.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    s.set_reuseaddr(true)?;
+    s.bind(a)?;
+    s.listen(BACKLOG)
+}
 
 /// A bound socket and the protocol to assume for clients that do not announce one.
 #[derive(Debug)]

@@ -6,7 +6,6 @@ use natter_server::connection::Assume;
 use natter_server::settings::Settings;
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use tokio::net::TcpListener;
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
@@ -69,7 +68,7 @@ async fn main() -> std::io::Result<()> {
     );
 
     let shutdown = shutdown_signal()?;
-    let listener = TcpListener::bind((host, port)).await?;
+    let listener = natter_server::listener::bind((host, port)).await?;
     let addr = listener.local_addr()?;
     info!(
         %addr,
@@ -90,7 +89,7 @@ async fn main() -> std::io::Result<()> {
         (&settings.tls, Assume::Tls, "TLS clients"),
     ] {
         for a in addrs {
-            let socket = TcpListener::bind(a.as_str()).await?;
+            let socket = natter_server::listener::bind(a.as_str()).await?;
             info!(addr = %socket.local_addr()?, "{what} welcome on {a} too");
             listeners.push(Listener { socket, assume });
         }
