@@ -191,13 +191,16 @@ impl Render for Lines<'_> {
 pub struct Batch<'l, 'a> {
     /// The events, in order.
     events: &'l [Lines<'a>],
-    /// One buffer per flavor, once rendered (as in [`Lines`]).
-    native: OnceCell<Option<Bytes>>,
+    /// One buffer per flavor, once rendered (as in [`Lines`]), with where each event ends.
+    native: OnceCell<Option<Rendered>>,
     /// IRC without tags.
-    irc_plain: OnceCell<Option<Bytes>>,
+    irc_plain: OnceCell<Option<Rendered>>,
     /// IRC with a `time` tag.
-    irc_time: OnceCell<Option<Bytes>>,
+    irc_time: OnceCell<Option<Rendered>>,
 }
+
+/// A batch rendered for one flavor: the bytes, and the offset where each event's lines end.
+type Rendered = (Bytes, Vec<usize>);
 
 impl<'l, 'a> Batch<'l, 'a> {
     /// Wraps the events; nothing is rendered yet.
@@ -209,10 +212,10 @@ impl<'l, 'a> Batch<'l, 'a> {
             irc_time: OnceCell::new(),
         }
     }
-}
 
-impl Render for Batch<'_, '_> {
-    fn get(&self, flavor: Flavor) -> Option<&Bytes> {
+    /// The bytes for a recipient of `flavor`, and where in them each event's lines end, so
+    /// that a recipient may be given only the lines after an event (`bytes.slice(end..)`).
+    pub fn get_with_ends(&self, flavor: Flavor) -> Option<(&Bytes, &[usize])> {
         let cell = match flavor {
             Flavor::Native => &self.native,
             Flavor::Irc { time: false } => &self.irc_plain,
@@ -222,14 +225,23 @@ impl Render for Batch<'_, '_> {
         };
         cell.get_or_init(|| {
             let mut out = bytes::BytesMut::new();
+            let mut ends = Vec::with_capacity(self.events.len());
             for e in self.events {
                 if let Some(b) = e.get(flavor) {
                     out.extend_from_slice(b);
                 }
+                ends.push(out.len());
             }
-            (!out.is_empty()).then(|| out.freeze())
+            (!out.is_empty()).then(|| (out.freeze(), ends))
         })
         .as_ref()
+        .map(|(b, ends)| (b, &ends[..]))
+    }
+}
+
+impl Render for Batch<'_, '_> {
+    fn get(&self, flavor: Flavor) -> Option<&Bytes> {
+        self.get_with_ends(flavor).map(|(b, _)| b)
     }
 }
 

@@ -13,21 +13,29 @@
 //! bytes, so a delivery costs the same in a busy room as in Everyone.
 //!
 //! Membership events are pushed while the write lock is held, so every client sees membership
-//! change in one global order, consistent with the messages around it.
+//! change in one global order, consistent with the messages around it. The one exception is
+//! arrivals: a new native user's `ONLINE` is gathered with the arrivals that follow it and
+//! pushed as one buffer per member ([`Hub::announce_arrivals`]), before anything else the hub
+//! or a session pushes, so that order is kept while a crowd arriving costs each member one
+//! queued buffer per gathering instead of one line per arrival.
 //!
 //! IRC users take part in Everyone through a channel (`IrcNames::everyone`) that they may
 //! leave; natives are always in Everyone. IRC users see presence only for people they share a
 //! channel with, as IRC clients expect.
 
 use crate::backplane::{Backplane, Local, Op};
-use crate::event::{Event, Flavor, IrcNames, Lines, Render, Who};
+use crate::event::{Batch, Event, Flavor, IrcNames, Lines, Render, Who};
 use crate::outbox::Outbox;
 use crate::stats::Stats;
 use bytes::Bytes;
 use natter_proto::{ErrorCode, name, room as room_name};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// Identifies one connection for the life of the server.
 pub type ClientId = u64;
@@ -87,7 +95,29 @@ pub struct Hub {
     relays: bool,
     /// The outbox every ghost shares; nothing is ever pushed to it.
     ghost_outbox: Arc<Outbox>,
+    /// Arrivals not yet announced. Locked after the state lock, before any outbox.
+    arrivals: Mutex<Arrivals>,
+    /// Whether `arrivals` holds any; set and cleared under the state lock, which orders it,
+    /// so the common case costs one load.
+    arriving: AtomicBool,
+    /// Woken by the first arrival of a gathering, for [`Hub::announce_arrivals_until`].
+    arrived: Notify,
 }
+
+/// New native users whose `ONLINE` has not been pushed yet.
+#[derive(Debug, Default)]
+struct Arrivals {
+    /// Everyone's size before the first of them. Their own seats follow in arrival order,
+    /// since everything else that changes Everyone announces the arrivals first.
+    base: usize,
+    /// The arrivals, in the order they registered.
+    ids: Vec<ClientId>,
+}
+
+/// How long arrivals may wait to be gathered while a crowd is arriving. A lone arrival is
+/// announced at once; after that, announcements come at most this often, so ten thousand
+/// clients arriving cost each member a few hundred writes instead of ten thousand.
+const GATHER_ARRIVALS: Duration = Duration::from_millis(10);
 
 #[derive(Debug, Default)]
 struct State {
@@ -368,6 +398,9 @@ impl Hub {
             backplane: Arc::new(Local),
             relays: false,
             ghost_outbox: Arc::new(Outbox::new(0)),
+            arrivals: Mutex::default(),
+            arriving: AtomicBool::new(false),
+            arrived: Notify::new(),
         }
     }
 
@@ -398,23 +431,105 @@ impl Hub {
         &self.limits
     }
 
+    /// The state for reading, with every arrival announced: whatever the caller pushes then
+    /// comes after the `ONLINE`s of the users it can see.
     fn read(&self) -> RwLockReadGuard<'_, State> {
         // Nothing that holds this lock can panic halfway through a change (pushes cannot
         // panic), so a poisoned lock still holds consistent state.
-        self.state.read().unwrap_or_else(|e| e.into_inner())
+        let st = self.state.read().unwrap_or_else(|e| e.into_inner());
+        self.push_arrivals(&st);
+        st
     }
 
+    /// The state for writing, with every arrival announced first.
     fn write(&self) -> RwLockWriteGuard<'_, State> {
+        let st = self.write_gathering();
+        self.push_arrivals(&st);
+        st
+    }
+
+    /// The state for writing, arrivals left waiting: only for gathering another one.
+    fn write_gathering(&self) -> RwLockWriteGuard<'_, State> {
         self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Pushes the gathered arrivals' `ONLINE`s, if any, before anything else is pushed: the
+    /// hub calls it under its lock, sessions before each answer.
+    pub fn announce_arrivals(&self) {
+        if self.arriving.load(Ordering::Acquire) {
+            drop(self.read());
+        }
+    }
+
+    /// Announces gathered arrivals as they come, until `stop`: at once when there were none
+    /// for a while, else at most every [`GATHER_ARRIVALS`].
+    pub async fn announce_arrivals_until(self: Arc<Self>, stop: CancellationToken) {
+        let mut last = Instant::now();
+        loop {
+            tokio::select! {
+                () = self.arrived.notified() => {}
+                () = stop.cancelled() => return,
+            }
+            // Lets the arrivals already on their way (connections ready to run) join this one.
+            tokio::task::yield_now().await;
+            tokio::time::sleep_until(last + GATHER_ARRIVALS).await;
+            self.announce_arrivals();
+            last = Instant::now();
+        }
+    }
+
+    /// Pushes each member the `ONLINE`s of the arrivals since it sat down, as one buffer per
+    /// flavor, sliced for the arrivals themselves.
+    fn push_arrivals(&self, st: &State) {
+        if !self.arriving.load(Ordering::Acquire) {
+            return;
+        }
+        // Held while pushing, so a concurrent reader cannot push past an announcement.
+        let mut a = self.arrivals.lock().unwrap_or_else(|e| e.into_inner());
+        if a.ids.is_empty() {
+            return;
+        }
+        let events: Vec<Lines<'_>> = a
+            .ids
+            .iter()
+            .filter_map(|id| st.users.get(id))
+            .map(|u| {
+                self.lines(Event::Online {
+                    who: u.who(),
+                    in_everyone: true,
+                })
+            })
+            .collect();
+        let batch = Batch::new(&events);
+        for (i, seat) in st.everyone.seats.iter().enumerate() {
+            let Some((bytes, ends)) = batch.get_with_ends(seat.flavor) else {
+                continue;
+            };
+            // An arrival hears only of those after it; everyone else of all of them.
+            let from = match i.checked_sub(a.base) {
+                None => 0,
+                Some(j) => match ends.get(j) {
+                    Some(&end) => end,
+                    None => continue,
+                },
+            };
+            if from < bytes.len() {
+                seat.outbox.push(bytes.slice(from..));
+            }
+        }
+        a.ids.clear();
+        self.arriving.store(false, Ordering::Release);
     }
 
     fn lines<'a>(&'a self, e: Event<'a>) -> Lines<'a> {
         Lines::new(e, &self.irc)
     }
 
-    /// Marks the hub as shutting down (see the `closing` field).
+    /// Marks the hub as shutting down (see the `closing` field); arrivals still waiting are
+    /// announced, so they precede the goodbyes.
     pub fn close(&self) {
         self.closing.store(true, Ordering::Relaxed);
+        self.announce_arrivals();
     }
 
     fn is_everyone(&self, room: &str) -> bool {
@@ -490,8 +605,17 @@ impl Hub {
         claimed: bool,
     ) -> Result<(Registered, Arc<str>), ErrorCode> {
         let key = name::fold(name);
-        let mut guard = self.write();
+        let mut guard = self.write_gathering();
         let st = &mut *guard;
+        // Only a new native user's arrival can wait to be announced; every other outcome
+        // (a rename, a clash, a ghost evicted) is pushed at once, after those waiting.
+        let gather = flavor == Flavor::Native
+            && is_local(id)
+            && !st.users.contains_key(&id)
+            && !st.names.contains_key(&key);
+        if !gather {
+            self.push_arrivals(st);
+        }
         let answer = |name: &str| {
             if let Some(a) = answer {
                 outbox.push(a(name));
@@ -543,22 +667,33 @@ impl Hub {
                 None,
             );
         }
-        self.insert_user(st, id, key, user);
+        self.insert_user(st, id, key, user, gather);
         Ok((Registered::New, name))
     }
 
-    /// Adds a user (local or ghost) and announces it.
-    fn insert_user(&self, st: &mut State, id: ClientId, key: String, user: User) {
+    /// Adds a user (local or ghost) and announces it, or, if `gather`, has it announced with
+    /// the arrivals around it (see [`Hub::push_arrivals`]).
+    fn insert_user(&self, st: &mut State, id: ClientId, key: String, user: User, gather: bool) {
         st.joins += 1;
-        if user.in_everyone {
+        if gather && user.in_everyone {
+            let mut a = self.arrivals.lock().unwrap_or_else(|e| e.into_inner());
+            if a.ids.is_empty() {
+                a.base = st.everyone.len();
+                self.arriving.store(true, Ordering::Release);
+                self.arrived.notify_one();
+            }
+            a.ids.push(id);
             st.everyone.insert(user.seat(id, false, st.joins));
+        } else {
+            if user.in_everyone {
+                st.everyone.insert(user.seat(id, false, st.joins));
+            }
+            let ev = self.lines(Event::Online {
+                who: user.who(),
+                in_everyone: user.in_everyone,
+            });
+            st.everyone.send(&ev, Some(id));
         }
-        let ev = self.lines(Event::Online {
-            who: user.who(),
-            in_everyone: user.in_everyone,
-        });
-        st.everyone.send(&ev, Some(id));
-        drop(ev);
         st.names.insert(key, id);
         st.users.insert(id, user);
         self.stats.set_registered(st.users.len());
@@ -1834,7 +1969,7 @@ impl Hub {
                 };
                 st.ghosts.insert(k.clone(), id);
                 st.ghost_of.insert(id, k);
-                self.insert_user(st, id, key, user);
+                self.insert_user(st, id, key, user, false);
                 id
             }
         };
@@ -1981,6 +2116,38 @@ mod tests {
             irc: false,
             everyone: true,
         }
+    }
+
+    #[test]
+    fn arrivals_are_gathered_and_announced_before_anything_else() {
+        let names = IrcNames {
+            server: "natter".into(),
+            everyone: "#everyone".into(),
+        };
+        let hub = Hub::new(Arc::new(Stats::default()), RoomLimits::default(), names);
+        let boxes: Vec<_> = (0..4).map(|_| Arc::new(Outbox::new(1 << 20))).collect();
+        for (id, name) in ["ann", "bob", "cy"].into_iter().enumerate() {
+            hub.register(id as u64, &boxes[id], name, Flavor::Native, None, None)
+                .unwrap();
+        }
+        // No announcer runs here: the arrivals wait for the next thing pushed.
+        assert!(drain(&boxes[0]).is_empty());
+        assert_eq!(hub.broadcast(1, "hi", false).unwrap(), 2);
+        // One buffer for both arrivals, then the message; each arrival hears of later ones.
+        assert_eq!(
+            drain(&boxes[0]),
+            ["ONLINE bob\nONLINE cy", "MESSAGE bob hi"]
+        );
+        assert_eq!(drain(&boxes[1]), ["ONLINE cy"]);
+        assert_eq!(drain(&boxes[2]), ["MESSAGE bob hi"]);
+
+        // A departure is not gathered: the arrival before it is announced first.
+        hub.register(3, &boxes[3], "dee", Flavor::Native, None, None)
+            .unwrap();
+        hub.leave(2, "gone");
+        assert_eq!(drain(&boxes[0]), ["ONLINE dee", "OFFLINE cy"]);
+        assert_eq!(drain(&boxes[1]), ["ONLINE dee", "OFFLINE cy"]);
+        assert_eq!(drain(&boxes[3]), ["OFFLINE cy"]);
     }
 
     #[test]

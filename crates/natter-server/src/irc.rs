@@ -206,6 +206,8 @@ impl IrcSession {
     }
 
     fn push(&self, b: Bytes) {
+        // As for native answers: after the arrivals the hub is still gathering.
+        self.hub.announce_arrivals();
         self.outbox.push(b);
     }
 

@@ -107,6 +107,7 @@ pub async fn run_all(
     };
     let hub = Arc::new(hub);
     let backplane_stop = CancellationToken::new();
+    tokio::spawn(hub.clone().announce_arrivals_until(backplane_stop.clone()));
     if let Some(redis) = &cluster {
         redis.start(hub.clone(), backplane_stop.clone());
     }

@@ -187,7 +187,9 @@ impl Session {
 
     fn reply(&self, line: Bytes) {
         // If this overflows, the client stopped reading its own replies; the connection task
-        // sees the overflow and disconnects it.
+        // sees the overflow and disconnects it. Arrivals the hub is still gathering are
+        // announced first, so no answer overtakes an ONLINE of a user already registered.
+        self.hub.announce_arrivals();
         self.outbox.push(line);
     }
 

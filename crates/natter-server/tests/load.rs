@@ -233,3 +233,104 @@ async fn a_client_that_never_reads_is_dropped_and_nobody_else_loses_anything() {
     }
     assert!(lines < EACH as usize, "the sloth got everything: {lines}");
 }
+
+/// What one client of a crowd heard: the ONLINEs before its LIST's answer, and the LIST.
+struct Heard {
+    name: String,
+    online: Vec<String>,
+    listed: Vec<String>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowd_arriving_at_once_hears_of_each_arrival_exactly_once() {
+    // The server gathers arrivals and announces them together; whatever the gathering, of
+    // any two users exactly the earlier one hears of the later, once, before any answer.
+    const N: usize = 300;
+    let s = TestServer::start().await;
+    let mut clients = Vec::with_capacity(N);
+    for _ in 0..N {
+        clients.push(s.client().await);
+    }
+    let mut set = JoinSet::new();
+    for (i, mut c) in clients.into_iter().enumerate() {
+        set.spawn(async move {
+            let name = format!("c{i}");
+            c.say(&format!("REGISTER {name}")).await;
+            // Nobody hears of others before its own registration.
+            assert_eq!(c.text().await, format!("OK REGISTER {name}"));
+            (name, c)
+        });
+    }
+    let mut registered = Vec::with_capacity(N);
+    while let Some(c) = set.join_next().await {
+        registered.push(c.unwrap());
+    }
+    let mut set = JoinSet::new();
+    for (name, mut c) in registered {
+        set.spawn(async move {
+            c.say("LIST").await;
+            let (mut online, mut listed) = (Vec::new(), Vec::new());
+            loop {
+                match c.line().await {
+                    ServerLine::Online { name } => {
+                        assert!(listed.is_empty(), "ONLINE {name} inside LIST's answer");
+                        online.push(name.into_owned());
+                    }
+                    ServerLine::User { name } => listed.push(name.into_owned()),
+                    ServerLine::Ok { verb, .. } if verb == "LIST" => break,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            (
+                Heard {
+                    name,
+                    online,
+                    listed,
+                },
+                c,
+            )
+        });
+    }
+    let mut heard = Vec::with_capacity(N);
+    let mut keep = Vec::with_capacity(N);
+    while let Some(r) = set.join_next().await {
+        let (h, c) = r.unwrap();
+        heard.push(h);
+        keep.push(c);
+    }
+    let mut told: HashMap<(&str, &str), usize> = HashMap::new();
+    for h in &heard {
+        assert_eq!(
+            h.listed.len(),
+            N,
+            "{} listed {} users",
+            h.name,
+            h.listed.len()
+        );
+        for other in &h.online {
+            assert_ne!(other, &h.name, "{} heard of its own arrival", h.name);
+            *told.entry((h.name.as_str(), other.as_str())).or_default() += 1;
+        }
+    }
+    for (i, a) in heard.iter().enumerate() {
+        for b in &heard[i + 1..] {
+            let ab = told
+                .get(&(a.name.as_str(), b.name.as_str()))
+                .copied()
+                .unwrap_or(0);
+            let ba = told
+                .get(&(b.name.as_str(), a.name.as_str()))
+                .copied()
+                .unwrap_or(0);
+            assert_eq!(
+                ab + ba,
+                1,
+                "{} heard of {} {ab} times, and {} of {} {ba} times",
+                a.name,
+                b.name,
+                b.name,
+                a.name
+            );
+        }
+    }
+}
