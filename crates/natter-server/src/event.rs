@@ -28,13 +28,24 @@ pub enum Flavor {
     Remote,
 }
 
-/// How a user appears in events: the natter name and the IRC source `nick!user@host`.
+/// Host part of every IRC source mask: users' addresses are nobody else's business.
+pub const MASK_HOST: &str = "natter";
+
+/// How a user appears in events: the natter name, and the IRC user name its mask shows.
 #[derive(Debug, Clone, Copy)]
 pub struct Who<'a> {
     /// The user's name.
     pub name: &'a str,
-    /// The user's IRC source mask.
-    pub mask: &'a str,
+    /// The user's IRC user name (`ident`; a native's is its name).
+    pub ident: &'a str,
+}
+
+impl Who<'_> {
+    /// The IRC source mask, `name!ident@natter`. Made when an event is rendered for IRC
+    /// (once per event), so that no user has to keep one.
+    pub fn mask(&self) -> String {
+        format!("{}!{}@{MASK_HOST}", self.name, self.ident)
+    }
 }
 
 /// Names the IRC side needs to render events; fixed for the life of the server.
@@ -340,37 +351,40 @@ fn native(e: &Event<'_>) -> Option<Bytes> {
 
 fn irc(e: &Event<'_>, names: &IrcNames, at: Option<SystemTime>) -> Option<Bytes> {
     let verb = |notice: bool| if notice { "NOTICE" } else { "PRIVMSG" };
-    let (source, cmd, args): (&str, &str, Vec<&str>) = match *e {
+    let m = |who: Who<'_>| Cow::Owned(who.mask());
+    let (source, cmd, args): (Cow<'_, str>, &str, Vec<&str>) = match *e {
         Event::Message { from, text, notice } => {
-            return Some(irc_text(at, from.mask, verb(notice), &names.everyone, text));
+            return Some(irc_text(
+                at,
+                &from.mask(),
+                verb(notice),
+                &names.everyone,
+                text,
+            ));
         }
         Event::Dm {
             from,
             to,
             text,
             notice,
-        } => return Some(irc_text(at, from.mask, verb(notice), to, text)),
+        } => return Some(irc_text(at, &from.mask(), verb(notice), to, text)),
         Event::Say {
             room,
             from,
             text,
             notice,
-        } => return Some(irc_text(at, from.mask, verb(notice), room, text)),
+        } => return Some(irc_text(at, &from.mask(), verb(notice), room, text)),
         Event::Online { who, in_everyone } => {
             if !in_everyone {
                 return None;
             }
-            (who.mask, "JOIN", vec![&names.everyone])
+            (m(who), "JOIN", vec![&names.everyone])
         }
-        Event::Offline { who, reason } => (who.mask, "QUIT", vec![reason]),
-        Event::Renamed { old, new } => (old.mask, "NICK", vec![new]),
-        Event::EveryoneMembership { who, joined: true } => {
-            (who.mask, "JOIN", vec![&names.everyone])
-        }
-        Event::EveryoneMembership { who, joined: false } => {
-            (who.mask, "PART", vec![&names.everyone])
-        }
-        Event::Joined { room, who } => (who.mask, "JOIN", vec![room]),
+        Event::Offline { who, reason } => (m(who), "QUIT", vec![reason]),
+        Event::Renamed { old, new } => (m(old), "NICK", vec![new]),
+        Event::EveryoneMembership { who, joined: true } => (m(who), "JOIN", vec![&names.everyone]),
+        Event::EveryoneMembership { who, joined: false } => (m(who), "PART", vec![&names.everyone]),
+        Event::Joined { room, who } => (m(who), "JOIN", vec![room]),
         Event::Parted {
             disconnect: true, ..
         } => return None,
@@ -378,9 +392,9 @@ fn irc(e: &Event<'_>, names: &IrcNames, at: Option<SystemTime>) -> Option<Bytes>
             room, who, reason, ..
         } => {
             if reason.is_empty() {
-                (who.mask, "PART", vec![room])
+                (m(who), "PART", vec![room])
             } else {
-                (who.mask, "PART", vec![room, reason])
+                (m(who), "PART", vec![room, reason])
             }
         }
         Event::Kicked {
@@ -388,11 +402,13 @@ fn irc(e: &Event<'_>, names: &IrcNames, at: Option<SystemTime>) -> Option<Bytes>
             name,
             by,
             reason,
-        } => (by.mask, "KICK", vec![room, name, reason]),
-        Event::Topic { room, by, text } => (by.mask, "TOPIC", vec![room, text]),
-        Event::Operator { room, name } => (&names.server, "MODE", vec![room, "+o", name]),
+        } => (m(by), "KICK", vec![room, name, reason]),
+        Event::Topic { room, by, text } => (m(by), "TOPIC", vec![room, text]),
+        Event::Operator { room, name } => {
+            (Cow::Borrowed(&names.server), "MODE", vec![room, "+o", name])
+        }
     };
-    Some(irc_message(at, Some(source), cmd, &args))
+    Some(irc_message(at, Some(&source), cmd, &args))
 }
 
 /// A PRIVMSG or NOTICE, split into as many messages as IRC's 512-byte lines need: natter
@@ -509,7 +525,7 @@ mod tests {
         let n = names();
         let from = Who {
             name: "ann",
-            mask: "ann!ann@natter",
+            ident: "ann",
         };
         let l = Lines::new(
             Event::Say {
@@ -542,7 +558,7 @@ mod tests {
         let text = "é".repeat(2000);
         let from = Who {
             name: "ann",
-            mask: "ann!ann@natter",
+            ident: "ann",
         };
         let l = Lines::new(
             Event::Message {
@@ -575,7 +591,7 @@ mod tests {
         let n = names();
         let who = Who {
             name: "b",
-            mask: "b!b@natter",
+            ident: "b",
         };
         let gone = Lines::new(
             Event::Parted {

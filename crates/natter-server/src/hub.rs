@@ -24,7 +24,7 @@
 //! channel with, as IRC clients expect.
 
 use crate::backplane::{Backplane, Local, Op};
-use crate::event::{Batch, Event, Flavor, IrcNames, Lines, Render, Who};
+use crate::event::{Batch, Event, Flavor, IrcNames, Lines, MASK_HOST, Render, Who};
 use crate::outbox::Outbox;
 use crate::stats::Stats;
 use bytes::Bytes;
@@ -47,9 +47,6 @@ const GHOST: ClientId = 1 << 63;
 pub fn is_local(id: ClientId) -> bool {
     id & GHOST == 0
 }
-
-/// Host part of every IRC source mask: users' addresses are nobody else's business.
-const MASK_HOST: &str = "natter";
 
 /// Limits on rooms, all configurable.
 #[derive(Debug, Clone)]
@@ -124,7 +121,7 @@ struct State {
     /// Registered users by connection.
     users: HashMap<ClientId, User>,
     /// Registered users by folded name: the uniqueness of names.
-    names: HashMap<String, ClientId>,
+    names: HashMap<Arc<str>, ClientId>,
     /// Everyone: every native user and the IRC users in the everyone channel.
     everyone: Audience,
     /// Rooms by folded name.
@@ -156,10 +153,9 @@ struct Parked {
 struct User {
     /// The name as the user typed it (case kept).
     name: Arc<str>,
-    /// The IRC user name (`ident`), shown in masks and WHOIS.
+    /// The IRC user name (`ident`), shown in masks and WHOIS; a native's shares `name`'s
+    /// allocation.
     ident: Arc<str>,
-    /// The IRC source mask, `name!ident@host`.
-    mask: Arc<str>,
     /// Where lines for this user go.
     outbox: Arc<Outbox>,
     /// How this user wants lines written.
@@ -178,7 +174,7 @@ impl User {
     fn who(&self) -> Who<'_> {
         Who {
             name: &self.name,
-            mask: &self.mask,
+            ident: &self.ident,
         }
     }
 
@@ -190,6 +186,16 @@ impl User {
             op,
             since,
         }
+    }
+}
+
+/// The key of `name` in the index of names, `key` being its folded form: the name itself when
+/// it is folded already (as most are), so that the index costs no second copy.
+fn name_key(key: String, name: &Arc<str>) -> Arc<str> {
+    if key == **name {
+        name.clone()
+    } else {
+        Arc::from(key)
     }
 }
 
@@ -587,7 +593,7 @@ impl Hub {
         {
             return NameCheck::Local;
         }
-        match st.names.get(&key) {
+        match st.names.get(key.as_str()) {
             Some(&other) if other != id && is_local(other) => NameCheck::Taken,
             _ => NameCheck::Claim(key),
         }
@@ -612,7 +618,7 @@ impl Hub {
         let gather = flavor == Flavor::Native
             && is_local(id)
             && !st.users.contains_key(&id)
-            && !st.names.contains_key(&key);
+            && !st.names.contains_key(key.as_str());
         if !gather {
             self.push_arrivals(st);
         }
@@ -627,7 +633,7 @@ impl Hub {
             answer(name);
             return Ok((Registered::Unchanged, user.name.clone()));
         }
-        if let Some(&other) = st.names.get(&key)
+        if let Some(&other) = st.names.get(key.as_str())
             && other != id
         {
             if claimed && !is_local(other) {
@@ -645,7 +651,6 @@ impl Hub {
         let ident: Arc<str> = ident.map_or_else(|| name.clone(), Arc::from);
         let irc = matches!(flavor, Flavor::Irc { .. });
         let user = User {
-            mask: mask(&name, &ident),
             name: name.clone(),
             ident,
             outbox: outbox.clone(),
@@ -694,7 +699,7 @@ impl Hub {
             });
             st.everyone.send(&ev, Some(id));
         }
-        st.names.insert(key, id);
+        st.names.insert(name_key(key, &user.name), id);
         st.users.insert(id, user);
         self.stats.set_registered(st.users.len());
     }
@@ -713,21 +718,22 @@ impl Hub {
             unreachable!("rename of a registered user");
         };
         let old_name = std::mem::replace(&mut user.name, Arc::from(name));
-        if !user.irc {
+        let old_ident = if user.irc {
+            user.ident.clone()
+        } else {
             // Natives have no IRC user name of their own; theirs follows their name.
-            user.ident = user.name.clone();
-        }
-        let old_mask = std::mem::replace(&mut user.mask, mask(name, &user.ident));
+            std::mem::replace(&mut user.ident, user.name.clone())
+        };
         let old_key = name::fold(&old_name);
-        if st.names.get(&old_key) == Some(&id) {
-            st.names.remove(&old_key);
+        if st.names.get(old_key.as_str()) == Some(&id) {
+            st.names.remove(old_key.as_str());
         }
-        st.names.insert(key.clone(), id);
+        st.names.insert(name_key(key.clone(), &user.name), id);
         let user = &st.users[&id];
         let ev = self.lines(Event::Renamed {
             old: Who {
                 name: &old_name,
-                mask: &old_mask,
+                ident: &old_ident,
             },
             new: name,
         });
@@ -764,7 +770,7 @@ impl Hub {
         let key = name::fold(name);
         let mut guard = self.write();
         let st = &mut *guard;
-        if !st.users.contains_key(&id) || st.names.get(&key).is_some_and(|&o| o != id) {
+        if !st.users.contains_key(&id) || st.names.get(key.as_str()).is_some_and(|&o| o != id) {
             return false;
         }
         self.rename(st, id, name, key, true);
@@ -890,8 +896,8 @@ impl Hub {
             return;
         };
         let key = name::fold(&user.name);
-        if st.names.get(&key) == Some(&id) {
-            st.names.remove(&key);
+        if st.names.get(key.as_str()) == Some(&id) {
+            st.names.remove(key.as_str());
         }
         st.everyone.remove(id);
         if let Some(g) = st.ghost_of.remove(&id) {
@@ -1060,7 +1066,7 @@ impl Hub {
         let from = st.users.get(&id).ok_or(ErrorCode::NotRegistered)?;
         let target = st
             .names
-            .get(&name::fold(to))
+            .get(name::fold(to).as_str())
             .and_then(|id| st.users.get(id))
             .ok_or(ErrorCode::NoSuchUser)?;
         if std::ptr::eq(from, target) {
@@ -1089,7 +1095,7 @@ impl Hub {
             && is_local(id)
             && let Some(&(ref node, to)) = st
                 .names
-                .get(&name::fold(to))
+                .get(name::fold(to).as_str())
                 .and_then(|t| st.ghost_of.get(t))
         {
             for text in texts.iter() {
@@ -1116,7 +1122,7 @@ impl Hub {
     /// `outbox` while the lock is held, so it agrees with the presence events around it.
     pub fn answer_names(&self, outbox: &Outbox, render: impl FnOnce(&[&str]) -> Bytes) {
         let st = self.read();
-        let mut v: Vec<(&String, &ClientId)> = st.names.iter().collect();
+        let mut v: Vec<(&Arc<str>, &ClientId)> = st.names.iter().collect();
         v.sort_unstable();
         let names: Vec<&str> = v
             .into_iter()
@@ -1128,7 +1134,7 @@ impl Hub {
     /// A user's details, for WHOIS, USERHOST and ISON.
     pub fn user(&self, name: &str) -> Option<UserView> {
         let st = self.read();
-        let id = *st.names.get(&name::fold(name))?;
+        let id = *st.names.get(name::fold(name).as_str())?;
         let u = st.users.get(&id)?;
         let mut rooms: Vec<String> = u
             .rooms
@@ -1379,14 +1385,14 @@ impl Hub {
         let name = r.name.clone();
         let user = st.users.get_mut(&id).ok_or(ErrorCode::NotRegistered)?;
         user.rooms.retain(|k| *k != key);
-        let (who_name, who_mask) = (user.name.clone(), user.mask.clone());
+        let (who_name, who_ident) = (user.name.clone(), user.ident.clone());
         // The IRC user who parts sees its own PART, as IRC clients expect.
         if let Flavor::Irc { .. } = user.flavor {
             let own = self.lines(Event::Parted {
                 room: &name,
                 who: Who {
                     name: &who_name,
-                    mask: &who_mask,
+                    ident: &who_ident,
                 },
                 reason: reason.unwrap_or(""),
                 disconnect: false,
@@ -1395,7 +1401,7 @@ impl Hub {
         }
         let who = Who {
             name: &who_name,
-            mask: &who_mask,
+            ident: &who_ident,
         };
         self.depart(st, &key, id, who, reason.unwrap_or(""), false, false);
         if self.relays && is_local(id) {
@@ -1553,7 +1559,7 @@ impl Hub {
         }
         let target_id = *st
             .names
-            .get(&name::fold(target))
+            .get(name::fold(target).as_str())
             .ok_or(ErrorCode::NoSuchUser)?;
         if !r.members.contains(target_id) {
             return Err(ErrorCode::UserNotInRoom);
@@ -1608,7 +1614,7 @@ impl Hub {
         }
         let target_id = *st
             .names
-            .get(&name::fold(target))
+            .get(name::fold(target).as_str())
             .ok_or(ErrorCode::NoSuchUser)?;
         let seat = r
             .members
@@ -1728,7 +1734,7 @@ impl Hub {
                     return;
                 };
                 let key = name::fold(&name);
-                match st.names.get(&key) {
+                match st.names.get(key.as_str()) {
                     Some(&o) if o == id => {}
                     Some(&o) if !is_local(o) => self.evict_ghost(st, o),
                     Some(_) => {
@@ -1911,7 +1917,7 @@ impl Hub {
         let id = match st.ghosts.get(&k) {
             Some(&id) => {
                 if st.users.get(&id).is_some_and(|u| *u.name != *g.name) {
-                    match st.names.get(&key) {
+                    match st.names.get(key.as_str()) {
                         Some(&o) if o != id && is_local(o) => {
                             // Wait, parked under the new name, for the local holder to go.
                             self.remove_user(st, id, "renamed");
@@ -1934,7 +1940,7 @@ impl Hub {
                 id
             }
             None => {
-                match st.names.get(&key) {
+                match st.names.get(key.as_str()) {
                     Some(&o) if is_local(o) => {
                         st.parked.insert(
                             k,
@@ -1957,7 +1963,6 @@ impl Hub {
                 let name: Arc<str> = Arc::from(g.name.as_str());
                 let ident: Arc<str> = Arc::from(g.ident.as_str());
                 let user = User {
-                    mask: mask(&name, &ident),
                     name,
                     ident,
                     outbox: self.ghost_outbox.clone(),
@@ -1990,8 +1995,11 @@ impl Hub {
                     u.rooms.retain(|k2| k2 != key);
                 }
                 let Some(u) = st.users.get(&id) else { break };
-                let (n, m) = (u.name.clone(), u.mask.clone());
-                let who = Who { name: &n, mask: &m };
+                let (n, i) = (u.name.clone(), u.ident.clone());
+                let who = Who {
+                    name: &n,
+                    ident: &i,
+                };
                 self.depart(st, key, id, who, "", false, false);
             }
             for (room, op) in rooms {
@@ -2029,7 +2037,7 @@ impl Hub {
         let free: Vec<(Arc<str>, u64)> = st
             .parked
             .iter()
-            .filter(|(_, p)| !st.names.contains_key(&name::fold(&p.name)))
+            .filter(|(_, p)| !st.names.contains_key(name::fold(&p.name).as_str()))
             .map(|(k, _)| k.clone())
             .collect();
         for k in free {
