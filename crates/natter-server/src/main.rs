@@ -35,8 +35,7 @@ struct Args {
     settings: Settings,
 }
 
-#[tokio::main]
-async fn main() -> std::io::Result<()> {
+fn main() -> std::io::Result<()> {
     let args = Args::parse();
     let default = if args.verbose > 0 { "debug" } else { "info" };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
@@ -62,16 +61,30 @@ async fn main() -> std::io::Result<()> {
         return Ok(());
     }
     let config = settings.config(fd_limit)?;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(settings.threads.map_or_else(default_threads, |n| n.get()))
+        .enable_all()
+        .build()?
+        .block_on(serve(settings, config))
+}
+
+/// One worker thread per core the process may use.
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Binds the listeners and serves until Ctrl-C or SIGTERM.
+async fn serve(settings: Settings, config: natter_server::Config) -> std::io::Result<()> {
     let (host, port) = (
         settings.host.as_deref().unwrap_or("localhost"),
         settings.port.unwrap_or(8090),
     );
-
     let shutdown = shutdown_signal()?;
     let listener = natter_server::listener::bind((host, port)).await?;
     let addr = listener.local_addr()?;
     info!(
         %addr,
+        threads = tokio::runtime::Handle::current().metrics().num_workers(),
         max_connections = config.max_connections,
         tls = config.tls.is_some(),
         "natter-server listening on {addr}; try: nc {} {}",

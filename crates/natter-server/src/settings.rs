@@ -39,6 +39,9 @@ pub struct Settings {
     /// PEM private key for TLS (reloaded with the certificate on SIGHUP).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Worker threads serving clients [default: one per core].
+    #[arg(long)]
+    pub threads: Option<std::num::NonZeroUsize>,
     /// Most clients connected at once [default: the descriptor limit less 64].
     #[arg(long)]
     pub max_connections: Option<usize>,
@@ -173,7 +176,7 @@ impl Settings {
                 }
             };
         }
-        pick!(host, port, tls_cert, tls_key, max_connections, outbox_kib, shutdown_grace_secs,
+        pick!(host, port, tls_cert, tls_key, threads, max_connections, outbox_kib, shutdown_grace_secs,
             write_stall_secs, max_rooms, max_rooms_per_user, max_room_members, max_topic_bytes,
             server_name, server_description, everyone_channel, irc_auto_join, motd_file,
             irc_ping_secs, irc_ping_timeout_secs, password, password_file, per_ip_connections,
@@ -195,6 +198,7 @@ impl Settings {
             .over(Settings {
                 host: Some("localhost".into()),
                 port: Some(8090),
+                threads: std::thread::available_parallelism().ok(),
                 max_connections: Some(default_max_connections(fd_limit)),
                 outbox_kib: Some((d.outbox_bytes / 1024) as u64),
                 shutdown_grace_secs: Some(d.shutdown_grace.as_secs()),
@@ -411,7 +415,7 @@ mod tests {
     #[test]
     fn command_line_wins_over_file_and_file_over_defaults() {
         let file: Settings = toml::from_str(
-            "port = 9000\nmax_rooms = 5\nirc = [\"127.0.0.1:6667\"]\nflood_control = false\n",
+            "port = 9000\nmax_rooms = 5\nirc = [\"127.0.0.1:6667\"]\nflood_control = false\nthreads = 3\n",
         )
         .unwrap();
         let cli = Settings {
@@ -422,6 +426,8 @@ mod tests {
         assert_eq!(s.port, Some(9100));
         assert_eq!(s.max_rooms, Some(5));
         assert_eq!(s.irc, ["127.0.0.1:6667"]);
+        assert_eq!(s.threads.map(|n| n.get()), Some(3));
+        assert!(toml::from_str::<Settings>("threads = 0\n").is_err());
         let c = s.config(1024).unwrap();
         assert_eq!(c.rooms.rooms, 5);
         assert!(c.policy.flood.is_none());
