@@ -27,6 +27,8 @@ ROOT=$PWD
 : "${RATE:=10}"
 : "${DM_PAIRS:=50}"
 : "${IDLE_CLIENTS:=10000}"        # connect: idle registered clients (RSS per connection)
+: "${JOIN_CLIENTS:=0}"            # join: clients that register and join one channel, as
+                                  # natives are in Everyone, then one broadcast (0: skip)
 : "${MAX_CLIENTS:=19000}"         # most clients at once, with one broadcast (0: skip)
 : "${SOAK_DURATION:=10}"          # soak: seconds (0: skip)
 : "${PARALLEL:=256}"              # registrations in flight while connecting clients
@@ -95,9 +97,14 @@ build() {
 target_info() {
     PAR=$PARALLEL
     TRANSPORT=tcp
+    NATTER_ARGS=()
     case "$1" in
         natter)     PORT=$BASE_PORT;         PROTO=natter; START=start_natter ;;
         natter-irc) PORT=$BASE_PORT;         PROTO=irc;    START=start_natter ;;
+        # natter's IRC side with IRC users left out of Everyone: like the peers' connect,
+        # a registration tells nobody else.
+        natter-irc-nojoin) PORT=$BASE_PORT;  PROTO=irc;    START=start_natter
+                    NATTER_ARGS=(--irc-auto-join false) ;;
         natter-ws)  PORT=$BASE_PORT;         PROTO=natter; START=start_natter
                     TRANSPORT=ws ;;
         ngircd)     PORT=$((BASE_PORT + 1)); PROTO=irc;    START=start_ngircd
@@ -119,7 +126,7 @@ fill() { # fill TEMPLATE OUT: substitute the @VARS@
 
 start_natter() {
     RUST_LOG=warn "${AS_USER[@]}" "$CARGO_TARGET_DIR/release/natter-server" 127.0.0.1 "$PORT" \
-        --shutdown-grace-secs 1 --flood-control false --exempt-loopback \
+        --shutdown-grace-secs 1 --flood-control false --exempt-loopback "${NATTER_ARGS[@]}" \
         > "$DIR/natter.log" 2>&1 &
     SERVER_PID=$!
 }
@@ -233,6 +240,9 @@ scenario_list() {
     echo "fanout-rate-$RATE_CLIENTS fanout --clients $RATE_CLIENTS --senders $FANOUT_SENDERS --rate $RATE --window $WINDOW --warmup $WARMUP --duration $DURATION"
     echo "dm-max-$DM_PAIRS dm --pairs $DM_PAIRS --window $WINDOW --warmup $WARMUP --duration $DURATION"
     echo "connect-$IDLE_CLIENTS connect --clients $IDLE_CLIENTS --settle 2"
+    if [ "$JOIN_CLIENTS" != 0 ]; then
+        echo "join-$JOIN_CLIENTS connect --clients $JOIN_CLIENTS --broadcast --settle 2"
+    fi
     if [ "$SOAK_DURATION" != 0 ]; then
         echo "soak soak --duration $SOAK_DURATION --interval 1"
     fi
@@ -263,6 +273,7 @@ log "targets: $TARGETS; repeats: $REPEATS; results in $OUT"
     echo "settings: TARGETS='$TARGETS' REPEATS=$REPEATS WARMUP=$WARMUP DURATION=$DURATION" \
         "FANOUT_CLIENTS='$FANOUT_CLIENTS' FANOUT_SENDERS=$FANOUT_SENDERS WINDOW=$WINDOW" \
         "RATE_CLIENTS=$RATE_CLIENTS RATE=$RATE DM_PAIRS=$DM_PAIRS IDLE_CLIENTS=$IDLE_CLIENTS" \
+        "JOIN_CLIENTS=$JOIN_CLIENTS" \
         "MAX_CLIENTS=$MAX_CLIENTS MAXCONN_TARGETS='$MAXCONN_TARGETS' SOAK_DURATION=$SOAK_DURATION" \
         "PARALLEL=$PARALLEL NGIRCD_PARALLEL=$NGIRCD_PARALLEL"
 } > "$OUT/machine.txt"
