@@ -29,7 +29,7 @@ pub enum Flavor {
 }
 
 /// Host part of every IRC source mask: users' addresses are nobody else's business.
-pub const MASK_HOST: &str = "natter";
+const MASK_HOST: &str = "natter";
 
 /// How a user appears in events: the natter name, and the IRC user name its mask shows.
 #[derive(Debug, Clone, Copy)]

@@ -24,7 +24,7 @@
 //! channel with, as IRC clients expect.
 
 use crate::backplane::{Backplane, Local, Op};
-use crate::event::{Batch, Event, Flavor, IrcNames, Lines, MASK_HOST, Render, Who};
+use crate::event::{Batch, Event, Flavor, IrcNames, Lines, Render, Who};
 use crate::outbox::Outbox;
 use crate::stats::Stats;
 use bytes::Bytes;
@@ -201,7 +201,7 @@ fn name_key(key: String, name: &Arc<str>) -> Arc<str> {
 
 /// The IRC source mask of a user: `name!ident@natter`.
 pub fn mask(name: &str, ident: &str) -> Arc<str> {
-    Arc::from(format!("{name}!{ident}@{MASK_HOST}"))
+    Arc::from(Who { name, ident }.mask())
 }
 
 /// A room.
