@@ -62,15 +62,14 @@ fn main() -> std::io::Result<()> {
     }
     let config = settings.config(fd_limit)?;
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(settings.threads.map_or_else(default_threads, |n| n.get()))
+        .worker_threads(
+            settings
+                .threads
+                .map_or_else(natter_server::settings::default_threads, |n| n.get()),
+        )
         .enable_all()
         .build()?
         .block_on(serve(settings, config))
-}
-
-/// One worker thread per core the process may use.
-fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Binds the listeners and serves until Ctrl-C or SIGTERM.

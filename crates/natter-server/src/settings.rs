@@ -198,7 +198,7 @@ impl Settings {
             .over(Settings {
                 host: Some("localhost".into()),
                 port: Some(8090),
-                threads: std::thread::available_parallelism().ok(),
+                threads: std::num::NonZeroUsize::new(default_threads()),
                 max_connections: Some(default_max_connections(fd_limit)),
                 outbox_kib: Some((d.outbox_bytes / 1024) as u64),
                 shutdown_grace_secs: Some(d.shutdown_grace.as_secs()),
@@ -373,6 +373,11 @@ fn cluster(s: &Settings) -> io::Result<Option<crate::cluster::ClusterConfig>> {
         url: url.clone(),
         node_id,
     }))
+}
+
+/// Worker threads without `threads`: one per core the process may use.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// The default connection limit: what the descriptor limit allows.
