@@ -6,7 +6,7 @@
 //! backplane ([`crate::cluster`]) appends operations to a shared stream and applies the other
 //! nodes' operations to this hub on behalf of their users, which it represents as ghosts.
 
-use crate::hub::ClientId;
+use crate::client_id::ClientId;
 use serde::{Deserialize, Serialize};
 use std::fmt::Debug;
 use tokio::sync::oneshot;

@@ -13,7 +13,8 @@
 //! its data) and the claimer (names). The hub never waits for any of them.
 
 use crate::backplane::{Backplane, Op};
-use crate::hub::{ClientId, Hub};
+use crate::client_id::ClientId;
+use crate::hub::Hub;
 use crate::stats::Stats;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, Script, Value};

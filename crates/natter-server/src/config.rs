@@ -1,6 +1,7 @@
 //! Limits and timings of a server, with the defaults the binary uses.
 
 use crate::hub::RoomLimits;
+use crate::outbox::Patience;
 use crate::throttle::FloodLimits;
 use std::fmt;
 use std::net::IpAddr;
@@ -86,8 +87,11 @@ impl Policy {
 pub struct Config {
     /// Most connections open at once; the next is told the server is full and closed.
     pub max_connections: usize,
-    /// Most bytes queued for one client before it counts as a slow consumer and is dropped.
+    /// A client's backlog (bytes queued for it and not yet written) at which it is
+    /// congested: its senders wait for it, and it must catch up or be dropped.
     pub outbox_bytes: usize,
+    /// How long a congested client may take to catch up.
+    pub patience: Patience,
     /// How long to wait for a silent client's first bytes before greeting it as a line client.
     pub sniff_wait: Duration,
     /// How long a client may leave queued output unread before it is dropped as stalled.
@@ -98,9 +102,8 @@ pub struct Config {
     pub keepalive: Duration,
     /// Limits on rooms.
     pub rooms: RoomLimits,
-    /// Origins (`http://host:port`) allowed to open the WebSocket besides the page's own;
-    /// `*` allows any.
-    pub allowed_origins: Vec<String>,
+    /// Who may open the WebSocket.
+    pub web: Origins,
     /// The IRC side's settings.
     pub irc: IrcConfig,
     /// Admission, password, timeouts and flood control.
@@ -109,6 +112,16 @@ pub struct Config {
     pub tls: Option<std::sync::Arc<crate::tls::Tls>>,
     /// Cluster mode's Redis and node id; `None`: a single process.
     pub cluster: Option<crate::cluster::ClusterConfig>,
+}
+
+/// Who may open the WebSocket, besides clients that send no `Origin` (not browsers).
+#[derive(Debug, Clone, Default)]
+pub struct Origins {
+    /// Origins (`https://host:port`) allowed whatever the request; `*` allows any.
+    pub allowed: Vec<String>,
+    /// Host names the server is reached by, besides `localhost` and IP addresses: a page
+    /// from one of them, on the request's own host and port, is the server's own page.
+    pub names: Vec<String>,
 }
 
 /// How the server presents itself to IRC clients.
@@ -149,12 +162,13 @@ impl Default for Config {
         Self {
             max_connections: 100_000,
             outbox_bytes: 1024 * 1024,
+            patience: Patience::default(),
             sniff_wait: Duration::from_millis(100),
             write_stall: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(5),
             keepalive: Duration::from_secs(60),
             rooms: RoomLimits::default(),
-            allowed_origins: Vec::new(),
+            web: Origins::default(),
             irc: IrcConfig::default(),
             policy: Policy::default(),
             tls: None,

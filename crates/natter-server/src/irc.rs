@@ -7,12 +7,13 @@
 //! answered in IRC's words. The numerics follow RFC 2812 and the Modern IRC client protocol
 //! documentation.
 
+use crate::claim::PendingName;
+use crate::client_id::ClientId;
 use crate::config::{IrcConfig, Policy};
-use crate::connection::Handler;
 use crate::event::{Flavor, irc_message};
-use crate::hub::{ClientId, Hub, NameCheck, Registered, RoomView, mask};
+use crate::handler::{Flow, Handler};
+use crate::hub::{Hub, NameCheck, Registered, RoomView, mask};
 use crate::outbox::Outbox;
-use crate::session::{Flow, PendingName};
 use bytes::{Bytes, BytesMut};
 use irc_proto::{CapSubCommand, ChannelMode, Command, Mode};
 use natter_proto::irc::{self as proto, IrcError};

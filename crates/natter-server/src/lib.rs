@@ -1,46 +1,48 @@
 //! natter-server: the lab's chat protocol as an async server for tens of thousands of clients.
 //!
 //! # Layout
-//! - [`listener`]: accepts connections (limit, accept errors, graceful shutdown); [`run`] is
-//!   the entry point.
-//! - [`connection`]: the task that owns one socket: sniffs the protocol, reads and frames
-//!   lines, writes the outbox in batches, closes cleanly.
-//! - [`session`]: a native client's protocol state; turns commands into hub operations and
-//!   replies.
-//! - [`irc`]: an IRC client's session: registration, channels as rooms, numerics.
-//! - [`hub`]: who is registered, which rooms exist, and fan-out of events to outboxes.
-//! - [`event`]: what the hub delivers, rendered once per kind of client (native, IRC).
+//! Bottom-up: each module uses only those above it in this list.
+//! - [`stats`], [`throttle`], [`outbox`], [`client_id`], [`event`], [`tls`]: counters, flood
+//!   control's token buckets, a client's bounded outgoing queue and the slow-consumer policy,
+//!   who a client is, what the hub delivers (rendered once per kind of client), and the TLS
+//!   certificates.
 //! - [`backplane`]: what the hub tells other nodes, and the single process's backplane.
+//! - [`hub`]: who is registered, which rooms exist, and fan-out of events to outboxes; the
+//!   cluster's users of other nodes mirrored in it.
 //! - [`cluster`]: cluster mode, the Redis backplane: a shared stream, name claims, liveness.
-//! - [`outbox`]: a client's bounded outgoing queue and the slow-consumer policy.
-//! - [`web`]: HTTP on the shared port: the browser client, `/healthz`, `/metrics`.
-//! - [`websocket`]: the line protocol over WebSocket for the browser client.
-//! - [`tls`]: TLS for every protocol, certificates reloadable on SIGHUP.
-//! - [`rewind`]: replays the sniffed first bytes to the protocol that takes a connection.
-//! - [`throttle`]: flood control, token buckets on each client's commands and bytes.
-//! - [`stats`]: lock-free counters for logs and metrics.
 //! - [`config`]: limits, timings and policies.
+//! - [`handler`]: the seam between a connection and its protocol, and how a connection ends.
+//! - [`claim`]: a name being claimed across the cluster.
+//! - [`session`], [`irc`]: a native client's and an IRC client's protocol state; they turn
+//!   lines into hub operations and replies.
+//! - [`admission`]: per-address connection limits.
+//! - [`transport`]: accepting connections, telling their protocols apart, and the one
+//!   connection driver over plain TCP, TLS and WebSocket wires; HTTP and the page.
+//! - [`server`]: [`run`] and [`run_all`], a server from start to graceful shutdown.
 //! - [`settings`]: the command line and the TOML file that make a [`Config`].
 //!
 //! How one MESSAGE travels is told in ARCHITECTURE.md at the repository root.
 
+pub mod admission;
 pub mod backplane;
+pub mod claim;
+pub mod client_id;
 pub mod cluster;
 pub mod config;
-pub mod connection;
 pub mod event;
+pub mod handler;
 pub mod hub;
 pub mod irc;
-pub mod listener;
 pub mod outbox;
-pub mod rewind;
+pub mod server;
 pub mod session;
 pub mod settings;
 pub mod stats;
 pub mod throttle;
 pub mod tls;
-pub mod web;
-pub mod websocket;
+pub mod transport;
 
 pub use config::Config;
-pub use listener::{Listener, run, run_all};
+pub use server::{run, run_all};
+pub use transport::Assume;
+pub use transport::accept::{Listener, bind};

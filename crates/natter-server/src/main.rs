@@ -1,9 +1,8 @@
 //! `natter-server [HOST] [PORT]`: the command line around [`natter_server::run_all`].
 
 use clap::Parser;
-use natter_server::Listener;
-use natter_server::connection::Assume;
 use natter_server::settings::Settings;
+use natter_server::{Assume, Listener};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use tracing::{info, warn};
@@ -79,7 +78,7 @@ async fn serve(settings: Settings, config: natter_server::Config) -> std::io::Re
         settings.port.unwrap_or(8090),
     );
     let shutdown = shutdown_signal()?;
-    let listener = natter_server::listener::bind((host, port)).await?;
+    let listener = natter_server::bind((host, port)).await?;
     let addr = listener.local_addr()?;
     info!(
         %addr,
@@ -101,7 +100,7 @@ async fn serve(settings: Settings, config: natter_server::Config) -> std::io::Re
         (&settings.tls, Assume::Tls, "TLS clients"),
     ] {
         for a in addrs {
-            let socket = natter_server::listener::bind(a.as_str()).await?;
+            let socket = natter_server::bind(a.as_str()).await?;
             info!(addr = %socket.local_addr()?, "{what} welcome on {a} too");
             listeners.push(Listener { socket, assume });
         }

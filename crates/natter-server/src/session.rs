@@ -5,38 +5,26 @@
 //! of its own, which keeps the protocol's rules in one synchronous place; the connection task
 //! feeds it lines and writes its outbox.
 
-use crate::cluster::CLAIM_TIMEOUT;
+use crate::claim::PendingName;
+use crate::client_id::ClientId;
 use crate::config::Policy;
-use crate::connection::Handler;
 use crate::event::Flavor;
-use crate::hub::{ClientId, Hub, NameCheck, Registered, RoomView};
+use crate::handler::{Flow, Handler, bye};
+use crate::hub::{Hub, NameCheck, Registered, RoomView};
 use crate::outbox::Outbox;
 use bytes::{Bytes, BytesMut};
 use natter_proto::command::{Help, Kick, Part, Register, RoomArg, Say, Topic};
 use natter_proto::limits::MAX_LINE_BYTES;
 use natter_proto::{ByeReason, Command, ErrorCode, ServerLine, help};
 use std::borrow::Cow;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 /// Wrong passwords after which a client is disconnected.
 const MAX_WRONG_PASSWORDS: u8 = 3;
-
-/// What the connection should do after a line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flow {
-    /// Keep reading.
-    Continue,
-    /// The client said CLOSE: flush and disconnect.
-    Close,
-}
 
 /// The protocol state of one connection.
 #[derive(Debug)]
@@ -67,52 +55,6 @@ pub struct Session {
     /// A REGISTER waiting for the cluster to grant its name; boxed, so that sessions that
     /// wait for nothing (all of them, most of the time) pay one pointer.
     pending: Option<Box<PendingName>>,
-}
-
-/// A name being claimed across the cluster (a native REGISTER or an IRC nick).
-#[derive(Debug)]
-pub(crate) struct PendingName {
-    /// As the client typed it.
-    pub(crate) name: String,
-    /// Folded, as claimed.
-    pub(crate) key: String,
-    /// The cluster's answer: whether the name is this client's.
-    answer: oneshot::Receiver<bool>,
-    /// When to stop waiting: a little beyond the claimer's own limit, which answers first
-    /// when it can.
-    deadline: Pin<Box<tokio::time::Sleep>>,
-}
-
-impl PendingName {
-    pub(crate) fn new(name: &str, key: String, answer: oneshot::Receiver<bool>) -> Box<Self> {
-        Box::new(Self {
-            name: name.to_owned(),
-            key,
-            answer,
-            deadline: Box::pin(tokio::time::sleep(CLAIM_TIMEOUT + Duration::from_secs(1))),
-        })
-    }
-
-    /// The answer: `Some(granted)`, or `None` if none came in time.
-    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Option<bool>> {
-        match Pin::new(&mut self.answer).poll(cx) {
-            Poll::Ready(a) => Poll::Ready(a.ok()),
-            Poll::Pending => match self.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(None),
-                Poll::Pending => Poll::Pending,
-            },
-        }
-    }
-
-    /// Gives the claim back if it is granted after all (the client left meanwhile).
-    pub(crate) fn abandon(self, hub: Arc<Hub>, id: ClientId) {
-        let PendingName { key, answer, .. } = self;
-        tokio::spawn(async move {
-            if let Ok(Ok(true)) = tokio::time::timeout(CLAIM_TIMEOUT, answer).await {
-                hub.release(key, id);
-            }
-        });
-    }
 }
 
 /// Consecutive MESSAGE texts, or DM texts to one user, from one read, sent together.
@@ -753,13 +695,4 @@ fn write_members(out: &mut BytesMut, view: &RoomView) {
         }
         .write_to(out);
     }
-}
-
-/// A `BYE` line for `reason`.
-pub fn bye(reason: ByeReason) -> Bytes {
-    ServerLine::Bye {
-        reason,
-        text: Cow::Borrowed(reason.default_text()),
-    }
-    .to_bytes()
 }

@@ -5,8 +5,9 @@
 //! file over the default. `--print-config` shows the effective values as a file would hold
 //! them (the password never: only whether one is set).
 
-use crate::config::{Config, IrcConfig, Policy, Secret};
+use crate::config::{Config, IrcConfig, Origins, Policy, Secret};
 use crate::hub::RoomLimits;
+use crate::outbox::Patience;
 use crate::throttle::FloodLimits;
 use serde::{Deserialize, Serialize};
 use std::io;
@@ -45,9 +46,13 @@ pub struct Settings {
     /// Most clients connected at once [default: the descriptor limit less 64].
     #[arg(long)]
     pub max_connections: Option<usize>,
-    /// Most KiB queued for one client before it is dropped as a slow consumer [default: 1024].
+    /// KiB queued for one client at which it is congested: senders then wait for it, and
+    /// it must catch up or be dropped as a slow consumer [default: 1024].
     #[arg(long, value_parser = clap::value_parser!(u64).range(16..))]
     pub outbox_kib: Option<u64>,
+    /// Seconds a congested client may take to catch up before it is dropped [default: 10].
+    #[arg(long)]
+    pub catch_up_secs: Option<u64>,
     /// Seconds a shutdown waits for clients to take their last lines [default: 5].
     #[arg(long)]
     pub shutdown_grace_secs: Option<u64>,
@@ -91,6 +96,10 @@ pub struct Settings {
     /// own; `*` allows any.
     #[arg(long, value_name = "ORIGIN")]
     pub allow_origin: Vec<String>,
+    /// Host names the server is reached by, for the WebSocket origin check (pages served
+    /// under another name are refused) [default: HOST and this machine's name].
+    #[arg(long, value_name = "NAME")]
+    pub public_name: Vec<String>,
     /// The server password (better: NATTER_PASSWORD or --password-file; flags show in `ps`).
     #[arg(long, env = "NATTER_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
@@ -176,14 +185,14 @@ impl Settings {
                 }
             };
         }
-        pick!(host, port, tls_cert, tls_key, threads, max_connections, outbox_kib, shutdown_grace_secs,
+        pick!(host, port, tls_cert, tls_key, threads, max_connections, outbox_kib, catch_up_secs, shutdown_grace_secs,
             write_stall_secs, max_rooms, max_rooms_per_user, max_room_members, max_topic_bytes,
             server_name, server_description, everyone_channel, irc_auto_join, motd_file,
             irc_ping_secs, irc_ping_timeout_secs, password, password_file, per_ip_connections,
             per_ip_connect_rate, per_ip_connect_burst, exempt_loopback, register_timeout_secs,
             idle_timeout_secs, flood_control, flood_commands_per_sec, flood_command_burst,
             flood_bytes_per_sec, flood_byte_burst, flood_grace_secs, cluster, node_id;
-            irc, web, tls, allow_origin, exempt)
+            irc, web, tls, allow_origin, public_name, exempt)
     }
 
     /// Every setting filled in with its default; the password replaced by a note of whether
@@ -201,6 +210,7 @@ impl Settings {
                 threads: std::num::NonZeroUsize::new(default_threads()),
                 max_connections: Some(default_max_connections(fd_limit)),
                 outbox_kib: Some((d.outbox_bytes / 1024) as u64),
+                catch_up_secs: Some(d.patience.grace.as_secs()),
                 shutdown_grace_secs: Some(d.shutdown_grace.as_secs()),
                 write_stall_secs: Some(d.write_stall.as_secs()),
                 max_rooms: Some(rooms.rooms),
@@ -300,13 +310,20 @@ impl Settings {
             }),
             shutdown_grace: secs(s.shutdown_grace_secs, d.shutdown_grace),
             write_stall: secs(s.write_stall_secs, d.write_stall),
+            patience: Patience {
+                grace: secs(s.catch_up_secs, d.patience.grace),
+                ..d.patience
+            },
             rooms: RoomLimits {
                 per_user: s.max_rooms_per_user.unwrap_or(r.per_user),
                 members: s.max_room_members.unwrap_or(r.members),
                 rooms: s.max_rooms.unwrap_or(r.rooms),
                 topic_bytes: s.max_topic_bytes.unwrap_or(r.topic_bytes),
             },
-            allowed_origins: s.allow_origin.clone(),
+            web: Origins {
+                allowed: s.allow_origin.clone(),
+                names: public_names(&s),
+            },
             irc: IrcConfig {
                 server_name: s.server_name.clone().unwrap_or(irc_d.server_name),
                 description: s.server_description.clone().unwrap_or(irc_d.description),
@@ -341,6 +358,24 @@ impl Settings {
             ..Config::default()
         })
     }
+}
+
+/// The names the page may be served under: those given, the host the server listens on (if
+/// it is a name), and this machine's name.
+fn public_names(s: &Settings) -> Vec<String> {
+    let mut names = s.public_name.clone();
+    if let Some(h) = &s.host
+        && h.parse::<IpAddr>().is_err()
+    {
+        names.push(h.clone());
+    }
+    if let Ok(h) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        let h = h.trim();
+        if !h.is_empty() {
+            names.push(h.to_owned());
+        }
+    }
+    names
 }
 
 /// The cluster settings, checked: a Redis URL and a node id fit for Redis keys.

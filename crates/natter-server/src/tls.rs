@@ -1,8 +1,8 @@
 //! TLS for every protocol: certificates from PEM files, reloadable without dropping anyone.
 //!
-//! A connection whose first byte opens a TLS handshake is handed to rustls; what comes out of
-//! the tunnel is sniffed again and served like a plain connection (line protocol, IRC, or
-//! HTTP and WebSocket). Reloading (SIGHUP) swaps the configuration for new handshakes only;
+//! A connection whose first byte opens a TLS handshake is handed to rustls (the
+//! [TLS wire](crate::transport::tls)); what comes out of the tunnel is sniffed again and
+//! served like a plain connection (line protocol, IRC, or HTTP and WebSocket). Reloading (SIGHUP) swaps the configuration for new handshakes only;
 //! established connections keep theirs.
 
 use rustls::ServerConfig;
@@ -12,7 +12,6 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use tokio_rustls::TlsAcceptor;
 
 /// The server's certificate and key, and the rustls configuration made from them.
 pub struct Tls {
@@ -82,13 +81,11 @@ impl Tls {
         Ok(())
     }
 
-    /// An acceptor with the current configuration.
-    pub fn acceptor(&self) -> TlsAcceptor {
-        TlsAcceptor::from(
-            self.current
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
-        )
+    /// The configuration for a new handshake.
+    pub fn config(&self) -> Arc<ServerConfig> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }

@@ -475,11 +475,11 @@ async fn a_dedicated_irc_listener_serves_irc_only() {
         vec![
             natter_server::Listener {
                 socket: main,
-                assume: natter_server::connection::Assume::Line,
+                assume: natter_server::Assume::Line,
             },
             natter_server::Listener {
                 socket: irc,
-                assume: natter_server::connection::Assume::Irc,
+                assume: natter_server::Assume::Irc,
             },
         ],
         common::test_config(),

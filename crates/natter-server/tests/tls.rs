@@ -6,7 +6,7 @@ mod common;
 use common::{ClientExt, TestServer, within};
 use futures_util::{SinkExt, StreamExt};
 use natter_conn::{LineReader, LineWriter, TlsClient};
-use natter_server::connection::Assume;
+use natter_server::Assume;
 use natter_server::tls::Tls;
 use natter_server::{Config, Listener};
 use std::net::SocketAddr;

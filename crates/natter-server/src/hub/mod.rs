@@ -23,10 +23,15 @@
 //! leave; natives are always in Everyone. IRC users see presence only for people they share a
 //! channel with, as IRC clients expect.
 
+mod audience;
+mod mirror;
+
 use crate::backplane::{Backplane, Local, Op};
+use crate::client_id::{ClientId, is_local};
 use crate::event::{Batch, Event, Flavor, IrcNames, Lines, Render, Who};
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, Pushed};
 use crate::stats::Stats;
+use audience::{Audience, Seat};
 use bytes::Bytes;
 use natter_proto::{ErrorCode, name, room as room_name};
 use std::collections::{HashMap, HashSet};
@@ -36,17 +41,6 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-
-/// Identifies one connection for the life of the server.
-pub type ClientId = u64;
-
-/// Set in the ids of ghosts (users of other nodes), so they never meet a connection's id.
-const GHOST: ClientId = 1 << 63;
-
-/// Whether `id` is one of this node's connections (or else a ghost).
-pub fn is_local(id: ClientId) -> bool {
-    id & GHOST == 0
-}
 
 /// Limits on rooms, all configurable.
 #[derive(Debug, Clone)]
@@ -224,92 +218,6 @@ pub struct RoomTopic {
     pub text: Arc<str>,
     /// When it was set, in seconds since the Unix epoch (IRC shows it).
     pub at: u64,
-}
-
-/// A set of recipients that an event can be sent to in one pass.
-#[derive(Debug, Default)]
-struct Audience {
-    /// The members, in no particular order; iterated for every delivery.
-    seats: Vec<Seat>,
-    /// Where each member sits in `seats`, for removal in constant time.
-    index: HashMap<ClientId, usize>,
-    /// How many members are ghosts: their own nodes deliver to them.
-    ghosts: usize,
-}
-
-/// One member of an audience.
-#[derive(Debug, Clone)]
-struct Seat {
-    /// The member.
-    id: ClientId,
-    /// The member's outbox, here so that fan-out needs no lookup.
-    outbox: Arc<Outbox>,
-    /// How the member wants lines written, here for the same reason.
-    flavor: Flavor,
-    /// Whether the member is an operator (rooms only).
-    op: bool,
-    /// When the member joined, in join order.
-    since: u64,
-}
-
-impl Audience {
-    fn len(&self) -> usize {
-        self.seats.len()
-    }
-
-    fn contains(&self, id: ClientId) -> bool {
-        self.index.contains_key(&id)
-    }
-
-    fn get(&self, id: ClientId) -> Option<&Seat> {
-        self.index.get(&id).map(|&i| &self.seats[i])
-    }
-
-    fn get_mut(&mut self, id: ClientId) -> Option<&mut Seat> {
-        self.index.get(&id).map(|&i| &mut self.seats[i])
-    }
-
-    fn insert(&mut self, seat: Seat) {
-        self.ghosts += usize::from(!is_local(seat.id));
-        self.index.insert(seat.id, self.seats.len());
-        self.seats.push(seat);
-    }
-
-    fn remove(&mut self, id: ClientId) -> Option<Seat> {
-        let i = self.index.remove(&id)?;
-        self.ghosts -= usize::from(!is_local(id));
-        let seat = self.seats.swap_remove(i);
-        if let Some(moved) = self.seats.get(i) {
-            self.index.insert(moved.id, i);
-        }
-        Some(seat)
-    }
-
-    /// Sends the event to every member but `except`; returns how many got it.
-    fn send(&self, lines: &impl Render, except: Option<ClientId>) -> usize {
-        let mut n = 0;
-        for s in &self.seats {
-            if Some(s.id) != except
-                && let Some(bytes) = lines.get(s.flavor)
-            {
-                // An overflow is handled by the recipient's own connection task, which the
-                // push woke; the sender just moves on.
-                s.outbox.push(bytes.clone());
-                n += 1;
-            }
-        }
-        n
-    }
-
-    /// If nobody is an operator, makes the longest-standing member one and returns its id.
-    fn ensure_operator(&mut self) -> Option<ClientId> {
-        if self.seats.is_empty() || self.seats.iter().any(|s| s.op) {
-            return None;
-        }
-        let eldest = self.seats.iter_mut().min_by_key(|s| s.since)?;
-        eldest.op = true;
-        Some(eldest.id)
-    }
 }
 
 /// What a successful REGISTER did.
@@ -971,6 +879,16 @@ impl Hub {
         }
     }
 
+    /// Makes a local sender's input wait for a recipient it found congested (see
+    /// [`crate::outbox`]): a burst is paced to its slowest reader rather than piled up.
+    fn hold_if_congested(id: ClientId, from: &User, congested: Option<Arc<Outbox>>) {
+        if let Some(r) = congested
+            && is_local(id)
+        {
+            from.outbox.hold_for(&r);
+        }
+    }
+
     /// Sends `text` from `id` to Everyone but the sender; returns how many got it.
     pub fn broadcast(&self, id: ClientId, text: &str, notice: bool) -> Result<usize, ErrorCode> {
         self.broadcast_texts(id, std::iter::once(text), notice)
@@ -1008,12 +926,14 @@ impl Hub {
                 })
             })
             .collect();
-        let n = match &events[..] {
+        let sent = match &events[..] {
             [one] => st.everyone.send(one, Some(id)),
             _ => st
                 .everyone
                 .send(&crate::event::Batch::new(&events), Some(id)),
         };
+        Self::hold_if_congested(id, from, sent.congested);
+        let n = sent.n;
         self.stats.routed(n * events.len());
         if !is_local(id) {
             return Ok(n);
@@ -1090,7 +1010,9 @@ impl Hub {
             _ => batch.get(target.flavor),
         };
         if let Some(b) = bytes {
-            target.outbox.push(b.clone());
+            if target.outbox.push(b.clone()) == Pushed::Congested {
+                Self::hold_if_congested(id, from, Some(target.outbox.clone()));
+            }
         } else if self.relays
             && is_local(id)
             && let Some(&(ref node, to)) = st
@@ -1441,7 +1363,9 @@ impl Hub {
             text,
             notice,
         });
-        let n = r.members.send(&ev, Some(id));
+        let sent = r.members.send(&ev, Some(id));
+        Self::hold_if_congested(id, from, sent.congested);
+        let n = sent.n;
         self.stats.routed(n);
         if !is_local(id) {
             return Ok((r.name.clone(), n));
@@ -1654,413 +1578,6 @@ pub enum NameCheck {
     Taken,
     /// The folded name must be claimed across the cluster first.
     Claim(String),
-}
-
-/// Whether a name from another node may be shown here.
-fn valid_name(n: &str) -> bool {
-    name::validate(n).is_ok()
-}
-
-impl Hub {
-    /// Applies another node's operation to this hub, on behalf of its ghost: local users see
-    /// it as they would see a local user's doing; nothing is relayed again. Operations that
-    /// do not fit this hub's state (an unknown ghost, an invalid name) are dropped.
-    pub fn apply(&self, node: &str, op: Op) {
-        match op {
-            Op::Hello => {}
-            Op::Sync { clients } => {
-                let keep: HashSet<u64> = clients.into_iter().collect();
-                let mut guard = self.write();
-                let st = &mut *guard;
-                st.parked
-                    .retain(|(n, c), _| &**n != node || keep.contains(c));
-                let gone: Vec<ClientId> = st
-                    .ghosts
-                    .iter()
-                    .filter(|((n, c), _)| &**n == node && !keep.contains(c))
-                    .map(|(_, &id)| id)
-                    .collect();
-                for id in gone {
-                    self.remove_user(st, id, "left");
-                }
-            }
-            Op::Online {
-                c,
-                name,
-                ident,
-                irc,
-                everyone,
-            } => {
-                let mut guard = self.write();
-                let g = Ghost {
-                    name,
-                    ident,
-                    irc,
-                    everyone,
-                };
-                self.upsert_ghost(&mut guard, node, c, g, None, None);
-            }
-            Op::Snapshot {
-                c,
-                name,
-                ident,
-                irc,
-                everyone,
-                rooms,
-                away,
-            } => {
-                let mut guard = self.write();
-                let g = Ghost {
-                    name,
-                    ident,
-                    irc,
-                    everyone,
-                };
-                self.upsert_ghost(&mut guard, node, c, g, Some(rooms), Some(away));
-            }
-            Op::Renamed { c, name } => {
-                if !valid_name(&name) {
-                    return;
-                }
-                let mut guard = self.write();
-                let st = &mut *guard;
-                let k = (Arc::<str>::from(node), c);
-                if let Some(p) = st.parked.get_mut(&k) {
-                    p.name = name;
-                    self.unpark(st);
-                    return;
-                }
-                let Some(&id) = st.ghosts.get(&k) else {
-                    return;
-                };
-                let key = name::fold(&name);
-                match st.names.get(key.as_str()) {
-                    Some(&o) if o == id => {}
-                    Some(&o) if !is_local(o) => self.evict_ghost(st, o),
-                    Some(_) => {
-                        // A local user holds it until the cluster renames one of them.
-                        let Some(u) = st.users.get(&id) else { return };
-                        let p = Parked {
-                            name,
-                            ident: u.ident.to_string(),
-                            irc: u.irc,
-                            everyone: u.in_everyone,
-                        };
-                        self.remove_user(st, id, "renamed");
-                        st.parked.insert(k, p);
-                        return;
-                    }
-                    None => {}
-                }
-                if st.users.contains_key(&id) {
-                    self.rename(st, id, &name, key, false);
-                }
-            }
-            Op::Offline { c, reason } => {
-                let mut guard = self.write();
-                let st = &mut *guard;
-                let k = (Arc::<str>::from(node), c);
-                st.parked.remove(&k);
-                if let Some(&id) = st.ghosts.get(&k) {
-                    self.remove_user(st, id, &reason);
-                }
-            }
-            Op::Message { c, text, notice } => {
-                if let Some(id) = self.ghost(node, c) {
-                    let _ = self.broadcast(id, &text, notice);
-                }
-            }
-            Op::Dm {
-                c,
-                to,
-                text,
-                notice,
-                ..
-            } => {
-                let st = self.read();
-                let (Some(from), Some(target)) = (
-                    st.ghosts
-                        .get(&(Arc::from(node), c))
-                        .and_then(|id| st.users.get(id)),
-                    st.users.get(&to).filter(|_| is_local(to)),
-                ) else {
-                    return;
-                };
-                let ev = self.lines(Event::Dm {
-                    from: from.who(),
-                    to: &target.name,
-                    text: &text,
-                    notice,
-                });
-                if let Some(b) = ev.get(target.flavor) {
-                    target.outbox.push(b.clone());
-                    self.stats.routed(1);
-                }
-            }
-            Op::Say {
-                c,
-                room,
-                text,
-                notice,
-            } => {
-                if let Some(id) = self.ghost(node, c) {
-                    let _ = self.say(id, &room, &text, notice);
-                }
-            }
-            Op::Join { c, room, op } => {
-                if room_name::validate(&room).is_err() || self.is_everyone(&room) {
-                    return;
-                }
-                let mut guard = self.write();
-                let st = &mut *guard;
-                if let Some(&id) = st.ghosts.get(&(Arc::from(node), c)) {
-                    let _ = self.join_in(st, id, &room, Some(op), None::<fn(&RoomView) -> Bytes>);
-                }
-            }
-            Op::Part { c, room, reason } => {
-                if let Some(id) = self.ghost(node, c) {
-                    let _ = self.part(
-                        id,
-                        &room,
-                        Some(&reason).filter(|r| !r.is_empty()).map(|r| r.as_str()),
-                    );
-                }
-            }
-            Op::Everyone { c, joined } => {
-                if let Some(id) = self.ghost(node, c) {
-                    let _ = if joined {
-                        self.join_everyone(id, |_| Bytes::new())
-                    } else {
-                        self.part_everyone(id)
-                    };
-                }
-            }
-            Op::Topic { c, room, text } => {
-                if let Some(id) = self.ghost(node, c) {
-                    let _ = self.set_topic(id, &room, &text);
-                }
-            }
-            Op::Kick {
-                c,
-                room,
-                target,
-                reason,
-            } => {
-                if let Some(id) = self.ghost(node, c) {
-                    let reason = Some(reason.as_str()).filter(|r| !r.is_empty());
-                    let _ = self.kick(id, &room, &target, reason);
-                }
-            }
-            Op::Oper { c, room, target } => {
-                if let Some(id) = self.ghost(node, c) {
-                    let _ = self.op(id, &room, &target);
-                }
-            }
-            Op::Away { c, away } => {
-                if let Some(id) = self.ghost(node, c) {
-                    self.set_away(id, away.as_deref());
-                }
-            }
-        }
-    }
-
-    /// The ghost of client `c` of `node`.
-    fn ghost(&self, node: &str, c: u64) -> Option<ClientId> {
-        self.read().ghosts.get(&(Arc::from(node), c)).copied()
-    }
-
-    /// Removes every ghost of `node`, which is gone; their departures are told as usual.
-    /// Returns how many there were.
-    pub fn drop_node(&self, node: &str) -> usize {
-        let mut guard = self.write();
-        let st = &mut *guard;
-        st.parked.retain(|(n, _), _| &**n != node);
-        let gone: Vec<ClientId> = st
-            .ghosts
-            .iter()
-            .filter(|((n, _), _)| &**n == node)
-            .map(|(_, &id)| id)
-            .collect();
-        for &id in &gone {
-            self.remove_user(st, id, "node lost");
-        }
-        gone.len()
-    }
-
-    /// The nodes this hub has ghosts (or parked ghosts) of.
-    pub fn nodes(&self) -> Vec<Arc<str>> {
-        let st = self.read();
-        let set: HashSet<&Arc<str>> = st
-            .ghosts
-            .keys()
-            .chain(st.parked.keys())
-            .map(|(n, _)| n)
-            .collect();
-        set.into_iter().cloned().collect()
-    }
-
-    /// Creates or brings up to date the ghost of client `c` of `node`.
-    fn upsert_ghost(
-        &self,
-        st: &mut State,
-        node: &str,
-        c: u64,
-        g: Ghost,
-        rooms: Option<Vec<(String, bool)>>,
-        away: Option<Option<String>>,
-    ) {
-        if !valid_name(&g.name) || g.ident.is_empty() || g.ident.len() > 64 {
-            return;
-        }
-        let k: (Arc<str>, u64) = (Arc::from(node), c);
-        let key = name::fold(&g.name);
-        let id = match st.ghosts.get(&k) {
-            Some(&id) => {
-                if st.users.get(&id).is_some_and(|u| *u.name != *g.name) {
-                    match st.names.get(key.as_str()) {
-                        Some(&o) if o != id && is_local(o) => {
-                            // Wait, parked under the new name, for the local holder to go.
-                            self.remove_user(st, id, "renamed");
-                            st.parked.insert(
-                                k,
-                                Parked {
-                                    name: g.name,
-                                    ident: g.ident,
-                                    irc: g.irc,
-                                    everyone: g.everyone,
-                                },
-                            );
-                            return;
-                        }
-                        Some(&o) if o != id => self.evict_ghost(st, o),
-                        _ => {}
-                    }
-                    self.rename(st, id, &g.name, key, false);
-                }
-                id
-            }
-            None => {
-                match st.names.get(key.as_str()) {
-                    Some(&o) if is_local(o) => {
-                        st.parked.insert(
-                            k,
-                            Parked {
-                                name: g.name,
-                                ident: g.ident,
-                                irc: g.irc,
-                                everyone: g.everyone,
-                            },
-                        );
-                        return;
-                    }
-                    // Its own node gave the name up before this one claimed it.
-                    Some(&o) => self.evict_ghost(st, o),
-                    None => {}
-                }
-                st.parked.remove(&k);
-                st.next_ghost += 1;
-                let id = GHOST | st.next_ghost;
-                let name: Arc<str> = Arc::from(g.name.as_str());
-                let ident: Arc<str> = Arc::from(g.ident.as_str());
-                let user = User {
-                    name,
-                    ident,
-                    outbox: self.ghost_outbox.clone(),
-                    flavor: Flavor::Remote,
-                    rooms: Vec::new(),
-                    in_everyone: g.everyone,
-                    away: None,
-                    irc: g.irc,
-                };
-                st.ghosts.insert(k.clone(), id);
-                st.ghost_of.insert(id, k);
-                self.insert_user(st, id, key, user, false);
-                id
-            }
-        };
-        if let Some(away) = away
-            && let Some(u) = st.users.get_mut(&id)
-        {
-            u.away = away.map(Arc::from);
-        }
-        if let Some(rooms) = rooms {
-            let want: HashSet<String> = rooms.iter().map(|(r, _)| room_name::fold(r)).collect();
-            let have: Vec<String> = st
-                .users
-                .get(&id)
-                .map(|u| u.rooms.clone())
-                .unwrap_or_default();
-            for key in have.iter().filter(|k| !want.contains(*k)) {
-                if let Some(u) = st.users.get_mut(&id) {
-                    u.rooms.retain(|k2| k2 != key);
-                }
-                let Some(u) = st.users.get(&id) else { break };
-                let (n, i) = (u.name.clone(), u.ident.clone());
-                let who = Who {
-                    name: &n,
-                    ident: &i,
-                };
-                self.depart(st, key, id, who, "", false, false);
-            }
-            for (room, op) in rooms {
-                if room_name::validate(&room).is_ok()
-                    && !self.is_everyone(&room)
-                    && !have.contains(&room_name::fold(&room))
-                {
-                    let _ = self.join_in(st, id, &room, Some(op), None::<fn(&RoomView) -> Bytes>);
-                }
-            }
-        }
-    }
-
-    /// Takes out a ghost whose name the cluster gave to someone else, and parks it: its own
-    /// node renames it or lets it go soon.
-    fn evict_ghost(&self, st: &mut State, id: ClientId) {
-        let (Some(k), Some(u)) = (st.ghost_of.get(&id).cloned(), st.users.get(&id)) else {
-            return;
-        };
-        let p = Parked {
-            name: u.name.to_string(),
-            ident: u.ident.to_string(),
-            irc: u.irc,
-            everyone: u.in_everyone,
-        };
-        self.remove_user(st, id, "name taken over");
-        st.parked.insert(k, p);
-    }
-
-    /// Brings in parked ghosts whose names are free now.
-    fn unpark(&self, st: &mut State) {
-        if st.parked.is_empty() {
-            return;
-        }
-        let free: Vec<(Arc<str>, u64)> = st
-            .parked
-            .iter()
-            .filter(|(_, p)| !st.names.contains_key(name::fold(&p.name).as_str()))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in free {
-            if let Some(p) = st.parked.remove(&k) {
-                let g = Ghost {
-                    name: p.name,
-                    ident: p.ident,
-                    irc: p.irc,
-                    everyone: p.everyone,
-                };
-                self.upsert_ghost(st, &k.0, k.1, g, None, None);
-            }
-        }
-    }
-}
-
-/// What a ghost is made of.
-#[derive(Debug)]
-struct Ghost {
-    name: String,
-    ident: String,
-    irc: bool,
-    everyone: bool,
 }
 
 #[cfg(test)]

@@ -1,0 +1,123 @@
+//! The server: a hub, its listeners and their connections, from start to graceful shutdown.
+
+use crate::config::Config;
+use crate::event::IrcNames;
+use crate::hub::Hub;
+use crate::stats::Stats;
+use crate::transport::accept::{Listener, accept_loop};
+use crate::transport::{Assume, Shared};
+use natter_proto::ServerLine;
+use std::borrow::Cow;
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+/// Serves clients from `listener` (natter's shared port) until `shutdown` completes; see
+/// [`run_all`].
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let main = Listener {
+        socket: listener,
+        assume: Assume::Line,
+    };
+    run_all(vec![main], config, shutdown).await
+}
+
+/// Serves clients from every listener until `shutdown` completes, then says goodbye to every
+/// client, waits for them (up to the configured grace) and returns.
+///
+/// The caller binds the sockets and chooses the shutdown signal, so tests can bind ephemeral
+/// ports and stop the server whenever they like.
+pub async fn run_all(
+    listeners: Vec<Listener>,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let stats = Arc::new(Stats::default());
+    let mut hub = Hub::new(
+        stats.clone(),
+        config.rooms.clone(),
+        IrcNames {
+            server: config.irc.server_name.clone(),
+            everyone: config.irc.everyone_channel.clone(),
+        },
+    );
+    let cluster = match &config.cluster {
+        Some(c) => {
+            let redis = crate::cluster::Redis::new(c, stats.clone())
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+            hub = hub.with_backplane(redis.clone());
+            info!(node = %c.node_id, redis = %c.url, "cluster mode");
+            Some(redis)
+        }
+        None => None,
+    };
+    let hub = Arc::new(hub);
+    let backplane_stop = CancellationToken::new();
+    tokio::spawn(hub.clone().announce_arrivals_until(backplane_stop.clone()));
+    if let Some(redis) = &cluster {
+        redis.start(hub.clone(), backplane_stop.clone());
+    }
+    let shared = Arc::new(Shared {
+        hub,
+        hello: ServerLine::Hello {
+            text: Cow::Owned(format!(
+                "natter {}: type HELP for the list of commands",
+                env!("CARGO_PKG_VERSION")
+            )),
+        }
+        .to_bytes(),
+        irc: Arc::new(config.irc.clone()),
+        policy: Arc::new(config.policy.clone()),
+        config,
+        ids: AtomicU64::new(0),
+        tracker: TaskTracker::new(),
+        admission: Arc::new(crate::admission::Admission::default()),
+        live: Default::default(),
+    });
+    let token = CancellationToken::new();
+    let connections = shared.tracker.clone();
+    let mut accepting = Vec::new();
+    for l in listeners {
+        accepting.push(tokio::spawn(accept_loop(l, shared.clone(), token.clone())));
+    }
+    shutdown.await;
+
+    info!(
+        clients = stats.connected(),
+        "shutting down: saying goodbye to every client"
+    );
+    shared.hub.close();
+    token.cancel();
+    shared.live.shut_down_all();
+    for a in accepting {
+        let _ = a.await;
+    }
+    connections.close();
+    let wait = shared.config.shutdown_grace + Duration::from_secs(3);
+    if tokio::time::timeout(wait, connections.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            left = stats.connected(),
+            "some connections did not finish in time"
+        );
+    }
+    if let Some(redis) = &cluster {
+        // The other nodes learn of this node's users' departures before it goes.
+        redis.flush(Duration::from_secs(2)).await;
+    }
+    backplane_stop.cancel();
+    info!("server stopped");
+    Ok(())
+}
