@@ -144,7 +144,7 @@ impl ErrorCode {
             Self::UserNotInRoom => "that user is not in the room",
             Self::TooManyRooms => "you are in too many rooms",
             Self::RoomFull => "that room is full",
-            Self::RoomLimit => "the server has too many rooms",
+            Self::RoomLimit => "no more rooms can be created now",
             Self::TopicTooLong => "that topic is too long",
             Self::PasswordRequired => "this server needs a password: PASSWORD <password> first",
             Self::BadPassword => "wrong password",

@@ -12,7 +12,7 @@ use crate::client_id::ClientId;
 use crate::config::{IrcConfig, Policy};
 use crate::event::{Flavor, irc_message};
 use crate::handler::{Flow, Handler};
-use crate::hub::{Hub, NameCheck, Registered, RoomView, mask};
+use crate::hub::{Hub, MemberView, NameCheck, Registered, RoomView, mask};
 use crate::outbox::Outbox;
 use bytes::{Bytes, BytesMut};
 use irc_proto::{CapSubCommand, ChannelMode, Command, Mode};
@@ -85,7 +85,28 @@ pub struct IrcSession {
     closing: bool,
     /// A nick waiting for the cluster to grant it (boxed: rarely there).
     pending: Option<Box<PendingName>>,
+    /// A long answer being written page by page (boxed: rarely there).
+    answer: Option<Box<Answer>>,
 }
+
+/// A long answer in progress, written a page at a time as the client takes it (see the
+/// native session's `Answer`).
+#[derive(Debug)]
+enum Answer {
+    /// `LIST`: every room after the everyone channel.
+    List { last: Option<String> },
+    /// `NAMES`: the members of each channel asked for, in turn (the rest of them reversed,
+    /// the current one last).
+    Names {
+        chans: Vec<String>,
+        last: Option<String>,
+    },
+    /// `WHO #channel`: its members.
+    Who { chan: String, last: Option<String> },
+}
+
+/// Entries in one page of a long answer.
+const PAGE: usize = 256;
 
 /// Numeric replies by name, so the code reads like the specifications.
 mod n {
@@ -188,6 +209,7 @@ impl IrcSession {
             last_seen: Instant::now(),
             ping_sent: None,
             pending: None,
+            answer: None,
         }
     }
 
@@ -571,7 +593,7 @@ impl IrcSession {
 
     fn lusers(&self) {
         let users = self.hub.stats().registered().to_string();
-        let rooms = (self.hub.rooms().len() + 1).to_string();
+        let rooms = (self.hub.room_count() + 1).to_string();
         self.num(
             n::RPL_LUSERCLIENT,
             &[&format!(
@@ -652,7 +674,8 @@ impl IrcSession {
                 continue;
             }
             let mask = self.my_mask();
-            let result = self.hub.join(self.id, chan, |view| {
+            let from = Some(self.peer.ip()).filter(|ip| self.policy.limits_apply(*ip));
+            let result = self.hub.join(self.id, chan, from, |view| {
                 let mut out = BytesMut::new();
                 out.extend_from_slice(&irc_message(None, Some(&mask), "JOIN", &[&view.name]));
                 self.write_topic(&mut out, view, false);
@@ -708,12 +731,20 @@ impl IrcSession {
 
     /// 353 lines, each within IRC's 512 bytes, then 366.
     fn write_names(&self, out: &mut BytesMut, view: &RoomView) {
-        let overhead = self.cfg.server_name.len() + self.me().len() + view.name.len() + 20;
+        self.write_names_page(out, &view.name, &view.members);
+        out.extend_from_slice(
+            &self.numeric(n::RPL_ENDOFNAMES, &[&view.name, "End of /NAMES list."]),
+        );
+    }
+
+    /// 353 lines for `members` of `chan`, each within IRC's 512 bytes.
+    fn write_names_page(&self, out: &mut BytesMut, chan: &str, members: &[MemberView]) {
+        let overhead = self.cfg.server_name.len() + self.me().len() + chan.len() + 20;
         let mut line = String::new();
-        for m in &view.members {
+        for m in members {
             let entry = format!("{}{}", if m.op { "@" } else { "" }, m.name);
             if !line.is_empty() && overhead + line.len() + entry.len() + 1 > proto::MAX_LINE {
-                out.extend_from_slice(&self.numeric(n::RPL_NAMREPLY, &["=", &view.name, &line]));
+                out.extend_from_slice(&self.numeric(n::RPL_NAMREPLY, &["=", chan, &line]));
                 line.clear();
             }
             if !line.is_empty() {
@@ -722,11 +753,8 @@ impl IrcSession {
             line.push_str(&entry);
         }
         if !line.is_empty() {
-            out.extend_from_slice(&self.numeric(n::RPL_NAMREPLY, &["=", &view.name, &line]));
+            out.extend_from_slice(&self.numeric(n::RPL_NAMREPLY, &["=", chan, &line]));
         }
-        out.extend_from_slice(
-            &self.numeric(n::RPL_ENDOFNAMES, &[&view.name, "End of /NAMES list."]),
-        );
     }
 
     fn part(&mut self, chans: &str, reason: Option<&str>) {
@@ -887,29 +915,19 @@ impl IrcSession {
         }
     }
 
-    fn view(&self, chan: &str) -> Option<RoomView> {
-        if chan.eq_ignore_ascii_case(&self.cfg.everyone_channel) {
-            Some(self.hub.everyone_view())
-        } else {
-            self.hub.room(chan).ok()
-        }
-    }
-
     fn names(&mut self, chans: Option<&str>) {
         let Some(chans) = chans else {
             self.num(n::RPL_ENDOFNAMES, &["*", "End of /NAMES list."]);
             return;
         };
-        for chan in chans.split(',').filter(|c| !c.is_empty()) {
-            let mut out = BytesMut::new();
-            match self.view(chan) {
-                Some(view) => self.write_names(&mut out, &view),
-                None => out.extend_from_slice(
-                    &self.numeric(n::RPL_ENDOFNAMES, &[&shown(chan), "End of /NAMES list."]),
-                ),
-            }
-            self.push(out.freeze());
-        }
+        let mut chans: Vec<String> = chans
+            .split(',')
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+            .collect();
+        chans.reverse();
+        self.answer = Some(Box::new(Answer::Names { chans, last: None }));
+        self.answer_page();
     }
 
     fn list(&mut self) {
@@ -921,13 +939,102 @@ impl IrcSession {
             n::RPL_LIST,
             &[&self.cfg.everyone_channel, &everyone, &topic],
         ));
-        for r in self.hub.rooms() {
-            let count = r.members.to_string();
-            let topic = r.topic.as_deref().unwrap_or("");
-            out.extend_from_slice(&self.numeric(n::RPL_LIST, &[&r.name, &count, topic]));
-        }
-        out.extend_from_slice(&self.numeric(n::RPL_LISTEND, &["End of /LIST"]));
         self.push(out.freeze());
+        self.answer = Some(Box::new(Answer::List { last: None }));
+        self.answer_page();
+    }
+
+    /// Writes the next page of the answer in progress, and its end once it is complete.
+    fn answer_page(&mut self) {
+        let Some(mut answer) = self.answer.take() else {
+            return;
+        };
+        let mut out = BytesMut::new();
+        let done = match &mut *answer {
+            Answer::List { last } => {
+                let page = self.hub.rooms_page(last.as_deref(), PAGE);
+                for r in &page.items {
+                    let count = r.members.to_string();
+                    let topic = r.topic.as_deref().unwrap_or("");
+                    out.extend_from_slice(&self.numeric(n::RPL_LIST, &[&r.name, &count, topic]));
+                }
+                *last = page.last;
+                if page.done {
+                    out.extend_from_slice(&self.numeric(n::RPL_LISTEND, &["End of /LIST"]));
+                }
+                page.done
+            }
+            Answer::Names { chans, last } => {
+                let Some(chan) = chans.last() else {
+                    return;
+                };
+                let shown_chan = shown(chan);
+                let chan_done = match self.hub.members_page(chan, last.as_deref(), PAGE) {
+                    Ok((name, page)) => {
+                        self.write_names_page(&mut out, &name, &page.items);
+                        *last = page.last;
+                        if page.done {
+                            out.extend_from_slice(
+                                &self.numeric(n::RPL_ENDOFNAMES, &[&name, "End of /NAMES list."]),
+                            );
+                        }
+                        page.done
+                    }
+                    Err(_) => {
+                        out.extend_from_slice(
+                            &self.numeric(n::RPL_ENDOFNAMES, &[&shown_chan, "End of /NAMES list."]),
+                        );
+                        true
+                    }
+                };
+                if chan_done {
+                    chans.pop();
+                    *last = None;
+                }
+                chans.is_empty()
+            }
+            Answer::Who { chan, last } => {
+                let server = self.cfg.server_name.clone();
+                let page = match self.hub.members_page(chan, last.as_deref(), PAGE) {
+                    Ok((name, page)) => {
+                        for m in &page.items {
+                            let flags = format!(
+                                "{}{}",
+                                if m.away { "G" } else { "H" },
+                                if m.op { "@" } else { "" }
+                            );
+                            out.extend_from_slice(&self.numeric(
+                                n::RPL_WHOREPLY,
+                                &[
+                                    &name,
+                                    &m.ident,
+                                    "natter",
+                                    &server,
+                                    &m.name,
+                                    &flags,
+                                    &format!("0 {}", m.name),
+                                ],
+                            ));
+                        }
+                        *last = page.last;
+                        page.done
+                    }
+                    Err(_) => true,
+                };
+                if page {
+                    out.extend_from_slice(
+                        &self.numeric(n::RPL_ENDOFWHO, &[&shown(chan), "End of WHO list"]),
+                    );
+                }
+                page
+            }
+        };
+        if !done {
+            self.answer = Some(answer);
+        }
+        if !out.is_empty() {
+            self.push(out.freeze());
+        }
     }
 
     fn kick(&mut self, chan: &str, nick: &str, reason: Option<&str>) {
@@ -957,31 +1064,17 @@ impl IrcSession {
 
     fn who(&mut self, mask: Option<&str>) {
         let mask = mask.unwrap_or("*");
+        if proto::is_channel(mask) {
+            self.answer = Some(Box::new(Answer::Who {
+                chan: mask.to_owned(),
+                last: None,
+            }));
+            self.answer_page();
+            return;
+        }
         let mut out = BytesMut::new();
         let server = self.cfg.server_name.clone();
-        if proto::is_channel(mask) {
-            if let Some(view) = self.view(mask) {
-                for m in &view.members {
-                    let flags = format!(
-                        "{}{}",
-                        if m.away { "G" } else { "H" },
-                        if m.op { "@" } else { "" }
-                    );
-                    out.extend_from_slice(&self.numeric(
-                        n::RPL_WHOREPLY,
-                        &[
-                            &view.name,
-                            &m.ident,
-                            "natter",
-                            &server,
-                            &m.name,
-                            &flags,
-                            &format!("0 {}", m.name),
-                        ],
-                    ));
-                }
-            }
-        } else if let Some(u) = self.hub.user(mask) {
+        if let Some(u) = self.hub.user(mask) {
             let flags = if u.away.is_some() { "G" } else { "H" };
             out.extend_from_slice(&self.numeric(
                 n::RPL_WHOREPLY,
@@ -1037,7 +1130,7 @@ impl IrcSession {
     }
 
     fn channel_mode(&mut self, chan: &str, modes: &[Mode<ChannelMode>]) {
-        if !chan.eq_ignore_ascii_case(&self.cfg.everyone_channel) && self.hub.room(chan).is_err() {
+        if !chan.eq_ignore_ascii_case(&self.cfg.everyone_channel) && self.hub.topic(chan).is_err() {
             self.num(n::ERR_NOSUCHCHANNEL, &[&shown(chan), "No such channel"]);
             return;
         }
@@ -1239,6 +1332,14 @@ impl Handler for IrcSession {
 
     fn waiting(&self) -> bool {
         self.pending.is_some()
+    }
+
+    fn answering(&self) -> bool {
+        self.answer.is_some()
+    }
+
+    fn answer_more(&mut self) {
+        self.answer_page();
     }
 
     fn poll_resume(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Flow> {

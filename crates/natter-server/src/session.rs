@@ -55,7 +55,29 @@ pub struct Session {
     /// A REGISTER waiting for the cluster to grant its name; boxed, so that sessions that
     /// wait for nothing (all of them, most of the time) pay one pointer.
     pending: Option<Box<PendingName>>,
+    /// A long answer being written page by page (boxed: rarely there).
+    answer: Option<Box<Answer>>,
 }
+
+/// A long answer (a list of users, rooms or members) in progress: it is written a page at a
+/// time as the client takes it ([`Handler::answer_more`]), never built whole, so asking for
+/// it costs the server no more than the client's bound.
+#[derive(Debug)]
+enum Answer {
+    /// `LIST`: the registered users.
+    Users { last: Option<String>, count: usize },
+    /// `ROOMS`: every room.
+    Rooms { last: Option<String>, count: usize },
+    /// `WHO`: a room's members.
+    Members {
+        room: String,
+        last: Option<String>,
+        count: usize,
+    },
+}
+
+/// Entries in one page of a long answer.
+const PAGE: usize = 256;
 
 /// Consecutive MESSAGE texts, or DM texts to one user, from one read, sent together.
 #[derive(Debug, Default)]
@@ -109,6 +131,7 @@ impl Session {
             mark: now,
             batch: None,
             pending: None,
+            answer: None,
         }
     }
 
@@ -351,24 +374,75 @@ impl Session {
         self.reply(out.freeze());
     }
 
-    fn list(&self) {
-        // Rendered under the hub's lock, so the answer agrees with the ONLINE, OFFLINE and
-        // RENAMED events around it.
-        self.hub.answer_names(&self.outbox, |names| {
-            let mut out = BytesMut::new();
-            for n in names {
-                ServerLine::User {
-                    name: Cow::Borrowed(n),
+    fn list(&mut self) {
+        self.answer = Some(Box::new(Answer::Users {
+            last: None,
+            count: 0,
+        }));
+        self.answer_page();
+    }
+
+    /// Writes the next page of the answer in progress, and its `OK` once it is complete.
+    fn answer_page(&mut self) {
+        let Some(mut answer) = self.answer.take() else {
+            return;
+        };
+        let mut out = BytesMut::new();
+        let done = match &mut *answer {
+            Answer::Users { last, count } => {
+                let page = self.hub.names_page(last.as_deref(), PAGE);
+                for n in &page.items {
+                    ServerLine::User {
+                        name: Cow::Borrowed(n),
+                    }
+                    .write_to(&mut out);
                 }
-                .write_to(&mut out);
+                *count += page.items.len();
+                *last = page.last;
+                page.done
+                    .then(|| ok_line(&mut out, "LIST", &count.to_string()))
             }
-            ServerLine::Ok {
-                verb: Cow::Borrowed("LIST"),
-                detail: Cow::Owned(names.len().to_string()),
+            Answer::Rooms { last, count } => {
+                let page = self.hub.rooms_page(last.as_deref(), PAGE);
+                for r in &page.items {
+                    ServerLine::Room {
+                        room: Cow::Borrowed(&r.name),
+                        members: r.members,
+                        topic: Cow::Borrowed(r.topic.as_deref().unwrap_or("")),
+                    }
+                    .write_to(&mut out);
+                }
+                *count += page.items.len();
+                *last = page.last;
+                page.done
+                    .then(|| ok_line(&mut out, "ROOMS", &count.to_string()))
             }
-            .write_to(&mut out);
-            out.freeze()
-        });
+            Answer::Members { room, last, count } => {
+                match self.hub.members_page(room, last.as_deref(), PAGE) {
+                    Ok((name, page)) => {
+                        for m in &page.items {
+                            ServerLine::Member {
+                                room: Cow::Borrowed(&name),
+                                name: Cow::Borrowed(&m.name),
+                                op: m.op,
+                            }
+                            .write_to(&mut out);
+                        }
+                        *room = name.to_string();
+                        *count += page.items.len();
+                        *last = page.last;
+                        page.done
+                            .then(|| ok_line(&mut out, "WHO", &format!("{room} {count}")))
+                    }
+                    // The room went away between two pages: the answer ends with it.
+                    Err(_) => Some(ok_line(&mut out, "WHO", &format!("{room} {count}"))),
+                }
+            }
+        };
+        if done.is_none() {
+            self.answer = Some(answer);
+        }
+        self.reply(out.freeze());
     }
 
     /// Gathers a MESSAGE (`to` is `None`) or a DM; the batch goes out when the input read so
@@ -443,7 +517,8 @@ impl Session {
 
     fn join(&self, j: RoomArg<'_>) {
         // The hub queues the answer itself, in order with the room's traffic.
-        let joined = self.hub.join(self.id, j.room, |view| {
+        let from = Some(self.peer.ip()).filter(|ip| self.policy.limits_apply(*ip));
+        let joined = self.hub.join(self.id, j.room, from, |view| {
             let mut out = BytesMut::new();
             write_members(&mut out, view);
             if let Some(t) = &view.topic {
@@ -481,36 +556,23 @@ impl Session {
         }
     }
 
-    fn rooms(&self) {
-        let rooms = self.hub.rooms();
-        let mut out = bytes::BytesMut::new();
-        for r in &rooms {
-            ServerLine::Room {
-                room: Cow::Borrowed(&r.name),
-                members: r.members,
-                topic: Cow::Borrowed(r.topic.as_deref().unwrap_or("")),
-            }
-            .write_to(&mut out);
-        }
-        ServerLine::Ok {
-            verb: Cow::Borrowed("ROOMS"),
-            detail: Cow::Owned(rooms.len().to_string()),
-        }
-        .write_to(&mut out);
-        self.reply(out.freeze());
+    fn rooms(&mut self) {
+        self.answer = Some(Box::new(Answer::Rooms {
+            last: None,
+            count: 0,
+        }));
+        self.answer_page();
     }
 
-    fn who(&self, w: RoomArg<'_>) {
-        match self.hub.room(w.room) {
-            Ok(view) => {
-                let mut out = BytesMut::new();
-                write_members(&mut out, &view);
-                ServerLine::Ok {
-                    verb: Cow::Borrowed("WHO"),
-                    detail: Cow::Owned(format!("{} {}", view.name, view.members.len())),
-                }
-                .write_to(&mut out);
-                self.reply(out.freeze());
+    fn who(&mut self, w: RoomArg<'_>) {
+        match self.hub.topic(w.room) {
+            Ok((room, _)) => {
+                self.answer = Some(Box::new(Answer::Members {
+                    room: room.to_string(),
+                    last: None,
+                    count: 0,
+                }));
+                self.answer_page();
             }
             Err(code) => self.room_error(code, w.room),
         }
@@ -522,22 +584,18 @@ impl Session {
                 Ok(room) => self.reply(ok("TOPIC", &room)),
                 Err(code) => self.room_error(code, t.room),
             },
-            None => match self.hub.room(t.room) {
-                Ok(view) => {
+            None => match self.hub.topic(t.room) {
+                Ok((room, topic)) => {
                     let mut out = BytesMut::new();
-                    if let Some(topic) = &view.topic {
+                    if let Some(topic) = &topic {
                         ServerLine::Topic {
-                            room: Cow::Borrowed(&view.name),
+                            room: Cow::Borrowed(&room),
                             by: Cow::Borrowed(&topic.by),
                             text: Cow::Borrowed(&topic.text),
                         }
                         .write_to(&mut out);
                     }
-                    ServerLine::Ok {
-                        verb: Cow::Borrowed("TOPIC"),
-                        detail: Cow::Borrowed(&view.name),
-                    }
-                    .write_to(&mut out);
+                    ok_line(&mut out, "TOPIC", &room);
                     self.reply(out.freeze());
                 }
                 Err(code) => self.room_error(code, t.room),
@@ -667,6 +725,14 @@ impl Handler for Session {
         bye(reason)
     }
 
+    fn answering(&self) -> bool {
+        self.answer.is_some()
+    }
+
+    fn answer_more(&mut self) {
+        self.answer_page();
+    }
+
     fn max_line(&self) -> usize {
         MAX_LINE_BYTES
     }
@@ -683,6 +749,15 @@ fn shown(word: &str) -> String {
         s.push('…');
     }
     s
+}
+
+/// Appends `OK <verb> <detail>`.
+fn ok_line(out: &mut BytesMut, verb: &str, detail: &str) {
+    ServerLine::Ok {
+        verb: Cow::Borrowed(verb),
+        detail: Cow::Borrowed(detail),
+    }
+    .write_to(out);
 }
 
 /// `MEMBER` lines for a room.

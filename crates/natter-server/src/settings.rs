@@ -62,6 +62,9 @@ pub struct Settings {
     /// Most rooms at once [default: 10000].
     #[arg(long)]
     pub max_rooms: Option<usize>,
+    /// Most rooms that the users of one address may have created at once [default: 1000].
+    #[arg(long)]
+    pub max_rooms_per_address: Option<usize>,
     /// Most rooms one user may be in [default: 100].
     #[arg(long)]
     pub max_rooms_per_user: Option<usize>,
@@ -186,7 +189,7 @@ impl Settings {
             };
         }
         pick!(host, port, tls_cert, tls_key, threads, max_connections, outbox_kib, catch_up_secs, shutdown_grace_secs,
-            write_stall_secs, max_rooms, max_rooms_per_user, max_room_members, max_topic_bytes,
+            write_stall_secs, max_rooms, max_rooms_per_address, max_rooms_per_user, max_room_members, max_topic_bytes,
             server_name, server_description, everyone_channel, irc_auto_join, motd_file,
             irc_ping_secs, irc_ping_timeout_secs, password, password_file, per_ip_connections,
             per_ip_connect_rate, per_ip_connect_burst, exempt_loopback, register_timeout_secs,
@@ -214,6 +217,7 @@ impl Settings {
                 shutdown_grace_secs: Some(d.shutdown_grace.as_secs()),
                 write_stall_secs: Some(d.write_stall.as_secs()),
                 max_rooms: Some(rooms.rooms),
+                max_rooms_per_address: Some(rooms.per_address),
                 max_rooms_per_user: Some(rooms.per_user),
                 max_room_members: Some(rooms.members),
                 max_topic_bytes: Some(rooms.topic_bytes),
@@ -318,6 +322,7 @@ impl Settings {
                 per_user: s.max_rooms_per_user.unwrap_or(r.per_user),
                 members: s.max_room_members.unwrap_or(r.members),
                 rooms: s.max_rooms.unwrap_or(r.rooms),
+                per_address: s.max_rooms_per_address.unwrap_or(r.per_address),
                 topic_bytes: s.max_topic_bytes.unwrap_or(r.topic_bytes),
             },
             web: Origins {

@@ -169,7 +169,14 @@ impl Hub {
                 let mut guard = self.write();
                 let st = &mut *guard;
                 if let Some(&id) = st.ghosts.get(&(Arc::from(node), c)) {
-                    let _ = self.join_in(st, id, &room, Some(op), None::<fn(&RoomView) -> Bytes>);
+                    let _ = self.join_in(
+                        st,
+                        id,
+                        &room,
+                        Some(op),
+                        None,
+                        None::<fn(&RoomView) -> Bytes>,
+                    );
                 }
             }
             Op::Part { c, room, reason } => {
@@ -362,7 +369,14 @@ impl Hub {
                     && !self.is_everyone(&room)
                     && !have.contains(&room_name::fold(&room))
                 {
-                    let _ = self.join_in(st, id, &room, Some(op), None::<fn(&RoomView) -> Bytes>);
+                    let _ = self.join_in(
+                        st,
+                        id,
+                        &room,
+                        Some(op),
+                        None,
+                        None::<fn(&RoomView) -> Bytes>,
+                    );
                 }
             }
         }

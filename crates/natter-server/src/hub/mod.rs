@@ -34,7 +34,9 @@ use crate::stats::Stats;
 use audience::{Audience, Seat};
 use bytes::Bytes;
 use natter_proto::{ErrorCode, name, room as room_name};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
@@ -51,6 +53,9 @@ pub struct RoomLimits {
     pub members: usize,
     /// Most rooms that may exist at once.
     pub rooms: usize,
+    /// Most rooms the users of one address may have created that exist at once, so one
+    /// address cannot use up `rooms` for everyone.
+    pub per_address: usize,
     /// Longest topic, in bytes.
     pub topic_bytes: usize,
 }
@@ -61,6 +66,7 @@ impl Default for RoomLimits {
             per_user: 100,
             members: 100_000,
             rooms: 10_000,
+            per_address: 1_000,
             topic_bytes: natter_proto::limits::DEFAULT_MAX_TOPIC_BYTES,
         }
     }
@@ -115,11 +121,13 @@ struct State {
     /// Registered users by connection.
     users: HashMap<ClientId, User>,
     /// Registered users by folded name: the uniqueness of names.
-    names: HashMap<Arc<str>, ClientId>,
+    names: BTreeMap<Arc<str>, ClientId>,
     /// Everyone: every native user and the IRC users in the everyone channel.
     everyone: Audience,
     /// Rooms by folded name.
-    rooms: HashMap<String, Room>,
+    rooms: BTreeMap<String, Room>,
+    /// How many of the existing rooms were created from each address (limited ones only).
+    rooms_by: HashMap<IpAddr, usize>,
     /// Orders joins, so the longest-standing member can take over a room.
     joins: u64,
     /// Ghosts by their node and their id there.
@@ -203,6 +211,8 @@ pub fn mask(name: &str, ident: &str) -> Arc<str> {
 struct Room {
     /// The name as its creator typed it.
     name: Arc<str>,
+    /// The address its creator came from, while it counts against that address's rooms.
+    by: Option<IpAddr>,
     /// The topic, if one is set.
     topic: Option<RoomTopic>,
     /// The members.
@@ -282,6 +292,35 @@ pub struct UserView {
     pub rooms: Vec<String>,
     /// The away message, if any.
     pub away: Option<Arc<str>>,
+}
+
+/// One page of a long answer (see [`Hub::names_page`]).
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    /// The entries, in order.
+    pub items: Vec<T>,
+    /// The key of the last entry, to ask for the next page with.
+    pub last: Option<String>,
+    /// Whether this is the last page.
+    pub done: bool,
+}
+
+impl<T> Default for Page<T> {
+    fn default() -> Self {
+        Self {
+            items: Vec::new(),
+            last: None,
+            done: true,
+        }
+    }
+}
+
+/// How members are ordered when shown: operators first, then by folded name.
+fn member_key(op: bool, name: &str) -> String {
+    let mut k = String::with_capacity(name.len() + 1);
+    k.push(if op { '0' } else { '1' });
+    k.push_str(&name::fold(name));
+    k
 }
 
 /// Who a DM reached.
@@ -847,7 +886,7 @@ impl Hub {
         };
         room.members.remove(id);
         if room.members.len() == 0 {
-            st.rooms.remove(key);
+            Self::remove_room(st, key);
             self.stats.set_rooms(st.rooms.len());
             return;
         }
@@ -1040,17 +1079,27 @@ impl Hub {
         })
     }
 
-    /// Renders the registered users' names, sorted ignoring case, and queues the result to
-    /// `outbox` while the lock is held, so it agrees with the presence events around it.
-    pub fn answer_names(&self, outbox: &Outbox, render: impl FnOnce(&[&str]) -> Bytes) {
+    /// Up to `max` registered users' names after `after` (a folded name), in order of their
+    /// folded names. A long list is answered page by page as the client takes it, so each
+    /// page is read under the lock on its own: a presence event between two pages arrives in
+    /// its place between them.
+    pub fn names_page(&self, after: Option<&str>, max: usize) -> Page<Arc<str>> {
         let st = self.read();
-        let mut v: Vec<(&Arc<str>, &ClientId)> = st.names.iter().collect();
-        v.sort_unstable();
-        let names: Vec<&str> = v
-            .into_iter()
-            .filter_map(|(_, id)| st.users.get(id).map(|u| &*u.name))
-            .collect();
-        outbox.push(render(&names));
+        let range = match after {
+            Some(a) => st
+                .names
+                .range::<str, _>((Bound::Excluded(a), Bound::Unbounded)),
+            None => st.names.range::<str, _>(..),
+        };
+        let mut page = Page::default();
+        for (key, id) in range.take(max) {
+            if let Some(u) = st.users.get(id) {
+                page.items.push(u.name.clone());
+            }
+            page.last = Some(key.to_string());
+        }
+        page.done = page.items.len() < max;
+        page
     }
 
     /// A user's details, for WHOIS, USERHOST and ISON.
@@ -1113,17 +1162,24 @@ impl Hub {
                 })
             })
             .collect();
-        members.sort_unstable_by(|a, b| {
-            b.op.cmp(&a.op).then_with(|| {
-                a.name
-                    .to_ascii_lowercase()
-                    .cmp(&b.name.to_ascii_lowercase())
-            })
-        });
+        members.sort_by_cached_key(|m| member_key(m.op, &m.name));
         RoomView {
             name: name.clone(),
             topic: topic.cloned(),
             members,
+        }
+    }
+
+    /// Removes an empty room, and its count against its creator's address.
+    fn remove_room(st: &mut State, key: &str) {
+        if let Some(r) = st.rooms.remove(key)
+            && let Some(ip) = r.by
+            && let Some(n) = st.rooms_by.get_mut(&ip)
+        {
+            *n -= 1;
+            if *n == 0 {
+                st.rooms_by.remove(&ip);
+            }
         }
     }
 
@@ -1132,17 +1188,21 @@ impl Hub {
     /// `answer` renders the joiner's answer from the room as it is after the join; it is
     /// queued here, under the lock, so it reaches the joiner before anything said in the room
     /// after the join.
+    ///
+    /// A room created counts against `from`, the creator's address, unless it is `None`
+    /// (exempt from the per-address limits).
     pub fn join(
         &self,
         id: ClientId,
         room: &str,
+        from: Option<IpAddr>,
         answer: impl FnOnce(&RoomView) -> Bytes,
     ) -> Result<(), ErrorCode> {
         if self.is_everyone(room) {
             return Err(ErrorCode::InvalidRoomName);
         }
         let mut guard = self.write();
-        self.join_in(&mut guard, id, room, None, Some(answer))
+        self.join_in(&mut guard, id, room, None, from, Some(answer))
     }
 
     /// [`Hub::join`] under the lock; a ghost comes with its operator status as its own node
@@ -1153,6 +1213,7 @@ impl Hub {
         id: ClientId,
         room: &str,
         ghost_op: Option<bool>,
+        from: Option<IpAddr>,
         answer: Option<impl FnOnce(&RoomView) -> Bytes>,
     ) -> Result<(), ErrorCode> {
         let key = room_name::fold(room);
@@ -1168,13 +1229,29 @@ impl Hub {
             if local && r.members.len() >= self.limits.members {
                 return Err(ErrorCode::RoomFull);
             }
-        } else if local && st.rooms.len() >= self.limits.rooms {
-            return Err(ErrorCode::RoomLimit);
+        } else if local {
+            if st.rooms.len() >= self.limits.rooms {
+                return Err(ErrorCode::RoomLimit);
+            }
+            if let Some(ip) = from
+                && st
+                    .rooms_by
+                    .get(&ip)
+                    .is_some_and(|&n| n >= self.limits.per_address)
+            {
+                return Err(ErrorCode::RoomLimit);
+            }
         }
-        let r = st.rooms.entry(key.clone()).or_insert_with(|| Room {
-            name: Arc::from(room),
-            topic: None,
-            members: Audience::default(),
+        let r = st.rooms.entry(key.clone()).or_insert_with(|| {
+            if let Some(ip) = from.filter(|_| local) {
+                *st.rooms_by.entry(ip).or_default() += 1;
+            }
+            Room {
+                name: Arc::from(room),
+                by: from.filter(|_| local),
+                topic: None,
+                members: Audience::default(),
+            }
         });
         let op = ghost_op.unwrap_or(r.members.len() == 0);
         st.joins += 1;
@@ -1384,25 +1461,90 @@ impl Hub {
         Ok((r.name.clone(), n + r.members.ghosts))
     }
 
-    /// Every room, sorted by name.
-    pub fn rooms(&self) -> Vec<RoomSummary> {
+    /// Up to `max` rooms after `after` (a folded room name), in order of their folded names;
+    /// see [`Hub::names_page`].
+    pub fn rooms_page(&self, after: Option<&str>, max: usize) -> Page<RoomSummary> {
         let st = self.read();
-        let mut v: Vec<(&String, RoomSummary)> = st
-            .rooms
+        let range = match after {
+            Some(a) => st
+                .rooms
+                .range::<str, _>((Bound::Excluded(a), Bound::Unbounded)),
+            None => st.rooms.range::<str, _>(..),
+        };
+        let mut page = Page::default();
+        for (key, r) in range.take(max) {
+            page.items.push(RoomSummary {
+                name: r.name.clone(),
+                members: r.members.len(),
+                topic: r.topic.as_ref().map(|t| t.text.clone()),
+            });
+            page.last = Some(key.clone());
+        }
+        page.done = page.items.len() < max;
+        page
+    }
+
+    /// How many rooms there are.
+    pub fn room_count(&self) -> usize {
+        self.read().rooms.len()
+    }
+
+    /// Up to `max` members of `room` (or of the everyone channel) after `after`, operators
+    /// first, then by folded name; the key of the last one is the page's `last`. See
+    /// [`Hub::names_page`]. Returns the room's name as created, with the page.
+    pub fn members_page(
+        &self,
+        room: &str,
+        after: Option<&str>,
+        max: usize,
+    ) -> Result<(Arc<str>, Page<MemberView>), ErrorCode> {
+        let st = self.read();
+        let (name, audience) = if self.is_everyone(room) {
+            (Arc::from(self.irc.everyone.as_str()), &st.everyone)
+        } else {
+            let r = st
+                .rooms
+                .get(&room_name::fold(room))
+                .ok_or(ErrorCode::NoSuchRoom)?;
+            (r.name.clone(), &r.members)
+        };
+        let mut next: Vec<(String, &Seat)> = audience
+            .seats
             .iter()
-            .map(|(k, r)| {
-                (
-                    k,
-                    RoomSummary {
-                        name: r.name.clone(),
-                        members: r.members.len(),
-                        topic: r.topic.as_ref().map(|t| t.text.clone()),
-                    },
-                )
-            })
+            .filter(|s| st.users.contains_key(&s.id))
+            .map(|s| (member_key(s.op, &st.users[&s.id].name), s))
+            .filter(|(k, _)| after.is_none_or(|a| k.as_str() > a))
             .collect();
-        v.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        v.into_iter().map(|(_, s)| s).collect()
+        if next.len() > max {
+            next.select_nth_unstable_by(max - 1, |a, b| a.0.cmp(&b.0));
+            next.truncate(max);
+        }
+        next.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut page = Page {
+            done: next.len() < max,
+            ..Page::default()
+        };
+        for (key, s) in next {
+            let u = &st.users[&s.id];
+            page.items.push(MemberView {
+                name: u.name.clone(),
+                ident: u.ident.clone(),
+                op: s.op,
+                away: u.away.is_some(),
+            });
+            page.last = Some(key);
+        }
+        Ok((name, page))
+    }
+
+    /// A room's topic, and its name as created.
+    pub fn topic(&self, room: &str) -> Result<(Arc<str>, Option<RoomTopic>), ErrorCode> {
+        let st = self.read();
+        let r = st
+            .rooms
+            .get(&room_name::fold(room))
+            .ok_or(ErrorCode::NoSuchRoom)?;
+        Ok((r.name.clone(), r.topic.clone()))
     }
 
     /// How many are in the Everyone audience.
@@ -1505,7 +1647,7 @@ impl Hub {
         // Everyone who stays has seen the kick already; no PARTED as well.
         r.members.remove(target_id);
         if r.members.len() == 0 {
-            st.rooms.remove(&key);
+            Self::remove_room(st, &key);
             self.stats.set_rooms(st.rooms.len());
         } else {
             self.hand_over(r, &st.users);
@@ -1716,11 +1858,8 @@ mod tests {
         assert_eq!(drain(&ann), ["ONLINE cy", "OFFLINE bob"]);
         assert_eq!(hub.drop_node("n2"), 1);
         assert_eq!(drain(&ann), ["OFFLINE cy"]);
-        let mut names = Vec::new();
-        hub.answer_names(&ann, |n| {
-            names = n.iter().map(|s| s.to_string()).collect();
-            Bytes::new()
-        });
-        assert_eq!(names, ["ANN", "ann2"]);
+        let names = hub.names_page(None, 10);
+        assert!(names.done);
+        assert_eq!(names.items, [Arc::from("ANN"), Arc::from("ann2")]);
     }
 }
