@@ -431,15 +431,20 @@ impl Session {
                         *room = name.to_string();
                         *count += page.items.len();
                         *last = page.last;
+                        if page.done {
+                            ok_line(&mut out, "WHO", &format!("{room} {count}"));
+                        }
                         page.done
-                            .then(|| ok_line(&mut out, "WHO", &format!("{room} {count}")))
                     }
                     // The room went away between two pages: the answer ends with it.
-                    Err(_) => Some(ok_line(&mut out, "WHO", &format!("{room} {count}"))),
+                    Err(_) => {
+                        ok_line(&mut out, "WHO", &format!("{room} {count}"));
+                        true
+                    }
                 }
             }
         };
-        if done.is_none() {
+        if !done {
             self.answer = Some(answer);
         }
         self.reply(out.freeze());
