@@ -399,8 +399,10 @@ impl Session {
                 }
                 *count += page.items.len();
                 *last = page.last;
+                if page.done {
+                    ok_line(&mut out, "LIST", &count.to_string());
+                }
                 page.done
-                    .then(|| ok_line(&mut out, "LIST", &count.to_string()))
             }
             Answer::Rooms { last, count } => {
                 let page = self.hub.rooms_page(last.as_deref(), PAGE);
@@ -414,8 +416,10 @@ impl Session {
                 }
                 *count += page.items.len();
                 *last = page.last;
+                if page.done {
+                    ok_line(&mut out, "ROOMS", &count.to_string());
+                }
                 page.done
-                    .then(|| ok_line(&mut out, "ROOMS", &count.to_string()))
             }
             Answer::Members { room, last, count } => {
                 match self.hub.members_page(room, last.as_deref(), PAGE) {
