@@ -273,6 +273,7 @@ async fn room_limits_are_enforced() {
             members: 2,
             rooms: 3,
             topic_bytes: 10,
+            ..RoomLimits::default()
         },
         ..common::test_config()
     })
