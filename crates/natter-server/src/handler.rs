@@ -40,6 +40,8 @@ pub trait Handler {
     fn goodbye(&self, reason: ByeReason) -> Bytes;
     /// The longest line the framer accepts.
     fn max_line(&self) -> usize;
+    /// The client's address, for the connection's log lines.
+    fn peer(&self) -> std::net::SocketAddr;
     /// Whether the session waits for something (a cluster's answer about a name) before it
     /// may take another line; the connection then holds further input back.
     fn waiting(&self) -> bool {

@@ -1392,4 +1392,8 @@ impl Handler for IrcSession {
     fn max_line(&self) -> usize {
         proto::MAX_FRAME
     }
+
+    fn peer(&self) -> SocketAddr {
+        self.peer
+    }
 }

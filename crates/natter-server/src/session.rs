@@ -135,11 +135,6 @@ impl Session {
         }
     }
 
-    /// The peer's address.
-    pub fn peer(&self) -> SocketAddr {
-        self.peer
-    }
-
     /// The hub this session routes through.
     pub fn hub(&self) -> &Arc<Hub> {
         &self.hub
@@ -744,6 +739,10 @@ impl Handler for Session {
 
     fn max_line(&self) -> usize {
         MAX_LINE_BYTES
+    }
+
+    fn peer(&self) -> SocketAddr {
+        self.peer
     }
 }
 

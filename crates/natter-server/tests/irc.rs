@@ -3,82 +3,11 @@
 
 mod common;
 
+use common::irc::Irc;
 use common::{ClientExt, LIMIT, TestServer, within};
-use natter_conn::{LineReader, LineWriter};
 use natter_server::Config;
 use natter_server::config::IrcConfig;
-use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::net::TcpStream;
-
-/// A raw IRC connection: lines out with CRLF, lines in without.
-struct Irc {
-    r: LineReader,
-    w: LineWriter,
-}
-
-impl Irc {
-    async fn connect(addr: SocketAddr) -> Self {
-        let s = within(TcpStream::connect(addr)).await.unwrap();
-        let (r, w) = s.into_split();
-        Self {
-            r: LineReader::new(r),
-            w: LineWriter::new(w),
-        }
-    }
-
-    /// Connects and registers as `nick`, skipping the welcome burst up to the everyone
-    /// channel's NAMES.
-    async fn user(addr: SocketAddr, nick: &str) -> Self {
-        let mut c = Self::connect(addr).await;
-        c.send(&format!("NICK {nick}")).await;
-        c.send(&format!("USER {nick} 0 * :{nick} real")).await;
-        c.skip_to(" 366 ").await;
-        c
-    }
-
-    async fn send(&mut self, line: &str) {
-        within(self.w.send_raw(format!("{line}\r\n").as_bytes()))
-            .await
-            .unwrap();
-    }
-
-    async fn line(&mut self) -> String {
-        within(self.r.next_text())
-            .await
-            .unwrap()
-            .expect("connection closed")
-    }
-
-    /// Reads until a line containing `needle`; returns it.
-    async fn skip_to(&mut self, needle: &str) -> String {
-        loop {
-            let l = self.line().await;
-            if l.contains(needle) {
-                return l;
-            }
-        }
-    }
-
-    /// Sends `line` and expects the next line to be numeric `code`.
-    async fn expect(&mut self, line: &str, code: &str) -> String {
-        self.send(line).await;
-        let got = self.line().await;
-        assert_eq!(
-            got.split(' ').nth(1),
-            Some(code),
-            "{line:?} should answer {code}, got {got:?}"
-        );
-        got
-    }
-
-    /// Proves nothing else is queued: a PING's PONG must come next.
-    async fn quiet(&mut self) {
-        self.send("PING :quiet").await;
-        let l = self.line().await;
-        assert!(l.ends_with("PONG natter quiet"), "unexpected {l:?}");
-    }
-}
 
 #[tokio::test]
 async fn registration_without_cap_gets_the_welcome_burst() {

@@ -9,34 +9,6 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 #[tokio::test]
-async fn shutdown_says_bye_to_everyone_after_their_queued_lines() {
-    let mut s = TestServer::start().await;
-    let mut a = s.user("a").await;
-    let mut b = s.user("b").await;
-    let mut lurker = s.client().await;
-    assert_eq!(a.text().await, "ONLINE b");
-    assert_eq!(b.ask("MESSAGE before shutdown").await, "OK MESSAGE 1");
-    s.begin_stop();
-    assert_eq!(
-        a.until_closed().await,
-        vec![
-            "MESSAGE b before shutdown",
-            "BYE SHUTDOWN the server is shutting down"
-        ]
-    );
-    assert_eq!(
-        b.until_closed().await,
-        vec!["BYE SHUTDOWN the server is shutting down"]
-    );
-    assert_eq!(
-        lurker.until_closed().await,
-        vec!["BYE SHUTDOWN the server is shutting down"]
-    );
-    s.stopped().await;
-    assert!(tokio::net::TcpStream::connect(s.addr).await.is_err());
-}
-
-#[tokio::test]
 async fn extra_clients_are_refused_with_a_clear_line() {
     let s = TestServer::with(Config {
         max_connections: 2,

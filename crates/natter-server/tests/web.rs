@@ -6,7 +6,7 @@ mod common;
 use common::{ClientExt, TestServer, within};
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -14,25 +14,12 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// One HTTP/1.1 GET; returns the status code, the headers and the body.
 async fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
-    let mut s = within(TcpStream::connect(addr)).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    within(s.read_to_end(&mut raw)).await.unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, head.to_owned(), body.to_owned())
+    common::probe::http_get(addr, common::wire::LOCAL, path).await
 }
 
 /// The value of one metric (without labels) from /metrics.
 async fn metric(addr: SocketAddr, name: &str) -> u64 {
-    let (_, _, body) = get(addr, "/metrics").await;
-    body.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("{name} missing from {body}"))
-        .parse()
-        .unwrap()
+    common::probe::metric_from(addr, common::wire::LOCAL, name).await
 }
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -193,19 +180,4 @@ async fn allowed_origins_are_configurable() {
     .await;
     assert!(ws(s.addr, Some("https://chat.example")).await.is_ok());
     assert!(ws(s.addr, Some("https://other.example")).await.is_err());
-}
-
-#[tokio::test]
-async fn shutdown_says_bye_to_websocket_clients() {
-    let mut s = TestServer::start().await;
-    let mut w = ws(s.addr, None).await.unwrap();
-    assert!(next_text(&mut w).await.starts_with("HELLO"));
-    send(&mut w, "REGISTER leaving").await;
-    assert_eq!(next_text(&mut w).await, "OK REGISTER leaving");
-    s.begin_stop();
-    assert_eq!(
-        next_text(&mut w).await,
-        "BYE SHUTDOWN the server is shutting down"
-    );
-    s.stopped().await;
 }

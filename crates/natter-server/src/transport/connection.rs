@@ -306,7 +306,7 @@ fn finished<W: Wire, H: Handler>(
         stats.slow_consumer();
     }
     info!(
-        peer = %peer_of_wire(driver.wire()),
+        peer = %driver.handler.peer(),
         reason = ?end,
         via = via.as_str(),
         irc = speaks == Speaks::Irc,

@@ -80,10 +80,11 @@ impl Decoder {
 /// What decoding a read found besides payload.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Control {
-    /// Frames to send back (pongs, the answer to a close).
+    /// Frames to send back at once (pongs).
     reply: Vec<u8>,
-    /// The peer closed the WebSocket.
-    closed: bool,
+    /// The peer closed the WebSocket, with this status code (empty if it gave none); the
+    /// answer waits until the output before it is written.
+    closed: Option<Vec<u8>>,
 }
 
 impl Decoder {
@@ -93,7 +94,7 @@ impl Decoder {
     fn decode(&mut self, buf: &mut [u8], ctl: &mut Control) -> io::Result<usize> {
         let mut r = 1;
         let mut w = 0;
-        while r < buf.len() && !ctl.closed {
+        while r < buf.len() && ctl.closed.is_none() {
             let Some((opcode, _)) = self.frame else {
                 // Gather the header.
                 let need = if self.head_len < 2 {
@@ -204,10 +205,8 @@ impl Decoder {
             PONG => self.control = Vec::new(),
             CLOSE => {
                 let body = std::mem::take(&mut self.control);
-                // Echo the peer's status code, as RFC 6455 5.5.1 suggests.
-                let code = body.get(..2).unwrap_or(&[]);
-                frame(&mut ctl.reply, CLOSE, code);
-                ctl.closed = true;
+                // The peer's status code, to echo as RFC 6455 5.5.1 suggests.
+                ctl.closed = Some(body.get(..2).unwrap_or(&[]).to_vec());
             }
             _ => unreachable!("checked in start_frame"),
         }
@@ -269,6 +268,8 @@ pub struct WebSocket<W> {
     early: Option<Bytes>,
     /// The peer's close was read (or the input failed): the input has ended.
     ended: bool,
+    /// The status code the peer closed with, for our answer.
+    peer_code: Option<Vec<u8>>,
     /// A close frame has been queued; nothing follows it.
     closing: bool,
 }
@@ -284,6 +285,7 @@ impl<W: Wire> WebSocket<W> {
             written: 0,
             early: (!early.is_empty()).then_some(early),
             ended: false,
+            peer_code: None,
             closing: false,
         }
     }
@@ -355,21 +357,17 @@ impl<W: Wire> Wire for WebSocket<W> {
             let decoded = self.decoder.decode(&mut buf[..=n], &mut ctl);
             if !ctl.reply.is_empty() && !self.closing {
                 self.out.extend_from_slice(&ctl.reply);
-                self.closing = ctl.closed;
                 // Best effort now; the driver flushes the rest.
                 Self::would_block(self.push_out())?;
             }
+            let closed = ctl.closed.is_some();
+            if let Some(code) = ctl.closed {
+                self.peer_code = Some(code);
+                self.ended = true;
+            }
             match decoded {
-                Ok(0) if !ctl.closed => continue,
-                Ok(w) => {
-                    if ctl.closed {
-                        self.ended = true;
-                        if w == 0 {
-                            return Ok(0);
-                        }
-                    }
-                    return Ok(w);
-                }
+                Ok(0) if !closed => continue,
+                Ok(w) => return Ok(w),
                 Err(e) => {
                     if !self.closing {
                         let code = PROTOCOL_ERROR.to_be_bytes();
@@ -424,8 +422,12 @@ impl<W: Wire> Wire for WebSocket<W> {
 
     fn close(&mut self, going_away: bool) {
         if !self.closing {
-            let code = if going_away { GOING_AWAY } else { NORMAL };
-            frame(&mut self.out, CLOSE, &code.to_be_bytes());
+            let code = match self.peer_code.take() {
+                Some(code) => code,
+                None if going_away => GOING_AWAY.to_be_bytes().to_vec(),
+                None => NORMAL.to_be_bytes().to_vec(),
+            };
+            frame(&mut self.out, CLOSE, &code);
             self.closing = true;
         }
     }
@@ -474,7 +476,7 @@ mod tests {
             buf.extend_from_slice(piece);
             let n = d.decode(&mut buf, &mut ctl)?;
             got.extend_from_slice(&buf[..n]);
-            if ctl.closed {
+            if ctl.closed.is_some() {
                 break;
             }
         }
@@ -504,7 +506,7 @@ mod tests {
             let (got, ctl) = decode_in_steps(&wire, step).unwrap();
             assert_eq!(got, want, "step {step}");
             assert_eq!(ctl.reply, pongs, "step {step}");
-            assert!(!ctl.closed);
+            assert!(ctl.closed.is_none());
         }
     }
 
@@ -516,10 +518,11 @@ mod tests {
         for step in [1, 4, wire.len()] {
             let (got, ctl) = decode_in_steps(&wire, step).unwrap();
             assert_eq!(got, b"bye\n");
-            assert!(ctl.closed);
-            let mut want = Vec::new();
-            frame(&mut want, CLOSE, &NORMAL.to_be_bytes());
-            assert_eq!(ctl.reply, want);
+            assert_eq!(ctl.closed, Some(NORMAL.to_be_bytes().to_vec()));
+            assert!(
+                ctl.reply.is_empty(),
+                "the answer waits for the output before it"
+            );
         }
     }
 

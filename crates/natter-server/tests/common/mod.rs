@@ -5,12 +5,17 @@
 
 #![allow(dead_code, unreachable_pub)] // Each test binary uses a different part of the harness.
 
+pub mod irc;
+pub mod probe;
+pub mod wire;
+
 use natter_conn::Client;
 use natter_proto::{ErrorCode, ServerLine};
 use natter_server::Config;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -129,7 +134,7 @@ pub trait ClientExt {
     fn expect_quiet(&mut self) -> impl Future<Output = ()>;
 }
 
-impl ClientExt for Client {
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> ClientExt for Client<R, W> {
     async fn line(&mut self) -> ServerLine<'static> {
         within(self.recv())
             .await
@@ -184,7 +189,7 @@ pub trait QuietAfterEvents {
     fn expect_quiet_after_events(&mut self) -> impl Future<Output = ()>;
 }
 
-impl QuietAfterEvents for Client {
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> QuietAfterEvents for Client<R, W> {
     async fn expect_quiet_after_events(&mut self) {
         self.say("HELP CLOSE").await;
         loop {
@@ -197,5 +202,58 @@ impl QuietAfterEvents for Client {
             }
         }
         assert_eq!(self.text().await, "OK HELP");
+    }
+}
+
+/// The server is up and serves normal clients promptly over every transport: on each, two
+/// fresh clients connect from `from`, give the password if one is needed, register and
+/// exchange a MESSAGE. The server must have TLS ([`wire::with_tls`]).
+pub async fn healthy(addr: SocketAddr, from: std::net::IpAddr, password: Option<&str>) {
+    healthy_over(addr, from, password, &wire::Transport::ALL).await;
+}
+
+/// [`healthy`] over the given transports only.
+pub async fn healthy_over(
+    addr: SocketAddr,
+    from: std::net::IpAddr,
+    password: Option<&str>,
+    transports: &[wire::Transport],
+) {
+    static HEALTH: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    for &t in transports {
+        let started = std::time::Instant::now();
+        let n = HEALTH.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (an, bn) = (format!("healthy{n}a"), format!("healthy{n}b"));
+        let mut a = wire::client(t, from, addr).await;
+        let mut b = wire::client(t, from, addr).await;
+        if let Some(pw) = password {
+            for c in [&mut a, &mut b] {
+                assert_eq!(c.ask(&format!("PASSWORD {pw}")).await, "OK PASSWORD");
+            }
+        }
+        for (c, name) in [(&mut a, &an), (&mut b, &bn)] {
+            let (got, _) = within(c.register(name))
+                .await
+                .unwrap_or_else(|e| panic!("health check over {t:?}: REGISTER {name}: {e}"));
+            assert_eq!(&got, name);
+        }
+        let text = format!("round trip {n}");
+        a.say(&format!("MESSAGE {text}")).await;
+        within(
+            a.reader
+                .until(|l| matches!(l, ServerLine::Ok { verb, .. } if verb == "MESSAGE")),
+        )
+        .await
+        .unwrap();
+        within(b.reader.until(
+            |l| matches!(l, ServerLine::Message { from, text: t } if *from == an && *t == text),
+        ))
+        .await
+        .unwrap();
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(5),
+            "health check over {t:?} took {took:?}: the server is slow to serve normal clients"
+        );
     }
 }

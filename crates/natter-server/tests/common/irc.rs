@@ -1,0 +1,82 @@
+//! A raw IRC connection for tests: lines out with CRLF, lines in without.
+
+use super::wire::{self, Rd, Transport, Wr};
+use super::within;
+use natter_conn::{LineReader, LineWriter};
+use std::net::SocketAddr;
+
+/// A raw IRC connection.
+pub struct Irc {
+    pub r: LineReader<Rd>,
+    pub w: LineWriter<Wr>,
+}
+
+impl Irc {
+    /// Connects over plain TCP.
+    pub async fn connect(addr: SocketAddr) -> Self {
+        Self::connect_over(Transport::Tcp, addr).await
+    }
+
+    /// Connects over `t` (IRC is served over TCP and TLS).
+    pub async fn connect_over(t: Transport, addr: SocketAddr) -> Self {
+        let (r, w) = wire::halves(wire::open(t, wire::LOCAL, addr).await);
+        Self { r, w }
+    }
+
+    /// Connects and registers as `nick`, skipping the welcome burst up to the everyone
+    /// channel's NAMES.
+    pub async fn user(addr: SocketAddr, nick: &str) -> Self {
+        Self::user_over(Transport::Tcp, addr, nick).await
+    }
+
+    /// [`Irc::user`] over `t`.
+    pub async fn user_over(t: Transport, addr: SocketAddr, nick: &str) -> Self {
+        let mut c = Self::connect_over(t, addr).await;
+        c.send(&format!("NICK {nick}")).await;
+        c.send(&format!("USER {nick} 0 * :{nick} real")).await;
+        c.skip_to(" 366 ").await;
+        c
+    }
+
+    pub async fn send(&mut self, line: &str) {
+        within(self.w.send_raw(format!("{line}\r\n").as_bytes()))
+            .await
+            .unwrap();
+    }
+
+    pub async fn line(&mut self) -> String {
+        within(self.r.next_text())
+            .await
+            .unwrap()
+            .expect("connection closed")
+    }
+
+    /// Reads until a line containing `needle`; returns it.
+    pub async fn skip_to(&mut self, needle: &str) -> String {
+        loop {
+            let l = self.line().await;
+            if l.contains(needle) {
+                return l;
+            }
+        }
+    }
+
+    /// Sends `line` and expects the next line to be numeric `code`.
+    pub async fn expect(&mut self, line: &str, code: &str) -> String {
+        self.send(line).await;
+        let got = self.line().await;
+        assert_eq!(
+            got.split(' ').nth(1),
+            Some(code),
+            "{line:?} should answer {code}, got {got:?}"
+        );
+        got
+    }
+
+    /// Proves nothing else is queued: a PING's PONG must come next.
+    pub async fn quiet(&mut self) {
+        self.send("PING :quiet").await;
+        let l = self.line().await;
+        assert!(l.ends_with("PONG natter quiet"), "unexpected {l:?}");
+    }
+}
