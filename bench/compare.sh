@@ -15,7 +15,10 @@ ROOT=$PWD
 
 # Targets, in the order they run within each round. Each has a row in target_info below;
 # natter-irc is natter's IRC side and natter-ws its WebSocket side (the line protocol, one
-# line a message, at /ws), on the same port (natter tells the protocols apart).
+# line a message, at /ws), on the same port (natter tells the protocols apart). With
+# PREV_BIN=path/to/an/earlier/natter-server, natter-prev, natter-irc-prev and natter-ws-prev
+# run that binary the same way, so a change is measured against the build before it in the
+# same run (table.py adds a "vs previous build" column for each).
 : "${TARGETS:=ngircd inspircd hybrid natter natter-irc natter-ws}"
 : "${REPEATS:=3}"                 # rounds; every round runs every scenario on every target
 : "${WARMUP:=1}"                  # seconds of warm-up before each measured window
@@ -33,6 +36,7 @@ ROOT=$PWD
 : "${SOAK_DURATION:=10}"          # soak: seconds (0: skip)
 : "${PARALLEL:=256}"              # registrations in flight while connecting clients
 : "${NGIRCD_PARALLEL:=8}"         # ngIRCd listens with a backlog of 10: more SYNs get dropped
+: "${WS_PARALLEL:=64}"            # natter-ws: upgrades in flight (see target_info)
 : "${ONLY:=}"                     # run only scenarios whose name matches this regex
 : "${MAXCONN_TARGETS:=natter}"    # targets of the MAX_CLIENTS scenario (IRC: a JOIN storm)
 : "${BASE_PORT:=16660}"
@@ -40,6 +44,7 @@ ROOT=$PWD
 : "${OUT:=$ROOT/bench/results/$(date -u +%Y%m%dT%H%M%SZ)}"
 : "${SKIP_INSTALL:=0}"
 : "${CARGO_TARGET_DIR:=$ROOT/target}"
+: "${PREV_BIN:=}"                 # an earlier natter-server, for the *-prev targets
 export CARGO_TARGET_DIR
 
 TMP=$(mktemp -d /tmp/natter-bench.XXXXXX)
@@ -98,15 +103,25 @@ target_info() {
     PAR=$PARALLEL
     TRANSPORT=tcp
     NATTER_ARGS=()
-    case "$1" in
+    NATTER_BIN="$CARGO_TARGET_DIR/release/natter-server"
+    local name=$1
+    if [[ $name == natter*-prev ]]; then
+        if [ -z "$PREV_BIN" ]; then echo "$name needs PREV_BIN" >&2; exit 2; fi
+        NATTER_BIN=$PREV_BIN
+        name=${name%-prev}
+    fi
+    case "$name" in
         natter)     PORT=$BASE_PORT;         PROTO=natter; START=start_natter ;;
         natter-irc) PORT=$BASE_PORT;         PROTO=irc;    START=start_natter ;;
         # natter's IRC side with IRC users left out of Everyone: like the peers' connect,
         # a registration tells nobody else.
         natter-irc-nojoin) PORT=$BASE_PORT;  PROTO=irc;    START=start_natter
                     NATTER_ARGS=(--irc-auto-join false) ;;
+        # Fewer upgrades in flight: with 256, the load generator (on the same two cores)
+        # is so busy reading presence that some of its upgrade requests come more than the
+        # server's 100 ms sniffing wait after their connect.
         natter-ws)  PORT=$BASE_PORT;         PROTO=natter; START=start_natter
-                    TRANSPORT=ws ;;
+                    TRANSPORT=ws; PAR=$WS_PARALLEL ;;
         ngircd)     PORT=$((BASE_PORT + 1)); PROTO=irc;    START=start_ngircd
                     PAR=$NGIRCD_PARALLEL ;;
         inspircd)   PORT=$((BASE_PORT + 2)); PROTO=irc;    START=start_inspircd ;;
@@ -125,7 +140,7 @@ fill() { # fill TEMPLATE OUT: substitute the @VARS@
 }
 
 start_natter() {
-    RUST_LOG=warn "${AS_USER[@]}" "$CARGO_TARGET_DIR/release/natter-server" 127.0.0.1 "$PORT" \
+    RUST_LOG=warn "${AS_USER[@]}" "$NATTER_BIN" 127.0.0.1 "$PORT" \
         --shutdown-grace-secs 1 --flood-control false --exempt-loopback "${NATTER_ARGS[@]}" \
         > "$DIR/natter.log" 2>&1 &
     SERVER_PID=$!
@@ -270,12 +285,13 @@ log "targets: $TARGETS; repeats: $REPEATS; results in $OUT"
     echo "inspircd: $(dpkg-query -W -f='${Version}' inspircd 2>/dev/null)"
     echo "ircd-hybrid: $(ls "$ROOT"/bench/.peers/deb/ 2>/dev/null | sed 's/ircd-hybrid_//; s/_amd64.deb//; s/%3a/:/')"
     echo "natter: $(git -C "$ROOT" rev-parse --short HEAD)"
+    if [ -n "$PREV_BIN" ]; then echo "previous build: $PREV_BIN"; fi
     echo "settings: TARGETS='$TARGETS' REPEATS=$REPEATS WARMUP=$WARMUP DURATION=$DURATION" \
         "FANOUT_CLIENTS='$FANOUT_CLIENTS' FANOUT_SENDERS=$FANOUT_SENDERS WINDOW=$WINDOW" \
         "RATE_CLIENTS=$RATE_CLIENTS RATE=$RATE DM_PAIRS=$DM_PAIRS IDLE_CLIENTS=$IDLE_CLIENTS" \
         "JOIN_CLIENTS=$JOIN_CLIENTS" \
         "MAX_CLIENTS=$MAX_CLIENTS MAXCONN_TARGETS='$MAXCONN_TARGETS' SOAK_DURATION=$SOAK_DURATION" \
-        "PARALLEL=$PARALLEL NGIRCD_PARALLEL=$NGIRCD_PARALLEL"
+        "PARALLEL=$PARALLEL NGIRCD_PARALLEL=$NGIRCD_PARALLEL WS_PARALLEL=$WS_PARALLEL"
 } > "$OUT/machine.txt"
 
 mapfile -t SCENARIOS < <(scenario_list | grep -E -- "^(${ONLY:-.})" || true)

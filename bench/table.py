@@ -83,7 +83,14 @@ def main():
         with open(sys.argv[2]) as f:
             print("```text\n" + f.read().rstrip() + "\n```\n")
     peers = [t for t in targets if not t.startswith("natter")]
-    head = ["scenario", "metric"] + targets + ["natter vs best peer"]
+    # Each natter target run from an earlier build too (TARGET-prev) gets a column of its own.
+    prevs = [t for t in targets if t.startswith("natter") and f"{t}-prev" in targets]
+    head = (
+        ["scenario", "metric"]
+        + targets
+        + (["natter vs best peer"] if peers else [])
+        + [f"{t} vs previous build" for t in prevs]
+    )
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for s in scenarios:
@@ -102,19 +109,28 @@ def main():
                 if got and len(vals) < len(got):
                     cell += f" ({len(vals)}/{len(got)} ok)"
                 row.append(cell)
-            peer_vals = [med[p] for p in peers if med.get(p) is not None]
-            nat = med.get("natter")
-            ratio = "-"
-            if peer_vals and nat is not None:
-                best = max(peer_vals) if better == "hi" else min(peer_vals)
-                if better == "hi" and best > 0:
-                    ratio = f"{nat / best:.2f}x"
-                elif better == "lo" and nat > 0:
-                    ratio = f"{best / nat:.2f}x"
-                elif better == "lo" and nat == 0 and best == 0:
-                    ratio = "equal"
-            row.append(ratio)
+            if peers:
+                peer_vals = [med[p] for p in peers if med.get(p) is not None]
+                best = None
+                if peer_vals:
+                    best = max(peer_vals) if better == "hi" else min(peer_vals)
+                row.append(ratio(med.get("natter"), best, better))
+            for t in prevs:
+                row.append(ratio(med.get(t), med.get(f"{t}-prev"), better))
             print("| " + " | ".join(row) + " |")
+
+
+def ratio(new, old, better):
+    """How much better `new` is than `old`: above 1.0 means `new` is ahead."""
+    if new is None or old is None:
+        return "-"
+    if better == "hi" and old > 0:
+        return f"{new / old:.2f}x"
+    if better == "lo" and new > 0:
+        return f"{old / new:.2f}x"
+    if better == "lo" and new == 0 and old == 0:
+        return "equal"
+    return "-"
 
 
 if __name__ == "__main__":

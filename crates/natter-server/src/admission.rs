@@ -9,38 +9,41 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-/// Counts the connection as closed when its task ends, even by panic.
+/// Counts the connection as closed when its task ends, even by panic. Every connection's
+/// task holds one, so it is kept small.
 #[derive(Debug)]
 pub struct Disconnect {
-    /// The server's counters.
-    stats: Arc<Stats>,
-    /// The per-address count to release, if the address is limited.
-    ip: Option<(Arc<Admission>, IpAddr)>,
+    /// The admission table, and through it the server's counters.
+    admission: Arc<Admission>,
+    /// The address whose count to release, if it is limited.
+    ip: Option<IpAddr>,
 }
 
 impl Disconnect {
     /// A guard for a connection already counted with [`Stats::connect`], which also holds
     /// one of `ip`'s places if given.
-    pub fn new(stats: Arc<Stats>, ip: Option<(Arc<Admission>, IpAddr)>) -> Self {
-        Self { stats, ip }
+    pub fn new(admission: Arc<Admission>, ip: Option<IpAddr>) -> Self {
+        Self { admission, ip }
     }
 }
 
 impl Drop for Disconnect {
     fn drop(&mut self) {
-        self.stats.disconnect();
-        if let Some((admission, ip)) = &self.ip {
-            admission.release(*ip);
+        self.admission.stats.disconnect();
+        if let Some(ip) = self.ip {
+            self.admission.release(ip);
         }
     }
 }
 
 /// Per-address admission: how many connections each address has open, and how fast it has
 /// been opening them.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Admission {
     /// By address; a std mutex held only for a lookup and an update.
     table: Mutex<HashMap<IpAddr, PerIp>>,
+    /// The server's counters, where connections are counted.
+    stats: Arc<Stats>,
 }
 
 #[derive(Debug)]
@@ -52,6 +55,14 @@ struct PerIp {
 }
 
 impl Admission {
+    /// An empty table counting connections in `stats`.
+    pub fn new(stats: Arc<Stats>) -> Self {
+        Self {
+            table: Mutex::default(),
+            stats,
+        }
+    }
+
     /// Admits a new connection from `ip`, or says why not.
     pub fn admit(&self, ip: IpAddr, policy: &Policy) -> Result<(), ByeReason> {
         let now = tokio::time::Instant::now();

@@ -42,6 +42,8 @@ pub trait Handler {
     fn max_line(&self) -> usize;
     /// The client's address, for the connection's log lines.
     fn peer(&self) -> std::net::SocketAddr;
+    /// The connection's identity.
+    fn id(&self) -> crate::client_id::ClientId;
     /// Whether the session waits for something (a cluster's answer about a name) before it
     /// may take another line; the connection then holds further input back.
     fn waiting(&self) -> bool {

@@ -63,8 +63,9 @@ pub struct IrcSession {
     cfg: Arc<IrcConfig>,
     /// The nick asked for (before registration) or held (after).
     nick: Option<Arc<str>>,
-    /// USER's user name and real name, once given.
-    user: Option<(String, String)>,
+    /// USER's user name, once given; the hub's record of the user shares it. (The real name
+    /// is not kept: nothing shows it yet.)
+    user: Option<Arc<str>>,
     /// Whether the client is registered with the hub.
     registered: bool,
     /// A CAP LS or REQ put registration on hold until CAP END.
@@ -78,7 +79,7 @@ pub struct IrcSession {
     /// Password, timeouts.
     policy: Arc<Policy>,
     /// The password given with PASS, until registration checks it.
-    pass: Option<String>,
+    pass: Option<Box<str>>,
     /// When the connection started, for the registration deadline.
     since: Instant,
     /// Set when the session must end after the current message (a refused password).
@@ -221,7 +222,7 @@ impl IrcSession {
     }
 
     fn ident(&self) -> &str {
-        self.user.as_ref().map_or("user", |u| u.0.as_str())
+        self.user.as_deref().unwrap_or("user")
     }
 
     fn my_mask(&self) -> Arc<str> {
@@ -268,12 +269,12 @@ impl IrcSession {
             }
             // Checked at registration, as RFC 2812 says; without a server password it is
             // accepted and ignored.
-            Command::PASS(pass) => self.pass = Some(pass),
+            Command::PASS(pass) => self.pass = Some(pass.into()),
             Command::NICK(nick) => self.nick(&nick),
             Command::USER(..) if self.registered => {
                 self.num(n::ERR_ALREADYREGISTERED, &["You may not reregister"])
             }
-            Command::USER(user, _, realname) => {
+            Command::USER(user, _, _realname) => {
                 let ident: String = user
                     .chars()
                     .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
@@ -284,7 +285,7 @@ impl IrcSession {
                 } else {
                     ident
                 };
-                self.user = Some((ident, realname));
+                self.user = Some(Arc::from(ident));
                 self.try_register();
             }
             Command::PING(token, _) => {
@@ -457,13 +458,13 @@ impl IrcSession {
     fn rename(&mut self, nick: &str, claimed: Option<String>) {
         let old_mask = self.my_mask();
         let flavor = self.flavor();
-        let ident = self.ident().to_owned();
+        let ident = self.user.clone();
         let renamed = if claimed.is_some() {
             self.hub
-                .register_claimed(self.id, &self.outbox, nick, flavor, Some(&ident), None)
+                .register_claimed(self.id, &self.outbox, nick, flavor, ident.clone(), None)
         } else {
             self.hub
-                .register(self.id, &self.outbox, nick, flavor, Some(&ident), None)
+                .register(self.id, &self.outbox, nick, flavor, ident, None)
         };
         if renamed.is_err()
             && let Some(key) = claimed
@@ -521,13 +522,13 @@ impl IrcSession {
     /// Registers with the hub; `claimed` is the folded nick if the cluster granted it.
     fn register(&mut self, nick: &str, claimed: Option<String>) {
         let flavor = self.flavor();
-        let ident = self.ident().to_owned();
+        let ident = self.user.clone();
         let registered = if claimed.is_some() {
             self.hub
-                .register_claimed(self.id, &self.outbox, nick, flavor, Some(&ident), None)
+                .register_claimed(self.id, &self.outbox, nick, flavor, ident.clone(), None)
         } else {
             self.hub
-                .register(self.id, &self.outbox, nick, flavor, Some(&ident), None)
+                .register(self.id, &self.outbox, nick, flavor, ident, None)
         };
         if registered.is_err()
             && let Some(key) = claimed
@@ -1395,5 +1396,9 @@ impl Handler for IrcSession {
 
     fn peer(&self) -> SocketAddr {
         self.peer
+    }
+
+    fn id(&self) -> ClientId {
+        self.id
     }
 }

@@ -41,8 +41,12 @@ pub struct Outbox {
     limit: usize,
     /// Set when the server shuts down; read without the lock on every turn of a connection.
     shut_down: AtomicBool,
-    /// Whether `State::hold` is set: read without the lock before each line.
+    /// Whether the client waits for a congested recipient (`Rare::hold`): read without
+    /// the lock before each line.
     held: AtomicBool,
+    /// Whether the client is congested (`Rare::congestion`): read without the lock before
+    /// each line.
+    congested: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -57,10 +61,48 @@ struct State {
     /// The connection waiting for lines or for an overflow. A bare waker rather than a
     /// `Notify`: it is polled, so an idle connection keeps no wait future in its task.
     waker: Option<Waker>,
-    /// While the backlog is over the bound (boxed: rare).
-    congestion: Option<Box<Congestion>>,
+    /// Congestion and holds (boxed: rare, and every idle client carries the pointer).
+    rare: Option<Box<Rare>>,
+}
+
+/// What an outbox holds only while its client is congested or waits for another.
+#[derive(Debug, Default)]
+struct Rare {
+    /// While the backlog is over the bound.
+    congestion: Option<Congestion>,
     /// A congested recipient this client's input waits for.
     hold: Option<Arc<Outbox>>,
+}
+
+impl State {
+    fn congestion(&self) -> Option<&Congestion> {
+        self.rare.as_ref()?.congestion.as_ref()
+    }
+
+    fn congestion_mut(&mut self) -> Option<&mut Congestion> {
+        self.rare.as_mut()?.congestion.as_mut()
+    }
+
+    /// Ends the congestion, if any; returns who waited for it.
+    fn end_congestion(&mut self) -> Vec<Waker> {
+        let waiters = match self.rare.as_mut() {
+            Some(r) => r.congestion.take().map(|c| c.waiters).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        self.tidy();
+        waiters
+    }
+
+    /// Lets go of the rare state once there is none.
+    fn tidy(&mut self) {
+        if self
+            .rare
+            .as_ref()
+            .is_some_and(|r| r.congestion.is_none() && r.hold.is_none())
+        {
+            self.rare = None;
+        }
+    }
 }
 
 /// A congested client's state.
@@ -113,6 +155,7 @@ impl Outbox {
             limit,
             shut_down: AtomicBool::new(false),
             held: AtomicBool::new(false),
+            congested: AtomicBool::new(false),
         }
     }
 
@@ -134,13 +177,14 @@ impl Outbox {
         s.bytes += cost(&line);
         s.queue.push_back(line);
         let congested = s.bytes >= self.limit;
-        if congested && s.congestion.is_none() {
+        if congested && s.congestion().is_none() {
             let now = Instant::now();
-            s.congestion = Some(Box::new(Congestion {
+            s.rare.get_or_insert_with(Box::default).congestion = Some(Congestion {
                 since: now,
                 progress: now,
                 waiters: Vec::new(),
-            }));
+            });
+            self.congested.store(true, Ordering::Relaxed);
         }
         // The drainer takes everything at once, so only the first push after a drain needs to
         // wake it.
@@ -173,9 +217,10 @@ impl Outbox {
         s.overflowed = true;
         s.queue = VecDeque::new();
         s.bytes = 0;
+        self.congested.store(false, Ordering::Relaxed);
         WakeUp {
             owner: s.waker.take(),
-            waiters: s.congestion.take().map(|c| c.waiters).unwrap_or_default(),
+            waiters: s.end_congestion(),
         }
     }
 
@@ -192,12 +237,13 @@ impl Outbox {
     pub fn taken(&self, cost: usize) {
         let mut s = self.lock();
         s.bytes = s.bytes.saturating_sub(cost);
-        let Some(c) = s.congestion.as_mut() else {
+        let Some(c) = s.congestion_mut() else {
             return;
         };
         c.progress = Instant::now();
         if s.bytes < self.limit / 2 {
-            let waiters = s.congestion.take().map(|c| c.waiters).unwrap_or_default();
+            let waiters = s.end_congestion();
+            self.congested.store(false, Ordering::Relaxed);
             drop(s);
             waiters.into_iter().for_each(Waker::wake);
         }
@@ -220,14 +266,17 @@ impl Outbox {
 
     /// Whether the backlog is over the bound (and not yet down to half of it).
     pub fn congested(&self) -> bool {
-        self.lock().congestion.is_some()
+        self.congested.load(Ordering::Relaxed)
     }
 
     /// When this congested client becomes a slow consumer unless it takes bytes, by
     /// `patience`; `None` while it is not congested.
     pub fn slow_at(&self, patience: Patience) -> Option<Instant> {
+        if !self.congested() {
+            return None;
+        }
         let s = self.lock();
-        let c = s.congestion.as_ref()?;
+        let c = s.congestion()?;
         Some((c.since + patience.grace).min(c.progress + patience.stall))
     }
 
@@ -235,7 +284,7 @@ impl Outbox {
     /// woken when it is.
     pub fn poll_uncongested(&self, cx: &mut Context<'_>) -> Poll<()> {
         let mut s = self.lock();
-        match s.congestion.as_mut() {
+        match s.congestion_mut() {
             None => Poll::Ready(()),
             Some(c) => {
                 if !c.waiters.iter().any(|w| w.will_wake(cx.waker())) {
@@ -249,8 +298,9 @@ impl Outbox {
     /// Makes this client's input wait for `recipient`, which a push of its found congested.
     pub fn hold_for(&self, recipient: &Arc<Outbox>) {
         let mut s = self.lock();
-        if s.hold.is_none() {
-            s.hold = Some(recipient.clone());
+        let rare = s.rare.get_or_insert_with(Box::default);
+        if rare.hold.is_none() {
+            rare.hold = Some(recipient.clone());
             self.held.store(true, Ordering::Relaxed);
         }
     }
@@ -269,7 +319,7 @@ impl Outbox {
         patience: Patience,
         until: &mut Option<Instant>,
     ) -> Poll<()> {
-        let Some(r) = self.lock().hold.clone() else {
+        let Some(r) = self.lock().rare.as_ref().and_then(|r| r.hold.clone()) else {
             return Poll::Ready(());
         };
         let slow_at = r.slow_at(patience);
@@ -280,7 +330,11 @@ impl Outbox {
         }
         // Uncongested, dropped, or past the time its own connection should have dropped it
         // (a connection gone without releasing its waiters): the wait is over.
-        self.lock().hold = None;
+        let mut s = self.lock();
+        if let Some(rare) = s.rare.as_mut() {
+            rare.hold = None;
+        }
+        s.tidy();
         self.held.store(false, Ordering::Relaxed);
         Poll::Ready(())
     }
@@ -289,9 +343,12 @@ impl Outbox {
     /// recipient it waited for.
     pub fn close(&self) {
         let mut s = self.lock();
-        let waiters = s.congestion.take().map(|c| c.waiters).unwrap_or_default();
-        s.hold = None;
+        if let Some(rare) = s.rare.as_mut() {
+            rare.hold = None;
+        }
+        let waiters = s.end_congestion();
         self.held.store(false, Ordering::Relaxed);
+        self.congested.store(false, Ordering::Relaxed);
         drop(s);
         waiters.into_iter().for_each(Waker::wake);
     }
@@ -321,6 +378,12 @@ impl Outbox {
         let mut s = self.lock();
         if s.overflowed || self.is_shut_down() || (lines && !s.queue.is_empty()) {
             return Poll::Ready(());
+        }
+        if lines && s.queue.capacity() > 0 {
+            // The connection is about to wait for lines with nothing to write: an idle
+            // client keeps no queue (after a burst of single lines, such as a crowd's JOINs,
+            // it would keep up to a few hundred bytes of slots).
+            s.queue = VecDeque::new();
         }
         match &mut s.waker {
             Some(w) if w.will_wake(cx.waker()) => {}

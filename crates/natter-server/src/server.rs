@@ -5,6 +5,8 @@ use crate::event::IrcNames;
 use crate::hub::Hub;
 use crate::stats::Stats;
 use crate::transport::accept::{Listener, accept_loop};
+use crate::transport::alarm::Alarms;
+use crate::transport::driver::Env;
 use crate::transport::{Assume, Shared};
 use natter_proto::ServerLine;
 use std::borrow::Cow;
@@ -64,6 +66,14 @@ pub async fn run_all(
     let hub = Arc::new(hub);
     let backplane_stop = CancellationToken::new();
     tokio::spawn(hub.clone().announce_arrivals_until(backplane_stop.clone()));
+    let env = Arc::new(Env {
+        stats: stats.clone(),
+        alarms: Alarms::default(),
+    });
+    tokio::spawn({
+        let (env, stop) = (env.clone(), backplane_stop.clone());
+        async move { env.alarms.run(stop).await }
+    });
     if let Some(redis) = &cluster {
         redis.start(hub.clone(), backplane_stop.clone());
     }
@@ -81,8 +91,9 @@ pub async fn run_all(
         config,
         ids: AtomicU64::new(0),
         tracker: TaskTracker::new(),
-        admission: Arc::new(crate::admission::Admission::default()),
+        admission: Arc::new(crate::admission::Admission::new(stats.clone())),
         live: Default::default(),
+        env: env.clone(),
     });
     let token = CancellationToken::new();
     let connections = shared.tracker.clone();

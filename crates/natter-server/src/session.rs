@@ -744,6 +744,10 @@ impl Handler for Session {
     fn peer(&self) -> SocketAddr {
         self.peer
     }
+
+    fn id(&self) -> ClientId {
+        self.id
+    }
 }
 
 /// A word from the network as an error line may echo it: at most a name's length, so an error

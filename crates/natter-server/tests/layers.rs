@@ -20,6 +20,7 @@ const LAYERS: &[&[&str]] = &[
     &["handler", "claim"],
     &["session", "irc", "admission"],
     &[
+        "transport::alarm",
         "transport::wire",
         "transport::rewind",
         "transport::tls",

@@ -504,7 +504,7 @@ impl Hub {
         outbox: &Arc<Outbox>,
         name: &str,
         flavor: Flavor,
-        ident: Option<&str>,
+        ident: Option<Arc<str>>,
         answer: Option<&dyn Fn(&str) -> Bytes>,
     ) -> Result<(Registered, Arc<str>), ErrorCode> {
         let r = self.register_inner(id, outbox, name, flavor, ident, answer, false)?;
@@ -522,7 +522,7 @@ impl Hub {
         outbox: &Arc<Outbox>,
         name: &str,
         flavor: Flavor,
-        ident: Option<&str>,
+        ident: Option<Arc<str>>,
         answer: Option<&dyn Fn(&str) -> Bytes>,
     ) -> Result<(Registered, Arc<str>), ErrorCode> {
         self.register_inner(id, outbox, name, flavor, ident, answer, true)
@@ -553,7 +553,7 @@ impl Hub {
         outbox: &Arc<Outbox>,
         name: &str,
         flavor: Flavor,
-        ident: Option<&str>,
+        ident: Option<Arc<str>>,
         answer: Option<&dyn Fn(&str) -> Bytes>,
         claimed: bool,
     ) -> Result<(Registered, Arc<str>), ErrorCode> {
@@ -595,7 +595,7 @@ impl Hub {
         }
         answer(name);
         let name: Arc<str> = Arc::from(name);
-        let ident: Arc<str> = ident.map_or_else(|| name.clone(), Arc::from);
+        let ident: Arc<str> = ident.unwrap_or_else(|| name.clone());
         let irc = matches!(flavor, Flavor::Irc { .. });
         let user = User {
             name: name.clone(),

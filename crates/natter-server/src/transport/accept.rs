@@ -96,10 +96,7 @@ pub async fn accept_loop(l: Listener, shared: Arc<Shared>, token: CancellationTo
         let id = shared.ids.fetch_add(1, Ordering::Relaxed) + 1;
         let connected = stats.connect();
         info!(%peer, connected, registered = stats.registered(), "connected");
-        let guard = Disconnect::new(
-            stats.clone(),
-            limited.then(|| (shared.admission.clone(), ip)),
-        );
+        let guard = Disconnect::new(shared.admission.clone(), limited.then_some(ip));
         shared.tracker.spawn(connection::serve(
             stream,
             id,

@@ -181,7 +181,8 @@ pub fn serve(
                 // client's task holds, and it is the smallest.
                 let mut driver = native(stream, id, &shared);
                 shared.live.enrol(id, driver.outbox());
-                let end = driver.run(first, cfg).await;
+                let begun = driver.begin(first);
+                let end = driver.run(begun, cfg).await;
                 finished(&driver, end, Via::Tcp, Speaks::Natter, id, &shared);
                 drop(count);
             }
@@ -205,7 +206,7 @@ fn native<W: Wire>(wire: W, id: ClientId, shared: &Shared) -> Driver<W, Session>
         session,
         wire,
         outbox,
-        shared.hub.stats().clone(),
+        shared.env.clone(),
         shared.policy.flood.as_ref(),
     )
 }
@@ -226,7 +227,7 @@ fn irc<W: Wire>(wire: W, id: ClientId, shared: &Shared) -> Driver<W, IrcSession>
         session,
         wire,
         outbox,
-        shared.hub.stats().clone(),
+        shared.env.clone(),
         shared.policy.flood.as_ref(),
     )
 }
@@ -285,7 +286,9 @@ where
 {
     async move {
         shared.live.enrol(id, driver.outbox());
-        let end = driver.run(&first, &shared.config).await;
+        let begun = driver.begin(&first);
+        drop(first);
+        let end = driver.run(begun, &shared.config).await;
         finished(&driver, end, via, speaks, id, &shared);
         drop(count);
     }

@@ -12,6 +12,7 @@
 //! the wire and the outbox directly, and the one timer exists only while a deadline is due.
 //! That keeps an idle client's task small (see ARCHITECTURE.md, Memory).
 
+use super::alarm::{Alarms, FAR};
 use super::wire::Wire;
 use crate::config::Config;
 use crate::handler::{End, Flow, Handler};
@@ -47,14 +48,33 @@ const LAST_LINE_GRACE: Duration = Duration::from_secs(1);
 /// not turn our FIN into a reset that destroys the last lines in flight.
 const LINGER: Duration = Duration::from_secs(2);
 
+/// What every driver of a server shares.
+#[derive(Debug, Default)]
+pub struct Env {
+    /// Where written bytes are counted.
+    pub stats: Arc<Stats>,
+    /// The clock for far deadlines.
+    pub alarms: Alarms,
+}
+
+/// How a driver waits for its next deadline.
+enum Timer {
+    /// Nothing is due.
+    Off,
+    /// A timer of its own, for a near deadline.
+    Near(Pin<Box<Sleep>>),
+    /// An alarm on the shared clock, set for this (rounded) instant.
+    Far(Instant),
+}
+
 /// A connection between a wire and a session.
 pub struct Driver<W, H> {
     /// The protocol session.
     pub handler: H,
     /// How bytes move.
     wire: W,
-    /// Where written bytes are counted.
-    stats: Arc<Stats>,
+    /// What every driver shares: counters, the clock.
+    env: Arc<Env>,
     /// Splits the input into lines.
     framer: LineFramer,
     /// The client's outgoing queue.
@@ -70,9 +90,9 @@ pub struct Driver<W, H> {
     throttle: Option<Box<Throttle>>,
     /// When output last made progress, for the write stall.
     last_progress: Instant,
-    /// The one timer (deadlines, write stall, flood control, congestion), only while one is
-    /// due.
-    timer: Option<Pin<Box<Sleep>>>,
+    /// How the next deadline (the session's, the write stall, flood control, congestion) is
+    /// waited for.
+    timer: Timer,
 }
 
 impl<W: Wire, H: Handler> Driver<W, H> {
@@ -81,15 +101,15 @@ impl<W: Wire, H: Handler> Driver<W, H> {
         handler: H,
         wire: W,
         outbox: Arc<Outbox>,
-        stats: Arc<Stats>,
+        env: Arc<Env>,
         flood: Option<&FloodLimits>,
     ) -> Self {
         Self {
-            stats,
+            env,
             held: Vec::new(),
             throttle: flood.map(|f| Box::new(Throttle::new(f, Instant::now()))),
             last_progress: Instant::now(),
-            timer: None,
+            timer: Timer::Off,
             framer: LineFramer::new(handler.max_line()),
             handler,
             wire,
@@ -109,10 +129,16 @@ impl<W: Wire, H: Handler> Driver<W, H> {
         &self.wire
     }
 
-    /// Runs the connection from its first input (what sniffing read) to its end, then says
+    /// Takes the connection's first input (what sniffing read), before [`Driver::run`]: so
+    /// the bytes need not be kept while the connection runs.
+    pub fn begin(&mut self, first: &[u8]) -> Flow {
+        self.feed(first)
+    }
+
+    /// Runs the connection, [begun](Driver::begin) with `begun`, to its end, then says
     /// goodbye and closes it; returns why it ended.
-    pub async fn run(&mut self, first: &[u8], cfg: &Config) -> End {
-        let end = match self.feed(first) {
+    pub async fn run(&mut self, begun: Flow, cfg: &Config) -> End {
+        let end = match begun {
             Flow::Close => End::Close,
             Flow::Continue => std::future::poll_fn(|cx| self.poll_run(cx, cfg)).await,
         };
@@ -303,27 +329,21 @@ impl<W: Wire, H: Handler> Driver<W, H> {
                 let resume = t.grace_ends().map_or(resume, |g| resume.min(g));
                 deadline = Some(deadline.map_or(resume, |d| d.min(resume)));
             }
+            // About to sleep: an idle connection keeps no write queue (the next line
+            // allocates it again, which is cheap beside the wake-up that delivers it).
+            if !writing {
+                self.pending = VecDeque::new();
+            }
             let Some(wake_at) = [deadline, stall, slow_at, hold_until]
                 .into_iter()
                 .flatten()
                 .min()
             else {
-                // Idle: give back the timer and the write queue, an idle connection keeps
-                // neither (the queue is allocated again by the next line, which is cheap
-                // beside the wake-up that delivers it).
-                self.timer = None;
-                if !writing {
-                    self.pending = VecDeque::new();
-                }
+                self.disarm();
                 return Poll::Pending;
             };
-            let timer = self
-                .timer
-                .get_or_insert_with(|| Box::pin(sleep_until(wake_at)));
-            if timer.deadline() != wake_at {
-                timer.as_mut().reset(wake_at);
-            }
-            if timer.as_mut().poll(cx).is_pending() {
+            let now = Instant::now();
+            if now < wake_at && self.wait_until(wake_at, now, cx).is_pending() {
                 return Poll::Pending;
             }
             let now = Instant::now();
@@ -337,6 +357,42 @@ impl<W: Wire, H: Handler> Driver<W, H> {
         // Busy for many turns in a row: let other tasks run, and come back at once.
         cx.waker().wake_by_ref();
         Poll::Pending
+    }
+
+    /// Waits for `at`: a far deadline on the shared clock, a near one with a timer of its
+    /// own. Ready once it has come.
+    fn wait_until(&mut self, at: Instant, now: Instant, cx: &mut Context<'_>) -> Poll<()> {
+        if at.saturating_duration_since(now) >= FAR {
+            let at = self.env.alarms.round(at);
+            match self.timer {
+                // An alarm no later than this one is set: it wakes the task, which then
+                // looks again.
+                Timer::Far(set) if set <= at && set > now => return Poll::Pending,
+                _ => {}
+            }
+            self.disarm();
+            self.env.alarms.set(self.handler.id(), at, cx.waker());
+            self.timer = Timer::Far(at);
+            return Poll::Pending;
+        }
+        if let Timer::Far(_) = self.timer {
+            self.disarm();
+        }
+        let Timer::Near(timer) = &mut self.timer else {
+            self.timer = Timer::Near(Box::pin(sleep_until(at)));
+            return self.wait_until(at, now, cx);
+        };
+        if timer.deadline() != at {
+            timer.as_mut().reset(at);
+        }
+        timer.as_mut().poll(cx)
+    }
+
+    /// Lets go of the timer or the alarm.
+    fn disarm(&mut self) {
+        if let Timer::Far(at) = std::mem::replace(&mut self.timer, Timer::Off) {
+            self.env.alarms.cancel(self.handler.id(), at);
+        }
     }
 
     /// Reads what is available (up to a budget) and processes every complete line.
@@ -407,7 +463,7 @@ impl<W: Wire, H: Handler> Driver<W, H> {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(mut n) => {
                     progressed = true;
-                    self.stats.bytes_out(n);
+                    self.env.stats.bytes_out(n);
                     while n > 0 {
                         let left = self.pending[0].len() - self.offset;
                         if n >= left {
@@ -438,6 +494,7 @@ impl<W: Wire, H: Handler> Driver<W, H> {
 
     /// Says goodbye as `end` requires, leaves the hub, flushes within a deadline and closes.
     async fn finish(&mut self, end: End, cfg: &Config) {
+        self.disarm();
         // Leave first, so that nobody else routes to a client that is going.
         self.handler.leave(end.leave_reason());
         let peer = self.wire.peer_addr().ok();

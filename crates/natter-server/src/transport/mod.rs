@@ -14,6 +14,7 @@
 //! - [`rewind`]: replays sniffed bytes to hyper.
 
 pub mod accept;
+pub mod alarm;
 pub mod connection;
 pub mod driver;
 pub mod http;

@@ -29,6 +29,8 @@ pub struct Shared {
     pub admission: Arc<crate::admission::Admission>,
     /// Running sessions, for shutdown.
     pub live: Live,
+    /// What every connection's driver shares: counters, the clock for far deadlines.
+    pub env: Arc<super::driver::Env>,
     /// Admission, password, timeouts and flood control, shared by every session.
     pub policy: Arc<crate::config::Policy>,
 }
