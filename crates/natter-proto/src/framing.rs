@@ -122,6 +122,15 @@ impl LineFramer {
         (!discarding && !line.is_empty() && line.len() <= self.max).then_some(line)
     }
 
+    /// Gives back the buffer of unfinished lines if none is unfinished: the connection is
+    /// going idle, and an idle connection keeps nothing.
+    pub fn trim(&mut self) {
+        if (self.emitted || self.partial.is_empty()) && self.partial.capacity() > 0 {
+            self.partial = Vec::new();
+            self.emitted = false;
+        }
+    }
+
     fn clear_partial(&mut self) {
         if self.partial.capacity() > KEEP_CAPACITY {
             self.partial = Vec::new();
@@ -133,6 +142,30 @@ impl LineFramer {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn trimming_keeps_an_unfinished_line_and_frees_a_finished_one() {
+        let mut f = super::LineFramer::new(100);
+        let mut input: &[u8] = b"HEL";
+        assert!(f.next(&mut input).is_none());
+        f.trim();
+        let mut input: &[u8] = b"LO\nWOR";
+        assert!(matches!(
+            f.next(&mut input),
+            Some(super::Frame::Line(b"HELLO"))
+        ));
+        assert!(f.next(&mut input).is_none());
+        f.trim();
+        assert_eq!(f.buffered(), 3, "an unfinished line is kept");
+        let mut input: &[u8] = b"LD\n";
+        assert!(matches!(
+            f.next(&mut input),
+            Some(super::Frame::Line(b"WORLD"))
+        ));
+        f.trim();
+        assert_eq!(f.partial.capacity(), 0);
+        assert_eq!(f.buffered(), 0);
+    }
+
     use super::*;
 
     fn frames(max: usize, chunks: &[&[u8]]) -> Vec<Result<String, ()>> {

@@ -12,7 +12,7 @@ use crate::client_id::ClientId;
 use crate::config::{IrcConfig, Policy};
 use crate::event::{Flavor, irc_message};
 use crate::handler::{Flow, Handler};
-use crate::hub::{Hub, MemberView, NameCheck, Registered, RoomView, mask};
+use crate::hub::{Hub, MemberView, NameCheck, Registered, RoomView, Welcome, mask};
 use crate::outbox::Outbox;
 use bytes::{Bytes, BytesMut};
 use irc_proto::{CapSubCommand, ChannelMode, Command, Mode};
@@ -523,12 +523,21 @@ impl IrcSession {
     fn register(&mut self, nick: &str, claimed: Option<String>) {
         let flavor = self.flavor();
         let ident = self.user.clone();
+        // The welcome (and, with auto-join, the everyone channel's JOIN and NAMES) is written
+        // under the hub's lock as the user is seated, so nothing reaches it first.
+        let welcome = |w: &Welcome<'_>| self.welcome(w);
         let registered = if claimed.is_some() {
-            self.hub
-                .register_claimed(self.id, &self.outbox, nick, flavor, ident.clone(), None)
+            self.hub.register_claimed(
+                self.id,
+                &self.outbox,
+                nick,
+                flavor,
+                ident.clone(),
+                Some(&welcome),
+            )
         } else {
             self.hub
-                .register(self.id, &self.outbox, nick, flavor, ident, None)
+                .register(self.id, &self.outbox, nick, flavor, ident, Some(&welcome))
         };
         if registered.is_err()
             && let Some(key) = claimed
@@ -544,34 +553,44 @@ impl IrcSession {
                     registered = self.hub.stats().registered(),
                     "registered"
                 );
-                self.welcome();
-                if self.cfg.auto_join {
-                    self.join_everyone();
-                }
             }
             Err(_) => self.nick_in_use(nick),
         }
     }
 
-    fn welcome(&self) {
-        let me = self.me().to_owned();
-        let mask = self.my_mask();
+    /// `:server NNN <to> args...`, to a client whose name is not yet this session's.
+    fn numeric_to(&self, to: &str, code: &str, args: &[&str]) -> Bytes {
+        let mut all = Vec::with_capacity(args.len() + 1);
+        all.push(to);
+        all.extend_from_slice(args);
+        self.server_msg(code, &all)
+    }
+
+    /// The welcome burst (001 to 005, LUSERS, MOTD) for `w.name`; with the everyone channel
+    /// in `w`, its JOIN, topic and NAMES after it.
+    fn welcome(&self, w: &Welcome<'_>) -> Bytes {
+        let me = w.name;
+        let mask = mask(me, self.ident());
         let cfg = &self.cfg;
         let limits = self.hub.limits();
         let version = concat!("natter-", env!("CARGO_PKG_VERSION"));
-        self.num(
+        let mut out = BytesMut::new();
+        let mut num = |code: &str, args: &[&str]| {
+            out.extend_from_slice(&self.numeric_to(me, code, args));
+        };
+        num(
             n::RPL_WELCOME,
             &[&format!("Welcome to {}, {mask}", cfg.description)],
         );
-        self.num(
+        num(
             n::RPL_YOURHOST,
             &[&format!(
                 "Your host is {}, running version {version}",
                 cfg.server_name
             )],
         );
-        self.num(n::RPL_CREATED, &["This server speaks natter and IRC"]);
-        self.num(n::RPL_MYINFO, &[&cfg.server_name, version, "i", "o"]);
+        num(n::RPL_CREATED, &["This server speaks natter and IRC"]);
+        num(n::RPL_MYINFO, &[&cfg.server_name, version, "i", "o"]);
         let isupport = [
             "CASEMAPPING=ascii".to_owned(),
             "CHANTYPES=#".to_owned(),
@@ -586,10 +605,63 @@ impl IrcSession {
         ];
         let mut args: Vec<&str> = isupport.iter().map(String::as_str).collect();
         args.push("are supported by this server");
-        self.num(n::RPL_ISUPPORT, &args);
-        let _ = me;
-        self.lusers();
-        self.motd();
+        num(n::RPL_ISUPPORT, &args);
+        // LUSERS, with the counts read under the hub's lock.
+        let users = self.hub.stats().registered().to_string();
+        let rooms = (w.rooms + 1).to_string();
+        num(
+            n::RPL_LUSERCLIENT,
+            &[&format!(
+                "There are {users} users and 0 invisible on 1 servers"
+            )],
+        );
+        num(n::RPL_LUSEROP, &["0", "operator(s) online"]);
+        num(n::RPL_LUSERCHANNELS, &[&rooms, "channels formed"]);
+        num(
+            n::RPL_LUSERME,
+            &[&format!("I have {users} clients and 0 servers")],
+        );
+        num(
+            n::RPL_LOCALUSERS,
+            &[&users, &users, &format!("Current local users {users}")],
+        );
+        num(
+            n::RPL_GLOBALUSERS,
+            &[&users, &users, &format!("Current global users {users}")],
+        );
+        match &cfg.motd {
+            None => num(n::ERR_NOMOTD, &["MOTD File is missing"]),
+            Some(text) => {
+                num(
+                    n::RPL_MOTDSTART,
+                    &[&format!("- {} Message of the day - ", cfg.server_name)],
+                );
+                for line in text.lines() {
+                    num(n::RPL_MOTD, &[&format!("- {line}")]);
+                }
+                num(n::RPL_ENDOFMOTD, &["End of /MOTD command."]);
+            }
+        }
+        if let Some(view) = w.everyone {
+            self.everyone_joined(&mut out, me, &mask, view);
+        }
+        out.freeze()
+    }
+
+    /// The answer to joining the everyone channel: its JOIN, its fixed topic and NAMES.
+    fn everyone_joined(&self, out: &mut BytesMut, me: &str, mask: &str, view: &RoomView) {
+        out.extend_from_slice(&irc_message(None, Some(mask), "JOIN", &[&view.name]));
+        let topic = format!(
+            "{}: everyone on the server, on every client",
+            self.cfg.description
+        );
+        out.extend_from_slice(&self.numeric_to(me, n::RPL_TOPIC, &[&view.name, &topic]));
+        self.write_names_to(out, me, &view.name, &view.members);
+        out.extend_from_slice(&self.numeric_to(
+            me,
+            n::RPL_ENDOFNAMES,
+            &[&view.name, "End of /NAMES list."],
+        ));
     }
 
     fn lusers(&self) {
@@ -699,18 +771,9 @@ impl IrcSession {
 
     fn join_everyone(&mut self) {
         let mask = self.my_mask();
-        let description = self.cfg.description.clone();
         let _ = self.hub.join_everyone(self.id, |view| {
             let mut out = BytesMut::new();
-            out.extend_from_slice(&irc_message(None, Some(&mask), "JOIN", &[&view.name]));
-            out.extend_from_slice(&self.numeric(
-                n::RPL_TOPIC,
-                &[
-                    &view.name,
-                    &format!("{description}: everyone on the server, on every client"),
-                ],
-            ));
-            self.write_names(&mut out, view);
+            self.everyone_joined(&mut out, self.me(), &mask, view);
             out.freeze()
         });
     }
@@ -740,12 +803,17 @@ impl IrcSession {
 
     /// 353 lines for `members` of `chan`, each within IRC's 512 bytes.
     fn write_names_page(&self, out: &mut BytesMut, chan: &str, members: &[MemberView]) {
-        let overhead = self.cfg.server_name.len() + self.me().len() + chan.len() + 20;
+        self.write_names_to(out, self.me(), chan, members);
+    }
+
+    /// 353 lines for `members` of `chan`, to `me`, each within IRC's 512 bytes.
+    fn write_names_to(&self, out: &mut BytesMut, me: &str, chan: &str, members: &[MemberView]) {
+        let overhead = self.cfg.server_name.len() + me.len() + chan.len() + 20;
         let mut line = String::new();
         for m in members {
             let entry = format!("{}{}", if m.op { "@" } else { "" }, m.name);
             if !line.is_empty() && overhead + line.len() + entry.len() + 1 > proto::MAX_LINE {
-                out.extend_from_slice(&self.numeric(n::RPL_NAMREPLY, &["=", chan, &line]));
+                out.extend_from_slice(&self.numeric_to(me, n::RPL_NAMREPLY, &["=", chan, &line]));
                 line.clear();
             }
             if !line.is_empty() {
@@ -754,7 +822,7 @@ impl IrcSession {
             line.push_str(&entry);
         }
         if !line.is_empty() {
-            out.extend_from_slice(&self.numeric(n::RPL_NAMREPLY, &["=", chan, &line]));
+            out.extend_from_slice(&self.numeric_to(me, n::RPL_NAMREPLY, &["=", chan, &line]));
         }
     }
 

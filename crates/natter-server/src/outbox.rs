@@ -249,6 +249,16 @@ impl Outbox {
         }
     }
 
+    /// Gives back the queue's capacity if it is empty: the connection is going idle. (The
+    /// queue and the connection's batch trade places at each drain, so a busy connection
+    /// reuses them; an idle one keeps neither.)
+    pub fn trim(&self) {
+        let mut s = self.lock();
+        if s.queue.is_empty() && s.queue.capacity() > 0 {
+            s.queue = VecDeque::new();
+        }
+    }
+
     /// Whether the client passed its bound.
     pub fn overflowed(&self) -> bool {
         self.lock().overflowed
@@ -378,12 +388,6 @@ impl Outbox {
         let mut s = self.lock();
         if s.overflowed || self.is_shut_down() || (lines && !s.queue.is_empty()) {
             return Poll::Ready(());
-        }
-        if lines && s.queue.capacity() > 0 {
-            // The connection is about to wait for lines with nothing to write: an idle
-            // client keeps no queue (after a burst of single lines, such as a crowd's JOINs,
-            // it would keep up to a few hundred bytes of slots).
-            s.queue = VecDeque::new();
         }
         match &mut s.waker {
             Some(w) if w.will_wake(cx.waker()) => {}

@@ -53,6 +53,7 @@ pub async fn run_all(
             everyone: config.irc.everyone_channel.clone(),
         },
     );
+    hub = hub.with_irc_auto_join(config.irc.auto_join);
     let cluster = match &config.cluster {
         Some(c) => {
             let redis = crate::cluster::Redis::new(c, stats.clone())

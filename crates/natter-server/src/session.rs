@@ -10,7 +10,7 @@ use crate::client_id::ClientId;
 use crate::config::Policy;
 use crate::event::Flavor;
 use crate::handler::{Flow, Handler, bye};
-use crate::hub::{Hub, NameCheck, Registered, RoomView};
+use crate::hub::{Hub, NameCheck, Registered, RoomView, Welcome};
 use crate::outbox::Outbox;
 use bytes::{Bytes, BytesMut};
 use natter_proto::command::{Help, Kick, Part, Register, RoomArg, Say, Topic};
@@ -291,7 +291,7 @@ impl Session {
 
     /// Registers `name` in the hub; `claimed` is the folded name if the cluster granted it.
     fn finish_register(&mut self, name: &str, claimed: Option<String>) {
-        let answer = |name: &str| ok("REGISTER", name);
+        let answer = |w: &Welcome<'_>| ok("REGISTER", w.name);
         let registered = if claimed.is_some() {
             self.hub.register_claimed(
                 self.id,

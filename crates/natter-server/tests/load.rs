@@ -334,3 +334,75 @@ async fn a_crowd_arriving_at_once_hears_of_each_arrival_exactly_once() {
         }
     }
 }
+
+/// The same for a crowd of IRC clients put into the everyone channel as they register: each
+/// one's NAMES lists those seated before it, a JOIN comes for each one seated after it, and
+/// nobody is both listed and joined, or missing, or heard of twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowd_of_irc_clients_each_sees_everyone_exactly_once() {
+    const N: usize = 200;
+    let s = TestServer::start().await;
+    let mut set = JoinSet::new();
+    for i in 0..N {
+        let addr = s.addr;
+        set.spawn(async move {
+            let nick = format!("i{i}");
+            let mut c = common::irc::Irc::connect(addr).await;
+            c.send(&format!("NICK {nick}\r\nUSER {nick} 0 * :{nick}"))
+                .await;
+            // The welcome burst comes first, then the channel's JOIN, topic and NAMES.
+            let first = c.line().await;
+            assert!(first.contains(" 001 "), "{nick}: {first}");
+            let mut listed = Vec::new();
+            loop {
+                let l = c.line().await;
+                assert!(!l.contains(" PRIVMSG #"), "{nick}: {l}");
+                if l.contains(" 353 ") {
+                    let names = l.split_once(" #everyone ").unwrap().1;
+                    let names = names.strip_prefix(':').unwrap_or(names);
+                    listed.extend(
+                        names
+                            .split(' ')
+                            .map(|n| n.trim_start_matches('@').to_owned()),
+                    );
+                }
+                if l.contains(" 366 ") {
+                    break;
+                }
+            }
+            (nick, listed, c)
+        });
+    }
+    let mut joined = Vec::new();
+    while let Some(r) = set.join_next().await {
+        joined.push(r.unwrap());
+    }
+    let mut seen = Vec::new();
+    for (nick, listed, mut c) in joined {
+        // Every JOIN queued for this client comes before the answer to its PING.
+        c.send("PING :end").await;
+        let mut joins = Vec::new();
+        loop {
+            let l = c.line().await;
+            if l.ends_with("PONG natter end") {
+                break;
+            }
+            if let Some(who) = l.strip_prefix(':')
+                && l.contains(" JOIN #everyone")
+            {
+                joins.push(who.split('!').next().unwrap().to_owned());
+            }
+        }
+        seen.push((nick, listed, joins, c));
+    }
+    for (nick, listed, joins, _) in &seen {
+        let mut all: Vec<&String> = listed.iter().chain(joins).collect();
+        all.sort();
+        let before = all.len();
+        all.dedup();
+        assert_eq!(before, all.len(), "{nick} heard of someone twice");
+        assert_eq!(all.len(), N, "{nick} knows of {} of {N}", all.len());
+        assert!(listed.contains(nick), "{nick} is not in its own NAMES");
+        assert!(!joins.contains(nick), "{nick} heard of its own JOIN");
+    }
+}

@@ -99,6 +99,8 @@ pub struct Hub {
     arriving: AtomicBool,
     /// Woken by the first arrival of a gathering, for [`Hub::announce_arrivals_until`].
     arrived: Notify,
+    /// Whether IRC users are put into the everyone channel when they register.
+    irc_auto_join: bool,
 }
 
 /// New native users whose `ONLINE` has not been pushed yet.
@@ -294,6 +296,18 @@ pub struct UserView {
     pub away: Option<Arc<str>>,
 }
 
+/// What a registering client's own answer may show, read under the hub's lock.
+#[derive(Debug)]
+pub struct Welcome<'a> {
+    /// The name as registered.
+    pub name: &'a str,
+    /// How many rooms there are.
+    pub rooms: usize,
+    /// The everyone channel as the user joins it, for an IRC user put into it on
+    /// registration.
+    pub everyone: Option<&'a RoomView>,
+}
+
 /// One page of a long answer (see [`Hub::names_page`]).
 #[derive(Debug, Clone)]
 pub struct Page<T> {
@@ -354,7 +368,14 @@ impl Hub {
             arrivals: Mutex::default(),
             arriving: AtomicBool::new(false),
             arrived: Notify::new(),
+            irc_auto_join: true,
         }
+    }
+
+    /// A hub whose IRC users are put into the everyone channel on registration, or not.
+    pub fn with_irc_auto_join(mut self, on: bool) -> Self {
+        self.irc_auto_join = on;
+        self
     }
 
     /// An empty hub whose changes other nodes see through `backplane`.
@@ -505,7 +526,7 @@ impl Hub {
         name: &str,
         flavor: Flavor,
         ident: Option<Arc<str>>,
-        answer: Option<&dyn Fn(&str) -> Bytes>,
+        answer: Option<&dyn Fn(&Welcome<'_>) -> Bytes>,
     ) -> Result<(Registered, Arc<str>), ErrorCode> {
         let r = self.register_inner(id, outbox, name, flavor, ident, answer, false)?;
         if self.relays && !matches!(r.0, Registered::Unchanged) {
@@ -523,7 +544,7 @@ impl Hub {
         name: &str,
         flavor: Flavor,
         ident: Option<Arc<str>>,
-        answer: Option<&dyn Fn(&str) -> Bytes>,
+        answer: Option<&dyn Fn(&Welcome<'_>) -> Bytes>,
     ) -> Result<(Registered, Arc<str>), ErrorCode> {
         self.register_inner(id, outbox, name, flavor, ident, answer, true)
     }
@@ -554,24 +575,34 @@ impl Hub {
         name: &str,
         flavor: Flavor,
         ident: Option<Arc<str>>,
-        answer: Option<&dyn Fn(&str) -> Bytes>,
+        answer: Option<&dyn Fn(&Welcome<'_>) -> Bytes>,
         claimed: bool,
     ) -> Result<(Registered, Arc<str>), ErrorCode> {
         let key = name::fold(name);
         let mut guard = self.write_gathering();
         let st = &mut *guard;
-        // Only a new native user's arrival can wait to be announced; every other outcome
-        // (a rename, a clash, a ghost evicted) is pushed at once, after those waiting.
-        let gather = flavor == Flavor::Native
+        let irc = matches!(flavor, Flavor::Irc { .. });
+        // Natives are in Everyone from the start; IRC users too when they are put into the
+        // everyone channel on registration.
+        let everyone = !irc || self.irc_auto_join;
+        // Only a new user's arrival into Everyone can wait to be announced; every other
+        // outcome (a rename, a clash, a ghost evicted) is pushed at once, after those waiting.
+        let gather = everyone
             && is_local(id)
             && !st.users.contains_key(&id)
             && !st.names.contains_key(key.as_str());
         if !gather {
             self.push_arrivals(st);
         }
+        let rooms = st.rooms.len();
+        let welcome = answer;
         let answer = |name: &str| {
-            if let Some(a) = answer {
-                outbox.push(a(name));
+            if let Some(a) = welcome {
+                outbox.push(a(&Welcome {
+                    name,
+                    rooms,
+                    everyone: None,
+                }));
             }
         };
         if let Some(user) = st.users.get(&id)
@@ -593,17 +624,18 @@ impl Hub {
             answer(name);
             return Ok(self.rename(st, id, name, key, false));
         }
-        answer(name);
+        if !irc {
+            answer(name);
+        }
         let name: Arc<str> = Arc::from(name);
         let ident: Arc<str> = ident.unwrap_or_else(|| name.clone());
-        let irc = matches!(flavor, Flavor::Irc { .. });
         let user = User {
             name: name.clone(),
             ident,
             outbox: outbox.clone(),
             flavor,
             rooms: Vec::new(),
-            in_everyone: !irc,
+            in_everyone: everyone,
             away: None,
             irc,
         };
@@ -614,12 +646,24 @@ impl Hub {
                     name: name.to_string(),
                     ident: user.ident.to_string(),
                     irc,
-                    everyone: !irc,
+                    everyone,
                 }),
                 None,
             );
         }
         self.insert_user(st, id, key, user, gather);
+        if irc && let Some(a) = welcome {
+            // An IRC user's welcome ends with its everyone channel's members (NAMES), so it
+            // is written once the user is seated, under the same lock: nothing said in
+            // Everyone can come before it.
+            let channel: Arc<str> = Arc::from(self.irc.everyone.as_str());
+            let view = everyone.then(|| Self::view(&st.users, &channel, None, &st.everyone));
+            outbox.push(a(&Welcome {
+                name: &name,
+                rooms,
+                everyone: view.as_ref(),
+            }));
+        }
         Ok((Registered::New, name))
     }
 

@@ -329,11 +329,14 @@ impl<W: Wire, H: Handler> Driver<W, H> {
                 let resume = t.grace_ends().map_or(resume, |g| resume.min(g));
                 deadline = Some(deadline.map_or(resume, |d| d.min(resume)));
             }
-            // About to sleep: an idle connection keeps no write queue (the next line
-            // allocates it again, which is cheap beside the wake-up that delivers it).
+            // About to sleep: an idle connection keeps no write queues (the next line
+            // allocates one again, which is cheap beside the wake-up that delivers it; a busy
+            // connection, which does not sleep between batches, reuses them).
             if !writing {
                 self.pending = VecDeque::new();
+                self.outbox.trim();
             }
+            self.framer.trim();
             let Some(wake_at) = [deadline, stall, slow_at, hold_until]
                 .into_iter()
                 .flatten()
