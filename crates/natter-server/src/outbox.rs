@@ -25,7 +25,7 @@
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -39,6 +39,10 @@ pub struct Outbox {
     state: Mutex<State>,
     /// Backlog in bytes at which the client is congested; twice this is the hard bound.
     limit: usize,
+    /// The backlog: what the queue and the batch being written cost, each line its bytes
+    /// plus a queue slot. Atomic, so that the connection counts what it wrote without the
+    /// lock; changed under the lock everywhere else.
+    bytes: AtomicUsize,
     /// Set when the server shuts down; read without the lock on every turn of a connection.
     shut_down: AtomicBool,
     /// Whether the client waits for a congested recipient (`Rare::hold`): read without
@@ -53,9 +57,6 @@ pub struct Outbox {
 struct State {
     /// Lines waiting for the connection to take them, in order.
     queue: VecDeque<Bytes>,
-    /// The backlog: what the queue and the batch being written cost, each line its bytes
-    /// plus a queue slot.
-    bytes: usize,
     /// Set once the client is a slow consumer; from then on pushes are dropped.
     overflowed: bool,
     /// The connection waiting for lines or for an overflow. A bare waker rather than a
@@ -153,6 +154,7 @@ impl Outbox {
         Self {
             state: Mutex::new(State::default()),
             limit,
+            bytes: AtomicUsize::new(0),
             shut_down: AtomicBool::new(false),
             held: AtomicBool::new(false),
             congested: AtomicBool::new(false),
@@ -167,16 +169,16 @@ impl Outbox {
         }
         // The hard bound is tested before the push, so one large item (a long batch) can
         // cross it without penalty: memory stays within it plus one item.
-        if s.bytes >= 2 * self.limit {
+        if self.bytes.load(Ordering::Relaxed) >= 2 * self.limit {
             let wake_up = self.overflow(&mut s);
             drop(s);
             wake_up.wake();
             return Pushed::Overflowed;
         }
         let was_empty = s.queue.is_empty();
-        s.bytes += cost(&line);
+        let bytes = self.bytes.fetch_add(cost(&line), Ordering::Relaxed) + cost(&line);
         s.queue.push_back(line);
-        let congested = s.bytes >= self.limit;
+        let congested = bytes >= self.limit;
         if congested && s.congestion().is_none() {
             let now = Instant::now();
             s.rare.get_or_insert_with(Box::default).congestion = Some(Congestion {
@@ -203,7 +205,7 @@ impl Outbox {
     /// Queues a last line regardless of the bound (a `BYE`), even for a slow consumer.
     pub fn push_final(&self, line: Bytes) {
         let mut s = self.lock();
-        s.bytes += cost(&line);
+        self.bytes.fetch_add(cost(&line), Ordering::Relaxed);
         s.queue.push_back(line);
         let waker = s.waker.take();
         drop(s);
@@ -216,7 +218,7 @@ impl Outbox {
     fn overflow(&self, s: &mut State) -> WakeUp {
         s.overflowed = true;
         s.queue = VecDeque::new();
-        s.bytes = 0;
+        self.bytes.store(0, Ordering::Relaxed);
         self.congested.store(false, Ordering::Relaxed);
         WakeUp {
             owner: s.waker.take(),
@@ -235,27 +237,28 @@ impl Outbox {
 
     /// The connection wrote lines costing `cost` (see [`line_cost`]) to the socket.
     pub fn taken(&self, cost: usize) {
+        let left = match self
+            .bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some(b.saturating_sub(cost))
+            }) {
+            Ok(before) | Err(before) => before.saturating_sub(cost),
+        };
+        // Only a congested client's progress matters to anyone else; the common case takes
+        // no lock.
+        if !self.congested() {
+            return;
+        }
         let mut s = self.lock();
-        s.bytes = s.bytes.saturating_sub(cost);
         let Some(c) = s.congestion_mut() else {
             return;
         };
         c.progress = Instant::now();
-        if s.bytes < self.limit / 2 {
+        if left < self.limit / 2 {
             let waiters = s.end_congestion();
             self.congested.store(false, Ordering::Relaxed);
             drop(s);
             waiters.into_iter().for_each(Waker::wake);
-        }
-    }
-
-    /// Gives back the queue's capacity if it is empty: the connection is going idle. (The
-    /// queue and the connection's batch trade places at each drain, so a busy connection
-    /// reuses them; an idle one keeps neither.)
-    pub fn trim(&self) {
-        let mut s = self.lock();
-        if s.queue.is_empty() && s.queue.capacity() > 0 {
-            s.queue = VecDeque::new();
         }
     }
 
@@ -266,7 +269,7 @@ impl Outbox {
 
     /// The backlog in bytes (lines plus their queue slots).
     pub fn backlog(&self) -> usize {
-        self.lock().bytes
+        self.bytes.load(Ordering::Relaxed)
     }
 
     /// The backlog at which the client is congested.
@@ -384,10 +387,17 @@ impl Outbox {
 
     /// Ready once the client overflowed, or, if `lines`, once something is queued; otherwise
     /// `cx` is woken by the next push that matters. Only one task may wait.
+    ///
+    /// A connection waiting for lines with nothing else to do is going idle, and gives back
+    /// the queue's capacity. (The queue and the connection's batch trade places at each
+    /// drain, so a busy connection reuses them; an idle one keeps neither.)
     pub fn poll_ready(&self, cx: &mut Context<'_>, lines: bool) -> Poll<()> {
         let mut s = self.lock();
         if s.overflowed || self.is_shut_down() || (lines && !s.queue.is_empty()) {
             return Poll::Ready(());
+        }
+        if lines && s.queue.capacity() > 0 {
+            s.queue = VecDeque::new();
         }
         match &mut s.waker {
             Some(w) if w.will_wake(cx.waker()) => {}

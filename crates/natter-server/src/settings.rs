@@ -56,6 +56,10 @@ pub struct Settings {
     /// Seconds a shutdown waits for clients to take their last lines [default: 5].
     #[arg(long)]
     pub shutdown_grace_secs: Option<u64>,
+    /// Milliseconds a new connection may stay silent before it is taken for a line client
+    /// and greeted; an HTTP or IRC client must speak within it [default: 100].
+    #[arg(long)]
+    pub sniff_wait_ms: Option<u64>,
     /// Seconds a client may leave queued output unread before it is dropped [default: 60].
     #[arg(long)]
     pub write_stall_secs: Option<u64>,
@@ -188,7 +192,7 @@ impl Settings {
                 }
             };
         }
-        pick!(host, port, tls_cert, tls_key, threads, max_connections, outbox_kib, catch_up_secs, shutdown_grace_secs,
+        pick!(host, port, tls_cert, tls_key, threads, max_connections, outbox_kib, catch_up_secs, sniff_wait_ms, shutdown_grace_secs,
             write_stall_secs, max_rooms, max_rooms_per_address, max_rooms_per_user, max_room_members, max_topic_bytes,
             server_name, server_description, everyone_channel, irc_auto_join, motd_file,
             irc_ping_secs, irc_ping_timeout_secs, password, password_file, per_ip_connections,
@@ -214,6 +218,7 @@ impl Settings {
                 max_connections: Some(default_max_connections(fd_limit)),
                 outbox_kib: Some((d.outbox_bytes / 1024) as u64),
                 catch_up_secs: Some(d.patience.grace.as_secs()),
+                sniff_wait_ms: Some(d.sniff_wait.as_millis() as u64),
                 shutdown_grace_secs: Some(d.shutdown_grace.as_secs()),
                 write_stall_secs: Some(d.write_stall.as_secs()),
                 max_rooms: Some(rooms.rooms),
@@ -314,6 +319,7 @@ impl Settings {
             }),
             shutdown_grace: secs(s.shutdown_grace_secs, d.shutdown_grace),
             write_stall: secs(s.write_stall_secs, d.write_stall),
+            sniff_wait: s.sniff_wait_ms.map_or(d.sniff_wait, Duration::from_millis),
             patience: Patience {
                 grace: secs(s.catch_up_secs, d.patience.grace),
                 ..d.patience

@@ -329,6 +329,32 @@ impl<T> Default for Page<T> {
     }
 }
 
+/// Up to `max` entries of `map` after the key `after`, in order, each made an item by `item`
+/// (which may skip it).
+fn page_of<K, V, T>(
+    map: &BTreeMap<K, V>,
+    after: Option<&str>,
+    max: usize,
+    mut item: impl FnMut(&V) -> Option<T>,
+) -> Page<T>
+where
+    K: std::borrow::Borrow<str> + Ord,
+{
+    let range = match after {
+        Some(a) => map.range::<str, _>((Bound::Excluded(a), Bound::Unbounded)),
+        None => map.range::<str, _>(..),
+    };
+    let mut page = Page::default();
+    let mut seen = 0;
+    for (key, v) in range.take(max) {
+        seen += 1;
+        page.items.extend(item(v));
+        page.last = Some(key.borrow().to_owned());
+    }
+    page.done = seen < max;
+    page
+}
+
 /// How members are ordered when shown: operators first, then by folded name.
 fn member_key(op: bool, name: &str) -> String {
     let mut k = String::with_capacity(name.len() + 1);
@@ -1129,21 +1155,9 @@ impl Hub {
     /// its place between them.
     pub fn names_page(&self, after: Option<&str>, max: usize) -> Page<Arc<str>> {
         let st = self.read();
-        let range = match after {
-            Some(a) => st
-                .names
-                .range::<str, _>((Bound::Excluded(a), Bound::Unbounded)),
-            None => st.names.range::<str, _>(..),
-        };
-        let mut page = Page::default();
-        for (key, id) in range.take(max) {
-            if let Some(u) = st.users.get(id) {
-                page.items.push(u.name.clone());
-            }
-            page.last = Some(key.to_string());
-        }
-        page.done = page.items.len() < max;
-        page
+        page_of(&st.names, after, max, |id| {
+            st.users.get(id).map(|u| u.name.clone())
+        })
     }
 
     /// A user's details, for WHOIS, USERHOST and ISON.
@@ -1509,23 +1523,13 @@ impl Hub {
     /// see [`Hub::names_page`].
     pub fn rooms_page(&self, after: Option<&str>, max: usize) -> Page<RoomSummary> {
         let st = self.read();
-        let range = match after {
-            Some(a) => st
-                .rooms
-                .range::<str, _>((Bound::Excluded(a), Bound::Unbounded)),
-            None => st.rooms.range::<str, _>(..),
-        };
-        let mut page = Page::default();
-        for (key, r) in range.take(max) {
-            page.items.push(RoomSummary {
+        page_of(&st.rooms, after, max, |r| {
+            Some(RoomSummary {
                 name: r.name.clone(),
                 members: r.members.len(),
                 topic: r.topic.as_ref().map(|t| t.text.clone()),
-            });
-            page.last = Some(key.clone());
-        }
-        page.done = page.items.len() < max;
-        page
+            })
+        })
     }
 
     /// How many rooms there are.

@@ -192,39 +192,36 @@ pub fn serve(
 
 /// A native session over `wire`, greeted.
 fn native<W: Wire>(wire: W, id: ClientId, shared: &Shared) -> Driver<W, Session> {
-    let outbox = Arc::new(Outbox::new(shared.config.outbox_bytes));
-    outbox.push(shared.hello.clone());
-    let peer = peer_of_wire(&wire);
-    let session = Session::new(
-        id,
-        peer,
-        outbox.clone(),
-        shared.hub.clone(),
-        shared.policy.clone(),
-    );
-    Driver::new(
-        session,
-        wire,
-        outbox,
-        shared.env.clone(),
-        shared.policy.flood.as_ref(),
-    )
+    driver(wire, shared, |peer, outbox| {
+        outbox.push(shared.hello.clone());
+        Session::new(id, peer, outbox, shared.hub.clone(), shared.policy.clone())
+    })
 }
 
 /// An IRC session over `wire`; IRC clients are greeted once they register.
 fn irc<W: Wire>(wire: W, id: ClientId, shared: &Shared) -> Driver<W, IrcSession> {
+    driver(wire, shared, |peer, outbox| {
+        IrcSession::new(
+            id,
+            peer,
+            outbox,
+            shared.hub.clone(),
+            shared.irc.clone(),
+            shared.policy.clone(),
+        )
+    })
+}
+
+/// A driver over `wire` for the session `session` makes, given the peer and the outbox.
+fn driver<W: Wire, H: Handler>(
+    wire: W,
+    shared: &Shared,
+    session: impl FnOnce(SocketAddr, Arc<Outbox>) -> H,
+) -> Driver<W, H> {
     let outbox = Arc::new(Outbox::new(shared.config.outbox_bytes));
-    let peer = peer_of_wire(&wire);
-    let session = IrcSession::new(
-        id,
-        peer,
-        outbox.clone(),
-        shared.hub.clone(),
-        shared.irc.clone(),
-        shared.policy.clone(),
-    );
+    let handler = session(peer_of_wire(&wire), outbox.clone());
     Driver::new(
-        session,
+        handler,
         wire,
         outbox,
         shared.env.clone(),

@@ -256,10 +256,6 @@ impl<W: Wire, H: Handler> Driver<W, H> {
                     Poll::Pending => {}
                 }
             }
-            // While writing, only an overflow matters: new lines wait for the batch to go.
-            if self.outbox.poll_ready(cx, !writing).is_ready() {
-                continue;
-            }
             // A session waiting for the cluster takes no lines meanwhile; its answer wakes
             // this task.
             if self.handler.waiting() {
@@ -318,6 +314,11 @@ impl<W: Wire, H: Handler> Driver<W, H> {
                     Poll::Pending => {}
                 }
             }
+            // Last, so that a connection found with nothing to do goes idle here. While
+            // writing, only an overflow matters: new lines wait for the batch to go.
+            if self.outbox.poll_ready(cx, !writing).is_ready() {
+                continue;
+            }
 
             let mut deadline = self.handler.deadline();
             let stall = writing.then(|| self.last_progress + cfg.write_stall);
@@ -329,12 +330,12 @@ impl<W: Wire, H: Handler> Driver<W, H> {
                 let resume = t.grace_ends().map_or(resume, |g| resume.min(g));
                 deadline = Some(deadline.map_or(resume, |d| d.min(resume)));
             }
-            // About to sleep: an idle connection keeps no write queues (the next line
+            // About to sleep: an idle connection keeps no write queue (the next line
             // allocates one again, which is cheap beside the wake-up that delivers it; a busy
-            // connection, which does not sleep between batches, reuses them).
+            // connection, which does not sleep between batches, reuses it) and no buffer for
+            // unfinished lines.
             if !writing {
                 self.pending = VecDeque::new();
-                self.outbox.trim();
             }
             self.framer.trim();
             let Some(wake_at) = [deadline, stall, slow_at, hold_until]
