@@ -143,8 +143,16 @@ fill() { # fill TEMPLATE OUT: substitute the @VARS@
 }
 
 start_natter() {
+    # The store is the default kind (a SQLite file), fresh, where the server's user may
+    # write. (Builds before the store existed have no --store.)
+    local store=()
+    if [ "$NATTER_BIN" != "$PREV_BIN" ]; then
+        mkdir -p "$DIR/store" && chown "$BENCH_USER" "$DIR/store"
+        rm -f "$DIR/store"/natter.db*
+        store=(--store "sqlite:$DIR/store/natter.db")
+    fi
     RUST_LOG=warn "${AS_USER[@]}" "$NATTER_BIN" 127.0.0.1 "$PORT" \
-        --shutdown-grace-secs 1 --flood-control false --exempt-loopback "${NATTER_ARGS[@]}" \
+        --shutdown-grace-secs 1 --flood-control false --exempt-loopback "${store[@]}" "${NATTER_ARGS[@]}" \
         > "$DIR/natter.log" 2>&1 &
     SERVER_PID=$!
 }

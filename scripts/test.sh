@@ -26,6 +26,11 @@ for pair in "${needs[@]}"; do
     *) command -v "$what" >/dev/null 2>&1 || missing+=("$pkg") ;;
   esac
 done
+# The store's tests start throwaway PostgreSQL servers with initdb and pg_ctl, which Debian
+# keeps under /usr/lib/postgresql/VERSION/bin.
+if ! command -v initdb >/dev/null 2>&1 && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+  missing+=(postgresql)
+fi
 if ((${#missing[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -110,6 +110,8 @@ pub struct Config {
     pub policy: Policy,
     /// The certificate and key for TLS; `None`: no TLS.
     pub tls: Option<std::sync::Arc<crate::tls::Tls>>,
+    /// Where accounts are kept.
+    pub store: natter_store::Location,
     /// Cluster mode's Redis and node id; `None`: a single process.
     pub cluster: Option<crate::cluster::ClusterConfig>,
 }
@@ -172,6 +174,9 @@ impl Default for Config {
             irc: IrcConfig::default(),
             policy: Policy::default(),
             tls: None,
+            // The library's default keeps nothing, so embedding servers and tests leave no
+            // files behind; the command line's default is a file (`Settings`).
+            store: natter_store::Location::Memory,
             cluster: None,
         }
     }

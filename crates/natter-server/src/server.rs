@@ -44,6 +44,7 @@ pub async fn run_all(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    let store = open_store(&config.store).await?;
     let stats = Arc::new(Stats::default());
     let mut hub = Hub::new(
         stats.clone(),
@@ -95,6 +96,7 @@ pub async fn run_all(
         admission: Arc::new(crate::admission::Admission::new(stats.clone())),
         live: Default::default(),
         env: env.clone(),
+        store,
     });
     let token = CancellationToken::new();
     let connections = shared.tracker.clone();
@@ -130,6 +132,28 @@ pub async fn run_all(
         redis.flush(Duration::from_secs(2)).await;
     }
     backplane_stop.cancel();
+    match tokio::time::timeout(Duration::from_secs(5), shared.store.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(error = %e, "the store's last writes failed"),
+        Err(_) => warn!("the store did not finish its last writes in time"),
+    }
     info!("server stopped");
     Ok(())
+}
+
+/// Opens the store on its own thread (opening may wait on a file or a network).
+async fn open_store(location: &natter_store::Location) -> io::Result<natter_store::Store> {
+    let place = location.clone();
+    let store = tokio::task::spawn_blocking(move || {
+        natter_store::Store::open(&place, natter_store::Options::default())
+    })
+    .await
+    .map_err(io::Error::other)?
+    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    info!(
+        store = %location,
+        schema = natter_store::SCHEMA_VERSION,
+        "store open"
+    );
+    Ok(store)
 }

@@ -9,6 +9,7 @@ use crate::config::{Config, IrcConfig, Origins, Policy, Secret};
 use crate::hub::RoomLimits;
 use crate::outbox::Patience;
 use crate::throttle::FloodLimits;
+use natter_store::Location;
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::net::IpAddr;
@@ -159,6 +160,11 @@ pub struct Settings {
     /// This node's id in the cluster; unique per process [default: HOSTNAME-PID-RANDOM].
     #[arg(long, value_name = "ID")]
     pub node_id: Option<String>,
+    /// Where accounts are kept: sqlite:PATH, memory (nothing kept) or
+    /// postgres://USER:PASS@HOST/DB (the same on every node of a cluster)
+    /// [default: sqlite:natter.db].
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
 }
 
 /// Descriptors kept back from the connection limit for the listener, logs and the like.
@@ -198,7 +204,7 @@ impl Settings {
             irc_ping_secs, irc_ping_timeout_secs, password, password_file, per_ip_connections,
             per_ip_connect_rate, per_ip_connect_burst, exempt_loopback, register_timeout_secs,
             idle_timeout_secs, flood_control, flood_commands_per_sec, flood_command_burst,
-            flood_bytes_per_sec, flood_byte_burst, flood_grace_secs, cluster, node_id;
+            flood_bytes_per_sec, flood_byte_burst, flood_grace_secs, cluster, node_id, store;
             irc, web, tls, allow_origin, public_name, exempt)
     }
 
@@ -244,6 +250,7 @@ impl Settings {
                 flood_bytes_per_sec: Some(flood.bytes_per_sec),
                 flood_byte_burst: Some(flood.byte_burst),
                 flood_grace_secs: Some(flood.grace.as_secs()),
+                store: Some(Location::default_file().to_string()),
                 ..Settings::default()
             })
             .redacted(has_password)
@@ -251,6 +258,10 @@ impl Settings {
 
     fn redacted(mut self, _has_password: bool) -> Settings {
         self.password = None;
+        // A PostgreSQL URL may carry a password of its own.
+        self.store = self
+            .store
+            .map(|url| url.parse::<Location>().map_or(url, |l| l.to_string()));
         self
     }
 
@@ -365,6 +376,7 @@ impl Settings {
                 }),
             },
             tls,
+            store: store(&s)?,
             cluster: cluster(&s)?,
             ..Config::default()
         })
@@ -387,6 +399,21 @@ fn public_names(s: &Settings) -> Vec<String> {
         }
     }
     names
+}
+
+/// Where the store is, checked: a cluster's nodes must share theirs.
+fn store(s: &Settings) -> io::Result<Location> {
+    let location = match &s.store {
+        Some(url) => url.parse::<Location>().map_err(|e| bad(e.to_string()))?,
+        None => Location::default_file(),
+    };
+    if s.cluster.is_some() && !location.is_shared() {
+        return Err(bad(format!(
+            "a cluster's nodes share their accounts, so they need one PostgreSQL store: pass \
+             --store postgres://USER:PASS@HOST/DB (the same on every node), not {location}"
+        )));
+    }
+    Ok(location)
 }
 
 /// The cluster settings, checked: a Redis URL and a node id fit for Redis keys.
@@ -440,7 +467,7 @@ mod tests {
     #[test]
     fn cluster_settings_are_checked() {
         let s: Settings =
-            toml::from_str("cluster = \"redis://127.0.0.1:6379\"\nnode_id = \"a-1\"\n").unwrap();
+            toml::from_str("cluster = \"redis://127.0.0.1:6379\"\nnode_id = \"a-1\"\nstore = \"postgres://n@db/n\"\n").unwrap();
         let c = s.config(1024).unwrap().cluster.unwrap();
         assert_eq!(
             (c.url.as_str(), c.node_id.as_str()),
@@ -448,13 +475,14 @@ mod tests {
         );
         let default = Settings {
             cluster: Some("redis://127.0.0.1:6379".into()),
+            store: Some("postgres://n@db/n".into()),
             ..Settings::default()
         };
         let id = default.config(1024).unwrap().cluster.unwrap().node_id;
         assert!(id.chars().all(crate::cluster::valid_id_char), "{id}");
         for bad in [
-            "cluster = \"http://x\"\n",
-            "cluster = \"redis://x:1\"\nnode_id = \"a b\"\n",
+            "cluster = \"http://x\"\nstore = \"postgres://n@db/n\"\n",
+            "cluster = \"redis://x:1\"\nnode_id = \"a b\"\nstore = \"postgres://n@db/n\"\n",
             "node_id = \"a\"\n",
         ] {
             let s: Settings = toml::from_str(bad).unwrap();
@@ -486,6 +514,23 @@ mod tests {
     }
 
     #[test]
+    fn the_store_is_a_file_by_default_and_shared_in_a_cluster() {
+        let default = Settings::default().config(1024).unwrap();
+        assert_eq!(default.store, Location::Sqlite("natter.db".into()));
+        let memory: Settings = toml::from_str("store = \"memory\"\n").unwrap();
+        assert_eq!(memory.config(1024).unwrap().store, Location::Memory);
+        let bad: Settings = toml::from_str("store = \"natter.db\"\n").unwrap();
+        let err = bad.config(1024).unwrap_err().to_string();
+        assert!(err.contains("sqlite:PATH, memory or postgres://"), "{err}");
+        for store in ["", "store = \"sqlite:x.db\"\n", "store = \"memory\"\n"] {
+            let s: Settings =
+                toml::from_str(&format!("cluster = \"redis://127.0.0.1:6379\"\n{store}")).unwrap();
+            let err = s.config(1024).unwrap_err().to_string();
+            assert!(err.contains("need one PostgreSQL store"), "{store}: {err}");
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         assert!(toml::from_str::<Settings>("prot = 1\n").is_err());
     }
@@ -494,10 +539,21 @@ mod tests {
     fn printed_config_never_shows_the_password_and_reads_back() {
         let s = Settings {
             password: Some("hunter2".into()),
+            store: Some("postgres://natter:swordfish@db/natter".into()),
             ..Settings::default()
         };
         let text = s.to_toml(1024);
         assert!(!text.contains("hunter2"), "{text}");
+        assert!(!text.contains("swordfish"), "{text}");
+        assert!(
+            text.contains("store = \"postgres://natter:***@db/natter\""),
+            "{text}"
+        );
+        assert!(
+            Settings::default()
+                .to_toml(1024)
+                .contains("store = \"sqlite:natter.db\"")
+        );
         assert!(text.contains("max_rooms = 10000"), "{text}");
         let back: Settings = toml::from_str(&text).unwrap();
         assert_eq!(back.port, Some(8090));

@@ -135,7 +135,7 @@ impl Stats {
     }
 
     /// Every counter in the Prometheus text exposition format.
-    pub fn prometheus(&self) -> String {
+    pub fn prometheus(&self, store: &natter_store::StoreStats) -> String {
         let mut out = String::with_capacity(2048);
         let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
             let _ = writeln!(out, "# HELP natter_{name} {help}");
@@ -243,6 +243,30 @@ impl Stats {
                 "Times Redis was found to have lost its data.",
                 c(&b.resets),
             ),
+            (
+                "store_commits_total",
+                "counter",
+                "Transactions the store committed.",
+                store.commits,
+            ),
+            (
+                "store_requests_total",
+                "counter",
+                "Store requests answered after their commit.",
+                store.requests,
+            ),
+            (
+                "store_failures_total",
+                "counter",
+                "Store requests that failed.",
+                store.failures,
+            ),
+            (
+                "store_queued",
+                "gauge",
+                "Store requests waiting for the writer.",
+                store.queued,
+            ),
         ] {
             metric(name, kind, help, value);
         }
@@ -265,8 +289,16 @@ mod tests {
         s.connect();
         s.routed(3);
         s.error(ErrorCode::NameTaken);
-        let text = s.prometheus();
+        let store = natter_store::StoreStats {
+            commits: 2,
+            requests: 5,
+            failures: 1,
+            queued: 0,
+        };
+        let text = s.prometheus(&store);
         assert!(text.contains("natter_connected_clients 1\n"), "{text}");
+        assert!(text.contains("natter_store_requests_total 5\n"));
+        assert!(text.contains("natter_store_failures_total 1\n"));
         assert!(text.contains("natter_deliveries_total 3\n"));
         assert!(text.contains("natter_errors_total{code=\"NAME_TAKEN\"} 1\n"));
         assert!(text.contains("natter_errors_total{code=\"INVALID_UTF8\"} 0\n"));

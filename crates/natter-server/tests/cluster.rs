@@ -26,10 +26,11 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A `redis-server` of this test's own.
+/// A `redis-server` of this test's own, and the PostgreSQL database its nodes share.
 struct Redis {
     port: u16,
     child: Option<Child>,
+    store: String,
 }
 
 impl Redis {
@@ -37,6 +38,9 @@ impl Redis {
         let mut r = Self {
             port: free_port(),
             child: None,
+            store: natter_store::throwaway::Postgres::shared()
+                .database()
+                .expect("a throwaway PostgreSQL database"),
         };
         r.spawn();
         r
@@ -92,6 +96,7 @@ async fn node(redis: &Redis, id: &str) -> TestServer {
         url: redis.url(),
         node_id: id.to_owned(),
     });
+    c.store = natter_store::Location::Postgres(redis.store.clone());
     TestServer::with(c).await
 }
 
@@ -107,6 +112,7 @@ impl ProcessNode {
         let child = Command::new(env!("CARGO_BIN_EXE_natter-server"))
             .args(["127.0.0.1", &port.to_string()])
             .args(["--cluster", &redis.url(), "--node-id", id])
+            .args(["--store", &redis.store])
             .args(["--exempt-loopback", "--flood-control", "false"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -509,11 +515,15 @@ async fn redis_restarted_empty_converges_and_settles_a_name() {
     // Redis dies and comes back empty 2 s later; ann talks all along.
     redis.kill();
     let mut redis = {
-        let port = redis.port;
+        let (port, store) = (redis.port, redis.store.clone());
         std::mem::forget(redis);
         let restart = tokio::task::spawn_blocking(move || {
             std::thread::sleep(Duration::from_secs(2));
-            let mut r = Redis { port, child: None };
+            let mut r = Redis {
+                port,
+                child: None,
+                store,
+            };
             r.spawn();
             r
         });

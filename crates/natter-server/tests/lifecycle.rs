@@ -51,40 +51,84 @@ fn binary_help_names_host_and_port() {
     );
 }
 
+/// The real binary, started in `dir` (where its default store file goes), its log lines
+/// arriving on a channel.
+struct Binary {
+    child: std::process::Child,
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+    log: Vec<String>,
+}
+
+impl Binary {
+    fn start(dir: &std::path::Path, args: &[&str]) -> Binary {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_natter-server"))
+            .args(["127.0.0.1", "0"])
+            .args(args)
+            .current_dir(dir)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
+        for out in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Binary {
+            child,
+            lines,
+            log: Vec::new(),
+        }
+    }
+
+    /// The address it listens on, from its log.
+    async fn addr(&mut self) -> String {
+        within(async {
+            loop {
+                let line = self.lines.recv().await.expect("server exited");
+                self.log.push(line.clone());
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    break rest.split(';').next().unwrap().to_owned();
+                }
+            }
+        })
+        .await
+    }
+
+    /// Waits for it to exit; its status and everything it printed.
+    async fn exit(mut self) -> (std::process::ExitStatus, String) {
+        let mut child = self.child;
+        let status = tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        while let Ok(Some(line)) = tokio::time::timeout(LIMIT, self.lines.recv()).await {
+            self.log.push(line);
+        }
+        (status, self.log.join("\n"))
+    }
+}
+
 #[tokio::test]
 async fn binary_prints_its_address_and_stops_gracefully_on_sigterm() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_natter-server"))
-        .args(["127.0.0.1", "0"])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut log = Vec::new();
-    let addr = within(async {
-        loop {
-            let line = rx.recv().await.expect("server exited");
-            log.push(line.clone());
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                break rest.split(';').next().unwrap().to_owned();
-            }
-        }
-    })
-    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Binary::start(dir.path(), &[]);
+    let addr = server.addr().await;
     let mut c = within(Client::connect(addr.as_str())).await.unwrap();
     assert_eq!(c.ask("REGISTER sig").await, "OK REGISTER sig");
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &server.child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
@@ -92,15 +136,13 @@ async fn binary_prints_its_address_and_stops_gracefully_on_sigterm() {
         c.until_closed().await,
         vec!["BYE SHUTDOWN the server is shutting down"]
     );
-    let exit = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let (exit, log) = server.exit().await;
     assert!(exit.success(), "{exit:?}");
-    while let Ok(Some(line)) = tokio::time::timeout(LIMIT, rx.recv()).await {
-        log.push(line);
-    }
-    let log = log.join("\n");
+    assert!(
+        log.contains("store open") && log.contains("store=sqlite:natter.db"),
+        "the default store is a file in the working directory: {log}"
+    );
+    assert!(dir.path().join("natter.db").is_file());
     assert!(
         log.contains("connected") && log.contains("connected=1"),
         "{log}"
@@ -115,4 +157,35 @@ async fn binary_prints_its_address_and_stops_gracefully_on_sigterm() {
         !log.contains("\u{1b}["),
         "no colour codes when not on a terminal"
     );
+}
+
+#[tokio::test]
+async fn a_second_server_on_the_same_store_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = Binary::start(dir.path(), &[]);
+    let addr = first.addr().await;
+    let (status, log) = Binary::start(dir.path(), &[]).exit().await;
+    assert!(!status.success());
+    assert!(
+        log.contains("natter-server: natter.db is in use by another natter-server"),
+        "{log}"
+    );
+    // The first goes on serving.
+    let mut c = within(Client::connect(addr.as_str())).await.unwrap();
+    assert_eq!(c.ask("REGISTER still").await, "OK REGISTER still");
+    let _ = first.child.kill();
+}
+
+#[tokio::test]
+async fn a_cluster_node_without_a_shared_store_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, log) = Binary::start(dir.path(), &["--cluster", "redis://127.0.0.1:1"])
+        .exit()
+        .await;
+    assert!(!status.success());
+    assert!(
+        log.contains("need one PostgreSQL store: pass --store postgres://"),
+        "{log}"
+    );
+    assert!(!dir.path().join("natter.db").exists());
 }

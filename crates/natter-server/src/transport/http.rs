@@ -150,7 +150,7 @@ async fn metrics(State(st): State<WebState>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        st.shared.hub.stats().prometheus(),
+        st.shared.hub.stats().prometheus(&st.shared.store.stats()),
     )
         .into_response()
 }

@@ -33,6 +33,8 @@ pub struct Shared {
     pub env: Arc<super::driver::Env>,
     /// Admission, password, timeouts and flood control, shared by every session.
     pub policy: Arc<crate::config::Policy>,
+    /// Where accounts are kept.
+    pub store: natter_store::Store,
 }
 
 /// Running sessions by identity, so that a shutdown reaches each through its outbox instead

@@ -1,0 +1,47 @@
+//! The seam between the writer and a database: the statements natter runs, each backend
+//! in its own dialect.
+
+use crate::account::Account;
+use crate::error::StoreError;
+
+/// Which SQL dialect a backend speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    /// SQLite 3.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// One open database connection, used by one thread at a time.
+pub(crate) trait Backend: Send {
+    /// Its dialect, for the few statements that differ.
+    fn dialect(&self) -> Dialect;
+    /// Runs statements that return nothing (transaction control, schema changes).
+    fn batch(&mut self, sql: &str) -> Result<(), StoreError>;
+    /// Runs a query whose answer is one integer, or none.
+    fn integer(&mut self, sql: &str) -> Result<Option<i64>, StoreError>;
+    /// Serialises schema changes between servers sharing the database, until the transaction
+    /// ends.
+    fn lock_schema(&mut self) -> Result<(), StoreError>;
+    /// Reconnects if the connection was lost, before a transaction; errors show in the
+    /// transaction itself.
+    fn heal(&mut self) {}
+
+    /// Adds an account; `false` if its key is taken.
+    fn create_account(&mut self, account: &Account) -> Result<bool, StoreError>;
+    /// The account with this key.
+    fn account(&mut self, key: &str) -> Result<Option<Account>, StoreError>;
+    /// Every account's name as spelled, for the cache of reserved names.
+    fn account_names(&mut self) -> Result<Vec<String>, StoreError>;
+    /// Replaces an account's password hash; `false` if there is no such account.
+    fn set_hash(&mut self, key: &str, hash: &str) -> Result<bool, StoreError>;
+    /// Removes an account and its tokens; `false` if there was none.
+    fn delete_account(&mut self, key: &str) -> Result<bool, StoreError>;
+    /// Keeps a token's hash for an account.
+    fn add_token(&mut self, key: &str, token: &[u8], now: i64) -> Result<(), StoreError>;
+    /// The account a token's hash belongs to, marking the token used now.
+    fn token_account(&mut self, token: &[u8], now: i64) -> Result<Option<String>, StoreError>;
+    /// Revokes every token of an account; how many there were.
+    fn drop_tokens(&mut self, key: &str) -> Result<u64, StoreError>;
+}

@@ -1,0 +1,128 @@
+//! The PostgreSQL backend, for servers that share their accounts (a cluster).
+
+use crate::account::Account;
+use crate::backend::{Backend, Dialect};
+use crate::error::{OpenError, StoreError, describe};
+use postgres::{Client, NoTls};
+
+/// One connection to the database.
+pub(crate) struct Postgres {
+    client: Client,
+    config: postgres::Config,
+}
+
+impl Postgres {
+    /// Connects to the database at the URL.
+    pub(crate) fn connect(url: &str) -> Result<Postgres, OpenError> {
+        let config: postgres::Config = url
+            .parse()
+            .map_err(|e: postgres::Error| OpenError::Database(describe(&e)))?;
+        let client = config
+            .connect(NoTls)
+            .map_err(|e| OpenError::Database(describe(&e)))?;
+        Ok(Postgres { client, config })
+    }
+}
+
+impl Backend for Postgres {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
+        Ok(self.client.batch_execute(sql)?)
+    }
+
+    fn integer(&mut self, sql: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .client
+            .query_opt(sql, &[])?
+            .and_then(|row| row.get::<_, Option<i64>>(0)))
+    }
+
+    fn heal(&mut self) {
+        if self.client.is_closed() {
+            match self.config.connect(NoTls) {
+                Ok(client) => {
+                    self.client = client;
+                    tracing::info!("store reconnected to PostgreSQL");
+                }
+                Err(e) => tracing::warn!(error = %e, "store cannot reconnect to PostgreSQL"),
+            }
+        }
+    }
+
+    fn lock_schema(&mut self) -> Result<(), StoreError> {
+        // Servers of a cluster starting together must not migrate at once; the number is
+        // natter's own advisory lock, released when the transaction ends.
+        self.client
+            .batch_execute("SELECT pg_advisory_xact_lock(7061372814)")?;
+        Ok(())
+    }
+
+    fn create_account(&mut self, a: &Account) -> Result<bool, StoreError> {
+        let n = self.client.execute(
+            "INSERT INTO accounts (key, name, hash, created) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (key) DO NOTHING",
+            &[&a.key, &a.name, &a.hash, &a.created],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn account(&mut self, key: &str) -> Result<Option<Account>, StoreError> {
+        let row = self.client.query_opt(
+            "SELECT key, name, hash, created FROM accounts WHERE key = $1",
+            &[&key],
+        )?;
+        Ok(row.map(|r| Account {
+            key: r.get(0),
+            name: r.get(1),
+            hash: r.get(2),
+            created: r.get(3),
+        }))
+    }
+
+    fn account_names(&mut self) -> Result<Vec<String>, StoreError> {
+        let rows = self
+            .client
+            .query("SELECT name FROM accounts ORDER BY key", &[])?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    fn set_hash(&mut self, key: &str, hash: &str) -> Result<bool, StoreError> {
+        let n = self.client.execute(
+            "UPDATE accounts SET hash = $2 WHERE key = $1",
+            &[&key, &hash],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn delete_account(&mut self, key: &str) -> Result<bool, StoreError> {
+        let n = self
+            .client
+            .execute("DELETE FROM accounts WHERE key = $1", &[&key])?;
+        Ok(n == 1)
+    }
+
+    fn add_token(&mut self, key: &str, token: &[u8], now: i64) -> Result<(), StoreError> {
+        self.client.execute(
+            "INSERT INTO tokens (hash, account, created, used) VALUES ($1, $2, $3, $3)",
+            &[&token, &key, &now],
+        )?;
+        Ok(())
+    }
+
+    fn token_account(&mut self, token: &[u8], now: i64) -> Result<Option<String>, StoreError> {
+        let row = self.client.query_opt(
+            "UPDATE tokens SET used = $2 WHERE hash = $1 RETURNING account",
+            &[&token, &now],
+        )?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    fn drop_tokens(&mut self, key: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .client
+            .execute("DELETE FROM tokens WHERE account = $1", &[&key])?)
+    }
+}

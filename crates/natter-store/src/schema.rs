@@ -1,0 +1,96 @@
+//! The database's tables, as a list of versioned migrations run at start.
+
+use crate::backend::{Backend, Dialect};
+use crate::error::{OpenError, StoreError};
+
+/// One step of the schema: the statements that take a database from the version before it
+/// to its own, in each dialect.
+struct Migration {
+    version: i64,
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+/// Every step, oldest first. A released step is never edited: changes are new steps.
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    sqlite: "
+        CREATE TABLE accounts (
+            key TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            created INTEGER NOT NULL
+        );
+        CREATE TABLE tokens (
+            hash BLOB PRIMARY KEY,
+            account TEXT NOT NULL REFERENCES accounts (key) ON DELETE CASCADE,
+            created INTEGER NOT NULL,
+            used INTEGER NOT NULL
+        );
+        CREATE INDEX tokens_by_account ON tokens (account);
+    ",
+    postgres: "
+        CREATE TABLE accounts (
+            key TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            created BIGINT NOT NULL
+        );
+        CREATE TABLE tokens (
+            hash BYTEA PRIMARY KEY,
+            account TEXT NOT NULL REFERENCES accounts (key) ON DELETE CASCADE,
+            created BIGINT NOT NULL,
+            used BIGINT NOT NULL
+        );
+        CREATE INDEX tokens_by_account ON tokens (account);
+    ",
+}];
+
+/// The newest schema this build knows.
+pub const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
+
+/// Brings the database up to [`LATEST`] in one transaction, or refuses a newer one.
+pub(crate) fn migrate(db: &mut dyn Backend) -> Result<(), OpenError> {
+    let begin = match db.dialect() {
+        Dialect::Sqlite => "BEGIN IMMEDIATE",
+        Dialect::Postgres => "BEGIN",
+    };
+    db.batch(begin).map_err(database)?;
+    let result = steps(db);
+    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    let ended = db.batch(end).map_err(database);
+    result.and(ended)
+}
+
+fn steps(db: &mut dyn Backend) -> Result<(), OpenError> {
+    db.lock_schema().map_err(database)?;
+    db.batch("CREATE TABLE IF NOT EXISTS natter_schema (version BIGINT NOT NULL)")
+        .map_err(database)?;
+    let found = db
+        .integer("SELECT MAX(version) FROM natter_schema")
+        .map_err(database)?
+        .unwrap_or(0);
+    if found > LATEST {
+        return Err(OpenError::Newer {
+            found,
+            known: LATEST,
+        });
+    }
+    for step in MIGRATIONS.iter().filter(|m| m.version > found) {
+        let sql = match db.dialect() {
+            Dialect::Sqlite => step.sqlite,
+            Dialect::Postgres => step.postgres,
+        };
+        db.batch(sql).map_err(database)?;
+        tracing::info!(version = step.version, "store schema migrated");
+    }
+    db.batch(&format!(
+        "DELETE FROM natter_schema; INSERT INTO natter_schema (version) VALUES ({})",
+        LATEST.max(found)
+    ))
+    .map_err(database)
+}
+
+fn database(e: StoreError) -> OpenError {
+    OpenError::Database(e.to_string())
+}

@@ -1,0 +1,159 @@
+//! The SQLite backend: a file in WAL mode, locked for one server, or a database in memory.
+
+use crate::account::Account;
+use crate::backend::{Backend, Dialect};
+use crate::error::{OpenError, StoreError};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::Path;
+
+/// A SQLite connection and, for a file, the lock that keeps other servers out.
+pub(crate) struct Sqlite {
+    // Declared first so it closes before the lock's descriptor: closing any descriptor of
+    // the file drops SQLite's own POSIX locks on it.
+    conn: Connection,
+    _lock: Option<File>,
+}
+
+impl Sqlite {
+    /// Opens (creating if need be) and locks the database file.
+    pub(crate) fn open(path: &Path) -> Result<Sqlite, OpenError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Err(OpenError::Locked(path.to_owned())),
+            Err(TryLockError::Error(e)) => return Err(OpenError::Io(e)),
+        }
+        let conn = Connection::open(path).map_err(|e| OpenError::Database(e.to_string()))?;
+        // WAL: readers never wait for the writer. FULL: a commit is on disk before it is
+        // acknowledged, so power loss keeps what was answered OK; group commit pays for it.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .and_then(|()| conn.pragma_update(None, "synchronous", "FULL"))
+            .and_then(|()| conn.pragma_update(None, "foreign_keys", true))
+            .and_then(|()| conn.busy_timeout(std::time::Duration::from_secs(5)))
+            .map_err(|e| OpenError::Database(e.to_string()))?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .map_err(|e| OpenError::Database(e.to_string()))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(OpenError::Database(format!(
+                "{} cannot use write-ahead logging (journal mode {mode})",
+                path.display()
+            )));
+        }
+        Ok(Sqlite {
+            conn,
+            _lock: Some(lock),
+        })
+    }
+
+    /// A database in memory, gone with the process.
+    pub(crate) fn memory() -> Result<Sqlite, OpenError> {
+        let conn = Connection::open_in_memory().map_err(|e| OpenError::Database(e.to_string()))?;
+        conn.pragma_update(None, "foreign_keys", true)
+            .map_err(|e| OpenError::Database(e.to_string()))?;
+        Ok(Sqlite { conn, _lock: None })
+    }
+}
+
+impl Backend for Sqlite {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
+        Ok(self.conn.execute_batch(sql)?)
+    }
+
+    fn integer(&mut self, sql: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(sql, [], |r| r.get::<_, Option<i64>>(0))
+            .optional()?
+            .flatten())
+    }
+
+    fn lock_schema(&mut self) -> Result<(), StoreError> {
+        // `BEGIN IMMEDIATE` already holds the write lock, and the file lock keeps other
+        // servers out.
+        Ok(())
+    }
+
+    fn create_account(&mut self, a: &Account) -> Result<bool, StoreError> {
+        let n = self.conn.execute(
+            "INSERT INTO accounts (key, name, hash, created) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (key) DO NOTHING",
+            params![a.key, a.name, a.hash, a.created],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn account(&mut self, key: &str) -> Result<Option<Account>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT key, name, hash, created FROM accounts WHERE key = ?1")?
+            .query_row([key], |r| {
+                Ok(Account {
+                    key: r.get(0)?,
+                    name: r.get(1)?,
+                    hash: r.get(2)?,
+                    created: r.get(3)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn account_names(&mut self) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name FROM accounts ORDER BY key")?;
+        let names = stmt.query_map([], |r| r.get(0))?;
+        Ok(names.collect::<Result<_, _>>()?)
+    }
+
+    fn set_hash(&mut self, key: &str, hash: &str) -> Result<bool, StoreError> {
+        let n = self.conn.execute(
+            "UPDATE accounts SET hash = ?2 WHERE key = ?1",
+            params![key, hash],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn delete_account(&mut self, key: &str) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .execute("DELETE FROM accounts WHERE key = ?1", [key])?;
+        Ok(n == 1)
+    }
+
+    fn add_token(&mut self, key: &str, token: &[u8], now: i64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO tokens (hash, account, created, used) VALUES (?1, ?2, ?3, ?3)",
+            params![token, key, now],
+        )?;
+        Ok(())
+    }
+
+    fn token_account(&mut self, token: &[u8], now: i64) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("UPDATE tokens SET used = ?2 WHERE hash = ?1 RETURNING account")?
+            .query_row(params![token, now], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn drop_tokens(&mut self, key: &str) -> Result<u64, StoreError> {
+        let n = self
+            .conn
+            .execute("DELETE FROM tokens WHERE account = ?1", [key])?;
+        Ok(n as u64)
+    }
+}

@@ -1,0 +1,273 @@
+//! The handle the server holds: requests go through a bounded queue to the writer thread.
+
+use crate::account::Account;
+use crate::backend::Backend;
+use crate::error::{OpenError, StoreError};
+use crate::location::Location;
+use crate::postgres::Postgres;
+use crate::sqlite::Sqlite;
+use crate::writer::{self, Counters, Task, Work};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio::sync::mpsc;
+
+/// How the writer is sized.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Requests that may wait for the writer; past it, [`Store::try_request`] says busy.
+    pub queue: usize,
+    /// Most requests committed in one transaction.
+    pub batch: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            queue: 4096,
+            batch: 512,
+        }
+    }
+}
+
+/// An open store. Clones share the one writer, which stops when the last clone is gone.
+#[derive(Clone)]
+pub struct Store {
+    queue: mpsc::Sender<Box<dyn Work>>,
+    location: Arc<Location>,
+    counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A snapshot of the writer's work, for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Transactions committed.
+    pub commits: u64,
+    /// Requests answered after a commit.
+    pub requests: u64,
+    /// Requests that failed.
+    pub failures: u64,
+    /// Requests waiting for the writer now.
+    pub queued: u64,
+}
+
+impl Store {
+    /// Opens the store on a thread of its own, migrating its schema, and waits until it is
+    /// ready or has failed. Blocks: call it before serving, not from a task.
+    pub fn open(location: &Location, options: Options) -> Result<Store, OpenError> {
+        let (queue, requests) = mpsc::channel(options.queue.max(1));
+        let (ready, opened) = std::sync::mpsc::sync_channel(1);
+        let counters = Arc::new(Counters::default());
+        let place = location.clone();
+        let thread_counters = counters.clone();
+        std::thread::Builder::new()
+            .name("natter-store".into())
+            .spawn(move || {
+                let db = match connect(&place) {
+                    Ok(db) => {
+                        let _ = ready.send(Ok(()));
+                        db
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                        return;
+                    }
+                };
+                writer::run(db, requests, options.batch.max(1), thread_counters);
+            })?;
+        opened
+            .recv()
+            .map_err(|_| OpenError::Database("the store's thread died while opening".into()))??;
+        Ok(Store {
+            queue,
+            location: Arc::new(location.clone()),
+            counters,
+        })
+    }
+
+    /// Where the store is.
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// What the writer has done so far.
+    pub fn stats(&self) -> StoreStats {
+        StoreStats {
+            commits: self.counters.commits.load(Ordering::Relaxed),
+            requests: self.counters.requests.load(Ordering::Relaxed),
+            failures: self.counters.failures.load(Ordering::Relaxed),
+            queued: (self.queue.max_capacity() - self.queue.capacity()) as u64,
+        }
+    }
+
+    /// Runs a request in the writer's next transaction, waiting for room in the queue.
+    async fn request<T, F>(&self, job: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Backend) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (task, answer) = Task::new(job);
+        self.queue
+            .send(Box::new(task))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Waits until everything queued before it is committed.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.request(|_| Ok(())).await
+    }
+
+    /// Creates an account; `false` if the name is already an account's.
+    pub async fn create_account(&self, account: Account) -> Result<bool, StoreError> {
+        self.request(move |db| db.create_account(&account)).await
+    }
+
+    /// The account with this key (the folded name).
+    pub async fn account(&self, key: &str) -> Result<Option<Account>, StoreError> {
+        let key = key.to_owned();
+        self.request(move |db| db.account(&key)).await
+    }
+
+    /// Every account's name, as its owner spelled it.
+    pub async fn account_names(&self) -> Result<Vec<String>, StoreError> {
+        self.request(|db| db.account_names()).await
+    }
+
+    /// Changes an account's password hash and revokes its tokens; `false` if there is no
+    /// such account.
+    pub async fn set_password(&self, key: &str, hash: String) -> Result<bool, StoreError> {
+        let key = key.to_owned();
+        self.request(move |db| {
+            let found = db.set_hash(&key, &hash)?;
+            db.drop_tokens(&key)?;
+            Ok(found)
+        })
+        .await
+    }
+
+    /// Deletes an account and its tokens; `false` if there was none.
+    pub async fn delete_account(&self, key: &str) -> Result<bool, StoreError> {
+        let key = key.to_owned();
+        self.request(move |db| {
+            db.drop_tokens(&key)?;
+            db.delete_account(&key)
+        })
+        .await
+    }
+
+    /// Keeps a token (by its hash) that logs into the account.
+    pub async fn add_token(&self, key: &str, token: Vec<u8>, now: i64) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        self.request(move |db| db.add_token(&key, &token, now))
+            .await
+    }
+
+    /// The account a token (by its hash) logs into, if it is still valid.
+    pub async fn token_account(
+        &self,
+        token: Vec<u8>,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        self.request(move |db| db.token_account(&token, now)).await
+    }
+}
+
+fn connect(location: &Location) -> Result<Box<dyn Backend>, OpenError> {
+    let mut db: Box<dyn Backend> = match location {
+        Location::Sqlite(path) => Box::new(Sqlite::open(path)?),
+        Location::Memory => Box::new(Sqlite::memory()?),
+        Location::Postgres(url) => Box::new(Postgres::connect(url)?),
+    };
+    crate::schema::migrate(db.as_mut())?;
+    Ok(db)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(name: &str) -> Account {
+        Account {
+            key: name.to_ascii_lowercase(),
+            name: name.into(),
+            hash: "$argon2id$x".into(),
+            created: 1,
+        }
+    }
+
+    /// Holds the writer inside a request until told to go on, so what is queued meanwhile
+    /// is known to wait for the next transaction.
+    async fn hold(store: &Store) -> (std::sync::mpsc::Sender<()>, tokio::task::JoinHandle<()>) {
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let (entered, inside) = tokio::sync::oneshot::channel();
+        let held = store.clone();
+        let task = tokio::spawn(async move {
+            held.request(move |_| {
+                let _ = entered.send(());
+                let _ = wait.recv();
+                Ok(())
+            })
+            .await
+            .unwrap();
+        });
+        inside.await.unwrap();
+        (go, task)
+    }
+
+    #[tokio::test]
+    async fn requests_waiting_together_are_committed_together() {
+        let store = Store::open(&Location::Memory, Options::default()).unwrap();
+        let (go, held) = hold(&store).await;
+        let mut creates = Vec::new();
+        for i in 0..100 {
+            let s = store.clone();
+            creates.push(tokio::spawn(async move {
+                s.create_account(account(&format!("u{i}"))).await
+            }));
+        }
+        while store.stats().queued < 100 {
+            tokio::task::yield_now().await;
+        }
+        go.send(()).unwrap();
+        held.await.unwrap();
+        for c in creates {
+            assert_eq!(c.await.unwrap(), Ok(true));
+        }
+        let stats = store.stats();
+        assert_eq!((stats.commits, stats.requests, stats.failures), (2, 101, 0));
+        assert_eq!(store.account_names().await.unwrap().len(), 100);
+    }
+
+    #[tokio::test]
+    async fn a_failing_request_undoes_only_itself() {
+        let store = Store::open(&Location::Memory, Options::default()).unwrap();
+        let (go, held) = hold(&store).await;
+        let a = store.create_account(account("a"));
+        // The token's account does not exist: the foreign key refuses it.
+        let orphan = store.add_token("nobody", vec![1; 32], 5);
+        let b = store.create_account(account("b"));
+        let ((a, orphan, b), ()) = tokio::join!(async { tokio::join!(a, orphan, b) }, async {
+            while store.stats().queued < 3 {
+                tokio::task::yield_now().await;
+            }
+            go.send(()).unwrap();
+        });
+        held.await.unwrap();
+        assert_eq!((a, b), (Ok(true), Ok(true)));
+        assert!(
+            matches!(orphan, Err(StoreError::Unavailable(_))),
+            "{orphan:?}"
+        );
+        assert_eq!(store.stats().commits, 2);
+        assert_eq!(store.account_names().await.unwrap(), ["a", "b"]);
+    }
+}
