@@ -92,6 +92,20 @@ codes! {
         PasswordRequired = "PASSWORD_REQUIRED",
         /// PASSWORD with the wrong password.
         BadPassword = "BAD_PASSWORD",
+        /// The name belongs to an account, and this connection is not logged into it.
+        NameReserved = "NAME_RESERVED",
+        /// LOGIN (or an account command) with a wrong name or password; which one is not said.
+        BadLogin = "BAD_LOGIN",
+        /// Too many failed logins for that account or from this address, for a while.
+        LoginLocked = "LOGIN_LOCKED",
+        /// A new password breaks the password rule.
+        WeakPassword = "WEAK_PASSWORD",
+        /// ACCOUNT CREATE of a name that is already an account.
+        AccountExists = "ACCOUNT_EXISTS",
+        /// An account command from a connection not logged into an account.
+        NotLoggedIn = "NOT_LOGGED_IN",
+        /// The store that keeps accounts failed; nothing was changed.
+        StoreUnavailable = "STORE_UNAVAILABLE",
     }
 }
 
@@ -116,6 +130,8 @@ codes! {
         Timeout = "TIMEOUT",
         /// Too many wrong passwords.
         BadPassword = "BAD_PASSWORD",
+        /// Too many failed logins on this connection.
+        BadLogin = "BAD_LOGIN",
     }
 }
 
@@ -148,6 +164,17 @@ impl ErrorCode {
             Self::TopicTooLong => "that topic is too long",
             Self::PasswordRequired => "this server needs a password: PASSWORD <password> first",
             Self::BadPassword => "wrong password",
+            Self::NameReserved => {
+                "that name belongs to an account; LOGIN <name> <password> to use it"
+            }
+            Self::BadLogin => "wrong name or password",
+            Self::LoginLocked => "too many failed logins; try again later",
+            Self::WeakPassword => {
+                "a password is 8 to 128 characters, with no spaces or control characters"
+            }
+            Self::AccountExists => "that name is already an account",
+            Self::NotLoggedIn => "you are not logged into an account",
+            Self::StoreUnavailable => "accounts are unavailable right now; try again later",
         }
     }
 }
@@ -165,6 +192,7 @@ impl ByeReason {
             Self::Flood => "you kept sending faster than the server allows",
             Self::Timeout => "timed out",
             Self::BadPassword => "too many wrong passwords",
+            Self::BadLogin => "too many failed logins",
         }
     }
 }

@@ -44,6 +44,63 @@ pub enum Command<'a> {
     Kick(Kick<'a>),
     /// `PASSWORD <password>`: the server's password, before REGISTER when one is set.
     Password(Password<'a>),
+    /// `LOGIN <name> <password>`: take an account's name, logged into it.
+    Login(Login<'a>),
+    /// `LOGOUT`: leave the account (and the name), back to unregistered.
+    Logout,
+    /// `ACCOUNT CREATE|PASSWORD|DELETE ...`: manage the account.
+    Account(Account<'a>),
+}
+
+/// `LOGIN <name> <password>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Login<'a> {
+    /// The account's name, already checked against the name rule.
+    pub name: &'a str,
+    /// The password as given.
+    pub password: &'a str,
+}
+
+impl std::fmt::Debug for Login<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("name", &self.name)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// `ACCOUNT ...`: what to do with the account of the connection's name.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Account<'a> {
+    /// `ACCOUNT CREATE <password>`: make the current name an account.
+    Create {
+        /// The new account's password (not yet checked against the password rule).
+        password: &'a str,
+    },
+    /// `ACCOUNT PASSWORD <old> <new>`: change the password.
+    Password {
+        /// The password now.
+        old: &'a str,
+        /// The password to be (not yet checked against the password rule).
+        new: &'a str,
+    },
+    /// `ACCOUNT DELETE <password>`: delete the account; the name is free again.
+    Delete {
+        /// The account's password.
+        password: &'a str,
+    },
+}
+
+impl std::fmt::Debug for Account<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Passwords must never reach a log through a Debug print.
+        f.write_str(match self {
+            Account::Create { .. } => "Account(CREATE <redacted>)",
+            Account::Password { .. } => "Account(PASSWORD <redacted>)",
+            Account::Delete { .. } => "Account(DELETE <redacted>)",
+        })
+    }
 }
 
 /// `PASSWORD <password>`.
@@ -328,6 +385,21 @@ impl<'a> Command<'a> {
                 ));
             }
             Command::Password(Password { password })
+        } else if is("LOGIN") {
+            p.command = "LOGIN";
+            let name = p.word("a name and a password")?;
+            name::validate(name)
+                .map_err(|e| CommandError::new(ErrorCode::InvalidName, e.to_string()))?;
+            let password = p.word("a name and a password")?;
+            p.finish()?;
+            Command::Login(Login { name, password })
+        } else if is("LOGOUT") {
+            p.command = "LOGOUT";
+            p.finish()?;
+            Command::Logout
+        } else if is("ACCOUNT") {
+            p.command = "ACCOUNT";
+            Command::Account(Account::parse(p)?)
         } else if is("KICK") {
             p.command = "KICK";
             let room = p.room()?;
@@ -342,7 +414,7 @@ impl<'a> Command<'a> {
 
     /// Whether an unregistered client may use the command with this (upper-case) word.
     pub fn verb_allowed_unregistered(verb: &str) -> bool {
-        matches!(verb, "REGISTER" | "HELP" | "CLOSE" | "PASSWORD")
+        matches!(verb, "REGISTER" | "HELP" | "CLOSE" | "PASSWORD" | "LOGIN")
     }
 
     /// Whether an unregistered client may use this command.
@@ -367,8 +439,60 @@ impl<'a> Command<'a> {
             Self::Topic(_) => "TOPIC",
             Self::Kick(_) => "KICK",
             Self::Password(_) => "PASSWORD",
+            Self::Login(_) => "LOGIN",
+            Self::Logout => "LOGOUT",
+            Self::Account(_) => "ACCOUNT",
         }
     }
+
+    /// Whether the line carries a password, so that logs must not show it.
+    pub fn has_secret(&self) -> bool {
+        Self::verb_has_secret(self.verb())
+    }
+
+    /// Whether a line with this (upper-case) command word carries a password, parsed or not.
+    pub fn verb_has_secret(verb: &str) -> bool {
+        matches!(verb, "PASSWORD" | "LOGIN" | "ACCOUNT")
+    }
+}
+
+impl<'a> Account<'a> {
+    fn parse(p: &mut Params<'a>) -> Result<Self, CommandError> {
+        let what = p.word("CREATE, PASSWORD or DELETE")?;
+        let is = |w: &str| what.eq_ignore_ascii_case(w);
+        let account = if is("CREATE") {
+            Account::Create {
+                password: p.word("CREATE and a password")?,
+            }
+        } else if is("PASSWORD") {
+            Account::Password {
+                old: p.word("PASSWORD, the old password and the new")?,
+                new: p.word("PASSWORD, the old password and the new")?,
+            }
+        } else if is("DELETE") {
+            Account::Delete {
+                password: p.word("DELETE and the password")?,
+            }
+        } else {
+            return Err(CommandError::new(
+                ErrorCode::UnknownCommand,
+                format!(
+                    "ACCOUNT {} is not a command; type HELP ACCOUNT",
+                    shown(what)
+                ),
+            ));
+        };
+        p.finish()?;
+        Ok(account)
+    }
+}
+
+/// A word from the client, cut short and made safe for an error text.
+fn shown(word: &str) -> String {
+    word.chars()
+        .take(32)
+        .map(|c| if text::is_forbidden(c) { '?' } else { c })
+        .collect()
 }
 
 impl<'a> Register<'a> {
@@ -387,14 +511,12 @@ impl<'a> Register<'a> {
 }
 
 fn unknown(verb: &str) -> CommandError {
-    let shown: String = verb
-        .chars()
-        .take(32)
-        .map(|c| if text::is_forbidden(c) { '?' } else { c })
-        .collect();
     CommandError::new(
         ErrorCode::UnknownCommand,
-        format!("unknown command {shown}; type HELP for the list of commands"),
+        format!(
+            "unknown command {}; type HELP for the list of commands",
+            shown(verb)
+        ),
     )
 }
 
@@ -547,6 +669,58 @@ mod tests {
     fn unknown_command_text_is_safe() {
         let e = Command::parse("\u{1b}x y").unwrap_err();
         assert!(!e.text.chars().any(text::is_forbidden));
+    }
+
+    #[test]
+    fn account_commands_parse_and_hide_their_passwords() {
+        assert_eq!(
+            ok("login Alice s3cret-pw"),
+            Command::Login(Login {
+                name: "Alice",
+                password: "s3cret-pw"
+            })
+        );
+        assert!(ok("LOGIN a b").allowed_unregistered());
+        assert_eq!(ok("LOGOUT"), Command::Logout);
+        assert!(!ok("LOGOUT").allowed_unregistered());
+        assert_eq!(
+            ok("ACCOUNT create hunter22"),
+            Command::Account(Account::Create {
+                password: "hunter22"
+            })
+        );
+        assert_eq!(
+            ok("ACCOUNT PASSWORD old-one new-one"),
+            Command::Account(Account::Password {
+                old: "old-one",
+                new: "new-one"
+            })
+        );
+        assert_eq!(
+            ok("ACCOUNT DELETE pw"),
+            Command::Account(Account::Delete { password: "pw" })
+        );
+        assert!(!ok("ACCOUNT DELETE pw").allowed_unregistered());
+        for secret in [
+            "LOGIN alice hunter22",
+            "ACCOUNT CREATE hunter22",
+            "ACCOUNT PASSWORD hunter22 x",
+            "ACCOUNT DELETE hunter22",
+            "PASSWORD hunter22",
+        ] {
+            let c = ok(secret);
+            assert!(c.has_secret());
+            assert!(!format!("{c:?}").contains("hunter22"), "{secret}");
+        }
+        assert!(!ok("REGISTER a").has_secret());
+        let e = |line| Command::parse(line).unwrap_err().code;
+        assert_eq!(e("LOGIN alice"), ErrorCode::MissingParameter);
+        assert_eq!(e("LOGIN 9lives pw"), ErrorCode::InvalidName);
+        assert_eq!(e("LOGIN a b c"), ErrorCode::TooManyParameters);
+        assert_eq!(e("ACCOUNT"), ErrorCode::MissingParameter);
+        assert_eq!(e("ACCOUNT RENAME x"), ErrorCode::UnknownCommand);
+        assert_eq!(e("ACCOUNT PASSWORD old"), ErrorCode::MissingParameter);
+        assert_eq!(e("ACCOUNT CREATE a b"), ErrorCode::TooManyParameters);
     }
 
     #[test]

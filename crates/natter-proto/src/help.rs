@@ -80,6 +80,23 @@ pub const ENTRIES: &[Entry] = &[
         summary: "give the server's password, if it has one, before REGISTER",
     },
     Entry {
+        verb: "LOGIN",
+        usage: "LOGIN <name> <password>",
+        summary: "log into an account, taking its name (instead of REGISTER, or to switch)",
+    },
+    Entry {
+        verb: "ACCOUNT",
+        usage: "ACCOUNT CREATE <password>",
+        summary: "make your name an account only you can use (8-128 characters, no spaces); \
+                  ACCOUNT PASSWORD <old> <new> changes it, ACCOUNT DELETE <password> frees \
+                  the name",
+    },
+    Entry {
+        verb: "LOGOUT",
+        usage: "LOGOUT",
+        summary: "leave your account and its name; REGISTER or LOGIN again",
+    },
+    Entry {
         verb: "CLOSE",
         usage: "CLOSE",
         summary: "leave and close the connection",

@@ -25,6 +25,7 @@ pub mod help;
 pub mod irc;
 pub mod limits;
 pub mod name;
+pub mod password;
 pub mod room;
 pub mod server_line;
 pub mod sniff;

@@ -160,6 +160,14 @@ pub enum Op {
         /// The message.
         away: Option<String>,
     },
+    /// A name became an account, or stopped being one (the store has it; this tells the
+    /// other nodes' caches of reserved names).
+    Account {
+        /// The folded name.
+        key: String,
+        /// Whether the account exists now.
+        exists: bool,
+    },
 }
 
 /// Where the hub sends what other nodes must see. Every method is called under the hub's lock

@@ -11,11 +11,22 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
+/// What a session waits for before it takes another line.
+#[derive(Debug)]
+pub enum Wait {
+    /// The cluster's word on a name.
+    Name(PendingName),
+    /// An account request (hashing, the store).
+    Account(crate::account::AccountWait),
+}
+
 /// A name being claimed across the cluster (a native REGISTER or an IRC nick).
 #[derive(Debug)]
 pub struct PendingName {
     /// As the client typed it.
     pub name: String,
+    /// Whether it is a LOGIN's (already verified), not a REGISTER's.
+    pub login: bool,
     /// Folded, as claimed.
     pub key: String,
     /// The cluster's answer: whether the name is this client's.
@@ -27,13 +38,14 @@ pub struct PendingName {
 
 impl PendingName {
     /// Waits for `answer`, the cluster's word on the folded name `key` (typed as `name`).
-    pub fn new(name: &str, key: String, answer: oneshot::Receiver<bool>) -> Box<Self> {
-        Box::new(Self {
+    pub fn new(name: &str, key: String, answer: oneshot::Receiver<bool>) -> Self {
+        Self {
             name: name.to_owned(),
+            login: false,
             key,
             answer,
             deadline: Box::pin(tokio::time::sleep(CLAIM_TIMEOUT + Duration::from_secs(1))),
-        })
+        }
     }
 
     /// The answer: `Some(granted)`, or `None` if none came in time.

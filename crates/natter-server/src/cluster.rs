@@ -910,6 +910,7 @@ mod tests {
                 server: "natter".into(),
                 everyone: "#everyone".into(),
             },
+            crate::account::tests::accounts(),
         )
         .with_backplane(redis.clone());
         let outbox = Arc::new(Outbox::new(1 << 20));

@@ -244,6 +244,11 @@ impl IrcSession {
         self.push(self.numeric(code, args));
     }
 
+    /// A NOTICE from the server to this client.
+    fn notice(&self, text: &str) -> Bytes {
+        self.server_msg("NOTICE", &[self.me(), text])
+    }
+
     fn numeric(&self, code: &str, args: &[&str]) -> Bytes {
         let mut all = Vec::with_capacity(args.len() + 1);
         all.push(self.me());
@@ -428,6 +433,21 @@ impl IrcSession {
     /// Starts a claim of `nick` across the cluster if one is needed; whether the caller may
     /// go on at once. A nick another local user holds is refused here.
     fn claim(&mut self, nick: &str) -> bool {
+        let mine = self.registered
+            && self
+                .nick
+                .as_deref()
+                .is_some_and(|n| natter_proto::name::same(n, nick));
+        if !mine && self.hub.accounts().is_reserved(nick) {
+            self.nick_in_use(nick);
+            let why = format!(
+                "{} belongs to an account; choose another nick (IRC logins are not yet \
+                 supported)",
+                shown(nick)
+            );
+            self.push(self.notice(&why));
+            return false;
+        }
         match self.hub.name_check(self.id, nick) {
             NameCheck::Local => true,
             NameCheck::Taken => {
@@ -436,7 +456,7 @@ impl IrcSession {
             }
             NameCheck::Claim(key) => match self.hub.claim(&key, self.id) {
                 Some(answer) => {
-                    self.pending = Some(PendingName::new(nick, key, answer));
+                    self.pending = Some(Box::new(PendingName::new(nick, key, answer)));
                     false
                 }
                 None => true,

@@ -23,6 +23,7 @@
 //!
 //! How one MESSAGE travels is told in ARCHITECTURE.md at the repository root.
 
+pub mod account;
 pub mod admission;
 pub mod backplane;
 pub mod claim;

@@ -1,5 +1,6 @@
 //! The server: a hub, its listeners and their connections, from start to graceful shutdown.
 
+use crate::account::Accounts;
 use crate::config::Config;
 use crate::event::IrcNames;
 use crate::hub::Hub;
@@ -44,7 +45,9 @@ pub async fn run_all(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let store = open_store(&config.store).await?;
+    let accounts = open_store(&config.store).await?;
+    let store = accounts.store().clone();
+    info!(accounts = accounts.count(), "accounts loaded");
     let stats = Arc::new(Stats::default());
     let mut hub = Hub::new(
         stats.clone(),
@@ -53,6 +56,7 @@ pub async fn run_all(
             server: config.irc.server_name.clone(),
             everyone: config.irc.everyone_channel.clone(),
         },
+        Arc::new(accounts),
     );
     hub = hub.with_irc_auto_join(config.irc.auto_join);
     let cluster = match &config.cluster {
@@ -132,7 +136,7 @@ pub async fn run_all(
         redis.flush(Duration::from_secs(2)).await;
     }
     backplane_stop.cancel();
-    match tokio::time::timeout(Duration::from_secs(5), shared.store.flush()).await {
+    match tokio::time::timeout(Duration::from_secs(5), shared.store.close()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => warn!(error = %e, "the store's last writes failed"),
         Err(_) => warn!("the store did not finish its last writes in time"),
@@ -141,19 +145,25 @@ pub async fn run_all(
     Ok(())
 }
 
-/// Opens the store on its own thread (opening may wait on a file or a network).
-async fn open_store(location: &natter_store::Location) -> io::Result<natter_store::Store> {
+/// Opens the store and reads its accounts, on a blocking thread: opening may wait on a file
+/// or a network, and the runtime then knows the server is busy starting (a test's paused
+/// clock does not run ahead meanwhile).
+async fn open_store(location: &natter_store::Location) -> io::Result<Accounts> {
     let place = location.clone();
-    let store = tokio::task::spawn_blocking(move || {
-        natter_store::Store::open(&place, natter_store::Options::default())
+    let runtime = tokio::runtime::Handle::current();
+    let accounts = tokio::task::spawn_blocking(move || {
+        let store = natter_store::Store::open(&place, natter_store::Options::default())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        runtime
+            .block_on(Accounts::load(store))
+            .map_err(|e| io::Error::other(format!("the store cannot be read: {e}")))
     })
     .await
-    .map_err(io::Error::other)?
-    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    .map_err(io::Error::other)??;
     info!(
         store = %location,
         schema = natter_store::SCHEMA_VERSION,
         "store open"
     );
-    Ok(store)
+    Ok(accounts)
 }

@@ -5,7 +5,8 @@
 //! of its own, which keeps the protocol's rules in one synchronous place; the connection task
 //! feeds it lines and writes its outbox.
 
-use crate::claim::PendingName;
+use crate::account::{AccountWait, Done};
+use crate::claim::{PendingName, Wait};
 use crate::client_id::ClientId;
 use crate::config::Policy;
 use crate::event::Flavor;
@@ -23,7 +24,7 @@ use std::task::{Context, Poll};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-/// Wrong passwords after which a client is disconnected.
+/// Wrong passwords (the server's, or an account's) after which a client is disconnected.
 const MAX_WRONG_PASSWORDS: u8 = 3;
 
 /// The protocol state of one connection.
@@ -52,9 +53,10 @@ pub struct Session {
     /// MESSAGEs or DMs read in this batch of input and not yet sent (see
     /// [`Session::gather`]).
     batch: Option<Box<Batch>>,
-    /// A REGISTER waiting for the cluster to grant its name; boxed, so that sessions that
-    /// wait for nothing (all of them, most of the time) pay one pointer.
-    pending: Option<Box<PendingName>>,
+    /// A REGISTER waiting for the cluster to grant its name, or an account request for its
+    /// outcome; boxed, so that sessions that wait for nothing (all of them, most of the
+    /// time) pay one pointer.
+    pending: Option<Box<Wait>>,
     /// A long answer being written page by page (boxed: rarely there).
     answer: Option<Box<Answer>>,
 }
@@ -183,8 +185,8 @@ impl Session {
         match parsed {
             Ok(None) => Flow::Continue,
             Ok(Some(cmd)) => {
-                if let Command::Password(_) = cmd {
-                    debug!(peer = %self.peer, user = self.name(), command = "PASSWORD <redacted>", "command");
+                if cmd.has_secret() {
+                    debug!(peer = %self.peer, user = self.name(), command = %format_args!("{} <redacted>", cmd.verb()), "command");
                 } else {
                     debug!(peer = %self.peer, user = self.name(), command = %line, "command");
                 }
@@ -195,7 +197,14 @@ impl Session {
                 self.dispatch(cmd)
             }
             Err(e) => {
-                debug!(peer = %self.peer, user = self.name(), command = %line, code = %e.code, "bad command");
+                match e.verb.filter(|v| Command::verb_has_secret(v)) {
+                    Some(verb) => {
+                        debug!(peer = %self.peer, user = self.name(), command = %format_args!("{verb} <redacted>"), code = %e.code, "bad command")
+                    }
+                    None => {
+                        debug!(peer = %self.peer, user = self.name(), command = %line, code = %e.code, "bad command")
+                    }
+                }
                 let gated = e
                     .verb
                     .is_some_and(|v| !Command::verb_allowed_unregistered(v));
@@ -242,6 +251,140 @@ impl Session {
             Command::Topic(t) => self.topic(t),
             Command::Kick(k) => self.kick(k),
             Command::Password(p) => return self.password(p.password),
+            Command::Login(l) => self.login(l.name, l.password),
+            Command::Logout => self.logout(),
+            Command::Account(a) => self.account(a),
+        }
+        Flow::Continue
+    }
+
+    /// Whether this connection is logged into an account: it holds an account's name.
+    fn logged_in(&self) -> bool {
+        self.name
+            .as_deref()
+            .is_some_and(|n| self.hub.accounts().is_reserved(n))
+    }
+
+    fn login(&mut self, name: &str, password: &str) {
+        if !self.authed {
+            self.error(ErrorCode::PasswordRequired);
+            return;
+        }
+        let accounts = self.hub.accounts().clone();
+        let (name, password, from) = (name.to_owned(), password.to_owned(), self.peer.ip());
+        self.wait_for(async move {
+            accounts
+                .login(name, password, from)
+                .await
+                .map(Done::LoggedIn)
+        });
+    }
+
+    fn logout(&mut self) {
+        if !self.logged_in() {
+            self.error(ErrorCode::NotLoggedIn);
+            return;
+        }
+        if let Some(name) = self.name.take() {
+            self.hub.leave(self.id, "logged out");
+            info!(peer = %self.peer, user = %name, "logged out");
+        }
+        // A fresh registration deadline, as for a new connection.
+        self.mark = Instant::now();
+        self.reply(ok("LOGOUT", ""));
+    }
+
+    fn account(&mut self, a: natter_proto::command::Account<'_>) {
+        use natter_proto::command::Account as A;
+        let Some(name) = self.name.as_deref().map(str::to_owned) else {
+            self.error(ErrorCode::NotRegistered);
+            return;
+        };
+        let accounts = self.hub.accounts().clone();
+        let from = self.peer.ip();
+        match a {
+            A::Create { password } => {
+                if self.logged_in() {
+                    self.error(ErrorCode::AccountExists);
+                } else if !natter_proto::password::acceptable(password) {
+                    self.error(ErrorCode::WeakPassword);
+                } else {
+                    let password = password.to_owned();
+                    self.wait_for(async move {
+                        accounts
+                            .create(name, password)
+                            .await
+                            .map(|()| Done::Created)
+                    });
+                }
+            }
+            A::Password { old, new } => {
+                if !self.logged_in() {
+                    self.error(ErrorCode::NotLoggedIn);
+                } else if !natter_proto::password::acceptable(new) {
+                    self.error(ErrorCode::WeakPassword);
+                } else {
+                    let (old, new) = (old.to_owned(), new.to_owned());
+                    self.wait_for(async move {
+                        accounts
+                            .change_password(name, old, new, from)
+                            .await
+                            .map(|()| Done::PasswordChanged)
+                    });
+                }
+            }
+            A::Delete { password } => {
+                if !self.logged_in() {
+                    self.error(ErrorCode::NotLoggedIn);
+                } else {
+                    let password = password.to_owned();
+                    self.wait_for(async move {
+                        accounts
+                            .delete(name, password, from)
+                            .await
+                            .map(|()| Done::Deleted)
+                    });
+                }
+            }
+        }
+    }
+
+    /// Runs an account request; the connection takes no other line until it is answered.
+    fn wait_for(
+        &mut self,
+        request: impl std::future::Future<Output = Result<Done, ErrorCode>> + Send + 'static,
+    ) {
+        self.pending = Some(Box::new(Wait::Account(AccountWait::spawn(request))));
+    }
+
+    /// Answers an account request that has come to an end.
+    fn account_done(&mut self, outcome: Result<Done, ErrorCode>) -> Flow {
+        let name = self.name.clone();
+        match outcome {
+            Ok(Done::LoggedIn(l)) => self.take_name(&l.name, true),
+            Ok(Done::Created) => {
+                if let Some(n) = &name {
+                    self.hub.account_changed(n, true);
+                    self.reply(ok("ACCOUNT", &format!("CREATE {n}")));
+                }
+            }
+            Ok(Done::PasswordChanged) => self.reply(ok("ACCOUNT", "PASSWORD")),
+            Ok(Done::Deleted) => {
+                if let Some(n) = &name {
+                    self.hub.account_changed(n, false);
+                    self.reply(ok("ACCOUNT", &format!("DELETE {n}")));
+                }
+            }
+            Err(ErrorCode::BadLogin) => {
+                self.wrong_passwords += 1;
+                if self.wrong_passwords >= MAX_WRONG_PASSWORDS {
+                    Handler::leave(self, "bad login");
+                    self.reply(bye(ByeReason::BadLogin));
+                    return Flow::Close;
+                }
+                self.error(ErrorCode::BadLogin);
+            }
+            Err(code) => self.error(code),
         }
         Flow::Continue
     }
@@ -272,12 +415,37 @@ impl Session {
             self.error(ErrorCode::PasswordRequired);
             return;
         }
-        match self.hub.name_check(self.id, r.name) {
-            NameCheck::Local => self.finish_register(r.name, None),
-            NameCheck::Taken => self.name_taken(r.name),
+        let mine = self
+            .name
+            .as_deref()
+            .is_some_and(|n| natter_proto::name::same(n, r.name));
+        if !mine && self.hub.accounts().is_reserved(r.name) {
+            self.reply_error(
+                ErrorCode::NameReserved,
+                format!(
+                    "the name {} belongs to an account; LOGIN {} <password> to use it, or \
+                     choose another",
+                    r.name, r.name
+                ),
+            );
+            return;
+        }
+        self.take_name(r.name, false);
+    }
+
+    /// Takes `name` (a REGISTER's, or a LOGIN's once its password is checked), through the
+    /// cluster's claim when there is one.
+    fn take_name(&mut self, name: &str, login: bool) {
+        match self.hub.name_check(self.id, name) {
+            NameCheck::Local => self.finish_register(name, None, login),
+            NameCheck::Taken => self.name_taken(name),
             NameCheck::Claim(key) => match self.hub.claim(&key, self.id) {
-                Some(answer) => self.pending = Some(PendingName::new(r.name, key, answer)),
-                None => self.finish_register(r.name, None),
+                Some(answer) => {
+                    let mut p = PendingName::new(name, key, answer);
+                    p.login = login;
+                    self.pending = Some(Box::new(Wait::Name(p)));
+                }
+                None => self.finish_register(name, None, login),
             },
         }
     }
@@ -289,9 +457,11 @@ impl Session {
         );
     }
 
-    /// Registers `name` in the hub; `claimed` is the folded name if the cluster granted it.
-    fn finish_register(&mut self, name: &str, claimed: Option<String>) {
-        let answer = |w: &Welcome<'_>| ok("REGISTER", w.name);
+    /// Registers `name` in the hub; `claimed` is the folded name if the cluster granted it;
+    /// `login` answers as LOGIN.
+    fn finish_register(&mut self, name: &str, claimed: Option<String>, login: bool) {
+        let verb = if login { "LOGIN" } else { "REGISTER" };
+        let answer = |w: &Welcome<'_>| ok(verb, w.name);
         let registered = if claimed.is_some() {
             self.hub.register_claimed(
                 self.id,
@@ -685,8 +855,10 @@ impl Handler for Session {
     fn leave(&mut self, _reason: &str) {
         // Messages accepted are sent, whatever ends the connection.
         self.flush_messages();
-        if let Some(p) = self.pending.take() {
-            (*p).abandon(self.hub.clone(), self.id);
+        if let Some(p) = self.pending.take()
+            && let Wait::Name(p) = *p
+        {
+            p.abandon(self.hub.clone(), self.id);
         }
         if self.name.take().is_some() {
             self.hub.leave(self.id, "disconnected");
@@ -698,17 +870,27 @@ impl Handler for Session {
     }
 
     fn poll_resume(&mut self, cx: &mut Context<'_>) -> Poll<Flow> {
-        let Some(p) = self.pending.as_mut() else {
+        let Some(wait) = self.pending.as_mut() else {
             return Poll::Ready(Flow::Continue);
+        };
+        let p = match &mut **wait {
+            Wait::Account(a) => {
+                let Poll::Ready(outcome) = a.poll(cx) else {
+                    return Poll::Pending;
+                };
+                self.pending = None;
+                return Poll::Ready(self.account_done(outcome));
+            }
+            Wait::Name(p) => p,
         };
         let Poll::Ready(answer) = p.poll(cx) else {
             return Poll::Pending;
         };
-        let Some(p) = self.pending.take() else {
+        let Some(Wait::Name(p)) = self.pending.take().map(|w| *w) else {
             return Poll::Ready(Flow::Continue);
         };
         match answer {
-            Some(true) => self.finish_register(&p.name, Some(p.key)),
+            Some(true) => self.finish_register(&p.name, Some(p.key), p.login),
             Some(false) => self.name_taken(&p.name),
             None => {
                 warn!(peer = %self.peer, "the cluster did not answer a name claim in time");

@@ -827,3 +827,36 @@ async fn a_name_claimed_twice_after_a_reset_is_settled_by_renaming_one() {
     assert_eq!(b.ask("MESSAGE still here").await, "OK MESSAGE 2");
     wait_line(&mut a, |l| l == format!("MESSAGE {new} still here")).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_share_accounts_through_postgresql() {
+    let _serial = SERIAL.lock().await;
+    let redis = Redis::start();
+    let (n1, n2) = (node(&redis, "p1").await, node(&redis, "p2").await);
+    let mut a = n1.user("ann").await;
+    let mut b = n2.user("bob").await;
+    await_list(&mut [&mut a, &mut b], &["ann", "bob"]).await;
+    a.say("ACCOUNT CREATE correct-horse").await;
+    wait_line(&mut a, |l| l == "OK ACCOUNT CREATE ann").await;
+    // ann's MESSAGE follows her account's news through the cluster's stream, so once bob
+    // has it, his node knows the name is an account's.
+    a.say("MESSAGE made it").await;
+    wait_line(&mut b, |l| l == "MESSAGE ann made it").await;
+    a.say("CLOSE").await;
+    wait_line(&mut b, |l| l == "OFFLINE ann").await;
+    let mut c = n2.client().await;
+    c.say("REGISTER ann").await;
+    let refused = wait_line(&mut c, |l| l.starts_with("ERROR ")).await;
+    assert!(refused.starts_with("ERROR NAME_RESERVED "), "{refused}");
+    // The other node checks the password against the same store.
+    c.say("LOGIN ann correct-horse").await;
+    wait_line(&mut c, |l| l == "OK LOGIN ann").await;
+    wait_line(&mut b, |l| l == "ONLINE ann").await;
+
+    // A node started later reads the accounts from the store.
+    let n3 = node(&redis, "p3").await;
+    let mut d = n3.client().await;
+    d.say("REGISTER ANN").await;
+    let refused = wait_line(&mut d, |l| l.starts_with("ERROR ")).await;
+    assert!(refused.starts_with("ERROR NAME_RESERVED "), "{refused}");
+}

@@ -12,7 +12,15 @@ use std::path::Path;
 /// Every module of natter-server, bottom-up. The lines group them into the layers that
 /// ARCHITECTURE.md shows; within a line, too, a module uses only those before it.
 const LAYERS: &[&[&str]] = &[
-    &["stats", "throttle", "outbox", "client_id", "event", "tls"],
+    &[
+        "stats",
+        "throttle",
+        "outbox",
+        "client_id",
+        "event",
+        "tls",
+        "account",
+    ],
     &["backplane"],
     &["hub::audience", "hub", "hub::mirror"],
     &["cluster"],

@@ -2,11 +2,11 @@
 
 mod common;
 
-use common::{ClientExt, LIMIT, TestServer, within};
+use common::binary::Binary;
+use common::{ClientExt, TestServer, within};
 use natter_conn::Client;
 use natter_server::Config;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 #[tokio::test]
 async fn extra_clients_are_refused_with_a_clear_line() {
@@ -49,75 +49,6 @@ fn binary_help_names_host_and_port() {
         help.contains("localhost") && help.contains("8090"),
         "{help}"
     );
-}
-
-/// The real binary, started in `dir` (where its default store file goes), its log lines
-/// arriving on a channel.
-struct Binary {
-    child: std::process::Child,
-    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
-    log: Vec<String>,
-}
-
-impl Binary {
-    fn start(dir: &std::path::Path, args: &[&str]) -> Binary {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_natter-server"))
-            .args(["127.0.0.1", "0"])
-            .args(args)
-            .current_dir(dir)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
-        for out in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(out).lines() {
-                    let Ok(line) = line else { break };
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        Binary {
-            child,
-            lines,
-            log: Vec::new(),
-        }
-    }
-
-    /// The address it listens on, from its log.
-    async fn addr(&mut self) -> String {
-        within(async {
-            loop {
-                let line = self.lines.recv().await.expect("server exited");
-                self.log.push(line.clone());
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    break rest.split(';').next().unwrap().to_owned();
-                }
-            }
-        })
-        .await
-    }
-
-    /// Waits for it to exit; its status and everything it printed.
-    async fn exit(mut self) -> (std::process::ExitStatus, String) {
-        let mut child = self.child;
-        let status = tokio::task::spawn_blocking(move || child.wait())
-            .await
-            .unwrap()
-            .unwrap();
-        while let Ok(Some(line)) = tokio::time::timeout(LIMIT, self.lines.recv()).await {
-            self.log.push(line);
-        }
-        (status, self.log.join("\n"))
-    }
 }
 
 #[tokio::test]

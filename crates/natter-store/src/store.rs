@@ -126,6 +126,17 @@ impl Store {
         self.request(|_| Ok(())).await
     }
 
+    /// Commits everything queued before it, then closes the database (and lets go of its
+    /// file) whatever handles remain; requests after it fail with [`StoreError::Closed`].
+    pub async fn close(&self) -> Result<(), StoreError> {
+        let (done, closed) = tokio::sync::oneshot::channel();
+        self.queue
+            .send(Box::new(writer::Stop(done)))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        closed.await.map_err(|_| StoreError::Closed)
+    }
+
     /// Creates an account; `false` if the name is already an account's.
     pub async fn create_account(&self, account: Account) -> Result<bool, StoreError> {
         self.request(move |db| db.create_account(&account)).await

@@ -13,6 +13,28 @@ pub(crate) trait Work: Send {
     fn run(&mut self, db: &mut dyn Backend) -> bool;
     /// Answers the requester once the transaction has ended.
     fn finish(self: Box<Self>, committed: Result<(), StoreError>);
+    /// Whether the writer is to stop after this request's transaction, closing the database
+    /// before it answers.
+    fn stops(&self) -> bool {
+        false
+    }
+}
+
+/// The request that stops the writer.
+pub(crate) struct Stop(pub(crate) oneshot::Sender<()>);
+
+impl Work for Stop {
+    fn run(&mut self, _: &mut dyn Backend) -> bool {
+        true
+    }
+
+    fn finish(self: Box<Self>, _: Result<(), StoreError>) {
+        let _ = self.0.send(());
+    }
+
+    fn stops(&self) -> bool {
+        true
+    }
 }
 
 /// A closure and the channel its answer goes back on.
@@ -94,8 +116,22 @@ pub(crate) fn run(
                 tracing::warn!(error = %e, requests = n, "store transaction failed");
             }
         }
+        let mut stops = Vec::new();
         for work in batch.drain(..) {
-            work.finish(outcome.clone());
+            if work.stops() {
+                stops.push(work);
+            } else {
+                work.finish(outcome.clone());
+            }
+        }
+        if !stops.is_empty() {
+            // Closed (and, for a file, unlocked) before the stop is answered, so whoever
+            // asked may open it again at once.
+            drop(db);
+            for stop in stops {
+                stop.finish(Ok(()));
+            }
+            return;
         }
     }
 }

@@ -26,6 +26,7 @@
 mod audience;
 mod mirror;
 
+use crate::account::Accounts;
 use crate::backplane::{Backplane, Local, Op};
 use crate::client_id::{ClientId, is_local};
 use crate::event::{Batch, Event, Flavor, IrcNames, Lines, Render, Who};
@@ -75,6 +76,8 @@ impl Default for RoomLimits {
 /// Shared routing state; cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct Hub {
+    /// The accounts: which names are reserved, logins.
+    accounts: Arc<Accounts>,
     /// Users and rooms; see the module docs for the locking rule.
     state: RwLock<State>,
     /// Counters for logs and metrics.
@@ -381,8 +384,14 @@ fn now_secs() -> u64 {
 
 impl Hub {
     /// An empty hub reporting to `stats`.
-    pub fn new(stats: Arc<Stats>, limits: RoomLimits, irc: IrcNames) -> Self {
+    pub fn new(
+        stats: Arc<Stats>,
+        limits: RoomLimits,
+        irc: IrcNames,
+        accounts: Arc<Accounts>,
+    ) -> Self {
         Self {
+            accounts,
             state: RwLock::new(State::default()),
             stats,
             closing: AtomicBool::new(false),
@@ -419,6 +428,22 @@ impl Hub {
     /// The server's counters.
     pub fn stats(&self) -> &Arc<Stats> {
         &self.stats
+    }
+
+    /// The accounts, and which names they reserve.
+    pub fn accounts(&self) -> &Arc<Accounts> {
+        &self.accounts
+    }
+
+    /// Tells the other nodes of a cluster that `name` became an account, or stopped being
+    /// one (this node's cache already knows).
+    pub fn account_changed(&self, name: &str, exists: bool) {
+        if self.relays {
+            let key = name::fold(name);
+            let _guard = self.write();
+            self.backplane
+                .publish(Some(Op::Account { key, exists }), None);
+        }
     }
 
     /// The names IRC rendering uses.
@@ -1839,7 +1864,12 @@ mod tests {
             server: "natter".into(),
             everyone: "#everyone".into(),
         };
-        let hub = Hub::new(Arc::new(Stats::default()), RoomLimits::default(), names);
+        let hub = Hub::new(
+            Arc::new(Stats::default()),
+            RoomLimits::default(),
+            names,
+            crate::account::tests::accounts(),
+        );
         let boxes: Vec<_> = (0..4).map(|_| Arc::new(Outbox::new(1 << 20))).collect();
         for (id, name) in ["ann", "bob", "cy"].into_iter().enumerate() {
             hub.register(id as u64, &boxes[id], name, Flavor::Native, None, None)
@@ -1872,8 +1902,13 @@ mod tests {
             server: "natter".into(),
             everyone: "#everyone".into(),
         };
-        let hub = Hub::new(Arc::new(Stats::default()), RoomLimits::default(), names)
-            .with_backplane(rec.clone());
+        let hub = Hub::new(
+            Arc::new(Stats::default()),
+            RoomLimits::default(),
+            names,
+            crate::account::tests::accounts(),
+        )
+        .with_backplane(rec.clone());
         let ann = Arc::new(Outbox::new(1 << 20));
         hub.register(1, &ann, "ann", Flavor::Native, None, None)
             .unwrap();

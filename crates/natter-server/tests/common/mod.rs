@@ -5,6 +5,7 @@
 
 #![allow(dead_code, unreachable_pub)] // Each test binary uses a different part of the harness.
 
+pub mod binary;
 pub mod irc;
 pub mod probe;
 pub mod wire;

@@ -1,0 +1,413 @@
+//! Accounts: names that belong to whoever knows their password.
+//!
+//! The store keeps each account (its name and an Argon2id hash of its password); this
+//! module keeps the one thing the hot path needs, the set of reserved names, in memory, and
+//! does the slow things off it: hashing runs on blocking threads, a few at a time, so a storm
+//! of logins queues here instead of stalling the server, and failed logins are limited per
+//! account and per address.
+//!
+//! A connection is logged into an account exactly when it holds a name that is reserved:
+//! only LOGIN (or ACCOUNT CREATE) can give a connection such a name, so sessions keep no
+//! flag of their own.
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use natter_proto::ErrorCode;
+use natter_proto::name::fold;
+use natter_store::{Account, Store, StoreError};
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use tracing::{info, warn};
+
+/// Failed logins for one account after which it is locked for [`LOCKOUT`].
+const ACCOUNT_STRIKES: u32 = 5;
+/// Failed logins from one address after which it is locked for [`LOCKOUT`].
+const ADDRESS_STRIKES: u32 = 20;
+/// How long a lock lasts, counted from the last failure; failures older than this are
+/// forgotten.
+const LOCKOUT: Duration = Duration::from_secs(60);
+/// Most accounts and addresses with failures remembered at once; past it, expired ones are
+/// dropped first.
+const MAX_REMEMBERED: usize = 100_000;
+
+/// The accounts: the store, the cache of reserved names, hashing and login limits.
+pub struct Accounts {
+    store: Store,
+    /// The folded names of every account.
+    reserved: RwLock<HashSet<Box<str>>>,
+    /// Hashes computed at once: each takes Argon2id's 19 MiB and tens of milliseconds.
+    hashing: Semaphore,
+    /// Recent failed logins.
+    strikes: Mutex<Strikes>,
+}
+
+impl std::fmt::Debug for Accounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Accounts")
+            .field("store", &self.store)
+            .field("reserved", &self.count())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a successful LOGIN gives: the account's name as its owner spelled it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedIn {
+    /// The account's name.
+    pub name: String,
+}
+
+impl Accounts {
+    /// The accounts kept in `store`, their names read into the cache.
+    pub async fn load(store: Store) -> Result<Accounts, StoreError> {
+        let names = store.account_names().await?;
+        let accounts = Accounts::new(store);
+        for name in names {
+            accounts.set_reserved(&fold(&name), true);
+        }
+        Ok(accounts)
+    }
+
+    /// Accounts in `store`, with none of its names read yet (for a store known to be empty).
+    pub fn new(store: Store) -> Accounts {
+        Accounts {
+            store,
+            reserved: RwLock::default(),
+            hashing: Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get())),
+            strikes: Mutex::default(),
+        }
+    }
+
+    /// The store behind them.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// How many accounts there are.
+    pub fn count(&self) -> usize {
+        self.reserved
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    /// Whether `name` (any case) belongs to an account.
+    pub fn is_reserved(&self, name: &str) -> bool {
+        let r = self.reserved.read().unwrap_or_else(|e| e.into_inner());
+        if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            r.contains(fold(name).as_str())
+        } else {
+            r.contains(name)
+        }
+    }
+
+    /// Notes that the account with this folded name now exists, or no longer does (here or,
+    /// in a cluster, on another node).
+    pub fn set_reserved(&self, key: &str, exists: bool) {
+        let mut r = self.reserved.write().unwrap_or_else(|e| e.into_inner());
+        if exists {
+            r.insert(key.into());
+        } else {
+            r.remove(key);
+        }
+    }
+
+    /// Checks a LOGIN: the account's name if `password` is its password. The answer takes
+    /// as long whether or not the account exists, and says nothing of which it was.
+    pub async fn login(
+        self: Arc<Self>,
+        name: String,
+        password: String,
+        from: IpAddr,
+    ) -> Result<LoggedIn, ErrorCode> {
+        let l = self.check(name, password, from).await?;
+        info!(user = %l.name, peer = %from, "logged in");
+        Ok(l)
+    }
+
+    /// Checks a name and password, counting a failure against both the account and the
+    /// address.
+    async fn check(
+        &self,
+        name: String,
+        password: String,
+        from: IpAddr,
+    ) -> Result<LoggedIn, ErrorCode> {
+        let key = fold(&name);
+        if self.locked(&key, from) {
+            warn!(user = %name, peer = %from, "login refused: locked after failures");
+            return Err(ErrorCode::LoginLocked);
+        }
+        let account = self.store.account(&key).await.map_err(unavailable)?;
+        let hash = account
+            .as_ref()
+            .map_or_else(|| dummy_hash().to_owned(), |a| a.hash.clone());
+        let right = self.verify(hash, password).await? && account.is_some();
+        match account {
+            Some(a) if right => {
+                self.clear(&key);
+                Ok(LoggedIn { name: a.name })
+            }
+            _ => {
+                self.strike(&key, from);
+                warn!(user = %name, peer = %from, "failed login");
+                Err(ErrorCode::BadLogin)
+            }
+        }
+    }
+
+    /// Makes `name` an account with `password` (already checked against the rule).
+    pub async fn create(self: Arc<Self>, name: String, password: String) -> Result<(), ErrorCode> {
+        let key = fold(&name);
+        if self.is_reserved(&key) {
+            return Err(ErrorCode::AccountExists);
+        }
+        let hash = self.hash(password).await?;
+        let account = Account {
+            key: key.clone(),
+            name: name.clone(),
+            hash,
+            created: unix_now(),
+        };
+        if !self
+            .store
+            .create_account(account)
+            .await
+            .map_err(unavailable)?
+        {
+            return Err(ErrorCode::AccountExists);
+        }
+        self.set_reserved(&key, true);
+        info!(user = %name, "account created");
+        Ok(())
+    }
+
+    /// Changes the password of the account `name`, given its password now.
+    pub async fn change_password(
+        self: Arc<Self>,
+        name: String,
+        old: String,
+        new: String,
+        from: IpAddr,
+    ) -> Result<(), ErrorCode> {
+        self.check(name.clone(), old, from).await?;
+        let hash = self.hash(new).await?;
+        match self.store.set_password(&fold(&name), hash).await {
+            Ok(true) => {
+                info!(user = %name, "password changed");
+                Ok(())
+            }
+            Ok(false) => Err(ErrorCode::NotLoggedIn),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// Deletes the account `name`, given its password; the name is free again.
+    pub async fn delete(
+        self: Arc<Self>,
+        name: String,
+        password: String,
+        from: IpAddr,
+    ) -> Result<(), ErrorCode> {
+        self.check(name.clone(), password, from).await?;
+        let key = fold(&name);
+        match self.store.delete_account(&key).await {
+            Ok(_) => {
+                self.set_reserved(&key, false);
+                info!(user = %name, "account deleted");
+                Ok(())
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn hash(&self, password: String) -> Result<String, ErrorCode> {
+        let _turn = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|_| ErrorCode::StoreUnavailable)?;
+        tokio::task::spawn_blocking(move || {
+            Argon2::default()
+                .hash_password(password.as_bytes())
+                .map(|h| h.to_string())
+        })
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .ok_or(ErrorCode::StoreUnavailable)
+    }
+
+    async fn verify(&self, hash: String, password: String) -> Result<bool, ErrorCode> {
+        let _turn = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|_| ErrorCode::StoreUnavailable)?;
+        tokio::task::spawn_blocking(move || verify(&hash, &password))
+            .await
+            .map_err(|_| ErrorCode::StoreUnavailable)
+    }
+
+    fn locked(&self, key: &str, from: IpAddr) -> bool {
+        let s = self.strikes.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let over = |t: Option<&Tally>, limit| t.is_some_and(|t| t.count(now) >= limit);
+        over(s.accounts.get(key), ACCOUNT_STRIKES) || over(s.addresses.get(&from), ADDRESS_STRIKES)
+    }
+
+    fn strike(&self, key: &str, from: IpAddr) {
+        let mut s = self.strikes.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if s.accounts.len() + s.addresses.len() >= MAX_REMEMBERED {
+            s.accounts.retain(|_, t| t.count(now) > 0);
+            s.addresses.retain(|_, t| t.count(now) > 0);
+        }
+        s.accounts.entry(key.into()).or_default().add(now);
+        s.addresses.entry(from).or_default().add(now);
+    }
+
+    fn clear(&self, key: &str) {
+        let mut s = self.strikes.lock().unwrap_or_else(|e| e.into_inner());
+        s.accounts.remove(key);
+    }
+}
+
+/// What an account request came to.
+#[derive(Debug)]
+pub enum Done {
+    /// LOGIN: the password is right; the session may take the name.
+    LoggedIn(LoggedIn),
+    /// ACCOUNT CREATE: the name is an account now.
+    Created,
+    /// ACCOUNT PASSWORD: changed.
+    PasswordChanged,
+    /// ACCOUNT DELETE: the account is gone, the name free.
+    Deleted,
+}
+
+/// An account request running on its own task while its session waits, polled by the
+/// connection. A session that goes away leaves it to finish: what it changes in the store is
+/// then done, not half done.
+#[derive(Debug)]
+pub struct AccountWait {
+    task: tokio::task::JoinHandle<Result<Done, ErrorCode>>,
+}
+
+impl AccountWait {
+    /// Starts the request.
+    pub fn spawn(request: impl Future<Output = Result<Done, ErrorCode>> + Send + 'static) -> Self {
+        AccountWait {
+            task: tokio::spawn(request),
+        }
+    }
+
+    /// Its outcome, once there is one.
+    pub fn poll(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<Done, ErrorCode>> {
+        std::pin::Pin::new(&mut self.task)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(ErrorCode::StoreUnavailable)))
+    }
+}
+
+/// Recent failed logins, by account and by address.
+#[derive(Debug, Default)]
+struct Strikes {
+    accounts: HashMap<Box<str>, Tally>,
+    addresses: HashMap<IpAddr, Tally>,
+}
+
+/// Failures in a row, each within [`LOCKOUT`] of the one before.
+#[derive(Debug, Default, Clone, Copy)]
+struct Tally {
+    failures: u32,
+    last: Option<Instant>,
+}
+
+impl Tally {
+    fn count(&self, now: Instant) -> u32 {
+        match self.last {
+            Some(t) if now.duration_since(t) < LOCKOUT => self.failures,
+            _ => 0,
+        }
+    }
+
+    fn add(&mut self, now: Instant) {
+        self.failures = self.count(now) + 1;
+        self.last = Some(now);
+    }
+}
+
+/// Whether `password` matches the PHC-format `hash`.
+fn verify(hash: &str, password: &str) -> bool {
+    Argon2::default()
+        .verify_password(password.as_bytes(), hash)
+        .is_ok()
+}
+
+/// A hash of nothing anyone knows, checked against when a name has no account, so that a
+/// wrong name costs as long as a wrong password.
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| {
+        Argon2::default()
+            .hash_password(b"natter: no such account")
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    })
+}
+
+fn unavailable(e: StoreError) -> ErrorCode {
+    warn!(error = %e, "account request failed in the store");
+    ErrorCode::StoreUnavailable
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Accounts in a fresh in-memory store, for unit tests of what holds them.
+    pub(crate) fn accounts() -> Arc<Accounts> {
+        let store = Store::open(&natter_store::Location::Memory, Default::default()).unwrap();
+        Arc::new(Accounts::new(store))
+    }
+
+    #[test]
+    fn hashes_are_argon2id_with_owasp_parameters_and_verify() {
+        let h = Argon2::default()
+            .hash_password(b"correct horse")
+            .unwrap()
+            .to_string();
+        assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
+        assert!(verify(&h, "correct horse"));
+        assert!(!verify(&h, "correct horsE"));
+        assert!(!verify("not a hash", "x"));
+        assert!(!verify(dummy_hash(), ""));
+    }
+
+    #[test]
+    fn failures_lock_for_a_while_then_are_forgotten() {
+        let mut t = Tally::default();
+        let t0 = Instant::now();
+        for _ in 0..ACCOUNT_STRIKES {
+            t.add(t0);
+        }
+        assert_eq!(t.count(t0 + Duration::from_secs(59)), ACCOUNT_STRIKES);
+        assert_eq!(t.count(t0 + LOCKOUT), 0);
+        t.add(t0 + LOCKOUT);
+        assert_eq!(t.count(t0 + LOCKOUT), 1);
+    }
+}

@@ -1,0 +1,437 @@
+//! Accounts over real sockets, on real stores: create, log in, reserved names, passwords,
+//! lock-outs, restarts, a failing store, and what IRC clients see.
+
+mod common;
+
+use common::binary::Binary;
+use common::irc::Irc;
+use common::{ClientExt, TestServer, test_config, within};
+use natter_conn::Client;
+use natter_proto::ServerLine;
+use natter_store::Location;
+use natter_store::throwaway::Postgres;
+
+const PW: &str = "correct-horse";
+
+/// Sends `line` and returns the answer to it (the first OK or ERROR line), skipping events.
+async fn answer(c: &mut Client, line: &str) -> String {
+    c.say(line).await;
+    next_answer(c).await
+}
+
+async fn next_answer(c: &mut Client) -> String {
+    loop {
+        let l = c.text().await;
+        if l.starts_with("OK ") || l.starts_with("ERROR ") || l.starts_with("BYE ") {
+            return l;
+        }
+    }
+}
+
+/// A user who made their name an account.
+async fn account_holder(s: &TestServer, name: &str) -> Client {
+    let mut c = s.user(name).await;
+    assert_eq!(
+        answer(&mut c, &format!("ACCOUNT CREATE {PW}")).await,
+        format!("OK ACCOUNT CREATE {name}")
+    );
+    c
+}
+
+/// Closes a client and waits until its name is free (its OFFLINE reached `witness`).
+async fn gone(mut c: Client, name: &str, witness: &mut Client) {
+    c.say("CLOSE").await;
+    let offline = format!("OFFLINE {name}");
+    loop {
+        if witness.text().await == offline {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_account_reserves_its_name_even_while_its_owner_is_offline() {
+    let s = TestServer::start().await;
+    let mut alice = s.user("alice").await;
+    assert!(
+        answer(&mut alice, "ACCOUNT CREATE short")
+            .await
+            .starts_with("ERROR WEAK_PASSWORD ")
+    );
+    assert!(
+        answer(&mut alice, "ACCOUNT CREATE has spaces")
+            .await
+            .starts_with("ERROR TOO_MANY_PARAMETERS ")
+    );
+    assert_eq!(
+        answer(&mut alice, &format!("ACCOUNT CREATE {PW}")).await,
+        "OK ACCOUNT CREATE alice"
+    );
+    assert!(
+        answer(&mut alice, &format!("ACCOUNT CREATE {PW}"))
+            .await
+            .starts_with("ERROR ACCOUNT_EXISTS ")
+    );
+    let mut bob = s.user("bob").await;
+    assert!(
+        answer(&mut bob, "REGISTER alice")
+            .await
+            .starts_with("ERROR NAME_RESERVED ")
+    );
+    gone(alice, "alice", &mut bob).await;
+    for name in ["alice", "ALICE", "Alice"] {
+        let got = answer(&mut bob, &format!("REGISTER {name}")).await;
+        assert!(got.starts_with("ERROR NAME_RESERVED "), "{name}: {got}");
+        assert!(got.contains("LOGIN"), "{got}");
+    }
+    // Names without an account are as they always were.
+    assert_eq!(
+        answer(&mut bob, "REGISTER bobby").await,
+        "OK REGISTER bobby"
+    );
+    let mut fresh = s.client().await;
+    assert!(
+        answer(&mut fresh, "REGISTER alice")
+            .await
+            .starts_with("ERROR NAME_RESERVED ")
+    );
+}
+
+#[tokio::test]
+async fn login_takes_the_name_and_wrong_logins_say_nothing_of_which_part_was_wrong() {
+    let s = TestServer::start().await;
+    let alice = account_holder(&s, "alice").await;
+    let mut bob = s.user("bob").await;
+    gone(alice, "alice", &mut bob).await;
+
+    let mut c = s.client().await;
+    let wrong_password = answer(&mut c, "LOGIN alice wrong-horse").await;
+    let no_account = answer(&mut c, "LOGIN carol wrong-horse").await;
+    assert_eq!(wrong_password, "ERROR BAD_LOGIN wrong name or password");
+    assert_eq!(no_account, wrong_password);
+    assert!(
+        answer(&mut c, "LIST")
+            .await
+            .starts_with("ERROR NOT_REGISTERED ")
+    );
+    assert_eq!(
+        answer(&mut c, &format!("LOGIN ALICE {PW}")).await,
+        "OK LOGIN alice"
+    );
+    assert_eq!(bob.text().await, "ONLINE alice");
+    // Logged in: the account's own commands work, REGISTER of the same name too.
+    assert_eq!(answer(&mut c, "REGISTER Alice").await, "OK REGISTER Alice");
+    assert!(
+        answer(&mut c, &format!("ACCOUNT CREATE {PW}"))
+            .await
+            .starts_with("ERROR ACCOUNT_EXISTS ")
+    );
+
+    // LOGIN after REGISTER switches to the account's name.
+    let mut d = s.user("guest7").await;
+    assert!(
+        answer(&mut d, "ACCOUNT PASSWORD a b")
+            .await
+            .starts_with("ERROR NOT_LOGGED_IN ")
+    );
+    assert!(
+        answer(&mut d, "LOGOUT")
+            .await
+            .starts_with("ERROR NOT_LOGGED_IN ")
+    );
+    let dave = account_holder(&s, "dave").await;
+    gone(dave, "dave", &mut bob).await;
+    assert_eq!(
+        answer(&mut d, &format!("LOGIN dave {PW}")).await,
+        "OK LOGIN dave"
+    );
+    let listed = answer_list(&mut d).await;
+    assert!(
+        listed.contains(&"dave".to_owned()) && !listed.contains(&"guest7".to_owned()),
+        "{listed:?}"
+    );
+}
+
+/// The names LIST gives.
+async fn answer_list(c: &mut Client) -> Vec<String> {
+    c.say("LIST").await;
+    let mut names = Vec::new();
+    loop {
+        match c.line().await {
+            ServerLine::User { name } => names.push(name.into_owned()),
+            ServerLine::Ok { verb, .. } if verb == "LIST" => return names,
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn logout_leaves_the_name_and_the_account_can_change_password_and_be_deleted() {
+    let s = TestServer::start().await;
+    let mut alice = account_holder(&s, "alice").await;
+    let mut bob = s.user("bob").await;
+    assert_eq!(answer(&mut alice, "LOGOUT").await, "OK LOGOUT");
+    assert_eq!(bob.text().await, "OFFLINE alice");
+    assert!(
+        answer(&mut alice, "LIST")
+            .await
+            .starts_with("ERROR NOT_REGISTERED ")
+    );
+    assert!(
+        answer(&mut alice, "REGISTER alice")
+            .await
+            .starts_with("ERROR NAME_RESERVED ")
+    );
+    assert_eq!(
+        answer(&mut alice, &format!("LOGIN alice {PW}")).await,
+        "OK LOGIN alice"
+    );
+
+    assert_eq!(
+        answer(&mut alice, "ACCOUNT PASSWORD wrong-horse battery-staple").await,
+        "ERROR BAD_LOGIN wrong name or password"
+    );
+    assert!(
+        answer(&mut alice, &format!("ACCOUNT PASSWORD {PW} short"))
+            .await
+            .starts_with("ERROR WEAK_PASSWORD ")
+    );
+    assert_eq!(
+        answer(&mut alice, &format!("ACCOUNT PASSWORD {PW} battery-staple")).await,
+        "OK ACCOUNT PASSWORD"
+    );
+    let mut other = s.client().await;
+    assert!(
+        answer(&mut other, &format!("LOGIN alice {PW}"))
+            .await
+            .starts_with("ERROR BAD_LOGIN ")
+    );
+    assert!(
+        answer(&mut other, "ACCOUNT DELETE battery-staple")
+            .await
+            .starts_with("ERROR NOT_REGISTERED ")
+    );
+    assert_eq!(
+        answer(&mut alice, "ACCOUNT DELETE battery-staple").await,
+        "OK ACCOUNT DELETE alice"
+    );
+    // Still online under the name, now a guest's; once gone, anyone may take it.
+    assert!(
+        answer(&mut alice, "LOGOUT")
+            .await
+            .starts_with("ERROR NOT_LOGGED_IN ")
+    );
+    gone(alice, "alice", &mut bob).await;
+    assert_eq!(
+        answer(&mut other, "REGISTER alice").await,
+        "OK REGISTER alice"
+    );
+}
+
+#[tokio::test]
+async fn accounts_and_passwords_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = || {
+        let mut c = test_config();
+        c.store = Location::Sqlite(dir.path().join("natter.db"));
+        c
+    };
+    let mut s = TestServer::with(config()).await;
+    let alice = account_holder(&s, "alice").await;
+    drop(alice);
+    s.stop().await;
+
+    let s = TestServer::with(config()).await;
+    let mut c = s.client().await;
+    assert!(
+        answer(&mut c, "REGISTER alice")
+            .await
+            .starts_with("ERROR NAME_RESERVED ")
+    );
+    assert!(
+        answer(&mut c, "LOGIN alice wrong-horse")
+            .await
+            .starts_with("ERROR BAD_LOGIN ")
+    );
+    assert_eq!(
+        answer(&mut c, &format!("LOGIN alice {PW}")).await,
+        "OK LOGIN alice"
+    );
+}
+
+#[tokio::test]
+async fn wrong_logins_lock_the_account_and_end_the_connection() {
+    let s = TestServer::start().await;
+    let alice = account_holder(&s, "alice").await;
+    let mut bob = s.user("bob").await;
+    gone(alice, "alice", &mut bob).await;
+
+    // Three on one connection end it.
+    let mut c = s.client().await;
+    for _ in 0..2 {
+        assert!(
+            answer(&mut c, "LOGIN alice wrong-horse")
+                .await
+                .starts_with("ERROR BAD_LOGIN ")
+        );
+    }
+    assert_eq!(
+        answer(&mut c, "LOGIN alice wrong-horse").await,
+        "BYE BAD_LOGIN too many failed logins"
+    );
+    assert_eq!(c.until_closed().await, Vec::<String>::new());
+
+    // Five in a row on the account lock it, even against the right password, for a while;
+    // other accounts are not affected.
+    let mut d = s.client().await;
+    for _ in 0..2 {
+        assert!(
+            answer(&mut d, "LOGIN alice wrong-horse")
+                .await
+                .starts_with("ERROR BAD_LOGIN ")
+        );
+    }
+    let mut e = s.client().await;
+    assert!(
+        answer(&mut e, &format!("LOGIN alice {PW}"))
+            .await
+            .starts_with("ERROR LOGIN_LOCKED ")
+    );
+    let carol = account_holder(&s, "carol").await;
+    gone(carol, "carol", &mut bob).await;
+    assert_eq!(
+        answer(&mut e, &format!("LOGIN carol {PW}")).await,
+        "OK LOGIN carol"
+    );
+}
+
+#[tokio::test]
+async fn a_broken_store_refuses_account_requests_and_nothing_else() {
+    let pg = Postgres::start().unwrap();
+    let mut config = test_config();
+    config.store = Location::Postgres(pg.database().unwrap());
+    let s = TestServer::with(config).await;
+    let mut alice = s.user("alice").await;
+    let mut bob = s.user("bob").await;
+    pg.stop().unwrap();
+    assert!(
+        answer(&mut alice, &format!("ACCOUNT CREATE {PW}"))
+            .await
+            .starts_with("ERROR STORE_UNAVAILABLE ")
+    );
+    assert!(
+        answer(&mut bob, &format!("LOGIN carol {PW}"))
+            .await
+            .starts_with("ERROR STORE_UNAVAILABLE ")
+    );
+    assert!(
+        answer(&mut alice, "MESSAGE still here")
+            .await
+            .starts_with("OK MESSAGE")
+    );
+    assert_eq!(bob.text().await, "MESSAGE alice still here");
+    pg.resume().unwrap();
+    assert_eq!(
+        answer(&mut alice, &format!("ACCOUNT CREATE {PW}")).await,
+        "OK ACCOUNT CREATE alice"
+    );
+}
+
+#[tokio::test]
+async fn a_login_storm_waits_its_turn_without_holding_up_anyone_else() {
+    let s = TestServer::start().await;
+    let alice = account_holder(&s, "alice").await;
+    let mut bob = s.user("bob").await;
+    gone(alice, "alice", &mut bob).await;
+    let mut stormers = Vec::new();
+    for _ in 0..30 {
+        let mut c = s.client().await;
+        c.say("LOGIN alice wrong-horse").await;
+        stormers.push(c);
+    }
+    // Hashing runs a few at a time, so most of the storm is still queued when another
+    // client's round trip is answered.
+    assert_eq!(
+        answer(&mut bob, "MESSAGE hi").await,
+        "ERROR NO_RECIPIENTS nobody else is registered to receive it"
+    );
+    let mut answered = 0;
+    for c in &mut stormers {
+        let got = within(next_answer(c)).await;
+        assert!(
+            got.starts_with("ERROR BAD_LOGIN ") || got.starts_with("ERROR LOGIN_LOCKED "),
+            "{got}"
+        );
+        answered += 1;
+    }
+    assert_eq!(answered, 30);
+}
+
+#[tokio::test]
+async fn irc_clients_cannot_take_a_reserved_nick() {
+    let s = TestServer::start().await;
+    let alice = account_holder(&s, "alice").await;
+    let mut bob = s.user("bob").await;
+    gone(alice, "alice", &mut bob).await;
+    let mut irc = Irc::connect(s.addr).await;
+    irc.send("NICK alice").await;
+    irc.send("USER a 0 * :A").await;
+    let refused = irc.skip_to(" 433 ").await;
+    assert!(refused.contains("alice"), "{refused}");
+    let why = irc.skip_to("NOTICE").await;
+    assert!(why.contains("belongs to an account"), "{why}");
+    irc.send("NICK ally").await;
+    irc.skip_to(" 001 ").await;
+    irc.send("NICK ALICE").await;
+    irc.skip_to(" 433 ").await;
+}
+
+#[tokio::test]
+async fn passwords_never_reach_the_log_even_at_debug() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Binary::start(dir.path(), &["-v", "--store", "memory"]);
+    let addr = server.addr().await;
+    let mut c = within(Client::connect(addr.as_str())).await.unwrap();
+    assert_eq!(answer(&mut c, "REGISTER alice").await, "OK REGISTER alice");
+    assert_eq!(
+        answer(&mut c, "ACCOUNT CREATE sekrit-one").await,
+        "OK ACCOUNT CREATE alice"
+    );
+    assert_eq!(
+        answer(&mut c, "ACCOUNT PASSWORD sekrit-one sekrit-two").await,
+        "OK ACCOUNT PASSWORD"
+    );
+    assert!(
+        answer(&mut c, "LOGIN alice sekrit-bad")
+            .await
+            .starts_with("ERROR BAD_LOGIN ")
+    );
+    assert!(
+        answer(&mut c, "LOGIN alice sekrit-bad extra")
+            .await
+            .starts_with("ERROR TOO_MANY_PARAMETERS ")
+    );
+    assert!(
+        answer(&mut c, "ACCOUNT DELETE")
+            .await
+            .starts_with("ERROR MISSING_PARAMETER ")
+    );
+    assert_eq!(
+        answer(&mut c, "ACCOUNT DELETE sekrit-two").await,
+        "OK ACCOUNT DELETE alice"
+    );
+    assert_eq!(
+        answer(&mut c, "MESSAGE visible-at-debug").await,
+        "ERROR NO_RECIPIENTS nobody else is registered to receive it"
+    );
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status();
+    let (_, log) = server.exit().await;
+    assert!(log.contains("visible-at-debug"), "-v logs commands: {log}");
+    assert!(
+        log.contains("LOGIN <redacted>") && log.contains("ACCOUNT <redacted>"),
+        "{log}"
+    );
+    assert!(!log.contains("sekrit"), "{log}");
+}

@@ -1,0 +1,82 @@
+//! The real `natter-server` binary as a child process, its log read line by line.
+
+use super::{LIMIT, within};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+/// The real binary, started in `dir` (where its default store file goes), its log lines
+/// arriving on a channel.
+pub struct Binary {
+    pub child: std::process::Child,
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+    log: Vec<String>,
+}
+
+impl Binary {
+    pub fn start(dir: &std::path::Path, args: &[&str]) -> Binary {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_natter-server"))
+            .args(["127.0.0.1", "0"])
+            .args(args)
+            .current_dir(dir)
+            // `-v` is the binary's own way to ask for debug lines; the filter would win.
+            .env(
+                "RUST_LOG",
+                if args.contains(&"-v") {
+                    "debug"
+                } else {
+                    "info"
+                },
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
+        for out in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Binary {
+            child,
+            lines,
+            log: Vec::new(),
+        }
+    }
+
+    /// The address it listens on, from its log.
+    pub async fn addr(&mut self) -> String {
+        within(async {
+            loop {
+                let line = self.lines.recv().await.expect("server exited");
+                self.log.push(line.clone());
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    break rest.split(';').next().unwrap().to_owned();
+                }
+            }
+        })
+        .await
+    }
+
+    /// Waits for it to exit; its status and everything it printed.
+    pub async fn exit(mut self) -> (std::process::ExitStatus, String) {
+        let mut child = self.child;
+        let status = tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        while let Ok(Some(line)) = tokio::time::timeout(LIMIT, self.lines.recv()).await {
+            self.log.push(line);
+        }
+        (status, self.log.join("\n"))
+    }
+}
