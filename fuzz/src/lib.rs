@@ -308,6 +308,26 @@ fn check_command<'a>(raw: &'a [u8], s: &mut Session<'a>) {
             // Taken whole; non-empty is all the rule there is.
             assert!(!p.password.is_empty());
         }
+        Command::Login(l) => {
+            assert_eq!(natter_proto::name::validate(l.name), Ok(()));
+            assert!(!l.password.is_empty() && !l.password.contains(' '));
+            round_trip(&ServerLine::Ok {
+                verb: b("LOGIN"),
+                detail: b(l.name),
+            });
+        }
+        Command::Logout => {}
+        Command::Account(a) => {
+            use natter_proto::command::Account;
+            let words: &[&str] = match &a {
+                Account::Create { password } | Account::Delete { password } => &[password],
+                Account::Password { old, new } => &[old, new],
+            };
+            for w in words {
+                assert!(!w.is_empty() && !w.contains(' '));
+            }
+            let _ = natter_proto::password::acceptable(words[0]);
+        }
     }
 }
 
