@@ -27,6 +27,7 @@ pub mod limits;
 pub mod name;
 pub mod password;
 pub mod room;
+pub mod sasl;
 pub mod server_line;
 pub mod sniff;
 pub mod text;

@@ -23,6 +23,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
+/// Names nobody may take: the server answers to them.
+const SERVICES: &[&str] = &["NickServ"];
+
 /// Failed logins for one account after which it is locked for [`LOCKOUT`].
 const ACCOUNT_STRIKES: u32 = 5;
 /// Failed logins from one address after which it is locked for [`LOCKOUT`].
@@ -95,8 +98,12 @@ impl Accounts {
             .len()
     }
 
-    /// Whether `name` (any case) belongs to an account.
+    /// Whether `name` (any case) belongs to an account, or to the server itself (`NickServ`,
+    /// which IRC users send their passwords to).
     pub fn is_reserved(&self, name: &str) -> bool {
+        if SERVICES.iter().any(|s| s.eq_ignore_ascii_case(name)) {
+            return true;
+        }
         let r = self.reserved.read().unwrap_or_else(|e| e.into_inner());
         if name.bytes().any(|b| b.is_ascii_uppercase()) {
             r.contains(fold(name).as_str())

@@ -7,7 +7,8 @@
 //! answered in IRC's words. The numerics follow RFC 2812 and the Modern IRC client protocol
 //! documentation.
 
-use crate::claim::PendingName;
+use crate::account::{AccountWait, Done};
+use crate::claim::{PendingName, Wait};
 use crate::client_id::ClientId;
 use crate::config::{IrcConfig, Policy};
 use crate::event::{Flavor, irc_message};
@@ -25,16 +26,50 @@ use tokio::time::Instant;
 use tracing::{debug, info};
 
 /// The capabilities natter implements, as CAP LS lists them.
-const CAPS: &[&str] = &["echo-message", "multi-prefix", "server-time"];
+const CAPS: &[&str] = &["echo-message", "multi-prefix", "sasl", "server-time"];
 
 /// Commands an unregistered IRC client may send.
-const BEFORE_REGISTRATION: &[&str] = &["CAP", "NICK", "USER", "PASS", "PING", "PONG", "QUIT"];
+const BEFORE_REGISTRATION: &[&str] = &[
+    "CAP",
+    "NICK",
+    "USER",
+    "PASS",
+    "PING",
+    "PONG",
+    "QUIT",
+    "AUTHENTICATE",
+];
+
+/// The service IRC users log in through by PRIVMSG, as on networks with NickServ.
+const NICKSERV: &str = "NickServ";
 
 /// Commands natter understands, to tell "not enough parameters" from "unknown command".
 const KNOWN: &[&str] = &[
-    "CAP", "NICK", "USER", "PASS", "PING", "PONG", "QUIT", "JOIN", "PART", "PRIVMSG", "NOTICE",
-    "TOPIC", "NAMES", "LIST", "KICK", "WHO", "WHOIS", "MODE", "AWAY", "ISON", "USERHOST", "MOTD",
-    "LUSERS", "VERSION",
+    "CAP",
+    "NICK",
+    "USER",
+    "PASS",
+    "PING",
+    "PONG",
+    "QUIT",
+    "JOIN",
+    "PART",
+    "PRIVMSG",
+    "NOTICE",
+    "TOPIC",
+    "NAMES",
+    "LIST",
+    "KICK",
+    "WHO",
+    "WHOIS",
+    "MODE",
+    "AWAY",
+    "ISON",
+    "USERHOST",
+    "MOTD",
+    "LUSERS",
+    "VERSION",
+    "AUTHENTICATE",
 ];
 
 /// Capabilities a client enabled.
@@ -46,6 +81,8 @@ struct Caps {
     multi_prefix: bool,
     /// Tag events with the time the server saw them.
     server_time: bool,
+    /// Log in with SASL before registering.
+    sasl: bool,
 }
 
 /// The IRC protocol state of one connection.
@@ -84,10 +121,25 @@ pub struct IrcSession {
     since: Instant,
     /// Set when the session must end after the current message (a refused password).
     closing: bool,
-    /// A nick waiting for the cluster to grant it (boxed: rarely there).
-    pending: Option<Box<PendingName>>,
+    /// A nick waiting for the cluster to grant it, or an account request (boxed: rarely
+    /// there).
+    pending: Option<Box<Wait>>,
+    /// A SASL exchange, and the account it logged into until registration takes its name
+    /// (boxed: rarely there).
+    sasl: Option<Box<Sasl>>,
     /// A long answer being written page by page (boxed: rarely there).
     answer: Option<Box<Answer>>,
+}
+
+/// A SASL exchange and what came of it.
+#[derive(Debug, Default)]
+struct Sasl {
+    /// The exchange so far.
+    exchange: natter_proto::sasl::Exchange,
+    /// Credentials are being checked.
+    checking: bool,
+    /// The account logged into, whose name registration takes.
+    account: Option<Arc<str>>,
 }
 
 /// A long answer in progress, written a page at a time as the client takes it (see the
@@ -172,6 +224,13 @@ mod n {
     pub(super) const ERR_BADCHANMASK: &str = "476";
     pub(super) const ERR_CHANOPRIVSNEEDED: &str = "482";
     pub(super) const ERR_USERSDONTMATCH: &str = "502";
+    pub(super) const RPL_LOGGEDIN: &str = "900";
+    pub(super) const RPL_SASLSUCCESS: &str = "903";
+    pub(super) const ERR_SASLFAIL: &str = "904";
+    pub(super) const ERR_SASLTOOLONG: &str = "905";
+    pub(super) const ERR_SASLABORTED: &str = "906";
+    pub(super) const ERR_SASLALREADY: &str = "907";
+    pub(super) const RPL_SASLMECHS: &str = "908";
 }
 
 /// A word from the network, shortened for echoing in a reply.
@@ -210,6 +269,7 @@ impl IrcSession {
             last_seen: Instant::now(),
             ping_sent: None,
             pending: None,
+            sasl: None,
             answer: None,
         }
     }
@@ -269,6 +329,7 @@ impl IrcSession {
         }
         match msg.command {
             Command::CAP(_, sub, a, b) => self.cap(sub, a.or(b).as_deref()),
+            Command::AUTHENTICATE(data) => self.authenticate(&data),
             Command::PASS(_) if self.registered => {
                 self.num(n::ERR_ALREADYREGISTERED, &["You may not reregister"])
             }
@@ -357,7 +418,21 @@ impl IrcSession {
                 if !self.registered {
                     self.negotiating = true;
                 }
-                self.push(self.server_msg("CAP", &[&me, "LS", &CAPS.join(" ")]));
+                // CAP 302 clients are told capabilities' values.
+                let values = arg
+                    .and_then(|v| v.parse::<u32>().ok())
+                    .is_some_and(|v| v >= 302);
+                let list: Vec<&str> = CAPS
+                    .iter()
+                    .map(|&c| {
+                        if c == "sasl" && values {
+                            "sasl=PLAIN"
+                        } else {
+                            c
+                        }
+                    })
+                    .collect();
+                self.push(self.server_msg("CAP", &[&me, "LS", &list.join(" ")]));
             }
             CapSubCommand::LIST => {
                 let mut on = Vec::new();
@@ -369,6 +444,9 @@ impl IrcSession {
                 }
                 if self.caps.server_time {
                     on.push("server-time");
+                }
+                if self.caps.sasl {
+                    on.push("sasl");
                 }
                 self.push(self.server_msg("CAP", &[&me, "LIST", &on.join(" ")]));
             }
@@ -385,6 +463,7 @@ impl IrcSession {
                         "echo-message" => caps.echo_message = on,
                         "multi-prefix" => caps.multi_prefix = on,
                         "server-time" => caps.server_time = on,
+                        "sasl" => caps.sasl = on,
                         _ => ok = false,
                     }
                 }
@@ -438,11 +517,11 @@ impl IrcSession {
                 .nick
                 .as_deref()
                 .is_some_and(|n| natter_proto::name::same(n, nick));
-        if !mine && self.hub.accounts().is_reserved(nick) {
+        if !mine && !self.logged_into(nick) && self.hub.accounts().is_reserved(nick) {
             self.nick_in_use(nick);
             let why = format!(
-                "{} belongs to an account; choose another nick (IRC logins are not yet \
-                 supported)",
+                "{0} belongs to an account: log in with SASL, or register with another nick \
+                 and /msg {NICKSERV} IDENTIFY {0} <password>",
                 shown(nick)
             );
             self.push(self.notice(&why));
@@ -456,7 +535,9 @@ impl IrcSession {
             }
             NameCheck::Claim(key) => match self.hub.claim(&key, self.id) {
                 Some(answer) => {
-                    self.pending = Some(Box::new(PendingName::new(nick, key, answer)));
+                    let mut p = PendingName::new(nick, key, answer);
+                    p.login = self.logged_into(nick);
+                    self.pending = Some(Box::new(Wait::Name(p)));
                     false
                 }
                 None => true,
@@ -534,8 +615,205 @@ impl IrcSession {
             return;
         }
         self.pass = None;
+        // A client logged in with SASL takes its account's name, whatever NICK said.
+        let nick = match self.sasl.as_ref().and_then(|s| s.account.clone()) {
+            Some(account) => account,
+            None => nick,
+        };
         if self.claim(&nick) {
             self.register(&nick, None);
+        }
+    }
+
+    /// Whether this connection logged into the account `name` (with SASL, or NickServ in a
+    /// moment ago) and may take the name.
+    fn logged_into(&self, name: &str) -> bool {
+        self.sasl
+            .as_ref()
+            .and_then(|s| s.account.as_deref())
+            .is_some_and(|a| natter_proto::name::same(a, name))
+    }
+
+    fn authenticate(&mut self, data: &str) {
+        use natter_proto::sasl::{Failure, MECHANISMS, Step};
+        if !self.caps.sasl {
+            self.num(n::ERR_SASLFAIL, &["SASL authentication failed"]);
+            return;
+        }
+        if self.registered || self.sasl.as_ref().is_some_and(|s| s.account.is_some()) {
+            self.num(
+                n::ERR_SASLALREADY,
+                &["You have already authenticated using SASL"],
+            );
+            return;
+        }
+        let sasl = self.sasl.get_or_insert_with(Box::default);
+        match sasl.exchange.feed(data) {
+            Step::Go => self.push(irc_message(None, None, "AUTHENTICATE", &["+"])),
+            Step::More => {}
+            Step::Credentials { account, password } => {
+                sasl.checking = true;
+                let accounts = self.hub.accounts().clone();
+                let from = self.peer.ip();
+                self.wait_for(async move {
+                    accounts
+                        .login(account, password, from)
+                        .await
+                        .map(Done::LoggedIn)
+                });
+            }
+            Step::Fail(why) => {
+                self.sasl = None;
+                match why {
+                    Failure::Mechanism => {
+                        self.num(
+                            n::RPL_SASLMECHS,
+                            &[MECHANISMS, "are available SASL mechanisms"],
+                        );
+                        self.num(n::ERR_SASLFAIL, &["SASL authentication failed"]);
+                    }
+                    Failure::TooLong => self.num(n::ERR_SASLTOOLONG, &["SASL message too long"]),
+                    Failure::Aborted => {
+                        self.num(n::ERR_SASLABORTED, &["SASL authentication aborted"])
+                    }
+                    Failure::Malformed => {
+                        self.num(n::ERR_SASLFAIL, &["SASL authentication failed"])
+                    }
+                }
+            }
+        }
+    }
+
+    /// `PRIVMSG NickServ :...`: IDENTIFY and REGISTER, as on networks with services.
+    fn nickserv(&mut self, text: &str) {
+        let mut words = text.split_whitespace();
+        let command = words.next().unwrap_or("").to_ascii_uppercase();
+        let args: Vec<&str> = words.collect();
+        let accounts = self.hub.accounts().clone();
+        let from = self.peer.ip();
+        let me = self.nick.as_deref().unwrap_or("*").to_owned();
+        match (command.as_str(), args.as_slice()) {
+            ("IDENTIFY", [password]) | ("IDENTIFY", [_, password])
+                if args.len() == 1 || name::validate(args[0]).is_ok() =>
+            {
+                let account = if args.len() == 2 {
+                    args[0].to_owned()
+                } else {
+                    me
+                };
+                let password = (*password).to_owned();
+                self.wait_for(async move {
+                    accounts
+                        .login(account, password, from)
+                        .await
+                        .map(Done::LoggedIn)
+                });
+            }
+            ("REGISTER", [password, ..]) => {
+                if self.hub.accounts().is_reserved(&me) {
+                    self.service_notice(&format!("{me} is already registered."));
+                } else if !natter_proto::password::acceptable(password) {
+                    self.service_notice(ErrorCode::WeakPassword.default_text());
+                } else {
+                    let password = (*password).to_owned();
+                    self.wait_for(async move {
+                        accounts.create(me, password).await.map(|()| Done::Created)
+                    });
+                }
+            }
+            _ => {
+                for line in [
+                    "IDENTIFY [account] <password>: log into an account, taking its nick",
+                    "REGISTER <password>: make your nick an account only you can use",
+                ] {
+                    self.service_notice(line);
+                }
+            }
+        }
+    }
+
+    /// A NOTICE to this client from NickServ.
+    fn service_notice(&self, text: &str) {
+        let me = self.nick.as_deref().unwrap_or("*").to_owned();
+        self.push(irc_message(
+            None,
+            Some("NickServ!NickServ@services."),
+            "NOTICE",
+            &[&me, text],
+        ));
+    }
+
+    /// Runs an account request; the connection takes no other line until it is answered.
+    fn wait_for(
+        &mut self,
+        request: impl std::future::Future<Output = Result<Done, ErrorCode>> + Send + 'static,
+    ) {
+        self.pending = Some(Box::new(Wait::Account(AccountWait::spawn(request))));
+    }
+
+    /// Answers an account request that has come to an end (SASL's or NickServ's).
+    fn account_done(&mut self, outcome: Result<Done, ErrorCode>) {
+        let via_sasl = self.sasl.as_ref().is_some_and(|s| s.checking);
+        if via_sasl {
+            match outcome {
+                Ok(Done::LoggedIn(l)) => {
+                    let account: Arc<str> = Arc::from(l.name.as_str());
+                    if let Some(s) = self.sasl.as_mut() {
+                        s.checking = false;
+                        s.account = Some(account.clone());
+                    }
+                    let mask = mask(&account, self.ident());
+                    let text = format!("You are now logged in as {account}");
+                    self.num(n::RPL_LOGGEDIN, &[&mask, &account, &text]);
+                    self.num(n::RPL_SASLSUCCESS, &["SASL authentication successful"]);
+                }
+                Ok(_) => {}
+                Err(code) => {
+                    self.sasl = None;
+                    self.num(n::ERR_SASLFAIL, &["SASL authentication failed"]);
+                    if code != ErrorCode::BadLogin {
+                        self.push(self.notice(code.default_text()));
+                    }
+                }
+            }
+            return;
+        }
+        match outcome {
+            Ok(Done::LoggedIn(l)) => {
+                // The name is this connection's to take now, as after SASL.
+                let account: Arc<str> = Arc::from(l.name.as_str());
+                let sasl = self.sasl.get_or_insert_with(Box::default);
+                sasl.account = Some(account.clone());
+                if self.nick.as_deref() != Some(&*account) && self.claim(&account) {
+                    self.rename(&account, None);
+                }
+                if self
+                    .nick
+                    .as_deref()
+                    .is_some_and(|n| name::same(n, &account))
+                {
+                    let mask = self.my_mask();
+                    let text = format!("You are now logged in as {account}");
+                    self.num(n::RPL_LOGGEDIN, &[&mask, &account, &text]);
+                    self.service_notice(&format!("You are now identified for {account}."));
+                }
+                self.sasl = None;
+            }
+            Ok(Done::Created) => {
+                let me = self.nick.clone().unwrap_or_else(|| Arc::from("*"));
+                self.hub.account_changed(&me, true);
+                let mask = self.my_mask();
+                let text = format!("You are now logged in as {me}");
+                self.num(n::RPL_LOGGEDIN, &[&mask, &me, &text]);
+                self.service_notice(&format!(
+                    "{me} is now registered to you; IDENTIFY with its password from now on."
+                ));
+            }
+            Ok(_) => {}
+            Err(code) => self.service_notice(match code {
+                ErrorCode::BadLogin => "Invalid account or password.",
+                other => other.default_text(),
+            }),
         }
     }
 
@@ -568,6 +846,8 @@ impl IrcSession {
             Ok((_, name)) => {
                 self.nick = Some(name.clone());
                 self.registered = true;
+                // Logged in now means holding the account's name.
+                self.sasl = None;
                 info!(
                     peer = %self.peer, user = %name, protocol = "irc",
                     registered = self.hub.stats().registered(),
@@ -892,6 +1172,12 @@ impl IrcSession {
         };
         if natter_proto::text::validate(&converted).is_err() {
             complain(self, n::ERR_NOTEXTTOSEND, &["No text to send"]);
+            return;
+        }
+        if targets.eq_ignore_ascii_case(NICKSERV) {
+            if !notice {
+                self.nickserv(text);
+            }
             return;
         }
         for target in targets.split(',').filter(|t| !t.is_empty()).take(4) {
@@ -1413,8 +1699,10 @@ impl Handler for IrcSession {
     }
 
     fn leave(&mut self, reason: &str) {
-        if let Some(p) = self.pending.take() {
-            (*p).abandon(self.hub.clone(), self.id);
+        if let Some(p) = self.pending.take()
+            && let Wait::Name(p) = *p
+        {
+            p.abandon(self.hub.clone(), self.id);
         }
         self.leave_with(reason);
     }
@@ -1433,13 +1721,28 @@ impl Handler for IrcSession {
 
     fn poll_resume(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Flow> {
         use std::task::Poll;
-        let Some(p) = self.pending.as_mut() else {
+        let Some(wait) = self.pending.as_mut() else {
             return Poll::Ready(Flow::Continue);
+        };
+        let p = match &mut **wait {
+            Wait::Account(a) => {
+                let Poll::Ready(outcome) = a.poll(cx) else {
+                    return Poll::Pending;
+                };
+                self.pending = None;
+                self.account_done(outcome);
+                return Poll::Ready(if self.closing {
+                    Flow::Close
+                } else {
+                    Flow::Continue
+                });
+            }
+            Wait::Name(p) => p,
         };
         let Poll::Ready(answer) = p.poll(cx) else {
             return Poll::Pending;
         };
-        let Some(p) = self.pending.take() else {
+        let Some(Wait::Name(p)) = self.pending.take().map(|w| *w) else {
             return Poll::Ready(Flow::Continue);
         };
         match answer {

@@ -435,3 +435,112 @@ async fn passwords_never_reach_the_log_even_at_debug() {
     );
     assert!(!log.contains("sekrit"), "{log}");
 }
+
+/// `AUTHENTICATE` data for SASL PLAIN.
+fn plain(account: &str, password: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("\0{account}\0{password}"))
+}
+
+/// An account, created and left, whose name is free of connections.
+async fn offline_account(s: &TestServer, name: &str) {
+    let holder = account_holder(s, name).await;
+    let mut witness = s.user(&format!("w{name}")).await;
+    gone(holder, name, &mut witness).await;
+}
+
+#[tokio::test]
+async fn irc_clients_log_in_with_sasl_plain() {
+    let s = TestServer::start().await;
+    offline_account(&s, "alice").await;
+    let mut irc = Irc::connect(s.addr).await;
+    irc.send("CAP LS 302").await;
+    let ls = irc.skip_to("CAP * LS").await;
+    assert!(ls.contains("sasl=PLAIN"), "{ls}");
+    irc.send("CAP REQ :sasl").await;
+    irc.skip_to("ACK").await;
+    // The nick asked for is not the account's: registration takes the account's.
+    irc.send("NICK someone").await;
+    irc.send("USER a 0 * :A").await;
+    irc.send("AUTHENTICATE SCRAM-SHA-256").await;
+    assert!(irc.skip_to(" 908 ").await.contains("PLAIN"));
+    irc.skip_to(" 904 ").await;
+    irc.send("AUTHENTICATE PLAIN").await;
+    assert_eq!(irc.line().await, "AUTHENTICATE +");
+    irc.send(&format!("AUTHENTICATE {}", plain("alice", "wrong-horse")))
+        .await;
+    irc.skip_to(" 904 ").await;
+    irc.send("AUTHENTICATE PLAIN").await;
+    irc.skip_to("AUTHENTICATE +").await;
+    irc.send(&format!("AUTHENTICATE {}", plain("alice", PW)))
+        .await;
+    let logged_in = irc.skip_to(" 900 ").await;
+    assert!(
+        logged_in.contains(" alice ") && logged_in.contains("You are now logged in as alice"),
+        "{logged_in}"
+    );
+    irc.skip_to(" 903 ").await;
+    irc.send("AUTHENTICATE PLAIN").await;
+    irc.skip_to(" 907 ").await;
+    irc.send("CAP END").await;
+    let welcome = irc.skip_to(" 001 ").await;
+    assert!(welcome.contains(" 001 alice "), "{welcome}");
+}
+
+#[tokio::test]
+async fn irc_clients_log_in_and_register_through_nickserv() {
+    let s = TestServer::start().await;
+    offline_account(&s, "alice").await;
+    let mut native = s.user("watcher").await;
+    let mut irc = Irc::user(s.addr, "guest1").await;
+    irc.send("PRIVMSG NickServ :IDENTIFY alice wrong-horse")
+        .await;
+    assert!(
+        irc.skip_to("NOTICE")
+            .await
+            .contains("Invalid account or password")
+    );
+    irc.send(&format!("PRIVMSG NickServ :IDENTIFY alice {PW}"))
+        .await;
+    let renamed = irc.skip_to(" NICK ").await;
+    assert!(
+        renamed.starts_with(":guest1!") && renamed.ends_with("alice"),
+        "{renamed}"
+    );
+    irc.skip_to(" 900 ").await;
+    assert!(irc.skip_to("NOTICE").await.contains("identified for alice"));
+    loop {
+        if native.text().await == "RENAMED guest1 alice" {
+            break;
+        }
+    }
+
+    // REGISTER makes the current nick an account.
+    let mut bob = Irc::user(s.addr, "bob").await;
+    bob.send("PRIVMSG NickServ :REGISTER short").await;
+    assert!(bob.skip_to("NOTICE").await.contains("8 to 128"));
+    bob.send(&format!("PRIVMSG NickServ :REGISTER {PW}")).await;
+    bob.skip_to(" 900 ").await;
+    bob.send("QUIT").await;
+    loop {
+        if native.text().await == "OFFLINE bob" {
+            break;
+        }
+    }
+    assert!(
+        answer(&mut native, "REGISTER bob")
+            .await
+            .starts_with("ERROR NAME_RESERVED ")
+    );
+    assert_eq!(
+        answer(&mut native, &format!("LOGIN bob {PW}")).await,
+        "OK LOGIN bob"
+    );
+    // Nobody may pose as the service.
+    let mut c = s.client().await;
+    assert!(
+        answer(&mut c, "REGISTER NickServ")
+            .await
+            .starts_with("ERROR NAME_RESERVED ")
+    );
+}
