@@ -317,6 +317,12 @@ fn check_command<'a>(raw: &'a [u8], s: &mut Session<'a>) {
             });
         }
         Command::Logout => {}
+        Command::Kill(k) => {
+            assert!(!k.user.is_empty() && !k.user.contains(' '));
+            if let Some(r) = k.reason {
+                texts_ok(r);
+            }
+        }
         Command::Account(a) => {
             use natter_proto::command::Account;
             let words: &[&str] = match &a {

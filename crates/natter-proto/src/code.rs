@@ -106,6 +106,8 @@ codes! {
         NotLoggedIn = "NOT_LOGGED_IN",
         /// The store that keeps accounts failed; nothing was changed.
         StoreUnavailable = "STORE_UNAVAILABLE",
+        /// The name looks like another name in use or an account's (`aIice` beside `alice`).
+        NameConfusable = "NAME_CONFUSABLE",
     }
 }
 
@@ -132,6 +134,8 @@ codes! {
         BadPassword = "BAD_PASSWORD",
         /// Too many failed logins on this connection.
         BadLogin = "BAD_LOGIN",
+        /// A server operator disconnected the client (`KILL`).
+        Killed = "KILLED",
     }
 }
 
@@ -175,6 +179,9 @@ impl ErrorCode {
             Self::AccountExists => "that name is already an account",
             Self::NotLoggedIn => "you are not logged into an account",
             Self::StoreUnavailable => "accounts are unavailable right now; try again later",
+            Self::NameConfusable => {
+                "that name looks too much like a name in use or an account's; choose another"
+            }
         }
     }
 }
@@ -193,6 +200,7 @@ impl ByeReason {
             Self::Timeout => "timed out",
             Self::BadPassword => "too many wrong passwords",
             Self::BadLogin => "too many failed logins",
+            Self::Killed => "disconnected by a server operator",
         }
     }
 }

@@ -50,6 +50,17 @@ pub enum Command<'a> {
     Logout,
     /// `ACCOUNT CREATE|PASSWORD|DELETE ...`: manage the account.
     Account(Account<'a>),
+    /// `KILL <user> [reason]`: disconnect a user (server operators only).
+    Kill(Kill<'a>),
+}
+
+/// `KILL <user> [reason]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kill<'a> {
+    /// Who to disconnect.
+    pub user: &'a str,
+    /// Why, shown to them and to everyone.
+    pub reason: Option<&'a str>,
 }
 
 /// `LOGIN <name> <password>`.
@@ -400,6 +411,11 @@ impl<'a> Command<'a> {
         } else if is("ACCOUNT") {
             p.command = "ACCOUNT";
             Command::Account(Account::parse(p)?)
+        } else if is("KILL") {
+            p.command = "KILL";
+            let user = p.word("a user name")?;
+            let reason = p.optional_text()?;
+            Command::Kill(Kill { user, reason })
         } else if is("KICK") {
             p.command = "KICK";
             let room = p.room()?;
@@ -442,6 +458,7 @@ impl<'a> Command<'a> {
             Self::Login(_) => "LOGIN",
             Self::Logout => "LOGOUT",
             Self::Account(_) => "ACCOUNT",
+            Self::Kill(_) => "KILL",
         }
     }
 

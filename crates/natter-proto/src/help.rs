@@ -80,6 +80,11 @@ pub const ENTRIES: &[Entry] = &[
         summary: "give the server's password, if it has one, before REGISTER",
     },
     Entry {
+        verb: "KILL",
+        usage: "KILL <user> [reason]",
+        summary: "disconnect <user> from the server (server operators)",
+    },
+    Entry {
         verb: "LOGIN",
         usage: "LOGIN <name> <password>",
         summary: "log into an account, taking its name (instead of REGISTER, or to switch)",

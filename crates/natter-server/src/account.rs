@@ -10,12 +10,13 @@
 //! only LOGIN (or ACCOUNT CREATE) can give a connection such a name, so sessions keep no
 //! flag of their own.
 
+use crate::shape::Shapes;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use natter_proto::ErrorCode;
 use natter_proto::name::fold;
 use natter_store::{Account, Store, StoreError};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -40,10 +41,14 @@ const MAX_REMEMBERED: usize = 100_000;
 /// The accounts: the store, the cache of reserved names, hashing and login limits.
 pub struct Accounts {
     store: Store,
-    /// The folded names of every account.
-    reserved: RwLock<HashSet<Box<str>>>,
+    /// Every account's name as spelled, by its folded name.
+    reserved: RwLock<HashMap<Box<str>, Box<str>>>,
+    /// The skeletons of the accounts' names, for refusing lookalikes.
+    shapes: Mutex<Shapes>,
     /// Hashes computed at once: each takes Argon2id's 19 MiB and tens of milliseconds.
     hashing: Semaphore,
+    /// The folded names of the accounts that are server operators.
+    operators: Vec<String>,
     /// Recent failed logins.
     strikes: Mutex<Strikes>,
 }
@@ -70,7 +75,7 @@ impl Accounts {
         let names = store.account_names().await?;
         let accounts = Accounts::new(store);
         for name in names {
-            accounts.set_reserved(&fold(&name), true);
+            accounts.set_reserved(&name, true);
         }
         Ok(accounts)
     }
@@ -80,9 +85,24 @@ impl Accounts {
         Accounts {
             store,
             reserved: RwLock::default(),
+            shapes: Mutex::default(),
             hashing: Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get())),
+            operators: Vec::new(),
             strikes: Mutex::default(),
         }
+    }
+
+    /// These accounts, with the named ones (folded) as server operators.
+    pub fn with_operators(mut self, operators: Vec<String>) -> Self {
+        self.operators = operators;
+        self
+    }
+
+    /// Whether whoever holds `name` is a server operator: an operator's account, logged in
+    /// (a name that is not an account is anyone's, so it never is).
+    pub fn is_operator(&self, name: &str) -> bool {
+        let key = fold(name);
+        self.operators.contains(&key) && self.is_reserved(&key)
     }
 
     /// The store behind them.
@@ -106,20 +126,33 @@ impl Accounts {
         }
         let r = self.reserved.read().unwrap_or_else(|e| e.into_inner());
         if name.bytes().any(|b| b.is_ascii_uppercase()) {
-            r.contains(fold(name).as_str())
+            r.contains_key(fold(name).as_str())
         } else {
-            r.contains(name)
+            r.contains_key(name)
         }
     }
 
-    /// Notes that the account with this folded name now exists, or no longer does (here or,
-    /// in a cluster, on another node).
-    pub fn set_reserved(&self, key: &str, exists: bool) {
+    /// Whether `name` looks like an account's name without being it (`aIice` for `alice`).
+    pub fn resembles(&self, name: &str) -> bool {
+        self.shapes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .resembles(name)
+    }
+
+    /// Notes that the account `name` now exists, or no longer does (here or, in a cluster,
+    /// on another node).
+    pub fn set_reserved(&self, name: &str, exists: bool) {
+        let key = fold(name);
         let mut r = self.reserved.write().unwrap_or_else(|e| e.into_inner());
+        let mut shapes = self.shapes.lock().unwrap_or_else(|e| e.into_inner());
         if exists {
-            r.insert(key.into());
-        } else {
-            r.remove(key);
+            if let Some(old) = r.insert(key.into(), name.into()) {
+                shapes.remove(&old);
+            }
+            shapes.add(name);
+        } else if let Some(old) = r.remove(key.as_str()) {
+            shapes.remove(&old);
         }
     }
 
@@ -188,7 +221,7 @@ impl Accounts {
         {
             return Err(ErrorCode::AccountExists);
         }
-        self.set_reserved(&key, true);
+        self.set_reserved(&name, true);
         info!(user = %name, "account created");
         Ok(())
     }

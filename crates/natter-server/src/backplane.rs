@@ -163,8 +163,8 @@ pub enum Op {
     /// A name became an account, or stopped being one (the store has it; this tells the
     /// other nodes' caches of reserved names).
     Account {
-        /// The folded name.
-        key: String,
+        /// The name as its owner spelled it.
+        name: String,
         /// Whether the account exists now.
         exists: bool,
     },

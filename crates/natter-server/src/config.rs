@@ -110,10 +110,56 @@ pub struct Config {
     pub policy: Policy,
     /// The certificate and key for TLS; `None`: no TLS.
     pub tls: Option<std::sync::Arc<crate::tls::Tls>>,
+    /// Who may read `/metrics`.
+    pub metrics: MetricsAccess,
+    /// The folded names of the accounts that are server operators.
+    pub operators: Vec<String>,
+    /// Whether a name that looks like another in use, or an account's, is refused.
+    pub refuse_lookalikes: bool,
     /// Where accounts are kept.
     pub store: natter_store::Location,
     /// Cluster mode's Redis and node id; `None`: a single process.
     pub cluster: Option<crate::cluster::ClusterConfig>,
+}
+
+/// Who may read `/metrics`, whose counters tell who talks how much.
+#[derive(Debug, Clone)]
+pub struct MetricsAccess {
+    /// Addresses and networks allowed without a token.
+    pub allow: Vec<ipnet::IpNet>,
+    /// A bearer token that admits from anywhere.
+    pub token: Option<Secret>,
+}
+
+impl Default for MetricsAccess {
+    fn default() -> Self {
+        MetricsAccess {
+            allow: vec![
+                "127.0.0.0/8".parse().expect("a network"),
+                "::1/128".parse().expect("a network"),
+            ],
+            token: None,
+        }
+    }
+}
+
+impl MetricsAccess {
+    /// Whether a request from `peer` with this `Authorization` header may read `/metrics`.
+    pub fn admits(&self, peer: std::net::IpAddr, authorization: Option<&str>) -> bool {
+        let peer = match peer {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        let by_address = self.allow.iter().any(|net| net.contains(&peer));
+        let by_token = match (
+            &self.token,
+            authorization.and_then(|a| a.strip_prefix("Bearer ")),
+        ) {
+            (Some(token), Some(given)) => token.matches(given.trim()),
+            _ => false,
+        };
+        by_address || by_token
+    }
 }
 
 /// Who may open the WebSocket, besides clients that send no `Origin` (not browsers).
@@ -177,6 +223,9 @@ impl Default for Config {
             // The library's default keeps nothing, so embedding servers and tests leave no
             // files behind; the command line's default is a file (`Settings`).
             store: natter_store::Location::Memory,
+            metrics: MetricsAccess::default(),
+            operators: Vec::new(),
+            refuse_lookalikes: true,
             cluster: None,
         }
     }

@@ -441,6 +441,35 @@ pub fn irc_text(
     out.freeze()
 }
 
+/// The last line a killed client gets: `BYE KILLED ...` for a native client, IRC's
+/// `ERROR :Closing Link: ...` for an IRC one.
+pub fn kill_goodbye(irc: bool, name: &str, by: &str, comment: &str) -> Bytes {
+    if irc {
+        irc_message(
+            None,
+            None,
+            "ERROR",
+            &[&format!("Closing Link: {name} (Killed ({by} ({comment})))")],
+        )
+    } else {
+        let text = kill_reason(by, comment);
+        natter_proto::ServerLine::Bye {
+            reason: natter_proto::ByeReason::Killed,
+            text: std::borrow::Cow::Borrowed(&text),
+        }
+        .to_bytes()
+    }
+}
+
+/// Why a killed user left, as others are told.
+pub fn kill_reason(by: &str, comment: &str) -> String {
+    if comment.is_empty() {
+        format!("killed by {by}")
+    } else {
+        format!("killed by {by}: {comment}")
+    }
+}
+
 /// Formats one IRC message with CRLF; `at` adds a `time` tag.
 pub fn irc_message(
     at: Option<SystemTime>,

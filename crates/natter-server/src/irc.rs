@@ -224,6 +224,9 @@ mod n {
     pub(super) const ERR_BADCHANMASK: &str = "476";
     pub(super) const ERR_CHANOPRIVSNEEDED: &str = "482";
     pub(super) const ERR_USERSDONTMATCH: &str = "502";
+    pub(super) const RPL_YOUREOPER: &str = "381";
+    pub(super) const ERR_NOPRIVILEGES: &str = "481";
+    pub(super) const ERR_NOOPERHOST: &str = "491";
     pub(super) const RPL_LOGGEDIN: &str = "900";
     pub(super) const RPL_SASLSUCCESS: &str = "903";
     pub(super) const ERR_SASLFAIL: &str = "904";
@@ -368,6 +371,8 @@ impl IrcSession {
             Command::NAMES(chans, _) => self.names(chans.as_deref()),
             Command::LIST(..) => self.list(),
             Command::KICK(chan, nick, reason) => self.kick(&chan, &nick, reason.as_deref()),
+            Command::KILL(nick, comment) => self.kill(&nick, &comment),
+            Command::OPER(name, _password) => self.oper(&name),
             Command::WHO(mask, _) => self.who(mask.as_deref()),
             Command::WHOIS(_, nick) => self.whois(&nick),
             Command::ChannelMODE(chan, modes) => self.channel_mode(&chan, &modes),
@@ -545,6 +550,16 @@ impl IrcSession {
         }
     }
 
+    fn nick_lookalike(&mut self, nick: &str) {
+        self.num(
+            n::ERR_ERRONEUSNICKNAME,
+            &[
+                &shown(nick),
+                "Nickname looks too much like another in use or an account's",
+            ],
+        );
+    }
+
     fn nick_in_use(&mut self, nick: &str) {
         self.num(
             n::ERR_NICKNAMEINUSE,
@@ -579,6 +594,7 @@ impl IrcSession {
                 self.nick = Some(new);
             }
             Ok(_) => {}
+            Err(ErrorCode::NameConfusable) => self.nick_lookalike(nick),
             Err(_) => self.num(
                 n::ERR_NICKNAMEINUSE,
                 &[&shown(nick), "Nickname is already in use"],
@@ -732,6 +748,36 @@ impl IrcSession {
         }
     }
 
+    /// `KILL <nick> <comment>`: a server operator disconnects a user.
+    fn kill(&mut self, target: &str, comment: &str) {
+        let me = self.me().to_owned();
+        if !self.hub.accounts().is_operator(&me) {
+            self.num(
+                n::ERR_NOPRIVILEGES,
+                &["Permission Denied- You're not an IRC operator"],
+            );
+            return;
+        }
+        match self.hub.kill(target, &me, comment) {
+            Ok(name) => tracing::warn!(user = %name, by = %me, reason = comment, "killed"),
+            Err(_) => self.num(n::ERR_NOSUCHNICK, &[&shown(target), "No such nick/channel"]),
+        }
+    }
+
+    /// `OPER <name> <password>`: server operators are the accounts `--operator` names, logged
+    /// in (their password was checked then), so this only confirms it.
+    fn oper(&mut self, name: &str) {
+        let me = self.me().to_owned();
+        if name::same(name, &me) && self.hub.accounts().is_operator(&me) {
+            self.num(n::RPL_YOUREOPER, &["You are now an IRC operator"]);
+        } else {
+            self.num(
+                n::ERR_NOOPERHOST,
+                &["Only server operators' accounts, logged in, may OPER"],
+            );
+        }
+    }
+
     /// A NOTICE to this client from NickServ.
     fn service_notice(&self, text: &str) {
         let me = self.nick.as_deref().unwrap_or("*").to_owned();
@@ -854,6 +900,7 @@ impl IrcSession {
                     "registered"
                 );
             }
+            Err(ErrorCode::NameConfusable) => self.nick_lookalike(nick),
             Err(_) => self.nick_in_use(nick),
         }
     }

@@ -38,6 +38,7 @@ pub mod outbox;
 pub mod server;
 pub mod session;
 pub mod settings;
+pub mod shape;
 pub mod stats;
 pub mod throttle;
 pub mod tls;

@@ -45,6 +45,8 @@ pub struct Outbox {
     bytes: AtomicUsize,
     /// Set when the server shuts down; read without the lock on every turn of a connection.
     shut_down: AtomicBool,
+    /// Set when the client is to be disconnected once its queue is written (a `KILL`).
+    ended: AtomicBool,
     /// Whether the client waits for a congested recipient (`Rare::hold`): read without
     /// the lock before each line.
     held: AtomicBool,
@@ -156,6 +158,7 @@ impl Outbox {
             limit,
             bytes: AtomicUsize::new(0),
             shut_down: AtomicBool::new(false),
+            ended: AtomicBool::new(false),
             held: AtomicBool::new(false),
             congested: AtomicBool::new(false),
         }
@@ -368,7 +371,12 @@ impl Outbox {
 
     /// Tells the connection task that the server is shutting down.
     pub fn shut_down(&self) {
-        self.shut_down.store(true, Ordering::Relaxed);
+        self.raise(&self.shut_down);
+    }
+
+    /// Sets a flag the connection reads on every turn, and wakes it to read it.
+    fn raise(&self, flag: &AtomicBool) {
+        flag.store(true, Ordering::Relaxed);
         let waker = self.lock().waker.take();
         if let Some(w) = waker {
             w.wake();
@@ -378,6 +386,16 @@ impl Outbox {
     /// Whether the server is shutting down.
     pub fn is_shut_down(&self) -> bool {
         self.shut_down.load(Ordering::Relaxed)
+    }
+
+    /// Tells the connection to close once what is queued (its goodbye last) is written.
+    pub fn end(&self) {
+        self.raise(&self.ended);
+    }
+
+    /// Whether the connection is to close (see [`Outbox::end`]).
+    pub fn is_ended(&self) -> bool {
+        self.ended.load(Ordering::Relaxed)
     }
 
     /// Waits until something is queued or the client is cut off.

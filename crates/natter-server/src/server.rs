@@ -45,7 +45,9 @@ pub async fn run_all(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let accounts = open_store(&config.store).await?;
+    let accounts = open_store(&config.store)
+        .await?
+        .with_operators(config.operators.clone());
     let store = accounts.store().clone();
     info!(accounts = accounts.count(), "accounts loaded");
     let stats = Arc::new(Stats::default());
@@ -58,7 +60,9 @@ pub async fn run_all(
         },
         Arc::new(accounts),
     );
-    hub = hub.with_irc_auto_join(config.irc.auto_join);
+    hub = hub
+        .with_irc_auto_join(config.irc.auto_join)
+        .with_lookalikes_refused(config.refuse_lookalikes);
     let cluster = match &config.cluster {
         Some(c) => {
             let redis = crate::cluster::Redis::new(c, stats.clone())

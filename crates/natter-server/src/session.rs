@@ -254,6 +254,7 @@ impl Session {
             Command::Login(l) => self.login(l.name, l.password),
             Command::Logout => self.logout(),
             Command::Account(a) => self.account(a),
+            Command::Kill(k) => self.kill(k.user, k.reason.unwrap_or("")),
         }
         Flow::Continue
     }
@@ -788,6 +789,26 @@ impl Session {
                 format!("no user named {} is online", shown(k.user)),
             ),
             Err(code) => self.room_error(code, k.room),
+        }
+    }
+
+    fn kill(&self, user: &str, reason: &str) {
+        let Some(me) = self.name.clone() else {
+            return;
+        };
+        if !self.hub.accounts().is_operator(&me) {
+            self.reply_error(ErrorCode::NotOperator, "only server operators may KILL");
+            return;
+        }
+        match self.hub.kill(user, &me, reason) {
+            Ok(name) => {
+                warn!(user = %name, by = %me, reason, "killed");
+                self.reply(ok("KILL", &name));
+            }
+            Err(code) => self.reply_error(
+                code,
+                format!("no user named {} is online here", shown(user)),
+            ),
         }
     }
 

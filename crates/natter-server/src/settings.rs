@@ -5,7 +5,7 @@
 //! file over the default. `--print-config` shows the effective values as a file would hold
 //! them (the password never: only whether one is set).
 
-use crate::config::{Config, IrcConfig, Origins, Policy, Secret};
+use crate::config::{Config, IrcConfig, MetricsAccess, Origins, Policy, Secret};
 use crate::hub::RoomLimits;
 use crate::outbox::Patience;
 use crate::throttle::FloodLimits;
@@ -114,6 +114,20 @@ pub struct Settings {
     /// A file whose first line is the server password.
     #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
+    /// Addresses (IP or CIDR, repeatable) allowed to read /metrics [default: loopback only].
+    #[arg(long, value_name = "CIDR")]
+    pub metrics_allow: Vec<String>,
+    /// A bearer token that admits to /metrics from anywhere (better: NATTER_METRICS_TOKEN).
+    #[arg(long, env = "NATTER_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+    /// Refuse names that look like another in use or an account's, such as aIice beside
+    /// alice (Unicode's confusable skeletons) [default: true].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub refuse_lookalike_names: Option<bool>,
+    /// Accounts that are server operators (repeatable): they may KICK in any room and KILL.
+    #[arg(long = "operator", value_name = "NAME")]
+    #[serde(rename = "operators")]
+    pub operators: Vec<String>,
     /// Most connections from one address at once [default: 100].
     #[arg(long)]
     pub per_ip_connections: Option<usize>,
@@ -201,11 +215,11 @@ impl Settings {
         pick!(host, port, tls_cert, tls_key, threads, max_connections, outbox_kib, catch_up_secs, sniff_wait_ms, shutdown_grace_secs,
             write_stall_secs, max_rooms, max_rooms_per_address, max_rooms_per_user, max_room_members, max_topic_bytes,
             server_name, server_description, everyone_channel, irc_auto_join, motd_file,
-            irc_ping_secs, irc_ping_timeout_secs, password, password_file, per_ip_connections,
+            irc_ping_secs, irc_ping_timeout_secs, password, password_file, metrics_token, per_ip_connections,
             per_ip_connect_rate, per_ip_connect_burst, exempt_loopback, register_timeout_secs,
             idle_timeout_secs, flood_control, flood_commands_per_sec, flood_command_burst,
-            flood_bytes_per_sec, flood_byte_burst, flood_grace_secs, cluster, node_id, store;
-            irc, web, tls, allow_origin, public_name, exempt)
+            flood_bytes_per_sec, flood_byte_burst, flood_grace_secs, cluster, node_id, store, refuse_lookalike_names;
+            irc, web, tls, allow_origin, public_name, exempt, metrics_allow, operators)
     }
 
     /// Every setting filled in with its default; the password replaced by a note of whether
@@ -251,6 +265,7 @@ impl Settings {
                 flood_byte_burst: Some(flood.byte_burst),
                 flood_grace_secs: Some(flood.grace.as_secs()),
                 store: Some(Location::default_file().to_string()),
+                refuse_lookalike_names: Some(true),
                 ..Settings::default()
             })
             .redacted(has_password)
@@ -258,6 +273,7 @@ impl Settings {
 
     fn redacted(mut self, _has_password: bool) -> Settings {
         self.password = None;
+        self.metrics_token = None;
         // A PostgreSQL URL may carry a password of its own.
         self.store = self
             .store
@@ -376,6 +392,30 @@ impl Settings {
                 }),
             },
             tls,
+            metrics: MetricsAccess {
+                allow: if s.metrics_allow.is_empty() {
+                    MetricsAccess::default().allow
+                } else {
+                    s.metrics_allow
+                        .iter()
+                        .map(|a| parse_net(a))
+                        .collect::<io::Result<_>>()?
+                },
+                token: match s.metrics_token.as_deref() {
+                    Some("") => return Err(bad("the metrics token is empty")),
+                    t => t.map(Secret::new),
+                },
+            },
+            operators: s
+                .operators
+                .iter()
+                .map(|o| {
+                    natter_proto::name::validate(o)
+                        .map(|()| natter_proto::name::fold(o))
+                        .map_err(|e| bad(format!("operator {o}: {e}")))
+                })
+                .collect::<io::Result<_>>()?,
+            refuse_lookalikes: s.refuse_lookalike_names.unwrap_or(true),
             store: store(&s)?,
             cluster: cluster(&s)?,
             ..Config::default()
@@ -399,6 +439,17 @@ fn public_names(s: &Settings) -> Vec<String> {
         }
     }
     names
+}
+
+/// An address or network, as `--metrics-allow` takes it.
+fn parse_net(s: &str) -> io::Result<ipnet::IpNet> {
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| {
+            bad(format!(
+                "metrics_allow takes addresses or networks (CIDR), not {s}"
+            ))
+        })
 }
 
 /// Where the store is, checked: a cluster's nodes must share theirs.
@@ -528,6 +579,48 @@ mod tests {
             let err = s.config(1024).unwrap_err().to_string();
             assert!(err.contains("need one PostgreSQL store"), "{store}: {err}");
         }
+    }
+
+    #[test]
+    fn operators_and_metrics_access_are_checked() {
+        let s: Settings = toml::from_str(
+            "operators = [\"Root\", \"ops\"]\nmetrics_allow = [\"10.0.0.0/8\", \"192.0.2.7\"]\n",
+        )
+        .unwrap();
+        let c = s.config(1024).unwrap();
+        assert_eq!(c.operators, ["root", "ops"]);
+        let ip = |a: &str| a.parse::<IpAddr>().unwrap();
+        assert!(c.metrics.admits(ip("10.1.2.3"), None));
+        assert!(c.metrics.admits(ip("192.0.2.7"), None));
+        assert!(
+            !c.metrics.admits(ip("127.0.0.1"), None),
+            "the list replaces loopback"
+        );
+        let d = Settings::default().config(1024).unwrap();
+        assert!(
+            d.metrics.admits(ip("127.0.0.1"), None)
+                && d.metrics.admits(ip("::ffff:127.0.0.1"), None)
+        );
+        assert!(!d.metrics.admits(ip("192.0.2.7"), Some("Bearer x")));
+        for bad in [
+            "operators = [\"9x\"]\n",
+            "metrics_allow = [\"nonsense\"]\n",
+            "metrics_token = \"\"\n",
+        ] {
+            let s: Settings = toml::from_str(bad).unwrap();
+            assert!(s.config(1024).is_err(), "{bad}");
+        }
+        let t = Settings {
+            metrics_token: Some("s3cr3t-token".into()),
+            ..Settings::default()
+        };
+        assert!(!t.to_toml(1024).contains("s3cr3t-token"));
+        assert!(
+            t.config(1024)
+                .unwrap()
+                .metrics
+                .admits(ip("192.0.2.7"), Some("Bearer s3cr3t-token"))
+        );
     }
 
     #[test]

@@ -544,3 +544,138 @@ async fn irc_clients_log_in_and_register_through_nickserv() {
             .starts_with("ERROR NAME_RESERVED ")
     );
 }
+
+#[tokio::test]
+async fn server_operators_kick_in_any_room_and_kill_on_every_kind_of_client() {
+    let mut config = test_config();
+    config.operators = vec!["root".into()];
+    let s = TestServer::with(config).await;
+    // A guest named like an operator is no operator: the name must be the account's.
+    let mut root = s.user("root").await;
+    assert!(
+        answer(&mut root, "KILL nobody")
+            .await
+            .starts_with("ERROR NOT_OPERATOR ")
+    );
+    assert_eq!(
+        answer(&mut root, &format!("ACCOUNT CREATE {PW}")).await,
+        "OK ACCOUNT CREATE root"
+    );
+
+    let mut alice = s.user("alice").await;
+    assert!(
+        answer(&mut alice, "JOIN #r")
+            .await
+            .starts_with("OK JOIN #r")
+    );
+    let mut bob = s.user("bob").await;
+    assert!(answer(&mut bob, "JOIN #r").await.starts_with("OK JOIN #r"));
+    assert!(
+        answer(&mut bob, "KILL alice")
+            .await
+            .starts_with("ERROR NOT_OPERATOR ")
+    );
+    assert!(
+        answer(&mut bob, "KICK #r alice")
+            .await
+            .starts_with("ERROR NOT_OPERATOR ")
+    );
+    // Not a member, not the room's operator: still allowed.
+    assert_eq!(
+        answer(&mut root, "KICK #r bob rules").await,
+        "OK KICK #r bob"
+    );
+
+    assert_eq!(
+        answer(&mut root, "KILL alice spamming").await,
+        "OK KILL alice"
+    );
+    assert_eq!(
+        alice.until_closed().await.last().map(String::as_str),
+        Some("BYE KILLED killed by root: spamming")
+    );
+    loop {
+        if bob.text().await == "OFFLINE alice" {
+            break;
+        }
+    }
+    assert!(
+        answer(&mut root, "KILL alice")
+            .await
+            .starts_with("ERROR NO_SUCH_USER ")
+    );
+
+    // IRC: KILL and OPER, each way.
+    let mut irc = Irc::user(s.addr, "ircer").await;
+    irc.send("KILL bob :no").await;
+    irc.skip_to(" 481 ").await;
+    irc.send("OPER ircer x").await;
+    irc.skip_to(" 491 ").await;
+    assert_eq!(
+        answer(&mut root, "KILL ircer bye now").await,
+        "OK KILL ircer"
+    );
+    let last = irc.skip_to("ERROR").await;
+    assert_eq!(last, "ERROR :Closing Link: ircer (Killed (root (bye now)))");
+    let mut op = Irc::connect(s.addr).await;
+    op.send("CAP REQ :sasl").await;
+    op.send("NICK x").await;
+    op.send("USER r 0 * :R").await;
+    op.send("AUTHENTICATE PLAIN").await;
+    root.say("CLOSE").await;
+    loop {
+        if bob.text().await == "OFFLINE root" {
+            break;
+        }
+    }
+    op.send(&format!("AUTHENTICATE {}", plain("root", PW)))
+        .await;
+    op.skip_to(" 903 ").await;
+    op.send("CAP END").await;
+    op.skip_to(" 001 root ").await;
+    op.send("OPER root x").await;
+    op.skip_to(" 381 ").await;
+    op.send("KILL bob :enough").await;
+    assert_eq!(
+        bob.until_closed().await.last().map(String::as_str),
+        Some("BYE KILLED killed by root: enough")
+    );
+}
+
+#[tokio::test]
+async fn names_that_look_like_others_are_refused_unless_turned_off() {
+    let s = TestServer::start().await;
+    let _alice = s.user("alice").await;
+    offline_account(&s, "ROOT").await;
+    let mut c = s.client().await;
+    for lookalike in ["aIice", "R00T", "A1ICE"] {
+        let got = answer(&mut c, &format!("REGISTER {lookalike}")).await;
+        assert!(
+            got.starts_with("ERROR NAME_CONFUSABLE "),
+            "{lookalike}: {got}"
+        );
+    }
+    // The same name in another case is the same name, not a lookalike.
+    assert!(
+        answer(&mut c, "REGISTER ALICE")
+            .await
+            .starts_with("ERROR NAME_TAKEN ")
+    );
+    assert_eq!(answer(&mut c, "REGISTER alex").await, "OK REGISTER alex");
+    assert!(
+        answer(&mut c, "REGISTER aIice")
+            .await
+            .starts_with("ERROR NAME_CONFUSABLE ")
+    );
+    let mut irc = Irc::connect(s.addr).await;
+    irc.send("NICK aIice").await;
+    irc.send("USER a 0 * :A").await;
+    let refused = irc.skip_to(" 432 ").await;
+    assert!(refused.contains("looks too much like"), "{refused}");
+
+    let mut config = test_config();
+    config.refuse_lookalikes = false;
+    let open = TestServer::with(config).await;
+    let _alice = open.user("alice").await;
+    let _lookalike = open.user("aIice").await;
+}

@@ -607,6 +607,9 @@ async fn lines_after_a_register_wait_for_its_claim() {
     let redis = Redis::start();
     let (n1, n2) = (node(&redis, "w1").await, node(&redis, "w2").await);
     let mut ann = n2.user("ann").await;
+    // Once both nodes know ann, a MESSAGE from w1 has a recipient.
+    let mut wat = n1.user("wat").await;
+    await_list(&mut [&mut wat, &mut ann], &["ann", "wat"]).await;
 
     // Plain TCP: the commands after REGISTER, sent in the same write, are taken only once
     // the cluster granted the name.

@@ -181,3 +181,25 @@ async fn allowed_origins_are_configurable() {
     assert!(ws(s.addr, Some("https://chat.example")).await.is_ok());
     assert!(ws(s.addr, Some("https://other.example")).await.is_err());
 }
+
+#[tokio::test]
+async fn metrics_are_for_the_allowed_addresses_or_the_token_only() {
+    use common::probe::http_get_with;
+    use common::wire::{LOCAL, OTHER};
+    let mut config = common::test_config();
+    config.metrics.allow = vec![format!("{LOCAL}/32").parse().unwrap()];
+    config.metrics.token = Some(natter_server::config::Secret::new("t0ken"));
+    let s = TestServer::with(config).await;
+    assert_eq!(http_get_with(s.addr, LOCAL, "/metrics", "").await.0, 200);
+    let (status, _, body) = http_get_with(s.addr, OTHER, "/metrics", "").await;
+    assert_eq!(status, 403);
+    assert!(!body.contains("natter_"), "{body}");
+    let wrong = "Authorization: Bearer nope\r\n";
+    assert_eq!(http_get_with(s.addr, OTHER, "/metrics", wrong).await.0, 403);
+    let right = "Authorization: Bearer t0ken\r\n";
+    let (status, _, body) = http_get_with(s.addr, OTHER, "/metrics", right).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("natter_connected_clients"), "{body}");
+    // The page and the health check stay open to all.
+    assert_eq!(http_get_with(s.addr, OTHER, "/healthz", "").await.0, 200);
+}

@@ -218,7 +218,7 @@ impl Hub {
                     let _ = self.op(id, &room, &target);
                 }
             }
-            Op::Account { key, exists } => self.accounts().set_reserved(&key, exists),
+            Op::Account { name, exists } => self.accounts().set_reserved(&name, exists),
             Op::Away { c, away } => {
                 if let Some(id) = self.ghost(node, c) {
                     self.set_away(id, away.as_deref());

@@ -78,6 +78,8 @@ impl Default for RoomLimits {
 pub struct Hub {
     /// The accounts: which names are reserved, logins.
     accounts: Arc<Accounts>,
+    /// Whether names that look like others in use (or accounts') are refused.
+    refuse_lookalikes: bool,
     /// Users and rooms; see the module docs for the locking rule.
     state: RwLock<State>,
     /// Counters for logs and metrics.
@@ -144,6 +146,8 @@ struct State {
     parked: HashMap<(Arc<str>, u64), Parked>,
     /// Source of ghost ids.
     next_ghost: u64,
+    /// The skeletons of the names in use, for refusing lookalikes.
+    shapes: crate::shape::Shapes,
 }
 
 /// A ghost waiting for its name.
@@ -392,6 +396,7 @@ impl Hub {
     ) -> Self {
         Self {
             accounts,
+            refuse_lookalikes: true,
             state: RwLock::new(State::default()),
             stats,
             closing: AtomicBool::new(false),
@@ -405,6 +410,12 @@ impl Hub {
             arrived: Notify::new(),
             irc_auto_join: true,
         }
+    }
+
+    /// A hub that refuses names that look like others (`aIice` beside `alice`), or not.
+    pub fn with_lookalikes_refused(mut self, on: bool) -> Self {
+        self.refuse_lookalikes = on;
+        self
     }
 
     /// A hub whose IRC users are put into the everyone channel on registration, or not.
@@ -439,10 +450,14 @@ impl Hub {
     /// one (this node's cache already knows).
     pub fn account_changed(&self, name: &str, exists: bool) {
         if self.relays {
-            let key = name::fold(name);
             let _guard = self.write();
-            self.backplane
-                .publish(Some(Op::Account { key, exists }), None);
+            self.backplane.publish(
+                Some(Op::Account {
+                    name: name.to_owned(),
+                    exists,
+                }),
+                None,
+            );
         }
     }
 
@@ -671,6 +686,12 @@ impl Hub {
                 return Err(ErrorCode::NameTaken);
             }
         }
+        if self.refuse_lookalikes
+            && is_local(id)
+            && (st.shapes.resembles(name) || self.accounts.resembles(name))
+        {
+            return Err(ErrorCode::NameConfusable);
+        }
         if st.users.contains_key(&id) {
             answer(name);
             return Ok(self.rename(st, id, name, key, false));
@@ -742,6 +763,7 @@ impl Hub {
             st.everyone.send(&ev, Some(id));
         }
         st.names.insert(name_key(key, &user.name), id);
+        st.shapes.add(&user.name);
         st.users.insert(id, user);
         self.stats.set_registered(st.users.len());
     }
@@ -771,6 +793,8 @@ impl Hub {
             st.names.remove(old_key.as_str());
         }
         st.names.insert(name_key(key.clone(), &user.name), id);
+        st.shapes.remove(&old_name);
+        st.shapes.add(&user.name);
         let user = &st.users[&id];
         let ev = self.lines(Event::Renamed {
             old: Who {
@@ -922,6 +946,38 @@ impl Hub {
         }
     }
 
+    /// Disconnects the user named `target` (a server operator `by`'s `KILL`): everyone sees
+    /// it leave, killed, and its connection gets a last line saying so and is closed. Users
+    /// of other nodes cannot be killed from here.
+    pub fn kill(&self, target: &str, by: &str, comment: &str) -> Result<Arc<str>, ErrorCode> {
+        let reason = crate::event::kill_reason(by, comment);
+        let mut guard = self.write();
+        let st = &mut *guard;
+        let key = name::fold(target);
+        let Some(&id) = st.names.get(key.as_str()) else {
+            return Err(ErrorCode::NoSuchUser);
+        };
+        let Some(user) = st.users.get(&id).filter(|_| is_local(id)) else {
+            return Err(ErrorCode::NoSuchUser);
+        };
+        let (outbox, name) = (user.outbox.clone(), user.name.clone());
+        let irc = matches!(user.flavor, Flavor::Irc { .. });
+        self.remove_user(st, id, &reason);
+        if self.relays {
+            self.backplane.publish(
+                Some(Op::Offline {
+                    c: id,
+                    reason: reason.clone(),
+                }),
+                Some((key, id)),
+            );
+        }
+        drop(guard);
+        outbox.push(crate::event::kill_goodbye(irc, &name, by, comment));
+        outbox.end();
+        Ok(name)
+    }
+
     fn remove_user(&self, st: &mut State, id: ClientId, reason: &str) {
         let Some(user) = st.users.get(&id) else {
             return;
@@ -941,6 +997,7 @@ impl Hub {
         if st.names.get(key.as_str()) == Some(&id) {
             st.names.remove(key.as_str());
         }
+        st.shapes.remove(&user.name);
         st.everyone.remove(id);
         if let Some(g) = st.ghost_of.remove(&id) {
             st.ghosts.remove(&g);
@@ -1691,10 +1748,18 @@ impl Hub {
         let key = room_name::fold(room);
         let mut guard = self.write();
         let st = &mut *guard;
+        // A server operator may kick in any room, member or not.
+        let server_op = is_local(id)
+            && st
+                .users
+                .get(&id)
+                .is_some_and(|u| self.accounts.is_operator(&u.name));
         let r = st.rooms.get_mut(&key).ok_or(ErrorCode::NoSuchRoom)?;
-        let seat = r.members.get(id).ok_or(ErrorCode::NotInRoom)?;
-        if !seat.op && is_local(id) {
-            return Err(ErrorCode::NotOperator);
+        if !server_op {
+            let seat = r.members.get(id).ok_or(ErrorCode::NotInRoom)?;
+            if !seat.op && is_local(id) {
+                return Err(ErrorCode::NotOperator);
+            }
         }
         let target_id = *st
             .names

@@ -215,6 +215,10 @@ impl<W: Wire, H: Handler> Driver<W, H> {
             if self.outbox.is_shut_down() {
                 return Poll::Ready(End::Shutdown);
             }
+            if self.outbox.is_ended() {
+                // Killed: the goodbye is queued; write it and what is before it, then close.
+                return Poll::Ready(End::Close);
+            }
             // Lines move from the outbox once the previous batch is fully written; they
             // count towards the client's bound until the socket takes them.
             let overflowed = if self.pending.is_empty() {

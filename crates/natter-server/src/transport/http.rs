@@ -144,7 +144,13 @@ async fn index() -> Response {
     r
 }
 
-async fn metrics(State(st): State<WebState>) -> Response {
+async fn metrics(State(st): State<WebState>, headers: HeaderMap) -> Response {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if !st.shared.config.metrics.admits(st.peer.ip(), authorization) {
+        return refuse(StatusCode::FORBIDDEN, "forbidden\n");
+    }
     (
         [(
             header::CONTENT_TYPE,

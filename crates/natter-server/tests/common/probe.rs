@@ -12,8 +12,18 @@ use tokio::time::Instant;
 
 /// One HTTP/1.1 GET from `from`; returns the status, the head and the body.
 pub async fn http_get(addr: SocketAddr, from: IpAddr, path: &str) -> (u16, String, String) {
+    http_get_with(addr, from, path, "").await
+}
+
+/// [`http_get`] with more header lines (each ending in CRLF).
+pub async fn http_get_with(
+    addr: SocketAddr,
+    from: IpAddr,
+    path: &str,
+    headers: &str,
+) -> (u16, String, String) {
     let mut s = tcp_from(from, addr, None).await;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n");
     within(s.write_all(req.as_bytes())).await.unwrap();
     let mut raw = Vec::new();
     within(s.read_to_end(&mut raw)).await.unwrap();
