@@ -328,6 +328,7 @@ fn check_command<'a>(raw: &'a [u8], s: &mut Session<'a>) {
             let words: &[&str] = match &a {
                 Account::Create { password } | Account::Delete { password } => &[password],
                 Account::Password { old, new } => &[old, new],
+                Account::Token => &["token"],
             };
             for w in words {
                 assert!(!w.is_empty() && !w.contains(' '));

@@ -289,6 +289,53 @@ describe('natter in the browser', { timeout: 60_000 }, () => {
     noScriptRan(alice);
   });
 
+  test('an account keeps its name: sign up, reload signed in, refused to others, sign out', async (t) => {
+    t.after(cleanup);
+    const srv = await server();
+    const alice = await user(srv, 'alice');
+    await alice.getByRole('button', { name: 'Account' }).click();
+    const dialog = alice.getByRole('dialog', { name: 'Account' });
+    await dialog.getByText('You are chatting as alice').waitFor();
+    await dialog.getByLabel('Choose a password').fill('short');
+    await dialog.getByRole('button', { name: 'Create account' }).click();
+    await dialog.getByRole('alert').getByText(/^A password is 8 to 128 characters/).waitFor();
+    await dialog.getByLabel('Choose a password').fill('correct-horse');
+    await dialog.getByRole('button', { name: 'Create account' }).click();
+    await dialog.getByText('Signed in as alice').waitFor();
+    await alice.waitForFunction(() => JSON.parse(localStorage.getItem('natter.account') || 'null')?.token?.startsWith('nt_'));
+    const kept = await alice.evaluate(() => localStorage.getItem('natter.account'));
+    assert.ok(!kept.includes('correct-horse'), 'the password is never stored');
+    await dialog.getByRole('button', { name: 'Close' }).click();
+
+    // A reload signs in again by itself, with the token.
+    await alice.reload();
+    await connectedAs(alice, 'alice');
+    assert.equal(await alice.evaluate(() => window.natter.account), 'alice');
+
+    // Others cannot have the name: the page says whose it is and asks for the password.
+    const carol = await tcp(srv, 'carol');
+    carol.send('REGISTER alice');
+    await carol.expect(/^ERROR NAME_(RESERVED|TAKEN) /);
+    const bob = await openPage(browser, srv);
+    defer(() => bob.context().close());
+    await bob.getByLabel('Your name').fill('alice');
+    await bob.getByLabel('Your name').press('Enter');
+    await bob.getByRole('alert').getByText("alice is someone's account. If it is yours, enter its password.").waitFor();
+    assert.equal(await bob.evaluate(() => document.activeElement.id), 'account-password');
+
+    // Signing out forgets the token and shows the welcome form.
+    await alice.getByRole('button', { name: 'Account' }).click();
+    await dialog.getByRole('button', { name: 'Sign out' }).click();
+    await alice.getByLabel('Your name').waitFor();
+    assert.equal(await alice.evaluate(() => localStorage.getItem('natter.account')), null);
+    // And signing in with the password works from the form.
+    await bob.getByLabel(/^Password/).fill('correct-horse');
+    await bob.getByLabel(/^Password/).press('Enter');
+    await connectedAs(bob, 'alice');
+    noScriptRan(alice);
+    noScriptRan(bob);
+  });
+
   test('name errors show inline with the server\'s reason, and a retry needs no reconnect', async (t) => {
     t.after(cleanup);
     const srv = await server();

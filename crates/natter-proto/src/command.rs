@@ -101,6 +101,9 @@ pub enum Account<'a> {
         /// The account's password.
         password: &'a str,
     },
+    /// `ACCOUNT TOKEN`: a token that logs into the account in place of the password, for a
+    /// client to keep (a browser across reloads).
+    Token,
 }
 
 impl std::fmt::Debug for Account<'_> {
@@ -110,6 +113,7 @@ impl std::fmt::Debug for Account<'_> {
             Account::Create { .. } => "Account(CREATE <redacted>)",
             Account::Password { .. } => "Account(PASSWORD <redacted>)",
             Account::Delete { .. } => "Account(DELETE <redacted>)",
+            Account::Token => "Account(TOKEN)",
         })
     }
 }
@@ -475,7 +479,7 @@ impl<'a> Command<'a> {
 
 impl<'a> Account<'a> {
     fn parse(p: &mut Params<'a>) -> Result<Self, CommandError> {
-        let what = p.word("CREATE, PASSWORD or DELETE")?;
+        let what = p.word("CREATE, PASSWORD, DELETE or TOKEN")?;
         let is = |w: &str| what.eq_ignore_ascii_case(w);
         let account = if is("CREATE") {
             Account::Create {
@@ -490,6 +494,8 @@ impl<'a> Account<'a> {
             Account::Delete {
                 password: p.word("DELETE and the password")?,
             }
+        } else if is("TOKEN") {
+            Account::Token
         } else {
             return Err(CommandError::new(
                 ErrorCode::UnknownCommand,
@@ -718,6 +724,7 @@ mod tests {
             Command::Account(Account::Delete { password: "pw" })
         );
         assert!(!ok("ACCOUNT DELETE pw").allowed_unregistered());
+        assert_eq!(ok("ACCOUNT token"), Command::Account(Account::Token));
         for secret in [
             "LOGIN alice hunter22",
             "ACCOUNT CREATE hunter22",

@@ -13,6 +13,8 @@
 use crate::shape::Shapes;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use natter_proto::ErrorCode;
 use natter_proto::name::fold;
 use natter_store::{Account, Store, StoreError};
@@ -182,6 +184,9 @@ impl Accounts {
             warn!(user = %name, peer = %from, "login refused: locked after failures");
             return Err(ErrorCode::LoginLocked);
         }
+        if let Some(token) = as_token(&password) {
+            return self.check_token(&name, token, from).await;
+        }
         let account = self.store.account(&key).await.map_err(unavailable)?;
         let hash = account
             .as_ref()
@@ -198,6 +203,52 @@ impl Accounts {
                 Err(ErrorCode::BadLogin)
             }
         }
+    }
+
+    /// Checks a login by token: the account it was issued for must be `name`'s.
+    async fn check_token(
+        &self,
+        name: &str,
+        token: &str,
+        from: IpAddr,
+    ) -> Result<LoggedIn, ErrorCode> {
+        let key = fold(name);
+        let owner = self
+            .store
+            .token_account(token_hash(token), unix_now())
+            .await
+            .map_err(unavailable)?;
+        let spelled = self
+            .reserved
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key.as_str())
+            .map(|n| n.to_string());
+        match (owner, spelled) {
+            (Some(owner), Some(spelled)) if owner == key => {
+                self.clear(&key);
+                Ok(LoggedIn { name: spelled })
+            }
+            _ => {
+                self.strike(&key, from);
+                warn!(user = %name, peer = %from, "failed login (token)");
+                Err(ErrorCode::BadLogin)
+            }
+        }
+    }
+
+    /// A new token for the account `name`, which logs into it in place of the password
+    /// until the password changes or the account is deleted.
+    pub async fn issue_token(self: Arc<Self>, name: String) -> Result<String, ErrorCode> {
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(|_| ErrorCode::StoreUnavailable)?;
+        let token = format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(secret));
+        self.store
+            .add_token(&fold(&name), token_hash(&token), unix_now())
+            .await
+            .map_err(unavailable)?;
+        info!(user = %name, "token issued");
+        Ok(token)
     }
 
     /// Makes `name` an account with `password` (already checked against the rule).
@@ -318,8 +369,9 @@ impl Accounts {
 }
 
 /// What an account request came to.
-#[derive(Debug)]
 pub enum Done {
+    /// ACCOUNT TOKEN: the new token.
+    Token(String),
     /// LOGIN: the password is right; the session may take the name.
     LoggedIn(LoggedIn),
     /// ACCOUNT CREATE: the name is an account now.
@@ -328,6 +380,19 @@ pub enum Done {
     PasswordChanged,
     /// ACCOUNT DELETE: the account is gone, the name free.
     Deleted,
+}
+
+/// Leaves a token out: it logs in.
+impl std::fmt::Debug for Done {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Done::Token(_) => f.write_str("Token(<redacted>)"),
+            Done::LoggedIn(l) => write!(f, "LoggedIn({:?})", l.name),
+            Done::Created => f.write_str("Created"),
+            Done::PasswordChanged => f.write_str("PasswordChanged"),
+            Done::Deleted => f.write_str("Deleted"),
+        }
+    }
 }
 
 /// An account request running on its own task while its session waits, polled by the
@@ -383,6 +448,29 @@ impl Tally {
         self.failures = self.count(now) + 1;
         self.last = Some(now);
     }
+}
+
+/// How every token begins, so a login can tell a token from a password.
+const TOKEN_PREFIX: &str = "nt_";
+
+/// The token in a LOGIN's secret, if it is one: the prefix and 43 base64url characters
+/// (32 random bytes).
+fn as_token(secret: &str) -> Option<&str> {
+    secret
+        .strip_prefix(TOKEN_PREFIX)
+        .filter(|t| {
+            t.len() == 43
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .map(|_| secret)
+}
+
+/// What the store keeps of a token: its SHA-256 (a token is random, so a fast hash is
+/// enough; the store never holds anything that logs in).
+fn token_hash(token: &str) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).to_vec()
 }
 
 /// Whether `password` matches the PHC-format `hash`.

@@ -334,6 +334,13 @@ impl Session {
                     });
                 }
             }
+            A::Token => {
+                if self.logged_in() {
+                    self.wait_for(async move { accounts.issue_token(name).await.map(Done::Token) });
+                } else {
+                    self.error(ErrorCode::NotLoggedIn);
+                }
+            }
             A::Delete { password } => {
                 if !self.logged_in() {
                     self.error(ErrorCode::NotLoggedIn);
@@ -370,6 +377,7 @@ impl Session {
                 }
             }
             Ok(Done::PasswordChanged) => self.reply(ok("ACCOUNT", "PASSWORD")),
+            Ok(Done::Token(token)) => self.reply(ok("ACCOUNT", &format!("TOKEN {token}"))),
             Ok(Done::Deleted) => {
                 if let Some(n) = &name {
                     self.hub.account_changed(n, false);

@@ -679,3 +679,58 @@ async fn names_that_look_like_others_are_refused_unless_turned_off() {
     let _alice = open.user("alice").await;
     let _lookalike = open.user("aIice").await;
 }
+
+#[tokio::test]
+async fn a_token_logs_in_until_the_password_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = || {
+        let mut c = test_config();
+        c.store = Location::Sqlite(dir.path().join("natter.db"));
+        c
+    };
+    let mut s = TestServer::with(config()).await;
+    let mut alice = account_holder(&s, "Alice").await;
+    let got = answer(&mut alice, "ACCOUNT TOKEN").await;
+    let token = got
+        .strip_prefix("OK ACCOUNT TOKEN ")
+        .expect(&got)
+        .to_owned();
+    assert!(token.starts_with("nt_") && token.len() == 46, "{token}");
+    let again = answer(&mut alice, "ACCOUNT TOKEN").await;
+    assert_ne!(again, got, "each token is new");
+    let mut guest = s.user("guest").await;
+    assert!(
+        answer(&mut guest, "ACCOUNT TOKEN")
+            .await
+            .starts_with("ERROR NOT_LOGGED_IN ")
+    );
+    drop(alice);
+    s.stop().await;
+
+    // Across a restart, in place of the password, for its own account only.
+    let s = TestServer::with(config()).await;
+    let mut other = account_holder(&s, "bob").await;
+    assert!(
+        answer(&mut other, &format!("LOGIN alice {token}"))
+            .await
+            .starts_with("OK LOGIN Alice")
+    );
+    let mut c = s.client().await;
+    let forged = format!("nt_{}", "A".repeat(43));
+    assert!(
+        answer(&mut c, &format!("LOGIN alice {forged}"))
+            .await
+            .starts_with("ERROR BAD_LOGIN ")
+    );
+    assert_eq!(
+        answer(&mut other, &format!("ACCOUNT PASSWORD {PW} battery-staple")).await,
+        "OK ACCOUNT PASSWORD"
+    );
+    assert!(answer(&mut other, "LOGOUT").await.starts_with("OK LOGOUT"));
+    // A new password revokes every token.
+    assert!(
+        answer(&mut c, &format!("LOGIN alice {token}"))
+            .await
+            .starts_with("ERROR BAD_LOGIN ")
+    );
+}

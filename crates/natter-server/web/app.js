@@ -48,6 +48,9 @@
     byeSeen: false, // a BYE said why the connection ends
     lastBye: null, // its reason
     password: null, // the server password, if it wants one (kept in memory only)
+    secret: null, // an account's password, typed for the next LOGIN only
+    account: null, // the account we are signed into, if any
+    token: loadToken(), // {name, token}: signs in again without the password
     authed: false, // this connection has given it
     idle: false, // disconnected for a timeout: reconnect when the person is back
     countdownTimer: null,
@@ -84,9 +87,46 @@
 
   const everyone = conv(EVERYONE, 'everyone', 'Everyone');
 
+  /** The sign-in token kept from an earlier visit (never the password). */
+  function loadToken() {
+    try {
+      const t = JSON.parse(localStorage.getItem('natter.account') || 'null');
+      return t && typeof t.name === 'string' && typeof t.token === 'string' ? t : null;
+    } catch (e) { return null; }
+  }
+
+  function saveToken(t) {
+    state.token = t;
+    try {
+      if (t) localStorage.setItem('natter.account', JSON.stringify(t));
+      else localStorage.removeItem('natter.account');
+    } catch (e) { /* storage may be off */ }
+  }
+
+  /** Asks for a token for the account we just signed into, and keeps it. */
+  function keepSignedIn(name) {
+    send('ACCOUNT TOKEN', 'ACCOUNT', {
+      ok: (detail) => {
+        const [word, token] = split(detail);
+        if (word === 'TOKEN' && token) saveToken({ name, token });
+      },
+    });
+  }
+
   // ---------------------------------------------------------------- elements
 
   const ui = {
+    accountPassword: $('account-password'),
+    accountError: $('account-error'),
+    accountButton: $('account-button'),
+    accountDialog: $('account-dialog'),
+    accountState: $('account-state'),
+    accountCreate: $('account-create'),
+    accountManage: $('account-manage'),
+    accountMessage: $('account-message'),
+    createPassword: $('create-password'),
+    oldPassword: $('old-password'),
+    newPassword: $('new-password'),
     welcome: $('welcome'),
     nameForm: $('name-form'),
     nameInput: $('name-input'),
@@ -345,6 +385,30 @@
       });
       return;
     }
+    const token = state.token && fold(state.token.name) === fold(name) ? state.token.token : null;
+    const secret = state.secret || token;
+    if (secret) {
+      const typed = !!state.secret;
+      state.secret = null;
+      send(`LOGIN ${name} ${secret}`, 'LOGIN', {
+        ok: (detail) => {
+          state.account = detail || name;
+          onRegistered(detail || name, isRename);
+          if (typed) keepSignedIn(detail || name);
+        },
+        fail: (code, text) => {
+          if (code === 'DISCONNECTED') return;
+          state.wanted = isRename ? state.me : null;
+          if (!typed && code === 'BAD_LOGIN') saveToken(null);
+          const why = !typed && code === 'BAD_LOGIN'
+            ? 'Please sign in again: your saved sign-in is no longer valid.'
+            : sentence(text);
+          if (isRename) systemHere(`Could not sign in: ${why}`, 'error');
+          else showWelcome(null, { account: why });
+        },
+      });
+      return;
+    }
     send(`REGISTER ${name}`, 'REGISTER', {
       ok: (detail) => onRegistered(detail || name, isRename),
       fail: (code, text) => {
@@ -355,6 +419,9 @@
         } else if (code === 'PASSWORD_REQUIRED') {
           state.wanted = null;
           showWelcome(null, { password: 'This server needs a password.' });
+        } else if (code === 'NAME_RESERVED') {
+          state.wanted = null;
+          showWelcome(null, { account: `${name} is someone's account. If it is yours, enter its password.` });
         } else if (auto && code === 'NAME_TAKEN' && state.nameTakenRetries < 5) {
           // Our old connection may not have been noticed as gone yet: try again shortly.
           state.nameTakenRetries += 1;
@@ -1076,9 +1143,25 @@
     }
   }
 
-  function showWelcome(error, { password = null } = {}) {
+  /** A server error text as a sentence: capital first letter, a full stop. */
+  function sentence(text) {
+    const t = (text || '').trim();
+    if (!t) return '';
+    const s = t[0].toUpperCase() + t.slice(1);
+    return /[.!?]$/.test(s) ? s : `${s}.`;
+  }
+
+  function showWelcome(error, { password = null, account = null } = {}) {
     ui.welcome.hidden = false;
     ui.app.hidden = true;
+    ui.accountError.textContent = account || '';
+    if (account !== null) {
+      ui.accountPassword.setAttribute('aria-invalid', 'true');
+      ui.accountPassword.value = '';
+      ui.nameSubmit.disabled = false;
+      ui.accountPassword.focus();
+      return;
+    }
     ui.nameError.textContent = error || '';
     ui.nameInput.setAttribute('aria-invalid', error ? 'true' : 'false');
     ui.nameSubmit.disabled = false;
@@ -1319,8 +1402,90 @@
       ui.passwordInput.removeAttribute('aria-invalid');
       state.password = pw;
     }
+    state.secret = ui.accountPassword.value || null;
+    ui.accountPassword.value = '';
+    ui.accountPassword.removeAttribute('aria-invalid');
+    ui.accountError.textContent = '';
     if (!state.ws) reconnectNow();
     register(name);
+  });
+
+  // ---------------------------------------------------------------- the account dialog
+
+  function renderAccount() {
+    const signedIn = !!state.account && state.me && fold(state.account) === fold(state.me);
+    ui.accountState.textContent = signedIn
+      ? `Signed in as ${state.me}: this name is yours.`
+      : `You are chatting as ${state.me || 'a guest'}, a name anyone may take once you leave.`;
+    ui.accountCreate.hidden = signedIn;
+    ui.accountManage.hidden = !signedIn;
+    ui.accountMessage.textContent = '';
+    for (const i of [ui.createPassword, ui.oldPassword, ui.newPassword]) i.value = '';
+  }
+
+  function accountFailed(text) {
+    ui.accountMessage.textContent = sentence(text);
+  }
+
+  ui.accountButton.addEventListener('click', () => {
+    renderAccount();
+    ui.accountDialog.showModal();
+    (ui.accountCreate.hidden ? ui.oldPassword : ui.createPassword).focus();
+  });
+
+  $('create-account').addEventListener('click', () => {
+    const pw = ui.createPassword.value;
+    ui.createPassword.value = '';
+    send(`ACCOUNT CREATE ${pw}`, 'ACCOUNT', {
+      ok: () => {
+        state.account = state.me;
+        keepSignedIn(state.me);
+        renderAccount();
+        ui.accountMessage.textContent = '';
+        ui.accountState.textContent = `Signed in as ${state.me}: this name is yours now.`;
+        system(everyone, `${state.me} is now your account.`, 'event');
+      },
+      fail: (code, text) => accountFailed(text),
+    });
+  });
+
+  $('change-password').addEventListener('click', () => {
+    const [old, pw] = [ui.oldPassword.value, ui.newPassword.value];
+    ui.oldPassword.value = '';
+    ui.newPassword.value = '';
+    send(`ACCOUNT PASSWORD ${old} ${pw}`, 'ACCOUNT', {
+      // A new password revokes every token, this page's too: take a new one.
+      ok: () => { keepSignedIn(state.me); ui.accountState.textContent = 'Password changed.'; },
+      fail: (code, text) => accountFailed(text),
+    });
+  });
+
+  $('delete-account').addEventListener('click', () => {
+    const pw = ui.oldPassword.value;
+    ui.oldPassword.value = '';
+    send(`ACCOUNT DELETE ${pw}`, 'ACCOUNT', {
+      ok: () => {
+        state.account = null;
+        saveToken(null);
+        renderAccount();
+        ui.accountState.textContent = 'Account deleted: your name is a guest name again.';
+      },
+      fail: (code, text) => accountFailed(text || 'Enter your current password to delete the account.'),
+    });
+  });
+
+  $('sign-out').addEventListener('click', () => {
+    send('LOGOUT', 'LOGOUT', {
+      ok: () => {
+        saveToken(null);
+        state.account = null;
+        state.wanted = null;
+        state.me = null;
+        ui.accountDialog.close();
+        showWelcome(null);
+      },
+      fail: (code, text) => accountFailed(text),
+    });
   });
 
   ui.composer.addEventListener('submit', (e) => {
@@ -1397,6 +1562,12 @@
     const saved = localStorage.getItem('natter.name');
     if (saved) ui.nameInput.value = saved;
   } catch (e) { /* storage may be off */ }
+  // Signed in on an earlier visit: sign in again as soon as the server greets us.
+  if (state.token) {
+    state.wanted = state.token.name;
+    ui.nameInput.value = state.token.name;
+    ui.welcomeStatus.textContent = `Signing in as ${state.token.name}…`;
+  }
 
   initNotifications();
   renderNav();
@@ -1408,5 +1579,6 @@
     get name() { return state.me; },
     get connected() { return state.connected; },
     get pending() { return state.pending.length; },
+    get account() { return state.account; },
   });
 })();
