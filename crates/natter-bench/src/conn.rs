@@ -13,7 +13,7 @@
 //! - So does WebSocket ([`crate::ws`]), over either: queued lines are framed at flush time,
 //!   and frames are decoded in the same read buffer into the same LF-ended lines.
 
-use crate::dialect::{Control, Dialect};
+use crate::dialect::{AccountStep, Control, Dialect};
 use crate::transport::{Tls, Transport};
 use crate::ws::{self, Ws};
 use rustls::ClientConnection;
@@ -458,19 +458,29 @@ impl Conn {
         })
     }
 
-    /// Registers `name` (and joins `room` if given), answering PINGs, until done or `deadline`.
+    /// Registers `name` (logging into its account, or making it one, if asked; and joins
+    /// `room` if given), answering PINGs, until done or `deadline`.
     /// Lines that arrive meanwhile (presence, MOTD, other clients' messages) are dropped.
     pub async fn handshake(
         &mut self,
         dialect: Dialect,
         name: &str,
         room: Option<&str>,
+        account: Option<(AccountStep, &str)>,
         deadline: Instant,
     ) -> io::Result<()> {
-        dialect.register(self.out(), name);
+        match account {
+            Some((AccountStep::Login, password)) => dialect.login(self.out(), name, password),
+            _ => dialect.register(self.out(), name),
+        }
         self.flush().await?;
         self.wait_for(dialect, Control::Registered, deadline)
             .await?;
+        if let Some((AccountStep::Create, password)) = account {
+            dialect.create_account(self.out(), password);
+            self.flush().await?;
+            self.wait_for(dialect, Control::Account, deadline).await?;
+        }
         if let Some(room) = room {
             dialect.join(self.out(), room);
             self.flush().await?;

@@ -17,6 +17,16 @@ pub enum Dialect {
     Irc,
 }
 
+/// What each client does about an account as it registers (natter only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccountStep {
+    /// REGISTER, then ACCOUNT CREATE: makes the name an account (a hash on the server).
+    Create,
+    /// LOGIN instead of REGISTER: the account must exist (a run with `create` before).
+    Login,
+}
+
 /// Where a message goes.
 #[derive(Debug, Clone, Copy)]
 pub enum Dest<'a> {
@@ -31,8 +41,10 @@ pub enum Dest<'a> {
 /// A line that is not a delivery, as far as the benchmark cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Control<'a> {
-    /// Registration finished (natter `OK REGISTER`, IRC `001`).
+    /// Registration finished (natter `OK REGISTER` or `OK LOGIN`, IRC `001`).
     Registered,
+    /// An account command finished (natter `OK ACCOUNT`).
+    Account,
     /// Joining the channel or room finished (natter `OK JOIN`, IRC `366`).
     Joined,
     /// A command was refused; the benchmark counts these.
@@ -70,6 +82,22 @@ impl Dialect {
                 out.extend_from_slice(b" 0 * :natter-bench");
             }
         }
+        out.extend_from_slice(self.eol());
+    }
+
+    /// Appends a natter `LOGIN` of the account `name` (natter only).
+    pub fn login(self, out: &mut Vec<u8>, name: &str, password: &str) {
+        out.extend_from_slice(b"\nLOGIN ");
+        out.extend_from_slice(name.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(password.as_bytes());
+        out.extend_from_slice(self.eol());
+    }
+
+    /// Appends a natter `ACCOUNT CREATE` (natter only).
+    pub fn create_account(self, out: &mut Vec<u8>, password: &str) {
+        out.extend_from_slice(b"ACCOUNT CREATE ");
+        out.extend_from_slice(password.as_bytes());
         out.extend_from_slice(self.eol());
     }
 
@@ -124,8 +152,10 @@ impl Dialect {
     pub fn classify<'s>(self, line: &[u8], scratch: &'s mut Vec<u8>) -> Control<'s> {
         match self {
             Self::Natter => {
-                if line.starts_with(b"OK REGISTER") {
+                if line.starts_with(b"OK REGISTER") || line.starts_with(b"OK LOGIN") {
                     Control::Registered
+                } else if line.starts_with(b"OK ACCOUNT") {
+                    Control::Account
                 } else if line.starts_with(b"OK JOIN") {
                     Control::Joined
                 } else if line.starts_with(b"ERROR ") {

@@ -84,6 +84,64 @@ async fn connect_counts_registrations_and_one_broadcast() {
     assert!(r["kib_per_conn"].is_number(), "{r}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_are_created_then_logged_into() {
+    let (addr, _stop) = common::natter(false).await;
+    let run = |step: &'static str| {
+        let addr = addr.clone();
+        async move {
+            bench(&[
+                "connect",
+                "-t",
+                &addr,
+                "-c",
+                "4",
+                "--prefix",
+                "acct",
+                "--accounts",
+                step,
+            ])
+            .await
+        }
+    };
+    let created = run("create").await.unwrap();
+    assert_eq!(n(results(&created), "errors"), 0, "{}", results(&created));
+    // The accounts exist now: registering their names is refused, logging in is not.
+    let refused = bench(&[
+        "connect",
+        "-t",
+        &addr,
+        "-c",
+        "4",
+        "--prefix",
+        "acct",
+        "--connect-timeout",
+        "5",
+    ])
+    .await;
+    assert!(refused.is_err(), "REGISTER of an account's name must fail");
+    let logged_in = run("login").await.unwrap();
+    assert_eq!(n(results(&logged_in), "clients"), 4);
+    assert_eq!(
+        n(results(&logged_in), "errors"),
+        0,
+        "{}",
+        results(&logged_in)
+    );
+    let e = bench(&[
+        "connect",
+        "-t",
+        &addr,
+        "--proto",
+        "irc",
+        "--accounts",
+        "login",
+    ])
+    .await
+    .unwrap_err();
+    assert!(e.contains("--proto natter"), "{e}");
+}
+
 #[tokio::test]
 async fn refuses_targets_off_this_machine() {
     let e = bench(&["fanout", "-t", "192.168.1.10:6667"])

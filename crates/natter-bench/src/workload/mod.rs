@@ -75,6 +75,13 @@ pub struct Common {
     /// Seconds to wait after everyone registered (for presence and JOIN storms to pass).
     #[arg(long, default_value_t = 0.5)]
     pub settle: f64,
+    /// natter accounts: `create` makes each client's name an account as it registers;
+    /// `login` logs into them instead of registering (same `--prefix` as the `create` run).
+    #[arg(long, value_enum)]
+    pub accounts: Option<crate::dialect::AccountStep>,
+    /// The accounts' password, with `--accounts`.
+    #[arg(long, default_value = "bench-password")]
+    pub password: String,
     /// Prefix of client names (default: `b` and two characters unique to this run); names
     /// are the prefix and the client's number in base 36, 9 characters at most for IRC.
     #[arg(long)]
@@ -138,6 +145,9 @@ impl Ctx {
             return Err(
                 "--transport ws carries natter's line protocol only; IRC is spoken over tcp".into(),
             );
+        }
+        if common.accounts.is_some() && common.proto == Dialect::Irc {
+            return Err("--accounts are natter accounts: use --proto natter".into());
         }
         let tls = if common.tls {
             let name = common
@@ -264,12 +274,14 @@ pub fn launch(
                 ctx.common.proto,
                 ctx.name(i),
             );
+            let (accounts, password) = (ctx.common.accounts, ctx.common.password.clone());
             tokio::spawn(async move {
                 let permit = sem.acquire_owned().await;
                 let t0 = Instant::now();
                 let conn = async {
                     let mut c = Conn::connect(transport, addr, tls.as_ref()).await?;
-                    c.handshake(dialect, &name, room.as_deref(), deadline)
+                    let account = accounts.map(|a| (a, password.as_str()));
+                    c.handshake(dialect, &name, room.as_deref(), account, deadline)
                         .await?;
                     Ok::<_, std::io::Error>(c)
                 };

@@ -336,7 +336,7 @@ impl Churn {
             let t0 = Instant::now();
             let conn = async {
                 let mut c = Conn::connect(transport, addr, tls.as_ref()).await?;
-                c.handshake(dialect, &name, join.as_deref(), t0 + timeout)
+                c.handshake(dialect, &name, join.as_deref(), None, t0 + timeout)
                     .await?;
                 Ok::<_, std::io::Error>(c)
             };
