@@ -83,7 +83,9 @@ pub struct Common {
     #[arg(long, default_value = "bench-password")]
     pub password: String,
     /// Prefix of client names (default: `b` and two characters unique to this run); names
-    /// are the prefix and the client's number in base 36, 9 characters at most for IRC.
+    /// are the prefix and the client's number in decimal (9 characters at most for IRC). Digits
+    /// only, because a server that refuses lookalike names (natter) would take `b1` and `bl`
+    /// for one another.
     #[arg(long)]
     pub prefix: Option<String>,
 }
@@ -181,7 +183,7 @@ impl Ctx {
 
     /// The name of client `i`.
     pub fn name(&self, i: usize) -> String {
-        format!("{}{}", self.prefix, base36(i as u64, 1))
+        format!("{}{i}", self.prefix)
     }
 
     /// The server's RSS in KiB, if a pid was given and can be read.
