@@ -36,8 +36,9 @@ const ADDRESS_STRIKES: u32 = 20;
 /// How long a lock lasts, counted from the last failure; failures older than this are
 /// forgotten.
 const LOCKOUT: Duration = Duration::from_secs(60);
-/// Most accounts and addresses with failures remembered at once; past it, expired ones are
-/// dropped first.
+/// Most addresses with failures remembered at once; past it, expired ones are dropped, and
+/// if none has expired the new address goes unrecorded (each failure costs its sender a
+/// hash, so filling this takes longer than the failures it holds last).
 const MAX_REMEMBERED: usize = 100_000;
 
 /// The accounts: the store, the cache of reserved names, hashing and login limits.
@@ -352,13 +353,20 @@ impl Accounts {
     }
 
     fn strike(&self, key: &str, from: IpAddr) {
+        // Only accounts have tallies (a name that is none has nothing to lock), so their
+        // number is bounded by the accounts'; addresses by MAX_REMEMBERED.
+        let account = self.is_reserved(key);
         let mut s = self.strikes.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        if s.accounts.len() + s.addresses.len() >= MAX_REMEMBERED {
-            s.accounts.retain(|_, t| t.count(now) > 0);
-            s.addresses.retain(|_, t| t.count(now) > 0);
+        if account {
+            s.accounts.entry(key.into()).or_default().add(now);
         }
-        s.accounts.entry(key.into()).or_default().add(now);
+        if s.addresses.len() >= MAX_REMEMBERED && !s.addresses.contains_key(&from) {
+            s.addresses.retain(|_, t| t.count(now) > 0);
+            if s.addresses.len() >= MAX_REMEMBERED {
+                return;
+            }
+        }
         s.addresses.entry(from).or_default().add(now);
     }
 
