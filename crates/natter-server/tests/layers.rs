@@ -19,6 +19,7 @@ const LAYERS: &[&[&str]] = &[
         "client_id",
         "event",
         "tls",
+        "shape",
         "account",
     ],
     &["backplane"],
