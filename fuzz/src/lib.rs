@@ -469,7 +469,9 @@ fn in_domain(line: &ServerLine<'_>) -> bool {
         ServerLine::User { name } | ServerLine::Online { name } | ServerLine::Offline { name } => {
             n(name)
         }
-        ServerLine::Message { from, text } | ServerLine::Dm { from, text } => n(from) && t(text),
+        ServerLine::Message { from, text }
+        | ServerLine::Dm { from, text }
+        | ServerLine::Sent { to: from, text } => n(from) && t(text),
         ServerLine::Renamed { old, new } => n(old) && n(new),
         ServerLine::Joined { room, name } | ServerLine::Operator { room, name } => {
             r(room) && n(name)

@@ -474,6 +474,16 @@ impl Model {
         id
     }
 
+    /// How a chat line from `from` is shown: as ours when another connection of this
+    /// account sent it.
+    fn kind_from(&self, from: &str) -> LineKind {
+        if self.is_me(from) {
+            LineKind::Own(Delivery::Delivered)
+        } else {
+            LineKind::Chat
+        }
+    }
+
     fn event(&mut self, conv: &ConvId, at: Stamp, text: &str) {
         self.push(conv, at, None, text, LineKind::Event);
     }
@@ -989,7 +999,15 @@ impl Model {
                 topic: topic.into_owned(),
             }),
             ServerLine::Message { from, text } => {
-                self.push(&ConvId::Everyone, now, Some(&from), &text, LineKind::Chat);
+                let kind = self.kind_from(&from);
+                self.push(&ConvId::Everyone, now, Some(&from), &text, kind);
+            }
+            ServerLine::Sent { to, text } => {
+                // Sent from another connection of this account.
+                let id = self.ensure(ConvId::dm(&to), &to).id.clone();
+                let me = self.me.clone();
+                let kind = LineKind::Own(Delivery::Delivered);
+                self.push(&id, now, me.as_deref(), &text, kind);
             }
             ServerLine::Dm { from, text } => {
                 let online = self.users.iter().any(|u| same(u, &from));
@@ -1000,8 +1018,9 @@ impl Model {
                 self.push(&id, now, Some(&from), &text, LineKind::Chat);
             }
             ServerLine::Say { room, from, text } => {
+                let kind = self.kind_from(&from);
                 let id = self.ensure(ConvId::room(&room), &room).id.clone();
-                self.push(&id, now, Some(&from), &text, LineKind::Chat);
+                self.push(&id, now, Some(&from), &text, kind);
             }
             ServerLine::Online { name } => {
                 self.log_presence(Presence::Online(name.to_string()));
@@ -1026,6 +1045,24 @@ impl Model {
             ServerLine::Renamed { old, new } => {
                 self.log_presence(Presence::Renamed(old.to_string(), new.to_string()));
                 self.on_renamed(&old, &new, now);
+            }
+            ServerLine::Joined { room, name } if self.is_me(&name) => {
+                // Joined from another connection of this account, or told on logging in.
+                let c = self.ensure(ConvId::room(&room), &room);
+                c.joined = true;
+                c.add_member(&name, false);
+                let id = c.id.clone();
+                self.event(&id, now, &format!("You are in {room}"));
+                self.sync_directory(&room);
+            }
+            ServerLine::Parted { room, name, .. } if self.is_me(&name) => {
+                let id = ConvId::room(&room);
+                if let Some(c) = self.conv_mut(&id) {
+                    c.joined = false;
+                    c.members.clear();
+                    self.event(&id, now, &format!("You left {room}"));
+                    self.sync_directory(&room);
+                }
             }
             ServerLine::Joined { room, name } => {
                 let id = ConvId::room(&room);
@@ -1614,6 +1651,37 @@ mod tests {
         );
         assert_eq!(m.screen, Screen::Connect);
         assert!(m.connect_error.as_deref().unwrap().contains("refused"));
+    }
+
+    #[test]
+    fn what_another_connection_of_the_account_does_shows_as_ours() {
+        let mut m = signed_in();
+        feed(
+            &mut m,
+            &[
+                "JOINED #den alice",
+                "MESSAGE alice from the phone",
+                "SENT bob psst",
+                "SAY #den alice here",
+            ],
+        );
+        let everyone = &m.conversations[0];
+        let last = everyone.lines.back().unwrap();
+        assert_eq!(last.kind, LineKind::Own(Delivery::Delivered));
+        let den = m.conv_mut(&ConvId::room("#den")).unwrap();
+        assert!(den.joined);
+        assert_eq!(
+            den.lines.back().unwrap().kind,
+            LineKind::Own(Delivery::Delivered)
+        );
+        let dm = m.conv_mut(&ConvId::dm("bob")).unwrap();
+        let line = dm.lines.back().unwrap();
+        assert_eq!(
+            (line.from.as_deref(), line.text.as_str()),
+            (Some("alice"), "psst")
+        );
+        feed(&mut m, &["PARTED #den alice"]);
+        assert!(!m.conv_mut(&ConvId::room("#den")).unwrap().joined);
     }
 
     #[test]

@@ -59,6 +59,14 @@ pub enum ServerLine<'a> {
         /// The text, exactly as sent.
         text: Cow<'a, str>,
     },
+    /// `SENT <to> <text>`: a direct message you sent from another connection of your
+    /// account, so that every connection shows the conversation whole.
+    Sent {
+        /// The recipient's name.
+        to: Cow<'a, str>,
+        /// The text, exactly as sent.
+        text: Cow<'a, str>,
+    },
     /// `ONLINE <name>`: someone registered.
     Online {
         /// The new user's name.
@@ -231,7 +239,9 @@ impl<'a> ServerLine<'a> {
                 text(out, t);
             }
             Self::User { name } | Self::Online { name } | Self::Offline { name } => word(out, name),
-            Self::Message { from, text: t } | Self::Dm { from, text: t } => {
+            Self::Message { from, text: t }
+            | Self::Dm { from, text: t }
+            | Self::Sent { to: from, text: t } => {
                 word(out, from);
                 text(out, t);
             }
@@ -316,7 +326,9 @@ impl<'a> ServerLine<'a> {
             Self::Ok { verb, detail } => field(verb) + field(detail),
             Self::Error { text, .. } | Self::Bye { text, .. } => 24 + field(text),
             Self::User { name } | Self::Online { name } | Self::Offline { name } => field(name),
-            Self::Message { from, text } | Self::Dm { from, text } => field(from) + field(text),
+            Self::Message { from, text }
+            | Self::Dm { from, text }
+            | Self::Sent { to: from, text } => field(from) + field(text),
             Self::Renamed { old, new } => field(old) + field(new),
             Self::Joined { room, name } | Self::Operator { room, name } => {
                 field(room) + field(name)
@@ -345,6 +357,7 @@ impl<'a> ServerLine<'a> {
             Self::User { .. } => "USER",
             Self::Message { .. } => "MESSAGE",
             Self::Dm { .. } => "DM",
+            Self::Sent { .. } => "SENT",
             Self::Online { .. } => "ONLINE",
             Self::Offline { .. } => "OFFLINE",
             Self::Renamed { .. } => "RENAMED",
@@ -427,6 +440,13 @@ impl<'a> ServerLine<'a> {
                 let (from, text) = word_and_text(rest)?;
                 Self::Dm {
                     from: Cow::Borrowed(from),
+                    text,
+                }
+            }
+            "SENT" => {
+                let (to, text) = word_and_text(rest)?;
+                Self::Sent {
+                    to: Cow::Borrowed(to),
                     text,
                 }
             }
@@ -536,6 +556,10 @@ impl<'a> ServerLine<'a> {
             },
             Self::Dm { from, text } => ServerLine::Dm {
                 from: o(from),
+                text: o(text),
+            },
+            Self::Sent { to, text } => ServerLine::Sent {
+                to: o(to),
                 text: o(text),
             },
             Self::Online { name } => ServerLine::Online { name: o(name) },

@@ -11,3 +11,7 @@ pub const GHOST: ClientId = 1 << 63;
 pub fn is_local(id: ClientId) -> bool {
     id & GHOST == 0
 }
+
+/// Set in the ids the hub makes up for users that no connection's id names any more (one
+/// of an account's several connections left the others and became someone else).
+pub const PERSON: ClientId = 1 << 62;

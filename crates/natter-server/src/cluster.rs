@@ -914,7 +914,7 @@ mod tests {
         )
         .with_backplane(redis.clone());
         let outbox = Arc::new(Outbox::new(1 << 20));
-        hub.register(1, &outbox, "ann", Flavor::Native, None, None)
+        hub.register(1, &outbox, "ann", Flavor::Native, None, None, false)
             .unwrap();
         let mut seen = HashMap::new();
         let online =

@@ -79,6 +79,9 @@ pub enum Event<'a> {
         text: &'a str,
         /// Sent as an IRC NOTICE.
         notice: bool,
+        /// Shown to the sender's other connections (natives see `SENT`; IRC users the
+        /// message itself, as echo-message shows it).
+        echo: bool,
     },
     /// A message to a room.
     Say {
@@ -296,6 +299,15 @@ fn native(e: &Event<'_>) -> Option<Bytes> {
             from: c(from.name),
             text: c(text),
         },
+        Event::Dm {
+            to,
+            text,
+            echo: true,
+            ..
+        } => ServerLine::Sent {
+            to: c(to),
+            text: c(text),
+        },
         Event::Dm { from, text, .. } => ServerLine::Dm {
             from: c(from.name),
             text: c(text),
@@ -367,6 +379,7 @@ fn irc(e: &Event<'_>, names: &IrcNames, at: Option<SystemTime>) -> Option<Bytes>
             to,
             text,
             notice,
+            ..
         } => return Some(irc_text(at, &from.mask(), verb(notice), to, text)),
         Event::Say {
             room,

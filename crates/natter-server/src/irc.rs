@@ -532,7 +532,7 @@ impl IrcSession {
             self.push(self.notice(&why));
             return false;
         }
-        match self.hub.name_check(self.id, nick) {
+        match self.hub.name_check(self.id, nick, self.logged_into(nick)) {
             NameCheck::Local => true,
             NameCheck::Taken => {
                 self.nick_in_use(nick);
@@ -575,12 +575,41 @@ impl IrcSession {
         let old_mask = self.my_mask();
         let flavor = self.flavor();
         let ident = self.user.clone();
-        let renamed = if claimed.is_some() {
+        let login = self.logged_into(nick);
+        // Joining the account's other connections leaves the rooms this nick was in: the
+        // client is told so, then the NICK, then the account's rooms.
+        let before: Vec<String> = if login {
             self.hub
-                .register_claimed(self.id, &self.outbox, nick, flavor, ident.clone(), None)
+                .user(self.me())
+                .map(|u| u.rooms)
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let attached = |w: &Welcome<'_>| {
+            let mut out = BytesMut::new();
+            for room in &before {
+                let room = room.trim_start_matches('@');
+                out.extend_from_slice(&irc_message(None, Some(&old_mask), "PART", &[room]));
+            }
+            out.extend_from_slice(&irc_message(None, Some(&old_mask), "NICK", &[w.name]));
+            self.rooms_joined(&mut out, w);
+            out.freeze()
+        };
+        let answer: Option<&dyn Fn(&Welcome<'_>) -> Bytes> = login.then_some(&attached);
+        let renamed = if claimed.is_some() {
+            self.hub.register_claimed(
+                self.id,
+                &self.outbox,
+                nick,
+                flavor,
+                ident.clone(),
+                answer,
+                login,
+            )
         } else {
             self.hub
-                .register(self.id, &self.outbox, nick, flavor, ident, None)
+                .register(self.id, &self.outbox, nick, flavor, ident, answer, login)
         };
         if renamed.is_err()
             && let Some(key) = claimed
@@ -591,6 +620,10 @@ impl IrcSession {
             Ok((Registered::Renamed { old }, new)) => {
                 info!(peer = %self.peer, from = %old, to = %new, "renamed");
                 self.push(irc_message(None, Some(&old_mask), "NICK", &[&new]));
+                self.nick = Some(new);
+            }
+            Ok((Registered::Attached, new)) => {
+                info!(peer = %self.peer, user = %new, "joined the account's other connections");
                 self.nick = Some(new);
             }
             Ok(_) => {}
@@ -870,6 +903,7 @@ impl IrcSession {
         // The welcome (and, with auto-join, the everyone channel's JOIN and NAMES) is written
         // under the hub's lock as the user is seated, so nothing reaches it first.
         let welcome = |w: &Welcome<'_>| self.welcome(w);
+        let login = self.logged_into(nick);
         let registered = if claimed.is_some() {
             self.hub.register_claimed(
                 self.id,
@@ -878,10 +912,18 @@ impl IrcSession {
                 flavor,
                 ident.clone(),
                 Some(&welcome),
+                login,
             )
         } else {
-            self.hub
-                .register(self.id, &self.outbox, nick, flavor, ident, Some(&welcome))
+            self.hub.register(
+                self.id,
+                &self.outbox,
+                nick,
+                flavor,
+                ident,
+                Some(&welcome),
+                login,
+            )
         };
         if registered.is_err()
             && let Some(key) = claimed
@@ -989,10 +1031,35 @@ impl IrcSession {
                 num(n::RPL_ENDOFMOTD, &["End of /MOTD command."]);
             }
         }
-        if let Some(view) = w.everyone {
-            self.everyone_joined(&mut out, me, &mask, view);
-        }
+        self.rooms_joined(&mut out, w);
         out.freeze()
+    }
+
+    /// The everyone channel's and the rooms' JOIN, topic and NAMES, for a user put into
+    /// them as it registers (or joins its account's other connections).
+    fn rooms_joined(&self, out: &mut BytesMut, w: &Welcome<'_>) {
+        let me = w.name;
+        let mask = mask(me, self.ident());
+        if let Some(view) = w.everyone {
+            self.everyone_joined(out, me, &mask, view);
+        }
+        for view in w.joined {
+            out.extend_from_slice(&irc_message(None, Some(&mask), "JOIN", &[&view.name]));
+            if let Some(t) = &view.topic {
+                out.extend_from_slice(&self.numeric_to(me, n::RPL_TOPIC, &[&view.name, &t.text]));
+                out.extend_from_slice(&self.numeric_to(
+                    me,
+                    n::RPL_TOPICWHOTIME,
+                    &[&view.name, &t.by, &t.at.to_string()],
+                ));
+            }
+            self.write_names_to(out, me, &view.name, &view.members);
+            out.extend_from_slice(&self.numeric_to(
+                me,
+                n::RPL_ENDOFNAMES,
+                &[&view.name, "End of /NAMES list."],
+            ));
+        }
     }
 
     /// The answer to joining the everyone channel: its JOIN, its fixed topic and NAMES.
@@ -1752,6 +1819,7 @@ impl Handler for IrcSession {
             p.abandon(self.hub.clone(), self.id);
         }
         self.leave_with(reason);
+        self.hub.forget(self.id);
     }
 
     fn waiting(&self) -> bool {

@@ -445,7 +445,7 @@ impl Session {
     /// Takes `name` (a REGISTER's, or a LOGIN's once its password is checked), through the
     /// cluster's claim when there is one.
     fn take_name(&mut self, name: &str, login: bool) {
-        match self.hub.name_check(self.id, name) {
+        match self.hub.name_check(self.id, name, login) {
             NameCheck::Local => self.finish_register(name, None, login),
             NameCheck::Taken => self.name_taken(name),
             NameCheck::Claim(key) => match self.hub.claim(&key, self.id) {
@@ -470,7 +470,19 @@ impl Session {
     /// `login` answers as LOGIN.
     fn finish_register(&mut self, name: &str, claimed: Option<String>, login: bool) {
         let verb = if login { "LOGIN" } else { "REGISTER" };
-        let answer = |w: &Welcome<'_>| ok(verb, w.name);
+        // A connection joining its account's other connections is told, after its answer,
+        // the rooms it is in, as JOINED lines naming itself.
+        let answer = |w: &Welcome<'_>| {
+            let mut out = BytesMut::from(&ok(verb, w.name)[..]);
+            for view in w.joined {
+                ServerLine::Joined {
+                    room: Cow::Borrowed(&view.name),
+                    name: Cow::Borrowed(w.name),
+                }
+                .write_to(&mut out);
+            }
+            out.freeze()
+        };
         let registered = if claimed.is_some() {
             self.hub.register_claimed(
                 self.id,
@@ -479,6 +491,7 @@ impl Session {
                 Flavor::Native,
                 None,
                 Some(&answer),
+                login,
             )
         } else {
             self.hub.register(
@@ -488,6 +501,7 @@ impl Session {
                 Flavor::Native,
                 None,
                 Some(&answer),
+                login,
             )
         };
         if registered.is_err()
@@ -507,6 +521,10 @@ impl Session {
                     Registered::Renamed { old } => {
                         info!(peer = %self.peer, from = %old, to = %name, "renamed")
                     }
+                    Registered::Attached => info!(
+                        peer = %self.peer, user = %name,
+                        "joined the account's other connections"
+                    ),
                     Registered::Unchanged => {}
                 }
                 self.name = Some(name);
@@ -892,6 +910,7 @@ impl Handler for Session {
         if self.name.take().is_some() {
             self.hub.leave(self.id, "disconnected");
         }
+        self.hub.forget(self.id);
     }
 
     fn waiting(&self) -> bool {

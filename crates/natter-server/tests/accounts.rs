@@ -734,3 +734,194 @@ async fn a_token_logs_in_until_the_password_changes() {
             .starts_with("ERROR BAD_LOGIN ")
     );
 }
+
+/// Logs `c` (connected, unregistered) into `name`'s account.
+async fn login(c: &mut Client, name: &str) -> String {
+    answer(c, &format!("LOGIN {name} {PW}")).await
+}
+
+/// Reads `c`'s lines until `want`, failing on any line `unwanted` matches.
+async fn until(c: &mut Client, want: &str, unwanted: impl Fn(&str) -> bool) {
+    loop {
+        let l = c.text().await;
+        assert!(!unwanted(&l), "unexpected {l:?} before {want:?}");
+        if l == want {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn two_connections_of_one_account_are_one_person() {
+    let s = TestServer::start().await;
+    let mut carol = s.user("carol").await;
+    let mut laptop = account_holder(&s, "alice").await;
+    until(&mut carol, "ONLINE alice", |_| false).await;
+    assert_eq!(answer(&mut laptop, "JOIN #den").await, "OK JOIN #den 1");
+
+    // The phone logs in while the laptop is online: it joins the account, told its rooms.
+    let mut phone = s.client().await;
+    assert_eq!(login(&mut phone, "alice").await, "OK LOGIN alice");
+    assert_eq!(phone.text().await, "JOINED #den alice");
+    // LIST shows alice once, and nobody heard a second ONLINE.
+    carol.say("LIST").await;
+    until(&mut carol, "OK LIST 2", |l| l.starts_with("ONLINE")).await;
+
+    // Both connections receive what is addressed to alice.
+    assert_eq!(answer(&mut carol, "DM alice hi both").await, "OK DM alice");
+    assert_eq!(laptop.text().await, "DM carol hi both");
+    assert_eq!(phone.text().await, "DM carol hi both");
+
+    // Each sees what the other sent: a broadcast, a room line, a DM.
+    assert_eq!(
+        answer(&mut phone, "MESSAGE from the phone").await,
+        "OK MESSAGE 1"
+    );
+    assert_eq!(laptop.text().await, "MESSAGE alice from the phone");
+    assert_eq!(carol.text().await, "MESSAGE alice from the phone");
+    assert_eq!(
+        answer(&mut laptop, "DM carol from the laptop").await,
+        "OK DM carol"
+    );
+    assert_eq!(carol.text().await, "DM alice from the laptop");
+    assert_eq!(phone.text().await, "SENT carol from the laptop");
+    assert_eq!(
+        answer(&mut phone, "SAY #den to myself").await,
+        "OK SAY #den 0"
+    );
+    assert_eq!(laptop.text().await, "SAY #den alice to myself");
+    // Rooms are the account's: a room joined on one connection is joined on both.
+    assert_eq!(answer(&mut phone, "JOIN #porch").await, "OK JOIN #porch 1");
+    assert_eq!(laptop.text().await, "JOINED #porch alice");
+    assert_eq!(answer(&mut laptop, "PART #porch").await, "OK PART #porch");
+    assert_eq!(phone.text().await, "PARTED #porch alice");
+    // A DM to oneself is still refused, from either connection.
+    phone
+        .expect_error("DM alice me", natter_proto::ErrorCode::CannotDmSelf)
+        .await;
+
+    // The laptop leaves: nobody hears OFFLINE, and alice is still there.
+    laptop.say("CLOSE").await;
+    laptop.until_closed().await;
+    assert_eq!(answer(&mut carol, "DM alice still?").await, "OK DM alice");
+    assert_eq!(phone.text().await, "DM carol still?");
+    assert_eq!(answer(&mut phone, "MESSAGE yes").await, "OK MESSAGE 1");
+    assert_eq!(carol.text().await, "MESSAGE alice yes");
+    // The last connection leaves: OFFLINE, once.
+    phone.say("CLOSE").await;
+    phone.until_closed().await;
+    assert_eq!(carol.text().await, "OFFLINE alice");
+    carol.expect_quiet().await;
+}
+
+#[tokio::test]
+async fn one_connection_of_an_account_can_leave_it_or_be_someone_else() {
+    let mut config = test_config();
+    config.operators = vec!["carol".into()];
+    let s = TestServer::with(config).await;
+    let mut carol = account_holder(&s, "carol").await;
+    let mut first = account_holder(&s, "alice").await;
+    until(&mut carol, "ONLINE alice", |_| false).await;
+    let mut second = s.client().await;
+    assert_eq!(login(&mut second, "alice").await, "OK LOGIN alice");
+
+    // The first connection, whose id the account was known by, takes a guest name.
+    assert_eq!(
+        answer(&mut first, "REGISTER guest").await,
+        "OK REGISTER guest"
+    );
+    assert_eq!(carol.text().await, "ONLINE guest");
+    assert_eq!(second.text().await, "ONLINE guest");
+    assert_eq!(answer(&mut carol, "DM alice there?").await, "OK DM alice");
+    assert_eq!(second.text().await, "DM carol there?");
+    assert_eq!(answer(&mut carol, "DM guest you?").await, "OK DM guest");
+    assert_eq!(first.text().await, "DM carol you?");
+    // It logs back in, then out: LOGOUT leaves alice to the other connection.
+    assert_eq!(login(&mut first, "alice").await, "OK LOGIN alice");
+    assert_eq!(carol.text().await, "OFFLINE guest");
+    assert_eq!(answer(&mut first, "LOGOUT").await, "OK LOGOUT");
+    first
+        .expect_error("MESSAGE nobody", natter_proto::ErrorCode::NotRegistered)
+        .await;
+    assert_eq!(
+        answer(&mut second, "MESSAGE still here").await,
+        "OK MESSAGE 1"
+    );
+    assert_eq!(carol.text().await, "MESSAGE alice still here");
+    // A KILL ends every connection of the account.
+    assert_eq!(login(&mut first, "alice").await, "OK LOGIN alice");
+    carol.say("KILL alice enough").await;
+    assert_eq!(carol.text().await, "OFFLINE alice");
+    assert_eq!(carol.text().await, "OK KILL alice");
+    assert!(
+        first
+            .until_closed()
+            .await
+            .iter()
+            .any(|l| l.starts_with("BYE KILLED"))
+    );
+    assert!(
+        second
+            .until_closed()
+            .await
+            .iter()
+            .any(|l| l.starts_with("BYE KILLED"))
+    );
+    carol.expect_quiet().await;
+}
+
+#[tokio::test]
+async fn a_native_and_an_irc_connection_of_one_account() {
+    let s = TestServer::start().await;
+    let mut carol = s.user("carol").await;
+    let mut native = account_holder(&s, "alice").await;
+    until(&mut carol, "ONLINE alice", |_| false).await;
+    assert_eq!(answer(&mut native, "JOIN #den").await, "OK JOIN #den 1");
+    assert_eq!(answer(&mut carol, "JOIN #den").await, "OK JOIN #den 2");
+    assert_eq!(native.text().await, "JOINED #den carol");
+
+    let mut irc = Irc::connect(s.addr).await;
+    irc.send("CAP REQ :sasl").await;
+    irc.skip_to("ACK").await;
+    irc.send("NICK alice").await;
+    irc.send("USER a 0 * :A").await;
+    irc.send("AUTHENTICATE PLAIN").await;
+    irc.skip_to("AUTHENTICATE +").await;
+    irc.send(&format!("AUTHENTICATE {}", plain("alice", PW)))
+        .await;
+    irc.skip_to(" 903 ").await;
+    irc.send("CAP END").await;
+    assert!(irc.skip_to(" 001 ").await.contains(" 001 alice "));
+    // It is told the account's rooms, the everyone channel first.
+    assert!(irc.skip_to(" JOIN ").await.ends_with("JOIN #everyone"));
+    assert!(irc.skip_to(" JOIN ").await.ends_with("JOIN #den"));
+    let names = irc.skip_to(" 353 ").await;
+    assert!(
+        names.contains("alice") && names.contains("carol"),
+        "{names}"
+    );
+    irc.skip_to(" 366 ").await;
+
+    // What carol says reaches both; what either sends, the other sees.
+    assert_eq!(answer(&mut carol, "SAY #den hello").await, "OK SAY #den 1");
+    assert_eq!(native.text().await, "SAY #den carol hello");
+    let hello = irc.skip_to("PRIVMSG").await;
+    assert!(hello.ends_with("PRIVMSG #den hello"), "{hello}");
+    irc.send("PRIVMSG carol :from irc").await;
+    assert_eq!(carol.text().await, "DM alice from irc");
+    assert_eq!(native.text().await, "SENT carol from irc");
+    assert_eq!(
+        answer(&mut native, "SAY #den from native").await,
+        "OK SAY #den 1"
+    );
+    let echo = irc.skip_to("PRIVMSG").await;
+    assert!(
+        echo.starts_with(":alice!") && echo.ends_with("PRIVMSG #den :from native"),
+        "{echo}"
+    );
+    irc.quiet().await;
+    // The IRC connection quits: the account stays, so carol hears nothing.
+    irc.send("QUIT :bye").await;
+    assert_eq!(answer(&mut carol, "DM alice still").await, "OK DM alice");
+    assert_eq!(native.text().await, "DM carol still");
+}

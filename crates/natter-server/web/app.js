@@ -310,6 +310,7 @@
       }
       case 'MESSAGE': return onMessage(r);
       case 'DM': return onDm(r);
+      case 'SENT': return onSent(r);
       case 'ONLINE': return onUserEvent('ONLINE', r);
       case 'OFFLINE': return onUserEvent('OFFLINE', r);
       case 'RENAMED': return onUserEvent('RENAMED', r);
@@ -548,9 +549,21 @@
 
   // ---------------------------------------------------------------- messages
 
+  /** Whether `name` is this page's own (a line another connection of the account sent). */
+  function isMe(name) {
+    return !!state.me && fold(name) === fold(state.me);
+  }
+
   function onMessage(rest) {
     const [from, text] = split(rest);
-    message(everyone, from, text ?? '');
+    message(everyone, from, text ?? '', { own: isMe(from) });
+  }
+
+  /** A DM sent from another connection of this account. */
+  function onSent(rest) {
+    const [to, text] = split(rest);
+    const c = conv(dmKey(to), 'dm', to);
+    message(c, state.me, text ?? '', { own: true });
   }
 
   function onDm(rest) {
@@ -565,7 +578,7 @@
     const [room, r2] = split(rest);
     const [from, text] = split(r2 ?? '');
     const c = conv(roomKey(room), 'room', room);
-    message(c, from, text ?? '');
+    message(c, from, text ?? '', { own: isMe(from) });
   }
 
   /** Sends `text` to the active conversation, showing it at once as ours. */
@@ -658,6 +671,12 @@
       fail: (code, text) => {
         if (code === 'DISCONNECTED' && rejoin) return;
         const c = state.convs.get(roomKey(room));
+        if (code === 'ALREADY_IN_ROOM' && c) {
+          // Another connection of this account is in it already, so this one is too.
+          c.joined = true;
+          renderNav();
+          return;
+        }
         if (rejoin && c) {
           c.joined = false;
           system(c, `Could not rejoin ${room}: ${text}`, 'error');
@@ -694,6 +713,13 @@
     const [room, name] = split(rest);
     const c = conv(roomKey(room), 'room', room);
     if (!name) return;
+    if (isMe(name)) {
+      // Joined from another connection of this account (or this one logged into it).
+      c.joined = true;
+      renderNav();
+      who(c);
+      return;
+    }
     c.members.set(fold(name), { name, op: c.members.get(fold(name))?.op ?? false });
     system(c, `${name} joined ${c.title}.`, 'event join');
     if (state.active === c.key) renderPeople();
@@ -703,6 +729,14 @@
     const [room, r2] = split(rest);
     const [name, reason] = split(r2 ?? '');
     const c = conv(roomKey(room), 'room', room);
+    if (isMe(name)) {
+      c.joined = false;
+      c.members.clear();
+      system(c, `You left ${c.title}.`, 'event leave');
+      renderNav();
+      if (state.active === c.key) { renderHeader(); renderPeople(); }
+      return;
+    }
     c.members.delete(fold(name));
     system(c, `${name} left ${c.title}${reason ? ` (${reason})` : ''}.`, 'event leave');
     if (state.active === c.key) renderPeople();

@@ -27,6 +27,16 @@ pub(super) struct Sent {
     pub(super) congested: Option<Arc<Outbox>>,
 }
 
+impl Sent {
+    fn push(&mut self, outbox: &Arc<Outbox>, bytes: &bytes::Bytes) {
+        // An overflow is handled by the recipient's own connection task, which the push
+        // woke; the sender just moves on.
+        if outbox.push(bytes.clone()) == Pushed::Congested && self.congested.is_none() {
+            self.congested = Some(outbox.clone());
+        }
+    }
+}
+
 /// One member of an audience.
 #[derive(Debug, Clone)]
 pub(super) struct Seat {
@@ -40,6 +50,36 @@ pub(super) struct Seat {
     pub(super) op: bool,
     /// When the member joined, in join order.
     pub(super) since: u64,
+    /// Every connection of a member who has more than one (an account logged in from
+    /// several places), `outbox` and `flavor` being the first's; `None` for the usual one.
+    /// A thin pointer: every seat pays for it, so it is kept to one word.
+    pub(super) links: Option<Arc<Vec<Link>>>,
+}
+
+/// One connection of a member who has several.
+#[derive(Debug, Clone)]
+pub(super) struct Link {
+    /// The connection.
+    pub(super) id: ClientId,
+    /// Its outbox.
+    pub(super) outbox: Arc<Outbox>,
+    /// How it wants lines written.
+    pub(super) flavor: Flavor,
+}
+
+impl Seat {
+    /// Each connection of the member as (connection, outbox, flavor).
+    pub(super) fn each(&self) -> impl Iterator<Item = (ClientId, &Arc<Outbox>, Flavor)> {
+        let one = self
+            .links
+            .is_none()
+            .then_some((self.id, &self.outbox, self.flavor));
+        let many = self
+            .links
+            .iter()
+            .flat_map(|l| l.iter().map(|l| (l.id, &l.outbox, l.flavor)));
+        one.into_iter().chain(many)
+    }
 }
 
 impl Audience {
@@ -75,19 +115,33 @@ impl Audience {
         Some(seat)
     }
 
-    /// Sends the event to every member but `except`.
+    /// Sends the event to every member's connections but the connection `except`; a member
+    /// whose other connection sent it gets it on the rest but is not counted.
     pub(super) fn send(&self, lines: &impl Render, except: Option<ClientId>) -> Sent {
         let mut sent = Sent::default();
         for s in &self.seats {
-            if Some(s.id) != except
-                && let Some(bytes) = lines.get(s.flavor)
-            {
-                // An overflow is handled by the recipient's own connection task, which the
-                // push woke; the sender just moves on.
-                if s.outbox.push(bytes.clone()) == Pushed::Congested && sent.congested.is_none() {
-                    sent.congested = Some(s.outbox.clone());
+            match &s.links {
+                None => {
+                    if Some(s.id) != except
+                        && let Some(bytes) = lines.get(s.flavor)
+                    {
+                        sent.push(&s.outbox, bytes);
+                        sent.n += 1;
+                    }
                 }
-                sent.n += 1;
+                Some(links) => {
+                    let mut own = false;
+                    let mut got = false;
+                    for l in links.iter() {
+                        if Some(l.id) == except {
+                            own = true;
+                        } else if let Some(bytes) = lines.get(l.flavor) {
+                            sent.push(&l.outbox, bytes);
+                            got = true;
+                        }
+                    }
+                    sent.n += usize::from(got && !own);
+                }
             }
         }
         sent

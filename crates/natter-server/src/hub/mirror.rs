@@ -146,11 +146,10 @@ impl Hub {
                     to: &target.name,
                     text: &text,
                     notice,
+                    echo: false,
                 });
-                if let Some(b) = ev.get(target.flavor) {
-                    target.outbox.push(b.clone());
-                    self.stats.routed(1);
-                }
+                Self::send_to(&st, to, &ev, None);
+                self.stats.routed(1);
             }
             Op::Say {
                 c,
@@ -334,6 +333,7 @@ impl Hub {
                     in_everyone: g.everyone,
                     away: None,
                     irc: g.irc,
+                    links: None,
                 };
                 st.ghosts.insert(k.clone(), id);
                 st.ghost_of.insert(id, k);

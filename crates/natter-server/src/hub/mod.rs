@@ -32,7 +32,7 @@ use crate::client_id::{ClientId, is_local};
 use crate::event::{Batch, Event, Flavor, IrcNames, Lines, Render, Who};
 use crate::outbox::{Outbox, Pushed};
 use crate::stats::Stats;
-use audience::{Audience, Seat};
+use audience::{Audience, Link, Seat};
 use bytes::Bytes;
 use natter_proto::{ErrorCode, name, room as room_name};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -148,6 +148,11 @@ struct State {
     next_ghost: u64,
     /// The skeletons of the names in use, for refusing lookalikes.
     shapes: crate::shape::Shapes,
+    /// The user of each connection whose user's id is not its own: an account's second
+    /// and later connections, and a first one that left them to be someone else.
+    person_of: HashMap<ClientId, ClientId>,
+    /// Source of made-up user ids ([`crate::client_id::PERSON`]).
+    next_person: u64,
 }
 
 /// A ghost waiting for its name.
@@ -179,6 +184,8 @@ struct User {
     away: Option<Arc<str>>,
     /// Whether the user speaks IRC (a ghost's flavor does not say).
     irc: bool,
+    /// Every connection of a user who has several; `outbox` and `flavor` are the first's.
+    links: Option<Arc<Vec<Link>>>,
 }
 
 impl User {
@@ -196,7 +203,29 @@ impl User {
             flavor: self.flavor,
             op,
             since,
+            links: self.links.clone(),
         }
+    }
+
+    /// Each connection of the user as (connection, outbox, flavor); `id` is the user's.
+    fn each(&self, id: ClientId) -> impl Iterator<Item = (ClientId, &Arc<Outbox>, Flavor)> {
+        let one = self
+            .links
+            .is_none()
+            .then_some((id, &self.outbox, self.flavor));
+        let many = self
+            .links
+            .iter()
+            .flat_map(|l| l.iter().map(|l| (l.id, &l.outbox, l.flavor)));
+        one.into_iter().chain(many)
+    }
+
+    /// The outbox of the user's connection `conn` (the first's if it has no other).
+    fn outbox_of(&self, conn: ClientId) -> &Arc<Outbox> {
+        self.links
+            .as_ref()
+            .and_then(|l| l.iter().find(|l| l.id == conn))
+            .map_or(&self.outbox, |l| &l.outbox)
     }
 }
 
@@ -251,6 +280,9 @@ pub enum Registered {
     },
     /// The client already had exactly this name.
     Unchanged,
+    /// The client logged into an account already online from another connection, and is
+    /// now one more connection of that user: nobody else was told.
+    Attached,
 }
 
 /// A room as ROOMS and LIST show it.
@@ -313,6 +345,9 @@ pub struct Welcome<'a> {
     /// The everyone channel as the user joins it, for an IRC user put into it on
     /// registration.
     pub everyone: Option<&'a RoomView>,
+    /// The rooms the user is in already, for a connection that joined an account online
+    /// elsewhere.
+    pub joined: &'a [RoomView],
 }
 
 /// One page of a long answer (see [`Hub::names_page`]).
@@ -377,6 +412,15 @@ pub struct DmTarget {
     pub name: Arc<str>,
     /// The recipient's away message, if any (IRC answers 301 with it).
     pub away: Option<Arc<str>>,
+}
+
+/// The user `conn` is a connection of: its own id, unless it is one of an account's several
+/// connections or left them.
+fn pid(st: &State, conn: ClientId) -> ClientId {
+    if st.person_of.is_empty() {
+        return conn;
+    }
+    st.person_of.get(&conn).copied().unwrap_or(conn)
 }
 
 fn now_secs() -> u64 {
@@ -542,19 +586,21 @@ impl Hub {
             .collect();
         let batch = Batch::new(&events);
         for (i, seat) in st.everyone.seats.iter().enumerate() {
-            let Some((bytes, ends)) = batch.get_with_ends(seat.flavor) else {
-                continue;
-            };
-            // An arrival hears only of those after it; everyone else of all of them.
-            let from = match i.checked_sub(a.base) {
-                None => 0,
-                Some(j) => match ends.get(j) {
-                    Some(&end) => end,
-                    None => continue,
-                },
-            };
-            if from < bytes.len() {
-                seat.outbox.push(bytes.slice(from..));
+            for (_, outbox, flavor) in seat.each() {
+                let Some((bytes, ends)) = batch.get_with_ends(flavor) else {
+                    continue;
+                };
+                // An arrival hears only of those after it; everyone else of all of them.
+                let from = match i.checked_sub(a.base) {
+                    None => 0,
+                    Some(j) => match ends.get(j) {
+                        Some(&end) => end,
+                        None => continue,
+                    },
+                };
+                if from < bytes.len() {
+                    outbox.push(bytes.slice(from..));
+                }
             }
         }
         a.ids.clear();
@@ -585,6 +631,11 @@ impl Hub {
     ///
     /// In a cluster the name is claimed afterwards and a loser is renamed; a caller that can
     /// wait claims first ([`Hub::name_check`]) and calls [`Hub::register_claimed`].
+    ///
+    /// `login` says the client logged into the account of that name: if the account is
+    /// online from another connection of this node, this connection joins it
+    /// ([`Registered::Attached`]) instead of being refused the name.
+    #[allow(clippy::too_many_arguments)] // Who, where to, as what, and how it is answered.
     pub fn register(
         &self,
         id: ClientId,
@@ -593,16 +644,25 @@ impl Hub {
         flavor: Flavor,
         ident: Option<Arc<str>>,
         answer: Option<&dyn Fn(&Welcome<'_>) -> Bytes>,
+        login: bool,
     ) -> Result<(Registered, Arc<str>), ErrorCode> {
-        let r = self.register_inner(id, outbox, name, flavor, ident, answer, false)?;
-        if self.relays && !matches!(r.0, Registered::Unchanged) {
-            self.backplane.assert_name(&name::fold(name), id);
+        let r = self.register_inner(id, outbox, name, flavor, ident, answer, false, login)?;
+        if self.relays && matches!(r.0, Registered::New | Registered::Renamed { .. }) {
+            let pid = self.person(id);
+            self.backplane.assert_name(&name::fold(name), pid);
         }
         Ok(r)
     }
 
+    /// The user `conn` is a connection of (its own id unless it shares an account's).
+    fn person(&self, conn: ClientId) -> ClientId {
+        let st = self.state.read().unwrap_or_else(|e| e.into_inner());
+        pid(&st, conn)
+    }
+
     /// [`Hub::register`] for a name this client has claimed across the cluster: a ghost that
     /// still holds it locally is stale (its own node gave the name up) and is dropped.
+    #[allow(clippy::too_many_arguments)] // As register's.
     pub fn register_claimed(
         &self,
         id: ClientId,
@@ -611,23 +671,28 @@ impl Hub {
         flavor: Flavor,
         ident: Option<Arc<str>>,
         answer: Option<&dyn Fn(&Welcome<'_>) -> Bytes>,
+        login: bool,
     ) -> Result<(Registered, Arc<str>), ErrorCode> {
-        self.register_inner(id, outbox, name, flavor, ident, answer, true)
+        self.register_inner(id, outbox, name, flavor, ident, answer, true, login)
     }
 
-    /// Whether registering `name` for `id` needs a claim across the cluster first.
-    pub fn name_check(&self, id: ClientId, name: &str) -> NameCheck {
+    /// Whether registering `name` for `id` needs a claim across the cluster first; `login`
+    /// as for [`Hub::register`].
+    pub fn name_check(&self, id: ClientId, name: &str, login: bool) -> NameCheck {
         if !self.relays {
             return NameCheck::Local;
         }
         let key = name::fold(name);
         let st = self.read();
+        let id = pid(&st, id);
         if let Some(u) = st.users.get(&id)
             && name::fold(&u.name) == key
         {
             return NameCheck::Local;
         }
         match st.names.get(key.as_str()) {
+            // Another connection of the same account: this one joins it.
+            Some(&other) if other != id && is_local(other) && login => NameCheck::Local,
             Some(&other) if other != id && is_local(other) => NameCheck::Taken,
             _ => NameCheck::Claim(key),
         }
@@ -636,17 +701,34 @@ impl Hub {
     #[allow(clippy::too_many_arguments)] // register's, plus whether the name was claimed.
     fn register_inner(
         &self,
-        id: ClientId,
+        conn: ClientId,
         outbox: &Arc<Outbox>,
         name: &str,
         flavor: Flavor,
         ident: Option<Arc<str>>,
         answer: Option<&dyn Fn(&Welcome<'_>) -> Bytes>,
         claimed: bool,
+        login: bool,
     ) -> Result<(Registered, Arc<str>), ErrorCode> {
         let key = name::fold(name);
         let mut guard = self.write_gathering();
         let st = &mut *guard;
+        let mut id = pid(st, conn);
+        if let Some(&other) = st.names.get(key.as_str())
+            && other != id
+            && login
+            && is_local(other)
+            && is_local(conn)
+            && self.accounts.is_reserved(name)
+        {
+            // The account is online from another connection: this one becomes one more of
+            // its connections, leaving whoever it was before.
+            self.push_arrivals(st);
+            if st.users.contains_key(&id) {
+                self.leave_in(st, conn, "logged in elsewhere");
+            }
+            return Ok(self.attach(st, conn, other, outbox, flavor, answer));
+        }
         let irc = matches!(flavor, Flavor::Irc { .. });
         // Natives are in Everyone from the start; IRC users too when they are put into the
         // everyone channel on registration.
@@ -668,6 +750,7 @@ impl Hub {
                     name,
                     rooms,
                     everyone: None,
+                    joined: &[],
                 }));
             }
         };
@@ -692,6 +775,12 @@ impl Hub {
         {
             return Err(ErrorCode::NameConfusable);
         }
+        if st.users.get(&id).is_some_and(|u| u.links.is_some()) {
+            // One of an account's connections takes another name: it leaves the account's
+            // other connections quietly and arrives as someone new.
+            self.detach(st, conn);
+            id = pid(st, conn);
+        }
         if st.users.contains_key(&id) {
             answer(name);
             return Ok(self.rename(st, id, name, key, false));
@@ -710,6 +799,7 @@ impl Hub {
             in_everyone: everyone,
             away: None,
             irc,
+            links: None,
         };
         if self.relays {
             self.backplane.publish(
@@ -734,6 +824,7 @@ impl Hub {
                 name: &name,
                 rooms,
                 everyone: view.as_ref(),
+                joined: &[],
             }));
         }
         Ok((Registered::New, name))
@@ -805,11 +896,11 @@ impl Hub {
         });
         st.everyone.send(&ev, Some(id));
         if tell_self {
-            Self::send_to(st, id, &ev);
+            Self::send_to(st, id, &ev, None);
         }
         // IRC users outside the everyone channel hear of it if they share a room.
         for id in Self::irc_roommates_outside_everyone(st, user) {
-            Self::send_to(st, id, &ev);
+            Self::send_to(st, id, &ev, None);
         }
         drop(ev);
         if is_local(id) {
@@ -836,6 +927,7 @@ impl Hub {
         let key = name::fold(name);
         let mut guard = self.write();
         let st = &mut *guard;
+        let id = pid(st, id);
         if !st.users.contains_key(&id) || st.names.get(key.as_str()).is_some_and(|&o| o != id) {
             return false;
         }
@@ -857,8 +949,9 @@ impl Hub {
     }
 
     /// A local user's name, if registered.
-    pub fn name_of(&self, id: ClientId) -> Option<Arc<str>> {
-        self.read().users.get(&id).map(|u| u.name.clone())
+    pub fn name_of(&self, conn: ClientId) -> Option<Arc<str>> {
+        let st = self.read();
+        st.users.get(&pid(&st, conn)).map(|u| u.name.clone())
     }
 
     /// Every local user's id and name.
@@ -918,18 +1011,163 @@ impl Hub {
         seen.into_iter().collect()
     }
 
-    fn send_to(st: &State, id: ClientId, lines: &Lines<'_>) {
-        if let Some(u) = st.users.get(&id)
-            && let Some(b) = lines.get(u.flavor)
-        {
-            u.outbox.push(b.clone());
+    /// Sends to every connection of user `id` but the connection `except`.
+    fn send_to(st: &State, id: ClientId, lines: &Lines<'_>, except: Option<ClientId>) {
+        if let Some(u) = st.users.get(&id) {
+            for (conn, outbox, flavor) in u.each(id) {
+                if Some(conn) != except
+                    && let Some(b) = lines.get(flavor)
+                {
+                    outbox.push(b.clone());
+                }
+            }
         }
     }
 
-    /// Removes a registered user from every room and from Everyone, telling those who stay.
-    pub fn leave(&self, id: ClientId, reason: &str) {
+    /// Makes connection `conn` one more connection of the local user `id` (an account
+    /// online elsewhere): it is seated wherever the user is, and its answer tells it the
+    /// rooms it is in. Nobody else hears of it.
+    fn attach(
+        &self,
+        st: &mut State,
+        conn: ClientId,
+        id: ClientId,
+        outbox: &Arc<Outbox>,
+        flavor: Flavor,
+        answer: Option<&dyn Fn(&Welcome<'_>) -> Bytes>,
+    ) -> (Registered, Arc<str>) {
+        let Some(user) = st.users.get_mut(&id) else {
+            unreachable!("attach to a registered user");
+        };
+        let mut links = match &user.links {
+            Some(l) => Vec::clone(l),
+            None => vec![Link {
+                id,
+                outbox: user.outbox.clone(),
+                flavor: user.flavor,
+            }],
+        };
+        links.push(Link {
+            id: conn,
+            outbox: outbox.clone(),
+            flavor,
+        });
+        user.links = Some(Arc::new(links));
+        if conn == id {
+            st.person_of.remove(&conn);
+        } else {
+            st.person_of.insert(conn, id);
+        }
+        Self::relink(st, id);
+        let user = &st.users[&id];
+        let name = user.name.clone();
+        if let Some(a) = answer {
+            let irc = matches!(flavor, Flavor::Irc { .. });
+            let channel: Arc<str> = Arc::from(self.irc.everyone.as_str());
+            let everyone = (irc && user.in_everyone)
+                .then(|| Self::view(&st.users, &channel, None, &st.everyone));
+            let joined: Vec<RoomView> = user
+                .rooms
+                .iter()
+                .filter_map(|k| st.rooms.get(k))
+                .map(|r| Self::view(&st.users, &r.name, r.topic.as_ref(), &r.members))
+                .collect();
+            outbox.push(a(&Welcome {
+                name: &name,
+                rooms: st.rooms.len(),
+                everyone: everyone.as_ref(),
+                joined: &joined,
+            }));
+        }
+        (Registered::Attached, name)
+    }
+
+    /// Takes connection `conn` away from a user that has other connections, quietly; it
+    /// is then nobody (registered as no one). `false` if its user has no other.
+    fn detach(&self, st: &mut State, conn: ClientId) -> bool {
+        let id = pid(st, conn);
+        let Some(user) = st.users.get_mut(&id) else {
+            return false;
+        };
+        let Some(links) = &user.links else {
+            return false;
+        };
+        let rest: Vec<Link> = links.iter().filter(|l| l.id != conn).cloned().collect();
+        let Some(first) = rest.first() else {
+            return false;
+        };
+        user.outbox = first.outbox.clone();
+        user.flavor = first.flavor;
+        user.links = if rest.len() == 1 && first.id == id {
+            None
+        } else {
+            Some(Arc::new(rest))
+        };
+        if conn == id {
+            // The user keeps its id, which no connection then has: this one gets a new one.
+            st.next_person += 1;
+            st.person_of
+                .insert(conn, crate::client_id::PERSON | st.next_person);
+        } else {
+            st.person_of.remove(&conn);
+        }
+        Self::relink(st, id);
+        true
+    }
+
+    /// Copies user `id`'s connections into each of its seats.
+    fn relink(st: &mut State, id: ClientId) {
+        let State {
+            users,
+            everyone,
+            rooms,
+            ..
+        } = st;
+        let Some(u) = users.get(&id) else { return };
+        let update = |s: &mut Seat| {
+            s.outbox = u.outbox.clone();
+            s.flavor = u.flavor;
+            s.links = u.links.clone();
+        };
+        if let Some(s) = everyone.get_mut(id) {
+            update(s);
+        }
+        for k in &u.rooms {
+            if let Some(s) = rooms.get_mut(k).and_then(|r| r.members.get_mut(id)) {
+                update(s);
+            }
+        }
+    }
+
+    /// Forgets a connection that has ended, once it has left (it may have been one of an
+    /// account's connections, and left them).
+    pub fn forget(&self, conn: ClientId) {
+        let known = {
+            let st = self.state.read().unwrap_or_else(|e| e.into_inner());
+            st.person_of.contains_key(&conn)
+        };
+        if known {
+            let mut st = self.write();
+            let id = pid(&st, conn);
+            if !st.users.contains_key(&id) {
+                st.person_of.remove(&conn);
+            }
+        }
+    }
+
+    /// Removes a registered user from every room and from Everyone, telling those who stay;
+    /// one of several connections of an account leaves quietly, the account staying.
+    pub fn leave(&self, conn: ClientId, reason: &str) {
         let mut guard = self.write();
-        let st = &mut *guard;
+        self.leave_in(&mut guard, conn, reason);
+    }
+
+    /// [`Hub::leave`] under the lock.
+    fn leave_in(&self, st: &mut State, conn: ClientId, reason: &str) {
+        if self.detach(st, conn) {
+            return;
+        }
+        let id = pid(st, conn);
         let Some(user) = st.users.get(&id) else {
             return;
         };
@@ -960,8 +1198,12 @@ impl Hub {
         let Some(user) = st.users.get(&id).filter(|_| is_local(id)) else {
             return Err(ErrorCode::NoSuchUser);
         };
-        let (outbox, name) = (user.outbox.clone(), user.name.clone());
-        let irc = matches!(user.flavor, Flavor::Irc { .. });
+        let name = user.name.clone();
+        // Every connection of the user is closed.
+        let conns: Vec<(Arc<Outbox>, bool)> = user
+            .each(id)
+            .map(|(_, o, f)| (o.clone(), matches!(f, Flavor::Irc { .. })))
+            .collect();
         self.remove_user(st, id, &reason);
         if self.relays {
             self.backplane.publish(
@@ -973,8 +1215,10 @@ impl Hub {
             );
         }
         drop(guard);
-        outbox.push(crate::event::kill_goodbye(irc, &name, by, comment));
-        outbox.end();
+        for (outbox, irc) in conns {
+            outbox.push(crate::event::kill_goodbye(irc, &name, by, comment));
+            outbox.end();
+        }
         Ok(name)
     }
 
@@ -993,6 +1237,11 @@ impl Hub {
         let Some(user) = st.users.remove(&id) else {
             return;
         };
+        if let Some(links) = &user.links {
+            for l in links.iter() {
+                st.person_of.remove(&l.id);
+            }
+        }
         let key = name::fold(&user.name);
         if st.names.get(key.as_str()) == Some(&id) {
             st.names.remove(key.as_str());
@@ -1013,7 +1262,7 @@ impl Hub {
             });
             st.everyone.send(&ev, None);
             for other in irc_quit {
-                Self::send_to(st, other, &ev);
+                Self::send_to(st, other, &ev, None);
             }
         }
         if is_local(id) {
@@ -1072,11 +1321,11 @@ impl Hub {
 
     /// Makes a local sender's input wait for a recipient it found congested (see
     /// [`crate::outbox`]): a burst is paced to its slowest reader rather than piled up.
-    fn hold_if_congested(id: ClientId, from: &User, congested: Option<Arc<Outbox>>) {
+    fn hold_if_congested(conn: ClientId, from: &User, congested: Option<Arc<Outbox>>) {
         if let Some(r) = congested
-            && is_local(id)
+            && is_local(conn)
         {
-            from.outbox.hold_for(&r);
+            from.outbox_of(conn).hold_for(&r);
         }
     }
 
@@ -1097,11 +1346,12 @@ impl Hub {
 
     fn broadcast_texts<'t>(
         &self,
-        id: ClientId,
+        conn: ClientId,
         texts: impl Iterator<Item = &'t str>,
         notice: bool,
     ) -> Result<usize, ErrorCode> {
         let st = self.read();
+        let id = pid(&st, conn);
         let from = st.users.get(&id).ok_or(ErrorCode::NotRegistered)?;
         if !from.in_everyone {
             return Err(ErrorCode::NotInRoom);
@@ -1118,12 +1368,12 @@ impl Hub {
             })
             .collect();
         let sent = match &events[..] {
-            [one] => st.everyone.send(one, Some(id)),
+            [one] => st.everyone.send(one, Some(conn)),
             _ => st
                 .everyone
-                .send(&crate::event::Batch::new(&events), Some(id)),
+                .send(&crate::event::Batch::new(&events), Some(conn)),
         };
-        Self::hold_if_congested(id, from, sent.congested);
+        Self::hold_if_congested(conn, from, sent.congested);
         let n = sent.n;
         self.stats.routed(n * events.len());
         if !is_local(id) {
@@ -1168,18 +1418,19 @@ impl Hub {
 
     fn direct_texts<'t>(
         &self,
-        id: ClientId,
+        conn: ClientId,
         to: &str,
         texts: impl Iterator<Item = &'t str>,
         notice: bool,
     ) -> Result<DmTarget, ErrorCode> {
         let st = self.read();
+        let id = pid(&st, conn);
         let from = st.users.get(&id).ok_or(ErrorCode::NotRegistered)?;
-        let target = st
+        let target_id = *st
             .names
             .get(name::fold(to).as_str())
-            .and_then(|id| st.users.get(id))
             .ok_or(ErrorCode::NoSuchUser)?;
+        let target = st.users.get(&target_id).ok_or(ErrorCode::NoSuchUser)?;
         if std::ptr::eq(from, target) {
             return Err(ErrorCode::CannotDmSelf);
         }
@@ -1192,19 +1443,39 @@ impl Hub {
                     to: &target.name,
                     text,
                     notice,
+                    echo: false,
                 })
             })
             .collect();
         let batch = crate::event::Batch::new(&events);
-        let bytes = match &events[..] {
-            [one] => one.get(target.flavor),
-            _ => batch.get(target.flavor),
-        };
-        if let Some(b) = bytes {
-            if target.outbox.push(b.clone()) == Pushed::Congested {
-                Self::hold_if_congested(id, from, Some(target.outbox.clone()));
+        let mut delivered = false;
+        for (_, outbox, flavor) in target.each(target_id) {
+            let bytes = match &events[..] {
+                [one] => one.get(flavor),
+                _ => batch.get(flavor),
+            };
+            if let Some(b) = bytes {
+                delivered = true;
+                if outbox.push(b.clone()) == Pushed::Congested {
+                    Self::hold_if_congested(conn, from, Some(outbox.clone()));
+                }
             }
-        } else if self.relays
+        }
+        if from.links.is_some() {
+            // The sender's other connections see what it sent.
+            for text in &texts {
+                let echo = self.lines(Event::Dm {
+                    from: from.who(),
+                    to: &target.name,
+                    text,
+                    notice,
+                    echo: true,
+                });
+                Self::send_to(&st, id, &echo, Some(conn));
+            }
+        }
+        if !delivered
+            && self.relays
             && is_local(id)
             && let Some(&(ref node, to)) = st
                 .names
@@ -1269,8 +1540,10 @@ impl Hub {
     }
 
     /// Sets or clears a user's away message.
-    pub fn set_away(&self, id: ClientId, away: Option<&str>) {
-        if let Some(u) = self.write().users.get_mut(&id) {
+    pub fn set_away(&self, conn: ClientId, away: Option<&str>) {
+        let mut st = self.write();
+        let id = pid(&st, conn);
+        if let Some(u) = st.users.get_mut(&id) {
             u.away = away.map(Arc::from);
             if self.relays && is_local(id) {
                 self.backplane.publish(
@@ -1350,12 +1623,13 @@ impl Hub {
     fn join_in(
         &self,
         st: &mut State,
-        id: ClientId,
+        conn: ClientId,
         room: &str,
         ghost_op: Option<bool>,
         from: Option<IpAddr>,
         answer: Option<impl FnOnce(&RoomView) -> Bytes>,
     ) -> Result<(), ErrorCode> {
+        let id = pid(st, conn);
         let key = room_name::fold(room);
         let local = is_local(id);
         let user = st.users.get(&id).ok_or(ErrorCode::NotRegistered)?;
@@ -1396,16 +1670,17 @@ impl Hub {
         let op = ghost_op.unwrap_or(r.members.len() == 0);
         st.joins += 1;
         r.members.insert(user.seat(id, op, st.joins));
+        // The user's other connections hear of it as the members do.
         r.members.send(
             &self.lines(Event::Joined {
                 room: &r.name,
                 who: user.who(),
             }),
-            Some(id),
+            Some(conn),
         );
         if let Some(answer) = answer {
             let view = Self::view(&st.users, &r.name, r.topic.as_ref(), &r.members);
-            user.outbox.push(answer(&view));
+            user.outbox_of(conn).push(answer(&view));
         }
         if local && self.relays {
             self.backplane.publish(
@@ -1427,11 +1702,12 @@ impl Hub {
     /// Puts an IRC user into the everyone channel; `answer` as for [`Hub::join`].
     pub fn join_everyone(
         &self,
-        id: ClientId,
+        conn: ClientId,
         answer: impl FnOnce(&RoomView) -> Bytes,
     ) -> Result<(), ErrorCode> {
         let mut guard = self.write();
         let st = &mut *guard;
+        let id = pid(st, conn);
         let user = st.users.get(&id).ok_or(ErrorCode::NotRegistered)?;
         if user.in_everyone {
             return Err(ErrorCode::AlreadyInRoom);
@@ -1443,12 +1719,12 @@ impl Hub {
                 who: user.who(),
                 joined: true,
             }),
-            Some(id),
+            Some(conn),
         );
         if is_local(id) {
             let name: Arc<str> = Arc::from(self.irc.everyone.as_str());
             let view = Self::view(&st.users, &name, None, &st.everyone);
-            user.outbox.push(answer(&view));
+            user.outbox_of(conn).push(answer(&view));
             if self.relays {
                 self.backplane.publish(
                     Some(Op::Everyone {
@@ -1466,11 +1742,16 @@ impl Hub {
     }
 
     /// Takes an IRC user out of the everyone channel.
-    pub fn part_everyone(&self, id: ClientId) -> Result<(), ErrorCode> {
+    pub fn part_everyone(&self, conn: ClientId) -> Result<(), ErrorCode> {
         let mut guard = self.write();
         let st = &mut *guard;
+        let id = pid(st, conn);
         let user = st.users.get_mut(&id).ok_or(ErrorCode::NotRegistered)?;
-        if !user.in_everyone || !user.irc {
+        // Natives are always in Everyone, so a user with a native connection stays.
+        let native = user
+            .each(id)
+            .any(|(_, _, f)| !matches!(f, Flavor::Irc { .. }));
+        if !user.in_everyone || !user.irc || native {
             return Err(ErrorCode::NotInRoom);
         }
         user.in_everyone = false;
@@ -1503,20 +1784,22 @@ impl Hub {
     }
 
     /// Whether `id` is in the Everyone audience.
-    pub fn in_everyone(&self, id: ClientId) -> bool {
-        self.read().everyone.contains(id)
+    pub fn in_everyone(&self, conn: ClientId) -> bool {
+        let st = self.read();
+        st.everyone.contains(pid(&st, conn))
     }
 
     /// Takes `id` out of `room`; returns the room's name.
     pub fn part(
         &self,
-        id: ClientId,
+        conn: ClientId,
         room: &str,
         reason: Option<&str>,
     ) -> Result<Arc<str>, ErrorCode> {
         let key = room_name::fold(room);
         let mut guard = self.write();
         let st = &mut *guard;
+        let id = pid(st, conn);
         let r = st.rooms.get(&key).ok_or(ErrorCode::NoSuchRoom)?;
         if !r.members.contains(id) {
             return Err(ErrorCode::NotInRoom);
@@ -1525,8 +1808,13 @@ impl Hub {
         let user = st.users.get_mut(&id).ok_or(ErrorCode::NotRegistered)?;
         user.rooms.retain(|k| *k != key);
         let (who_name, who_ident) = (user.name.clone(), user.ident.clone());
-        // The IRC user who parts sees its own PART, as IRC clients expect.
-        if let Flavor::Irc { .. } = user.flavor {
+        // The IRC user who parts sees its own PART, as IRC clients expect; the user's other
+        // connections see it too, whatever they speak.
+        let irc = matches!(
+            user.each(id).find(|l| l.0 == conn),
+            Some((_, _, Flavor::Irc { .. }))
+        );
+        if irc || user.links.is_some() {
             let own = self.lines(Event::Parted {
                 room: &name,
                 who: Who {
@@ -1536,7 +1824,7 @@ impl Hub {
                 reason: reason.unwrap_or(""),
                 disconnect: false,
             });
-            Self::send_to(st, id, &own);
+            Self::send_to(st, id, &own, (!irc).then_some(conn));
         }
         let who = Who {
             name: &who_name,
@@ -1560,12 +1848,13 @@ impl Hub {
     /// many got it.
     pub fn say(
         &self,
-        id: ClientId,
+        conn: ClientId,
         room: &str,
         text: &str,
         notice: bool,
     ) -> Result<(Arc<str>, usize), ErrorCode> {
         let st = self.read();
+        let id = pid(&st, conn);
         let r = st
             .rooms
             .get(&room_name::fold(room))
@@ -1580,8 +1869,8 @@ impl Hub {
             text,
             notice,
         });
-        let sent = r.members.send(&ev, Some(id));
-        Self::hold_if_congested(id, from, sent.congested);
+        let sent = r.members.send(&ev, Some(conn));
+        Self::hold_if_congested(conn, from, sent.congested);
         let n = sent.n;
         self.stats.routed(n);
         if !is_local(id) {
@@ -1694,12 +1983,13 @@ impl Hub {
 
     /// Sets (or, with an empty text, clears) the topic of `room`; an operator's right. Every
     /// member, the setter too, gets the topic event. Returns the room's name.
-    pub fn set_topic(&self, id: ClientId, room: &str, text: &str) -> Result<Arc<str>, ErrorCode> {
-        if text.len() > self.limits.topic_bytes && is_local(id) {
+    pub fn set_topic(&self, conn: ClientId, room: &str, text: &str) -> Result<Arc<str>, ErrorCode> {
+        if text.len() > self.limits.topic_bytes && is_local(conn) {
             return Err(ErrorCode::TopicTooLong);
         }
         let mut guard = self.write();
         let st = &mut *guard;
+        let id = pid(st, conn);
         let r = st
             .rooms
             .get_mut(&room_name::fold(room))
@@ -1740,7 +2030,7 @@ impl Hub {
     /// the target's name as registered.
     pub fn kick(
         &self,
-        id: ClientId,
+        conn: ClientId,
         room: &str,
         target: &str,
         reason: Option<&str>,
@@ -1748,6 +2038,7 @@ impl Hub {
         let key = room_name::fold(room);
         let mut guard = self.write();
         let st = &mut *guard;
+        let id = pid(st, conn);
         // A server operator may kick in any room, member or not.
         let server_op = is_local(id)
             && st
@@ -1808,10 +2099,11 @@ impl Hub {
     }
 
     /// Makes `target` an operator of `room` on behalf of operator `id` (IRC `MODE +o`).
-    pub fn op(&self, id: ClientId, room: &str, target: &str) -> Result<(), ErrorCode> {
+    pub fn op(&self, conn: ClientId, room: &str, target: &str) -> Result<(), ErrorCode> {
         let key = room_name::fold(room);
         let mut guard = self.write();
         let st = &mut *guard;
+        let id = pid(st, conn);
         let r = st.rooms.get_mut(&key).ok_or(ErrorCode::NoSuchRoom)?;
         if !r.members.get(id).ok_or(ErrorCode::NotInRoom)?.op && is_local(id) {
             return Err(ErrorCode::NotOperator);
@@ -1874,6 +2166,7 @@ mod tests {
                 flavor: Flavor::Native,
                 op: false,
                 since: id,
+                links: None,
             });
         }
         for id in [3, 0, 9, 5] {
@@ -1937,8 +2230,16 @@ mod tests {
         );
         let boxes: Vec<_> = (0..4).map(|_| Arc::new(Outbox::new(1 << 20))).collect();
         for (id, name) in ["ann", "bob", "cy"].into_iter().enumerate() {
-            hub.register(id as u64, &boxes[id], name, Flavor::Native, None, None)
-                .unwrap();
+            hub.register(
+                id as u64,
+                &boxes[id],
+                name,
+                Flavor::Native,
+                None,
+                None,
+                false,
+            )
+            .unwrap();
         }
         // No announcer runs here: the arrivals wait for the next thing pushed.
         assert!(drain(&boxes[0]).is_empty());
@@ -1952,7 +2253,7 @@ mod tests {
         assert_eq!(drain(&boxes[2]), ["MESSAGE bob hi"]);
 
         // A departure is not gathered: the arrival before it is announced first.
-        hub.register(3, &boxes[3], "dee", Flavor::Native, None, None)
+        hub.register(3, &boxes[3], "dee", Flavor::Native, None, None, false)
             .unwrap();
         hub.leave(2, "gone");
         assert_eq!(drain(&boxes[0]), ["ONLINE dee", "OFFLINE cy"]);
@@ -1975,7 +2276,7 @@ mod tests {
         )
         .with_backplane(rec.clone());
         let ann = Arc::new(Outbox::new(1 << 20));
-        hub.register(1, &ann, "ann", Flavor::Native, None, None)
+        hub.register(1, &ann, "ann", Flavor::Native, None, None, false)
             .unwrap();
         hub.apply("n2", online(7, "bob"));
         // Counted, but delivered by its own node; relayed for it.
