@@ -18,15 +18,59 @@ use std::time::SystemTime;
 pub enum Flavor {
     /// natter's line protocol.
     Native,
-    /// IRC, with or without the `server-time` tag.
+    /// IRC, with the capabilities that change how events are written.
     Irc {
         /// Whether the client negotiated `server-time`.
         time: bool,
+        /// `account-tag`: messages from logged-in users carry `account=<name>`.
+        account_tag: bool,
+        /// `extended-join`: JOIN carries the account (or `*`) and the real name.
+        extended_join: bool,
+        /// `account-notify`: `ACCOUNT` when someone in a shared channel logs in or out.
+        account_notify: bool,
     },
     /// A user on another node of the cluster: its own node delivers to it, so nothing here
     /// renders for it.
     Remote,
 }
+
+impl Flavor {
+    /// IRC with `server-time` or not, and none of the account capabilities.
+    pub fn irc(time: bool) -> Self {
+        Flavor::Irc {
+            time,
+            account_tag: false,
+            extended_join: false,
+            account_notify: false,
+        }
+    }
+
+    /// An IRC flavor's capabilities as four bits, to index renderings by.
+    fn irc_bits(self) -> usize {
+        match self {
+            Flavor::Irc {
+                time,
+                account_tag,
+                extended_join,
+                account_notify,
+            } => {
+                usize::from(time)
+                    | usize::from(account_tag) << 1
+                    | usize::from(extended_join) << 2
+                    | usize::from(account_notify) << 3
+            }
+            _ => 0,
+        }
+    }
+}
+
+/// The bits of [`Flavor::irc_bits`].
+const TIME: usize = 1;
+const ACCOUNT_TAG: usize = 2;
+const EXTENDED_JOIN: usize = 4;
+const ACCOUNT_NOTIFY: usize = 8;
+/// How many IRC renderings an event or batch may have.
+const IRC_FLAVORS: usize = 16;
 
 /// Host part of every IRC source mask: users' addresses are nobody else's business.
 const MASK_HOST: &str = "natter";
@@ -38,6 +82,8 @@ pub struct Who<'a> {
     pub name: &'a str,
     /// The user's IRC user name (`ident`; a native's is its name).
     pub ident: &'a str,
+    /// Whether the user is logged into an account (whose name is `name`).
+    pub account: bool,
 }
 
 impl Who<'_> {
@@ -169,6 +215,12 @@ pub enum Event<'a> {
         /// Who.
         name: &'a str,
     },
+    /// Someone logged into their name's account (it was made one) or out of it (it was
+    /// deleted); only IRC users with `account-notify` see it.
+    Account {
+        /// Who, as they are now.
+        who: Who<'a>,
+    },
 }
 
 /// An event with its renderings, made on first use and shared by every recipient.
@@ -180,10 +232,8 @@ pub struct Lines<'a> {
     irc: &'a IrcNames,
     /// The natter line, once rendered.
     native: OnceCell<Option<Bytes>>,
-    /// The IRC message without tags, once rendered.
-    irc_plain: OnceCell<Option<Bytes>>,
-    /// The IRC message with a `time` tag, once rendered.
-    irc_time: OnceCell<Option<Bytes>>,
+    /// The IRC messages, once rendered, by the capability bits that matter to the event.
+    irc_by_caps: [OnceCell<Option<Bytes>>; IRC_FLAVORS],
     /// When the event happened, taken on first use by a `server-time` rendering.
     at: OnceCell<SystemTime>,
 }
@@ -207,10 +257,8 @@ pub struct Batch<'l, 'a> {
     events: &'l [Lines<'a>],
     /// One buffer per flavor, once rendered (as in [`Lines`]), with where each event ends.
     native: OnceCell<Option<Rendered>>,
-    /// IRC without tags.
-    irc_plain: OnceCell<Option<Rendered>>,
-    /// IRC with a `time` tag.
-    irc_time: OnceCell<Option<Rendered>>,
+    /// The same for each IRC flavor.
+    irc_by_caps: [OnceCell<Option<Rendered>>; IRC_FLAVORS],
 }
 
 /// A batch rendered for one flavor: the bytes, and the offset where each event's lines end.
@@ -222,8 +270,7 @@ impl<'l, 'a> Batch<'l, 'a> {
         Self {
             events,
             native: OnceCell::new(),
-            irc_plain: OnceCell::new(),
-            irc_time: OnceCell::new(),
+            irc_by_caps: Default::default(),
         }
     }
 
@@ -232,8 +279,7 @@ impl<'l, 'a> Batch<'l, 'a> {
     pub fn get_with_ends(&self, flavor: Flavor) -> Option<(&Bytes, &[usize])> {
         let cell = match flavor {
             Flavor::Native => &self.native,
-            Flavor::Irc { time: false } => &self.irc_plain,
-            Flavor::Irc { time: true } => &self.irc_time,
+            Flavor::Irc { .. } => &self.irc_by_caps[flavor.irc_bits()],
             // Users on other nodes get their lines from their own node.
             Flavor::Remote => return None,
         };
@@ -266,9 +312,27 @@ impl<'a> Lines<'a> {
             event,
             irc,
             native: OnceCell::new(),
-            irc_plain: OnceCell::new(),
-            irc_time: OnceCell::new(),
+            irc_by_caps: Default::default(),
             at: OnceCell::new(),
+        }
+    }
+
+    /// The capability bits that change how this event is written for IRC; the others are
+    /// masked off, so clients that differ only in them share one rendering.
+    fn relevant_bits(&self) -> usize {
+        TIME | match self.event {
+            Event::Message { from, .. } | Event::Dm { from, .. } | Event::Say { from, .. }
+                if from.account =>
+            {
+                ACCOUNT_TAG
+            }
+            Event::Online {
+                in_everyone: true, ..
+            }
+            | Event::EveryoneMembership { joined: true, .. }
+            | Event::Joined { .. } => EXTENDED_JOIN,
+            Event::Account { .. } => ACCOUNT_NOTIFY,
+            _ => 0,
         }
     }
 
@@ -276,13 +340,13 @@ impl<'a> Lines<'a> {
     pub fn get(&self, flavor: Flavor) -> Option<&Bytes> {
         match flavor {
             Flavor::Native => self.native.get_or_init(|| native(&self.event)),
-            Flavor::Irc { time: false } => self
-                .irc_plain
-                .get_or_init(|| irc(&self.event, self.irc, None)),
-            Flavor::Irc { time: true } => self.irc_time.get_or_init(|| {
-                let at = *self.at.get_or_init(SystemTime::now);
-                irc(&self.event, self.irc, Some(at))
-            }),
+            Flavor::Irc { .. } => {
+                let bits = flavor.irc_bits() & self.relevant_bits();
+                self.irc_by_caps[bits].get_or_init(|| {
+                    let at = (bits & TIME != 0).then(|| *self.at.get_or_init(SystemTime::now));
+                    irc(&self.event, self.irc, at, bits)
+                })
+            }
             Flavor::Remote => return None,
         }
         .as_ref()
@@ -325,7 +389,7 @@ fn native(e: &Event<'_>) -> Option<Bytes> {
             old: c(old.name),
             new: c(new),
         },
-        Event::EveryoneMembership { .. } => return None,
+        Event::EveryoneMembership { .. } | Event::Account { .. } => return None,
         Event::Joined { room, who } => ServerLine::Joined {
             room: c(room),
             name: c(who.name),
@@ -361,13 +425,33 @@ fn native(e: &Event<'_>) -> Option<Bytes> {
     Some(line.to_bytes())
 }
 
-fn irc(e: &Event<'_>, names: &IrcNames, at: Option<SystemTime>) -> Option<Bytes> {
+/// The IRC rendering of `e` for a client with the capability `bits` (those that matter to
+/// it; see [`Lines::relevant_bits`]), `at` its time if `server-time` is among them.
+fn irc<'e>(
+    e: &Event<'e>,
+    names: &'e IrcNames,
+    at: Option<SystemTime>,
+    bits: usize,
+) -> Option<Bytes> {
     let verb = |notice: bool| if notice { "NOTICE" } else { "PRIVMSG" };
     let m = |who: Who<'_>| Cow::Owned(who.mask());
+    // account-tag: the sender's account, if logged in (relevant_bits says so).
+    let tag = |from: Who<'e>| Tags {
+        at,
+        account: (bits & ACCOUNT_TAG != 0).then_some(from.name),
+    };
+    // extended-join: JOIN <channel> <account or *> :<real name>, the name standing for it.
+    let join = |who: Who<'e>, chan: &'e str| -> Vec<&'e str> {
+        if bits & EXTENDED_JOIN != 0 {
+            vec![chan, if who.account { who.name } else { "*" }, who.name]
+        } else {
+            vec![chan]
+        }
+    };
     let (source, cmd, args): (Cow<'_, str>, &str, Vec<&str>) = match *e {
         Event::Message { from, text, notice } => {
             return Some(irc_text(
-                at,
+                tag(from),
                 &from.mask(),
                 verb(notice),
                 &names.everyone,
@@ -380,24 +464,36 @@ fn irc(e: &Event<'_>, names: &IrcNames, at: Option<SystemTime>) -> Option<Bytes>
             text,
             notice,
             ..
-        } => return Some(irc_text(at, &from.mask(), verb(notice), to, text)),
+        } => return Some(irc_text(tag(from), &from.mask(), verb(notice), to, text)),
         Event::Say {
             room,
             from,
             text,
             notice,
-        } => return Some(irc_text(at, &from.mask(), verb(notice), room, text)),
+        } => return Some(irc_text(tag(from), &from.mask(), verb(notice), room, text)),
         Event::Online { who, in_everyone } => {
             if !in_everyone {
                 return None;
             }
-            (m(who), "JOIN", vec![&names.everyone])
+            (m(who), "JOIN", join(who, &names.everyone))
         }
         Event::Offline { who, reason } => (m(who), "QUIT", vec![reason]),
         Event::Renamed { old, new } => (m(old), "NICK", vec![new]),
-        Event::EveryoneMembership { who, joined: true } => (m(who), "JOIN", vec![&names.everyone]),
+        Event::EveryoneMembership { who, joined: true } => {
+            (m(who), "JOIN", join(who, &names.everyone))
+        }
         Event::EveryoneMembership { who, joined: false } => (m(who), "PART", vec![&names.everyone]),
-        Event::Joined { room, who } => (m(who), "JOIN", vec![room]),
+        Event::Joined { room, who } => (m(who), "JOIN", join(who, room)),
+        Event::Account { who } => {
+            if bits & ACCOUNT_NOTIFY == 0 {
+                return None;
+            }
+            (
+                m(who),
+                "ACCOUNT",
+                vec![if who.account { who.name } else { "*" }],
+            )
+        }
         Event::Parted {
             disconnect: true, ..
         } => return None,
@@ -426,19 +522,13 @@ fn irc(e: &Event<'_>, names: &IrcNames, at: Option<SystemTime>) -> Option<Bytes>
 
 /// A PRIVMSG or NOTICE, split into as many messages as IRC's 512-byte lines need: natter
 /// texts may be eight times longer than an IRC line.
-pub fn irc_text(
-    at: Option<SystemTime>,
-    source: &str,
-    verb: &str,
-    target: &str,
-    text: &str,
-) -> Bytes {
+pub fn irc_text(tags: Tags<'_>, source: &str, verb: &str, target: &str, text: &str) -> Bytes {
     // ":source VERB target :" and CRLF around the text.
     let room = natter_proto::irc::MAX_LINE
         .saturating_sub(source.len() + verb.len() + target.len() + 6)
         .max(64);
     if text.len() <= room {
-        return irc_message(at, Some(source), verb, &[target, text]);
+        return irc_message_tagged(tags, Some(source), verb, &[target, text]);
     }
     let mut out = bytes::BytesMut::with_capacity(text.len() + 2 * room);
     let mut rest = text;
@@ -448,7 +538,12 @@ pub fn irc_text(
             cut -= 1;
         }
         let (chunk, tail) = rest.split_at(cut);
-        out.extend_from_slice(&irc_message(at, Some(source), verb, &[target, chunk]));
+        out.extend_from_slice(&irc_message_tagged(
+            tags,
+            Some(source),
+            verb,
+            &[target, chunk],
+        ));
         rest = tail;
     }
     out.freeze()
@@ -490,9 +585,30 @@ pub fn irc_message(
     cmd: &str,
     args: &[&str],
 ) -> Bytes {
+    irc_message_tagged(Tags { at, account: None }, source, cmd, args)
+}
+
+/// The message tags natter writes: `server-time`'s and `account-tag`'s.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tags<'a> {
+    /// `time=`, for clients with `server-time`.
+    pub at: Option<SystemTime>,
+    /// `account=`, for clients with `account-tag`, when the source is logged in.
+    pub account: Option<&'a str>,
+}
+
+/// [`irc_message`] with any tags.
+pub fn irc_message_tagged(tags: Tags<'_>, source: Option<&str>, cmd: &str, args: &[&str]) -> Bytes {
     let command = Command::Raw(cmd.to_owned(), args.iter().map(|a| clean(a)).collect());
+    let mut list = Vec::new();
+    if let Some(a) = tags.account {
+        list.push(Tag("account".to_owned(), Some(a.to_owned())));
+    }
+    if let Some(t) = tags.at {
+        list.push(Tag("time".to_owned(), Some(timestamp(t))));
+    }
     let msg = Message {
-        tags: at.map(|t| vec![Tag("time".to_owned(), Some(timestamp(t)))]),
+        tags: (!list.is_empty()).then_some(list),
         prefix: source.map(Into::into),
         command,
     };
@@ -568,6 +684,7 @@ mod tests {
         let from = Who {
             name: "ann",
             ident: "ann",
+            account: false,
         };
         let l = Lines::new(
             Event::Say {
@@ -583,10 +700,10 @@ mod tests {
             b"SAY #r ann hi there\n"
         );
         assert_eq!(
-            &l.get(Flavor::Irc { time: false }).unwrap()[..],
+            &l.get(Flavor::irc(false)).unwrap()[..],
             b":ann!ann@natter PRIVMSG #r :hi there\r\n"
         );
-        let timed = l.get(Flavor::Irc { time: true }).unwrap();
+        let timed = l.get(Flavor::irc(true)).unwrap();
         assert!(timed.starts_with(b"@time="), "{timed:?}");
         assert!(std::ptr::eq(
             l.get(Flavor::Native).unwrap(),
@@ -601,6 +718,7 @@ mod tests {
         let from = Who {
             name: "ann",
             ident: "ann",
+            account: false,
         };
         let l = Lines::new(
             Event::Message {
@@ -610,7 +728,7 @@ mod tests {
             },
             &n,
         );
-        let irc = l.get(Flavor::Irc { time: false }).unwrap();
+        let irc = l.get(Flavor::irc(false)).unwrap();
         let lines: Vec<&[u8]> = irc
             .split(|&b| b == b'\n')
             .filter(|l| !l.is_empty())
@@ -634,6 +752,7 @@ mod tests {
         let who = Who {
             name: "b",
             ident: "b",
+            account: false,
         };
         let gone = Lines::new(
             Event::Parted {
@@ -645,11 +764,11 @@ mod tests {
             &n,
         );
         assert!(gone.get(Flavor::Native).is_some());
-        assert!(gone.get(Flavor::Irc { time: false }).is_none());
+        assert!(gone.get(Flavor::irc(false)).is_none());
         let joined = Lines::new(Event::EveryoneMembership { who, joined: true }, &n);
         assert!(joined.get(Flavor::Native).is_none());
         assert_eq!(
-            &joined.get(Flavor::Irc { time: false }).unwrap()[..],
+            &joined.get(Flavor::irc(false)).unwrap()[..],
             b":b!b@natter JOIN #everyone\r\n"
         );
     }

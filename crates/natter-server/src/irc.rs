@@ -26,7 +26,25 @@ use tokio::time::Instant;
 use tracing::{debug, info};
 
 /// The capabilities natter implements, as CAP LS lists them.
-const CAPS: &[&str] = &["echo-message", "multi-prefix", "sasl", "server-time"];
+const CAPS: &[&str] = &[
+    "account-notify",
+    "account-tag",
+    "draft/account-registration",
+    "echo-message",
+    "extended-join",
+    "multi-prefix",
+    "sasl",
+    "server-time",
+];
+
+/// Capabilities that change how the hub writes events for this client, so they cannot
+/// change once it is registered (the hub renders for the flavor it registered with).
+const RENDERING_CAPS: &[&str] = &[
+    "account-notify",
+    "account-tag",
+    "extended-join",
+    "server-time",
+];
 
 /// Commands an unregistered IRC client may send.
 const BEFORE_REGISTRATION: &[&str] = &[
@@ -38,6 +56,8 @@ const BEFORE_REGISTRATION: &[&str] = &[
     "PONG",
     "QUIT",
     "AUTHENTICATE",
+    "REGISTER",
+    "VERIFY",
 ];
 
 /// The service IRC users log in through by PRIVMSG, as on networks with NickServ.
@@ -83,6 +103,15 @@ struct Caps {
     server_time: bool,
     /// Log in with SASL before registering.
     sasl: bool,
+    /// `account=` on messages from logged-in users.
+    account_tag: bool,
+    /// The account and real name in JOIN.
+    extended_join: bool,
+    /// `ACCOUNT` when someone in a shared channel logs in or out.
+    account_notify: bool,
+    /// Asked for `draft/account-registration` (REGISTER works either way, as its
+    /// specification says).
+    account_registration: bool,
 }
 
 /// The IRC protocol state of one connection.
@@ -129,6 +158,9 @@ pub struct IrcSession {
     sasl: Option<Box<Sasl>>,
     /// A long answer being written page by page (boxed: rarely there).
     answer: Option<Box<Answer>>,
+    /// The account request waited for is draft/account-registration's `REGISTER` (answered
+    /// with `REGISTER SUCCESS` or `FAIL REGISTER`), not NickServ's.
+    registering: bool,
 }
 
 /// A SASL exchange and what came of it.
@@ -184,6 +216,7 @@ mod n {
     pub(super) const RPL_WHOISSERVER: &str = "312";
     pub(super) const RPL_ENDOFWHO: &str = "315";
     pub(super) const RPL_ENDOFWHOIS: &str = "318";
+    pub(super) const RPL_WHOISACCOUNT: &str = "330";
     pub(super) const RPL_WHOISCHANNELS: &str = "319";
     pub(super) const RPL_LISTSTART: &str = "321";
     pub(super) const RPL_LIST: &str = "322";
@@ -273,6 +306,7 @@ impl IrcSession {
             ping_sent: None,
             pending: None,
             sasl: None,
+            registering: false,
             answer: None,
         }
     }
@@ -404,6 +438,18 @@ impl IrcSession {
                 }
             }
             Command::Raw(verb, _) if verb.eq_ignore_ascii_case("NOTICE") => {}
+            Command::Raw(verb, args) if verb.eq_ignore_ascii_case("REGISTER") => {
+                self.account_register(&args)
+            }
+            Command::Raw(verb, args) if verb.eq_ignore_ascii_case("VERIFY") => {
+                let account = args.first().map_or("*", |a| a.as_str());
+                self.fail(
+                    "VERIFY",
+                    "INVALID_CODE",
+                    &[&shown(account)],
+                    "No verification is pending: accounts here need none",
+                );
+            }
             other => {
                 let verb = irc_verb(&other);
                 if KNOWN.contains(&verb.as_str()) {
@@ -453,12 +499,24 @@ impl IrcSession {
                 if self.caps.sasl {
                     on.push("sasl");
                 }
+                if self.caps.account_tag {
+                    on.push("account-tag");
+                }
+                if self.caps.extended_join {
+                    on.push("extended-join");
+                }
+                if self.caps.account_notify {
+                    on.push("account-notify");
+                }
+                if self.caps.account_registration {
+                    on.push("draft/account-registration");
+                }
                 self.push(self.server_msg("CAP", &[&me, "LIST", &on.join(" ")]));
             }
             CapSubCommand::REQ => {
                 let wanted = arg.unwrap_or("");
                 let mut caps = self.caps;
-                let mut ok = !self.registered || !wanted.contains("server-time");
+                let mut ok = !self.registered || !RENDERING_CAPS.iter().any(|c| wanted.contains(c));
                 for cap in wanted.split(' ').filter(|c| !c.is_empty()) {
                     let (on, name) = match cap.strip_prefix('-') {
                         Some(n) => (false, n),
@@ -469,14 +527,18 @@ impl IrcSession {
                         "multi-prefix" => caps.multi_prefix = on,
                         "server-time" => caps.server_time = on,
                         "sasl" => caps.sasl = on,
+                        "account-tag" => caps.account_tag = on,
+                        "extended-join" => caps.extended_join = on,
+                        "account-notify" => caps.account_notify = on,
+                        "draft/account-registration" => caps.account_registration = on,
                         _ => ok = false,
                     }
                 }
                 if !self.registered {
                     self.negotiating = true;
                 }
-                // All or nothing, as the CAP specification requires. server-time cannot change
-                // once registered: the hub already renders for this client's flavor.
+                // All or nothing, as the CAP specification requires. The rendering caps
+                // cannot change once registered: the hub already renders for this flavor.
                 if ok {
                     self.caps = caps;
                     self.push(self.server_msg("CAP", &[&me, "ACK", wanted]));
@@ -638,6 +700,9 @@ impl IrcSession {
     fn flavor(&self) -> Flavor {
         Flavor::Irc {
             time: self.caps.server_time,
+            account_tag: self.caps.account_tag,
+            extended_join: self.caps.extended_join,
+            account_notify: self.caps.account_notify,
         }
     }
 
@@ -781,6 +846,101 @@ impl IrcSession {
         }
     }
 
+    /// A standard reply: `FAIL <command> <code> [context...] :<description>`.
+    fn fail(&self, command: &str, code: &str, context: &[&str], description: &str) {
+        let mut args = vec![command, code];
+        args.extend_from_slice(context);
+        args.push(description);
+        self.push(self.server_msg("FAIL", &args));
+    }
+
+    /// draft/account-registration's `REGISTER <account> <email> <password>`: makes the
+    /// nick an account, as NickServ's REGISTER does. The account is the nick (or `*` for
+    /// it); no e-mail is needed, so none is kept, and none needs verifying.
+    fn account_register(&mut self, args: &[String]) {
+        let [account, _email, password, ..] = args else {
+            self.num(
+                n::ERR_NEEDMOREPARAMS,
+                &["REGISTER", "Not enough parameters"],
+            );
+            return;
+        };
+        if !self.registered {
+            self.fail(
+                "REGISTER",
+                "COMPLETE_CONNECTION_REQUIRED",
+                &[&shown(account)],
+                "Register your connection (NICK and USER) first",
+            );
+            return;
+        }
+        let me = self.me().to_owned();
+        if account != "*" && !name::same(account, &me) {
+            self.fail(
+                "REGISTER",
+                "ACCOUNT_NAME_MUST_BE_NICK",
+                &[&shown(account)],
+                "An account is named after your nick: change nick first",
+            );
+        } else if self.hub.accounts().is_reserved(&me) {
+            self.fail(
+                "REGISTER",
+                "ALREADY_AUTHENTICATED",
+                &[&me],
+                "You are logged into this account already",
+            );
+        } else if !natter_proto::password::acceptable(password) {
+            self.fail(
+                "REGISTER",
+                "WEAK_PASSWORD",
+                &[&me],
+                ErrorCode::WeakPassword.default_text(),
+            );
+        } else {
+            let accounts = self.hub.accounts().clone();
+            let password = password.clone();
+            self.registering = true;
+            self.wait_for(
+                async move { accounts.create(me, password).await.map(|()| Done::Created) },
+            );
+        }
+    }
+
+    /// Answers draft/account-registration's `REGISTER` once the account is made, or not.
+    fn registered_account(&mut self, outcome: Result<Done, ErrorCode>) {
+        let me = self.me().to_owned();
+        match outcome {
+            Ok(_) => {
+                self.hub.account_changed(&me, true);
+                self.push(self.server_msg(
+                    "REGISTER",
+                    &["SUCCESS", &me, "Account created; you are logged in"],
+                ));
+                let mask = self.my_mask();
+                let text = format!("You are now logged in as {me}");
+                self.num(n::RPL_LOGGEDIN, &[&mask, &me, &text]);
+            }
+            Err(ErrorCode::AccountExists) => self.fail(
+                "REGISTER",
+                "ACCOUNT_EXISTS",
+                &[&me],
+                "This nick is an account already",
+            ),
+            Err(ErrorCode::WeakPassword) => self.fail(
+                "REGISTER",
+                "WEAK_PASSWORD",
+                &[&me],
+                ErrorCode::WeakPassword.default_text(),
+            ),
+            Err(code) => self.fail(
+                "REGISTER",
+                "TEMPORARILY_UNAVAILABLE",
+                &[&me],
+                code.default_text(),
+            ),
+        }
+    }
+
     /// `KILL <nick> <comment>`: a server operator disconnects a user.
     fn kill(&mut self, target: &str, comment: &str) {
         let me = self.me().to_owned();
@@ -832,6 +992,10 @@ impl IrcSession {
 
     /// Answers an account request that has come to an end (SASL's or NickServ's).
     fn account_done(&mut self, outcome: Result<Done, ErrorCode>) {
+        if std::mem::take(&mut self.registering) {
+            self.registered_account(outcome);
+            return;
+        }
         let via_sasl = self.sasl.as_ref().is_some_and(|s| s.checking);
         if via_sasl {
             match outcome {
@@ -1599,6 +1763,11 @@ impl IrcSession {
                     n::RPL_WHOISSERVER,
                     &[&u.name, &self.cfg.server_name, &self.cfg.description],
                 ));
+                if u.account {
+                    out.extend_from_slice(
+                        &self.numeric(n::RPL_WHOISACCOUNT, &[&u.name, &u.name, "is logged in as"]),
+                    );
+                }
                 if let Some(away) = &u.away {
                     out.extend_from_slice(&self.numeric(n::RPL_AWAY, &[&u.name, away]));
                 }

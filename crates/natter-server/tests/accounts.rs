@@ -424,6 +424,14 @@ async fn passwords_never_reach_the_log_even_at_debug() {
         answer(&mut c, "MESSAGE visible-at-debug").await,
         "ERROR NO_RECIPIENTS nobody else is registered to receive it"
     );
+    // IRC's ways: draft/account-registration's REGISTER, NickServ, SASL.
+    let mut irc = Irc::user(addr.parse().unwrap(), "bob").await;
+    irc.send("REGISTER * * sekrit-three").await;
+    irc.skip_to("REGISTER SUCCESS bob").await;
+    irc.send("PRIVMSG NickServ :IDENTIFY bob sekrit-four").await;
+    irc.skip_to("Invalid account or password").await;
+    irc.send("AUTHENTICATE sekrit-five").await;
+    irc.skip_to(" 904 ").await;
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &server.child.id().to_string()])
         .status();
@@ -924,4 +932,111 @@ async fn a_native_and_an_irc_connection_of_one_account() {
     irc.send("QUIT :bye").await;
     assert_eq!(answer(&mut carol, "DM alice still").await, "OK DM alice");
     assert_eq!(native.text().await, "DM carol still");
+}
+
+#[tokio::test]
+async fn irc_clients_see_accounts_and_register_them_with_account_registration() {
+    let s = TestServer::start().await;
+    let mut watch = Irc::connect(s.addr).await;
+    watch.send("CAP LS 302").await;
+    let ls = watch.skip_to("CAP * LS").await;
+    for cap in [
+        "account-tag",
+        "account-notify",
+        "extended-join",
+        "draft/account-registration",
+    ] {
+        assert!(ls.contains(cap), "{ls}");
+    }
+    watch
+        .send("CAP REQ :account-tag account-notify extended-join")
+        .await;
+    watch.skip_to("ACK").await;
+    watch.send("NICK watch").await;
+    watch.send("USER w 0 * :W").await;
+    watch.send("CAP END").await;
+    watch.skip_to(" 366 ").await;
+
+    // A guest's JOIN says no account; making the name an account is an ACCOUNT; its
+    // messages carry account=; deleting the account is ACCOUNT *.
+    let mut alice = s.user("alice").await;
+    assert_eq!(
+        watch.line().await,
+        ":alice!alice@natter JOIN #everyone * alice"
+    );
+    assert_eq!(
+        answer(&mut alice, &format!("ACCOUNT CREATE {PW}")).await,
+        "OK ACCOUNT CREATE alice"
+    );
+    assert_eq!(watch.line().await, ":alice!alice@natter ACCOUNT alice");
+    assert_eq!(answer(&mut alice, "MESSAGE hi").await, "OK MESSAGE 1");
+    assert_eq!(
+        watch.line().await,
+        "@account=alice :alice!alice@natter PRIVMSG #everyone hi"
+    );
+    watch.send("WHOIS alice").await;
+    let account = watch.skip_to(" 330 ").await;
+    assert!(
+        account.ends_with(" 330 watch alice alice :is logged in as"),
+        "{account}"
+    );
+    assert_eq!(
+        answer(&mut alice, &format!("ACCOUNT DELETE {PW}")).await,
+        "OK ACCOUNT DELETE alice"
+    );
+    watch.skip_to(" 318 ").await;
+    assert_eq!(watch.line().await, ":alice!alice@natter ACCOUNT *");
+    // A logged-in user's JOIN names its account.
+    offline_account(&s, "dora").await;
+    // Its holder and then the witness left.
+    watch.skip_to(":wdora!wdora@natter QUIT").await;
+    let mut dora = s.client().await;
+    assert_eq!(login(&mut dora, "dora").await, "OK LOGIN dora");
+    assert_eq!(
+        watch.line().await,
+        ":dora!dora@natter JOIN #everyone dora dora"
+    );
+    watch.quiet().await;
+
+    // draft/account-registration: the nick becomes an account.
+    let mut carol = Irc::connect(s.addr).await;
+    carol.send("NICK carol").await;
+    carol.send("REGISTER * * correct-horse").await;
+    assert!(
+        carol
+            .skip_to("FAIL REGISTER COMPLETE_CONNECTION_REQUIRED")
+            .await
+            .contains(" * :")
+    );
+    carol.send("USER c 0 * :C").await;
+    carol.skip_to(" 001 ").await;
+    carol.send("REGISTER * * short").await;
+    carol.skip_to("FAIL REGISTER WEAK_PASSWORD carol").await;
+    carol.send("REGISTER bob * correct-horse").await;
+    carol
+        .skip_to("FAIL REGISTER ACCOUNT_NAME_MUST_BE_NICK bob")
+        .await;
+    carol
+        .send("REGISTER carol carol@example.org correct-horse")
+        .await;
+    carol.skip_to("REGISTER SUCCESS carol").await;
+    carol.skip_to(" 900 ").await;
+    carol.send("REGISTER * * correct-horse").await;
+    carol
+        .skip_to("FAIL REGISTER ALREADY_AUTHENTICATED carol")
+        .await;
+    carol.send("VERIFY carol 1234").await;
+    carol.skip_to("FAIL VERIFY INVALID_CODE carol").await;
+    assert_eq!(
+        watch.skip_to("ACCOUNT").await,
+        ":carol!c@natter ACCOUNT carol"
+    );
+    // The account is real: another connection is refused the name, and logs into it.
+    let mut other = s.client().await;
+    assert!(
+        answer(&mut other, "REGISTER carol")
+            .await
+            .starts_with("ERROR NAME_RESERVED ")
+    );
+    assert_eq!(login(&mut other, "carol").await, "OK LOGIN carol");
 }

@@ -217,7 +217,11 @@ impl Hub {
                     let _ = self.op(id, &room, &target);
                 }
             }
-            Op::Account { name, exists } => self.accounts().set_reserved(&name, exists),
+            Op::Account { name, exists } => {
+                self.accounts().set_reserved(&name, exists);
+                let mut st = self.write();
+                self.set_account(&mut st, &name, exists);
+            }
             Op::Away { c, away } => {
                 if let Some(id) = self.ghost(node, c) {
                     self.set_away(id, away.as_deref());
@@ -334,6 +338,7 @@ impl Hub {
                     away: None,
                     irc: g.irc,
                     links: None,
+                    account: self.accounts.is_reserved(&g.name),
                 };
                 st.ghosts.insert(k.clone(), id);
                 st.ghost_of.insert(id, k);
@@ -362,6 +367,7 @@ impl Hub {
                 let who = Who {
                     name: &n,
                     ident: &i,
+                    account: u.account,
                 };
                 self.depart(st, key, id, who, "", false, false);
             }

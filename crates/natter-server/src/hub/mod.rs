@@ -186,6 +186,8 @@ struct User {
     irc: bool,
     /// Every connection of a user who has several; `outbox` and `flavor` are the first's.
     links: Option<Arc<Vec<Link>>>,
+    /// Whether the user is logged into an account (holds an account's name).
+    account: bool,
 }
 
 impl User {
@@ -193,6 +195,7 @@ impl User {
         Who {
             name: &self.name,
             ident: &self.ident,
+            account: self.account,
         }
     }
 
@@ -241,7 +244,14 @@ fn name_key(key: String, name: &Arc<str>) -> Arc<str> {
 
 /// The IRC source mask of a user: `name!ident@natter`.
 pub fn mask(name: &str, ident: &str) -> Arc<str> {
-    Arc::from(Who { name, ident }.mask())
+    Arc::from(
+        Who {
+            name,
+            ident,
+            account: false,
+        }
+        .mask(),
+    )
 }
 
 /// A room.
@@ -333,6 +343,8 @@ pub struct UserView {
     pub rooms: Vec<String>,
     /// The away message, if any.
     pub away: Option<Arc<str>>,
+    /// Whether the user is logged into its name's account.
+    pub account: bool,
 }
 
 /// What a registering client's own answer may show, read under the hub's lock.
@@ -490,11 +502,13 @@ impl Hub {
         &self.accounts
     }
 
-    /// Tells the other nodes of a cluster that `name` became an account, or stopped being
-    /// one (this node's cache already knows).
+    /// Records that `name` became an account, or stopped being one (the accounts' cache
+    /// already knows): whoever holds the name is logged in, or out, and IRC users with
+    /// `account-notify` are told. Other nodes of a cluster are told too.
     pub fn account_changed(&self, name: &str, exists: bool) {
+        let mut guard = self.write();
+        self.set_account(&mut guard, name, exists);
         if self.relays {
-            let _guard = self.write();
             self.backplane.publish(
                 Some(Op::Account {
                     name: name.to_owned(),
@@ -502,6 +516,29 @@ impl Hub {
                 }),
                 None,
             );
+        }
+    }
+
+    /// Marks the holder of `name`, if any, logged in or out, telling IRC users.
+    fn set_account(&self, st: &mut State, name: &str, exists: bool) {
+        if let Some(&id) = st.names.get(name::fold(name).as_str())
+            && let Some(u) = st.users.get_mut(&id)
+            && u.account != exists
+        {
+            u.account = exists;
+            self.tell_account(st, id);
+        }
+    }
+
+    /// Tells IRC users with `account-notify` who see user `id` of its account (ACCOUNT).
+    fn tell_account(&self, st: &State, id: ClientId) {
+        let Some(user) = st.users.get(&id) else {
+            return;
+        };
+        let ev = self.lines(Event::Account { who: user.who() });
+        st.everyone.send(&ev, None);
+        for other in Self::irc_roommates_outside_everyone(st, user) {
+            Self::send_to(st, other, &ev, None);
         }
     }
 
@@ -800,6 +837,8 @@ impl Hub {
             away: None,
             irc,
             links: None,
+            // Only the account's own login reaches a reserved name here.
+            account: self.accounts.is_reserved(&name),
         };
         if self.relays {
             self.backplane.publish(
@@ -873,6 +912,8 @@ impl Hub {
             unreachable!("rename of a registered user");
         };
         let old_name = std::mem::replace(&mut user.name, Arc::from(name));
+        let was_account = user.account;
+        user.account = is_local(id) && self.accounts.is_reserved(name);
         let old_ident = if user.irc {
             user.ident.clone()
         } else {
@@ -891,6 +932,7 @@ impl Hub {
             old: Who {
                 name: &old_name,
                 ident: &old_ident,
+                account: was_account,
             },
             new: name,
         });
@@ -903,6 +945,9 @@ impl Hub {
             Self::send_to(st, id, &ev, None);
         }
         drop(ev);
+        if user.account != was_account {
+            self.tell_account(st, id);
+        }
         if is_local(id) {
             if self.relays {
                 self.backplane.publish(
@@ -1536,6 +1581,7 @@ impl Hub {
             irc: u.irc,
             rooms,
             away: u.away.clone(),
+            account: u.account,
         })
     }
 
@@ -1808,6 +1854,7 @@ impl Hub {
         let user = st.users.get_mut(&id).ok_or(ErrorCode::NotRegistered)?;
         user.rooms.retain(|k| *k != key);
         let (who_name, who_ident) = (user.name.clone(), user.ident.clone());
+        let account = user.account;
         // The IRC user who parts sees its own PART, as IRC clients expect; the user's other
         // connections see it too, whatever they speak.
         let irc = matches!(
@@ -1820,6 +1867,7 @@ impl Hub {
                 who: Who {
                     name: &who_name,
                     ident: &who_ident,
+                    account,
                 },
                 reason: reason.unwrap_or(""),
                 disconnect: false,
@@ -1829,6 +1877,7 @@ impl Hub {
         let who = Who {
             name: &who_name,
             ident: &who_ident,
+            account,
         };
         self.depart(st, &key, id, who, reason.unwrap_or(""), false, false);
         if self.relays && is_local(id) {
