@@ -316,7 +316,14 @@ fn check_command<'a>(raw: &'a [u8], s: &mut Session<'a>) {
                 detail: b(l.name),
             });
         }
-        Command::Logout => {}
+        Command::Logout | Command::Session => {}
+        Command::Resume(r) => {
+            assert!(!r.token.is_empty() && !r.token.contains(' '));
+            round_trip(&ServerLine::Ok {
+                verb: b("RESUME"),
+                detail: b(s.name),
+            });
+        }
         Command::Kill(k) => {
             assert!(!k.user.is_empty() && !k.user.contains(' '));
             if let Some(r) = k.reason {

@@ -108,6 +108,8 @@ codes! {
         StoreUnavailable = "STORE_UNAVAILABLE",
         /// The name looks like another name in use or an account's (`aIice` beside `alice`).
         NameConfusable = "NAME_CONFUSABLE",
+        /// RESUME with a token of no session waiting: it ended, or the token is wrong.
+        NoSession = "NO_SESSION",
     }
 }
 
@@ -181,6 +183,10 @@ impl ErrorCode {
             Self::StoreUnavailable => "accounts are unavailable right now; try again later",
             Self::NameConfusable => {
                 "that name looks too much like a name in use or an account's; choose another"
+            }
+            Self::NoSession => {
+                "no session is waiting for that token (it ended, or the token is wrong); \
+                 REGISTER or LOGIN"
             }
         }
     }

@@ -52,6 +52,24 @@ pub enum Command<'a> {
     Account(Account<'a>),
     /// `KILL <user> [reason]`: disconnect a user (server operators only).
     Kill(Kill<'a>),
+    /// `SESSION`: a resume token for this session, so that a new connection can take it
+    /// over after this one is lost.
+    Session,
+    /// `RESUME <token>`: take over a session whose connection was lost.
+    Resume(Resume<'a>),
+}
+
+/// `RESUME <token>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Resume<'a> {
+    /// The token, as given.
+    pub token: &'a str,
+}
+
+impl std::fmt::Debug for Resume<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Resume(<redacted>)")
+    }
 }
 
 /// `KILL <user> [reason]`.
@@ -415,6 +433,15 @@ impl<'a> Command<'a> {
         } else if is("ACCOUNT") {
             p.command = "ACCOUNT";
             Command::Account(Account::parse(p)?)
+        } else if is("SESSION") {
+            p.command = "SESSION";
+            p.finish()?;
+            Command::Session
+        } else if is("RESUME") {
+            p.command = "RESUME";
+            let token = p.word("a token")?;
+            p.finish()?;
+            Command::Resume(Resume { token })
         } else if is("KILL") {
             p.command = "KILL";
             let user = p.word("a user name")?;
@@ -434,7 +461,10 @@ impl<'a> Command<'a> {
 
     /// Whether an unregistered client may use the command with this (upper-case) word.
     pub fn verb_allowed_unregistered(verb: &str) -> bool {
-        matches!(verb, "REGISTER" | "HELP" | "CLOSE" | "PASSWORD" | "LOGIN")
+        matches!(
+            verb,
+            "REGISTER" | "HELP" | "CLOSE" | "PASSWORD" | "LOGIN" | "RESUME"
+        )
     }
 
     /// Whether an unregistered client may use this command.
@@ -463,6 +493,8 @@ impl<'a> Command<'a> {
             Self::Logout => "LOGOUT",
             Self::Account(_) => "ACCOUNT",
             Self::Kill(_) => "KILL",
+            Self::Session => "SESSION",
+            Self::Resume(_) => "RESUME",
         }
     }
 
@@ -473,7 +505,7 @@ impl<'a> Command<'a> {
 
     /// Whether a line with this (upper-case) command word carries a password, parsed or not.
     pub fn verb_has_secret(verb: &str) -> bool {
-        matches!(verb, "PASSWORD" | "LOGIN" | "ACCOUNT")
+        matches!(verb, "PASSWORD" | "LOGIN" | "ACCOUNT" | "RESUME")
     }
 }
 

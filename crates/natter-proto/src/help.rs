@@ -102,6 +102,16 @@ pub const ENTRIES: &[Entry] = &[
         summary: "leave your account and its name; REGISTER or LOGIN again",
     },
     Entry {
+        verb: "SESSION",
+        usage: "SESSION",
+        summary: "a token to RESUME this session from a new connection if this one is lost",
+    },
+    Entry {
+        verb: "RESUME",
+        usage: "RESUME <token>",
+        summary: "take over your session after a lost connection, with the events missed",
+    },
+    Entry {
         verb: "CLOSE",
         usage: "CLOSE",
         summary: "leave and close the connection",

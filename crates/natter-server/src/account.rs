@@ -505,7 +505,8 @@ fn unavailable(e: StoreError) -> ErrorCode {
     ErrorCode::StoreUnavailable
 }
 
-fn unix_now() -> i64 {
+/// Seconds since the Unix epoch, as the store keeps times.
+pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)

@@ -98,6 +98,8 @@ pub struct Config {
     pub write_stall: Duration,
     /// How long a shutdown waits for clients to take their last lines.
     pub shutdown_grace: Duration,
+    /// How long a session whose connection was lost waits to be resumed.
+    pub linger: Duration,
     /// TCP keepalive idle time, after which dead peers are probed and cleaned up.
     pub keepalive: Duration,
     /// Limits on rooms.
@@ -214,6 +216,7 @@ impl Default for Config {
             sniff_wait: Duration::from_millis(100),
             write_stall: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(5),
+            linger: Duration::from_secs(60),
             keepalive: Duration::from_secs(60),
             rooms: RoomLimits::default(),
             web: Origins::default(),

@@ -35,7 +35,7 @@ pub trait Handler {
     /// Called at the deadline (pings, registration timeouts).
     fn on_deadline(&mut self) -> Flow;
     /// Leaves the hub; called once when the connection ends.
-    fn leave(&mut self, reason: &str);
+    fn leave(&mut self, end: End);
     /// The last line for a client the server disconnects, in this protocol's words.
     fn goodbye(&self, reason: ByeReason) -> Bytes;
     /// The longest line the framer accepts.

@@ -12,7 +12,7 @@ use crate::claim::{PendingName, Wait};
 use crate::client_id::ClientId;
 use crate::config::{IrcConfig, Policy};
 use crate::event::{Flavor, irc_message};
-use crate::handler::{Flow, Handler};
+use crate::handler::{End, Flow, Handler};
 use crate::hub::{Hub, MemberView, NameCheck, Registered, RoomView, Welcome, mask};
 use crate::outbox::Outbox;
 use bytes::{Bytes, BytesMut};
@@ -1981,7 +1981,8 @@ impl Handler for IrcSession {
         Flow::Continue
     }
 
-    fn leave(&mut self, reason: &str) {
+    fn leave(&mut self, end: End) {
+        let reason = end.leave_reason();
         if let Some(p) = self.pending.take()
             && let Wait::Name(p) = *p
         {

@@ -53,6 +53,9 @@ pub struct Outbox {
     /// Whether the client is congested (`Rare::congestion`): read without the lock before
     /// each line.
     congested: AtomicBool,
+    /// Set while nobody drains it: its session waits to be resumed. Such an outbox never
+    /// holds senders back (nobody would release them); it only fills, up to the hard bound.
+    lingering: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -161,6 +164,7 @@ impl Outbox {
             ended: AtomicBool::new(false),
             held: AtomicBool::new(false),
             congested: AtomicBool::new(false),
+            lingering: AtomicBool::new(false),
         }
     }
 
@@ -181,7 +185,7 @@ impl Outbox {
         let was_empty = s.queue.is_empty();
         let bytes = self.bytes.fetch_add(cost(&line), Ordering::Relaxed) + cost(&line);
         s.queue.push_back(line);
-        let congested = bytes >= self.limit;
+        let congested = bytes >= self.limit && !self.lingering.load(Ordering::Relaxed);
         if congested && s.congestion().is_none() {
             let now = Instant::now();
             s.rare.get_or_insert_with(Box::default).congestion = Some(Congestion {
@@ -236,6 +240,17 @@ impl Outbox {
         let mut s = self.lock();
         std::mem::swap(into, &mut s.queue);
         s.overflowed
+    }
+
+    /// Puts back lines taken by [`Outbox::drain_into`] and not written, before the rest, so
+    /// that whoever drains next gets them first, in order.
+    pub fn unread(&self, mut lines: VecDeque<Bytes>) {
+        if lines.is_empty() {
+            return;
+        }
+        let mut s = self.lock();
+        lines.append(&mut s.queue);
+        s.queue = lines;
     }
 
     /// The connection wrote lines costing `cost` (see [`line_cost`]) to the socket.
@@ -367,6 +382,18 @@ impl Outbox {
         self.congested.store(false, Ordering::Relaxed);
         drop(s);
         waiters.into_iter().for_each(Waker::wake);
+    }
+
+    /// Its connection is gone and its session waits to be resumed: lines keep queueing for
+    /// whoever resumes it (up to the hard bound), and nobody waits for it any more.
+    pub fn linger(&self) {
+        self.lingering.store(true, Ordering::Relaxed);
+        self.close();
+    }
+
+    /// Whether its session waits to be resumed (see [`Outbox::linger`]).
+    pub fn is_lingering(&self) -> bool {
+        self.lingering.load(Ordering::Relaxed)
     }
 
     /// Tells the connection task that the server is shutting down.

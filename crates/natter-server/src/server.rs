@@ -45,9 +45,8 @@ pub async fn run_all(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let accounts = open_store(&config.store)
-        .await?
-        .with_operators(config.operators.clone());
+    let (accounts, kept) = open_store(&config.store, config.cluster.is_none()).await?;
+    let accounts = accounts.with_operators(config.operators.clone());
     let store = accounts.store().clone();
     info!(accounts = accounts.count(), "accounts loaded");
     let stats = Arc::new(Stats::default());
@@ -62,7 +61,11 @@ pub async fn run_all(
     );
     hub = hub
         .with_irc_auto_join(config.irc.auto_join)
-        .with_lookalikes_refused(config.refuse_lookalikes);
+        .with_lookalikes_refused(config.refuse_lookalikes)
+        .with_linger(crate::hub::Linger {
+            time: config.linger,
+            outbox_limit: config.outbox_bytes,
+        });
     let cluster = match &config.cluster {
         Some(c) => {
             let redis = crate::cluster::Redis::new(c, stats.clone())
@@ -74,6 +77,15 @@ pub async fn run_all(
         None => None,
     };
     let hub = Arc::new(hub);
+    if !kept.is_empty() {
+        // Sessions the last server kept wait for their clients again (a cluster's nodes
+        // share one database, so they keep none).
+        let n = hub.restore(kept);
+        info!(
+            sessions = n,
+            "sessions kept over the restart wait to be resumed"
+        );
+    }
     let backplane_stop = CancellationToken::new();
     tokio::spawn(hub.clone().announce_arrivals_until(backplane_stop.clone()));
     let env = Arc::new(Env {
@@ -140,6 +152,17 @@ pub async fn run_all(
         redis.flush(Duration::from_secs(2)).await;
     }
     backplane_stop.cancel();
+    if cluster.is_none() {
+        let sessions = shared.hub.saved_sessions();
+        if !sessions.is_empty() {
+            let n = sessions.len();
+            let now = crate::account::unix_now();
+            match shared.store.save_sessions(sessions, now).await {
+                Ok(()) => info!(sessions = n, "sessions kept for the next start"),
+                Err(e) => warn!(error = %e, "the sessions could not be kept"),
+            }
+        }
+    }
     match tokio::time::timeout(Duration::from_secs(5), shared.store.close()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => warn!(error = %e, "the store's last writes failed"),
@@ -152,15 +175,26 @@ pub async fn run_all(
 /// Opens the store and reads its accounts, on a blocking thread: opening may wait on a file
 /// or a network, and the runtime then knows the server is busy starting (a test's paused
 /// clock does not run ahead meanwhile).
-async fn open_store(location: &natter_store::Location) -> io::Result<Accounts> {
+async fn open_store(location: &natter_store::Location, sessions: bool) -> io::Result<Opened> {
     let place = location.clone();
     let runtime = tokio::runtime::Handle::current();
-    let accounts = tokio::task::spawn_blocking(move || {
+    let opened = tokio::task::spawn_blocking(move || {
         let store = natter_store::Store::open(&place, natter_store::Options::default())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-        runtime
-            .block_on(Accounts::load(store))
-            .map_err(|e| io::Error::other(format!("the store cannot be read: {e}")))
+        runtime.block_on(async {
+            let kept = if sessions {
+                store.take_sessions().await.unwrap_or_else(|e| {
+                    warn!(error = %e, "the kept sessions could not be read");
+                    Vec::new()
+                })
+            } else {
+                Vec::new()
+            };
+            let accounts = Accounts::load(store)
+                .await
+                .map_err(|e| io::Error::other(format!("the store cannot be read: {e}")))?;
+            Ok::<_, io::Error>((accounts, kept))
+        })
     })
     .await
     .map_err(io::Error::other)??;
@@ -169,5 +203,8 @@ async fn open_store(location: &natter_store::Location) -> io::Result<Accounts> {
         schema = natter_store::SCHEMA_VERSION,
         "store open"
     );
-    Ok(accounts)
+    Ok(opened)
 }
+
+/// The accounts, and the sessions the last server kept.
+type Opened = (Accounts, Vec<(String, String, i64)>);

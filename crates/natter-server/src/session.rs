@@ -10,7 +10,7 @@ use crate::claim::{PendingName, Wait};
 use crate::client_id::ClientId;
 use crate::config::Policy;
 use crate::event::Flavor;
-use crate::handler::{Flow, Handler, bye};
+use crate::handler::{End, Flow, Handler, bye};
 use crate::hub::{Hub, NameCheck, Registered, RoomView, Welcome};
 use crate::outbox::Outbox;
 use bytes::{Bytes, BytesMut};
@@ -46,6 +46,9 @@ pub struct Session {
     authed: bool,
     /// Wrong passwords so far.
     wrong_passwords: u8,
+    /// The client holds a resume token (`SESSION`, or it resumed): a lost connection leaves
+    /// the session waiting for it rather than leaving.
+    resumable: bool,
     /// Unregistered: when the connection started, for the registration deadline.
     /// Registered: when the client last sent a line, for the idle timeout. One field for
     /// both, because every idle client carries it.
@@ -128,6 +131,7 @@ impl Session {
             outbox,
             hub,
             authed: policy.password.is_none(),
+            resumable: false,
             policy,
             wrong_passwords: 0,
             mark: now,
@@ -237,7 +241,7 @@ impl Session {
             Command::Help(h) => self.help(h),
             Command::Close => {
                 // Leave first, so that nothing routed to this client can follow its BYE.
-                Handler::leave(self, "quit");
+                Handler::leave(self, End::Close);
                 self.reply(bye(ByeReason::Closed));
                 return Flow::Close;
             }
@@ -255,6 +259,8 @@ impl Session {
             Command::Logout => self.logout(),
             Command::Account(a) => self.account(a),
             Command::Kill(k) => self.kill(k.user, k.reason.unwrap_or("")),
+            Command::Session => self.session_token(),
+            Command::Resume(r) => self.resume(r.token),
         }
         Flow::Continue
     }
@@ -279,6 +285,58 @@ impl Session {
                 .await
                 .map(Done::LoggedIn)
         });
+    }
+
+    /// `SESSION`: a resume token, and how long a lost connection's session waits for it.
+    fn session_token(&mut self) {
+        match self.hub.session_token(self.id) {
+            Ok(token) => {
+                self.resumable = true;
+                let secs = self.hub.linger_time().as_secs().to_string();
+                self.reply(ok("SESSION", &format!("{token} {secs}")));
+            }
+            Err(code) => self.error(code),
+        }
+    }
+
+    /// `RESUME <token>`: takes over a session whose connection was lost.
+    fn resume(&mut self, token: &str) {
+        if !self.authed {
+            self.error(ErrorCode::PasswordRequired);
+            return;
+        }
+        if self.name.is_some() {
+            self.reply_error(
+                ErrorCode::NoSession,
+                "RESUME takes over a session from a new connection; this one is registered",
+            );
+            return;
+        }
+        // The answer, then the rooms the session is in (as JOINED lines naming itself),
+        // then what it missed, all queued under the hub's lock.
+        let answer = |w: &Welcome<'_>| {
+            let mut out = BytesMut::from(&ok("RESUME", w.name)[..]);
+            for view in w.joined {
+                ServerLine::Joined {
+                    room: Cow::Borrowed(&view.name),
+                    name: Cow::Borrowed(w.name),
+                }
+                .write_to(&mut out);
+            }
+            out.freeze()
+        };
+        match self
+            .hub
+            .resume(self.id, token, &self.outbox, Flavor::Native, &answer)
+        {
+            Ok((_, name)) => {
+                info!(peer = %self.peer, user = %name, "resumed");
+                self.name = Some(name);
+                self.resumable = true;
+                self.mark = Instant::now();
+            }
+            Err(code) => self.error(code),
+        }
     }
 
     fn logout(&mut self) {
@@ -387,7 +445,7 @@ impl Session {
             Err(ErrorCode::BadLogin) => {
                 self.wrong_passwords += 1;
                 if self.wrong_passwords >= MAX_WRONG_PASSWORDS {
-                    Handler::leave(self, "bad login");
+                    Handler::leave(self, End::Close);
                     self.reply(bye(ByeReason::BadLogin));
                     return Flow::Close;
                 }
@@ -405,7 +463,7 @@ impl Session {
                 warn!(peer = %self.peer, attempts = self.wrong_passwords, "wrong password");
                 if self.wrong_passwords >= MAX_WRONG_PASSWORDS {
                     // Leave first, so that nothing routed to this client can follow its BYE.
-                    Handler::leave(self, "bad password");
+                    Handler::leave(self, End::Close);
                     self.reply(bye(ByeReason::BadPassword));
                     return Flow::Close;
                 }
@@ -882,7 +940,7 @@ impl Handler for Session {
             } else {
                 "register within the time allowed (REGISTER <name>)"
             };
-            Handler::leave(self, "timed out");
+            Handler::leave(self, End::Close);
             self.reply(
                 ServerLine::Bye {
                     reason: ByeReason::Timeout,
@@ -899,7 +957,7 @@ impl Handler for Session {
         self.flush_messages();
     }
 
-    fn leave(&mut self, _reason: &str) {
+    fn leave(&mut self, end: End) {
         // Messages accepted are sent, whatever ends the connection.
         self.flush_messages();
         if let Some(p) = self.pending.take()
@@ -907,7 +965,15 @@ impl Handler for Session {
         {
             p.abandon(self.hub.clone(), self.id);
         }
-        if self.name.take().is_some() {
+        // A connection lost (not closed on purpose) leaves a resumable session waiting.
+        let lost = matches!(
+            end,
+            End::PeerClosed | End::Error | End::Stalled | End::Shutdown
+        );
+        if self.name.is_some() && self.resumable && lost && self.hub.linger(self.id) {
+            let name = self.name.take();
+            info!(peer = %self.peer, user = ?name, "connection lost; the session waits to be resumed");
+        } else if self.name.take().is_some() {
             self.hub.leave(self.id, "disconnected");
         }
         self.hub.forget(self.id);

@@ -57,6 +57,10 @@ pub struct Settings {
     /// Seconds a shutdown waits for clients to take their last lines [default: 5].
     #[arg(long)]
     pub shutdown_grace_secs: Option<u64>,
+    /// Seconds a session whose connection was lost waits for its client to RESUME it (or
+    /// for the server to come back, after a restart) [default: 60].
+    #[arg(long)]
+    pub linger_secs: Option<u64>,
     /// Milliseconds a new connection may stay silent before it is taken for a line client
     /// and greeted; an HTTP or IRC client must speak within it [default: 100].
     #[arg(long)]
@@ -213,7 +217,7 @@ impl Settings {
             };
         }
         pick!(host, port, tls_cert, tls_key, threads, max_connections, outbox_kib, catch_up_secs, sniff_wait_ms, shutdown_grace_secs,
-            write_stall_secs, max_rooms, max_rooms_per_address, max_rooms_per_user, max_room_members, max_topic_bytes,
+            linger_secs, write_stall_secs, max_rooms, max_rooms_per_address, max_rooms_per_user, max_room_members, max_topic_bytes,
             server_name, server_description, everyone_channel, irc_auto_join, motd_file,
             irc_ping_secs, irc_ping_timeout_secs, password, password_file, metrics_token, per_ip_connections,
             per_ip_connect_rate, per_ip_connect_burst, exempt_loopback, register_timeout_secs,
@@ -240,6 +244,7 @@ impl Settings {
                 catch_up_secs: Some(d.patience.grace.as_secs()),
                 sniff_wait_ms: Some(d.sniff_wait.as_millis() as u64),
                 shutdown_grace_secs: Some(d.shutdown_grace.as_secs()),
+                linger_secs: Some(d.linger.as_secs()),
                 write_stall_secs: Some(d.write_stall.as_secs()),
                 max_rooms: Some(rooms.rooms),
                 max_rooms_per_address: Some(rooms.per_address),
@@ -345,6 +350,7 @@ impl Settings {
                 usize::try_from(k * 1024).unwrap_or(usize::MAX)
             }),
             shutdown_grace: secs(s.shutdown_grace_secs, d.shutdown_grace),
+            linger: secs(s.linger_secs, d.linger),
             write_stall: secs(s.write_stall_secs, d.write_stall),
             sniff_wait: s.sniff_wait_ms.map_or(d.sniff_wait, Duration::from_millis),
             patience: Patience {

@@ -13,6 +13,8 @@ pub struct Stats {
     registered: AtomicUsize,
     /// Rooms that exist now.
     rooms: AtomicUsize,
+    /// Sessions whose connection was lost, waiting to be resumed.
+    lingering: AtomicUsize,
     /// Connections accepted since start.
     accepted: AtomicU64,
     /// Chat messages (MESSAGE, DM, SAY and their IRC forms) accepted since start.
@@ -58,6 +60,7 @@ impl Default for Stats {
             connected: AtomicUsize::new(0),
             registered: AtomicUsize::new(0),
             rooms: AtomicUsize::new(0),
+            lingering: AtomicUsize::new(0),
             accepted: AtomicU64::new(0),
             routed: AtomicU64::new(0),
             deliveries: AtomicU64::new(0),
@@ -99,6 +102,16 @@ impl Stats {
     /// Records the number of rooms (the hub knows it exactly).
     pub fn set_rooms(&self, n: usize) {
         self.rooms.store(n, Relaxed);
+    }
+
+    /// Records the number of sessions waiting to be resumed.
+    pub fn set_lingering(&self, n: usize) {
+        self.lingering.store(n, Relaxed);
+    }
+
+    /// Sessions waiting to be resumed now.
+    pub fn lingering(&self) -> usize {
+        self.lingering.load(Relaxed)
     }
 
     /// Counts one chat message accepted and queued for `recipients`.
@@ -157,6 +170,12 @@ impl Stats {
             g(&self.registered),
         );
         metric("rooms", "gauge", "Rooms that exist now.", g(&self.rooms));
+        metric(
+            "lingering_sessions",
+            "gauge",
+            "Sessions whose connection was lost, waiting to be resumed.",
+            g(&self.lingering),
+        );
         metric(
             "connections_accepted_total",
             "counter",

@@ -23,7 +23,7 @@ const LAYERS: &[&[&str]] = &[
         "account",
     ],
     &["backplane"],
-    &["hub::audience", "hub", "hub::mirror"],
+    &["hub::audience", "hub", "hub::linger", "hub::mirror"],
     &["cluster"],
     &["config"],
     &["handler", "claim"],

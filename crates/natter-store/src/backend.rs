@@ -44,4 +44,8 @@ pub(crate) trait Backend: Send {
     fn token_account(&mut self, token: &[u8], now: i64) -> Result<Option<String>, StoreError>;
     /// Revokes every token of an account; how many there were.
     fn drop_tokens(&mut self, key: &str) -> Result<u64, StoreError>;
+    /// Replaces the kept sessions with these (key, state) pairs.
+    fn save_sessions(&mut self, sessions: &[(String, String)], now: i64) -> Result<(), StoreError>;
+    /// The kept sessions' (key, state, saved) rows, deleting them.
+    fn take_sessions(&mut self) -> Result<Vec<(String, String, i64)>, StoreError>;
 }

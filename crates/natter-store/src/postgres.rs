@@ -125,4 +125,25 @@ impl Backend for Postgres {
             .client
             .execute("DELETE FROM tokens WHERE account = $1", &[&key])?)
     }
+
+    fn save_sessions(&mut self, sessions: &[(String, String)], now: i64) -> Result<(), StoreError> {
+        self.client.execute("DELETE FROM sessions", &[])?;
+        let stmt = self
+            .client
+            .prepare("INSERT INTO sessions (key, state, saved) VALUES ($1, $2, $3)")?;
+        for (key, state) in sessions {
+            self.client.execute(&stmt, &[key, state, &now])?;
+        }
+        Ok(())
+    }
+
+    fn take_sessions(&mut self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let rows = self
+            .client
+            .query("DELETE FROM sessions RETURNING key, state, saved", &[])?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
 }

@@ -12,9 +12,10 @@ struct Migration {
 }
 
 /// Every step, oldest first. A released step is never edited: changes are new steps.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sqlite: "
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sqlite: "
         CREATE TABLE accounts (
             key TEXT PRIMARY KEY,
             name TEXT NOT NULL,
@@ -29,7 +30,7 @@ const MIGRATIONS: &[Migration] = &[Migration {
         );
         CREATE INDEX tokens_by_account ON tokens (account);
     ",
-    postgres: "
+        postgres: "
         CREATE TABLE accounts (
             key TEXT PRIMARY KEY,
             name TEXT NOT NULL,
@@ -44,7 +45,27 @@ const MIGRATIONS: &[Migration] = &[Migration {
         );
         CREATE INDEX tokens_by_account ON tokens (account);
     ",
-}];
+    },
+    Migration {
+        version: 2,
+        // Sessions kept over a restart, to be resumed: one row per user, its state as JSON
+        // (the server's business), taken and deleted at the next start.
+        sqlite: "
+        CREATE TABLE sessions (
+            key TEXT PRIMARY KEY,
+            state TEXT NOT NULL,
+            saved INTEGER NOT NULL
+        );
+    ",
+        postgres: "
+        CREATE TABLE sessions (
+            key TEXT PRIMARY KEY,
+            state TEXT NOT NULL,
+            saved BIGINT NOT NULL
+        );
+    ",
+    },
+];
 
 /// The newest schema this build knows.
 pub const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;

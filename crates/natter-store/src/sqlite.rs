@@ -156,4 +156,27 @@ impl Backend for Sqlite {
             .execute("DELETE FROM tokens WHERE account = ?1", [key])?;
         Ok(n as u64)
     }
+
+    fn save_sessions(&mut self, sessions: &[(String, String)], now: i64) -> Result<(), StoreError> {
+        self.conn.execute("DELETE FROM sessions", [])?;
+        let mut stmt = self
+            .conn
+            .prepare("INSERT INTO sessions (key, state, saved) VALUES (?1, ?2, ?3)")?;
+        for (key, state) in sessions {
+            stmt.execute(params![key, state, now])?;
+        }
+        Ok(())
+    }
+
+    fn take_sessions(&mut self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let rows = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT key, state, saved FROM sessions ORDER BY key")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            rows.collect::<Result<Vec<_>, _>>()?
+        };
+        self.conn.execute("DELETE FROM sessions", [])?;
+        Ok(rows)
+    }
 }

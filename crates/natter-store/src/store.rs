@@ -190,6 +190,23 @@ impl Store {
     ) -> Result<Option<String>, StoreError> {
         self.request(move |db| db.token_account(&token, now)).await
     }
+
+    /// Keeps these sessions (a key and the server's description of each) for the next
+    /// start, in place of any kept before.
+    pub async fn save_sessions(
+        &self,
+        sessions: Vec<(String, String)>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.request(move |db| db.save_sessions(&sessions, now))
+            .await
+    }
+
+    /// The sessions kept by the last server as (key, state, when saved), which are deleted:
+    /// each is resumed once, or never.
+    pub async fn take_sessions(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        self.request(|db| db.take_sessions()).await
+    }
 }
 
 fn connect(location: &Location) -> Result<Box<dyn Backend>, OpenError> {

@@ -77,6 +77,33 @@ async fn accounts_are_created_read_changed_and_deleted_on_every_backend() {
 }
 
 #[tokio::test]
+async fn sessions_are_kept_once_and_taken_once_on_every_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    for location in every_backend(&dir) {
+        let store = open(&location);
+        assert_eq!(store.take_sessions().await.unwrap(), []);
+        let first = vec![("old".to_owned(), "{}".to_owned())];
+        store.save_sessions(first, 5).await.unwrap();
+        // A later save replaces the earlier one whole.
+        let kept = vec![
+            ("alice".to_owned(), r#"{"name":"alice"}"#.to_owned()),
+            ("bob".to_owned(), r#"{"name":"bob"}"#.to_owned()),
+        ];
+        store.save_sessions(kept, 9).await.unwrap();
+        let taken = store.take_sessions().await.unwrap();
+        assert_eq!(
+            taken,
+            [
+                ("alice".into(), r#"{"name":"alice"}"#.into(), 9),
+                ("bob".into(), r#"{"name":"bob"}"#.into(), 9)
+            ],
+            "{location}"
+        );
+        assert_eq!(store.take_sessions().await.unwrap(), [], "{location}");
+    }
+}
+
+#[tokio::test]
 async fn a_sqlite_file_keeps_its_accounts_and_is_in_wal_mode() {
     let dir = tempfile::tempdir().unwrap();
     let location = Location::Sqlite(dir.path().join("sub/dir/natter.db"));

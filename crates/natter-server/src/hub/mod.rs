@@ -24,6 +24,7 @@
 //! channel with, as IRC clients expect.
 
 mod audience;
+mod linger;
 mod mirror;
 
 use crate::account::Accounts;
@@ -106,7 +107,31 @@ pub struct Hub {
     arrived: Notify,
     /// Whether IRC users are put into the everyone channel when they register.
     irc_auto_join: bool,
+    /// How sessions wait to be resumed.
+    linger: Linger,
 }
+
+/// How long sessions wait to be resumed, and how much a waiting session keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct Linger {
+    /// How long a session whose connection was lost waits for its client.
+    pub time: Duration,
+    /// The outbox bound of a restored session (a connection's, from the policy).
+    pub outbox_limit: usize,
+}
+
+impl Default for Linger {
+    fn default() -> Self {
+        Self {
+            time: Duration::from_secs(60),
+            outbox_limit: 256 * 1024,
+        }
+    }
+}
+
+/// What the hub keeps of a token: its SHA-256 (a token is 256 random bits, so a fast hash
+/// suffices and nobody who reads memory or the store can resume with it).
+type TokenHash = [u8; 32];
 
 /// New native users whose `ONLINE` has not been pushed yet.
 #[derive(Debug, Default)]
@@ -153,6 +178,15 @@ struct State {
     person_of: HashMap<ClientId, ClientId>,
     /// Source of made-up user ids ([`crate::client_id::PERSON`]).
     next_person: u64,
+    /// The users that can be resumed, by the SHA-256 of each resume token.
+    resumable: HashMap<TokenHash, ClientId>,
+    /// Each resumable user's tokens' hashes.
+    tokens_of: HashMap<ClientId, Vec<TokenHash>>,
+    /// Users whose connection was lost, waiting to be resumed, each with the number of its
+    /// wait (so that an old wait's end does not end a new one).
+    lingering: HashMap<ClientId, u64>,
+    /// Source of those numbers.
+    next_linger: u64,
 }
 
 /// A ghost waiting for its name.
@@ -465,6 +499,7 @@ impl Hub {
             arriving: AtomicBool::new(false),
             arrived: Notify::new(),
             irc_auto_join: true,
+            linger: Linger::default(),
         }
     }
 
@@ -1267,6 +1302,18 @@ impl Hub {
         Ok(name)
     }
 
+    /// Forgets what made user `id` resumable (it left).
+    fn forget_session(&self, st: &mut State, id: ClientId) {
+        if let Some(tokens) = st.tokens_of.remove(&id) {
+            for t in tokens {
+                st.resumable.remove(&t);
+            }
+        }
+        if st.lingering.remove(&id).is_some() {
+            self.stats.set_lingering(st.lingering.len());
+        }
+    }
+
     fn remove_user(&self, st: &mut State, id: ClientId, reason: &str) {
         let Some(user) = st.users.get(&id) else {
             return;
@@ -1282,6 +1329,7 @@ impl Hub {
         let Some(user) = st.users.remove(&id) else {
             return;
         };
+        self.forget_session(st, id);
         if let Some(links) = &user.links {
             for l in links.iter() {
                 st.person_of.remove(&l.id);

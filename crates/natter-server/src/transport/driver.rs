@@ -504,7 +504,13 @@ impl<W: Wire, H: Handler> Driver<W, H> {
     async fn finish(&mut self, end: End, cfg: &Config) {
         self.disarm();
         // Leave first, so that nobody else routes to a client that is going.
-        self.handler.leave(end.leave_reason());
+        self.handler.leave(end);
+        if self.outbox.is_lingering() && end != End::Shutdown {
+            // The session waits to be resumed: what this connection had taken but not
+            // written goes back, for the connection that resumes it.
+            self.outbox.unread(std::mem::take(&mut self.pending));
+            return;
+        }
         let peer = self.wire.peer_addr().ok();
         match end {
             End::Flood => warn!(?peer, "flooding: disconnecting"),
