@@ -64,7 +64,8 @@ after(async () => {
 describe('natter in the browser', { timeout: 60_000 }, () => {
   test('two browser users chat in Everyone, a room and a DM, and see each other come and go', async (t) => {
     t.after(cleanup);
-    const srv = await server();
+    // A closed tab is a lost connection: its session waits the linger time (short here).
+    const srv = await server({ linger: 1 });
     const alice = await user(srv, 'alice');
     const bob = await user(srv, 'bob');
 
@@ -286,6 +287,41 @@ describe('natter in the browser', { timeout: 60_000 }, () => {
     await carol.expect('OK JOIN #persist 2');
     await say(alice, 'hello carol');
     await carol.expect('SAY #persist alice hello carol');
+    noScriptRan(alice);
+  });
+
+  test('a reload takes the session back: name, rooms and DMs kept, nobody sees it leave', async (t) => {
+    t.after(cleanup);
+    const srv = await server();
+    const alice = await user(srv, 'alice');
+    const bob = await user(srv, 'bob');
+    await alice.waitForFunction(() => sessionStorage.getItem('natter.session')?.startsWith('nr_'));
+    await say(alice, '/join #keep');
+    await alice.getByRole('heading', { name: '#keep', exact: true }).waitFor();
+    await say(alice, '/dm bob psst');
+    await convButton(bob, 'alice').click();
+    await chat(bob, 'alice', 'psst').waitFor();
+    const carol = await tcp(srv, 'carol');
+
+    await alice.reload();
+    await connectedAs(alice, 'alice');
+    await systemLine(alice, 'Welcome back, alice.').waitFor();
+    // The room and the DM are still there, and the room knows its members.
+    await convButton(alice, '#keep').click();
+    await alice.getByRole('list', { name: 'Members of #keep' }).locator('li[data-name="alice"]').waitFor();
+    await convButton(alice, 'bob').waitFor();
+    // What was said while the page reloaded reaches it.
+    carol.send('JOIN #keep');
+    await carol.expect('OK JOIN #keep 2');
+    carol.send('SAY #keep said during the reload');
+    await chat(alice, 'carol', 'said during the reload').waitFor();
+    // Nobody saw alice leave or come back.
+    carol.send('LIST');
+    await carol.expect('OK LIST 3');
+    assert.ok(!carol.lines.some((l) => l.startsWith('OFFLINE alice') || l.startsWith('ONLINE alice')), carol.lines.join('\n'));
+    await gone(bob.getByText('alice left', { exact: false }));
+    await convButton(bob, 'Everyone').click();
+    assert.equal(await bob.getByText('alice is offline').count(), 0);
     noScriptRan(alice);
   });
 
@@ -532,6 +568,9 @@ describe('the page against a scripted server', { timeout: 60_000 }, () => {
           } else if (verb === 'LIST') {
             ws.send('USER alice');
             ws.send('OK LIST 1');
+          } else {
+            // A server older than SESSION: the page does without a resume token.
+            ws.send(`ERROR UNKNOWN_COMMAND unknown command ${verb}; type HELP for the list of commands`);
           }
         });
         ws.send('HELLO natter (scripted): type HELP for the list of commands');
@@ -550,14 +589,16 @@ describe('the page against a scripted server', { timeout: 60_000 }, () => {
     await password.fill('open sesame');
     await password.press('Enter');
     await connectedAs(page, 'alice');
-    assert.deepEqual(conns[0].got, ['REGISTER alice', 'PASSWORD guess', 'PASSWORD open sesame', 'REGISTER alice', 'LIST']);
+    await page.waitForFunction(() => window.natter.pending === 0);
+    assert.deepEqual(conns[0].got, ['REGISTER alice', 'PASSWORD guess', 'PASSWORD open sesame', 'REGISTER alice', 'LIST', 'SESSION']);
 
     // The server goes away; the page comes back with the password, then its name.
     await conns[0].ws.close();
     await page.getByRole('alert').getByText(/Connection lost/).waitFor();
     await connectedAs(page, 'alice', 20_000);
     assert.equal(conns.length, 2);
-    assert.deepEqual(conns[1].got, ['PASSWORD open sesame', 'REGISTER alice', 'LIST']);
+    await page.waitForFunction(() => window.natter.pending === 0);
+    assert.deepEqual(conns[1].got, ['PASSWORD open sesame', 'REGISTER alice', 'LIST', 'SESSION']);
     noScriptRan(page);
   });
 

@@ -27,13 +27,14 @@ export const WAIT = 10_000;
 
 /**
  * Starts natter-server on 127.0.0.1 (`port` 0 picks a free one) and resolves once it has said
- * where it listens. The returned object's `stop()` ends it (SIGTERM, then SIGKILL).
+ * where it listens. The returned object's `stop()` ends it (SIGTERM, then SIGKILL). `linger` is
+ * how many seconds a lost connection's session waits to be resumed.
  */
-export async function startServer({ port = 0, store = 'memory' } = {}) {
+export async function startServer({ port = 0, store = 'memory', linger = 60 } = {}) {
   if (!fs.existsSync(SERVER_BIN)) {
     throw new Error(`no server binary at ${SERVER_BIN}: run \`cargo build -p natter-server\` in the workspace, or set NATTER_SERVER_BIN`);
   }
-  const proc = spawn(SERVER_BIN, ['--shutdown-grace-secs', '1', '--store', store, '127.0.0.1', String(port)], {
+  const proc = spawn(SERVER_BIN, ['--shutdown-grace-secs', '1', '--linger-secs', String(linger), '--store', store, '127.0.0.1', String(port)], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' },
   });

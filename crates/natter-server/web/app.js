@@ -51,6 +51,7 @@
     secret: null, // an account's password, typed for the next LOGIN only
     account: null, // the account we are signed into, if any
     token: loadToken(), // {name, token}: signs in again without the password
+    session: loadSession(), // this tab's resume token: a reload or reconnect takes the session back
     authed: false, // this connection has given it
     idle: false, // disconnected for a timeout: reconnect when the person is back
     countdownTimer: null,
@@ -81,6 +82,7 @@
         lastActivity: 0,
       };
       state.convs.set(key, c);
+      if (kind === 'dm') saveDms();
     }
     return c;
   }
@@ -101,6 +103,88 @@
       if (t) localStorage.setItem('natter.account', JSON.stringify(t));
       else localStorage.removeItem('natter.account');
     } catch (e) { /* storage may be off */ }
+  }
+
+  /** This tab's resume token, kept across reloads of the tab (and only of this tab). */
+  function loadSession() {
+    try {
+      const t = sessionStorage.getItem('natter.session');
+      return t && t.startsWith('nr_') ? t : null;
+    } catch (e) { return null; }
+  }
+
+  function saveSession(t) {
+    state.session = t;
+    try {
+      if (t) sessionStorage.setItem('natter.session', t);
+      else sessionStorage.removeItem('natter.session');
+    } catch (e) { /* storage may be off */ }
+  }
+
+  /** The DM conversations open in this tab, kept across reloads like the session. */
+  function saveDms() {
+    const dms = [...state.convs.values()].filter((c) => c.kind === 'dm').map((c) => c.title);
+    try { sessionStorage.setItem('natter.dms', JSON.stringify(dms)); } catch (e) { /* off */ }
+  }
+
+  function loadDms() {
+    try {
+      const dms = JSON.parse(sessionStorage.getItem('natter.dms') || '[]');
+      return Array.isArray(dms) ? dms.filter((d) => typeof d === 'string') : [];
+    } catch (e) { return []; }
+  }
+
+  /** Asks for a resume token for this session, so that a lost connection is not a leave. */
+  function keepSession() {
+    send('SESSION', 'SESSION', {
+      ok: (detail) => {
+        const [token] = split(detail);
+        if (token && token.startsWith('nr_')) saveSession(token);
+      },
+    });
+  }
+
+  /** Takes this tab's session back after a reload or a lost connection. */
+  function resumeSession() {
+    if (state.password && !state.authed) {
+      send(`PASSWORD ${state.password}`, 'PASSWORD', {
+        ok: () => { state.authed = true; resumeSession(); },
+        fail: () => { saveSession(null); onHello(); },
+      });
+      return;
+    }
+    send(`RESUME ${state.session}`, 'RESUME', {
+      ok: (detail) => onResumed(detail),
+      fail: (code) => {
+        if (code === 'DISCONNECTED') return;
+        // The session ended (or the server forgot it): take the name again as before.
+        saveSession(null);
+        onHello();
+      },
+    });
+  }
+
+  function onResumed(name) {
+    const reloaded = !state.registeredOnce;
+    state.me = name;
+    state.wanted = name;
+    state.attempt = 0;
+    state.registeredOnce = true;
+    if (state.token && fold(state.token.name) === fold(name)) state.account = state.token.name;
+    setStatus('registered');
+    ui.welcome.hidden = true;
+    ui.app.hidden = false;
+    if (reloaded) {
+      for (const d of loadDms()) conv(dmKey(d), 'dm', d);
+      system(everyone, `Welcome back, ${name}.`, 'event');
+      renderNav();
+      showConversation(EVERYONE);
+      ui.input.focus();
+    } else {
+      systemAll(`Reconnected as ${name}.`, 'event');
+    }
+    // The rooms come as JOINED lines after the answer; what was missed follows them.
+    refreshUsers();
   }
 
   /** Asks for a token for the account we just signed into, and keeps it. */
@@ -338,6 +422,7 @@
   function onHello() {
     state.connected = true;
     setStatus('greeted');
+    if (state.session) return resumeSession();
     if (state.wanted) register(state.wanted, { auto: state.registeredOnce });
   }
 
@@ -352,6 +437,7 @@
       state.wanted = null;
       if (!state.me) showWelcome(null, { password: text ?? 'too many wrong passwords' });
     }
+    if (reason !== 'SHUTDOWN') saveSession(null);
     if (reason === 'CLOSED') {
       state.quit = true;
       systemAll('You left the chat.', 'event');
@@ -462,6 +548,7 @@
       systemAll(`Reconnected as ${name}.`, 'event');
     }
     refreshUsers();
+    if (!state.session) keepSession();
     // Re-join the rooms we were in.
     for (const c of state.convs.values()) {
       if (c.kind === 'room' && c.joined) joinRoom(c.title, { rejoin: true });
@@ -1386,6 +1473,7 @@
       case 'quit':
       case 'close':
         state.quit = true;
+        saveSession(null);
         send('CLOSE', 'CLOSE');
         return true;
       default:
@@ -1512,6 +1600,7 @@
     send('LOGOUT', 'LOGOUT', {
       ok: () => {
         saveToken(null);
+        saveSession(null);
         state.account = null;
         state.wanted = null;
         state.me = null;
