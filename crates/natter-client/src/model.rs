@@ -250,6 +250,10 @@ enum Pending {
     Other { shown_in: ConvId },
     /// `CLOSE`.
     Close,
+    /// `SESSION`: the resume token.
+    Session,
+    /// `RESUME` after a reconnect.
+    Resume,
 }
 
 impl Pending {
@@ -261,7 +265,7 @@ impl Pending {
             | Self::Other { shown_in } => Some(shown_in),
             Self::List { shown_in } | Self::Rooms { shown_in } => shown_in.as_ref(),
             Self::Chat { conv, .. } => Some(conv),
-            Self::Close => None,
+            Self::Close | Self::Session | Self::Resume => None,
         }
     }
 }
@@ -332,6 +336,9 @@ pub struct Model {
     pending: VecDeque<Pending>,
     /// After a (re)connect, what to do once registered: refresh the lists, rejoin rooms.
     setup_due: bool,
+    /// The session's resume token (`SESSION`): a lost connection, or a server restart, is
+    /// followed by `RESUME` instead of registering again, so nobody sees this user leave.
+    session: Option<String>,
     /// `USER` lines of the answer being read.
     users_buf: Vec<String>,
     /// `MEMBER` lines of the answer being read.
@@ -372,6 +379,7 @@ impl Model {
             quitting: false,
             pending: VecDeque::new(),
             setup_due: false,
+            session: None,
             users_buf: Vec::new(),
             members_buf: Vec::new(),
             rooms_buf: Vec::new(),
@@ -407,6 +415,12 @@ impl Model {
     /// Unread chat lines in every conversation.
     pub fn total_unread(&self) -> usize {
         self.conversations.iter().map(|c| c.unread).sum()
+    }
+
+    /// Whether the server gave this session a resume token: a lost connection is then
+    /// taken back with `RESUME`, unseen by others.
+    pub fn resumable(&self) -> bool {
+        self.session.is_some()
     }
 
     /// Whether `name` is us.
@@ -917,6 +931,11 @@ impl Model {
         self.registered = false;
         self.setup_due = true;
         match self.me.clone() {
+            // The session waits for us: take it back, with what it missed.
+            Some(_) if self.session.is_some() => {
+                let token = self.session.clone().unwrap_or_default();
+                self.send(format!("RESUME {token}"), Pending::Resume);
+            }
             // The banner says "signing in again" meanwhile; the answer gets a line.
             Some(name) => {
                 self.send(
@@ -1054,6 +1073,7 @@ impl Model {
                 let id = c.id.clone();
                 self.event(&id, now, &format!("You are in {room}"));
                 self.sync_directory(&room);
+                self.send(format!("WHO {room}"), Pending::Other { shown_in: id });
             }
             ServerLine::Parted { room, name, .. } if self.is_me(&name) => {
                 let id = ConvId::room(&room);
@@ -1281,6 +1301,13 @@ impl Model {
                 self.on_registered(detail, auto, now)
             }
             ("REGISTER", _) => self.on_registered(detail, false, now),
+            ("SESSION", Some(Pending::Session)) => {
+                let token = detail.split(' ').next().unwrap_or("");
+                if token.starts_with("nr_") {
+                    self.session = Some(token.to_owned());
+                }
+            }
+            ("RESUME", Some(Pending::Resume)) => self.on_resumed(detail, now),
             ("LIST", p) => {
                 let mut users = std::mem::take(&mut self.users_buf);
                 sort_names(&mut users);
@@ -1464,6 +1491,9 @@ impl Model {
             ),
         };
         self.event(&ConvId::Everyone, now, &msg);
+        if self.session.is_none() {
+            self.send("SESSION".into(), Pending::Session);
+        }
         if std::mem::take(&mut self.setup_due) {
             self.send("LIST".into(), Pending::List { shown_in: None });
             self.send("ROOMS".into(), Pending::Rooms { shown_in: None });
@@ -1486,11 +1516,50 @@ impl Model {
         }
     }
 
+    /// The session was taken back after a reconnect: same name, and the server tells the
+    /// rooms (JOINED lines) and what was missed, which follow.
+    fn on_resumed(&mut self, name: &str, now: Stamp) {
+        self.name_error = None;
+        self.me = Some(name.to_owned());
+        self.registered = true;
+        self.screen = Screen::Chat;
+        let msg = format!(
+            "Reconnected to {}:{} as {name}; nobody saw you leave",
+            self.host, self.port
+        );
+        self.event(&ConvId::Everyone, now, &msg);
+        if std::mem::take(&mut self.setup_due) {
+            self.send("LIST".into(), Pending::List { shown_in: None });
+            self.send("ROOMS".into(), Pending::Rooms { shown_in: None });
+            // Rooms not among the JOINED lines were lost with the session's membership.
+            for c in &mut self.conversations {
+                if c.is_room() {
+                    c.joined = false;
+                    c.members.clear();
+                }
+            }
+        }
+    }
+
     fn on_error(&mut self, text: &str, now: Stamp) {
         self.members_buf.clear();
         self.topic_buf = None;
         let pending = self.pending.pop_front();
         match pending {
+            Some(Pending::Resume) => {
+                // The session ended (or the server forgot it): take the name again.
+                self.session = None;
+                if let Some(name) = self.me.clone() {
+                    self.send(
+                        format!("REGISTER {name}"),
+                        Pending::Register {
+                            auto: true,
+                            shown_in: ConvId::Everyone,
+                        },
+                    );
+                }
+            }
+            Some(Pending::Session) => {}
             Some(Pending::Register { auto, shown_in }) if !self.registered => {
                 self.name_error = Some(capitalise(text));
                 self.screen = Screen::Name;
@@ -1599,10 +1668,17 @@ mod tests {
         assert_eq!(sent(&mut m), ["REGISTER alice"]);
         feed(&mut m, &["OK REGISTER alice"]);
         assert_eq!(m.screen, Screen::Chat);
-        assert_eq!(sent(&mut m), ["LIST", "ROOMS"]);
+        assert_eq!(sent(&mut m), ["SESSION", "LIST", "ROOMS"]);
+        // A server without SESSION: the client does without resuming.
         feed(
             &mut m,
-            &["USER alice", "USER bob", "OK LIST 2", "OK ROOMS 0"],
+            &[
+                "ERROR UNKNOWN_COMMAND unknown command SESSION",
+                "USER alice",
+                "USER bob",
+                "OK LIST 2",
+                "OK ROOMS 0",
+            ],
         );
         m
     }
@@ -1882,10 +1958,11 @@ mod tests {
         );
         assert_eq!(sent(&mut m), ["REGISTER alice"]);
         feed(&mut m, &["OK REGISTER alice"]);
-        assert_eq!(sent(&mut m), ["LIST", "ROOMS", "JOIN #a"]);
+        assert_eq!(sent(&mut m), ["SESSION", "LIST", "ROOMS", "JOIN #a"]);
         feed(
             &mut m,
             &[
+                "ERROR UNKNOWN_COMMAND unknown command SESSION",
                 "USER alice",
                 "OK LIST 1",
                 "OK ROOMS 0",
@@ -1936,7 +2013,82 @@ mod tests {
         sent(&mut m);
         feed(&mut m, &["OK REGISTER alice_"]);
         assert_eq!(m.screen, Screen::Chat);
-        assert_eq!(sent(&mut m), ["LIST", "ROOMS"]);
+        assert_eq!(sent(&mut m), ["SESSION", "LIST", "ROOMS"]);
+    }
+
+    #[test]
+    fn a_lost_connection_resumes_the_session_and_falls_back_to_the_name() {
+        let mut m = Model::new("localhost", 8090);
+        m.on_net(
+            NetEvent::Connected {
+                addr: "h".into(),
+                reconnect: false,
+                tls: false,
+            },
+            now(),
+        );
+        m.register("alice");
+        feed(&mut m, &["OK REGISTER alice"]);
+        assert_eq!(sent(&mut m), ["REGISTER alice", "SESSION", "LIST", "ROOMS"]);
+        feed(
+            &mut m,
+            &[
+                "OK SESSION nr_abc 60",
+                "USER alice",
+                "OK LIST 1",
+                "OK ROOMS 0",
+            ],
+        );
+        m.submit("/join #a", now());
+        feed(&mut m, &["MEMBER #a @alice", "OK JOIN #a 1"]);
+        sent(&mut m);
+        let lost = || NetEvent::Lost {
+            error: "x".into(),
+            attempt: 0,
+            retry_in: Duration::ZERO,
+        };
+        let back = || NetEvent::Connected {
+            addr: "h".into(),
+            reconnect: true,
+            tls: false,
+        };
+        m.on_net(lost(), now());
+        m.on_net(back(), now());
+        assert_eq!(sent(&mut m), ["RESUME nr_abc"]);
+        feed(
+            &mut m,
+            &[
+                "OK RESUME alice",
+                "JOINED #a alice",
+                "SAY #a bob while you were away",
+            ],
+        );
+        assert_eq!(m.screen, Screen::Chat);
+        assert!(m.conversation(&ConvId::room("#a")).unwrap().joined);
+        assert!(texts(&m, &ConvId::room("#a")).contains(&"<bob> while you were away".to_owned()));
+        // Lists refreshed, members asked for; no JOIN: the server kept the room.
+        assert_eq!(sent(&mut m), ["LIST", "ROOMS", "WHO #a"]);
+        feed(
+            &mut m,
+            &[
+                "USER alice",
+                "OK LIST 1",
+                "OK ROOMS 0",
+                "MEMBER #a @alice",
+                "OK WHO #a 1",
+            ],
+        );
+        // The session ended meanwhile: the name is taken again, the rooms rejoined.
+        m.on_net(lost(), now());
+        m.on_net(back(), now());
+        assert_eq!(sent(&mut m), ["RESUME nr_abc"]);
+        feed(
+            &mut m,
+            &["ERROR NO_SESSION no session is waiting for that token"],
+        );
+        assert_eq!(sent(&mut m), ["REGISTER alice"]);
+        feed(&mut m, &["OK REGISTER alice"]);
+        assert_eq!(sent(&mut m), ["SESSION", "LIST", "ROOMS", "JOIN #a"]);
     }
 
     #[test]

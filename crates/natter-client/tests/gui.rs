@@ -480,6 +480,65 @@ fn a_server_restart_is_survived() {
 }
 
 #[test]
+fn a_server_restart_is_resumed_unseen() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let config = || natter_server::Config {
+        store: natter_store::Location::Sqlite(dir.path().join("natter.db")),
+        ..Server::config()
+    };
+    let mut server = Server::with(&rt, "127.0.0.1:0".parse().unwrap(), config());
+    let addr = server.addr;
+    let mut h = window(addr, true);
+    sign_in(&mut h, "alice");
+    until(&mut h, "a resume token", |h| h.state().model.resumable());
+    type_into(&mut h, "Room", "#ops");
+    h.key_press(egui::Key::Enter);
+    until(&mut h, "the room", |h| shows(h, "You joined #ops"));
+
+    server.stop(&rt);
+    until(&mut h, "the banner", |h| shows(h, "Connection lost"));
+    // The new server has kept alice's session: carol, arriving first, finds her there.
+    let server = Server::with(&rt, addr, config());
+    let mut carol = server.user(&rt, "carol");
+    say(&rt, &mut carol, "JOIN #ops");
+    let got = expect_line(&rt, &mut carol, |l| matches!(l, ServerLine::Member { .. }));
+    assert_eq!(got, ServerLine::parse("MEMBER #ops @alice").unwrap());
+    until(&mut h, "resumed", |h| {
+        let m = &h.state().model;
+        m.registered
+            && m.conversation(&ConvId::Everyone).is_some_and(|c| {
+                c.lines
+                    .iter()
+                    .any(|l| l.text.contains("nobody saw you leave"))
+            })
+    });
+    // In the room, with what was said meanwhile, and talking.
+    until(&mut h, "carol joined, seen", |h| {
+        h.state()
+            .model
+            .conversations
+            .iter()
+            .any(|c| c.title == "#ops" && c.joined)
+    });
+    say(&rt, &mut carol, "SAY #ops welcome back");
+    until(&mut h, "carol's line", |h| shows(h, "welcome back"));
+    let mut seen = Vec::new();
+    say(&rt, &mut carol, "LIST");
+    expect_line(&rt, &mut carol, |l| {
+        seen.push(l.to_string());
+        matches!(l, ServerLine::Ok { verb, .. } if verb == "LIST")
+    });
+    assert!(
+        !seen
+            .iter()
+            .any(|l| l.contains("ONLINE alice") || l.contains("OFFLINE alice")),
+        "{seen:?}"
+    );
+    assert!(seen.contains(&"USER alice".to_owned()), "{seen:?}");
+}
+
+#[test]
 fn the_connect_screen_says_what_went_wrong() {
     let rt = runtime();
     // A port nobody listens on: bind one, then let it go.
