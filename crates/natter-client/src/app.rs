@@ -1,10 +1,38 @@
 //! The eframe application: the one struct that holds the UI's state, and the glue between
 //! the model, the network thread and the drawing code in [`crate::view`].
 
+use crate::model::SignIn;
 use crate::model::{Link, Model, Screen};
 use crate::net::{Net, NetConfig};
 use crate::theme;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// The file of saved sign-ins in the config directory.
+const SIGN_INS: &str = "sign-ins.json";
+
+/// The saved sign-ins in `dir`; none if there is no file or it cannot be read.
+fn load_sign_ins(dir: &Path) -> BTreeMap<String, SignIn> {
+    std::fs::read_to_string(dir.join(SIGN_INS))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
+}
+
+/// Writes the saved sign-ins to `dir`, readable by this user only (they hold tokens).
+fn save_sign_ins(dir: &Path, sign_ins: &BTreeMap<String, SignIn>) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(SIGN_INS);
+    let tmp = dir.join(format!("{SIGN_INS}.new"));
+    let text = serde_json::to_string_pretty(sign_ins).map_err(std::io::Error::other)?;
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    std::io::Write::write_all(&mut open.open(&tmp)?, text.as_bytes())?;
+    std::fs::rename(tmp, path)
+}
 
 /// How the app starts.
 #[derive(Debug, Clone)]
@@ -18,6 +46,9 @@ pub struct Options {
     pub connect_now: bool,
     /// Timeouts and backoff of the network thread.
     pub net: NetConfig,
+    /// Where saved sign-ins are kept (`sign-ins.json`); `None` keeps none. By default the
+    /// platform's config directory (`~/.config/natter` on Linux).
+    pub config_dir: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -27,6 +58,7 @@ impl Default for Options {
             port: 8090,
             connect_now: false,
             net: NetConfig::default(),
+            config_dir: dirs::config_dir().map(|d| d.join("natter")),
         }
     }
 }
@@ -44,6 +76,10 @@ pub struct ChatApp {
     pub port_draft: String,
     /// The name screen's field.
     pub name_draft: String,
+    /// The name screen's password field (for an account), cleared once sent.
+    pub password_draft: String,
+    /// Where saved sign-ins are kept.
+    config_dir: Option<PathBuf>,
     /// The message box.
     pub compose: String,
     /// The "join a room" field.
@@ -71,6 +107,8 @@ impl ChatApp {
             host_draft: options.host.clone(),
             port_draft: options.port.to_string(),
             name_draft: String::new(),
+            password_draft: String::new(),
+            config_dir: options.config_dir.clone(),
             compose: String::new(),
             join_draft: String::new(),
             focus_compose: true,
@@ -79,6 +117,9 @@ impl ChatApp {
             title: String::new(),
             said_goodbye: false,
         };
+        if let Some(dir) = &app.config_dir {
+            app.model.set_sign_ins(load_sign_ins(dir));
+        }
         if options.connect_now {
             app.model.connect(&options.host, &options.port.to_string());
             app.flush();
@@ -90,6 +131,15 @@ impl ChatApp {
     pub fn flush(&mut self) {
         for cmd in self.model.take_commands() {
             self.net.send(cmd);
+        }
+        if let Some(sign_ins) = self.model.take_sign_ins_change()
+            && let Some(dir) = &self.config_dir
+            && let Err(e) = save_sign_ins(dir, sign_ins)
+        {
+            eprintln!(
+                "natter-client: the sign-in could not be saved in {}: {e}",
+                dir.display()
+            );
         }
     }
 

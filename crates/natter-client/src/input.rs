@@ -56,6 +56,17 @@ pub enum Action {
     Raw(String),
     /// `/quit`: say goodbye and close the window.
     Quit,
+    /// `/login name password`: take an account's name, logged into it.
+    Login {
+        /// The account's name.
+        name: String,
+        /// Its password (never echoed).
+        password: String,
+    },
+    /// `/account create|password|delete ...`: the words after `/account`, sent as `ACCOUNT`.
+    Account(String),
+    /// `/logout`: leave the account and forget its saved sign-in.
+    Logout,
 }
 
 /// The client's commands, for `/help`: syntax and what it does.
@@ -90,6 +101,20 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "/help [COMMAND]",
         "this list, or the server's help on a protocol command",
     ),
+    (
+        "/login <name> <password>",
+        "sign into your account (this client then stays signed in)",
+    ),
+    (
+        "/account create <password>",
+        "make your name an account only you can use",
+    ),
+    (
+        "/account password <old> <new>",
+        "change your account's password",
+    ),
+    ("/account delete <password>", "delete your account"),
+    ("/logout", "leave your account and forget the saved sign-in"),
     ("/quit", "say goodbye and close the window"),
     ("//text", "send text that starts with /"),
 ];
@@ -213,6 +238,26 @@ pub fn parse(input: &str) -> Result<Option<Action>, String> {
             None => return Err(need("a protocol line, as in /raw HELP")),
         },
         "quit" | "exit" | "close" => Action::Quit,
+        "login" => {
+            let (name, rest) = word(rest);
+            let (password, _) = word(rest);
+            if name.is_empty() || password.is_empty() {
+                return Err(need("a name and a password"));
+            }
+            Action::Login {
+                name: name.to_owned(),
+                password: password.to_owned(),
+            }
+        }
+        "account" => match some(rest) {
+            Some(what) => Action::Account(what.trim().to_owned()),
+            None => {
+                return Err(need(
+                    "create <password>, password <old> <new> or delete <password>",
+                ));
+            }
+        },
+        "logout" => Action::Logout,
         _ => return Err(format!("unknown command /{verb}; type /help for the list")),
     };
     Ok(Some(action))
@@ -280,6 +325,19 @@ mod tests {
         assert_eq!(p("/help dm"), Action::Help(Some("dm".into())));
         assert_eq!(p("/raw LIST"), Action::Raw("LIST".into()));
         assert_eq!(p("/quit"), Action::Quit);
+        assert_eq!(
+            p("/login alice correct-horse"),
+            Action::Login {
+                name: "alice".into(),
+                password: "correct-horse".into()
+            }
+        );
+        assert!(parse("/login alice").is_err());
+        assert_eq!(
+            p("/account create correct-horse"),
+            Action::Account("create correct-horse".into())
+        );
+        assert_eq!(p("/logout"), Action::Logout);
         assert_eq!(p("/list"), Action::List);
         assert_eq!(p("/rooms"), Action::Rooms);
         assert_eq!(p("/who"), Action::Who(None));

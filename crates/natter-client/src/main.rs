@@ -44,6 +44,7 @@ fn main() -> eframe::Result {
             }),
             ..defaults.net
         },
+        config_dir: defaults.config_dir,
     };
     let native = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()

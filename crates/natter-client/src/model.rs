@@ -15,7 +15,7 @@
 use crate::input::{self, Action};
 use crate::net::{NetCommand, NetEvent};
 use natter_proto::{ByeReason, ServerLine};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 /// A point in time, in the user's time zone.
@@ -254,19 +254,48 @@ enum Pending {
     Session,
     /// `RESUME` after a reconnect.
     Resume,
+    /// `LOGIN`; `typed` when the user typed the password (else a saved token signs in).
+    Login { typed: bool, shown_in: ConvId },
+    /// `ACCOUNT ...`.
+    Account { shown_in: ConvId },
+    /// `ACCOUNT TOKEN`, for the account `name`.
+    Token { name: String },
+    /// `LOGOUT`.
+    Logout { shown_in: ConvId },
 }
 
 impl Pending {
     fn shown_in(&self) -> Option<&ConvId> {
         match self {
             Self::Register { shown_in, .. }
+            | Self::Login { shown_in, .. }
+            | Self::Account { shown_in }
+            | Self::Logout { shown_in }
             | Self::Join { shown_in, .. }
             | Self::TopicQuery { shown_in, .. }
             | Self::Other { shown_in } => Some(shown_in),
             Self::List { shown_in } | Self::Rooms { shown_in } => shown_in.as_ref(),
             Self::Chat { conv, .. } => Some(conv),
-            Self::Close | Self::Session | Self::Resume => None,
+            Self::Close | Self::Session | Self::Resume | Self::Token { .. } => None,
         }
+    }
+}
+
+/// A saved sign-in: an account's name and a token that logs into it (never the password).
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SignIn {
+    /// The account's name.
+    pub name: String,
+    /// The token (`ACCOUNT TOKEN`'s).
+    pub token: String,
+}
+
+impl std::fmt::Debug for SignIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignIn")
+            .field("name", &self.name)
+            .field("token", &"<redacted>")
+            .finish()
     }
 }
 
@@ -339,6 +368,13 @@ pub struct Model {
     /// The session's resume token (`SESSION`): a lost connection, or a server restart, is
     /// followed by `RESUME` instead of registering again, so nobody sees this user leave.
     session: Option<String>,
+    /// The account this connection is signed into, if any.
+    pub account: Option<String>,
+    /// Saved sign-ins (an account's name and a token, never a password), by server
+    /// (`host:port`): the app keeps them in the platform's config directory.
+    sign_ins: BTreeMap<String, SignIn>,
+    /// Set when `sign_ins` changed and should be saved.
+    sign_ins_changed: bool,
     /// `USER` lines of the answer being read.
     users_buf: Vec<String>,
     /// `MEMBER` lines of the answer being read.
@@ -380,6 +416,9 @@ impl Model {
             pending: VecDeque::new(),
             setup_due: false,
             session: None,
+            account: None,
+            sign_ins: BTreeMap::new(),
+            sign_ins_changed: false,
             users_buf: Vec::new(),
             members_buf: Vec::new(),
             rooms_buf: Vec::new(),
@@ -575,7 +614,80 @@ impl Model {
     pub fn registering(&self) -> bool {
         self.pending
             .iter()
-            .any(|p| matches!(p, Pending::Register { .. }))
+            .any(|p| matches!(p, Pending::Register { .. } | Pending::Login { .. }))
+    }
+
+    /// The name screen's button: `name`, signed into its account if `password` is given.
+    pub fn sign_in(&mut self, name: &str, password: &str) {
+        if password.is_empty() {
+            return self.register(name);
+        }
+        let name = name.trim();
+        if name.is_empty() {
+            self.name_error = Some("Type your account's name first.".into());
+            return;
+        }
+        if !self.is_up() {
+            self.name_error = Some("Not connected yet; wait a moment and try again.".into());
+            return;
+        }
+        if self.registering() {
+            return;
+        }
+        self.name_error = None;
+        self.send(
+            format!("LOGIN {name} {password}"),
+            Pending::Login {
+                typed: true,
+                shown_in: self.active.clone(),
+            },
+        );
+    }
+
+    /// The saved sign-ins, as the app loaded them.
+    pub fn set_sign_ins(&mut self, sign_ins: BTreeMap<String, SignIn>) {
+        self.sign_ins = sign_ins;
+    }
+
+    /// The saved sign-ins, if they changed since the last call (for the app to save).
+    pub fn take_sign_ins_change(&mut self) -> Option<&BTreeMap<String, SignIn>> {
+        std::mem::take(&mut self.sign_ins_changed).then_some(&self.sign_ins)
+    }
+
+    /// The saved sign-in for this server.
+    pub fn saved_sign_in(&self) -> Option<&SignIn> {
+        self.sign_ins.get(&self.server_key())
+    }
+
+    fn server_key(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    fn save_sign_in(&mut self, sign_in: Option<SignIn>) {
+        let key = self.server_key();
+        match sign_in {
+            Some(s) => self.sign_ins.insert(key, s),
+            None => self.sign_ins.remove(&key),
+        };
+        self.sign_ins_changed = true;
+    }
+
+    /// Logs in with the saved token for `name`, if there is one; whether it did.
+    fn login_with_saved(&mut self, name: Option<&str>) -> bool {
+        let Some(saved) = self.saved_sign_in().cloned() else {
+            return false;
+        };
+        if name.is_some_and(|n| !same(n, &saved.name)) {
+            return false;
+        }
+        self.send(
+            format!("LOGIN {} {}", saved.name, saved.token),
+            Pending::Login {
+                typed: false,
+                shown_in: ConvId::Everyone,
+            },
+        );
+        true
     }
 
     /// Opens a conversation and marks it read.
@@ -747,6 +859,25 @@ impl Model {
             }
         };
         match action {
+            Action::Login { name, password } => self.send(
+                format!("LOGIN {name} {password}"),
+                Pending::Login {
+                    typed: true,
+                    shown_in: active.clone(),
+                },
+            ),
+            Action::Account(what) => self.send(
+                format!("ACCOUNT {what}"),
+                Pending::Account {
+                    shown_in: active.clone(),
+                },
+            ),
+            Action::Logout => self.send(
+                "LOGOUT".into(),
+                Pending::Logout {
+                    shown_in: active.clone(),
+                },
+            ),
             Action::Say(text) => self.say(text, now),
             Action::Dm { to, text } => {
                 self.open_dm(&to);
@@ -936,6 +1067,8 @@ impl Model {
                 let token = self.session.clone().unwrap_or_default();
                 self.send(format!("RESUME {token}"), Pending::Resume);
             }
+            // An account's name is taken back by logging in with the saved token.
+            Some(name) if self.login_with_saved(Some(&name)) => {}
             // The banner says "signing in again" meanwhile; the answer gets a line.
             Some(name) => {
                 self.send(
@@ -946,7 +1079,11 @@ impl Model {
                     },
                 );
             }
-            None => self.screen = Screen::Name,
+            None => {
+                self.screen = Screen::Name;
+                // Signed in on an earlier run: sign in again by itself.
+                self.login_with_saved(None);
+            }
         }
     }
 
@@ -1308,6 +1445,70 @@ impl Model {
                 }
             }
             ("RESUME", Some(Pending::Resume)) => self.on_resumed(detail, now),
+            ("LOGIN", Some(Pending::Login { typed, .. })) => {
+                let reconnect = self.me.is_some() && !self.registered;
+                self.account = Some(detail.to_owned());
+                self.on_registered(detail, reconnect, now);
+                if typed {
+                    self.info(
+                        &ConvId::Everyone,
+                        now,
+                        &format!("Signed into the account {detail}"),
+                    );
+                    self.send(
+                        "ACCOUNT TOKEN".into(),
+                        Pending::Token {
+                            name: detail.to_owned(),
+                        },
+                    );
+                }
+            }
+            ("ACCOUNT", Some(Pending::Token { name })) => {
+                if let Some(token) = detail.strip_prefix("TOKEN ") {
+                    self.save_sign_in(Some(SignIn {
+                        name,
+                        token: token.to_owned(),
+                    }));
+                }
+            }
+            ("ACCOUNT", _) => {
+                let (what, name) = detail.split_once(' ').unwrap_or((detail, ""));
+                let text = match what {
+                    "CREATE" => {
+                        self.account = Some(name.to_owned());
+                        format!("{name} is now your account: only you can use the name")
+                    }
+                    "PASSWORD" => "Password changed; other sign-ins of the account end".into(),
+                    "DELETE" => {
+                        self.account = None;
+                        self.save_sign_in(None);
+                        format!("The account {name} is deleted; the name is a guest's again")
+                    }
+                    _ => format!("OK {detail}"),
+                };
+                self.info(&shown_in, now, &text);
+                if matches!(what, "CREATE" | "PASSWORD")
+                    && let Some(me) = self.account.clone()
+                {
+                    // A new token: the old ones died with the old password.
+                    self.send("ACCOUNT TOKEN".into(), Pending::Token { name: me });
+                }
+            }
+            ("LOGOUT", _) => {
+                self.save_sign_in(None);
+                self.account = None;
+                self.session = None;
+                self.registered = false;
+                self.me = None;
+                self.screen = Screen::Name;
+                for c in &mut self.conversations {
+                    if c.is_room() {
+                        c.joined = false;
+                        c.members.clear();
+                    }
+                }
+                self.info(&ConvId::Everyone, now, "Signed out");
+            }
             ("LIST", p) => {
                 let mut users = std::mem::take(&mut self.users_buf);
                 sort_names(&mut users);
@@ -1559,7 +1760,22 @@ impl Model {
                     );
                 }
             }
-            Some(Pending::Session) => {}
+            Some(Pending::Session) | Some(Pending::Token { .. }) => {}
+            Some(Pending::Login { typed, shown_in }) => {
+                let text = if typed {
+                    capitalise(text)
+                } else {
+                    // The saved token no longer works (a new password, a deleted account).
+                    self.save_sign_in(None);
+                    "Please sign in again: your saved sign-in is no longer valid.".to_owned()
+                };
+                if self.registered {
+                    self.error(&shown_in, now, &format!("Could not sign in: {text}"));
+                } else {
+                    self.name_error = Some(text);
+                    self.screen = Screen::Name;
+                }
+            }
             Some(Pending::Register { auto, shown_in }) if !self.registered => {
                 self.name_error = Some(capitalise(text));
                 self.screen = Screen::Name;

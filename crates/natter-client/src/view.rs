@@ -58,6 +58,18 @@ fn labelled_field(ui: &mut Ui, label: &str, text: &mut String, hint: &str) -> eg
     .labelled_by(l.id)
 }
 
+/// A labelled password field: what is typed is shown as dots.
+fn labelled_secret(ui: &mut Ui, label: &str, text: &mut String) -> egui::Response {
+    let l = ui.label(RichText::new(label).color(theme::MUTED).small());
+    ui.add(
+        TextEdit::singleline(text)
+            .password(true)
+            .desired_width(f32::INFINITY)
+            .margin(Margin::symmetric(8, 6)),
+    )
+    .labelled_by(l.id)
+}
+
 /// Adds `widget` in a cell `size` big, its content aligned left (`Min`) or centred.
 ///
 /// A button's text follows the layout it is in: centred in a horizontal row, left in a
@@ -126,10 +138,20 @@ fn name_screen(ui: &mut Ui, app: &mut ChatApp) {
     let connected = format!("Connected to {}:{}", app.model.host, app.model.port);
     ui.label(RichText::new(connected).color(theme::MUTED));
     ui.add_space(14.0);
+    if app.name_draft.is_empty()
+        && let Some(saved) = app.model.saved_sign_in()
+    {
+        app.name_draft = saved.name.clone();
+    }
     let field = labelled_field(ui, "Name", &mut app.name_draft, "e.g. alice");
     if std::mem::take(&mut app.focus_name) {
         field.request_focus();
     }
+    let password = labelled_secret(
+        ui,
+        "Password (only if the name is your account)",
+        &mut app.password_draft,
+    );
     match &app.model.name_error {
         Some(e) => error_text(ui, e),
         None => {
@@ -145,10 +167,12 @@ fn name_screen(ui: &mut Ui, app: &mut ChatApp) {
     }
     ui.add_space(10.0);
     let busy = app.model.registering();
-    let enter = field.lost_focus() && ui.input(|i| i.key_pressed(Key::Enter));
+    let enter =
+        (field.lost_focus() || password.lost_focus()) && ui.input(|i| i.key_pressed(Key::Enter));
     if (primary(ui, app.model.is_up() && !busy, "Join the chat").clicked() || enter) && !busy {
         let name = app.name_draft.clone();
-        app.model.register(&name);
+        let secret = std::mem::take(&mut app.password_draft);
+        app.model.sign_in(&name, &secret);
         if app.model.name_error.is_none() {
             app.focus_compose = true;
         }

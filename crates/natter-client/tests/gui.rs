@@ -166,6 +166,22 @@ fn window_with(
         port,
         connect_now,
         net,
+        // The tests never touch the real config directory.
+        config_dir: None,
+    };
+    Harness::builder()
+        .with_size(egui::vec2(1000.0, 700.0))
+        .build_eframe(move |cc| ChatApp::new(&cc.egui_ctx, options).unwrap())
+}
+
+/// The window, about to connect to `addr`, keeping its sign-ins in `dir`.
+fn window_keeping(addr: SocketAddr, dir: &std::path::Path) -> Harness<'static, ChatApp> {
+    let options = Options {
+        host: addr.ip().to_string(),
+        port: addr.port(),
+        connect_now: true,
+        net: quick_net(),
+        config_dir: Some(dir.to_owned()),
     };
     Harness::builder()
         .with_size(egui::vec2(1000.0, 700.0))
@@ -539,6 +555,70 @@ fn a_server_restart_is_resumed_unseen() {
 }
 
 #[test]
+fn an_account_signs_in_with_its_password_and_then_by_itself() {
+    let rt = runtime();
+    let server = Server::start(&rt);
+    let mut carol = server.user(&rt, "carol");
+    let mut owner = server.user(&rt, "alice");
+    say(&rt, &mut owner, "ACCOUNT CREATE correct-horse");
+    expect_line(&rt, &mut owner, |l| matches!(l, ServerLine::Ok { .. }));
+    say(&rt, &mut owner, "CLOSE");
+    expect_line(&rt, &mut carol, |l| l.to_string() == "OFFLINE alice");
+    let dir = tempfile::tempdir().unwrap();
+
+    let mut h = window_keeping(server.addr, dir.path());
+    until(&mut h, "the name screen", |h| {
+        h.query_by_label("Name").is_some()
+    });
+    // Without the password the name is refused, saying whose it is.
+    replace_in(&mut h, "Name", "alice");
+    h.get_by_role_and_label(Role::Button, "Join the chat")
+        .click();
+    until(&mut h, "the refusal", |h| shows(h, "belongs to an account"));
+    type_into(
+        &mut h,
+        "Password (only if the name is your account)",
+        "wrong-horse",
+    );
+    h.key_press(egui::Key::Enter);
+    until(&mut h, "a wrong password", |h| {
+        shows(h, "Wrong name or password")
+    });
+    type_into(
+        &mut h,
+        "Password (only if the name is your account)",
+        "correct-horse",
+    );
+    h.key_press(egui::Key::Enter);
+    until(&mut h, "signed in", |h| {
+        h.state().model.account.as_deref() == Some("alice") && h.state().model.registered
+    });
+    let file = dir.path().join("sign-ins.json");
+    until(&mut h, "the sign-in kept", |_| file.exists());
+    let kept = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        kept.contains("nt_") && !kept.contains("correct-horse"),
+        "{kept}"
+    );
+    expect_line(&rt, &mut carol, |l| l.to_string() == "ONLINE alice");
+    drop(h);
+    expect_line(&rt, &mut carol, |l| l.to_string() == "OFFLINE alice");
+
+    // The next start signs in by itself, with the token.
+    let mut h = window_keeping(server.addr, dir.path());
+    until(&mut h, "signed in again", |h| {
+        h.state().model.registered && h.state().model.me.as_deref() == Some("alice")
+    });
+    expect_line(&rt, &mut carol, |l| l.to_string() == "ONLINE alice");
+    // Signing out forgets it.
+    send(&mut h, "/logout");
+    until(&mut h, "signed out", |h| h.query_by_label("Name").is_some());
+    until(&mut h, "the sign-in forgotten", |_| {
+        std::fs::read_to_string(&file).is_ok_and(|t| !t.contains("nt_"))
+    });
+}
+
+#[test]
 fn the_connect_screen_says_what_went_wrong() {
     let rt = runtime();
     // A port nobody listens on: bind one, then let it go.
@@ -585,6 +665,7 @@ fn a_silent_server_times_out() {
             connect_timeout: Duration::from_millis(300),
             ..quick_net()
         },
+        config_dir: None,
     };
     let mut h = Harness::builder()
         .with_size(egui::vec2(1000.0, 700.0))
