@@ -316,7 +316,7 @@ fn check_command<'a>(raw: &'a [u8], s: &mut Session<'a>) {
                 detail: b(l.name),
             });
         }
-        Command::Logout | Command::Session => {}
+        Command::Logout | Command::Session | Command::Accounts => {}
         Command::Resume(r) => {
             assert!(!r.token.is_empty() && !r.token.contains(' '));
             round_trip(&ServerLine::Ok {
@@ -473,7 +473,10 @@ fn in_domain(line: &ServerLine<'_>) -> bool {
             !verb.is_empty() && verb.bytes().all(|b| b.is_ascii_uppercase()) && t0(detail)
         }
         ServerLine::Error { text, .. } | ServerLine::Bye { text, .. } => t(text),
-        ServerLine::User { name } | ServerLine::Online { name } | ServerLine::Offline { name } => {
+        ServerLine::User { name }
+        | ServerLine::Account { name }
+        | ServerLine::Online { name }
+        | ServerLine::Offline { name } => {
             n(name)
         }
         ServerLine::Message { from, text }

@@ -346,6 +346,8 @@ describe('natter in the browser', { timeout: 60_000 }, () => {
     // A reload signs in again by itself, with the token.
     await alice.reload();
     await connectedAs(alice, 'alice');
+    // The online list marks the name as an account.
+    await alice.locator('#online-list li[data-name="alice"] .account-mark').waitFor();
     assert.equal(await alice.evaluate(() => window.natter.account), 'alice');
 
     // Others cannot have the name: the page says whose it is and asks for the password.
@@ -590,7 +592,7 @@ describe('the page against a scripted server', { timeout: 60_000 }, () => {
     await password.press('Enter');
     await connectedAs(page, 'alice');
     await page.waitForFunction(() => window.natter.pending === 0);
-    assert.deepEqual(conns[0].got, ['REGISTER alice', 'PASSWORD guess', 'PASSWORD open sesame', 'REGISTER alice', 'LIST', 'SESSION']);
+    assert.deepEqual(conns[0].got, ['REGISTER alice', 'PASSWORD guess', 'PASSWORD open sesame', 'REGISTER alice', 'LIST', 'SESSION', 'ACCOUNTS']);
 
     // The server goes away; the page comes back with the password, then its name.
     await conns[0].ws.close();
@@ -598,7 +600,7 @@ describe('the page against a scripted server', { timeout: 60_000 }, () => {
     await connectedAs(page, 'alice', 20_000);
     assert.equal(conns.length, 2);
     await page.waitForFunction(() => window.natter.pending === 0);
-    assert.deepEqual(conns[1].got, ['PASSWORD open sesame', 'REGISTER alice', 'LIST', 'SESSION']);
+    assert.deepEqual(conns[1].got, ['PASSWORD open sesame', 'REGISTER alice', 'LIST', 'SESSION', 'ACCOUNTS']);
     noScriptRan(page);
   });
 

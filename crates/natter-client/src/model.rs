@@ -15,7 +15,7 @@
 use crate::input::{self, Action};
 use crate::net::{NetCommand, NetEvent};
 use natter_proto::{ByeReason, ServerLine};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 /// A point in time, in the user's time zone.
@@ -262,6 +262,8 @@ enum Pending {
     Token { name: String },
     /// `LOGOUT`.
     Logout { shown_in: ConvId },
+    /// `ACCOUNTS`.
+    Accounts,
 }
 
 impl Pending {
@@ -276,7 +278,9 @@ impl Pending {
             | Self::Other { shown_in } => Some(shown_in),
             Self::List { shown_in } | Self::Rooms { shown_in } => shown_in.as_ref(),
             Self::Chat { conv, .. } => Some(conv),
-            Self::Close | Self::Session | Self::Resume | Self::Token { .. } => None,
+            Self::Close | Self::Session | Self::Resume | Self::Token { .. } | Self::Accounts => {
+                None
+            }
         }
     }
 }
@@ -375,6 +379,13 @@ pub struct Model {
     sign_ins: BTreeMap<String, SignIn>,
     /// Set when `sign_ins` changed and should be saved.
     sign_ins_changed: bool,
+    /// Those online who are logged into their name's account (folded names), from
+    /// `ACCOUNTS`; the lists mark them.
+    accounts: BTreeSet<String>,
+    /// `ACCOUNT` lines of the answer being read.
+    accounts_buf: Vec<String>,
+    /// Someone arrived while an `ACCOUNTS` was pending: ask again once it is answered.
+    accounts_stale: bool,
     /// `USER` lines of the answer being read.
     users_buf: Vec<String>,
     /// `MEMBER` lines of the answer being read.
@@ -419,6 +430,9 @@ impl Model {
             account: None,
             sign_ins: BTreeMap::new(),
             sign_ins_changed: false,
+            accounts: BTreeSet::new(),
+            accounts_buf: Vec::new(),
+            accounts_stale: false,
             users_buf: Vec::new(),
             members_buf: Vec::new(),
             rooms_buf: Vec::new(),
@@ -615,6 +629,21 @@ impl Model {
         self.pending
             .iter()
             .any(|p| matches!(p, Pending::Register { .. } | Pending::Login { .. }))
+    }
+
+    /// Whether `name` is online and logged into its account (the lists mark it).
+    pub fn is_account(&self, name: &str) -> bool {
+        self.accounts.contains(&name.to_ascii_lowercase())
+    }
+
+    /// Asks who is logged into an account, or, if that is being asked already, asks again
+    /// once it is answered.
+    fn refresh_accounts(&mut self) {
+        if self.pending.iter().any(|p| matches!(p, Pending::Accounts)) {
+            self.accounts_stale = true;
+        } else {
+            self.send("ACCOUNTS".into(), Pending::Accounts);
+        }
     }
 
     /// The name screen's button: `name`, signed into its account if `password` is given.
@@ -1141,6 +1170,7 @@ impl Model {
             ServerLine::Error { text, .. } => self.on_error(&text, now),
             ServerLine::Help { text } => self.help_buf.push(text.into_owned()),
             ServerLine::User { name } => self.users_buf.push(name.into_owned()),
+            ServerLine::Account { name } => self.accounts_buf.push(name.to_ascii_lowercase()),
             ServerLine::Member { name, op, .. } => self.members_buf.push(Member {
                 name: name.into_owned(),
                 op,
@@ -1181,6 +1211,7 @@ impl Model {
             ServerLine::Online { name } => {
                 self.log_presence(Presence::Online(name.to_string()));
                 self.user_online(&name);
+                self.refresh_accounts();
                 self.event(&ConvId::Everyone, now, &format!("{name} is online"));
                 let dm = ConvId::dm(&name);
                 if let Some(c) = self.conv_mut(&dm) {
@@ -1201,6 +1232,7 @@ impl Model {
             ServerLine::Renamed { old, new } => {
                 self.log_presence(Presence::Renamed(old.to_string(), new.to_string()));
                 self.on_renamed(&old, &new, now);
+                self.refresh_accounts();
             }
             ServerLine::Joined { room, name } if self.is_me(&name) => {
                 // Joined from another connection of this account, or told on logging in.
@@ -1445,6 +1477,12 @@ impl Model {
                 }
             }
             ("RESUME", Some(Pending::Resume)) => self.on_resumed(detail, now),
+            ("ACCOUNTS", _) => {
+                self.accounts = std::mem::take(&mut self.accounts_buf).into_iter().collect();
+                if std::mem::take(&mut self.accounts_stale) {
+                    self.refresh_accounts();
+                }
+            }
             ("LOGIN", Some(Pending::Login { typed, .. })) => {
                 let reconnect = self.me.is_some() && !self.registered;
                 self.account = Some(detail.to_owned());
@@ -1536,6 +1574,9 @@ impl Model {
                     if let ConvId::Dm(_) = c.id {
                         c.joined = self.users.iter().any(|u| same(u, &c.title));
                     }
+                }
+                if !still_listing {
+                    self.refresh_accounts();
                 }
                 if let Some(Pending::List { shown_in: Some(c) }) = p {
                     let text = format!("Online ({}): {}", self.users.len(), self.users.join(", "));
@@ -1896,6 +1937,9 @@ mod tests {
                 "OK ROOMS 0",
             ],
         );
+        // Who is logged into an account, asked once the list is in.
+        assert_eq!(sent(&mut m), ["ACCOUNTS"]);
+        feed(&mut m, &["OK ACCOUNTS 0"]);
         m
     }
 
@@ -2255,6 +2299,9 @@ mod tests {
                 "OK ROOMS 0",
             ],
         );
+        assert_eq!(sent(&mut m), ["ACCOUNTS"]);
+        feed(&mut m, &["ACCOUNT alice", "OK ACCOUNTS 1"]);
+        assert!(m.is_account("Alice"));
         m.submit("/join #a", now());
         feed(&mut m, &["MEMBER #a @alice", "OK JOIN #a 1"]);
         sent(&mut m);
@@ -2294,6 +2341,8 @@ mod tests {
                 "OK WHO #a 1",
             ],
         );
+        assert_eq!(sent(&mut m), ["ACCOUNTS"]);
+        feed(&mut m, &["OK ACCOUNTS 0"]);
         // The session ended meanwhile: the name is taken again, the rooms rejoined.
         m.on_net(lost(), now());
         m.on_net(back(), now());
@@ -2328,6 +2377,7 @@ mod tests {
                 "HELP dm",
                 "ROOMS",
                 "LIST",
+                "ACCOUNTS",
                 "MESSAGE /me waves"
             ]
         );

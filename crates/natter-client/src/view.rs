@@ -492,7 +492,8 @@ fn person(ui: &mut Ui, model: &Model, name: &str, op: bool) -> Option<String> {
         ui.spacing_mut().item_spacing.x = 4.0;
         status_dot(ui, theme::OK);
         if me {
-            let text = RichText::new(format!("{prefix}{name} (you)")).color(theme::ACCENT);
+            let mark = if model.is_account(name) { " ✔" } else { "" };
+            let text = RichText::new(format!("{prefix}{name}{mark} (you)")).color(theme::ACCENT);
             // Padded like the buttons beside it, so the names line up.
             ui.add_space(ui.spacing().button_padding.x);
             let size = vec2(ui.available_width(), 24.0);
@@ -503,7 +504,9 @@ fn person(ui: &mut Ui, model: &Model, name: &str, op: bool) -> Option<String> {
             });
             return None;
         }
-        let text = RichText::new(format!("{prefix}{name}")).color(theme::name_colour(name));
+        // A check mark: the name is its owner's account, not a guest's.
+        let mark = if model.is_account(name) { " ✔" } else { "" };
+        let text = RichText::new(format!("{prefix}{name}{mark}")).color(theme::name_colour(name));
         let size = vec2(ui.available_width(), 24.0);
         let button = Button::new(text).frame_when_inactive(false).min_size(size);
         let r = aligned(ui, size, Align::Min, button)

@@ -593,6 +593,8 @@ fn an_account_signs_in_with_its_password_and_then_by_itself() {
     until(&mut h, "signed in", |h| {
         h.state().model.account.as_deref() == Some("alice") && h.state().model.registered
     });
+    // The online list marks names that are accounts.
+    until(&mut h, "the account mark", |h| shows(h, "alice ✔ (you)"));
     let file = dir.path().join("sign-ins.json");
     until(&mut h, "the sign-in kept", |_| file.exists());
     let kept = std::fs::read_to_string(&file).unwrap();

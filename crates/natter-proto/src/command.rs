@@ -52,6 +52,8 @@ pub enum Command<'a> {
     Account(Account<'a>),
     /// `KILL <user> [reason]`: disconnect a user (server operators only).
     Kill(Kill<'a>),
+    /// `ACCOUNTS`: the registered users logged into their name's account.
+    Accounts,
     /// `SESSION`: a resume token for this session, so that a new connection can take it
     /// over after this one is lost.
     Session,
@@ -394,6 +396,10 @@ impl<'a> Command<'a> {
             let room = p.room()?;
             let text = p.text()?;
             Command::Say(Say { room, text })
+        } else if is("ACCOUNTS") {
+            p.command = "ACCOUNTS";
+            p.finish()?;
+            Command::Accounts
         } else if is("ROOMS") {
             p.command = "ROOMS";
             p.finish()?;
@@ -493,6 +499,7 @@ impl<'a> Command<'a> {
             Self::Logout => "LOGOUT",
             Self::Account(_) => "ACCOUNT",
             Self::Kill(_) => "KILL",
+            Self::Accounts => "ACCOUNTS",
             Self::Session => "SESSION",
             Self::Resume(_) => "RESUME",
         }

@@ -102,6 +102,11 @@ pub const ENTRIES: &[Entry] = &[
         summary: "leave your account and its name; REGISTER or LOGIN again",
     },
     Entry {
+        verb: "ACCOUNTS",
+        usage: "ACCOUNTS",
+        summary: "list the users online who are logged into their name's account",
+    },
+    Entry {
         verb: "SESSION",
         usage: "SESSION",
         summary: "a token to RESUME this session from a new connection if this one is lost",

@@ -45,6 +45,11 @@ pub enum ServerLine<'a> {
         /// The user's name.
         name: Cow<'a, str>,
     },
+    /// `ACCOUNT <name>`: one user logged into its name's account, in ACCOUNTS' answer.
+    Account {
+        /// The user's name (the account's).
+        name: Cow<'a, str>,
+    },
     /// `MESSAGE <from> <text>`: a broadcast to everyone.
     Message {
         /// The sender's name.
@@ -238,7 +243,10 @@ impl<'a> ServerLine<'a> {
                 word(out, reason.as_str());
                 text(out, t);
             }
-            Self::User { name } | Self::Online { name } | Self::Offline { name } => word(out, name),
+            Self::User { name }
+            | Self::Account { name }
+            | Self::Online { name }
+            | Self::Offline { name } => word(out, name),
             Self::Message { from, text: t }
             | Self::Dm { from, text: t }
             | Self::Sent { to: from, text: t } => {
@@ -325,7 +333,10 @@ impl<'a> ServerLine<'a> {
             Self::Hello { text } | Self::Help { text } => field(text),
             Self::Ok { verb, detail } => field(verb) + field(detail),
             Self::Error { text, .. } | Self::Bye { text, .. } => 24 + field(text),
-            Self::User { name } | Self::Online { name } | Self::Offline { name } => field(name),
+            Self::User { name }
+            | Self::Account { name }
+            | Self::Online { name }
+            | Self::Offline { name } => field(name),
             Self::Message { from, text }
             | Self::Dm { from, text }
             | Self::Sent { to: from, text } => field(from) + field(text),
@@ -355,6 +366,7 @@ impl<'a> ServerLine<'a> {
             Self::Error { .. } => "ERROR",
             Self::Help { .. } => "HELP",
             Self::User { .. } => "USER",
+            Self::Account { .. } => "ACCOUNT",
             Self::Message { .. } => "MESSAGE",
             Self::Dm { .. } => "DM",
             Self::Sent { .. } => "SENT",
@@ -421,6 +433,9 @@ impl<'a> ServerLine<'a> {
                 }
             }
             "USER" => Self::User {
+                name: one_word(rest)?,
+            },
+            "ACCOUNT" => Self::Account {
                 name: one_word(rest)?,
             },
             "ONLINE" => Self::Online {
@@ -550,6 +565,7 @@ impl<'a> ServerLine<'a> {
             },
             Self::Help { text } => ServerLine::Help { text: o(text) },
             Self::User { name } => ServerLine::User { name: o(name) },
+            Self::Account { name } => ServerLine::Account { name: o(name) },
             Self::Message { from, text } => ServerLine::Message {
                 from: o(from),
                 text: o(text),

@@ -70,7 +70,12 @@ pub struct Session {
 #[derive(Debug)]
 enum Answer {
     /// `LIST`: the registered users.
-    Users { last: Option<String>, count: usize },
+    /// (`ACCOUNTS` when `accounts`: those logged into an account only.)
+    Users {
+        last: Option<String>,
+        count: usize,
+        accounts: bool,
+    },
     /// `ROOMS`: every room.
     Rooms { last: Option<String>, count: usize },
     /// `WHO`: a room's members.
@@ -260,6 +265,7 @@ impl Session {
             Command::Account(a) => self.account(a),
             Command::Kill(k) => self.kill(k.user, k.reason.unwrap_or("")),
             Command::Session => self.session_token(),
+            Command::Accounts => self.accounts(),
             Command::Resume(r) => self.resume(r.token),
         }
         Flow::Continue
@@ -628,6 +634,17 @@ impl Session {
         self.answer = Some(Box::new(Answer::Users {
             last: None,
             count: 0,
+            accounts: false,
+        }));
+        self.answer_page();
+    }
+
+    /// `ACCOUNTS`: as `LIST`, of the users logged into an account only.
+    fn accounts(&mut self) {
+        self.answer = Some(Box::new(Answer::Users {
+            last: None,
+            count: 0,
+            accounts: true,
         }));
         self.answer_page();
     }
@@ -639,18 +656,29 @@ impl Session {
         };
         let mut out = BytesMut::new();
         let done = match &mut *answer {
-            Answer::Users { last, count } => {
-                let page = self.hub.names_page(last.as_deref(), PAGE);
+            Answer::Users {
+                last,
+                count,
+                accounts,
+            } => {
+                let page = if *accounts {
+                    self.hub.accounts_page(last.as_deref(), PAGE)
+                } else {
+                    self.hub.names_page(last.as_deref(), PAGE)
+                };
                 for n in &page.items {
-                    ServerLine::User {
-                        name: Cow::Borrowed(n),
+                    let name = Cow::Borrowed(&**n);
+                    if *accounts {
+                        ServerLine::Account { name }.write_to(&mut out);
+                    } else {
+                        ServerLine::User { name }.write_to(&mut out);
                     }
-                    .write_to(&mut out);
                 }
                 *count += page.items.len();
                 *last = page.last;
                 if page.done {
-                    ok_line(&mut out, "LIST", &count.to_string());
+                    let verb = if *accounts { "ACCOUNTS" } else { "LIST" };
+                    ok_line(&mut out, verb, &count.to_string());
                 }
                 page.done
             }

@@ -1040,3 +1040,25 @@ async fn irc_clients_see_accounts_and_register_them_with_account_registration() 
     );
     assert_eq!(login(&mut other, "carol").await, "OK LOGIN carol");
 }
+
+#[tokio::test]
+async fn accounts_lists_who_is_logged_into_an_account() {
+    let s = TestServer::start().await;
+    let mut carol = s.user("carol").await;
+    let mut alice = account_holder(&s, "alice").await;
+    let _bob = account_holder(&s, "bob").await;
+    carol.say("ACCOUNTS").await;
+    until(&mut carol, "ACCOUNT alice", |l| l == "ACCOUNT bob").await;
+    assert_eq!(carol.text().await, "ACCOUNT bob");
+    assert_eq!(carol.text().await, "OK ACCOUNTS 2");
+    assert_eq!(
+        answer(&mut alice, &format!("ACCOUNT DELETE {PW}")).await,
+        "OK ACCOUNT DELETE alice"
+    );
+    carol.say("ACCOUNTS").await;
+    until(&mut carol, "ACCOUNT bob", |l| l == "ACCOUNT alice").await;
+    assert_eq!(carol.text().await, "OK ACCOUNTS 1");
+    carol
+        .expect_error("ACCOUNTS all", natter_proto::ErrorCode::TooManyParameters)
+        .await;
+}

@@ -61,6 +61,8 @@
     registeredOnce: false,
     nameTakenRetries: 0,
     users: new Map(), // fold(name) -> name, the online list
+    accounts: new Set(), // fold(name) of those online logged into their name's account
+    accountsTimer: null,
     listLog: null, // ONLINE/OFFLINE/RENAMED seen while a LIST is pending
     convs: new Map(), // key -> conversation
     active: EVERYONE,
@@ -383,6 +385,7 @@
       case 'USER':
       case 'MEMBER':
       case 'ROOM':
+      case 'ACCOUNT':
         return data(kind, r);
       case 'TOPIC': {
         const head = state.pending[0];
@@ -568,6 +571,7 @@
         // The snapshot may predate events that arrived before it; re-apply them in order.
         for (const [kind, a, b] of log) applyUserEvent(kind, a, b);
         renderPeople();
+        refreshAccounts();
         if (print) {
           const shown = [...state.users.values()].sort((x, y) => fold(x).localeCompare(fold(y)));
           systemHere(`Online (${shown.length}): ${shown.join(', ')}`, 'event');
@@ -575,6 +579,24 @@
       },
       fail: (code, text) => { if (print) systemHere(text, 'error'); },
     });
+  }
+
+  /** Asks which of those online are logged into an account, to mark them in the list. */
+  function refreshAccounts() {
+    const names = [];
+    send('ACCOUNTS', 'ACCOUNTS', {
+      data: (kind, rest) => { if (kind === 'ACCOUNT') names.push(fold(rest)); },
+      ok: () => {
+        state.accounts = new Set(names);
+        renderPeople();
+      },
+    });
+  }
+
+  /** The same, once arrivals settle: a crowd arriving asks once. */
+  function refreshAccountsSoon() {
+    clearTimeout(state.accountsTimer);
+    state.accountsTimer = setTimeout(() => { if (state.me) refreshAccounts(); }, 300);
   }
 
   // ---------------------------------------------------------------- users online
@@ -592,6 +614,7 @@
     const [a, b] = split(rest);
     if (state.listLog) state.listLog.push([kind, a, b]);
     applyUserEvent(kind, a, b);
+    if (kind !== 'OFFLINE') refreshAccountsSoon();
     if (kind === 'ONLINE') {
       system(everyone, `${a} is online.`, 'event join');
       const dm = state.convs.get(dmKey(a));
@@ -1160,13 +1183,20 @@
     const dot = el('span', 'dot');
     dot.setAttribute('aria-hidden', 'true');
     b.append(dot, el('span', 'person-name', name));
+    const account = state.accounts.has(fold(name));
+    if (account) {
+      const mark = el('span', 'account-mark', '✓');
+      mark.title = `${name} is signed into the account ${name}`;
+      b.append(mark);
+    }
     if (op) b.append(el('span', 'tag', 'op'));
     if (isMe) {
       b.append(el('span', 'tag', 'you'));
       b.disabled = true;
       b.setAttribute('aria-label', `${name} (you)`);
     } else {
-      b.setAttribute('aria-label', op ? `${name}, operator: send a direct message` : `${name}: send a direct message`);
+      const who = `${name}${account ? ', account' : ''}${op ? ', operator' : ''}`;
+      b.setAttribute('aria-label', `${who}: send a direct message`);
       b.addEventListener('click', () => openDm(name));
     }
     li.dataset.name = name;

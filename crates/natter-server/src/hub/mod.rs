@@ -1606,6 +1606,17 @@ impl Hub {
         })
     }
 
+    /// [`Hub::names_page`] of the users logged into their name's account only.
+    pub fn accounts_page(&self, after: Option<&str>, max: usize) -> Page<Arc<str>> {
+        let st = self.read();
+        page_of(&st.names, after, max, |id| {
+            st.users
+                .get(id)
+                .filter(|u| u.account)
+                .map(|u| u.name.clone())
+        })
+    }
+
     /// A user's details, for WHOIS, USERHOST and ISON.
     pub fn user(&self, name: &str) -> Option<UserView> {
         let st = self.read();
