@@ -319,9 +319,12 @@ describe('natter in the browser', { timeout: 60_000 }, () => {
     carol.send('LIST');
     await carol.expect('OK LIST 3');
     assert.ok(!carol.lines.some((l) => l.startsWith('OFFLINE alice') || l.startsWith('ONLINE alice')), carol.lines.join('\n'));
-    await gone(bob.getByText('alice left', { exact: false }));
+    // bob's page shows no departure either (it says "went offline." when someone leaves).
     await convButton(bob, 'Everyone').click();
-    assert.equal(await bob.getByText('alice is offline').count(), 0);
+    carol.send('MESSAGE after the reload');
+    await chat(bob, 'carol', 'after the reload').waitFor();
+    assert.equal(await bob.getByText('alice went offline.').count(), 0);
+    assert.equal(await bob.getByText('alice is online.').count(), 0);
     noScriptRan(alice);
   });
 

@@ -168,6 +168,17 @@ pub enum Op {
         /// Whether the account exists now.
         exists: bool,
     },
+    /// A server operator disconnects a user of another node (`KILL`); that node does it.
+    Kill {
+        /// The user's node.
+        node: String,
+        /// The user on that node.
+        to: u64,
+        /// The operator.
+        by: String,
+        /// Why.
+        comment: String,
+    },
 }
 
 /// Where the hub sends what other nodes must see. Every method is called under the hub's lock

@@ -544,7 +544,7 @@ impl Redis {
         self.stats.backplane.relayed.fetch_add(1, Ordering::Relaxed);
         match op {
             Op::Hello => hub.republish(),
-            Op::Dm { ref node, .. } if **node != *self.node => {}
+            Op::Dm { ref node, .. } | Op::Kill { ref node, .. } if **node != *self.node => {}
             op => hub.apply(node, op),
         }
     }

@@ -91,7 +91,13 @@ impl Drop for Redis {
 
 /// A node in this process.
 async fn node(redis: &Redis, id: &str) -> TestServer {
+    node_with_operators(redis, id, &[]).await
+}
+
+/// A node in this process whose server operators are these accounts.
+async fn node_with_operators(redis: &Redis, id: &str, operators: &[&str]) -> TestServer {
     let mut c = test_config();
+    c.operators = operators.iter().map(|o| o.to_string()).collect();
     c.cluster = Some(ClusterConfig {
         url: redis.url(),
         node_id: id.to_owned(),
@@ -835,7 +841,10 @@ async fn a_name_claimed_twice_after_a_reset_is_settled_by_renaming_one() {
 async fn nodes_share_accounts_through_postgresql() {
     let _serial = SERIAL.lock().await;
     let redis = Redis::start();
-    let (n1, n2) = (node(&redis, "p1").await, node(&redis, "p2").await);
+    let (n1, n2) = (
+        node_with_operators(&redis, "p1", &["ann"]).await,
+        node_with_operators(&redis, "p2", &["ann"]).await,
+    );
     let mut a = n1.user("ann").await;
     let mut b = n2.user("bob").await;
     await_list(&mut [&mut a, &mut b], &["ann", "bob"]).await;
@@ -855,6 +864,20 @@ async fn nodes_share_accounts_through_postgresql() {
     c.say("LOGIN ann correct-horse").await;
     wait_line(&mut c, |l| l == "OK LOGIN ann").await;
     wait_line(&mut b, |l| l == "ONLINE ann").await;
+
+    // An operator on one node disconnects a user of another.
+    let mut e = n1.user("eve").await;
+    wait_line(&mut b, |l| l == "ONLINE eve").await;
+    wait_line(&mut c, |l| l == "ONLINE eve").await;
+    c.say("KILL eve spamming").await;
+    wait_line(&mut c, |l| l == "OK KILL eve").await;
+    let last = e.until_closed().await;
+    assert!(
+        last.iter()
+            .any(|l| l == "BYE KILLED killed by ann: spamming"),
+        "{last:?}"
+    );
+    wait_line(&mut b, |l| l == "OFFLINE eve").await;
 
     // A node started later reads the accounts from the store.
     let n3 = node(&redis, "p3").await;

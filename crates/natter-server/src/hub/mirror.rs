@@ -217,6 +217,20 @@ impl Hub {
                     let _ = self.op(id, &room, &target);
                 }
             }
+            Op::Kill {
+                to, by, comment, ..
+            } => {
+                // The operator's node checked the right; this node does the deed, as if its
+                // own operator had.
+                if is_local(to) {
+                    let name = self.name_of(to);
+                    if let Some(name) = name
+                        && self.kill(&name, &by, &comment).is_ok()
+                    {
+                        tracing::warn!(user = %name, by = %by, node, "killed from another node");
+                    }
+                }
+            }
             Op::Account { name, exists } => {
                 self.accounts().set_reserved(&name, exists);
                 let mut st = self.write();

@@ -1265,8 +1265,8 @@ impl Hub {
     }
 
     /// Disconnects the user named `target` (a server operator `by`'s `KILL`): everyone sees
-    /// it leave, killed, and its connection gets a last line saying so and is closed. Users
-    /// of other nodes cannot be killed from here.
+    /// it leave, killed, and its connection gets a last line saying so and is closed. A user
+    /// of another node is killed by that node, told through the backplane.
     pub fn kill(&self, target: &str, by: &str, comment: &str) -> Result<Arc<str>, ErrorCode> {
         let reason = crate::event::kill_reason(by, comment);
         let mut guard = self.write();
@@ -1275,6 +1275,20 @@ impl Hub {
         let Some(&id) = st.names.get(key.as_str()) else {
             return Err(ErrorCode::NoSuchUser);
         };
+        if let Some((node, to)) = st.ghost_of.get(&id).cloned() {
+            let name = st.users.get(&id).map(|u| u.name.clone());
+            let name = name.ok_or(ErrorCode::NoSuchUser)?;
+            self.backplane.publish(
+                Some(Op::Kill {
+                    node: node.to_string(),
+                    to,
+                    by: by.to_owned(),
+                    comment: comment.to_owned(),
+                }),
+                None,
+            );
+            return Ok(name);
+        }
         let Some(user) = st.users.get(&id).filter(|_| is_local(id)) else {
             return Err(ErrorCode::NoSuchUser);
         };
