@@ -878,6 +878,13 @@ async fn nodes_share_accounts_through_postgresql() {
         "{last:?}"
     );
     wait_line(&mut b, |l| l == "OFFLINE eve").await;
+    // In a cluster a lost connection's session does not wait: the client may come back
+    // through another node, which must find the name free.
+    let mut f = n1.user("fay").await;
+    f.say("SESSION").await;
+    wait_line(&mut f, |l| l.starts_with("OK SESSION nr_")).await;
+    drop(f);
+    wait_line(&mut b, |l| l == "OFFLINE fay").await;
 
     // A node started later reads the accounts from the store.
     let n3 = node(&redis, "p3").await;

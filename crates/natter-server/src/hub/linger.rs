@@ -98,6 +98,13 @@ impl Hub {
     /// the user stays, waiting to be resumed, until the linger time is up: `true`. Otherwise
     /// nothing is done (the caller leaves as usual).
     pub fn linger(self: &Arc<Self>, conn: ClientId) -> bool {
+        if self.relays {
+            // In a cluster the client may come back through another node, which knows
+            // nothing of this one's sessions and would find the name held: users leave at
+            // once, as they always have, and the other nodes are told.
+            return false;
+        }
+        let closing = self.closing.load(std::sync::atomic::Ordering::Relaxed);
         let mut guard = self.write();
         let st = &mut *guard;
         let id = pid(st, conn);
@@ -124,7 +131,7 @@ impl Hub {
         let epoch = st.next_linger;
         st.lingering.insert(id, epoch);
         self.stats.set_lingering(st.lingering.len());
-        if !self.closing.load(std::sync::atomic::Ordering::Relaxed) {
+        if !closing {
             self.expire_later(id, epoch);
         }
         true
