@@ -24,13 +24,16 @@ ulimit -n "$(ulimit -Hn)"
 
 cargo build --release -q -p natter-server -p natter-bench
 BIN=target/release
-"$BIN/natter-server" 127.0.0.1 "$PORT" --store "sqlite:$TMP/natter.db" --exempt-loopback \
-    --flood-control false --shutdown-grace-secs 1 > "$OUT/server.log" 2>&1 &
-SERVER=$!
-for _ in $(seq 100); do
-    (echo > "/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
-    sleep 0.1
-done
+start_server() { # start_server NAME: a fresh server on a fresh store
+    "$BIN/natter-server" 127.0.0.1 "$PORT" --store "sqlite:$TMP/$1.db" --exempt-loopback \
+        --flood-control false --shutdown-grace-secs 1 > "$OUT/server-$1.log" 2>&1 &
+    SERVER=$!
+    for _ in $(seq 100); do
+        (echo > "/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
+        sleep 0.1
+    done
+}
+start_server natter
 
 bench() { # bench LABEL ARGS...: one run, its JSON line kept, its summary shown
     local label=$1; shift
@@ -56,11 +59,16 @@ for r in $(seq "$REPEATS"); do
     bench guest dm --pairs 50 --window 16 --warmup 1 --duration 3 --prefix gst --scenario dm
 done
 if [ "$IDLE_CLIENTS" -gt 0 ]; then
-    # Guests first, on a server that has not yet held a crowd; then the same number each
-    # making its name an account (so logged in when measured). A run after a larger one
-    # would measure the memory the earlier crowd gives back, not its own.
+    # Guests, then the same number each making its name an account (so logged in when
+    # measured), each on a server that has not yet held a crowd.
     echo "== $IDLE_CLIENTS idle connections: guests, then accounts (each made as it connects)"
+    # Each on a fresh server: after a crowd, RSS falls as the allocator gives memory back,
+    # and that would be measured instead.
+    kill "$SERVER"; wait "$SERVER" 2>/dev/null || true
+    start_server idle-guests
     bench guest connect -c "$IDLE_CLIENTS" --prefix gid --parallel 64 --settle 2 --scenario idle
+    kill "$SERVER"; wait "$SERVER" 2>/dev/null || true
+    start_server idle-accounts
     bench login connect -c "$IDLE_CLIENTS" --prefix idl --accounts create --parallel 64 \
         --connect-timeout 1200 --settle 2 --scenario idle
 fi
