@@ -318,19 +318,8 @@ impl Session {
             );
             return;
         }
-        // The answer, then the rooms the session is in (as JOINED lines naming itself),
-        // then what it missed, all queued under the hub's lock.
-        let answer = |w: &Welcome<'_>| {
-            let mut out = BytesMut::from(&ok("RESUME", w.name)[..]);
-            for view in w.joined {
-                ServerLine::Joined {
-                    room: Cow::Borrowed(&view.name),
-                    name: Cow::Borrowed(w.name),
-                }
-                .write_to(&mut out);
-            }
-            out.freeze()
-        };
+        // The answer and the rooms, then what it missed, all queued under the hub's lock.
+        let answer = |w: &Welcome<'_>| taken_over("RESUME", w);
         match self
             .hub
             .resume(self.id, token, &self.outbox, Flavor::Native, &answer)
@@ -534,19 +523,7 @@ impl Session {
     /// `login` answers as LOGIN.
     fn finish_register(&mut self, name: &str, claimed: Option<String>, login: bool) {
         let verb = if login { "LOGIN" } else { "REGISTER" };
-        // A connection joining its account's other connections is told, after its answer,
-        // the rooms it is in, as JOINED lines naming itself.
-        let answer = |w: &Welcome<'_>| {
-            let mut out = BytesMut::from(&ok(verb, w.name)[..]);
-            for view in w.joined {
-                ServerLine::Joined {
-                    room: Cow::Borrowed(&view.name),
-                    name: Cow::Borrowed(w.name),
-                }
-                .write_to(&mut out);
-            }
-            out.freeze()
-        };
+        let answer = |w: &Welcome<'_>| taken_over(verb, w);
         let registered = if claimed.is_some() {
             self.hub.register_claimed(
                 self.id,
@@ -1088,6 +1065,20 @@ fn shown(word: &str) -> String {
 }
 
 /// Appends `OK <verb> <detail>`.
+/// `OK <verb> <name>`, then, for a connection that took over a user already in rooms (an
+/// account's other connection, a resumed session), a `JOINED` line naming itself for each.
+fn taken_over(verb: &str, w: &Welcome<'_>) -> Bytes {
+    let mut out = BytesMut::from(&ok(verb, w.name)[..]);
+    for view in w.joined {
+        ServerLine::Joined {
+            room: Cow::Borrowed(&view.name),
+            name: Cow::Borrowed(w.name),
+        }
+        .write_to(&mut out);
+    }
+    out.freeze()
+}
+
 fn ok_line(out: &mut BytesMut, verb: &str, detail: &str) {
     ServerLine::Ok {
         verb: Cow::Borrowed(verb),

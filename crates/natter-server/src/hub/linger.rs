@@ -230,12 +230,7 @@ impl Hub {
         Self::relink(st, id);
         let user = &st.users[&id];
         let name = user.name.clone();
-        let joined: Vec<_> = user
-            .rooms
-            .iter()
-            .filter_map(|k| st.rooms.get(k))
-            .map(|r| Self::view(&st.users, &r.name, r.topic.as_ref(), &r.members))
-            .collect();
+        let joined = Self::rooms_of(st, user);
         outbox.push(answer(&Welcome {
             name: &name,
             rooms: st.rooms.len(),

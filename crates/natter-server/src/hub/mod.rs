@@ -1146,12 +1146,7 @@ impl Hub {
             let channel: Arc<str> = Arc::from(self.irc.everyone.as_str());
             let everyone = (irc && user.in_everyone)
                 .then(|| Self::view(&st.users, &channel, None, &st.everyone));
-            let joined: Vec<RoomView> = user
-                .rooms
-                .iter()
-                .filter_map(|k| st.rooms.get(k))
-                .map(|r| Self::view(&st.users, &r.name, r.topic.as_ref(), &r.members))
-                .collect();
+            let joined = Self::rooms_of(st, user);
             outbox.push(a(&Welcome {
                 name: &name,
                 rooms: st.rooms.len(),
@@ -1160,6 +1155,16 @@ impl Hub {
             }));
         }
         (Registered::Attached, name)
+    }
+
+    /// The rooms `user` is in, as their members are shown, for a connection that takes the
+    /// user over (another of an account's connections, or a resumed session).
+    fn rooms_of(st: &State, user: &User) -> Vec<RoomView> {
+        user.rooms
+            .iter()
+            .filter_map(|k| st.rooms.get(k))
+            .map(|r| Self::view(&st.users, &r.name, r.topic.as_ref(), &r.members))
+            .collect()
     }
 
     /// Takes connection `conn` away from a user that has other connections, quietly; it
