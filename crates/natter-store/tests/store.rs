@@ -148,6 +148,39 @@ async fn a_second_server_on_the_same_file_is_refused() {
 }
 
 #[tokio::test]
+async fn a_database_of_the_first_schema_is_migrated_and_keeps_its_accounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("natter.db");
+    let location = Location::Sqlite(path.clone());
+    let store = open(&location);
+    assert_eq!(store.create_account(account("Alice", "h1")).await, Ok(true));
+    store.close().await.unwrap();
+    drop(store);
+    // As version 1 left it: no sessions table.
+    let db = rusqlite::Connection::open(&path).unwrap();
+    db.execute_batch("DROP TABLE sessions; UPDATE natter_schema SET version = 1")
+        .unwrap();
+    drop(db);
+    let store = reopen(&location).await;
+    assert_eq!(
+        store.account("alice").await.unwrap(),
+        Some(account("Alice", "h1"))
+    );
+    let kept = vec![("alice".to_owned(), "{}".to_owned())];
+    store.save_sessions(kept, 3).await.unwrap();
+    assert_eq!(
+        store.take_sessions().await.unwrap(),
+        [("alice".into(), "{}".into(), 3)]
+    );
+    store.close().await.unwrap();
+    let db = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = db
+        .query_row("SELECT MAX(version) FROM natter_schema", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+}
+
+#[tokio::test]
 async fn a_database_from_a_newer_natter_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("natter.db");
