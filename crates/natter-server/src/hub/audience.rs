@@ -16,7 +16,13 @@ pub(super) struct Audience {
     pub(super) index: HashMap<ClientId, usize>,
     /// How many members are ghosts: their own nodes deliver to them.
     pub(super) ghosts: usize,
+    /// The connections of each member who has more than one (an account logged in from
+    /// several places), kept beside the seats so that every other seat stays small.
+    links: HashMap<ClientId, Arc<Vec<Link>>>,
 }
+
+/// A seat and, for a member with several connections, all of them.
+pub(super) type Seating = (Seat, Option<Arc<Vec<Link>>>);
 
 /// What a send reached.
 #[derive(Debug, Default)]
@@ -50,10 +56,9 @@ pub(super) struct Seat {
     pub(super) op: bool,
     /// When the member joined, in join order.
     pub(super) since: u64,
-    /// Every connection of a member who has more than one (an account logged in from
-    /// several places), `outbox` and `flavor` being the first's; `None` for the usual one.
-    /// A thin pointer: every seat pays for it, so it is kept to one word.
-    pub(super) links: Option<Arc<Vec<Link>>>,
+    /// Whether the member has several connections, listed in the audience's `links`
+    /// (`outbox` and `flavor` then being the first's).
+    pub(super) linked: bool,
 }
 
 /// One connection of a member who has several.
@@ -67,22 +72,56 @@ pub(super) struct Link {
     pub(super) flavor: Flavor,
 }
 
-impl Seat {
-    /// Each connection of the member as (connection, outbox, flavor).
-    pub(super) fn each(&self) -> impl Iterator<Item = (ClientId, &Arc<Outbox>, Flavor)> {
-        let one = self
-            .links
+impl Audience {
+    /// The connections of `seat`'s member, if it has several.
+    fn links_of(&self, seat: &Seat) -> Option<&Arc<Vec<Link>>> {
+        if seat.linked {
+            self.links.get(&seat.id)
+        } else {
+            None
+        }
+    }
+
+    /// Each connection of `seat`'s member as (connection, outbox, flavor).
+    pub(super) fn each<'a>(
+        &'a self,
+        seat: &'a Seat,
+    ) -> impl Iterator<Item = (ClientId, &'a Arc<Outbox>, Flavor)> {
+        let links = self.links_of(seat);
+        let one = links
             .is_none()
-            .then_some((self.id, &self.outbox, self.flavor));
-        let many = self
-            .links
-            .iter()
+            .then_some((seat.id, &seat.outbox, seat.flavor));
+        let many = links
+            .into_iter()
             .flat_map(|l| l.iter().map(|l| (l.id, &l.outbox, l.flavor)));
         one.into_iter().chain(many)
     }
-}
 
-impl Audience {
+    /// Makes member `id`'s seat use `outbox` and `flavor` and lists its connections.
+    pub(super) fn relink(
+        &mut self,
+        id: ClientId,
+        outbox: &Arc<Outbox>,
+        flavor: Flavor,
+        links: Option<&Arc<Vec<Link>>>,
+    ) {
+        let Some(&i) = self.index.get(&id) else {
+            return;
+        };
+        let s = &mut self.seats[i];
+        s.outbox = outbox.clone();
+        s.flavor = flavor;
+        s.linked = links.is_some();
+        match links {
+            Some(l) => {
+                self.links.insert(id, l.clone());
+            }
+            None => {
+                self.links.remove(&id);
+            }
+        }
+    }
+
     pub(super) fn len(&self) -> usize {
         self.seats.len()
     }
@@ -99,8 +138,12 @@ impl Audience {
         self.index.get(&id).map(|&i| &mut self.seats[i])
     }
 
-    pub(super) fn insert(&mut self, seat: Seat) {
+    pub(super) fn insert(&mut self, (mut seat, links): Seating) {
         self.ghosts += usize::from(!is_local(seat.id));
+        seat.linked = links.is_some();
+        if let Some(l) = links {
+            self.links.insert(seat.id, l);
+        }
         self.index.insert(seat.id, self.seats.len());
         self.seats.push(seat);
     }
@@ -109,6 +152,9 @@ impl Audience {
         let i = self.index.remove(&id)?;
         self.ghosts -= usize::from(!is_local(id));
         let seat = self.seats.swap_remove(i);
+        if seat.linked {
+            self.links.remove(&id);
+        }
         if let Some(moved) = self.seats.get(i) {
             self.index.insert(moved.id, i);
         }
@@ -120,7 +166,7 @@ impl Audience {
     pub(super) fn send(&self, lines: &impl Render, except: Option<ClientId>) -> Sent {
         let mut sent = Sent::default();
         for s in &self.seats {
-            match &s.links {
+            match self.links_of(s) {
                 None => {
                     if Some(s.id) != except
                         && let Some(bytes) = lines.get(s.flavor)

@@ -114,11 +114,11 @@ impl Hub {
         let Some(user) = st.users.get_mut(&id) else {
             return false;
         };
-        if user.links.as_ref().is_some_and(|l| l.len() > 1) {
+        if user.links().is_some_and(|l| l.len() > 1) {
             // The account stays online through its other connections.
             return false;
         }
-        if user.links.take().is_some() {
+        if user.take_links().is_some() {
             // Its one connection left is this one, whose outbox is the user's already.
             Self::relink(st, id);
         }
@@ -220,11 +220,11 @@ impl Hub {
             // connection a line came from by its link.
             st.person_of.insert(conn, id);
             if let Some(user) = st.users.get_mut(&id) {
-                user.links = Some(Arc::new(vec![super::Link {
+                user.set_links(Some(Arc::new(vec![super::Link {
                     id: conn,
                     outbox: outbox.clone(),
                     flavor,
-                }]));
+                }])));
             }
         }
         Self::relink(st, id);
@@ -269,7 +269,7 @@ impl Hub {
             let saved = Saved {
                 name: u.name.to_string(),
                 tokens: tokens.iter().map(|t| URL_SAFE_NO_PAD.encode(t)).collect(),
-                away: u.away.as_deref().map(str::to_owned),
+                away: u.away().map(|a| a.to_string()),
                 rooms,
             };
             match serde_json::to_string(&saved) {
@@ -322,18 +322,17 @@ impl Hub {
         let outbox = Arc::new(Outbox::new(self.linger.outbox_limit));
         outbox.linger();
         let name: Arc<str> = Arc::from(saved.name.as_str());
-        let user = User {
-            name: name.clone(),
-            ident: name.clone(),
+        let account = self.accounts.is_reserved(&name);
+        let mut user = User::new(
+            name.clone(),
+            None,
             outbox,
-            flavor: Flavor::Native,
-            rooms: Vec::new(),
-            in_everyone: true,
-            away: saved.away.as_deref().map(Arc::from),
-            irc: false,
-            links: None,
-            account: self.accounts.is_reserved(&name),
-        };
+            Flavor::Native,
+            true,
+            false,
+            account,
+        );
+        user.set_away(saved.away.as_deref().map(Arc::from));
         st.joins += 1;
         st.everyone.insert(user.seat(id, false, st.joins));
         st.names.insert(super::name_key(key, &name), id);

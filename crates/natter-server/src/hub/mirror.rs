@@ -97,7 +97,7 @@ impl Hub {
                         let Some(u) = st.users.get(&id) else { return };
                         let p = Parked {
                             name,
-                            ident: u.ident.to_string(),
+                            ident: u.ident().to_string(),
                             irc: u.irc,
                             everyone: u.in_everyone,
                         };
@@ -342,18 +342,15 @@ impl Hub {
                 let id = GHOST | st.next_ghost;
                 let name: Arc<str> = Arc::from(g.name.as_str());
                 let ident: Arc<str> = Arc::from(g.ident.as_str());
-                let user = User {
+                let user = User::new(
                     name,
-                    ident,
-                    outbox: self.ghost_outbox.clone(),
-                    flavor: Flavor::Remote,
-                    rooms: Vec::new(),
-                    in_everyone: g.everyone,
-                    away: None,
-                    irc: g.irc,
-                    links: None,
-                    account: self.accounts.is_reserved(&g.name),
-                };
+                    Some(ident),
+                    self.ghost_outbox.clone(),
+                    Flavor::Remote,
+                    g.everyone,
+                    g.irc,
+                    self.accounts.is_reserved(&g.name),
+                );
                 st.ghosts.insert(k.clone(), id);
                 st.ghost_of.insert(id, k);
                 self.insert_user(st, id, key, user, false);
@@ -363,7 +360,7 @@ impl Hub {
         if let Some(away) = away
             && let Some(u) = st.users.get_mut(&id)
         {
-            u.away = away.map(Arc::from);
+            u.set_away(away.map(Arc::from));
         }
         if let Some(rooms) = rooms {
             let want: HashSet<String> = rooms.iter().map(|(r, _)| room_name::fold(r)).collect();
@@ -377,7 +374,7 @@ impl Hub {
                     u.rooms.retain(|k2| k2 != key);
                 }
                 let Some(u) = st.users.get(&id) else { break };
-                let (n, i) = (u.name.clone(), u.ident.clone());
+                let (n, i) = (u.name.clone(), u.ident().clone());
                 let who = Who {
                     name: &n,
                     ident: &i,
@@ -411,7 +408,7 @@ impl Hub {
         };
         let p = Parked {
             name: u.name.to_string(),
-            ident: u.ident.to_string(),
+            ident: u.ident().to_string(),
             irc: u.irc,
             everyone: u.in_everyone,
         };

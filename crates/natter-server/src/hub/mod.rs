@@ -33,7 +33,7 @@ use crate::client_id::{ClientId, is_local};
 use crate::event::{Batch, Event, Flavor, IrcNames, Lines, Render, Who};
 use crate::outbox::{Outbox, Pushed};
 use crate::stats::Stats;
-use audience::{Audience, Link, Seat};
+use audience::{Audience, Link, Seat, Seating};
 use bytes::Bytes;
 use natter_proto::{ErrorCode, name, room as room_name};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -203,64 +203,147 @@ struct Parked {
 struct User {
     /// The name as the user typed it (case kept).
     name: Arc<str>,
-    /// The IRC user name (`ident`), shown in masks and WHOIS; a native's shares `name`'s
-    /// allocation.
-    ident: Arc<str>,
     /// Where lines for this user go.
     outbox: Arc<Outbox>,
     /// How this user wants lines written.
     flavor: Flavor,
-    /// Folded names of the rooms the user is in.
-    rooms: Vec<String>,
     /// Whether the user is in the Everyone audience.
     in_everyone: bool,
-    /// The away message, if the user set one (IRC AWAY).
-    away: Option<Arc<str>>,
     /// Whether the user speaks IRC (a ghost's flavor does not say).
     irc: bool,
-    /// Every connection of a user who has several; `outbox` and `flavor` are the first's.
-    links: Option<Arc<Vec<Link>>>,
     /// Whether the user is logged into an account (holds an account's name).
     account: bool,
+    /// Folded names of the rooms the user is in.
+    rooms: Vec<String>,
+    /// What few users have (an IRC user name, an away message, several connections), boxed
+    /// so that the many without pay one word for it.
+    rare: Option<Box<RareUser>>,
+}
+
+/// The parts of a user that most users lack.
+#[derive(Debug, Default)]
+struct RareUser {
+    /// The IRC user name (`ident`), shown in masks and WHOIS, if it is not the name (a
+    /// native's follows its name).
+    ident: Option<Arc<str>>,
+    /// The away message, if the user set one (IRC AWAY).
+    away: Option<Arc<str>>,
+    /// Every connection of a user who has several; `outbox` and `flavor` are the first's.
+    links: Option<Arc<Vec<Link>>>,
+}
+
+impl RareUser {
+    fn is_empty(&self) -> bool {
+        self.ident.is_none() && self.away.is_none() && self.links.is_none()
+    }
 }
 
 impl User {
+    fn new(
+        name: Arc<str>,
+        ident: Option<Arc<str>>,
+        outbox: Arc<Outbox>,
+        flavor: Flavor,
+        in_everyone: bool,
+        irc: bool,
+        account: bool,
+    ) -> Self {
+        let mut user = User {
+            name,
+            outbox,
+            flavor,
+            in_everyone,
+            irc,
+            account,
+            rooms: Vec::new(),
+            rare: None,
+        };
+        user.set_ident(ident);
+        user
+    }
+
     fn who(&self) -> Who<'_> {
         Who {
             name: &self.name,
-            ident: &self.ident,
+            ident: self.ident(),
             account: self.account,
         }
     }
 
-    fn seat(&self, id: ClientId, op: bool, since: u64) -> Seat {
-        Seat {
+    /// The IRC user name: the name itself for a native.
+    fn ident(&self) -> &Arc<str> {
+        self.rare
+            .as_ref()
+            .and_then(|r| r.ident.as_ref())
+            .unwrap_or(&self.name)
+    }
+
+    /// The away message, if any.
+    fn away(&self) -> Option<&Arc<str>> {
+        self.rare.as_ref().and_then(|r| r.away.as_ref())
+    }
+
+    /// Every connection, if the user has several.
+    fn links(&self) -> Option<&Arc<Vec<Link>>> {
+        self.rare.as_ref().and_then(|r| r.links.as_ref())
+    }
+
+    /// Changes the rare parts, keeping the box only while something is in it.
+    fn change_rare(&mut self, f: impl FnOnce(&mut RareUser)) {
+        let mut rare = self.rare.take().unwrap_or_default();
+        f(&mut rare);
+        if !rare.is_empty() {
+            self.rare = Some(rare);
+        }
+    }
+
+    /// Sets the IRC user name (`None`, or the name itself: it follows the name).
+    fn set_ident(&mut self, ident: Option<Arc<str>>) {
+        let ident = ident.filter(|i| !Arc::ptr_eq(i, &self.name));
+        if ident.is_some() || self.rare.is_some() {
+            self.change_rare(|r| r.ident = ident);
+        }
+    }
+
+    fn set_away(&mut self, away: Option<Arc<str>>) {
+        self.change_rare(|r| r.away = away);
+    }
+
+    fn set_links(&mut self, links: Option<Arc<Vec<Link>>>) {
+        self.change_rare(|r| r.links = links);
+    }
+
+    fn take_links(&mut self) -> Option<Arc<Vec<Link>>> {
+        let mut links = None;
+        self.change_rare(|r| links = r.links.take());
+        links
+    }
+
+    fn seat(&self, id: ClientId, op: bool, since: u64) -> Seating {
+        let seat = Seat {
             id,
             outbox: self.outbox.clone(),
             flavor: self.flavor,
             op,
             since,
-            links: self.links.clone(),
-        }
+            linked: false,
+        };
+        (seat, self.links().cloned())
     }
 
     /// Each connection of the user as (connection, outbox, flavor); `id` is the user's.
     fn each(&self, id: ClientId) -> impl Iterator<Item = (ClientId, &Arc<Outbox>, Flavor)> {
-        let one = self
-            .links
-            .is_none()
-            .then_some((id, &self.outbox, self.flavor));
-        let many = self
-            .links
-            .iter()
+        let links = self.links();
+        let one = links.is_none().then_some((id, &self.outbox, self.flavor));
+        let many = links
+            .into_iter()
             .flat_map(|l| l.iter().map(|l| (l.id, &l.outbox, l.flavor)));
         one.into_iter().chain(many)
     }
 
     /// The outbox of the user's connection `conn` (the first's if it has no other).
     fn outbox_of(&self, conn: ClientId) -> &Arc<Outbox> {
-        self.links
-            .as_ref()
+        self.links()
             .and_then(|l| l.iter().find(|l| l.id == conn))
             .map_or(&self.outbox, |l| &l.outbox)
     }
@@ -658,7 +741,7 @@ impl Hub {
             .collect();
         let batch = Batch::new(&events);
         for (i, seat) in st.everyone.seats.iter().enumerate() {
-            for (_, outbox, flavor) in seat.each() {
+            for (_, outbox, flavor) in st.everyone.each(seat) {
                 let Some((bytes, ends)) = batch.get_with_ends(flavor) else {
                     continue;
                 };
@@ -847,7 +930,7 @@ impl Hub {
         {
             return Err(ErrorCode::NameConfusable);
         }
-        if st.users.get(&id).is_some_and(|u| u.links.is_some()) {
+        if st.users.get(&id).is_some_and(|u| u.links().is_some()) {
             // One of an account's connections takes another name: it leaves the account's
             // other connections quietly and arrives as someone new.
             self.detach(st, conn);
@@ -861,26 +944,23 @@ impl Hub {
             answer(name);
         }
         let name: Arc<str> = Arc::from(name);
-        let ident: Arc<str> = ident.unwrap_or_else(|| name.clone());
-        let user = User {
-            name: name.clone(),
+        // Only the account's own login reaches a reserved name here.
+        let account = self.accounts.is_reserved(&name);
+        let user = User::new(
+            name.clone(),
             ident,
-            outbox: outbox.clone(),
+            outbox.clone(),
             flavor,
-            rooms: Vec::new(),
-            in_everyone: everyone,
-            away: None,
+            everyone,
             irc,
-            links: None,
-            // Only the account's own login reaches a reserved name here.
-            account: self.accounts.is_reserved(&name),
-        };
+            account,
+        );
         if self.relays {
             self.backplane.publish(
                 Some(Op::Online {
                     c: id,
                     name: name.to_string(),
-                    ident: user.ident.to_string(),
+                    ident: user.ident().to_string(),
                     irc,
                     everyone,
                 }),
@@ -949,11 +1029,11 @@ impl Hub {
         let old_name = std::mem::replace(&mut user.name, Arc::from(name));
         let was_account = user.account;
         user.account = is_local(id) && self.accounts.is_reserved(name);
+        // Natives have no IRC user name of their own; theirs follows their name.
         let old_ident = if user.irc {
-            user.ident.clone()
+            user.ident().clone()
         } else {
-            // Natives have no IRC user name of their own; theirs follows their name.
-            std::mem::replace(&mut user.ident, user.name.clone())
+            old_name.clone()
         };
         let old_key = name::fold(&old_name);
         if st.names.get(old_key.as_str()) == Some(&id) {
@@ -1061,11 +1141,11 @@ impl Hub {
                 Some(Op::Snapshot {
                     c: id,
                     name: u.name.to_string(),
-                    ident: u.ident.to_string(),
+                    ident: u.ident().to_string(),
                     irc: u.irc,
                     everyone: u.in_everyone,
                     rooms,
-                    away: u.away.as_deref().map(str::to_owned),
+                    away: u.away().map(|a| a.to_string()),
                 }),
                 None,
             );
@@ -1119,7 +1199,7 @@ impl Hub {
         let Some(user) = st.users.get_mut(&id) else {
             unreachable!("attach to a registered user");
         };
-        let mut links = match &user.links {
+        let mut links = match user.links() {
             Some(l) => Vec::clone(l),
             None => vec![Link {
                 id,
@@ -1132,7 +1212,7 @@ impl Hub {
             outbox: outbox.clone(),
             flavor,
         });
-        user.links = Some(Arc::new(links));
+        user.set_links(Some(Arc::new(links)));
         if conn == id {
             st.person_of.remove(&conn);
         } else {
@@ -1174,7 +1254,7 @@ impl Hub {
         let Some(user) = st.users.get_mut(&id) else {
             return false;
         };
-        let Some(links) = &user.links else {
+        let Some(links) = user.links() else {
             return false;
         };
         let rest: Vec<Link> = links.iter().filter(|l| l.id != conn).cloned().collect();
@@ -1183,11 +1263,11 @@ impl Hub {
         };
         user.outbox = first.outbox.clone();
         user.flavor = first.flavor;
-        user.links = if rest.len() == 1 && first.id == id {
+        user.set_links(if rest.len() == 1 && first.id == id {
             None
         } else {
             Some(Arc::new(rest))
-        };
+        });
         if conn == id {
             // The user keeps its id, which no connection then has: this one gets a new one.
             st.next_person += 1;
@@ -1209,17 +1289,10 @@ impl Hub {
             ..
         } = st;
         let Some(u) = users.get(&id) else { return };
-        let update = |s: &mut Seat| {
-            s.outbox = u.outbox.clone();
-            s.flavor = u.flavor;
-            s.links = u.links.clone();
-        };
-        if let Some(s) = everyone.get_mut(id) {
-            update(s);
-        }
+        everyone.relink(id, &u.outbox, u.flavor, u.links());
         for k in &u.rooms {
-            if let Some(s) = rooms.get_mut(k).and_then(|r| r.members.get_mut(id)) {
-                update(s);
+            if let Some(r) = rooms.get_mut(k) {
+                r.members.relink(id, &u.outbox, u.flavor, u.links());
             }
         }
     }
@@ -1349,7 +1422,7 @@ impl Hub {
             return;
         };
         self.forget_session(st, id);
-        if let Some(links) = &user.links {
+        if let Some(links) = user.links() {
             for l in links.iter() {
                 st.person_of.remove(&l.id);
             }
@@ -1573,7 +1646,7 @@ impl Hub {
                 }
             }
         }
-        if from.links.is_some() {
+        if from.links().is_some() {
             // The sender's other connections see what it sent.
             for text in &texts {
                 let echo = self.lines(Event::Dm {
@@ -1610,7 +1683,7 @@ impl Hub {
         self.stats.routed(events.len());
         Ok(DmTarget {
             name: target.name.clone(),
-            away: target.away.clone(),
+            away: target.away().cloned(),
         })
     }
 
@@ -1655,10 +1728,10 @@ impl Hub {
         }
         Some(UserView {
             name: u.name.clone(),
-            ident: u.ident.clone(),
+            ident: u.ident().clone(),
             irc: u.irc,
             rooms,
-            away: u.away.clone(),
+            away: u.away().cloned(),
             account: u.account,
         })
     }
@@ -1668,7 +1741,7 @@ impl Hub {
         let mut st = self.write();
         let id = pid(&st, conn);
         if let Some(u) = st.users.get_mut(&id) {
-            u.away = away.map(Arc::from);
+            u.set_away(away.map(Arc::from));
             if self.relays && is_local(id) {
                 self.backplane.publish(
                     Some(Op::Away {
@@ -1693,9 +1766,9 @@ impl Hub {
             .filter_map(|s| {
                 users.get(&s.id).map(|u| MemberView {
                     name: u.name.clone(),
-                    ident: u.ident.clone(),
+                    ident: u.ident().clone(),
                     op: s.op,
-                    away: u.away.is_some(),
+                    away: u.away().is_some(),
                 })
             })
             .collect();
@@ -1931,7 +2004,7 @@ impl Hub {
         let name = r.name.clone();
         let user = st.users.get_mut(&id).ok_or(ErrorCode::NotRegistered)?;
         user.rooms.retain(|k| *k != key);
-        let (who_name, who_ident) = (user.name.clone(), user.ident.clone());
+        let (who_name, who_ident) = (user.name.clone(), user.ident().clone());
         let account = user.account;
         // The IRC user who parts sees its own PART, as IRC clients expect; the user's other
         // connections see it too, whatever they speak.
@@ -1939,7 +2012,7 @@ impl Hub {
             user.each(id).find(|l| l.0 == conn),
             Some((_, _, Flavor::Irc { .. }))
         );
-        if irc || user.links.is_some() {
+        if irc || user.links().is_some() {
             let own = self.lines(Event::Parted {
                 room: &name,
                 who: Who {
@@ -2074,9 +2147,9 @@ impl Hub {
             let u = &st.users[&s.id];
             page.items.push(MemberView {
                 name: u.name.clone(),
-                ident: u.ident.clone(),
+                ident: u.ident().clone(),
                 op: s.op,
-                away: u.away.is_some(),
+                away: u.away().is_some(),
             });
             page.last = Some(key);
         }
@@ -2287,14 +2360,15 @@ mod tests {
     fn audience_removal_keeps_index_consistent() {
         let mut a = Audience::default();
         for id in 0..10 {
-            a.insert(Seat {
+            let seat = Seat {
                 id,
                 outbox: Arc::new(Outbox::new(1024)),
                 flavor: Flavor::Native,
                 op: false,
                 since: id,
-                links: None,
-            });
+                linked: false,
+            };
+            a.insert((seat, None));
         }
         for id in [3, 0, 9, 5] {
             assert!(a.remove(id).is_some());
