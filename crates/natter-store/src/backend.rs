@@ -3,6 +3,7 @@
 
 use crate::account::Account;
 use crate::error::StoreError;
+use crate::message::{Logged, Range};
 
 /// Which SQL dialect a backend speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,4 +49,32 @@ pub(crate) trait Backend: Send {
     fn save_sessions(&mut self, sessions: &[(String, String)], now: i64) -> Result<(), StoreError>;
     /// The kept sessions' (key, state, saved) rows, deleting them.
     fn take_sessions(&mut self) -> Result<Vec<(String, String, i64)>, StoreError>;
+
+    /// Adds messages to the log.
+    fn append(&mut self, messages: &[Logged]) -> Result<(), StoreError>;
+    /// The newest message id in the log, if any.
+    fn last_id(&mut self) -> Result<Option<i64>, StoreError> {
+        self.integer("SELECT MAX(id) FROM messages")
+    }
+    /// Up to `limit` messages of `target` in `range`, oldest first.
+    fn history(
+        &mut self,
+        target: &str,
+        range: Range,
+        limit: u32,
+    ) -> Result<Vec<Logged>, StoreError>;
+    /// Up to `limit` messages holding every one of `words`, newest first, said in one of
+    /// `targets` or in a conversation of the account `dms`.
+    fn search(
+        &mut self,
+        words: &str,
+        targets: &[String],
+        dms: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Logged>, StoreError>;
+    /// Deletes messages with ids below `before`, and all but the newest `keep` of each
+    /// target; how many went.
+    fn prune(&mut self, before: i64, keep: Option<u32>) -> Result<u64, StoreError>;
+    /// Deletes every conversation the account (by its key) is in; how many messages went.
+    fn delete_dms(&mut self, key: &str) -> Result<u64, StoreError>;
 }

@@ -1,5 +1,5 @@
-//! natter's persistent state: accounts (and what builds on them) in SQLite by default, in
-//! memory for throwaway servers, or in PostgreSQL for a cluster.
+//! natter's persistent state: accounts, sessions and the message log, in SQLite by default,
+//! in memory for throwaway servers, or in PostgreSQL for a cluster.
 //!
 //! One thread owns the database connection. Requests reach it through a bounded queue, and
 //! it commits as many as are waiting in one transaction (group commit), answering each only
@@ -9,6 +9,7 @@ mod account;
 mod backend;
 mod error;
 mod location;
+mod message;
 mod postgres;
 mod schema;
 mod sqlite;
@@ -20,5 +21,6 @@ mod writer;
 pub use account::Account;
 pub use error::{OpenError, StoreError};
 pub use location::{BadLocation, Location};
+pub use message::{EVERYONE, Logged, MessageId, Range, dm_includes, dm_target};
 pub use schema::LATEST as SCHEMA_VERSION;
 pub use store::{Options, Store, StoreStats};

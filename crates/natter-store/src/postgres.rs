@@ -3,6 +3,7 @@
 use crate::account::Account;
 use crate::backend::{Backend, Dialect};
 use crate::error::{OpenError, StoreError, describe};
+use crate::message::{Logged, Range};
 use postgres::{Client, NoTls};
 
 /// One connection to the database.
@@ -145,5 +146,105 @@ impl Backend for Postgres {
             .iter()
             .map(|r| (r.get(0), r.get(1), r.get(2)))
             .collect())
+    }
+
+    fn append(&mut self, messages: &[Logged]) -> Result<(), StoreError> {
+        let stmt = self.client.prepare(
+            "INSERT INTO messages (id, target, sender, account, text) VALUES ($1, $2, $3, $4, $5)",
+        )?;
+        for m in messages {
+            self.client
+                .execute(&stmt, &[&m.id, &m.target, &m.sender, &m.account, &m.text])?;
+        }
+        Ok(())
+    }
+
+    fn history(
+        &mut self,
+        target: &str,
+        range: Range,
+        limit: u32,
+    ) -> Result<Vec<Logged>, StoreError> {
+        let (sql, bound) = match range {
+            Range::Latest => (
+                "SELECT id, target, sender, account, text FROM messages \
+                 WHERE target = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+                i64::MAX,
+            ),
+            Range::Before(id) => (
+                "SELECT id, target, sender, account, text FROM messages \
+                 WHERE target = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+                id,
+            ),
+            Range::After(id) => (
+                "SELECT id, target, sender, account, text FROM messages \
+                 WHERE target = $1 AND id > $2 ORDER BY id ASC LIMIT $3",
+                id,
+            ),
+        };
+        let rows = self
+            .client
+            .query(sql, &[&target, &bound, &i64::from(limit)])?;
+        let mut page: Vec<Logged> = rows.iter().map(row).collect();
+        if !matches!(range, Range::After(_)) {
+            page.reverse();
+        }
+        Ok(page)
+    }
+
+    fn search(
+        &mut self,
+        words: &str,
+        targets: &[String],
+        dms: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Logged>, StoreError> {
+        if words.split_whitespace().next().is_none() {
+            return Ok(Vec::new());
+        }
+        let rows = self.client.query(
+            "SELECT id, target, sender, account, text FROM messages \
+             WHERE words @@ plainto_tsquery('simple', $1) \
+             AND (target = ANY($2) OR ($3::TEXT IS NOT NULL \
+                  AND target >= '@' AND target < 'A' \
+                  AND strpos(' ' || target || ' ', ' @' || $3 || ' ') > 0)) \
+             ORDER BY id DESC LIMIT $4",
+            &[&words, &targets, &dms, &i64::from(limit)],
+        )?;
+        Ok(rows.iter().map(row).collect())
+    }
+
+    fn prune(&mut self, before: i64, keep: Option<u32>) -> Result<u64, StoreError> {
+        let mut gone = self
+            .client
+            .execute("DELETE FROM messages WHERE id < $1", &[&before])?;
+        if let Some(keep) = keep {
+            gone += self.client.execute(
+                "DELETE FROM messages m USING (SELECT id, row_number() OVER \
+                 (PARTITION BY target ORDER BY id DESC) AS n FROM messages) r \
+                 WHERE m.id = r.id AND r.n > $1",
+                &[&i64::from(keep)],
+            )?;
+        }
+        Ok(gone)
+    }
+
+    fn delete_dms(&mut self, key: &str) -> Result<u64, StoreError> {
+        Ok(self.client.execute(
+            "DELETE FROM messages WHERE target >= '@' AND target < 'A' \
+             AND strpos(' ' || target || ' ', ' @' || $1 || ' ') > 0",
+            &[&key],
+        )?)
+    }
+}
+
+/// A message from a row of (id, target, sender, account, text).
+fn row(r: &postgres::Row) -> Logged {
+    Logged {
+        id: r.get(0),
+        target: r.get(1),
+        sender: r.get(2),
+        account: r.get(3),
+        text: r.get(4),
     }
 }

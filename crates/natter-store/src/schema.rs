@@ -65,6 +65,45 @@ const MIGRATIONS: &[Migration] = &[
         );
     ",
     },
+    Migration {
+        version: 3,
+        // The message log. The id sorts in the order messages were sent and holds their
+        // time (`MessageId`); a target is `*`, a folded room name or two accounts' keys.
+        // Words are indexed for search as they are written (FTS5 over the table's own
+        // text in SQLite; a generated tsvector in PostgreSQL).
+        sqlite: "
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            target TEXT NOT NULL,
+            sender TEXT NOT NULL,
+            account TEXT,
+            text TEXT NOT NULL
+        );
+        CREATE INDEX messages_by_target ON messages (target, id);
+        CREATE VIRTUAL TABLE messages_text USING fts5 (
+            text, content = 'messages', content_rowid = 'id'
+        );
+        CREATE TRIGGER messages_indexed AFTER INSERT ON messages BEGIN
+            INSERT INTO messages_text (rowid, text) VALUES (new.id, new.text);
+        END;
+        CREATE TRIGGER messages_unindexed AFTER DELETE ON messages BEGIN
+            INSERT INTO messages_text (messages_text, rowid, text)
+                VALUES ('delete', old.id, old.text);
+        END;
+    ",
+        postgres: "
+        CREATE TABLE messages (
+            id BIGINT PRIMARY KEY,
+            target TEXT NOT NULL,
+            sender TEXT NOT NULL,
+            account TEXT,
+            text TEXT NOT NULL,
+            words TSVECTOR GENERATED ALWAYS AS (to_tsvector('simple', text)) STORED
+        );
+        CREATE INDEX messages_by_target ON messages (target, id);
+        CREATE INDEX messages_by_word ON messages USING GIN (words);
+    ",
+    },
 ];
 
 /// The newest schema this build knows.

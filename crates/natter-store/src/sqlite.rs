@@ -3,6 +3,7 @@
 use crate::account::Account;
 use crate::backend::{Backend, Dialect};
 use crate::error::{OpenError, StoreError};
+use crate::message::{Logged, Range, dm_includes, fts5_query};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::Path;
@@ -179,4 +180,119 @@ impl Backend for Sqlite {
         self.conn.execute("DELETE FROM sessions", [])?;
         Ok(rows)
     }
+
+    fn append(&mut self, messages: &[Logged]) -> Result<(), StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO messages (id, target, sender, account, text) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for m in messages {
+            stmt.execute(params![m.id, m.target, m.sender, m.account, m.text])?;
+        }
+        Ok(())
+    }
+
+    fn history(
+        &mut self,
+        target: &str,
+        range: Range,
+        limit: u32,
+    ) -> Result<Vec<Logged>, StoreError> {
+        let (sql, bound) = match range {
+            Range::Latest => (
+                "SELECT id, target, sender, account, text FROM messages \
+                 WHERE target = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+                i64::MAX,
+            ),
+            Range::Before(id) => (
+                "SELECT id, target, sender, account, text FROM messages \
+                 WHERE target = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+                id,
+            ),
+            Range::After(id) => (
+                "SELECT id, target, sender, account, text FROM messages \
+                 WHERE target = ?1 AND id > ?2 ORDER BY id ASC LIMIT ?3",
+                id,
+            ),
+        };
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let rows = stmt.query_map(params![target, bound, limit], row)?;
+        let mut page = rows.collect::<Result<Vec<_>, _>>()?;
+        if !matches!(range, Range::After(_)) {
+            page.reverse();
+        }
+        Ok(page)
+    }
+
+    fn search(
+        &mut self,
+        words: &str,
+        targets: &[String],
+        dms: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Logged>, StoreError> {
+        let Some(query) = fts5_query(words) else {
+            return Ok(Vec::new());
+        };
+        // Newest first straight from the index, which walks its matches in id order; what
+        // the asker may not see is skipped here, and the walk stops at the limit.
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT m.id, m.target, m.sender, m.account, m.text \
+             FROM messages_text JOIN messages m ON m.id = messages_text.rowid \
+             WHERE messages_text MATCH ?1 ORDER BY messages_text.rowid DESC",
+        )?;
+        let mut rows = stmt.query([query])?;
+        let mut found = Vec::new();
+        while found.len() < limit as usize {
+            let Some(r) = rows.next()? else { break };
+            let m = row(r)?;
+            let visible =
+                targets.contains(&m.target) || dms.is_some_and(|key| dm_includes(&m.target, key));
+            if visible {
+                found.push(m);
+            }
+        }
+        Ok(found)
+    }
+
+    fn prune(&mut self, before: i64, keep: Option<u32>) -> Result<u64, StoreError> {
+        let mut gone = self
+            .conn
+            .execute("DELETE FROM messages WHERE id < ?1", [before])? as u64;
+        if let Some(keep) = keep {
+            let targets: Vec<String> = {
+                let mut stmt = self.conn.prepare("SELECT DISTINCT target FROM messages")?;
+                let rows = stmt.query_map([], |r| r.get(0))?;
+                rows.collect::<Result<_, _>>()?
+            };
+            let mut stmt = self.conn.prepare_cached(
+                "DELETE FROM messages WHERE target = ?1 AND id < (SELECT id FROM messages \
+                 WHERE target = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+            )?;
+            for t in targets {
+                gone += stmt.execute(params![t, keep.saturating_sub(1)])? as u64;
+            }
+        }
+        Ok(gone)
+    }
+
+    fn delete_dms(&mut self, key: &str) -> Result<u64, StoreError> {
+        // Conversations' targets are the ones from '@' up to 'A'.
+        let n = self.conn.execute(
+            "DELETE FROM messages WHERE target >= '@' AND target < 'A' \
+             AND instr(' ' || target || ' ', ' @' || ?1 || ' ') > 0",
+            [key],
+        )?;
+        Ok(n as u64)
+    }
+}
+
+/// A message from a row of (id, target, sender, account, text).
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Logged> {
+    Ok(Logged {
+        id: r.get(0)?,
+        target: r.get(1)?,
+        sender: r.get(2)?,
+        account: r.get(3)?,
+        text: r.get(4)?,
+    })
 }

@@ -4,6 +4,7 @@ use crate::account::Account;
 use crate::backend::Backend;
 use crate::error::{OpenError, StoreError};
 use crate::location::Location;
+use crate::message::{Logged, Range};
 use crate::postgres::Postgres;
 use crate::sqlite::Sqlite;
 use crate::writer::{self, Counters, Task, Work};
@@ -206,6 +207,93 @@ impl Store {
     /// each is resumed once, or never.
     pub async fn take_sessions(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
         self.request(|db| db.take_sessions()).await
+    }
+
+    /// Queues messages for the log without waiting: `done` is called on the writer's thread
+    /// once they are committed (or have failed). [`StoreError::Busy`] at once if the queue
+    /// is full, and `done` is then never called.
+    pub fn log(
+        &self,
+        messages: Vec<Logged>,
+        done: impl FnOnce(Result<(), StoreError>) + Send + 'static,
+    ) -> Result<(), StoreError> {
+        let work = Log {
+            messages,
+            failed: None,
+            done: Box::new(done),
+        };
+        self.queue.try_send(Box::new(work)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => StoreError::Busy,
+            mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
+        })
+    }
+
+    /// The newest message id in the log, so that new ids follow it.
+    pub async fn last_message_id(&self) -> Result<Option<i64>, StoreError> {
+        self.request(|db| db.last_id()).await
+    }
+
+    /// Up to `limit` messages of `target` in `range`, oldest first.
+    pub async fn history(
+        &self,
+        target: &str,
+        range: Range,
+        limit: u32,
+    ) -> Result<Vec<Logged>, StoreError> {
+        let target = target.to_owned();
+        self.request(move |db| db.history(&target, range, limit))
+            .await
+    }
+
+    /// Up to `limit` messages holding every one of `words` (each taken literally), newest
+    /// first, said in one of `targets` or in a conversation of the account `dms`.
+    pub async fn search(
+        &self,
+        words: &str,
+        targets: Vec<String>,
+        dms: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<Logged>, StoreError> {
+        let words = words.to_owned();
+        self.request(move |db| db.search(&words, &targets, dms.as_deref(), limit))
+            .await
+    }
+
+    /// Deletes messages with ids below `before` (see [`crate::MessageId::at`]) and all but
+    /// the newest `keep` of each target; how many went.
+    pub async fn prune(&self, before: i64, keep: Option<u32>) -> Result<u64, StoreError> {
+        self.request(move |db| db.prune(before, keep)).await
+    }
+
+    /// Deletes every conversation the account (by its key) is in; how many messages went.
+    pub async fn delete_dms(&self, key: &str) -> Result<u64, StoreError> {
+        let key = key.to_owned();
+        self.request(move |db| db.delete_dms(&key)).await
+    }
+}
+
+/// Messages for the log, answered through a callback rather than a channel: whoever sent
+/// them does not wait, and the answer (an `OK` to the sender) is queued from the writer.
+struct Log {
+    messages: Vec<Logged>,
+    failed: Option<StoreError>,
+    done: Box<dyn FnOnce(Result<(), StoreError>) + Send>,
+}
+
+impl Work for Log {
+    fn run(&mut self, db: &mut dyn Backend) -> bool {
+        match db.append(&self.messages) {
+            Ok(()) => true,
+            Err(e) => {
+                self.failed = Some(e);
+                false
+            }
+        }
+    }
+
+    fn finish(self: Box<Self>, committed: Result<(), StoreError>) {
+        let Log { failed, done, .. } = *self;
+        done(committed.and(failed.map_or(Ok(()), Err)));
     }
 }
 

@@ -2,7 +2,10 @@
 //! memory, and a throwaway PostgreSQL server.
 
 use natter_store::throwaway::Postgres;
-use natter_store::{Account, Location, OpenError, Options, SCHEMA_VERSION, Store, StoreError};
+use natter_store::{
+    Account, EVERYONE, Location, Logged, MessageId, OpenError, Options, Range, SCHEMA_VERSION,
+    Store, StoreError, dm_target,
+};
 
 fn account(name: &str, hash: &str) -> Account {
     Account {
@@ -156,10 +159,13 @@ async fn a_database_of_the_first_schema_is_migrated_and_keeps_its_accounts() {
     assert_eq!(store.create_account(account("Alice", "h1")).await, Ok(true));
     store.close().await.unwrap();
     drop(store);
-    // As version 1 left it: no sessions table.
+    // As version 1 left it: no sessions, no message log.
     let db = rusqlite::Connection::open(&path).unwrap();
-    db.execute_batch("DROP TABLE sessions; UPDATE natter_schema SET version = 1")
-        .unwrap();
+    db.execute_batch(
+        "DROP TABLE sessions; DROP TABLE messages_text; DROP TABLE messages; \
+         UPDATE natter_schema SET version = 1",
+    )
+    .unwrap();
     drop(db);
     let store = reopen(&location).await;
     assert_eq!(
@@ -178,6 +184,20 @@ async fn a_database_of_the_first_schema_is_migrated_and_keeps_its_accounts() {
         .query_row("SELECT MAX(version) FROM natter_schema", [], |r| r.get(0))
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
+    let store = reopen(&location).await;
+    log(
+        &store,
+        vec![said(1, EVERYONE, "alice", "after the migration")],
+    )
+    .await;
+    assert_eq!(
+        store
+            .history(EVERYONE, Range::Latest, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -278,5 +298,274 @@ async fn a_broken_sqlite_file_fails_requests_without_stopping_the_store() {
         .unwrap();
     let err = store.create_account(account("bob", "h")).await.unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    store.flush().await.unwrap();
+}
+
+fn said(id: i64, target: &str, sender: &str, text: &str) -> Logged {
+    Logged {
+        id,
+        target: target.into(),
+        sender: sender.into(),
+        account: None,
+        text: text.into(),
+    }
+}
+
+/// Logs messages and waits until they are committed.
+async fn log(store: &Store, messages: Vec<Logged>) {
+    let (done, committed) = tokio::sync::oneshot::channel();
+    store
+        .log(messages, move |r| {
+            let _ = done.send(r);
+        })
+        .unwrap();
+    committed.await.unwrap().unwrap();
+}
+
+fn ids(page: &[Logged]) -> Vec<i64> {
+    page.iter().map(|m| m.id).collect()
+}
+
+#[tokio::test]
+async fn history_pages_back_and_forth_in_order_without_gaps_on_every_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    for location in every_backend(&dir) {
+        let store = open(&location);
+        let mut batch = Vec::new();
+        for i in 1..=250 {
+            let target = if i % 2 == 0 { EVERYONE } else { "#rust" };
+            batch.push(said(i, target, "alice", &format!("message {i}")));
+        }
+        log(&store, batch).await;
+        assert_eq!(
+            store.last_message_id().await.unwrap(),
+            Some(250),
+            "{location}"
+        );
+
+        let latest = store.history("#rust", Range::Latest, 10).await.unwrap();
+        assert_eq!(ids(&latest), (231..=249).step_by(2).collect::<Vec<_>>());
+        assert_eq!(latest[9].text, "message 249");
+        // Paging back from the oldest seen, then forward again, meets every one once.
+        let mut seen = ids(&latest);
+        let mut oldest = latest[0].id;
+        loop {
+            let page = store
+                .history("#rust", Range::Before(oldest), 7)
+                .await
+                .unwrap();
+            if page.is_empty() {
+                break;
+            }
+            oldest = page[0].id;
+            seen.splice(0..0, ids(&page));
+        }
+        assert_eq!(seen, (1..=249).step_by(2).collect::<Vec<_>>(), "{location}");
+        let mut forward = Vec::new();
+        let mut newest = 0;
+        loop {
+            let page = store
+                .history(EVERYONE, Range::After(newest), 33)
+                .await
+                .unwrap();
+            let Some(last) = page.last() else { break };
+            newest = last.id;
+            forward.extend(ids(&page));
+        }
+        assert_eq!(
+            forward,
+            (2..=250).step_by(2).collect::<Vec<_>>(),
+            "{location}"
+        );
+        assert!(
+            store
+                .history("#none", Range::Latest, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
+
+#[tokio::test]
+async fn search_finds_words_only_where_the_asker_may_look_on_every_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    for location in every_backend(&dir) {
+        let store = open(&location);
+        let alice_bob = dm_target("alice", "bob");
+        let bob_carol = dm_target("carol", "bob");
+        log(
+            &store,
+            vec![
+                said(1, EVERYONE, "alice", "the quick brown fox"),
+                said(2, "#secret", "bob", "the fox hides here"),
+                said(3, &alice_bob, "bob", "a fox for alice"),
+                said(4, &bob_carol, "bob", "a fox for carol"),
+                said(5, EVERYONE, "carol", "Fox again, \"quoted\" OR not"),
+                said(6, EVERYONE, "dave", "nothing to see"),
+            ],
+        )
+        .await;
+        let everyone = vec![EVERYONE.to_owned()];
+        let found = store
+            .search("fox", everyone.clone(), Some("alice".into()), 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            ids(&found),
+            [5, 3, 1],
+            "{location}: newest first, visible only"
+        );
+        let found = store
+            .search("fox", vec![EVERYONE.into(), "#secret".into()], None, 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            ids(&found),
+            [5, 2, 1],
+            "{location}: no conversation without an account"
+        );
+        let found = store
+            .search("fox", everyone.clone(), Some("carol".into()), 1)
+            .await
+            .unwrap();
+        assert_eq!(ids(&found), [5], "{location}: the limit");
+        let found = store
+            .search("quick fox", everyone.clone(), None, 10)
+            .await
+            .unwrap();
+        assert_eq!(ids(&found), [1], "{location}: every word");
+        for odd in ["OR", "\"quoted\"", "NEAR(fox", "fox*", "-fox", "   "] {
+            let r = store.search(odd, everyone.clone(), None, 10).await;
+            assert!(r.is_ok(), "{location}: {odd:?} is words, not syntax: {r:?}");
+        }
+        let found = store
+            .search("bo", everyone, Some("bo".into()), 10)
+            .await
+            .unwrap();
+        assert!(
+            found.is_empty(),
+            "{location}: a prefix of a name is not the name"
+        );
+    }
+}
+
+#[tokio::test]
+async fn retention_and_account_deletion_remove_messages_on_every_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    for location in every_backend(&dir) {
+        let store = open(&location);
+        let day = 86_400_000;
+        let t0 = 1_764_000_000_000;
+        let id = |ms: i64, seq: u32| MessageId::new(ms, seq, 0).0;
+        let mut batch = Vec::new();
+        for i in 0..20 {
+            batch.push(said(id(t0 + i * day, 0), EVERYONE, "alice", "old and new"));
+            batch.push(said(id(t0 + i * day, 1), "#rust", "alice", "room"));
+        }
+        batch.push(said(id(t0, 2), &dm_target("alice", "bob"), "bob", "hi"));
+        batch.push(said(id(t0, 3), &dm_target("bob", "carol"), "bob", "hi"));
+        log(&store, batch).await;
+        // Keep ten days, and at most five a target.
+        let gone = store
+            .prune(MessageId::at(t0 + 10 * day).0, Some(5))
+            .await
+            .unwrap();
+        assert_eq!(gone, 2 + 10 + 10 + 5 + 5, "{location}");
+        let left = store.history(EVERYONE, Range::Latest, 100).await.unwrap();
+        assert_eq!(
+            ids(&left),
+            (15..20).map(|i| id(t0 + i * day, 0)).collect::<Vec<_>>()
+        );
+
+        log(
+            &store,
+            vec![
+                said(
+                    id(t0 + 30 * day, 0),
+                    &dm_target("alice", "bob"),
+                    "bob",
+                    "hi",
+                ),
+                said(
+                    id(t0 + 30 * day, 1),
+                    &dm_target("bob", "carol"),
+                    "bob",
+                    "hi",
+                ),
+            ],
+        )
+        .await;
+        assert_eq!(store.delete_dms("alice").await, Ok(1), "{location}");
+        assert_eq!(
+            store
+                .history(&dm_target("bob", "carol"), Range::Latest, 9)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+}
+
+#[tokio::test]
+async fn committed_messages_are_in_the_file_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let location = Location::Sqlite(dir.path().join("natter.db"));
+    let store = open(&location);
+    for i in 1..=100 {
+        log(&store, vec![said(i, EVERYONE, "alice", "kept")]).await;
+    }
+    store.close().await.unwrap();
+    drop(store);
+    let store = reopen(&location).await;
+    assert_eq!(store.last_message_id().await.unwrap(), Some(100));
+    assert_eq!(
+        store
+            .history(EVERYONE, Range::Latest, 1000)
+            .await
+            .unwrap()
+            .len(),
+        100
+    );
+}
+
+#[tokio::test]
+async fn a_full_queue_refuses_messages_at_once_and_a_failed_write_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("natter.db");
+    let store = Store::open(
+        &Location::Sqlite(path.clone()),
+        Options { queue: 2, batch: 1 },
+    )
+    .unwrap();
+    // Nobody waits on a full queue: the first refusals come back before anything is done.
+    let mut refused = 0;
+    let mut answers = Vec::new();
+    for i in 1..=50 {
+        let (done, committed) = tokio::sync::oneshot::channel();
+        match store.log(vec![said(i, EVERYONE, "a", "x")], move |r| {
+            let _ = done.send(r);
+        }) {
+            Ok(()) => answers.push(committed),
+            Err(StoreError::Busy) => refused += 1,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert!(refused > 0, "a queue of two took fifty at once");
+    for a in answers {
+        a.await.unwrap().unwrap();
+    }
+    // The table gone under the server's feet: the write fails and is answered as failed.
+    let db = rusqlite::Connection::open(&path).unwrap();
+    db.execute_batch("DROP TABLE messages").unwrap();
+    let (done, committed) = tokio::sync::oneshot::channel();
+    store
+        .log(vec![said(999, EVERYONE, "a", "x")], move |r| {
+            let _ = done.send(r);
+        })
+        .unwrap();
+    let r = committed.await.unwrap();
+    assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
     store.flush().await.unwrap();
 }
