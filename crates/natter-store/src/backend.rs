@@ -50,6 +50,11 @@ pub(crate) trait Backend: Send {
     /// The kept sessions' (key, state, saved) rows, deleting them.
     fn take_sessions(&mut self) -> Result<Vec<(String, String, i64)>, StoreError>;
 
+    /// A number for this server among those sharing the database, for its message ids:
+    /// a server alone on its database is number 0.
+    fn node_number(&mut self) -> Result<u16, StoreError> {
+        Ok(0)
+    }
     /// Adds messages to the log.
     fn append(&mut self, messages: &[Logged]) -> Result<(), StoreError>;
     /// The newest message id in the log, if any.

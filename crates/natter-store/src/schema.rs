@@ -102,6 +102,7 @@ const MIGRATIONS: &[Migration] = &[
         );
         CREATE INDEX messages_by_target ON messages (target, id);
         CREATE INDEX messages_by_word ON messages USING GIN (words);
+        CREATE SEQUENCE natter_nodes;
     ",
     },
 ];

@@ -166,11 +166,12 @@ impl Store {
         .await
     }
 
-    /// Deletes an account and its tokens; `false` if there was none.
+    /// Deletes an account, its tokens and its conversations; `false` if there was none.
     pub async fn delete_account(&self, key: &str) -> Result<bool, StoreError> {
         let key = key.to_owned();
         self.request(move |db| {
             db.drop_tokens(&key)?;
+            db.delete_dms(&key)?;
             db.delete_account(&key)
         })
         .await
@@ -210,9 +211,31 @@ impl Store {
     }
 
     /// Queues messages for the log without waiting: `done` is called on the writer's thread
-    /// once they are committed (or have failed). [`StoreError::Busy`] at once if the queue
-    /// is full, and `done` is then never called.
+    /// once they are committed (or have failed). If the queue is full ([`StoreError::Busy`])
+    /// or the store has stopped, the messages come back with the error at once and `done` is
+    /// dropped uncalled.
     pub fn log(
+        &self,
+        messages: Vec<Logged>,
+        done: impl FnOnce(Result<(), StoreError>) + Send + 'static,
+    ) -> Result<(), (StoreError, Vec<Logged>)> {
+        let permit = match self.queue.try_reserve() {
+            Ok(p) => p,
+            Err(mpsc::error::TrySendError::Full(())) => return Err((StoreError::Busy, messages)),
+            Err(mpsc::error::TrySendError::Closed(())) => {
+                return Err((StoreError::Closed, messages));
+            }
+        };
+        permit.send(Box::new(Log {
+            messages,
+            failed: None,
+            done: Box::new(done),
+        }));
+        Ok(())
+    }
+
+    /// Like [`Store::log`], but waits for room in the queue instead of refusing.
+    pub async fn log_when_room(
         &self,
         messages: Vec<Logged>,
         done: impl FnOnce(Result<(), StoreError>) + Send + 'static,
@@ -222,10 +245,16 @@ impl Store {
             failed: None,
             done: Box::new(done),
         };
-        self.queue.try_send(Box::new(work)).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => StoreError::Busy,
-            mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
-        })
+        self.queue
+            .send(Box::new(work))
+            .await
+            .map_err(|_| StoreError::Closed)
+    }
+
+    /// A number for this server among the servers sharing its database (0 for one alone),
+    /// which its message ids carry so that no two servers make the same id.
+    pub async fn node_number(&self) -> Result<u16, StoreError> {
+        self.request(|db| db.node_number()).await
     }
 
     /// The newest message id in the log, so that new ids follow it.

@@ -258,6 +258,23 @@ fn postgres_client(url: &str) -> postgres::Client {
 }
 
 #[tokio::test]
+async fn servers_sharing_a_database_get_different_node_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = open(&Location::Sqlite(dir.path().join("natter.db")));
+    assert_eq!(sqlite.node_number().await, Ok(0));
+    let url = Postgres::shared().database().unwrap();
+    let (a, b) = (
+        open(&Location::Postgres(url.clone())),
+        open(&Location::Postgres(url)),
+    );
+    let (a, b) = (
+        a.node_number().await.unwrap(),
+        b.node_number().await.unwrap(),
+    );
+    assert_ne!(a, b);
+}
+
+#[tokio::test]
 async fn two_servers_share_one_postgres_database() {
     let url = Postgres::shared().database().unwrap();
     let pg = Location::Postgres(url);
@@ -548,8 +565,11 @@ async fn a_full_queue_refuses_messages_at_once_and_a_failed_write_says_so() {
             let _ = done.send(r);
         }) {
             Ok(()) => answers.push(committed),
-            Err(StoreError::Busy) => refused += 1,
-            Err(e) => panic!("{e:?}"),
+            Err((StoreError::Busy, back)) => {
+                assert_eq!(back.len(), 1, "the refused messages come back");
+                refused += 1;
+            }
+            Err((e, _)) => panic!("{e:?}"),
         }
     }
     assert!(refused > 0, "a queue of two took fifty at once");
