@@ -44,8 +44,9 @@ const MAX_REMEMBERED: usize = 100_000;
 /// The accounts: the store, the cache of reserved names, hashing and login limits.
 pub struct Accounts {
     store: Store,
-    /// Every account's name as spelled, by its folded name.
-    reserved: RwLock<HashMap<Box<str>, Box<str>>>,
+    /// Every account's folded name, and its name as spelled where that differs (most are
+    /// spelled folded, and then cost no second copy).
+    reserved: RwLock<HashMap<Box<str>, Option<Box<str>>>>,
     /// The skeletons of the accounts' names, for refusing lookalikes.
     shapes: Mutex<Shapes>,
     /// Hashes computed at once: each takes Argon2id's 19 MiB and tens of milliseconds.
@@ -149,13 +150,14 @@ impl Accounts {
         let key = fold(name);
         let mut r = self.reserved.write().unwrap_or_else(|e| e.into_inner());
         let mut shapes = self.shapes.lock().unwrap_or_else(|e| e.into_inner());
+        let spelled = (name != key).then(|| name.into());
         if exists {
-            if let Some(old) = r.insert(key.into(), name.into()) {
-                shapes.remove(&old);
+            if let Some(old) = r.insert(key.as_str().into(), spelled) {
+                shapes.remove(old.as_deref().unwrap_or(&key));
             }
             shapes.add(name);
         } else if let Some(old) = r.remove(key.as_str()) {
-            shapes.remove(&old);
+            shapes.remove(old.as_deref().unwrap_or(&key));
         }
     }
 
@@ -224,7 +226,7 @@ impl Accounts {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(key.as_str())
-            .map(|n| n.to_string());
+            .map(|n| n.as_deref().unwrap_or(&key).to_string());
         match (owner, spelled) {
             (Some(owner), Some(spelled)) if owner == key => {
                 self.clear(&key);
