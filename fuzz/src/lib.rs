@@ -317,6 +317,12 @@ fn check_command<'a>(raw: &'a [u8], s: &mut Session<'a>) {
             });
         }
         Command::Logout | Command::Session | Command::Accounts => {}
+        Command::History(h) => {
+            assert!(h.limit.is_none_or(|l| l > 0));
+        }
+        Command::Search(q) => {
+            assert!(!q.words.trim().is_empty());
+        }
         Command::Resume(r) => {
             assert!(!r.token.is_empty() && !r.token.contains(' '));
             round_trip(&ServerLine::Ok {
@@ -497,6 +503,19 @@ fn in_domain(line: &ServerLine<'_>) -> bool {
         ServerLine::Topic { room, by, text } => r(room) && n(by) && t0(text),
         ServerLine::Member { room, name, .. } => r(room) && n(name),
         ServerLine::Room { room, topic, .. } => r(room) && t0(topic),
+        ServerLine::Logged {
+            target,
+            at,
+            from,
+            text,
+            ..
+        } => {
+            (target == "*" || r(target) || n(target))
+                && !at.is_empty()
+                && !at.contains(' ')
+                && n(from)
+                && t(text)
+        }
     }
 }
 

@@ -1294,6 +1294,8 @@ impl Model {
                     self.event(&id, now, &format!("{who} now an operator of {room}"));
                 }
             }
+            // History is not asked for yet; a line of it has nowhere to go.
+            ServerLine::Logged { .. } => {}
             // The network thread reports the end with BYE's text; nothing to add here.
             ServerLine::Bye { reason, .. } => {
                 if reason == ByeReason::Closed

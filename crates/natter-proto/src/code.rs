@@ -110,6 +110,11 @@ codes! {
         NameConfusable = "NAME_CONFUSABLE",
         /// RESUME with a token of no session waiting: it ended, or the token is wrong.
         NoSession = "NO_SESSION",
+        /// A parameter is not one the command takes (a limit that is not a number...).
+        BadParameter = "BAD_PARAMETER",
+        /// HISTORY or SEARCH of a room you are not in, or of a conversation the log does
+        /// not keep for you.
+        NoHistory = "NO_HISTORY",
     }
 }
 
@@ -180,7 +185,7 @@ impl ErrorCode {
             }
             Self::AccountExists => "that name is already an account",
             Self::NotLoggedIn => "you are not logged into an account",
-            Self::StoreUnavailable => "accounts are unavailable right now; try again later",
+            Self::StoreUnavailable => "the store is unavailable right now; try again later",
             Self::NameConfusable => {
                 "that name looks too much like a name in use or an account's; choose another"
             }
@@ -188,6 +193,8 @@ impl ErrorCode {
                 "no session is waiting for that token (it ended, or the token is wrong); \
                  REGISTER or LOGIN"
             }
+            Self::BadParameter => "a parameter is not one the command takes",
+            Self::NoHistory => "there is no history there that you may read",
         }
     }
 }

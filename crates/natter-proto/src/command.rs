@@ -59,6 +59,137 @@ pub enum Command<'a> {
     Session,
     /// `RESUME <token>`: take over a session whose connection was lost.
     Resume(Resume<'a>),
+    /// `HISTORY <target> [limit] [BEFORE <id> | AFTER <id>]`: messages kept in the log.
+    History(History<'a>),
+    /// `SEARCH <words> [IN <target>]`: messages holding every word, newest first.
+    Search(Search<'a>),
+}
+
+/// Where kept messages were said: Everyone (`*`), a room, or the conversation with a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// `*`: Everyone.
+    Everyone,
+    /// `#room`.
+    Room(&'a str),
+    /// A user's name: the DMs between you and them.
+    User(&'a str),
+}
+
+impl<'a> Target<'a> {
+    /// Parses `*`, a room name or a user name.
+    pub fn parse(word: &'a str) -> Result<Self, CommandError> {
+        if word == "*" {
+            Ok(Target::Everyone)
+        } else if word.starts_with('#') {
+            crate::room::validate(word)
+                .map_err(|e| CommandError::new(ErrorCode::InvalidRoomName, e.to_string()))?;
+            Ok(Target::Room(word))
+        } else {
+            crate::name::validate(word).map_err(|e| {
+                CommandError::new(
+                    ErrorCode::InvalidName,
+                    format!("{e}; a target is *, a #room or a user's name"),
+                )
+            })?;
+            Ok(Target::User(word))
+        }
+    }
+}
+
+/// Which messages of a target `HISTORY` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Range {
+    /// The newest.
+    Latest,
+    /// The newest of those before this id.
+    Before(i64),
+    /// The oldest of those after this id.
+    After(i64),
+}
+
+/// `HISTORY <target> [limit] [BEFORE <id> | AFTER <id>]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct History<'a> {
+    /// Where.
+    pub target: Target<'a>,
+    /// How many at most; the server's default if `None`.
+    pub limit: Option<u32>,
+    /// Which.
+    pub range: Range,
+}
+
+/// `SEARCH <words> [IN <target>]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Search<'a> {
+    /// The words, every one of which a message must hold.
+    pub words: &'a str,
+    /// Where to look; everywhere you may if `None`.
+    pub target: Option<Target<'a>>,
+}
+
+impl<'a> History<'a> {
+    fn parse(p: &mut Params<'a>) -> Result<Self, CommandError> {
+        let target = Target::parse(p.word("a target (*, a #room or a user's name)")?)?;
+        let mut limit = None;
+        let mut range = Range::Latest;
+        let mut next = p.optional_word();
+        if let Some(w) = next.filter(|w| w.bytes().all(|b| b.is_ascii_digit())) {
+            limit = Some(
+                w.parse::<u32>()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| bad_parameter("the limit must be a number from 1"))?,
+            );
+            next = p.optional_word();
+        }
+        if let Some(w) = next {
+            let id = |p: &mut Params<'a>| {
+                p.word("an id after BEFORE or AFTER")?
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|&id| id >= 0)
+                    .ok_or_else(|| bad_parameter("an id is a number from a LOGGED line"))
+            };
+            range = if w.eq_ignore_ascii_case("BEFORE") {
+                Range::Before(id(p)?)
+            } else if w.eq_ignore_ascii_case("AFTER") {
+                Range::After(id(p)?)
+            } else {
+                return Err(bad_parameter(
+                    "HISTORY takes a target, then a limit, then BEFORE or AFTER an id",
+                ));
+            };
+        }
+        p.finish()?;
+        Ok(History {
+            target,
+            limit,
+            range,
+        })
+    }
+}
+
+impl<'a> Search<'a> {
+    fn parse(p: &mut Params<'a>) -> Result<Self, CommandError> {
+        let all = p.text()?;
+        // `IN <target>` at the end names where to look; the words are what comes before.
+        let (words, target) = match all.rsplit_once(' ') {
+            Some((before, last)) => match before.trim_end().rsplit_once(' ') {
+                Some((words, kw)) if kw.eq_ignore_ascii_case("IN") && !words.trim().is_empty() => {
+                    (words.trim(), Some(Target::parse(last)?))
+                }
+                _ => (all.trim(), None),
+            },
+            None => (all.trim(), None),
+        };
+        Ok(Search { words, target })
+    }
+}
+
+/// A `BAD_PARAMETER` error.
+fn bad_parameter(text: &'static str) -> CommandError {
+    CommandError::new(ErrorCode::BadParameter, text)
 }
 
 /// `RESUME <token>`.
@@ -453,6 +584,12 @@ impl<'a> Command<'a> {
             let user = p.word("a user name")?;
             let reason = p.optional_text()?;
             Command::Kill(Kill { user, reason })
+        } else if is("HISTORY") {
+            p.command = "HISTORY";
+            Command::History(History::parse(p)?)
+        } else if is("SEARCH") {
+            p.command = "SEARCH";
+            Command::Search(Search::parse(p)?)
         } else if is("KICK") {
             p.command = "KICK";
             let room = p.room()?;
@@ -502,6 +639,8 @@ impl<'a> Command<'a> {
             Self::Accounts => "ACCOUNTS",
             Self::Session => "SESSION",
             Self::Resume(_) => "RESUME",
+            Self::History(_) => "HISTORY",
+            Self::Search(_) => "SEARCH",
         }
     }
 
@@ -592,6 +731,50 @@ mod tests {
 
     fn err(line: &str) -> ErrorCode {
         Command::parse(line).unwrap_err().code
+    }
+
+    #[test]
+    fn history_and_search_take_a_target_a_limit_and_a_range() {
+        let h = |target, limit, range| {
+            Command::History(History {
+                target,
+                limit,
+                range,
+            })
+        };
+        assert_eq!(ok("HISTORY *"), h(Target::Everyone, None, Range::Latest));
+        assert_eq!(
+            ok("history #Rust 20 before 123"),
+            h(Target::Room("#Rust"), Some(20), Range::Before(123))
+        );
+        assert_eq!(
+            ok("HISTORY bob AFTER 0"),
+            h(Target::User("bob"), None, Range::After(0))
+        );
+        assert_eq!(err("HISTORY"), ErrorCode::MissingParameter);
+        assert_eq!(err("HISTORY * 0"), ErrorCode::BadParameter);
+        assert_eq!(err("HISTORY * 99999999999"), ErrorCode::BadParameter);
+        assert_eq!(err("HISTORY * SINCE 5"), ErrorCode::BadParameter);
+        assert_eq!(err("HISTORY * BEFORE x"), ErrorCode::BadParameter);
+        assert_eq!(err("HISTORY * BEFORE -1"), ErrorCode::BadParameter);
+        assert_eq!(err("HISTORY * BEFORE"), ErrorCode::MissingParameter);
+        assert_eq!(err("HISTORY * 5 AFTER 1 2"), ErrorCode::TooManyParameters);
+        assert_eq!(err("HISTORY #"), ErrorCode::InvalidRoomName);
+        assert_eq!(err("HISTORY b@d"), ErrorCode::InvalidName);
+
+        let s = |words, target| Command::Search(Search { words, target });
+        assert_eq!(ok("SEARCH rust  async "), s("rust  async", None));
+        assert_eq!(
+            ok("SEARCH rust in #Rust"),
+            s("rust", Some(Target::Room("#Rust")))
+        );
+        assert_eq!(
+            ok("SEARCH in the IN bob"),
+            s("in the", Some(Target::User("bob")))
+        );
+        assert_eq!(ok("SEARCH IN bob"), s("IN bob", None));
+        assert_eq!(err("SEARCH fox IN b@d"), ErrorCode::InvalidName);
+        assert_eq!(err("SEARCH"), ErrorCode::EmptyText);
     }
 
     #[test]

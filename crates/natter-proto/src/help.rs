@@ -55,6 +55,17 @@ pub const ENTRIES: &[Entry] = &[
         summary: "send <text> to the other members of a room",
     },
     Entry {
+        verb: "HISTORY",
+        usage: "HISTORY <target> [limit] [BEFORE <id> | AFTER <id>]",
+        summary: "kept messages of * (Everyone), a #room you are in, or your DMs with a user \
+                  (accounts only): LOGGED lines, oldest first",
+    },
+    Entry {
+        verb: "SEARCH",
+        usage: "SEARCH <words> [IN <target>]",
+        summary: "kept messages you may read holding every word, newest first",
+    },
+    Entry {
         verb: "ROOMS",
         usage: "ROOMS",
         summary: "list the rooms with their member counts and topics",

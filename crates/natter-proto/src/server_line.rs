@@ -162,6 +162,22 @@ pub enum ServerLine<'a> {
         /// The new operator.
         name: Cow<'a, str>,
     },
+    /// `LOGGED <target> <id> <time> <from> <text>`: a message from the log, in the answers
+    /// to HISTORY and SEARCH. The target is `*`, a room, or the other user of a
+    /// conversation; the id sorts in the order messages were sent; the time is the
+    /// server's, in RFC 3339 UTC with milliseconds.
+    Logged {
+        /// Where it was said.
+        target: Cow<'a, str>,
+        /// Its id.
+        id: i64,
+        /// When.
+        at: Cow<'a, str>,
+        /// Who said it.
+        from: Cow<'a, str>,
+        /// What was said.
+        text: Cow<'a, str>,
+    },
     /// `BYE <REASON> <text>`: the server is closing this connection.
     Bye {
         /// Why, as a stable code.
@@ -257,6 +273,19 @@ impl<'a> ServerLine<'a> {
                 word(out, old);
                 word(out, new);
             }
+            Self::Logged {
+                target,
+                id,
+                at,
+                from,
+                text: t,
+            } => {
+                word(out, target);
+                word(out, &id.to_string());
+                word(out, at);
+                word(out, from);
+                text(out, t);
+            }
             Self::Joined { room, name } | Self::Operator { room, name } => {
                 word(out, room);
                 word(out, name);
@@ -341,6 +370,13 @@ impl<'a> ServerLine<'a> {
             | Self::Dm { from, text }
             | Self::Sent { to: from, text } => field(from) + field(text),
             Self::Renamed { old, new } => field(old) + field(new),
+            Self::Logged {
+                target,
+                at,
+                from,
+                text,
+                ..
+            } => field(target) + 21 + field(at) + field(from) + field(text),
             Self::Joined { room, name } | Self::Operator { room, name } => {
                 field(room) + field(name)
             }
@@ -382,6 +418,7 @@ impl<'a> ServerLine<'a> {
             Self::Room { .. } => "ROOM",
             Self::Operator { .. } => "OPERATOR",
             Self::Bye { .. } => "BYE",
+            Self::Logged { .. } => "LOGGED",
         }
     }
 
@@ -535,6 +572,19 @@ impl<'a> ServerLine<'a> {
                     op,
                 }
             }
+            "LOGGED" => {
+                let (target, rest) = split(need(rest)?);
+                let (id, rest) = split(need(rest)?);
+                let (at, rest) = split(need(rest)?);
+                let (from, text) = word_and_text(rest)?;
+                Self::Logged {
+                    target: Cow::Borrowed(target),
+                    id: id.parse().map_err(|_| bad())?,
+                    at: Cow::Borrowed(at),
+                    from: Cow::Borrowed(from),
+                    text,
+                }
+            }
             "ROOM" => {
                 let (room, rest) = split(need(rest)?);
                 let (count, topic) = split(need(rest)?);
@@ -586,6 +636,19 @@ impl<'a> ServerLine<'a> {
             },
             Self::Bye { reason, text } => ServerLine::Bye {
                 reason,
+                text: o(text),
+            },
+            Self::Logged {
+                target,
+                id,
+                at,
+                from,
+                text,
+            } => ServerLine::Logged {
+                target: o(target),
+                id,
+                at: o(at),
+                from: o(from),
                 text: o(text),
             },
             Self::Joined { room, name } => ServerLine::Joined {

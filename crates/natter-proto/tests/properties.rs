@@ -49,6 +49,19 @@ fn server_line() -> impl Strategy<Value = ServerLine<'static>> {
         (bye_reason(), msg_text())
             .prop_map(move |(reason, t)| ServerLine::Bye { reason, text: o(t) }),
         msg_text().prop_map(move |t| ServerLine::Help { text: o(t) }),
+        (
+            prop_oneof![Just("*".to_owned()), room(), name()],
+            0..i64::MAX,
+            name(),
+            msg_text()
+        )
+            .prop_map(move |(target, id, f, t)| ServerLine::Logged {
+                target: o(target),
+                id,
+                at: o("2026-12-03T17:45:10.123Z".into()),
+                from: o(f),
+                text: o(t)
+            }),
         name().prop_map(move |n| ServerLine::User { name: o(n) }),
         name().prop_map(move |n| ServerLine::Online { name: o(n) }),
         name().prop_map(move |n| ServerLine::Offline { name: o(n) }),

@@ -18,6 +18,8 @@ pub enum Wait {
     Name(PendingName),
     /// An account request (hashing, the store).
     Account(crate::account::AccountWait),
+    /// Messages being kept before they are answered, or a question to the store.
+    Later(crate::history::Later),
 }
 
 /// A name being claimed across the cluster (a native REGISTER or an IRC nick).

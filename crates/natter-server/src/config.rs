@@ -118,6 +118,8 @@ pub struct Config {
     pub operators: Vec<String>,
     /// Whether a name that looks like another in use, or an account's, is refused.
     pub refuse_lookalikes: bool,
+    /// The message log's settings.
+    pub history: crate::history::HistoryConfig,
     /// Where accounts are kept.
     pub store: natter_store::Location,
     /// Cluster mode's Redis and node id; `None`: a single process.
@@ -229,6 +231,7 @@ impl Default for Config {
             metrics: MetricsAccess::default(),
             operators: Vec::new(),
             refuse_lookalikes: true,
+            history: crate::history::HistoryConfig::default(),
             cluster: None,
         }
     }

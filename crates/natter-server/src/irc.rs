@@ -13,6 +13,7 @@ use crate::client_id::ClientId;
 use crate::config::{IrcConfig, Policy};
 use crate::event::{Flavor, irc_message};
 use crate::handler::{End, Flow, Handler};
+use crate::history::{Keeping, Later};
 use crate::hub::{Hub, MemberView, NameCheck, Registered, RoomView, Welcome, mask};
 use crate::outbox::Outbox;
 use bytes::{Bytes, BytesMut};
@@ -1458,11 +1459,19 @@ impl IrcSession {
             }
             return;
         }
+        // IRC has no answer to a message, so nothing waits for it to be kept, unless the
+        // store's queue is full: then this client takes no more input until it has room.
+        let mut backlog = Vec::new();
+        let mut keep = |kept: Option<Keeping>| {
+            if let Some(k) = kept.filter(|k| k.backlog) {
+                backlog.push(k);
+            }
+        };
         for target in targets.split(',').filter(|t| !t.is_empty()).take(4) {
             let sent = if target.eq_ignore_ascii_case(&self.cfg.everyone_channel) {
                 self.hub
                     .broadcast(self.id, &converted, notice)
-                    .map(|_| ())
+                    .map(|(_, kept)| keep(kept))
                     .map_err(|_| {
                         complain(
                             self,
@@ -1473,7 +1482,7 @@ impl IrcSession {
             } else if proto::is_channel(target) {
                 self.hub
                     .say(self.id, target, &converted, notice)
-                    .map(|_| ())
+                    .map(|(_, (_, kept))| keep(kept))
                     .map_err(|e| match e {
                         ErrorCode::NotInRoom => complain(
                             self,
@@ -1489,6 +1498,7 @@ impl IrcSession {
             } else {
                 match self.hub.direct(self.id, target, &converted, notice) {
                     Ok(to) => {
+                        keep(to.kept);
                         if let Some(away) = to.away
                             && !notice
                         {
@@ -1512,6 +1522,19 @@ impl IrcSession {
                 let mask = self.my_mask();
                 self.push(irc_message(at, Some(&mask), verb, &[target, &converted]));
             }
+        }
+        if !backlog.is_empty() {
+            let failed =
+                self.notice("Delivered, but not kept in the history: the store is unavailable");
+            let later = Later::new(async move {
+                for kept in backlog {
+                    if kept.await.is_err() {
+                        return failed;
+                    }
+                }
+                Bytes::new()
+            });
+            self.pending = Some(Box::new(Wait::Later(later)));
         }
     }
 
@@ -2021,6 +2044,16 @@ impl Handler for IrcSession {
                 } else {
                     Flow::Continue
                 });
+            }
+            Wait::Later(l) => {
+                let Poll::Ready(answer) = l.poll(cx) else {
+                    return Poll::Pending;
+                };
+                self.pending = None;
+                if !answer.is_empty() {
+                    self.push(answer);
+                }
+                return Poll::Ready(Flow::Continue);
             }
             Wait::Name(p) => p,
         };

@@ -32,6 +32,7 @@ pub mod cluster;
 pub mod config;
 pub mod event;
 pub mod handler;
+pub mod history;
 pub mod hub;
 pub mod irc;
 pub mod outbox;

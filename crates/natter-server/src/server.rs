@@ -45,7 +45,12 @@ pub async fn run_all(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let (accounts, kept) = open_store(&config.store, config.cluster.is_none()).await?;
+    let Opened {
+        accounts,
+        kept,
+        node,
+        last_id,
+    } = open_store(&config.store, config.cluster.is_none(), &config.history).await?;
     let accounts = accounts.with_operators(config.operators.clone());
     let store = accounts.store().clone();
     info!(accounts = accounts.count(), "accounts loaded");
@@ -59,7 +64,15 @@ pub async fn run_all(
         },
         Arc::new(accounts),
     );
+    let history = crate::history::History::new(
+        store.clone(),
+        config.history.clone(),
+        last_id,
+        node,
+        stats.clone(),
+    );
     hub = hub
+        .with_history(Arc::new(history))
         .with_irc_auto_join(config.irc.auto_join)
         .with_lookalikes_refused(config.refuse_lookalikes)
         .with_linger(crate::hub::Linger {
@@ -87,6 +100,26 @@ pub async fn run_all(
         );
     }
     let backplane_stop = CancellationToken::new();
+    if config.history.enabled {
+        let (store, history, stop) = (
+            store.clone(),
+            config.history.clone(),
+            backplane_stop.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(crate::history::PRUNE_EVERY) => {}
+                }
+                match crate::history::prune(&store, &history).await {
+                    Ok(0) => {}
+                    Ok(n) => info!(messages = n, "messages past their retention deleted"),
+                    Err(e) => warn!(error = %e, "retention could not run"),
+                }
+            }
+        });
+    }
     tokio::spawn(hub.clone().announce_arrivals_until(backplane_stop.clone()));
     let env = Arc::new(Env {
         stats: stats.clone(),
@@ -175,8 +208,13 @@ pub async fn run_all(
 /// Opens the store and reads its accounts, on a blocking thread: opening may wait on a file
 /// or a network, and the runtime then knows the server is busy starting (a test's paused
 /// clock does not run ahead meanwhile).
-async fn open_store(location: &natter_store::Location, sessions: bool) -> io::Result<Opened> {
+async fn open_store(
+    location: &natter_store::Location,
+    sessions: bool,
+    history: &crate::history::HistoryConfig,
+) -> io::Result<Opened> {
     let place = location.clone();
+    let history = history.clone();
     let runtime = tokio::runtime::Handle::current();
     let opened = tokio::task::spawn_blocking(move || {
         let store = natter_store::Store::open(&place, natter_store::Options::default())
@@ -190,10 +228,23 @@ async fn open_store(location: &natter_store::Location, sessions: bool) -> io::Re
             } else {
                 Vec::new()
             };
-            let accounts = Accounts::load(store)
-                .await
-                .map_err(|e| io::Error::other(format!("the store cannot be read: {e}")))?;
-            Ok::<_, io::Error>((accounts, kept))
+            let unreadable = |e| io::Error::other(format!("the store cannot be read: {e}"));
+            // Retention runs once before the server serves, so nothing it no longer keeps
+            // is ever shown; then hourly.
+            match crate::history::prune(&store, &history).await {
+                Ok(0) => {}
+                Ok(n) => info!(messages = n, "messages past their retention deleted"),
+                Err(e) => warn!(error = %e, "retention could not run"),
+            }
+            let node = store.node_number().await.map_err(unreadable)?;
+            let last_id = store.last_message_id().await.map_err(unreadable)?;
+            let accounts = Accounts::load(store).await.map_err(unreadable)?;
+            Ok::<_, io::Error>(Opened {
+                accounts,
+                kept,
+                node,
+                last_id,
+            })
         })
     })
     .await
@@ -206,5 +257,14 @@ async fn open_store(location: &natter_store::Location, sessions: bool) -> io::Re
     Ok(opened)
 }
 
-/// The accounts, and the sessions the last server kept.
-type Opened = (Accounts, Vec<(String, String, i64)>);
+/// What the store holds that the server starts from.
+struct Opened {
+    /// The accounts.
+    accounts: Accounts,
+    /// The sessions the last server kept.
+    kept: Vec<(String, String, i64)>,
+    /// This server's number among those sharing the store, for message ids.
+    node: u16,
+    /// The newest message id kept, which new ids follow.
+    last_id: Option<i64>,
+}

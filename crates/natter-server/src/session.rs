@@ -11,6 +11,7 @@ use crate::client_id::ClientId;
 use crate::config::Policy;
 use crate::event::Flavor;
 use crate::handler::{End, Flow, Handler, bye};
+use crate::history::{Keeping, Later};
 use crate::hub::{Hub, NameCheck, Registered, RoomView, Welcome};
 use crate::outbox::Outbox;
 use bytes::{Bytes, BytesMut};
@@ -186,10 +187,22 @@ impl Session {
             return Flow::Continue;
         };
         let parsed = Command::parse(line);
-        if self.name.is_none() || !matches!(parsed, Ok(Some(Command::Message(_) | Command::Dm(_))))
-        {
-            // Every answer follows the answers to the messages before it.
+        let gathers = match &parsed {
+            Ok(Some(Command::Message(_))) => Some(None),
+            Ok(Some(Command::Dm(d))) => Some(Some(d.to)),
+            _ => None,
+        };
+        // Every answer follows the answers to the messages before it: anything but one
+        // more message of the same batch sends the batch first. Its answers may wait until
+        // the log has it, and this line then waits too.
+        let joins_batch = self.name.is_some()
+            && gathers.is_some_and(|to| self.batch.as_ref().is_none_or(|b| b.to.as_deref() == to));
+        if !joins_batch {
             self.flush_messages();
+            if let Some(Wait::Later(later)) = self.pending.as_deref_mut() {
+                later.deferred = Some(raw.into());
+                return Flow::Continue;
+            }
         }
         match parsed {
             Ok(None) => Flow::Continue,
@@ -255,6 +268,8 @@ impl Session {
             Command::Join(j) => self.join(j),
             Command::Part(p) => self.part(p),
             Command::Say(m) => self.say(m),
+            Command::History(h) => self.history(h),
+            Command::Search(s) => self.search(s),
             Command::Rooms => self.rooms(),
             Command::Who(w) => self.who(w),
             Command::Topic(t) => self.topic(t),
@@ -731,6 +746,114 @@ impl Session {
         }
     }
 
+    /// Answers `count` messages with `answer` each: at once if they are not kept, or else
+    /// once the log has them, the session taking no other line meanwhile (an `OK` promises
+    /// the message survives a crash). If the store fails them, each gets an `ERROR`
+    /// instead: delivered, but not kept.
+    fn answer_when_kept(&mut self, kept: Option<Keeping>, answer: Bytes, count: usize) {
+        debug_assert!(
+            self.pending.is_none(),
+            "a line was taken while the session waited"
+        );
+        let Some(kept) = kept else {
+            for _ in 0..count {
+                self.reply(answer.clone());
+            }
+            return;
+        };
+        let later = Later::new(async move {
+            let line = match kept.await {
+                Ok(()) => answer,
+                Err(_) => err(
+                    ErrorCode::StoreUnavailable,
+                    "delivered, but not kept in the history: the store is unavailable",
+                ),
+            };
+            let mut out = BytesMut::with_capacity(line.len() * count);
+            for _ in 0..count {
+                out.extend_from_slice(&line);
+            }
+            out.freeze()
+        });
+        self.pending = Some(Box::new(Wait::Later(later)));
+    }
+
+    /// `HISTORY`: a page of the log, read while the session waits.
+    fn history(&mut self, h: natter_proto::command::History<'_>) {
+        let Some(log) = self.hub.history().cloned() else {
+            self.reply_error(ErrorCode::NoHistory, "this server keeps no history");
+            return;
+        };
+        let (key, shown) = match self.hub.history_target(self.id, h.target) {
+            Ok(t) => t,
+            Err((code, text)) => return self.reply_error(code, text),
+        };
+        let cfg = log.config();
+        let limit = h.limit.unwrap_or(cfg.default_limit).min(cfg.max_limit);
+        let range = match h.range {
+            natter_proto::command::Range::Latest => natter_store::Range::Latest,
+            natter_proto::command::Range::Before(id) => natter_store::Range::Before(id),
+            natter_proto::command::Range::After(id) => natter_store::Range::After(id),
+        };
+        let later = Later::new(async move {
+            match log.store().history(&key, range, limit).await {
+                Ok(rows) => {
+                    let mut out = BytesMut::new();
+                    for m in &rows {
+                        logged_line(&shown, m).write_to(&mut out);
+                    }
+                    ok_line(&mut out, "HISTORY", &format!("{shown} {}", rows.len()));
+                    out.freeze()
+                }
+                Err(_) => err(
+                    ErrorCode::StoreUnavailable,
+                    "the history cannot be read right now; try again later",
+                ),
+            }
+        });
+        self.pending = Some(Box::new(Wait::Later(later)));
+    }
+
+    /// `SEARCH`: the newest messages holding every word, of those the user may read.
+    fn search(&mut self, s: natter_proto::command::Search<'_>) {
+        let Some(log) = self.hub.history().cloned() else {
+            self.reply_error(ErrorCode::NoHistory, "this server keeps no history");
+            return;
+        };
+        let (targets, dms) = match s.target {
+            Some(t) => match self.hub.history_target(self.id, t) {
+                Ok(t) => (vec![t], None),
+                Err((code, text)) => return self.reply_error(code, text),
+            },
+            None => self.hub.searchable(self.id),
+        };
+        let limit = log.config().default_limit;
+        let words = s.words.to_owned();
+        let later = Later::new(async move {
+            let keys = targets.iter().map(|(k, _)| k.clone()).collect();
+            match log.store().search(&words, keys, dms.clone(), limit).await {
+                Ok(rows) => {
+                    let mut out = BytesMut::new();
+                    for m in &rows {
+                        let shown = match targets.iter().find(|(k, _)| *k == m.target) {
+                            Some((_, shown)) => shown.clone(),
+                            // A conversation: named by the other account in it.
+                            None => other_in(&m.target, dms.as_deref().unwrap_or_default()),
+                        };
+                        logged_line(&shown, m).write_to(&mut out);
+                    }
+                    ok_line(&mut out, "SEARCH", &rows.len().to_string());
+                    out.freeze()
+                }
+                Err(_) => err(
+                    ErrorCode::StoreUnavailable,
+                    "the history cannot be searched right now; try again later",
+                ),
+            }
+        });
+        self.pending = Some(Box::new(Wait::Later(later)));
+    }
+
     /// Sends the gathered MESSAGEs, in order, and answers each.
     fn flush_messages(&mut self) {
         let Some(b) = self.batch.take() else {
@@ -747,7 +870,7 @@ impl Session {
             match self.hub.direct_many(self.id, to, texts) {
                 Ok(target) => {
                     let answer = ok("DM", &target.name);
-                    each(&|| self.reply(answer.clone()));
+                    self.answer_when_kept(target.kept, answer, b.ends.len());
                 }
                 Err(ErrorCode::NoSuchUser) => each(&|| {
                     self.reply_error(
@@ -760,16 +883,14 @@ impl Session {
             return;
         }
         match self.hub.broadcast_many(self.id, texts) {
-            Ok(0) => {
+            Ok((0, _)) => {
                 for _ in &b.ends {
                     self.error(ErrorCode::NoRecipients);
                 }
             }
-            Ok(n) => {
+            Ok((n, kept)) => {
                 let answer = ok("MESSAGE", &n.to_string());
-                for _ in &b.ends {
-                    self.reply(answer.clone());
-                }
+                self.answer_when_kept(kept, answer, b.ends.len());
             }
             Err(code) => {
                 for _ in &b.ends {
@@ -813,9 +934,11 @@ impl Session {
         }
     }
 
-    fn say(&self, m: Say<'_>) {
+    fn say(&mut self, m: Say<'_>) {
         match self.hub.say(self.id, m.room, m.text, false) {
-            Ok((room, n)) => self.reply(ok("SAY", &format!("{room} {n}"))),
+            Ok((room, (n, kept))) => {
+                self.answer_when_kept(kept, ok("SAY", &format!("{room} {n}")), 1);
+            }
             Err(code) => self.room_error(code, m.room),
         }
     }
@@ -1000,6 +1123,25 @@ impl Handler for Session {
                 self.pending = None;
                 return Poll::Ready(self.account_done(outcome));
             }
+            Wait::Later(l) => {
+                let Poll::Ready(answer) = l.poll(cx) else {
+                    return Poll::Pending;
+                };
+                let deferred = l.deferred.take();
+                self.pending = None;
+                self.reply(answer);
+                let Some(line) = deferred else {
+                    return Poll::Ready(Flow::Continue);
+                };
+                let flow = self.line(&line);
+                // The line may have begun a batch, and the input it came with was all
+                // handled before the wait: the batch goes now (more input held back, if
+                // any, makes batches of its own).
+                if self.pending.is_none() {
+                    self.flush_messages();
+                }
+                return Poll::Ready(flow);
+            }
             Wait::Name(p) => p,
         };
         let Poll::Ready(answer) = p.poll(cx) else {
@@ -1049,6 +1191,29 @@ impl Handler for Session {
     fn id(&self) -> ClientId {
         self.id
     }
+}
+
+/// A `LOGGED` line for a message of the log, its target named `shown`.
+fn logged_line<'m>(shown: &'m str, m: &'m natter_store::Logged) -> ServerLine<'m> {
+    let ms = natter_store::MessageId(m.id).millis().max(0) as u64;
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    ServerLine::Logged {
+        target: Cow::Borrowed(shown),
+        id: m.id,
+        at: Cow::Owned(crate::event::timestamp(at)),
+        from: Cow::Borrowed(&m.sender),
+        text: Cow::Borrowed(&m.text),
+    }
+}
+
+/// The account in conversation `target` that is not `me`.
+fn other_in(target: &str, me: &str) -> String {
+    target
+        .split(' ')
+        .filter_map(|p| p.strip_prefix('@'))
+        .find(|p| *p != me)
+        .unwrap_or(me)
+        .to_owned()
 }
 
 /// A word from the network as an error line may echo it: at most a name's length, so an error

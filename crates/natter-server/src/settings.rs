@@ -128,6 +128,23 @@ pub struct Settings {
     /// alice (Unicode's confusable skeletons) [default: true].
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub refuse_lookalike_names: Option<bool>,
+    /// Keep every MESSAGE, SAY and DM between accounts in the store, for HISTORY and
+    /// SEARCH [default: true].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub history: Option<bool>,
+    /// Messages a HISTORY without a limit returns [default: 50].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub history_limit: Option<u32>,
+    /// The most messages one HISTORY or SEARCH returns [default: 500].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub history_max_limit: Option<u32>,
+    /// Days a message is kept, 0 for ever [default: 90].
+    #[arg(long)]
+    pub history_days: Option<u32>,
+    /// The most messages kept for Everyone, for each room and each conversation, the oldest
+    /// going first; 0 for no limit [default: 0].
+    #[arg(long)]
+    pub history_max_per_target: Option<u32>,
     /// Accounts that are server operators (repeatable): they may KICK in any room and KILL.
     #[arg(long = "operator", value_name = "NAME")]
     #[serde(rename = "operators")]
@@ -222,7 +239,8 @@ impl Settings {
             irc_ping_secs, irc_ping_timeout_secs, password, password_file, metrics_token, per_ip_connections,
             per_ip_connect_rate, per_ip_connect_burst, exempt_loopback, register_timeout_secs,
             idle_timeout_secs, flood_control, flood_commands_per_sec, flood_command_burst,
-            flood_bytes_per_sec, flood_byte_burst, flood_grace_secs, cluster, node_id, store, refuse_lookalike_names;
+            flood_bytes_per_sec, flood_byte_burst, flood_grace_secs, cluster, node_id, store, refuse_lookalike_names,
+            history, history_limit, history_max_limit, history_days, history_max_per_target;
             irc, web, tls, allow_origin, public_name, exempt, metrics_allow, operators)
     }
 
@@ -271,6 +289,11 @@ impl Settings {
                 flood_grace_secs: Some(flood.grace.as_secs()),
                 store: Some(Location::default_file().to_string()),
                 refuse_lookalike_names: Some(true),
+                history: Some(d.history.enabled),
+                history_limit: Some(d.history.default_limit),
+                history_max_limit: Some(d.history.max_limit),
+                history_days: Some(d.history.days.unwrap_or(0)),
+                history_max_per_target: Some(d.history.max_per_target.unwrap_or(0)),
                 ..Settings::default()
             })
             .redacted(has_password)
@@ -422,6 +445,19 @@ impl Settings {
                 })
                 .collect::<io::Result<_>>()?,
             refuse_lookalikes: s.refuse_lookalike_names.unwrap_or(true),
+            history: {
+                let h = &d.history;
+                let max_limit = s.history_max_limit.unwrap_or(h.max_limit);
+                crate::history::HistoryConfig {
+                    enabled: s.history.unwrap_or(h.enabled),
+                    default_limit: s.history_limit.unwrap_or(h.default_limit).min(max_limit),
+                    max_limit,
+                    days: s.history_days.map_or(h.days, |d| (d > 0).then_some(d)),
+                    max_per_target: s
+                        .history_max_per_target
+                        .map_or(h.max_per_target, |n| (n > 0).then_some(n)),
+                }
+            },
             store: store(&s)?,
             cluster: cluster(&s)?,
             ..Config::default()

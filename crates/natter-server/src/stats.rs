@@ -29,6 +29,19 @@ pub struct Stats {
     errors: Box<[AtomicU64]>,
     /// The cluster backplane's figures; all zero for a single process.
     pub backplane: BackplaneStats,
+    /// The message log's figures.
+    pub history: HistoryStats,
+}
+
+/// What the message log did, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct HistoryStats {
+    /// Messages committed to the log.
+    pub kept: AtomicU64,
+    /// Messages the store failed to keep (their senders were told).
+    pub failed: AtomicU64,
+    /// Times a sender waited for room in the store's full queue.
+    pub waited: AtomicU64,
 }
 
 /// What the cluster backplane did, for `/metrics`.
@@ -68,6 +81,7 @@ impl Default for Stats {
             slow_consumers: AtomicU64::new(0),
             errors: ErrorCode::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
             backplane: BackplaneStats::default(),
+            history: HistoryStats::default(),
         }
     }
 }
@@ -261,6 +275,24 @@ impl Stats {
                 "counter",
                 "Times Redis was found to have lost its data.",
                 c(&b.resets),
+            ),
+            (
+                "history_kept_total",
+                "counter",
+                "Messages committed to the message log.",
+                c(&self.history.kept),
+            ),
+            (
+                "history_failed_total",
+                "counter",
+                "Messages the store failed to keep; each sender was told.",
+                c(&self.history.failed),
+            ),
+            (
+                "history_waits_total",
+                "counter",
+                "Times a sender waited for room in the store's full queue.",
+                c(&self.history.waited),
             ),
             (
                 "store_commits_total",

@@ -71,9 +71,14 @@ macro_rules! on_every_transport {
     };
 }
 
-/// The abuse cases' server: the tests' defaults, and TLS on the shared port.
+/// The abuse cases' server: the tests' defaults, and TLS on the shared port, keeping no
+/// history. Many of these cases run on a paused clock, which runs ahead whenever every task
+/// waits, as a sender waiting for the store's thread to commit its message does; the log's
+/// own abuse cases (a full, slow or broken store) are in `tests/history.rs`.
 fn config() -> Config {
-    with_tls(test_config())
+    let mut c = with_tls(test_config());
+    c.history.enabled = false;
+    c
 }
 
 async fn server() -> TestServer {

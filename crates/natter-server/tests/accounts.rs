@@ -5,38 +5,11 @@ mod common;
 
 use common::binary::Binary;
 use common::irc::Irc;
-use common::{ClientExt, TestServer, test_config, within};
+use common::{ClientExt, PW, TestServer, account_holder, answer, next_answer, test_config, within};
 use natter_conn::Client;
 use natter_proto::ServerLine;
 use natter_store::Location;
 use natter_store::throwaway::Postgres;
-
-const PW: &str = "correct-horse";
-
-/// Sends `line` and returns the answer to it (the first OK or ERROR line), skipping events.
-async fn answer(c: &mut Client, line: &str) -> String {
-    c.say(line).await;
-    next_answer(c).await
-}
-
-async fn next_answer(c: &mut Client) -> String {
-    loop {
-        let l = c.text().await;
-        if l.starts_with("OK ") || l.starts_with("ERROR ") || l.starts_with("BYE ") {
-            return l;
-        }
-    }
-}
-
-/// A user who made their name an account.
-async fn account_holder(s: &TestServer, name: &str) -> Client {
-    let mut c = s.user(name).await;
-    assert_eq!(
-        answer(&mut c, &format!("ACCOUNT CREATE {PW}")).await,
-        format!("OK ACCOUNT CREATE {name}")
-    );
-    c
-}
 
 /// Closes a client and waits until its name is free (its OFFLINE reached `witness`).
 async fn gone(mut c: Client, name: &str, witness: &mut Client) {
@@ -306,7 +279,7 @@ async fn wrong_logins_lock_the_account_and_end_the_connection() {
 }
 
 #[tokio::test]
-async fn a_broken_store_refuses_account_requests_and_nothing_else() {
+async fn a_broken_store_fails_what_needs_it_and_relaying_goes_on() {
     let pg = Postgres::start().unwrap();
     let mut config = test_config();
     config.store = Location::Postgres(pg.database().unwrap());
@@ -324,10 +297,11 @@ async fn a_broken_store_refuses_account_requests_and_nothing_else() {
             .await
             .starts_with("ERROR STORE_UNAVAILABLE ")
     );
+    // Delivered, but the log could not keep it, and the sender is told so.
     assert!(
         answer(&mut alice, "MESSAGE still here")
             .await
-            .starts_with("OK MESSAGE")
+            .starts_with("ERROR STORE_UNAVAILABLE delivered, but not kept")
     );
     assert_eq!(bob.text().await, "MESSAGE alice still here");
     pg.resume().unwrap();

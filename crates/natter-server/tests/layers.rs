@@ -21,6 +21,7 @@ const LAYERS: &[&[&str]] = &[
         "tls",
         "shape",
         "account",
+        "history",
     ],
     &["backplane"],
     &["hub::audience", "hub", "hub::linger", "hub::mirror"],

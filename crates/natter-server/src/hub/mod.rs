@@ -31,11 +31,14 @@ use crate::account::Accounts;
 use crate::backplane::{Backplane, Local, Op};
 use crate::client_id::{ClientId, is_local};
 use crate::event::{Batch, Event, Flavor, IrcNames, Lines, Render, Who};
+use crate::history::{History, Keeping};
 use crate::outbox::{Outbox, Pushed};
 use crate::stats::Stats;
 use audience::{Audience, Link, Seat, Seating};
 use bytes::Bytes;
+use natter_proto::command::Target as HistoryTarget;
 use natter_proto::{ErrorCode, name, room as room_name};
+use natter_store::Logged;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::ops::Bound;
@@ -109,6 +112,8 @@ pub struct Hub {
     irc_auto_join: bool,
     /// How sessions wait to be resumed.
     linger: Linger,
+    /// The message log, if messages are kept.
+    history: Option<Arc<History>>,
 }
 
 /// How long sessions wait to be resumed, and how much a waiting session keeps.
@@ -534,13 +539,18 @@ fn member_key(op: bool, name: &str) -> String {
     k
 }
 
+/// How many a message reached, and the message on its way into the log if it is kept.
+pub type Reached = (usize, Option<Keeping>);
+
 /// Who a DM reached.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct DmTarget {
     /// The recipient's name as registered.
     pub name: Arc<str>,
     /// The recipient's away message, if any (IRC answers 301 with it).
     pub away: Option<Arc<str>>,
+    /// The messages on their way into the log, if they are kept (between two accounts).
+    pub kept: Option<Keeping>,
 }
 
 /// The user `conn` is a connection of: its own id, unless it is one of an account's several
@@ -583,6 +593,7 @@ impl Hub {
             arrived: Notify::new(),
             irc_auto_join: true,
             linger: Linger::default(),
+            history: None,
         }
     }
 
@@ -596,6 +607,105 @@ impl Hub {
     pub fn with_irc_auto_join(mut self, on: bool) -> Self {
         self.irc_auto_join = on;
         self
+    }
+
+    /// A hub that keeps its users' messages in `history`.
+    pub fn with_history(mut self, history: Arc<History>) -> Self {
+        self.history = Some(history).filter(|h| h.enabled());
+        self
+    }
+
+    /// The message log, if messages are kept.
+    pub fn history(&self) -> Option<&Arc<History>> {
+        self.history.as_ref()
+    }
+
+    /// The log's key for `target` if user `conn` may read its history, and how the answer
+    /// names it: Everyone for every registered user, a room for its members, and the
+    /// conversation with an account for an account.
+    pub fn history_target(
+        &self,
+        conn: ClientId,
+        target: HistoryTarget<'_>,
+    ) -> Result<(String, String), (ErrorCode, String)> {
+        let st = self.read();
+        let id = pid(&st, conn);
+        let me = st
+            .users
+            .get(&id)
+            .ok_or((ErrorCode::NotRegistered, "register first".to_owned()))?;
+        match target {
+            HistoryTarget::Everyone => Ok((natter_store::EVERYONE.into(), "*".into())),
+            HistoryTarget::Room(room) => {
+                let key = room_name::fold(room);
+                match st.rooms.get(&key) {
+                    Some(r) if r.members.contains(id) => Ok((key, r.name.to_string())),
+                    _ => Err((
+                        ErrorCode::NoHistory,
+                        format!("you are not in {room}: a room's history is its members'"),
+                    )),
+                }
+            }
+            HistoryTarget::User(user) => {
+                if !me.account {
+                    return Err((
+                        ErrorCode::NoHistory,
+                        "conversations are kept between accounts only: LOGIN first".into(),
+                    ));
+                }
+                if !self.accounts.is_reserved(user) {
+                    return Err((
+                        ErrorCode::NoHistory,
+                        format!(
+                            "{user} is not an account: conversations are kept between accounts only"
+                        ),
+                    ));
+                }
+                let key = natter_store::dm_target(&name::fold(&me.name), &name::fold(user));
+                Ok((key, user.to_owned()))
+            }
+        }
+    }
+
+    /// What user `conn` may search: Everyone's key and its rooms' (each with how answers
+    /// name it), and its account's key for its conversations, if it is logged in.
+    pub fn searchable(&self, conn: ClientId) -> (Vec<(String, String)>, Option<String>) {
+        let st = self.read();
+        let id = pid(&st, conn);
+        let Some(me) = st.users.get(&id) else {
+            return (Vec::new(), None);
+        };
+        let mut targets = vec![(natter_store::EVERYONE.to_owned(), "*".to_owned())];
+        for k in &me.rooms {
+            if let Some(r) = st.rooms.get(k) {
+                targets.push((k.clone(), r.name.to_string()));
+            }
+        }
+        (targets, me.account.then(|| name::fold(&me.name)))
+    }
+
+    /// Hands `texts`, just sent by local user `id` (`from`) to `target`, to the log.
+    fn keep(
+        &self,
+        id: ClientId,
+        from: &User,
+        target: impl FnOnce() -> String,
+        texts: &[&str],
+    ) -> Option<Keeping> {
+        let h = self.history.as_ref().filter(|_| is_local(id))?;
+        let target = target();
+        let account = from.account.then(|| name::fold(&from.name));
+        let rows = texts
+            .iter()
+            .map(|text| Logged {
+                id: h.next_id(),
+                target: target.clone(),
+                sender: from.name.to_string(),
+                account: account.clone(),
+                text: (*text).to_owned(),
+            })
+            .collect();
+        h.keep(rows)
     }
 
     /// An empty hub whose changes other nodes see through `backplane`.
@@ -1515,7 +1625,7 @@ impl Hub {
     }
 
     /// Sends `text` from `id` to Everyone but the sender; returns how many got it.
-    pub fn broadcast(&self, id: ClientId, text: &str, notice: bool) -> Result<usize, ErrorCode> {
+    pub fn broadcast(&self, id: ClientId, text: &str, notice: bool) -> Result<Reached, ErrorCode> {
         self.broadcast_texts(id, std::iter::once(text), notice)
     }
 
@@ -1525,7 +1635,7 @@ impl Hub {
         &self,
         id: ClientId,
         texts: impl Iterator<Item = &'t str>,
-    ) -> Result<usize, ErrorCode> {
+    ) -> Result<Reached, ErrorCode> {
         self.broadcast_texts(id, texts, false)
     }
 
@@ -1534,7 +1644,7 @@ impl Hub {
         conn: ClientId,
         texts: impl Iterator<Item = &'t str>,
         notice: bool,
-    ) -> Result<usize, ErrorCode> {
+    ) -> Result<Reached, ErrorCode> {
         let st = self.read();
         let id = pid(&st, conn);
         let from = st.users.get(&id).ok_or(ErrorCode::NotRegistered)?;
@@ -1562,21 +1672,27 @@ impl Hub {
         let n = sent.n;
         self.stats.routed(n * events.len());
         if !is_local(id) {
-            return Ok(n);
+            return Ok((n, None));
         }
         if self.relays {
-            for text in texts {
+            for text in &texts {
                 self.backplane.publish(
                     Some(Op::Message {
                         c: id,
-                        text: text.to_owned(),
+                        text: (*text).to_owned(),
                         notice,
                     }),
                     None,
                 );
             }
         }
-        Ok(n + st.everyone.ghosts)
+        let reached = n + st.everyone.ghosts;
+        let kept = if notice || reached == 0 {
+            None
+        } else {
+            self.keep(id, from, || natter_store::EVERYONE.to_owned(), &texts)
+        };
+        Ok((reached, kept))
     }
 
     /// Sends `text` from `id` to the user named `to` (ignoring case).
@@ -1681,9 +1797,23 @@ impl Hub {
             }
         }
         self.stats.routed(events.len());
+        let kept = if notice || !(from.account && target.account) {
+            // A guest's name may pass to someone else: conversations are kept between
+            // accounts only.
+            None
+        } else {
+            let target_key = name::fold(&target.name);
+            self.keep(
+                id,
+                from,
+                || natter_store::dm_target(&name::fold(&from.name), &target_key),
+                &texts,
+            )
+        };
         Ok(DmTarget {
             name: target.name.clone(),
             away: target.away().cloned(),
+            kept,
         })
     }
 
@@ -2052,7 +2182,7 @@ impl Hub {
         room: &str,
         text: &str,
         notice: bool,
-    ) -> Result<(Arc<str>, usize), ErrorCode> {
+    ) -> Result<(Arc<str>, Reached), ErrorCode> {
         let st = self.read();
         let id = pid(&st, conn);
         let r = st
@@ -2074,7 +2204,7 @@ impl Hub {
         let n = sent.n;
         self.stats.routed(n);
         if !is_local(id) {
-            return Ok((r.name.clone(), n));
+            return Ok((r.name.clone(), (n, None)));
         }
         if self.relays {
             self.backplane.publish(
@@ -2087,7 +2217,12 @@ impl Hub {
                 None,
             );
         }
-        Ok((r.name.clone(), n + r.members.ghosts))
+        let kept = if notice {
+            None
+        } else {
+            self.keep(id, from, || room_name::fold(&r.name), &[text])
+        };
+        Ok((r.name.clone(), (n + r.members.ghosts, kept)))
     }
 
     /// Up to `max` rooms after `after` (a folded room name), in order of their folded names;
@@ -2444,7 +2579,7 @@ mod tests {
         }
         // No announcer runs here: the arrivals wait for the next thing pushed.
         assert!(drain(&boxes[0]).is_empty());
-        assert_eq!(hub.broadcast(1, "hi", false).unwrap(), 2);
+        assert_eq!(hub.broadcast(1, "hi", false).unwrap().0, 2);
         // One buffer for both arrivals, then the message; each arrival hears of later ones.
         assert_eq!(
             drain(&boxes[0]),
@@ -2481,7 +2616,7 @@ mod tests {
             .unwrap();
         hub.apply("n2", online(7, "bob"));
         // Counted, but delivered by its own node; relayed for it.
-        assert_eq!(hub.broadcast(1, "hi", false).unwrap(), 1);
+        assert_eq!(hub.broadcast(1, "hi", false).unwrap().0, 1);
         hub.apply(
             "n2",
             Op::Message {

@@ -29,6 +29,35 @@ pub fn test_config() -> Config {
     c
 }
 
+/// The password test accounts use.
+pub const PW: &str = "correct-horse";
+
+/// Sends `line` and returns the answer to it (the first OK or ERROR line), skipping events.
+pub async fn answer(c: &mut Client, line: &str) -> String {
+    c.say(line).await;
+    next_answer(c).await
+}
+
+/// The next answer (OK, ERROR or BYE line), skipping events.
+pub async fn next_answer(c: &mut Client) -> String {
+    loop {
+        let l = c.text().await;
+        if l.starts_with("OK ") || l.starts_with("ERROR ") || l.starts_with("BYE ") {
+            return l;
+        }
+    }
+}
+
+/// A user who made their name an account.
+pub async fn account_holder(s: &TestServer, name: &str) -> Client {
+    let mut c = s.user(name).await;
+    assert_eq!(
+        answer(&mut c, &format!("ACCOUNT CREATE {PW}")).await,
+        format!("OK ACCOUNT CREATE {name}")
+    );
+    c
+}
+
 /// The longest any single wait in a test may take before the test fails.
 pub const LIMIT: Duration = Duration::from_secs(20);
 

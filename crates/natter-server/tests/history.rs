@@ -1,0 +1,414 @@
+//! The message log over real sockets on real SQLite files: what is kept, across restarts and
+//! a `kill -9`; paging; who may read what (HISTORY and SEARCH); IRC messages in the same log;
+//! and a store that is slow or broken.
+
+mod common;
+
+use common::binary::Binary;
+use common::irc::Irc;
+use common::{ClientExt, TestServer, account_holder, answer, test_config, within};
+use natter_conn::Client;
+use natter_proto::ServerLine;
+use natter_store::Location;
+
+/// A message as a `LOGGED` line shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    id: i64,
+    target: String,
+    from: String,
+    text: String,
+}
+
+/// Sends a HISTORY or SEARCH and returns its `LOGGED` lines and the answer that ends them.
+async fn ask_log(c: &mut Client, line: &str) -> (Vec<Seen>, String) {
+    c.say(line).await;
+    let mut seen = Vec::new();
+    loop {
+        match c.line().await {
+            ServerLine::Logged {
+                target,
+                id,
+                at,
+                from,
+                text,
+            } => {
+                assert!(at.ends_with('Z') && at.len() == 24, "a time: {at}");
+                seen.push(Seen {
+                    id,
+                    target: target.into(),
+                    from: from.into(),
+                    text: text.into(),
+                });
+            }
+            l @ (ServerLine::Ok { .. } | ServerLine::Error { .. }) => {
+                return (seen, l.to_string().trim_end().to_owned());
+            }
+            _ => {}
+        }
+    }
+}
+
+fn texts(seen: &[Seen]) -> Vec<&str> {
+    seen.iter().map(|s| s.text.as_str()).collect()
+}
+
+fn sqlite(dir: &tempfile::TempDir) -> natter_server::Config {
+    let mut c = test_config();
+    c.store = Location::Sqlite(dir.path().join("natter.db"));
+    c
+}
+
+#[tokio::test]
+async fn history_survives_a_restart_and_pages_both_ways_without_gaps_or_repeats() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = TestServer::with(sqlite(&dir)).await;
+    let mut alice = account_holder(&s, "alice").await;
+    let mut bob = s.user("bob").await;
+    for i in 0..120 {
+        assert_eq!(
+            answer(&mut alice, &format!("MESSAGE m{i}")).await,
+            "OK MESSAGE 1"
+        );
+    }
+    assert_eq!(answer(&mut alice, "JOIN #Rust").await, "OK JOIN #Rust 1");
+    assert_eq!(
+        answer(&mut alice, "SAY #Rust in the room").await,
+        "OK SAY #Rust 0"
+    );
+    // An IRC client's messages go into the same log.
+    let mut irc = Irc::user(s.addr, "ircy").await;
+    irc.send("JOIN #Rust").await;
+    irc.skip_to(" 366 ").await;
+    irc.send("PRIVMSG #Rust :from irc").await;
+    while alice.text().await != "SAY #Rust ircy from irc" {}
+    drop((alice, irc));
+    bob.say("CLOSE").await;
+    s.stop().await;
+
+    let s = TestServer::with(sqlite(&dir)).await;
+    let mut carol = s.user("carol").await;
+    let (latest, ok) = ask_log(&mut carol, "HISTORY * 50").await;
+    assert_eq!(ok, "OK HISTORY * 50");
+    assert_eq!(
+        texts(&latest),
+        (70..120).map(|i| format!("m{i}")).collect::<Vec<_>>()
+    );
+    assert!(latest.iter().all(|m| m.target == "*" && m.from == "alice"));
+    assert!(latest.windows(2).all(|w| w[0].id < w[1].id));
+
+    // Back from the oldest seen, 25 at a time, then forward from nothing, 33 at a time:
+    // each meets all 120 once, in order.
+    let mut back = latest.clone();
+    loop {
+        let (page, ok) = ask_log(&mut carol, &format!("HISTORY * 25 BEFORE {}", back[0].id)).await;
+        assert_eq!(ok, format!("OK HISTORY * {}", page.len()));
+        if page.is_empty() {
+            break;
+        }
+        back.splice(0..0, page);
+    }
+    let all: Vec<String> = (0..120).map(|i| format!("m{i}")).collect();
+    assert_eq!(texts(&back), all);
+    let mut forward: Vec<Seen> = Vec::new();
+    loop {
+        let after = forward.last().map_or(0, |m| m.id);
+        let (page, _) = ask_log(&mut carol, &format!("HISTORY * 33 AFTER {after}")).await;
+        if page.is_empty() {
+            break;
+        }
+        forward.extend(page);
+    }
+    assert_eq!(forward, back);
+
+    // A room's history is its members': carol must join first.
+    let (_, refused) = ask_log(&mut carol, "HISTORY #rust").await;
+    assert!(refused.starts_with("ERROR NO_HISTORY "), "{refused}");
+    assert_eq!(answer(&mut carol, "JOIN #rust").await, "OK JOIN #rust 1");
+    let (room, ok) = ask_log(&mut carol, "HISTORY #rust").await;
+    assert_eq!(ok, "OK HISTORY #rust 2");
+    assert_eq!(texts(&room), ["in the room", "from irc"]);
+    assert_eq!(
+        room.iter().map(|m| m.from.as_str()).collect::<Vec<_>>(),
+        ["alice", "ircy"]
+    );
+}
+
+#[tokio::test]
+async fn only_those_in_a_conversation_or_room_read_it_and_search_keeps_to_that() {
+    let s = TestServer::start().await;
+    let mut alice = account_holder(&s, "alice").await;
+    let mut bob = account_holder(&s, "bob").await;
+    let mut carol = account_holder(&s, "carol").await;
+    let mut dave = s.user("dave").await;
+    assert_eq!(
+        answer(&mut alice, "JOIN #secret").await,
+        "OK JOIN #secret 1"
+    );
+    assert_eq!(
+        answer(&mut alice, "SAY #secret secret fox").await,
+        "OK SAY #secret 0"
+    );
+    assert_eq!(answer(&mut alice, "DM bob private fox").await, "OK DM bob");
+    assert_eq!(answer(&mut dave, "DM alice guest fox").await, "OK DM alice");
+    assert!(
+        answer(&mut dave, "MESSAGE public fox")
+            .await
+            .starts_with("OK MESSAGE ")
+    );
+
+    // carol: not in the room, not in the conversation.
+    let (_, refused) = ask_log(&mut carol, "HISTORY #secret").await;
+    assert!(refused.starts_with("ERROR NO_HISTORY "), "{refused}");
+    assert_eq!(
+        ask_log(&mut carol, "HISTORY alice").await,
+        (vec![], "OK HISTORY alice 0".into())
+    );
+    let (found, ok) = ask_log(&mut carol, "SEARCH fox").await;
+    assert_eq!(
+        (texts(&found), ok.as_str()),
+        (vec!["public fox"], "OK SEARCH 1")
+    );
+    let (_, refused) = ask_log(&mut carol, "SEARCH fox IN #secret").await;
+    assert!(refused.starts_with("ERROR NO_HISTORY "), "{refused}");
+
+    // bob: the conversation with alice, named by her name.
+    let (dm, ok) = ask_log(&mut bob, "HISTORY ALICE").await;
+    assert_eq!(ok, "OK HISTORY ALICE 1");
+    assert_eq!(
+        (dm[0].target.as_str(), dm[0].from.as_str()),
+        ("ALICE", "alice")
+    );
+    assert_eq!(dm[0].text, "private fox");
+    let (found, _) = ask_log(&mut bob, "SEARCH fox").await;
+    assert_eq!(texts(&found), ["public fox", "private fox"]);
+    assert_eq!(found[1].target, "alice");
+
+    // alice: everything but the guest's DM, which is not kept (a guest's name may pass to
+    // someone else); the guest has no conversations to read.
+    let (found, _) = ask_log(&mut alice, "SEARCH fox").await;
+    assert_eq!(texts(&found), ["public fox", "private fox", "secret fox"]);
+    assert_eq!(
+        found.iter().map(|m| m.target.as_str()).collect::<Vec<_>>(),
+        ["*", "bob", "#secret"]
+    );
+    let (found, _) = ask_log(&mut alice, "SEARCH FOX in #secret").await;
+    assert_eq!(texts(&found), ["secret fox"]);
+    let (_, refused) = ask_log(&mut alice, "HISTORY dave").await;
+    assert!(refused.starts_with("ERROR NO_HISTORY "), "{refused}");
+    let (_, refused) = ask_log(&mut dave, "HISTORY alice").await;
+    assert!(refused.starts_with("ERROR NO_HISTORY "), "{refused}");
+
+    // Words are words: search syntax is not, and bad requests get their error only.
+    let (found, _) = ask_log(&mut alice, "SEARCH \"fox OR NEAR(* -x").await;
+    assert!(found.is_empty());
+    for bad in [
+        "HISTORY",
+        "HISTORY * 0",
+        "HISTORY * BEFORE x",
+        "HISTORY ## 5",
+        "SEARCH",
+    ] {
+        assert!(answer(&mut alice, bad).await.starts_with("ERROR "), "{bad}");
+    }
+    alice.expect_quiet().await;
+}
+
+/// The sender's `OK` comes only once the message is committed: every acknowledged message
+/// is there after the server is killed mid-flood and started again.
+#[tokio::test]
+async fn every_acknowledged_message_survives_kill_9() {
+    const SENT: usize = 10_000;
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--flood-control", "false", "--exempt-loopback"];
+    let mut server = Binary::start(dir.path(), &args);
+    let addr = server.addr().await;
+    let mut watcher = Client::connect(&addr).await.unwrap();
+    within(watcher.register("watcher")).await.unwrap();
+    let mut sender = Client::connect(&addr).await.unwrap();
+    within(sender.register("sender")).await.unwrap();
+    let (mut reader, mut writer) = sender.split();
+    let flood = tokio::spawn(async move {
+        for i in 0..SENT {
+            writer.queue(&format!("MESSAGE m{i}"));
+        }
+        // The server may be gone before all of it is written.
+        let _ = writer.flush().await;
+        writer
+    });
+    let watching =
+        tokio::spawn(async move { while let Ok(Some(_)) = watcher.reader.next_raw().await {} });
+    let mut acknowledged = 0;
+    while let Ok(Some(line)) = within(reader.next_text()).await {
+        if line.starts_with("OK MESSAGE") {
+            acknowledged += 1;
+            if acknowledged == SENT / 4 {
+                server.child.kill().unwrap();
+            }
+        } else if !line.starts_with("ONLINE") {
+            panic!("unexpected answer: {line}");
+        }
+    }
+    let _ = flood.await;
+    let _ = watching.await;
+    let _ = server.exit().await;
+    assert!(acknowledged >= SENT / 4);
+
+    let mut server = Binary::start(dir.path(), &args);
+    let addr = server.addr().await;
+    let mut reader = Client::connect(&addr).await.unwrap();
+    within(reader.register("reader")).await.unwrap();
+    let mut kept: Vec<Seen> = Vec::new();
+    loop {
+        let after = kept.last().map_or(0, |m| m.id);
+        let (page, _) = ask_log(&mut reader, &format!("HISTORY * 500 AFTER {after}")).await;
+        if page.is_empty() {
+            break;
+        }
+        kept.extend(page);
+    }
+    eprintln!("{acknowledged} acknowledged of {SENT}, {} kept", kept.len());
+    assert!(kept.len() >= acknowledged);
+    for (i, m) in kept.iter().take(acknowledged).enumerate() {
+        assert_eq!(m.text, format!("m{i}"));
+    }
+    server.child.kill().unwrap();
+}
+
+#[tokio::test]
+async fn a_slow_or_broken_store_holds_up_nobody_but_the_sender_who_is_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("natter.db");
+    let s = TestServer::with(sqlite(&dir)).await;
+    let mut alice = s.user("alice").await;
+    let mut bob = s.user("bob").await;
+    assert_eq!(alice.text().await, "ONLINE bob");
+
+    // Another program holds the database's write lock: the message is delivered at once,
+    // and its sender's OK waits for the commit.
+    let db = rusqlite::Connection::open(&path).unwrap();
+    db.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    alice.say("MESSAGE while locked").await;
+    assert_eq!(bob.text().await, "MESSAGE alice while locked");
+    db.execute_batch("COMMIT").unwrap();
+    assert_eq!(alice.text().await, "OK MESSAGE 1");
+
+    // The log's table is gone: delivered, and the sender hears it was not kept.
+    db.execute_batch("DROP TABLE messages").unwrap();
+    alice.say("MESSAGE after the table").await;
+    assert_eq!(bob.text().await, "MESSAGE alice after the table");
+    let failed = alice.text().await;
+    assert!(
+        failed.starts_with("ERROR STORE_UNAVAILABLE delivered, but not kept"),
+        "{failed}"
+    );
+    let (_, refused) = ask_log(&mut bob, "HISTORY *").await;
+    assert!(refused.starts_with("ERROR STORE_UNAVAILABLE "), "{refused}");
+    // Everything else goes on.
+    assert_eq!(answer(&mut bob, "DM alice still here").await, "OK DM alice");
+    assert_eq!(alice.text().await, "DM bob still here");
+    alice.expect_quiet().await;
+}
+
+#[tokio::test]
+async fn answers_stay_in_order_behind_messages_waiting_to_be_kept() {
+    let s = TestServer::start().await;
+    let mut alice = s.user("alice").await;
+    let _bob = s.user("bob").await;
+    assert_eq!(alice.text().await, "ONLINE bob");
+    // One write: the messages' OKs come before the answer to the command after them.
+    alice
+        .writer
+        .send_raw(b"MESSAGE one\nMESSAGE two\nLIST\nMESSAGE three\n")
+        .await
+        .unwrap();
+    let mut lines = Vec::new();
+    for _ in 0..6 {
+        lines.push(alice.text().await);
+    }
+    assert_eq!(
+        lines,
+        [
+            "OK MESSAGE 1",
+            "OK MESSAGE 1",
+            "USER alice",
+            "USER bob",
+            "OK LIST 2",
+            "OK MESSAGE 1",
+        ]
+    );
+    alice.expect_quiet().await;
+}
+
+#[tokio::test]
+async fn retention_removes_old_messages_before_the_server_serves() {
+    use natter_store::{EVERYONE, Logged, MessageId, Options, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let day = 86_400_000;
+    let store = Store::open(
+        &Location::Sqlite(dir.path().join("natter.db")),
+        Options::default(),
+    )
+    .unwrap();
+    let rows = [
+        (100, "older than 90 days"),
+        (30, "a"),
+        (20, "b"),
+        (10, "c"),
+        (5, "d"),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, (days_ago, text))| Logged {
+        id: MessageId::new(now - days_ago * day, i as u32, 0).0,
+        target: EVERYONE.into(),
+        sender: "old".into(),
+        account: None,
+        text: (*text).into(),
+    })
+    .collect();
+    let (done, kept) = tokio::sync::oneshot::channel();
+    store
+        .log(rows, move |r| {
+            let _ = done.send(r);
+        })
+        .unwrap();
+    kept.await.unwrap().unwrap();
+    store.close().await.unwrap();
+    drop(store);
+
+    let mut config = sqlite(&dir);
+    config.history.max_per_target = Some(3);
+    let s = TestServer::with(config).await;
+    let mut c = s.user("reader").await;
+    let (left, _) = ask_log(&mut c, "HISTORY *").await;
+    assert_eq!(texts(&left), ["b", "c", "d"]);
+}
+
+#[tokio::test]
+async fn deleting_an_account_deletes_its_conversations() {
+    let s = TestServer::start().await;
+    let mut alice = account_holder(&s, "alice").await;
+    let mut bob = account_holder(&s, "bob").await;
+    assert_eq!(answer(&mut alice, "DM bob hello").await, "OK DM bob");
+    assert_eq!(
+        ask_log(&mut bob, "HISTORY alice").await.1,
+        "OK HISTORY alice 1"
+    );
+    assert_eq!(
+        answer(&mut alice, &format!("ACCOUNT DELETE {}", common::PW)).await,
+        "OK ACCOUNT DELETE alice"
+    );
+    assert_eq!(
+        answer(&mut alice, &format!("ACCOUNT CREATE {}", common::PW)).await,
+        "OK ACCOUNT CREATE alice"
+    );
+    assert_eq!(
+        ask_log(&mut bob, "HISTORY alice").await.1,
+        "OK HISTORY alice 0"
+    );
+}
