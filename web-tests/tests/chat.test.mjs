@@ -377,6 +377,38 @@ describe('natter in the browser', { timeout: 60_000 }, () => {
     noScriptRan(bob);
   });
 
+  test('a DM sent while the account was offline shows on sign-in, at the time it was sent', async (t) => {
+    t.after(cleanup);
+    const srv = await server();
+    const first = await tcp(srv, 'alice');
+    first.send('ACCOUNT CREATE correct-horse');
+    await first.expect('OK ACCOUNT CREATE alice');
+    first.send('CLOSE');
+    await first.expect(/^BYE CLOSED/);
+    const carol = await tcp(srv, 'carol');
+    carol.send('ACCOUNT CREATE correct-horse');
+    await carol.expect('OK ACCOUNT CREATE carol');
+    carol.send('DM alice you missed this');
+    await carol.expect('OK DM alice QUEUED');
+    carol.send('HISTORY alice');
+    const logged = await carol.expect(/^LOGGED alice /);
+    const sentAt = logged.split(' ')[3];
+    await carol.expect('OK HISTORY alice 1');
+
+    const alice = await openPage(browser, srv);
+    defer(() => alice.context().close());
+    await alice.getByLabel('Your name').fill('alice');
+    await alice.getByLabel('Your name').press('Enter');
+    await alice.getByLabel(/^Password/).fill('correct-horse');
+    await alice.getByLabel(/^Password/).press('Enter');
+    await connectedAs(alice, 'alice');
+    await convButton(alice, 'carol').click();
+    const waited = chat(alice, 'carol', 'you missed this');
+    await waited.waitFor();
+    assert.equal(await waited.locator('time').getAttribute('datetime'), sentAt);
+    noScriptRan(alice);
+  });
+
   test('name errors show inline with the server\'s reason, and a retry needs no reconnect', async (t) => {
     t.after(cleanup);
     const srv = await server();

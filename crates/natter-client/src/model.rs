@@ -1294,7 +1294,21 @@ impl Model {
                     self.event(&id, now, &format!("{who} now an operator of {room}"));
                 }
             }
-            // History is not asked for yet; a line of it has nowhere to go.
+            // A DM that waited for this account while it was offline, after LOGIN: shown
+            // in its conversation at the time it was sent.
+            ServerLine::Logged {
+                target,
+                at,
+                from,
+                text,
+                ..
+            } if target != "*" && !target.starts_with('#') => {
+                let when = chrono::DateTime::parse_from_rfc3339(&at)
+                    .map_or(now, |t| t.with_timezone(&chrono::Local));
+                let id = self.ensure(ConvId::dm(&target), &target).id.clone();
+                self.push(&id, when, Some(&from), &text, LineKind::Chat);
+            }
+            // History is not asked for yet; other lines of it have nowhere to go.
             ServerLine::Logged { .. } => {}
             // The network thread reports the end with BYE's text; nothing to add here.
             ServerLine::Bye { reason, .. } => {
@@ -2074,6 +2088,27 @@ mod tests {
             texts(&m, &ConvId::dm("carol")).last().unwrap(),
             "Not delivered: no user named carol is online"
         );
+    }
+
+    #[test]
+    fn a_dm_that_waited_for_the_login_shows_at_the_time_it_was_sent() {
+        let mut m = signed_in();
+        feed(
+            &mut m,
+            &["LOGGED bob 7402155874012620800 2026-04-30T08:15:00.250Z bob while you were away"],
+        );
+        let c = m.conversation(&ConvId::dm("bob")).unwrap();
+        assert_eq!(texts(&m, &ConvId::dm("bob")), ["<bob> while you were away"]);
+        let line = c.lines.back().unwrap();
+        assert_eq!(
+            line.at
+                .with_timezone(&chrono::Utc)
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "2026-04-30T08:15:00.250Z"
+        );
+        // History of Everyone or a room is not asked for, and not shown if it comes.
+        feed(&mut m, &["LOGGED * 1 2026-04-30T08:15:00.250Z bob old"]);
+        assert!(m.conversation(&ConvId::dm("*")).is_none());
     }
 
     #[test]

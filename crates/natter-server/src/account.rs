@@ -136,6 +136,14 @@ impl Accounts {
         }
     }
 
+    /// The account's name as its owner spelled it, if `name` (any case) is an account's.
+    pub fn spelled(&self, name: &str) -> Option<String> {
+        let key = fold(name);
+        let r = self.reserved.read().unwrap_or_else(|e| e.into_inner());
+        r.get(key.as_str())
+            .map(|n| n.as_deref().unwrap_or(&key).to_owned())
+    }
+
     /// Whether `name` looks like an account's name without being it (`aIice` for `alice`).
     pub fn resembles(&self, name: &str) -> bool {
         self.shapes

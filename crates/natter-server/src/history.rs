@@ -111,13 +111,14 @@ impl History {
     }
 
     /// Hands messages to the writer without waiting; what the sender waits on before its
-    /// `OK`. `None` if there is nothing to keep.
-    pub fn keep(&self, messages: Vec<Logged>) -> Option<Keeping> {
+    /// `OK`. `waiting` names the offline account they wait for, if any. `None` if there is
+    /// nothing to keep.
+    pub fn keep(&self, messages: Vec<Logged>, waiting: Option<String>) -> Option<Keeping> {
         if messages.is_empty() {
             return None;
         }
         let (done, kept) = self.answer(messages.len());
-        match self.store.log(messages, done) {
+        match self.store.log(messages, waiting.clone(), done) {
             Ok(()) => Some(Keeping {
                 backlog: false,
                 wait: Box::pin(async move { kept.await.unwrap_or(Err(StoreError::Closed)) }),
@@ -129,7 +130,7 @@ impl History {
                 Some(Keeping {
                     backlog: true,
                     wait: Box::pin(async move {
-                        store.log_when_room(messages, done).await?;
+                        store.log_when_room(messages, waiting, done).await?;
                         kept.await.unwrap_or(Err(StoreError::Closed))
                     }),
                 })

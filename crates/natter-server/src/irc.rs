@@ -1499,6 +1499,11 @@ impl IrcSession {
                 match self.hub.direct(self.id, target, &converted, notice) {
                     Ok(to) => {
                         keep(to.kept);
+                        if to.queued {
+                            let text =
+                                format!("{} is offline: your message waits for them", to.name);
+                            self.push(self.notice(&text));
+                        }
                         if let Some(away) = to.away
                             && !notice
                         {

@@ -583,8 +583,12 @@ impl Session {
                     ),
                     Registered::Unchanged => {}
                 }
+                let key = natter_proto::name::fold(&name);
                 self.name = Some(name);
                 self.mark = Instant::now();
+                if login {
+                    self.deliver_waiting(key);
+                }
             }
             Err(code) => {
                 let text = match code {
@@ -778,6 +782,24 @@ impl Session {
         self.pending = Some(Box::new(Wait::Later(later)));
     }
 
+    /// After a LOGIN: the DMs that waited for the account while it was offline, as `LOGGED`
+    /// lines with their times, read while the session waits.
+    fn deliver_waiting(&mut self, key: String) {
+        let Some(log) = self.hub.history().cloned() else {
+            return;
+        };
+        let later = Later::new(async move {
+            // A store that fails keeps them waiting, for the next login.
+            let rows = log.store().take_waiting(&key).await.unwrap_or_default();
+            let mut out = BytesMut::new();
+            for m in &rows {
+                logged_line(&m.sender, m).write_to(&mut out);
+            }
+            out.freeze()
+        });
+        self.pending = Some(Box::new(Wait::Later(later)));
+    }
+
     /// `HISTORY`: a page of the log, read while the session waits.
     fn history(&mut self, h: natter_proto::command::History<'_>) {
         let Some(log) = self.hub.history().cloned() else {
@@ -869,7 +891,11 @@ impl Session {
             let each = |answer: &dyn Fn()| b.ends.iter().for_each(|_| answer());
             match self.hub.direct_many(self.id, to, texts) {
                 Ok(target) => {
-                    let answer = ok("DM", &target.name);
+                    let answer = if target.queued {
+                        ok("DM", &format!("{} QUEUED", target.name))
+                    } else {
+                        ok("DM", &target.name)
+                    };
                     self.answer_when_kept(target.kept, answer, b.ends.len());
                 }
                 Err(ErrorCode::NoSuchUser) => each(&|| {
@@ -1129,7 +1155,9 @@ impl Handler for Session {
                 };
                 let deferred = l.deferred.take();
                 self.pending = None;
-                self.reply(answer);
+                if !answer.is_empty() {
+                    self.reply(answer);
+                }
                 let Some(line) = deferred else {
                     return Poll::Ready(Flow::Continue);
                 };

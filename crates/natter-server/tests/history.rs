@@ -373,7 +373,7 @@ async fn retention_removes_old_messages_before_the_server_serves() {
     .collect();
     let (done, kept) = tokio::sync::oneshot::channel();
     store
-        .log(rows, move |r| {
+        .log(rows, None, move |r| {
             let _ = done.send(r);
         })
         .unwrap();
@@ -411,4 +411,80 @@ async fn deleting_an_account_deletes_its_conversations() {
         ask_log(&mut bob, "HISTORY alice").await.1,
         "OK HISTORY alice 0"
     );
+}
+
+#[tokio::test]
+async fn a_dm_to_an_offline_account_waits_and_arrives_at_its_login_with_its_time() {
+    let s = TestServer::start().await;
+    let mut alice = account_holder(&s, "alice").await;
+    let mut bob = account_holder(&s, "Bob").await;
+    let mut dave = s.user("dave").await;
+    bob.say("CLOSE").await;
+    while alice.text().await != "OFFLINE Bob" {}
+    let before = std::time::SystemTime::now();
+    assert_eq!(
+        answer(&mut alice, "DM bob are you there").await,
+        "OK DM Bob QUEUED"
+    );
+    assert_eq!(
+        answer(&mut alice, "DM BOB second").await,
+        "OK DM Bob QUEUED"
+    );
+    // Only accounts' messages wait for an account; nobody waits for a guest's name.
+    assert!(
+        answer(&mut dave, "DM bob hi")
+            .await
+            .starts_with("ERROR NO_SUCH_USER ")
+    );
+    assert!(
+        answer(&mut alice, "DM nobody hi")
+            .await
+            .starts_with("ERROR NO_SUCH_USER ")
+    );
+
+    let mut bob = s.client().await;
+    assert_eq!(
+        answer(&mut bob, &format!("LOGIN bob {}", common::PW)).await,
+        "OK LOGIN Bob"
+    );
+    let mut waited = Vec::new();
+    for _ in 0..2 {
+        match bob.line().await {
+            ServerLine::Logged {
+                target,
+                at,
+                from,
+                text,
+                ..
+            } => waited.push((target.to_string(), from.to_string(), text.to_string(), at)),
+            other => panic!("expected a waiting DM, got {other}"),
+        }
+    }
+    assert_eq!(
+        waited
+            .iter()
+            .map(|(t, f, x, _)| (t.as_str(), f.as_str(), x.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            ("alice", "alice", "are you there"),
+            ("alice", "alice", "second")
+        ]
+    );
+    // Their own times, not the login's: no earlier than the sending began.
+    let sent = natter_server::event::timestamp(before);
+    assert!(
+        waited[0].3.as_ref() >= &sent[..19],
+        "{} before {sent}",
+        waited[0].3
+    );
+    bob.expect_quiet().await;
+    // Delivered once; still in the conversation.
+    let mut again = s.client().await;
+    assert_eq!(
+        answer(&mut again, &format!("LOGIN bob {}", common::PW)).await,
+        "OK LOGIN Bob"
+    );
+    again.expect_quiet().await;
+    let (dm, _) = ask_log(&mut again, "HISTORY alice").await;
+    assert_eq!(texts(&dm), ["are you there", "second"]);
 }

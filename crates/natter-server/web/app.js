@@ -406,6 +406,7 @@
       case 'KICKED': return onKicked(r);
       case 'SAY': return onSay(r);
       case 'OPERATOR': return onOperator(r);
+      case 'LOGGED': return onLogged(r);
       default:
         // A line type this page does not know: ignore it rather than guess.
         return undefined;
@@ -682,6 +683,18 @@
     c.title = from;
     message(c, from, text ?? '');
     notifyDm(from, text ?? '');
+  }
+
+  /** A DM that waited for this account while it was offline (after LOGIN), at its own time. */
+  function onLogged(rest) {
+    const [target, r1] = split(rest);
+    const [, r2] = split(r1 ?? '');
+    const [time, r3] = split(r2 ?? '');
+    const [from, text] = split(r3 ?? '');
+    if (!target || target === '*' || target.startsWith('#') || !from) return;
+    const at = new Date(time);
+    const c = conv(dmKey(target), 'dm', target);
+    message(c, from, text ?? '', { own: isMe(from), at: Number.isNaN(at.getTime()) ? new Date() : at });
   }
 
   function onSay(rest) {
@@ -991,7 +1004,7 @@
   // ---------------------------------------------------------------- rendering messages
 
   /** Adds a chat message to a conversation and returns its element. */
-  function message(c, from, text, { own = false } = {}) {
+  function message(c, from, text, { own = false, at = new Date() } = {}) {
     const li = el('li', 'msg');
     if (own) li.classList.add('own');
     li.dataset.from = from;
@@ -1002,7 +1015,7 @@
     const body = el('div', 'body');
     const head = el('div', 'meta');
     const who = el('span', 'from', from);
-    head.append(who, stamp());
+    head.append(who, stamp(at));
     if (me) {
       li.classList.add('action');
       body.append(el('span', 'text', `* ${from} ${text.slice(4)}`));
@@ -1014,10 +1027,10 @@
     // Under the previous message's header when the same person wrote it just before.
     const prev = c.items[c.items.length - 1];
     if (prev && !prev.classList.contains('system') && prev.dataset.from === from
-        && prev.classList.contains('own') === own && Date.now() - Number(prev.dataset.at) < 5 * 60_000) {
+        && prev.classList.contains('own') === own && at.getTime() - Number(prev.dataset.at) < 5 * 60_000) {
       li.classList.add('cont');
     }
-    li.dataset.at = String(Date.now());
+    li.dataset.at = String(at.getTime());
     add(c, li, true);
     return li;
   }
@@ -1052,8 +1065,7 @@
     }
   }
 
-  function stamp() {
-    const now = new Date();
+  function stamp(now = new Date()) {
     const t = el('time', 'time', timeFmt.format(now));
     t.dateTime = now.toISOString();
     t.title = fullFmt.format(now);

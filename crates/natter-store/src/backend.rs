@@ -55,8 +55,11 @@ pub(crate) trait Backend: Send {
     fn node_number(&mut self) -> Result<u16, StoreError> {
         Ok(0)
     }
-    /// Adds messages to the log.
-    fn append(&mut self, messages: &[Logged]) -> Result<(), StoreError>;
+    /// Adds messages to the log, and, if `waiting` names an account, notes them as waiting
+    /// for it.
+    fn append(&mut self, messages: &[Logged], waiting: Option<&str>) -> Result<(), StoreError>;
+    /// The messages waiting for the account, oldest first, no longer waiting.
+    fn take_waiting(&mut self, account: &str) -> Result<Vec<Logged>, StoreError>;
     /// The newest message id in the log, if any.
     fn last_id(&mut self) -> Result<Option<i64>, StoreError> {
         self.integer("SELECT MAX(id) FROM messages")

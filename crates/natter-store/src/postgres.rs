@@ -156,7 +156,7 @@ impl Backend for Postgres {
         Ok(n as u16)
     }
 
-    fn append(&mut self, messages: &[Logged]) -> Result<(), StoreError> {
+    fn append(&mut self, messages: &[Logged], waiting: Option<&str>) -> Result<(), StoreError> {
         let stmt = self.client.prepare(
             "INSERT INTO messages (id, target, sender, account, text) VALUES ($1, $2, $3, $4, $5)",
         )?;
@@ -164,7 +164,25 @@ impl Backend for Postgres {
             self.client
                 .execute(&stmt, &[&m.id, &m.target, &m.sender, &m.account, &m.text])?;
         }
+        if let Some(account) = waiting {
+            let stmt = self
+                .client
+                .prepare("INSERT INTO waiting (account, id) VALUES ($1, $2)")?;
+            for m in messages {
+                self.client.execute(&stmt, &[&account, &m.id])?;
+            }
+        }
         Ok(())
+    }
+
+    fn take_waiting(&mut self, account: &str) -> Result<Vec<Logged>, StoreError> {
+        let rows = self.client.query(
+            "WITH taken AS (DELETE FROM waiting WHERE account = $1 RETURNING id) \
+             SELECT m.id, m.target, m.sender, m.account, m.text FROM taken \
+             JOIN messages m ON m.id = taken.id ORDER BY m.id",
+            &[&account],
+        )?;
+        Ok(rows.iter().map(row).collect())
     }
 
     fn history(
@@ -238,6 +256,8 @@ impl Backend for Postgres {
     }
 
     fn delete_dms(&mut self, key: &str) -> Result<u64, StoreError> {
+        self.client
+            .execute("DELETE FROM waiting WHERE account = $1", &[&key])?;
         Ok(self.client.execute(
             "DELETE FROM messages WHERE target >= '@' AND target < 'A' \
              AND strpos(' ' || target || ' ', ' @' || $1 || ' ') > 0",

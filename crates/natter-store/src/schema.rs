@@ -105,6 +105,24 @@ const MIGRATIONS: &[Migration] = &[
         CREATE SEQUENCE natter_nodes;
     ",
     },
+    Migration {
+        version: 4,
+        // Direct messages sent to an account while it was offline, until it next logs in.
+        sqlite: "
+        CREATE TABLE waiting (
+            account TEXT NOT NULL,
+            id INTEGER NOT NULL,
+            PRIMARY KEY (account, id)
+        ) WITHOUT ROWID;
+    ",
+        postgres: "
+        CREATE TABLE waiting (
+            account TEXT NOT NULL,
+            id BIGINT NOT NULL,
+            PRIMARY KEY (account, id)
+        );
+    ",
+    },
 ];
 
 /// The newest schema this build knows.

@@ -181,14 +181,36 @@ impl Backend for Sqlite {
         Ok(rows)
     }
 
-    fn append(&mut self, messages: &[Logged]) -> Result<(), StoreError> {
+    fn append(&mut self, messages: &[Logged], waiting: Option<&str>) -> Result<(), StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "INSERT INTO messages (id, target, sender, account, text) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
         for m in messages {
             stmt.execute(params![m.id, m.target, m.sender, m.account, m.text])?;
         }
+        if let Some(account) = waiting {
+            let mut stmt = self
+                .conn
+                .prepare_cached("INSERT INTO waiting (account, id) VALUES (?1, ?2)")?;
+            for m in messages {
+                stmt.execute(params![account, m.id])?;
+            }
+        }
         Ok(())
+    }
+
+    fn take_waiting(&mut self, account: &str) -> Result<Vec<Logged>, StoreError> {
+        let found = {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT m.id, m.target, m.sender, m.account, m.text FROM waiting w \
+                 JOIN messages m ON m.id = w.id WHERE w.account = ?1 ORDER BY w.id",
+            )?;
+            let rows = stmt.query_map([account], row)?;
+            rows.collect::<Result<Vec<_>, _>>()?
+        };
+        self.conn
+            .execute("DELETE FROM waiting WHERE account = ?1", [account])?;
+        Ok(found)
     }
 
     fn history(
@@ -276,6 +298,8 @@ impl Backend for Sqlite {
     }
 
     fn delete_dms(&mut self, key: &str) -> Result<u64, StoreError> {
+        self.conn
+            .execute("DELETE FROM waiting WHERE account = ?1", [key])?;
         // Conversations' targets are the ones from '@' up to 'A'.
         let n = self.conn.execute(
             "DELETE FROM messages WHERE target >= '@' AND target < 'A' \

@@ -211,12 +211,14 @@ impl Store {
     }
 
     /// Queues messages for the log without waiting: `done` is called on the writer's thread
-    /// once they are committed (or have failed). If the queue is full ([`StoreError::Busy`])
-    /// or the store has stopped, the messages come back with the error at once and `done` is
-    /// dropped uncalled.
+    /// once they are committed (or have failed). `waiting` names the account they wait for,
+    /// if they are direct messages to an account that is offline ([`Store::take_waiting`]).
+    /// If the queue is full ([`StoreError::Busy`]) or the store has stopped, the messages
+    /// come back with the error at once and `done` is dropped uncalled.
     pub fn log(
         &self,
         messages: Vec<Logged>,
+        waiting: Option<String>,
         done: impl FnOnce(Result<(), StoreError>) + Send + 'static,
     ) -> Result<(), (StoreError, Vec<Logged>)> {
         let permit = match self.queue.try_reserve() {
@@ -228,6 +230,7 @@ impl Store {
         };
         permit.send(Box::new(Log {
             messages,
+            waiting,
             failed: None,
             done: Box::new(done),
         }));
@@ -238,10 +241,12 @@ impl Store {
     pub async fn log_when_room(
         &self,
         messages: Vec<Logged>,
+        waiting: Option<String>,
         done: impl FnOnce(Result<(), StoreError>) + Send + 'static,
     ) -> Result<(), StoreError> {
         let work = Log {
             messages,
+            waiting,
             failed: None,
             done: Box::new(done),
         };
@@ -249,6 +254,13 @@ impl Store {
             .send(Box::new(work))
             .await
             .map_err(|_| StoreError::Closed)
+    }
+
+    /// The direct messages that waited for the account (by its key) while it was offline,
+    /// oldest first; they wait no more.
+    pub async fn take_waiting(&self, account: &str) -> Result<Vec<Logged>, StoreError> {
+        let account = account.to_owned();
+        self.request(move |db| db.take_waiting(&account)).await
     }
 
     /// A number for this server among the servers sharing its database (0 for one alone),
@@ -305,13 +317,14 @@ impl Store {
 /// them does not wait, and the answer (an `OK` to the sender) is queued from the writer.
 struct Log {
     messages: Vec<Logged>,
+    waiting: Option<String>,
     failed: Option<StoreError>,
     done: Box<dyn FnOnce(Result<(), StoreError>) + Send>,
 }
 
 impl Work for Log {
     fn run(&mut self, db: &mut dyn Backend) -> bool {
-        match db.append(&self.messages) {
+        match db.append(&self.messages, self.waiting.as_deref()) {
             Ok(()) => true,
             Err(e) => {
                 self.failed = Some(e);

@@ -162,7 +162,7 @@ async fn a_database_of_the_first_schema_is_migrated_and_keeps_its_accounts() {
     // As version 1 left it: no sessions, no message log.
     let db = rusqlite::Connection::open(&path).unwrap();
     db.execute_batch(
-        "DROP TABLE sessions; DROP TABLE messages_text; DROP TABLE messages; \
+        "DROP TABLE sessions; DROP TABLE messages_text; DROP TABLE messages; DROP TABLE waiting; \
          UPDATE natter_schema SET version = 1",
     )
     .unwrap();
@@ -330,9 +330,14 @@ fn said(id: i64, target: &str, sender: &str, text: &str) -> Logged {
 
 /// Logs messages and waits until they are committed.
 async fn log(store: &Store, messages: Vec<Logged>) {
+    log_waiting(store, messages, None).await;
+}
+
+/// Logs messages waiting for an account (or none) and waits until they are committed.
+async fn log_waiting(store: &Store, messages: Vec<Logged>, waiting: Option<&str>) {
     let (done, committed) = tokio::sync::oneshot::channel();
     store
-        .log(messages, move |r| {
+        .log(messages, waiting.map(str::to_owned), move |r| {
             let _ = done.send(r);
         })
         .unwrap();
@@ -526,6 +531,36 @@ async fn retention_and_account_deletion_remove_messages_on_every_backend() {
 }
 
 #[tokio::test]
+async fn messages_wait_for_an_offline_account_once_on_every_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    for location in every_backend(&dir) {
+        let store = open(&location);
+        let dm = dm_target("alice", "bob");
+        log_waiting(&store, vec![said(1, &dm, "alice", "one")], Some("bob")).await;
+        log(&store, vec![said(2, &dm, "bob", "not waiting")]).await;
+        log_waiting(&store, vec![said(3, &dm, "alice", "two")], Some("bob")).await;
+        let waited = store.take_waiting("bob").await.unwrap();
+        assert_eq!(ids(&waited), [1, 3], "{location}");
+        assert_eq!(waited[1].text, "two");
+        assert!(
+            store.take_waiting("bob").await.unwrap().is_empty(),
+            "{location}"
+        );
+        // They stay in the conversation's history.
+        assert_eq!(
+            store.history(&dm, Range::Latest, 10).await.unwrap().len(),
+            3
+        );
+        log_waiting(&store, vec![said(4, &dm, "alice", "three")], Some("bob")).await;
+        store.delete_dms("bob").await.unwrap();
+        assert!(
+            store.take_waiting("bob").await.unwrap().is_empty(),
+            "{location}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn committed_messages_are_in_the_file_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let location = Location::Sqlite(dir.path().join("natter.db"));
@@ -561,7 +596,7 @@ async fn a_full_queue_refuses_messages_at_once_and_a_failed_write_says_so() {
     let mut answers = Vec::new();
     for i in 1..=50 {
         let (done, committed) = tokio::sync::oneshot::channel();
-        match store.log(vec![said(i, EVERYONE, "a", "x")], move |r| {
+        match store.log(vec![said(i, EVERYONE, "a", "x")], None, move |r| {
             let _ = done.send(r);
         }) {
             Ok(()) => answers.push(committed),
@@ -581,7 +616,7 @@ async fn a_full_queue_refuses_messages_at_once_and_a_failed_write_says_so() {
     db.execute_batch("DROP TABLE messages").unwrap();
     let (done, committed) = tokio::sync::oneshot::channel();
     store
-        .log(vec![said(999, EVERYONE, "a", "x")], move |r| {
+        .log(vec![said(999, EVERYONE, "a", "x")], None, move |r| {
             let _ = done.send(r);
         })
         .unwrap();

@@ -551,6 +551,8 @@ pub struct DmTarget {
     pub away: Option<Arc<str>>,
     /// The messages on their way into the log, if they are kept (between two accounts).
     pub kept: Option<Keeping>,
+    /// Whether the recipient is an account that is offline, for which the messages wait.
+    pub queued: bool,
 }
 
 /// The user `conn` is a connection of: its own id, unless it is one of an account's several
@@ -684,13 +686,15 @@ impl Hub {
         (targets, me.account.then(|| name::fold(&me.name)))
     }
 
-    /// Hands `texts`, just sent by local user `id` (`from`) to `target`, to the log.
+    /// Hands `texts`, just sent by local user `id` (`from`) to `target`, to the log;
+    /// `waiting` names the offline account they wait for, if any.
     fn keep(
         &self,
         id: ClientId,
         from: &User,
         target: impl FnOnce() -> String,
         texts: &[&str],
+        waiting: Option<String>,
     ) -> Option<Keeping> {
         let h = self.history.as_ref().filter(|_| is_local(id))?;
         let target = target();
@@ -705,7 +709,7 @@ impl Hub {
                 text: (*text).to_owned(),
             })
             .collect();
-        h.keep(rows)
+        h.keep(rows, waiting)
     }
 
     /// An empty hub whose changes other nodes see through `backplane`.
@@ -1690,7 +1694,7 @@ impl Hub {
         let kept = if notice || reached == 0 {
             None
         } else {
-            self.keep(id, from, || natter_store::EVERYONE.to_owned(), &texts)
+            self.keep(id, from, || natter_store::EVERYONE.to_owned(), &texts, None)
         };
         Ok((reached, kept))
     }
@@ -1727,10 +1731,9 @@ impl Hub {
         let st = self.read();
         let id = pid(&st, conn);
         let from = st.users.get(&id).ok_or(ErrorCode::NotRegistered)?;
-        let target_id = *st
-            .names
-            .get(name::fold(to).as_str())
-            .ok_or(ErrorCode::NoSuchUser)?;
+        let Some(&target_id) = st.names.get(name::fold(to).as_str()) else {
+            return self.direct_offline(id, from, to, texts, notice);
+        };
         let target = st.users.get(&target_id).ok_or(ErrorCode::NoSuchUser)?;
         if std::ptr::eq(from, target) {
             return Err(ErrorCode::CannotDmSelf);
@@ -1808,12 +1811,41 @@ impl Hub {
                 from,
                 || natter_store::dm_target(&name::fold(&from.name), &target_key),
                 &texts,
+                None,
             )
         };
         Ok(DmTarget {
             name: target.name.clone(),
             away: target.away().cloned(),
             kept,
+            queued: false,
+        })
+    }
+
+    /// DMs from local user `id` (`from`) to `to`, who is not online: if both are accounts,
+    /// they wait in the log for `to` to log in; anyone else is nobody to write to.
+    fn direct_offline<'t>(
+        &self,
+        id: ClientId,
+        from: &User,
+        to: &str,
+        texts: impl Iterator<Item = &'t str>,
+        notice: bool,
+    ) -> Result<DmTarget, ErrorCode> {
+        if notice || !from.account || !is_local(id) || self.history.is_none() {
+            return Err(ErrorCode::NoSuchUser);
+        }
+        let name = self.accounts.spelled(to).ok_or(ErrorCode::NoSuchUser)?;
+        let key = name::fold(&name);
+        let texts: Vec<&str> = texts.collect();
+        let target = || natter_store::dm_target(&name::fold(&from.name), &key);
+        let kept = self.keep(id, from, target, &texts, Some(key.clone()));
+        self.stats.routed(texts.len());
+        Ok(DmTarget {
+            name: Arc::from(name),
+            away: None,
+            kept,
+            queued: true,
         })
     }
 
@@ -2220,7 +2252,7 @@ impl Hub {
         let kept = if notice {
             None
         } else {
-            self.keep(id, from, || room_name::fold(&r.name), &[text])
+            self.keep(id, from, || room_name::fold(&r.name), &[text], None)
         };
         Ok((r.name.clone(), (n + r.members.ghosts, kept)))
     }
