@@ -31,6 +31,8 @@ pub struct HistoryConfig {
     pub days: Option<u32>,
     /// The most messages kept per target (Everyone, a room, a conversation); `None`: no limit.
     pub max_per_target: Option<u32>,
+    /// Messages of a channel replayed to an IRC client that joins it (0: none).
+    pub irc_replay: u32,
 }
 
 impl Default for HistoryConfig {
@@ -41,6 +43,7 @@ impl Default for HistoryConfig {
             max_limit: 500,
             days: Some(90),
             max_per_target: None,
+            irc_replay: 25,
         }
     }
 }
@@ -88,6 +91,12 @@ impl History {
     /// The store behind it, for reading.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The newest id made so far (or found in the store at start): every message with an
+    /// id above it was sent after this call.
+    pub fn last_id(&self) -> i64 {
+        self.last.load(Ordering::Relaxed)
     }
 
     /// A new id, after every id made before (here or found in the store), in this

@@ -1316,6 +1316,7 @@ impl IrcSession {
             }
             return;
         }
+        let mut joined = Vec::new();
         for chan in chans.split(',').filter(|c| !c.is_empty()) {
             if chan.eq_ignore_ascii_case(&self.cfg.everyone_channel) {
                 self.join_everyone();
@@ -1335,7 +1336,8 @@ impl IrcSession {
                 out.freeze()
             });
             match result {
-                Ok(()) | Err(ErrorCode::AlreadyInRoom) => {}
+                Ok(()) => joined.push(chan.to_owned()),
+                Err(ErrorCode::AlreadyInRoom) => {}
                 Err(ErrorCode::TooManyRooms | ErrorCode::RoomLimit) => self.num(
                     n::ERR_TOOMANYCHANNELS,
                     &[chan, "You have joined too many channels"],
@@ -1346,6 +1348,48 @@ impl IrcSession {
                 Err(_) => self.num(n::ERR_BADCHANMASK, &[chan, "Bad Channel Mask"]),
             }
         }
+        self.replay(joined);
+    }
+
+    /// The last lines said in channels just joined, as the client would have seen them, with
+    /// their times (Ergo's auto-replay, for clients that cannot ask for history): `server-time`
+    /// tags for clients that have it, the time before the text for the others. Only what was
+    /// said before the join: what comes after arrives live.
+    fn replay(&mut self, chans: Vec<String>) {
+        let Some(log) = self.hub.history().cloned() else {
+            return;
+        };
+        let n = log.config().irc_replay;
+        if chans.is_empty() || n == 0 {
+            return;
+        }
+        let before = log.last_id().saturating_add(1);
+        let tagged = self.caps.server_time;
+        let later = Later::new(async move {
+            let mut out = BytesMut::new();
+            for chan in chans {
+                let key = room::fold(&chan);
+                let range = natter_store::Range::Before(before);
+                let Ok(rows) = log.store().history(&key, range, n).await else {
+                    continue;
+                };
+                for m in rows {
+                    let ms = natter_store::MessageId(m.id).millis().max(0) as u64;
+                    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+                    let source = mask(&m.sender, &m.sender);
+                    let line = if tagged {
+                        irc_message(Some(at), Some(&source), "PRIVMSG", &[&chan, &m.text])
+                    } else {
+                        let stamp = crate::event::timestamp(at);
+                        let text = format!("[{} {} UTC] {}", &stamp[..10], &stamp[11..19], m.text);
+                        irc_message(None, Some(&source), "PRIVMSG", &[&chan, &text])
+                    };
+                    out.extend_from_slice(&line);
+                }
+            }
+            out.freeze()
+        });
+        self.pending = Some(Box::new(Wait::Later(later)));
     }
 
     fn join_everyone(&mut self) {

@@ -145,6 +145,10 @@ pub struct Settings {
     /// going first; 0 for no limit [default: 0].
     #[arg(long)]
     pub history_max_per_target: Option<u32>,
+    /// Messages of a channel replayed to an IRC client as it joins, with their times (for
+    /// clients that cannot ask for history); 0 for none [default: 25].
+    #[arg(long)]
+    pub irc_replay_lines: Option<u32>,
     /// Accounts that are server operators (repeatable): they may KICK in any room and KILL.
     #[arg(long = "operator", value_name = "NAME")]
     #[serde(rename = "operators")]
@@ -240,7 +244,7 @@ impl Settings {
             per_ip_connect_rate, per_ip_connect_burst, exempt_loopback, register_timeout_secs,
             idle_timeout_secs, flood_control, flood_commands_per_sec, flood_command_burst,
             flood_bytes_per_sec, flood_byte_burst, flood_grace_secs, cluster, node_id, store, refuse_lookalike_names,
-            history, history_limit, history_max_limit, history_days, history_max_per_target;
+            history, history_limit, history_max_limit, history_days, history_max_per_target, irc_replay_lines;
             irc, web, tls, allow_origin, public_name, exempt, metrics_allow, operators)
     }
 
@@ -294,6 +298,7 @@ impl Settings {
                 history_max_limit: Some(d.history.max_limit),
                 history_days: Some(d.history.days.unwrap_or(0)),
                 history_max_per_target: Some(d.history.max_per_target.unwrap_or(0)),
+                irc_replay_lines: Some(d.history.irc_replay),
                 ..Settings::default()
             })
             .redacted(has_password)
@@ -456,6 +461,7 @@ impl Settings {
                     max_per_target: s
                         .history_max_per_target
                         .map_or(h.max_per_target, |n| (n > 0).then_some(n)),
+                    irc_replay: s.irc_replay_lines.unwrap_or(h.irc_replay),
                 }
             },
             store: store(&s)?,

@@ -488,3 +488,55 @@ async fn a_dm_to_an_offline_account_waits_and_arrives_at_its_login_with_its_time
     let (dm, _) = ask_log(&mut again, "HISTORY alice").await;
     assert_eq!(texts(&dm), ["are you there", "second"]);
 }
+
+#[tokio::test]
+async fn an_irc_client_joining_a_channel_gets_its_last_lines_with_their_times() {
+    let s = TestServer::start().await;
+    let mut alice = s.user("alice").await;
+    assert_eq!(answer(&mut alice, "JOIN #den").await, "OK JOIN #den 1");
+    for i in 0..30 {
+        assert_eq!(
+            answer(&mut alice, &format!("SAY #den line {i}")).await,
+            "OK SAY #den 0"
+        );
+    }
+    // With server-time: the last 25, tagged with their times, after the join's burst.
+    let mut timed = Irc::connect(s.addr).await;
+    timed.send("CAP LS 302").await;
+    timed.send("CAP REQ :server-time").await;
+    timed.send("NICK timed").await;
+    timed.send("USER timed 0 * :Timed").await;
+    timed.send("CAP END").await;
+    timed.skip_to(" 001 ").await;
+    timed.send("JOIN #den").await;
+    timed.skip_to(" 366 timed #den ").await;
+    for i in 5..30 {
+        let l = timed.line().await;
+        assert!(l.starts_with("@time=20"), "{l}");
+        assert!(
+            l.ends_with(&format!(" :alice!alice@natter PRIVMSG #den :line {i}")),
+            "{l}"
+        );
+    }
+    // Without it: the time before the text. Then live lines, none of them twice.
+    let mut plain = Irc::user(s.addr, "plain").await;
+    plain.send("JOIN #den").await;
+    plain.skip_to(" 366 plain #den ").await;
+    let first = plain.line().await;
+    assert!(
+        first.starts_with(":alice!alice@natter PRIVMSG #den :[20"),
+        "{first}"
+    );
+    assert!(first.ends_with(" UTC] line 5"), "{first}");
+    for _ in 6..30 {
+        plain.line().await;
+    }
+    assert_eq!(answer(&mut alice, "SAY #den live").await, "OK SAY #den 2");
+    assert_eq!(plain.line().await, ":alice!alice@natter PRIVMSG #den live");
+    // timed saw plain join; its next message is the live one.
+    let next = timed.skip_to(" PRIVMSG ").await;
+    assert!(
+        next.ends_with(":alice!alice@natter PRIVMSG #den live"),
+        "{next}"
+    );
+}
