@@ -58,6 +58,11 @@ pub(crate) trait Backend: Send {
     /// Adds messages to the log, and, if `waiting` names an account, notes them as waiting
     /// for it.
     fn append(&mut self, messages: &[Logged], waiting: Option<&str>) -> Result<(), StoreError>;
+    /// Indexes for search up to `max` messages written since the last time; how many. A
+    /// backend that indexes as it writes has none.
+    fn index_pending(&mut self, _max: u32) -> Result<u32, StoreError> {
+        Ok(0)
+    }
     /// The messages waiting for the account, oldest first, no longer waiting.
     fn take_waiting(&mut self, account: &str) -> Result<Vec<Logged>, StoreError>;
     /// The newest message id in the log, if any.

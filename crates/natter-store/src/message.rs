@@ -72,11 +72,14 @@ impl MessageId {
 }
 
 /// Turns a person's words into an FTS5 query that matches messages holding all of them,
-/// each word taken literally (no operators).
+/// each taken literally (no operators): the words are cut where the index cuts them (at
+/// anything but letters and digits), and each piece is one quoted term, since the index
+/// keeps no positions to match phrases with.
 pub(crate) fn fts5_query(words: &str) -> Option<String> {
     let quoted: Vec<String> = words
-        .split_whitespace()
-        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| format!("\"{w}\""))
         .collect();
     (!quoted.is_empty()).then(|| quoted.join(" "))
 }
@@ -106,9 +109,10 @@ mod tests {
     #[test]
     fn search_words_are_taken_literally() {
         assert_eq!(fts5_query("  "), None);
+        assert_eq!(fts5_query("\"*("), None);
         assert_eq!(
-            fts5_query("rust OR \"x"),
-            Some("\"rust\" \"OR\" \"\"\"x\"".into())
+            fts5_query("rust OR \"x NEAR(fox-y"),
+            Some("\"rust\" \"OR\" \"x\" \"NEAR\" \"fox\" \"y\"".into())
         );
     }
 }

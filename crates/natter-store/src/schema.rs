@@ -69,8 +69,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 3,
         // The message log. The id sorts in the order messages were sent and holds their
         // time (`MessageId`); a target is `*`, a folded room name or two accounts' keys.
-        // Words are indexed for search as they are written (FTS5 over the table's own
-        // text in SQLite; a generated tsvector in PostgreSQL).
+        // Words are indexed for search: in SQLite by FTS5 over the table's own text, off
+        // the path of the writes (a new message is noted in `unindexed`, which the writer
+        // indexes when it is idle and before any search: `Backend::index_pending`), with
+        // no positions kept (a search is every word, not phrases); in PostgreSQL by a
+        // generated tsvector.
         sqlite: "
         CREATE TABLE messages (
             id INTEGER PRIMARY KEY,
@@ -81,14 +84,17 @@ const MIGRATIONS: &[Migration] = &[
         );
         CREATE INDEX messages_by_target ON messages (target, id);
         CREATE VIRTUAL TABLE messages_text USING fts5 (
-            text, content = 'messages', content_rowid = 'id'
+            text, content = 'messages', content_rowid = 'id', detail = none, columnsize = 0
         );
-        CREATE TRIGGER messages_indexed AFTER INSERT ON messages BEGIN
-            INSERT INTO messages_text (rowid, text) VALUES (new.id, new.text);
+        CREATE TABLE unindexed (id INTEGER PRIMARY KEY);
+        CREATE TRIGGER messages_noted AFTER INSERT ON messages BEGIN
+            INSERT INTO unindexed (id) VALUES (new.id);
         END;
-        CREATE TRIGGER messages_unindexed AFTER DELETE ON messages BEGIN
+        CREATE TRIGGER messages_forgotten AFTER DELETE ON messages BEGIN
             INSERT INTO messages_text (messages_text, rowid, text)
-                VALUES ('delete', old.id, old.text);
+                SELECT 'delete', old.id, old.text
+                WHERE NOT EXISTS (SELECT 1 FROM unindexed WHERE id = old.id);
+            DELETE FROM unindexed WHERE id = old.id;
         END;
     ",
         postgres: "

@@ -199,6 +199,22 @@ impl Backend for Sqlite {
         Ok(())
     }
 
+    fn index_pending(&mut self, max: u32) -> Result<u32, StoreError> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO messages_text (rowid, text) SELECT m.id, m.text FROM \
+             (SELECT id FROM unindexed ORDER BY id LIMIT ?1) u JOIN messages m ON m.id = u.id",
+            )?
+            .execute([max])?;
+        self.conn
+            .prepare_cached(
+                "DELETE FROM unindexed WHERE id IN (SELECT id FROM unindexed ORDER BY id LIMIT ?1)",
+            )?
+            .execute([max])?;
+        Ok(n as u32)
+    }
+
     fn take_waiting(&mut self, account: &str) -> Result<Vec<Logged>, StoreError> {
         let found = {
             let mut stmt = self.conn.prepare_cached(
@@ -255,6 +271,9 @@ impl Backend for Sqlite {
         let Some(query) = fts5_query(words) else {
             return Ok(Vec::new());
         };
+        // Everything written so far is searched: what the writer has not indexed yet is
+        // indexed first.
+        while self.index_pending(4096)? > 0 {}
         // Newest first straight from the index, which walks its matches in id order; what
         // the asker may not see is skipped here, and the walk stops at the limit.
         let mut stmt = self.conn.prepare_cached(

@@ -124,6 +124,18 @@ pub(crate) fn run(
                 work.finish(outcome.clone());
             }
         }
+        // Idle: index for search what was written, a little at a time, as long as nothing
+        // else waits (a search indexes the rest itself).
+        while stops.is_empty() && queue.is_empty() {
+            match index(db.as_mut()) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "indexing messages for search failed");
+                    break;
+                }
+            }
+        }
         if !stops.is_empty() {
             // Closed (and, for a file, unlocked) before the stop is answered, so whoever
             // asked may open it again at once.
@@ -132,6 +144,25 @@ pub(crate) fn run(
                 stop.finish(Ok(()));
             }
             return;
+        }
+    }
+}
+
+/// Indexes a slice of the messages written but not yet indexed, in a transaction of its own.
+fn index(db: &mut dyn Backend) -> Result<u32, StoreError> {
+    let begin = match db.dialect() {
+        Dialect::Sqlite => "BEGIN IMMEDIATE",
+        Dialect::Postgres => "BEGIN",
+    };
+    db.batch(begin)?;
+    match db
+        .index_pending(256)
+        .and_then(|n| db.batch("COMMIT").map(|()| n))
+    {
+        Ok(n) => Ok(n),
+        Err(e) => {
+            let _ = db.batch("ROLLBACK");
+            Err(e)
         }
     }
 }

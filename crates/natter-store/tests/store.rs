@@ -163,6 +163,7 @@ async fn a_database_of_the_first_schema_is_migrated_and_keeps_its_accounts() {
     let db = rusqlite::Connection::open(&path).unwrap();
     db.execute_batch(
         "DROP TABLE sessions; DROP TABLE messages_text; DROP TABLE messages; DROP TABLE waiting; \
+         DROP TABLE unindexed; \
          UPDATE natter_schema SET version = 1",
     )
     .unwrap();
@@ -623,4 +624,37 @@ async fn a_full_queue_refuses_messages_at_once_and_a_failed_write_says_so() {
     let r = committed.await.unwrap();
     assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
     store.flush().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_search_index_stays_whole_when_indexed_and_unindexed_messages_are_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("natter.db");
+    let store = open(&Location::Sqlite(path.clone()));
+    let batch = |from: i64| {
+        (from..from + 3)
+            .map(|i| said(i, EVERYONE, "a", "fox"))
+            .collect()
+    };
+    log(&store, batch(1)).await;
+    // A search indexes what is written before it looks.
+    let found = store
+        .search("fox", vec![EVERYONE.into()], None, 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&found), [3, 2, 1]);
+    log(&store, batch(4)).await;
+    // Retention takes indexed and unindexed messages alike.
+    assert_eq!(store.prune(5, None).await, Ok(4));
+    let found = store
+        .search("fox", vec![EVERYONE.into()], None, 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&found), [6, 5]);
+    store.close().await.unwrap();
+    let db = rusqlite::Connection::open(&path).unwrap();
+    db.execute_batch(
+        "INSERT INTO messages_text (messages_text, rank) VALUES ('integrity-check', 1)",
+    )
+    .unwrap();
 }
