@@ -14,7 +14,8 @@ STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT="bench/results/history-$STAMP"
 mkdir -p "$OUT"
 TMP=$(mktemp -d /tmp/natter-history.XXXXXX)
-trap 'kill "$S" 2>/dev/null || true; rm -rf "$TMP"' EXIT
+S=
+trap 'if [ -n "$S" ]; then kill "$S" 2>/dev/null || true; fi; rm -rf "$TMP"' EXIT
 ulimit -n "$(ulimit -Hn)"
 cargo build --release -q -p natter-server -p natter-bench
 for r in $(seq "$ROUNDS"); do
@@ -31,7 +32,7 @@ for r in $(seq "$ROUNDS"); do
         for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
         target/release/natter-bench --json-out "$OUT/runs.jsonl" fanout -c "$C" --senders 10 \
             --window 16 --warmup 1 --duration "$DURATION" -t "127.0.0.1:$PORT" \
-            --label "$mode" --server-pid "$S" 2>&1 >/dev/null | head -2 | sed "s/^/round $r /"
+            --label "$mode" --server-pid "$S" 2>&1 >/dev/null | sed -n "1,2s/^/round $r /p"
         echo "round $r $mode $(curl -s "127.0.0.1:$PORT/metrics" | grep -E '^natter_(history_kept|history_waits|store_commits)' | tr '\n' ' ')"
         kill "$S"; wait "$S" 2>/dev/null || true
     done
