@@ -316,7 +316,7 @@ fn check_command<'a>(raw: &'a [u8], s: &mut Session<'a>) {
                 detail: b(l.name),
             });
         }
-        Command::Logout | Command::Session | Command::Accounts => {}
+        Command::Logout | Command::Session | Command::Accounts | Command::Tags(_) => {}
         Command::History(h) => {
             assert!(h.limit.is_none_or(|l| l > 0));
         }

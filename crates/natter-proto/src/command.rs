@@ -63,6 +63,8 @@ pub enum Command<'a> {
     History(History<'a>),
     /// `SEARCH <words> [IN <target>]`: messages holding every word, newest first.
     Search(Search<'a>),
+    /// `TAGS ON|OFF`: whether events come with their time and message id (see [`crate::tags`]).
+    Tags(bool),
 }
 
 /// Where kept messages were said: Everyone (`*`), a room, or the conversation with a user.
@@ -590,6 +592,17 @@ impl<'a> Command<'a> {
         } else if is("SEARCH") {
             p.command = "SEARCH";
             Command::Search(Search::parse(p)?)
+        } else if is("TAGS") {
+            p.command = "TAGS";
+            let w = p.word("ON or OFF")?;
+            p.finish()?;
+            if w.eq_ignore_ascii_case("ON") {
+                Command::Tags(true)
+            } else if w.eq_ignore_ascii_case("OFF") {
+                Command::Tags(false)
+            } else {
+                return Err(bad_parameter("TAGS takes ON or OFF"));
+            }
         } else if is("KICK") {
             p.command = "KICK";
             let room = p.room()?;
@@ -606,7 +619,7 @@ impl<'a> Command<'a> {
     pub fn verb_allowed_unregistered(verb: &str) -> bool {
         matches!(
             verb,
-            "REGISTER" | "HELP" | "CLOSE" | "PASSWORD" | "LOGIN" | "RESUME"
+            "REGISTER" | "HELP" | "CLOSE" | "PASSWORD" | "LOGIN" | "RESUME" | "TAGS"
         )
     }
 
@@ -641,6 +654,7 @@ impl<'a> Command<'a> {
             Self::Resume(_) => "RESUME",
             Self::History(_) => "HISTORY",
             Self::Search(_) => "SEARCH",
+            Self::Tags(_) => "TAGS",
         }
     }
 

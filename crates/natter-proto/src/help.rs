@@ -128,6 +128,12 @@ pub const ENTRIES: &[Entry] = &[
         summary: "take over your session after a lost connection, with the events missed",
     },
     Entry {
+        verb: "TAGS",
+        usage: "TAGS ON|OFF",
+        summary: "prefix events with @time=<server time>;id=<message id> (kept messages have \
+                  an id), so that live lines and HISTORY can be merged",
+    },
+    Entry {
         verb: "CLOSE",
         usage: "CLOSE",
         summary: "leave and close the connection",

@@ -15,6 +15,7 @@
 //! - [`command`]: a client line parsed into a typed [`Command`], one type per command.
 //! - [`code`]: the stable error codes ([`ErrorCode`]) and disconnect reasons ([`ByeReason`]).
 //! - [`server_line`]: every line the server sends, formatted and parsed ([`ServerLine`]).
+//! - [`tags`]: the `@time=...;id=...` prefix of events for clients that said `TAGS ON`.
 //! - [`help`]: the text of `HELP`, shared with PROTOCOL.md's command table.
 //! - [`irc`]: bounded IRC parsing (over `irc-proto`) and IRC-to-natter text rules.
 
@@ -30,6 +31,7 @@ pub mod room;
 pub mod sasl;
 pub mod server_line;
 pub mod sniff;
+pub mod tags;
 pub mod text;
 
 pub use code::{ByeReason, ErrorCode};

@@ -74,6 +74,9 @@ pub enum Op {
         text: String,
         /// An IRC NOTICE.
         notice: bool,
+        /// The message's id in the log, if it is kept.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<i64>,
     },
     /// A direct message to a user of another node.
     Dm {
@@ -87,6 +90,9 @@ pub enum Op {
         text: String,
         /// An IRC NOTICE.
         notice: bool,
+        /// The message's id in the log, if it is kept.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<i64>,
     },
     /// A message to a room.
     Say {
@@ -98,6 +104,9 @@ pub enum Op {
         text: String,
         /// An IRC NOTICE.
         notice: bool,
+        /// The message's id in the log, if it is kept.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<i64>,
     },
     /// A user joined a room.
     Join {
@@ -223,6 +232,7 @@ mod tests {
             room: "#r".into(),
             text: "hi \"there\"".into(),
             notice: false,
+            id: Some(7),
         };
         let s = serde_json::to_string(&op).unwrap();
         assert_eq!(serde_json::from_str::<Op>(&s).unwrap(), op);

@@ -18,6 +18,8 @@ use std::time::SystemTime;
 pub enum Flavor {
     /// natter's line protocol.
     Native,
+    /// natter's line protocol, each event after its time and message id (`TAGS ON`).
+    Tagged,
     /// IRC, with the capabilities that change how events are written.
     Irc {
         /// Whether the client negotiated `server-time`.
@@ -28,6 +30,8 @@ pub enum Flavor {
         extended_join: bool,
         /// `account-notify`: `ACCOUNT` when someone in a shared channel logs in or out.
         account_notify: bool,
+        /// `message-tags`: kept messages carry their `msgid`.
+        message_tags: bool,
     },
     /// A user on another node of the cluster: its own node delivers to it, so nothing here
     /// renders for it.
@@ -42,10 +46,11 @@ impl Flavor {
             account_tag: false,
             extended_join: false,
             account_notify: false,
+            message_tags: false,
         }
     }
 
-    /// An IRC flavor's capabilities as four bits, to index renderings by.
+    /// An IRC flavor's capabilities as five bits, to index renderings by.
     fn irc_bits(self) -> usize {
         match self {
             Flavor::Irc {
@@ -53,11 +58,13 @@ impl Flavor {
                 account_tag,
                 extended_join,
                 account_notify,
+                message_tags,
             } => {
                 usize::from(time)
                     | usize::from(account_tag) << 1
                     | usize::from(extended_join) << 2
                     | usize::from(account_notify) << 3
+                    | usize::from(message_tags) << 4
             }
             _ => 0,
         }
@@ -69,8 +76,9 @@ const TIME: usize = 1;
 const ACCOUNT_TAG: usize = 2;
 const EXTENDED_JOIN: usize = 4;
 const ACCOUNT_NOTIFY: usize = 8;
+const MSGID: usize = 16;
 /// How many IRC renderings an event or batch may have.
-const IRC_FLAVORS: usize = 16;
+const IRC_FLAVORS: usize = 32;
 
 /// Host part of every IRC source mask: users' addresses are nobody else's business.
 const MASK_HOST: &str = "natter";
@@ -230,11 +238,16 @@ pub struct Lines<'a> {
     event: Event<'a>,
     /// Names for IRC rendering.
     irc: &'a IrcNames,
+    /// The kept message's id in the log, if the event carries one.
+    id: Option<i64>,
     /// The natter line, once rendered.
     native: OnceCell<Option<Bytes>>,
+    /// The natter line after its tags, once rendered.
+    tagged: OnceCell<Option<Bytes>>,
     /// The IRC messages, once rendered, by the capability bits that matter to the event.
     irc_by_caps: [OnceCell<Option<Bytes>>; IRC_FLAVORS],
-    /// When the event happened, taken on first use by a `server-time` rendering.
+    /// When the event happened: a kept message's id says; otherwise taken on first use by a
+    /// rendering that shows it.
     at: OnceCell<SystemTime>,
 }
 
@@ -257,6 +270,8 @@ pub struct Batch<'l, 'a> {
     events: &'l [Lines<'a>],
     /// One buffer per flavor, once rendered (as in [`Lines`]), with where each event ends.
     native: OnceCell<Option<Rendered>>,
+    /// The same for tagged natter lines.
+    tagged: OnceCell<Option<Rendered>>,
     /// The same for each IRC flavor.
     irc_by_caps: [OnceCell<Option<Rendered>>; IRC_FLAVORS],
 }
@@ -270,6 +285,7 @@ impl<'l, 'a> Batch<'l, 'a> {
         Self {
             events,
             native: OnceCell::new(),
+            tagged: OnceCell::new(),
             irc_by_caps: Default::default(),
         }
     }
@@ -279,6 +295,7 @@ impl<'l, 'a> Batch<'l, 'a> {
     pub fn get_with_ends(&self, flavor: Flavor) -> Option<(&Bytes, &[usize])> {
         let cell = match flavor {
             Flavor::Native => &self.native,
+            Flavor::Tagged => &self.tagged,
             Flavor::Irc { .. } => &self.irc_by_caps[flavor.irc_bits()],
             // Users on other nodes get their lines from their own node.
             Flavor::Remote => return None,
@@ -308,43 +325,65 @@ impl Render for Batch<'_, '_> {
 impl<'a> Lines<'a> {
     /// Wraps an event; nothing is rendered yet.
     pub fn new(event: Event<'a>, irc: &'a IrcNames) -> Self {
+        Self::kept(event, irc, None)
+    }
+
+    /// Wraps an event that carries the message the log keeps as `id`, if any.
+    pub fn kept(event: Event<'a>, irc: &'a IrcNames, id: Option<i64>) -> Self {
+        let at = OnceCell::new();
+        if let Some(id) = id {
+            let _ = at.set(time_of(id));
+        }
         Self {
             event,
             irc,
+            id,
             native: OnceCell::new(),
+            tagged: OnceCell::new(),
             irc_by_caps: Default::default(),
-            at: OnceCell::new(),
+            at,
         }
     }
 
     /// The capability bits that change how this event is written for IRC; the others are
     /// masked off, so clients that differ only in them share one rendering.
     fn relevant_bits(&self) -> usize {
-        TIME | match self.event {
-            Event::Message { from, .. } | Event::Dm { from, .. } | Event::Say { from, .. }
-                if from.account =>
-            {
-                ACCOUNT_TAG
+        let msgid = if self.id.is_some() { MSGID } else { 0 };
+        TIME | msgid
+            | match self.event {
+                Event::Message { from, .. } | Event::Dm { from, .. } | Event::Say { from, .. }
+                    if from.account =>
+                {
+                    ACCOUNT_TAG
+                }
+                Event::Online {
+                    in_everyone: true, ..
+                }
+                | Event::EveryoneMembership { joined: true, .. }
+                | Event::Joined { .. } => EXTENDED_JOIN,
+                Event::Account { .. } => ACCOUNT_NOTIFY,
+                _ => 0,
             }
-            Event::Online {
-                in_everyone: true, ..
-            }
-            | Event::EveryoneMembership { joined: true, .. }
-            | Event::Joined { .. } => EXTENDED_JOIN,
-            Event::Account { .. } => ACCOUNT_NOTIFY,
-            _ => 0,
-        }
     }
 
     /// The bytes for a recipient of `flavor`; `None` if such recipients do not see this event.
     pub fn get(&self, flavor: Flavor) -> Option<&Bytes> {
         match flavor {
             Flavor::Native => self.native.get_or_init(|| native(&self.event)),
+            Flavor::Tagged => self.tagged.get_or_init(|| {
+                let line = self.get(Flavor::Native)?;
+                let at = timestamp(*self.at.get_or_init(SystemTime::now));
+                let mut out = bytes::BytesMut::with_capacity(line.len() + 64);
+                natter_proto::tags::write(&mut out, &at, self.id);
+                out.extend_from_slice(line);
+                Some(out.freeze())
+            }),
             Flavor::Irc { .. } => {
                 let bits = flavor.irc_bits() & self.relevant_bits();
                 self.irc_by_caps[bits].get_or_init(|| {
                     let at = (bits & TIME != 0).then(|| *self.at.get_or_init(SystemTime::now));
-                    irc(&self.event, self.irc, at, bits)
+                    let msgid = self.id.filter(|_| bits & MSGID != 0);
+                    irc(&self.event, self.irc, at, msgid, bits)
                 })
             }
             Flavor::Remote => return None,
@@ -431,6 +470,7 @@ fn irc<'e>(
     e: &Event<'e>,
     names: &'e IrcNames,
     at: Option<SystemTime>,
+    msgid: Option<i64>,
     bits: usize,
 ) -> Option<Bytes> {
     let verb = |notice: bool| if notice { "NOTICE" } else { "PRIVMSG" };
@@ -439,6 +479,7 @@ fn irc<'e>(
     let tag = |from: Who<'e>| Tags {
         at,
         account: (bits & ACCOUNT_TAG != 0).then_some(from.name),
+        msgid,
     };
     // extended-join: JOIN <channel> <account or *> :<real name>, the name standing for it.
     let join = |who: Who<'e>, chan: &'e str| -> Vec<&'e str> {
@@ -585,7 +626,15 @@ pub fn irc_message(
     cmd: &str,
     args: &[&str],
 ) -> Bytes {
-    irc_message_tagged(Tags { at, account: None }, source, cmd, args)
+    irc_message_tagged(
+        Tags {
+            at,
+            ..Tags::default()
+        },
+        source,
+        cmd,
+        args,
+    )
 }
 
 /// The message tags natter writes: `server-time`'s and `account-tag`'s.
@@ -595,6 +644,8 @@ pub struct Tags<'a> {
     pub at: Option<SystemTime>,
     /// `account=`, for clients with `account-tag`, when the source is logged in.
     pub account: Option<&'a str>,
+    /// `msgid=`, for clients with `message-tags`, when the message is kept.
+    pub msgid: Option<i64>,
 }
 
 /// [`irc_message`] with any tags.
@@ -603,6 +654,9 @@ pub fn irc_message_tagged(tags: Tags<'_>, source: Option<&str>, cmd: &str, args:
     let mut list = Vec::new();
     if let Some(a) = tags.account {
         list.push(Tag("account".to_owned(), Some(a.to_owned())));
+    }
+    if let Some(id) = tags.msgid {
+        list.push(Tag("msgid".to_owned(), Some(id.to_string())));
     }
     if let Some(t) = tags.at {
         list.push(Tag("time".to_owned(), Some(timestamp(t))));
@@ -623,6 +677,12 @@ fn clean(s: &str) -> String {
     } else {
         s.to_owned()
     }
+}
+
+/// When the message with log id `id` was sent.
+pub fn time_of(id: i64) -> SystemTime {
+    let ms = natter_store::MessageId(id).millis().max(0) as u64;
+    SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(ms)
 }
 
 /// RFC 3339 UTC time with milliseconds, as IRCv3 `server-time` wants it.

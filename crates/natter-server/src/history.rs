@@ -126,9 +126,11 @@ impl History {
         if messages.is_empty() {
             return None;
         }
+        let ids: Vec<i64> = messages.iter().map(|m| m.id).collect();
         let (done, kept) = self.answer(messages.len());
         match self.store.log(messages, waiting.clone(), done) {
             Ok(()) => Some(Keeping {
+                ids,
                 backlog: false,
                 wait: Box::pin(async move { kept.await.unwrap_or(Err(StoreError::Closed)) }),
             }),
@@ -137,6 +139,7 @@ impl History {
                 let (done, kept) = self.answer(messages.len());
                 let store = self.store.clone();
                 Some(Keeping {
+                    ids,
                     backlog: true,
                     wait: Box::pin(async move {
                         store.log_when_room(messages, waiting, done).await?;
@@ -150,6 +153,7 @@ impl History {
                     .failed
                     .fetch_add(messages.len() as u64, Ordering::Relaxed);
                 Some(Keeping {
+                    ids,
                     backlog: false,
                     wait: Box::pin(std::future::ready(Err(e))),
                 })
@@ -200,6 +204,8 @@ pub async fn prune(store: &Store, config: &HistoryConfig) -> Result<u64, StoreEr
 
 /// Messages on their way into the log; ready once they are committed (or have failed).
 pub struct Keeping {
+    /// The messages' ids, in order.
+    pub ids: Vec<i64>,
     /// Whether the store's queue was full, so that the sender must wait for room before it
     /// sends more (a client that is not answered per message waits only then).
     pub backlog: bool,

@@ -33,6 +33,7 @@ const CAPS: &[&str] = &[
     "draft/account-registration",
     "echo-message",
     "extended-join",
+    "message-tags",
     "multi-prefix",
     "sasl",
     "server-time",
@@ -44,6 +45,7 @@ const RENDERING_CAPS: &[&str] = &[
     "account-notify",
     "account-tag",
     "extended-join",
+    "message-tags",
     "server-time",
 ];
 
@@ -91,6 +93,7 @@ const KNOWN: &[&str] = &[
     "LUSERS",
     "VERSION",
     "AUTHENTICATE",
+    "TAGMSG",
 ];
 
 /// Capabilities a client enabled.
@@ -113,6 +116,8 @@ struct Caps {
     /// Asked for `draft/account-registration` (REGISTER works either way, as its
     /// specification says).
     account_registration: bool,
+    /// Message tags: kept messages carry their `msgid`; TAGMSG is accepted.
+    message_tags: bool,
 }
 
 /// The IRC protocol state of one connection.
@@ -439,6 +444,9 @@ impl IrcSession {
                 }
             }
             Command::Raw(verb, _) if verb.eq_ignore_ascii_case("NOTICE") => {}
+            // Client-only tags (typing notices, reactions) are not relayed: natter has
+            // nothing to show them with, and a TAGMSG carries nothing else.
+            Command::Raw(verb, _) if verb.eq_ignore_ascii_case("TAGMSG") => {}
             Command::Raw(verb, args) if verb.eq_ignore_ascii_case("REGISTER") => {
                 self.account_register(&args)
             }
@@ -512,6 +520,9 @@ impl IrcSession {
                 if self.caps.account_registration {
                     on.push("draft/account-registration");
                 }
+                if self.caps.message_tags {
+                    on.push("message-tags");
+                }
                 self.push(self.server_msg("CAP", &[&me, "LIST", &on.join(" ")]));
             }
             CapSubCommand::REQ => {
@@ -532,6 +543,7 @@ impl IrcSession {
                         "extended-join" => caps.extended_join = on,
                         "account-notify" => caps.account_notify = on,
                         "draft/account-registration" => caps.account_registration = on,
+                        "message-tags" => caps.message_tags = on,
                         _ => ok = false,
                     }
                 }
@@ -704,6 +716,7 @@ impl IrcSession {
             account_tag: self.caps.account_tag,
             extended_join: self.caps.extended_join,
             account_notify: self.caps.account_notify,
+            message_tags: self.caps.message_tags,
         }
     }
 

@@ -50,6 +50,8 @@ pub struct Session {
     /// The client holds a resume token (`SESSION`, or it resumed): a lost connection leaves
     /// the session waiting for it rather than leaving.
     resumable: bool,
+    /// Events come after their time and message id (`TAGS ON`).
+    tags: bool,
     /// Unregistered: when the connection started, for the registration deadline.
     /// Registered: when the client last sent a line, for the idle timeout. One field for
     /// both, because every idle client carries it.
@@ -138,6 +140,7 @@ impl Session {
             hub,
             authed: policy.password.is_none(),
             resumable: false,
+            tags: false,
             policy,
             wrong_passwords: 0,
             mark: now,
@@ -282,6 +285,7 @@ impl Session {
             Command::Session => self.session_token(),
             Command::Accounts => self.accounts(),
             Command::Resume(r) => self.resume(r.token),
+            Command::Tags(on) => self.tags(on),
         }
         Flow::Continue
     }
@@ -306,6 +310,24 @@ impl Session {
                 .await
                 .map(Done::LoggedIn)
         });
+    }
+
+    /// How the hub writes this connection's events.
+    fn flavor(&self) -> Flavor {
+        if self.tags {
+            Flavor::Tagged
+        } else {
+            Flavor::Native
+        }
+    }
+
+    /// `TAGS ON|OFF`: events after their time and id, or not, from now on.
+    fn tags(&mut self, on: bool) {
+        self.tags = on;
+        if self.name.is_some() {
+            self.hub.set_flavor(self.id, self.flavor());
+        }
+        self.reply(ok("TAGS", if on { "ON" } else { "OFF" }));
     }
 
     /// `SESSION`: a resume token, and how long a lost connection's session waits for it.
@@ -337,7 +359,7 @@ impl Session {
         let answer = |w: &Welcome<'_>| taken_over("RESUME", w);
         match self
             .hub
-            .resume(self.id, token, &self.outbox, Flavor::Native, &answer)
+            .resume(self.id, token, &self.outbox, self.flavor(), &answer)
         {
             Ok((_, name)) => {
                 info!(peer = %self.peer, user = %name, "resumed");
@@ -544,7 +566,7 @@ impl Session {
                 self.id,
                 &self.outbox,
                 name,
-                Flavor::Native,
+                self.flavor(),
                 None,
                 Some(&answer),
                 login,
@@ -554,7 +576,7 @@ impl Session {
                 self.id,
                 &self.outbox,
                 name,
-                Flavor::Native,
+                self.flavor(),
                 None,
                 Some(&answer),
                 login,
@@ -759,22 +781,36 @@ impl Session {
             self.pending.is_none(),
             "a line was taken while the session waited"
         );
-        let Some(kept) = kept else {
+        let Some(mut kept) = kept else {
             for _ in 0..count {
                 self.reply(answer.clone());
             }
             return;
         };
+        // A client that said TAGS ON learns each kept message's id from its OK.
+        let ids = if self.tags {
+            std::mem::take(&mut kept.ids)
+        } else {
+            Vec::new()
+        };
         let later = Later::new(async move {
             let line = match kept.await {
                 Ok(()) => answer,
-                Err(_) => err(
-                    ErrorCode::StoreUnavailable,
-                    "delivered, but not kept in the history: the store is unavailable",
-                ),
+                Err(_) => {
+                    return err(
+                        ErrorCode::StoreUnavailable,
+                        "delivered, but not kept in the history: the store is unavailable",
+                    )
+                    .repeat(count)
+                    .into();
+                }
             };
-            let mut out = BytesMut::with_capacity(line.len() * count);
-            for _ in 0..count {
+            let mut out = BytesMut::with_capacity((line.len() + 64) * count);
+            for i in 0..count {
+                if let Some(&id) = ids.get(i) {
+                    let at = crate::event::timestamp(crate::event::time_of(id));
+                    natter_proto::tags::write(&mut out, &at, Some(id));
+                }
                 out.extend_from_slice(&line);
             }
             out.freeze()

@@ -540,3 +540,84 @@ async fn an_irc_client_joining_a_channel_gets_its_last_lines_with_their_times() 
         "{next}"
     );
 }
+
+#[tokio::test]
+async fn tags_on_give_every_event_its_time_and_every_kept_message_the_id_history_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::with(sqlite(&dir)).await;
+    // Said before registering, so that no event comes untagged.
+    let mut alice = s.client().await;
+    assert_eq!(alice.ask("TAGS ON").await, "OK TAGS ON");
+    assert_eq!(alice.ask("REGISTER alice").await, "OK REGISTER alice");
+    assert_eq!(
+        answer(&mut alice, &format!("ACCOUNT CREATE {}", common::PW)).await,
+        "OK ACCOUNT CREATE alice"
+    );
+    let mut bob = account_holder(&s, "bob").await;
+    let online = alice.text().await;
+    let (tags, rest) = natter_proto::tags::split(&online);
+    assert_eq!(rest, "ONLINE bob");
+    assert!(tags.time.is_some_and(|t| t.ends_with('Z')), "{online}");
+    assert_eq!(tags.id, None, "presence is not kept: {online}");
+
+    // Everyone, a room and a DM: each live line and each OK carry the id of the kept message.
+    assert_eq!(answer(&mut alice, "JOIN #den").await, "OK JOIN #den 1");
+    assert_eq!(answer(&mut bob, "JOIN #den").await, "OK JOIN #den 2");
+    assert_eq!(answer(&mut bob, "MESSAGE hello").await, "OK MESSAGE 1");
+    assert_eq!(
+        answer(&mut bob, "SAY #den in the den").await,
+        "OK SAY #den 1"
+    );
+    assert_eq!(answer(&mut bob, "DM alice psst").await, "OK DM alice");
+    let mut live = Vec::new();
+    while live.len() < 3 {
+        let l = alice.text().await;
+        let (tags, rest) = natter_proto::tags::split(&l);
+        assert!(tags.time.is_some(), "{l}");
+        if let Some(id) = tags.id {
+            live.push((id, rest.to_owned()));
+        }
+    }
+    assert_eq!(
+        live.iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>(),
+        [
+            "MESSAGE bob hello",
+            "SAY #den bob in the den",
+            "DM bob psst"
+        ]
+    );
+    let (everyone, _) = ask_log(&mut alice, "HISTORY *").await;
+    let (den, _) = ask_log(&mut alice, "HISTORY #den").await;
+    let (dms, _) = ask_log(&mut alice, "HISTORY bob").await;
+    assert_eq!(
+        [everyone[0].id, den[0].id, dms[0].id],
+        [live[0].0, live[1].0, live[2].0]
+    );
+
+    let ok = alice.ask("SAY #den back").await;
+    let (tags, rest) = natter_proto::tags::split(&ok);
+    assert_eq!(rest, "OK SAY #den 1");
+    // bob never asked: his lines are the lab's.
+    assert_eq!(bob.text().await, "SAY #den alice back");
+    let (den, _) = ask_log(&mut bob, "HISTORY #den 1").await;
+    assert_eq!(tags.id, Some(den[0].id), "{ok}");
+
+    // Off again, and a guest's DM, which is not kept, has a time but no id.
+    assert_eq!(alice.ask("TAGS OFF").await, "OK TAGS OFF");
+    assert_eq!(answer(&mut bob, "SAY #den plain").await, "OK SAY #den 1");
+    assert_eq!(alice.text().await, "SAY #den bob plain");
+    assert_eq!(alice.ask("TAGS ON").await, "OK TAGS ON");
+    let mut guest = s.user("guest").await;
+    assert_eq!(answer(&mut guest, "DM alice hi").await, "OK DM alice");
+    loop {
+        let l = alice.text().await;
+        let (tags, rest) = natter_proto::tags::split(&l);
+        if rest == "DM guest hi" {
+            assert!(tags.time.is_some() && tags.id.is_none(), "{l}");
+            break;
+        }
+    }
+    alice
+        .expect_error("TAGS MAYBE", natter_proto::ErrorCode::BadParameter)
+        .await;
+}

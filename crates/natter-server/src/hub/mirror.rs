@@ -5,7 +5,7 @@
 use super::{Hub, Parked, RoomView, State, User};
 use crate::backplane::Op;
 use crate::client_id::{ClientId, GHOST, is_local};
-use crate::event::{Event, Flavor, Who};
+use crate::event::{Event, Flavor, Lines, Who};
 use bytes::Bytes;
 use natter_proto::{name, room as room_name};
 use std::collections::HashSet;
@@ -120,9 +120,14 @@ impl Hub {
                     self.remove_user(st, id, &reason);
                 }
             }
-            Op::Message { c, text, notice } => {
+            Op::Message {
+                c,
+                text,
+                notice,
+                id: log_id,
+            } => {
                 if let Some(id) = self.ghost(node, c) {
-                    let _ = self.broadcast(id, &text, notice);
+                    let _ = self.broadcast_texts(id, std::iter::once(&*text), notice, log_id);
                 }
             }
             Op::Dm {
@@ -130,6 +135,7 @@ impl Hub {
                 to,
                 text,
                 notice,
+                id: log_id,
                 ..
             } => {
                 let st = self.read();
@@ -141,13 +147,17 @@ impl Hub {
                 ) else {
                     return;
                 };
-                let ev = self.lines(Event::Dm {
-                    from: from.who(),
-                    to: &target.name,
-                    text: &text,
-                    notice,
-                    echo: false,
-                });
+                let ev = Lines::kept(
+                    Event::Dm {
+                        from: from.who(),
+                        to: &target.name,
+                        text: &text,
+                        notice,
+                        echo: false,
+                    },
+                    &self.irc,
+                    log_id,
+                );
                 Self::send_to(&st, to, &ev, None);
                 self.stats.routed(1);
             }
@@ -156,9 +166,10 @@ impl Hub {
                 room,
                 text,
                 notice,
+                id: log_id,
             } => {
                 if let Some(id) = self.ghost(node, c) {
-                    let _ = self.say(id, &room, &text, notice);
+                    let _ = self.say_kept(id, &room, &text, notice, log_id);
                 }
             }
             Op::Join { c, room, op } => {

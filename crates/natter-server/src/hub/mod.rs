@@ -686,14 +686,25 @@ impl Hub {
         (targets, me.account.then(|| name::fold(&me.name)))
     }
 
-    /// Hands `texts`, just sent by local user `id` (`from`) to `target`, to the log;
-    /// `waiting` names the offline account they wait for, if any.
+    /// Log ids for `n` messages local user `id` sends now, if the log keeps them (`kept`):
+    /// given before they are delivered, so that every recipient sees the id.
+    fn new_ids(&self, id: ClientId, n: usize, kept: bool) -> Vec<Option<i64>> {
+        match self.history.as_ref().filter(|_| kept && is_local(id)) {
+            Some(h) => (0..n).map(|_| Some(h.next_id())).collect(),
+            None => vec![None; n],
+        }
+    }
+
+    /// Hands `texts`, just sent by local user `id` (`from`) to `target` with `ids` (from
+    /// [`Hub::new_ids`]), to the log; `waiting` names the offline account they wait for,
+    /// if any.
     fn keep(
         &self,
         id: ClientId,
         from: &User,
         target: impl FnOnce() -> String,
         texts: &[&str],
+        ids: &[Option<i64>],
         waiting: Option<String>,
     ) -> Option<Keeping> {
         let h = self.history.as_ref().filter(|_| is_local(id))?;
@@ -701,8 +712,10 @@ impl Hub {
         let account = from.account.then(|| name::fold(&from.name));
         let rows = texts
             .iter()
-            .map(|text| Logged {
-                id: h.next_id(),
+            .zip(ids)
+            .filter_map(|(text, id)| Some((text, (*id)?)))
+            .map(|(text, id)| Logged {
+                id,
                 target: target.clone(),
                 sender: from.name.to_string(),
                 account: account.clone(),
@@ -1394,6 +1407,31 @@ impl Hub {
         true
     }
 
+    /// Makes connection `conn` get its events written as `flavor` from now on.
+    pub fn set_flavor(&self, conn: ClientId, flavor: Flavor) {
+        let mut guard = self.write();
+        let st = &mut *guard;
+        let id = pid(st, conn);
+        let Some(user) = st.users.get_mut(&id) else {
+            return;
+        };
+        match user.links() {
+            Some(links) => {
+                let links: Vec<Link> = links
+                    .iter()
+                    .map(|l| Link {
+                        flavor: if l.id == conn { flavor } else { l.flavor },
+                        ..l.clone()
+                    })
+                    .collect();
+                user.flavor = links[0].flavor;
+                user.set_links(Some(Arc::new(links)));
+            }
+            None => user.flavor = flavor,
+        }
+        Self::relink(st, id);
+    }
+
     /// Copies user `id`'s connections into each of its seats.
     fn relink(st: &mut State, id: ClientId) {
         let State {
@@ -1630,7 +1668,7 @@ impl Hub {
 
     /// Sends `text` from `id` to Everyone but the sender; returns how many got it.
     pub fn broadcast(&self, id: ClientId, text: &str, notice: bool) -> Result<Reached, ErrorCode> {
-        self.broadcast_texts(id, std::iter::once(text), notice)
+        self.broadcast_texts(id, std::iter::once(text), notice, None)
     }
 
     /// Sends several MESSAGEs from `id` to everyone, in order, as one buffer per recipient;
@@ -1640,14 +1678,17 @@ impl Hub {
         id: ClientId,
         texts: impl Iterator<Item = &'t str>,
     ) -> Result<Reached, ErrorCode> {
-        self.broadcast_texts(id, texts, false)
+        self.broadcast_texts(id, texts, false, None)
     }
 
+    /// Sends `texts` from `conn` to Everyone; `given` is the log id another node gave the
+    /// one text of its user.
     fn broadcast_texts<'t>(
         &self,
         conn: ClientId,
         texts: impl Iterator<Item = &'t str>,
         notice: bool,
+        given: Option<i64>,
     ) -> Result<Reached, ErrorCode> {
         let st = self.read();
         let id = pid(&st, conn);
@@ -1656,14 +1697,23 @@ impl Hub {
             return Err(ErrorCode::NotInRoom);
         }
         let texts: Vec<&str> = texts.collect();
+        let ids = match given {
+            Some(_) => vec![given],
+            None => self.new_ids(id, texts.len(), !notice),
+        };
         let events: Vec<Lines<'_>> = texts
             .iter()
-            .map(|text| {
-                self.lines(Event::Message {
-                    from: from.who(),
-                    text,
-                    notice,
-                })
+            .zip(&ids)
+            .map(|(text, &log_id)| {
+                Lines::kept(
+                    Event::Message {
+                        from: from.who(),
+                        text,
+                        notice,
+                    },
+                    &self.irc,
+                    log_id,
+                )
             })
             .collect();
         let sent = match &events[..] {
@@ -1679,12 +1729,13 @@ impl Hub {
             return Ok((n, None));
         }
         if self.relays {
-            for text in &texts {
+            for (text, &log_id) in texts.iter().zip(&ids) {
                 self.backplane.publish(
                     Some(Op::Message {
                         c: id,
                         text: (*text).to_owned(),
                         notice,
+                        id: log_id,
                     }),
                     None,
                 );
@@ -1694,7 +1745,14 @@ impl Hub {
         let kept = if notice || reached == 0 {
             None
         } else {
-            self.keep(id, from, || natter_store::EVERYONE.to_owned(), &texts, None)
+            self.keep(
+                id,
+                from,
+                || natter_store::EVERYONE.to_owned(),
+                &texts,
+                &ids,
+                None,
+            )
         };
         Ok((reached, kept))
     }
@@ -1739,16 +1797,25 @@ impl Hub {
             return Err(ErrorCode::CannotDmSelf);
         }
         let texts: Vec<&str> = texts.collect();
+        // A guest's name may pass to someone else: conversations are kept between accounts
+        // only.
+        let kept = !notice && from.account && target.account;
+        let ids = self.new_ids(id, texts.len(), kept);
         let events: Vec<Lines<'_>> = texts
             .iter()
-            .map(|text| {
-                self.lines(Event::Dm {
-                    from: from.who(),
-                    to: &target.name,
-                    text,
-                    notice,
-                    echo: false,
-                })
+            .zip(&ids)
+            .map(|(text, &log_id)| {
+                Lines::kept(
+                    Event::Dm {
+                        from: from.who(),
+                        to: &target.name,
+                        text,
+                        notice,
+                        echo: false,
+                    },
+                    &self.irc,
+                    log_id,
+                )
             })
             .collect();
         let batch = crate::event::Batch::new(&events);
@@ -1767,14 +1834,18 @@ impl Hub {
         }
         if from.links().is_some() {
             // The sender's other connections see what it sent.
-            for text in &texts {
-                let echo = self.lines(Event::Dm {
-                    from: from.who(),
-                    to: &target.name,
-                    text,
-                    notice,
-                    echo: true,
-                });
+            for (text, &log_id) in texts.iter().zip(&ids) {
+                let echo = Lines::kept(
+                    Event::Dm {
+                        from: from.who(),
+                        to: &target.name,
+                        text,
+                        notice,
+                        echo: true,
+                    },
+                    &self.irc,
+                    log_id,
+                );
                 Self::send_to(&st, id, &echo, Some(conn));
             }
         }
@@ -1786,7 +1857,7 @@ impl Hub {
                 .get(name::fold(to).as_str())
                 .and_then(|t| st.ghost_of.get(t))
         {
-            for text in texts.iter() {
+            for (text, &log_id) in texts.iter().zip(&ids) {
                 self.backplane.publish(
                     Some(Op::Dm {
                         c: id,
@@ -1794,25 +1865,25 @@ impl Hub {
                         to,
                         text: (*text).to_owned(),
                         notice,
+                        id: log_id,
                     }),
                     None,
                 );
             }
         }
         self.stats.routed(events.len());
-        let kept = if notice || !(from.account && target.account) {
-            // A guest's name may pass to someone else: conversations are kept between
-            // accounts only.
-            None
-        } else {
+        let kept = if kept {
             let target_key = name::fold(&target.name);
             self.keep(
                 id,
                 from,
                 || natter_store::dm_target(&name::fold(&from.name), &target_key),
                 &texts,
+                &ids,
                 None,
             )
+        } else {
+            None
         };
         Ok(DmTarget {
             name: target.name.clone(),
@@ -1839,7 +1910,8 @@ impl Hub {
         let key = name::fold(&name);
         let texts: Vec<&str> = texts.collect();
         let target = || natter_store::dm_target(&name::fold(&from.name), &key);
-        let kept = self.keep(id, from, target, &texts, Some(key.clone()));
+        let ids = self.new_ids(id, texts.len(), true);
+        let kept = self.keep(id, from, target, &texts, &ids, Some(key.clone()));
         self.stats.routed(texts.len());
         Ok(DmTarget {
             name: Arc::from(name),
@@ -2215,6 +2287,18 @@ impl Hub {
         text: &str,
         notice: bool,
     ) -> Result<(Arc<str>, Reached), ErrorCode> {
+        self.say_kept(conn, room, text, notice, None)
+    }
+
+    /// [`Hub::say`], `given` being the log id another node gave its user's message.
+    fn say_kept(
+        &self,
+        conn: ClientId,
+        room: &str,
+        text: &str,
+        notice: bool,
+        given: Option<i64>,
+    ) -> Result<(Arc<str>, Reached), ErrorCode> {
         let st = self.read();
         let id = pid(&st, conn);
         let r = st
@@ -2225,12 +2309,20 @@ impl Hub {
             return Err(ErrorCode::NotInRoom);
         }
         let from = st.users.get(&id).ok_or(ErrorCode::NotRegistered)?;
-        let ev = self.lines(Event::Say {
-            room: &r.name,
-            from: from.who(),
-            text,
-            notice,
-        });
+        let ids = match given {
+            Some(_) => vec![given],
+            None => self.new_ids(id, 1, !notice),
+        };
+        let ev = Lines::kept(
+            Event::Say {
+                room: &r.name,
+                from: from.who(),
+                text,
+                notice,
+            },
+            &self.irc,
+            ids[0],
+        );
         let sent = r.members.send(&ev, Some(conn));
         Self::hold_if_congested(conn, from, sent.congested);
         let n = sent.n;
@@ -2245,6 +2337,7 @@ impl Hub {
                     room: r.name.to_string(),
                     text: text.to_owned(),
                     notice,
+                    id: ids[0],
                 }),
                 None,
             );
@@ -2252,7 +2345,7 @@ impl Hub {
         let kept = if notice {
             None
         } else {
-            self.keep(id, from, || room_name::fold(&r.name), &[text], None)
+            self.keep(id, from, || room_name::fold(&r.name), &[text], &ids, None)
         };
         Ok((r.name.clone(), (n + r.members.ghosts, kept)))
     }
@@ -2655,6 +2748,7 @@ mod tests {
                 c: 7,
                 text: "yo".into(),
                 notice: false,
+                id: None,
             },
         );
         assert_eq!(drain(&ann), ["ONLINE bob", "MESSAGE bob yo"]);
