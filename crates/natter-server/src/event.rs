@@ -480,6 +480,7 @@ fn irc<'e>(
         at,
         account: (bits & ACCOUNT_TAG != 0).then_some(from.name),
         msgid,
+        batch: None,
     };
     // extended-join: JOIN <channel> <account or *> :<real name>, the name standing for it.
     let join = |who: Who<'e>, chan: &'e str| -> Vec<&'e str> {
@@ -646,12 +647,17 @@ pub struct Tags<'a> {
     pub account: Option<&'a str>,
     /// `msgid=`, for clients with `message-tags`, when the message is kept.
     pub msgid: Option<i64>,
+    /// `batch=`, for a message inside a batch.
+    pub batch: Option<&'a str>,
 }
 
 /// [`irc_message`] with any tags.
 pub fn irc_message_tagged(tags: Tags<'_>, source: Option<&str>, cmd: &str, args: &[&str]) -> Bytes {
     let command = Command::Raw(cmd.to_owned(), args.iter().map(|a| clean(a)).collect());
     let mut list = Vec::new();
+    if let Some(b) = tags.batch {
+        list.push(Tag("batch".to_owned(), Some(b.to_owned())));
+    }
     if let Some(a) = tags.account {
         list.push(Tag("account".to_owned(), Some(a.to_owned())));
     }

@@ -8,6 +8,7 @@
 //! documentation.
 
 use crate::account::{AccountWait, Done};
+use crate::chathistory::{self, Request};
 use crate::claim::{PendingName, Wait};
 use crate::client_id::ClientId;
 use crate::config::{IrcConfig, Policy};
@@ -30,7 +31,9 @@ use tracing::{debug, info};
 const CAPS: &[&str] = &[
     "account-notify",
     "account-tag",
+    "batch",
     "draft/account-registration",
+    "draft/chathistory",
     "echo-message",
     "extended-join",
     "message-tags",
@@ -94,6 +97,7 @@ const KNOWN: &[&str] = &[
     "VERSION",
     "AUTHENTICATE",
     "TAGMSG",
+    "CHATHISTORY",
 ];
 
 /// Capabilities a client enabled.
@@ -118,6 +122,10 @@ struct Caps {
     account_registration: bool,
     /// Message tags: kept messages carry their `msgid`; TAGMSG is accepted.
     message_tags: bool,
+    /// Batches: history comes wrapped in one.
+    batch: bool,
+    /// `draft/chathistory`: the client asks for history itself, so none is replayed on JOIN.
+    chathistory: bool,
 }
 
 /// The IRC protocol state of one connection.
@@ -450,6 +458,9 @@ impl IrcSession {
             Command::Raw(verb, args) if verb.eq_ignore_ascii_case("REGISTER") => {
                 self.account_register(&args)
             }
+            Command::Raw(verb, args) if verb.eq_ignore_ascii_case("CHATHISTORY") => {
+                self.chathistory(&args)
+            }
             Command::Raw(verb, args) if verb.eq_ignore_ascii_case("VERIFY") => {
                 let account = args.first().map_or("*", |a| a.as_str());
                 self.fail(
@@ -523,6 +534,12 @@ impl IrcSession {
                 if self.caps.message_tags {
                     on.push("message-tags");
                 }
+                if self.caps.batch {
+                    on.push("batch");
+                }
+                if self.caps.chathistory {
+                    on.push("draft/chathistory");
+                }
                 self.push(self.server_msg("CAP", &[&me, "LIST", &on.join(" ")]));
             }
             CapSubCommand::REQ => {
@@ -544,6 +561,8 @@ impl IrcSession {
                         "account-notify" => caps.account_notify = on,
                         "draft/account-registration" => caps.account_registration = on,
                         "message-tags" => caps.message_tags = on,
+                        "batch" => caps.batch = on,
+                        "draft/chathistory" => caps.chathistory = on,
                         _ => ok = false,
                     }
                 }
@@ -1053,6 +1072,7 @@ impl IrcSession {
                     let text = format!("You are now logged in as {account}");
                     self.num(n::RPL_LOGGEDIN, &[&mask, &account, &text]);
                     self.service_notice(&format!("You are now identified for {account}."));
+                    self.deliver_waiting(&account);
                 }
                 self.sasl = None;
             }
@@ -1114,6 +1134,9 @@ impl IrcSession {
                 self.registered = true;
                 // Logged in now means holding the account's name.
                 self.sasl = None;
+                if login {
+                    self.deliver_waiting(&name);
+                }
                 info!(
                     peer = %self.peer, user = %name, protocol = "irc",
                     registered = self.hub.stats().registered(),
@@ -1170,6 +1193,11 @@ impl IrcSession {
             "CHANMODES=,,,".to_owned(),
             "NETWORK=natter".to_owned(),
         ];
+        let mut isupport = isupport.to_vec();
+        if let Some(log) = self.hub.history() {
+            isupport.push(format!("CHATHISTORY={}", log.config().max_limit));
+            isupport.push("MSGREFTYPES=msgid,timestamp".to_owned());
+        }
         let mut args: Vec<&str> = isupport.iter().map(String::as_str).collect();
         args.push("are supported by this server");
         num(n::RPL_ISUPPORT, &args);
@@ -1373,11 +1401,12 @@ impl IrcSession {
             return;
         };
         let n = log.config().irc_replay;
-        if chans.is_empty() || n == 0 {
+        if chans.is_empty() || n == 0 || self.caps.chathistory {
             return;
         }
         let before = log.last_id().saturating_add(1);
         let tagged = self.caps.server_time;
+        let msgids = self.caps.message_tags;
         let later = Later::new(async move {
             let mut out = BytesMut::new();
             for chan in chans {
@@ -1387,22 +1416,138 @@ impl IrcSession {
                     continue;
                 };
                 for m in rows {
-                    let ms = natter_store::MessageId(m.id).millis().max(0) as u64;
-                    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
-                    let source = mask(&m.sender, &m.sender);
-                    let line = if tagged {
-                        irc_message(Some(at), Some(&source), "PRIVMSG", &[&chan, &m.text])
-                    } else {
-                        let stamp = crate::event::timestamp(at);
-                        let text = format!("[{} {} UTC] {}", &stamp[..10], &stamp[11..19], m.text);
-                        irc_message(None, Some(&source), "PRIVMSG", &[&chan, &text])
-                    };
-                    out.extend_from_slice(&line);
+                    out.extend_from_slice(&chathistory::replayed(&m, &chan, tagged, msgids));
                 }
             }
             out.freeze()
         });
         self.pending = Some(Box::new(Wait::Later(later)));
+    }
+
+    /// After logging into `account`: the DMs that waited for it while it was offline, as
+    /// PRIVMSGs with their times, read while the session waits.
+    fn deliver_waiting(&mut self, account: &str) {
+        let Some(log) = self.hub.history().cloned() else {
+            return;
+        };
+        if self.pending.is_some() {
+            return;
+        }
+        let (key, me) = (name::fold(account), account.to_owned());
+        let (tagged, msgids) = (self.caps.server_time, self.caps.message_tags);
+        let later = Later::new(async move {
+            // A store that fails keeps them waiting, for the next login.
+            let rows = log.store().take_waiting(&key).await.unwrap_or_default();
+            let mut out = BytesMut::new();
+            for m in &rows {
+                out.extend_from_slice(&chathistory::replayed(m, &me, tagged, msgids));
+            }
+            out.freeze()
+        });
+        self.pending = Some(Box::new(Wait::Later(later)));
+    }
+
+    /// `CHATHISTORY`: a page of a channel's or a conversation's history, or the targets
+    /// spoken in between two times, in a batch, read while the session waits.
+    fn chathistory(&mut self, args: &[String]) {
+        let sub = args.first().map_or("*", |s| s.as_str()).to_owned();
+        let Some(log) = self.hub.history().cloned() else {
+            self.fail(
+                "CHATHISTORY",
+                "MESSAGE_ERROR",
+                &[&shown(&sub), "*"],
+                "This server keeps no history",
+            );
+            return;
+        };
+        let request = match chathistory::parse(args, log.config().max_limit) {
+            Ok(r) => r,
+            Err(r) => {
+                self.fail("CHATHISTORY", r.code, &[&shown(&r.subcommand)], r.text);
+                return;
+            }
+        };
+        let me = self.me().to_owned();
+        let style = chathistory::Style {
+            server: self.cfg.server_name.clone(),
+            everyone: self.cfg.everyone_channel.clone(),
+            me: me.clone(),
+            batch: self.caps.batch,
+            time: self.caps.server_time,
+            msgid: self.caps.message_tags,
+        };
+        match request {
+            Request::Page { target, ranges } => {
+                let asked = if target.eq_ignore_ascii_case(&self.cfg.everyone_channel) {
+                    natter_proto::command::Target::Everyone
+                } else if target.starts_with('#') {
+                    natter_proto::command::Target::Room(&target)
+                } else {
+                    natter_proto::command::Target::User(&target)
+                };
+                let (key, shown_as) = match self.hub.history_target(self.id, asked) {
+                    Ok((key, _)) if target.starts_with('#') => (key, target.clone()),
+                    Ok(found) => found,
+                    Err((_, text)) => {
+                        self.fail(
+                            "CHATHISTORY",
+                            "INVALID_TARGET",
+                            &[&shown(&sub), &shown(&target)],
+                            &text,
+                        );
+                        return;
+                    }
+                };
+                let later = Later::new(async move {
+                    let mut rows = Vec::new();
+                    for (range, n) in ranges {
+                        match log.store().history(&key, range, n).await {
+                            Ok(page) => rows.extend(page),
+                            Err(_) => return style.failed(&sub, &shown_as),
+                        }
+                    }
+                    style.page(&shown_as, &rows)
+                });
+                self.pending = Some(Box::new(Wait::Later(later)));
+            }
+            Request::Targets {
+                after,
+                before,
+                limit,
+            } => {
+                let (targets, dms) = self.hub.searchable(self.id);
+                let accounts = self.hub.accounts().clone();
+                let later = Later::new(async move {
+                    let keys = targets.iter().map(|(k, _)| k.clone()).collect();
+                    let me_key = dms.clone();
+                    let Ok(found) = log.store().targets(after, before, keys, dms, limit).await
+                    else {
+                        return style.failed("TARGETS", "*");
+                    };
+                    let named: Vec<(String, i64)> = found
+                        .into_iter()
+                        .map(|(key, id)| {
+                            let name = match targets.iter().find(|(k, _)| *k == key) {
+                                Some((_, shown)) if shown == "*" => style.everyone.clone(),
+                                Some((_, shown)) => shown.clone(),
+                                None => {
+                                    let other = key
+                                        .split(' ')
+                                        .filter_map(|p| p.strip_prefix('@'))
+                                        .find(|p| Some(*p) != me_key.as_deref())
+                                        .unwrap_or(&me)
+                                        .to_owned();
+                                    accounts.spelled(&other).unwrap_or(other)
+                                }
+                            };
+                            (name, id)
+                        })
+                        .collect();
+                    style.targets(&named)
+                });
+                self.pending = Some(Box::new(Wait::Later(later)));
+            }
+        }
     }
 
     fn join_everyone(&mut self) {

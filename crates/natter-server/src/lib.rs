@@ -14,7 +14,7 @@
 //! - [`handler`]: the seam between a connection and its protocol, and how a connection ends.
 //! - [`claim`]: a name being claimed across the cluster.
 //! - [`session`], [`irc`]: a native client's and an IRC client's protocol state; they turn
-//!   lines into hub operations and replies.
+//!   lines into hub operations and replies ([`chathistory`] reads IRC's history requests).
 //! - [`admission`]: per-address connection limits.
 //! - [`transport`]: accepting connections, telling their protocols apart, and the one
 //!   connection driver over plain TCP, TLS and WebSocket wires; HTTP and the page.
@@ -26,6 +26,7 @@
 pub mod account;
 pub mod admission;
 pub mod backplane;
+pub mod chathistory;
 pub mod claim;
 pub mod client_id;
 pub mod cluster;

@@ -418,11 +418,7 @@ async fn passwords_never_reach_the_log_even_at_debug() {
     assert!(!log.contains("sekrit"), "{log}");
 }
 
-/// `AUTHENTICATE` data for SASL PLAIN.
-fn plain(account: &str, password: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(format!("\0{account}\0{password}"))
-}
+use common::irc::sasl_plain as plain;
 
 /// An account, created and left, whose name is free of connections.
 async fn offline_account(s: &TestServer, name: &str) {

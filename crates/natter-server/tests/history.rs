@@ -621,3 +621,179 @@ async fn tags_on_give_every_event_its_time_and_every_kept_message_the_id_history
         .expect_error("TAGS MAYBE", natter_proto::ErrorCode::BadParameter)
         .await;
 }
+
+/// The lines of one `chathistory` batch, their batch tags checked and taken off; each with
+/// its msgid.
+async fn batch(irc: &mut Irc, ask: &str) -> Vec<(i64, String)> {
+    irc.send(ask).await;
+    let open = irc.line().await;
+    assert!(
+        open.contains(" BATCH +history chathistory "),
+        "{ask}: {open}"
+    );
+    let mut lines = Vec::new();
+    loop {
+        let l = irc.line().await;
+        if l.ends_with(" BATCH -history") {
+            return lines;
+        }
+        let (tags, rest) = l.split_once(' ').unwrap();
+        assert!(tags.starts_with("@batch=history;msgid="), "{l}");
+        assert!(tags.contains(";time=20"), "{l}");
+        let id = tags["@batch=history;msgid=".len()..]
+            .split(';')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        lines.push((id, rest.to_owned()));
+    }
+}
+
+fn said_texts(lines: &[(i64, String)]) -> Vec<&str> {
+    lines
+        .iter()
+        .map(|(_, l)| l.rsplit_once(" :").unwrap().1)
+        .collect()
+}
+
+#[tokio::test]
+async fn an_irc_client_reads_history_with_chathistory_in_batches_with_msgids() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::with(sqlite(&dir)).await;
+    let mut bob = account_holder(&s, "bob").await;
+    assert_eq!(bob.ask("CLOSE").await, "BYE CLOSED goodbye");
+    let mut alice = account_holder(&s, "alice").await;
+    assert_eq!(answer(&mut alice, "JOIN #den").await, "OK JOIN #den 1");
+    for i in 0..10 {
+        assert_eq!(
+            answer(&mut alice, &format!("SAY #den line {i}")).await,
+            "OK SAY #den 0"
+        );
+    }
+    for i in 1..=2 {
+        assert_eq!(
+            answer(&mut alice, &format!("DM bob while away {i}")).await,
+            "OK DM bob QUEUED"
+        );
+    }
+
+    // bob logs in over IRC: the DMs that waited come after the welcome, with their times.
+    let caps = "batch server-time message-tags draft/chathistory";
+    let mut irc = Irc::logged_in(s.addr, caps, "bob").await;
+    let isupport = irc.skip_to("CHATHISTORY=").await;
+    assert!(isupport.contains("CHATHISTORY=500 "), "{isupport}");
+    for i in 1..=2 {
+        let l = irc.skip_to(" PRIVMSG bob ").await;
+        assert!(l.starts_with("@msgid="), "{l}");
+        assert!(
+            l.ends_with(&format!(":alice!alice@natter PRIVMSG bob :while away {i}")),
+            "{l}"
+        );
+    }
+    // A client with chathistory asks for what it wants: nothing is replayed on JOIN.
+    irc.send("JOIN #den").await;
+    irc.skip_to(" 366 bob #den ").await;
+    irc.quiet().await;
+
+    let latest = batch(&mut irc, "CHATHISTORY LATEST #den * 3").await;
+    assert_eq!(said_texts(&latest), ["line 7", "line 8", "line 9"]);
+    assert!(
+        latest[0]
+            .1
+            .starts_with(":alice!alice@natter PRIVMSG #den :")
+    );
+    let id = |n: usize| -> i64 { latest[n].0 };
+    let before = batch(
+        &mut irc,
+        &format!("CHATHISTORY BEFORE #den msgid={} 2", id(0)),
+    )
+    .await;
+    assert_eq!(said_texts(&before), ["line 5", "line 6"]);
+    let five = before[0].0;
+    let after = batch(&mut irc, &format!("CHATHISTORY AFTER #den msgid={five} 2")).await;
+    assert_eq!(said_texts(&after), ["line 6", "line 7"]);
+    let around = batch(&mut irc, &format!("CHATHISTORY AROUND #den msgid={five} 3")).await;
+    assert_eq!(said_texts(&around), ["line 4", "line 5", "line 6"]);
+    let between = format!("CHATHISTORY BETWEEN #den msgid={five} msgid={} 10", id(1));
+    assert_eq!(
+        said_texts(&batch(&mut irc, &between).await),
+        ["line 6", "line 7"]
+    );
+    let back = format!("CHATHISTORY BETWEEN #den msgid={} msgid={five} 1", id(1));
+    assert_eq!(said_texts(&batch(&mut irc, &back).await), ["line 7"]);
+    // Times as references: the past and the future hold everything.
+    let past = "timestamp=2000-01-01T00:00:00.000Z";
+    let future = "timestamp=2999-01-01T00:00:00.000Z";
+    let all = batch(&mut irc, &format!("CHATHISTORY AFTER #den {past} 100")).await;
+    assert_eq!(all.len(), 10);
+    let last = batch(&mut irc, &format!("CHATHISTORY BEFORE #den {future} 1")).await;
+    assert_eq!(said_texts(&last), ["line 9"]);
+    // The conversation, as the client would have seen it.
+    let dms = batch(&mut irc, "CHATHISTORY LATEST alice * 10").await;
+    assert_eq!(
+        dms.iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>(),
+        [
+            ":alice!alice@natter PRIVMSG bob :while away 1",
+            ":alice!alice@natter PRIVMSG bob :while away 2"
+        ]
+    );
+
+    // TARGETS: the conversation (newest), then the room; Everyone was silent.
+    irc.send(&format!("CHATHISTORY TARGETS {past} {future} 10"))
+        .await;
+    assert!(
+        irc.line()
+            .await
+            .ends_with(" BATCH +history draft/chathistory-targets")
+    );
+    let t1 = irc.line().await;
+    let t2 = irc.line().await;
+    assert!(
+        t1.contains(" CHATHISTORY TARGETS alice timestamp=20"),
+        "{t1}"
+    );
+    assert!(
+        t2.contains(" CHATHISTORY TARGETS #den timestamp=20"),
+        "{t2}"
+    );
+    assert!(t1.starts_with("@batch=history "), "{t1}");
+    assert!(irc.line().await.ends_with(" BATCH -history"));
+
+    // What may not be read, and what is not a request.
+    for (ask, fail) in [
+        (
+            "CHATHISTORY LATEST #elsewhere * 10",
+            "FAIL CHATHISTORY INVALID_TARGET LATEST #elsewhere",
+        ),
+        (
+            "CHATHISTORY LATEST carol * 10",
+            "FAIL CHATHISTORY INVALID_TARGET LATEST carol",
+        ),
+        (
+            "CHATHISTORY LATEST #den x 10",
+            "FAIL CHATHISTORY INVALID_PARAMS LATEST",
+        ),
+        (
+            "CHATHISTORY BEFORE #den msgid=1 0",
+            "FAIL CHATHISTORY INVALID_PARAMS BEFORE",
+        ),
+        (
+            "CHATHISTORY SOON #den * 10",
+            "FAIL CHATHISTORY UNKNOWN_COMMAND SOON",
+        ),
+    ] {
+        irc.send(ask).await;
+        let l = irc.line().await;
+        assert!(l.contains(fail), "{ask}: {l}");
+    }
+
+    // Live messages carry the msgid that history shows.
+    assert_eq!(answer(&mut alice, "SAY #den live").await, "OK SAY #den 1");
+    let live = irc.skip_to(" PRIVMSG #den live").await;
+    let newest = batch(&mut irc, "CHATHISTORY LATEST #den * 1").await;
+    assert!(
+        live.starts_with(&format!("@msgid={};time=", newest[0].0)),
+        "{live} vs {newest:?}"
+    );
+}

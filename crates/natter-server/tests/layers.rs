@@ -22,6 +22,7 @@ const LAYERS: &[&[&str]] = &[
         "shape",
         "account",
         "history",
+        "chathistory",
     ],
     &["backplane"],
     &["hub::audience", "hub", "hub::linger", "hub::mirror"],

@@ -85,6 +85,16 @@ pub(crate) trait Backend: Send {
         dms: Option<&str>,
         limit: u32,
     ) -> Result<Vec<Logged>, StoreError>;
+    /// The targets among `targets`, and the conversations of the account `dms`, with
+    /// messages whose ids are strictly between `after` and `before`, each with the newest
+    /// such id; in no order.
+    fn targets(
+        &mut self,
+        after: i64,
+        before: i64,
+        targets: &[String],
+        dms: Option<&str>,
+    ) -> Result<Vec<(String, i64)>, StoreError>;
     /// Deletes messages with ids below `before`, and all but the newest `keep` of each
     /// target; how many went.
     fn prune(&mut self, before: i64, keep: Option<u32>) -> Result<u64, StoreError>;

@@ -39,6 +39,33 @@ pub enum Range {
     Before(i64),
     /// The oldest of those newer than this id.
     After(i64),
+    /// Of those with ids strictly between `after` and `before`, the newest (or else the
+    /// oldest).
+    Within {
+        /// The ids are above this.
+        after: i64,
+        /// The ids are below this.
+        before: i64,
+        /// The newest of them are taken, rather than the oldest.
+        newest: bool,
+    },
+}
+
+impl Range {
+    /// The ids the range allows, exclusive at both ends, and whether the newest of them are
+    /// taken (else the oldest).
+    pub fn bounds(self) -> (i64, i64, bool) {
+        match self {
+            Range::Latest => (-1, i64::MAX, true),
+            Range::Before(id) => (-1, id, true),
+            Range::After(id) => (id, i64::MAX, false),
+            Range::Within {
+                after,
+                before,
+                newest,
+            } => (after, before, newest),
+        }
+    }
 }
 
 /// A message id: the millisecond it was sent (since the Unix epoch), then a sequence number
@@ -65,9 +92,15 @@ impl MessageId {
         self.0 >> (Self::SEQ_BITS + Self::NODE_BITS)
     }
 
-    /// The first id of millisecond `ms`, for asking by time.
+    /// The first id of millisecond `ms`, for asking by time; a time beyond what ids can
+    /// hold (the year 2109) is after every id, one before it before every id.
     pub fn at(ms: i64) -> MessageId {
-        MessageId::new(ms, 0, 0)
+        const LAST_MS: i64 = i64::MAX >> (MessageId::SEQ_BITS + MessageId::NODE_BITS);
+        if ms > LAST_MS {
+            MessageId(i64::MAX)
+        } else {
+            MessageId::new(ms.max(0), 0, 0)
+        }
     }
 }
 

@@ -191,28 +191,19 @@ impl Backend for Postgres {
         range: Range,
         limit: u32,
     ) -> Result<Vec<Logged>, StoreError> {
-        let (sql, bound) = match range {
-            Range::Latest => (
-                "SELECT id, target, sender, account, text FROM messages \
-                 WHERE target = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
-                i64::MAX,
-            ),
-            Range::Before(id) => (
-                "SELECT id, target, sender, account, text FROM messages \
-                 WHERE target = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
-                id,
-            ),
-            Range::After(id) => (
-                "SELECT id, target, sender, account, text FROM messages \
-                 WHERE target = $1 AND id > $2 ORDER BY id ASC LIMIT $3",
-                id,
-            ),
+        let (after, before, newest) = range.bounds();
+        let sql = if newest {
+            "SELECT id, target, sender, account, text FROM messages \
+             WHERE target = $1 AND id > $2 AND id < $3 ORDER BY id DESC LIMIT $4"
+        } else {
+            "SELECT id, target, sender, account, text FROM messages \
+             WHERE target = $1 AND id > $2 AND id < $3 ORDER BY id ASC LIMIT $4"
         };
         let rows = self
             .client
-            .query(sql, &[&target, &bound, &i64::from(limit)])?;
+            .query(sql, &[&target, &after, &before, &i64::from(limit)])?;
         let mut page: Vec<Logged> = rows.iter().map(row).collect();
-        if !matches!(range, Range::After(_)) {
+        if newest {
             page.reverse();
         }
         Ok(page)
@@ -238,6 +229,36 @@ impl Backend for Postgres {
             &[&words, &targets, &dms, &i64::from(limit)],
         )?;
         Ok(rows.iter().map(row).collect())
+    }
+
+    fn targets(
+        &mut self,
+        after: i64,
+        before: i64,
+        targets: &[String],
+        dms: Option<&str>,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut found = Vec::new();
+        for t in targets {
+            let row = self.client.query_one(
+                "SELECT MAX(id) FROM messages WHERE target = $1 AND id > $2 AND id < $3",
+                &[t, &after, &before],
+            )?;
+            if let Some(id) = row.get::<_, Option<i64>>(0) {
+                found.push((t.clone(), id));
+            }
+        }
+        if let Some(key) = dms {
+            // Conversations' targets start with '@': the index's range of them, no more.
+            let rows = self.client.query(
+                "SELECT target, MAX(id) FROM messages WHERE target >= '@' AND target < 'A' \
+                 AND id > $1 AND id < $2 \
+                 AND strpos(' ' || target || ' ', ' @' || $3::TEXT || ' ') > 0 GROUP BY target",
+                &[&after, &before, &key],
+            )?;
+            found.extend(rows.iter().map(|r| (r.get(0), r.get(1))));
+        }
+        Ok(found)
     }
 
     fn prune(&mut self, before: i64, keep: Option<u32>) -> Result<u64, StoreError> {

@@ -235,27 +235,18 @@ impl Backend for Sqlite {
         range: Range,
         limit: u32,
     ) -> Result<Vec<Logged>, StoreError> {
-        let (sql, bound) = match range {
-            Range::Latest => (
-                "SELECT id, target, sender, account, text FROM messages \
-                 WHERE target = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
-                i64::MAX,
-            ),
-            Range::Before(id) => (
-                "SELECT id, target, sender, account, text FROM messages \
-                 WHERE target = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
-                id,
-            ),
-            Range::After(id) => (
-                "SELECT id, target, sender, account, text FROM messages \
-                 WHERE target = ?1 AND id > ?2 ORDER BY id ASC LIMIT ?3",
-                id,
-            ),
+        let (after, before, newest) = range.bounds();
+        let sql = if newest {
+            "SELECT id, target, sender, account, text FROM messages \
+             WHERE target = ?1 AND id > ?2 AND id < ?3 ORDER BY id DESC LIMIT ?4"
+        } else {
+            "SELECT id, target, sender, account, text FROM messages \
+             WHERE target = ?1 AND id > ?2 AND id < ?3 ORDER BY id ASC LIMIT ?4"
         };
         let mut stmt = self.conn.prepare_cached(sql)?;
-        let rows = stmt.query_map(params![target, bound, limit], row)?;
+        let rows = stmt.query_map(params![target, after, before, limit], row)?;
         let mut page = rows.collect::<Result<Vec<_>, _>>()?;
-        if !matches!(range, Range::After(_)) {
+        if newest {
             page.reverse();
         }
         Ok(page)
@@ -290,6 +281,41 @@ impl Backend for Sqlite {
                 targets.contains(&m.target) || dms.is_some_and(|key| dm_includes(&m.target, key));
             if visible {
                 found.push(m);
+            }
+        }
+        Ok(found)
+    }
+
+    fn targets(
+        &mut self,
+        after: i64,
+        before: i64,
+        targets: &[String],
+        dms: Option<&str>,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut found = Vec::new();
+        {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT MAX(id) FROM messages WHERE target = ?1 AND id > ?2 AND id < ?3",
+            )?;
+            for t in targets {
+                if let Some(id) = stmt.query_row(params![t, after, before], |r| r.get(0))? {
+                    found.push((t.clone(), id));
+                }
+            }
+        }
+        if let Some(key) = dms {
+            // Conversations' targets start with '@': the index's range of them, no more.
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT target, MAX(id) FROM messages WHERE target >= '@' AND target < 'A' \
+                 AND id > ?1 AND id < ?2 GROUP BY target",
+            )?;
+            let rows = stmt.query_map(params![after, before], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            for r in rows {
+                let (t, id): (String, i64) = r?;
+                if dm_includes(&t, key) {
+                    found.push((t, id));
+                }
             }
         }
         Ok(found)

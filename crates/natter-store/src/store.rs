@@ -300,6 +300,26 @@ impl Store {
             .await
     }
 
+    /// The targets among `targets`, and the conversations of the account `dms`, with
+    /// messages whose ids are strictly between `after` and `before`, each with the newest
+    /// such id, newest first, at most `limit`.
+    pub async fn targets(
+        &self,
+        after: i64,
+        before: i64,
+        targets: Vec<String>,
+        dms: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        self.request(move |db| {
+            let mut found = db.targets(after, before, &targets, dms.as_deref())?;
+            found.sort_by_key(|t| std::cmp::Reverse(t.1));
+            found.truncate(limit as usize);
+            Ok(found)
+        })
+        .await
+    }
+
     /// Deletes messages with ids below `before` (see [`crate::MessageId::at`]) and all but
     /// the newest `keep` of each target; how many went.
     pub async fn prune(&self, before: i64, keep: Option<u32>) -> Result<u64, StoreError> {

@@ -407,6 +407,57 @@ async fn history_pages_back_and_forth_in_order_without_gaps_on_every_backend() {
                 .unwrap()
                 .is_empty()
         );
+        // Between two ids, from either end.
+        let within = |after, before, newest| Range::Within {
+            after,
+            before,
+            newest,
+        };
+        let oldest = store.history("#rust", within(10, 30, false), 3).await;
+        assert_eq!(ids(&oldest.unwrap()), [11, 13, 15], "{location}");
+        let newest = store.history("#rust", within(10, 30, true), 3).await;
+        assert_eq!(ids(&newest.unwrap()), [25, 27, 29], "{location}");
+
+        // Which targets were spoken in between two ids, newest first, as far as one may see.
+        log(
+            &store,
+            vec![
+                said(300, "@alice @bob", "alice", "hi"),
+                said(301, "@bob @carol", "bob", "yo"),
+                said(302, "#rust", "alice", "late"),
+            ],
+        )
+        .await;
+        let seen = |after, dms: Option<&str>| {
+            let store = store.clone();
+            let dms = dms.map(str::to_owned);
+            async move {
+                store
+                    .targets(
+                        after,
+                        i64::MAX,
+                        vec![EVERYONE.to_owned(), "#rust".to_owned(), "#go".to_owned()],
+                        dms,
+                        10,
+                    )
+                    .await
+                    .unwrap()
+            }
+        };
+        let t = |v: &[(&str, i64)]| -> Vec<(String, i64)> {
+            v.iter().map(|(s, i)| (s.to_string(), *i)).collect()
+        };
+        assert_eq!(
+            seen(0, Some("alice")).await,
+            t(&[("#rust", 302), ("@alice @bob", 300), (EVERYONE, 250)]),
+            "{location}"
+        );
+        assert_eq!(
+            seen(250, Some("carol")).await,
+            t(&[("#rust", 302), ("@bob @carol", 301)]),
+            "{location}"
+        );
+        assert_eq!(seen(302, None).await, t(&[]), "{location}");
     }
 }
 

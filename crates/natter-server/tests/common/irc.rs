@@ -5,6 +5,12 @@ use super::within;
 use natter_conn::{LineReader, LineWriter};
 use std::net::SocketAddr;
 
+/// `AUTHENTICATE` data for SASL PLAIN.
+pub fn sasl_plain(account: &str, password: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("\0{account}\0{password}"))
+}
+
 /// A raw IRC connection.
 pub struct Irc {
     pub r: LineReader<Rd>,
@@ -21,6 +27,25 @@ impl Irc {
     pub async fn connect_over(t: Transport, addr: SocketAddr) -> Self {
         let (r, w) = wire::halves(wire::open(t, wire::LOCAL, addr).await);
         Self { r, w }
+    }
+
+    /// Connects with the capabilities `caps` (and `sasl`), logs into `account` with SASL
+    /// PLAIN and registers, skipping the welcome burst up to 001.
+    pub async fn logged_in(addr: SocketAddr, caps: &str, account: &str) -> Self {
+        let mut irc = Self::connect(addr).await;
+        irc.send("CAP LS 302").await;
+        irc.send(&format!("CAP REQ :sasl {caps}")).await;
+        irc.skip_to(" ACK ").await;
+        irc.send(&format!("NICK {account}")).await;
+        irc.send(&format!("USER {account} 0 * :{account}")).await;
+        irc.send("AUTHENTICATE PLAIN").await;
+        irc.skip_to("AUTHENTICATE +").await;
+        irc.send(&format!("AUTHENTICATE {}", sasl_plain(account, super::PW)))
+            .await;
+        irc.skip_to(" 903 ").await;
+        irc.send("CAP END").await;
+        irc.skip_to(" 001 ").await;
+        irc
     }
 
     /// Connects and registers as `nick`, skipping the welcome burst up to the everyone
