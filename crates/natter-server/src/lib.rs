@@ -36,6 +36,7 @@ pub mod handler;
 pub mod history;
 pub mod hub;
 pub mod irc;
+pub mod kept;
 pub mod outbox;
 pub mod server;
 pub mod session;

@@ -48,6 +48,7 @@ pub async fn run_all(
     let Opened {
         accounts,
         kept,
+        rooms,
         node,
         last_id,
     } = open_store(&config.store, config.cluster.is_none(), &config.history).await?;
@@ -89,7 +90,12 @@ pub async fn run_all(
         }
         None => None,
     };
+    hub = hub.with_keeper(crate::kept::Keeper::start(store.clone()));
     let hub = Arc::new(hub);
+    let n = hub.restore_rooms(rooms);
+    if n > 0 {
+        info!(rooms = n, "rooms that stay are back");
+    }
     if !kept.is_empty() {
         // Sessions the last server kept wait for their clients again (a cluster's nodes
         // share one database, so they keep none).
@@ -196,6 +202,13 @@ pub async fn run_all(
             }
         }
     }
+    if let Some(keeper) = shared.hub.keeper()
+        && tokio::time::timeout(Duration::from_secs(5), keeper.flush())
+            .await
+            .is_err()
+    {
+        warn!("the rooms' last changes were not kept in time");
+    }
     match tokio::time::timeout(Duration::from_secs(5), shared.store.close()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => warn!(error = %e, "the store's last writes failed"),
@@ -236,12 +249,14 @@ async fn open_store(
                 Ok(n) => info!(messages = n, "messages past their retention deleted"),
                 Err(e) => warn!(error = %e, "retention could not run"),
             }
+            let rooms = crate::kept::load(&store).await.map_err(unreadable)?;
             let node = store.node_number().await.map_err(unreadable)?;
             let last_id = store.last_message_id().await.map_err(unreadable)?;
             let accounts = Accounts::load(store).await.map_err(unreadable)?;
             Ok::<_, io::Error>(Opened {
                 accounts,
                 kept,
+                rooms,
                 node,
                 last_id,
             })
@@ -263,6 +278,8 @@ struct Opened {
     accounts: Accounts,
     /// The sessions the last server kept.
     kept: Vec<(String, String, i64)>,
+    /// The rooms that stay.
+    rooms: Vec<crate::kept::KeptRoom>,
     /// This server's number among those sharing the store, for message ids.
     node: u16,
     /// The newest message id kept, which new ids follow.

@@ -6,7 +6,7 @@ mod common;
 
 use common::binary::Binary;
 use common::irc::Irc;
-use common::{ClientExt, TestServer, account_holder, answer, test_config, within};
+use common::{ClientExt, TestServer, account_holder, answer, within};
 use natter_conn::Client;
 use natter_proto::ServerLine;
 use natter_store::Location;
@@ -53,11 +53,7 @@ fn texts(seen: &[Seen]) -> Vec<&str> {
     seen.iter().map(|s| s.text.as_str()).collect()
 }
 
-fn sqlite(dir: &tempfile::TempDir) -> natter_server::Config {
-    let mut c = test_config();
-    c.store = Location::Sqlite(dir.path().join("natter.db"));
-    c
-}
+use common::on_sqlite as sqlite;
 
 #[tokio::test]
 async fn history_survives_a_restart_and_pages_both_ways_without_gaps_or_repeats() {
@@ -121,12 +117,12 @@ async fn history_survives_a_restart_and_pages_both_ways_without_gaps_or_repeats(
     }
     assert_eq!(forward, back);
 
-    // A room's history is its members': carol must join first.
+    // A room's history is its members': carol must join first. (alice's room stayed.)
     let (_, refused) = ask_log(&mut carol, "HISTORY #rust").await;
     assert!(refused.starts_with("ERROR NO_HISTORY "), "{refused}");
-    assert_eq!(answer(&mut carol, "JOIN #rust").await, "OK JOIN #rust 1");
+    assert_eq!(answer(&mut carol, "JOIN #rust").await, "OK JOIN #Rust 1");
     let (room, ok) = ask_log(&mut carol, "HISTORY #rust").await;
-    assert_eq!(ok, "OK HISTORY #rust 2");
+    assert_eq!(ok, "OK HISTORY #Rust 2");
     assert_eq!(texts(&room), ["in the room", "from irc"]);
     assert_eq!(
         room.iter().map(|m| m.from.as_str()).collect::<Vec<_>>(),

@@ -23,6 +23,7 @@ const LAYERS: &[&[&str]] = &[
         "account",
         "history",
         "chathistory",
+        "kept",
     ],
     &["backplane"],
     &["hub::audience", "hub", "hub::linger", "hub::mirror"],

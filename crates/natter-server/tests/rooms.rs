@@ -347,3 +347,66 @@ async fn five_hundred_members_receive_one_say_exactly_once() {
     assert_eq!(keep.len(), N);
     outsider.expect_quiet().await;
 }
+
+#[tokio::test]
+async fn a_room_an_account_operates_stays_while_empty_and_across_a_restart() {
+    use common::{account_holder, answer, on_sqlite};
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = TestServer::with(on_sqlite(&dir)).await;
+    let mut alice = account_holder(&s, "alice").await;
+    let mut guest = s.user("guest").await;
+    assert_eq!(answer(&mut alice, "JOIN #Kept").await, "OK JOIN #Kept 1");
+    assert_eq!(
+        answer(&mut alice, "TOPIC #Kept what stays").await,
+        "OK TOPIC #Kept"
+    );
+    assert_eq!(answer(&mut alice, "PART #Kept").await, "OK PART #Kept");
+    // A guest's room goes with its last member, as ever.
+    assert_eq!(answer(&mut guest, "JOIN #temp").await, "OK JOIN #temp 1");
+    assert_eq!(answer(&mut guest, "PART #temp").await, "OK PART #temp");
+    assert_eq!(guest.ask("ROOMS").await, "ROOM #Kept 0 what stays");
+    assert_eq!(guest.text().await, "OK ROOMS 1");
+    // Its operators are its accounts: a guest who comes first is no operator.
+    assert_eq!(guest.ask("JOIN #kept").await, "MEMBER #Kept guest");
+    assert_eq!(guest.text().await, "TOPIC #Kept alice what stays");
+    assert_eq!(guest.text().await, "OK JOIN #Kept 1");
+    guest
+        .expect_error("TOPIC #kept mine now", NotOperator)
+        .await;
+    // ... and nobody takes over when they leave.
+    assert_eq!(answer(&mut guest, "PART #kept").await, "OK PART #Kept");
+    assert_eq!(answer(&mut guest, "JOIN #kept").await, "OK JOIN #Kept 1");
+    guest
+        .expect_error("TOPIC #kept mine now", NotOperator)
+        .await;
+    assert_eq!(answer(&mut alice, "JOIN #kept").await, "OK JOIN #Kept 2");
+    assert_eq!(guest.text().await, "JOINED #Kept alice");
+    assert_eq!(guest.ask("WHO #kept").await, "MEMBER #Kept @alice");
+
+    // A restart: the room is there, empty, with its topic and its operator.
+    s.stop().await;
+    let s = TestServer::with(on_sqlite(&dir)).await;
+    let mut c = s.user("carol").await;
+    assert_eq!(c.ask("ROOMS").await, "ROOM #Kept 0 what stays");
+    assert_eq!(c.text().await, "OK ROOMS 1");
+    assert_eq!(answer(&mut c, "JOIN #kept").await, "OK JOIN #Kept 1");
+    let mut alice = s.client().await;
+    assert_eq!(
+        answer(&mut alice, &format!("LOGIN alice {}", common::PW)).await,
+        "OK LOGIN alice"
+    );
+    assert_eq!(answer(&mut alice, "JOIN #kept").await, "OK JOIN #Kept 2");
+    assert_eq!(
+        answer(&mut alice, "TOPIC #kept changed").await,
+        "OK TOPIC #Kept"
+    );
+
+    // Without an account to operate it, the room no longer stays.
+    assert_eq!(
+        answer(&mut alice, &format!("ACCOUNT DELETE {}", common::PW)).await,
+        "OK ACCOUNT DELETE alice"
+    );
+    assert_eq!(answer(&mut alice, "PART #kept").await, "OK PART #Kept");
+    assert_eq!(answer(&mut c, "PART #kept").await, "OK PART #Kept");
+    assert_eq!(c.ask("ROOMS").await, "OK ROOMS 0");
+}

@@ -49,6 +49,10 @@ pub(crate) trait Backend: Send {
     fn save_sessions(&mut self, sessions: &[(String, String)], now: i64) -> Result<(), StoreError>;
     /// The kept sessions' (key, state, saved) rows, deleting them.
     fn take_sessions(&mut self) -> Result<Vec<(String, String, i64)>, StoreError>;
+    /// Keeps a room's state under its key, or forgets the room (`None`).
+    fn put_room(&mut self, key: &str, state: Option<&str>) -> Result<(), StoreError>;
+    /// Every kept room's (key, state).
+    fn rooms(&mut self) -> Result<Vec<(String, String)>, StoreError>;
 
     /// A number for this server among those sharing the database, for its message ids:
     /// a server alone on its database is number 0.

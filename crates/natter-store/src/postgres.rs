@@ -138,6 +138,27 @@ impl Backend for Postgres {
         Ok(())
     }
 
+    fn put_room(&mut self, key: &str, state: Option<&str>) -> Result<(), StoreError> {
+        match state {
+            Some(state) => self.client.execute(
+                "INSERT INTO rooms (key, state) VALUES ($1, $2) \
+                 ON CONFLICT (key) DO UPDATE SET state = excluded.state",
+                &[&key, &state],
+            )?,
+            None => self
+                .client
+                .execute("DELETE FROM rooms WHERE key = $1", &[&key])?,
+        };
+        Ok(())
+    }
+
+    fn rooms(&mut self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = self
+            .client
+            .query("SELECT key, state FROM rooms ORDER BY key", &[])?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     fn take_sessions(&mut self) -> Result<Vec<(String, String, i64)>, StoreError> {
         let rows = self
             .client

@@ -129,6 +129,23 @@ const MIGRATIONS: &[Migration] = &[
         );
     ",
     },
+    Migration {
+        version: 5,
+        // Rooms that stay while empty and across restarts (those with an account among
+        // their operators): one row per room, its state as JSON (the server's business).
+        sqlite: "
+        CREATE TABLE rooms (
+            key TEXT PRIMARY KEY,
+            state TEXT NOT NULL
+        );
+    ",
+        postgres: "
+        CREATE TABLE rooms (
+            key TEXT PRIMARY KEY,
+            state TEXT NOT NULL
+        );
+    ",
+    },
 ];
 
 /// The newest schema this build knows.

@@ -169,6 +169,28 @@ impl Backend for Sqlite {
         Ok(())
     }
 
+    fn put_room(&mut self, key: &str, state: Option<&str>) -> Result<(), StoreError> {
+        match state {
+            Some(state) => self.conn.execute(
+                "INSERT INTO rooms (key, state) VALUES (?1, ?2) \
+                 ON CONFLICT (key) DO UPDATE SET state = excluded.state",
+                params![key, state],
+            )?,
+            None => self
+                .conn
+                .execute("DELETE FROM rooms WHERE key = ?1", [key])?,
+        };
+        Ok(())
+    }
+
+    fn rooms(&mut self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT key, state FROM rooms ORDER BY key")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
     fn take_sessions(&mut self) -> Result<Vec<(String, String, i64)>, StoreError> {
         let rows = {
             let mut stmt = self

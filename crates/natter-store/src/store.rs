@@ -193,6 +193,17 @@ impl Store {
         self.request(move |db| db.token_account(&token, now)).await
     }
 
+    /// Keeps a room's state (the server's description) under its key, or forgets the room.
+    pub async fn put_room(&self, key: String, state: Option<String>) -> Result<(), StoreError> {
+        self.request(move |db| db.put_room(&key, state.as_deref()))
+            .await
+    }
+
+    /// Every kept room's (key, state).
+    pub async fn rooms(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.request(|db| db.rooms()).await
+    }
+
     /// Keeps these sessions (a key and the server's description of each) for the next
     /// start, in place of any kept before.
     pub async fn save_sessions(

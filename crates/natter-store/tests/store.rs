@@ -107,6 +107,42 @@ async fn sessions_are_kept_once_and_taken_once_on_every_backend() {
 }
 
 #[tokio::test]
+async fn rooms_are_kept_changed_and_forgotten_on_every_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    for location in every_backend(&dir) {
+        let store = open(&location);
+        assert_eq!(store.rooms().await.unwrap(), [], "{location}");
+        let put = |key: &str, state: Option<&str>| {
+            store.put_room(key.to_owned(), state.map(str::to_owned))
+        };
+        put("#rust", Some("one")).await.unwrap();
+        put("#go", Some("two")).await.unwrap();
+        put("#rust", Some("three")).await.unwrap();
+        put("#none", None).await.unwrap();
+        assert_eq!(
+            store.rooms().await.unwrap(),
+            [
+                ("#go".to_owned(), "two".to_owned()),
+                ("#rust".to_owned(), "three".to_owned())
+            ],
+            "{location}"
+        );
+        put("#go", None).await.unwrap();
+        if matches!(location, Location::Memory) {
+            continue;
+        }
+        store.close().await.unwrap();
+        drop(store);
+        let store = reopen(&location).await;
+        assert_eq!(
+            store.rooms().await.unwrap(),
+            [("#rust".to_owned(), "three".to_owned())],
+            "{location}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_sqlite_file_keeps_its_accounts_and_is_in_wal_mode() {
     let dir = tempfile::tempdir().unwrap();
     let location = Location::Sqlite(dir.path().join("sub/dir/natter.db"));
@@ -163,7 +199,7 @@ async fn a_database_of_the_first_schema_is_migrated_and_keeps_its_accounts() {
     let db = rusqlite::Connection::open(&path).unwrap();
     db.execute_batch(
         "DROP TABLE sessions; DROP TABLE messages_text; DROP TABLE messages; DROP TABLE waiting; \
-         DROP TABLE unindexed; \
+         DROP TABLE unindexed; DROP TABLE rooms; \
          UPDATE natter_schema SET version = 1",
     )
     .unwrap();

@@ -348,6 +348,7 @@ impl Hub {
                 by: None,
                 topic: None,
                 members: Audience::default(),
+                kept: None,
             });
             if room.topic.is_none()
                 && let Some(t) = r.topic

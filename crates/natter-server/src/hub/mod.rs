@@ -32,6 +32,7 @@ use crate::backplane::{Backplane, Local, Op};
 use crate::client_id::{ClientId, is_local};
 use crate::event::{Batch, Event, Flavor, IrcNames, Lines, Render, Who};
 use crate::history::{History, Keeping};
+use crate::kept::{Keeper, KeptRoom, KeptTopic};
 use crate::outbox::{Outbox, Pushed};
 use crate::stats::Stats;
 use audience::{Audience, Link, Seat, Seating};
@@ -114,6 +115,8 @@ pub struct Hub {
     linger: Linger,
     /// The message log, if messages are kept.
     history: Option<Arc<History>>,
+    /// Where rooms that stay are written, if anywhere.
+    keeper: Option<Keeper>,
 }
 
 /// How long sessions wait to be resumed, and how much a waiting session keeps.
@@ -387,6 +390,8 @@ struct Room {
     topic: Option<RoomTopic>,
     /// The members.
     members: Audience,
+    /// The folded names of the accounts that operate it, if it stays (see [`crate::kept`]).
+    kept: Option<Vec<String>>,
 }
 
 /// A room's topic and who set it.
@@ -596,6 +601,7 @@ impl Hub {
             irc_auto_join: true,
             linger: Linger::default(),
             history: None,
+            keeper: None,
         }
     }
 
@@ -609,6 +615,114 @@ impl Hub {
     pub fn with_irc_auto_join(mut self, on: bool) -> Self {
         self.irc_auto_join = on;
         self
+    }
+
+    /// A hub whose rooms that stay (see [`crate::kept`]) are written by `keeper`.
+    pub fn with_keeper(mut self, keeper: Keeper) -> Self {
+        self.keeper = Some(keeper);
+        self
+    }
+
+    /// Where rooms that stay are written, if anywhere.
+    pub fn keeper(&self) -> Option<&Keeper> {
+        self.keeper.as_ref()
+    }
+
+    /// Puts back the rooms that stay, as the store kept them, empty; returns how many.
+    pub fn restore_rooms(&self, rooms: Vec<KeptRoom>) -> usize {
+        let mut guard = self.write();
+        let st = &mut *guard;
+        let mut n = 0;
+        for k in rooms {
+            if room_name::validate(&k.name).is_err() || self.is_everyone(&k.name) {
+                continue;
+            }
+            n += 1;
+            st.rooms.insert(
+                room_name::fold(&k.name),
+                Room {
+                    name: Arc::from(k.name.as_str()),
+                    by: None,
+                    topic: k.topic.map(|t| RoomTopic {
+                        by: Arc::from(t.by.as_str()),
+                        text: Arc::from(t.text.as_str()),
+                        at: t.at,
+                    }),
+                    members: Audience::default(),
+                    kept: Some(k.operators),
+                },
+            );
+        }
+        self.stats.set_rooms(st.rooms.len());
+        n
+    }
+
+    /// Writes room `key` as it is now, if it stays (or forgets it, if it no longer does).
+    fn write_room(&self, key: &str, r: &Room) {
+        let Some(keeper) = &self.keeper else {
+            return;
+        };
+        let kept = r.kept.as_ref().map(|ops| KeptRoom {
+            name: r.name.to_string(),
+            topic: r.topic.as_ref().map(|t| KeptTopic {
+                by: t.by.to_string(),
+                text: t.text.to_string(),
+                at: t.at,
+            }),
+            operators: ops.to_vec(),
+        });
+        keeper.put(key, kept.as_ref());
+    }
+
+    /// Makes account `account` (a folded name) one of room `key`'s kept operators: the room
+    /// stays from then on. It no longer counts against its creator's address.
+    fn keep_operator(
+        &self,
+        rooms_by: &mut HashMap<IpAddr, usize>,
+        key: &str,
+        r: &mut Room,
+        account: String,
+    ) {
+        let ops = r.kept.get_or_insert_with(Vec::new);
+        if ops.contains(&account) {
+            return;
+        }
+        ops.push(account);
+        if let Some(ip) = r.by.take()
+            && let Some(n) = rooms_by.get_mut(&ip)
+        {
+            *n -= 1;
+            if *n == 0 {
+                rooms_by.remove(&ip);
+            }
+        }
+        self.write_room(key, r);
+    }
+
+    /// Account `account` (a folded name) is gone: it operates no room any more. A room left
+    /// with no account among its operators no longer stays; an empty one goes at once.
+    fn forget_operator(&self, st: &mut State, account: &str) {
+        let mut empty = Vec::new();
+        for (key, r) in st.rooms.iter_mut() {
+            let Some(ops) = r.kept.as_mut() else {
+                continue;
+            };
+            if !ops.iter().any(|o| o == account) {
+                continue;
+            }
+            ops.retain(|o| o != account);
+            if ops.is_empty() {
+                r.kept = None;
+                if r.members.len() == 0 {
+                    empty.push(key.clone());
+                }
+            }
+            self.write_room(key, r);
+        }
+        for key in empty {
+            Self::remove_room(st, &key);
+        }
+        self.stats.set_rooms(st.rooms.len());
     }
 
     /// A hub that keeps its users' messages in `history`.
@@ -766,6 +880,9 @@ impl Hub {
 
     /// Marks the holder of `name`, if any, logged in or out, telling IRC users.
     fn set_account(&self, st: &mut State, name: &str, exists: bool) {
+        if !exists {
+            self.forget_operator(st, &name::fold(name));
+        }
         if let Some(&id) = st.names.get(name::fold(name).as_str())
             && let Some(u) = st.users.get_mut(&id)
             && u.account != exists
@@ -1624,8 +1741,10 @@ impl Hub {
         };
         room.members.remove(id);
         if room.members.len() == 0 {
-            Self::remove_room(st, key);
-            self.stats.set_rooms(st.rooms.len());
+            if room.kept.is_none() {
+                Self::remove_room(st, key);
+                self.stats.set_rooms(st.rooms.len());
+            }
             return;
         }
         if !quiet {
@@ -1642,7 +1761,12 @@ impl Hub {
         self.hand_over(room, &st.users);
     }
 
+    /// Makes a member operator of a room whose last operator left; not in a room that
+    /// stays, whose operators are its accounts whether they are in it or not.
     fn hand_over(&self, room: &mut Room, users: &HashMap<ClientId, User>) {
+        if room.kept.is_some() {
+            return;
+        }
         if let Some(op) = room.members.ensure_operator()
             && let Some(u) = users.get(&op)
         {
@@ -2096,11 +2220,20 @@ impl Hub {
                 by: from.filter(|_| local),
                 topic: None,
                 members: Audience::default(),
+                kept: None,
             }
         });
-        let op = ghost_op.unwrap_or(r.members.len() == 0);
+        let op = match (ghost_op, &r.kept) {
+            (Some(op), _) => op,
+            // A room that stays is operated by its accounts, whoever comes first.
+            (None, Some(ops)) => user.account && ops.contains(&name::fold(&user.name)),
+            (None, None) => r.members.len() == 0,
+        };
         st.joins += 1;
         r.members.insert(user.seat(id, op, st.joins));
+        if op && local && user.account {
+            self.keep_operator(&mut st.rooms_by, &key, r, name::fold(&user.name));
+        }
         // The user's other connections hear of it as the members do.
         r.members.send(
             &self.lines(Event::Joined {
@@ -2473,6 +2606,9 @@ impl Hub {
             }),
             None,
         );
+        if r.kept.is_some() && is_local(id) {
+            self.write_room(&room_name::fold(room), r);
+        }
         if self.relays && is_local(id) {
             self.backplane.publish(
                 Some(Op::Topic {
@@ -2536,8 +2672,10 @@ impl Hub {
         // Everyone who stays has seen the kick already; no PARTED as well.
         r.members.remove(target_id);
         if r.members.len() == 0 {
-            Self::remove_room(st, &key);
-            self.stats.set_rooms(st.rooms.len());
+            if r.kept.is_none() {
+                Self::remove_room(st, &key);
+                self.stats.set_rooms(st.rooms.len());
+            }
         } else {
             self.hand_over(r, &st.users);
         }
@@ -2578,7 +2716,11 @@ impl Hub {
             .ok_or(ErrorCode::UserNotInRoom)?;
         if !seat.op {
             seat.op = true;
-            let name = st.users[&target_id].name.clone();
+            let target_user = &st.users[&target_id];
+            let name = target_user.name.clone();
+            if target_user.account && is_local(id) {
+                self.keep_operator(&mut st.rooms_by, &key, r, name::fold(&name));
+            }
             r.members.send(
                 &self.lines(Event::Operator {
                     room: &r.name,

@@ -29,6 +29,14 @@ pub fn test_config() -> Config {
     c
 }
 
+/// [`test_config`] with its store in a SQLite file in `dir`, so that a server started again
+/// on it finds what the last one kept.
+pub fn on_sqlite(dir: &tempfile::TempDir) -> Config {
+    let mut c = test_config();
+    c.store = natter_store::Location::Sqlite(dir.path().join("natter.db"));
+    c
+}
+
 /// The password test accounts use.
 pub const PW: &str = "correct-horse";
 
