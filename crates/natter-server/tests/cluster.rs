@@ -893,3 +893,116 @@ async fn nodes_share_accounts_through_postgresql() {
     let refused = wait_line(&mut d, |l| l.starts_with("ERROR ")).await;
     assert!(refused.starts_with("ERROR NAME_RESERVED "), "{refused}");
 }
+
+/// The `LOGGED` lines of a `HISTORY`, as (id, from, text).
+async fn history(c: &mut Client, target: &str) -> Vec<(i64, String, String)> {
+    c.say(&format!("HISTORY {target} 500")).await;
+    let mut seen = Vec::new();
+    loop {
+        match c.line().await {
+            natter_proto::ServerLine::Logged { id, from, text, .. } => {
+                seen.push((id, from.into_owned(), text.into_owned()))
+            }
+            natter_proto::ServerLine::Ok { .. } => return seen,
+            other => assert!(
+                !matches!(other, natter_proto::ServerLine::Error { .. }),
+                "{other:?}"
+            ),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_one_postgres_keep_one_history_with_unique_ids() {
+    use common::{account_holder, answer};
+    let _serial = SERIAL.lock().await;
+    let redis = Redis::start();
+    let (n1, n2) = (node(&redis, "n1").await, node(&redis, "n2").await);
+    let mut alice = account_holder(&n1, "alice").await;
+    let mut bob = n2.client().await;
+    assert_eq!(bob.ask("TAGS ON").await, "OK TAGS ON");
+    assert_eq!(answer(&mut bob, "REGISTER bob").await, "OK REGISTER bob");
+    assert_eq!(
+        answer(&mut bob, &format!("ACCOUNT CREATE {}", common::PW)).await,
+        "OK ACCOUNT CREATE bob"
+    );
+    assert_eq!(answer(&mut alice, "JOIN #den").await, "OK JOIN #den 1");
+    // Node 2 learns of the room through Redis: bob joins it once it has.
+    let end = Instant::now() + LIMIT;
+    loop {
+        bob.say("WHO #den").await;
+        let l = bob.text().await;
+        if l == "MEMBER #den @alice" {
+            assert_eq!(bob.text().await, "OK WHO #den 1");
+            break;
+        }
+        assert!(Instant::now() < end, "node 2 never saw the room: {l}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(answer(&mut bob, "JOIN #den").await, "OK JOIN #den 2");
+    wait_line(&mut alice, |l| l == "JOINED #den bob").await;
+
+    // Both nodes write into the one log at once.
+    for i in 0..20 {
+        alice.say(&format!("SAY #den a{i}")).await;
+        bob.say(&format!("SAY #den b{i}")).await;
+    }
+    for _ in 0..20 {
+        assert_eq!(common::next_answer(&mut alice).await, "OK SAY #den 1");
+    }
+    assert_eq!(answer(&mut alice, "DM bob from n1").await, "OK DM bob");
+    // bob's answers, and alice's lines as bob saw them live, with their ids.
+    let mut live = HashMap::new();
+    let mut answered = 0;
+    while answered < 20 || live.len() < 21 {
+        let l = bob.text().await;
+        let (tags, rest) = natter_proto::tags::split(&l);
+        if rest.starts_with("OK SAY") {
+            answered += 1;
+        } else if let Some(id) = tags.id {
+            live.insert(rest.to_owned(), id);
+        }
+    }
+    let on_n1 = history(&mut alice, "#den").await;
+    let on_n2 = history(&mut bob, "#den").await;
+    assert_eq!(on_n1, on_n2, "one history, read from either node");
+    assert_eq!(on_n1.len(), 40);
+    let ids: Vec<i64> = on_n1.iter().map(|(id, _, _)| *id).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "unique, in order");
+    // Each node's ids carry its own number, so they never collide.
+    let node_of = |from: &str| -> Vec<i64> {
+        let mut n: Vec<i64> = on_n1
+            .iter()
+            .filter(|(_, f, _)| f == from)
+            .map(|(id, _, _)| id & 1023)
+            .collect();
+        n.dedup();
+        n
+    };
+    let (na, nb) = (node_of("alice"), node_of("bob"));
+    assert!(na.len() == 1 && nb.len() == 1 && na != nb, "{na:?} {nb:?}");
+    // Each sender's messages in the order sent; the id bob saw live is the kept one.
+    let texts = |from: &str| -> Vec<&str> {
+        on_n1
+            .iter()
+            .filter(|(_, f, _)| f == from)
+            .map(|(_, _, t)| t.as_str())
+            .collect()
+    };
+    assert_eq!(
+        texts("alice"),
+        (0..20).map(|i| format!("a{i}")).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        texts("bob"),
+        (0..20).map(|i| format!("b{i}")).collect::<Vec<_>>()
+    );
+    for (id, from, text) in on_n1.iter().filter(|(_, f, _)| f == "alice") {
+        assert_eq!(live.get(&format!("SAY #den {from} {text}")), Some(id));
+    }
+    // The conversation across the nodes is one too.
+    let dm = history(&mut bob, "alice").await;
+    assert_eq!(dm, history(&mut alice, "bob").await);
+    assert_eq!(dm.len(), 1);
+    assert_eq!(live.get("DM alice from n1"), Some(&dm[0].0));
+}
