@@ -6,7 +6,7 @@
 //! time (an id's top bits are its millisecond). Bounds are exclusive, as the specification
 //! has them: `BEFORE msgid=x` never returns `x`.
 
-use crate::event::{Tags, Who, irc_message, irc_message_tagged, time_of, timestamp};
+use crate::event::{Tags, Who, irc_message, irc_message_tagged, irc_text, time_of, timestamp};
 use bytes::{Bytes, BytesMut};
 use natter_store::{MessageId, Range};
 
@@ -186,11 +186,16 @@ pub fn replayed(m: &natter_store::Logged, to: &str, tagged: bool, msgid: bool) -
             msgid: msgid.then_some(m.id),
             ..Tags::default()
         };
-        irc_message_tagged(tags, Some(&source), "PRIVMSG", &[to, &m.text])
+        irc_text(tags, &source, "PRIVMSG", to, &m.text)
     } else {
         let stamp = timestamp(at);
-        let text = format!("[{} {} UTC] {}", &stamp[..10], &stamp[11..19], m.text);
-        irc_message(None, Some(&source), "PRIVMSG", &[to, &text])
+        let when = format!("[{} {} UTC]", &stamp[..10], &stamp[11..19]);
+        // An action keeps its form: the time goes after `/me`.
+        let text = match m.text.strip_prefix("/me ") {
+            Some(action) => format!("/me {when} {action}"),
+            None => format!("{when} {}", m.text),
+        };
+        irc_text(Tags::default(), &source, "PRIVMSG", to, &text)
     }
 }
 
@@ -257,12 +262,7 @@ impl Style {
                 account: false,
             }
             .mask();
-            out.extend_from_slice(&irc_message_tagged(
-                self.tags(m.id),
-                Some(&source),
-                "PRIVMSG",
-                &[to, &m.text],
-            ));
+            out.extend_from_slice(&irc_text(self.tags(m.id), &source, "PRIVMSG", to, &m.text));
         }
         self.batch(&mut out, None);
         out.freeze()

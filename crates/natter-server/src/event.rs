@@ -229,6 +229,18 @@ pub enum Event<'a> {
         /// Who, as they are now.
         who: Who<'a>,
     },
+    /// A CTCP request (or, as a notice, its reply) from one IRC user to another; natives
+    /// cannot answer one, so they never see it.
+    Ctcp {
+        /// Sender.
+        from: Who<'a>,
+        /// The recipient's name.
+        to: &'a str,
+        /// What is between the two `\x01`s.
+        body: &'a str,
+        /// A reply (NOTICE) rather than a request.
+        notice: bool,
+    },
 }
 
 /// An event with its renderings, made on first use and shared by every recipient.
@@ -428,7 +440,9 @@ fn native(e: &Event<'_>) -> Option<Bytes> {
             old: c(old.name),
             new: c(new),
         },
-        Event::EveryoneMembership { .. } | Event::Account { .. } => return None,
+        Event::EveryoneMembership { .. } | Event::Account { .. } | Event::Ctcp { .. } => {
+            return None;
+        }
         Event::Joined { room, who } => ServerLine::Joined {
             room: c(room),
             name: c(who.name),
@@ -558,37 +572,87 @@ fn irc<'e>(
         Event::Operator { room, name } => {
             (Cow::Borrowed(&names.server), "MODE", vec![room, "+o", name])
         }
+        Event::Ctcp {
+            from,
+            to,
+            body,
+            notice,
+        } => {
+            let body = format!("\u{1}{body}\u{1}");
+            return Some(irc_message(
+                at,
+                Some(&from.mask()),
+                verb(notice),
+                &[to, &body],
+            ));
+        }
     };
     Some(irc_message(at, Some(&source), cmd, &args))
 }
 
-/// A PRIVMSG or NOTICE, split into as many messages as IRC's 512-byte lines need: natter
-/// texts may be eight times longer than an IRC line.
+/// A PRIVMSG or NOTICE, split into as many messages as IRC's 512-byte lines need (natter
+/// texts may be eight times longer than an IRC line), at spaces, and inside a word only
+/// when one word is longer than a line. A natter `/me ...` becomes a CTCP ACTION, each piece
+/// one.
 pub fn irc_text(tags: Tags<'_>, source: &str, verb: &str, target: &str, text: &str) -> Bytes {
+    let action = if verb == "PRIVMSG" {
+        text.strip_prefix("/me ")
+    } else {
+        None
+    };
+    let (text, wrap) = match action {
+        Some(a) => (a, "\u{1}ACTION ".len() + 1),
+        None => (text, 0),
+    };
     // ":source VERB target :" and CRLF around the text.
     let room = natter_proto::irc::MAX_LINE
-        .saturating_sub(source.len() + verb.len() + target.len() + 6)
+        .saturating_sub(source.len() + verb.len() + target.len() + 7 + wrap)
         .max(64);
+    let message = |piece: &str| {
+        if wrap == 0 {
+            irc_message_tagged(tags, Some(source), verb, &[target, piece])
+        } else {
+            let body = format!("\u{1}ACTION {piece}\u{1}");
+            irc_message_tagged(tags, Some(source), verb, &[target, &body])
+        }
+    };
     if text.len() <= room {
-        return irc_message_tagged(tags, Some(source), verb, &[target, text]);
+        return message(text);
     }
     let mut out = bytes::BytesMut::with_capacity(text.len() + 2 * room);
-    let mut rest = text;
-    while !rest.is_empty() {
-        let mut cut = rest.len().min(room);
-        while !rest.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        let (chunk, tail) = rest.split_at(cut);
-        out.extend_from_slice(&irc_message_tagged(
-            tags,
-            Some(source),
-            verb,
-            &[target, chunk],
-        ));
-        rest = tail;
+    for piece in split_words(text, room) {
+        out.extend_from_slice(&message(piece));
     }
     out.freeze()
+}
+
+/// `text` in pieces of at most `room` bytes, cut at spaces (which are dropped) where there
+/// are any, else at a character boundary.
+pub fn split_words(text: &str, room: usize) -> Vec<&str> {
+    let mut pieces = Vec::new();
+    let mut rest = text;
+    while rest.len() > room {
+        let mut end = room;
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        // A space right after the piece ends it as well as one inside it.
+        let space = rest.as_bytes()[..=end].iter().rposition(|&b| b == b' ');
+        match space.filter(|&i| i > 0) {
+            Some(space) => {
+                pieces.push(&rest[..space]);
+                rest = rest[space..].trim_start_matches(' ');
+            }
+            None => {
+                pieces.push(&rest[..end]);
+                rest = &rest[end..];
+            }
+        }
+    }
+    if !rest.is_empty() {
+        pieces.push(rest);
+    }
+    pieces
 }
 
 /// The last line a killed client gets: `BYE KILLED ...` for a native client, IRC's
@@ -810,6 +874,40 @@ mod tests {
             joined.push_str(last.strip_prefix(':').unwrap_or(last));
         }
         assert_eq!(joined, text);
+    }
+
+    #[test]
+    fn long_texts_are_split_between_words_and_actions_stay_actions() {
+        let words: Vec<String> = (0..400).map(|i| format!("w{i:04}")).collect();
+        let text = words.join(" ");
+        for (verb, body) in [
+            ("PRIVMSG", text.clone()),
+            ("PRIVMSG", format!("/me {text}")),
+            ("NOTICE", text.clone()),
+        ] {
+            let out = irc_text(Tags::default(), "ann!ann@natter", verb, "#r", &body);
+            let mut seen = Vec::new();
+            for line in out.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                assert!(line.len() <= 512, "{} bytes", line.len());
+                let s = std::str::from_utf8(line).unwrap().trim_end_matches('\r');
+                let text = s.split_once(" :").unwrap().1;
+                let text = if body.starts_with("/me ") {
+                    text.strip_prefix("\u{1}ACTION ")
+                        .and_then(|t| t.strip_suffix('\u{1}'))
+                        .unwrap()
+                } else {
+                    text
+                };
+                seen.extend(text.split(' ').map(str::to_owned));
+            }
+            assert_eq!(seen, words, "{verb} {}", &body[..8]);
+        }
+        // One word longer than a line is cut where it must be, at a character boundary.
+        let long = "é".repeat(600);
+        let pieces = split_words(&long, 100);
+        assert_eq!(pieces.concat(), long);
+        assert!(pieces.iter().all(|p| p.len() <= 100));
+        assert_eq!(split_words("a b", 1), ["a", "b"]);
     }
 
     #[test]

@@ -1412,7 +1412,7 @@ impl IrcSession {
             for chan in chans {
                 let key = room::fold(&chan);
                 let range = natter_store::Range::Before(before);
-                let Ok(rows) = log.store().history(&key, range, n).await else {
+                let Ok(rows) = log.store().history_after_writes(&key, range, n).await else {
                     continue;
                 };
                 for m in rows {
@@ -1648,7 +1648,7 @@ impl IrcSession {
             return;
         }
         let Some(converted) = proto::to_natter_text(text) else {
-            // A CTCP request other than ACTION: natter does not relay it.
+            self.ctcp(targets, text, notice);
             return;
         };
         if natter_proto::text::validate(&converted).is_err() {
@@ -1724,10 +1724,15 @@ impl IrcSession {
                 }
             };
             if sent.is_ok() && self.caps.echo_message {
-                let at = self.caps.server_time.then(SystemTime::now);
+                let tags = crate::event::Tags {
+                    at: self.caps.server_time.then(SystemTime::now),
+                    ..Default::default()
+                };
                 let verb = if notice { "NOTICE" } else { "PRIVMSG" };
                 let mask = self.my_mask();
-                self.push(irc_message(at, Some(&mask), verb, &[target, &converted]));
+                self.push(crate::event::irc_text(
+                    tags, &mask, verb, target, &converted,
+                ));
             }
         }
         if !backlog.is_empty() {
@@ -1742,6 +1747,68 @@ impl IrcSession {
                 Bytes::new()
             });
             self.pending = Some(Box::new(Wait::Later(later)));
+        }
+    }
+
+    /// A CTCP request other than ACTION (or a reply, as a NOTICE): relayed to an IRC user,
+    /// who can answer; a natter user cannot, so the server answers VERSION, PING, TIME and
+    /// CLIENTINFO in its stead, and says so for anything else. Channels get no CTCP but
+    /// ACTION.
+    fn ctcp(&mut self, targets: &str, text: &str, notice: bool) {
+        let body = text.trim_start_matches('\u{1}').trim_end_matches('\u{1}');
+        if body.is_empty() || body.contains(['\u{1}', '\r', '\n', '\0']) {
+            return;
+        }
+        let (verb, arg) = body.split_once(' ').unwrap_or((body, ""));
+        let verb = verb.to_ascii_uppercase();
+        for target in targets.split(',').filter(|t| !t.is_empty()).take(4) {
+            if proto::is_channel(target) || target.eq_ignore_ascii_case(NICKSERV) {
+                continue;
+            }
+            match self.hub.ctcp(self.id, target, body, notice) {
+                Ok(true) => {}
+                // A reply to someone who cannot read it, or a request nobody can answer.
+                Ok(false) if notice => {}
+                Ok(false) => {
+                    let Some(user) = self.hub.user(target) else {
+                        continue;
+                    };
+                    let answer = match verb.as_str() {
+                        "VERSION" => Some(format!(
+                            "VERSION natter-{} ({} uses a natter client; the server answers for it)",
+                            env!("CARGO_PKG_VERSION"),
+                            user.name
+                        )),
+                        "PING" => Some(format!("PING {arg}")),
+                        "TIME" => Some(format!(
+                            "TIME {}",
+                            crate::event::timestamp(SystemTime::now())
+                        )),
+                        "CLIENTINFO" => {
+                            Some("CLIENTINFO ACTION CLIENTINFO PING TIME VERSION".into())
+                        }
+                        _ => None,
+                    };
+                    let source = mask(&user.name, &user.ident);
+                    let me = self.me().to_owned();
+                    let line = match answer {
+                        Some(a) => irc_message(
+                            None,
+                            Some(&source),
+                            "NOTICE",
+                            &[&me, &format!("\u{1}{a}\u{1}")],
+                        ),
+                        None => self.notice(&format!(
+                            "{} uses a natter client, which cannot answer CTCP {}",
+                            user.name,
+                            shown(&verb)
+                        )),
+                    };
+                    self.push(line);
+                }
+                Err(_) if notice => {}
+                Err(_) => self.num(n::ERR_NOSUCHNICK, &[&shown(target), "No such nick/channel"]),
+            }
         }
     }
 

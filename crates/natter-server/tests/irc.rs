@@ -432,3 +432,97 @@ async fn a_dedicated_irc_listener_serves_irc_only() {
     );
     within(server).await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn actions_are_actions_both_ways_and_long_texts_split_between_words() {
+    let s = TestServer::start().await;
+    let mut nat = s.user("nat").await;
+    let mut bob = Irc::connect(s.addr).await;
+    bob.send("CAP REQ :echo-message").await;
+    bob.send("NICK bob").await;
+    bob.send("USER bob 0 * :Bob").await;
+    bob.send("CAP END").await;
+    bob.skip_to(" 366 bob #everyone ").await;
+    let mut cy = Irc::user(s.addr, "cy").await;
+
+    // A native's /me reaches IRC users as CTCP ACTION.
+    assert_eq!(
+        common::answer(&mut nat, "MESSAGE /me waves").await,
+        "OK MESSAGE 2"
+    );
+    for irc in [&mut bob, &mut cy] {
+        let l = irc.skip_to(" PRIVMSG #everyone ").await;
+        assert_eq!(
+            l,
+            ":nat!nat@natter PRIVMSG #everyone :\u{1}ACTION waves\u{1}"
+        );
+    }
+    // An IRC user's action stays one for IRC users (its echo too), and is /me for natives.
+    bob.send("PRIVMSG #everyone :\u{1}ACTION nods\u{1}").await;
+    let action = ":bob!bob@natter PRIVMSG #everyone :\u{1}ACTION nods\u{1}";
+    assert_eq!(bob.skip_to(" PRIVMSG #everyone ").await, action);
+    assert_eq!(cy.skip_to(" PRIVMSG #everyone ").await, action);
+    loop {
+        let l = nat.text().await;
+        if l.starts_with("MESSAGE ") {
+            assert_eq!(l, "MESSAGE bob /me nods");
+            break;
+        }
+    }
+
+    // A long text is cut between words, each line within IRC's 512 bytes.
+    let words: Vec<String> = (0..300).map(|i| format!("w{i:04}")).collect();
+    let text = words.join(" ");
+    assert_eq!(nat.ask(&format!("MESSAGE {text}")).await, "OK MESSAGE 2");
+    let mut seen = Vec::new();
+    while seen.len() < words.len() {
+        let l = cy.skip_to(" PRIVMSG #everyone ").await;
+        assert!(l.len() + 2 <= 512, "{} bytes", l.len() + 2);
+        let piece = l.split_once(" :").unwrap().1;
+        seen.extend(piece.split(' ').map(str::to_owned));
+    }
+    assert_eq!(seen, words);
+}
+
+#[tokio::test]
+async fn ctcp_requests_reach_irc_users_and_the_server_answers_for_natives() {
+    let s = TestServer::start().await;
+    let _nat = s.user("nat").await;
+    let mut bob = Irc::user(s.addr, "bob").await;
+    let mut cy = Irc::user(s.addr, "cy").await;
+    // An IRC user answers for itself.
+    bob.send("PRIVMSG cy :\u{1}VERSION\u{1}").await;
+    assert_eq!(
+        cy.skip_to(" PRIVMSG cy ").await,
+        ":bob!bob@natter PRIVMSG cy \u{1}VERSION\u{1}"
+    );
+    cy.send("NOTICE bob :\u{1}VERSION irssi 1.4\u{1}").await;
+    assert_eq!(
+        bob.skip_to(" NOTICE bob ").await,
+        ":cy!cy@natter NOTICE bob :\u{1}VERSION irssi 1.4\u{1}"
+    );
+    // A native cannot: the server answers in its stead, under its name.
+    bob.send("PRIVMSG nat :\u{1}VERSION\u{1}").await;
+    let v = bob.skip_to(" NOTICE bob ").await;
+    assert!(
+        v.starts_with(":nat!nat@natter NOTICE bob :\u{1}VERSION natter-"),
+        "{v}"
+    );
+    bob.send("PRIVMSG nat :\u{1}PING 12345\u{1}").await;
+    assert_eq!(
+        bob.skip_to(" NOTICE bob ").await,
+        ":nat!nat@natter NOTICE bob :\u{1}PING 12345\u{1}"
+    );
+    bob.send("PRIVMSG nat :\u{1}TIME\u{1}").await;
+    let t = bob.skip_to(" NOTICE bob ").await;
+    assert!(t.contains(":\u{1}TIME 20"), "{t}");
+    bob.send("PRIVMSG nat :\u{1}FINGER\u{1}").await;
+    let f = bob.skip_to(" NOTICE bob ").await;
+    assert!(
+        f.ends_with("nat uses a natter client, which cannot answer CTCP FINGER"),
+        "{f}"
+    );
+    bob.send("PRIVMSG nobody :\u{1}VERSION\u{1}").await;
+    bob.skip_to(" 401 bob nobody ").await;
+    bob.quiet().await;
+}

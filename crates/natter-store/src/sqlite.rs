@@ -56,6 +56,19 @@ impl Sqlite {
         })
     }
 
+    /// A second connection to the writer's file, for reads only: in WAL mode it reads the
+    /// last commit while the writer writes the next.
+    pub(crate) fn reader(path: &Path) -> Result<Sqlite, OpenError> {
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| OpenError::Database(e.to_string()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(|e| OpenError::Database(e.to_string()))?;
+        Ok(Sqlite { conn, _lock: None })
+    }
+
     /// A database in memory, gone with the process.
     pub(crate) fn memory() -> Result<Sqlite, OpenError> {
         let conn = Connection::open_in_memory().map_err(|e| OpenError::Database(e.to_string()))?;

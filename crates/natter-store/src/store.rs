@@ -34,6 +34,8 @@ impl Default for Options {
 #[derive(Clone)]
 pub struct Store {
     queue: mpsc::Sender<Box<dyn Work>>,
+    /// The reader's queue, for a store that has one (a file or a server: not memory).
+    reads: Option<mpsc::Sender<Box<dyn Work>>>,
     location: Arc<Location>,
     counters: Arc<Counters>,
 }
@@ -86,8 +88,46 @@ impl Store {
         opened
             .recv()
             .map_err(|_| OpenError::Database("the store's thread died while opening".into()))??;
+        // Reads (history pages) have a connection and thread of their own, so that they
+        // never wait behind a batch of writes or the indexing that follows one.
+        let reads = if matches!(location, Location::Memory) {
+            None
+        } else {
+            let (tx, rx) = mpsc::channel(options.queue.max(1));
+            let (ready, opened) = std::sync::mpsc::sync_channel(1);
+            let place = location.clone();
+            // Connected on its own thread, as the writer is: a client that blocks must not
+            // run on the caller's (perhaps an async runtime's).
+            std::thread::Builder::new()
+                .name("natter-store-reader".into())
+                .spawn(move || {
+                    let db: Result<Box<dyn Backend>, OpenError> = match &place {
+                        Location::Sqlite(path) => {
+                            Sqlite::reader(path).map(|d| Box::new(d) as Box<dyn Backend>)
+                        }
+                        Location::Postgres(url) => {
+                            Postgres::connect(url).map(|d| Box::new(d) as Box<dyn Backend>)
+                        }
+                        Location::Memory => unreachable!("no reader for memory"),
+                    };
+                    match db {
+                        Ok(db) => {
+                            let _ = ready.send(Ok(()));
+                            writer::read(db, rx);
+                        }
+                        Err(e) => {
+                            let _ = ready.send(Err(e));
+                        }
+                    }
+                })?;
+            opened.recv().map_err(|_| {
+                OpenError::Database("the store's reader died while opening".into())
+            })??;
+            Some(tx)
+        };
         Ok(Store {
             queue,
+            reads,
             location: Arc::new(location.clone()),
             counters,
         })
@@ -122,6 +162,24 @@ impl Store {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// Runs a read on the reader's connection (the writer's, for a store in memory): it sees
+    /// what was committed before it, not what waits in the writer's queue.
+    async fn read<T, F>(&self, job: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Backend) -> Result<T, StoreError> + Send + 'static,
+    {
+        let Some(reads) = &self.reads else {
+            return self.request(job).await;
+        };
+        let (task, answer) = Task::new(job);
+        reads
+            .send(Box::new(task))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
     /// Waits until everything queued before it is committed.
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.request(|_| Ok(())).await
@@ -130,6 +188,12 @@ impl Store {
     /// Commits everything queued before it, then closes the database (and lets go of its
     /// file) whatever handles remain; requests after it fail with [`StoreError::Closed`].
     pub async fn close(&self) -> Result<(), StoreError> {
+        if let Some(reads) = &self.reads {
+            let (done, closed) = tokio::sync::oneshot::channel();
+            if reads.send(Box::new(writer::Stop(done))).await.is_ok() {
+                let _ = closed.await;
+            }
+        }
         let (done, closed) = tokio::sync::oneshot::channel();
         self.queue
             .send(Box::new(writer::Stop(done)))
@@ -285,8 +349,21 @@ impl Store {
         self.request(|db| db.last_id()).await
     }
 
-    /// Up to `limit` messages of `target` in `range`, oldest first.
+    /// Up to `limit` messages of `target` in `range`, oldest first, as committed: read on
+    /// the reader's connection, so it never waits for writes.
     pub async fn history(
+        &self,
+        target: &str,
+        range: Range,
+        limit: u32,
+    ) -> Result<Vec<Logged>, StoreError> {
+        let target = target.to_owned();
+        self.read(move |db| db.history(&target, range, limit)).await
+    }
+
+    /// [`Store::history`] read after every write queued before it is committed, so that it
+    /// holds every message handed to [`Store::log`] before the call.
+    pub async fn history_after_writes(
         &self,
         target: &str,
         range: Range,
@@ -322,7 +399,7 @@ impl Store {
         dms: Option<String>,
         limit: u32,
     ) -> Result<Vec<(String, i64)>, StoreError> {
-        self.request(move |db| {
+        self.read(move |db| {
             let mut found = db.targets(after, before, &targets, dms.as_deref())?;
             found.sort_by_key(|t| std::cmp::Reverse(t.1));
             found.truncate(limit as usize);

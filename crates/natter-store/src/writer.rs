@@ -148,6 +148,21 @@ pub(crate) fn run(
     }
 }
 
+/// Runs the reader: each request on its own, outside any transaction (a read sees the last
+/// commit), until every sender is gone or a stop comes.
+pub(crate) fn read(mut db: Box<dyn Backend>, mut queue: mpsc::Receiver<Box<dyn Work>>) {
+    while let Some(mut work) = queue.blocking_recv() {
+        if work.stops() {
+            drop(db);
+            work.finish(Ok(()));
+            return;
+        }
+        db.heal();
+        work.run(db.as_mut());
+        work.finish(Ok(()));
+    }
+}
+
 /// Indexes a slice of the messages written but not yet indexed, in a transaction of its own.
 fn index(db: &mut dyn Backend) -> Result<u32, StoreError> {
     let begin = match db.dialect() {

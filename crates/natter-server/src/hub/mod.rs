@@ -1892,6 +1892,40 @@ impl Hub {
         self.direct_texts(id, to, std::iter::once(text), notice)
     }
 
+    /// Relays a CTCP request (or, as a notice, a reply) from `conn` to the user named `to`.
+    /// Only IRC connections can answer one: `Ok(false)` if the user has none (the caller
+    /// then answers in its stead), `NoSuchUser` if there is nobody of that name.
+    pub fn ctcp(
+        &self,
+        conn: ClientId,
+        to: &str,
+        body: &str,
+        notice: bool,
+    ) -> Result<bool, ErrorCode> {
+        let st = self.read();
+        let id = pid(&st, conn);
+        let from = st.users.get(&id).ok_or(ErrorCode::NotRegistered)?;
+        let &target_id = st
+            .names
+            .get(name::fold(to).as_str())
+            .ok_or(ErrorCode::NoSuchUser)?;
+        let target = st.users.get(&target_id).ok_or(ErrorCode::NoSuchUser)?;
+        let ev = self.lines(Event::Ctcp {
+            from: from.who(),
+            to: &target.name,
+            body,
+            notice,
+        });
+        let mut reached = false;
+        for (_, outbox, flavor) in target.each(target_id) {
+            if let Some(b) = ev.get(flavor) {
+                reached = true;
+                outbox.push(b.clone());
+            }
+        }
+        Ok(reached)
+    }
+
     /// Sends several DMs from `id` to the user named `to` (ignoring case), in order, as one
     /// buffer.
     pub fn direct_many<'t>(
