@@ -19,7 +19,7 @@
 //! - [`ws`]: the WebSocket upgrade, and lines framed out and decoded in place.
 //! - [`engine`]: who sends to whom, the in-flight window, and the task driving each
 //!   connection.
-//! - [`workload`]: `fanout`, `dm`, `connect` and `soak`, and what they share.
+//! - [`workload`]: `fanout`, `dm`, `connect`, `soak` and `query`, and what they share.
 //! - [`sys`]: file-descriptor limit and a server's RSS.
 
 pub mod accounting;
@@ -71,6 +71,9 @@ pub enum Workload {
     Connect(workload::connect::ConnectArgs),
     /// Mixed load over time (broadcasts, DMs, clients coming and going), as a time series.
     Soak(workload::soak::SoakArgs),
+    /// One client's questions (HISTORY, SEARCH, any command) one at a time, each timed to
+    /// its answer.
+    Query(workload::query::QueryArgs),
 }
 
 /// Runs the chosen workload.
@@ -80,5 +83,6 @@ pub async fn run(w: Workload) -> Result<Outcome, String> {
         Workload::Dm(a) => workload::dm::run(a).await,
         Workload::Connect(a) => workload::connect::run(a).await,
         Workload::Soak(a) => workload::soak::run(a).await,
+        Workload::Query(a) => workload::query::run(a).await,
     }
 }

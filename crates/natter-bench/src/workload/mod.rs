@@ -5,10 +5,12 @@
 //! - [`dm`]: pairs exchanging direct messages.
 //! - [`connect`]: many idle registered clients; connect rate and memory per connection.
 //! - [`soak`]: mixed load over time, sampled as a time series.
+//! - [`query`]: one client's questions (`HISTORY`, `SEARCH`), each timed to its answer.
 
 pub mod connect;
 pub mod dm;
 pub mod fanout;
+pub mod query;
 pub mod soak;
 
 use crate::accounting::{Latencies, Percentiles, Tally, percentiles};
