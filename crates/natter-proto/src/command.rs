@@ -433,11 +433,12 @@ impl<'a> Params<'a> {
 
     /// Everything left as text, if there is any that is not blank.
     fn optional_text(&mut self) -> Result<Option<&'a str>, CommandError> {
-        if self.rest.trim().is_empty() {
-            self.rest = "";
-            return Ok(None);
+        match self.text() {
+            Ok(t) => Ok(Some(t)),
+            // Blank, invisible characters included: absent, as the protocol says.
+            Err(e) if e.code == ErrorCode::EmptyText => Ok(None),
+            Err(e) => Err(e),
         }
-        self.text().map(Some)
     }
 
     /// Everything left, as message text.
@@ -447,6 +448,9 @@ impl<'a> Params<'a> {
             Ok(()) => Ok(t),
             Err(text::TextError::Empty) => Err(CommandError::code(ErrorCode::EmptyText)),
             Err(text::TextError::Control) => Err(CommandError::code(ErrorCode::BadText)),
+            Err(e @ text::TextError::Marks) => {
+                Err(CommandError::new(ErrorCode::BadText, e.to_string()))
+            }
         }
     }
 

@@ -1,4 +1,6 @@
-//! Message text: delivered exactly as typed, so it must be safe to deliver.
+//! Message text: delivered exactly as typed, so it must be safe to deliver, and look like
+//! what it is: no control characters, not blank (invisible characters count as blank), and
+//! no tower of accents over one letter.
 
 use std::fmt;
 
@@ -10,13 +12,22 @@ pub enum TextError {
     /// The text holds a control character (other than tab), which could forge lines or drive
     /// a terminal.
     Control,
+    /// A character carries more than [`MAX_MARKS`] combining marks, which draw over the
+    /// lines around it.
+    Marks,
 }
+
+/// Most combining marks one character may carry: enough for any script's stacked vowels and
+/// tones (Vietnamese needs two, Tibetan stacks a few), not for a column drawn over the
+/// lines above.
+pub const MAX_MARKS: usize = 8;
 
 impl fmt::Display for TextError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Empty => "the message text is empty",
             Self::Control => "the message text contains control characters",
+            Self::Marks => "the message text stacks too many accents on one character",
         })
     }
 }
@@ -25,17 +36,89 @@ impl fmt::Display for TextError {
 /// Unicode line and paragraph separators (which some clients treat as line breaks), and the
 /// bidirectional embedding, override and isolate controls (which can make a line display as
 /// something other than what it says).
+/// The implicit directional marks (LRM, RLM, ALM) are forbidden too: they reorder what is
+/// around them as the embeddings do.
 pub fn is_forbidden(c: char) -> bool {
     (c.is_control() && c != '\t')
-        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+        || matches!(
+            c,
+            '\u{2028}'
+                | '\u{2029}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{061C}'
+        )
 }
 
-/// Checks a message text: not blank, and free of control characters.
+/// Whether `c` shows as nothing: white space, and the characters that are invisible or
+/// blank although they are not spaces (zero-width spaces and joiners, the word joiner and
+/// invisible operators, the byte-order mark, soft hyphen, Hangul fillers, the blank Braille
+/// pattern, variation selectors, tag characters, the deprecated format characters).
+pub fn is_blank(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{115F}'
+                | '\u{1160}'
+                | '\u{17B4}'
+                | '\u{17B5}'
+                | '\u{180B}'..='\u{180F}'
+                | '\u{200B}'..='\u{200D}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{206A}'..='\u{206F}'
+                | '\u{2800}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FEFF}'
+                | '\u{FFA0}'
+                | '\u{FFF9}'..='\u{FFFB}'
+                | '\u{1D159}'
+                | '\u{1D173}'..='\u{1D17A}'
+                | '\u{E0000}'..='\u{E0FFF}'
+        )
+}
+
+/// Whether `c` is a tag character, which only spells out a subdivision flag (after U+1F3F4).
+fn is_tag(c: char) -> bool {
+    matches!(c, '\u{E0000}'..='\u{E007F}')
+}
+
+/// Checks a message text: free of control characters, tags only in a flag, not blank (nothing
+/// but white space or invisible characters), and at most [`MAX_MARKS`] combining marks on
+/// any one character.
 pub fn validate(text: &str) -> Result<(), TextError> {
-    if text.chars().any(is_forbidden) {
-        return Err(TextError::Control);
+    let mut marks = 0;
+    // The character tags would follow: a flag's black flag, or a tag before it.
+    let mut flag = false;
+    let mut blank = true;
+    for c in text.chars() {
+        if is_forbidden(c) {
+            return Err(TextError::Control);
+        }
+        if is_tag(c) {
+            if !flag {
+                return Err(TextError::Control);
+            }
+            continue;
+        }
+        flag = c == '\u{1F3F4}';
+        if unicode_normalization::char::is_combining_mark(c) {
+            marks += 1;
+            if marks > MAX_MARKS {
+                return Err(TextError::Marks);
+            }
+        } else {
+            marks = 0;
+        }
+        if !is_blank(c) && !unicode_normalization::char::is_combining_mark(c) {
+            blank = false;
+        }
     }
-    if text.trim().is_empty() {
+    if blank {
         return Err(TextError::Empty);
     }
     Ok(())
@@ -59,5 +142,36 @@ mod tests {
         assert_eq!(validate("evil\u{202E}txt.exe"), Err(TextError::Control));
         assert_eq!(validate("isolate\u{2067}"), Err(TextError::Control));
         assert_eq!(validate("family 👨\u{200D}👩"), Ok(()));
+    }
+
+    #[test]
+    fn invisible_text_is_blank_and_accents_do_not_tower() {
+        for blank in [
+            "\u{200B}",
+            "\u{2800}\u{2800}",
+            "\u{3164}",
+            " \u{FEFF} ",
+            "\u{00AD}",
+        ] {
+            assert_eq!(validate(blank), Err(TextError::Empty), "{blank:?}");
+        }
+        // A mark alone is nothing to read either.
+        assert_eq!(validate("\u{0301}"), Err(TextError::Empty));
+        for bidi in ["a\u{200E}b", "a\u{200F}", "\u{061C}x"] {
+            assert_eq!(validate(bidi), Err(TextError::Control), "{bidi:?}");
+        }
+        // Tags only spell a flag (Scotland's), nowhere else.
+        let scotland = "\u{1F3F4}\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F}";
+        assert_eq!(validate(scotland), Ok(()));
+        assert_eq!(validate("hi\u{E0067}\u{E007F}"), Err(TextError::Control));
+        let zalgo = format!("e{}", "\u{0301}".repeat(300));
+        assert_eq!(validate(&zalgo), Err(TextError::Marks));
+        assert_eq!(validate("Việt Nam ệ"), Ok(()));
+        assert_eq!(
+            validate(&format!("e{}", "\u{0301}".repeat(MAX_MARKS))),
+            Ok(())
+        );
+        // Invisible characters inside words are fine: the words show.
+        assert_eq!(validate("zero\u{200B}width"), Ok(()));
     }
 }

@@ -10,10 +10,10 @@ fn name() -> impl Strategy<Value = String> {
     "[A-Za-z\\[\\]\\\\`_^{|}][A-Za-z0-9\\[\\]\\\\`_^{|}-]{0,31}"
 }
 
-/// Text as a client can send it: no control characters, not blank, not starting with a space.
+/// Text as a client can send it: the text rule's, and not starting with a space.
 fn msg_text() -> impl Strategy<Value = String> {
     "[^ \\p{Cc}\u{2028}\u{2029}\u{202A}-\u{202E}\u{2066}-\u{2069}][^\\p{Cc}\u{2028}\u{2029}\u{202A}-\u{202E}\u{2066}-\u{2069}]{0,60}"
-        .prop_filter("not blank", |s| !s.trim().is_empty())
+        .prop_filter("valid text", |s| text::validate(s).is_ok())
 }
 
 fn room() -> impl Strategy<Value = String> {

@@ -150,6 +150,13 @@ async fn message_errors() {
     a.expect_error("MESSAGE \u{1b}[2Jclear screen", BadText)
         .await;
     a.expect_error("MESSAGE c1 \u{9b}", BadText).await;
+    // Invisible text is blank; a tower of accents and a directional mark are refused.
+    a.expect_error("MESSAGE \u{200B}\u{2800} \u{3164}", EmptyText)
+        .await;
+    a.expect_error(&format!("MESSAGE e{}", "\u{301}".repeat(300)), BadText)
+        .await;
+    a.expect_error("MESSAGE abc\u{200F}def", BadText).await;
+    a.expect_error("TOPIC #nowhere \u{200B}", NoSuchRoom).await;
     assert_eq!(a.ask("MESSAGE ok").await, "OK MESSAGE 1");
 }
 
