@@ -559,7 +559,8 @@ describe('the page against a scripted server', { timeout: 60_000 }, () => {
             ws.send('USER alice');
             ws.send('OK LIST 1');
           } else {
-            // A server older than SESSION: the page does without a resume token.
+            // A server older than SESSION, TAGS and HISTORY: the page does without a resume
+            // token, tags and history.
             ws.send(`ERROR UNKNOWN_COMMAND unknown command ${verb}; type HELP for the list of commands`);
           }
         });
@@ -580,7 +581,7 @@ describe('the page against a scripted server', { timeout: 60_000 }, () => {
     await password.press('Enter');
     await connectedAs(page, 'alice');
     await page.waitForFunction(() => window.natter.pending === 0);
-    assert.deepEqual(conns[0].got, ['REGISTER alice', 'PASSWORD guess', 'PASSWORD open sesame', 'REGISTER alice', 'LIST', 'SESSION', 'ACCOUNTS']);
+    assert.deepEqual(conns[0].got, ['TAGS ON', 'REGISTER alice', 'PASSWORD guess', 'PASSWORD open sesame', 'REGISTER alice', 'HISTORY *', 'LIST', 'SESSION', 'ACCOUNTS']);
 
     // The server goes away; the page comes back with the password, then its name.
     await conns[0].ws.close();
@@ -588,7 +589,7 @@ describe('the page against a scripted server', { timeout: 60_000 }, () => {
     await connectedAs(page, 'alice', 20_000);
     assert.equal(conns.length, 2);
     await page.waitForFunction(() => window.natter.pending === 0);
-    assert.deepEqual(conns[1].got, ['PASSWORD open sesame', 'REGISTER alice', 'LIST', 'SESSION', 'ACCOUNTS']);
+    assert.deepEqual(conns[1].got, ['TAGS ON', 'PASSWORD open sesame', 'REGISTER alice', 'LIST', 'SESSION', 'ACCOUNTS']);
     noScriptRan(page);
   });
 
@@ -605,6 +606,7 @@ describe('the page against a scripted server', { timeout: 60_000 }, () => {
           const [verb, name] = String(line).split(' ');
           if (verb === 'REGISTER') ws.send(`OK REGISTER ${name}`);
           else if (verb === 'LIST') ws.send('OK LIST 0');
+          else ws.send(`ERROR UNKNOWN_COMMAND unknown command ${verb}`);
         });
         ws.send('HELLO natter (scripted)');
         if (n === 1) {
