@@ -1,11 +1,11 @@
 // End-to-end tests of the page's history: what was said before it connected, older pages on
-// scrolling up, day separators and the "new messages" line, merging after a server restart.
-// Real server (its history in the store), real headless Chromium.
+// scrolling up, day separators and the "new messages" line, merging after a server restart,
+// and the search box. Real server (its history in the store), real headless Chromium.
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
-  chat, connectedAs, convButton, harness, messages, noScriptRan, register, say,
+  chat, connectedAs, convButton, harness, messages, noScriptRan, online, register, say,
   sentLines, shownOnce, shownTexts, signIn, stallable, systemLine,
 } from './helpers.mjs';
 
@@ -246,5 +246,52 @@ describe('history in the browser', { timeout: 60_000 }, () => {
     await shownOnce(alice, ['den before', 'my den before', 'den while away']);
     assert.equal(await alice.locator('li.failed').count(), 0);
     noScriptRan(alice);
+  });
+
+  test('the search box finds messages, and a result opens its conversation', async (t) => {
+    t.after(cleanup);
+    const srv = await server();
+    const carol = await tcp(srv, 'carol');
+    const page = await h.user(srv, 'alice');
+    await online(page, 'carol').waitFor();
+    await say(page, '/join #den');
+    await page.getByRole('heading', { name: '#den', exact: true }).waitFor();
+    carol.send('JOIN #den');
+    await carol.expect(/^OK JOIN #den/);
+    carol.send('SAY #den the quick brown fox');
+    await chat(page, 'carol', 'the quick brown fox').waitFor();
+    await convButton(page, 'Everyone').click();
+    await broadcast(carol, 'a fox in Everyone too');
+    await broadcast(carol, 'nothing to see here');
+
+    await page.getByRole('button', { name: 'Search messages' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Search messages' });
+    await dialog.getByLabel('Words to find').fill('FOX');
+    await dialog.getByLabel('Words to find').press('Enter');
+    await dialog.getByRole('status').getByText('2 messages, newest first').waitFor();
+    const results = dialog.getByRole('list', { name: 'Search results' }).getByRole('button');
+    assert.deepEqual(await results.locator('.result-target').allTextContents(), ['Everyone', '#den']);
+    assert.deepEqual(await results.locator('.from').allTextContents(), ['carol', 'carol']);
+    assert.deepEqual(await results.locator('.text').allTextContents(), ['a fox in Everyone too', 'the quick brown fox']);
+    for (const when of await results.locator('time').evaluateAll((ts) => ts.map((x) => x.dateTime))) {
+      assert.match(when, /^\d{4}-\d\d-\d\dT/);
+    }
+
+    // Only in the conversation shown (Everyone), then everywhere again.
+    await dialog.getByLabel('Only in Everyone').check();
+    await dialog.getByRole('status').getByText('1 message, newest first').waitFor();
+    await dialog.getByLabel('Only in Everyone').uncheck();
+    await dialog.getByRole('status').getByText('2 messages, newest first').waitFor();
+    await dialog.getByLabel('Words to find').fill('nowhere');
+    await dialog.getByLabel('Words to find').press('Enter');
+    await dialog.getByRole('status').getByText('No messages found.').waitFor();
+
+    await dialog.getByLabel('Words to find').fill('fox');
+    await dialog.getByLabel('Words to find').press('Enter');
+    await results.filter({ hasText: 'the quick brown fox' }).click();
+    await dialog.waitFor({ state: 'hidden' });
+    await page.getByRole('heading', { name: '#den', exact: true }).waitFor();
+    await chat(page, 'carol', 'the quick brown fox').and(page.locator('li.found')).waitFor();
+    noScriptRan(page);
   });
 });

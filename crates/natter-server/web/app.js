@@ -91,6 +91,7 @@
         older: 'more', // older pages: 'more', 'loading', or 'done' once the start is reached
         firstUnread: null, // the <li> the "new messages" line goes above
         unconfirmed: [], // {li, text}: own messages whose OK the lost connection never brought
+        reveal: null, // {id, pages}: a search result to show once its page is loaded
       };
       state.convs.set(key, c);
       if (kind === 'dm') saveDms();
@@ -269,6 +270,14 @@
     roomsDialog: $('rooms-dialog'),
     roomsStatus: $('rooms-dialog-status'),
     roomsList: $('rooms-dialog-list'),
+    searchButton: $('search-button'),
+    searchDialog: $('search-dialog'),
+    searchForm: $('search-form'),
+    searchInput: $('search-input'),
+    searchHere: $('search-here'),
+    searchHereLabel: $('search-here-label'),
+    searchStatus: $('search-status'),
+    searchResults: $('search-results'),
     // Drawn in the log around a conversation's lines (see "rendering messages").
     newMarker: marker('new-marker', 'New messages', 'separator'),
     loading: marker('history-loading', 'Loading earlier messages…', 'status'),
@@ -450,7 +459,7 @@
       case 'KICKED': return onKicked(r);
       case 'SAY': return onSay(r, tags);
       case 'OPERATOR': return onOperator(r);
-      // A page of HISTORY, or (after LOGIN) a DM that waited for this account.
+      // A page of HISTORY or SEARCH, or (after LOGIN) a DM that waited for this account.
       case 'LOGGED': return answersPending(r) ? data(kind, r) : onLogged(r);
       default:
         // A line type this page does not know: ignore it rather than guess.
@@ -466,6 +475,7 @@
   function answersPending(rest) {
     const head = state.pending[0];
     if (!head) return false;
+    if (head.verb === 'SEARCH') return true;
     const [target] = split(rest);
     return head.verb === 'HISTORY' && fold(head.target) === fold(target);
   }
@@ -1130,7 +1140,7 @@
   const OLDER_PAGE = 50; // messages per page when scrolling back
   const CATCH_UP_PAGE = 200; // messages per page when filling the gap of a reconnect
 
-  /** The HISTORY target of a conversation. */
+  /** The HISTORY and SEARCH target of a conversation. */
   const targetOf = (c) => (c.kind === 'everyone' ? '*' : c.title);
 
   /** Whether the server would let us read the conversation's history now. */
@@ -1171,7 +1181,7 @@
       c.loaded = !error ? 'yes' : retry ? 'no' : 'none';
       if (error || !rows.length) c.older = 'done';
       showLoading(c);
-      if (!error) loadOlderIfAtTop(c);
+      if (!error) { revealPending(c); loadOlderIfAtTop(c); }
     });
   }
 
@@ -1188,7 +1198,7 @@
       c.older = end ? 'done' : 'more';
       showLoading(c);
       // After an error, only the person scrolling again asks again: no loop on a failing store.
-      if (!error) loadOlderIfAtTop(c);
+      if (!error) { revealPending(c); loadOlderIfAtTop(c); }
     });
   }
 
@@ -1275,6 +1285,30 @@
     }
     while (i < c.items.length && idOf(c.items[i]) === null && Number(c.items[i].dataset.at) <= at) i += 1;
     return i;
+  }
+
+  /** A search result opened: shows its message once loaded, scrolling back a few pages for it. */
+  function reveal(c, id) {
+    c.reveal = { id, pages: 10 };
+    revealPending(c);
+  }
+
+  function revealPending(c) {
+    const r = c.reveal;
+    if (!r || state.active !== c.key) return;
+    const li = c.byId.get(r.id);
+    if (li) {
+      c.reveal = null;
+      li.scrollIntoView({ block: 'center' });
+      li.classList.remove('found');
+      void li.offsetWidth; // restarts the highlight when the same result is opened again
+      li.classList.add('found');
+    } else if (c.loaded === 'yes' && c.older === 'more' && r.pages > 0 && BigInt(r.id) < BigInt(oldestId(c) ?? '0')) {
+      r.pages -= 1;
+      loadOlder(c);
+    } else if (c.loaded !== 'loading' && c.older !== 'loading') {
+      c.reveal = null; // not within reach: the conversation is open, that will do
+    }
   }
 
   // ---------------------------------------------------------------- rendering messages
@@ -1558,6 +1592,7 @@
     scrollToEnd();
     scrollToMarker();
     closePanels();
+    renderSearchScope();
     ensureHistory(c);
   }
 
@@ -1814,6 +1849,98 @@
     } catch (e) {
       // Some browsers allow notifications only from a service worker; the badge still counts.
     }
+  }
+
+  // ---------------------------------------------------------------- search
+
+  const resultFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+
+  /** How a target is named in the page: Everyone, #room, @ name. */
+  function targetLabel(target) {
+    if (target === '*') return 'Everyone';
+    return target.startsWith('#') ? target : `@ ${target}`;
+  }
+
+  /**
+   * The words as SEARCH should get them. Searching everywhere, words ending in "in <word>"
+   * would be read as IN <target>: every word must match in any order, so the last one goes first.
+   */
+  function searchWords(words, here) {
+    const parts = words.split(/\s+/);
+    if (!here && parts.length > 2 && parts[parts.length - 2].toLowerCase() === 'in') {
+      parts.unshift(parts.pop());
+    }
+    return parts.join(' ');
+  }
+
+  /** The panel stays open beside the conversation: its "Only in" follows the one shown. */
+  function renderSearchScope() {
+    const c = state.convs.get(state.active) || everyone;
+    ui.searchHereLabel.textContent = `Only in ${c.kind === 'dm' ? `@ ${c.title}` : c.title}`;
+  }
+
+  function openSearch() {
+    renderSearchScope();
+    // Not modal: a panel over the side, so the conversation stays in view beside the results.
+    if (!ui.searchDialog.open) ui.searchDialog.show();
+    ui.searchInput.focus();
+    ui.searchInput.select();
+  }
+
+  function search() {
+    const words = ui.searchInput.value.trim();
+    if (!words) {
+      ui.searchStatus.textContent = 'Type the words to find.';
+      return;
+    }
+    const c = state.convs.get(state.active) || everyone;
+    const here = ui.searchHere.checked;
+    const rows = [];
+    ui.searchResults.replaceChildren();
+    ui.searchStatus.textContent = 'Searching…';
+    send(`SEARCH ${searchWords(words, here)}${here ? ` IN ${targetOf(c)}` : ''}`, 'SEARCH', {
+      data: (kind, rest) => {
+        const m = kind === 'LOGGED' ? parseLogged(rest) : null;
+        if (m) rows.push(m);
+      },
+      ok: () => {
+        const n = rows.length;
+        ui.searchStatus.textContent = n ? `${n} message${n === 1 ? '' : 's'}, newest first` : 'No messages found.';
+        ui.searchResults.replaceChildren(...rows.map(resultItem));
+      },
+      fail: (code, why) => {
+        ui.searchStatus.textContent = code === 'NO_HISTORY' ? 'There is no history to search here.' : sentence(why);
+      },
+    });
+  }
+
+  /** One result: where, who, when and what; choosing it opens the conversation there. */
+  function resultItem(m) {
+    const li = el('li', 'result');
+    const b = el('button', 'result-button');
+    b.type = 'button';
+    const head = el('span', 'result-head');
+    const t = el('time', 'time', resultFmt.format(m.at));
+    t.dateTime = m.at.toISOString();
+    head.append(el('span', 'result-target', targetLabel(m.target)), el('span', 'from', m.from), t);
+    const me = m.text.startsWith('/me ') && m.text.length > 4;
+    b.append(head, el('span', 'text', me ? `* ${m.from} ${m.text.slice(4)}` : m.text));
+    b.addEventListener('click', () => {
+      ui.searchDialog.close();
+      openResult(m);
+    });
+    li.append(b);
+    return li;
+  }
+
+  function openResult(m) {
+    let c;
+    if (m.target === '*') c = everyone;
+    else if (m.target.startsWith('#')) c = conv(roomKey(m.target), 'room', m.target);
+    else c = conv(dmKey(m.target), 'dm', m.target);
+    renderNav();
+    showConversation(c.key);
+    reveal(c, m.id);
   }
 
   // ---------------------------------------------------------------- slash commands
@@ -2103,6 +2230,12 @@
   });
 
   ui.browse.addEventListener('click', openRoomsDialog);
+  ui.searchButton.addEventListener('click', openSearch);
+  ui.searchForm.addEventListener('submit', (e) => {
+    e.preventDefault();
+    search();
+  });
+  ui.searchHere.addEventListener('change', () => { if (ui.searchInput.value.trim()) search(); });
   // Scrolled to the top: the page before.
   ui.messages.addEventListener('scroll', () => loadOlderIfAtTop(state.convs.get(state.active) || everyone), { passive: true });
   ui.leaveButton.addEventListener('click', () => {
@@ -2138,6 +2271,10 @@
   ui.scrim.addEventListener('click', closePanels);
   document.addEventListener('keydown', (e) => {
     if (e.key === 'Escape' && !ui.scrim.hidden) closePanels();
+    if (e.key === 'Escape' && ui.searchDialog.open) {
+      ui.searchDialog.close();
+      ui.searchButton.focus();
+    }
   });
 
   document.addEventListener('visibilitychange', () => {
