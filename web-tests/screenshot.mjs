@@ -1,11 +1,13 @@
-// Takes docs/natter-web.png: the page at desktop size, with two browser users and a TCP client
-// chatting. Run with `npm run screenshot` (the server binary as for the tests).
+// Takes docs/natter-web.png: the page at desktop size, showing a room's history (said before
+// the page connected, under its day's separator), the "new messages" line, unread
+// conversations, and the search panel's results. Run with `npm run screenshot` (the server
+// binary as for the tests).
 //
 // Options: --out FILE (default ../docs/natter-web.png), --dark, --phone.
 
 import path from 'node:path';
 import {
-  chat, convButton, launchBrowser, openUser, online, say, startServer, systemLine, tcpUser, WEB_TESTS,
+  chat, convButton, launchBrowser, openUser, say, startServer, tcpUser, WEB_TESTS,
 } from './tests/helpers.mjs';
 
 const args = process.argv.slice(2);
@@ -15,63 +17,78 @@ const out = path.resolve(outArg >= 0 ? args[outArg + 1] : path.join(WEB_TESTS, '
 const colorScheme = flag('--dark') ? 'dark' : 'light';
 const viewport = flag('--phone') ? { width: 390, height: 844 } : { width: 1280, height: 800 };
 
+/** Opens a conversation from the side bar (on a phone, after opening the side bar). */
+async function openConv(page, label) {
+  const button = convButton(page, label);
+  if (!(await button.isVisible())) await page.getByRole('button', { name: /^Show conversations/ }).click();
+  await button.click();
+}
+
 const server = await startServer();
 const browser = await launchBrowser();
 let carol;
+let bob;
 try {
   carol = await tcpUser(server.port, 'carol');
-  const alice = await openUser(browser, server, 'alice', { viewport, colorScheme });
-  const bob = await openUser(browser, server, 'bob', { viewport: { width: 1280, height: 800 }, colorScheme });
-  await online(alice, 'bob').waitFor({ state: 'attached' });
+  bob = await tcpUser(server.port, 'bob');
+  const kept = /^OK (MESSAGE|SAY) /;
 
-  await say(alice, 'Morning all! Coffee is on');
-  await chat(bob, 'alice', 'Morning all! Coffee is on').waitFor();
-  carol.send('MESSAGE morning! the build is green again');
-  await carol.expect('OK MESSAGE 2');
-  await say(bob, 'Nice. Was it the flaky socket test?');
-  await carol.expect('MESSAGE bob Nice. Was it the flaky socket test?');
-  carol.send('MESSAGE yep: the port was reused before the old server let go of it');
-  await carol.expect(/^OK MESSAGE/);
-
-  // A room with a topic, made by the TCP user.
+  // Before the page connects: Everyone and a room with a topic, kept in the history.
+  carol.send('MESSAGE Morning all! Coffee is on');
+  await carol.expect(kept);
+  bob.send('MESSAGE morning! the build is green again');
+  await bob.expect(kept);
   carol.send('JOIN #release');
   await carol.expect(/^OK JOIN #release/);
   carol.send('TOPIC #release Shipping 0.2 on Friday — notes in the wiki');
   await carol.expect('OK TOPIC #release');
+  bob.send('JOIN #release');
+  await bob.expect(/^OK JOIN #release/);
+  for (const [who, text] of [
+    [carol, 'The web client is in. Anything else blocking the release?'],
+    [bob, 'Only the changelog. I will write it after lunch.'],
+    [carol, 'I will tag the release candidate tonight, then we can all try it tomorrow morning.'],
+    [bob, 'I can test it on my phone, the page works there too.'],
+  ]) {
+    who.send(`SAY #release ${text}`);
+    await who.expect(kept);
+  }
+
+  // The page: the room's history on joining, then what came while it looked elsewhere.
+  const alice = await openUser(browser, server, 'alice', { viewport, colorScheme });
   await say(alice, '/join #release');
-  await alice.getByRole('heading', { name: '#release', exact: true }).waitFor();
-  await say(bob, '/join #release');
-  await systemLine(alice, 'bob joined #release.').waitFor();
-  carol.send('SAY #release The web client is in. Anything else blocking?');
-  await carol.expect(/^OK SAY/);
-  await say(alice, 'Only the changelog. I will write it after lunch.');
-  await chat(bob, 'alice', 'Only the changelog. I will write it after lunch.').waitFor();
-  await say(bob, '/me takes the release notes');
-  await chat(alice, 'bob', '* bob takes the release notes').waitFor();
-  carol.send('SAY #release thanks both');
-  await carol.expect(/^OK SAY/);
-  carol.send('SAY #release I will tag the release candidate tonight, then we can all try it tomorrow morning.');
-  await carol.expect(/^OK SAY/);
-  await chat(alice, 'carol', 'I will tag the release candidate tonight, then we can all try it tomorrow morning.').waitFor();
-  await say(bob, 'I can test it on my phone, the page works there too.');
   await chat(alice, 'bob', 'I can test it on my phone, the page works there too.').waitFor();
+  await say(alice, 'Reading back: all good from me. Search works too now.');
+  await carol.expect('SAY #release alice Reading back: all good from me. Search works too now.');
+  await openConv(alice, 'Everyone');
+  carol.send('SAY #release Release candidate tagged: 0.2.0-rc1');
+  await carol.expect(kept);
+  bob.send('SAY #release /me starts the phone test');
+  await bob.expect(kept);
+  await convButton(alice, '#release').getByText('2', { exact: true }).waitFor({ state: 'attached' });
+  await openConv(alice, '#release');
+  await chat(alice, 'bob', '* bob starts the phone test').waitFor();
 
   // Something unread elsewhere: a DM and a message in Everyone.
   carol.send('DM alice can you review my PR later?');
   await carol.expect('OK DM alice');
   await convButton(alice, 'carol').getByText('1', { exact: true }).waitFor({ state: 'attached' });
-  await say(bob, '/dm alice lunch at noon?');
-  await convButton(alice, 'bob').getByText('1', { exact: true }).waitFor({ state: 'attached' });
   carol.send('MESSAGE heads up: the staging server restarts at 3');
-  await carol.expect(/^OK MESSAGE/);
+  await carol.expect(kept);
   await convButton(alice, 'Everyone').getByText('1', { exact: true }).waitFor({ state: 'attached' });
 
-  await alice.locator('#composer-input').fill('Sounds good');
-  await alice.locator('#composer-input').blur();
+  // The search panel, with results from the room and from Everyone.
+  await alice.getByRole('button', { name: 'Search messages' }).click();
+  const search = alice.getByRole('dialog', { name: 'Search messages' });
+  await search.getByLabel('Words to find').fill('release');
+  await search.getByLabel('Words to find').press('Enter');
+  await search.getByRole('status').getByText(/newest first/).waitFor();
+  await search.getByLabel('Words to find').blur();
   await alice.screenshot({ path: out });
   console.log(`wrote ${out}`);
 } finally {
   await carol?.close().catch(() => {});
+  await bob?.close().catch(() => {});
   await browser.close();
   await server.stop();
 }

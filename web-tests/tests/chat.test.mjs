@@ -5,61 +5,14 @@
 // timeouts, never fixed sleeps.
 
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import {
-  chat, composer, connectedAs, convButton, gone, launchBrowser, messages, online, openPage,
-  openUser, register, say, startServer, systemLine, tcpUser, WAIT,
+  chat, composer, connectedAs, convButton, gone, harness, messages, noScriptRan, online, openPage,
+  register, say, systemLine, WAIT,
 } from './helpers.mjs';
 
-let browser;
-const cleanups = [];
-
-/** Runs `fn` at the end of the current test, whatever happens. */
-function defer(fn) {
-  cleanups.push(fn);
-}
-
-async function cleanup() {
-  while (cleanups.length) {
-    try {
-      await cleanups.pop()();
-    } catch {
-      // Keep cleaning up.
-    }
-  }
-}
-
-async function server(opts) {
-  const s = await startServer(opts);
-  defer(() => s.stop());
-  return s;
-}
-
-async function user(srv, name, opts) {
-  const page = await openUser(browser, srv, name, opts);
-  defer(() => page.context().close());
-  return page;
-}
-
-async function tcp(srv, name) {
-  const c = await tcpUser(srv.port, name);
-  defer(() => c.close());
-  return c;
-}
-
-function noScriptRan(page) {
-  assert.deepEqual(page.dialogs, [], 'no dialog may open');
-  assert.deepEqual(page.errors, [], 'no page error');
-}
-
-before(async () => {
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await cleanup();
-  await browser?.close();
-});
+const h = harness();
+const { cleanup, defer, server, tcp, user } = h;
 
 describe('natter in the browser', { timeout: 60_000 }, () => {
   test('two browser users chat in Everyone, a room and a DM, and see each other come and go', async (t) => {
@@ -357,7 +310,7 @@ describe('natter in the browser', { timeout: 60_000 }, () => {
     const carol = await tcp(srv, 'carol');
     carol.send('REGISTER alice');
     await carol.expect(/^ERROR NAME_(RESERVED|TAKEN) /);
-    const bob = await openPage(browser, srv);
+    const bob = await openPage(h.browser, srv);
     defer(() => bob.context().close());
     await bob.getByLabel('Your name').fill('alice');
     await bob.getByLabel('Your name').press('Enter');
@@ -395,7 +348,7 @@ describe('natter in the browser', { timeout: 60_000 }, () => {
     const sentAt = logged.split(' ')[3];
     await carol.expect('OK HISTORY alice 1');
 
-    const alice = await openPage(browser, srv);
+    const alice = await openPage(h.browser, srv);
     defer(() => alice.context().close());
     await alice.getByLabel('Your name').fill('alice');
     await alice.getByLabel('Your name').press('Enter');
@@ -414,7 +367,7 @@ describe('natter in the browser', { timeout: 60_000 }, () => {
     const srv = await server();
     await tcp(srv, 'taken');
     const sockets = [];
-    const page = await openPage(browser, srv, { beforeGoto: (p) => p.on('websocket', (ws) => sockets.push(ws)) });
+    const page = await openPage(h.browser, srv, { beforeGoto: (p) => p.on('websocket', (ws) => sockets.push(ws)) });
     defer(() => page.context().close());
     await page.getByRole('status').getByText('Connected.').waitFor();
 
@@ -507,7 +460,7 @@ describe('natter in the browser', { timeout: 60_000 }, () => {
   test('DMs notify on the desktop when the tab is hidden, once opted in', async (t) => {
     t.after(cleanup);
     const srv = await server();
-    const page = await openPage(browser, srv, { permissions: ['notifications'] });
+    const page = await openPage(h.browser, srv, { permissions: ['notifications'] });
     defer(() => page.context().close());
     // Record notifications and let the test say when the tab is hidden.
     await page.addInitScript(() => {
@@ -585,7 +538,7 @@ describe('the page against a scripted server', { timeout: 60_000 }, () => {
     t.after(cleanup);
     const srv = await server(); // serves the page; its WebSocket is replaced below
     const conns = [];
-    const page = await openPage(browser, srv, {
+    const page = await openPage(h.browser, srv, {
       beforeGoto: (p) => p.routeWebSocket(/\/ws$/, (ws) => {
         const got = [];
         conns.push({ ws, got });
@@ -606,7 +559,8 @@ describe('the page against a scripted server', { timeout: 60_000 }, () => {
             ws.send('USER alice');
             ws.send('OK LIST 1');
           } else {
-            // A server older than SESSION: the page does without a resume token.
+            // A server older than SESSION, TAGS and HISTORY: the page does without a resume
+            // token, tags and history.
             ws.send(`ERROR UNKNOWN_COMMAND unknown command ${verb}; type HELP for the list of commands`);
           }
         });
@@ -627,7 +581,7 @@ describe('the page against a scripted server', { timeout: 60_000 }, () => {
     await password.press('Enter');
     await connectedAs(page, 'alice');
     await page.waitForFunction(() => window.natter.pending === 0);
-    assert.deepEqual(conns[0].got, ['REGISTER alice', 'PASSWORD guess', 'PASSWORD open sesame', 'REGISTER alice', 'LIST', 'SESSION', 'ACCOUNTS']);
+    assert.deepEqual(conns[0].got, ['TAGS ON', 'REGISTER alice', 'PASSWORD guess', 'PASSWORD open sesame', 'REGISTER alice', 'HISTORY *', 'LIST', 'SESSION', 'ACCOUNTS']);
 
     // The server goes away; the page comes back with the password, then its name.
     await conns[0].ws.close();
@@ -635,7 +589,7 @@ describe('the page against a scripted server', { timeout: 60_000 }, () => {
     await connectedAs(page, 'alice', 20_000);
     assert.equal(conns.length, 2);
     await page.waitForFunction(() => window.natter.pending === 0);
-    assert.deepEqual(conns[1].got, ['PASSWORD open sesame', 'REGISTER alice', 'LIST', 'SESSION', 'ACCOUNTS']);
+    assert.deepEqual(conns[1].got, ['TAGS ON', 'PASSWORD open sesame', 'REGISTER alice', 'LIST', 'SESSION', 'ACCOUNTS']);
     noScriptRan(page);
   });
 
@@ -643,7 +597,7 @@ describe('the page against a scripted server', { timeout: 60_000 }, () => {
     t.after(cleanup);
     const srv = await server();
     const conns = [];
-    const page = await openPage(browser, srv, {
+    const page = await openPage(h.browser, srv, {
       beforeGoto: async (p) => {
         await p.clock.install(); // the page's timers run only when the test says so
         await p.routeWebSocket(/\/ws$/, (ws) => {
@@ -652,6 +606,7 @@ describe('the page against a scripted server', { timeout: 60_000 }, () => {
           const [verb, name] = String(line).split(' ');
           if (verb === 'REGISTER') ws.send(`OK REGISTER ${name}`);
           else if (verb === 'LIST') ws.send('OK LIST 0');
+          else ws.send(`ERROR UNKNOWN_COMMAND unknown command ${verb}`);
         });
         ws.send('HELLO natter (scripted)');
         if (n === 1) {

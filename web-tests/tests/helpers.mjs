@@ -1,11 +1,14 @@
 // Shared helpers for the end-to-end tests: the real server binary, a line-protocol TCP client,
 // and headless Chromium (Debian's /usr/bin/chromium) driven by playwright-core.
 
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
+import { after, before } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
@@ -27,14 +30,16 @@ export const WAIT = 10_000;
 
 /**
  * Starts natter-server on 127.0.0.1 (`port` 0 picks a free one) and resolves once it has said
- * where it listens. The returned object's `stop()` ends it (SIGTERM, then SIGKILL). `linger` is
- * how many seconds a lost connection's session waits to be resumed.
+ * where it listens. The returned object's `stop()` ends it (SIGTERM, then SIGKILL; `stop({ kill:
+ * true })` kills it at once, as a crash would). `linger` is how many seconds a lost
+ * connection's session waits to be resumed. `store` is `memory` (accounts and history for
+ * this run only) or a `sqlite:PATH` from `tempStore()`, kept across runs; `args` are more flags.
  */
-export async function startServer({ port = 0, store = 'memory', linger = 60 } = {}) {
+export async function startServer({ port = 0, store = 'memory', linger = 60, args = [] } = {}) {
   if (!fs.existsSync(SERVER_BIN)) {
     throw new Error(`no server binary at ${SERVER_BIN}: run \`cargo build -p natter-server\` in the workspace, or set NATTER_SERVER_BIN`);
   }
-  const proc = spawn(SERVER_BIN, ['--shutdown-grace-secs', '1', '--linger-secs', String(linger), '--store', store, '127.0.0.1', String(port)], {
+  const proc = spawn(SERVER_BIN, ['--shutdown-grace-secs', '1', '--linger-secs', String(linger), '--store', store, ...args, '127.0.0.1', String(port)], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' },
   });
@@ -76,13 +81,25 @@ export async function startServer({ port = 0, store = 'memory', linger = 60 } = 
     url: `http://127.0.0.1:${boundPort}/`,
     log,
     proc,
-    async stop() {
+    async stop({ kill = false } = {}) {
       if (exited) return;
-      proc.kill('SIGTERM');
+      proc.kill(kill ? 'SIGKILL' : 'SIGTERM');
       const t = setTimeout(() => proc.kill('SIGKILL'), 5_000);
       await exit;
       clearTimeout(t);
     },
+  };
+}
+
+/**
+ * A SQLite store in a new temporary directory, for servers that must find what an earlier one
+ * kept (the same `store` given to both). `remove()` deletes the directory.
+ */
+export function tempStore() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'natter-web-tests-'));
+  return {
+    store: `sqlite:${path.join(dir, 'natter.db')}`,
+    remove: () => fs.rmSync(dir, { recursive: true, force: true }),
   };
 }
 
@@ -155,6 +172,14 @@ export async function tcpUser(port, name) {
   return c;
 }
 
+/** A TCP client registered as `name` and holding the account `name` (password `password`). */
+export async function tcpAccount(port, name, password = 'correct-horse') {
+  const c = await tcpUser(port, name);
+  c.send(`ACCOUNT CREATE ${password}`);
+  await c.expect(`OK ACCOUNT CREATE ${name}`);
+  return c;
+}
+
 // ------------------------------------------------------------------ browser
 
 /**
@@ -213,6 +238,14 @@ export async function openUser(browser, server, name, opts) {
   return page;
 }
 
+/** Signs into the account `name` from the welcome form. */
+export async function signIn(page, name, password = 'correct-horse') {
+  await page.getByLabel('Your name').fill(name);
+  await page.getByLabel(/^Password/).fill(password);
+  await page.getByLabel(/^Password/).press('Enter');
+  await connectedAs(page, name);
+}
+
 export async function connectedAs(page, name, timeout = WAIT) {
   await page.getByRole('status', { name: 'Connection' })
     .filter({ hasText: `Connected as ${name}` })
@@ -258,4 +291,121 @@ export function convButton(page, label) {
 /** Waits until a locator matches nothing. */
 export function gone(locator, timeout = WAIT) {
   return locator.waitFor({ state: 'detached', timeout });
+}
+
+/**
+ * Routes a page's WebSockets through the test, which can hold back what the server says
+ * (`hold()`) until `release()`: the page is connected but hears nothing, not even HELLO, as on
+ * a network that stalls. Set up before the page loads (in `beforeGoto`).
+ */
+export async function stallable(page) {
+  let held = null; // [socket, line] from the server kept back; null while lines pass
+  await page.routeWebSocket(/\/ws$/, (ws) => {
+    const server = ws.connectToServer();
+    server.onMessage((line) => (held ? held.push([ws, line]) : ws.send(line)));
+  });
+  return {
+    hold() {
+      held = held || [];
+    },
+    release() {
+      const lines = held || [];
+      held = null;
+      for (const [ws, line] of lines) ws.send(line);
+    },
+  };
+}
+
+/** The texts of the chat messages in the visible conversation, top to bottom. */
+export function shownTexts(page) {
+  return messages(page).locator('li.msg:not(.system) .text').allTextContents();
+}
+
+/** Asserts that each of `texts` is shown exactly once in the visible conversation. */
+export async function shownOnce(page, texts) {
+  const shown = await shownTexts(page);
+  for (const t of texts) {
+    assert.equal(shown.filter((s) => s === t).length, 1, `"${t}" once in:\n${shown.join('\n')}`);
+  }
+}
+
+/**
+ * Records the lines a page sends on its WebSockets (pass as `beforeGoto`'s work, or call before
+ * the page connects): an array that fills as it goes.
+ */
+export function sentLines(page) {
+  const sent = [];
+  page.on('websocket', (ws) => ws.on('framesent', (f) => sent.push(String(f.payload))));
+  return sent;
+}
+
+// ------------------------------------------------------------------ a test file's frame
+
+/**
+ * One browser for a test file and, per test, what to end whatever happens (servers, pages,
+ * TCP clients): each test says `t.after(h.cleanup)`. Call once at a test file's top level.
+ */
+export function harness() {
+  const cleanups = [];
+  const h = {
+    browser: null,
+    /** Runs `fn` at the end of the current test, whatever happens. */
+    defer(fn) {
+      cleanups.push(fn);
+    },
+    async cleanup() {
+      while (cleanups.length) {
+        try {
+          await cleanups.pop()();
+        } catch {
+          // Keep cleaning up.
+        }
+      }
+    },
+    async server(opts) {
+      const s = await startServer(opts);
+      h.defer(() => s.stop());
+      return s;
+    },
+    /** A SQLite store in a temporary directory, removed after the test (and its servers). */
+    store() {
+      const t = tempStore();
+      h.defer(t.remove);
+      return t.store;
+    },
+    async page(srv, opts) {
+      const page = await openPage(h.browser, srv, opts);
+      h.defer(() => page.context().close());
+      return page;
+    },
+    async user(srv, name, opts) {
+      const page = await h.page(srv, opts);
+      await register(page, name);
+      return page;
+    },
+    async tcp(srv, name) {
+      const c = await tcpUser(srv.port, name);
+      h.defer(() => c.close());
+      return c;
+    },
+    async account(srv, name, password) {
+      const c = await tcpAccount(srv.port, name, password);
+      h.defer(() => c.close());
+      return c;
+    },
+  };
+  before(async () => {
+    h.browser = await launchBrowser();
+  });
+  after(async () => {
+    await h.cleanup();
+    await h.browser?.close();
+  });
+  return h;
+}
+
+/** No JavaScript dialog opened and no error was thrown in the page. */
+export function noScriptRan(page) {
+  assert.deepEqual(page.dialogs, [], 'no dialog may open');
+  assert.deepEqual(page.errors, [], 'no page error');
 }

@@ -1,8 +1,12 @@
 // natter's browser client: the line protocol over a WebSocket at /ws, one line per text frame.
 //
 // Every command gets exactly one final line (OK <VERB> ... or ERROR <CODE> <text>; BYE for
-// CLOSE) after its data lines (USER, MEMBER, TOPIC, ROOM, HELP), in order, so commands wait in a
-// FIFO and each answer goes to the oldest one. Everything else is an event.
+// CLOSE) after its data lines (USER, MEMBER, TOPIC, ROOM, HELP, LOGGED), in order, so commands
+// wait in a FIFO and each answer goes to the oldest one. Everything else is an event.
+//
+// The page says TAGS ON first on every connection: events then carry the server's time, and
+// those with a kept message its id, which is how history and live lines merge without
+// duplicates (see "history" below).
 //
 // Text from the network is only ever put into the page with textContent.
 'use strict';
@@ -82,6 +86,12 @@
         topic: '',
         topicBy: '',
         lastActivity: 0,
+        byId: new Map(), // message id -> its <li>: a message is shown once, live or from history
+        loaded: 'no', // its history: 'no', 'loading', 'yes', or 'none' (the server keeps none for us)
+        older: 'more', // older pages: 'more', 'loading', or 'done' once the start is reached
+        firstUnread: null, // the <li> the "new messages" line goes above
+        unconfirmed: [], // {li, text}: own messages whose OK the lost connection never brought
+        reveal: null, // {id, pages}: a search result to show once its page is loaded
       };
       state.convs.set(key, c);
       if (kind === 'dm') saveDms();
@@ -151,7 +161,7 @@
     if (state.password && !state.authed) {
       send(`PASSWORD ${state.password}`, 'PASSWORD', {
         ok: () => { state.authed = true; resumeSession(); },
-        fail: () => { saveSession(null); onHello(); },
+        fail: () => { saveSession(null); signOn(); },
       });
       return;
     }
@@ -161,7 +171,7 @@
         if (code === 'DISCONNECTED') return;
         // The session ended (or the server forgot it): take the name again as before.
         saveSession(null);
-        onHello();
+        signOn();
       },
     });
   }
@@ -187,6 +197,7 @@
     }
     // The rooms come as JOINED lines after the answer; what was missed follows them.
     refreshUsers();
+    if (!reloaded) afterReconnect();
   }
 
   /** Asks for a token for the account we just signed into, and keeps it. */
@@ -259,7 +270,27 @@
     roomsDialog: $('rooms-dialog'),
     roomsStatus: $('rooms-dialog-status'),
     roomsList: $('rooms-dialog-list'),
+    searchButton: $('search-button'),
+    searchDialog: $('search-dialog'),
+    searchForm: $('search-form'),
+    searchInput: $('search-input'),
+    searchHere: $('search-here'),
+    searchHereLabel: $('search-here-label'),
+    searchStatus: $('search-status'),
+    searchResults: $('search-results'),
+    // Drawn in the log around a conversation's lines (see "rendering messages").
+    newMarker: marker('new-marker', 'New messages', 'separator'),
+    loading: marker('history-loading', 'Loading earlier messages…', 'status'),
   };
+
+  /** A line of the log that is no message: the "new messages" line, "Loading…". */
+  function marker(cls, text, role) {
+    const li = el('li', cls);
+    li.setAttribute('role', role);
+    li.setAttribute('aria-label', text);
+    li.append(el('span', null, text));
+    return li;
+  }
 
   // ---------------------------------------------------------------- connection
 
@@ -365,7 +396,28 @@
 
   // ---------------------------------------------------------------- incoming lines
 
-  function handleLine(line) {
+  /**
+   * Splits the tags off a line (`@time=…;id=… LINE`, written after TAGS ON): [tags, line]. Only
+   * the tags this page knows are taken, checked; the server may add others.
+   */
+  function untag(line) {
+    if (!line.startsWith('@')) return [{}, line];
+    const [head, rest] = split(line);
+    const tags = {};
+    for (const pair of head.slice(1).split(';')) {
+      const eq = pair.indexOf('=');
+      const [key, value] = eq < 0 ? [pair, ''] : [pair.slice(0, eq), pair.slice(eq + 1)];
+      if (key === 'id' && /^\d+$/.test(value)) tags.id = value;
+      if (key === 'time') {
+        const at = new Date(value);
+        if (!Number.isNaN(at.getTime())) tags.at = at;
+      }
+    }
+    return [tags, rest ?? ''];
+  }
+
+  function handleLine(tagged) {
+    const [tags, line] = untag(tagged);
     const [kind, rest] = split(line);
     const r = rest ?? '';
     switch (kind) {
@@ -373,7 +425,8 @@
         return onHello(r);
       case 'OK': {
         const [verb, detail] = split(r);
-        return finish((p) => p.ok?.(detail ?? '', verb));
+        // The OK of a kept message carries its id: the sender gets no copy to learn it from.
+        return finish((p) => p.ok?.(detail ?? '', verb, tags));
       }
       case 'ERROR': {
         const [code, text] = split(r);
@@ -395,22 +448,36 @@
         }
         return onTopic(r, true);
       }
-      case 'MESSAGE': return onMessage(r);
-      case 'DM': return onDm(r);
-      case 'SENT': return onSent(r);
+      case 'MESSAGE': return onMessage(r, tags);
+      case 'DM': return onDm(r, tags);
+      case 'SENT': return onSent(r, tags);
       case 'ONLINE': return onUserEvent('ONLINE', r);
       case 'OFFLINE': return onUserEvent('OFFLINE', r);
       case 'RENAMED': return onUserEvent('RENAMED', r);
       case 'JOINED': return onJoined(r);
       case 'PARTED': return onParted(r);
       case 'KICKED': return onKicked(r);
-      case 'SAY': return onSay(r);
+      case 'SAY': return onSay(r, tags);
       case 'OPERATOR': return onOperator(r);
-      case 'LOGGED': return onLogged(r);
+      // A page of HISTORY or SEARCH, or (after LOGIN) a DM that waited for this account.
+      case 'LOGGED': return answersPending(r) ? data(kind, r) : onLogged(r);
       default:
         // A line type this page does not know: ignore it rather than guess.
         return undefined;
     }
+  }
+
+  /**
+   * Whether a LOGGED line belongs to the command at the head of the queue. The DMs that waited
+   * for an account come right after OK LOGIN, before the answer to anything sent after it, and
+   * name their sender: a HISTORY of another target, or any other command, is not theirs.
+   */
+  function answersPending(rest) {
+    const head = state.pending[0];
+    if (!head) return false;
+    if (head.verb === 'SEARCH') return true;
+    const [target] = split(rest);
+    return head.verb === 'HISTORY' && fold(head.target) === fold(target);
   }
 
   function data(kind, rest) {
@@ -426,8 +493,17 @@
   function onHello() {
     state.connected = true;
     setStatus('greeted');
+    // Before anything else, so that no event comes without its time and id. A server that
+    // does not know TAGS says so, and the page does without (no ids: no merging by id).
+    send('TAGS ON', 'TAGS', { fail: () => {} });
+    signOn();
+  }
+
+  /** Takes the session back, or the name, once greeted (again after a RESUME that failed). */
+  function signOn() {
     if (state.session) return resumeSession();
     if (state.wanted) register(state.wanted, { auto: state.registeredOnce });
+    return undefined;
   }
 
   function onBye(rest) {
@@ -539,6 +615,9 @@
     if (isRename) {
       if (old !== name) systemAll(`You are now known as ${name}.`, 'event');
       renderPeople();
+      // Logged into an account now, perhaps: its conversations' history may be readable.
+      for (const c of state.convs.values()) if (c.kind === 'dm' && c.loaded === 'none') c.loaded = 'no';
+      ensureHistory(state.convs.get(state.active) || everyone);
       return;
     }
     ui.welcome.hidden = true;
@@ -557,6 +636,8 @@
     for (const c of state.convs.values()) {
       if (c.kind === 'room' && c.joined) joinRoom(c.title, { rejoin: true });
     }
+    // After the JOINs: answers come in order, so each room's HISTORY finds us a member again.
+    if (reconnected) afterReconnect();
   }
 
   function refreshUsers(print) {
@@ -665,43 +746,52 @@
     return !!state.me && fold(name) === fold(state.me);
   }
 
-  function onMessage(rest) {
+  /** What a tagged line says of its message: its id (if kept) and the server's time. */
+  const kept = (tags) => ({ id: tags.id ?? null, at: tags.at ?? new Date() });
+
+  function onMessage(rest, tags) {
     const [from, text] = split(rest);
-    message(everyone, from, text ?? '', { own: isMe(from) });
+    message(everyone, from, text ?? '', { own: isMe(from), ...kept(tags) });
   }
 
   /** A DM sent from another connection of this account. */
-  function onSent(rest) {
+  function onSent(rest, tags) {
     const [to, text] = split(rest);
     const c = conv(dmKey(to), 'dm', to);
-    message(c, state.me, text ?? '', { own: true });
+    message(c, state.me, text ?? '', { own: true, ...kept(tags) });
   }
 
-  function onDm(rest) {
+  function onDm(rest, tags) {
     const [from, text] = split(rest);
     const c = conv(dmKey(from), 'dm', from);
     c.title = from;
-    message(c, from, text ?? '');
-    notifyDm(from, text ?? '');
+    if (message(c, from, text ?? '', kept(tags))) notifyDm(from, text ?? '');
+  }
+
+  /** `LOGGED <target> <id> <time> <from> <text>` as {target, id, at, from, text}, or null. */
+  function parseLogged(rest) {
+    const [target, r1] = split(rest);
+    const [id, r2] = split(r1 ?? '');
+    const [time, r3] = split(r2 ?? '');
+    const [from, text] = split(r3 ?? '');
+    if (!target || !/^\d+$/.test(id) || !from) return null;
+    const at = new Date(time);
+    return { target, id, at: Number.isNaN(at.getTime()) ? new Date() : at, from, text: text ?? '' };
   }
 
   /** A DM that waited for this account while it was offline (after LOGIN), at its own time. */
   function onLogged(rest) {
-    const [target, r1] = split(rest);
-    const [, r2] = split(r1 ?? '');
-    const [time, r3] = split(r2 ?? '');
-    const [from, text] = split(r3 ?? '');
-    if (!target || target === '*' || target.startsWith('#') || !from) return;
-    const at = new Date(time);
-    const c = conv(dmKey(target), 'dm', target);
-    message(c, from, text ?? '', { own: isMe(from), at: Number.isNaN(at.getTime()) ? new Date() : at });
+    const m = parseLogged(rest);
+    if (!m || m.target === '*' || m.target.startsWith('#')) return;
+    const c = conv(dmKey(m.target), 'dm', m.target);
+    message(c, m.from, m.text, { own: isMe(m.from), at: m.at, id: m.id });
   }
 
-  function onSay(rest) {
+  function onSay(rest, tags) {
     const [room, r2] = split(rest);
     const [from, text] = split(r2 ?? '');
     const c = conv(roomKey(room), 'room', room);
-    message(c, from, text ?? '', { own: isMe(from) });
+    message(c, from, text ?? '', { own: isMe(from), ...kept(tags) });
   }
 
   /** Sends `text` to the active conversation, showing it at once as ours. */
@@ -719,14 +809,20 @@
       system(c, 'Not connected yet; your message was not sent. Reconnecting…', 'error');
       return false;
     }
+    // Writing here is reading here: the "new messages" line has done its job.
+    if (c.firstUnread) {
+      c.firstUnread = null;
+      ui.newMarker.remove();
+    }
     const item = message(c, state.me, text, { own: true });
     item.classList.add('sending');
     send(line, verb, {
-      ok: (detail) => {
+      ok: (detail, _verb, tags) => {
         item.classList.remove('sending');
+        confirmSent(c, item, tags);
         if (verb === 'DM') {
-          // OK DM <name>: the recipient's name as registered.
-          const name = detail.trim();
+          // OK DM <name> [QUEUED]: the recipient's name as registered.
+          const [name] = split(detail.trim());
           if (name && name !== c.title && fold(name) === fold(c.title)) {
             c.title = name;
             renderNav();
@@ -736,14 +832,45 @@
       },
       fail: (code, why) => {
         item.classList.remove('sending');
+        if (code === 'STORE_UNAVAILABLE') {
+          // Delivered all the same; only the history will not have it.
+          item.querySelector('.body')?.append(el('span', 'note', 'Delivered, but not kept in the history.'));
+          return;
+        }
         item.classList.add('failed');
         const note = el('span', 'fail-note', code === 'DISCONNECTED'
           ? 'The connection was lost before the server confirmed this message.'
           : `Not delivered: ${why}`);
         item.querySelector('.body')?.append(note);
+        // It may have been kept all the same: the history after a reconnect will say.
+        if (code === 'DISCONNECTED') c.unconfirmed.push({ li: item, text });
       },
     });
     return true;
+  }
+
+  /** Our message is kept: it takes the id (and the server's time) its OK carries. */
+  function confirmSent(c, li, tags) {
+    if (tags.at) setTime(li, tags.at);
+    if (!tags.id) return;
+    li.dataset.id = tags.id;
+    c.byId.set(tags.id, li);
+  }
+
+  /**
+   * An own message the history holds although its OK never came (the connection was lost
+   * first): it was kept after all, so the one shown as failed is it. Returns that <li>.
+   */
+  function adoptUnconfirmed(c, m) {
+    if (!isMe(m.from)) return null;
+    const i = c.unconfirmed.findIndex((u) => u.text === m.text);
+    if (i < 0) return null;
+    const [{ li }] = c.unconfirmed.splice(i, 1);
+    li.classList.remove('failed');
+    li.querySelector('.fail-note')?.remove();
+    li.dataset.id = m.id;
+    setTime(li, m.at);
+    return li;
   }
 
   // ---------------------------------------------------------------- rooms
@@ -784,6 +911,8 @@
         if (rejoin) {
           system(c, `Rejoined ${c.title}.`, 'event');
         } else {
+          // Back in a room read before: what was said while we were out.
+          catchUp(c);
           system(c, `You joined ${c.title}.`, 'event join');
           if (topic && topic.text) system(c, `Topic: ${topic.text} (set by ${topic.by})`, 'event topic');
         }
@@ -1001,13 +1130,214 @@
     });
   }
 
-  // ---------------------------------------------------------------- rendering messages
+  // ---------------------------------------------------------------- history
+  //
+  // A conversation asks for its history (HISTORY <target>) the first time it is shown, older
+  // pages (BEFORE the oldest id it holds) when scrolled to the top, and after a reconnect what
+  // it missed (AFTER the newest id it holds). Every message is kept by its id in c.byId, so
+  // whatever comes twice (live and in a page, or in two pages) is shown once.
 
-  /** Adds a chat message to a conversation and returns its element. */
-  function message(c, from, text, { own = false, at = new Date() } = {}) {
+  const OLDER_PAGE = 50; // messages per page when scrolling back
+  const CATCH_UP_PAGE = 200; // messages per page when filling the gap of a reconnect
+
+  /** The HISTORY and SEARCH target of a conversation. */
+  const targetOf = (c) => (c.kind === 'everyone' ? '*' : c.title);
+
+  /** Whether the server would let us read the conversation's history now. */
+  function readable(c) {
+    return !!state.me && state.connected && !(c.kind === 'room' && !c.joined);
+  }
+
+  /**
+   * Asks for a page of a conversation's history (`args`: limit, BEFORE or AFTER) and merges it;
+   * `done(rows, error)` follows. NO_HISTORY, STORE_UNAVAILABLE and a lost connection are
+   * quiet: the conversation shows what it has.
+   */
+  function requestHistory(c, args, { fresh = false } = {}, done = () => {}) {
+    const target = targetOf(c);
+    const rows = [];
+    send(args ? `HISTORY ${target} ${args}` : `HISTORY ${target}`, 'HISTORY', {
+      target,
+      data: (kind, rest) => {
+        const m = kind === 'LOGGED' ? parseLogged(rest) : null;
+        if (m) rows.push(m);
+      },
+      ok: () => {
+        mergeHistory(c, rows, { fresh });
+        done(rows, null);
+      },
+      fail: (code) => done(rows, code),
+    });
+  }
+
+  /** The first showing of a conversation: its newest page of history, above what came live. */
+  function ensureHistory(c) {
+    if (c.loaded !== 'no' || !readable(c)) return;
+    c.loaded = 'loading';
+    showLoading(c);
+    requestHistory(c, '', {}, (rows, error) => {
+      // Asked again on the next showing if the store or the connection failed this time.
+      const retry = error === 'STORE_UNAVAILABLE' || error === 'DISCONNECTED';
+      c.loaded = !error ? 'yes' : retry ? 'no' : 'none';
+      if (error || !rows.length) c.older = 'done';
+      showLoading(c);
+      if (!error) { revealPending(c); loadOlderIfAtTop(c); }
+    });
+  }
+
+  /** Scrolled to the top: the page before the oldest message held, keeping the view still. */
+  function loadOlder(c) {
+    if (c.loaded !== 'yes' || c.older !== 'more' || !readable(c)) return;
+    const first = oldestId(c);
+    if (!first) { c.older = 'done'; return; }
+    c.older = 'loading';
+    showLoading(c);
+    requestHistory(c, `${OLDER_PAGE} BEFORE ${first}`, {}, (rows, error) => {
+      // Fewer than asked: the start of the history (or of what is kept) is reached.
+      const end = error === 'NO_HISTORY' || (!error && rows.length < OLDER_PAGE);
+      c.older = end ? 'done' : 'more';
+      showLoading(c);
+      // After an error, only the person scrolling again asks again: no loop on a failing store.
+      if (!error) { revealPending(c); loadOlderIfAtTop(c); }
+    });
+  }
+
+  /** Loads older messages while the conversation is shown from its top (or does not fill it). */
+  function loadOlderIfAtTop(c) {
+    if (state.active === c.key && ui.messages.scrollTop < 80) loadOlder(c);
+  }
+
+  /**
+   * After a reconnect: what was said since the newest message held, page by page until none
+   * is left (bounded), so there is no gap. Conversations never shown yet fetch their newest page
+   * when first shown.
+   */
+  function catchUp(c, after = newestId(c) ?? '0', fetched = 0) {
+    if (c.loaded !== 'yes' || !readable(c)) return;
+    requestHistory(c, `${CATCH_UP_PAGE} AFTER ${after}`, { fresh: true }, (rows, error) => {
+      if (!error && rows.length === CATCH_UP_PAGE && fetched + rows.length < MAX_ITEMS) {
+        catchUp(c, rows[rows.length - 1].id, fetched + rows.length);
+      }
+    });
+  }
+
+  /** Back after a lost connection: every conversation fetches what it missed. */
+  function afterReconnect() {
+    for (const c of state.convs.values()) catchUp(c);
+    ensureHistory(state.convs.get(state.active) || everyone);
+  }
+
+  const idOf = (li) => (li.dataset.id ? BigInt(li.dataset.id) : null);
+
+  function oldestId(c) {
+    let min = null;
+    for (const id of c.byId.keys()) if (min === null || BigInt(id) < BigInt(min)) min = id;
+    return min;
+  }
+
+  function newestId(c) {
+    let max = null;
+    for (const id of c.byId.keys()) if (max === null || BigInt(id) > BigInt(max)) max = id;
+    return max;
+  }
+
+  /**
+   * Places a page of history among what the conversation holds, each message once. `fresh`:
+   * what a reconnect missed, new to the person (unread, under the "new messages" line).
+   */
+  function mergeHistory(c, rows, { fresh = false } = {}) {
+    let added = 0;
+    for (const m of rows) {
+      if (c.byId.has(m.id)) continue;
+      let li = adoptUnconfirmed(c, m);
+      if (!li) {
+        li = messageItem(m.from, m.text, { own: isMe(m.from), at: m.at, id: m.id });
+        insertItem(c, li);
+        if (fresh) countUnread(c, li);
+      }
+      c.byId.set(m.id, li);
+      added += 1;
+    }
+    if (!added) return;
+    if (state.active === c.key) keepingPlace(() => renderMessages(c));
+    if (fresh) { renderNav(); updateTitle(); }
+  }
+
+  /** Inserts a message from the history where its id and time put it. */
+  function insertItem(c, li) {
+    const i = slotFor(c, idOf(li), Number(li.dataset.at));
+    c.items.splice(i, 0, li);
+    follow(c.items[i - 1], li);
+    follow(li, c.items[i + 1]);
+  }
+
+  /**
+   * Where a message from the history goes: after the last message with a smaller id, then
+   * after the page's own lines (joins, "Reconnected as…", unsent messages) from before its time.
+   * So a first page goes above everything shown so far, and what a reconnect missed goes where
+   * it happened.
+   */
+  function slotFor(c, id, at) {
+    let i = 0;
+    for (let j = c.items.length - 1; j >= 0; j--) {
+      const other = idOf(c.items[j]);
+      if (other !== null && other < id) { i = j + 1; break; }
+    }
+    while (i < c.items.length && idOf(c.items[i]) === null && Number(c.items[i].dataset.at) <= at) i += 1;
+    return i;
+  }
+
+  /** A search result opened: shows its message once loaded, scrolling back a few pages for it. */
+  function reveal(c, id) {
+    c.reveal = { id, pages: 10 };
+    revealPending(c);
+  }
+
+  function revealPending(c) {
+    const r = c.reveal;
+    if (!r || state.active !== c.key) return;
+    const li = c.byId.get(r.id);
+    if (li) {
+      c.reveal = null;
+      li.scrollIntoView({ block: 'center' });
+      li.classList.remove('found');
+      void li.offsetWidth; // restarts the highlight when the same result is opened again
+      li.classList.add('found');
+    } else if (c.loaded === 'yes' && c.older === 'more' && r.pages > 0 && BigInt(r.id) < BigInt(oldestId(c) ?? '0')) {
+      r.pages -= 1;
+      loadOlder(c);
+    } else if (c.loaded !== 'loading' && c.older !== 'loading') {
+      c.reveal = null; // not within reach: the conversation is open, that will do
+    }
+  }
+
+  // ---------------------------------------------------------------- rendering messages
+  //
+  // c.items holds a conversation's lines in order (messages and the page's own system lines).
+  // The log shows the active conversation's items, with a separator where the local day
+  // changes, the "new messages" line, and "Loading…" at the top while a page is on its way;
+  // those are drawn around the items, never kept among them.
+
+  /**
+   * Adds a message that arrived live to a conversation and returns its element, or null if the
+   * conversation shows it already (a history page brought it first).
+   */
+  function message(c, from, text, { own = false, at = new Date(), id = null } = {}) {
+    if (id && c.byId.has(id)) return null;
+    const li = messageItem(from, text, { own, at, id });
+    if (id) c.byId.set(id, li);
+    follow(c.items[c.items.length - 1], li);
+    add(c, li, true);
+    return li;
+  }
+
+  /** A message's element: avatar, sender, time, text (as text, never markup). */
+  function messageItem(from, text, { own = false, at = new Date(), id = null } = {}) {
     const li = el('li', 'msg');
     if (own) li.classList.add('own');
     li.dataset.from = from;
+    if (id) li.dataset.id = id;
+    li.dataset.at = String(at.getTime());
     const me = text.startsWith('/me ') && text.length > 4;
     const avatar = el('span', `avatar hue-${hue(from)}`, initial(from));
     avatar.setAttribute('aria-hidden', 'true');
@@ -1024,15 +1354,23 @@
     }
     content.append(head, body);
     li.append(avatar, content);
-    // Under the previous message's header when the same person wrote it just before.
-    const prev = c.items[c.items.length - 1];
-    if (prev && !prev.classList.contains('system') && prev.dataset.from === from
-        && prev.classList.contains('own') === own && at.getTime() - Number(prev.dataset.at) < 5 * 60_000) {
-      li.classList.add('cont');
-    }
-    li.dataset.at = String(at.getTime());
-    add(c, li, true);
     return li;
+  }
+
+  /** Shows `li` under `prev`'s header when the same person wrote both, close together. */
+  function follow(prev, li) {
+    if (!li || li.classList.contains('system')) return;
+    const gap = Number(li.dataset.at) - Number(prev?.dataset.at);
+    const same = !!prev && !prev.classList.contains('system') && prev.dataset.from === li.dataset.from
+      && prev.classList.contains('own') === li.classList.contains('own')
+      && gap < 5 * 60_000 && dayOf(prev) === dayOf(li);
+    li.classList.toggle('cont', same);
+  }
+
+  /** The server's time for a message shown before its OK (or history) said when it was kept. */
+  function setTime(li, at) {
+    li.dataset.at = String(at.getTime());
+    li.querySelector('time')?.replaceWith(stamp(at));
   }
 
   /** A stable colour (one of eight) for a name, whatever its case. */
@@ -1050,7 +1388,9 @@
   /** Adds a system line (an event, an answer or an error) to a conversation. */
   function system(c, text, kind = 'event') {
     const li = el('li', `msg system ${kind}`);
-    li.append(el('span', 'text', text), stamp());
+    const now = new Date();
+    li.dataset.at = String(now.getTime());
+    li.append(el('span', 'text', text), stamp(now));
     add(c, li, false);
     return li;
   }
@@ -1076,26 +1416,141 @@
 
   function add(c, li, counts) {
     c.items.push(li);
-    if (c.items.length > MAX_ITEMS) {
-      const gone = c.items.splice(0, c.items.length - MAX_ITEMS);
-      if (state.active === c.key) for (const g of gone) g.remove();
-    }
     c.lastActivity = Date.now();
+    const unread = counts && countUnread(c, li);
     if (state.active === c.key) {
       const stick = nearBottom();
-      ui.messages.append(li);
+      if (trim(c)) keepingPlace(() => renderMessages(c));
+      else appendToLog(c, li);
       if (stick || li.classList.contains('own')) scrollToEnd();
-      if (counts && document.hidden && !li.classList.contains('own')) {
-        c.unread += 1;
-        renderNav();
-      }
-    } else if (counts && !li.classList.contains('own')) {
-      c.unread += 1;
-      renderNav();
-    } else if (c.kind === 'dm') {
-      renderNav();
+    } else {
+      trim(c);
     }
+    if (unread || (state.active !== c.key && c.kind === 'dm')) renderNav();
     updateTitle();
+  }
+
+  /**
+   * Counts a message as unread if the person is not looking at its conversation; the first
+   * since they last did gets the "new messages" line. Returns whether it counted.
+   */
+  function countUnread(c, li) {
+    if (li.classList.contains('own') || (state.active === c.key && !document.hidden)) return false;
+    const i = c.items.indexOf(li);
+    if (!c.unread || !c.firstUnread || i < c.items.indexOf(c.firstUnread)) {
+      c.firstUnread = li;
+      if (state.active === c.key) placeMarker(c);
+    }
+    c.unread += 1;
+    return true;
+  }
+
+  /**
+   * Drops the oldest lines past MAX_ITEMS (a hundred at a time, to redraw seldom); they can be
+   * loaded again by scrolling up. Returns whether it did.
+   */
+  function trim(c) {
+    if (c.items.length <= MAX_ITEMS + 100) return false;
+    for (const g of c.items.splice(0, c.items.length - MAX_ITEMS)) {
+      if (g.dataset.id) c.byId.delete(g.dataset.id);
+      if (g === c.firstUnread) c.firstUnread = null;
+      c.unconfirmed = c.unconfirmed.filter((u) => u.li !== g);
+    }
+    if (c.older === 'done') c.older = 'more';
+    return true;
+  }
+
+  /** Draws the active conversation's log afresh. */
+  function renderMessages(c) {
+    const out = [];
+    if (c.loaded === 'loading' || c.older === 'loading') out.push(ui.loading);
+    let day = null;
+    for (const li of c.items) {
+      if (dayOf(li) !== day) {
+        day = dayOf(li);
+        out.push(daySeparator(Number(li.dataset.at)));
+      }
+      if (li === c.firstUnread) out.push(ui.newMarker);
+      out.push(li);
+    }
+    ui.messages.replaceChildren(...out);
+  }
+
+  /** Adds the newest line to the log, after a day separator if the day changed. */
+  function appendToLog(c, li) {
+    const prev = c.items[c.items.length - 2];
+    if (!prev || dayOf(prev) !== dayOf(li)) ui.messages.append(daySeparator(Number(li.dataset.at)));
+    if (li === c.firstUnread) ui.messages.append(ui.newMarker);
+    ui.messages.append(li);
+  }
+
+  /** Moves the "new messages" line above the active conversation's first unread message. */
+  function placeMarker(c) {
+    if (c.firstUnread?.isConnected) c.firstUnread.before(ui.newMarker);
+    else ui.newMarker.remove();
+  }
+
+  /** Shows or hides "Loading…" at the top of the log, without moving what is in view. */
+  function showLoading(c) {
+    if (state.active !== c.key) return;
+    const busy = c.loaded === 'loading' || c.older === 'loading';
+    ui.messages.setAttribute('aria-busy', String(busy));
+    if (busy === ui.loading.isConnected) return;
+    keepingPlace(() => (busy ? ui.messages.prepend(ui.loading) : ui.loading.remove()));
+  }
+
+  /**
+   * Changes the log without moving what the person reads: the first line in view stays where it
+   * is on the screen (a log read at its bottom stays at its bottom).
+   */
+  function keepingPlace(change) {
+    const box = ui.messages;
+    if (nearBottom()) {
+      change();
+      scrollToEnd();
+      return;
+    }
+    const top = box.getBoundingClientRect().top;
+    const anchor = [...box.children].find((x) => x.classList.contains('msg') && x.getBoundingClientRect().bottom > top);
+    const before = anchor?.getBoundingClientRect().top;
+    change();
+    if (anchor?.isConnected) box.scrollTop += anchor.getBoundingClientRect().top - before;
+  }
+
+  /** The local day of a line, as a key. */
+  function dayOf(li) {
+    const d = new Date(Number(li.dataset.at));
+    return `${d.getFullYear()}-${d.getMonth() + 1}-${d.getDate()}`;
+  }
+
+  const dayFmt = new Intl.DateTimeFormat(undefined, { weekday: 'long', day: 'numeric', month: 'long' });
+  const yearDayFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'full' });
+
+  /**
+   * "Today", "Yesterday", or the date (with the year if not this one), as of drawing: a log
+   * left open past midnight says "Today" for yesterday until it is drawn again.
+   */
+  function dayLabel(at) {
+    const d = new Date(at);
+    const today = new Date();
+    const midnight = (x) => new Date(x.getFullYear(), x.getMonth(), x.getDate()).getTime();
+    const days = Math.round((midnight(today) - midnight(d)) / 86_400_000);
+    if (days === 0) return 'Today';
+    if (days === 1) return 'Yesterday';
+    return (d.getFullYear() === today.getFullYear() ? dayFmt : yearDayFmt).format(d);
+  }
+
+  /** The separator above a day's first line. */
+  function daySeparator(at) {
+    const li = el('li', 'day-sep');
+    li.setAttribute('role', 'separator');
+    const label = dayLabel(at);
+    li.setAttribute('aria-label', label);
+    const t = el('time', null, label);
+    const d = new Date(at);
+    t.dateTime = `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
+    li.append(t);
+    return li;
   }
 
   function nearBottom() {
@@ -1121,17 +1576,31 @@
 
   function showConversation(key) {
     const c = state.convs.get(key) || everyone;
+    const left = state.convs.get(state.active);
+    // The conversation left has been read: its "new messages" line has done its job.
+    if (left && left !== c) left.firstUnread = null;
     state.active = c.key;
     c.unread = 0;
-    ui.messages.replaceChildren(...c.items);
+    renderMessages(c);
     ui.messages.setAttribute('aria-label', `Messages in ${c.title}`);
+    ui.messages.setAttribute('aria-busy', String(ui.loading.isConnected));
     ui.topicForm.hidden = true;
     renderHeader();
     renderNav();
     renderPeople();
     updateTitle();
     scrollToEnd();
+    scrollToMarker();
     closePanels();
+    renderSearchScope();
+    ensureHistory(c);
+  }
+
+  /** Opening a conversation with more unread than fit: start at the first of them. */
+  function scrollToMarker() {
+    if (!ui.newMarker.isConnected) return;
+    const above = ui.newMarker.getBoundingClientRect().top - ui.messages.getBoundingClientRect().top;
+    if (above < 0) ui.messages.scrollTop += above - 8;
   }
 
   function renderHeader() {
@@ -1380,6 +1849,98 @@
     } catch (e) {
       // Some browsers allow notifications only from a service worker; the badge still counts.
     }
+  }
+
+  // ---------------------------------------------------------------- search
+
+  const resultFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+
+  /** How a target is named in the page: Everyone, #room, @ name. */
+  function targetLabel(target) {
+    if (target === '*') return 'Everyone';
+    return target.startsWith('#') ? target : `@ ${target}`;
+  }
+
+  /**
+   * The words as SEARCH should get them. Searching everywhere, words ending in "in <word>"
+   * would be read as IN <target>: every word must match in any order, so the last one goes first.
+   */
+  function searchWords(words, here) {
+    const parts = words.split(/\s+/);
+    if (!here && parts.length > 2 && parts[parts.length - 2].toLowerCase() === 'in') {
+      parts.unshift(parts.pop());
+    }
+    return parts.join(' ');
+  }
+
+  /** The panel stays open beside the conversation: its "Only in" follows the one shown. */
+  function renderSearchScope() {
+    const c = state.convs.get(state.active) || everyone;
+    ui.searchHereLabel.textContent = `Only in ${c.kind === 'dm' ? `@ ${c.title}` : c.title}`;
+  }
+
+  function openSearch() {
+    renderSearchScope();
+    // Not modal: a panel over the side, so the conversation stays in view beside the results.
+    if (!ui.searchDialog.open) ui.searchDialog.show();
+    ui.searchInput.focus();
+    ui.searchInput.select();
+  }
+
+  function search() {
+    const words = ui.searchInput.value.trim();
+    if (!words) {
+      ui.searchStatus.textContent = 'Type the words to find.';
+      return;
+    }
+    const c = state.convs.get(state.active) || everyone;
+    const here = ui.searchHere.checked;
+    const rows = [];
+    ui.searchResults.replaceChildren();
+    ui.searchStatus.textContent = 'Searching…';
+    send(`SEARCH ${searchWords(words, here)}${here ? ` IN ${targetOf(c)}` : ''}`, 'SEARCH', {
+      data: (kind, rest) => {
+        const m = kind === 'LOGGED' ? parseLogged(rest) : null;
+        if (m) rows.push(m);
+      },
+      ok: () => {
+        const n = rows.length;
+        ui.searchStatus.textContent = n ? `${n} message${n === 1 ? '' : 's'}, newest first` : 'No messages found.';
+        ui.searchResults.replaceChildren(...rows.map(resultItem));
+      },
+      fail: (code, why) => {
+        ui.searchStatus.textContent = code === 'NO_HISTORY' ? 'There is no history to search here.' : sentence(why);
+      },
+    });
+  }
+
+  /** One result: where, who, when and what; choosing it opens the conversation there. */
+  function resultItem(m) {
+    const li = el('li', 'result');
+    const b = el('button', 'result-button');
+    b.type = 'button';
+    const head = el('span', 'result-head');
+    const t = el('time', 'time', resultFmt.format(m.at));
+    t.dateTime = m.at.toISOString();
+    head.append(el('span', 'result-target', targetLabel(m.target)), el('span', 'from', m.from), t);
+    const me = m.text.startsWith('/me ') && m.text.length > 4;
+    b.append(head, el('span', 'text', me ? `* ${m.from} ${m.text.slice(4)}` : m.text));
+    b.addEventListener('click', () => {
+      ui.searchDialog.close();
+      openResult(m);
+    });
+    li.append(b);
+    return li;
+  }
+
+  function openResult(m) {
+    let c;
+    if (m.target === '*') c = everyone;
+    else if (m.target.startsWith('#')) c = conv(roomKey(m.target), 'room', m.target);
+    else c = conv(dmKey(m.target), 'dm', m.target);
+    renderNav();
+    showConversation(c.key);
+    reveal(c, m.id);
   }
 
   // ---------------------------------------------------------------- slash commands
@@ -1669,6 +2230,14 @@
   });
 
   ui.browse.addEventListener('click', openRoomsDialog);
+  ui.searchButton.addEventListener('click', openSearch);
+  ui.searchForm.addEventListener('submit', (e) => {
+    e.preventDefault();
+    search();
+  });
+  ui.searchHere.addEventListener('change', () => { if (ui.searchInput.value.trim()) search(); });
+  // Scrolled to the top: the page before.
+  ui.messages.addEventListener('scroll', () => loadOlderIfAtTop(state.convs.get(state.active) || everyone), { passive: true });
   ui.leaveButton.addEventListener('click', () => {
     const c = state.convs.get(state.active);
     if (c && c.kind === 'room' && c.joined) partRoom(c, null);
@@ -1702,6 +2271,10 @@
   ui.scrim.addEventListener('click', closePanels);
   document.addEventListener('keydown', (e) => {
     if (e.key === 'Escape' && !ui.scrim.hidden) closePanels();
+    if (e.key === 'Escape' && ui.searchDialog.open) {
+      ui.searchDialog.close();
+      ui.searchButton.focus();
+    }
   });
 
   document.addEventListener('visibilitychange', () => {
