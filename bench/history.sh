@@ -7,9 +7,13 @@
 #
 #   bench/history.sh                  # C=100, ROUNDS=3: about 5 minutes
 #   C=1000 bench/history.sh
+#   C=100 SENDERS=100 RATE=10 MODES="sqlite off" DURATION=20 bench/history.sh   # light load
 set -euo pipefail
 cd "$(dirname "$0")/.."
-: "${C:=100}" "${ROUNDS:=3}" "${PORT:=18810}" "${DURATION:=5}"
+: "${C:=100}" "${ROUNDS:=3}" "${PORT:=18810}" "${DURATION:=5}" "${SENDERS:=10}" "${WINDOW:=16}"
+: "${MODES:=sqlite memory off}" "${RATE:=}"
+PACE=()
+if [ -n "$RATE" ]; then PACE=(--rate "$RATE"); fi
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT="bench/results/history-$STAMP"
 mkdir -p "$OUT"
@@ -19,7 +23,7 @@ trap 'if [ -n "$S" ]; then kill "$S" 2>/dev/null || true; fi; rm -rf "$TMP"' EXI
 ulimit -n "$(ulimit -Hn)"
 cargo build --release -q -p natter-server -p natter-bench
 for r in $(seq "$ROUNDS"); do
-    for mode in sqlite memory off; do
+    for mode in $MODES; do
         rm -rf "${TMP:?}/$mode"; mkdir -p "$TMP/$mode"
         case $mode in
             sqlite) A=(--store "sqlite:$TMP/$mode/natter.db") ;;
@@ -30,8 +34,8 @@ for r in $(seq "$ROUNDS"); do
             --flood-control false --shutdown-grace-secs 1 > "$TMP/$mode/log" 2>&1 &
         S=$!
         for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
-        target/release/natter-bench --json-out "$OUT/runs.jsonl" fanout -c "$C" --senders 10 \
-            --window 16 --warmup 1 --duration "$DURATION" -t "127.0.0.1:$PORT" \
+        target/release/natter-bench --json-out "$OUT/runs.jsonl" fanout -c "$C" --senders "$SENDERS" \
+            --window "$WINDOW" "${PACE[@]}" --warmup 1 --duration "$DURATION" -t "127.0.0.1:$PORT" \
             --label "$mode" --server-pid "$S" 2>&1 >/dev/null | sed -n "1,2s/^/round $r /p"
         echo "round $r $mode $(curl -s "127.0.0.1:$PORT/metrics" | grep -E '^natter_(history_kept|history_waits|store_commits)' | tr '\n' ' ')"
         kill "$S"; wait "$S" 2>/dev/null || true
