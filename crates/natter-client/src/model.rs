@@ -1943,6 +1943,7 @@ impl Model {
                 let target = &mut self.conversations[j];
                 target.lines.extend(old_conv.lines);
                 target.lines.make_contiguous().sort_by_key(|l| l.id);
+                target.ids.extend(old_conv.ids);
                 target.unread += old_conv.unread;
             } else {
                 let c = &mut self.conversations[i];
@@ -1952,6 +1953,14 @@ impl Model {
             }
             if self.active == old_id {
                 self.active = new_id.clone();
+            }
+            // A page on its way lands in the conversation under its new name.
+            for p in &mut self.pending {
+                if let Pending::History { conv, .. } = p
+                    && *conv == old_id
+                {
+                    *conv = new_id.clone();
+                }
             }
             self.event(&new_id, now, &format!("{old} is now known as {new}"));
         }
