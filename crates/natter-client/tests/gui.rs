@@ -421,6 +421,10 @@ fn a_dm_gets_its_own_conversation_with_an_unread_count() {
     until(&mut h, "the DM open", |h| shows(h, "psst, a secret"));
     assert!(h.query_by_label("Direct messages with bob").is_some());
     assert_eq!(h.state().model.total_unread(), 0);
+    // What came while it was not open is marked, above the first of it.
+    let marker = h.get_by_label("New messages").rect();
+    let first = h.get_by_label("psst, a secret").rect();
+    assert!(marker.bottom() <= first.top(), "{marker:?} {first:?}");
 
     send(&mut h, "my reply");
     let got = expect_line(&rt, &mut bob, |l| matches!(l, ServerLine::Dm { .. }));
