@@ -90,6 +90,13 @@ pub struct ChatApp {
     pub focus_name: bool,
     /// Scroll the open conversation to its end on the next frame.
     pub jump_to_end: bool,
+    /// The search field.
+    pub search_draft: String,
+    /// Where the first line of the open conversation was drawn last frame, so that an older
+    /// page arriving above it leaves the lines on screen where they were.
+    pub anchor: Option<crate::view::Anchor>,
+    /// The scroll offset the history takes on the next pass (set to keep the view still).
+    pub scroll_fix: Option<f32>,
     /// The window title last set, so it is only sent when it changes.
     title: String,
     /// Set when the window closed and the server confirmed our `CLOSE` with `BYE CLOSED`.
@@ -114,6 +121,9 @@ impl ChatApp {
             focus_compose: true,
             focus_name: true,
             jump_to_end: false,
+            search_draft: String::new(),
+            anchor: None,
+            scroll_fix: None,
             title: String::new(),
             said_goodbye: false,
         };

@@ -67,6 +67,8 @@ pub enum Action {
     Account(String),
     /// `/logout`: leave the account and forget its saved sign-in.
     Logout,
+    /// `/search words`: messages holding every word, in what the user may read.
+    Search(String),
 }
 
 /// The client's commands, for `/help`: syntax and what it does.
@@ -87,6 +89,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("/who [#room]", "list a room's members"),
     ("/rooms", "list every room"),
     ("/list", "list who is online"),
+    (
+        "/search <words>",
+        "find messages holding every word, in everything you may read",
+    ),
     (
         "/kick [#room] <name> [reason]",
         "remove someone from a room (operators)",
@@ -258,6 +264,10 @@ pub fn parse(input: &str) -> Result<Option<Action>, String> {
             }
         },
         "logout" => Action::Logout,
+        "search" | "find" => match some(rest) {
+            Some(words) => Action::Search(words.trim().to_owned()),
+            None => return Err(need("words to look for, as in /search build green")),
+        },
         _ => return Err(format!("unknown command /{verb}; type /help for the list")),
     };
     Ok(Some(action))
@@ -338,6 +348,11 @@ mod tests {
             Action::Account("create correct-horse".into())
         );
         assert_eq!(p("/logout"), Action::Logout);
+        assert_eq!(
+            p("/search  build green "),
+            Action::Search("build green".into())
+        );
+        assert!(parse("/search ").is_err());
         assert_eq!(p("/list"), Action::List);
         assert_eq!(p("/rooms"), Action::Rooms);
         assert_eq!(p("/who"), Action::Who(None));

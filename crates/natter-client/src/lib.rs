@@ -3,7 +3,9 @@
 //! `natter-client [HOST] [PORT]` opens a window (`--tls`, with `--tls-ca` and `--tls-name`,
 //! connects over TLS); without arguments it starts on a connect screen. After connecting it
 //! asks for a name, then shows Everyone, the rooms you joined and one conversation per DM
-//! partner, with the users online beside them.
+//! partner, with the users online beside them. Each conversation shows its history from the
+//! server's log (older pages as you scroll up, what was missed after a reconnect), and a
+//! search finds messages in all of them.
 //!
 //! # Layout
 //! - [`model`]: all client state and the pure reducer: server lines and user input in, state

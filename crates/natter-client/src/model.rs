@@ -11,11 +11,17 @@
 //! any data lines. The model keeps a queue of the commands it sent (`Pending`) and pairs each
 //! final line with the oldest one, which is how a `NAME_TAKEN` lands next to the name field and
 //! a failed message is marked as failed.
+//!
+//! History: every connection starts with `TAGS ON`, so each event comes with the server's time
+//! and each kept message with its id in the server's log. A conversation asks for its recent
+//! history (`HISTORY`) when it is first opened, older pages when scrolled to the top, and
+//! what it missed (`AFTER` the last id it holds) after a reconnect; messages are merged by id,
+//! so none shows twice however it arrived.
 
 use crate::input::{self, Action};
-use crate::net::{NetCommand, NetEvent};
-use natter_proto::{ByeReason, ServerLine};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use crate::net::{LineTags, NetCommand, NetEvent};
+use natter_proto::{ByeReason, ErrorCode, ServerLine};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::time::Duration;
 
 /// A point in time, in the user's time zone.
@@ -23,6 +29,13 @@ pub type Stamp = chrono::DateTime<chrono::Local>;
 
 /// The most lines one conversation keeps; older ones are dropped.
 pub const MAX_LINES: usize = 5000;
+
+/// Messages asked for in one page of history.
+pub const PAGE: usize = 50;
+
+/// Messages asked for in one page of what was missed during a reconnect: larger, since the
+/// pages repeat until the conversation has caught up.
+pub const CATCH_UP_PAGE: usize = 200;
 
 /// Which conversation: names and rooms are folded, since the protocol ignores their case.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -88,6 +101,8 @@ pub struct Line {
     pub text: String,
     /// How to show it.
     pub kind: LineKind,
+    /// The message's id in the server's log, for a kept message.
+    pub msg: Option<i64>,
 }
 
 impl Line {
@@ -107,6 +122,52 @@ pub struct Member {
     pub op: bool,
 }
 
+/// What the server's history has given a conversation so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryStatus {
+    /// Not asked yet: asked when the conversation is first opened.
+    NotAsked,
+    /// The newest page is on its way.
+    Loading,
+    /// The newest page came; older ones come on scrolling up.
+    Loaded,
+    /// The server keeps none we may read (a guest's DM, a server without history) or could not
+    /// read its store; asked again after the next sign-in.
+    Unavailable,
+}
+
+/// A conversation's place in the server's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryState {
+    /// How far it got.
+    pub status: HistoryStatus,
+    /// The oldest id of the pages received: older pages are asked for before it.
+    pub floor: Option<i64>,
+    /// Whether older messages may remain on the server (the last page was full).
+    pub more: bool,
+    /// An older page is on its way.
+    pub loading_older: bool,
+}
+
+impl HistoryState {
+    fn new() -> Self {
+        Self {
+            status: HistoryStatus::NotAsked,
+            floor: None,
+            more: false,
+            loading_older: false,
+        }
+    }
+
+    /// Whether older messages can be asked for now.
+    pub fn can_load_older(&self) -> bool {
+        self.status == HistoryStatus::Loaded
+            && self.more
+            && !self.loading_older
+            && self.floor.is_some()
+    }
+}
+
 /// One conversation: Everyone, a room or a DM partner.
 #[derive(Debug, Clone)]
 pub struct Conversation {
@@ -124,6 +185,13 @@ pub struct Conversation {
     pub members: Vec<Member>,
     /// Rooms: the topic, if one is set.
     pub topic: Option<String>,
+    /// Its history on the server, as far as it was read.
+    pub history: HistoryState,
+    /// The first line (by [`Line::id`]) that arrived while this conversation was not on
+    /// screen: the "new messages" marker goes above it.
+    pub new_since: Option<u64>,
+    /// The log ids of the lines, so a message that comes twice is shown once.
+    ids: HashSet<i64>,
 }
 
 impl Conversation {
@@ -136,6 +204,37 @@ impl Conversation {
             unread: 0,
             members: Vec::new(),
             topic: None,
+            history: HistoryState::new(),
+            new_since: None,
+            ids: HashSet::new(),
+        }
+    }
+
+    /// Whether a message with this log id is among the lines.
+    pub fn holds(&self, msg: i64) -> bool {
+        self.ids.contains(&msg)
+    }
+
+    /// The newest log id among the lines.
+    pub fn last_msg(&self) -> Option<i64> {
+        self.lines.iter().rev().filter_map(|l| l.msg).max()
+    }
+
+    /// The target that names this conversation in `HISTORY` and `SEARCH`.
+    fn target(&self) -> String {
+        match self.id {
+            ConvId::Everyone => "*".to_owned(),
+            ConvId::Room(_) | ConvId::Dm(_) => self.title.clone(),
+        }
+    }
+
+    /// Counts a chat line that came while another conversation was open.
+    fn note_unseen(&mut self, line: &Line, active: bool) {
+        if line.kind == LineKind::Chat && !active {
+            self.unread += 1;
+            if self.new_since.is_none() {
+                self.new_since = Some(line.id);
+            }
         }
     }
 
@@ -149,14 +248,87 @@ impl Conversation {
         matches!(self.id, ConvId::Dm(_))
     }
 
-    fn push(&mut self, line: Line, active: bool) {
-        if line.kind == LineKind::Chat && !active {
-            self.unread += 1;
+    /// Adds a line at the end; false if it is a message already shown.
+    fn push(&mut self, line: Line, active: bool) -> bool {
+        if let Some(m) = line.msg
+            && !self.ids.insert(m)
+        {
+            return false;
         }
+        self.note_unseen(&line, active);
         self.lines.push_back(line);
+        self.trim();
+        true
+    }
+
+    /// Drops the oldest lines beyond [`MAX_LINES`]; the history then starts later again.
+    fn trim(&mut self) {
+        let mut dropped = false;
         while self.lines.len() > MAX_LINES {
-            self.lines.pop_front();
+            if let Some(m) = self.lines.pop_front().and_then(|l| l.msg) {
+                self.ids.remove(&m);
+                dropped = true;
+            }
         }
+        if dropped {
+            self.history.floor = self.lines.iter().find_map(|l| l.msg);
+            self.history.more = true;
+        }
+    }
+
+    /// Merges messages from the server's log, each in its place by id (and, beside lines
+    /// that are not messages, by time), skipping those already shown. `fresh`: they are
+    /// new to the user (missed while disconnected, or waiting since the last login), so they
+    /// count as unread like live ones. Returns how many were added.
+    fn merge(&mut self, mut msgs: Vec<Line>, active: bool, fresh: bool) -> usize {
+        msgs.sort_by_key(|l| l.msg);
+        let mut added = 0;
+        for line in msgs {
+            let Some(m) = line.msg else { continue };
+            if self.ids.contains(&m) {
+                continue;
+            }
+            // The message is shown already, without its id: our own line whose answer the
+            // lost connection never brought, or a line missed across a server restart, which
+            // the restored session sends without tags.
+            if let Some(shown) = self
+                .lines
+                .iter_mut()
+                .find(|l| l.msg.is_none() && l.text == line.text && same_sender(l, &line))
+            {
+                shown.msg = Some(m);
+                shown.at = line.at;
+                if let LineKind::Own(_) = shown.kind {
+                    shown.kind = LineKind::Own(Delivery::Delivered);
+                }
+                self.ids.insert(m);
+                continue;
+            }
+            let after = |l: &Line| match l.msg {
+                Some(id) => id > m,
+                None => l.at > line.at,
+            };
+            let at = self
+                .lines
+                .iter()
+                .rposition(|l| !after(l))
+                .map_or(0, |i| i + 1);
+            if fresh {
+                let before_marker = self
+                    .new_since
+                    .and_then(|n| self.lines.iter().position(|l| l.id == n))
+                    .is_some_and(|p| at <= p);
+                if before_marker && line.kind == LineKind::Chat && !active {
+                    self.new_since = Some(line.id);
+                }
+                self.note_unseen(&line, active);
+            }
+            self.ids.insert(m);
+            self.lines.insert(at, line);
+            added += 1;
+        }
+        self.trim();
+        added
     }
 
     fn add_member(&mut self, name: &str, op: bool) {
@@ -264,6 +436,73 @@ enum Pending {
     Logout { shown_in: ConvId },
     /// `ACCOUNTS`.
     Accounts,
+    /// `TAGS ON`.
+    Tags,
+    /// `HISTORY` of a conversation: which page.
+    History { conv: ConvId, page: Page },
+    /// `SEARCH`, for these words.
+    Search { words: String },
+}
+
+/// Which page of a conversation's history was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Page {
+    /// The newest messages, on first opening.
+    Latest,
+    /// Older than this id: scrolled to the top.
+    Before(i64),
+    /// Newer than this id: what was missed while disconnected.
+    After(i64),
+}
+
+impl Page {
+    /// How many messages the page asks for.
+    fn limit(self) -> usize {
+        match self {
+            Self::After(_) => CATCH_UP_PAGE,
+            Self::Latest | Self::Before(_) => PAGE,
+        }
+    }
+}
+
+/// A `LOGGED` line: one message from the server's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Logged {
+    target: String,
+    msg: i64,
+    at: Stamp,
+    from: String,
+    text: String,
+}
+
+/// One message that a search found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// The conversation it is in.
+    pub conv: ConvId,
+    /// That conversation's name as shown: "Everyone", "#rust", "bob".
+    pub place: String,
+    /// Its id in the server's log.
+    pub msg: i64,
+    /// When it was said.
+    pub at: Stamp,
+    /// Who said it.
+    pub from: String,
+    /// What was said.
+    pub text: String,
+}
+
+/// A search and what it found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Search {
+    /// The words, as sent.
+    pub words: String,
+    /// Newest first.
+    pub found: Vec<Found>,
+    /// The answer has not come yet.
+    pub waiting: bool,
+    /// Why there are no results, when the server could not search.
+    pub error: Option<String>,
 }
 
 impl Pending {
@@ -278,9 +517,14 @@ impl Pending {
             | Self::Other { shown_in } => Some(shown_in),
             Self::List { shown_in } | Self::Rooms { shown_in } => shown_in.as_ref(),
             Self::Chat { conv, .. } => Some(conv),
-            Self::Close | Self::Session | Self::Resume | Self::Token { .. } | Self::Accounts => {
-                None
-            }
+            Self::Close
+            | Self::Session
+            | Self::Resume
+            | Self::Token { .. }
+            | Self::Accounts
+            | Self::Tags
+            | Self::History { .. }
+            | Self::Search { .. } => None,
         }
     }
 }
@@ -363,6 +607,11 @@ pub struct Model {
     pub directory: Vec<RoomInfo>,
     /// Set when the user asked to quit and the server said goodbye: the app closes.
     pub quit: bool,
+    /// The last search, while its results are on screen (until closed).
+    pub search: Option<Search>,
+    /// A message to bring into view (a search result that was chosen): its conversation and
+    /// log id. The view scrolls to it once it is among the lines.
+    pub focus: Option<(ConvId, i64)>,
     /// Whether the user asked to quit.
     quitting: bool,
     /// Commands sent and not yet answered, oldest first.
@@ -394,6 +643,8 @@ pub struct Model {
     rooms_buf: Vec<RoomInfo>,
     /// `HELP` lines of the answer being read.
     help_buf: Vec<String>,
+    /// `LOGGED` lines of the `HISTORY` or `SEARCH` answer being read.
+    logged_buf: Vec<Logged>,
     /// A `TOPIC` data line of the answer being read: (by, text).
     topic_buf: Option<(String, String)>,
     /// Presence events since the oldest pending `LIST` was sent.
@@ -423,6 +674,8 @@ impl Model {
             active: ConvId::Everyone,
             directory: Vec::new(),
             quit: false,
+            search: None,
+            focus: None,
             quitting: false,
             pending: VecDeque::new(),
             setup_due: false,
@@ -437,6 +690,7 @@ impl Model {
             members_buf: Vec::new(),
             rooms_buf: Vec::new(),
             help_buf: Vec::new(),
+            logged_buf: Vec::new(),
             topic_buf: None,
             presence_log: Vec::new(),
             outbox: Vec::new(),
@@ -516,6 +770,7 @@ impl Model {
             from: from.map(str::to_owned),
             text: text.to_owned(),
             kind,
+            msg: None,
         }
     }
 
@@ -529,10 +784,31 @@ impl Model {
         kind: LineKind,
     ) -> u64 {
         let line = self.line(at, from, text, kind);
+        self.push_line(conv, line)
+    }
+
+    /// Adds a kept message with its log id, unless its conversation shows it already.
+    fn push_msg(
+        &mut self,
+        conv: &ConvId,
+        at: Stamp,
+        from: &str,
+        text: &str,
+        kind: LineKind,
+        msg: Option<i64>,
+    ) {
+        let mut line = self.line(at, Some(from), text, kind);
+        line.msg = msg;
+        self.push_line(conv, line);
+    }
+
+    fn push_line(&mut self, conv: &ConvId, line: Line) -> u64 {
         let id = line.id;
         let active = &self.active == conv;
         match self.conversations.iter_mut().find(|c| &c.id == conv) {
-            Some(c) => c.push(line, active),
+            Some(c) => {
+                c.push(line, active);
+            }
             None => {
                 let active = self.active == ConvId::Everyone;
                 self.conversations[0].push(line, active);
@@ -719,12 +995,240 @@ impl Model {
         true
     }
 
-    /// Opens a conversation and marks it read.
+    /// Opens a conversation and marks it read; the first time, asks for its history.
     pub fn open(&mut self, id: &ConvId) {
+        if self.conversation(id).is_none() {
+            return;
+        }
+        if &self.active != id {
+            // What was new in the conversation being left has been seen now.
+            let left = self.active.clone();
+            if let Some(c) = self.conv_mut(&left) {
+                c.new_since = None;
+            }
+        }
         if let Some(c) = self.conv_mut(id) {
             c.unread = 0;
-            self.active = id.clone();
         }
+        self.active = id.clone();
+        self.focus = None;
+        self.want_history();
+    }
+
+    // ---- history -----------------------------------------------------------------------------
+
+    /// Asks for what the open conversation needs from the server's history: its newest page
+    /// when it is first opened, and older pages while a chosen search result is older still.
+    fn want_history(&mut self) {
+        if !(self.is_up() && self.registered) {
+            return;
+        }
+        let active = self.active.clone();
+        let Some(c) = self.conversation(&active) else {
+            return;
+        };
+        if c.history.status == HistoryStatus::NotAsked && (!c.is_room() || c.joined) {
+            self.ask_history(&active, Page::Latest);
+            return;
+        }
+        if let Some((conv, msg)) = &self.focus
+            && conv == &active
+            && !c.holds(*msg)
+            && c.history.floor.is_some_and(|f| f > *msg)
+        {
+            self.load_older(&active);
+        }
+    }
+
+    fn ask_history(&mut self, conv: &ConvId, page: Page) {
+        let Some(c) = self.conv_mut(conv) else {
+            return;
+        };
+        let mut line = format!("HISTORY {} {}", c.target(), page.limit());
+        match page {
+            Page::Latest => c.history.status = HistoryStatus::Loading,
+            Page::Before(id) => {
+                c.history.loading_older = true;
+                line.push_str(&format!(" BEFORE {id}"));
+            }
+            Page::After(id) => line.push_str(&format!(" AFTER {id}")),
+        }
+        self.send(
+            line,
+            Pending::History {
+                conv: conv.clone(),
+                page,
+            },
+        );
+    }
+
+    /// Asks for the page of messages before the oldest one shown; the view calls this when
+    /// the conversation is scrolled to its top. Does nothing while a page is on its way or
+    /// when the last one was the start of the conversation.
+    pub fn load_older(&mut self, id: &ConvId) {
+        if !(self.is_up() && self.registered) {
+            return;
+        }
+        let Some(c) = self.conversation(id) else {
+            return;
+        };
+        if !c.history.can_load_older() {
+            return;
+        }
+        if let Some(floor) = c.history.floor {
+            self.ask_history(id, Page::Before(floor));
+        }
+    }
+
+    /// After a reconnect: asks every conversation that holds messages for those after the
+    /// last one it has, so that nothing said meanwhile is missing.
+    fn catch_up(&mut self) {
+        let wanted: Vec<(ConvId, i64)> = self
+            .conversations
+            .iter()
+            .filter_map(|c| {
+                let loaded = c.history.status == HistoryStatus::Loaded;
+                let last = c.last_msg().or(loaded.then_some(0))?;
+                Some((c.id.clone(), last))
+            })
+            .collect();
+        for (id, last) in wanted {
+            self.ask_history(&id, Page::After(last));
+        }
+    }
+
+    /// A new sign-in may read what the last one could not (a DM once logged in).
+    fn retry_unavailable_history(&mut self) {
+        for c in &mut self.conversations {
+            if c.history.status == HistoryStatus::Unavailable {
+                c.history.status = HistoryStatus::NotAsked;
+            }
+        }
+    }
+
+    /// A line for a message from the log.
+    fn logged_line(&mut self, l: &Logged) -> Line {
+        let kind = self.kind_from(&l.from);
+        let mut line = self.line(l.at, Some(&l.from), &l.text, kind);
+        line.msg = Some(l.msg);
+        line
+    }
+
+    /// A page of history came: merge it, and note where the history now stands.
+    fn on_history(&mut self, conv: &ConvId, page: Page) {
+        let got = std::mem::take(&mut self.logged_buf);
+        let full = got.len() >= page.limit();
+        let lines: Vec<Line> = got.iter().map(|l| self.logged_line(l)).collect();
+        let oldest = lines.iter().filter_map(|l| l.msg).min();
+        let newest = lines.iter().filter_map(|l| l.msg).max();
+        let active = &self.active == conv;
+        let Some(c) = self.conv_mut(conv) else {
+            return;
+        };
+        c.merge(lines, active, matches!(page, Page::After(_)));
+        match page {
+            Page::Latest => {
+                c.history.status = HistoryStatus::Loaded;
+                c.history.floor = oldest;
+                c.history.more = full;
+            }
+            Page::Before(_) => {
+                c.history.loading_older = false;
+                if oldest.is_some() {
+                    c.history.floor = oldest;
+                }
+                c.history.more = full;
+            }
+            // A full page: more was missed than one page holds.
+            Page::After(_) => {
+                if full && let Some(last) = newest {
+                    self.ask_history(conv, Page::After(last));
+                }
+            }
+        }
+    }
+
+    /// A DM that waited for this account while it was offline, after `LOGIN`: shown in its
+    /// conversation at the time it was sent, and new to the user.
+    fn on_waiting_dm(&mut self, l: &Logged) {
+        if l.target == "*" || l.target.starts_with('#') {
+            return; // not asked for, and nowhere to go
+        }
+        let line = self.logged_line(l);
+        let id = self.ensure(ConvId::dm(&l.target), &l.target).id.clone();
+        let active = self.active == id;
+        if let Some(c) = self.conv_mut(&id) {
+            c.merge(vec![line], active, true);
+        }
+    }
+
+    /// Searches everything the user may read for messages holding every one of `words`; the
+    /// results replace the last search's.
+    pub fn search(&mut self, words: &str) {
+        let words = words.split_whitespace().collect::<Vec<_>>().join(" ");
+        if words.is_empty() {
+            return;
+        }
+        let up = self.is_up() && self.registered;
+        self.search = Some(Search {
+            words: words.clone(),
+            found: Vec::new(),
+            waiting: up,
+            error: (!up)
+                .then(|| "Not connected right now; search again once reconnected.".to_owned()),
+        });
+        if up {
+            self.send(format!("SEARCH {words}"), Pending::Search { words });
+        }
+    }
+
+    /// Closes the search results.
+    pub fn close_search(&mut self) {
+        self.search = None;
+    }
+
+    /// Opens the conversation of the `i`th search result and brings the message into view,
+    /// paging back through the history if it is older than what is shown.
+    pub fn open_found(&mut self, i: usize) {
+        let Some(f) = self.search.as_ref().and_then(|s| s.found.get(i)).cloned() else {
+            return;
+        };
+        match &f.conv {
+            ConvId::Dm(_) => self.open_dm(&f.place),
+            ConvId::Everyone => self.open(&f.conv),
+            ConvId::Room(_) => {
+                self.ensure(f.conv.clone(), &f.place);
+                self.open(&f.conv);
+            }
+        }
+        self.focus = Some((f.conv, f.msg));
+        self.want_history();
+    }
+
+    fn on_found(&mut self, words: &str) {
+        let got = std::mem::take(&mut self.logged_buf);
+        let Some(s) = &mut self.search else {
+            return;
+        };
+        if s.words != words {
+            return; // an earlier search, replaced meanwhile
+        }
+        s.waiting = false;
+        s.found = got
+            .into_iter()
+            .map(|l| Found {
+                conv: conv_of_target(&l.target),
+                place: if l.target == "*" {
+                    "Everyone".to_owned()
+                } else {
+                    l.target
+                },
+                msg: l.msg,
+                at: l.at,
+                from: l.from,
+                text: l.text,
+            })
+            .collect();
     }
 
     /// Opens (creating if needed) the DM conversation with `name`.
@@ -870,6 +1374,10 @@ impl Model {
                 self.request_quit();
                 return true;
             }
+            Action::Search(words) => {
+                self.search(&words);
+                return true;
+            }
             _ => {}
         }
         if !self.require_up(now) {
@@ -985,7 +1493,7 @@ impl Model {
                     self.send(line, here());
                 }
             }
-            Action::Help(None) | Action::OpenDm(_) | Action::Quit => {
+            Action::Help(None) | Action::OpenDm(_) | Action::Quit | Action::Search(_) => {
                 unreachable!("handled above")
             }
         }
@@ -1037,6 +1545,26 @@ impl Model {
         }
     }
 
+    /// Our line was kept (or at least delivered): it takes the log id and the server's time
+    /// from the answer's tags, so the history shows it once, where it belongs.
+    fn confirm(&mut self, conv: &ConvId, line: u64, msg: Option<i64>, at: Option<Stamp>) {
+        let (here, elsewhere): (Vec<_>, Vec<_>) =
+            self.conversations.iter_mut().partition(|c| &c.id == conv);
+        for c in here.into_iter().chain(elsewhere) {
+            if let Some(l) = c.lines.iter_mut().rev().find(|l| l.id == line) {
+                l.kind = LineKind::Own(Delivery::Delivered);
+                if let Some(m) = msg {
+                    l.msg = Some(m);
+                    c.ids.insert(m);
+                }
+                if let Some(at) = at {
+                    l.at = at;
+                }
+                return;
+            }
+        }
+    }
+
     /// The conversation a chat line went to, wherever it is now.
     fn conv_of_line(&self, line: u64) -> Option<ConvId> {
         self.conversations
@@ -1054,7 +1582,7 @@ impl Model {
                 self.tls = tls;
                 self.on_connected();
             }
-            NetEvent::Line(line) => self.on_line(line, now),
+            NetEvent::Line(line, tags) => self.on_line(line, &tags, now),
             NetEvent::Garbled(text) => self.error(
                 &ConvId::Everyone,
                 now,
@@ -1081,6 +1609,7 @@ impl Model {
                 }
             }
         }
+        self.want_history();
     }
 
     fn on_connected(&mut self) {
@@ -1090,6 +1619,8 @@ impl Model {
         self.clear_buffers();
         self.registered = false;
         self.setup_due = true;
+        // First, so that every event after it comes with its time and message id.
+        self.send("TAGS ON".into(), Pending::Tags);
         match self.me.clone() {
             // The session waits for us: take it back, with what it missed.
             Some(_) if self.session.is_some() => {
@@ -1121,6 +1652,7 @@ impl Model {
         self.members_buf.clear();
         self.rooms_buf.clear();
         self.help_buf.clear();
+        self.logged_buf.clear();
         self.topic_buf = None;
         self.presence_log.clear();
     }
@@ -1145,8 +1677,28 @@ impl Model {
         };
         self.registered = false;
         for p in std::mem::take(&mut self.pending) {
-            if let Pending::Chat { line, conv } = p {
-                self.set_delivery(&conv, line, Delivery::Unconfirmed);
+            match p {
+                Pending::Chat { line, conv } => {
+                    self.set_delivery(&conv, line, Delivery::Unconfirmed);
+                }
+                // Asked again once reconnected.
+                Pending::History { conv, page } => {
+                    if let Some(c) = self.conv_mut(&conv) {
+                        match page {
+                            Page::Latest => c.history.status = HistoryStatus::NotAsked,
+                            Page::Before(_) => c.history.loading_older = false,
+                            Page::After(_) => {}
+                        }
+                    }
+                }
+                Pending::Search { .. } => {
+                    if let Some(s) = &mut self.search {
+                        s.waiting = false;
+                        s.error =
+                            Some("The connection was lost; search again once reconnected.".into());
+                    }
+                }
+                _ => {}
             }
         }
         self.clear_buffers();
@@ -1162,12 +1714,14 @@ impl Model {
         }
     }
 
-    /// Applies one server line.
-    pub fn on_line(&mut self, line: ServerLine<'_>, now: Stamp) {
+    /// Applies one server line with its tags: the server's time, when given, is the line's.
+    pub fn on_line(&mut self, line: ServerLine<'_>, tags: &LineTags, now: Stamp) {
+        let now = tags.time.as_deref().and_then(parse_time).unwrap_or(now);
+        let msg = tags.id;
         match line {
             ServerLine::Hello { text } => self.greeting = Some(text.into_owned()),
-            ServerLine::Ok { verb, detail } => self.on_ok(&verb, &detail, now),
-            ServerLine::Error { text, .. } => self.on_error(&text, now),
+            ServerLine::Ok { verb, detail } => self.on_ok(&verb, &detail, tags, now),
+            ServerLine::Error { code, text } => self.on_error(code, &text, now),
             ServerLine::Help { text } => self.help_buf.push(text.into_owned()),
             ServerLine::User { name } => self.users_buf.push(name.into_owned()),
             ServerLine::Account { name } => self.accounts_buf.push(name.to_ascii_lowercase()),
@@ -1186,14 +1740,14 @@ impl Model {
             }),
             ServerLine::Message { from, text } => {
                 let kind = self.kind_from(&from);
-                self.push(&ConvId::Everyone, now, Some(&from), &text, kind);
+                self.push_msg(&ConvId::Everyone, now, &from, &text, kind, msg);
             }
             ServerLine::Sent { to, text } => {
                 // Sent from another connection of this account.
                 let id = self.ensure(ConvId::dm(&to), &to).id.clone();
-                let me = self.me.clone();
+                let me = self.me.clone().unwrap_or_default();
                 let kind = LineKind::Own(Delivery::Delivered);
-                self.push(&id, now, me.as_deref(), &text, kind);
+                self.push_msg(&id, now, &me, &text, kind, msg);
             }
             ServerLine::Dm { from, text } => {
                 let online = self.users.iter().any(|u| same(u, &from));
@@ -1201,12 +1755,12 @@ impl Model {
                 c.title = from.to_string();
                 c.joined = online || c.joined;
                 let id = c.id.clone();
-                self.push(&id, now, Some(&from), &text, LineKind::Chat);
+                self.push_msg(&id, now, &from, &text, LineKind::Chat, msg);
             }
             ServerLine::Say { room, from, text } => {
                 let kind = self.kind_from(&from);
                 let id = self.ensure(ConvId::room(&room), &room).id.clone();
-                self.push(&id, now, Some(&from), &text, kind);
+                self.push_msg(&id, now, &from, &text, kind, msg);
             }
             ServerLine::Online { name } => {
                 self.log_presence(Presence::Online(name.to_string()));
@@ -1294,22 +1848,32 @@ impl Model {
                     self.event(&id, now, &format!("{who} now an operator of {room}"));
                 }
             }
-            // A DM that waited for this account while it was offline, after LOGIN: shown
-            // in its conversation at the time it was sent.
             ServerLine::Logged {
                 target,
+                id,
                 at,
                 from,
                 text,
-                ..
-            } if target != "*" && !target.starts_with('#') => {
-                let when = chrono::DateTime::parse_from_rfc3339(&at)
-                    .map_or(now, |t| t.with_timezone(&chrono::Local));
-                let id = self.ensure(ConvId::dm(&target), &target).id.clone();
-                self.push(&id, when, Some(&from), &text, LineKind::Chat);
+            } => {
+                let logged = Logged {
+                    target: target.into_owned(),
+                    msg: id,
+                    at: parse_time(&at).unwrap_or(now),
+                    from: from.into_owned(),
+                    text: text.into_owned(),
+                };
+                // Part of the answer being read, or a DM that waited for this login.
+                let answer = match self.pending.front() {
+                    Some(Pending::Search { .. }) => true,
+                    Some(Pending::History { conv, .. }) => conv_of_target(&logged.target) == *conv,
+                    _ => false,
+                };
+                if answer {
+                    self.logged_buf.push(logged);
+                } else {
+                    self.on_waiting_dm(&logged);
+                }
             }
-            // History is not asked for yet; other lines of it have nowhere to go.
-            ServerLine::Logged { .. } => {}
             // The network thread reports the end with BYE's text; nothing to add here.
             ServerLine::Bye { reason, .. } => {
                 if reason == ByeReason::Closed
@@ -1379,6 +1943,7 @@ impl Model {
                 let target = &mut self.conversations[j];
                 target.lines.extend(old_conv.lines);
                 target.lines.make_contiguous().sort_by_key(|l| l.id);
+                target.ids.extend(old_conv.ids);
                 target.unread += old_conv.unread;
             } else {
                 let c = &mut self.conversations[i];
@@ -1388,6 +1953,14 @@ impl Model {
             }
             if self.active == old_id {
                 self.active = new_id.clone();
+            }
+            // A page on its way lands in the conversation under its new name.
+            for p in &mut self.pending {
+                if let Pending::History { conv, .. } = p
+                    && *conv == old_id
+                {
+                    *conv = new_id.clone();
+                }
             }
             self.event(&new_id, now, &format!("{old} is now known as {new}"));
         }
@@ -1474,7 +2047,7 @@ impl Model {
         self.sync_directory(room);
     }
 
-    fn on_ok(&mut self, verb: &str, detail: &str, now: Stamp) {
+    fn on_ok(&mut self, verb: &str, detail: &str, tags: &LineTags, now: Stamp) {
         let pending = self.pending.pop_front();
         let shown_in = pending
             .as_ref()
@@ -1502,6 +2075,7 @@ impl Model {
             ("LOGIN", Some(Pending::Login { typed, .. })) => {
                 let reconnect = self.me.is_some() && !self.registered;
                 self.account = Some(detail.to_owned());
+                self.retry_unavailable_history();
                 self.on_registered(detail, reconnect, now);
                 if typed {
                     self.info(
@@ -1600,17 +2174,21 @@ impl Model {
                 }
             }
             ("MESSAGE" | "SAY", Some(Pending::Chat { line, conv })) => {
-                self.set_delivery(&conv, line, Delivery::Delivered);
+                self.confirm(&conv, line, tags.id, tags.time.is_some().then_some(now));
             }
             ("DM", Some(Pending::Chat { line, conv })) => {
-                self.set_delivery(&conv, line, Delivery::Delivered);
+                self.confirm(&conv, line, tags.id, tags.time.is_some().then_some(now));
                 // The answer names the recipient as registered: show it that way.
+                let name = detail.split(' ').next().unwrap_or(detail);
                 if let Some(c) = self.conv_mut(&conv)
-                    && same(&c.title, detail)
+                    && same(&c.title, name)
                 {
-                    c.title = detail.to_owned();
+                    c.title = name.to_owned();
                 }
             }
+            ("HISTORY", Some(Pending::History { conv, page })) => self.on_history(&conv, page),
+            ("SEARCH", Some(Pending::Search { words })) => self.on_found(&words),
+            ("TAGS", Some(Pending::Tags)) => {}
             ("JOIN", p) => {
                 let (room, count) = detail.split_once(' ').unwrap_or((detail, ""));
                 let auto = matches!(p, Some(Pending::Join { auto: true, .. }));
@@ -1619,6 +2197,10 @@ impl Model {
                 let c = self.ensure(ConvId::room(room), room);
                 c.title = room.to_owned();
                 c.joined = true;
+                // A member may read the room's history now.
+                if c.history.status == HistoryStatus::Unavailable {
+                    c.history.status = HistoryStatus::NotAsked;
+                }
                 c.members = members;
                 sort_members(&mut c.members);
                 c.topic = topic.map(|(_, t)| t).filter(|t| !t.is_empty());
@@ -1752,6 +2334,7 @@ impl Model {
         if self.session.is_none() {
             self.send("SESSION".into(), Pending::Session);
         }
+        self.retry_unavailable_history();
         if std::mem::take(&mut self.setup_due) {
             self.send("LIST".into(), Pending::List { shown_in: None });
             self.send("ROOMS".into(), Pending::Rooms { shown_in: None });
@@ -1771,6 +2354,8 @@ impl Model {
                     },
                 );
             }
+            // After the JOINs, which a room's history needs.
+            self.catch_up();
         }
     }
 
@@ -1796,14 +2381,53 @@ impl Model {
                     c.members.clear();
                 }
             }
+            // The missed lines follow, but only those the lost session had queued: a server
+            // restart loses what was said while none ran. The log has everything.
+            self.retry_unavailable_history();
+            self.catch_up();
         }
     }
 
-    fn on_error(&mut self, text: &str, now: Stamp) {
+    fn on_error(&mut self, code: ErrorCode, text: &str, now: Stamp) {
         self.members_buf.clear();
         self.topic_buf = None;
+        self.logged_buf.clear();
         let pending = self.pending.pop_front();
         match pending {
+            // A server without tags: lines come as they always did.
+            Some(Pending::Tags) => {}
+            // No history here (a guest's DM, a server that keeps none) or none readable now:
+            // the conversation simply starts with what arrives live.
+            Some(Pending::History { conv, page }) => {
+                if let Some(c) = self.conv_mut(&conv) {
+                    match page {
+                        Page::Latest => c.history.status = HistoryStatus::Unavailable,
+                        Page::Before(_) => {
+                            c.history.loading_older = false;
+                            c.history.more = false;
+                        }
+                        Page::After(_) => {}
+                    }
+                }
+            }
+            Some(Pending::Search { words }) => {
+                if let Some(s) = &mut self.search
+                    && s.words == words
+                {
+                    s.waiting = false;
+                    s.error = Some(match code {
+                        ErrorCode::NoHistory => "This server keeps no history to search.".into(),
+                        ErrorCode::StoreUnavailable => {
+                            "Search is unavailable right now; try again later.".into()
+                        }
+                        _ => capitalise(text),
+                    });
+                }
+            }
+            // Delivered, only not kept in the history: nothing for the user to do.
+            Some(Pending::Chat { line, conv }) if code == ErrorCode::StoreUnavailable => {
+                self.set_delivery(&conv, line, Delivery::Delivered);
+            }
             Some(Pending::Resume) => {
                 // The session ended (or the server forgot it): take the name again.
                 self.session = None;
@@ -1868,6 +2492,56 @@ impl Model {
     }
 }
 
+/// Whether a line without an id and a message from the log have one sender: ours (a line
+/// the server may have kept), or the same other person's.
+fn same_sender(shown: &Line, logged: &Line) -> bool {
+    match (shown.kind, logged.kind) {
+        (LineKind::Own(Delivery::Unconfirmed | Delivery::Delivered), LineKind::Own(_)) => true,
+        (LineKind::Chat, LineKind::Chat) => shown
+            .from
+            .as_deref()
+            .zip(logged.from.as_deref())
+            .is_some_and(|(a, b)| same(a, b)),
+        _ => false,
+    }
+}
+
+/// The conversation a `LOGGED` line's target names.
+fn conv_of_target(target: &str) -> ConvId {
+    match target {
+        "*" => ConvId::Everyone,
+        t if t.starts_with('#') => ConvId::room(t),
+        t => ConvId::dm(t),
+    }
+}
+
+/// A time as the server writes it (RFC 3339), in the user's time zone.
+fn parse_time(text: &str) -> Option<Stamp> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Local))
+}
+
+/// Whether a day separator goes above `line`: it is the first, or of another day than the
+/// line before it, in the user's time zone.
+pub fn starts_day(prev: Option<&Line>, line: &Line) -> bool {
+    prev.is_none_or(|p| p.at.date_naive() != line.at.date_naive())
+}
+
+/// The text of a day separator: "Today", "Yesterday", the weekday within the last week,
+/// else the date (with the year when it is not this year's).
+pub fn day_label(day: chrono::NaiveDate, today: chrono::NaiveDate) -> String {
+    use chrono::Datelike;
+    let ago = (today - day).num_days();
+    match ago {
+        0 => "Today".to_owned(),
+        1 => "Yesterday".to_owned(),
+        2..=6 => day.format("%A").to_string(),
+        _ if day.year() == today.year() => day.format("%A %-d %B").to_string(),
+        _ => day.format("%A %-d %B %Y").to_string(),
+    }
+}
+
 /// `text` with its first letter in upper case, as a sentence.
 fn capitalise(text: &str) -> String {
     let mut c = text.chars();
@@ -1888,11 +2562,12 @@ mod tests {
             .unwrap()
     }
 
-    /// Feeds server lines, given as the server sends them.
+    /// Feeds server lines, given as the server sends them (tags and all).
     fn feed(m: &mut Model, lines: &[&str]) {
         for l in lines {
+            let (tags, bare) = LineTags::split(l);
             m.on_net(
-                NetEvent::Line(ServerLine::parse(l).unwrap().into_owned()),
+                NetEvent::Line(ServerLine::parse(bare).unwrap().into_owned(), tags),
                 now(),
             );
         }
@@ -1938,10 +2613,11 @@ mod tests {
         );
         assert_eq!(m.screen, Screen::Name);
         m.register("alice");
-        assert_eq!(sent(&mut m), ["REGISTER alice"]);
-        feed(&mut m, &["OK REGISTER alice"]);
+        assert_eq!(sent(&mut m), ["TAGS ON", "REGISTER alice"]);
+        feed(&mut m, &["OK TAGS ON", "OK REGISTER alice"]);
         assert_eq!(m.screen, Screen::Chat);
-        assert_eq!(sent(&mut m), ["SESSION", "LIST", "ROOMS"]);
+        // Everyone is open: its history is asked for.
+        assert_eq!(sent(&mut m), ["SESSION", "LIST", "ROOMS", "HISTORY * 50"]);
         // A server without SESSION: the client does without resuming.
         feed(
             &mut m,
@@ -1951,6 +2627,7 @@ mod tests {
                 "USER bob",
                 "OK LIST 2",
                 "OK ROOMS 0",
+                "OK HISTORY * 0",
             ],
         );
         // Who is logged into an account, asked once the list is in.
@@ -1973,7 +2650,10 @@ mod tests {
         m.register("bob");
         feed(
             &mut m,
-            &["ERROR NAME_TAKEN the name bob is taken; choose another"],
+            &[
+                "OK TAGS ON",
+                "ERROR NAME_TAKEN the name bob is taken; choose another",
+            ],
         );
         assert_eq!(m.screen, Screen::Name);
         assert_eq!(
@@ -1981,7 +2661,7 @@ mod tests {
             Some("The name bob is taken; choose another")
         );
         m.register("bob2");
-        assert_eq!(sent(&mut m), ["REGISTER bob", "REGISTER bob2"]);
+        assert_eq!(sent(&mut m), ["TAGS ON", "REGISTER bob", "REGISTER bob2"]);
         feed(&mut m, &["OK REGISTER bob2"]);
         assert_eq!(m.screen, Screen::Chat);
         assert_eq!(m.name_error, None);
@@ -2075,14 +2755,28 @@ mod tests {
         m.open(&ConvId::dm("bob"));
         assert_eq!(m.conversation(&ConvId::dm("bob")).unwrap().unread, 0);
         m.submit("hi back", now());
-        assert_eq!(sent(&mut m), ["DM bob hi back"]);
+        assert_eq!(sent(&mut m), ["HISTORY bob 50", "DM bob hi back"]);
+        // bob is a guest: no history, and nothing said about it.
+        let before = texts(&m, &ConvId::dm("bob")).len();
+        feed(
+            &mut m,
+            &["ERROR NO_HISTORY there is no history there that you may read"],
+        );
+        assert_eq!(texts(&m, &ConvId::dm("bob")).len(), before);
+        assert_eq!(
+            m.conversation(&ConvId::dm("bob")).unwrap().history.status,
+            HistoryStatus::Unavailable
+        );
         feed(&mut m, &["OK DM bob"]);
         m.submit("/dm carol hey", now());
-        assert_eq!(sent(&mut m), ["DM carol hey"]);
+        assert_eq!(sent(&mut m), ["HISTORY carol 50", "DM carol hey"]);
         assert_eq!(m.active, ConvId::dm("carol"));
         feed(
             &mut m,
-            &["ERROR NO_SUCH_USER no user named carol is online"],
+            &[
+                "ERROR NO_HISTORY there is no history there that you may read",
+                "ERROR NO_SUCH_USER no user named carol is online",
+            ],
         );
         assert_eq!(
             texts(&m, &ConvId::dm("carol")).last().unwrap(),
@@ -2153,10 +2847,11 @@ mod tests {
             ]
         );
         m.submit("hi room", now());
-        assert_eq!(sent(&mut m), ["SAY #Rust hi room"]);
+        assert_eq!(sent(&mut m), ["HISTORY #Rust 50", "SAY #Rust hi room"]);
         feed(
             &mut m,
             &[
+                "OK HISTORY #Rust 0",
                 "SAY #Rust bob welcome",
                 "OK SAY #Rust 1",
                 "JOINED #Rust carol",
@@ -2253,9 +2948,21 @@ mod tests {
             },
             now(),
         );
-        assert_eq!(sent(&mut m), ["REGISTER alice"]);
-        feed(&mut m, &["OK REGISTER alice"]);
-        assert_eq!(sent(&mut m), ["SESSION", "LIST", "ROOMS", "JOIN #a"]);
+        assert_eq!(sent(&mut m), ["TAGS ON", "REGISTER alice"]);
+        feed(&mut m, &["OK TAGS ON", "OK REGISTER alice"]);
+        // What was missed in Everyone (from its start: it held no message); the room's
+        // first page, lost with the connection, again.
+        assert_eq!(
+            sent(&mut m),
+            [
+                "SESSION",
+                "LIST",
+                "ROOMS",
+                "JOIN #a",
+                "HISTORY * 200 AFTER 0",
+                "HISTORY #a 50"
+            ]
+        );
         feed(
             &mut m,
             &[
@@ -2265,6 +2972,8 @@ mod tests {
                 "OK ROOMS 0",
                 "MEMBER #a @alice",
                 "OK JOIN #a 1",
+                "OK HISTORY * 0",
+                "OK HISTORY #a 0",
             ],
         );
         assert_eq!(m.users, ["alice"]);
@@ -2303,14 +3012,20 @@ mod tests {
         );
         feed(
             &mut m,
-            &["ERROR NAME_TAKEN the name alice is taken; choose another"],
+            &[
+                "OK TAGS ON",
+                "ERROR NAME_TAKEN the name alice is taken; choose another",
+            ],
         );
         assert_eq!(m.screen, Screen::Name);
         m.register("alice_");
         sent(&mut m);
         feed(&mut m, &["OK REGISTER alice_"]);
         assert_eq!(m.screen, Screen::Chat);
-        assert_eq!(sent(&mut m), ["SESSION", "LIST", "ROOMS"]);
+        assert_eq!(
+            sent(&mut m),
+            ["SESSION", "LIST", "ROOMS", "HISTORY * 200 AFTER 0"]
+        );
     }
 
     #[test]
@@ -2325,8 +3040,18 @@ mod tests {
             now(),
         );
         m.register("alice");
-        feed(&mut m, &["OK REGISTER alice"]);
-        assert_eq!(sent(&mut m), ["REGISTER alice", "SESSION", "LIST", "ROOMS"]);
+        feed(&mut m, &["OK TAGS ON", "OK REGISTER alice"]);
+        assert_eq!(
+            sent(&mut m),
+            [
+                "TAGS ON",
+                "REGISTER alice",
+                "SESSION",
+                "LIST",
+                "ROOMS",
+                "HISTORY * 50"
+            ]
+        );
         feed(
             &mut m,
             &[
@@ -2334,6 +3059,7 @@ mod tests {
                 "USER alice",
                 "OK LIST 1",
                 "OK ROOMS 0",
+                "OK HISTORY * 0",
             ],
         );
         assert_eq!(sent(&mut m), ["ACCOUNTS"]);
@@ -2354,10 +3080,11 @@ mod tests {
         };
         m.on_net(lost(), now());
         m.on_net(back(), now());
-        assert_eq!(sent(&mut m), ["RESUME nr_abc"]);
+        assert_eq!(sent(&mut m), ["TAGS ON", "RESUME nr_abc"]);
         feed(
             &mut m,
             &[
+                "OK TAGS ON",
                 "OK RESUME alice",
                 "JOINED #a alice",
                 "SAY #a bob while you were away",
@@ -2366,16 +3093,28 @@ mod tests {
         assert_eq!(m.screen, Screen::Chat);
         assert!(m.conversation(&ConvId::room("#a")).unwrap().joined);
         assert!(texts(&m, &ConvId::room("#a")).contains(&"<bob> while you were away".to_owned()));
-        // Lists refreshed, members asked for; no JOIN: the server kept the room.
-        assert_eq!(sent(&mut m), ["LIST", "ROOMS", "WHO #a"]);
+        // Lists refreshed, members asked for; no JOIN: the server kept the room. The room's
+        // first page once we are in it again.
+        assert_eq!(
+            sent(&mut m),
+            [
+                "LIST",
+                "ROOMS",
+                "HISTORY * 200 AFTER 0",
+                "WHO #a",
+                "HISTORY #a 50"
+            ]
+        );
         feed(
             &mut m,
             &[
                 "USER alice",
                 "OK LIST 1",
                 "OK ROOMS 0",
+                "OK HISTORY * 0",
                 "MEMBER #a @alice",
                 "OK WHO #a 1",
+                "OK HISTORY #a 0",
             ],
         );
         assert_eq!(sent(&mut m), ["ACCOUNTS"]);
@@ -2383,14 +3122,27 @@ mod tests {
         // The session ended meanwhile: the name is taken again, the rooms rejoined.
         m.on_net(lost(), now());
         m.on_net(back(), now());
-        assert_eq!(sent(&mut m), ["RESUME nr_abc"]);
+        assert_eq!(sent(&mut m), ["TAGS ON", "RESUME nr_abc"]);
         feed(
             &mut m,
-            &["ERROR NO_SESSION no session is waiting for that token"],
+            &[
+                "OK TAGS ON",
+                "ERROR NO_SESSION no session is waiting for that token",
+            ],
         );
         assert_eq!(sent(&mut m), ["REGISTER alice"]);
         feed(&mut m, &["OK REGISTER alice"]);
-        assert_eq!(sent(&mut m), ["SESSION", "LIST", "ROOMS", "JOIN #a"]);
+        assert_eq!(
+            sent(&mut m),
+            [
+                "SESSION",
+                "LIST",
+                "ROOMS",
+                "JOIN #a",
+                "HISTORY * 200 AFTER 0",
+                "HISTORY #a 200 AFTER 0"
+            ]
+        );
     }
 
     #[test]
@@ -2429,6 +3181,448 @@ mod tests {
         feed(&mut m, &["BYE CLOSED goodbye"]);
         m.on_net(NetEvent::Closed, now());
         assert!(m.quit);
+    }
+
+    /// Joins `room` and answers the JOIN; its history page is asked for and left pending.
+    fn joined(m: &mut Model, room: &str) {
+        m.join(room, now());
+        feed(
+            m,
+            &[
+                &format!("MEMBER {room} @alice"),
+                &format!("OK JOIN {room} 1"),
+            ],
+        );
+        assert_eq!(
+            sent(m),
+            [format!("JOIN {room}"), format!("HISTORY {room} 50")]
+        );
+    }
+
+    /// `n` LOGGED lines of `target`, ids from `first` up, a second apart on 30 April.
+    fn logged(target: &str, first: i64, n: i64) -> Vec<String> {
+        (first..first + n)
+            .map(|id| {
+                let (m, s) = ((id / 60) % 60, id % 60);
+                format!("LOGGED {target} {id} 2026-04-30T09:{m:02}:{s:02}.000Z bob number {id}")
+            })
+            .collect()
+    }
+
+    fn feed_all(m: &mut Model, lines: &[String]) {
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        feed(m, &refs);
+    }
+
+    /// The chat lines of a conversation, as `<from> text`.
+    fn said(m: &Model, id: &ConvId) -> Vec<String> {
+        m.conversation(id)
+            .unwrap()
+            .lines
+            .iter()
+            .filter(|l| l.from.is_some())
+            .map(|l| format!("<{}> {}", l.from.as_deref().unwrap_or(""), l.text))
+            .collect()
+    }
+
+    #[test]
+    fn history_on_opening_goes_before_live_lines_without_duplicates() {
+        let mut m = signed_in();
+        joined(&mut m, "#den");
+        let den = ConvId::room("#den");
+        assert_eq!(
+            m.conversation(&den).unwrap().history.status,
+            HistoryStatus::Loading
+        );
+        // A live line comes before the answer, and the answer holds it too.
+        feed(
+            &mut m,
+            &[
+                "@time=2026-04-30T09:00:03.000Z;id=13 SAY #den bob third",
+                "LOGGED #den 11 2026-04-30T09:00:01.000Z bob first",
+                "LOGGED #den 12 2026-04-30T09:00:02.000Z carol second",
+                "LOGGED #den 13 2026-04-30T09:00:03.000Z bob third",
+                "OK HISTORY #den 3",
+            ],
+        );
+        assert_eq!(
+            said(&m, &den),
+            ["<bob> first", "<carol> second", "<bob> third"]
+        );
+        let c = m.conversation(&den).unwrap();
+        assert_eq!(c.history.status, HistoryStatus::Loaded);
+        assert_eq!(c.history.floor, Some(11));
+        // Fewer than a page: this is the start.
+        assert!(!c.history.more && !c.history.can_load_older());
+        // Lines show the server's time, in local time.
+        let first = c.lines.iter().find(|l| l.msg == Some(11)).unwrap();
+        assert_eq!(
+            first.at.with_timezone(&chrono::Utc).to_rfc3339(),
+            "2026-04-30T09:00:01+00:00"
+        );
+        // History is not news: nothing unread, no marker.
+        assert_eq!((c.unread, c.new_since), (0, None));
+        // The same live line again (a resumed session's replay) is not shown twice.
+        feed(
+            &mut m,
+            &["@time=2026-04-30T09:00:03.000Z;id=13 SAY #den bob third"],
+        );
+        assert_eq!(said(&m, &den).len(), 3);
+        // Opening it again asks for nothing.
+        m.open(&ConvId::Everyone);
+        m.open(&den);
+        assert!(sent(&mut m).is_empty());
+    }
+
+    #[test]
+    fn older_pages_come_before_the_oldest_until_a_short_one() {
+        let mut m = signed_in();
+        joined(&mut m, "#den");
+        let den = ConvId::room("#den");
+        let mut page = logged("#den", 100, 50);
+        page.push("OK HISTORY #den 50".into());
+        feed_all(&mut m, &page);
+        let h = &m.conversation(&den).unwrap().history;
+        assert!(h.more && h.can_load_older());
+        assert_eq!(h.floor, Some(100));
+        m.load_older(&den);
+        // One page at a time.
+        m.load_older(&den);
+        assert_eq!(sent(&mut m), ["HISTORY #den 50 BEFORE 100"]);
+        let mut page = logged("#den", 80, 20);
+        page.push("OK HISTORY #den 20".into());
+        feed_all(&mut m, &page);
+        let c = m.conversation(&den).unwrap();
+        assert_eq!(c.history.floor, Some(80));
+        assert!(!c.history.more);
+        let ids: Vec<i64> = c.lines.iter().filter_map(|l| l.msg).collect();
+        assert_eq!(ids, (80..150).collect::<Vec<_>>());
+        m.load_older(&den);
+        assert!(sent(&mut m).is_empty());
+    }
+
+    #[test]
+    fn own_messages_take_their_id_and_time_from_the_tagged_answer() {
+        let mut m = signed_in();
+        m.submit("kept", now());
+        sent(&mut m);
+        feed(
+            &mut m,
+            &["@time=2026-05-01T08:00:00.500Z;id=42 OK MESSAGE 1"],
+        );
+        let line = m.conversations[0].lines.back().unwrap();
+        assert_eq!(line.msg, Some(42));
+        assert_eq!(line.kind, LineKind::Own(Delivery::Delivered));
+        assert_eq!(
+            line.at.with_timezone(&chrono::Utc).to_rfc3339(),
+            "2026-05-01T08:00:00.500+00:00"
+        );
+        // The log holding it adds nothing.
+        m.on_net(
+            NetEvent::Lost {
+                error: "x".into(),
+                attempt: 0,
+                retry_in: Duration::ZERO,
+            },
+            now(),
+        );
+        m.on_net(
+            NetEvent::Connected {
+                addr: "h".into(),
+                reconnect: true,
+                tls: false,
+            },
+            now(),
+        );
+        feed(&mut m, &["OK TAGS ON", "OK REGISTER alice"]);
+        let asked = sent(&mut m);
+        assert!(
+            asked.contains(&"HISTORY * 200 AFTER 42".to_owned()),
+            "{asked:?}"
+        );
+        feed(
+            &mut m,
+            &[
+                "ERROR UNKNOWN_COMMAND unknown command SESSION",
+                "OK LIST 0",
+                "OK ROOMS 0",
+                "LOGGED * 42 2026-05-01T08:00:00.500Z alice kept",
+                "OK HISTORY * 1",
+            ],
+        );
+        assert_eq!(said(&m, &ConvId::Everyone), ["<alice> kept"]);
+        // A refused-to-keep message was still delivered: no error for the user.
+        feed(&mut m, &["OK ACCOUNTS 0"]);
+        m.submit("not kept", now());
+        feed(
+            &mut m,
+            &[
+                "ERROR STORE_UNAVAILABLE delivered, but not kept in the history: the store is unavailable",
+            ],
+        );
+        let last = m.conversations[0].lines.back().unwrap();
+        assert_eq!(
+            (last.text.as_str(), last.kind),
+            ("not kept", LineKind::Own(Delivery::Delivered))
+        );
+    }
+
+    #[test]
+    fn a_reconnect_fetches_what_was_missed_without_gaps_or_duplicates() {
+        let mut m = signed_in();
+        feed(
+            &mut m,
+            &["@time=2026-05-02T08:00:00.000Z;id=5 MESSAGE bob before"],
+        );
+        // Ours, lost with the connection before its answer came.
+        m.submit("mine", now());
+        sent(&mut m);
+        m.on_net(
+            NetEvent::Lost {
+                error: "x".into(),
+                attempt: 0,
+                retry_in: Duration::ZERO,
+            },
+            now(),
+        );
+        m.on_net(
+            NetEvent::Connected {
+                addr: "h".into(),
+                reconnect: true,
+                tls: false,
+            },
+            now(),
+        );
+        feed(&mut m, &["OK TAGS ON", "OK REGISTER alice"]);
+        assert_eq!(
+            sent(&mut m),
+            [
+                "TAGS ON",
+                "REGISTER alice",
+                "SESSION",
+                "LIST",
+                "ROOMS",
+                "HISTORY * 200 AFTER 5"
+            ]
+        );
+        // More was missed than one page: the next page follows the last id.
+        let mut lines: Vec<String> = vec![
+            "ERROR UNKNOWN_COMMAND unknown command SESSION".into(),
+            "OK LIST 0".into(),
+            "OK ROOMS 0".into(),
+            "LOGGED * 6 2026-05-02T08:00:01.000Z alice mine".into(),
+        ];
+        lines.extend(logged("*", 7, 199));
+        lines.push("OK HISTORY * 200".into());
+        feed_all(&mut m, &lines);
+        assert_eq!(sent(&mut m), ["ACCOUNTS", "HISTORY * 200 AFTER 205"]);
+        feed(
+            &mut m,
+            &[
+                "OK ACCOUNTS 0",
+                "LOGGED * 206 2026-05-02T09:00:00.000Z bob the last",
+                "OK HISTORY * 1",
+            ],
+        );
+        assert!(sent(&mut m).is_empty());
+        let c = &m.conversations[0];
+        let ids: Vec<i64> = c.lines.iter().filter_map(|l| l.msg).collect();
+        let mut sorted = ids.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted, (5..=206).collect::<Vec<_>>());
+        assert_eq!(ids.len(), sorted.len(), "a message shown twice");
+        // Our unconfirmed line is the logged one: shown once, delivered.
+        let mine: Vec<&Line> = c.lines.iter().filter(|l| l.text == "mine").collect();
+        assert_eq!(mine.len(), 1);
+        assert_eq!(
+            (mine[0].msg, mine[0].kind),
+            (Some(6), LineKind::Own(Delivery::Delivered))
+        );
+    }
+
+    #[test]
+    fn a_line_missed_across_a_restart_comes_untagged_and_is_matched_by_the_log() {
+        let mut m = signed_in();
+        feed(
+            &mut m,
+            &["@time=2026-05-02T08:00:00.000Z;id=5 MESSAGE bob before"],
+        );
+        // A restored session replays what it kept for us without tags.
+        feed(
+            &mut m,
+            &["MESSAGE bob while away", "MESSAGE bob while away"],
+        );
+        m.on_net(
+            NetEvent::Lost {
+                error: "x".into(),
+                attempt: 0,
+                retry_in: Duration::ZERO,
+            },
+            now(),
+        );
+        m.on_net(
+            NetEvent::Connected {
+                addr: "h".into(),
+                reconnect: true,
+                tls: false,
+            },
+            now(),
+        );
+        feed(&mut m, &["OK TAGS ON", "OK REGISTER alice"]);
+        assert!(sent(&mut m).contains(&"HISTORY * 200 AFTER 5".to_owned()));
+        feed(
+            &mut m,
+            &[
+                "ERROR UNKNOWN_COMMAND unknown command SESSION",
+                "OK LIST 0",
+                "OK ROOMS 0",
+                "LOGGED * 6 2026-05-02T08:00:01.000Z bob while away",
+                "LOGGED * 7 2026-05-02T08:00:02.000Z bob while away",
+                "LOGGED * 8 2026-05-02T08:00:03.000Z carol while away",
+                "OK HISTORY * 3",
+            ],
+        );
+        let lines = &m.conversations[0].lines;
+        let away: Vec<(Option<&str>, Option<i64>)> = lines
+            .iter()
+            .filter(|l| l.text == "while away")
+            .map(|l| (l.from.as_deref(), l.msg))
+            .collect();
+        assert_eq!(
+            away,
+            [
+                (Some("bob"), Some(6)),
+                (Some("bob"), Some(7)),
+                (Some("carol"), Some(8))
+            ]
+        );
+    }
+
+    #[test]
+    fn new_messages_are_marked_until_the_conversation_is_left() {
+        let mut m = signed_in();
+        joined(&mut m, "#den");
+        feed(&mut m, &["OK HISTORY #den 0"]);
+        let den = ConvId::room("#den");
+        m.open(&ConvId::Everyone);
+        feed(
+            &mut m,
+            &[
+                "@time=2026-05-01T08:00:00.000Z;id=1 SAY #den bob one",
+                "@time=2026-05-01T08:00:01.000Z;id=2 SAY #den bob two",
+            ],
+        );
+        let c = m.conversation(&den).unwrap();
+        let one = c.lines.iter().find(|l| l.text == "one").unwrap().id;
+        assert_eq!((c.unread, c.new_since), (2, Some(one)));
+        m.open(&den);
+        let c = m.conversation(&den).unwrap();
+        // Read, but the marker stays while the conversation is on screen.
+        assert_eq!((c.unread, c.new_since), (0, Some(one)));
+        feed(
+            &mut m,
+            &["@time=2026-05-01T08:00:02.000Z;id=3 SAY #den bob three"],
+        );
+        assert_eq!(m.conversation(&den).unwrap().new_since, Some(one));
+        m.open(&ConvId::Everyone);
+        assert_eq!(m.conversation(&den).unwrap().new_since, None);
+    }
+
+    #[test]
+    fn day_separators_fall_between_local_days() {
+        let at = |d, h| chrono::Local.with_ymd_and_hms(2026, 5, d, h, 0, 0).unwrap();
+        let line = |at| Line {
+            id: 1,
+            at,
+            from: None,
+            text: String::new(),
+            kind: LineKind::Event,
+            msg: None,
+        };
+        let (a, b, c) = (line(at(1, 9)), line(at(1, 23)), line(at(2, 0)));
+        assert!(starts_day(None, &a));
+        assert!(!starts_day(Some(&a), &b));
+        assert!(starts_day(Some(&b), &c));
+        let day = |y, m, d| chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        let today = day(2026, 5, 8);
+        assert_eq!(day_label(day(2026, 5, 8), today), "Today");
+        assert_eq!(day_label(day(2026, 5, 7), today), "Yesterday");
+        assert_eq!(day_label(day(2026, 5, 4), today), "Monday");
+        assert_eq!(day_label(day(2026, 4, 30), today), "Thursday 30 April");
+        assert_eq!(
+            day_label(day(2025, 12, 24), today),
+            "Wednesday 24 December 2025"
+        );
+    }
+
+    #[test]
+    fn search_finds_and_opens_a_result_paging_back_to_it() {
+        let mut m = signed_in();
+        m.submit("/search  build   green", now());
+        assert_eq!(sent(&mut m), ["SEARCH build green"]);
+        assert!(m.search.as_ref().unwrap().waiting);
+        feed(
+            &mut m,
+            &[
+                "LOGGED #den 9 2026-04-30T09:00:09.000Z carol is the build green?",
+                "LOGGED * 8 2026-04-30T09:00:08.000Z dave build green now",
+                "LOGGED Bob 7 2026-04-30T09:00:07.000Z Bob build: green",
+                "OK SEARCH 3",
+            ],
+        );
+        let s = m.search.clone().unwrap();
+        assert!(!s.waiting);
+        let places: Vec<(&ConvId, &str, i64)> = s
+            .found
+            .iter()
+            .map(|f| (&f.conv, f.place.as_str(), f.msg))
+            .collect();
+        assert_eq!(
+            places,
+            [
+                (&ConvId::room("#den"), "#den", 9),
+                (&ConvId::Everyone, "Everyone", 8),
+                (&ConvId::dm("bob"), "Bob", 7)
+            ]
+        );
+        // Nothing of the search went into a conversation.
+        assert!(m.conversation(&ConvId::dm("bob")).is_none());
+        m.open_found(2);
+        // The results stay, for the next one.
+        assert!(m.search.is_some());
+        assert_eq!(m.active, ConvId::dm("bob"));
+        assert_eq!(m.focus, Some((ConvId::dm("bob"), 7)));
+        assert_eq!(sent(&mut m), ["HISTORY bob 50"]);
+        // The newest page does not reach it: older pages follow until it is there.
+        let mut page = logged("Bob", 100, 50);
+        page.push("OK HISTORY Bob 50".into());
+        feed_all(&mut m, &page);
+        assert_eq!(sent(&mut m), ["HISTORY bob 50 BEFORE 100"]);
+        let mut page = logged("Bob", 7, 3);
+        page.push("OK HISTORY Bob 3".into());
+        feed_all(&mut m, &page);
+        assert!(m.conversation(&ConvId::dm("bob")).unwrap().holds(7));
+        assert!(sent(&mut m).is_empty());
+    }
+
+    #[test]
+    fn search_errors_stay_in_the_search() {
+        let mut m = signed_in();
+        let before = texts(&m, &ConvId::Everyone).len();
+        m.search("anything");
+        feed(
+            &mut m,
+            &["ERROR STORE_UNAVAILABLE the store is unavailable right now; try again later"],
+        );
+        let s = m.search.clone().unwrap();
+        assert_eq!(
+            s.error.as_deref(),
+            Some("Search is unavailable right now; try again later.")
+        );
+        assert_eq!(texts(&m, &ConvId::Everyone).len(), before);
+        m.close_search();
+        assert!(m.search.is_none());
     }
 
     #[test]

@@ -53,8 +53,8 @@ pub enum NetEvent {
         /// Whether the connection is TLS (and the server's certificate checked out).
         tls: bool,
     },
-    /// One line from the server.
-    Line(ServerLine<'static>),
+    /// One line from the server, with the tags it came with (after `TAGS ON`).
+    Line(ServerLine<'static>, LineTags),
     /// A line that is not a valid server line, shown as it came.
     Garbled(String),
     /// The first connection attempt failed; nothing more happens until the next `Connect`.
@@ -70,6 +70,27 @@ pub enum NetEvent {
     },
     /// The connection was closed at our request.
     Closed,
+}
+
+/// The tags before a server line (`@time=...;id=... `), owned.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LineTags {
+    /// The server's time, RFC 3339 in UTC.
+    pub time: Option<String>,
+    /// The id of the kept message the line carries or acknowledges.
+    pub id: Option<i64>,
+}
+
+impl LineTags {
+    /// Splits a raw line into its tags and the line itself.
+    pub fn split(raw: &str) -> (Self, &str) {
+        let (tags, rest) = natter_proto::tags::split(raw);
+        let owned = Self {
+            time: tags.time.map(str::to_owned),
+            id: tags.id,
+        };
+        (owned, rest)
+    }
 }
 
 /// Why a connection attempt failed, in the terms a person needs.
@@ -351,10 +372,13 @@ impl Net {
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match self.rx.recv_timeout(left) {
-                Ok(NetEvent::Line(ServerLine::Bye {
-                    reason: ByeReason::Closed,
-                    ..
-                })) => answered = true,
+                Ok(NetEvent::Line(
+                    ServerLine::Bye {
+                        reason: ByeReason::Closed,
+                        ..
+                    },
+                    _,
+                )) => answered = true,
                 Ok(NetEvent::Closed | NetEvent::Failed(_)) | Err(_) => return answered,
                 Ok(_) => {}
             }
@@ -652,20 +676,21 @@ async fn session<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                     Err(e) => return Ended::Lost(e.to_string()),
                 };
                 let text = String::from_utf8_lossy(&raw);
-                let ev = match ServerLine::parse(&text) {
+                let (tags, bare) = LineTags::split(&text);
+                let ev = match ServerLine::parse(bare) {
                     Ok(l) => {
                         // BYE is the end: do not wait for the server to close the socket
                         // (at shutdown it may give clients seconds to read).
                         if let ServerLine::Bye { reason, text } = &l {
                             let (closed, text) = (*reason == ByeReason::Closed, text.to_string());
-                            out.send(NetEvent::Line(l.into_owned()));
+                            out.send(NetEvent::Line(l.into_owned(), tags));
                             return if closed {
                                 Ended::Closed
                             } else {
                                 Ended::Lost(text)
                             };
                         }
-                        NetEvent::Line(l.into_owned())
+                        NetEvent::Line(l.into_owned(), tags)
                     }
                     Err(_) => NetEvent::Garbled(text.into_owned()),
                 };
@@ -711,9 +736,14 @@ async fn close<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
 ) {
     let goodbye = async {
         writer.send("CLOSE").await?;
-        while let Some(l) = reader.next_line().await? {
+        while let Some(raw) = reader.next_raw().await? {
+            let text = String::from_utf8_lossy(&raw);
+            let (tags, bare) = LineTags::split(&text);
+            let Ok(l) = ServerLine::parse(bare) else {
+                continue;
+            };
             let done = matches!(l, ServerLine::Bye { .. });
-            out.send(NetEvent::Line(l));
+            out.send(NetEvent::Line(l.into_owned(), tags));
             if done {
                 break;
             }

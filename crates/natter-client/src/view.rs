@@ -5,11 +5,14 @@
 //! `labelled_by`, or an accessible name where a label would be clutter.
 
 use crate::app::ChatApp;
-use crate::model::{ConvId, Conversation, Delivery, Line, LineKind, Link, Model, Screen};
+use crate::model::{
+    ConvId, Conversation, Delivery, Found, HistoryStatus, Line, LineKind, Link, Model, Screen,
+    day_label, starts_day,
+};
 use crate::theme;
 use egui::{
     Align, Button, CentralPanel, Color32, Frame, Key, Label, Layout, Margin, Panel, RichText,
-    ScrollArea, TextEdit, Ui, Widget, vec2,
+    ScrollArea, Sense, TextEdit, Ui, Widget, vec2,
 };
 
 /// Draws the whole window.
@@ -243,12 +246,23 @@ fn chat_screen(ui: &mut Ui, app: &mut ChatApp) {
         .default_size(210.0)
         .size_range(160.0..=360.0)
         .show(ui, |ui| conversations_panel(ui, app));
-    Panel::right("people")
-        .frame(theme::side_frame())
-        .resizable(true)
-        .default_size(190.0)
-        .size_range(140.0..=320.0)
-        .show(ui, |ui| people_panel(ui, app));
+    // Search results take the people's place, so the conversation a result opens is beside
+    // them and the next result is one click away.
+    if app.model.search.is_some() {
+        Panel::right("search")
+            .frame(theme::side_frame())
+            .resizable(true)
+            .default_size(300.0)
+            .size_range(220.0..=520.0)
+            .show(ui, |ui| search_panel(ui, app));
+    } else {
+        Panel::right("people")
+            .frame(theme::side_frame())
+            .resizable(true)
+            .default_size(190.0)
+            .size_range(140.0..=320.0)
+            .show(ui, |ui| people_panel(ui, app));
+    }
     CentralPanel::default()
         .frame(Frame::new().fill(theme::BG))
         .show(ui, |ui| conversation_view(ui, app));
@@ -297,6 +311,20 @@ fn conversations_panel(ui: &mut Ui, app: &mut ChatApp) {
             ui.add(Label::new(RichText::new(me).color(theme::ACCENT)).truncate());
         }
     });
+    ui.add_space(6.0);
+    let field = ui
+        .add(
+            TextEdit::singleline(&mut app.search_draft)
+                .hint_text("🔍 Search messages")
+                .desired_width(f32::INFINITY)
+                .margin(Margin::symmetric(8, 5)),
+        )
+        .on_hover_text("Messages holding every word, in everything you may read")
+        .accessible_name("Search messages");
+    if field.lost_focus() && ui.input(|i| i.key_pressed(Key::Enter)) {
+        let words = app.search_draft.clone();
+        app.model.search(&words);
+    }
     ui.add_space(6.0);
     section(ui, "CONVERSATIONS");
     let mut open: Option<ConvId> = None;
@@ -674,18 +702,49 @@ fn compose(ui: &mut Ui, app: &mut ChatApp, conv: &Header) {
     });
 }
 
+/// Where the first line of a conversation was drawn, from the top of its content.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Anchor {
+    /// The conversation.
+    conv: ConvId,
+    /// The first line's id.
+    line: u64,
+    /// How far below the content's top it was.
+    y: f32,
+    /// Whether the view was at the newest lines (then it stays there instead).
+    at_end: bool,
+}
+
 fn history(ui: &mut Ui, app: &mut ChatApp) {
     let id = app.model.active.clone();
     let me = app.model.me.clone();
-    let area = ScrollArea::vertical()
+    let mut area = ScrollArea::vertical()
         .id_salt(("history", format!("{id:?}")))
         .auto_shrink([false, false])
         .stick_to_bottom(true);
+    if let Some(y) = app.scroll_fix.take() {
+        area = area.vertical_scroll_offset(y);
+    }
     let jump = std::mem::take(&mut app.jump_to_end);
+    let anchor = app.anchor.take().filter(|a| a.conv == id);
+    let focus = app
+        .model
+        .focus
+        .as_ref()
+        .filter(|(c, _)| *c == id)
+        .map(|(_, m)| *m);
+    let today = now().date_naive();
     let conv = app.model.active_conversation();
+    let history = conv.history.clone();
+    let mut first: Option<(u64, f32)> = None;
+    let mut anchor_now: Option<f32> = None;
+    let mut focused = false;
+    let mut load = false;
     let out = area.show(ui, |ui| {
+        let top = ui.max_rect().top();
         ui.add_space(6.0);
-        if conv.lines.is_empty() {
+        load = history_start(ui, conv);
+        if conv.lines.is_empty() && history.status != HistoryStatus::Loading {
             ui.label(
                 RichText::new("No messages yet.")
                     .color(theme::MUTED)
@@ -694,7 +753,23 @@ fn history(ui: &mut Ui, app: &mut ChatApp) {
         }
         let mut prev: Option<&Line> = None;
         for line in &conv.lines {
-            line_row(ui, line, prev, me.as_deref());
+            if starts_day(prev, line) {
+                day_separator(ui, &day_label(line.at.date_naive(), today));
+            }
+            if conv.new_since == Some(line.id) {
+                new_marker(ui);
+            }
+            let y = ui.cursor().top() - top;
+            first.get_or_insert((line.id, y));
+            if anchor.as_ref().is_some_and(|a| a.line == line.id) {
+                anchor_now = Some(y);
+            }
+            let is_focus = focus.is_some() && line.msg == focus;
+            let rect = line_row(ui, line, prev, me.as_deref(), is_focus);
+            if is_focus {
+                ui.scroll_to_rect(rect, Some(Align::Center));
+                focused = true;
+            }
             prev = Some(line);
         }
         ui.add_space(6.0);
@@ -702,8 +777,31 @@ fn history(ui: &mut Ui, app: &mut ChatApp) {
             ui.scroll_to_cursor(Some(Align::BOTTOM));
         }
     });
+    let offset = out.state.clamped_offset().y;
+    let at_end = offset + out.inner_rect.height() >= out.content_size.y - 4.0;
+    // Lines came in above those on screen (an older page): keep those where they were,
+    // drawing this pass again with the offset moved by what was added.
+    if let (Some(a), Some(y)) = (&anchor, anchor_now)
+        && !a.at_end
+        && (y - a.y).abs() > 0.5
+    {
+        app.scroll_fix = Some(offset + y - a.y);
+        ui.ctx().request_discard("older messages above the view");
+    }
+    app.anchor = first.map(|(line, y)| Anchor {
+        conv: id.clone(),
+        line,
+        y,
+        at_end,
+    });
+    if focused {
+        app.model.focus = None;
+    }
+    // Scrolled to the top (or never scrollable): the page before.
+    if (load || offset <= 1.0) && history.can_load_older() && app.scroll_fix.is_none() {
+        app.model.load_older(&id);
+    }
     // Scrolled up: offer a way back to the newest lines.
-    let at_end = out.state.clamped_offset().y + out.inner_rect.height() >= out.content_size.y - 4.0;
     if !at_end {
         let rect = out.inner_rect;
         let pos = egui::pos2(rect.right() - 150.0, rect.bottom() - 40.0);
@@ -720,13 +818,180 @@ fn history(ui: &mut Ui, app: &mut ChatApp) {
     }
 }
 
+/// The top of a conversation: where its history stands. True if the user asked for more.
+fn history_start(ui: &mut Ui, conv: &Conversation) -> bool {
+    let h = &conv.history;
+    let muted = |t: &str| RichText::new(t).color(theme::MUTED).small().italics();
+    let mut clicked = false;
+    ui.vertical_centered(|ui| {
+        if h.status == HistoryStatus::Loading || h.loading_older {
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.label(muted("Loading messages…"));
+            });
+        } else if h.can_load_older() {
+            clicked = ui
+                .add(Button::new(RichText::new("Load older messages").small()).frame(false))
+                .clicked();
+        } else if h.status == HistoryStatus::Loaded && !conv.lines.is_empty() {
+            ui.label(muted("The start of the conversation"));
+        }
+    });
+    clicked
+}
+
+/// A rule across the history with a label in its middle.
+fn rule(ui: &mut Ui, text: RichText, colour: Color32) {
+    ui.add_space(6.0);
+    let (rect, _) = ui.allocate_exact_size(vec2(ui.available_width(), 18.0), Sense::hover());
+    let label = Label::new(text).selectable(false);
+    let galley_w = ui
+        .painter()
+        .layout_no_wrap(
+            label.text().to_owned(),
+            egui::TextStyle::Small.resolve(ui.style()),
+            colour,
+        )
+        .size()
+        .x;
+    let mid = rect.center();
+    let gap = galley_w / 2.0 + 10.0;
+    let stroke = egui::Stroke::new(1.0, colour.gamma_multiply(0.45));
+    ui.painter()
+        .hline(rect.left()..=(mid.x - gap).max(rect.left()), mid.y, stroke);
+    ui.painter().hline(
+        (mid.x + gap).min(rect.right())..=rect.right(),
+        mid.y,
+        stroke,
+    );
+    let text_rect = egui::Rect::from_center_size(mid, vec2(gap * 2.0, rect.height()));
+    ui.put(text_rect, label);
+    ui.add_space(2.0);
+}
+
+/// Between the lines of two days.
+fn day_separator(ui: &mut Ui, text: &str) {
+    rule(
+        ui,
+        RichText::new(text).small().strong().color(theme::MUTED),
+        theme::MUTED,
+    );
+}
+
+/// Above the first line that came while the conversation was not on screen.
+fn new_marker(ui: &mut Ui) {
+    rule(
+        ui,
+        RichText::new("New messages")
+            .small()
+            .strong()
+            .color(theme::BADGE),
+        theme::BADGE,
+    );
+}
+
+/// The search results, in the side panel.
+fn search_panel(ui: &mut Ui, app: &mut ChatApp) {
+    let Some(search) = app.model.search.clone() else {
+        return;
+    };
+    let mut close = false;
+    ui.horizontal(|ui| {
+        section(ui, "SEARCH");
+        ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
+            close = ui
+                .add(Button::new(RichText::new("×").color(theme::MUTED)).frame(false))
+                .on_hover_text("Close the search")
+                .accessible_name("Close search")
+                .clicked();
+        });
+    });
+    let n = search.found.len();
+    let sub = if search.waiting {
+        format!("Looking for “{}”…", search.words)
+    } else {
+        let s = if n == 1 { "" } else { "s" };
+        format!("{n} message{s} with “{}”", search.words)
+    };
+    ui.add(Label::new(RichText::new(sub).color(theme::MUTED).small()).wrap());
+    ui.add_space(4.0);
+    let today = now().date_naive();
+    let mut chosen: Option<usize> = None;
+    ScrollArea::vertical()
+        .id_salt("search-results")
+        .auto_shrink([false, false])
+        .show(ui, |ui| {
+            if search.waiting {
+                ui.spinner();
+            } else if let Some(e) = &search.error {
+                ui.add(Label::new(RichText::new(e).color(theme::MUTED).italics()).wrap());
+            } else if search.found.is_empty() {
+                let t = RichText::new("No messages hold all of those words.")
+                    .color(theme::MUTED)
+                    .italics();
+                ui.add(Label::new(t).wrap());
+            }
+            for (i, f) in search.found.iter().enumerate() {
+                if found_row(ui, f, today).clicked() {
+                    chosen = Some(i);
+                }
+            }
+        });
+    if close {
+        app.model.close_search();
+    }
+    if let Some(i) = chosen {
+        app.model.open_found(i);
+        app.focus_compose = true;
+    }
+}
+
+/// One search result: where, who and when, then the text; a click opens it.
+fn found_row(ui: &mut Ui, f: &Found, today: chrono::NaiveDate) -> egui::Response {
+    let when = format!(
+        "{} {}",
+        day_label(f.at.date_naive(), today),
+        f.at.format("%H:%M")
+    );
+    let place = match f.conv {
+        ConvId::Dm(_) => format!("@{}", f.place),
+        _ => f.place.clone(),
+    };
+    let body = egui::TextStyle::Body.resolve(ui.style());
+    let small = egui::TextStyle::Small.resolve(ui.style());
+    let mut job = egui::text::LayoutJob::default();
+    let format = |font: &egui::FontId, colour| egui::TextFormat::simple(font.clone(), colour);
+    job.append(&place, 0.0, format(&body, theme::ACCENT));
+    job.append(&f.from, 8.0, format(&body, theme::name_colour(&f.from)));
+    job.append(&when, 8.0, format(&small, theme::MUTED));
+    job.append("\n", 0.0, format(&small, theme::MUTED));
+    job.append(&f.text, 0.0, format(&body, theme::TEXT));
+    let button = Button::new(job)
+        .wrap()
+        .frame_when_inactive(false)
+        .min_size(vec2(ui.available_width(), 0.0));
+    let r = ui
+        .with_layout(Layout::top_down(Align::Min), |ui| ui.add(button))
+        .inner;
+    ui.add_space(2.0);
+    r.on_hover_text("Open this conversation")
+        .accessible_name(format!("{place}, {} at {when}: {}", f.from, f.text))
+}
+
 /// Whether a line mentions `me` as a word.
 fn mentions(text: &str, me: &str) -> bool {
     text.split(|c: char| !(c.is_ascii_alphanumeric() || "[]\\`_^{|}-".contains(c)))
         .any(|w| w.eq_ignore_ascii_case(me))
 }
 
-fn line_row(ui: &mut Ui, line: &Line, prev: Option<&Line>, me: Option<&str>) {
+/// Draws one line; returns where it went.
+fn line_row(
+    ui: &mut Ui,
+    line: &Line,
+    prev: Option<&Line>,
+    me: Option<&str>,
+    focused: bool,
+) -> egui::Rect {
     // A new sender (or a pause) gets a little air above it.
     let continues = prev.is_some_and(|p| {
         p.from.is_some()
@@ -749,14 +1014,17 @@ fn line_row(ui: &mut Ui, line: &Line, prev: Option<&Line>, me: Option<&str>) {
     };
     let highlight =
         matches!(line.kind, LineKind::Chat) && me.is_some_and(|me| mentions(&line.text, me));
-    let frame = if highlight {
+    let frame = if focused {
+        // The search result that was chosen.
+        Frame::new().fill(theme::CARD).corner_radius(4)
+    } else if highlight {
         Frame::new()
             .fill(Color32::from_rgb(0x2a, 0x2f, 0x1f))
             .corner_radius(4)
     } else {
         Frame::new()
     };
-    frame.show(ui, |ui| {
+    let shown = frame.show(ui, |ui| {
         // Top-aligned, and as tall as its content: inside a scroll area the height is unbounded.
         let layout = Layout::left_to_right(Align::Min);
         ui.allocate_ui_with_layout(vec2(ui.available_width(), 0.0), layout, |ui| {
@@ -807,6 +1075,7 @@ fn line_row(ui: &mut Ui, line: &Line, prev: Option<&Line>, me: Option<&str>) {
             }
         });
     });
+    shown.response.rect
 }
 
 /// A column of fixed width in a row, top-aligned, its content left (`Min`) or right (`Max`)

@@ -8,8 +8,8 @@
 
 use egui::accesskit::Role;
 use egui_kittest::Harness;
-use egui_kittest::kittest::Queryable;
-use natter_client::model::{ConvId, Link, Screen};
+use egui_kittest::kittest::{NodeT, Queryable};
+use natter_client::model::{ConvId, HistoryStatus, Link, Screen, day_label};
 use natter_client::net::{NetConfig, TlsOptions};
 use natter_client::{ChatApp, Options};
 use natter_conn::Client;
@@ -76,6 +76,15 @@ impl Server {
         }
     }
 
+    /// The tests' configuration with the history kept in SQLite in `dir`, as a real server
+    /// keeps it (and keeps it across a restart).
+    fn stored(dir: &std::path::Path) -> natter_server::Config {
+        natter_server::Config {
+            store: natter_store::Location::Sqlite(dir.join("natter.db")),
+            ..Self::config()
+        }
+    }
+
     /// Starts a server configured by `config` on `addr`.
     fn with(rt: &Runtime, addr: SocketAddr, config: natter_server::Config) -> Self {
         let listener = rt.block_on(TcpListener::bind(addr)).unwrap();
@@ -130,6 +139,23 @@ fn expect_line(
 /// Sends a line from a natter-conn client.
 fn say(rt: &Runtime, c: &mut Client, line: &str) {
     rt.block_on(within(c.send(line))).unwrap();
+}
+
+/// Sends `line` from `c` and waits for its `OK`: a kept message's comes once it is stored.
+fn kept(rt: &Runtime, c: &mut Client, line: &str) {
+    say(rt, c, line);
+    let answer = expect_line(rt, c, |l| {
+        matches!(l, ServerLine::Ok { .. } | ServerLine::Error { .. })
+    });
+    assert!(matches!(answer, ServerLine::Ok { .. }), "{line}: {answer}");
+}
+
+/// How many lines of the conversation `id` have exactly this text.
+fn count(h: &Harness<'_, ChatApp>, id: &ConvId, text: &str) -> usize {
+    h.state()
+        .model
+        .conversation(id)
+        .map_or(0, |c| c.lines.iter().filter(|l| l.text == text).count())
 }
 
 /// A file of the server's TLS test material (see its README).
@@ -395,6 +421,10 @@ fn a_dm_gets_its_own_conversation_with_an_unread_count() {
     until(&mut h, "the DM open", |h| shows(h, "psst, a secret"));
     assert!(h.query_by_label("Direct messages with bob").is_some());
     assert_eq!(h.state().model.total_unread(), 0);
+    // What came while it was not open is marked, above the first of it.
+    let marker = h.get_by_label("New messages").rect();
+    let first = h.get_by_label("psst, a secret").rect();
+    assert!(marker.bottom() <= first.top(), "{marker:?} {first:?}");
 
     send(&mut h, "my reply");
     let got = expect_line(&rt, &mut bob, |l| matches!(l, ServerLine::Dm { .. }));
@@ -848,4 +878,237 @@ fn tls_to_a_server_without_tls_fails_visibly() {
     let error = h.state().model.connect_error.clone().unwrap();
     assert!(shows(&h, &error), "{error}");
     assert!(error.contains("speak TLS"), "{error}");
+}
+
+#[test]
+fn history_is_shown_on_opening_everyone_and_a_room() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::with(
+        &rt,
+        "127.0.0.1:0".parse().unwrap(),
+        Server::stored(dir.path()),
+    );
+    let mut bob = server.user(&rt, "bob");
+    let _carol = server.user(&rt, "carol");
+    kept(&rt, &mut bob, "MESSAGE said before alice came");
+    kept(&rt, &mut bob, "JOIN #den");
+    kept(&rt, &mut bob, "SAY #den the room remembers");
+
+    let mut h = window(server.addr, true);
+    sign_in(&mut h, "alice");
+    until(&mut h, "Everyone's history", |h| {
+        shows(h, "said before alice came")
+    });
+    // Before what happened since, under a separator naming its day.
+    let old = h.get_by_label("said before alice came").rect();
+    let welcome = h.get_by_label_contains("Welcome, alice!").rect();
+    assert!(old.top() < welcome.top(), "{old:?} {welcome:?}");
+    let at = h.state().model.conversations[0]
+        .lines
+        .iter()
+        .find(|l| l.text == "said before alice came")
+        .unwrap()
+        .at;
+    let day = day_label(at.date_naive(), chrono::Local::now().date_naive());
+    assert!(h.query_by_label(&day).is_some(), "no separator for {day}");
+
+    type_into(&mut h, "Room", "den");
+    h.get_by_role_and_label(Role::Button, "Join").click();
+    until(&mut h, "the room's history", |h| {
+        shows(h, "the room remembers")
+    });
+    assert_eq!(h.query_all_by_label("the room remembers").count(), 1);
+    assert_eq!(count(&h, &ConvId::room("#den"), "the room remembers"), 1);
+}
+
+#[test]
+fn older_messages_load_when_scrolled_to_the_top() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::with(
+        &rt,
+        "127.0.0.1:0".parse().unwrap(),
+        Server::stored(dir.path()),
+    );
+    let mut bob = server.user(&rt, "bob");
+    let _carol = server.user(&rt, "carol");
+    for i in 1..=80 {
+        say(&rt, &mut bob, &format!("MESSAGE old message {i}"));
+    }
+    for _ in 1..=80 {
+        expect_line(
+            &rt,
+            &mut bob,
+            |l| matches!(l, ServerLine::Ok { verb, .. } if verb == "MESSAGE"),
+        );
+    }
+
+    let mut h = window(server.addr, true);
+    sign_in(&mut h, "alice");
+    until(&mut h, "the newest page", |h| {
+        h.state().model.conversations[0].history.status == HistoryStatus::Loaded
+            && shows(h, "old message 80")
+    });
+    // One page: the 50 newest.
+    assert!(h.query_by_label("old message 31").is_some());
+    assert!(h.query_by_label("old message 30").is_none());
+    assert!(h.state().model.conversations[0].history.more);
+
+    // Scrolled up with the wheel over the history, as a person does.
+    let over = h.get_by_label("old message 75").rect().center();
+    h.hover_at(over);
+    h.event(egui::Event::MouseWheel {
+        unit: egui::MouseWheelUnit::Point,
+        delta: egui::vec2(0.0, 5000.0),
+        phase: egui::TouchPhase::Move,
+        source: egui::MouseWheelSource::Unknown,
+        modifiers: egui::Modifiers::NONE,
+    });
+    until(&mut h, "the older page", |h| {
+        h.query_by_label("old message 1").is_some()
+    });
+    until(&mut h, "the view settled", |h| {
+        !h.state().model.conversations[0].history.loading_older
+    });
+    h.run_ok();
+    // Fewer than a page came back: the start, and nothing more to ask for.
+    let history = h.state().model.conversations[0].history.clone();
+    assert!(!history.more && !history.can_load_older(), "{history:?}");
+    assert!(shows(&h, "The start of the conversation"));
+    // The view stayed where it was: the page came in above the lines on screen.
+    let first_seen = h.get_by_label("old message 31").rect();
+    let oldest = h.get_by_label("old message 1").rect();
+    let compose = h.get_by_label("Message").rect();
+    assert!(
+        first_seen.top() > 0.0 && first_seen.bottom() < compose.top(),
+        "old message 31 left the view: {first_seen:?}"
+    );
+    assert!(
+        oldest.bottom() < first_seen.top() - 300.0,
+        "the view jumped to the older page: {oldest:?} {first_seen:?}"
+    );
+    for i in 1..=80 {
+        let text = format!("old message {i}");
+        assert_eq!(count(&h, &ConvId::Everyone, &text), 1, "{text}");
+    }
+}
+
+#[test]
+fn a_server_restart_shows_each_message_once() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::with(
+        &rt,
+        "127.0.0.1:0".parse().unwrap(),
+        Server::stored(dir.path()),
+    );
+    let addr = server.addr;
+    let mut bob = server.user(&rt, "bob");
+    let _carol = server.user(&rt, "carol");
+    let mut h = window(addr, true);
+    sign_in(&mut h, "alice");
+    until(&mut h, "a resume token", |h| h.state().model.resumable());
+    kept(&rt, &mut bob, "MESSAGE one before the restart");
+    until(&mut h, "bob's first", |h| {
+        shows(h, "one before the restart")
+    });
+    send(&mut h, "mine before the restart");
+    until(&mut h, "ours kept", |h| {
+        h.state().model.conversations[0]
+            .lines
+            .iter()
+            .any(|l| l.text == "mine before the restart" && l.msg.is_some())
+    });
+
+    server.stop(&rt);
+    until(&mut h, "the banner", |h| shows(h, "Connection lost"));
+    let server = Server::with(&rt, addr, Server::stored(dir.path()));
+    let mut bob = server.user(&rt, "bob");
+    let _carol = server.user(&rt, "carol");
+    // The window is not stepped meanwhile, so alice is not back yet: her session, restored
+    // by the new server, keeps this for her, and the history has it too.
+    kept(&rt, &mut bob, "MESSAGE two while alice was away");
+    until(&mut h, "resumed", |h| {
+        h.state().model.registered && shows(h, "nobody saw you leave")
+    });
+    until(&mut h, "what was missed", |h| {
+        shows(h, "two while alice was away")
+    });
+    kept(&rt, &mut bob, "MESSAGE three after she came back");
+    until(&mut h, "bob's third", |h| {
+        shows(h, "three after she came back")
+    });
+    // An answer after the catch-up's: every history page asked for has come by then.
+    send(&mut h, "four");
+    until(&mut h, "ours delivered", |h| {
+        h.state().model.conversations[0]
+            .lines
+            .iter()
+            .any(|l| l.text == "four" && l.msg.is_some())
+    });
+    for text in [
+        "one before the restart",
+        "mine before the restart",
+        "two while alice was away",
+        "three after she came back",
+        "four",
+    ] {
+        assert_eq!(count(&h, &ConvId::Everyone, text), 1, "{text}");
+        assert_eq!(h.query_all_by_label(text).count(), 1, "{text} on screen");
+    }
+}
+
+#[test]
+fn search_finds_a_message_and_opens_its_conversation() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::with(
+        &rt,
+        "127.0.0.1:0".parse().unwrap(),
+        Server::stored(dir.path()),
+    );
+    let mut bob = server.user(&rt, "bob");
+    let _carol = server.user(&rt, "carol");
+    kept(&rt, &mut bob, "JOIN #den");
+    kept(&rt, &mut bob, "SAY #den the needle is in the haystack");
+    kept(&rt, &mut bob, "SAY #den only hay here");
+    kept(&rt, &mut bob, "MESSAGE nothing to see in Everyone");
+
+    let mut h = window(server.addr, true);
+    sign_in(&mut h, "alice");
+    type_into(&mut h, "Room", "den");
+    h.get_by_role_and_label(Role::Button, "Join").click();
+    until(&mut h, "the room", |h| shows(h, "You joined #den"));
+    h.get_by_role_and_label(Role::Button, "Everyone").click();
+    until(&mut h, "Everyone", |h| {
+        h.state().model.active == ConvId::Everyone
+    });
+
+    type_into(&mut h, "Search messages", "NEEDLE");
+    h.key_press(egui::Key::Enter);
+    until(&mut h, "the results", |h| {
+        h.state().model.search.as_ref().is_some_and(|s| !s.waiting)
+    });
+    assert!(shows(&h, "1 message with “NEEDLE”"));
+    // Where, who, when and what, in one row.
+    let result = h.get_by_label_contains("#den, bob at ");
+    let name = result.accesskit_node().label().unwrap_or_default();
+    assert!(name.ends_with(": the needle is in the haystack"), "{name}");
+    result.click();
+    until(&mut h, "the room opened at the result", |h| {
+        h.state().model.active == ConvId::room("#den")
+    });
+    until(&mut h, "the message", |h| {
+        shows(h, "the needle is in the haystack")
+    });
+    assert_eq!(
+        count(&h, &ConvId::room("#den"), "the needle is in the haystack"),
+        1
+    );
+    h.get_by_label("Close search").click();
+    until(&mut h, "the search closed", |h| {
+        h.state().model.search.is_none()
+    });
+    assert!(shows(&h, "IN #DEN"));
 }
