@@ -3,9 +3,11 @@
 #
 # For each store: 10 clients, every one sending to Everyone as fast as its commits allow,
 # for 60 s (messages kept per second, from the server's own counter); then, on the log that
-# run left (3 million messages or more on SQLite), one client's HISTORY of the latest 100 and
-# SEARCH for a word a few messages hold (a sequence number: one message per sender), each
-# timed to its answer (natter-bench query); then the bytes the store uses per message.
+# run left (millions of messages), one client's HISTORY of the latest 100 and SEARCH for a
+# word a few messages hold (a sequence number: one message per sender), each timed to its
+# answer (natter-bench query), once the words of the flood are indexed (the first search
+# waits for that: its time is the indexing backlog's); then the bytes the store uses per
+# message.
 # PostgreSQL is a throwaway server (initdb in a temporary directory, as user postgres, on a
 # Unix socket). Results: one JSON line per run in bench/results/history-scale-STAMP/.
 #
@@ -27,6 +29,9 @@ ulimit -n "$(ulimit -Hn)"
 cargo build --release -q -p natter-server -p natter-bench
 metric() { curl -s "127.0.0.1:$PORT/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
 for store in $STORES; do
+    if (echo > "/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+        echo "port $PORT is taken: stop what listens there first" >&2; exit 1
+    fi
     case $store in
         sqlite) A=(--store "sqlite:$TMP/natter.db") ;;
         postgres)
@@ -47,12 +52,20 @@ for store in $STORES; do
     k1=$(metric natter_history_kept_total); t1=$(date +%s.%N)
     kept=$((k1 - k0))
     echo "$store kept $kept messages in $(echo "$t1 - $t0" | bc) s: $(echo "$kept / ($t1 - $t0)" | bc) per second; waits $(metric natter_history_waits_total), failed $(metric natter_history_failed_total), commits $(metric natter_store_commits_total)"
+    t2=$(date +%s.%N)
+    target/release/natter-bench query -t "127.0.0.1:$PORT" --ask "SEARCH backlog" -n 1 \
+        --warmup 0 --timeout 1800 --name "indexer$RANDOM" > /dev/null 2>&1
+    echo "$store the first search, behind the flood's indexing: $(echo "$(date +%s.%N) - $t2" | bc) s"
     for ask in "HISTORY * 100" "SEARCH {n}"; do
         target/release/natter-bench --json-out "$OUT/runs.jsonl" query -t "127.0.0.1:$PORT" \
             --label "$store" --scenario "$ask" --ask "$ask" --spread 100000 -n 2000 \
             --name "asker$RANDOM" 2>&1 >/dev/null | sed "s/^/$store /"
     done
-    kill "$S"; wait "$S" 2>/dev/null || true; S=
+    if ! kill "$S" 2>/dev/null; then
+        echo "$store: the server had stopped; its log:"; tail -20 "$TMP/$store.log"
+    fi
+    wait "$S" 2>/dev/null || true; S=
+    cp "$TMP/$store.log" "$OUT/server-$store.log"
     case $store in
         sqlite)
             bytes=$(du -cb "$TMP"/natter.db* | tail -1 | cut -f1)

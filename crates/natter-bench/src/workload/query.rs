@@ -37,6 +37,9 @@ pub struct QueryArgs {
     /// Name the client registers under.
     #[arg(long, default_value = "asker")]
     pub name: String,
+    /// Seconds one answer may take before the run fails.
+    #[arg(long, default_value_t = 30.0)]
+    pub timeout: f64,
 }
 
 /// Runs `query`.
@@ -45,7 +48,7 @@ pub async fn run(args: QueryArgs) -> Result<Outcome, String> {
     let addr = resolve_loopback(target)
         .await
         .map_err(|e| format!("target {target}: {e}"))?;
-    let limit = Duration::from_secs(30);
+    let limit = Duration::from_secs_f64(args.timeout.max(0.001));
     let stream = timeout(limit, TcpStream::connect(addr))
         .await
         .map_err(|_| "connect timed out")?
