@@ -161,3 +161,35 @@ async fn sessions_resume_across_a_server_restart() {
     assert_eq!(back.text().await, "OK TOPIC #den");
     bob.expect_quiet().await;
 }
+
+#[tokio::test]
+async fn a_session_kept_over_a_restart_keeps_its_tags() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config();
+    config.store = Location::Sqlite(dir.path().join("natter.db"));
+    let mut first = TestServer::with(config.clone()).await;
+    let mut alice = first.client().await;
+    assert_eq!(alice.ask("TAGS ON").await, "OK TAGS ON");
+    assert_eq!(alice.ask("REGISTER alice").await, "OK REGISTER alice");
+    let t = token(&mut alice).await;
+    first.begin_stop();
+    drop(alice);
+    first.stopped().await;
+
+    let second = TestServer::with(config).await;
+    let mut bob = second.user("bob").await;
+    assert_eq!(bob.ask("MESSAGE while you were away").await, "OK MESSAGE 1");
+    let mut back = second.client().await;
+    assert_eq!(back.ask("TAGS ON").await, "OK TAGS ON");
+    assert_eq!(back.ask(&format!("RESUME {t}")).await, "OK RESUME alice");
+    // Missed while it waited, written for it as it had asked: with the time and the id.
+    let (tags, line) = loop {
+        let l = back.text().await;
+        let (tags, rest) = natter_proto::tags::split(&l);
+        if rest.starts_with("MESSAGE ") {
+            break (tags.id, rest.to_owned());
+        }
+    };
+    assert_eq!(line, "MESSAGE bob while you were away");
+    assert!(tags.is_some(), "the missed message has its id");
+}

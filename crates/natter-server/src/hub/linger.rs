@@ -43,6 +43,9 @@ struct Saved {
     away: Option<String>,
     #[serde(default)]
     rooms: Vec<SavedRoom>,
+    /// It said `TAGS ON`: what it misses while it waits is written with its tags.
+    #[serde(default)]
+    tags: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -271,6 +274,7 @@ impl Hub {
                 tokens: tokens.iter().map(|t| URL_SAFE_NO_PAD.encode(t)).collect(),
                 away: u.away().map(|a| a.to_string()),
                 rooms,
+                tags: u.flavor == Flavor::Tagged,
             };
             match serde_json::to_string(&saved) {
                 Ok(state) => out.push((name::fold(&u.name), state)),
@@ -327,7 +331,11 @@ impl Hub {
             name.clone(),
             None,
             outbox,
-            Flavor::Native,
+            if saved.tags {
+                Flavor::Tagged
+            } else {
+                Flavor::Native
+            },
             true,
             false,
             account,
