@@ -7,7 +7,7 @@
 
 import path from 'node:path';
 import {
-  chat, convButton, launchBrowser, openUser, say, startServer, tcpUser, WEB_TESTS,
+  chat, convButton, launchBrowser, openConv, openUser, say, startServer, tcpUser, WEB_TESTS,
 } from './tests/helpers.mjs';
 
 const args = process.argv.slice(2);
@@ -16,13 +16,6 @@ const outArg = args.indexOf('--out');
 const out = path.resolve(outArg >= 0 ? args[outArg + 1] : path.join(WEB_TESTS, '..', 'docs', 'natter-web.png'));
 const colorScheme = flag('--dark') ? 'dark' : 'light';
 const viewport = flag('--phone') ? { width: 390, height: 844 } : { width: 1280, height: 800 };
-
-/** Opens a conversation from the side bar (on a phone, after opening the side bar). */
-async function openConv(page, label) {
-  const button = convButton(page, label);
-  if (!(await button.isVisible())) await page.getByRole('button', { name: /^Show conversations/ }).click();
-  await button.click();
-}
 
 const server = await startServer();
 const browser = await launchBrowser();

@@ -7,8 +7,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
-  chat, composer, connectedAs, convButton, gone, harness, messages, noScriptRan, online, openPage,
-  register, say, systemLine, WAIT,
+  chat, composer, connectedAs, convButton, expectFocused, gone, harness, messages, noScriptRan, online,
+  openPage, register, say, systemLine, WAIT,
 } from './helpers.mjs';
 
 const h = harness();
@@ -627,7 +627,3 @@ describe('the page against a scripted server', { timeout: 60_000 }, () => {
     assert.equal(conns.length, 2);
   });
 });
-
-async function expectFocused(page, id) {
-  await page.waitForFunction((want) => document.activeElement?.id === want, id, { timeout: WAIT });
-}

@@ -613,8 +613,7 @@
     try { localStorage.setItem('natter.name', name); } catch (e) { /* storage may be off */ }
     setStatus('registered');
     if (isRename) {
-      if (old !== name) systemAll(`You are now known as ${name}.`, 'event');
-      renderPeople();
+      if (old !== name) renamedSelf(old, name);
       // Logged into an account now, perhaps: its conversations' history may be readable.
       for (const c of state.convs.values()) if (c.kind === 'dm' && c.loaded === 'none') c.loaded = 'no';
       ensureHistory(state.convs.get(state.active) || everyone);
@@ -705,10 +704,34 @@
       system(everyone, `${a} went offline.`, 'event leave');
       const dm = state.convs.get(dmKey(a));
       if (dm) system(dm, `${a} went offline.`, 'event leave');
+    } else if (kind === 'RENAMED' && b && isMe(a)) {
+      // The server renamed us (a name clash across a cluster): as if we had asked.
+      state.wanted = b;
+      onRegistered(b, true);
     } else if (kind === 'RENAMED' && b) {
       system(everyone, `${a} is now known as ${b}.`, 'event');
       renameEverywhere(a, b);
     }
+    renderPeople();
+  }
+
+  /**
+   * The page's own name changed (its REGISTER or LOGIN, or the server's RENAMED of it): the
+   * server tells only the others, so the page updates its own lists itself.
+   */
+  function renamedSelf(old, now) {
+    applyUserEvent('RENAMED', old, now);
+    // A LIST answered after this may predate it: its replay must rename us too.
+    if (state.listLog) state.listLog.push(['RENAMED', old, now]);
+    for (const c of state.convs.values()) {
+      const m = c.kind === 'room' ? c.members.get(fold(old)) : null;
+      if (m) {
+        c.members.delete(fold(old));
+        c.members.set(fold(now), { name: now, op: m.op });
+      }
+    }
+    systemAll(`You are now known as ${now}.`, 'event');
+    refreshAccountsSoon();
     renderPeople();
   }
 
@@ -723,6 +746,7 @@
         dm.title = now;
         state.convs.set(dm.key, dm);
         if (state.active === dmKey(old)) state.active = dm.key;
+        saveDms();
       }
       system(dm, `${old} is now known as ${now}.`, 'event');
     }
@@ -1607,9 +1631,12 @@
     const c = state.convs.get(state.active) || everyone;
     ui.title.textContent = c.kind === 'dm' ? `@ ${c.title}` : c.title;
     ui.roomActions.hidden = c.kind !== 'room' || !c.joined;
+    ui.topic.removeAttribute('title');
     if (c.kind === 'room') {
       ui.topic.textContent = c.joined ? (c.topic || 'No topic') : 'You are not in this room.';
       ui.topic.classList.toggle('muted', !c.topic || !c.joined);
+      // The header shows one line of it: the whole topic on hover.
+      if (c.joined && c.topic) ui.topic.title = `${c.topic} (set by ${c.topicBy})`;
     } else if (c.kind === 'dm') {
       const on = state.users.has(fold(c.title));
       ui.topic.textContent = on ? 'Direct message — online' : 'Direct message — offline';
