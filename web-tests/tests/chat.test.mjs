@@ -377,17 +377,17 @@ describe('natter in the browser', { timeout: 60_000 }, () => {
 
     await name.fill('TAKEN');
     await page.keyboard.press('Enter');
-    await error.getByText('the name TAKEN is taken; choose another').waitFor();
+    await error.getByText('The name TAKEN is taken; choose another.', { exact: true }).waitFor();
     assert.equal(await name.getAttribute('aria-invalid'), 'true');
     assert.equal(await error.getAttribute('role'), 'alert');
 
     await name.fill('two words');
     await page.keyboard.press('Enter');
-    await error.getByText('names cannot contain spaces').waitFor();
+    await error.getByText('Names cannot contain spaces.', { exact: true }).waitFor();
 
     await name.fill('9lives');
     await page.keyboard.press('Enter');
-    await error.getByText(/must start with a letter/).waitFor();
+    await error.getByText(/^A name must start with a letter .*\.$/).waitFor();
 
     await register(page, 'dora');
     assert.equal(sockets.length, 1, 'the retries used the first connection');
@@ -398,7 +398,7 @@ describe('natter in the browser', { timeout: 60_000 }, () => {
     await connectedAs(page, 'Dora_2');
     await systemLine(page, 'You are now known as Dora_2.').waitFor();
     await say(page, '/name taken');
-    await systemLine(page, 'Could not change name: the name taken is taken; choose another').waitFor();
+    await systemLine(page, 'Could not change name: the name taken is taken; choose another.').waitFor();
     await connectedAs(page, 'Dora_2');
     noScriptRan(page);
   });
@@ -433,7 +433,7 @@ describe('natter in the browser', { timeout: 60_000 }, () => {
     await say(alice, '/topic');
     await systemLine(alice, '#club has no topic.').waitFor();
     await say(alice, '/topic mine now');
-    await systemLine(alice, 'Could not set the topic: only operators of #club may do that').waitFor();
+    await systemLine(alice, 'Could not set the topic: only operators of #club may do that.').waitFor();
 
     // Kicked by the operator: the room says so and stops taking messages.
     carol.send('KICK #club alice behave');
@@ -445,7 +445,7 @@ describe('natter in the browser', { timeout: 60_000 }, () => {
 
     await say(alice, '/dm nobody hello');
     await alice.getByRole('heading', { name: '@ nobody', exact: true }).waitFor();
-    await messages(alice).locator('li.failed').getByText('Not delivered: no user named nobody is online').waitFor();
+    await messages(alice).locator('li.failed').getByText('Not delivered: no user named nobody is online.').waitFor();
 
     // /quit ends the session without reconnecting; the banner offers to connect again.
     await say(alice, '/quit');
@@ -576,7 +576,7 @@ describe('the page against a scripted server', { timeout: 60_000 }, () => {
     await expectFocused(page, 'password-input');
     await password.fill('guess');
     await password.press('Enter');
-    await page.locator('#password-error').getByText('wrong password').waitFor();
+    await page.locator('#password-error').getByText('Wrong password.', { exact: true }).waitFor();
     await password.fill('open sesame');
     await password.press('Enter');
     await connectedAs(page, 'alice');

@@ -430,7 +430,7 @@
       }
       case 'ERROR': {
         const [code, text] = split(r);
-        return finish((p) => (p.fail ? p.fail(code, text ?? code) : systemHere(text ?? code, 'error')));
+        return finish((p) => (p.fail ? p.fail(code, text ?? code) : systemHere(sentence(text ?? code), 'error')));
       }
       case 'BYE':
         return onBye(r);
@@ -515,14 +515,14 @@
     if (reason === 'BAD_PASSWORD') {
       state.password = null;
       state.wanted = null;
-      if (!state.me) showWelcome(null, { password: text ?? 'too many wrong passwords' });
+      if (!state.me) showWelcome(null, { password: sentence(text ?? 'too many wrong passwords') });
     }
     if (reason !== 'SHUTDOWN') saveSession(null);
     if (reason === 'CLOSED') {
       state.quit = true;
       systemAll('You left the chat.', 'event');
     } else {
-      systemAll(`Server: ${text ?? reason}`, 'error');
+      systemAll(because('Disconnected by the server', text ?? reason), 'error');
     }
     // Close our side now, so the server need not wait for us.
     try { state.ws?.close(); } catch (e) { /* already closing */ }
@@ -547,7 +547,7 @@
           if (code === 'DISCONNECTED') return;
           state.password = null;
           state.wanted = null;
-          showWelcome(null, { password: text });
+          showWelcome(null, { password: sentence(text) });
         },
       });
       return;
@@ -566,11 +566,10 @@
         fail: (code, text) => {
           if (code === 'DISCONNECTED') return;
           state.wanted = isRename ? state.me : null;
-          if (!typed && code === 'BAD_LOGIN') saveToken(null);
-          const why = !typed && code === 'BAD_LOGIN'
-            ? 'Please sign in again: your saved sign-in is no longer valid.'
-            : sentence(text);
-          if (isRename) systemHere(`Could not sign in: ${why}`, 'error');
+          const stale = !typed && code === 'BAD_LOGIN';
+          if (stale) saveToken(null);
+          const why = stale ? 'Please sign in again: your saved sign-in is no longer valid.' : sentence(text);
+          if (isRename) systemHere(stale ? why : because('Could not sign in', text), 'error');
           else showWelcome(null, { account: why });
         },
       });
@@ -582,7 +581,7 @@
         if (code === 'DISCONNECTED') return;
         if (isRename) {
           state.wanted = state.me;
-          systemHere(`Could not change name: ${text}`, 'error');
+          systemHere(because('Could not change name', text), 'error');
         } else if (code === 'PASSWORD_REQUIRED') {
           state.wanted = null;
           showWelcome(null, { password: 'This server needs a password.' });
@@ -595,7 +594,7 @@
           setTimeout(() => { if (state.connected && !state.me) register(name, { auto: true }); }, 1000 * state.nameTakenRetries);
         } else {
           state.wanted = null;
-          showWelcome(text);
+          showWelcome(sentence(text));
         }
       },
     });
@@ -658,7 +657,7 @@
           systemHere(`Online (${shown.length}): ${shown.join(', ')}`, 'event');
         }
       },
-      fail: (code, text) => { if (print) systemHere(text, 'error'); },
+      fail: (code, text) => { if (print) systemHere(sentence(text), 'error'); },
     });
   }
 
@@ -864,7 +863,7 @@
         item.classList.add('failed');
         const note = el('span', 'fail-note', code === 'DISCONNECTED'
           ? 'The connection was lost before the server confirmed this message.'
-          : `Not delivered: ${why}`);
+          : because('Not delivered', why));
         item.querySelector('.body')?.append(note);
         // It may have been kept all the same: the history after a reconnect will say.
         if (code === 'DISCONNECTED') c.unconfirmed.push({ li: item, text });
@@ -955,10 +954,10 @@
         }
         if (rejoin && c) {
           c.joined = false;
-          system(c, `Could not rejoin ${room}: ${text}`, 'error');
+          system(c, because(`Could not rejoin ${room}`, text), 'error');
           renderNav();
         } else {
-          systemHere(`Could not join ${room}: ${text}`, 'error');
+          systemHere(because(`Could not join ${room}`, text), 'error');
         }
       },
     });
@@ -980,7 +979,7 @@
           renderNav();
           if (state.active === c.key) showConversation(EVERYONE);
         }
-        system(c, `Could not leave ${c.title}: ${text}`, 'error');
+        system(c, because(`Could not leave ${c.title}`, text), 'error');
       },
     });
   }
@@ -1062,7 +1061,7 @@
 
   function setTopic(c, text) {
     send(`TOPIC ${c.title} ${text}`, 'TOPIC', {
-      fail: (code, why) => system(c, `Could not set the topic: ${why}`, 'error'),
+      fail: (code, why) => system(c, because('Could not set the topic', why), 'error'),
     });
   }
 
@@ -1082,7 +1081,7 @@
         system(c, topic && topic.text ? `Topic: ${topic.text} (set by ${topic.by})` : `${c.title} has no topic.`, 'event topic');
         if (state.active === c.key) renderHeader();
       },
-      fail: (code, why) => system(c, why, 'error'),
+      fail: (code, why) => system(c, sentence(why), 'error'),
     });
   }
 
@@ -1103,7 +1102,7 @@
         system(c, `Members of ${c.title} (${members.length}): ${members.join(', ')}`, 'event');
         if (state.active === c.key) renderPeople();
       },
-      fail: (code, why) => system(c, why, 'error'),
+      fail: (code, why) => system(c, sentence(why), 'error'),
     });
   }
 
@@ -1128,7 +1127,7 @@
     if (!ui.roomsDialog.open) ui.roomsDialog.showModal();
     listRooms((rooms, error) => {
       if (error) {
-        ui.roomsStatus.textContent = error;
+        ui.roomsStatus.textContent = sentence(error);
         return;
       }
       ui.roomsStatus.textContent = rooms.length ? `${rooms.length} room${rooms.length === 1 ? '' : 's'}` : 'No rooms yet. Join one by name to create it.';
@@ -1810,6 +1809,13 @@
     return /[.!?]$/.test(s) ? s : `${s}.`;
   }
 
+  /** What the page tried and the server's reason, as one sentence: "Could not join #a: why." */
+  function because(what, why) {
+    const t = (why || '').trim();
+    if (!t) return `${what}.`;
+    return /[.!?]$/.test(t) ? `${what}: ${t}` : `${what}: ${t}.`;
+  }
+
   function showWelcome(error, { password = null, account = null } = {}) {
     ui.welcome.hidden = false;
     ui.app.hidden = true;
@@ -2059,7 +2065,7 @@
       }
       case 'rooms':
         listRooms((rooms, error) => {
-          if (error) return systemHere(error, 'error');
+          if (error) return systemHere(sentence(error), 'error');
           if (!rooms.length) return systemHere('No rooms yet. /join #name creates one.', 'event');
           systemHere(`Rooms (${rooms.length}):`, 'event');
           for (const r of rooms) systemHere(`${r.room} — ${r.count} member${r.count === 1 ? '' : 's'}${r.topic ? ` — ${r.topic}` : ''}`, 'event');
@@ -2083,7 +2089,7 @@
         const [user, reason] = split(args.trim());
         if (!user) { systemHere('Usage: /kick name [reason]', 'error'); return false; }
         send(reason ? `KICK ${c.title} ${user} ${reason}` : `KICK ${c.title} ${user}`, 'KICK', {
-          fail: (code, why) => system(c, `Could not remove ${user}: ${why}`, 'error'),
+          fail: (code, why) => system(c, because(`Could not remove ${user}`, why), 'error'),
         });
         return true;
       }
@@ -2096,7 +2102,7 @@
             if (lines.length) systemHere('The server\'s commands (what the page sends for you):', 'event help');
             for (const l of lines) systemHere(l, 'event help mono');
           },
-          fail: (code, why) => systemHere(why, 'error'),
+          fail: (code, why) => systemHere(sentence(why), 'error'),
         });
         return true;
       }
@@ -2337,6 +2343,8 @@
   initNotifications();
   renderNav();
   ui.nameInput.focus();
+  // A remembered name is selected: typing another replaces it instead of adding to it.
+  ui.nameInput.select();
   connect();
 
   // For tests and the curious: read-only views of the state.
