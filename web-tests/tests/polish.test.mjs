@@ -4,10 +4,12 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { connectedAs, harness, noScriptRan } from './helpers.mjs';
+import {
+  composer, connectedAs, convButton, expectFocused, harness, heading, noScriptRan, say,
+} from './helpers.mjs';
 
 const h = harness();
-const { cleanup, server } = h;
+const { cleanup, server, tcp, user } = h;
 
 describe('the page polished', { timeout: 60_000 }, () => {
   test('a remembered name is replaced by typing, and the hint gives the whole rule', async (t) => {
@@ -26,6 +28,86 @@ describe('the page polished', { timeout: 60_000 }, () => {
     const hint = await page.locator('#name-hint').textContent();
     assert.match(hint, /1 to 32 characters, no spaces/);
     assert.match(hint, /first is a letter or one of/);
+    noScriptRan(page);
+  });
+
+  test('the keyboard: focus where one writes, Up recalls, Alt+arrows and Ctrl+K switch, Esc closes', async (t) => {
+    t.after(cleanup);
+    const srv = await server();
+    const bob = await tcp(srv, 'bob');
+    const page = await user(srv, 'alice');
+    const box = composer(page);
+    bob.send('DM alice hi');
+    await bob.expect('OK DM alice');
+
+    // Joined from the side bar's box: the cursor goes to the room's message box.
+    await page.getByLabel('Room to join').fill('#den');
+    await page.getByLabel('Room to join').press('Enter');
+    await heading(page, '#den').waitFor();
+    await expectFocused(page, 'composer-input');
+    // Opening a conversation from the side bar, a DM or Everyone, does the same.
+    await convButton(page, 'bob').click();
+    await heading(page, '@ bob').waitFor();
+    await expectFocused(page, 'composer-input');
+    await convButton(page, 'Everyone').click();
+    await expectFocused(page, 'composer-input');
+
+    // Up in the empty box: what was sent, newest first; Down comes back; edited, it sends anew.
+    await say(page, 'first line');
+    await say(page, 'second line');
+    await box.press('ArrowUp');
+    assert.equal(await box.inputValue(), 'second line');
+    await box.press('ArrowUp');
+    assert.equal(await box.inputValue(), 'first line');
+    await box.press('ArrowDown');
+    assert.equal(await box.inputValue(), 'second line');
+    await box.press('ArrowDown');
+    assert.equal(await box.inputValue(), '');
+    await box.press('ArrowUp');
+    await page.keyboard.type(', again');
+    await box.press('Enter');
+    await bob.expect('MESSAGE alice second line, again');
+
+    // Alt+Down, Alt+Up: the next and previous conversation in the side bar, round the ends.
+    await page.keyboard.press('Alt+ArrowDown');
+    await heading(page, '#den').waitFor();
+    await page.keyboard.press('Alt+ArrowDown');
+    await heading(page, '@ bob').waitFor();
+    await page.keyboard.press('Alt+ArrowDown');
+    await heading(page, 'Everyone').waitFor();
+    await page.keyboard.press('Alt+ArrowUp');
+    await heading(page, '@ bob').waitFor();
+    await expectFocused(page, 'composer-input');
+
+    // Ctrl+K: a box to jump by name; Enter takes the best match.
+    const jump = page.getByRole('dialog', { name: 'Jump to a conversation' });
+    await page.keyboard.press('Control+k');
+    await jump.waitFor();
+    await expectFocused(page, 'switcher-input');
+    await page.keyboard.type('de');
+    await jump.getByRole('option', { name: /#den/, selected: true }).waitFor();
+    await page.keyboard.press('Enter');
+    await heading(page, '#den').waitFor();
+    await jump.waitFor({ state: 'hidden' });
+    await expectFocused(page, 'composer-input');
+    // A room not yet joined: the box offers to join it.
+    await page.keyboard.press('Control+k');
+    await page.keyboard.type('#fresh');
+    await jump.getByRole('option', { name: /#fresh.*Join this room/ }).waitFor();
+    await page.keyboard.press('Enter');
+    await heading(page, '#fresh').waitFor();
+    // Esc closes the box and gives the focus back.
+    await page.keyboard.press('Control+k');
+    await jump.waitFor();
+    await page.keyboard.press('Escape');
+    await jump.waitFor({ state: 'hidden' });
+    await expectFocused(page, 'composer-input');
+    // And the search panel.
+    await page.getByRole('button', { name: 'Search messages' }).click();
+    const search = page.getByRole('dialog', { name: 'Search messages' });
+    await search.waitFor();
+    await page.keyboard.press('Escape');
+    await search.waitFor({ state: 'hidden' });
     noScriptRan(page);
   });
 });

@@ -71,6 +71,8 @@
     convs: new Map(), // key -> conversation
     active: EVERYONE,
     notify: false,
+    recall: { items: [], at: null }, // what was sent, for Up in the message box; `at`: shown
+    switcher: { choices: [], active: 0 }, // the jump box's choices and the one Enter takes
   };
 
   /** A conversation: Everyone, a room or a DM. */
@@ -278,6 +280,12 @@
     searchHereLabel: $('search-here-label'),
     searchStatus: $('search-status'),
     searchResults: $('search-results'),
+    jumpButton: $('jump-button'),
+    switcher: $('switcher'),
+    switcherForm: $('switcher-form'),
+    switcherInput: $('switcher-input'),
+    switcherList: $('switcher-list'),
+    switcherEmpty: $('switcher-empty'),
     // Drawn in the log around a conversation's lines (see "rendering messages").
     newMarker: marker('new-marker', 'New messages', 'separator'),
     loading: marker('history-loading', 'Loading earlier messages…', 'status'),
@@ -902,7 +910,7 @@
     if (!room.startsWith('#')) room = '#' + room;
     const existing = state.convs.get(roomKey(room));
     if (existing && existing.joined && !rejoin) {
-      showConversation(existing.key);
+      openConversation(existing.key);
       return;
     }
     const members = [];
@@ -940,7 +948,8 @@
           if (topic && topic.text) system(c, `Topic: ${topic.text} (set by ${topic.by})`, 'event topic');
         }
         renderNav();
-        if (show && !rejoin) showConversation(c.key);
+        // Joined to talk: the cursor goes to the room's message box (not the join field).
+        if (show && !rejoin) openConversation(c.key);
         else if (state.active === c.key) { renderHeader(); renderPeople(); }
       },
       fail: (code, text) => {
@@ -1665,7 +1674,7 @@
       b.setAttribute('aria-label', label);
     }
     if (c.kind === 'dm' && !state.users.has(fold(c.title))) b.classList.add('offline');
-    b.addEventListener('click', () => showConversation(c.key));
+    b.addEventListener('click', () => openConversation(c.key));
     li.append(b);
     return li;
   }
@@ -1739,7 +1748,21 @@
   function openDm(name) {
     const c = conv(dmKey(name), 'dm', name);
     renderNav();
-    showConversation(c.key);
+    openConversation(c.key);
+  }
+
+  /** Shows a conversation the person chose, with the cursor in its message box. */
+  function openConversation(key) {
+    showConversation(key);
+    focusComposer();
+  }
+
+  /**
+   * Puts the cursor in the message box, except on touch screens: there it would open the
+   * on-screen keyboard over the conversation just opened, before the person asked to write.
+   */
+  function focusComposer() {
+    if (window.matchMedia?.('(pointer: coarse)').matches) return;
     ui.input.focus();
   }
 
@@ -1992,6 +2015,7 @@
     '/help — this list, then the server\'s',
     '/quit — leave the chat',
     '//text — send a message that starts with /',
+    'Keys: Ctrl+K jump to a conversation · Alt+↑/↓ the one above/below · ↑ in an empty box: what you sent · Esc closes',
   ];
 
   function currentRoom(cmd) {
@@ -2116,6 +2140,174 @@
         systemHere(`Unknown command /${cmdRaw}; type /help for the list.`, 'error');
         return false;
     }
+  }
+
+  // ---------------------------------------------------------------- keyboard
+  //
+  // As in Slack and The Lounge: Up in an empty message box brings back what was last sent (Up
+  // again, older; Down, newer), Alt+Up and Alt+Down go to the conversation above or below in
+  // the side bar, Ctrl+K (Cmd+K) opens a box to jump to any conversation by name, and Esc
+  // closes what is open.
+
+  const RECALL_MAX = 100;
+
+  /** Keeps what was sent (a message or a command) for Up to bring back. */
+  function remember(typed) {
+    const r = state.recall;
+    if (r.items[r.items.length - 1] !== typed) r.items.push(typed);
+    if (r.items.length > RECALL_MAX) r.items.shift();
+    r.at = null;
+  }
+
+  /**
+   * Up and Down in the message box walk through what was sent, as long as the box is empty or
+   * still shows what was recalled: once the person edits it, the arrows are theirs again.
+   */
+  function recallKey(e) {
+    if (e.altKey || e.ctrlKey || e.metaKey || e.shiftKey || e.isComposing) return;
+    if (e.key !== 'ArrowUp' && e.key !== 'ArrowDown') return;
+    const r = state.recall;
+    const value = ui.input.value;
+    const browsing = r.at !== null && value === r.items[r.at];
+    if (!browsing && value !== '') return;
+    let at = browsing ? r.at : r.items.length;
+    at += e.key === 'ArrowUp' ? -1 : 1;
+    if (at < 0 || (!browsing && e.key === 'ArrowDown')) return;
+    e.preventDefault();
+    r.at = at < r.items.length ? at : null;
+    ui.input.value = r.at === null ? '' : r.items[r.at];
+    const end = ui.input.value.length;
+    ui.input.setSelectionRange(end, end);
+  }
+
+  /** The conversations in the side bar's order, as their keys. */
+  function sidebarOrder() {
+    return [...ui.sidebar.querySelectorAll('button.conv')].map((b) => b.dataset.conv);
+  }
+
+  /** Alt+Up, Alt+Down: the conversation above or below the one shown, round the ends. */
+  function stepConversation(by) {
+    const keys = sidebarOrder();
+    if (!keys.length) return;
+    const i = keys.indexOf(state.active);
+    const next = i < 0 ? (by > 0 ? 0 : keys.length - 1) : (i + by + keys.length) % keys.length;
+    openConversation(keys[next]);
+  }
+
+  function onShortcut(e) {
+    if (ui.app.hidden) return;
+    // A modal dialog (rooms, account, the jump box) has the keyboard; Esc closes it natively.
+    const modal = ui.roomsDialog.open || ui.accountDialog.open || ui.switcher.open;
+    if ((e.ctrlKey || e.metaKey) && !e.altKey && e.key.toLowerCase() === 'k') {
+      e.preventDefault(); // the browser's own Ctrl+K (its search box) is not what is meant here
+      if (!ui.switcher.open) openSwitcher();
+      return;
+    }
+    if (modal) return;
+    if (e.altKey && !e.ctrlKey && !e.metaKey && (e.key === 'ArrowUp' || e.key === 'ArrowDown')) {
+      e.preventDefault();
+      stepConversation(e.key === 'ArrowUp' ? -1 : 1);
+      return;
+    }
+    if (e.key === 'Escape' && closeTopmost()) e.preventDefault();
+  }
+
+  /** Esc: closes the side panel, the search panel or the topic box, the one on top. */
+  function closeTopmost() {
+    if (!ui.scrim.hidden) {
+      closePanels();
+      return true;
+    }
+    if (ui.searchDialog.open) {
+      ui.searchDialog.close();
+      ui.searchButton.focus();
+      return true;
+    }
+    if (!ui.topicForm.hidden) {
+      ui.topicForm.hidden = true;
+      ui.topicButton.focus();
+      return true;
+    }
+    return false;
+  }
+
+  // The jump box: every conversation, the people online without one, and a room to join.
+
+  function openSwitcher() {
+    closePanels();
+    ui.switcherInput.value = '';
+    renderSwitcher();
+    if (!ui.switcher.open) ui.switcher.showModal();
+    ui.switcherInput.focus();
+  }
+
+  /** What the jump box offers for its text, best first: [{label, hint, go}]. */
+  function switcherChoices(typed) {
+    const want = fold(typed.trim().replace(/^@\s*/, ''));
+    const all = [];
+    for (const key of sidebarOrder()) {
+      const c = state.convs.get(key);
+      if (!c) continue;
+      const hint = c.kind === 'dm' ? 'Direct message' : c.kind === 'room' ? 'Room' : 'Everyone online';
+      all.push({ label: c.kind === 'dm' ? `@ ${c.title}` : c.title, name: c.title, hint, unread: c.unread, go: () => openConversation(key) });
+    }
+    for (const name of [...state.users.values()].sort((a, b) => fold(a).localeCompare(fold(b)))) {
+      if (isMe(name) || state.convs.has(dmKey(name))) continue;
+      all.push({ label: `@ ${name}`, name, hint: 'Online: start a direct message', unread: 0, go: () => openDm(name) });
+    }
+    // A typed #room that is not one of ours: offer to join it.
+    const room = typed.trim();
+    if (/^#\S+$/.test(room) && !all.some((x) => fold(x.name) === fold(room))) {
+      all.push({ label: room, name: room, hint: 'Join this room', unread: 0, go: () => joinRoom(room) });
+    }
+    if (!want) return all;
+    // Names that start with the text first, then those that contain it; the side bar's order within.
+    const starts = all.filter((x) => fold(x.name).replace(/^#/, '').startsWith(want.replace(/^#/, '')));
+    const contains = all.filter((x) => !starts.includes(x) && fold(x.name).includes(want));
+    return [...starts, ...contains];
+  }
+
+  function renderSwitcher() {
+    const choices = switcherChoices(ui.switcherInput.value).slice(0, 12);
+    state.switcher = { choices, active: 0 };
+    ui.switcherList.replaceChildren(...choices.map((x, i) => {
+      const li = el('li', 'switcher-item');
+      li.id = `switcher-${i}`;
+      li.setAttribute('role', 'option');
+      li.append(el('span', 'switcher-label', x.label), el('span', 'switcher-hint', x.hint));
+      if (x.unread) li.append(el('span', 'badge', String(x.unread)));
+      li.addEventListener('click', () => chooseSwitcher(i));
+      return li;
+    }));
+    ui.switcherEmpty.hidden = choices.length > 0;
+    markSwitcher(0);
+  }
+
+  /** Marks the choice Enter would take (the input keeps the focus; aria-activedescendant). */
+  function markSwitcher(i) {
+    state.switcher.active = i;
+    const items = ui.switcherList.children;
+    for (let j = 0; j < items.length; j++) items[j].setAttribute('aria-selected', String(j === i));
+    if (items[i]) {
+      ui.switcherInput.setAttribute('aria-activedescendant', items[i].id);
+      items[i].scrollIntoView({ block: 'nearest' });
+    } else {
+      ui.switcherInput.removeAttribute('aria-activedescendant');
+    }
+  }
+
+  function switcherKey(e) {
+    const n = state.switcher.choices.length;
+    if (!n || (e.key !== 'ArrowDown' && e.key !== 'ArrowUp')) return;
+    e.preventDefault();
+    markSwitcher((state.switcher.active + (e.key === 'ArrowDown' ? 1 : -1) + n) % n);
+  }
+
+  function chooseSwitcher(i) {
+    const choice = state.switcher.choices[i];
+    if (!choice) return;
+    ui.switcher.close();
+    choice.go();
   }
 
   // ---------------------------------------------------------------- panels on narrow screens
@@ -2250,7 +2442,10 @@
   ui.composer.addEventListener('submit', (e) => {
     e.preventDefault();
     const typed = ui.input.value;
-    if (submit(typed)) ui.input.value = '';
+    if (submit(typed)) {
+      remember(typed);
+      ui.input.value = '';
+    }
     ui.input.focus();
   });
 
@@ -2296,19 +2491,27 @@
     ui.input.focus();
   });
   ui.topicForm.addEventListener('keydown', (e) => {
-    if (e.key === 'Escape') { ui.topicForm.hidden = true; ui.topicButton.focus(); }
+    if (e.key !== 'Escape') return;
+    // This box, not whatever else is open: it has the focus.
+    e.stopPropagation();
+    ui.topicForm.hidden = true;
+    ui.topicButton.focus();
   });
 
   ui.toggleNav.addEventListener('click', () => setPanel('nav', !ui.sidebar.classList.contains('open')));
   ui.togglePeople.addEventListener('click', () => setPanel('people', !ui.people.classList.contains('open')));
   ui.scrim.addEventListener('click', closePanels);
-  document.addEventListener('keydown', (e) => {
-    if (e.key === 'Escape' && !ui.scrim.hidden) closePanels();
-    if (e.key === 'Escape' && ui.searchDialog.open) {
-      ui.searchDialog.close();
-      ui.searchButton.focus();
-    }
+  document.addEventListener('keydown', onShortcut);
+  ui.input.addEventListener('keydown', recallKey);
+  ui.jumpButton.addEventListener('click', openSwitcher);
+  ui.switcherInput.addEventListener('input', renderSwitcher);
+  ui.switcherInput.addEventListener('keydown', switcherKey);
+  ui.switcherForm.addEventListener('submit', (e) => {
+    e.preventDefault();
+    chooseSwitcher(state.switcher.active);
   });
+  // A click beside the box (on the backdrop) closes it, as Esc does.
+  ui.switcher.addEventListener('click', (e) => { if (e.target === ui.switcher) ui.switcher.close(); });
 
   document.addEventListener('visibilitychange', () => {
     if (!document.hidden) {
