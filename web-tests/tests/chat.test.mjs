@@ -457,7 +457,7 @@ describe('natter in the browser', { timeout: 60_000 }, () => {
     noScriptRan(alice);
   });
 
-  test('DMs notify on the desktop when the tab is hidden, once opted in', async (t) => {
+  test('DMs and mentions notify on the desktop when the tab is hidden, once opted in, unless muted', async (t) => {
     t.after(cleanup);
     const srv = await server();
     const page = await openPage(h.browser, srv, { permissions: ['notifications'] });
@@ -483,7 +483,7 @@ describe('natter in the browser', { timeout: 60_000 }, () => {
     carol.send('DM alice before opting in');
     await carol.expect('OK DM alice');
     await convButton(page, 'carol').waitFor();
-    await page.getByRole('checkbox', { name: 'Notify me of DMs' }).check();
+    await page.getByRole('checkbox', { name: 'Notify me of DMs and mentions' }).check();
     await page.evaluate(() => { window.__hidden = true; });
     carol.send('DM alice <b>while hidden</b>');
     await carol.expect('OK DM alice');
@@ -495,6 +495,25 @@ describe('natter in the browser', { timeout: 60_000 }, () => {
     await carol.expect('OK DM alice');
     await convButton(page, 'carol').getByText('3', { exact: true }).waitFor();
     assert.equal(await page.evaluate(() => window.__shown.length), 1);
+
+    // A mention of alice in Everyone notifies too; once Everyone is muted, it does not.
+    await convButton(page, 'carol').click();
+    await page.evaluate(() => { window.__hidden = true; });
+    carol.send('MESSAGE lunch, Alice?');
+    await carol.expect(/^OK MESSAGE/);
+    await page.waitForFunction(() => window.__shown.length === 2, null, { timeout: WAIT });
+    assert.deepEqual(await page.evaluate(() => window.__shown[1]),
+      { title: 'natter: carol mentioned you in Everyone', body: 'lunch, Alice?' });
+    await page.evaluate(() => { window.__hidden = false; });
+    await convButton(page, 'Everyone').click();
+    await page.getByRole('button', { name: 'Mute Everyone' }).click();
+    await page.evaluate(() => { window.__hidden = true; });
+    carol.send('MESSAGE alice, still there?');
+    await carol.expect(/^OK MESSAGE/);
+    carol.send('DM alice a DM after the muted mention');
+    await carol.expect('OK DM alice');
+    await page.waitForFunction(() => window.__shown.length === 3, null, { timeout: WAIT });
+    assert.equal(await page.evaluate(() => window.__shown[2].body), 'a DM after the muted mention');
   });
 
   test('on a phone-width screen the side panels collapse and open on demand', async (t) => {

@@ -110,4 +110,51 @@ describe('the page polished', { timeout: 60_000 }, () => {
     await search.waitFor({ state: 'hidden' });
     noScriptRan(page);
   });
+
+  test('a message that says your name is highlighted and counted as a mention, unless muted', async (t) => {
+    t.after(cleanup);
+    const srv = await server();
+    const bob = await tcp(srv, 'bob');
+    bob.send('JOIN #den');
+    await bob.expect(/^OK JOIN #den/);
+    const page = await user(srv, 'alice');
+    await say(page, '/join #den');
+    await heading(page, '#den').waitFor();
+    await convButton(page, 'Everyone').click();
+
+    // In #den, not shown: a mention in another case, a message without one, a longer word.
+    for (const text of ['hey ALICE, look', 'no name here', 'malice aforethought', '@alice: and you?']) {
+      bob.send(`SAY #den ${text}`);
+      await bob.expect(/^OK SAY #den/);
+    }
+    const den = convButton(page, '#den');
+    await den.and(page.getByRole('button', { name: '#den, 4 unread, 2 mentions' })).waitFor();
+    assert.equal(await den.locator('.badge').getAttribute('class'), 'badge mention');
+    await page.waitForFunction(() => document.title === '(2) natter');
+    // Opened: the mentions are highlighted, the rest not; the title is clear again.
+    await den.click();
+    const mention = page.getByRole('log').locator('li.msg.mention');
+    await mention.first().waitFor();
+    assert.deepEqual(await mention.locator('.text').allTextContents(), ['hey ALICE, look', '@alice: and you?']);
+    await page.waitForFunction(() => document.title === 'natter');
+
+    // Muted: a mention neither counts loudly nor reaches the title; the count is quiet.
+    const mute = page.getByRole('button', { name: 'Mute #den' });
+    await mute.click();
+    assert.equal(await mute.getAttribute('aria-pressed'), 'true');
+    await convButton(page, 'Everyone').click();
+    bob.send('SAY #den alice? anyone?');
+    await bob.expect(/^OK SAY #den/);
+    await den.and(page.getByRole('button', { name: '#den, 1 unread, muted' })).waitFor();
+    assert.equal(await den.locator('.badge').getAttribute('class'), 'badge quiet');
+    assert.equal(await page.title(), 'natter');
+    // Ordinary unread messages elsewhere: a star, not a count.
+    await den.click();
+    bob.send('MESSAGE hello all');
+    await bob.expect(/^OK MESSAGE/);
+    await page.waitForFunction(() => document.title === '* natter');
+    // The mute is remembered for the next visit.
+    assert.deepEqual(await page.evaluate(() => JSON.parse(localStorage.getItem('natter.muted'))), ['room:#den']);
+    noScriptRan(page);
+  });
 });

@@ -71,6 +71,7 @@
     convs: new Map(), // key -> conversation
     active: EVERYONE,
     notify: false,
+    muted: loadMuted(), // keys of the conversations that neither notify nor count loudly
     recall: { items: [], at: null }, // what was sent, for Up in the message box; `at`: shown
     switcher: { choices: [], active: 0 }, // the jump box's choices and the one Enter takes
   };
@@ -83,6 +84,7 @@
         key, kind, title,
         items: [], // rendered <li> elements, kept across reconnects
         unread: 0,
+        mentions: 0, // of the unread, how many say our name
         joined: false, // rooms: we are a member
         members: new Map(), // rooms: fold(name) -> {name, op}
         topic: '',
@@ -281,6 +283,8 @@
     searchStatus: $('search-status'),
     searchResults: $('search-results'),
     jumpButton: $('jump-button'),
+    muteButton: $('mute-button'),
+    muteText: $('mute-text'),
     switcher: $('switcher'),
     switcherForm: $('switcher-form'),
     switcherInput: $('switcher-input'),
@@ -753,6 +757,7 @@
         dm.title = now;
         state.convs.set(dm.key, dm);
         if (state.active === dmKey(old)) state.active = dm.key;
+        if (state.muted.delete(dmKey(old))) { state.muted.add(dm.key); saveMuted(); }
         saveDms();
       }
       system(dm, `${old} is now known as ${now}.`, 'event');
@@ -782,7 +787,8 @@
 
   function onMessage(rest, tags) {
     const [from, text] = split(rest);
-    message(everyone, from, text ?? '', { own: isMe(from), ...kept(tags) });
+    const li = message(everyone, from, text ?? '', { own: isMe(from), ...kept(tags) });
+    alertFor(everyone, li, from, text ?? '');
   }
 
   /** A DM sent from another connection of this account. */
@@ -796,7 +802,7 @@
     const [from, text] = split(rest);
     const c = conv(dmKey(from), 'dm', from);
     c.title = from;
-    if (message(c, from, text ?? '', kept(tags))) notifyDm(from, text ?? '');
+    alertFor(c, message(c, from, text ?? '', kept(tags)), from, text ?? '');
   }
 
   /** `LOGGED <target> <id> <time> <from> <text>` as {target, id, at, from, text}, or null. */
@@ -822,7 +828,8 @@
     const [room, r2] = split(rest);
     const [from, text] = split(r2 ?? '');
     const c = conv(roomKey(room), 'room', room);
-    message(c, from, text ?? '', { own: isMe(from), ...kept(tags) });
+    const li = message(c, from, text ?? '', { own: isMe(from), ...kept(tags) });
+    alertFor(c, li, from, text ?? '');
   }
 
   /** Sends `text` to the active conversation, showing it at once as ours. */
@@ -1378,6 +1385,10 @@
     const head = el('div', 'meta');
     const who = el('span', 'from', from);
     head.append(who, stamp(at));
+    if (!own && mentionsMe(text)) {
+      li.classList.add('mention');
+      head.append(el('span', 'visually-hidden', 'mentions you'));
+    }
     if (me) {
       li.classList.add('action');
       body.append(el('span', 'text', `* ${from} ${text.slice(4)}`));
@@ -1474,6 +1485,7 @@
       if (state.active === c.key) placeMarker(c);
     }
     c.unread += 1;
+    if (li.classList.contains('mention')) c.mentions += 1;
     return true;
   }
 
@@ -1594,14 +1606,26 @@
     ui.messages.scrollTop = ui.messages.scrollHeight;
   }
 
+  /**
+   * The tab's title, as chat apps do: "(2) natter" for two messages for you (mentions and DMs),
+   * "* natter" for other unread messages, muted conversations left out. The menu button of a
+   * narrow screen carries the same news.
+   */
   function updateTitle() {
-    let n = 0;
-    for (const c of state.convs.values()) n += c.unread;
-    document.title = n ? `(${n}) natter` : 'natter';
+    let loud = 0;
+    let unread = 0;
+    for (const c of state.convs.values()) {
+      if (isMuted(c)) continue;
+      loud += loudCount(c);
+      unread += c.unread;
+    }
+    document.title = loud ? `(${loud}) natter` : unread ? '* natter' : 'natter';
     const navUnread = $('nav-unread');
-    navUnread.hidden = n === 0;
-    navUnread.textContent = String(n);
-    ui.toggleNav.setAttribute('aria-label', `${ui.sidebar.classList.contains('open') ? 'Hide' : 'Show'} conversations${n ? `, ${n} unread` : ''}`);
+    navUnread.hidden = unread === 0;
+    navUnread.textContent = String(loud || unread);
+    navUnread.classList.toggle('mention', loud > 0);
+    const news = unread ? `, ${unread} unread${loud ? `, ${loud} for you` : ''}` : '';
+    ui.toggleNav.setAttribute('aria-label', `${ui.sidebar.classList.contains('open') ? 'Hide' : 'Show'} conversations${news}`);
   }
 
   // ---------------------------------------------------------------- rendering panels
@@ -1612,7 +1636,7 @@
     // The conversation left has been read: its "new messages" line has done its job.
     if (left && left !== c) left.firstUnread = null;
     state.active = c.key;
-    c.unread = 0;
+    markRead(c);
     renderMessages(c);
     ui.messages.setAttribute('aria-label', `Messages in ${c.title}`);
     ui.messages.setAttribute('aria-busy', String(ui.loading.isConnected));
@@ -1657,6 +1681,7 @@
     const placeholder = c.kind === 'everyone' ? 'Message Everyone' : c.kind === 'room' ? `Message ${c.title}` : `Message ${c.title} privately`;
     ui.input.placeholder = `${placeholder} — /help for commands`;
     ui.input.setAttribute('aria-label', `Message ${c.kind === 'everyone' ? 'Everyone' : c.title}`);
+    renderMute(c);
   }
 
   function navButton(c, label) {
@@ -1666,13 +1691,13 @@
     b.dataset.conv = c.key;
     if (state.active === c.key) b.setAttribute('aria-current', 'page');
     b.append(el('span', 'conv-name', label));
-    if (c.unread) {
-      const badge = el('span', 'badge', String(c.unread));
-      b.append(badge);
-      b.setAttribute('aria-label', `${label}, ${c.unread} unread`);
-    } else {
-      b.setAttribute('aria-label', label);
-    }
+    const muted = isMuted(c);
+    if (muted) b.append(muteMark());
+    if (c.unread) b.append(badgeFor(c));
+    // A DM is for you as a whole: its mentions are not counted apart.
+    const mentions = c.kind !== 'dm' && !muted && c.mentions ? `, ${c.mentions} mention${c.mentions === 1 ? '' : 's'}` : '';
+    b.setAttribute('aria-label', `${label}${c.unread ? `, ${c.unread} unread${mentions}` : ''}${muted ? ', muted' : ''}`);
+    b.classList.toggle('is-muted', muted);
     if (c.kind === 'dm' && !state.users.has(fold(c.title))) b.classList.add('offline');
     b.addEventListener('click', () => openConversation(c.key));
     li.append(b);
@@ -1893,18 +1918,107 @@
     });
   }
 
-  function notifyDm(from, text) {
+  /** A message just arrived for the person (a DM, or their name said): tell them, unless muted. */
+  function alertFor(c, li, from, text) {
+    if (!li || li.classList.contains('own') || isMuted(c)) return;
+    if (c.kind === 'dm') notify(c, `natter: message from ${from}`, text);
+    else if (li.classList.contains('mention')) notify(c, `natter: ${from} mentioned you in ${c.title}`, text);
+  }
+
+  /** A desktop notification while the tab is hidden, if the person asked for them. */
+  function notify(c, title, body) {
     if (!state.notify || !document.hidden || !('Notification' in window) || Notification.permission !== 'granted') return;
     try {
-      const n = new Notification(`natter: message from ${from}`, { body: text, tag: `natter-dm-${fold(from)}` });
+      // One per conversation at a time: a newer one replaces the older.
+      const n = new Notification(title, { body, tag: `natter-${c.key}` });
       n.onclick = () => {
         window.focus();
-        openDm(from);
+        openConversation(c.key);
         n.close();
       };
     } catch (e) {
       // Some browsers allow notifications only from a service worker; the badge still counts.
     }
+  }
+
+  // ---------------------------------------------------------------- mentions and muting
+
+  /** The characters a name may hold: a mention is the name with none of these beside it. */
+  const NAME_CHARS = 'A-Za-z0-9\\[\\]\\\\`_^{|}\\-';
+  let mentionRe = { name: null, re: null };
+
+  /**
+   * Whether a text says the page's name as a word, in any case: "Pia:", "@pia" and "hi PIA!"
+   * do, "pianist" and "pia-bot" (another name) do not. Without the u flag, the i flag folds
+   * no other character into an ASCII letter, so this ignores case as names do.
+   */
+  function mentionsMe(text) {
+    if (!state.me) return false;
+    if (mentionRe.name !== state.me) {
+      const escaped = state.me.replace(/[\\^$.*+?()[\]{}|-]/g, '\\$&');
+      mentionRe = { name: state.me, re: new RegExp(`(?:^|[^${NAME_CHARS}])${escaped}(?![${NAME_CHARS}])`, 'i') };
+    }
+    return mentionRe.re.test(text);
+  }
+
+  /** How many of a conversation's unread messages are for the person: a DM's all, else mentions. */
+  function loudCount(c) {
+    if (isMuted(c)) return 0;
+    return c.kind === 'dm' ? c.unread : c.mentions;
+  }
+
+  function markRead(c) {
+    c.unread = 0;
+    c.mentions = 0;
+  }
+
+  /** An unread count: red when some are for the person, grey when the conversation is muted. */
+  function badgeFor(c) {
+    const badge = el('span', 'badge', String(c.unread));
+    if (isMuted(c)) badge.classList.add('quiet');
+    else if (loudCount(c)) badge.classList.add('mention');
+    return badge;
+  }
+
+  function muteMark() {
+    const mark = el('span', 'mute-mark');
+    mark.setAttribute('aria-hidden', 'true');
+    mark.title = 'Muted';
+    return mark;
+  }
+
+  const isMuted = (c) => state.muted.has(c.key);
+
+  function loadMuted() {
+    try {
+      const keys = JSON.parse(localStorage.getItem('natter.muted') || '[]');
+      return new Set(Array.isArray(keys) ? keys.filter((k) => typeof k === 'string') : []);
+    } catch (e) { return new Set(); }
+  }
+
+  function saveMuted() {
+    try { localStorage.setItem('natter.muted', JSON.stringify([...state.muted])); } catch (e) { /* off */ }
+  }
+
+  function toggleMute() {
+    const c = state.convs.get(state.active) || everyone;
+    if (!state.muted.delete(c.key)) state.muted.add(c.key);
+    saveMuted();
+    renderMute(c);
+    renderNav();
+    updateTitle();
+  }
+
+  /** The header's mute button: a toggle (aria-pressed) named after the conversation shown. */
+  function renderMute(c) {
+    const muted = isMuted(c);
+    const name = c.kind === 'dm' ? `@ ${c.title}` : c.title;
+    ui.muteButton.setAttribute('aria-pressed', String(muted));
+    ui.muteButton.setAttribute('aria-label', `Mute ${name}`);
+    ui.muteButton.title = muted
+      ? `${name} is muted: no notifications, and its unread count stays grey. Click to unmute.`
+      : `Mute ${name}: no notifications, and its unread count stays grey`;
+    ui.muteText.textContent = muted ? 'Muted' : 'Mute';
   }
 
   // ---------------------------------------------------------------- search
@@ -2249,16 +2363,16 @@
       const c = state.convs.get(key);
       if (!c) continue;
       const hint = c.kind === 'dm' ? 'Direct message' : c.kind === 'room' ? 'Room' : 'Everyone online';
-      all.push({ label: c.kind === 'dm' ? `@ ${c.title}` : c.title, name: c.title, hint, unread: c.unread, go: () => openConversation(key) });
+      all.push({ label: c.kind === 'dm' ? `@ ${c.title}` : c.title, name: c.title, hint, conv: c, go: () => openConversation(key) });
     }
     for (const name of [...state.users.values()].sort((a, b) => fold(a).localeCompare(fold(b)))) {
       if (isMe(name) || state.convs.has(dmKey(name))) continue;
-      all.push({ label: `@ ${name}`, name, hint: 'Online: start a direct message', unread: 0, go: () => openDm(name) });
+      all.push({ label: `@ ${name}`, name, hint: 'Online: start a direct message', go: () => openDm(name) });
     }
     // A typed #room that is not one of ours: offer to join it.
     const room = typed.trim();
     if (/^#\S+$/.test(room) && !all.some((x) => fold(x.name) === fold(room))) {
-      all.push({ label: room, name: room, hint: 'Join this room', unread: 0, go: () => joinRoom(room) });
+      all.push({ label: room, name: room, hint: 'Join this room', go: () => joinRoom(room) });
     }
     if (!want) return all;
     // Names that start with the text first, then those that contain it; the side bar's order within.
@@ -2275,7 +2389,7 @@
       li.id = `switcher-${i}`;
       li.setAttribute('role', 'option');
       li.append(el('span', 'switcher-label', x.label), el('span', 'switcher-hint', x.hint));
-      if (x.unread) li.append(el('span', 'badge', String(x.unread)));
+      if (x.conv?.unread) li.append(badgeFor(x.conv));
       li.addEventListener('click', () => chooseSwitcher(i));
       return li;
     }));
@@ -2459,6 +2573,7 @@
 
   ui.browse.addEventListener('click', openRoomsDialog);
   ui.searchButton.addEventListener('click', openSearch);
+  ui.muteButton.addEventListener('click', toggleMute);
   ui.searchForm.addEventListener('submit', (e) => {
     e.preventDefault();
     search();
@@ -2517,7 +2632,7 @@
     if (!document.hidden) {
       const c = state.convs.get(state.active);
       if (c && c.unread) {
-        c.unread = 0;
+        markRead(c);
         renderNav();
         updateTitle();
       }
