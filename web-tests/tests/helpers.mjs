@@ -224,10 +224,11 @@ export function launchBrowser() {
 
 /**
  * Opens the page in a new browser context (its own storage: a separate person). Records
- * JavaScript dialogs and page errors so tests can assert there were none.
+ * JavaScript dialogs and page errors so tests can assert there were none. `locale` and
+ * `timezoneId` (as `en-GB`, `UTC`) set the browser's languages and time zone.
  */
-export async function openPage(browser, server, { viewport = { width: 1280, height: 800 }, colorScheme = 'light', permissions, beforeGoto } = {}) {
-  const context = await browser.newContext({ viewport, colorScheme, permissions });
+export async function openPage(browser, server, { viewport = { width: 1280, height: 800 }, colorScheme = 'light', permissions, locale, timezoneId, beforeGoto } = {}) {
+  const context = await browser.newContext({ viewport, colorScheme, permissions, locale, timezoneId });
   const page = await context.newPage();
   page.setDefaultTimeout(WAIT);
   page.dialogs = [];

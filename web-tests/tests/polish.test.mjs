@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
-  composer, connectedAs, convButton, expectFocused, harness, heading, noScriptRan, say,
+  chat, composer, connectedAs, convButton, expectFocused, harness, heading, noScriptRan, say,
 } from './helpers.mjs';
 
 const h = harness();
@@ -156,5 +156,34 @@ describe('the page polished', { timeout: 60_000 }, () => {
     // The mute is remembered for the next visit.
     assert.deepEqual(await page.evaluate(() => JSON.parse(localStorage.getItem('natter.muted'))), ['room:#den']);
     noScriptRan(page);
+  });
+
+  test('times follow the browser\'s locale, with the whole date and time on hover', async (t) => {
+    t.after(cleanup);
+    const srv = await server();
+    const bob = await tcp(srv, 'bob');
+    const us = await user(srv, 'sam', { locale: 'en-US', timezoneId: 'UTC' });
+    const de = await user(srv, 'dora', { locale: 'de-DE', timezoneId: 'UTC' });
+    bob.send('MESSAGE what time is it?');
+    await bob.expect(/^OK MESSAGE/);
+    const at = async (page) => {
+      const time = chat(page, 'bob', 'what time is it?').locator('time');
+      await time.waitFor();
+      const iso = await time.getAttribute('datetime');
+      return { text: await time.textContent(), title: await time.getAttribute('title'), hour: new Date(iso).getUTCHours() };
+    };
+    // en-US: 12 hours, AM or PM; the title names the day in English.
+    const a = await at(us);
+    const m = /^(\d{1,2}):\d\d\s(AM|PM)$/.exec(a.text);
+    assert.ok(m, a.text);
+    assert.equal(Number(m[1]) % 12 + (m[2] === 'PM' ? 12 : 0), a.hour);
+    assert.match(a.title, /^(Sun|Mon|Tues|Wednes|Thurs|Fri|Satur)day, [A-Z][a-z]+ \d{1,2}, \d{4}\b.*\d{1,2}:\d\d:\d\d\s(AM|PM)$/);
+    // de-DE: 24 hours, no AM or PM; the title in German.
+    const d = await at(de);
+    assert.match(d.text, /^\d{2}:\d\d$/);
+    assert.equal(Number(d.text.slice(0, 2)), d.hour);
+    assert.match(d.title, /^(Sonntag|Montag|Dienstag|Mittwoch|Donnerstag|Freitag|Samstag), \d{1,2}\. [A-ZÄÖÜ][a-zäöü]+ \d{4}\b.*\d{2}:\d\d:\d\d$/);
+    noScriptRan(us);
+    noScriptRan(de);
   });
 });

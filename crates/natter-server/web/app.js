@@ -33,8 +33,14 @@
     return e;
   }
 
-  const timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
-  const fullFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+  /**
+   * Times and dates as the reader's browser says (its languages, in order of preference): 12 or
+   * 24 hours, the order of day and month, the names of days. A time is short ("9:05 PM",
+   * "21:05"); the whole date and time is on hover (the <time>'s title).
+   */
+  const LOCALES = navigator.languages?.length ? [...navigator.languages] : undefined;
+  const timeFmt = new Intl.DateTimeFormat(LOCALES, { hour: 'numeric', minute: '2-digit' });
+  const fullFmt = new Intl.DateTimeFormat(LOCALES, { dateStyle: 'full', timeStyle: 'medium' });
 
   // ---------------------------------------------------------------- state
 
@@ -1567,8 +1573,8 @@
     return `${d.getFullYear()}-${d.getMonth() + 1}-${d.getDate()}`;
   }
 
-  const dayFmt = new Intl.DateTimeFormat(undefined, { weekday: 'long', day: 'numeric', month: 'long' });
-  const yearDayFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'full' });
+  const dayFmt = new Intl.DateTimeFormat(LOCALES, { weekday: 'long', day: 'numeric', month: 'long' });
+  const yearDayFmt = new Intl.DateTimeFormat(LOCALES, { dateStyle: 'full' });
 
   /**
    * "Today", "Yesterday", or the date (with the year if not this one), as of drawing: a log
@@ -2023,7 +2029,7 @@
 
   // ---------------------------------------------------------------- search
 
-  const resultFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+  const resultFmt = new Intl.DateTimeFormat(LOCALES, { dateStyle: 'medium', timeStyle: 'short' });
 
   /** How a target is named in the page: Everyone, #room, @ name. */
   function targetLabel(target) {
@@ -2092,6 +2098,7 @@
     const head = el('span', 'result-head');
     const t = el('time', 'time', resultFmt.format(m.at));
     t.dateTime = m.at.toISOString();
+    t.title = fullFmt.format(m.at);
     head.append(el('span', 'result-target', targetLabel(m.target)), el('span', 'from', m.from), t);
     const me = m.text.startsWith('/me ') && m.text.length > 4;
     b.append(head, el('span', 'text', me ? `* ${m.from} ${m.text.slice(4)}` : m.text));
