@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
   chat, composer, connectedAs, convButton, expectFocused, harness, heading, noScriptRan, say,
+  stallable,
 } from './helpers.mjs';
 
 const h = harness();
@@ -185,5 +186,40 @@ describe('the page polished', { timeout: 60_000 }, () => {
     assert.match(d.title, /^(Sonntag|Montag|Dienstag|Mittwoch|Donnerstag|Freitag|Samstag), \d{1,2}\. [A-ZÄÖÜ][a-zäöü]+ \d{4}\b.*\d{2}:\d\d:\d\d$/);
     noScriptRan(us);
     noScriptRan(de);
+  });
+
+  test('a connection that fails says why, in words', async (t) => {
+    t.after(cleanup);
+    const srv = await server();
+    const host = `127.0.0.1:${srv.port}`;
+    const status = (page) => page.locator('#welcome-status');
+
+    // Closed before the server's greeting, as by a proxy in between: the greeting is held back
+    // and the page's side closed with a reason.
+    const refused = await h.page(srv, {
+      beforeGoto: (p) => p.routeWebSocket(/\/ws$/, (ws) => {
+        ws.connectToServer().onMessage(() => ws.close({ code: 1013, reason: 'try again later' }));
+      }),
+    });
+    await status(refused).getByText(`The natter server at ${host} closed the connection before greeting this page: Try again later. Trying again`).waitFor();
+
+    // Open but silent: after a while, the page says it is still waiting for the greeting.
+    const silent = await h.page(srv, {
+      beforeGoto: async (p) => {
+        await p.clock.install();
+        (await stallable(p)).hold();
+      },
+    });
+    await silent.waitForFunction(() => document.querySelector('#welcome-status').textContent === 'Connecting…');
+    await silent.clock.runFor(10_000);
+    await status(silent).getByText(`Connected to the natter server at ${host}, but it has not greeted this page in 10 s. Still waiting…`).waitFor();
+
+    // Nothing listens any more: the server is gone, and every try fails.
+    const page = await h.page(srv);
+    await status(page).getByText('Connected.').waitFor();
+    await srv.stop();
+    await status(page).getByText(`Cannot reach the natter server at ${host}: the browser could not open a connection to it. Is the server running? Trying again`).waitFor();
+    assert.match(await status(page).getAttribute('class'), /problem/);
+    for (const p of [refused, silent, page]) noScriptRan(p);
   });
 });

@@ -57,6 +57,9 @@
     retryAt: 0,
     byeSeen: false, // a BYE said why the connection ends
     lastBye: null, // its reason
+    lastByeText: null, // and its text
+    lastEnd: null, // how the last connection ended, before a greeting: see connectError()
+    greetTimer: null,
     password: null, // the server password, if it wants one (kept in memory only)
     secret: null, // an account's password, typed for the next LOGIN only
     account: null, // the account we are signed into, if any
@@ -312,6 +315,9 @@
 
   // ---------------------------------------------------------------- connection
 
+  /** How long an open connection may stay silent before the page says it waits for a greeting. */
+  const GREET_WAIT = 10_000;
+
   function wsUrl() {
     const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
     return `${scheme}//${location.host}/ws`;
@@ -331,6 +337,15 @@
       return;
     }
     state.ws = ws;
+    let opened = false;
+    ws.onopen = () => {
+      opened = true;
+      // The server greets at once; a connection that stays silent is worth saying so.
+      clearTimeout(state.greetTimer);
+      state.greetTimer = setTimeout(() => {
+        if (state.ws === ws && !state.connected) setStatus('stalled');
+      }, GREET_WAIT);
+    };
     ws.onmessage = (ev) => {
       if (typeof ev.data !== 'string') return;
       for (const raw of ev.data.split('\n')) {
@@ -338,9 +353,18 @@
         if (line) handleLine(line);
       }
     };
-    ws.onclose = () => {
+    ws.onclose = (ev) => {
       if (state.ws !== ws) return;
       state.ws = null;
+      clearTimeout(state.greetTimer);
+      // What the browser tells of the end (little: a failed connection is only code 1006).
+      state.lastEnd = {
+        opened,
+        greeted: state.connected,
+        code: ev.code,
+        reason: ev.reason,
+        bye: state.lastBye ? state.lastByeText : null,
+      };
       disconnected();
     };
     ws.onerror = () => { /* onclose follows */ };
@@ -509,6 +533,8 @@
   }
 
   function onHello() {
+    clearTimeout(state.greetTimer);
+    state.lastEnd = null;
     state.connected = true;
     setStatus('greeted');
     // Before anything else, so that no event comes without its time and id. A server that
@@ -530,6 +556,7 @@
     if (p && p.verb === 'CLOSE') state.pending.shift();
     state.byeSeen = true;
     state.lastBye = reason;
+    state.lastByeText = text ?? reason;
     if (reason === 'BAD_PASSWORD') {
       state.password = null;
       state.wanted = null;
@@ -1803,10 +1830,18 @@
     let text = '';
     let banner = null;
     let action = null;
+    let problem = null; // the welcome form's status says something went wrong
     switch (what) {
       case 'connecting':
         text = 'Connecting…';
-        ui.welcomeStatus.textContent = 'Connecting…';
+        // A retry after a failure keeps saying what failed until it succeeds.
+        ui.welcomeStatus.textContent = connectError() ? `${connectError()} Trying again…` : 'Connecting…';
+        break;
+      case 'stalled':
+        text = 'Connecting…';
+        problem = `Connected to the natter server at ${location.host}, but it has not greeted this page in ${GREET_WAIT / 1000} s. Still waiting…`;
+        banner = problem;
+        ui.welcomeStatus.textContent = problem;
         break;
       case 'greeted':
         text = 'Connected';
@@ -1818,10 +1853,13 @@
         break;
       case 'waiting': {
         const s = Math.max(0, Math.ceil((state.retryAt - Date.now()) / 1000));
+        const again = s > 0 ? ` in ${s} s` : '';
+        const why = connectError();
         text = 'Reconnecting…';
-        banner = `Connection lost. Reconnecting${s > 0 ? ` in ${s} s` : ''}…`;
+        banner = `Connection lost.${why ? ` ${why}` : ''} Reconnecting${again}…`;
         action = ['Reconnect now', reconnectNow];
-        ui.welcomeStatus.textContent = `Cannot reach the server. Trying again${s > 0 ? ` in ${s} s` : ''}…`;
+        problem = `${why || `Lost the connection to the natter server at ${location.host}.`} Trying again${again}…`;
+        ui.welcomeStatus.textContent = problem;
         break;
       }
       case 'quit':
@@ -1839,6 +1877,7 @@
         break;
     }
     if (what !== 'waiting') clearInterval(state.countdownTimer);
+    ui.welcomeStatus.classList.toggle('problem', !!problem || (what === 'connecting' && !!connectError()));
     ui.conn.textContent = text;
     ui.conn.dataset.state = what;
     document.body.dataset.conn = what;
@@ -1853,6 +1892,21 @@
     } else {
       ui.banner.hidden = true;
     }
+  }
+
+  /**
+   * Why the page could not get connected, in a sentence, or null if the last connection was
+   * greeted (then it was lost, which the status says). The browser tells little: a connection
+   * that failed (refused, unreachable, a proxy's error) is the same close code 1006 to it.
+   */
+  function connectError() {
+    const end = state.lastEnd;
+    const host = location.host;
+    if (!end || end.greeted) return null;
+    if (end.bye) return `The natter server at ${host} turned the connection away: ${sentence(end.bye)}`;
+    if (!end.opened) return `Cannot reach the natter server at ${host}: the browser could not open a connection to it. Is the server running?`;
+    const why = end.reason ? `: ${sentence(end.reason)}` : `${end.code && end.code !== 1006 ? ` (code ${end.code})` : ''}.`;
+    return `The natter server at ${host} closed the connection before greeting this page${why}`;
   }
 
   /** A server error text as a sentence: capital first letter, a full stop. */
