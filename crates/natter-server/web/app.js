@@ -2730,6 +2730,7 @@
   window.natter = Object.freeze({
     get name() { return state.me; },
     get connected() { return state.connected; },
+    get open() { return state.ws?.readyState === WebSocket.OPEN; }, // greeted or not
     get pending() { return state.pending.length; },
     get account() { return state.account; },
   });
