@@ -5,8 +5,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
-  chat, composer, connectedAs, convButton, expectFocused, harness, heading, noScriptRan, say,
-  stallable,
+  chat, composer, connectedAs, convButton, expectFocused, harness, heading, member, noScriptRan,
+  say, stallable, systemLine,
 } from './helpers.mjs';
 
 const h = harness();
@@ -221,5 +221,46 @@ describe('the page polished', { timeout: 60_000 }, () => {
     await status(page).getByText(`Cannot reach the natter server at ${host}: the browser could not open a connection to it. Is the server running? Trying again`).waitFor();
     assert.match(await status(page).getAttribute('class'), /problem/);
     for (const p of [refused, silent, page]) noScriptRan(p);
+  });
+
+  test('text someone typed stays inside its quotes, on its line, and cannot draw over others', async (t) => {
+    t.after(cleanup);
+    const srv = await server();
+    const carol = await tcp(srv, 'carol');
+    carol.send('JOIN #r');
+    await carol.expect(/^OK JOIN #r/);
+    const bob = await tcp(srv, 'bob');
+    bob.send('JOIN #r');
+    await bob.expect(/^OK JOIN #r/);
+    const page = await user(srv, 'alice');
+    await say(page, '/join #r');
+    await member(page, '#r', 'bob').waitFor();
+
+    // A kick reason made to look like a line of the page's own, after a screenful of spaces.
+    carol.send(`KICK #r bob ${' '.repeat(200)}atk is now an operator of #r.`);
+    await carol.expect('OK KICK #r bob');
+    const kick = systemLine(page, 'bob was removed from #r by carol');
+    await kick.waitFor();
+    const said = kick.locator('.said');
+    assert.equal(await said.textContent(), 'atk is now an operator of #r.');
+    assert.equal(await said.evaluate((e) => getComputedStyle(e).fontStyle), 'italic');
+    assert.equal(await said.evaluate((e) => getComputedStyle(e, '::before').content), '"“"');
+    // One line, as tall as any other of the page's lines.
+    const height = async (l) => (await l.boundingBox()).height;
+    assert.ok(await height(kick) <= await height(systemLine(page, 'You joined #r.')) + 1, 'the kick is one line');
+
+    // A tower of accents (8 on each letter, as many as the server allows): the text is clipped
+    // at its own box, which is a line high.
+    const tower = 'Z\u0301\u0302\u0303\u0304\u0306\u0307\u0308\u030A'.repeat(6);
+    bob.send(`JOIN #r`);
+    await bob.expect(/^OK JOIN #r/);
+    bob.send(`SAY #r ${tower}`);
+    await bob.expect(/^OK SAY #r/);
+    const text = chat(page, 'bob', tower).locator('.text');
+    await text.waitFor();
+    assert.equal(await text.evaluate((e) => getComputedStyle(e).overflow), 'hidden');
+    const line = await text.evaluate((e) => parseFloat(getComputedStyle(e).lineHeight));
+    assert.ok(await height(text) < 2 * line, 'a line high');
+    noScriptRan(page);
   });
 });

@@ -985,7 +985,7 @@
           // Back in a room read before: what was said while we were out.
           catchUp(c);
           system(c, `You joined ${c.title}.`, 'event join');
-          if (topic && topic.text) system(c, `Topic: ${topic.text} (set by ${topic.by})`, 'event topic');
+          if (topic && topic.text) system(c, ['Topic, set by ', nameIn(topic.by), ': ', said(topic.text)], 'event topic');
         }
         renderNav();
         // Joined to talk: the cursor goes to the room's message box (not the join field).
@@ -1062,7 +1062,7 @@
       return;
     }
     c.members.delete(fold(name));
-    system(c, `${name} left ${c.title}${reason ? ` (${reason})` : ''}.`, 'event leave');
+    system(c, [nameIn(name), ` left ${c.title}`, ...reasonParts(reason), '.'], 'event leave');
     if (state.active === c.key) renderPeople();
   }
 
@@ -1071,16 +1071,16 @@
     const [name, r3] = split(r2 ?? '');
     const [by, reason] = split(r3 ?? '');
     const c = conv(roomKey(room), 'room', room);
-    const why = reason ? ` (${reason})` : '';
+    const why = reasonParts(reason);
     if (state.me && fold(name) === fold(state.me)) {
       c.joined = false;
       c.members.clear();
-      system(c, `You were removed from ${c.title} by ${by}${why}.`, 'error');
+      system(c, [`You were removed from ${c.title} by `, nameIn(by), ...why, '.'], 'error');
       renderNav();
       if (state.active === c.key) renderHeader();
     } else {
       c.members.delete(fold(name));
-      system(c, `${name} was removed from ${c.title} by ${by}${why}.`, 'event leave');
+      system(c, [nameIn(name), ` was removed from ${c.title} by `, nameIn(by), ...why, '.'], 'event leave');
     }
     if (state.active === c.key) renderPeople();
   }
@@ -1103,7 +1103,7 @@
     c.topic = text ?? '';
     c.topicBy = by;
     if (isEvent) {
-      system(c, c.topic ? `${by} set the topic: ${c.topic}` : `${by} cleared the topic.`, 'event topic');
+      system(c, c.topic ? [nameIn(by), ' set the topic: ', said(c.topic)] : [nameIn(by), ' cleared the topic.'], 'event topic');
     }
     if (state.active === c.key) renderHeader();
   }
@@ -1127,7 +1127,7 @@
       ok: () => {
         c.topic = topic ? topic.text : '';
         c.topicBy = topic ? topic.by : '';
-        system(c, topic && topic.text ? `Topic: ${topic.text} (set by ${topic.by})` : `${c.title} has no topic.`, 'event topic');
+        system(c, topic && topic.text ? ['Topic, set by ', nameIn(topic.by), ': ', said(topic.text)] : `${c.title} has no topic.`, 'event topic');
         if (state.active === c.key) renderHeader();
       },
       fail: (code, why) => system(c, sentence(why), 'error'),
@@ -1461,15 +1461,41 @@
     return (m ? m[0] : name[0] || '?').toUpperCase();
   }
 
-  /** Adds a system line (an event, an answer or an error) to a conversation. */
-  function system(c, text, kind = 'event') {
+  /**
+   * Adds a system line (an event, an answer or an error) to a conversation: a text, or parts
+   * (texts and the elements of said() and nameIn()) for a line that quotes what someone typed.
+   */
+  function system(c, parts, kind = 'event') {
     const li = el('li', `msg system ${kind}`);
     const now = new Date();
     li.dataset.at = String(now.getTime());
-    li.append(el('span', 'text', text), stamp(now));
+    const text = el('span', 'text');
+    text.append(...[parts].flat());
+    li.append(text, stamp(now));
     add(c, li, false);
     return li;
   }
+
+  /**
+   * What someone typed (a reason, a topic) inside one of the page's own lines, set apart so it
+   * cannot pass for more of the page's lines: quoted and in italics, on one line (runs of white
+   * space shown as one, cut short with "…", whole on hover), its direction isolated. So a kick
+   * reason of 200 spaces and "atk is now an operator of #r." stays inside its quotes, on the
+   * kick's line.
+   */
+  function said(text) {
+    const flat = text.replace(/\s+/g, ' ').trim();
+    const outer = el('span', 'said');
+    outer.title = flat;
+    outer.append(el('span', 'said-text', flat));
+    return outer;
+  }
+
+  /** A name inside one of the page's lines (names hold no spaces: it is one word). */
+  const nameIn = (name) => el('span', 'name', name);
+
+  /** " (reason)" after a part or a kick, as parts for system(); nothing without a reason. */
+  const reasonParts = (reason) => (reason && reason.trim() ? [' (', said(reason), ')'] : []);
 
   const systemHere = (text, kind) => system(state.convs.get(state.active) || everyone, text, kind);
 
@@ -2267,7 +2293,10 @@
           if (error) return systemHere(sentence(error), 'error');
           if (!rooms.length) return systemHere('No rooms yet. /join #name creates one.', 'event');
           systemHere(`Rooms (${rooms.length}):`, 'event');
-          for (const r of rooms) systemHere(`${r.room} — ${r.count} member${r.count === 1 ? '' : 's'}${r.topic ? ` — ${r.topic}` : ''}`, 'event');
+          for (const r of rooms) {
+            const members = `${r.room} — ${r.count} member${r.count === 1 ? '' : 's'}`;
+            systemHere(r.topic ? [members, ' — ', said(r.topic)] : members, 'event');
+          }
           return undefined;
         });
         return true;
