@@ -210,7 +210,7 @@ describe('the page polished', { timeout: 60_000 }, () => {
         (await stallable(p)).hold();
       },
     });
-    await silent.waitForFunction(() => window.natter.open && !window.natter.connected);
+    await silent.waitForFunction(() => window.natter?.open && !window.natter.connected);
     await silent.clock.runFor(10_000);
     await status(silent).getByText(`Connected to the natter server at ${host}, but it has not greeted this page in 10 s. Still waiting…`).waitFor();
 
