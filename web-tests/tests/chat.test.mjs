@@ -546,6 +546,26 @@ describe('natter in the browser', { timeout: 60_000 }, () => {
     await convButton(alice, 'Everyone').click();
     await nav.waitFor({ state: 'hidden' });
     await alice.getByRole('heading', { name: 'Everyone', exact: true }).waitFor();
+
+    // The header's mute button fits beside a long room name, and works.
+    await say(alice, '/join #a-rather-long-room-name');
+    await alice.getByRole('heading', { name: '#a-rather-long-room-name', exact: true }).waitFor();
+    const mute = alice.getByRole('button', { name: 'Mute #a-rather-long-room-name' });
+    const muteBox = await mute.boundingBox();
+    assert.ok(muteBox.x >= 0 && muteBox.x + muteBox.width <= 375, 'the mute button fits');
+    await mute.click();
+    assert.equal(await mute.getAttribute('aria-pressed'), 'true');
+    assert.equal(await alice.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), true);
+    // The jump box, from the side bar: it fits the screen, and choosing closes the side bar.
+    await alice.getByRole('button', { name: /^Show conversations/ }).click();
+    await alice.getByRole('button', { name: 'Jump to…' }).click();
+    const jump = alice.getByRole('dialog', { name: 'Jump to a conversation' });
+    const jumpBox = await jump.boundingBox();
+    assert.ok(jumpBox.x >= 0 && jumpBox.x + jumpBox.width <= 375, 'the jump box fits');
+    await jump.getByRole('combobox').fill('bo');
+    await jump.getByRole('option', { name: /@ bob/ }).click();
+    await alice.getByRole('heading', { name: '@ bob', exact: true }).waitFor();
+    await nav.waitFor({ state: 'hidden' });
   });
 });
 
