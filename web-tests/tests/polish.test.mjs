@@ -28,7 +28,7 @@ describe('the page polished', { timeout: 60_000 }, () => {
     await connectedAs(page, 'pia');
     const hint = await page.locator('#name-hint').textContent();
     assert.match(hint, /1 to 32 characters, no spaces/);
-    assert.match(hint, /first is a letter or one of/);
+    assert.match(hint, /starting with a letter or one of/);
     noScriptRan(page);
   });
 
