@@ -1,7 +1,7 @@
 // Takes docs/natter-web.png: the page at desktop size, showing a room's history (said before
-// the page connected, under its day's separator), the "new messages" line, unread
-// conversations, and the search panel's results. Run with `npm run screenshot` (the server
-// binary as for the tests).
+// the page connected, under its day's separator), the "new messages" line with a mention of
+// the reader highlighted, unread conversations (a DM's count in red), and the search panel's
+// results. Run with `npm run screenshot` (the server binary as for the tests).
 //
 // Options: --out FILE (default ../docs/natter-web.png), --dark, --phone.
 
@@ -54,7 +54,7 @@ try {
   await say(alice, 'Reading back: all good from me. Search works too now.');
   await carol.expect('SAY #release alice Reading back: all good from me. Search works too now.');
   await openConv(alice, 'Everyone');
-  carol.send('SAY #release Release candidate tagged: 0.2.0-rc1');
+  carol.send('SAY #release Release candidate tagged: 0.2.0-rc1. Alice, can you try the search?');
   await carol.expect(kept);
   bob.send('SAY #release /me starts the phone test');
   await bob.expect(kept);
