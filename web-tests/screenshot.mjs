@@ -1,13 +1,13 @@
 // Takes docs/natter-web.png: the page at desktop size, showing a room's history (said before
-// the page connected, under its day's separator), the "new messages" line, unread
-// conversations, and the search panel's results. Run with `npm run screenshot` (the server
-// binary as for the tests).
+// the page connected, under its day's separator), the "new messages" line with a mention of
+// the reader highlighted, unread conversations (a DM's count in red), and the search panel's
+// results. Run with `npm run screenshot` (the server binary as for the tests).
 //
 // Options: --out FILE (default ../docs/natter-web.png), --dark, --phone.
 
 import path from 'node:path';
 import {
-  chat, convButton, launchBrowser, openUser, say, startServer, tcpUser, WEB_TESTS,
+  chat, convButton, launchBrowser, openConv, openUser, say, startServer, tcpUser, WEB_TESTS,
 } from './tests/helpers.mjs';
 
 const args = process.argv.slice(2);
@@ -16,13 +16,6 @@ const outArg = args.indexOf('--out');
 const out = path.resolve(outArg >= 0 ? args[outArg + 1] : path.join(WEB_TESTS, '..', 'docs', 'natter-web.png'));
 const colorScheme = flag('--dark') ? 'dark' : 'light';
 const viewport = flag('--phone') ? { width: 390, height: 844 } : { width: 1280, height: 800 };
-
-/** Opens a conversation from the side bar (on a phone, after opening the side bar). */
-async function openConv(page, label) {
-  const button = convButton(page, label);
-  if (!(await button.isVisible())) await page.getByRole('button', { name: /^Show conversations/ }).click();
-  await button.click();
-}
 
 const server = await startServer();
 const browser = await launchBrowser();
@@ -61,7 +54,7 @@ try {
   await say(alice, 'Reading back: all good from me. Search works too now.');
   await carol.expect('SAY #release alice Reading back: all good from me. Search works too now.');
   await openConv(alice, 'Everyone');
-  carol.send('SAY #release Release candidate tagged: 0.2.0-rc1');
+  carol.send('SAY #release Release candidate tagged: 0.2.0-rc1. Alice, can you try the search?');
   await carol.expect(kept);
   bob.send('SAY #release /me starts the phone test');
   await bob.expect(kept);

@@ -7,8 +7,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
-  chat, composer, connectedAs, convButton, gone, harness, messages, noScriptRan, online, openPage,
-  register, say, systemLine, WAIT,
+  chat, composer, connectedAs, convButton, expectFocused, gone, harness, messages, noScriptRan, online,
+  openPage, register, say, systemLine, WAIT,
 } from './helpers.mjs';
 
 const h = harness();
@@ -377,17 +377,17 @@ describe('natter in the browser', { timeout: 60_000 }, () => {
 
     await name.fill('TAKEN');
     await page.keyboard.press('Enter');
-    await error.getByText('the name TAKEN is taken; choose another').waitFor();
+    await error.getByText('The name TAKEN is taken; choose another.', { exact: true }).waitFor();
     assert.equal(await name.getAttribute('aria-invalid'), 'true');
     assert.equal(await error.getAttribute('role'), 'alert');
 
     await name.fill('two words');
     await page.keyboard.press('Enter');
-    await error.getByText('names cannot contain spaces').waitFor();
+    await error.getByText('Names cannot contain spaces.', { exact: true }).waitFor();
 
     await name.fill('9lives');
     await page.keyboard.press('Enter');
-    await error.getByText(/must start with a letter/).waitFor();
+    await error.getByText(/^A name must start with a letter .*\.$/).waitFor();
 
     await register(page, 'dora');
     assert.equal(sockets.length, 1, 'the retries used the first connection');
@@ -398,7 +398,7 @@ describe('natter in the browser', { timeout: 60_000 }, () => {
     await connectedAs(page, 'Dora_2');
     await systemLine(page, 'You are now known as Dora_2.').waitFor();
     await say(page, '/name taken');
-    await systemLine(page, 'Could not change name: the name taken is taken; choose another').waitFor();
+    await systemLine(page, 'Could not change name: the name taken is taken; choose another.').waitFor();
     await connectedAs(page, 'Dora_2');
     noScriptRan(page);
   });
@@ -433,7 +433,7 @@ describe('natter in the browser', { timeout: 60_000 }, () => {
     await say(alice, '/topic');
     await systemLine(alice, '#club has no topic.').waitFor();
     await say(alice, '/topic mine now');
-    await systemLine(alice, 'Could not set the topic: only operators of #club may do that').waitFor();
+    await systemLine(alice, 'Could not set the topic: only operators of #club may do that.').waitFor();
 
     // Kicked by the operator: the room says so and stops taking messages.
     carol.send('KICK #club alice behave');
@@ -445,7 +445,7 @@ describe('natter in the browser', { timeout: 60_000 }, () => {
 
     await say(alice, '/dm nobody hello');
     await alice.getByRole('heading', { name: '@ nobody', exact: true }).waitFor();
-    await messages(alice).locator('li.failed').getByText('Not delivered: no user named nobody is online').waitFor();
+    await messages(alice).locator('li.failed').getByText('Not delivered: no user named nobody is online.').waitFor();
 
     // /quit ends the session without reconnecting; the banner offers to connect again.
     await say(alice, '/quit');
@@ -457,7 +457,7 @@ describe('natter in the browser', { timeout: 60_000 }, () => {
     noScriptRan(alice);
   });
 
-  test('DMs notify on the desktop when the tab is hidden, once opted in', async (t) => {
+  test('DMs and mentions notify on the desktop when the tab is hidden, once opted in, unless muted', async (t) => {
     t.after(cleanup);
     const srv = await server();
     const page = await openPage(h.browser, srv, { permissions: ['notifications'] });
@@ -483,7 +483,7 @@ describe('natter in the browser', { timeout: 60_000 }, () => {
     carol.send('DM alice before opting in');
     await carol.expect('OK DM alice');
     await convButton(page, 'carol').waitFor();
-    await page.getByRole('checkbox', { name: 'Notify me of DMs' }).check();
+    await page.getByRole('checkbox', { name: 'Notify me of DMs and mentions' }).check();
     await page.evaluate(() => { window.__hidden = true; });
     carol.send('DM alice <b>while hidden</b>');
     await carol.expect('OK DM alice');
@@ -495,6 +495,25 @@ describe('natter in the browser', { timeout: 60_000 }, () => {
     await carol.expect('OK DM alice');
     await convButton(page, 'carol').getByText('3', { exact: true }).waitFor();
     assert.equal(await page.evaluate(() => window.__shown.length), 1);
+
+    // A mention of alice in Everyone notifies too; once Everyone is muted, it does not.
+    await convButton(page, 'carol').click();
+    await page.evaluate(() => { window.__hidden = true; });
+    carol.send('MESSAGE lunch, Alice?');
+    await carol.expect(/^OK MESSAGE/);
+    await page.waitForFunction(() => window.__shown.length === 2, null, { timeout: WAIT });
+    assert.deepEqual(await page.evaluate(() => window.__shown[1]),
+      { title: 'natter: carol mentioned you in Everyone', body: 'lunch, Alice?' });
+    await page.evaluate(() => { window.__hidden = false; });
+    await convButton(page, 'Everyone').click();
+    await page.getByRole('button', { name: 'Mute Everyone' }).click();
+    await page.evaluate(() => { window.__hidden = true; });
+    carol.send('MESSAGE alice, still there?');
+    await carol.expect(/^OK MESSAGE/);
+    carol.send('DM alice a DM after the muted mention');
+    await carol.expect('OK DM alice');
+    await page.waitForFunction(() => window.__shown.length === 3, null, { timeout: WAIT });
+    assert.equal(await page.evaluate(() => window.__shown[2].body), 'a DM after the muted mention');
   });
 
   test('on a phone-width screen the side panels collapse and open on demand', async (t) => {
@@ -527,6 +546,26 @@ describe('natter in the browser', { timeout: 60_000 }, () => {
     await convButton(alice, 'Everyone').click();
     await nav.waitFor({ state: 'hidden' });
     await alice.getByRole('heading', { name: 'Everyone', exact: true }).waitFor();
+
+    // The header's mute button fits beside a long room name, and works.
+    await say(alice, '/join #a-rather-long-room-name');
+    await alice.getByRole('heading', { name: '#a-rather-long-room-name', exact: true }).waitFor();
+    const mute = alice.getByRole('button', { name: 'Mute #a-rather-long-room-name' });
+    const muteBox = await mute.boundingBox();
+    assert.ok(muteBox.x >= 0 && muteBox.x + muteBox.width <= 375, 'the mute button fits');
+    await mute.click();
+    assert.equal(await mute.getAttribute('aria-pressed'), 'true');
+    assert.equal(await alice.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), true);
+    // The jump box, from the side bar: it fits the screen, and choosing closes the side bar.
+    await alice.getByRole('button', { name: /^Show conversations/ }).click();
+    await alice.getByRole('button', { name: 'Jump to…' }).click();
+    const jump = alice.getByRole('dialog', { name: 'Jump to a conversation' });
+    const jumpBox = await jump.boundingBox();
+    assert.ok(jumpBox.x >= 0 && jumpBox.x + jumpBox.width <= 375, 'the jump box fits');
+    await jump.getByRole('combobox').fill('bo');
+    await jump.getByRole('option', { name: /@ bob/ }).click();
+    await alice.getByRole('heading', { name: '@ bob', exact: true }).waitFor();
+    await nav.waitFor({ state: 'hidden' });
   });
 });
 
@@ -576,7 +615,7 @@ describe('the page against a scripted server', { timeout: 60_000 }, () => {
     await expectFocused(page, 'password-input');
     await password.fill('guess');
     await password.press('Enter');
-    await page.locator('#password-error').getByText('wrong password').waitFor();
+    await page.locator('#password-error').getByText('Wrong password.', { exact: true }).waitFor();
     await password.fill('open sesame');
     await password.press('Enter');
     await connectedAs(page, 'alice');
@@ -627,7 +666,3 @@ describe('the page against a scripted server', { timeout: 60_000 }, () => {
     assert.equal(conns.length, 2);
   });
 });
-
-async function expectFocused(page, id) {
-  await page.waitForFunction((want) => document.activeElement?.id === want, id, { timeout: WAIT });
-}

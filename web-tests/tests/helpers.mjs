@@ -110,6 +110,26 @@ export function tempStore() {
  * last one it matched) that equals a string or matches a RegExp.
  */
 export async function tcpClient(port) {
+  const client = await lineClient(port);
+  client.send(''); // a blank first line: the server greets at once
+  await client.expect(/^HELLO /);
+  return client;
+}
+
+/**
+ * An IRC client on the same port (the server tells it by its first bytes), registered as
+ * `nick`: for what only IRC can do, such as clearing a topic.
+ */
+export async function ircClient(port, nick) {
+  const client = await lineClient(port);
+  client.send(`NICK ${nick}`);
+  client.send(`USER ${nick} 0 * :${nick}`);
+  await client.expect(/^:\S+ 001 /);
+  return client;
+}
+
+/** A socket read line by line, with `expect()`, `send()` and `close()`. */
+async function lineClient(port) {
   const sock = net.connect(port, '127.0.0.1');
   sock.setEncoding('utf8');
   const lines = [];
@@ -129,7 +149,6 @@ export async function tcpClient(port) {
   sock.on('close', () => wake());
   sock.on('error', () => {}); // a reset shows up as 'close'
   await once(sock, 'connect');
-  sock.write('\n'); // a blank first line: the server greets at once
   const client = {
     lines,
     send(line) {
@@ -160,7 +179,6 @@ export async function tcpClient(port) {
       clearTimeout(t);
     },
   };
-  await client.expect(/^HELLO /);
   return client;
 }
 
@@ -206,10 +224,11 @@ export function launchBrowser() {
 
 /**
  * Opens the page in a new browser context (its own storage: a separate person). Records
- * JavaScript dialogs and page errors so tests can assert there were none.
+ * JavaScript dialogs and page errors so tests can assert there were none. `locale` and
+ * `timezoneId` (as `en-GB`, `UTC`) set the browser's languages and time zone.
  */
-export async function openPage(browser, server, { viewport = { width: 1280, height: 800 }, colorScheme = 'light', permissions, beforeGoto } = {}) {
-  const context = await browser.newContext({ viewport, colorScheme, permissions });
+export async function openPage(browser, server, { viewport = { width: 1280, height: 800 }, colorScheme = 'light', permissions, locale, timezoneId, beforeGoto } = {}) {
+  const context = await browser.newContext({ viewport, colorScheme, permissions, locale, timezoneId });
   const page = await context.newPage();
   page.setDefaultTimeout(WAIT);
   page.dialogs = [];
@@ -286,6 +305,28 @@ export function online(page, name) {
 export function convButton(page, label) {
   return page.locator('nav[aria-label="Conversations"] button.conv')
     .filter({ has: page.locator('.conv-name').getByText(label, { exact: true }) });
+}
+
+/** The heading of the conversation shown ("Everyone", "#room", "@ name"). */
+export function heading(page, text) {
+  return page.getByRole('heading', { name: text, exact: true });
+}
+
+/** A person in the member list of `room` (shown while the room is). */
+export function member(page, room, name) {
+  return page.getByRole('list', { name: `Members of ${room}` }).locator(`li[data-name="${name}"]`);
+}
+
+/** Opens a conversation from the side bar (on a phone, after opening the side bar). */
+export async function openConv(page, label) {
+  const button = convButton(page, label);
+  if (!(await button.isVisible())) await page.getByRole('button', { name: /^Show conversations/ }).click();
+  await button.click();
+}
+
+/** Waits until the element with id `id` has the keyboard focus. */
+export async function expectFocused(page, id) {
+  await page.waitForFunction((want) => document.activeElement?.id === want, id, { timeout: WAIT });
 }
 
 /** Waits until a locator matches nothing. */
@@ -385,6 +426,11 @@ export function harness() {
     },
     async tcp(srv, name) {
       const c = await tcpUser(srv.port, name);
+      h.defer(() => c.close());
+      return c;
+    },
+    async irc(srv, nick) {
+      const c = await ircClient(srv.port, nick);
       h.defer(() => c.close());
       return c;
     },

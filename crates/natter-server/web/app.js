@@ -33,8 +33,14 @@
     return e;
   }
 
-  const timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
-  const fullFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+  /**
+   * Times and dates as the reader's browser says (its languages, in order of preference): 12 or
+   * 24 hours, the order of day and month, the names of days. A time is short ("9:05 PM",
+   * "21:05"); the whole date and time is on hover (the <time>'s title).
+   */
+  const LOCALES = navigator.languages?.length ? [...navigator.languages] : undefined;
+  const timeFmt = new Intl.DateTimeFormat(LOCALES, { hour: 'numeric', minute: '2-digit' });
+  const fullFmt = new Intl.DateTimeFormat(LOCALES, { dateStyle: 'full', timeStyle: 'medium' });
 
   // ---------------------------------------------------------------- state
 
@@ -51,6 +57,9 @@
     retryAt: 0,
     byeSeen: false, // a BYE said why the connection ends
     lastBye: null, // its reason
+    lastByeText: null, // and its text
+    lastEnd: null, // how the last connection ended, before a greeting: see connectError()
+    greetTimer: null,
     password: null, // the server password, if it wants one (kept in memory only)
     secret: null, // an account's password, typed for the next LOGIN only
     account: null, // the account we are signed into, if any
@@ -71,6 +80,9 @@
     convs: new Map(), // key -> conversation
     active: EVERYONE,
     notify: false,
+    muted: loadMuted(), // keys of the conversations that neither notify nor count loudly
+    recall: { items: [], at: null }, // what was sent, for Up in the message box; `at`: shown
+    switcher: { choices: [], active: 0 }, // the jump box's choices and the one Enter takes
   };
 
   /** A conversation: Everyone, a room or a DM. */
@@ -81,6 +93,7 @@
         key, kind, title,
         items: [], // rendered <li> elements, kept across reconnects
         unread: 0,
+        mentions: 0, // of the unread, how many say our name
         joined: false, // rooms: we are a member
         members: new Map(), // rooms: fold(name) -> {name, op}
         topic: '',
@@ -278,6 +291,14 @@
     searchHereLabel: $('search-here-label'),
     searchStatus: $('search-status'),
     searchResults: $('search-results'),
+    jumpButton: $('jump-button'),
+    muteButton: $('mute-button'),
+    muteText: $('mute-text'),
+    switcher: $('switcher'),
+    switcherForm: $('switcher-form'),
+    switcherInput: $('switcher-input'),
+    switcherList: $('switcher-list'),
+    switcherEmpty: $('switcher-empty'),
     // Drawn in the log around a conversation's lines (see "rendering messages").
     newMarker: marker('new-marker', 'New messages', 'separator'),
     loading: marker('history-loading', 'Loading earlier messages…', 'status'),
@@ -293,6 +314,9 @@
   }
 
   // ---------------------------------------------------------------- connection
+
+  /** How long an open connection may stay silent before the page says it waits for a greeting. */
+  const GREET_WAIT = 10_000;
 
   function wsUrl() {
     const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -313,6 +337,15 @@
       return;
     }
     state.ws = ws;
+    let opened = false;
+    ws.onopen = () => {
+      opened = true;
+      // The server greets at once; a connection that stays silent is worth saying so.
+      clearTimeout(state.greetTimer);
+      state.greetTimer = setTimeout(() => {
+        if (state.ws === ws && !state.connected) setStatus('stalled');
+      }, GREET_WAIT);
+    };
     ws.onmessage = (ev) => {
       if (typeof ev.data !== 'string') return;
       for (const raw of ev.data.split('\n')) {
@@ -320,9 +353,18 @@
         if (line) handleLine(line);
       }
     };
-    ws.onclose = () => {
+    ws.onclose = (ev) => {
       if (state.ws !== ws) return;
       state.ws = null;
+      clearTimeout(state.greetTimer);
+      // What the browser tells of the end (little: a failed connection is only code 1006).
+      state.lastEnd = {
+        opened,
+        greeted: state.connected,
+        code: ev.code,
+        reason: ev.reason,
+        bye: state.lastBye ? state.lastByeText : null,
+      };
       disconnected();
     };
     ws.onerror = () => { /* onclose follows */ };
@@ -430,7 +472,7 @@
       }
       case 'ERROR': {
         const [code, text] = split(r);
-        return finish((p) => (p.fail ? p.fail(code, text ?? code) : systemHere(text ?? code, 'error')));
+        return finish((p) => (p.fail ? p.fail(code, text ?? code) : systemHere(sentence(text ?? code), 'error')));
       }
       case 'BYE':
         return onBye(r);
@@ -491,6 +533,8 @@
   }
 
   function onHello() {
+    clearTimeout(state.greetTimer);
+    state.lastEnd = null;
     state.connected = true;
     setStatus('greeted');
     // Before anything else, so that no event comes without its time and id. A server that
@@ -512,17 +556,18 @@
     if (p && p.verb === 'CLOSE') state.pending.shift();
     state.byeSeen = true;
     state.lastBye = reason;
+    state.lastByeText = text ?? reason;
     if (reason === 'BAD_PASSWORD') {
       state.password = null;
       state.wanted = null;
-      if (!state.me) showWelcome(null, { password: text ?? 'too many wrong passwords' });
+      if (!state.me) showWelcome(null, { password: sentence(text ?? 'too many wrong passwords') });
     }
     if (reason !== 'SHUTDOWN') saveSession(null);
     if (reason === 'CLOSED') {
       state.quit = true;
       systemAll('You left the chat.', 'event');
     } else {
-      systemAll(`Server: ${text ?? reason}`, 'error');
+      systemAll(because('Disconnected by the server', text ?? reason), 'error');
     }
     // Close our side now, so the server need not wait for us.
     try { state.ws?.close(); } catch (e) { /* already closing */ }
@@ -547,7 +592,7 @@
           if (code === 'DISCONNECTED') return;
           state.password = null;
           state.wanted = null;
-          showWelcome(null, { password: text });
+          showWelcome(null, { password: sentence(text) });
         },
       });
       return;
@@ -566,11 +611,10 @@
         fail: (code, text) => {
           if (code === 'DISCONNECTED') return;
           state.wanted = isRename ? state.me : null;
-          if (!typed && code === 'BAD_LOGIN') saveToken(null);
-          const why = !typed && code === 'BAD_LOGIN'
-            ? 'Please sign in again: your saved sign-in is no longer valid.'
-            : sentence(text);
-          if (isRename) systemHere(`Could not sign in: ${why}`, 'error');
+          const stale = !typed && code === 'BAD_LOGIN';
+          if (stale) saveToken(null);
+          const why = stale ? 'Please sign in again: your saved sign-in is no longer valid.' : sentence(text);
+          if (isRename) systemHere(stale ? why : because('Could not sign in', text), 'error');
           else showWelcome(null, { account: why });
         },
       });
@@ -582,7 +626,7 @@
         if (code === 'DISCONNECTED') return;
         if (isRename) {
           state.wanted = state.me;
-          systemHere(`Could not change name: ${text}`, 'error');
+          systemHere(because('Could not change name', text), 'error');
         } else if (code === 'PASSWORD_REQUIRED') {
           state.wanted = null;
           showWelcome(null, { password: 'This server needs a password.' });
@@ -595,7 +639,7 @@
           setTimeout(() => { if (state.connected && !state.me) register(name, { auto: true }); }, 1000 * state.nameTakenRetries);
         } else {
           state.wanted = null;
-          showWelcome(text);
+          showWelcome(sentence(text));
         }
       },
     });
@@ -613,8 +657,7 @@
     try { localStorage.setItem('natter.name', name); } catch (e) { /* storage may be off */ }
     setStatus('registered');
     if (isRename) {
-      if (old !== name) systemAll(`You are now known as ${name}.`, 'event');
-      renderPeople();
+      if (old !== name) renamedSelf(old, name);
       // Logged into an account now, perhaps: its conversations' history may be readable.
       for (const c of state.convs.values()) if (c.kind === 'dm' && c.loaded === 'none') c.loaded = 'no';
       ensureHistory(state.convs.get(state.active) || everyone);
@@ -659,7 +702,7 @@
           systemHere(`Online (${shown.length}): ${shown.join(', ')}`, 'event');
         }
       },
-      fail: (code, text) => { if (print) systemHere(text, 'error'); },
+      fail: (code, text) => { if (print) systemHere(sentence(text), 'error'); },
     });
   }
 
@@ -705,10 +748,34 @@
       system(everyone, `${a} went offline.`, 'event leave');
       const dm = state.convs.get(dmKey(a));
       if (dm) system(dm, `${a} went offline.`, 'event leave');
+    } else if (kind === 'RENAMED' && b && isMe(a)) {
+      // The server renamed us (a name clash across a cluster): as if we had asked.
+      state.wanted = b;
+      onRegistered(b, true);
     } else if (kind === 'RENAMED' && b) {
       system(everyone, `${a} is now known as ${b}.`, 'event');
       renameEverywhere(a, b);
     }
+    renderPeople();
+  }
+
+  /**
+   * The page's own name changed (its REGISTER or LOGIN, or the server's RENAMED of it): the
+   * server tells only the others, so the page updates its own lists itself.
+   */
+  function renamedSelf(old, now) {
+    applyUserEvent('RENAMED', old, now);
+    // A LIST answered after this may predate it: its replay must rename us too.
+    if (state.listLog) state.listLog.push(['RENAMED', old, now]);
+    for (const c of state.convs.values()) {
+      const m = c.kind === 'room' ? c.members.get(fold(old)) : null;
+      if (m) {
+        c.members.delete(fold(old));
+        c.members.set(fold(now), { name: now, op: m.op });
+      }
+    }
+    systemAll(`You are now known as ${now}.`, 'event');
+    refreshAccountsSoon();
     renderPeople();
   }
 
@@ -723,6 +790,8 @@
         dm.title = now;
         state.convs.set(dm.key, dm);
         if (state.active === dmKey(old)) state.active = dm.key;
+        if (state.muted.delete(dmKey(old))) { state.muted.add(dm.key); saveMuted(); }
+        saveDms();
       }
       system(dm, `${old} is now known as ${now}.`, 'event');
     }
@@ -751,7 +820,8 @@
 
   function onMessage(rest, tags) {
     const [from, text] = split(rest);
-    message(everyone, from, text ?? '', { own: isMe(from), ...kept(tags) });
+    const li = message(everyone, from, text ?? '', { own: isMe(from), ...kept(tags) });
+    alertFor(everyone, li, from, text ?? '');
   }
 
   /** A DM sent from another connection of this account. */
@@ -765,7 +835,7 @@
     const [from, text] = split(rest);
     const c = conv(dmKey(from), 'dm', from);
     c.title = from;
-    if (message(c, from, text ?? '', kept(tags))) notifyDm(from, text ?? '');
+    alertFor(c, message(c, from, text ?? '', kept(tags)), from, text ?? '');
   }
 
   /** `LOGGED <target> <id> <time> <from> <text>` as {target, id, at, from, text}, or null. */
@@ -791,7 +861,8 @@
     const [room, r2] = split(rest);
     const [from, text] = split(r2 ?? '');
     const c = conv(roomKey(room), 'room', room);
-    message(c, from, text ?? '', { own: isMe(from), ...kept(tags) });
+    const li = message(c, from, text ?? '', { own: isMe(from), ...kept(tags) });
+    alertFor(c, li, from, text ?? '');
   }
 
   /** Sends `text` to the active conversation, showing it at once as ours. */
@@ -840,7 +911,7 @@
         item.classList.add('failed');
         const note = el('span', 'fail-note', code === 'DISCONNECTED'
           ? 'The connection was lost before the server confirmed this message.'
-          : `Not delivered: ${why}`);
+          : because('Not delivered', why));
         item.querySelector('.body')?.append(note);
         // It may have been kept all the same: the history after a reconnect will say.
         if (code === 'DISCONNECTED') c.unconfirmed.push({ li: item, text });
@@ -879,7 +950,7 @@
     if (!room.startsWith('#')) room = '#' + room;
     const existing = state.convs.get(roomKey(room));
     if (existing && existing.joined && !rejoin) {
-      showConversation(existing.key);
+      openConversation(existing.key);
       return;
     }
     const members = [];
@@ -914,10 +985,11 @@
           // Back in a room read before: what was said while we were out.
           catchUp(c);
           system(c, `You joined ${c.title}.`, 'event join');
-          if (topic && topic.text) system(c, `Topic: ${topic.text} (set by ${topic.by})`, 'event topic');
+          if (topic && topic.text) system(c, ['Topic, set by ', nameIn(topic.by), ': ', said(topic.text)], 'event topic');
         }
         renderNav();
-        if (show && !rejoin) showConversation(c.key);
+        // Joined to talk: the cursor goes to the room's message box (not the join field).
+        if (show && !rejoin) openConversation(c.key);
         else if (state.active === c.key) { renderHeader(); renderPeople(); }
       },
       fail: (code, text) => {
@@ -931,10 +1003,10 @@
         }
         if (rejoin && c) {
           c.joined = false;
-          system(c, `Could not rejoin ${room}: ${text}`, 'error');
+          system(c, because(`Could not rejoin ${room}`, text), 'error');
           renderNav();
         } else {
-          systemHere(`Could not join ${room}: ${text}`, 'error');
+          systemHere(because(`Could not join ${room}`, text), 'error');
         }
       },
     });
@@ -956,7 +1028,7 @@
           renderNav();
           if (state.active === c.key) showConversation(EVERYONE);
         }
-        system(c, `Could not leave ${c.title}: ${text}`, 'error');
+        system(c, because(`Could not leave ${c.title}`, text), 'error');
       },
     });
   }
@@ -990,7 +1062,7 @@
       return;
     }
     c.members.delete(fold(name));
-    system(c, `${name} left ${c.title}${reason ? ` (${reason})` : ''}.`, 'event leave');
+    system(c, [nameIn(name), ` left ${c.title}`, ...reasonParts(reason), '.'], 'event leave');
     if (state.active === c.key) renderPeople();
   }
 
@@ -999,16 +1071,16 @@
     const [name, r3] = split(r2 ?? '');
     const [by, reason] = split(r3 ?? '');
     const c = conv(roomKey(room), 'room', room);
-    const why = reason ? ` (${reason})` : '';
+    const why = reasonParts(reason);
     if (state.me && fold(name) === fold(state.me)) {
       c.joined = false;
       c.members.clear();
-      system(c, `You were removed from ${c.title} by ${by}${why}.`, 'error');
+      system(c, [`You were removed from ${c.title} by `, nameIn(by), ...why, '.'], 'error');
       renderNav();
       if (state.active === c.key) renderHeader();
     } else {
       c.members.delete(fold(name));
-      system(c, `${name} was removed from ${c.title} by ${by}${why}.`, 'event leave');
+      system(c, [nameIn(name), ` was removed from ${c.title} by `, nameIn(by), ...why, '.'], 'event leave');
     }
     if (state.active === c.key) renderPeople();
   }
@@ -1031,14 +1103,14 @@
     c.topic = text ?? '';
     c.topicBy = by;
     if (isEvent) {
-      system(c, c.topic ? `${by} set the topic: ${c.topic}` : `${by} cleared the topic.`, 'event topic');
+      system(c, c.topic ? [nameIn(by), ' set the topic: ', said(c.topic)] : [nameIn(by), ' cleared the topic.'], 'event topic');
     }
     if (state.active === c.key) renderHeader();
   }
 
   function setTopic(c, text) {
     send(`TOPIC ${c.title} ${text}`, 'TOPIC', {
-      fail: (code, why) => system(c, `Could not set the topic: ${why}`, 'error'),
+      fail: (code, why) => system(c, because('Could not set the topic', why), 'error'),
     });
   }
 
@@ -1055,10 +1127,10 @@
       ok: () => {
         c.topic = topic ? topic.text : '';
         c.topicBy = topic ? topic.by : '';
-        system(c, topic && topic.text ? `Topic: ${topic.text} (set by ${topic.by})` : `${c.title} has no topic.`, 'event topic');
+        system(c, topic && topic.text ? ['Topic, set by ', nameIn(topic.by), ': ', said(topic.text)] : `${c.title} has no topic.`, 'event topic');
         if (state.active === c.key) renderHeader();
       },
-      fail: (code, why) => system(c, why, 'error'),
+      fail: (code, why) => system(c, sentence(why), 'error'),
     });
   }
 
@@ -1079,7 +1151,7 @@
         system(c, `Members of ${c.title} (${members.length}): ${members.join(', ')}`, 'event');
         if (state.active === c.key) renderPeople();
       },
-      fail: (code, why) => system(c, why, 'error'),
+      fail: (code, why) => system(c, sentence(why), 'error'),
     });
   }
 
@@ -1104,7 +1176,7 @@
     if (!ui.roomsDialog.open) ui.roomsDialog.showModal();
     listRooms((rooms, error) => {
       if (error) {
-        ui.roomsStatus.textContent = error;
+        ui.roomsStatus.textContent = sentence(error);
         return;
       }
       ui.roomsStatus.textContent = rooms.length ? `${rooms.length} room${rooms.length === 1 ? '' : 's'}` : 'No rooms yet. Join one by name to create it.';
@@ -1346,6 +1418,10 @@
     const head = el('div', 'meta');
     const who = el('span', 'from', from);
     head.append(who, stamp(at));
+    if (!own && mentionsMe(text)) {
+      li.classList.add('mention');
+      head.append(el('span', 'visually-hidden', 'mentions you'));
+    }
     if (me) {
       li.classList.add('action');
       body.append(el('span', 'text', `* ${from} ${text.slice(4)}`));
@@ -1385,15 +1461,41 @@
     return (m ? m[0] : name[0] || '?').toUpperCase();
   }
 
-  /** Adds a system line (an event, an answer or an error) to a conversation. */
-  function system(c, text, kind = 'event') {
+  /**
+   * Adds a system line (an event, an answer or an error) to a conversation: a text, or parts
+   * (texts and the elements of said() and nameIn()) for a line that quotes what someone typed.
+   */
+  function system(c, parts, kind = 'event') {
     const li = el('li', `msg system ${kind}`);
     const now = new Date();
     li.dataset.at = String(now.getTime());
-    li.append(el('span', 'text', text), stamp(now));
+    const text = el('span', 'text');
+    text.append(...[parts].flat());
+    li.append(text, stamp(now));
     add(c, li, false);
     return li;
   }
+
+  /**
+   * What someone typed (a reason, a topic) inside one of the page's own lines, set apart so it
+   * cannot pass for more of the page's lines: quoted and in italics, on one line (runs of white
+   * space shown as one, cut short with "…", whole on hover), its direction isolated. So a kick
+   * reason of 200 spaces and "atk is now an operator of #r." stays inside its quotes, on the
+   * kick's line.
+   */
+  function said(text) {
+    const flat = text.replace(/\s+/g, ' ').trim();
+    const outer = el('span', 'said');
+    outer.title = flat;
+    outer.append(el('span', 'said-text', flat));
+    return outer;
+  }
+
+  /** A name inside one of the page's lines (names hold no spaces: it is one word). */
+  const nameIn = (name) => el('span', 'name', name);
+
+  /** " (reason)" after a part or a kick, as parts for system(); nothing without a reason. */
+  const reasonParts = (reason) => (reason && reason.trim() ? [' (', said(reason), ')'] : []);
 
   const systemHere = (text, kind) => system(state.convs.get(state.active) || everyone, text, kind);
 
@@ -1442,6 +1544,7 @@
       if (state.active === c.key) placeMarker(c);
     }
     c.unread += 1;
+    if (li.classList.contains('mention')) c.mentions += 1;
     return true;
   }
 
@@ -1523,8 +1626,8 @@
     return `${d.getFullYear()}-${d.getMonth() + 1}-${d.getDate()}`;
   }
 
-  const dayFmt = new Intl.DateTimeFormat(undefined, { weekday: 'long', day: 'numeric', month: 'long' });
-  const yearDayFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'full' });
+  const dayFmt = new Intl.DateTimeFormat(LOCALES, { weekday: 'long', day: 'numeric', month: 'long' });
+  const yearDayFmt = new Intl.DateTimeFormat(LOCALES, { dateStyle: 'full' });
 
   /**
    * "Today", "Yesterday", or the date (with the year if not this one), as of drawing: a log
@@ -1562,14 +1665,26 @@
     ui.messages.scrollTop = ui.messages.scrollHeight;
   }
 
+  /**
+   * The tab's title, as chat apps do: "(2) natter" for two messages for you (mentions and DMs),
+   * "* natter" for other unread messages, muted conversations left out. The menu button of a
+   * narrow screen carries the same news.
+   */
   function updateTitle() {
-    let n = 0;
-    for (const c of state.convs.values()) n += c.unread;
-    document.title = n ? `(${n}) natter` : 'natter';
+    let loud = 0;
+    let unread = 0;
+    for (const c of state.convs.values()) {
+      if (isMuted(c)) continue;
+      loud += loudCount(c);
+      unread += c.unread;
+    }
+    document.title = loud ? `(${loud}) natter` : unread ? '* natter' : 'natter';
     const navUnread = $('nav-unread');
-    navUnread.hidden = n === 0;
-    navUnread.textContent = String(n);
-    ui.toggleNav.setAttribute('aria-label', `${ui.sidebar.classList.contains('open') ? 'Hide' : 'Show'} conversations${n ? `, ${n} unread` : ''}`);
+    navUnread.hidden = unread === 0;
+    navUnread.textContent = String(loud || unread);
+    navUnread.classList.toggle('mention', loud > 0);
+    const news = unread ? `, ${unread} unread${loud ? `, ${loud} for you` : ''}` : '';
+    ui.toggleNav.setAttribute('aria-label', `${ui.sidebar.classList.contains('open') ? 'Hide' : 'Show'} conversations${news}`);
   }
 
   // ---------------------------------------------------------------- rendering panels
@@ -1580,7 +1695,7 @@
     // The conversation left has been read: its "new messages" line has done its job.
     if (left && left !== c) left.firstUnread = null;
     state.active = c.key;
-    c.unread = 0;
+    markRead(c);
     renderMessages(c);
     ui.messages.setAttribute('aria-label', `Messages in ${c.title}`);
     ui.messages.setAttribute('aria-busy', String(ui.loading.isConnected));
@@ -1607,9 +1722,12 @@
     const c = state.convs.get(state.active) || everyone;
     ui.title.textContent = c.kind === 'dm' ? `@ ${c.title}` : c.title;
     ui.roomActions.hidden = c.kind !== 'room' || !c.joined;
+    ui.topic.removeAttribute('title');
     if (c.kind === 'room') {
       ui.topic.textContent = c.joined ? (c.topic || 'No topic') : 'You are not in this room.';
       ui.topic.classList.toggle('muted', !c.topic || !c.joined);
+      // The header shows one line of it: the whole topic on hover.
+      if (c.joined && c.topic) ui.topic.title = `${c.topic} (set by ${c.topicBy})`;
     } else if (c.kind === 'dm') {
       const on = state.users.has(fold(c.title));
       ui.topic.textContent = on ? 'Direct message — online' : 'Direct message — offline';
@@ -1622,6 +1740,7 @@
     const placeholder = c.kind === 'everyone' ? 'Message Everyone' : c.kind === 'room' ? `Message ${c.title}` : `Message ${c.title} privately`;
     ui.input.placeholder = `${placeholder} — /help for commands`;
     ui.input.setAttribute('aria-label', `Message ${c.kind === 'everyone' ? 'Everyone' : c.title}`);
+    renderMute(c);
   }
 
   function navButton(c, label) {
@@ -1631,15 +1750,15 @@
     b.dataset.conv = c.key;
     if (state.active === c.key) b.setAttribute('aria-current', 'page');
     b.append(el('span', 'conv-name', label));
-    if (c.unread) {
-      const badge = el('span', 'badge', String(c.unread));
-      b.append(badge);
-      b.setAttribute('aria-label', `${label}, ${c.unread} unread`);
-    } else {
-      b.setAttribute('aria-label', label);
-    }
+    const muted = isMuted(c);
+    if (muted) b.append(muteMark());
+    if (c.unread) b.append(badgeFor(c));
+    // A DM is for you as a whole: its mentions are not counted apart.
+    const mentions = c.kind !== 'dm' && !muted && c.mentions ? `, ${c.mentions} mention${c.mentions === 1 ? '' : 's'}` : '';
+    b.setAttribute('aria-label', `${label}${c.unread ? `, ${c.unread} unread${mentions}` : ''}${muted ? ', muted' : ''}`);
+    b.classList.toggle('is-muted', muted);
     if (c.kind === 'dm' && !state.users.has(fold(c.title))) b.classList.add('offline');
-    b.addEventListener('click', () => showConversation(c.key));
+    b.addEventListener('click', () => openConversation(c.key));
     li.append(b);
     return li;
   }
@@ -1713,7 +1832,21 @@
   function openDm(name) {
     const c = conv(dmKey(name), 'dm', name);
     renderNav();
-    showConversation(c.key);
+    openConversation(c.key);
+  }
+
+  /** Shows a conversation the person chose, with the cursor in its message box. */
+  function openConversation(key) {
+    showConversation(key);
+    focusComposer();
+  }
+
+  /**
+   * Puts the cursor in the message box, except on touch screens: there it would open the
+   * on-screen keyboard over the conversation just opened, before the person asked to write.
+   */
+  function focusComposer() {
+    if (window.matchMedia?.('(pointer: coarse)').matches) return;
     ui.input.focus();
   }
 
@@ -1723,10 +1856,18 @@
     let text = '';
     let banner = null;
     let action = null;
+    let problem = null; // the welcome form's status says something went wrong
     switch (what) {
       case 'connecting':
         text = 'Connecting…';
-        ui.welcomeStatus.textContent = 'Connecting…';
+        // A retry after a failure keeps saying what failed until it succeeds.
+        ui.welcomeStatus.textContent = connectError() ? `${connectError()} Trying again…` : 'Connecting…';
+        break;
+      case 'stalled':
+        text = 'Connecting…';
+        problem = `Connected to the natter server at ${location.host}, but it has not greeted this page in ${GREET_WAIT / 1000} s. Still waiting…`;
+        banner = problem;
+        ui.welcomeStatus.textContent = problem;
         break;
       case 'greeted':
         text = 'Connected';
@@ -1738,10 +1879,13 @@
         break;
       case 'waiting': {
         const s = Math.max(0, Math.ceil((state.retryAt - Date.now()) / 1000));
+        const again = s > 0 ? ` in ${s} s` : '';
+        const why = connectError();
         text = 'Reconnecting…';
-        banner = `Connection lost. Reconnecting${s > 0 ? ` in ${s} s` : ''}…`;
+        banner = `Connection lost.${why ? ` ${why}` : ''} Reconnecting${again}…`;
         action = ['Reconnect now', reconnectNow];
-        ui.welcomeStatus.textContent = `Cannot reach the server. Trying again${s > 0 ? ` in ${s} s` : ''}…`;
+        problem = `${why || `Lost the connection to the natter server at ${location.host}.`} Trying again${again}…`;
+        ui.welcomeStatus.textContent = problem;
         break;
       }
       case 'quit':
@@ -1759,6 +1903,7 @@
         break;
     }
     if (what !== 'waiting') clearInterval(state.countdownTimer);
+    ui.welcomeStatus.classList.toggle('problem', !!problem || (what === 'connecting' && !!connectError()));
     ui.conn.textContent = text;
     ui.conn.dataset.state = what;
     document.body.dataset.conn = what;
@@ -1775,12 +1920,34 @@
     }
   }
 
+  /**
+   * Why the page could not get connected, in a sentence, or null if the last connection was
+   * greeted (then it was lost, which the status says). The browser tells little: a connection
+   * that failed (refused, unreachable, a proxy's error) is the same close code 1006 to it.
+   */
+  function connectError() {
+    const end = state.lastEnd;
+    const host = location.host;
+    if (!end || end.greeted) return null;
+    if (end.bye) return `The natter server at ${host} turned the connection away: ${sentence(end.bye)}`;
+    if (!end.opened) return `Cannot reach the natter server at ${host}: the browser could not open a connection to it. Is the server running?`;
+    const why = end.reason ? `: ${sentence(end.reason)}` : `${end.code && end.code !== 1006 ? ` (code ${end.code})` : ''}.`;
+    return `The natter server at ${host} closed the connection before greeting this page${why}`;
+  }
+
   /** A server error text as a sentence: capital first letter, a full stop. */
   function sentence(text) {
     const t = (text || '').trim();
     if (!t) return '';
     const s = t[0].toUpperCase() + t.slice(1);
     return /[.!?]$/.test(s) ? s : `${s}.`;
+  }
+
+  /** What the page tried and the server's reason, as one sentence: "Could not join #a: why." */
+  function because(what, why) {
+    const t = (why || '').trim();
+    if (!t) return `${what}.`;
+    return /[.!?]$/.test(t) ? `${what}: ${t}` : `${what}: ${t}.`;
   }
 
   function showWelcome(error, { password = null, account = null } = {}) {
@@ -1837,13 +2004,22 @@
     });
   }
 
-  function notifyDm(from, text) {
+  /** A message just arrived for the person (a DM, or their name said): tell them, unless muted. */
+  function alertFor(c, li, from, text) {
+    if (!li || li.classList.contains('own') || isMuted(c)) return;
+    if (c.kind === 'dm') notify(c, `natter: message from ${from}`, text);
+    else if (li.classList.contains('mention')) notify(c, `natter: ${from} mentioned you in ${c.title}`, text);
+  }
+
+  /** A desktop notification while the tab is hidden, if the person asked for them. */
+  function notify(c, title, body) {
     if (!state.notify || !document.hidden || !('Notification' in window) || Notification.permission !== 'granted') return;
     try {
-      const n = new Notification(`natter: message from ${from}`, { body: text, tag: `natter-dm-${fold(from)}` });
+      // One per conversation at a time: a newer one replaces the older.
+      const n = new Notification(title, { body, tag: `natter-${c.key}` });
       n.onclick = () => {
         window.focus();
-        openDm(from);
+        openConversation(c.key);
         n.close();
       };
     } catch (e) {
@@ -1851,9 +2027,89 @@
     }
   }
 
+  // ---------------------------------------------------------------- mentions and muting
+
+  /** The characters a name may hold: a mention is the name with none of these beside it. */
+  const NAME_CHARS = 'A-Za-z0-9\\[\\]\\\\`_^{|}\\-';
+  let mentionRe = { name: null, re: null };
+
+  /**
+   * Whether a text says the page's name as a word, in any case: "Pia:", "@pia" and "hi PIA!"
+   * do, "pianist" and "pia-bot" (another name) do not. Without the u flag, the i flag folds
+   * no other character into an ASCII letter, so this ignores case as names do.
+   */
+  function mentionsMe(text) {
+    if (!state.me) return false;
+    if (mentionRe.name !== state.me) {
+      const escaped = state.me.replace(/[\\^$.*+?()[\]{}|-]/g, '\\$&');
+      mentionRe = { name: state.me, re: new RegExp(`(?:^|[^${NAME_CHARS}])${escaped}(?![${NAME_CHARS}])`, 'i') };
+    }
+    return mentionRe.re.test(text);
+  }
+
+  /** How many of a conversation's unread messages are for the person: a DM's all, else mentions. */
+  function loudCount(c) {
+    if (isMuted(c)) return 0;
+    return c.kind === 'dm' ? c.unread : c.mentions;
+  }
+
+  function markRead(c) {
+    c.unread = 0;
+    c.mentions = 0;
+  }
+
+  /** An unread count: red when some are for the person, grey when the conversation is muted. */
+  function badgeFor(c) {
+    const badge = el('span', 'badge', String(c.unread));
+    if (isMuted(c)) badge.classList.add('quiet');
+    else if (loudCount(c)) badge.classList.add('mention');
+    return badge;
+  }
+
+  function muteMark() {
+    const mark = el('span', 'mute-mark');
+    mark.setAttribute('aria-hidden', 'true');
+    mark.title = 'Muted';
+    return mark;
+  }
+
+  const isMuted = (c) => state.muted.has(c.key);
+
+  function loadMuted() {
+    try {
+      const keys = JSON.parse(localStorage.getItem('natter.muted') || '[]');
+      return new Set(Array.isArray(keys) ? keys.filter((k) => typeof k === 'string') : []);
+    } catch (e) { return new Set(); }
+  }
+
+  function saveMuted() {
+    try { localStorage.setItem('natter.muted', JSON.stringify([...state.muted])); } catch (e) { /* off */ }
+  }
+
+  function toggleMute() {
+    const c = state.convs.get(state.active) || everyone;
+    if (!state.muted.delete(c.key)) state.muted.add(c.key);
+    saveMuted();
+    renderMute(c);
+    renderNav();
+    updateTitle();
+  }
+
+  /** The header's mute button: a toggle (aria-pressed) named after the conversation shown. */
+  function renderMute(c) {
+    const muted = isMuted(c);
+    const name = c.kind === 'dm' ? `@ ${c.title}` : c.title;
+    ui.muteButton.setAttribute('aria-pressed', String(muted));
+    ui.muteButton.setAttribute('aria-label', `Mute ${name}`);
+    ui.muteButton.title = muted
+      ? `${name} is muted: no notifications, and its unread count stays grey. Click to unmute.`
+      : `Mute ${name}: no notifications, and its unread count stays grey`;
+    ui.muteText.textContent = muted ? 'Muted' : 'Mute';
+  }
+
   // ---------------------------------------------------------------- search
 
-  const resultFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+  const resultFmt = new Intl.DateTimeFormat(LOCALES, { dateStyle: 'medium', timeStyle: 'short' });
 
   /** How a target is named in the page: Everyone, #room, @ name. */
   function targetLabel(target) {
@@ -1922,6 +2178,7 @@
     const head = el('span', 'result-head');
     const t = el('time', 'time', resultFmt.format(m.at));
     t.dateTime = m.at.toISOString();
+    t.title = fullFmt.format(m.at);
     head.append(el('span', 'result-target', targetLabel(m.target)), el('span', 'from', m.from), t);
     const me = m.text.startsWith('/me ') && m.text.length > 4;
     b.append(head, el('span', 'text', me ? `* ${m.from} ${m.text.slice(4)}` : m.text));
@@ -1959,6 +2216,7 @@
     '/help — this list, then the server\'s',
     '/quit — leave the chat',
     '//text — send a message that starts with /',
+    'Keys: Ctrl+K jump to a conversation · Alt+↑/↓ the one above/below · ↑ in an empty box: what you sent · Esc closes',
   ];
 
   function currentRoom(cmd) {
@@ -2032,10 +2290,13 @@
       }
       case 'rooms':
         listRooms((rooms, error) => {
-          if (error) return systemHere(error, 'error');
+          if (error) return systemHere(sentence(error), 'error');
           if (!rooms.length) return systemHere('No rooms yet. /join #name creates one.', 'event');
           systemHere(`Rooms (${rooms.length}):`, 'event');
-          for (const r of rooms) systemHere(`${r.room} — ${r.count} member${r.count === 1 ? '' : 's'}${r.topic ? ` — ${r.topic}` : ''}`, 'event');
+          for (const r of rooms) {
+            const members = `${r.room} — ${r.count} member${r.count === 1 ? '' : 's'}`;
+            systemHere(r.topic ? [members, ' — ', said(r.topic)] : members, 'event');
+          }
           return undefined;
         });
         return true;
@@ -2056,7 +2317,7 @@
         const [user, reason] = split(args.trim());
         if (!user) { systemHere('Usage: /kick name [reason]', 'error'); return false; }
         send(reason ? `KICK ${c.title} ${user} ${reason}` : `KICK ${c.title} ${user}`, 'KICK', {
-          fail: (code, why) => system(c, `Could not remove ${user}: ${why}`, 'error'),
+          fail: (code, why) => system(c, because(`Could not remove ${user}`, why), 'error'),
         });
         return true;
       }
@@ -2069,7 +2330,7 @@
             if (lines.length) systemHere('The server\'s commands (what the page sends for you):', 'event help');
             for (const l of lines) systemHere(l, 'event help mono');
           },
-          fail: (code, why) => systemHere(why, 'error'),
+          fail: (code, why) => systemHere(sentence(why), 'error'),
         });
         return true;
       }
@@ -2083,6 +2344,174 @@
         systemHere(`Unknown command /${cmdRaw}; type /help for the list.`, 'error');
         return false;
     }
+  }
+
+  // ---------------------------------------------------------------- keyboard
+  //
+  // As in Slack and The Lounge: Up in an empty message box brings back what was last sent (Up
+  // again, older; Down, newer), Alt+Up and Alt+Down go to the conversation above or below in
+  // the side bar, Ctrl+K (Cmd+K) opens a box to jump to any conversation by name, and Esc
+  // closes what is open.
+
+  const RECALL_MAX = 100;
+
+  /** Keeps what was sent (a message or a command) for Up to bring back. */
+  function remember(typed) {
+    const r = state.recall;
+    if (r.items[r.items.length - 1] !== typed) r.items.push(typed);
+    if (r.items.length > RECALL_MAX) r.items.shift();
+    r.at = null;
+  }
+
+  /**
+   * Up and Down in the message box walk through what was sent, as long as the box is empty or
+   * still shows what was recalled: once the person edits it, the arrows are theirs again.
+   */
+  function recallKey(e) {
+    if (e.altKey || e.ctrlKey || e.metaKey || e.shiftKey || e.isComposing) return;
+    if (e.key !== 'ArrowUp' && e.key !== 'ArrowDown') return;
+    const r = state.recall;
+    const value = ui.input.value;
+    const browsing = r.at !== null && value === r.items[r.at];
+    if (!browsing && value !== '') return;
+    let at = browsing ? r.at : r.items.length;
+    at += e.key === 'ArrowUp' ? -1 : 1;
+    if (at < 0 || (!browsing && e.key === 'ArrowDown')) return;
+    e.preventDefault();
+    r.at = at < r.items.length ? at : null;
+    ui.input.value = r.at === null ? '' : r.items[r.at];
+    const end = ui.input.value.length;
+    ui.input.setSelectionRange(end, end);
+  }
+
+  /** The conversations in the side bar's order, as their keys. */
+  function sidebarOrder() {
+    return [...ui.sidebar.querySelectorAll('button.conv')].map((b) => b.dataset.conv);
+  }
+
+  /** Alt+Up, Alt+Down: the conversation above or below the one shown, round the ends. */
+  function stepConversation(by) {
+    const keys = sidebarOrder();
+    if (!keys.length) return;
+    const i = keys.indexOf(state.active);
+    const next = i < 0 ? (by > 0 ? 0 : keys.length - 1) : (i + by + keys.length) % keys.length;
+    openConversation(keys[next]);
+  }
+
+  function onShortcut(e) {
+    if (ui.app.hidden) return;
+    // A modal dialog (rooms, account, the jump box) has the keyboard; Esc closes it natively.
+    const modal = ui.roomsDialog.open || ui.accountDialog.open || ui.switcher.open;
+    if ((e.ctrlKey || e.metaKey) && !e.altKey && e.key.toLowerCase() === 'k') {
+      e.preventDefault(); // the browser's own Ctrl+K (its search box) is not what is meant here
+      if (!ui.switcher.open) openSwitcher();
+      return;
+    }
+    if (modal) return;
+    if (e.altKey && !e.ctrlKey && !e.metaKey && (e.key === 'ArrowUp' || e.key === 'ArrowDown')) {
+      e.preventDefault();
+      stepConversation(e.key === 'ArrowUp' ? -1 : 1);
+      return;
+    }
+    if (e.key === 'Escape' && closeTopmost()) e.preventDefault();
+  }
+
+  /** Esc: closes the side panel, the search panel or the topic box, the one on top. */
+  function closeTopmost() {
+    if (!ui.scrim.hidden) {
+      closePanels();
+      return true;
+    }
+    if (ui.searchDialog.open) {
+      ui.searchDialog.close();
+      ui.searchButton.focus();
+      return true;
+    }
+    if (!ui.topicForm.hidden) {
+      ui.topicForm.hidden = true;
+      ui.topicButton.focus();
+      return true;
+    }
+    return false;
+  }
+
+  // The jump box: every conversation, the people online without one, and a room to join.
+
+  function openSwitcher() {
+    closePanels();
+    ui.switcherInput.value = '';
+    renderSwitcher();
+    if (!ui.switcher.open) ui.switcher.showModal();
+    ui.switcherInput.focus();
+  }
+
+  /** What the jump box offers for its text, best first: [{label, hint, go}]. */
+  function switcherChoices(typed) {
+    const want = fold(typed.trim().replace(/^@\s*/, ''));
+    const all = [];
+    for (const key of sidebarOrder()) {
+      const c = state.convs.get(key);
+      if (!c) continue;
+      const hint = c.kind === 'dm' ? 'Direct message' : c.kind === 'room' ? 'Room' : 'Everyone online';
+      all.push({ label: c.kind === 'dm' ? `@ ${c.title}` : c.title, name: c.title, hint, conv: c, go: () => openConversation(key) });
+    }
+    for (const name of [...state.users.values()].sort((a, b) => fold(a).localeCompare(fold(b)))) {
+      if (isMe(name) || state.convs.has(dmKey(name))) continue;
+      all.push({ label: `@ ${name}`, name, hint: 'Online: start a direct message', go: () => openDm(name) });
+    }
+    // A typed #room that is not one of ours: offer to join it.
+    const room = typed.trim();
+    if (/^#\S+$/.test(room) && !all.some((x) => fold(x.name) === fold(room))) {
+      all.push({ label: room, name: room, hint: 'Join this room', go: () => joinRoom(room) });
+    }
+    if (!want) return all;
+    // Names that start with the text first, then those that contain it; the side bar's order within.
+    const starts = all.filter((x) => fold(x.name).replace(/^#/, '').startsWith(want.replace(/^#/, '')));
+    const contains = all.filter((x) => !starts.includes(x) && fold(x.name).includes(want));
+    return [...starts, ...contains];
+  }
+
+  function renderSwitcher() {
+    const choices = switcherChoices(ui.switcherInput.value).slice(0, 12);
+    state.switcher = { choices, active: 0 };
+    ui.switcherList.replaceChildren(...choices.map((x, i) => {
+      const li = el('li', 'switcher-item');
+      li.id = `switcher-${i}`;
+      li.setAttribute('role', 'option');
+      li.append(el('span', 'switcher-label', x.label), el('span', 'switcher-hint', x.hint));
+      if (x.conv?.unread) li.append(badgeFor(x.conv));
+      li.addEventListener('click', () => chooseSwitcher(i));
+      return li;
+    }));
+    ui.switcherEmpty.hidden = choices.length > 0;
+    markSwitcher(0);
+  }
+
+  /** Marks the choice Enter would take (the input keeps the focus; aria-activedescendant). */
+  function markSwitcher(i) {
+    state.switcher.active = i;
+    const items = ui.switcherList.children;
+    for (let j = 0; j < items.length; j++) items[j].setAttribute('aria-selected', String(j === i));
+    if (items[i]) {
+      ui.switcherInput.setAttribute('aria-activedescendant', items[i].id);
+      items[i].scrollIntoView({ block: 'nearest' });
+    } else {
+      ui.switcherInput.removeAttribute('aria-activedescendant');
+    }
+  }
+
+  function switcherKey(e) {
+    const n = state.switcher.choices.length;
+    if (!n || (e.key !== 'ArrowDown' && e.key !== 'ArrowUp')) return;
+    e.preventDefault();
+    markSwitcher((state.switcher.active + (e.key === 'ArrowDown' ? 1 : -1) + n) % n);
+  }
+
+  function chooseSwitcher(i) {
+    const choice = state.switcher.choices[i];
+    if (!choice) return;
+    ui.switcher.close();
+    choice.go();
   }
 
   // ---------------------------------------------------------------- panels on narrow screens
@@ -2217,7 +2646,10 @@
   ui.composer.addEventListener('submit', (e) => {
     e.preventDefault();
     const typed = ui.input.value;
-    if (submit(typed)) ui.input.value = '';
+    if (submit(typed)) {
+      remember(typed);
+      ui.input.value = '';
+    }
     ui.input.focus();
   });
 
@@ -2231,6 +2663,7 @@
 
   ui.browse.addEventListener('click', openRoomsDialog);
   ui.searchButton.addEventListener('click', openSearch);
+  ui.muteButton.addEventListener('click', toggleMute);
   ui.searchForm.addEventListener('submit', (e) => {
     e.preventDefault();
     search();
@@ -2263,25 +2696,33 @@
     ui.input.focus();
   });
   ui.topicForm.addEventListener('keydown', (e) => {
-    if (e.key === 'Escape') { ui.topicForm.hidden = true; ui.topicButton.focus(); }
+    if (e.key !== 'Escape') return;
+    // This box, not whatever else is open: it has the focus.
+    e.stopPropagation();
+    ui.topicForm.hidden = true;
+    ui.topicButton.focus();
   });
 
   ui.toggleNav.addEventListener('click', () => setPanel('nav', !ui.sidebar.classList.contains('open')));
   ui.togglePeople.addEventListener('click', () => setPanel('people', !ui.people.classList.contains('open')));
   ui.scrim.addEventListener('click', closePanels);
-  document.addEventListener('keydown', (e) => {
-    if (e.key === 'Escape' && !ui.scrim.hidden) closePanels();
-    if (e.key === 'Escape' && ui.searchDialog.open) {
-      ui.searchDialog.close();
-      ui.searchButton.focus();
-    }
+  document.addEventListener('keydown', onShortcut);
+  ui.input.addEventListener('keydown', recallKey);
+  ui.jumpButton.addEventListener('click', openSwitcher);
+  ui.switcherInput.addEventListener('input', renderSwitcher);
+  ui.switcherInput.addEventListener('keydown', switcherKey);
+  ui.switcherForm.addEventListener('submit', (e) => {
+    e.preventDefault();
+    chooseSwitcher(state.switcher.active);
   });
+  // A click beside the box (on the backdrop) closes it, as Esc does.
+  ui.switcher.addEventListener('click', (e) => { if (e.target === ui.switcher) ui.switcher.close(); });
 
   document.addEventListener('visibilitychange', () => {
     if (!document.hidden) {
       const c = state.convs.get(state.active);
       if (c && c.unread) {
-        c.unread = 0;
+        markRead(c);
         renderNav();
         updateTitle();
       }
@@ -2310,12 +2751,15 @@
   initNotifications();
   renderNav();
   ui.nameInput.focus();
+  // A remembered name is selected: typing another replaces it instead of adding to it.
+  ui.nameInput.select();
   connect();
 
   // For tests and the curious: read-only views of the state.
   window.natter = Object.freeze({
     get name() { return state.me; },
     get connected() { return state.connected; },
+    get open() { return state.ws?.readyState === WebSocket.OPEN; }, // greeted or not
     get pending() { return state.pending.length; },
     get account() { return state.account; },
   });
