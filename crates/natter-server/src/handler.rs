@@ -49,6 +49,12 @@ pub trait Handler {
     fn waiting(&self) -> bool {
         false
     }
+    /// Whether the connection must hold further input back while the session waits; a
+    /// session may wait without that (answers to messages being kept, while more messages
+    /// are relayed).
+    fn blocks_input(&self) -> bool {
+        self.waiting()
+    }
     /// Polls for it (bounded in time) and, once it came, finishes what the line began.
     fn poll_resume(&mut self, _cx: &mut Context<'_>) -> Poll<Flow> {
         Poll::Ready(Flow::Continue)

@@ -234,6 +234,9 @@ pub struct Later {
     wait: Pin<Box<dyn Future<Output = Bytes> + Send>>,
     /// A line read before the wait began, to be handled once it is over.
     pub deferred: Option<Box<[u8]>>,
+    /// More messages may be read and relayed meanwhile (their answers queue behind this
+    /// one's): the wait is for answers only, not for input.
+    pub flowing: bool,
 }
 
 impl Later {
@@ -242,7 +245,35 @@ impl Later {
         Later {
             wait: Box::pin(f),
             deferred: None,
+            flowing: false,
         }
+    }
+
+    /// This wait's answer, then `next`'s: one wait for both, in order. It lets input flow
+    /// only if both do.
+    pub fn then(self, next: Later) -> Later {
+        debug_assert!(
+            self.deferred.is_none(),
+            "no line waits behind a flowing wait"
+        );
+        let flowing = self.flowing && next.flowing;
+        let (first, second) = (self.wait, next.wait);
+        let mut both = Later::new(async move {
+            let a = first.await;
+            let b = second.await;
+            if a.is_empty() {
+                b
+            } else if b.is_empty() {
+                a
+            } else {
+                let mut out = bytes::BytesMut::with_capacity(a.len() + b.len());
+                out.extend_from_slice(&a);
+                out.extend_from_slice(&b);
+                out.freeze()
+            }
+        });
+        both.flowing = flowing;
+        both
     }
 
     /// Polls for the answer.
@@ -255,6 +286,7 @@ impl std::fmt::Debug for Later {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Later")
             .field("deferred", &self.deferred.as_ref().map(|d| d.len()))
+            .field("flowing", &self.flowing)
             .finish_non_exhaustive()
     }
 }

@@ -773,20 +773,21 @@ impl Session {
     }
 
     /// Answers `count` messages with `answer` each: at once if they are not kept, or else
-    /// once the log has them, the session taking no other line meanwhile (an `OK` promises
-    /// the message survives a crash). If the store fails them, each gets an `ERROR`
-    /// instead: delivered, but not kept.
+    /// once the log has them (an `OK` promises the message survives a crash). Meanwhile more
+    /// messages are read and relayed, their answers queued behind these; any other command
+    /// waits for them, so answers stay in command order. A store whose queue is full holds
+    /// input back instead. If the store fails them, each gets an `ERROR`: delivered, but not
+    /// kept.
     fn answer_when_kept(&mut self, kept: Option<Keeping>, answer: Bytes, count: usize) {
-        debug_assert!(
-            self.pending.is_none(),
-            "a line was taken while the session waited"
-        );
         let Some(mut kept) = kept else {
+            let mut out = BytesMut::with_capacity(answer.len() * count);
             for _ in 0..count {
-                self.reply(answer.clone());
+                out.extend_from_slice(&answer);
             }
+            self.answer_in_order(out.freeze());
             return;
         };
+        let backlog = kept.backlog;
         // A client that said TAGS ON learns each kept message's id from its OK.
         let ids = if self.tags {
             std::mem::take(&mut kept.ids)
@@ -815,6 +816,37 @@ impl Session {
             }
             out.freeze()
         });
+        let mut later = later;
+        later.flowing = !backlog;
+        self.queue_answer(later);
+    }
+
+    /// Sends `answer` after the answers still waiting for the log, if any, else at once.
+    fn answer_in_order(&mut self, answer: Bytes) {
+        if answer.is_empty() {
+            return;
+        }
+        if matches!(self.pending.as_deref(), Some(Wait::Later(_))) {
+            let mut ready = Later::new(std::future::ready(answer));
+            ready.flowing = true;
+            self.queue_answer(ready);
+        } else {
+            self.reply(answer);
+        }
+    }
+
+    /// Makes `later` the session's wait, after the one under way if there is one.
+    fn queue_answer(&mut self, later: Later) {
+        let later = match self.pending.take().map(|w| *w) {
+            Some(Wait::Later(before)) => before.then(later),
+            Some(other) => {
+                // Messages are only taken while nothing else is awaited.
+                debug_assert!(false, "a message answered during {other:?}");
+                self.pending = Some(Box::new(other));
+                return;
+            }
+            None => later,
+        };
         self.pending = Some(Box::new(Wait::Later(later)));
     }
 
@@ -924,7 +956,6 @@ impl Session {
             t
         });
         if let Some(to) = &b.to {
-            let each = |answer: &dyn Fn()| b.ends.iter().for_each(|_| answer());
             match self.hub.direct_many(self.id, to, texts) {
                 Ok(target) => {
                     let answer = if target.queued {
@@ -934,32 +965,37 @@ impl Session {
                     };
                     self.answer_when_kept(target.kept, answer, b.ends.len());
                 }
-                Err(ErrorCode::NoSuchUser) => each(&|| {
-                    self.reply_error(
-                        ErrorCode::NoSuchUser,
-                        format!("no user named {} is online", shown(to)),
-                    )
-                }),
-                Err(code) => each(&|| self.error(code)),
+                Err(ErrorCode::NoSuchUser) => {
+                    let text = format!("no user named {} is online", shown(to));
+                    self.errors_in_order(ErrorCode::NoSuchUser, Some(text), b.ends.len());
+                }
+                Err(code) => self.errors_in_order(code, None, b.ends.len()),
             }
             return;
         }
         match self.hub.broadcast_many(self.id, texts) {
-            Ok((0, _)) => {
-                for _ in &b.ends {
-                    self.error(ErrorCode::NoRecipients);
-                }
-            }
+            Ok((0, _)) => self.errors_in_order(ErrorCode::NoRecipients, None, b.ends.len()),
             Ok((n, kept)) => {
                 let answer = ok("MESSAGE", &n.to_string());
                 self.answer_when_kept(kept, answer, b.ends.len());
             }
-            Err(code) => {
-                for _ in &b.ends {
-                    self.error(code);
-                }
-            }
+            Err(code) => self.errors_in_order(code, None, b.ends.len()),
         }
+    }
+
+    /// `count` answers `ERROR <code> <text>` (the code's own text if `None`), counted for
+    /// `/metrics`, after any answers still waiting for the log.
+    fn errors_in_order(&mut self, code: ErrorCode, text: Option<String>, count: usize) {
+        let one = match text {
+            Some(t) => err(code, t),
+            None => err(code, code.default_text()),
+        };
+        let mut out = BytesMut::with_capacity(one.len() * count);
+        for _ in 0..count {
+            self.hub.stats().error(code);
+            out.extend_from_slice(&one);
+        }
+        self.answer_in_order(out.freeze());
     }
 
     fn join(&self, j: RoomArg<'_>) {
@@ -1171,6 +1207,16 @@ impl Handler for Session {
 
     fn waiting(&self) -> bool {
         self.pending.is_some()
+    }
+
+    fn blocks_input(&self) -> bool {
+        match self.pending.as_deref() {
+            None => false,
+            // Answers to messages in the log's hands: more messages may come meanwhile; a
+            // line of any other kind is held (`deferred`) and then holds the rest.
+            Some(Wait::Later(l)) => !l.flowing || l.deferred.is_some(),
+            Some(_) => true,
+        }
     }
 
     fn poll_resume(&mut self, cx: &mut Context<'_>) -> Poll<Flow> {

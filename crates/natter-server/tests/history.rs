@@ -793,3 +793,41 @@ async fn an_irc_client_reads_history_with_chathistory_in_batches_with_msgids() {
         "{live} vs {newest:?}"
     );
 }
+
+#[tokio::test]
+async fn messages_flow_on_while_the_last_ones_are_committed_and_answers_keep_their_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("natter.db");
+    let s = TestServer::with(sqlite(&dir)).await;
+    let mut alice = s.user("alice").await;
+    let mut bob = s.user("bob").await;
+    assert_eq!(alice.text().await, "ONLINE bob");
+    // The commit of the first message is held up by another program's lock...
+    let db = rusqlite::Connection::open(&path).unwrap();
+    db.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    alice.say("MESSAGE one").await;
+    assert_eq!(bob.text().await, "MESSAGE alice one");
+    // ... and the next messages are relayed meanwhile, not held behind it.
+    alice.say("MESSAGE two").await;
+    assert_eq!(bob.text().await, "MESSAGE alice two");
+    alice.say("DM bob three").await;
+    assert_eq!(bob.text().await, "DM alice three");
+    // Any other command waits for the answers before it, which wait for the commit.
+    alice.say("LIST").await;
+    db.execute_batch("COMMIT").unwrap();
+    for want in ["OK MESSAGE 1", "OK MESSAGE 1", "OK DM bob"] {
+        assert_eq!(alice.text().await, want);
+    }
+    let mut list = Vec::new();
+    loop {
+        let l = alice.text().await;
+        if l.starts_with("OK ") {
+            assert_eq!(l, "OK LIST 2");
+            break;
+        }
+        list.push(l);
+    }
+    assert_eq!(list, ["USER alice", "USER bob"]);
+    let (kept, _) = ask_log(&mut bob, "HISTORY *").await;
+    assert_eq!(texts(&kept), ["one", "two"]);
+}

@@ -150,7 +150,7 @@ impl<W: Wire, H: Handler> Driver<W, H> {
 
     /// Whether anything stops this connection from taking input besides flood control.
     fn input_blocked(&self) -> bool {
-        self.handler.waiting()
+        self.handler.blocks_input()
             || self.handler.answering()
             || self.outbox.is_held()
             || self.outbox.congested()
