@@ -2573,6 +2573,26 @@ mod tests {
         }
     }
 
+    /// The connection lost, and a new one made at once, before anything is said on it.
+    fn lose_and_reconnect(m: &mut Model) {
+        m.on_net(
+            NetEvent::Lost {
+                error: "x".into(),
+                attempt: 0,
+                retry_in: Duration::ZERO,
+            },
+            now(),
+        );
+        m.on_net(
+            NetEvent::Connected {
+                addr: "h".into(),
+                reconnect: true,
+                tls: false,
+            },
+            now(),
+        );
+    }
+
     fn sent(m: &mut Model) -> Vec<String> {
         m.take_commands()
             .into_iter()
@@ -2994,22 +3014,7 @@ mod tests {
     #[test]
     fn a_name_taken_meanwhile_asks_for_another() {
         let mut m = signed_in();
-        m.on_net(
-            NetEvent::Lost {
-                error: "x".into(),
-                attempt: 0,
-                retry_in: Duration::ZERO,
-            },
-            now(),
-        );
-        m.on_net(
-            NetEvent::Connected {
-                addr: "h".into(),
-                reconnect: true,
-                tls: false,
-            },
-            now(),
-        );
+        lose_and_reconnect(&mut m);
         feed(
             &mut m,
             &[
@@ -3318,22 +3323,7 @@ mod tests {
             "2026-05-01T08:00:00.500+00:00"
         );
         // The log holding it adds nothing.
-        m.on_net(
-            NetEvent::Lost {
-                error: "x".into(),
-                attempt: 0,
-                retry_in: Duration::ZERO,
-            },
-            now(),
-        );
-        m.on_net(
-            NetEvent::Connected {
-                addr: "h".into(),
-                reconnect: true,
-                tls: false,
-            },
-            now(),
-        );
+        lose_and_reconnect(&mut m);
         feed(&mut m, &["OK TAGS ON", "OK REGISTER alice"]);
         let asked = sent(&mut m);
         assert!(
@@ -3377,22 +3367,7 @@ mod tests {
         // Ours, lost with the connection before its answer came.
         m.submit("mine", now());
         sent(&mut m);
-        m.on_net(
-            NetEvent::Lost {
-                error: "x".into(),
-                attempt: 0,
-                retry_in: Duration::ZERO,
-            },
-            now(),
-        );
-        m.on_net(
-            NetEvent::Connected {
-                addr: "h".into(),
-                reconnect: true,
-                tls: false,
-            },
-            now(),
-        );
+        lose_and_reconnect(&mut m);
         feed(&mut m, &["OK TAGS ON", "OK REGISTER alice"]);
         assert_eq!(
             sent(&mut m),
@@ -3453,22 +3428,7 @@ mod tests {
             &mut m,
             &["MESSAGE bob while away", "MESSAGE bob while away"],
         );
-        m.on_net(
-            NetEvent::Lost {
-                error: "x".into(),
-                attempt: 0,
-                retry_in: Duration::ZERO,
-            },
-            now(),
-        );
-        m.on_net(
-            NetEvent::Connected {
-                addr: "h".into(),
-                reconnect: true,
-                tls: false,
-            },
-            now(),
-        );
+        lose_and_reconnect(&mut m);
         feed(&mut m, &["OK TAGS ON", "OK REGISTER alice"]);
         assert!(sent(&mut m).contains(&"HISTORY * 200 AFTER 5".to_owned()));
         feed(
