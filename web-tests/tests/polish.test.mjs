@@ -181,9 +181,11 @@ describe('the page polished', { timeout: 60_000 }, () => {
     assert.match(a.title, /^(Sun|Mon|Tues|Wednes|Thurs|Fri|Satur)day, [A-Z][a-z]+ \d{1,2}, \d{4}\b.*\d{1,2}:\d\d:\d\d\s(AM|PM)$/);
     // de-DE: 24 hours, no AM or PM; the title in German.
     const d = await at(de);
-    assert.match(d.text, /^\d{2}:\d\d$/);
-    assert.equal(Number(d.text.slice(0, 2)), d.hour);
-    assert.match(d.title, /^(Sonntag|Montag|Dienstag|Mittwoch|Donnerstag|Freitag|Samstag), \d{1,2}\. [A-ZÄÖÜ][a-zäöü]+ \d{4}\b.*\d{2}:\d\d:\d\d$/);
+    // Whether the hour has a leading zero is the locale data's choice (Chromium's says "1:07").
+    const g = /^(\d{1,2}):\d\d$/.exec(d.text);
+    assert.ok(g, d.text);
+    assert.equal(Number(g[1]), d.hour);
+    assert.match(d.title, /^(Sonntag|Montag|Dienstag|Mittwoch|Donnerstag|Freitag|Samstag), \d{1,2}\. [A-ZÄÖÜ][a-zäöü]+ \d{4}\b.*\d{1,2}:\d\d:\d\d$/);
     noScriptRan(us);
     noScriptRan(de);
   });
