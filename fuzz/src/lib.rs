@@ -307,6 +307,14 @@ fn check_command<'a>(raw: &'a [u8], s: &mut Session<'a>) {
                 text: b(text.unwrap_or("")),
             });
         }
+        Command::Typing(t) => {
+            assert!(matches!(t.state, "active" | "paused" | "done"));
+            round_trip(&ServerLine::Typing {
+                place: b("*"),
+                from: b(s.name),
+                state: b(t.state),
+            });
+        }
         Command::Mode(ModeCmd { room, change: None }) => {
             assert_eq!(room::validate(room), Ok(()));
         }
@@ -509,7 +517,8 @@ fn in_domain(line: &ServerLine<'_>) -> bool {
         ServerLine::User { name }
         | ServerLine::Account { name }
         | ServerLine::Online { name }
-        | ServerLine::Offline { name } => n(name),
+        => n(name),
+        ServerLine::Offline { name, reason } => n(name) && t0(reason),
         ServerLine::Message { from, text }
         | ServerLine::Dm { from, text }
         | ServerLine::Sent { to: from, text } => n(from) && t(text),
@@ -529,6 +538,11 @@ fn in_domain(line: &ServerLine<'_>) -> bool {
         ServerLine::Member { room, name, .. } => r(room) && n(name),
         ServerLine::Mode { room, by, change } => r(room) && n(by) && t(change),
         ServerLine::Invited { room, by } => r(room) && n(by),
+        ServerLine::Typing { place, from, state } => {
+            (place == "*" || r(place) || n(place))
+                && n(from)
+                && matches!(state.as_ref(), "active" | "paused" | "done")
+        }
         ServerLine::Ban { room, mask, by, at } => {
             r(room)
                 && n(by)

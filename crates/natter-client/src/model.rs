@@ -1773,14 +1773,21 @@ impl Model {
                     self.event(&dm, now, &format!("{name} is back online"));
                 }
             }
-            ServerLine::Offline { name } => {
+            ServerLine::Offline { name, reason } => {
                 self.log_presence(Presence::Offline(name.to_string()));
                 self.user_offline(&name);
-                self.event(&ConvId::Everyone, now, &format!("{name} went offline"));
+                // The reason is the leaver's own words (an IRC quit message): quoted, so it
+                // cannot pass for the client's.
+                let text = if reason.is_empty() {
+                    format!("{name} went offline")
+                } else {
+                    format!("{name} went offline: \u{201c}{reason}\u{201d}")
+                };
+                self.event(&ConvId::Everyone, now, &text);
                 let dm = ConvId::dm(&name);
                 if let Some(c) = self.conv_mut(&dm) {
                     c.joined = false;
-                    self.event(&dm, now, &format!("{name} went offline"));
+                    self.event(&dm, now, &text);
                 }
             }
             ServerLine::Renamed { old, new } => {
@@ -1851,8 +1858,8 @@ impl Model {
                 let text = format!("{by} invited you to {room}: /join {room}");
                 self.event(&ConvId::Everyone, now, &text);
             }
-            // Nothing here asks for a ban list yet.
-            ServerLine::Ban { .. } => {}
+            // Nothing here asks for a ban list yet, nor shows who is typing.
+            ServerLine::Ban { .. } | ServerLine::Typing { .. } => {}
             ServerLine::Operator { room, name } => {
                 let id = ConvId::room(&room);
                 if let Some(c) = self.conv_mut(&id) {

@@ -720,7 +720,7 @@ fn quitting_says_goodbye() {
     expect_line(
         &rt,
         &mut bob,
-        |l| matches!(l, ServerLine::Offline { name } if name == "alice"),
+        |l| matches!(l, ServerLine::Offline { name, .. } if name == "alice"),
     );
 }
 
@@ -741,7 +741,7 @@ fn closing_the_window_says_close() {
     expect_line(
         &rt,
         &mut bob,
-        |l| matches!(l, ServerLine::Offline { name } if name == "alice"),
+        |l| matches!(l, ServerLine::Offline { name, .. } if name == "alice"),
     );
 }
 
@@ -760,7 +760,7 @@ fn disconnecting_returns_to_the_connect_screen() {
     expect_line(
         &rt,
         &mut bob,
-        |l| matches!(l, ServerLine::Offline { name } if name == "alice"),
+        |l| matches!(l, ServerLine::Offline { name, .. } if name == "alice"),
     );
     // The last name is offered again; here we come back as someone else.
     assert_eq!(h.state().name_draft, "alice");

@@ -71,6 +71,17 @@ pub enum Command<'a> {
     Bans(RoomArg<'a>),
     /// `INVITE <room> <user>`: let someone into an invite-only room (or just tell them).
     Invite(Invite<'a>),
+    /// `TYPING <target> active|paused|done`: tell the others there that you are typing.
+    Typing(Typing<'a>),
+}
+
+/// `TYPING <target> active|paused|done`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Typing<'a> {
+    /// Where: Everyone, a room, or a DM.
+    pub target: Target<'a>,
+    /// `active`, `paused` or `done`, lower case.
+    pub state: &'static str,
 }
 
 /// `JOIN <room> [key]`.
@@ -662,6 +673,16 @@ impl<'a> Command<'a> {
             let room = p.room()?;
             p.finish()?;
             Command::Bans(RoomArg { room })
+        } else if is("TYPING") {
+            p.command = "TYPING";
+            let target = Target::parse(p.word("a target (*, a #room or a user's name)")?)?;
+            let w = p.word("active, paused or done")?;
+            p.finish()?;
+            let state = ["active", "paused", "done"]
+                .into_iter()
+                .find(|s| w.eq_ignore_ascii_case(s))
+                .ok_or_else(|| bad_parameter("TYPING takes active, paused or done"))?;
+            Command::Typing(Typing { target, state })
         } else if is("INVITE") {
             p.command = "INVITE";
             let room = p.room()?;
@@ -723,6 +744,7 @@ impl<'a> Command<'a> {
             Self::Mode(_) => "MODE",
             Self::Bans(_) => "BANS",
             Self::Invite(_) => "INVITE",
+            Self::Typing(_) => "TYPING",
         }
     }
 
@@ -959,6 +981,15 @@ mod tests {
             })
         );
         assert_eq!(err("INVITE #r"), ErrorCode::MissingParameter);
+        assert_eq!(
+            ok("typing #r Active"),
+            Command::Typing(Typing {
+                target: Target::Room("#r"),
+                state: "active"
+            })
+        );
+        assert_eq!(err("TYPING * soon"), ErrorCode::BadParameter);
+        assert_eq!(err("TYPING bob"), ErrorCode::MissingParameter);
         assert_eq!(
             ok("PART #r  gone  fishing "),
             Command::Part(Part {

@@ -152,6 +152,12 @@ pub const ENTRIES: &[Entry] = &[
                   an id), so that live lines and HISTORY can be merged",
     },
     Entry {
+        verb: "TYPING",
+        usage: "TYPING <target> active|paused|done",
+        summary: "tell the others in * (Everyone), a #room or your DMs with a user that you are \
+                  typing, paused or done; they see TYPING if they said TAGS ON",
+    },
+    Entry {
         verb: "CLOSE",
         usage: "CLOSE",
         summary: "leave and close the connection",

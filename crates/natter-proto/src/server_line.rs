@@ -77,10 +77,14 @@ pub enum ServerLine<'a> {
         /// The new user's name.
         name: Cow<'a, str>,
     },
-    /// `OFFLINE <name>`: a registered user left.
+    /// `OFFLINE <name> [reason]`: a registered user left; the reason when it said one or
+    /// was made to leave (an IRC user's quit message, a kill, a timeout), none for a plain
+    /// disconnect.
     Offline {
         /// The leaving user's name.
         name: Cow<'a, str>,
+        /// Why, possibly empty.
+        reason: Cow<'a, str>,
     },
     /// `RENAMED <old> <new>`: a registered user changed name.
     Renamed {
@@ -156,6 +160,17 @@ pub enum ServerLine<'a> {
         by: Cow<'a, str>,
         /// The change, `+m` or `+b mask`, as `MODE` writes it.
         change: Cow<'a, str>,
+    },
+    /// `TYPING <where> <from> <state>`: someone is typing (`active`), paused or stopped
+    /// (`done`) in Everyone (`*`), a room, or your conversation with them (their name); only
+    /// for clients that said `TAGS ON`.
+    Typing {
+        /// `*`, a room, or the typist's name for a DM.
+        place: Cow<'a, str>,
+        /// Who.
+        from: Cow<'a, str>,
+        /// `active`, `paused` or `done`.
+        state: Cow<'a, str>,
     },
     /// `INVITED <room> <by>`: someone invited you into a room.
     Invited {
@@ -289,10 +304,13 @@ impl<'a> ServerLine<'a> {
                 word(out, reason.as_str());
                 text(out, t);
             }
-            Self::User { name }
-            | Self::Account { name }
-            | Self::Online { name }
-            | Self::Offline { name } => word(out, name),
+            Self::User { name } | Self::Account { name } | Self::Online { name } => word(out, name),
+            Self::Offline { name, reason } => {
+                word(out, name);
+                if !reason.is_empty() {
+                    text(out, reason);
+                }
+            }
             Self::Message { from, text: t }
             | Self::Dm { from, text: t }
             | Self::Sent { to: from, text: t } => {
@@ -380,6 +398,11 @@ impl<'a> ServerLine<'a> {
                 word(out, room);
                 word(out, by);
             }
+            Self::Typing { place, from, state } => {
+                word(out, place);
+                word(out, from);
+                word(out, state);
+            }
             Self::Ban { room, mask, by, at } => {
                 word(out, room);
                 word(out, mask);
@@ -414,10 +437,8 @@ impl<'a> ServerLine<'a> {
             Self::Hello { text } | Self::Help { text } => field(text),
             Self::Ok { verb, detail } => field(verb) + field(detail),
             Self::Error { text, .. } | Self::Bye { text, .. } => 24 + field(text),
-            Self::User { name }
-            | Self::Account { name }
-            | Self::Online { name }
-            | Self::Offline { name } => field(name),
+            Self::User { name } | Self::Account { name } | Self::Online { name } => field(name),
+            Self::Offline { name, reason } => field(name) + field(reason),
             Self::Message { from, text }
             | Self::Dm { from, text }
             | Self::Sent { to: from, text } => field(from) + field(text),
@@ -435,6 +456,7 @@ impl<'a> ServerLine<'a> {
             Self::Member { room, name, .. } => field(room) + field(name) + 1,
             Self::Mode { room, by, change } => field(room) + field(by) + field(change),
             Self::Invited { room, by } => field(room) + field(by),
+            Self::Typing { place, from, state } => field(place) + field(from) + field(state),
             Self::Ban { room, mask, by, at } => field(room) + field(mask) + field(by) + field(at),
             Self::Parted { room, name, reason } => field(room) + field(name) + field(reason),
             Self::Kicked {
@@ -472,6 +494,7 @@ impl<'a> ServerLine<'a> {
             Self::Member { .. } => "MEMBER",
             Self::Mode { .. } => "MODE",
             Self::Invited { .. } => "INVITED",
+            Self::Typing { .. } => "TYPING",
             Self::Ban { .. } => "BAN",
             Self::Room { .. } => "ROOM",
             Self::Operator { .. } => "OPERATOR",
@@ -536,9 +559,13 @@ impl<'a> ServerLine<'a> {
             "ONLINE" => Self::Online {
                 name: one_word(rest)?,
             },
-            "OFFLINE" => Self::Offline {
-                name: one_word(rest)?,
-            },
+            "OFFLINE" => {
+                let (name, reason) = split(need(rest)?);
+                Self::Offline {
+                    name: Cow::Borrowed(name),
+                    reason: Cow::Borrowed(reason.unwrap_or("")),
+                }
+            }
             "MESSAGE" => {
                 let (from, text) = word_and_text(rest)?;
                 Self::Message {
@@ -641,6 +668,15 @@ impl<'a> ServerLine<'a> {
                     change,
                 }
             }
+            "TYPING" => {
+                let (place, rest) = split(need(rest)?);
+                let (from, state) = split(need(rest)?);
+                Self::Typing {
+                    place: Cow::Borrowed(place),
+                    from: Cow::Borrowed(from),
+                    state: one_word(state)?,
+                }
+            }
             "INVITED" => {
                 let (room, by) = split(need(rest)?);
                 Self::Invited {
@@ -716,7 +752,10 @@ impl<'a> ServerLine<'a> {
                 text: o(text),
             },
             Self::Online { name } => ServerLine::Online { name: o(name) },
-            Self::Offline { name } => ServerLine::Offline { name: o(name) },
+            Self::Offline { name, reason } => ServerLine::Offline {
+                name: o(name),
+                reason: o(reason),
+            },
             Self::Renamed { old, new } => ServerLine::Renamed {
                 old: o(old),
                 new: o(new),
@@ -791,6 +830,11 @@ impl<'a> ServerLine<'a> {
             Self::Invited { room, by } => ServerLine::Invited {
                 room: o(room),
                 by: o(by),
+            },
+            Self::Typing { place, from, state } => ServerLine::Typing {
+                place: o(place),
+                from: o(from),
+                state: o(state),
             },
             Self::Ban { room, mask, by, at } => ServerLine::Ban {
                 room: o(room),

@@ -64,7 +64,10 @@ fn server_line() -> impl Strategy<Value = ServerLine<'static>> {
             }),
         name().prop_map(move |n| ServerLine::User { name: o(n) }),
         name().prop_map(move |n| ServerLine::Online { name: o(n) }),
-        name().prop_map(move |n| ServerLine::Offline { name: o(n) }),
+        (name(), opt_text()).prop_map(move |(n, r)| ServerLine::Offline {
+            name: o(n),
+            reason: o(r)
+        }),
         (name(), name()).prop_map(move |(a, b)| ServerLine::Renamed {
             old: o(a),
             new: o(b)

@@ -80,6 +80,10 @@ const MSGID: usize = 16;
 /// How many IRC renderings an event or batch may have.
 const IRC_FLAVORS: usize = 32;
 
+/// The reason a native user's departure is shown with when it simply closed or lost its
+/// connection: IRC users see it as the quit message, natives' `OFFLINE` leaves it out.
+pub const DISCONNECTED: &str = "disconnected";
+
 /// Host part of every IRC source mask: users' addresses are nobody else's business.
 const MASK_HOST: &str = "natter";
 
@@ -232,6 +236,17 @@ pub enum Event<'a> {
         /// The change as applied, `+b mask` (see [`natter_proto::mode`]).
         change: &'a str,
     },
+    /// Someone is typing (or stopped); only clients that can show it get it.
+    Typing {
+        /// Who.
+        from: Who<'a>,
+        /// Where.
+        place: Place<'a>,
+        /// `active`, `paused` or `done`.
+        state: &'a str,
+        /// The IRC client-only tags to relay (`+typing=active`), `;`-separated.
+        tags: &'a str,
+    },
     /// Someone invited the recipient into a room.
     Invited {
         /// The room.
@@ -259,6 +274,17 @@ pub enum Event<'a> {
         /// A reply (NOTICE) rather than a request.
         notice: bool,
     },
+}
+
+/// Where a typing notification is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place<'a> {
+    /// Everyone.
+    Everyone,
+    /// A room, by its name.
+    Room(&'a str),
+    /// A conversation with the recipient, named by the recipient's name.
+    User(&'a str),
 }
 
 /// An event with its renderings, made on first use and shared by every recipient.
@@ -392,6 +418,8 @@ impl<'a> Lines<'a> {
                 | Event::EveryoneMembership { joined: true, .. }
                 | Event::Joined { .. } => EXTENDED_JOIN,
                 Event::Account { .. } => ACCOUNT_NOTIFY,
+                // Only clients with message-tags know TAGMSG.
+                Event::Typing { .. } => MSGID,
                 _ => 0,
             }
     }
@@ -401,7 +429,11 @@ impl<'a> Lines<'a> {
         match flavor {
             Flavor::Native => self.native.get_or_init(|| native(&self.event)),
             Flavor::Tagged => self.tagged.get_or_init(|| {
-                let line = self.get(Flavor::Native)?;
+                let typing = typing_line(&self.event);
+                let line = match &typing {
+                    Some(t) => t,
+                    None => self.get(Flavor::Native)?,
+                };
                 let at = timestamp(*self.at.get_or_init(SystemTime::now));
                 let mut out = bytes::BytesMut::with_capacity(line.len() + 64);
                 natter_proto::tags::write(&mut out, &at, self.id);
@@ -424,6 +456,31 @@ impl<'a> Lines<'a> {
 
 fn c(s: &str) -> Cow<'_, str> {
     Cow::Borrowed(s)
+}
+
+/// The `TYPING` line of a typing event (for natives that said `TAGS ON`); `None` for any
+/// other event.
+fn typing_line(e: &Event<'_>) -> Option<Bytes> {
+    let Event::Typing {
+        from, place, state, ..
+    } = *e
+    else {
+        return None;
+    };
+    let place = match place {
+        Place::Everyone => "*",
+        Place::Room(r) => r,
+        // The conversation is named as the recipient names it: by the other user.
+        Place::User(_) => from.name,
+    };
+    Some(
+        ServerLine::Typing {
+            place: Cow::Borrowed(place),
+            from: Cow::Borrowed(from.name),
+            state: Cow::Borrowed(state),
+        }
+        .to_bytes(),
+    )
 }
 
 fn native(e: &Event<'_>) -> Option<Bytes> {
@@ -453,12 +510,19 @@ fn native(e: &Event<'_>) -> Option<Bytes> {
             text: c(text),
         },
         Event::Online { who, .. } => ServerLine::Online { name: c(who.name) },
-        Event::Offline { who, .. } => ServerLine::Offline { name: c(who.name) },
+        Event::Offline { who, reason } => ServerLine::Offline {
+            name: c(who.name),
+            reason: c(if reason == DISCONNECTED { "" } else { reason }),
+        },
         Event::Renamed { old, new } => ServerLine::Renamed {
             old: c(old.name),
             new: c(new),
         },
-        Event::EveryoneMembership { .. } | Event::Account { .. } | Event::Ctcp { .. } => {
+        // Typing reaches only natives that said TAGS ON (see `Lines::get`).
+        Event::EveryoneMembership { .. }
+        | Event::Account { .. }
+        | Event::Ctcp { .. }
+        | Event::Typing { .. } => {
             return None;
         }
         Event::Joined { room, who } => ServerLine::Joined {
@@ -610,6 +674,26 @@ fn irc<'e>(
             (m(by), "MODE", args)
         }
         Event::Invited { room, by, to } => (m(by), "INVITE", vec![to, room]),
+        Event::Typing {
+            from, place, tags, ..
+        } => {
+            if bits & MSGID == 0 {
+                return None;
+            }
+            let target = match place {
+                Place::Everyone => names.everyone.as_str(),
+                Place::Room(r) => r,
+                Place::User(to) => to,
+            };
+            // The client's tags are relayed as they came, already escaped.
+            let mut line = format!("@{tags}");
+            if let Some(t) = at {
+                line.push_str(";time=");
+                line.push_str(&timestamp(t));
+            }
+            line.push_str(&format!(" :{} TAGMSG {target}\r\n", from.mask()));
+            return Some(Bytes::from(line));
+        }
         Event::Ctcp {
             from,
             to,

@@ -15,7 +15,7 @@ use crate::config::{IrcConfig, Policy};
 use crate::event::{Flavor, irc_message};
 use crate::handler::{End, Flow, Handler};
 use crate::history::{Keeping, Later};
-use crate::hub::{Hub, MemberView, NameCheck, Registered, RoomView, Welcome, mask};
+use crate::hub::{Hub, MemberView, NameCheck, NamesView, Registered, RoomView, Welcome, mask};
 use crate::outbox::Outbox;
 use bytes::{Bytes, BytesMut};
 use irc_proto::{CapSubCommand, ChannelMode, Command, Mode};
@@ -389,6 +389,12 @@ impl IrcSession {
             }
             return Flow::Continue;
         }
+        if let Command::Raw(v, args) = &msg.command
+            && v.eq_ignore_ascii_case("TAGMSG")
+        {
+            self.tagmsg(args.first().map(String::as_str), msg.tags.as_deref());
+            return Flow::Continue;
+        }
         match msg.command {
             Command::CAP(_, sub, a, b) => self.cap(sub, a.or(b).as_deref()),
             Command::AUTHENTICATE(data) => self.authenticate(&data),
@@ -464,9 +470,6 @@ impl IrcSession {
                 }
             }
             Command::Raw(verb, _) if verb.eq_ignore_ascii_case("NOTICE") => {}
-            // Client-only tags (typing notices, reactions) are not relayed: natter has
-            // nothing to show them with, and a TAGMSG carries nothing else.
-            Command::Raw(verb, _) if verb.eq_ignore_ascii_case("TAGMSG") => {}
             Command::Raw(verb, args) if verb.eq_ignore_ascii_case("REGISTER") => {
                 self.account_register(&args)
             }
@@ -1286,18 +1289,30 @@ impl IrcSession {
     }
 
     /// The answer to joining the everyone channel: its JOIN, its fixed topic and NAMES.
-    fn everyone_joined(&self, out: &mut BytesMut, me: &str, mask: &str, view: &RoomView) {
-        out.extend_from_slice(&irc_message(None, Some(mask), "JOIN", &[&view.name]));
+    fn everyone_joined(&self, out: &mut BytesMut, me: &str, mask: &str, names: NamesView<'_>) {
+        out.extend_from_slice(&irc_message(None, Some(mask), "JOIN", &[names.name]));
         let topic = format!(
             "{}: everyone on the server, on every client",
             self.cfg.description
         );
-        out.extend_from_slice(&self.numeric_to(me, n::RPL_TOPIC, &[&view.name, &topic]));
-        self.write_names_to(out, me, &view.name, &view.members);
+        out.extend_from_slice(&self.numeric_to(me, n::RPL_TOPIC, &[names.name, &topic]));
+        // The lines are the hub's, ready made: only the prefix is this client's.
+        let prefix = format!(
+            ":{} {} {me} = {} :",
+            self.cfg.server_name,
+            n::RPL_NAMREPLY,
+            names.name
+        );
+        out.reserve(names.lines.iter().map(|l| prefix.len() + l.len() + 2).sum());
+        for line in names.lines {
+            out.extend_from_slice(prefix.as_bytes());
+            out.extend_from_slice(line.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
         out.extend_from_slice(&self.numeric_to(
             me,
             n::RPL_ENDOFNAMES,
-            &[&view.name, "End of /NAMES list."],
+            &[names.name, "End of /NAMES list."],
         ));
     }
 
@@ -1349,7 +1364,13 @@ impl IrcSession {
             self.nick.as_deref().unwrap_or("*"),
             reason
         );
-        self.leave_with(&format!("Quit: {reason}"));
+        // A QUIT without words is "Quit", not "Quit: " with nothing after it.
+        let why = if reason.trim().is_empty() {
+            "Quit".to_owned()
+        } else {
+            format!("Quit: {reason}")
+        };
+        self.leave_with(&why);
         self.push(irc_message(None, None, "ERROR", &[&line]));
         Flow::Close
     }
@@ -2247,6 +2268,62 @@ impl IrcSession {
         }
     }
 
+    /// `TAGMSG <target>`: its client-only tags (`+typing`, `+draft/react`...) go to the IRC
+    /// users there with `message-tags`; a `+typing` goes to natives too, as `TYPING`.
+    fn tagmsg(&mut self, target: Option<&str>, tags: Option<&[irc_proto::message::Tag]>) {
+        let Some(target) = target.filter(|t| !t.is_empty()) else {
+            self.num(n::ERR_NEEDMOREPARAMS, &["TAGMSG", "Not enough parameters"]);
+            return;
+        };
+        let mut relayed = String::new();
+        let mut state = "";
+        for irc_proto::message::Tag(k, v) in tags.unwrap_or_default() {
+            if !k.starts_with('+') {
+                continue;
+            }
+            if k == "+typing" {
+                state = match v.as_deref() {
+                    Some("active") => "active",
+                    Some("paused") => "paused",
+                    Some("done") => "done",
+                    _ => continue,
+                };
+            }
+            // What IRCv3 allows for client-only tags, escaped as received.
+            let tag = match v {
+                Some(v) => format!("{k}={}", escape_tag(v)),
+                None => k.clone(),
+            };
+            if relayed.len() + tag.len() + 1 > 4094 {
+                break;
+            }
+            if !relayed.is_empty() {
+                relayed.push(';');
+            }
+            relayed.push_str(&tag);
+        }
+        if relayed.is_empty() {
+            return;
+        }
+        let place = if target.eq_ignore_ascii_case(&self.cfg.everyone_channel) {
+            crate::event::Place::Everyone
+        } else if proto::is_channel(target) {
+            crate::event::Place::Room(target)
+        } else {
+            crate::event::Place::User(target)
+        };
+        match self.hub.typing(self.id, place, state, &relayed) {
+            Ok(()) => {}
+            Err(ErrorCode::NotInRoom) => {
+                self.num(n::ERR_CANNOTSENDTOCHAN, &[target, "Cannot send to channel"])
+            }
+            Err(ErrorCode::NoSuchRoom) => {
+                self.num(n::ERR_NOSUCHCHANNEL, &[&shown(target), "No such channel"])
+            }
+            Err(_) => self.num(n::ERR_NOSUCHNICK, &[&shown(target), "No such nick/channel"]),
+        }
+    }
+
     /// 367 for each ban of `chan`, then 368.
     fn ban_list(&mut self, chan: &str) {
         let mut out = BytesMut::new();
@@ -2332,6 +2409,22 @@ impl IrcSession {
             .collect();
         self.num(n::RPL_USERHOST, &[&found.join(" ")]);
     }
+}
+
+/// A tag value escaped as IRCv3 message tags write it.
+fn escape_tag(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            ';' => out.push_str("\\:"),
+            ' ' => out.push_str("\\s"),
+            '\\' => out.push_str("\\\\"),
+            '\r' => out.push_str("\\r"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// A member's prefix in NAMES and WHO: the highest, or every one with `multi-prefix`.

@@ -291,6 +291,7 @@ impl Session {
             Command::Mode(m) => self.mode(m),
             Command::Bans(b) => self.bans(b),
             Command::Invite(i) => self.invite(i),
+            Command::Typing(t) => self.typing(t),
         }
         Flow::Continue
     }
@@ -1197,6 +1198,33 @@ impl Session {
         }
     }
 
+    /// `TYPING <target> <state>`: relayed to those who can show it, nothing kept.
+    fn typing(&self, t: natter_proto::command::Typing<'_>) {
+        use natter_proto::command::Target;
+        let place = match t.target {
+            Target::Everyone => crate::event::Place::Everyone,
+            Target::Room(r) => crate::event::Place::Room(r),
+            Target::User(u) => crate::event::Place::User(u),
+        };
+        let tags = format!("+typing={}", t.state);
+        match self.hub.typing(self.id, place, t.state, &tags) {
+            Ok(()) => self.reply(ok("TYPING", t.state)),
+            Err(ErrorCode::NoSuchUser) => {
+                if let Target::User(u) = t.target {
+                    self.reply_error(
+                        ErrorCode::NoSuchUser,
+                        format!("no user named {} is online", shown(u)),
+                    );
+                }
+            }
+            Err(ErrorCode::CannotDmSelf) => self.error(ErrorCode::CannotDmSelf),
+            Err(code) => match t.target {
+                Target::Room(r) => self.room_error(code, r),
+                _ => self.error(code),
+            },
+        }
+    }
+
     /// `INVITE <room> <user>`.
     fn invite(&self, i: Invite<'_>) {
         match self.hub.invite(self.id, i.room, i.user) {
@@ -1306,7 +1334,7 @@ impl Handler for Session {
             let name = self.name.take();
             info!(peer = %self.peer, user = ?name, "connection lost; the session waits to be resumed");
         } else if self.name.take().is_some() {
-            self.hub.leave(self.id, "disconnected");
+            self.hub.leave(self.id, crate::event::DISCONNECTED);
         }
         self.hub.forget(self.id);
     }

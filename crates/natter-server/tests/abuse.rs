@@ -819,7 +819,7 @@ async fn five_hundred_sloths_in_a_broadcast_storm_are_dropped_and_memory_stays_b
                     ServerLine::Online { name } if name.starts_with("sloth") => {
                         online.insert(name.into_owned());
                     }
-                    ServerLine::Offline { name } if name.starts_with("sloth") => {
+                    ServerLine::Offline { name, .. } if name.starts_with("sloth") => {
                         offline.insert(name.into_owned());
                     }
                     _ => {}
@@ -1140,7 +1140,7 @@ async fn two_thousand_rapid_connect_disconnect_cycles_leak_nothing(t: Transport)
                 ServerLine::Online { name } => {
                     online.insert(name.into_owned());
                 }
-                ServerLine::Offline { name } => {
+                ServerLine::Offline { name, .. } => {
                     offline.insert(name.into_owned());
                 }
                 ServerLine::User { .. } => users += 1,
@@ -1255,7 +1255,7 @@ async fn half_closed_connections_get_their_answers_then_are_closed(t: Transport)
     let want = HALF + 1 + usize::from(speaks_irc(t));
     while gone.len() < want {
         match watcher.line().await {
-            ServerLine::Offline { name } => {
+            ServerLine::Offline { name, .. } => {
                 gone.insert(name.into_owned());
             }
             ServerLine::Online { .. } => {}
@@ -1401,7 +1401,7 @@ async fn a_command_flood_is_delayed_then_disconnected_and_nobody_else_waits(t: T
             }
             ServerLine::Message { from, .. } if from == "calm" => calm_seen += 1,
             ServerLine::Dm { from, text } if from == "ircflood" => dms.push(text.into_owned()),
-            ServerLine::Offline { name } if name == "flood" || name == "ircflood" => left += 1,
+            ServerLine::Offline { name, .. } if name == "flood" || name == "ircflood" => left += 1,
             other => panic!("watcher: unexpected {other:?}"),
         }
     }

@@ -144,7 +144,7 @@ async fn logout_leaves_the_name_and_the_account_can_change_password_and_be_delet
     let mut alice = account_holder(&s, "alice").await;
     let mut bob = s.user("bob").await;
     assert_eq!(answer(&mut alice, "LOGOUT").await, "OK LOGOUT");
-    assert_eq!(bob.text().await, "OFFLINE alice");
+    assert_eq!(bob.text().await, "OFFLINE alice logged out");
     assert!(
         answer(&mut alice, "LIST")
             .await
@@ -501,7 +501,7 @@ async fn irc_clients_log_in_and_register_through_nickserv() {
     bob.skip_to(" 900 ").await;
     bob.send("QUIT").await;
     loop {
-        if native.text().await == "OFFLINE bob" {
+        if native.text().await == "OFFLINE bob Quit" {
             break;
         }
     }
@@ -573,7 +573,7 @@ async fn server_operators_kick_in_any_room_and_kill_on_every_kind_of_client() {
         Some("BYE KILLED killed by root: spamming")
     );
     loop {
-        if bob.text().await == "OFFLINE alice" {
+        if bob.text().await == "OFFLINE alice killed by root: spamming" {
             break;
         }
     }
@@ -816,7 +816,7 @@ async fn one_connection_of_an_account_can_leave_it_or_be_someone_else() {
     assert_eq!(first.text().await, "DM carol you?");
     // It logs back in, then out: LOGOUT leaves alice to the other connection.
     assert_eq!(login(&mut first, "alice").await, "OK LOGIN alice");
-    assert_eq!(carol.text().await, "OFFLINE guest");
+    assert_eq!(carol.text().await, "OFFLINE guest logged in elsewhere");
     assert_eq!(answer(&mut first, "LOGOUT").await, "OK LOGOUT");
     first
         .expect_error("MESSAGE nobody", natter_proto::ErrorCode::NotRegistered)
@@ -829,7 +829,7 @@ async fn one_connection_of_an_account_can_leave_it_or_be_someone_else() {
     // A KILL ends every connection of the account.
     assert_eq!(login(&mut first, "alice").await, "OK LOGIN alice");
     carol.say("KILL alice enough").await;
-    assert_eq!(carol.text().await, "OFFLINE alice");
+    assert_eq!(carol.text().await, "OFFLINE alice killed by carol: enough");
     assert_eq!(carol.text().await, "OK KILL alice");
     assert!(
         first

@@ -424,7 +424,7 @@ async fn a_killed_nodes_users_leave_within_ten_seconds() {
     doomed.child.kill().unwrap();
     doomed.child.wait().unwrap();
     for r in [&mut a, &mut b] {
-        wait_line(r, |l| l == "OFFLINE zed").await;
+        wait_line(r, |l| l == "OFFLINE zed node lost").await;
     }
     let took = killed.elapsed();
     eprintln!("a killed node's users were gone after {took:?}");
@@ -746,7 +746,7 @@ async fn a_node_taken_for_dead_comes_back_with_its_users() {
     };
     signal("-STOP");
     let stopped = Instant::now();
-    wait_line(&mut a, |l| l == "OFFLINE zed").await;
+    wait_line(&mut a, |l| l == "OFFLINE zed node lost").await;
     eprintln!(
         "a stopped node was taken for dead after {:?}",
         stopped.elapsed()
@@ -877,7 +877,7 @@ async fn nodes_share_accounts_through_postgresql() {
             .any(|l| l == "BYE KILLED killed by ann: spamming"),
         "{last:?}"
     );
-    wait_line(&mut b, |l| l == "OFFLINE eve").await;
+    wait_line(&mut b, |l| l == "OFFLINE eve killed by ann: spamming").await;
     // In a cluster a lost connection's session does not wait: the client may come back
     // through another node, which must find the name free.
     let mut f = n1.user("fay").await;

@@ -326,7 +326,7 @@ async fn everyone_dm_rename_and_leave_across_protocols() {
     assert!(within(irc.r.next_text()).await.unwrap().is_none());
     native
         .reader
-        .until(|l| matches!(l, natter_proto::ServerLine::Offline { name } if name == "ircz"))
+        .until(|l| matches!(l, natter_proto::ServerLine::Offline { name, .. } if name == "ircz"))
         .await
         .unwrap();
     assert_eq!(native.ask("CLOSE").await, "BYE CLOSED goodbye");
@@ -390,7 +390,7 @@ async fn silent_irc_clients_are_pinged_then_timed_out() {
     c.send("PONG natter").await;
     assert_eq!(c.line().await, "PING natter");
     assert_eq!(c.line().await, "ERROR :Closing Link: sleepy (Ping timeout)");
-    assert_eq!(native.text().await, "OFFLINE sleepy");
+    assert_eq!(native.text().await, "OFFLINE sleepy Ping timeout");
     let _ = LIMIT;
 }
 

@@ -119,7 +119,7 @@ async fn weechat_chats_with_a_native_client() {
     let mut rest = Vec::new();
     loop {
         let l = nat.text().await;
-        if l == "OFFLINE weetest" {
+        if l.starts_with("OFFLINE weetest Quit") {
             break;
         }
         rest.push(l);

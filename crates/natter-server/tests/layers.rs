@@ -28,10 +28,13 @@ const LAYERS: &[&[&str]] = &[
     &["backplane"],
     &[
         "hub::audience",
+        "hub::modes",
+        "hub::names",
         "hub",
         "hub::linger",
         "hub::mirror",
         "hub::moderation",
+        "hub::typing",
     ],
     &["cluster"],
     &["config"],

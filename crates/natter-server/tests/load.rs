@@ -189,14 +189,16 @@ async fn a_client_that_never_reads_is_dropped_and_nobody_else_loses_anything() {
                         next += 1;
                         let _ = tx.send(next);
                     }
-                    ServerLine::Offline { name } if name == "sloth" => sloth_left = true,
+                    ServerLine::Offline { name, .. } if name == "sloth" => sloth_left = true,
                     _ => {}
                 }
             }
             if !sloth_left {
-                within(r.until(|l| matches!(l, ServerLine::Offline { name } if name == "sloth")))
-                    .await
-                    .unwrap();
+                within(
+                    r.until(|l| matches!(l, ServerLine::Offline { name, .. } if name == "sloth")),
+                )
+                .await
+                .unwrap();
             }
         });
     }

@@ -260,11 +260,8 @@ async fn irc_and_native_operators_moderate_each_other_s_users() {
     let mut ann = s.user("ann").await;
     assert_eq!(answer(&mut ann, "JOIN #r").await, "OK JOIN #r 1");
     let mut irc = Irc::user(s.addr, "ike").await;
-    // Out of the everyone channel, so that only the room's events reach it.
-    irc.send("PART #everyone").await;
-    irc.skip_to(" PART #everyone").await;
-    irc.send("JOIN #r").await;
-    irc.skip_to(" 366 ").await;
+    irc.part_everyone().await;
+    irc.join("#r").await;
     while ann.text().await != "JOINED #r ike" {}
 
     // A native operator's changes reach the IRC member as MODE lines from the operator.
@@ -319,8 +316,7 @@ async fn irc_and_native_operators_moderate_each_other_s_users() {
 
     // And the other way: IRC users refused by what natives set.
     let mut jo = Irc::user(s.addr, "jo").await;
-    jo.send("PART #everyone").await;
-    jo.skip_to(" PART #everyone").await;
+    jo.part_everyone().await;
     jo.expect("JOIN #r", "473").await;
     assert_eq!(answer(&mut ann, "MODE #r -i").await, "OK MODE #r -i");
     jo.expect("JOIN #r", "475").await;
@@ -364,8 +360,7 @@ async fn irc_clients_see_the_modes_natter_has_in_isupport_and_multi_prefix() {
         assert!(isupport.contains(token), "{token} in {isupport}");
     }
     c.skip_to(" 366 ").await;
-    c.send("JOIN #r").await;
-    c.skip_to(" 366 ").await;
+    c.join("#r").await;
     c.send("MODE #r +v ike").await;
     assert_eq!(c.line().await, ":ike!ike@natter MODE #r +v ike");
     c.send("NAMES #r").await;

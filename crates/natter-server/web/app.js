@@ -752,9 +752,11 @@
       const dm = state.convs.get(dmKey(a));
       if (dm) system(dm, `${a} is online.`, 'event join');
     } else if (kind === 'OFFLINE') {
-      system(everyone, `${a} went offline.`, 'event leave');
+      // b is the reason, when there is one: the leaver's words, shown in quotes.
+      const line = () => [nameIn(a), ' went offline', ...reasonParts(b), '.'];
+      system(everyone, line(), 'event leave');
       const dm = state.convs.get(dmKey(a));
-      if (dm) system(dm, `${a} went offline.`, 'event leave');
+      if (dm) system(dm, line(), 'event leave');
     } else if (kind === 'RENAMED' && b && isMe(a)) {
       // The server renamed us (a name clash across a cluster): as if we had asked.
       state.wanted = b;

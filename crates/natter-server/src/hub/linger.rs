@@ -5,7 +5,7 @@
 //! those lines first, in order. A server shutting down keeps such sessions in the store and
 //! the next one restores them, lingering, so clients resume across a restart too.
 
-use super::{Hub, Linger, Registered, RoomTopic, State, TokenHash, User, Welcome, pid};
+use super::{Hub, Linger, Registered, Room, RoomTopic, State, TokenHash, User, Welcome, pid};
 use crate::backplane::Op;
 use crate::client_id::{ClientId, PERSON, is_local};
 use crate::event::Flavor;
@@ -164,14 +164,14 @@ impl Hub {
     /// Removes a user that waited to be resumed, telling everyone it left.
     fn end_lingering(&self, st: &mut State, id: ClientId) {
         let key = st.users.get(&id).map(|u| name::fold(&u.name));
-        self.remove_user(st, id, "connection lost");
+        self.remove_user(st, id, crate::event::DISCONNECTED);
         if let Some(key) = key
             && self.relays
         {
             self.backplane.publish(
                 Some(Op::Offline {
                     c: id,
-                    reason: "connection lost".to_owned(),
+                    reason: crate::event::DISCONNECTED.to_owned(),
                 }),
                 Some((key, id)),
             );
@@ -344,6 +344,7 @@ impl Hub {
         user.set_away(saved.away.as_deref().map(Arc::from));
         st.joins += 1;
         st.everyone.insert(user.seat(id, false, st.joins));
+        st.everyone_names.add(&name);
         st.names.insert(super::name_key(key, &name), id);
         st.shapes.add(&name);
         st.users.insert(id, user);
@@ -355,7 +356,7 @@ impl Hub {
             let room = st
                 .rooms
                 .entry(rkey.clone())
-                .or_insert_with(|| super::moderation::new_room(&r.name, None));
+                .or_insert_with(|| Room::new(&r.name, None));
             if room.topic.is_none()
                 && let Some(t) = r.topic
             {

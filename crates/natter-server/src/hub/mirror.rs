@@ -36,7 +36,7 @@ impl Hub {
                     .map(|(_, &id)| id)
                     .collect();
                 for id in gone {
-                    self.remove_user(st, id, "left");
+                    self.remove_user(st, id, crate::event::DISCONNECTED);
                 }
             }
             Op::Online {

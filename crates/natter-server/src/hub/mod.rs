@@ -27,8 +27,11 @@ mod audience;
 mod linger;
 mod mirror;
 mod moderation;
+mod modes;
+mod names;
+mod typing;
 
-pub use moderation::{Ban, MAX_BANS, ModesView};
+pub use modes::{Ban, MAX_BANS, ModesView};
 
 use crate::account::Accounts;
 use crate::backplane::{Backplane, Local, Op};
@@ -167,6 +170,8 @@ struct State {
     names: BTreeMap<Arc<str>, ClientId>,
     /// Everyone: every native user and the IRC users in the everyone channel.
     everyone: Audience,
+    /// Everyone's names as NAMES lists them, kept ready for IRC arrivals.
+    everyone_names: names::NamesCache,
     /// Rooms by folded name.
     rooms: BTreeMap<String, Room>,
     /// How many of the existing rooms were created from each address (limited ones only).
@@ -397,7 +402,21 @@ struct Room {
     /// The folded names of the accounts that operate it, if it stays (see [`crate::kept`]).
     kept: Option<Vec<String>>,
     /// Its bans, invitations, key, limit and flags.
-    modes: moderation::RoomModes,
+    modes: modes::RoomModes,
+}
+
+impl Room {
+    /// A room made now, empty, with a new room's modes.
+    fn new(name: &str, by: Option<IpAddr>) -> Room {
+        Room {
+            name: Arc::from(name),
+            by,
+            topic: None,
+            members: Audience::default(),
+            kept: None,
+            modes: modes::RoomModes::new(now_secs()),
+        }
+    }
 }
 
 /// A room's topic and who set it.
@@ -491,10 +510,19 @@ pub struct Welcome<'a> {
     pub rooms: usize,
     /// The everyone channel as the user joins it, for an IRC user put into it on
     /// registration.
-    pub everyone: Option<&'a RoomView>,
+    pub everyone: Option<NamesView<'a>>,
     /// The rooms the user is in already, for a connection that joined an account online
     /// elsewhere.
     pub joined: &'a [RoomView],
+}
+
+/// The everyone channel's members as NAMES lists them.
+#[derive(Debug, Clone, Copy)]
+pub struct NamesView<'a> {
+    /// The channel's name.
+    pub name: &'a str,
+    /// The names, joined by spaces into lines that fit a 353 reply.
+    pub lines: &'a [String],
 }
 
 /// One page of a long answer (see [`Hub::names_page`]).
@@ -595,7 +623,14 @@ impl Hub {
         Self {
             accounts,
             refuse_lookalikes: true,
-            state: RwLock::new(State::default()),
+            state: RwLock::new(State {
+                // What a 353 leaves for names: ":<server> 353 <nick> = <channel> :" and CRLF
+                // around them, for the longest nick.
+                everyone_names: names::NamesCache::new(natter_proto::irc::MAX_LINE.saturating_sub(
+                    irc.server.len() + irc.everyone.len() + natter_proto::limits::MAX_NAME_LEN + 15,
+                )),
+                ..State::default()
+            }),
             stats,
             closing: AtomicBool::new(false),
             limits,
@@ -657,7 +692,7 @@ impl Hub {
                         at: t.at,
                     }),
                     members: Audience::default(),
-                    modes: moderation::RoomModes::restored(k.modes.as_deref(), &k.bans),
+                    modes: modes::RoomModes::restored(k.modes.as_deref(), &k.bans, now_secs()),
                     kept: Some(k.operators),
                 },
             );
@@ -1230,12 +1265,14 @@ impl Hub {
             // An IRC user's welcome ends with its everyone channel's members (NAMES), so it
             // is written once the user is seated, under the same lock: nothing said in
             // Everyone can come before it.
-            let channel: Arc<str> = Arc::from(self.irc.everyone.as_str());
-            let view = everyone.then(|| Self::view(&st.users, &channel, None, &st.everyone));
+            let lines = everyone.then(|| Self::everyone_lines(st));
             outbox.push(a(&Welcome {
                 name: &name,
                 rooms,
-                everyone: view.as_ref(),
+                everyone: lines.map(|lines| NamesView {
+                    name: &self.irc.everyone,
+                    lines,
+                }),
                 joined: &[],
             }));
         }
@@ -1255,9 +1292,11 @@ impl Hub {
             }
             a.ids.push(id);
             st.everyone.insert(user.seat(id, false, st.joins));
+            st.everyone_names.add(&user.name);
         } else {
             if user.in_everyone {
                 st.everyone.insert(user.seat(id, false, st.joins));
+                st.everyone_names.add(&user.name);
             }
             let ev = self.lines(Event::Online {
                 who: user.who(),
@@ -1300,6 +1339,9 @@ impl Hub {
         st.names.insert(name_key(key.clone(), &user.name), id);
         st.shapes.remove(&old_name);
         st.shapes.add(&user.name);
+        if user.in_everyone {
+            st.everyone_names.changed();
+        }
         let user = &st.users[&id];
         let ev = self.lines(Event::Renamed {
             old: Who {
@@ -1481,14 +1523,17 @@ impl Hub {
         let name = user.name.clone();
         if let Some(a) = answer {
             let irc = matches!(flavor, Flavor::Irc { .. });
-            let channel: Arc<str> = Arc::from(self.irc.everyone.as_str());
-            let everyone = (irc && user.in_everyone)
-                .then(|| Self::view(&st.users, &channel, None, &st.everyone));
+            let in_everyone = irc && user.in_everyone;
             let joined = Self::rooms_of(st, user);
+            let rooms = st.rooms.len();
+            let lines = in_everyone.then(|| Self::everyone_lines(st));
             outbox.push(a(&Welcome {
                 name: &name,
-                rooms: st.rooms.len(),
-                everyone: everyone.as_ref(),
+                rooms,
+                everyone: lines.map(|lines| NamesView {
+                    name: &self.irc.everyone,
+                    lines,
+                }),
                 joined: &joined,
             }));
         }
@@ -1715,7 +1760,9 @@ impl Hub {
             st.names.remove(key.as_str());
         }
         st.shapes.remove(&user.name);
-        st.everyone.remove(id);
+        if st.everyone.remove(id).is_some() {
+            st.everyone_names.changed();
+        }
         if let Some(g) = st.ghost_of.remove(&id) {
             st.ghosts.remove(&g);
         }
@@ -2276,7 +2323,7 @@ impl Hub {
             if let Some(ip) = from.filter(|_| local) {
                 *st.rooms_by.entry(ip).or_default() += 1;
             }
-            moderation::new_room(room, from.filter(|_| local))
+            Room::new(room, from.filter(|_| local))
         });
         let op = match (ghost_op, &r.kept) {
             (Some(op), _) => op,
@@ -2322,7 +2369,7 @@ impl Hub {
     pub fn join_everyone(
         &self,
         conn: ClientId,
-        answer: impl FnOnce(&RoomView) -> Bytes,
+        answer: impl FnOnce(NamesView<'_>) -> Bytes,
     ) -> Result<(), ErrorCode> {
         let mut guard = self.write();
         let st = &mut *guard;
@@ -2333,6 +2380,7 @@ impl Hub {
         }
         st.joins += 1;
         st.everyone.insert(user.seat(id, false, st.joins));
+        st.everyone_names.add(&user.name);
         st.everyone.send(
             &self.lines(Event::EveryoneMembership {
                 who: user.who(),
@@ -2341,9 +2389,12 @@ impl Hub {
             Some(conn),
         );
         if is_local(id) {
-            let name: Arc<str> = Arc::from(self.irc.everyone.as_str());
-            let view = Self::view(&st.users, &name, None, &st.everyone);
-            user.outbox_of(conn).push(answer(&view));
+            let outbox = user.outbox_of(conn).clone();
+            let lines = Self::everyone_lines(st);
+            outbox.push(answer(NamesView {
+                name: &self.irc.everyone,
+                lines,
+            }));
             if self.relays {
                 self.backplane.publish(
                     Some(Op::Everyone {
@@ -2358,6 +2409,22 @@ impl Hub {
             u.in_everyone = true;
         }
         Ok(())
+    }
+
+    /// The everyone channel's names, ready for a 353.
+    fn everyone_lines(st: &mut State) -> &[String] {
+        let State {
+            everyone_names,
+            everyone,
+            users,
+            ..
+        } = st;
+        let names = everyone
+            .seats
+            .iter()
+            .filter_map(|s| users.get(&s.id))
+            .map(|u| &*u.name);
+        everyone_names.lines(everyone.len(), names)
     }
 
     /// Takes an IRC user out of the everyone channel.
@@ -2375,6 +2442,7 @@ impl Hub {
         }
         user.in_everyone = false;
         st.everyone.remove(id);
+        st.everyone_names.changed();
         let user = &st.users[&id];
         st.everyone.send(
             &self.lines(Event::EveryoneMembership {
@@ -2881,7 +2949,7 @@ mod tests {
         // A departure is not gathered: the arrival before it is announced first.
         hub.register(3, &boxes[3], "dee", Flavor::Native, None, None, false)
             .unwrap();
-        hub.leave(2, "gone");
+        hub.leave(2, crate::event::DISCONNECTED);
         assert_eq!(drain(&boxes[0]), ["ONLINE dee", "OFFLINE cy"]);
         assert_eq!(drain(&boxes[1]), ["ONLINE dee", "OFFLINE cy"]);
         assert_eq!(drain(&boxes[3]), ["OFFLINE cy"]);
@@ -2933,7 +3001,7 @@ mod tests {
         hub.apply("n2", Op::Sync { clients: vec![8] });
         assert_eq!(drain(&ann), ["ONLINE cy", "OFFLINE bob"]);
         assert_eq!(hub.drop_node("n2"), 1);
-        assert_eq!(drain(&ann), ["OFFLINE cy"]);
+        assert_eq!(drain(&ann), ["OFFLINE cy node lost"]);
         let names = hub.names_page(None, 10);
         assert!(names.done);
         assert_eq!(names.items, [Arc::from("ANN"), Arc::from("ann2")]);

@@ -63,6 +63,18 @@ impl Irc {
         c
     }
 
+    /// Leaves the everyone channel, so that only its rooms' events reach it.
+    pub async fn part_everyone(&mut self) {
+        self.send("PART #everyone").await;
+        self.skip_to(" PART #everyone").await;
+    }
+
+    /// Joins `chan`, skipping its answer up to the end of its NAMES.
+    pub async fn join(&mut self, chan: &str) {
+        self.send(&format!("JOIN {chan}")).await;
+        self.skip_to(" 366 ").await;
+    }
+
     pub async fn send(&mut self, line: &str) {
         within(self.w.send_raw(format!("{line}\r\n").as_bytes()))
             .await
