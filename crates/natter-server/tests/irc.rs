@@ -527,3 +527,77 @@ async fn ctcp_requests_reach_irc_users_and_the_server_answers_for_natives() {
     bob.skip_to(" 401 bob nobody ").await;
     bob.quiet().await;
 }
+
+/// The everyone channel's names in a welcome burst, in any order.
+async fn welcome_names(irc: &mut Irc) -> Vec<String> {
+    let mut names = Vec::new();
+    loop {
+        let l = irc.line().await;
+        if l.contains(" 366 ") {
+            names.sort();
+            return names;
+        }
+        if l.contains(" 353 ") {
+            let list = l.rsplit_once(" #everyone ").unwrap().1;
+            names.extend(list.trim_start_matches(':').split(' ').map(str::to_owned));
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_welcome_names_follow_arrivals_renames_and_departures() {
+    let s = TestServer::start().await;
+    let mut ann = s.user("ann").await;
+    let mut bob = s.user("bob").await;
+    let cy = s.user("cy").await;
+    let mut first = Irc::connect(s.addr).await;
+    first.send("NICK ike").await;
+    first.send("USER ike 0 * :Ike").await;
+    assert_eq!(welcome_names(&mut first).await, ["ann", "bob", "cy", "ike"]);
+    // A rename and a departure, then another arrival: its list is the server's as it is.
+    assert_eq!(
+        common::answer(&mut bob, "REGISTER bobby").await,
+        "OK REGISTER bobby"
+    );
+    drop(cy);
+    while ann.text().await != "OFFLINE cy" {}
+    let mut second = Irc::connect(s.addr).await;
+    second.send("NICK jo").await;
+    second.send("USER jo 0 * :Jo").await;
+    assert_eq!(
+        welcome_names(&mut second).await,
+        ["ann", "bobby", "ike", "jo"]
+    );
+    // And one more arrival appends to the list the last one left.
+    let mut third = Irc::connect(s.addr).await;
+    third.send("NICK kim").await;
+    third.send("USER kim 0 * :Kim").await;
+    assert_eq!(
+        welcome_names(&mut third).await,
+        ["ann", "bobby", "ike", "jo", "kim"]
+    );
+}
+
+#[tokio::test]
+async fn a_crowd_s_names_are_split_into_lines_that_fit_irc() {
+    let s = TestServer::start().await;
+    let mut natives = Vec::new();
+    for i in 0..120 {
+        natives.push(s.user(&format!("somebody_with_a_long_name_{i:03}")).await);
+    }
+    let mut irc = Irc::connect(s.addr).await;
+    irc.send("NICK ike").await;
+    irc.send("USER ike 0 * :Ike").await;
+    let mut names = 0;
+    loop {
+        let l = irc.line().await;
+        assert!(l.len() + 2 <= 512, "{} bytes: {l}", l.len() + 2);
+        if l.contains(" 353 ") {
+            names += l.rsplit_once(" :").unwrap().1.split(' ').count();
+        }
+        if l.contains(" 366 ") {
+            break;
+        }
+    }
+    assert_eq!(names, 121);
+}
