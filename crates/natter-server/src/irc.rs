@@ -39,6 +39,7 @@ const CAPS: &[&str] = &[
     "draft/chathistory",
     "echo-message",
     "extended-join",
+    "extended-monitor",
     "message-tags",
     "multi-prefix",
     "sasl",
@@ -147,6 +148,8 @@ struct Caps {
     setname: bool,
     /// NAMES lists `nick!user@host`.
     userhost_in_names: bool,
+    /// `extended-monitor`: AWAY and SETNAME of monitored nicks too, shared channel or not.
+    extended_monitor: bool,
 }
 
 impl Caps {
@@ -155,6 +158,7 @@ impl Caps {
         Notify {
             away: self.away_notify,
             setname: self.setname,
+            monitored: self.extended_monitor,
         }
     }
 }
@@ -668,6 +672,9 @@ impl IrcSession {
                 if self.caps.userhost_in_names {
                     on.push("userhost-in-names");
                 }
+                if self.caps.extended_monitor {
+                    on.push("extended-monitor");
+                }
                 self.push(self.server_msg("CAP", &[&me, "LIST", &on.join(" ")]));
             }
             CapSubCommand::REQ => {
@@ -694,6 +701,7 @@ impl IrcSession {
                         "away-notify" => caps.away_notify = on,
                         "setname" => caps.setname = on,
                         "userhost-in-names" => caps.userhost_in_names = on,
+                        "extended-monitor" => caps.extended_monitor = on,
                         _ => ok = false,
                     }
                 }

@@ -17,6 +17,9 @@ pub struct Notify {
     pub away: bool,
     /// `setname`: `SETNAME` when they change their real name.
     pub setname: bool,
+    /// `extended-monitor`: those notices for the nicks it monitors too, shared channel or
+    /// not.
+    pub monitored: bool,
 }
 
 /// A monitored nick: folded, and as the client spelled it (which `MONITOR L` gives back).
@@ -116,7 +119,7 @@ impl Watchers {
 
     /// Sets which change notices `conn` wants.
     pub fn set_notify(&mut self, conn: ClientId, notify: Notify) {
-        if notify == Notify::default() {
+        if !notify.away && !notify.setname {
             self.notify.remove(&conn);
         } else {
             self.notify.insert(conn, notify);

@@ -311,10 +311,19 @@ async fn setname_away_notify_and_userhost_in_names() {
     assert_eq!(a.line().await, ":natter 311 a b b natter * :New Name");
     a.skip_to(" 318 ").await;
 
-    // Someone sharing no channel is not heard of.
+    // Someone sharing no channel is not heard of, unless monitored with extended-monitor.
+    let mut x = Irc::with_caps(s.addr, "x", "away-notify setname extended-monitor").await;
+    x.send("PART #everyone").await;
+    x.skip_to(" PART ").await;
+    x.send("MONITOR + loner").await;
+    x.skip_to(" 730 ").await;
+    a.skip_to(":x!x@natter PART").await;
+    b.skip_to(":x!x@natter PART").await;
     loner.expect("AWAY :out", "306").await;
     loner.send("SETNAME :Alone").await;
     loner.quiet().await;
+    assert_eq!(x.line().await, ":loner!loner@natter AWAY out");
+    assert_eq!(x.line().await, ":loner!loner@natter SETNAME Alone");
     a.quiet().await;
 
     a.send("SETNAME :").await;

@@ -204,7 +204,8 @@ impl Hub {
     }
 
     /// Pushes `line` to every connection that wants it (`wants`) and whose user shares a
-    /// channel with user `id`, but not to `id`'s own.
+    /// channel with user `id` (or that monitors it, with `extended-monitor`), but not to
+    /// `id`'s own.
     fn tell_notified(
         &self,
         st: &State,
@@ -213,13 +214,14 @@ impl Hub {
         line: &bytes::Bytes,
     ) {
         let Some(u) = st.users.get(&id) else { return };
+        let monitors = st.watchers.watching(&name::fold(&u.name));
         for (conn, n) in st.watchers.notified() {
             let other = pid(st, conn);
             if other == id || !wants(n) {
                 continue;
             }
             if let Some(o) = st.users.get(&other)
-                && share_a_channel(u, o)
+                && (share_a_channel(u, o) || n.monitored && monitors.contains(&conn))
             {
                 o.outbox_of(conn).push(line.clone());
             }
