@@ -262,6 +262,11 @@ struct WhoHow {
     whox: Option<(String, String)>,
 }
 
+/// Longest `WHO` mask matched against users: a `nick!user@host` is shorter, and matching a
+/// long mask of stars against every user would cost a lot for nothing (a longer mask
+/// matches nobody).
+const WHO_MASK_LEN: usize = 64;
+
 /// The WHOX fields in the order `354` gives them.
 const WHOX_FIELDS: &str = "tcuihsnfdlaor";
 
@@ -2254,7 +2259,7 @@ impl IrcSession {
                 last: None,
                 how,
             }
-        } else if mask.contains(['*', '?', '!', '@']) {
+        } else if mask.contains(['*', '?', '!', '@']) && mask.len() <= WHO_MASK_LEN {
             Answer::WhoMask {
                 mask: mask.to_owned(),
                 last: None,

@@ -70,6 +70,8 @@ async fn who_takes_masks_and_whox_fields() {
             .contains(" 352 w * w natter natter w H :0 w real")
     );
     w.skip_to(" 315 ").await;
+    // A mask longer than any nick!user@host matches nobody, without a look at anyone.
+    w.expect(&format!("WHO {}", "*".repeat(65)), "315").await;
     // `o`: server operators only, and there are none.
     w.expect("WHO * o", "315").await;
 
