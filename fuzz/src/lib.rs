@@ -13,7 +13,9 @@
 //!   as the server sniffs a connection's first bytes (`sniff`).
 
 use bytes::BytesMut;
-use natter_proto::command::{Dm, Kick, Message, Part, Register, RoomArg, Say, Topic};
+use natter_proto::command::{
+    Dm, Invite, Join, Kick, Message, ModeCmd, Part, Register, RoomArg, Say, Topic,
+};
 use natter_proto::framing::{Frame, LineFramer};
 use natter_proto::limits::{MAX_LINE_BYTES, MAX_SERVER_LINE_BYTES};
 use natter_proto::sniff::{Sniff, sniff};
@@ -252,12 +254,26 @@ fn check_command<'a>(raw: &'a [u8], s: &mut Session<'a>) {
                 text: b(text),
             });
         }
-        Command::Join(RoomArg { room }) | Command::Who(RoomArg { room }) => {
+        Command::Join(Join { room, .. })
+        | Command::Who(RoomArg { room })
+        | Command::Bans(RoomArg { room }) => {
             assert_eq!(room::validate(room), Ok(()));
             round_trip(&ServerLine::Member {
                 room: b(room),
                 name: b(s.name),
                 op: true,
+                voice: false,
+            });
+        }
+        Command::Mode(ModeCmd {
+            room,
+            change: Some(change),
+        }) => {
+            assert_eq!(room::validate(room), Ok(()));
+            round_trip(&ServerLine::Mode {
+                room: b(room),
+                by: b(s.name),
+                change: Cow::Owned(change.to_string()),
             });
         }
         Command::Part(Part { room, reason }) => {
@@ -289,6 +305,17 @@ fn check_command<'a>(raw: &'a [u8], s: &mut Session<'a>) {
                 room: b(room),
                 by: b(s.name),
                 text: b(text.unwrap_or("")),
+            });
+        }
+        Command::Mode(ModeCmd { room, change: None }) => {
+            assert_eq!(room::validate(room), Ok(()));
+        }
+        Command::Invite(Invite { room, user }) => {
+            assert_eq!(room::validate(room), Ok(()));
+            assert!(!user.is_empty() && !user.contains(' '));
+            round_trip(&ServerLine::Invited {
+                room: b(room),
+                by: b(s.name),
             });
         }
         Command::Kick(Kick { room, user, reason }) => {
@@ -482,9 +509,7 @@ fn in_domain(line: &ServerLine<'_>) -> bool {
         ServerLine::User { name }
         | ServerLine::Account { name }
         | ServerLine::Online { name }
-        | ServerLine::Offline { name } => {
-            n(name)
-        }
+        | ServerLine::Offline { name } => n(name),
         ServerLine::Message { from, text }
         | ServerLine::Dm { from, text }
         | ServerLine::Sent { to: from, text } => n(from) && t(text),
@@ -502,6 +527,16 @@ fn in_domain(line: &ServerLine<'_>) -> bool {
         ServerLine::Say { room, from, text } => r(room) && n(from) && t(text),
         ServerLine::Topic { room, by, text } => r(room) && n(by) && t0(text),
         ServerLine::Member { room, name, .. } => r(room) && n(name),
+        ServerLine::Mode { room, by, change } => r(room) && n(by) && t(change),
+        ServerLine::Invited { room, by } => r(room) && n(by),
+        ServerLine::Ban { room, mask, by, at } => {
+            r(room)
+                && n(by)
+                && !mask.is_empty()
+                && !mask.contains(' ')
+                && !at.is_empty()
+                && !at.contains(' ')
+        }
         ServerLine::Room { room, topic, .. } => r(room) && t0(topic),
         ServerLine::Logged {
             target,

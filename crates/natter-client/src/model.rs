@@ -1835,6 +1835,24 @@ impl Model {
                 reason,
             } => self.on_kicked(&room, &name, &by, &reason, now),
             ServerLine::Topic { room, by, text } => self.on_topic(&room, &by, &text, now),
+            ServerLine::Mode { room, by, change } => {
+                let id = ConvId::room(&room);
+                if let Some(c) = self.conv_mut(&id) {
+                    if let Some(name) = change.strip_prefix("-o ")
+                        && let Some(m) = c.members.iter_mut().find(|m| same(&m.name, name))
+                    {
+                        m.op = false;
+                        sort_members(&mut c.members);
+                    }
+                    self.event(&id, now, &format!("{by} set {change} on {room}"));
+                }
+            }
+            ServerLine::Invited { room, by } => {
+                let text = format!("{by} invited you to {room}: /join {room}");
+                self.event(&ConvId::Everyone, now, &text);
+            }
+            // Nothing here asks for a ban list yet.
+            ServerLine::Ban { .. } => {}
             ServerLine::Operator { room, name } => {
                 let id = ConvId::room(&room);
                 if let Some(c) = self.conv_mut(&id) {

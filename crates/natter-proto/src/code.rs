@@ -115,6 +115,20 @@ codes! {
         /// HISTORY or SEARCH of a room you are not in, or of a conversation the log does
         /// not keep for you.
         NoHistory = "NO_HISTORY",
+        /// MODE with a letter that is not a room mode here.
+        UnknownMode = "UNKNOWN_MODE",
+        /// JOIN of (or SAY in) a room whose ban list matches you.
+        Banned = "BANNED",
+        /// JOIN of an invite-only room without an invitation.
+        InviteOnly = "INVITE_ONLY",
+        /// JOIN of a room with a key, without it or with a wrong one.
+        BadKey = "BAD_KEY",
+        /// SAY in a moderated room without voice.
+        Moderated = "MODERATED",
+        /// A ban (or an invitation) beyond the room's limit.
+        ListFull = "LIST_FULL",
+        /// INVITE of someone who is already in the room.
+        UserInRoom = "USER_IN_ROOM",
     }
 }
 
@@ -195,6 +209,13 @@ impl ErrorCode {
             }
             Self::BadParameter => "a parameter is not one the command takes",
             Self::NoHistory => "there is no history there that you may read",
+            Self::UnknownMode => "that is not a room mode here; modes are i m n s t k l b v o",
+            Self::Banned => "you are banned from that room",
+            Self::InviteOnly => "that room is invite-only; an operator must INVITE you",
+            Self::BadKey => "that room has a key; JOIN <room> <key>",
+            Self::Moderated => "that room is moderated; only operators and voiced members speak",
+            Self::ListFull => "that room's list is full",
+            Self::UserInRoom => "that user is already in the room",
         }
     }
 }

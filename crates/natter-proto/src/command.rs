@@ -28,8 +28,8 @@ pub enum Command<'a> {
     Message(Message<'a>),
     /// `DM <user> <text>`: to one user.
     Dm(Dm<'a>),
-    /// `JOIN <room>`: join a room, creating it if needed.
-    Join(RoomArg<'a>),
+    /// `JOIN <room> [key]`: join a room, creating it if needed.
+    Join(Join<'a>),
     /// `PART <room> [reason]`: leave a room.
     Part(Part<'a>),
     /// `SAY <room> <text>`: to every other member of a room.
@@ -65,6 +65,39 @@ pub enum Command<'a> {
     Search(Search<'a>),
     /// `TAGS ON|OFF`: whether events come with their time and message id (see [`crate::tags`]).
     Tags(bool),
+    /// `MODE <room> [<change> [parameter]]`: show a room's modes, or change one (operators).
+    Mode(ModeCmd<'a>),
+    /// `BANS <room>`: a room's ban list.
+    Bans(RoomArg<'a>),
+    /// `INVITE <room> <user>`: let someone into an invite-only room (or just tell them).
+    Invite(Invite<'a>),
+}
+
+/// `JOIN <room> [key]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Join<'a> {
+    /// The room, already checked against the room-name rule.
+    pub room: &'a str,
+    /// The key, for a room that has one.
+    pub key: Option<&'a str>,
+}
+
+/// `MODE <room> [<change> [parameter]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModeCmd<'a> {
+    /// The room.
+    pub room: &'a str,
+    /// The change; `None` asks for the room's modes.
+    pub change: Option<crate::mode::Change<'a>>,
+}
+
+/// `INVITE <room> <user>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invite<'a> {
+    /// The room.
+    pub room: &'a str,
+    /// Who (matched ignoring case).
+    pub user: &'a str,
 }
 
 /// Where kept messages were said: Everyone (`*`), a room, or the conversation with a user.
@@ -285,7 +318,7 @@ impl std::fmt::Debug for Password<'_> {
     }
 }
 
-/// A command whose only parameter is a room: `JOIN`, `WHO`.
+/// A command whose only parameter is a room: `WHO`, `BANS`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomArg<'a> {
     /// The room, already checked against the room-name rule.
@@ -521,8 +554,9 @@ impl<'a> Command<'a> {
         } else if is("JOIN") {
             p.command = "JOIN";
             let room = p.room()?;
+            let key = p.optional_word();
             p.finish()?;
-            Command::Join(RoomArg { room })
+            Command::Join(Join { room, key })
         } else if is("PART") {
             p.command = "PART";
             let room = p.room()?;
@@ -607,6 +641,33 @@ impl<'a> Command<'a> {
             } else {
                 return Err(bad_parameter("TAGS takes ON or OFF"));
             }
+        } else if is("MODE") {
+            p.command = "MODE";
+            let room = p.room()?;
+            let change = match p.optional_word() {
+                None => None,
+                Some(w) => {
+                    let arg = p.optional_word();
+                    p.finish()?;
+                    Some(
+                        crate::mode::parse_one(w, arg)
+                            .map_err(|e| CommandError::new(e.code(), e.to_string()))?,
+                    )
+                }
+            };
+            p.finish()?;
+            Command::Mode(ModeCmd { room, change })
+        } else if is("BANS") {
+            p.command = "BANS";
+            let room = p.room()?;
+            p.finish()?;
+            Command::Bans(RoomArg { room })
+        } else if is("INVITE") {
+            p.command = "INVITE";
+            let room = p.room()?;
+            let user = p.word("a user name")?;
+            p.finish()?;
+            Command::Invite(Invite { room, user })
         } else if is("KICK") {
             p.command = "KICK";
             let room = p.room()?;
@@ -659,6 +720,9 @@ impl<'a> Command<'a> {
             Self::History(_) => "HISTORY",
             Self::Search(_) => "SEARCH",
             Self::Tags(_) => "TAGS",
+            Self::Mode(_) => "MODE",
+            Self::Bans(_) => "BANS",
+            Self::Invite(_) => "INVITE",
         }
     }
 
@@ -855,7 +919,46 @@ mod tests {
 
     #[test]
     fn room_commands() {
-        assert_eq!(ok("join #Rust"), Command::Join(RoomArg { room: "#Rust" }));
+        assert_eq!(
+            ok("join #Rust"),
+            Command::Join(Join {
+                room: "#Rust",
+                key: None
+            })
+        );
+        assert_eq!(
+            ok("JOIN #r sesame"),
+            Command::Join(Join {
+                room: "#r",
+                key: Some("sesame")
+            })
+        );
+        assert_eq!(
+            ok("MODE #r +k sesame"),
+            Command::Mode(ModeCmd {
+                room: "#r",
+                change: Some(crate::mode::Change::Key(Some("sesame")))
+            })
+        );
+        assert_eq!(
+            ok("MODE #r"),
+            Command::Mode(ModeCmd {
+                room: "#r",
+                change: None
+            })
+        );
+        assert_eq!(err("MODE #r +x"), ErrorCode::UnknownMode);
+        assert_eq!(err("MODE #r +b"), ErrorCode::MissingParameter);
+        assert_eq!(err("MODE #r +m extra"), ErrorCode::BadParameter);
+        assert_eq!(err("MODE #r +v bob extra"), ErrorCode::TooManyParameters);
+        assert_eq!(
+            ok("INVITE #r bob"),
+            Command::Invite(Invite {
+                room: "#r",
+                user: "bob"
+            })
+        );
+        assert_eq!(err("INVITE #r"), ErrorCode::MissingParameter);
         assert_eq!(
             ok("PART #r  gone  fishing "),
             Command::Part(Part {
@@ -903,7 +1006,7 @@ mod tests {
         );
         assert_eq!(err("JOIN"), ErrorCode::MissingParameter);
         assert_eq!(err("JOIN rust"), ErrorCode::InvalidRoomName);
-        assert_eq!(err("JOIN #a b"), ErrorCode::TooManyParameters);
+        assert_eq!(err("JOIN #a b c"), ErrorCode::TooManyParameters);
         assert_eq!(err("SAY #r"), ErrorCode::EmptyText);
         assert_eq!(err("SAY #r \u{7}"), ErrorCode::BadText);
         assert_eq!(err("KICK #r"), ErrorCode::MissingParameter);

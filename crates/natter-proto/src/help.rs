@@ -41,8 +41,9 @@ pub const ENTRIES: &[Entry] = &[
     },
     Entry {
         verb: "JOIN",
-        usage: "JOIN <room>",
-        summary: "join a room (#name), creating it if needed; its creator is its operator",
+        usage: "JOIN <room> [key]",
+        summary: "join a room (#name), creating it if needed; its creator is its operator; \
+                  the key if the room has one",
     },
     Entry {
         verb: "PART",
@@ -84,6 +85,23 @@ pub const ENTRIES: &[Entry] = &[
         verb: "KICK",
         usage: "KICK <room> <user> [reason]",
         summary: "remove <user> from a room (operators)",
+    },
+    Entry {
+        verb: "MODE",
+        usage: "MODE <room> [+|-<mode> [arg]]",
+        summary: "show a room's modes, or change one (operators): +i invite-only, +k <key>, \
+                  +l <members>, +m moderated, +s secret, -n outsiders may speak, -t members \
+                  set the topic, +b <mask> ban, +v <user> voice, +o <user> operator",
+    },
+    Entry {
+        verb: "BANS",
+        usage: "BANS <room>",
+        summary: "list a room's bans",
+    },
+    Entry {
+        verb: "INVITE",
+        usage: "INVITE <room> <user>",
+        summary: "invite <user> into a room, past +i, +k and +l once (operators, if +i)",
     },
     Entry {
         verb: "PASSWORD",

@@ -11,6 +11,7 @@
 //! - [`sniff`]: guesses from a connection's first bytes which protocol its client speaks.
 //! - [`name`]: the user-name rule (IRC-compatible, unique ignoring ASCII case).
 //! - [`room`]: the room-name rule (`#` and up to 49 safe characters, unique ignoring case).
+//! - [`mode`]: room modes (`+i`, `+k key`, `+b mask`...) and ban masks, native and IRC alike.
 //! - [`text`]: the rule for message text (no control characters, not empty).
 //! - [`command`]: a client line parsed into a typed [`Command`], one type per command.
 //! - [`code`]: the stable error codes ([`ErrorCode`]) and disconnect reasons ([`ByeReason`]).
@@ -25,6 +26,7 @@ pub mod framing;
 pub mod help;
 pub mod irc;
 pub mod limits;
+pub mod mode;
 pub mod name;
 pub mod password;
 pub mod room;

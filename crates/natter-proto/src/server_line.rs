@@ -135,8 +135,8 @@ pub enum ServerLine<'a> {
         /// The topic, possibly empty.
         text: Cow<'a, str>,
     },
-    /// `MEMBER <room> [@]<name>`: one member, in the answers to JOIN and WHO; `@` marks an
-    /// operator.
+    /// `MEMBER <room> [@|+]<name>`: one member, in the answers to JOIN and WHO; `@` marks an
+    /// operator, `+` a voiced member who is not one.
     Member {
         /// The room.
         room: Cow<'a, str>,
@@ -144,6 +144,36 @@ pub enum ServerLine<'a> {
         name: Cow<'a, str>,
         /// Whether the member is one of the room's operators.
         op: bool,
+        /// Whether the member has voice (may speak when the room is moderated).
+        voice: bool,
+    },
+    /// `MODE <room> <by> <change> [parameter]`: an operator changed one of a room's modes
+    /// (`MODE #rust alice +k sesame`); a new operator is an `OPERATOR` line instead.
+    Mode {
+        /// The room.
+        room: Cow<'a, str>,
+        /// The operator who changed it.
+        by: Cow<'a, str>,
+        /// The change, `+m` or `+b mask`, as `MODE` writes it.
+        change: Cow<'a, str>,
+    },
+    /// `INVITED <room> <by>`: someone invited you into a room.
+    Invited {
+        /// The room.
+        room: Cow<'a, str>,
+        /// Who invited you.
+        by: Cow<'a, str>,
+    },
+    /// `BAN <room> <mask> <by> <time>`: one ban, in the answer to BANS.
+    Ban {
+        /// The room.
+        room: Cow<'a, str>,
+        /// The ban mask.
+        mask: Cow<'a, str>,
+        /// Who set it.
+        by: Cow<'a, str>,
+        /// When, RFC 3339 in UTC.
+        at: Cow<'a, str>,
     },
     /// `ROOM <room> <members> [topic]`: one room, in the answer to ROOMS.
     Room {
@@ -326,13 +356,35 @@ impl<'a> ServerLine<'a> {
                     text(out, t);
                 }
             }
-            Self::Member { room, name, op } => {
+            Self::Member {
+                room,
+                name,
+                op,
+                voice,
+            } => {
                 word(out, room);
                 out.put_u8(b' ');
                 if *op {
                     out.put_u8(b'@');
+                } else if *voice {
+                    out.put_u8(b'+');
                 }
                 put_word(out, name);
+            }
+            Self::Mode { room, by, change } => {
+                word(out, room);
+                word(out, by);
+                text(out, change);
+            }
+            Self::Invited { room, by } => {
+                word(out, room);
+                word(out, by);
+            }
+            Self::Ban { room, mask, by, at } => {
+                word(out, room);
+                word(out, mask);
+                word(out, by);
+                word(out, at);
             }
             Self::Room {
                 room,
@@ -381,6 +433,9 @@ impl<'a> ServerLine<'a> {
                 field(room) + field(name)
             }
             Self::Member { room, name, .. } => field(room) + field(name) + 1,
+            Self::Mode { room, by, change } => field(room) + field(by) + field(change),
+            Self::Invited { room, by } => field(room) + field(by),
+            Self::Ban { room, mask, by, at } => field(room) + field(mask) + field(by) + field(at),
             Self::Parted { room, name, reason } => field(room) + field(name) + field(reason),
             Self::Kicked {
                 room,
@@ -415,6 +470,9 @@ impl<'a> ServerLine<'a> {
             Self::Say { .. } => "SAY",
             Self::Topic { .. } => "TOPIC",
             Self::Member { .. } => "MEMBER",
+            Self::Mode { .. } => "MODE",
+            Self::Invited { .. } => "INVITED",
+            Self::Ban { .. } => "BAN",
             Self::Room { .. } => "ROOM",
             Self::Operator { .. } => "OPERATOR",
             Self::Bye { .. } => "BYE",
@@ -559,10 +617,11 @@ impl<'a> ServerLine<'a> {
             "MEMBER" => {
                 let (room, name) = split(need(rest)?);
                 let name = one_word(name)?;
-                let (op, name) = match name {
-                    Cow::Borrowed(n) => match n.strip_prefix('@') {
-                        Some(n) if !n.is_empty() => (true, n),
-                        _ => (false, n),
+                let (op, voice, name) = match name {
+                    Cow::Borrowed(n) => match (n.strip_prefix('@'), n.strip_prefix('+')) {
+                        (Some(n), _) if !n.is_empty() => (true, false, n),
+                        (_, Some(n)) if !n.is_empty() => (false, true, n),
+                        _ => (false, false, n),
                     },
                     Cow::Owned(_) => unreachable!("one_word borrows"),
                 };
@@ -570,6 +629,34 @@ impl<'a> ServerLine<'a> {
                     room: Cow::Borrowed(room),
                     name: Cow::Borrowed(name),
                     op,
+                    voice,
+                }
+            }
+            "MODE" => {
+                let (room, rest) = split(need(rest)?);
+                let (by, change) = word_and_text(rest)?;
+                Self::Mode {
+                    room: Cow::Borrowed(room),
+                    by: Cow::Borrowed(by),
+                    change,
+                }
+            }
+            "INVITED" => {
+                let (room, by) = split(need(rest)?);
+                Self::Invited {
+                    room: Cow::Borrowed(room),
+                    by: one_word(by)?,
+                }
+            }
+            "BAN" => {
+                let (room, rest) = split(need(rest)?);
+                let (mask, rest) = split(need(rest)?);
+                let (by, at) = split(need(rest)?);
+                Self::Ban {
+                    room: Cow::Borrowed(room),
+                    mask: Cow::Borrowed(mask),
+                    by: Cow::Borrowed(by),
+                    at: one_word(at)?,
                 }
             }
             "LOGGED" => {
@@ -685,10 +772,31 @@ impl<'a> ServerLine<'a> {
                 by: o(by),
                 text: o(text),
             },
-            Self::Member { room, name, op } => ServerLine::Member {
+            Self::Member {
+                room,
+                name,
+                op,
+                voice,
+            } => ServerLine::Member {
                 room: o(room),
                 name: o(name),
                 op,
+                voice,
+            },
+            Self::Mode { room, by, change } => ServerLine::Mode {
+                room: o(room),
+                by: o(by),
+                change: o(change),
+            },
+            Self::Invited { room, by } => ServerLine::Invited {
+                room: o(room),
+                by: o(by),
+            },
+            Self::Ban { room, mask, by, at } => ServerLine::Ban {
+                room: o(room),
+                mask: o(mask),
+                by: o(by),
+                at: o(at),
             },
             Self::Room {
                 room,

@@ -106,10 +106,22 @@ fn server_line() -> impl Strategy<Value = ServerLine<'static>> {
             by: o(b),
             text: o(t)
         }),
-        (room(), name(), any::<bool>()).prop_map(move |(r, n, op)| ServerLine::Member {
+        (room(), name(), any::<bool>(), any::<bool>()).prop_map(move |(r, n, op, voice)| {
+            ServerLine::Member {
+                room: o(r),
+                name: o(n),
+                op,
+                voice: voice && !op,
+            }
+        }),
+        (room(), name(), name()).prop_map(move |(r, b, v)| ServerLine::Mode {
             room: o(r),
-            name: o(n),
-            op
+            by: o(b),
+            change: o(format!("+v {v}"))
+        }),
+        (room(), name()).prop_map(move |(r, b)| ServerLine::Invited {
+            room: o(r),
+            by: o(b)
         }),
         (room(), any::<usize>(), opt_text()).prop_map(move |(r, members, t)| ServerLine::Room {
             room: o(r),

@@ -153,13 +153,22 @@ pub enum Op {
         /// Why, possibly empty.
         reason: String,
     },
-    /// An operator made someone an operator.
-    Oper {
+    /// An operator changed a room's mode.
+    Mode {
         /// The operator.
         c: u64,
         /// The room.
         room: String,
-        /// The new operator.
+        /// The change as applied, `+b mask`.
+        change: String,
+    },
+    /// A member invited someone into a room.
+    Invite {
+        /// The member.
+        c: u64,
+        /// The room.
+        room: String,
+        /// Who was invited.
         target: String,
     },
     /// A user set or cleared its away message.

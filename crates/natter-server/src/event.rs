@@ -223,6 +223,24 @@ pub enum Event<'a> {
         /// Who.
         name: &'a str,
     },
+    /// An operator changed one of a room's modes.
+    Mode {
+        /// The room.
+        room: &'a str,
+        /// The operator.
+        by: Who<'a>,
+        /// The change as applied, `+b mask` (see [`natter_proto::mode`]).
+        change: &'a str,
+    },
+    /// Someone invited the recipient into a room.
+    Invited {
+        /// The room.
+        room: &'a str,
+        /// Who invited.
+        by: Who<'a>,
+        /// Who is invited (the recipient).
+        to: &'a str,
+    },
     /// Someone logged into their name's account (it was made one) or out of it (it was
     /// deleted); only IRC users with `account-notify` see it.
     Account {
@@ -474,6 +492,20 @@ fn native(e: &Event<'_>) -> Option<Bytes> {
             room: c(room),
             name: c(name),
         },
+        // A new operator is the line natives have always had for one.
+        Event::Mode { room, change, .. } if change.starts_with("+o ") => ServerLine::Operator {
+            room: c(room),
+            name: c(&change[3..]),
+        },
+        Event::Mode { room, by, change } => ServerLine::Mode {
+            room: c(room),
+            by: c(by.name),
+            change: c(change),
+        },
+        Event::Invited { room, by, .. } => ServerLine::Invited {
+            room: c(room),
+            by: c(by.name),
+        },
     };
     Some(line.to_bytes())
 }
@@ -572,6 +604,12 @@ fn irc<'e>(
         Event::Operator { room, name } => {
             (Cow::Borrowed(&names.server), "MODE", vec![room, "+o", name])
         }
+        Event::Mode { room, by, change } => {
+            let mut args = vec![room];
+            args.extend(change.split(' '));
+            (m(by), "MODE", args)
+        }
+        Event::Invited { room, by, to } => (m(by), "INVITE", vec![to, room]),
         Event::Ctcp {
             from,
             to,

@@ -22,6 +22,7 @@ use crate::watch::{MONITOR_LIMIT, Notify};
 use bytes::{Bytes, BytesMut};
 use irc_proto::{CapSubCommand, ChannelMode, Command, Mode};
 use natter_proto::irc::{self as proto, IrcError};
+use natter_proto::mode::{Change, ModeError};
 use natter_proto::{ByeReason, ErrorCode, name, room};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -95,6 +96,7 @@ const KNOWN: &[&str] = &[
     "WHO",
     "WHOIS",
     "MODE",
+    "INVITE",
     "AWAY",
     "ISON",
     "USERHOST",
@@ -121,7 +123,7 @@ const WHOWAS_MAX: usize = crate::whowas::PER_NICK;
 struct Caps {
     /// Echo the client's own PRIVMSG and NOTICE back to it.
     echo_message: bool,
-    /// Show every prefix in NAMES (natter has one, `@`, so only the flag is kept).
+    /// Show every prefix a member has (`@+`) in NAMES and WHO, not just the highest.
     multi_prefix: bool,
     /// Tag events with the time the server saw them.
     server_time: bool,
@@ -337,6 +339,9 @@ mod n {
     pub(super) const RPL_WHOREPLY: &str = "352";
     pub(super) const RPL_NAMREPLY: &str = "353";
     pub(super) const RPL_ENDOFNAMES: &str = "366";
+    pub(super) const RPL_CREATIONTIME: &str = "329";
+    pub(super) const RPL_INVITING: &str = "341";
+    pub(super) const RPL_BANLIST: &str = "367";
     pub(super) const RPL_ENDOFBANLIST: &str = "368";
     pub(super) const RPL_MOTD: &str = "372";
     pub(super) const RPL_MOTDSTART: &str = "375";
@@ -362,6 +367,12 @@ mod n {
     pub(super) const ERR_ALREADYREGISTERED: &str = "462";
     pub(super) const ERR_CHANNELISFULL: &str = "471";
     pub(super) const ERR_UNKNOWNMODE: &str = "472";
+    pub(super) const ERR_INVITEONLYCHAN: &str = "473";
+    pub(super) const ERR_BANNEDFROMCHAN: &str = "474";
+    pub(super) const ERR_BADCHANNELKEY: &str = "475";
+    pub(super) const ERR_BANLISTFULL: &str = "478";
+    pub(super) const ERR_USERONCHANNEL: &str = "443";
+    pub(super) const ERR_INVALIDMODEPARAM: &str = "696";
     pub(super) const ERR_BADCHANMASK: &str = "476";
     pub(super) const ERR_CHANOPRIVSNEEDED: &str = "482";
     pub(super) const ERR_USERSDONTMATCH: &str = "502";
@@ -517,7 +528,7 @@ impl IrcSession {
             }
             Command::PONG(..) => self.ping_sent = None,
             Command::QUIT(reason) => return self.quit(reason.as_deref()),
-            Command::JOIN(chans, _, _) => self.join(&chans),
+            Command::JOIN(chans, keys, _) => self.join(&chans, keys.as_deref()),
             Command::PART(chans, reason) => self.part(&chans, reason.as_deref()),
             Command::PRIVMSG(target, text) => self.privmsg(&target, &text, false),
             Command::NOTICE(target, text) => self.privmsg(&target, &text, true),
@@ -552,6 +563,7 @@ impl IrcSession {
             }
             Command::WHOIS(_, nick) => self.whois(&nick),
             Command::ChannelMODE(chan, modes) => self.channel_mode(&chan, &modes),
+            Command::INVITE(nick, chan) => self.invite(&nick, &chan),
             Command::UserMODE(nick, modes) => self.user_mode(&nick, modes.is_empty()),
             Command::AWAY(msg) => self.away(msg.as_deref()),
             // irc-proto 1.1 parses ISON into its USERHOST variant; the word tells them apart.
@@ -1335,17 +1347,22 @@ impl IrcSession {
             )],
         );
         num(n::RPL_CREATED, &["This server speaks natter and IRC"]);
-        num(n::RPL_MYINFO, &[&cfg.server_name, version, "i", "o"]);
+        num(
+            n::RPL_MYINFO,
+            &[&cfg.server_name, version, "i", "biklmnostv", "bklov"],
+        );
         let isupport = [
             "CASEMAPPING=ascii".to_owned(),
             "CHANTYPES=#".to_owned(),
             format!("CHANNELLEN={}", natter_proto::limits::MAX_ROOM_NAME_LEN + 1),
             format!("NICKLEN={}", natter_proto::limits::MAX_NAME_LEN),
-            "PREFIX=(o)@".to_owned(),
+            "PREFIX=(ov)@+".to_owned(),
             "TARGMAX=PRIVMSG:4,NOTICE:4,JOIN:,PART:,NAMES:1,WHOIS:1,KICK:1".to_owned(),
             format!("TOPICLEN={}", limits.topic_bytes),
             format!("CHANLIMIT=#:{}", limits.per_user),
-            "CHANMODES=,,,".to_owned(),
+            "CHANMODES=b,k,l,imnst".to_owned(),
+            "MODES=4".to_owned(),
+            format!("MAXLIST=b:{}", crate::hub::MAX_BANS),
             "NETWORK=natter".to_owned(),
         ];
         let mut isupport = isupport.to_vec();
@@ -1511,7 +1528,7 @@ impl IrcSession {
         }
     }
 
-    fn join(&mut self, chans: &str) {
+    fn join(&mut self, chans: &str, keys: Option<&str>) {
         if chans == "0" {
             // JOIN 0 leaves every channel.
             let rooms: Vec<String> = self
@@ -1520,12 +1537,18 @@ impl IrcSession {
                 .map(|u| u.rooms)
                 .unwrap_or_default();
             for r in rooms {
-                self.part(r.trim_start_matches('@'), None);
+                self.part(r.trim_start_matches(['@', '+']), None);
             }
             return;
         }
         let mut joined = Vec::new();
-        for chan in chans.split(',').filter(|c| !c.is_empty()) {
+        // Keys go with the channels in order, as the client listed them.
+        let mut keys = keys.unwrap_or("").split(',');
+        for chan in chans.split(',') {
+            let key = keys.next().filter(|k| !k.is_empty());
+            if chan.is_empty() {
+                continue;
+            }
             if chan.eq_ignore_ascii_case(&self.cfg.everyone_channel) {
                 self.join_everyone();
                 continue;
@@ -1536,7 +1559,7 @@ impl IrcSession {
             }
             let mask = self.my_mask();
             let from = Some(self.peer.ip()).filter(|ip| self.policy.limits_apply(*ip));
-            let result = self.hub.join(self.id, chan, from, |view| {
+            let result = self.hub.join(self.id, chan, key, from, |view| {
                 let mut out = BytesMut::new();
                 out.extend_from_slice(&irc_message(None, Some(&mask), "JOIN", &[&view.name]));
                 self.write_topic(&mut out, view, false);
@@ -1552,6 +1575,15 @@ impl IrcSession {
                 ),
                 Err(ErrorCode::RoomFull) => {
                     self.num(n::ERR_CHANNELISFULL, &[chan, "Cannot join channel (+l)"])
+                }
+                Err(ErrorCode::InviteOnly) => {
+                    self.num(n::ERR_INVITEONLYCHAN, &[chan, "Cannot join channel (+i)"])
+                }
+                Err(ErrorCode::Banned) => {
+                    self.num(n::ERR_BANNEDFROMCHAN, &[chan, "Cannot join channel (+b)"])
+                }
+                Err(ErrorCode::BadKey) => {
+                    self.num(n::ERR_BADCHANNELKEY, &[chan, "Cannot join channel (+k)"])
                 }
                 Err(_) => self.num(n::ERR_BADCHANMASK, &[chan, "Bad Channel Mask"]),
             }
@@ -1759,11 +1791,11 @@ impl IrcSession {
         let overhead = self.cfg.server_name.len() + me.len() + chan.len() + 20;
         let mut line = String::new();
         for m in members {
-            let op = if m.op { "@" } else { "" };
+            let pre = prefix(m, self.caps.multi_prefix);
             let entry = if self.caps.userhost_in_names {
-                format!("{op}{}", mask(&m.name, &m.ident))
+                format!("{pre}{}", mask(&m.name, &m.ident))
             } else {
-                format!("{op}{}", m.name)
+                format!("{pre}{}", m.name)
             };
             if !line.is_empty() && overhead + line.len() + entry.len() + 1 > proto::MAX_LINE {
                 out.extend_from_slice(&self.numeric_to(me, n::RPL_NAMREPLY, &["=", chan, &line]));
@@ -1862,6 +1894,16 @@ impl IrcSession {
                             self,
                             n::ERR_CANNOTSENDTOCHAN,
                             &[target, "Cannot send to channel"],
+                        ),
+                        ErrorCode::Moderated => complain(
+                            self,
+                            n::ERR_CANNOTSENDTOCHAN,
+                            &[target, "Cannot send to channel (+m)"],
+                        ),
+                        ErrorCode::Banned => complain(
+                            self,
+                            n::ERR_CANNOTSENDTOCHAN,
+                            &[target, "Cannot send to channel (+b)"],
                         ),
                         _ => complain(
                             self,
@@ -2091,7 +2133,7 @@ impl IrcSession {
         for r in names
             .iter()
             .filter(|&&c| !everyone(c))
-            .filter_map(|c| self.hub.room_summary(c))
+            .filter_map(|c| self.hub.room_summary(self.id, c))
             .filter(|r| users.admits(r.members))
         {
             let topic = r.topic.as_deref().unwrap_or("");
@@ -2111,7 +2153,7 @@ impl IrcSession {
         let mut out = BytesMut::new();
         let done = match &mut *answer {
             Answer::List { last, users } => {
-                let page = self.hub.rooms_page(last.as_deref(), PAGE);
+                let page = self.hub.rooms_page(self.id, last.as_deref(), PAGE);
                 for r in page.items.iter().filter(|r| users.admits(r.members)) {
                     let count = r.members.to_string();
                     let topic = r.topic.as_deref().unwrap_or("");
@@ -2128,7 +2170,13 @@ impl IrcSession {
                     return;
                 };
                 let shown_chan = shown(chan);
-                let chan_done = match self.hub.members_page(chan, last.as_deref(), PAGE) {
+                // A secret channel's members are nobody else's business.
+                let members = if self.hub.hidden_from(self.id, chan) {
+                    Err(ErrorCode::NoSuchRoom)
+                } else {
+                    self.hub.members_page(chan, last.as_deref(), PAGE)
+                };
+                let chan_done = match members {
                     Ok((name, page)) => {
                         self.write_names_page(&mut out, &name, &page.items);
                         *last = page.last;
@@ -2153,7 +2201,12 @@ impl IrcSession {
                 chans.is_empty()
             }
             Answer::Who { chan, last, how } => {
-                let page = match self.hub.who_members_page(chan, last.as_deref(), PAGE) {
+                let members = if self.hub.hidden_from(self.id, chan) {
+                    Err(ErrorCode::NoSuchRoom)
+                } else {
+                    self.hub.who_members_page(chan, last.as_deref(), PAGE)
+                };
+                let page = match members {
                     Ok((name, page)) => {
                         for e in page.items.iter().filter(|e| self.who_wanted(e, how)) {
                             out.extend_from_slice(&self.who_row(&name, e, how));
@@ -2296,7 +2349,7 @@ impl IrcSession {
             "{}{}{}",
             if e.away { "G" } else { "H" },
             if oper { "*" } else { "" },
-            if e.op { "@" } else { "" }
+            status_prefix(e.op, e.voice, self.caps.multi_prefix)
         );
         // Natives have no real name: their name stands for it, as it always has.
         let real: &str = match &e.real {
@@ -2353,9 +2406,19 @@ impl IrcSession {
                 out.extend_from_slice(
                     &self.numeric(n::RPL_WHOISUSER, &[&u.name, &u.ident, "natter", "*", &real]),
                 );
-                if !u.rooms.is_empty() {
+                let rooms: Vec<&str> = u
+                    .rooms
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|r| {
+                        !self
+                            .hub
+                            .hidden_from(self.id, r.trim_start_matches(['@', '+']))
+                    })
+                    .collect();
+                if !rooms.is_empty() {
                     out.extend_from_slice(
-                        &self.numeric(n::RPL_WHOISCHANNELS, &[&u.name, &u.rooms.join(" ")]),
+                        &self.numeric(n::RPL_WHOISCHANNELS, &[&u.name, &rooms.join(" ")]),
                     );
                 }
                 out.extend_from_slice(&self.numeric(
@@ -2387,43 +2450,145 @@ impl IrcSession {
     }
 
     fn channel_mode(&mut self, chan: &str, modes: &[Mode<ChannelMode>]) {
-        if !chan.eq_ignore_ascii_case(&self.cfg.everyone_channel) && self.hub.topic(chan).is_err() {
-            self.num(n::ERR_NOSUCHCHANNEL, &[&shown(chan), "No such channel"]);
+        if chan.eq_ignore_ascii_case(&self.cfg.everyone_channel) {
+            // Everyone has no operators: its modes are fixed.
+            match modes {
+                [] => self.num(n::RPL_CHANNELMODEIS, &[chan, "+nt"]),
+                [Mode::NoPrefix(ChannelMode::Ban) | Mode::Plus(ChannelMode::Ban, None)] => {
+                    self.num(n::RPL_ENDOFBANLIST, &[chan, "End of channel ban list"])
+                }
+                _ => self.num(
+                    n::ERR_CHANOPRIVSNEEDED,
+                    &[chan, "You're not channel operator"],
+                ),
+            }
             return;
         }
         if modes.is_empty() {
-            self.num(n::RPL_CHANNELMODEIS, &[chan, "+"]);
+            match self.hub.modes(self.id, chan) {
+                Ok(v) => {
+                    let mut args: Vec<&str> = vec![&v.room];
+                    args.extend(v.modes.split(' '));
+                    self.num(n::RPL_CHANNELMODEIS, &args);
+                    self.num(n::RPL_CREATIONTIME, &[&v.room, &v.created.to_string()]);
+                }
+                Err(_) => self.num(n::ERR_NOSUCHCHANNEL, &[&shown(chan), "No such channel"]),
+            }
             return;
         }
-        for m in modes {
-            match m {
-                Mode::NoPrefix(ChannelMode::Ban) | Mode::Plus(ChannelMode::Ban, None) => {
-                    self.num(n::RPL_ENDOFBANLIST, &[chan, "End of channel ban list"])
-                }
-                Mode::Plus(ChannelMode::Oper, Some(nick)) => {
-                    match self.hub.op(self.id, chan, nick) {
-                        Ok(()) => {}
-                        Err(ErrorCode::NotOperator | ErrorCode::NotInRoom) => self.num(
-                            n::ERR_CHANOPRIVSNEEDED,
-                            &[chan, "You're not channel operator"],
-                        ),
-                        Err(ErrorCode::NoSuchUser) => {
-                            self.num(n::ERR_NOSUCHNICK, &[&shown(nick), "No such nick/channel"])
-                        }
-                        Err(_) => self.num(
-                            n::ERR_USERNOTINCHANNEL,
-                            &[&shown(nick), chan, "They aren't on that channel"],
-                        ),
-                    }
-                }
-                other => {
-                    let c = mode_char(other);
+        let (letters, args) = mode_words(modes);
+        for change in natter_proto::mode::parse_irc(&letters, &args) {
+            let change = match change {
+                Ok(c) => c,
+                Err(ModeError::Unknown(c)) => {
+                    let c = if c.is_control() { '?' } else { c };
                     self.num(
                         n::ERR_UNKNOWNMODE,
                         &[&c.to_string(), "is unknown mode char to me"],
+                    );
+                    continue;
+                }
+                Err(ModeError::Missing(_)) => {
+                    self.num(n::ERR_NEEDMOREPARAMS, &["MODE", "Not enough parameters"]);
+                    continue;
+                }
+                Err(e @ ModeError::Bad(c, _)) => {
+                    self.num(
+                        n::ERR_INVALIDMODEPARAM,
+                        &[chan, &c.to_string(), "*", &e.to_string()],
+                    );
+                    continue;
+                }
+            };
+            if change == Change::ListBans {
+                self.ban_list(chan);
+                continue;
+            }
+            match self.hub.mode(self.id, chan, &change) {
+                Ok(_) => {}
+                Err(ErrorCode::NoSuchRoom) => {
+                    self.num(n::ERR_NOSUCHCHANNEL, &[&shown(chan), "No such channel"]);
+                    return;
+                }
+                Err(ErrorCode::NotOperator | ErrorCode::NotInRoom) => {
+                    self.num(
+                        n::ERR_CHANOPRIVSNEEDED,
+                        &[chan, "You're not channel operator"],
+                    );
+                    return;
+                }
+                Err(ErrorCode::NoSuchUser) => {
+                    let nick = change.arg().unwrap_or_default();
+                    self.num(n::ERR_NOSUCHNICK, &[&shown(&nick), "No such nick/channel"])
+                }
+                Err(ErrorCode::UserNotInRoom) => {
+                    let nick = change.arg().unwrap_or_default();
+                    self.num(
+                        n::ERR_USERNOTINCHANNEL,
+                        &[&shown(&nick), chan, "They aren't on that channel"],
                     )
                 }
+                Err(ErrorCode::ListFull) => self.num(
+                    n::ERR_BANLISTFULL,
+                    &[
+                        chan,
+                        &change.arg().unwrap_or_default(),
+                        "Channel ban list is full",
+                    ],
+                ),
+                Err(_) => self.num(
+                    n::ERR_INVALIDMODEPARAM,
+                    &[
+                        chan,
+                        "o",
+                        &change.arg().unwrap_or_default(),
+                        "A channel keeps at least one operator",
+                    ],
+                ),
             }
+        }
+    }
+
+    /// 367 for each ban of `chan`, then 368.
+    fn ban_list(&mut self, chan: &str) {
+        let mut out = BytesMut::new();
+        let name = match self.hub.bans(self.id, chan) {
+            Ok((name, bans)) => {
+                for b in bans {
+                    out.extend_from_slice(
+                        &self.numeric(n::RPL_BANLIST, &[&name, &b.mask, &b.by, &b.at.to_string()]),
+                    );
+                }
+                name.to_string()
+            }
+            Err(_) => shown(chan),
+        };
+        out.extend_from_slice(
+            &self.numeric(n::RPL_ENDOFBANLIST, &[&name, "End of channel ban list"]),
+        );
+        self.push(out.freeze());
+    }
+
+    /// `INVITE nick #channel`: 341 to the inviter, an `INVITE` to the invited.
+    fn invite(&mut self, nick: &str, chan: &str) {
+        match self.hub.invite(self.id, chan, nick) {
+            Ok((room, user)) => self.num(n::RPL_INVITING, &[&user, &room]),
+            Err(ErrorCode::NoSuchRoom) => {
+                self.num(n::ERR_NOSUCHCHANNEL, &[&shown(chan), "No such channel"])
+            }
+            Err(ErrorCode::NotInRoom) => self.num(
+                n::ERR_NOTONCHANNEL,
+                &[&shown(chan), "You're not on that channel"],
+            ),
+            Err(ErrorCode::NotOperator) => self.num(
+                n::ERR_CHANOPRIVSNEEDED,
+                &[chan, "You're not channel operator"],
+            ),
+            Err(ErrorCode::UserInRoom) => self.num(
+                n::ERR_USERONCHANNEL,
+                &[&shown(nick), chan, "is already on channel"],
+            ),
+            Err(_) => self.num(n::ERR_NOSUCHNICK, &[&shown(nick), "No such nick/channel"]),
         }
     }
 
@@ -2587,11 +2752,44 @@ impl IrcSession {
     }
 }
 
-fn mode_char(m: &Mode<ChannelMode>) -> char {
-    let mode = match m {
-        Mode::Plus(c, _) | Mode::Minus(c, _) | Mode::NoPrefix(c) => c,
-    };
-    mode.to_string().chars().next().unwrap_or('?')
+/// A member's prefix in NAMES and WHO: the highest, or every one with `multi-prefix`.
+fn prefix(m: &MemberView, multi: bool) -> &'static str {
+    status_prefix(m.op, m.voice, multi)
+}
+
+/// The prefix of a member who operates a channel (`op`) or has voice in it; both with
+/// `multi-prefix`.
+fn status_prefix(op: bool, voice: bool, multi: bool) -> &'static str {
+    match (op, voice) {
+        (true, true) if multi => "@+",
+        (true, _) => "@",
+        (false, true) => "+",
+        (false, false) => "",
+    }
+}
+
+/// The mode string and parameters irc-proto parsed, put back as the client sent them
+/// (irc-proto gives `-l` a parameter and `-k` none, IRC the other way round).
+fn mode_words(modes: &[Mode<ChannelMode>]) -> (String, Vec<&str>) {
+    let mut out = String::new();
+    let mut args = Vec::new();
+    let mut sign = None;
+    for m in modes {
+        let (s, c, arg) = match m {
+            Mode::Plus(c, a) => (Some('+'), c, a.as_deref()),
+            Mode::Minus(c, a) => (Some('-'), c, a.as_deref()),
+            Mode::NoPrefix(c) => (None, c, None),
+        };
+        if s != sign {
+            if let Some(s) = s {
+                out.push(s);
+            }
+            sign = s;
+        }
+        out.push_str(&c.to_string());
+        args.extend(arg);
+    }
+    (out, args)
 }
 
 /// Joins `items` with commas into lists that each fit in a line with a numeric's prefix.

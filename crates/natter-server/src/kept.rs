@@ -17,6 +17,23 @@ pub struct KeptRoom {
     pub topic: Option<KeptTopic>,
     /// The folded names of the accounts that operate it.
     pub operators: Vec<String>,
+    /// Its flags, key and limit (`+ntk key`), unless they are a new room's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modes: Option<String>,
+    /// Its bans.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bans: Vec<KeptBan>,
+}
+
+/// A kept room's ban.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptBan {
+    /// The mask.
+    pub mask: String,
+    /// Who set it.
+    pub by: String,
+    /// When, in seconds since the Unix epoch.
+    pub at: u64,
 }
 
 /// A kept room's topic.

@@ -15,7 +15,9 @@ use crate::history::{Keeping, Later};
 use crate::hub::{Hub, NameCheck, Registered, RoomView, Welcome};
 use crate::outbox::Outbox;
 use bytes::{Bytes, BytesMut};
-use natter_proto::command::{Help, Kick, Part, Register, RoomArg, Say, Topic};
+use natter_proto::command::{
+    Help, Invite, Join, Kick, ModeCmd, Part, Register, RoomArg, Say, Topic,
+};
 use natter_proto::limits::MAX_LINE_BYTES;
 use natter_proto::{ByeReason, Command, ErrorCode, ServerLine, help};
 use std::borrow::Cow;
@@ -286,6 +288,9 @@ impl Session {
             Command::Accounts => self.accounts(),
             Command::Resume(r) => self.resume(r.token),
             Command::Tags(on) => self.tags(on),
+            Command::Mode(m) => self.mode(m),
+            Command::Bans(b) => self.bans(b),
+            Command::Invite(i) => self.invite(i),
         }
         Flow::Continue
     }
@@ -701,7 +706,7 @@ impl Session {
                 page.done
             }
             Answer::Rooms { last, count } => {
-                let page = self.hub.rooms_page(last.as_deref(), PAGE);
+                let page = self.hub.rooms_page(self.id, last.as_deref(), PAGE);
                 for r in &page.items {
                     ServerLine::Room {
                         room: Cow::Borrowed(&r.name),
@@ -725,6 +730,7 @@ impl Session {
                                 room: Cow::Borrowed(&name),
                                 name: Cow::Borrowed(&m.name),
                                 op: m.op,
+                                voice: m.voice,
                             }
                             .write_to(&mut out);
                         }
@@ -998,10 +1004,10 @@ impl Session {
         self.answer_in_order(out.freeze());
     }
 
-    fn join(&self, j: RoomArg<'_>) {
+    fn join(&self, j: Join<'_>) {
         // The hub queues the answer itself, in order with the room's traffic.
         let from = Some(self.peer.ip()).filter(|ip| self.policy.limits_apply(*ip));
-        let joined = self.hub.join(self.id, j.room, from, |view| {
+        let joined = self.hub.join(self.id, j.room, j.key, from, |view| {
             let mut out = BytesMut::new();
             write_members(&mut out, view);
             if let Some(t) = &view.topic {
@@ -1050,6 +1056,9 @@ impl Session {
     }
 
     fn who(&mut self, w: RoomArg<'_>) {
+        if self.hub.hidden_from(self.id, w.room) {
+            return self.room_error(ErrorCode::NoSuchRoom, w.room);
+        }
         match self.hub.topic(w.room) {
             Ok((room, _)) => {
                 self.answer = Some(Box::new(Answer::Members {
@@ -1069,6 +1078,9 @@ impl Session {
                 Ok(room) => self.reply(ok("TOPIC", &room)),
                 Err(code) => self.room_error(code, t.room),
             },
+            None if self.hub.hidden_from(self.id, t.room) => {
+                self.room_error(ErrorCode::NoSuchRoom, t.room)
+            }
             None => match self.hub.topic(t.room) {
                 Ok((room, topic)) => {
                     let mut out = BytesMut::new();
@@ -1122,6 +1134,92 @@ impl Session {
         }
     }
 
+    /// `MODE <room> [change]`: the room's modes, or one changed.
+    fn mode(&self, m: ModeCmd<'_>) {
+        let Some(change) = m.change else {
+            match self.hub.modes(self.id, m.room) {
+                Ok(v) => self.reply(ok("MODE", &format!("{} {}", v.room, v.modes))),
+                Err(code) => self.room_error(code, m.room),
+            }
+            return;
+        };
+        match self.hub.mode(self.id, m.room, &change) {
+            Ok((room, applied)) => {
+                info!(room = %room, change = %change, by = self.name(), "mode");
+                let shown = applied.unwrap_or_else(|| change.to_string());
+                self.reply(ok("MODE", &format!("{room} {shown}")));
+            }
+            Err(ErrorCode::NoSuchUser) => self.reply_error(
+                ErrorCode::NoSuchUser,
+                format!(
+                    "no user named {} is online",
+                    shown(&change.arg().unwrap_or_default())
+                ),
+            ),
+            Err(ErrorCode::BadParameter) => self.reply_error(
+                ErrorCode::BadParameter,
+                format!(
+                    "{} would have no operator left; make someone else one first",
+                    m.room
+                ),
+            ),
+            Err(ErrorCode::ListFull) => self.reply_error(
+                ErrorCode::ListFull,
+                format!(
+                    "{} has {} bans, as many as a room may; remove one first",
+                    m.room,
+                    crate::hub::MAX_BANS
+                ),
+            ),
+            Err(code) => self.room_error(code, m.room),
+        }
+    }
+
+    /// `BANS <room>`: the ban list.
+    fn bans(&self, b: RoomArg<'_>) {
+        match self.hub.bans(self.id, b.room) {
+            Ok((room, bans)) => {
+                let mut out = BytesMut::new();
+                for ban in &bans {
+                    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(ban.at);
+                    ServerLine::Ban {
+                        room: Cow::Borrowed(&room),
+                        mask: Cow::Borrowed(&ban.mask),
+                        by: Cow::Borrowed(&ban.by),
+                        at: Cow::Owned(crate::event::timestamp(at)),
+                    }
+                    .write_to(&mut out);
+                }
+                ok_line(&mut out, "BANS", &format!("{room} {}", bans.len()));
+                self.reply(out.freeze());
+            }
+            Err(code) => self.room_error(code, b.room),
+        }
+    }
+
+    /// `INVITE <room> <user>`.
+    fn invite(&self, i: Invite<'_>) {
+        match self.hub.invite(self.id, i.room, i.user) {
+            Ok((room, user)) => {
+                info!(room = %room, user = %user, by = self.name(), "invited");
+                self.reply(ok("INVITE", &format!("{room} {user}")));
+            }
+            Err(ErrorCode::NoSuchUser) => self.reply_error(
+                ErrorCode::NoSuchUser,
+                format!("no user named {} is online", shown(i.user)),
+            ),
+            Err(ErrorCode::UserInRoom) => self.reply_error(
+                ErrorCode::UserInRoom,
+                format!("{} is already in {}", shown(i.user), i.room),
+            ),
+            Err(ErrorCode::NotOperator) => self.reply_error(
+                ErrorCode::NotOperator,
+                format!("{} is invite-only: only its operators may invite", i.room),
+            ),
+            Err(code) => self.room_error(code, i.room),
+        }
+    }
+
     /// An error about a room, naming it.
     fn room_error(&self, code: ErrorCode, room: &str) {
         let text = match code {
@@ -1132,6 +1230,14 @@ impl Session {
             ErrorCode::NotOperator => format!("only operators of {room} may do that"),
             ErrorCode::UserNotInRoom => format!("that user is not in {room}"),
             ErrorCode::RoomFull => format!("{room} is full"),
+            ErrorCode::Banned => format!("you are banned from {room}"),
+            ErrorCode::InviteOnly => {
+                format!("{room} is invite-only; one of its members must INVITE you")
+            }
+            ErrorCode::BadKey => format!("{room} has a key: JOIN {room} <key>"),
+            ErrorCode::Moderated => {
+                format!("{room} is moderated: only its operators and voiced members may speak")
+            }
             _ => code.default_text().to_owned(),
         };
         self.reply_error(code, text);
@@ -1369,6 +1475,7 @@ fn write_members(out: &mut BytesMut, view: &RoomView) {
             room: Cow::Borrowed(&view.name),
             name: Cow::Borrowed(&m.name),
             op: m.op,
+            voice: m.voice,
         }
         .write_to(out);
     }

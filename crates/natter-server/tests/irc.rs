@@ -34,7 +34,7 @@ async fn registration_without_cap_gets_the_welcome_burst() {
         "CHANTYPES=#",
         "NICKLEN=32",
         "CHANNELLEN=50",
-        "PREFIX=(o)@",
+        "PREFIX=(ov)@+",
         "TARGMAX=",
     ] {
         assert!(isupport.contains(token), "{token} missing from {isupport}");
@@ -246,8 +246,8 @@ async fn channels_are_rooms() {
 
     // Operators: MODE +o, then KICK.
     a.send("MODE #one +o beta").await;
-    assert_eq!(a.line().await, ":natter MODE #one +o beta");
-    assert_eq!(b.line().await, ":natter MODE #one +o beta");
+    assert_eq!(a.line().await, ":alpha!alpha@natter MODE #one +o beta");
+    assert_eq!(b.line().await, ":alpha!alpha@natter MODE #one +o beta");
     assert_eq!(native.text().await, "OPERATOR #one beta");
     b.send("KICK #one nat :behave").await;
     assert_eq!(b.line().await, ":beta!beta@natter KICK #one nat behave");
@@ -264,7 +264,8 @@ async fn channels_are_rooms() {
     assert_eq!(a.line().await, ":alpha!alpha@natter PART #two :bye now");
     assert_eq!(native.text().await, "PARTED #two alpha bye now");
     a.send("MODE #one").await;
-    assert_eq!(a.line().await, ":natter 324 alpha #one +");
+    assert_eq!(a.line().await, ":natter 324 alpha #one +nt");
+    assert!(a.line().await.contains(" 329 alpha #one "));
     a.send("MODE #one b").await;
     assert!(a.line().await.contains(" 368 alpha #one "));
 }

@@ -33,6 +33,7 @@ const LAYERS: &[&[&str]] = &[
         "hub",
         "hub::linger",
         "hub::mirror",
+        "hub::moderation",
         "hub::watch",
     ],
     &["cluster"],

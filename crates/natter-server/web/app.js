@@ -19,6 +19,13 @@
   /** Names and room names compare ignoring ASCII case, as the server does. */
   const fold = (s) => s.replace(/[A-Z]/g, (c) => c.toLowerCase());
 
+  /** A MEMBER line's name: `@` marks an operator, `+` a voiced member. */
+  function member(word) {
+    if (word.startsWith('@')) return { name: word.slice(1), op: true, voice: false };
+    if (word.startsWith('+')) return { name: word.slice(1), op: false, voice: true };
+    return { name: word, op: false, voice: false };
+  }
+
   /** Splits off the first space-separated word: [word, rest-or-null]. */
   function split(s) {
     const i = s.indexOf(' ');
@@ -973,9 +980,8 @@
         c.title = name || room;
         c.joined = true;
         c.members = new Map(members.map((m) => {
-          const op = m.startsWith('@');
-          const n = op ? m.slice(1) : m;
-          return [fold(n), { name: n, op }];
+          const p = member(m);
+          return [fold(p.name), p];
         }));
         c.topic = topic ? topic.text : '';
         c.topicBy = topic ? topic.by : '';
@@ -1144,9 +1150,8 @@
       },
       ok: () => {
         c.members = new Map(members.map((m) => {
-          const op = m.startsWith('@');
-          const n = op ? m.slice(1) : m;
-          return [fold(n), { name: n, op }];
+          const p = member(m);
+          return [fold(p.name), p];
         }));
         system(c, `Members of ${c.title} (${members.length}): ${members.join(', ')}`, 'event');
         if (state.active === c.key) renderPeople();

@@ -54,6 +54,8 @@ pub(super) struct Seat {
     pub(super) flavor: Flavor,
     /// Whether the member is an operator (rooms only).
     pub(super) op: bool,
+    /// Whether the member has voice (rooms only): may speak in a moderated room.
+    pub(super) voice: bool,
     /// When the member joined, in join order.
     pub(super) since: u64,
     /// Whether the member has several connections, listed in the audience's `links`

@@ -5,9 +5,7 @@
 //! those lines first, in order. A server shutting down keeps such sessions in the store and
 //! the next one restores them, lingering, so clients resume across a restart too.
 
-use super::{
-    Audience, Hub, Linger, Registered, Room, RoomTopic, State, TokenHash, User, Welcome, pid,
-};
+use super::{Hub, Linger, Registered, RoomTopic, State, TokenHash, User, Welcome, pid};
 use crate::backplane::Op;
 use crate::client_id::{ClientId, PERSON, is_local};
 use crate::event::Flavor;
@@ -52,6 +50,8 @@ struct Saved {
 struct SavedRoom {
     name: String,
     op: bool,
+    #[serde(default)]
+    voice: bool,
     #[serde(default)]
     topic: Option<SavedTopic>,
 }
@@ -262,6 +262,7 @@ impl Hub {
                 .map(|r| SavedRoom {
                     name: r.name.to_string(),
                     op: r.members.get(id).is_some_and(|s| s.op),
+                    voice: r.members.get(id).is_some_and(|s| s.voice),
                     topic: r.topic.as_ref().map(|t| SavedTopic {
                         by: t.by.to_string(),
                         text: t.text.to_string(),
@@ -351,13 +352,10 @@ impl Hub {
                 continue;
             }
             let rkey = room_name::fold(&r.name);
-            let room = st.rooms.entry(rkey.clone()).or_insert_with(|| Room {
-                name: Arc::from(r.name.as_str()),
-                by: None,
-                topic: None,
-                members: Audience::default(),
-                kept: None,
-            });
+            let room = st
+                .rooms
+                .entry(rkey.clone())
+                .or_insert_with(|| super::moderation::new_room(&r.name, None));
             if room.topic.is_none()
                 && let Some(t) = r.topic
             {
@@ -369,7 +367,9 @@ impl Hub {
             }
             st.joins += 1;
             let user = st.users.get_mut(&id)?;
-            room.members.insert(user.seat(id, r.op, st.joins));
+            let (mut seat, links) = user.seat(id, r.op, st.joins);
+            seat.voice = r.voice;
+            room.members.insert((seat, links));
             user.rooms.push(rkey);
         }
         let mut hashes = Vec::new();

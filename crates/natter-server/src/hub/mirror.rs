@@ -185,6 +185,7 @@ impl Hub {
                         &room,
                         Some(op),
                         None,
+                        None,
                         None::<fn(&RoomView) -> Bytes>,
                     );
                 }
@@ -223,9 +224,14 @@ impl Hub {
                     let _ = self.kick(id, &room, &target, reason);
                 }
             }
-            Op::Oper { c, room, target } => {
+            Op::Mode { c, room, change } => {
                 if let Some(id) = self.ghost(node, c) {
-                    let _ = self.op(id, &room, &target);
+                    self.mode_from_peer(id, &room, &change);
+                }
+            }
+            Op::Invite { c, room, target } => {
+                if let Some(id) = self.ghost(node, c) {
+                    let _ = self.invite(id, &room, &target);
                 }
             }
             Op::Kill {
@@ -403,6 +409,7 @@ impl Hub {
                         id,
                         &room,
                         Some(op),
+                        None,
                         None,
                         None::<fn(&RoomView) -> Bytes>,
                     );

@@ -26,7 +26,10 @@
 mod audience;
 mod linger;
 mod mirror;
+mod moderation;
 pub mod watch;
+
+pub use moderation::{Ban, MAX_BANS, ModesView};
 
 use crate::account::Accounts;
 use crate::backplane::{Backplane, Local, Op};
@@ -340,6 +343,7 @@ impl User {
             outbox: self.outbox.clone(),
             flavor: self.flavor,
             op,
+            voice: false,
             since,
             linked: false,
         };
@@ -399,6 +403,8 @@ struct Room {
     members: Audience,
     /// The folded names of the accounts that operate it, if it stays (see [`crate::kept`]).
     kept: Option<Vec<String>>,
+    /// Its bans, invitations, key, limit and flags.
+    modes: moderation::RoomModes,
 }
 
 /// A room's topic and who set it.
@@ -449,6 +455,8 @@ pub struct MemberView {
     pub ident: Arc<str>,
     /// Whether the member is an operator of the room.
     pub op: bool,
+    /// Whether the member has voice.
+    pub voice: bool,
     /// Whether the member set an away message.
     pub away: bool,
 }
@@ -656,6 +664,7 @@ impl Hub {
                         at: t.at,
                     }),
                     members: Audience::default(),
+                    modes: moderation::RoomModes::restored(k.modes.as_deref(), &k.bans),
                     kept: Some(k.operators),
                 },
             );
@@ -669,14 +678,19 @@ impl Hub {
         let Some(keeper) = &self.keeper else {
             return;
         };
-        let kept = r.kept.as_ref().map(|ops| KeptRoom {
-            name: r.name.to_string(),
-            topic: r.topic.as_ref().map(|t| KeptTopic {
-                by: t.by.to_string(),
-                text: t.text.to_string(),
-                at: t.at,
-            }),
-            operators: ops.to_vec(),
+        let kept = r.kept.as_ref().map(|ops| {
+            let (modes, bans) = r.modes.kept();
+            KeptRoom {
+                name: r.name.to_string(),
+                topic: r.topic.as_ref().map(|t| KeptTopic {
+                    by: t.by.to_string(),
+                    text: t.text.to_string(),
+                    at: t.at,
+                }),
+                operators: ops.to_vec(),
+                modes,
+                bans,
+            }
         });
         keeper.put(key, kept.as_ref());
     }
@@ -2121,8 +2135,12 @@ impl Hub {
             .iter()
             .filter_map(|k| st.rooms.get(k))
             .map(|r| {
-                let op = r.members.get(id).is_some_and(|s| s.op);
-                format!("{}{}", if op { "@" } else { "" }, r.name)
+                let prefix = match r.members.get(id) {
+                    Some(s) if s.op => "@",
+                    Some(s) if s.voice => "+",
+                    _ => "",
+                };
+                format!("{prefix}{}", r.name)
             })
             .collect();
         if u.in_everyone {
@@ -2171,6 +2189,7 @@ impl Hub {
                     name: u.name.clone(),
                     ident: u.ident().clone(),
                     op: s.op,
+                    voice: s.voice,
                     away: u.away().is_some(),
                 })
             })
@@ -2208,6 +2227,7 @@ impl Hub {
         &self,
         id: ClientId,
         room: &str,
+        key: Option<&str>,
         from: Option<IpAddr>,
         answer: impl FnOnce(&RoomView) -> Bytes,
     ) -> Result<(), ErrorCode> {
@@ -2215,33 +2235,39 @@ impl Hub {
             return Err(ErrorCode::InvalidRoomName);
         }
         let mut guard = self.write();
-        self.join_in(&mut guard, id, room, None, from, Some(answer))
+        self.join_in(&mut guard, id, room, None, key, from, Some(answer))
     }
 
     /// [`Hub::join`] under the lock; a ghost comes with its operator status as its own node
     /// decided it, and no limits apply to it (its node checked them).
+    #[allow(clippy::too_many_arguments)]
     fn join_in(
         &self,
         st: &mut State,
         conn: ClientId,
         room: &str,
         ghost_op: Option<bool>,
+        key: Option<&str>,
         from: Option<IpAddr>,
         answer: Option<impl FnOnce(&RoomView) -> Bytes>,
     ) -> Result<(), ErrorCode> {
         let id = pid(st, conn);
-        let key = room_name::fold(room);
+        let room_key = room_name::fold(room);
         let local = is_local(id);
+        let server_op = self.server_op(st, id);
         let user = st.users.get(&id).ok_or(ErrorCode::NotRegistered)?;
         if local && user.rooms.len() >= self.limits.per_user {
             return Err(ErrorCode::TooManyRooms);
         }
-        if let Some(r) = st.rooms.get(&key) {
+        if let Some(r) = st.rooms.get_mut(&room_key) {
             if r.members.contains(id) {
                 return Err(ErrorCode::AlreadyInRoom);
             }
             if local && r.members.len() >= self.limits.members {
                 return Err(ErrorCode::RoomFull);
+            }
+            if local && !server_op {
+                r.modes.admit(user.who(), key, r.members.len())?;
             }
         } else if local {
             if st.rooms.len() >= self.limits.rooms {
@@ -2256,17 +2282,12 @@ impl Hub {
                 return Err(ErrorCode::RoomLimit);
             }
         }
+        let key = room_key;
         let r = st.rooms.entry(key.clone()).or_insert_with(|| {
             if let Some(ip) = from.filter(|_| local) {
                 *st.rooms_by.entry(ip).or_default() += 1;
             }
-            Room {
-                name: Arc::from(room),
-                by: from.filter(|_| local),
-                topic: None,
-                members: Audience::default(),
-                kept: None,
-            }
+            moderation::new_room(room, from.filter(|_| local))
         });
         let op = match (ghost_op, &r.kept) {
             (Some(op), _) => op,
@@ -2483,10 +2504,16 @@ impl Hub {
             .rooms
             .get(&room_name::fold(room))
             .ok_or(ErrorCode::NoSuchRoom)?;
-        if !r.members.contains(id) {
-            return Err(ErrorCode::NotInRoom);
-        }
         let from = st.users.get(&id).ok_or(ErrorCode::NotRegistered)?;
+        // A ghost's own node checked its right to speak.
+        if is_local(id) {
+            match r.members.get(id) {
+                None if r.modes.settings.no_outside => return Err(ErrorCode::NotInRoom),
+                None => {}
+                Some(seat) if seat.op || seat.voice => {}
+                Some(_) => r.modes.may_speak(from.who())?,
+            }
+        }
         let ids = match given {
             Some(_) => vec![given],
             None => self.new_ids(id, 1, !notice),
@@ -2530,9 +2557,19 @@ impl Hub {
 
     /// Up to `max` rooms after `after` (a folded room name), in order of their folded names;
     /// see [`Hub::names_page`].
-    pub fn rooms_page(&self, after: Option<&str>, max: usize) -> Page<RoomSummary> {
+    /// Secret rooms are left out unless `asker` is in them.
+    pub fn rooms_page(
+        &self,
+        asker: ClientId,
+        after: Option<&str>,
+        max: usize,
+    ) -> Page<RoomSummary> {
         let st = self.read();
+        let id = pid(&st, asker);
         page_of(&st.rooms, after, max, |r| {
+            if r.modes.settings.secret && !r.members.contains(id) {
+                return None;
+            }
             Some(RoomSummary {
                 name: r.name.clone(),
                 members: r.members.len(),
@@ -2587,6 +2624,7 @@ impl Hub {
                 name: u.name.clone(),
                 ident: u.ident().clone(),
                 op: s.op,
+                voice: s.voice,
                 away: u.away().is_some(),
             });
             page.last = Some(key);
@@ -2634,7 +2672,7 @@ impl Hub {
             .ok_or(ErrorCode::NoSuchRoom)?;
         let seat = r.members.get(id).ok_or(ErrorCode::NotInRoom)?;
         // A ghost's own node checked its rights against its own view of the room.
-        if !seat.op && is_local(id) {
+        if r.modes.settings.topic_ops && !seat.op && is_local(id) {
             return Err(ErrorCode::NotOperator);
         }
         let by = st.users.get(&id).ok_or(ErrorCode::NotRegistered)?;
@@ -2681,11 +2719,7 @@ impl Hub {
         let st = &mut *guard;
         let id = pid(st, conn);
         // A server operator may kick in any room, member or not.
-        let server_op = is_local(id)
-            && st
-                .users
-                .get(&id)
-                .is_some_and(|u| self.accounts.is_operator(&u.name));
+        let server_op = self.server_op(st, id);
         let r = st.rooms.get_mut(&key).ok_or(ErrorCode::NoSuchRoom)?;
         if !server_op {
             let seat = r.members.get(id).ok_or(ErrorCode::NotInRoom)?;
@@ -2740,52 +2774,6 @@ impl Hub {
         }
         Ok((room_display, victim_name))
     }
-
-    /// Makes `target` an operator of `room` on behalf of operator `id` (IRC `MODE +o`).
-    pub fn op(&self, conn: ClientId, room: &str, target: &str) -> Result<(), ErrorCode> {
-        let key = room_name::fold(room);
-        let mut guard = self.write();
-        let st = &mut *guard;
-        let id = pid(st, conn);
-        let r = st.rooms.get_mut(&key).ok_or(ErrorCode::NoSuchRoom)?;
-        if !r.members.get(id).ok_or(ErrorCode::NotInRoom)?.op && is_local(id) {
-            return Err(ErrorCode::NotOperator);
-        }
-        let target_id = *st
-            .names
-            .get(name::fold(target).as_str())
-            .ok_or(ErrorCode::NoSuchUser)?;
-        let seat = r
-            .members
-            .get_mut(target_id)
-            .ok_or(ErrorCode::UserNotInRoom)?;
-        if !seat.op {
-            seat.op = true;
-            let target_user = &st.users[&target_id];
-            let name = target_user.name.clone();
-            if target_user.account && is_local(id) {
-                self.keep_operator(&mut st.rooms_by, &key, r, name::fold(&name));
-            }
-            r.members.send(
-                &self.lines(Event::Operator {
-                    room: &r.name,
-                    name: &name,
-                }),
-                None,
-            );
-            if self.relays && is_local(id) {
-                self.backplane.publish(
-                    Some(Op::Oper {
-                        c: id,
-                        room: r.name.to_string(),
-                        target: name.to_string(),
-                    }),
-                    None,
-                );
-            }
-        }
-        Ok(())
-    }
 }
 
 /// What a registration needs before the hub can take it.
@@ -2812,6 +2800,7 @@ mod tests {
                 outbox: Arc::new(Outbox::new(1024)),
                 flavor: Flavor::Native,
                 op: false,
+                voice: false,
                 since: id,
                 linked: false,
             };

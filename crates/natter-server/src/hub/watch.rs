@@ -5,6 +5,7 @@
 //! The hub calls in here on every arrival, departure and rename; with nobody monitoring
 //! anything that costs one check of an empty map.
 
+use super::audience::Seat;
 use super::{Hub, Page, RoomSummary, State, User, member_key, now_secs, page_of, pid};
 use crate::client_id::ClientId;
 use crate::event::irc_message;
@@ -28,6 +29,8 @@ pub struct WhoEntry {
     pub away: bool,
     /// Whether the user operates the channel asked about.
     pub op: bool,
+    /// Whether the user has voice in the channel asked about.
+    pub voice: bool,
     /// Whether the user is logged into its name's account.
     pub account: bool,
 }
@@ -49,7 +52,7 @@ impl User {
         self.rare.as_ref().and_then(|r| r.real.as_ref())
     }
 
-    fn who_entry(&self, op: bool) -> WhoEntry {
+    fn who_entry(&self, op: bool, voice: bool) -> WhoEntry {
         WhoEntry {
             name: self.name.clone(),
             ident: self.ident().clone(),
@@ -57,6 +60,7 @@ impl User {
             irc: self.irc,
             away: self.away().is_some(),
             op,
+            voice,
             account: self.account,
         }
     }
@@ -255,7 +259,7 @@ impl Hub {
     pub fn who_user(&self, nick: &str) -> Option<WhoEntry> {
         let st = self.read();
         let id = st.names.get(name::fold(nick).as_str())?;
-        st.users.get(id).map(|u| u.who_entry(false))
+        st.users.get(id).map(|u| u.who_entry(false, false))
     }
 
     /// Up to `max` registered users after `after` (a folded name) whose names `matches`
@@ -272,7 +276,7 @@ impl Hub {
             st.users
                 .get(id)
                 .filter(|u| matches(&u.name))
-                .map(|u| u.who_entry(false))
+                .map(|u| u.who_entry(false, false))
         })
     }
 
@@ -294,11 +298,14 @@ impl Hub {
                 .ok_or(ErrorCode::NoSuchRoom)?;
             (r.name.clone(), &r.members)
         };
-        let mut next: Vec<(String, &User, bool)> = audience
+        let mut next: Vec<(String, &User, &Seat)> = audience
             .seats
             .iter()
-            .filter_map(|s| st.users.get(&s.id).map(|u| (u, s.op)))
-            .map(|(u, op)| (member_key(op, &u.name), u, op))
+            .filter_map(|s| {
+                st.users
+                    .get(&s.id)
+                    .map(|u| (member_key(s.op, &u.name), u, s))
+            })
             .filter(|(k, _, _)| after.is_none_or(|a| k.as_str() > a))
             .collect();
         if next.len() > max {
@@ -310,17 +317,21 @@ impl Hub {
             done: next.len() < max,
             ..Page::default()
         };
-        for (key, u, op) in next {
-            page.items.push(u.who_entry(op));
+        for (key, u, s) in next {
+            page.items.push(u.who_entry(s.op, s.voice));
             page.last = Some(key);
         }
         Ok((name, page))
     }
 
-    /// One room as `LIST` shows it, if it exists.
-    pub fn room_summary(&self, room: &str) -> Option<RoomSummary> {
+    /// One room as `LIST` shows it to connection `asker`, if it exists (and is not secret
+    /// and `asker` outside it).
+    pub fn room_summary(&self, asker: ClientId, room: &str) -> Option<RoomSummary> {
         let st = self.read();
         let r = st.rooms.get(&room_name::fold(room))?;
+        if r.modes.settings.secret && !r.members.contains(pid(&st, asker)) {
+            return None;
+        }
         Some(RoomSummary {
             name: r.name.clone(),
             members: r.members.len(),
