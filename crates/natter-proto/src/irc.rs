@@ -139,6 +139,68 @@ pub fn is_channel(target: &str) -> bool {
     target.starts_with('#') || target.starts_with('&')
 }
 
+/// The parameters of a line as sent, after its tags, source and command word; the trailing
+/// one (after ` :`) whole. For commands whose parameters `irc-proto` reads into a shape
+/// that loses some (`WHO`'s second, which WHOX uses).
+pub fn params(line: &str) -> Vec<&str> {
+    let mut rest = line.trim_start_matches(' ');
+    for prefix in ['@', ':'] {
+        if rest.starts_with(prefix) {
+            rest = rest
+                .split_once(' ')
+                .map_or("", |(_, r)| r)
+                .trim_start_matches(' ');
+        }
+    }
+    // The command word.
+    rest = rest.split_once(' ').map_or("", |(_, r)| r);
+    let mut out = Vec::new();
+    loop {
+        rest = rest.trim_start_matches(' ');
+        if rest.is_empty() {
+            break;
+        }
+        if let Some(trailing) = rest.strip_prefix(':') {
+            out.push(trailing);
+            break;
+        }
+        let (word, more) = rest.split_once(' ').unwrap_or((rest, ""));
+        out.push(word);
+        rest = more;
+    }
+    out
+}
+
+/// Whether `text` matches the IRC mask `mask` (`*` any run of characters, `?` any one),
+/// ignoring ASCII case, as `WHO` masks are compared.
+pub fn mask_matches(mask: &str, text: &str) -> bool {
+    let (m, t) = (mask.as_bytes(), text.as_bytes());
+    // Iterative, with one backtrack point: linear in practice, never exponential.
+    let (mut i, mut j) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while j < t.len() {
+        match m.get(i) {
+            Some(b'*') => {
+                star = Some((i, j));
+                i += 1;
+            }
+            Some(&c) if c == b'?' || c.eq_ignore_ascii_case(&t[j]) => {
+                i += 1;
+                j += 1;
+            }
+            _ => match star {
+                Some((si, sj)) => {
+                    i = si + 1;
+                    j = sj + 1;
+                    star = Some((si, sj + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    m[i..].iter().all(|&c| c == b'*')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,5 +306,27 @@ mod tests {
         );
         assert_eq!(to_natter_text("\u{1}VERSION\u{1}"), None);
         assert_eq!(to_natter_text("bell\u{7}").unwrap(), "bell");
+    }
+    #[test]
+    fn params_as_sent() {
+        assert_eq!(
+            params("WHO #chan %tcuhnfdar,42"),
+            ["#chan", "%tcuhnfdar,42"]
+        );
+        assert_eq!(params("@a=b :src WHO  x :last one"), ["x", "last one"]);
+        assert_eq!(params("WHO"), Vec::<&str>::new());
+        assert_eq!(params("SETNAME :"), [""]);
+    }
+
+    #[test]
+    fn masks() {
+        assert!(mask_matches("*", ""));
+        assert!(mask_matches("a*", "Alice"));
+        assert!(mask_matches("?lic?", "alice"));
+        assert!(mask_matches("*c*e", "alice"));
+        assert!(!mask_matches("a?", "alice"));
+        assert!(!mask_matches("*x*", "alice"));
+        assert!(mask_matches("a**e", "ae"));
+        assert!(!mask_matches(&"*a".repeat(30), &"a".repeat(29)));
     }
 }

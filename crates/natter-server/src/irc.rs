@@ -15,8 +15,10 @@ use crate::config::{IrcConfig, Policy};
 use crate::event::{Flavor, irc_message};
 use crate::handler::{End, Flow, Handler};
 use crate::history::{Keeping, Later};
+use crate::hub::watch::{Monitored, WhoEntry};
 use crate::hub::{Hub, MemberView, NameCheck, NamesView, Registered, RoomView, Welcome, mask};
 use crate::outbox::Outbox;
+use crate::watch::{MONITOR_LIMIT, Notify};
 use bytes::{Bytes, BytesMut};
 use irc_proto::{CapSubCommand, ChannelMode, Command, Mode};
 use natter_proto::irc::{self as proto, IrcError};
@@ -32,15 +34,19 @@ use tracing::{debug, info};
 const CAPS: &[&str] = &[
     "account-notify",
     "account-tag",
+    "away-notify",
     "batch",
     "draft/account-registration",
     "draft/chathistory",
     "echo-message",
     "extended-join",
+    "extended-monitor",
     "message-tags",
     "multi-prefix",
     "sasl",
     "server-time",
+    "setname",
+    "userhost-in-names",
 ];
 
 /// Capabilities that change how the hub writes events for this client, so they cannot
@@ -100,7 +106,17 @@ const KNOWN: &[&str] = &[
     "AUTHENTICATE",
     "TAGMSG",
     "CHATHISTORY",
+    "TIME",
+    "WHOWAS",
+    "MONITOR",
+    "SETNAME",
 ];
+
+/// Longest real name kept, in bytes (`USER` cuts a longer one; `SETNAME` refuses it).
+const REALLEN: usize = 100;
+
+/// Most entries `WHOWAS` answers with.
+const WHOWAS_MAX: usize = crate::whowas::PER_NICK;
 
 /// Capabilities a client enabled.
 #[derive(Debug, Default, Clone, Copy)]
@@ -128,6 +144,25 @@ struct Caps {
     batch: bool,
     /// `draft/chathistory`: the client asks for history itself, so none is replayed on JOIN.
     chathistory: bool,
+    /// `AWAY` when someone in a shared channel sets or clears an away message.
+    away_notify: bool,
+    /// `SETNAME`: real names can change, and changes in shared channels are told.
+    setname: bool,
+    /// NAMES lists `nick!user@host`.
+    userhost_in_names: bool,
+    /// `extended-monitor`: AWAY and SETNAME of monitored nicks too, shared channel or not.
+    extended_monitor: bool,
+}
+
+impl Caps {
+    /// The change notices these capabilities ask the hub for.
+    fn notify(self) -> Notify {
+        Notify {
+            away: self.away_notify,
+            setname: self.setname,
+            monitored: self.extended_monitor,
+        }
+    }
 }
 
 /// The IRC protocol state of one connection.
@@ -145,9 +180,13 @@ pub struct IrcSession {
     cfg: Arc<IrcConfig>,
     /// The nick asked for (before registration) or held (after).
     nick: Option<Arc<str>>,
-    /// USER's user name, once given; the hub's record of the user shares it. (The real name
-    /// is not kept: nothing shows it yet.)
+    /// USER's user name, once given; the hub's record of the user shares it.
     user: Option<Arc<str>>,
+    /// USER's real name, until registration hands it to the hub.
+    real: Option<Arc<str>>,
+    /// Whether this connection ever monitored a nick or asked for change notices, so its
+    /// end must tell the hub to forget them.
+    watched: bool,
     /// Whether the client is registered with the hub.
     registered: bool,
     /// A CAP LS or REQ put registration on hold until CAP END.
@@ -194,8 +233,8 @@ struct Sasl {
 /// native session's `Answer`).
 #[derive(Debug)]
 enum Answer {
-    /// `LIST`: every room after the everyone channel.
-    List { last: Option<String> },
+    /// `LIST`: every room after the everyone channel, with as many users as `users` admits.
+    List { last: Option<String>, users: Users },
     /// `NAMES`: the members of each channel asked for, in turn (the rest of them reversed,
     /// the current one last).
     Names {
@@ -203,8 +242,53 @@ enum Answer {
         last: Option<String>,
     },
     /// `WHO #channel`: its members.
-    Who { chan: String, last: Option<String> },
+    Who {
+        chan: String,
+        last: Option<String>,
+        how: WhoHow,
+    },
+    /// `WHO <mask>`: the users whose nick (or `nick!user@host`) matches.
+    WhoMask {
+        mask: String,
+        last: Option<String>,
+        how: WhoHow,
+    },
 }
+
+/// How a `WHO` is answered: which users, and as `352` or as WHOX's `354`.
+#[derive(Debug, Default)]
+struct WhoHow {
+    /// The `o` flag: server operators only.
+    opers: bool,
+    /// WHOX's fields (letters in `tcuihsnfdlaor` order) and query token, if asked for.
+    whox: Option<(String, String)>,
+}
+
+/// Longest `WHO` mask matched against users: a `nick!user@host` is shorter, and matching a
+/// long mask of stars against every user would cost a lot for nothing (a longer mask
+/// matches nobody).
+const WHO_MASK_LEN: usize = 64;
+
+/// The WHOX fields in the order `354` gives them.
+const WHOX_FIELDS: &str = "tcuihsnfdlaor";
+
+/// `LIST`'s `>n` and `<n`: channels with more, or fewer, users than that.
+#[derive(Debug, Default, Clone, Copy)]
+struct Users {
+    /// More users than this.
+    more: Option<usize>,
+    /// Fewer users than this.
+    less: Option<usize>,
+}
+
+impl Users {
+    fn admits(self, n: usize) -> bool {
+        self.more.is_none_or(|m| n > m) && self.less.is_none_or(|l| n < l)
+    }
+}
+
+/// Most channels one `LIST #a,#b,...` answers about.
+const LIST_NAMES: usize = 64;
 
 /// Entries in one page of a long answer.
 const PAGE: usize = 256;
@@ -242,6 +326,16 @@ mod n {
     pub(super) const RPL_TOPIC: &str = "332";
     pub(super) const RPL_TOPICWHOTIME: &str = "333";
     pub(super) const RPL_VERSION: &str = "351";
+    pub(super) const RPL_WHOSPCRPL: &str = "354";
+    pub(super) const RPL_WHOWASUSER: &str = "314";
+    pub(super) const RPL_ENDOFWHOWAS: &str = "369";
+    pub(super) const RPL_TIME: &str = "391";
+    pub(super) const ERR_WASNOSUCHNICK: &str = "406";
+    pub(super) const RPL_MONONLINE: &str = "730";
+    pub(super) const RPL_MONOFFLINE: &str = "731";
+    pub(super) const RPL_MONLIST: &str = "732";
+    pub(super) const RPL_ENDOFMONLIST: &str = "733";
+    pub(super) const ERR_MONLISTFULL: &str = "734";
     pub(super) const RPL_WHOREPLY: &str = "352";
     pub(super) const RPL_NAMREPLY: &str = "353";
     pub(super) const RPL_ENDOFNAMES: &str = "366";
@@ -324,6 +418,8 @@ impl IrcSession {
             cfg,
             nick: None,
             user: None,
+            real: None,
+            watched: false,
             registered: false,
             negotiating: false,
             caps: Caps::default(),
@@ -408,7 +504,17 @@ impl IrcSession {
             Command::USER(..) if self.registered => {
                 self.num(n::ERR_ALREADYREGISTERED, &["You may not reregister"])
             }
-            Command::USER(user, _, _realname) => {
+            Command::USER(_, _, realname) if real_name(&realname).is_none() => {
+                self.num(n::ERR_NEEDMOREPARAMS, &["USER", "Not enough parameters"])
+            }
+            Command::USER(user, _, realname) => {
+                self.real = real_name(&realname).map(|r| {
+                    let mut cut = r.len().min(REALLEN);
+                    while !r.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    Arc::from(&r[..cut])
+                });
                 let ident: String = user
                     .chars()
                     .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
@@ -434,11 +540,33 @@ impl IrcSession {
             Command::NOTICE(target, text) => self.privmsg(&target, &text, true),
             Command::TOPIC(chan, text) => self.topic(&chan, text.as_deref()),
             Command::NAMES(chans, _) => self.names(chans.as_deref()),
-            Command::LIST(..) => self.list(),
+            Command::LIST(params, _) => self.list(params.as_deref()),
             Command::KICK(chan, nick, reason) => self.kick(&chan, &nick, reason.as_deref()),
             Command::KILL(nick, comment) => self.kill(&nick, &comment),
             Command::OPER(name, _password) => self.oper(&name),
-            Command::WHO(mask, _) => self.who(mask.as_deref()),
+            // on_line hands WHO over as Raw, with its parameters as sent (for WHOX).
+            Command::WHO(mask, _) => self.who(&[mask.as_deref().unwrap_or("*")]),
+            Command::Raw(verb, args) if verb == "WHO" => {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                self.who(&args)
+            }
+            // irc-proto puts a lone count second, and a count followed by a server first.
+            Command::WHOWAS(nick, count, last) => self.whowas(&nick, count.or(last).as_deref()),
+            Command::TIME(_) => {
+                let now = crate::event::timestamp(SystemTime::now());
+                let server = self.cfg.server_name.clone();
+                self.num(n::RPL_TIME, &[&server, &now]);
+            }
+            Command::MONITOR(sub, targets) => self.monitor(&sub, targets.as_deref()),
+            Command::Raw(verb, args)
+                if verb.eq_ignore_ascii_case("SETNAME") && !args.is_empty() =>
+            {
+                self.setname(&args[0])
+            }
+            Command::Raw(verb, args) if verb.eq_ignore_ascii_case("CAP") && !args.is_empty() => {
+                let sub = args.iter().find(|a| *a != "*").unwrap_or(&args[0]);
+                self.num(n::ERR_INVALIDCAPCMD, &[&shown(sub), "Invalid CAP command"]);
+            }
             Command::WHOIS(_, nick) => self.whois(&nick),
             Command::ChannelMODE(chan, modes) => self.channel_mode(&chan, &modes),
             Command::INVITE(nick, chan) => self.invite(&nick, &chan),
@@ -555,6 +683,18 @@ impl IrcSession {
                 if self.caps.chathistory {
                     on.push("draft/chathistory");
                 }
+                if self.caps.away_notify {
+                    on.push("away-notify");
+                }
+                if self.caps.setname {
+                    on.push("setname");
+                }
+                if self.caps.userhost_in_names {
+                    on.push("userhost-in-names");
+                }
+                if self.caps.extended_monitor {
+                    on.push("extended-monitor");
+                }
                 self.push(self.server_msg("CAP", &[&me, "LIST", &on.join(" ")]));
             }
             CapSubCommand::REQ => {
@@ -578,6 +718,10 @@ impl IrcSession {
                         "message-tags" => caps.message_tags = on,
                         "batch" => caps.batch = on,
                         "draft/chathistory" => caps.chathistory = on,
+                        "away-notify" => caps.away_notify = on,
+                        "setname" => caps.setname = on,
+                        "userhost-in-names" => caps.userhost_in_names = on,
+                        "extended-monitor" => caps.extended_monitor = on,
                         _ => ok = false,
                     }
                 }
@@ -587,6 +731,10 @@ impl IrcSession {
                 // All or nothing, as the CAP specification requires. The rendering caps
                 // cannot change once registered: the hub already renders for this flavor.
                 if ok {
+                    if self.registered && caps.notify() != self.caps.notify() {
+                        self.watched = true;
+                        self.hub.set_notify(self.id, caps.notify());
+                    }
                     self.caps = caps;
                     self.push(self.server_msg("CAP", &[&me, "ACK", wanted]));
                 } else {
@@ -1147,6 +1295,13 @@ impl IrcSession {
             Ok((_, name)) => {
                 self.nick = Some(name.clone());
                 self.registered = true;
+                if let Some(real) = self.real.take() {
+                    self.hub.set_real_name(self.id, &real, false);
+                }
+                if self.caps.notify() != Notify::default() {
+                    self.watched = true;
+                    self.hub.set_notify(self.id, self.caps.notify());
+                }
                 // Logged in now means holding the account's name.
                 self.sasl = None;
                 if login {
@@ -1218,9 +1373,18 @@ impl IrcSession {
             isupport.push(format!("CHATHISTORY={}", log.config().max_limit));
             isupport.push("MSGREFTYPES=msgid,timestamp".to_owned());
         }
-        let mut args: Vec<&str> = isupport.iter().map(String::as_str).collect();
-        args.push("are supported by this server");
-        num(n::RPL_ISUPPORT, &args);
+        isupport.extend([
+            "ELIST=U".to_owned(),
+            format!("MONITOR={MONITOR_LIMIT}"),
+            "UTF8ONLY".to_owned(),
+            "WHOX".to_owned(),
+        ]);
+        // Clients need not read more than 13 parameters of a line, so long lists take two.
+        for tokens in isupport.chunks(12) {
+            let mut args: Vec<&str> = tokens.iter().map(String::as_str).collect();
+            args.push("are supported by this server");
+            num(n::RPL_ISUPPORT, &args);
+        }
         // LUSERS, with the counts read under the hub's lock.
         let users = self.hub.stats().registered().to_string();
         let rooms = (w.rooms + 1).to_string();
@@ -1236,14 +1400,9 @@ impl IrcSession {
             n::RPL_LUSERME,
             &[&format!("I have {users} clients and 0 servers")],
         );
-        num(
-            n::RPL_LOCALUSERS,
-            &[&users, &users, &format!("Current local users {users}")],
-        );
-        num(
-            n::RPL_GLOBALUSERS,
-            &[&users, &users, &format!("Current global users {users}")],
-        );
+        for (code, text) in self.user_counts() {
+            num(code, &text.each_ref().map(String::as_str));
+        }
         match &cfg.motd {
             None => num(n::ERR_NOMOTD, &["MOTD File is missing"]),
             Some(text) => {
@@ -1331,14 +1490,22 @@ impl IrcSession {
             n::RPL_LUSERME,
             &[&format!("I have {users} clients and 0 servers")],
         );
-        self.num(
-            n::RPL_LOCALUSERS,
-            &[&users, &users, &format!("Current local users {users}")],
+        for (code, text) in self.user_counts() {
+            self.num(code, &text.each_ref().map(String::as_str));
+        }
+    }
+
+    /// `265` and `266`: the users online now and the most there have been at once.
+    fn user_counts(&self) -> [(&'static str, [String; 3]); 2] {
+        let stats = self.hub.stats();
+        let (now, most) = (
+            stats.registered(),
+            stats.peak_registered().max(stats.registered()),
         );
-        self.num(
-            n::RPL_GLOBALUSERS,
-            &[&users, &users, &format!("Current global users {users}")],
-        );
+        [("local", n::RPL_LOCALUSERS), ("global", n::RPL_GLOBALUSERS)].map(|(which, code)| {
+            let text = format!("Current {which} users {now}, max {most}");
+            (code, [now.to_string(), most.to_string(), text])
+        })
     }
 
     fn motd(&self) {
@@ -1645,7 +1812,12 @@ impl IrcSession {
         let overhead = self.cfg.server_name.len() + me.len() + chan.len() + 20;
         let mut line = String::new();
         for m in members {
-            let entry = format!("{}{}", prefix(m, self.caps.multi_prefix), m.name);
+            let pre = prefix(m, self.caps.multi_prefix);
+            let entry = if self.caps.userhost_in_names {
+                format!("{pre}{}", mask(&m.name, &m.ident))
+            } else {
+                format!("{pre}{}", m.name)
+            };
             if !line.is_empty() && overhead + line.len() + entry.len() + 1 > proto::MAX_LINE {
                 out.extend_from_slice(&self.numeric_to(me, n::RPL_NAMREPLY, &["=", chan, &line]));
                 line.clear();
@@ -1943,18 +2115,55 @@ impl IrcSession {
         self.answer_page();
     }
 
-    fn list(&mut self) {
+    /// `LIST [#a,#b,... | >n | <n]`: the channels named, or every channel with more (or
+    /// fewer) users than `n`; other parameters (ELIST's `C`, `T`, masks) are ignored.
+    fn list(&mut self, params: Option<&str>) {
+        let mut users = Users::default();
+        let mut names: Vec<&str> = Vec::new();
+        for p in params.unwrap_or("").split(',').filter(|p| !p.is_empty()) {
+            if let Some(n) = p.strip_prefix('>').and_then(|n| n.parse().ok()) {
+                users.more = Some(n);
+            } else if let Some(n) = p.strip_prefix('<').and_then(|n| n.parse().ok()) {
+                users.less = Some(n);
+            } else if proto::is_channel(p)
+                && names.len() < LIST_NAMES
+                && !names.iter().any(|q| q.eq_ignore_ascii_case(p))
+            {
+                names.push(p);
+            }
+        }
         let mut out = BytesMut::new();
         out.extend_from_slice(&self.numeric(n::RPL_LISTSTART, &["Channel", "Users  Name"]));
-        let everyone = self.hub.everyone_count().to_string();
-        let topic = format!("{}: everyone on the server", self.cfg.description);
-        out.extend_from_slice(&self.numeric(
-            n::RPL_LIST,
-            &[&self.cfg.everyone_channel, &everyone, &topic],
-        ));
+        let everyone = |name: &str| name.eq_ignore_ascii_case(&self.cfg.everyone_channel);
+        if names.is_empty() || names.iter().any(|&c| everyone(c)) {
+            let count = self.hub.everyone_count();
+            if users.admits(count) {
+                let topic = format!("{}: everyone on the server", self.cfg.description);
+                out.extend_from_slice(&self.numeric(
+                    n::RPL_LIST,
+                    &[&self.cfg.everyone_channel, &count.to_string(), &topic],
+                ));
+            }
+        }
+        if names.is_empty() {
+            self.push(out.freeze());
+            self.answer = Some(Box::new(Answer::List { last: None, users }));
+            self.answer_page();
+            return;
+        }
+        for r in names
+            .iter()
+            .filter(|&&c| !everyone(c))
+            .filter_map(|c| self.hub.room_summary(self.id, c))
+            .filter(|r| users.admits(r.members))
+        {
+            let topic = r.topic.as_deref().unwrap_or("");
+            out.extend_from_slice(
+                &self.numeric(n::RPL_LIST, &[&r.name, &r.members.to_string(), topic]),
+            );
+        }
+        out.extend_from_slice(&self.numeric(n::RPL_LISTEND, &["End of /LIST"]));
         self.push(out.freeze());
-        self.answer = Some(Box::new(Answer::List { last: None }));
-        self.answer_page();
     }
 
     /// Writes the next page of the answer in progress, and its end once it is complete.
@@ -1964,9 +2173,9 @@ impl IrcSession {
         };
         let mut out = BytesMut::new();
         let done = match &mut *answer {
-            Answer::List { last } => {
+            Answer::List { last, users } => {
                 let page = self.hub.rooms_page(self.id, last.as_deref(), PAGE);
-                for r in &page.items {
+                for r in page.items.iter().filter(|r| users.admits(r.members)) {
                     let count = r.members.to_string();
                     let topic = r.topic.as_deref().unwrap_or("");
                     out.extend_from_slice(&self.numeric(n::RPL_LIST, &[&r.name, &count, topic]));
@@ -2012,33 +2221,16 @@ impl IrcSession {
                 }
                 chans.is_empty()
             }
-            Answer::Who { chan, last } => {
-                let server = self.cfg.server_name.clone();
+            Answer::Who { chan, last, how } => {
                 let members = if self.hub.hidden_from(self.id, chan) {
                     Err(ErrorCode::NoSuchRoom)
                 } else {
-                    self.hub.members_page(chan, last.as_deref(), PAGE)
+                    self.hub.who_members_page(chan, last.as_deref(), PAGE)
                 };
                 let page = match members {
                     Ok((name, page)) => {
-                        for m in &page.items {
-                            let flags = format!(
-                                "{}{}",
-                                if m.away { "G" } else { "H" },
-                                prefix(m, self.caps.multi_prefix)
-                            );
-                            out.extend_from_slice(&self.numeric(
-                                n::RPL_WHOREPLY,
-                                &[
-                                    &name,
-                                    &m.ident,
-                                    "natter",
-                                    &server,
-                                    &m.name,
-                                    &flags,
-                                    &format!("0 {}", m.name),
-                                ],
-                            ));
+                        for e in page.items.iter().filter(|e| self.who_wanted(e, how)) {
+                            out.extend_from_slice(&self.who_row(&name, e, how));
                         }
                         *last = page.last;
                         page.done
@@ -2051,6 +2243,25 @@ impl IrcSession {
                     );
                 }
                 page
+            }
+            Answer::WhoMask { mask, last, how } => {
+                // A mask with `!` or `@` is matched against each user's `nick!user@host`.
+                let full = mask.contains(['!', '@']);
+                let page = self.hub.who_page(last.as_deref(), PAGE, |name| {
+                    full || proto::mask_matches(mask, name)
+                });
+                for e in page.items.iter().filter(|e| {
+                    (!full || proto::mask_matches(mask, &mask_of(e))) && self.who_wanted(e, how)
+                }) {
+                    out.extend_from_slice(&self.who_row("*", e, how));
+                }
+                *last = page.last;
+                if page.done {
+                    out.extend_from_slice(
+                        &self.numeric(n::RPL_ENDOFWHO, &[&shown(mask), "End of WHO list"]),
+                    );
+                }
+                page.done
             }
         };
         if !done {
@@ -2086,44 +2297,135 @@ impl IrcSession {
         }
     }
 
-    fn who(&mut self, mask: Option<&str>) {
-        let mask = mask.unwrap_or("*");
-        if proto::is_channel(mask) {
-            self.answer = Some(Box::new(Answer::Who {
+    /// `WHO <mask> [o][%fields[,token]]`: a channel's members, the users whose nick matches
+    /// a mask with `*` and `?`, or one user; as `352`, or with WHOX fields as `354`.
+    fn who(&mut self, args: &[&str]) {
+        let mask = match args.first() {
+            None | Some(&"0") | Some(&"") => "*",
+            Some(m) => m,
+        };
+        let (flags, fields) = args.get(1).map_or(("", None), |a| match a.split_once('%') {
+            Some((f, w)) => (f, Some(w)),
+            None => (*a, None),
+        });
+        let how = WhoHow {
+            opers: flags.contains('o'),
+            whox: fields.map(|w| {
+                let (fields, token) = w.split_once(',').unwrap_or((w, ""));
+                // A token is at most three digits, as WHOX says; anything else is dropped.
+                let token = if (1..=3).contains(&token.len())
+                    && token.bytes().all(|b| b.is_ascii_digit())
+                {
+                    token
+                } else {
+                    "0"
+                };
+                let wanted = WHOX_FIELDS
+                    .chars()
+                    .filter(|c| fields.contains(*c))
+                    .collect();
+                (wanted, token.to_owned())
+            }),
+        };
+        let answer = if proto::is_channel(mask) {
+            Answer::Who {
                 chan: mask.to_owned(),
                 last: None,
-            }));
-            self.answer_page();
+                how,
+            }
+        } else if mask.contains(['*', '?', '!', '@']) && mask.len() <= WHO_MASK_LEN {
+            Answer::WhoMask {
+                mask: mask.to_owned(),
+                last: None,
+                how,
+            }
+        } else {
+            let mut out = BytesMut::new();
+            if let Some(e) = self.hub.who_user(mask)
+                && self.who_wanted(&e, &how)
+            {
+                out.extend_from_slice(&self.who_row("*", &e, &how));
+            }
+            out.extend_from_slice(
+                &self.numeric(n::RPL_ENDOFWHO, &[&shown(mask), "End of WHO list"]),
+            );
+            self.push(out.freeze());
             return;
-        }
-        let mut out = BytesMut::new();
-        let server = self.cfg.server_name.clone();
-        if let Some(u) = self.hub.user(mask) {
-            let flags = if u.away.is_some() { "G" } else { "H" };
-            out.extend_from_slice(&self.numeric(
+        };
+        self.answer = Some(Box::new(answer));
+        self.answer_page();
+    }
+
+    /// Whether `WHO` shows `e`: with `o`, only server operators.
+    fn who_wanted(&self, e: &WhoEntry, how: &WhoHow) -> bool {
+        !how.opers || self.hub.accounts().is_operator(&e.name)
+    }
+
+    /// One user's line in a `WHO` answer about `chan` (`*` for none): `352`, or WHOX's `354`
+    /// with the fields asked for.
+    fn who_row(&self, chan: &str, e: &WhoEntry, how: &WhoHow) -> Bytes {
+        let server = &self.cfg.server_name;
+        let oper = e.account && self.hub.accounts().is_operator(&e.name);
+        let flags = format!(
+            "{}{}{}",
+            if e.away { "G" } else { "H" },
+            if oper { "*" } else { "" },
+            status_prefix(e.op, e.voice, self.caps.multi_prefix)
+        );
+        // Natives have no real name: their name stands for it, as it always has.
+        let real: &str = match &e.real {
+            Some(r) => r,
+            None => &e.name,
+        };
+        let Some((fields, token)) = &how.whox else {
+            return self.numeric(
                 n::RPL_WHOREPLY,
                 &[
-                    "*",
-                    &u.ident,
+                    chan,
+                    &e.ident,
                     "natter",
-                    &server,
-                    &u.name,
-                    flags,
-                    &format!("0 {}", u.name),
+                    server,
+                    &e.name,
+                    &flags,
+                    &format!("0 {real}"),
                 ],
-            ));
-        }
-        out.extend_from_slice(&self.numeric(n::RPL_ENDOFWHO, &[&shown(mask), "End of WHO list"]));
-        self.push(out.freeze());
+            );
+        };
+        let args: Vec<&str> = fields
+            .chars()
+            .map(|c| -> &str {
+                match c {
+                    't' => token.as_str(),
+                    'c' => chan,
+                    'u' => &e.ident,
+                    // Nobody's address is shown.
+                    'i' => "255.255.255.255",
+                    'h' => "natter",
+                    's' => server,
+                    'n' => &e.name,
+                    'f' => &flags,
+                    'd' | 'l' => "0",
+                    'a' if e.account => &e.name,
+                    'a' => "0",
+                    'o' => "n/a",
+                    _ => real,
+                }
+            })
+            .collect();
+        self.numeric(n::RPL_WHOSPCRPL, &args)
     }
 
     fn whois(&mut self, nick: &str) {
         let mut out = BytesMut::new();
         match self.hub.user(nick) {
             Some(u) => {
-                let real = if u.irc { "IRC user" } else { "natter user" };
+                let real = match self.hub.real_name(&u.name) {
+                    Some(r) => r,
+                    None if u.irc => Arc::from("IRC user"),
+                    None => Arc::from("natter user"),
+                };
                 out.extend_from_slice(
-                    &self.numeric(n::RPL_WHOISUSER, &[&u.name, &u.ident, "natter", "*", real]),
+                    &self.numeric(n::RPL_WHOISUSER, &[&u.name, &u.ident, "natter", "*", &real]),
                 );
                 let rooms: Vec<&str> = u
                     .rooms
@@ -2409,6 +2711,122 @@ impl IrcSession {
             .collect();
         self.num(n::RPL_USERHOST, &[&found.join(" ")]);
     }
+
+    /// `WHOWAS <nick> [count]`: who last held the nick, newest first (`314`, `312` with
+    /// when they left it), then `369`; `406` first when nobody did lately.
+    fn whowas(&mut self, nick: &str, count: Option<&str>) {
+        let max = count
+            .and_then(|c| c.parse::<usize>().ok())
+            .filter(|&c| c > 0)
+            .map_or(WHOWAS_MAX, |c| c.min(WHOWAS_MAX));
+        let mut out = BytesMut::new();
+        let found = self.hub.whowas(nick, max);
+        if found.is_empty() {
+            out.extend_from_slice(&self.numeric(
+                n::ERR_WASNOSUCHNICK,
+                &[&shown(nick), "There was no such nickname"],
+            ));
+        }
+        for g in &found {
+            let real = match &g.real {
+                Some(r) => r.to_string(),
+                None if g.irc => "IRC user".to_owned(),
+                None => "natter user".to_owned(),
+            };
+            out.extend_from_slice(&self.numeric(
+                n::RPL_WHOWASUSER,
+                &[&g.name, &g.ident, "natter", "*", &real],
+            ));
+            let when = crate::event::timestamp(
+                SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(g.at),
+            );
+            out.extend_from_slice(
+                &self.numeric(n::RPL_WHOISSERVER, &[&g.name, &self.cfg.server_name, &when]),
+            );
+        }
+        let shown_nick = found
+            .first()
+            .map_or_else(|| shown(nick), |g| g.name.to_string());
+        out.extend_from_slice(&self.numeric(n::RPL_ENDOFWHOWAS, &[&shown_nick, "End of WHOWAS"]));
+        self.push(out.freeze());
+    }
+
+    /// `MONITOR + - C L S`: be told when nicks come online and go offline (`730`, `731`).
+    fn monitor(&mut self, sub: &str, targets: Option<&str>) {
+        let nicks: Vec<&str> = targets
+            .unwrap_or("")
+            .split(',')
+            .filter(|t| !t.is_empty())
+            .collect();
+        let mut out = BytesMut::new();
+        match (sub, targets) {
+            ("+", Some(_)) => {
+                self.watched = true;
+                let m = self.hub.monitor_add(self.id, &nicks);
+                self.write_monitored(&mut out, &m);
+                if !m.refused.is_empty() {
+                    let limit = MONITOR_LIMIT.to_string();
+                    for chunk in comma_lists(m.refused.iter().map(String::as_str)) {
+                        out.extend_from_slice(&self.numeric(
+                            n::ERR_MONLISTFULL,
+                            &[&limit, &chunk, "Monitor list is full."],
+                        ));
+                    }
+                }
+            }
+            ("-", Some(_)) => self.hub.monitor_remove(self.id, &nicks),
+            ("C" | "c", _) => self.hub.monitor_clear(self.id),
+            ("L" | "l", _) => {
+                let list = self.hub.monitor_list(self.id);
+                for chunk in comma_lists(list.iter().map(String::as_str)) {
+                    out.extend_from_slice(&self.numeric(n::RPL_MONLIST, &[&chunk]));
+                }
+                out.extend_from_slice(&self.numeric(n::RPL_ENDOFMONLIST, &["End of MONITOR list"]));
+            }
+            ("S" | "s", _) => {
+                let m = self.hub.monitor_status(self.id);
+                self.write_monitored(&mut out, &m);
+            }
+            ("+" | "-", None) => {
+                self.num(n::ERR_NEEDMOREPARAMS, &["MONITOR", "Not enough parameters"])
+            }
+            // Unknown subcommands are ignored, as the specification leaves them.
+            _ => {}
+        }
+        if !out.is_empty() {
+            self.push(out.freeze());
+        }
+    }
+
+    /// `730` for the nicks online, `731` for those offline, each list split to fit a line.
+    fn write_monitored(&self, out: &mut BytesMut, m: &Monitored) {
+        for chunk in comma_lists(m.online.iter().map(|m| &**m)) {
+            out.extend_from_slice(&self.numeric(n::RPL_MONONLINE, &[&chunk]));
+        }
+        for chunk in comma_lists(m.offline.iter().map(String::as_str)) {
+            out.extend_from_slice(&self.numeric(n::RPL_MONOFFLINE, &[&chunk]));
+        }
+    }
+
+    /// `SETNAME :<real name>`: a new real name, told to those with `setname` who share a
+    /// channel; `FAIL SETNAME INVALID_REALNAME` for an empty or over-long one.
+    fn setname(&mut self, text: &str) {
+        let real = real_name(text).filter(|r| r.len() <= REALLEN);
+        let Some(real) = real else {
+            self.fail(
+                "SETNAME",
+                "INVALID_REALNAME",
+                &[],
+                &format!("A real name is 1 to {REALLEN} bytes of text"),
+            );
+            return;
+        };
+        self.hub.set_real_name(self.id, &real, true);
+        if self.caps.setname {
+            let mask = self.my_mask();
+            self.push(irc_message(None, Some(&mask), "SETNAME", &[&real]));
+        }
+    }
 }
 
 /// A tag value escaped as IRCv3 message tags write it.
@@ -2429,7 +2847,13 @@ fn escape_tag(v: &str) -> String {
 
 /// A member's prefix in NAMES and WHO: the highest, or every one with `multi-prefix`.
 fn prefix(m: &MemberView, multi: bool) -> &'static str {
-    match (m.op, m.voice) {
+    status_prefix(m.op, m.voice, multi)
+}
+
+/// The prefix of a member who operates a channel (`op`) or has voice in it; both with
+/// `multi-prefix`.
+fn status_prefix(op: bool, voice: bool, multi: bool) -> &'static str {
+    match (op, voice) {
         (true, true) if multi => "@+",
         (true, _) => "@",
         (false, true) => "+",
@@ -2461,6 +2885,39 @@ fn mode_words(modes: &[Mode<ChannelMode>]) -> (String, Vec<&str>) {
     (out, args)
 }
 
+/// Joins `items` with commas into lists that each fit in a line with a numeric's prefix.
+fn comma_lists<'a>(items: impl Iterator<Item = &'a str>) -> Vec<String> {
+    const MOST: usize = 400;
+    let mut lists = Vec::new();
+    let mut list = String::new();
+    for item in items {
+        if !list.is_empty() && list.len() + item.len() + 1 > MOST {
+            lists.push(std::mem::take(&mut list));
+        }
+        if !list.is_empty() {
+            list.push(',');
+        }
+        list.push_str(item);
+    }
+    if !list.is_empty() {
+        lists.push(list);
+    }
+    lists
+}
+
+/// A WHO entry's `nick!user@host`.
+fn mask_of(e: &WhoEntry) -> Arc<str> {
+    mask(&e.name, &e.ident)
+}
+
+/// A real name from the network as natter text, trimmed; `None` when nothing is left (or
+/// it is a CTCP request).
+fn real_name(text: &str) -> Option<String> {
+    let text = proto::to_natter_text(text)?;
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
 /// The command word of a parsed message, upper case.
 fn irc_verb(cmd: &Command) -> String {
     let s = String::from(cmd);
@@ -2480,11 +2937,13 @@ impl Handler for IrcSession {
         }
         match proto::parse(line) {
             Ok(None) => Flow::Continue,
-            Ok(Some(msg)) => {
-                let verb = std::str::from_utf8(line)
-                    .ok()
-                    .and_then(|l| proto::command_word(l.trim_start_matches(' ')))
-                    .unwrap_or_default();
+            Ok(Some(mut msg)) => {
+                let text = std::str::from_utf8(line).unwrap_or_default();
+                let verb = proto::command_word(text.trim_start_matches(' ')).unwrap_or_default();
+                if verb == "WHO" {
+                    let args = proto::params(text).into_iter().map(str::to_owned).collect();
+                    msg.command = Command::Raw(verb.clone(), args);
+                }
                 let flow = self.on_message(verb, msg);
                 if self.closing { Flow::Close } else { flow }
             }
@@ -2493,7 +2952,12 @@ impl Handler for IrcSession {
                 Flow::Continue
             }
             Err(IrcError::Utf8) => {
-                self.num(n::ERR_UNKNOWNCOMMAND, &["*", "Input is not UTF-8"]);
+                self.fail(
+                    "*",
+                    "INVALID_UTF8",
+                    &[],
+                    "Message rejected: this server takes UTF-8 only",
+                );
                 Flow::Continue
             }
             Err(IrcError::Malformed(verb)) => {
@@ -2571,6 +3035,9 @@ impl Handler for IrcSession {
             p.abandon(self.hub.clone(), self.id);
         }
         self.leave_with(reason);
+        if self.watched {
+            self.hub.unwatch(self.id);
+        }
         self.hub.forget(self.id);
     }
 

@@ -5,7 +5,8 @@
 //! - [`stats`], [`throttle`], [`outbox`], [`client_id`], [`event`], [`tls`]: counters, flood
 //!   control's token buckets, a client's bounded outgoing queue and the slow-consumer policy,
 //!   who a client is, what the hub delivers (rendered once per kind of client), and the TLS
-//!   certificates.
+//!   certificates; [`watch`] and [`whowas`]: IRC's MONITOR lists and change notices, and
+//!   the recent departures WHOWAS answers from.
 //! - [`backplane`]: what the hub tells other nodes, and the single process's backplane.
 //! - [`hub`]: who is registered, which rooms exist, and fan-out of events to outboxes; the
 //!   cluster's users of other nodes mirrored in it.
@@ -46,6 +47,8 @@ pub mod stats;
 pub mod throttle;
 pub mod tls;
 pub mod transport;
+pub mod watch;
+pub mod whowas;
 
 pub use config::Config;
 pub use server::{run, run_all};

@@ -11,6 +11,8 @@ pub struct Stats {
     connected: AtomicUsize,
     /// Registered users online now.
     registered: AtomicUsize,
+    /// The most registered users online at once since start.
+    peak_registered: AtomicUsize,
     /// Rooms that exist now.
     rooms: AtomicUsize,
     /// Sessions whose connection was lost, waiting to be resumed.
@@ -72,6 +74,7 @@ impl Default for Stats {
         Self {
             connected: AtomicUsize::new(0),
             registered: AtomicUsize::new(0),
+            peak_registered: AtomicUsize::new(0),
             rooms: AtomicUsize::new(0),
             lingering: AtomicUsize::new(0),
             accepted: AtomicU64::new(0),
@@ -111,6 +114,12 @@ impl Stats {
     /// Records the number of registered users (the hub knows it exactly).
     pub fn set_registered(&self, n: usize) {
         self.registered.store(n, Relaxed);
+        self.peak_registered.fetch_max(n, Relaxed);
+    }
+
+    /// The most registered users online at once since start (IRC's 265 and 266).
+    pub fn peak_registered(&self) -> usize {
+        self.peak_registered.load(Relaxed)
     }
 
     /// Records the number of rooms (the hub knows it exactly).

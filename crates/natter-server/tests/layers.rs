@@ -24,6 +24,8 @@ const LAYERS: &[&[&str]] = &[
         "history",
         "chathistory",
         "kept",
+        "watch",
+        "whowas",
     ],
     &["backplane"],
     &[
@@ -35,6 +37,7 @@ const LAYERS: &[&[&str]] = &[
         "hub::mirror",
         "hub::moderation",
         "hub::typing",
+        "hub::watch",
     ],
     &["cluster"],
     &["config"],

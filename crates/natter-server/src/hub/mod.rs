@@ -30,6 +30,7 @@ mod moderation;
 mod modes;
 mod names;
 mod typing;
+pub mod watch;
 
 pub use modes::{Ban, MAX_BANS, ModesView};
 
@@ -203,6 +204,10 @@ struct State {
     lingering: HashMap<ClientId, u64>,
     /// Source of those numbers.
     next_linger: u64,
+    /// IRC's MONITOR lists, and who hears of away and real-name changes.
+    watchers: crate::watch::Watchers,
+    /// Recent departures, for WHOWAS.
+    whowas: crate::whowas::Whowas,
 }
 
 /// A ghost waiting for its name.
@@ -246,11 +251,13 @@ struct RareUser {
     away: Option<Arc<str>>,
     /// Every connection of a user who has several; `outbox` and `flavor` are the first's.
     links: Option<Arc<Vec<Link>>>,
+    /// The real name an IRC user gave (`USER`, `SETNAME`).
+    real: Option<Arc<str>>,
 }
 
 impl RareUser {
     fn is_empty(&self) -> bool {
-        self.ident.is_none() && self.away.is_none() && self.links.is_none()
+        self.ident.is_none() && self.away.is_none() && self.links.is_none() && self.real.is_none()
     }
 }
 
@@ -1308,6 +1315,7 @@ impl Hub {
         st.shapes.add(&user.name);
         st.users.insert(id, user);
         self.stats.set_registered(st.users.len());
+        self.watched_online(st, id);
     }
 
     /// Renames `id`, whose new name `key` is free; `tell_self` also tells the user itself
@@ -1363,6 +1371,7 @@ impl Hub {
         if user.account != was_account {
             self.tell_account(st, id);
         }
+        self.watched_renamed(st, id, &old_name, &old_key, &old_ident);
         if is_local(id) {
             if self.relays {
                 self.backplane.publish(
@@ -1780,6 +1789,7 @@ impl Hub {
                 Self::send_to(st, other, &ev, None);
             }
         }
+        self.watched_gone(st, &user, &key);
         if is_local(id) {
             self.unpark(st);
         }
@@ -2199,6 +2209,7 @@ impl Hub {
         let id = pid(&st, conn);
         if let Some(u) = st.users.get_mut(&id) {
             u.set_away(away.map(Arc::from));
+            self.tell_away(&st, id);
             if self.relays && is_local(id) {
                 self.backplane.publish(
                     Some(Op::Away {

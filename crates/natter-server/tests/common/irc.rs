@@ -54,6 +54,19 @@ impl Irc {
         Self::user_over(Transport::Tcp, addr, nick).await
     }
 
+    /// [`Irc::user`] with the capabilities `caps` negotiated first.
+    pub async fn with_caps(addr: SocketAddr, nick: &str, caps: &str) -> Self {
+        let mut c = Self::connect(addr).await;
+        c.send("CAP LS 302").await;
+        c.send(&format!("CAP REQ :{caps}")).await;
+        c.skip_to(" ACK ").await;
+        c.send(&format!("NICK {nick}")).await;
+        c.send(&format!("USER {nick} 0 * :{nick} real")).await;
+        c.send("CAP END").await;
+        c.skip_to(" 366 ").await;
+        c
+    }
+
     /// [`Irc::user`] over `t`.
     pub async fn user_over(t: Transport, addr: SocketAddr, nick: &str) -> Self {
         let mut c = Self::connect_over(t, addr).await;
