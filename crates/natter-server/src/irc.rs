@@ -1302,6 +1302,7 @@ impl IrcSession {
                     self.watched = true;
                     self.hub.set_notify(self.id, self.caps.notify());
                 }
+                self.names_after_joining_everyone();
                 // Logged in now means holding the account's name.
                 self.sasl = None;
                 if login {
@@ -1455,6 +1456,11 @@ impl IrcSession {
             self.cfg.description
         );
         out.extend_from_slice(&self.numeric_to(me, n::RPL_TOPIC, &[names.name, &topic]));
+        if self.caps.userhost_in_names {
+            // The hub's lines hold names only; this client's NAMES (with masks) is written
+            // as an answer right after (see `names_after_joining_everyone`).
+            return;
+        }
         // The lines are the hub's, ready made: only the prefix is this client's.
         let prefix = format!(
             ":{} {} {me} = {} :",
@@ -1772,11 +1778,23 @@ impl IrcSession {
 
     fn join_everyone(&mut self) {
         let mask = self.my_mask();
-        let _ = self.hub.join_everyone(self.id, |view| {
+        let joined = self.hub.join_everyone(self.id, |view| {
             let mut out = BytesMut::new();
             self.everyone_joined(&mut out, self.me(), &mask, view);
             out.freeze()
         });
+        if joined.is_ok() {
+            self.names_after_joining_everyone();
+        }
+    }
+
+    /// The everyone channel's NAMES for a client with `userhost-in-names`, whose JOIN
+    /// answer left them out (see `everyone_joined`): a NAMES answer, a page at a time.
+    fn names_after_joining_everyone(&mut self) {
+        if self.caps.userhost_in_names && self.hub.in_everyone(self.id) {
+            let chan = self.cfg.everyone_channel.clone();
+            self.names(Some(&chan));
+        }
     }
 
     /// 332 and 333, or 331 when asked and there is none.

@@ -340,3 +340,29 @@ async fn setname_away_notify_and_userhost_in_names() {
     assert_eq!(a.line().await, ":a!a@natter SETNAME Me");
     b.quiet().await;
 }
+
+#[tokio::test]
+async fn userhost_in_names_holds_for_the_everyone_channel_s_names_on_registering() {
+    let s = TestServer::start().await;
+    let _b = Irc::user(s.addr, "b").await;
+    let mut a = Irc::connect(s.addr).await;
+    a.send("CAP LS 302").await;
+    a.send("CAP REQ :userhost-in-names").await;
+    a.skip_to(" ACK ").await;
+    a.send("NICK a").await;
+    a.send("USER a 0 * :A").await;
+    a.send("CAP END").await;
+    a.skip_to(" JOIN #everyone").await;
+    let mut names = Vec::new();
+    loop {
+        let l = a.line().await;
+        if l.contains(" 366 ") {
+            break;
+        }
+        if l.contains(" 353 ") {
+            names.extend(l.rsplit_once(" :").unwrap().1.split(' ').map(str::to_owned));
+        }
+    }
+    names.sort();
+    assert_eq!(names, ["a!a@natter", "b!b@natter"]);
+}
