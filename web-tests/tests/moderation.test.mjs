@@ -211,6 +211,10 @@ describe('room moderation in the page', { timeout: 90_000 }, () => {
     await dave.getByRole('dialog', { name: 'Join #den' }).waitFor();
     await dave.keyboard.press('Escape');
     await dave.getByRole('dialog', { name: 'Join #den' }).waitFor({ state: 'hidden' });
+    assert.equal(await heading(dave, 'Everyone').isVisible(), true);
+    // The key typed with /join.
+    await say(dave, '/join #den sesame');
+    await heading(dave, '#den').waitFor();
     noScriptRan(alice);
     noScriptRan(bob);
   });
@@ -327,6 +331,12 @@ describe('room moderation in the page', { timeout: 90_000 }, () => {
     await systemLine(alice, 'carol took operator status from you.').waitFor();
     await manageRoom(alice, '#den').waitFor({ state: 'hidden' });
     assert.equal(await topicButton(alice).isVisible(), false);
+    // Banned while in the room, without voice: what the page says is refused, in a sentence.
+    carol.send('MODE #den +b alice');
+    await systemLine(alice, 'carol banned alice!*@* from #den.').waitFor();
+    await say(alice, 'can anyone hear me?');
+    await chat(alice, 'alice', 'can anyone hear me?')
+      .getByText('Not delivered: you are banned from #den, and may not speak there without voice.').waitFor();
     noScriptRan(alice);
     noScriptRan(bob);
   });
