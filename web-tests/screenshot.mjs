@@ -3,7 +3,9 @@
 // the reader highlighted, unread conversations (a DM's count in red), and the search panel's
 // results. Run with `npm run screenshot` (the server binary as for the tests).
 //
-// Options: --out FILE (default ../docs/natter-web.png), --dark, --phone.
+// Options: --out FILE (default ../docs/natter-web.png), --dark, --phone; --moderation takes
+// docs/natter-web-moderation.png instead: a room its operator has made moderated, a member
+// given voice, a ban, and the operator's menu open.
 
 import path from 'node:path';
 import {
@@ -13,7 +15,8 @@ import {
 const args = process.argv.slice(2);
 const flag = (f) => args.includes(f);
 const outArg = args.indexOf('--out');
-const out = path.resolve(outArg >= 0 ? args[outArg + 1] : path.join(WEB_TESTS, '..', 'docs', 'natter-web.png'));
+const moderation = flag('--moderation');
+const out = path.resolve(outArg >= 0 ? args[outArg + 1] : path.join(WEB_TESTS, '..', 'docs', moderation ? 'natter-web-moderation.png' : 'natter-web.png'));
 const colorScheme = flag('--dark') ? 'dark' : 'light';
 const viewport = flag('--phone') ? { width: 390, height: 844 } : { width: 1280, height: 800 };
 
@@ -24,8 +27,17 @@ let bob;
 try {
   carol = await tcpUser(server.port, 'carol');
   bob = await tcpUser(server.port, 'bob');
-  const kept = /^OK (MESSAGE|SAY) /;
+  await (moderation ? moderationScene : mainScene)(carol, bob);
+} finally {
+  await carol?.close().catch(() => {});
+  await bob?.close().catch(() => {});
+  await browser.close();
+  await server.stop();
+}
 
+/** The page's person reads #release, with unread conversations and search results. */
+async function mainScene(carol, bob) {
+  const kept = /^OK (MESSAGE|SAY) /;
   // Before the page connects: Everyone and a room with a topic, kept in the history.
   carol.send('MESSAGE Morning all! Coffee is on');
   await carol.expect(kept);
@@ -79,9 +91,46 @@ try {
   await search.getByLabel('Words to find').blur();
   await alice.screenshot({ path: out });
   console.log(`wrote ${out}`);
-} finally {
-  await carol?.close().catch(() => {});
-  await bob?.close().catch(() => {});
-  await browser.close();
-  await server.stop();
+}
+
+/** The page's person runs #launch: moderated, bob given voice, a spammer banned, the menu open. */
+async function moderationScene(carol, bob) {
+  const alice = await openUser(browser, server, 'alice', { viewport, colorScheme });
+  await say(alice, '/join #launch');
+  await alice.getByRole('heading', { name: '#launch', exact: true }).waitFor();
+  await say(alice, '/topic Launch day: announcements only, questions in #launch-help');
+  for (const who of [carol, bob]) {
+    who.send('JOIN #launch');
+    await who.expect(/^OK JOIN #launch/);
+  }
+  const spammer = await tcpUser(server.port, 'spammer');
+  spammer.send('JOIN #launch');
+  await spammer.expect(/^OK JOIN #launch/);
+  spammer.send('SAY #launch FREE CRYPTO click here');
+  await spammer.expect(/^OK SAY /);
+  await chat(alice, 'spammer', 'FREE CRYPTO click here').waitFor();
+  const manage = (name) => alice.getByRole('list', { name: 'Members of #launch' }).getByRole('button', { name: `Manage ${name}` });
+  const choose = async (button, item, role = 'menuitem') => {
+    if (!(await button.isVisible())) await alice.getByRole('button', { name: 'Show people' }).click();
+    await button.click();
+    await alice.getByRole('menu').getByRole(role, { name: item, exact: true }).click();
+  };
+  await choose(manage('spammer'), 'Ban');
+  await choose(manage('spammer'), 'Remove from room');
+  await spammer.expect('KICKED #launch spammer alice');
+  await spammer.close();
+  if (await alice.locator('#scrim').isVisible()) await alice.keyboard.press('Escape');
+  await choose(alice.getByRole('button', { name: 'Manage #launch' }), 'Moderated', 'menuitemcheckbox');
+  await choose(manage('bob'), 'Give voice');
+  await bob.expect('MODE #launch alice +v bob');
+  await say(alice, 'We are live! bob will post the release notes here.');
+  await bob.expect(/^SAY #launch alice We are live/);
+  bob.send('SAY #launch Release notes: https://example.org/notes — thanks everyone!');
+  await bob.expect(/^OK SAY /);
+  await chat(alice, 'bob', 'Release notes: https://example.org/notes — thanks everyone!').waitFor();
+  if (await alice.locator('#scrim').isVisible()) await alice.keyboard.press('Escape');
+  await alice.getByRole('button', { name: 'Manage #launch' }).click();
+  await alice.getByRole('menu').waitFor();
+  await alice.screenshot({ path: out });
+  console.log(`wrote ${out}`);
 }

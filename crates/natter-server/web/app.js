@@ -1,7 +1,7 @@
 // natter's browser client: the line protocol over a WebSocket at /ws, one line per text frame.
 //
 // Every command gets exactly one final line (OK <VERB> ... or ERROR <CODE> <text>; BYE for
-// CLOSE) after its data lines (USER, MEMBER, TOPIC, ROOM, HELP, LOGGED), in order, so commands
+// CLOSE) after its data lines (USER, MEMBER, TOPIC, ROOM, HELP, LOGGED, BAN), in order, so commands
 // wait in a FIFO and each answer goes to the oldest one. Everything else is an event.
 //
 // The page says TAGS ON first on every connection: events then carry the server's time, and
@@ -24,6 +24,28 @@
     if (word.startsWith('@')) return { name: word.slice(1), op: true, voice: false };
     if (word.startsWith('+')) return { name: word.slice(1), op: false, voice: true };
     return { name: word, op: false, voice: false };
+  }
+
+  /**
+   * A room's modes as the page keeps them: flags, the key (null: none; '' when the server did
+   * not show it) and the member limit (null: none). A new room is +nt.
+   */
+  const newModes = () => ({ i: false, m: false, s: false, n: true, t: true, k: null, l: null });
+
+  /** `+ntkl sesame 20` (OK MODE's detail after the room) as modes; the key only for members. */
+  function parseModes(text) {
+    const [flags, ...args] = text.split(' ');
+    const out = { ...newModes(), n: false, t: false };
+    if (!flags.startsWith('+')) return out;
+    const letters = flags.slice(1);
+    // A key hidden from a non-member leaves one argument fewer: the limit's.
+    const keyShown = args.length >= (letters.includes('k') ? 1 : 0) + (letters.includes('l') ? 1 : 0);
+    for (const ch of letters) {
+      if (ch === 'k') out.k = keyShown ? args.shift() ?? '' : '';
+      else if (ch === 'l') out.l = Number(args.shift()) || null;
+      else if (ch in out) out[ch] = true;
+    }
+    return out;
   }
 
   /** Splits off the first space-separated word: [word, rest-or-null]. */
@@ -102,7 +124,8 @@
         unread: 0,
         mentions: 0, // of the unread, how many say our name
         joined: false, // rooms: we are a member
-        members: new Map(), // rooms: fold(name) -> {name, op}
+        members: new Map(), // rooms: fold(name) -> {name, op, voice}
+        modes: newModes(), // rooms: see newModes()
         topic: '',
         topicBy: '',
         lastActivity: 0,
@@ -269,6 +292,23 @@
     topic: $('conv-topic'),
     roomActions: $('room-actions'),
     topicButton: $('topic-button'),
+    roomMenuButton: $('room-menu-button'),
+    roomFlags: $('room-flags'),
+    sendButton: $('send-button'),
+    menu: $('menu'),
+    askDialog: $('ask-dialog'),
+    askForm: $('ask-form'),
+    askTitle: $('ask-title'),
+    askText: $('ask-text'),
+    askLabel: $('ask-label'),
+    askInput: $('ask-input'),
+    askError: $('ask-error'),
+    askSubmit: $('ask-submit'),
+    askCancel: $('ask-cancel'),
+    bansDialog: $('bans-dialog'),
+    bansTitle: $('bans-title'),
+    bansStatus: $('bans-status'),
+    bansList: $('bans-list'),
     leaveButton: $('leave-button'),
     topicForm: $('topic-form'),
     topicInput: $('topic-input'),
@@ -488,6 +528,7 @@
       case 'MEMBER':
       case 'ROOM':
       case 'ACCOUNT':
+      case 'BAN':
         return data(kind, r);
       case 'TOPIC': {
         const head = state.pending[0];
@@ -508,6 +549,8 @@
       case 'KICKED': return onKicked(r);
       case 'SAY': return onSay(r, tags);
       case 'OPERATOR': return onOperator(r);
+      case 'MODE': return onMode(r);
+      case 'INVITED': return onInvited(r);
       // A page of HISTORY or SEARCH, or (after LOGIN) a DM that waited for this account.
       case 'LOGGED': return answersPending(r) ? data(kind, r) : onLogged(r);
       default:
@@ -780,7 +823,7 @@
       const m = c.kind === 'room' ? c.members.get(fold(old)) : null;
       if (m) {
         c.members.delete(fold(old));
-        c.members.set(fold(now), { name: now, op: m.op });
+        c.members.set(fold(now), { ...m, name: now });
       }
     }
     systemAll(`You are now known as ${now}.`, 'event');
@@ -809,7 +852,7 @@
       const m = c.members.get(fold(old));
       if (m) {
         c.members.delete(fold(old));
-        c.members.set(fold(now), { name: now, op: m.op });
+        c.members.set(fold(now), { ...m, name: now });
         system(c, `${old} is now known as ${now}.`, 'event');
       }
     }
@@ -920,7 +963,11 @@
         item.classList.add('failed');
         const note = el('span', 'fail-note', code === 'DISCONNECTED'
           ? 'The connection was lost before the server confirmed this message.'
-          : because('Not delivered', why));
+          : code === 'MODERATED'
+            ? `Not delivered: ${c.title} is moderated, and only its operators and voiced members may speak.`
+            : code === 'BANNED'
+              ? `Not delivered: you are banned from ${c.title}, and may not speak there without voice.`
+              : because('Not delivered', why));
         item.querySelector('.body')?.append(note);
         // It may have been kept all the same: the history after a reconnect will say.
         if (code === 'DISCONNECTED') c.unconfirmed.push({ li: item, text });
@@ -955,16 +1002,22 @@
 
   // ---------------------------------------------------------------- rooms
 
-  function joinRoom(room, { rejoin = false, show = true } = {}) {
+  /**
+   * Joins a room (with its key, if it has one). `refused(code, text)` may take a refusal on
+   * itself (the key dialog does) by returning true; `joined()` follows a success.
+   */
+  function joinRoom(room, { rejoin = false, show = true, key = null, refused = null, joined = null } = {}) {
     if (!room.startsWith('#')) room = '#' + room;
     const existing = state.convs.get(roomKey(room));
     if (existing && existing.joined && !rejoin) {
       openConversation(existing.key);
       return;
     }
+    // Back in a room with a key after a lost connection: the key it had (members see it).
+    if (rejoin && !key && existing?.modes.k) key = existing.modes.k;
     const members = [];
     let topic = null;
-    send(`JOIN ${room}`, 'JOIN', {
+    send(key ? `JOIN ${room} ${key}` : `JOIN ${room}`, 'JOIN', {
       room,
       data: (kind, rest) => {
         if (kind === 'MEMBER') {
@@ -987,6 +1040,8 @@
         }));
         c.topic = topic ? topic.text : '';
         c.topicBy = topic ? topic.by : '';
+        queryModes(c);
+        joined?.();
         if (rejoin) {
           system(c, `Rejoined ${c.title}.`, 'event');
         } else {
@@ -1002,6 +1057,7 @@
       },
       fail: (code, text) => {
         if (code === 'DISCONNECTED' && rejoin) return;
+        if (refused?.(code, text)) return;
         const c = state.convs.get(roomKey(room));
         if (code === 'ALREADY_IN_ROOM' && c) {
           // Another connection of this account is in it already, so this one is too.
@@ -1009,15 +1065,81 @@
           renderNav();
           return;
         }
+        if (code === 'BAD_KEY' && !rejoin) {
+          askKeyToJoin(room);
+          return;
+        }
+        const why = joinRefusal(code, room) || because(`Could not ${rejoin ? 'rejoin' : 'join'} ${room}`, text);
         if (rejoin && c) {
           c.joined = false;
-          system(c, because(`Could not rejoin ${room}`, text), 'error');
+          system(c, why, 'error');
           renderNav();
         } else {
-          systemHere(because(`Could not join ${room}`, text), 'error');
+          systemHere(why, 'error');
         }
       },
     });
+  }
+
+  /** The room's own refusals of a JOIN, in the page's words (null for the others). */
+  function joinRefusal(code, room) {
+    switch (code) {
+      case 'BANNED': return `You are banned from ${room}: you cannot join it.`;
+      case 'INVITE_ONLY': return `${room} is invite-only: you can join once one of its members invites you.`;
+      case 'BAD_KEY': return `${room} has a key: you need it to join.`;
+      case 'ROOM_FULL': return `${room} is full: it has as many members as it may.`;
+      default: return null;
+    }
+  }
+
+  /** BAD_KEY: asks for the room's key and joins with it, until it is right or given up. */
+  function askKeyToJoin(room) {
+    ask({
+      title: `Join ${room}`,
+      text: `${room} has a key. Its members can tell you what it is.`,
+      label: 'Key',
+      action: 'Join',
+      submit: (key, done) => {
+        if (!key || /[\s,]/.test(key)) {
+          done('A key is one word, without spaces or commas.');
+          return;
+        }
+        joinRoom(room, {
+          key,
+          refused: (code, text) => {
+            if (code === 'BAD_KEY') done(`That is not the key of ${room}.`);
+            else done(joinRefusal(code, room) || sentence(text));
+            return true;
+          },
+          joined: () => done(null),
+        });
+      },
+    });
+  }
+
+  /** Asks the server for a room's modes (after joining: they come with no other answer). */
+  function queryModes(c) {
+    send(`MODE ${c.title}`, 'MODE', {
+      ok: (detail) => {
+        const [, modes] = split(detail);
+        c.modes = parseModes(modes ?? '+');
+        renderRoom(c);
+      },
+      fail: () => {},
+    });
+  }
+
+  /** Draws what depends on a room's modes and its members' status, if it is shown. */
+  function renderRoom(c) {
+    if (state.active !== c.key) return;
+    renderHeader();
+    renderPeople();
+  }
+
+  /** The page's own place in a room: {op, voice}. */
+  function mine(c) {
+    const m = state.me ? c.members.get(fold(state.me)) : null;
+    return { op: !!m?.op, voice: !!m?.voice };
   }
 
   function partRoom(c, reason) {
@@ -1050,9 +1172,11 @@
       c.joined = true;
       renderNav();
       who(c);
+      queryModes(c);
       return;
     }
-    c.members.set(fold(name), { name, op: c.members.get(fold(name))?.op ?? false });
+    const was = c.members.get(fold(name));
+    c.members.set(fold(name), { name, op: was?.op ?? false, voice: was?.voice ?? false });
     system(c, `${name} joined ${c.title}.`, 'event join');
     if (state.active === c.key) renderPeople();
   }
@@ -1098,10 +1222,76 @@
     const c = conv(roomKey(room), 'room', room);
     if (!name) return;
     const m = c.members.get(fold(name));
-    c.members.set(fold(name), { name: m?.name ?? name, op: true });
+    c.members.set(fold(name), { name: m?.name ?? name, op: true, voice: !!m?.voice });
     const who = state.me && fold(name) === fold(state.me) ? 'You are' : `${name} is`;
     system(c, `${who} now an operator of ${c.title}.`, 'event');
-    if (state.active === c.key) renderPeople();
+    renderRoom(c);
+  }
+
+  /**
+   * `MODE <room> <by> <change> [arg]`: an operator changed one of the room's modes (a new
+   * operator comes as OPERATOR instead). The room's state follows, and its log says it.
+   */
+  function onMode(rest) {
+    const [room, r2] = split(rest);
+    const [by, r3] = split(r2 ?? '');
+    const [change, arg] = split(r3 ?? '');
+    if (!by || !/^[+-][a-zA-Z]$/.test(change ?? '')) return;
+    const c = conv(roomKey(room), 'room', room);
+    const on = change[0] === '+';
+    const letter = change[1];
+    if (letter === 'k') c.modes.k = on ? arg ?? '' : null;
+    else if (letter === 'l') c.modes.l = on ? Number(arg) || null : null;
+    else if (letter === 'v' || letter === 'o') {
+      const m = arg ? c.members.get(fold(arg)) : null;
+      if (m) m[letter === 'v' ? 'voice' : 'op'] = on;
+      // No longer an operator: the operator's menus are not ours to keep open.
+      if (letter === 'o' && !on && isMe(arg ?? '')) closeMenu();
+    } else if (letter in c.modes) c.modes[letter] = on;
+    system(c, modeSentence(c, by, change, arg ?? ''), 'event mode');
+    renderRoom(c);
+  }
+
+  /**
+   * A mode change as a sentence of the room's log ("ann made #r invite-only."), not as IRC
+   * writes it. Names and masks are drawn as names; the key is not repeated.
+   */
+  function modeSentence(c, by, change, arg) {
+    const who = isMe(by) ? 'You' : nameIn(by);
+    const on = change[0] === '+';
+    const r = c.title;
+    const target = isMe(arg) ? 'you' : nameIn(arg);
+    switch (change[1]) {
+      case 'i': return [who, on ? ` made ${r} invite-only.` : ` opened ${r}: no invitation is needed to join.`];
+      case 'k': return [who, on ? ` set a key on ${r}: joining needs it.` : ` removed the key of ${r}.`];
+      case 'l': return [who, on ? ` limited ${r} to ${arg} members.` : ` removed the member limit of ${r}.`];
+      case 'm': return [who, on ? ` made ${r} moderated: only operators and voiced members may speak.` : ` made ${r} unmoderated: every member may speak.`];
+      case 's': return [who, on ? ` made ${r} secret: it is hidden from those outside it.` : ` made ${r} no longer secret.`];
+      case 'n': return [who, on ? ` let only members speak in ${r}.` : ` let everyone speak in ${r}, members or not.`];
+      case 't': return [who, on ? ` let only operators set the topic of ${r}.` : ` let every member set the topic of ${r}.`];
+      case 'b': {
+        const account = arg.startsWith('$a:');
+        const mask = account ? ['the account ', nameIn(arg.slice(3))] : [nameIn(arg)];
+        return [who, on ? ' banned ' : ' lifted the ban on ', ...mask, on ? ` from ${r}.` : '.'];
+      }
+      case 'v': return on ? [who, ' gave ', target, ' voice.'] : [who, ' took voice from ', target, '.'];
+      case 'o': return on ? [who, ' made ', target, ` an operator of ${r}.`] : [who, ' took operator status from ', target, '.'];
+      default: return [who, ` changed a mode of ${r}: `, nameIn(`${change}${arg ? ` ${arg}` : ''}`), '.'];
+    }
+  }
+
+  /** `INVITED <room> <by>`: a notice where the person is looking, with a button to join. */
+  function onInvited(rest) {
+    const [room, by] = split(rest);
+    if (!room || !by) return;
+    const join = el('button', 'link-button inline-action', 'Join');
+    join.type = 'button';
+    join.setAttribute('aria-label', `Join ${room}`);
+    join.addEventListener('click', () => {
+      join.disabled = true;
+      joinRoom(room, { refused: () => { join.disabled = false; return false; } });
+    });
+    systemHere([nameIn(by), ` invited you to ${room}. `, join], 'event invite');
   }
 
   function onTopic(rest, isEvent) {
@@ -1207,6 +1397,306 @@
       const first = ui.roomsList.querySelector('button');
       if (first && ui.roomsDialog.open) first.focus();
     });
+  }
+
+  // ---------------------------------------------------------------- moderation
+  //
+  // An operator's tools: the room's menu in its header (modes, invitations, bans) and a menu
+  // on each member (voice, operator, ban, remove). Each sends one MODE (or INVITE, KICK); what
+  // changed comes back as the MODE event every member gets, which is what redraws the page,
+  // so the page never shows a change the server did not make.
+
+  /** Sends one mode change; a refusal is said in the room's log. */
+  function setMode(c, change, arg, what) {
+    send(arg ? `MODE ${c.title} ${change} ${arg}` : `MODE ${c.title} ${change}`, 'MODE', {
+      fail: (code, why) => system(c, because(`Could not ${what}`, why), 'error'),
+    });
+  }
+
+  function roomMenu(c) {
+    const m = c.modes;
+    const flag = (letter, label, on, off) => ({
+      label,
+      checked: m[letter],
+      run: () => setMode(c, `${m[letter] ? '-' : '+'}${letter}`, null, m[letter] ? off : on),
+    });
+    return [
+      flag('i', 'Invite only', `make ${c.title} invite-only`, `open ${c.title}`),
+      flag('m', 'Moderated', `make ${c.title} moderated`, `make ${c.title} unmoderated`),
+      flag('s', 'Secret', `make ${c.title} secret`, `make ${c.title} no longer secret`),
+      flag('t', 'Only operators set the topic', 'keep the topic to operators', 'let every member set the topic'),
+      null,
+      { label: m.k !== null ? 'Change the key…' : 'Set a key…', run: () => askRoomKey(c) },
+      m.k !== null ? { label: 'Remove the key', run: () => setMode(c, '-k', null, `remove the key of ${c.title}`) } : false,
+      { label: m.l ? `Member limit (${m.l})…` : 'Member limit…', run: () => askLimit(c) },
+      m.l ? { label: 'Remove the member limit', run: () => setMode(c, '-l', null, `remove the member limit of ${c.title}`) } : false,
+      null,
+      { label: 'Invite…', run: () => askInvite(c) },
+      { label: 'Bans…', run: () => openBans(c) },
+    ].filter((x) => x !== false);
+  }
+
+  /**
+   * The ban for a member: their account's ($a:name) if they are signed into one, which holds
+   * whatever name they take next; otherwise their name, from any address.
+   */
+  const banMask = (name) => (state.accounts.has(fold(name)) ? `$a:${name}` : `${name}!*@*`);
+
+  function memberMenu(c, name) {
+    const m = c.members.get(fold(name)) || { name, op: false, voice: false };
+    return [
+      m.voice
+        ? { label: 'Remove voice', run: () => setMode(c, '-v', name, `take voice from ${name}`) }
+        : { label: 'Give voice', run: () => setMode(c, '+v', name, `give ${name} voice`) },
+      m.op
+        ? { label: 'Remove operator', run: () => setMode(c, '-o', name, `take operator status from ${name}`) }
+        : { label: 'Make operator', run: () => setMode(c, '+o', name, `make ${name} an operator`) },
+      null,
+      { label: 'Ban', danger: true, run: () => setMode(c, '+b', banMask(name), `ban ${name}`) },
+      {
+        label: 'Remove from room',
+        danger: true,
+        run: () => send(`KICK ${c.title} ${name}`, 'KICK', {
+          fail: (code, why) => system(c, because(`Could not remove ${name}`, why), 'error'),
+        }),
+      },
+    ];
+  }
+
+  // The menu: one popup for the room's and the members' menus, as menus go on the desktop:
+  // arrows move, Enter or a click chooses, Esc (or Tab, or a click elsewhere) closes, and the
+  // focus goes back to the button that opened it.
+
+  let menuAnchor = null;
+
+  /** Opens the menu under `anchor` (or at a pointer's `x`, `y`); `items`: {label, run, checked, danger} or null for a line. */
+  function openMenu(anchor, items, { x = null, y = null } = {}) {
+    closeMenu(false);
+    menuAnchor = anchor;
+    anchor.setAttribute('aria-expanded', 'true');
+    ui.menu.setAttribute('aria-label', anchor.getAttribute('aria-label') || 'Menu');
+    ui.menu.classList.toggle('has-checks', items.some((item) => item && item.checked !== undefined));
+    ui.menu.replaceChildren(...items.map((item) => {
+      if (!item) {
+        const sep = el('div', 'menu-sep');
+        sep.setAttribute('role', 'separator');
+        return sep;
+      }
+      const b = el('button', `menu-item${item.danger ? ' danger' : ''}`, item.label);
+      b.type = 'button';
+      b.tabIndex = -1;
+      if (item.checked !== undefined) {
+        b.setAttribute('role', 'menuitemcheckbox');
+        b.setAttribute('aria-checked', String(!!item.checked));
+      } else {
+        b.setAttribute('role', 'menuitem');
+      }
+      b.addEventListener('click', () => {
+        closeMenu();
+        item.run();
+      });
+      return b;
+    }));
+    ui.menu.hidden = false;
+    // Below the button (or the pointer), kept inside the window.
+    const a = anchor.getBoundingClientRect();
+    const w = ui.menu.offsetWidth;
+    const h = ui.menu.offsetHeight;
+    const left = x ?? a.right - w;
+    const top = y ?? a.bottom + 4;
+    ui.menu.style.left = `${Math.max(8, Math.min(left, window.innerWidth - w - 8))}px`;
+    ui.menu.style.top = `${Math.max(8, top + h > window.innerHeight - 8 ? (y ?? a.top) - h - 4 : top)}px`;
+    menuItems()[0]?.focus();
+  }
+
+  const menuItems = () => [...ui.menu.querySelectorAll('.menu-item')];
+
+  function closeMenu(refocus = true) {
+    if (ui.menu.hidden) return;
+    ui.menu.hidden = true;
+    const anchor = menuAnchor;
+    menuAnchor = null;
+    if (!anchor) return;
+    anchor.setAttribute('aria-expanded', 'false');
+    if (!refocus) return;
+    // A member list drawn anew meanwhile has a new button for the same person.
+    const label = anchor.getAttribute('aria-label');
+    const back = anchor.isConnected ? anchor : [...document.querySelectorAll('[aria-haspopup="menu"]')].find((b) => b.getAttribute('aria-label') === label);
+    back?.focus();
+  }
+
+  function menuKey(e) {
+    const items = menuItems();
+    const i = items.indexOf(document.activeElement);
+    let next = null;
+    if (e.key === 'ArrowDown') next = (i + 1) % items.length;
+    else if (e.key === 'ArrowUp') next = (i - 1 + items.length) % items.length;
+    else if (e.key === 'Home') next = 0;
+    else if (e.key === 'End') next = items.length - 1;
+    else if (e.key === 'Escape') {
+      e.preventDefault();
+      e.stopPropagation(); // the menu, not whatever is open beneath it
+      closeMenu();
+      return;
+    } else if (e.key === 'Tab') {
+      closeMenu(false);
+      return;
+    }
+    if (next === null) return;
+    e.preventDefault();
+    items[next]?.focus();
+  }
+
+  // The dialog that asks for one thing (a key, a limit, a name): `submit(value, done)` acts,
+  // and calls done(null) to close or done(text) to say in the dialog what went wrong.
+
+  let asking = null;
+
+  function ask({ title, text, label, action, value = '', type = 'text', submit }) {
+    asking = { submit };
+    ui.askTitle.textContent = title;
+    ui.askText.textContent = text;
+    ui.askLabel.textContent = label;
+    ui.askSubmit.textContent = action;
+    ui.askInput.type = type;
+    ui.askInput.value = value;
+    ui.askError.textContent = '';
+    ui.askInput.removeAttribute('aria-invalid');
+    if (!ui.askDialog.open) ui.askDialog.showModal();
+    ui.askInput.focus();
+    ui.askInput.select();
+  }
+
+  function askDone(error) {
+    if (!ui.askDialog.open) return;
+    if (error === null) {
+      ui.askDialog.close();
+      return;
+    }
+    ui.askError.textContent = error;
+    ui.askInput.setAttribute('aria-invalid', 'true');
+    ui.askInput.focus();
+  }
+
+  /** Sends a MODE from the dialog: it closes on OK and says a refusal in place. */
+  function modeFromDialog(c, change, arg, done) {
+    send(`MODE ${c.title} ${change} ${arg}`, 'MODE', {
+      ok: () => done(null),
+      fail: (code, why) => done(sentence(why)),
+    });
+  }
+
+  function askRoomKey(c) {
+    ask({
+      title: `Key of ${c.title}`,
+      text: 'Those who join will need this key (invited people do not). Tell it to whoever should come in.',
+      label: 'Key',
+      action: 'Set key',
+      value: c.modes.k || '',
+      submit: (key, done) => {
+        if (!/^[\x21-\x2b\x2d-\x7e]{1,23}$/.test(key)) {
+          done('A key is 1 to 23 letters, digits or signs, without spaces or commas.');
+          return;
+        }
+        modeFromDialog(c, '+k', key, done);
+      },
+    });
+  }
+
+  function askLimit(c) {
+    ask({
+      title: `Member limit of ${c.title}`,
+      text: 'Nobody more joins once the room has this many members (invited people still may).',
+      label: 'Most members',
+      action: 'Set limit',
+      type: 'number',
+      value: c.modes.l ? String(c.modes.l) : String(Math.max(2, c.members.size)),
+      submit: (n, done) => {
+        if (!/^[1-9]\d{0,8}$/.test(n)) {
+          done('The limit is a whole number from 1.');
+          return;
+        }
+        modeFromDialog(c, '+l', n, done);
+      },
+    });
+  }
+
+  function askInvite(c) {
+    ask({
+      title: `Invite to ${c.title}`,
+      text: c.modes.i || c.modes.k !== null || c.modes.l
+        ? `They get a notice with a button to join, and come in past the ${[c.modes.i && 'invitation rule', c.modes.k !== null && 'key', c.modes.l && 'limit'].filter(Boolean).join(' and ')}.`
+        : 'They get a notice with a button to join.',
+      label: 'Name',
+      action: 'Invite',
+      submit: (name, done) => {
+        if (!name || /\s/.test(name)) {
+          done('Type the name of someone online.');
+          return;
+        }
+        send(`INVITE ${c.title} ${name}`, 'INVITE', {
+          ok: (detail) => {
+            const [, who] = split(detail);
+            system(c, `You invited ${who || name} to ${c.title}.`, 'event');
+            done(null);
+          },
+          fail: (code, why) => done(code === 'USER_IN_ROOM' ? `${name} is in ${c.title} already.` : sentence(why)),
+        });
+      },
+    });
+  }
+
+  /** The ban list (BANS), each with a button that lifts it. */
+  function openBans(c) {
+    ui.bansTitle.textContent = `Bans in ${c.title}`;
+    ui.bansStatus.textContent = 'Loading…';
+    ui.bansList.replaceChildren();
+    if (!ui.bansDialog.open) ui.bansDialog.showModal();
+    const bans = [];
+    send(`BANS ${c.title}`, 'BANS', {
+      data: (kind, rest) => {
+        if (kind !== 'BAN') return;
+        const [, r2] = split(rest);
+        const [mask, r3] = split(r2 ?? '');
+        const [by, time] = split(r3 ?? '');
+        if (mask) bans.push({ mask, by: by ?? '', at: new Date(time ?? '') });
+      },
+      ok: () => renderBans(c, bans),
+      fail: (code, why) => { ui.bansStatus.textContent = sentence(why); },
+    });
+  }
+
+  function renderBans(c, bans) {
+    const n = bans.length;
+    ui.bansStatus.textContent = n ? `${n} ban${n === 1 ? '' : 's'}` : `Nobody is banned from ${c.title}.`;
+    ui.bansList.replaceChildren(...bans.map((ban) => {
+      const li = el('li', 'browse-item');
+      const info = el('div', 'browse-info');
+      const account = ban.mask.startsWith('$a:');
+      info.append(el('span', 'browse-name ban-mask', account ? `account ${ban.mask.slice(3)}` : ban.mask));
+      const when = Number.isNaN(ban.at.getTime()) ? '' : `, ${resultFmt.format(ban.at)}`;
+      info.append(el('span', 'muted small', `by ${ban.by}${when}`));
+      const b = el('button', null, 'Remove');
+      b.type = 'button';
+      b.setAttribute('aria-label', `Remove the ban on ${ban.mask}`);
+      b.addEventListener('click', () => {
+        b.disabled = true;
+        send(`MODE ${c.title} -b ${ban.mask}`, 'MODE', {
+          ok: () => {
+            const rest = bans.filter((x) => x !== ban);
+            renderBans(c, rest);
+            // The focus stays in the list, on the next ban's button (or on Close).
+            (ui.bansList.querySelector('button') || ui.bansDialog.querySelector('.dialog-actions button'))?.focus();
+          },
+          fail: (code, why) => {
+            b.disabled = false;
+            ui.bansStatus.textContent = sentence(why);
+          },
+        });
+      });
+      li.append(info, b);
+      return li;
+    }));
   }
 
   // ---------------------------------------------------------------- history
@@ -1702,6 +2192,7 @@
     // The conversation left has been read: its "new messages" line has done its job.
     if (left && left !== c) left.firstUnread = null;
     state.active = c.key;
+    closeMenu(false);
     markRead(c);
     renderMessages(c);
     ui.messages.setAttribute('aria-label', `Messages in ${c.title}`);
@@ -1728,7 +2219,15 @@
   function renderHeader() {
     const c = state.convs.get(state.active) || everyone;
     ui.title.textContent = c.kind === 'dm' ? `@ ${c.title}` : c.title;
-    ui.roomActions.hidden = c.kind !== 'room' || !c.joined;
+    const inRoom = c.kind === 'room' && c.joined;
+    ui.roomActions.hidden = !inRoom;
+    const me = inRoom ? mine(c) : { op: false, voice: false };
+    // Offered only to those the server lets do it: operators, and every member of a -t room.
+    ui.topicButton.hidden = !inRoom || !(me.op || !c.modes.t);
+    if (ui.topicButton.hidden) ui.topicForm.hidden = true;
+    ui.roomMenuButton.hidden = !inRoom || !me.op;
+    ui.roomMenuButton.setAttribute('aria-label', `Manage ${c.title}`);
+    renderFlags(c, inRoom);
     ui.topic.removeAttribute('title');
     if (c.kind === 'room') {
       ui.topic.textContent = c.joined ? (c.topic || 'No topic') : 'You are not in this room.';
@@ -1746,8 +2245,37 @@
     }
     const placeholder = c.kind === 'everyone' ? 'Message Everyone' : c.kind === 'room' ? `Message ${c.title}` : `Message ${c.title} privately`;
     ui.input.placeholder = `${placeholder} — /help for commands`;
+    // A moderated room the person may not speak in: the box says so rather than refuse later.
+    const silenced = inRoom && c.modes.m && !me.op && !me.voice;
+    ui.input.disabled = silenced;
+    ui.sendButton.disabled = silenced;
+    if (silenced) ui.input.placeholder = 'Only operators and voiced members may speak here';
     ui.input.setAttribute('aria-label', `Message ${c.kind === 'everyone' ? 'Everyone' : c.title}`);
     renderMute(c);
+  }
+
+  /** Beside a room's name: a lock for a key or invitations, "moderated" for +m. */
+  function renderFlags(c, inRoom) {
+    const flags = [];
+    if (inRoom && (c.modes.i || c.modes.k !== null)) {
+      const why = [c.modes.i && 'invite-only', c.modes.k !== null && 'joining needs a key'].filter(Boolean).join('; ');
+      const lock = el('span', 'room-flag lock');
+      lock.setAttribute('role', 'img');
+      lock.setAttribute('aria-label', `Locked: ${why}`);
+      lock.title = `Locked: ${why}`;
+      flags.push(lock);
+    }
+    if (inRoom && c.modes.m) {
+      const m = el('span', 'room-flag tag', 'moderated');
+      m.title = 'Only operators and voiced members may speak';
+      flags.push(m);
+    }
+    if (inRoom && c.modes.s) {
+      const sec = el('span', 'room-flag tag', 'secret');
+      sec.title = 'Hidden from those outside the room';
+      flags.push(sec);
+    }
+    ui.roomFlags.replaceChildren(...flags);
   }
 
   function navButton(c, label) {
@@ -1782,7 +2310,8 @@
     // The active room was left (or we were kicked): its header says so.
   }
 
-  function personItem(name, { op = false } = {}) {
+  /** A person in the online list, or in a room's member list (`room`: that room's conv). */
+  function personItem(name, { op = false, voice = false, room = null } = {}) {
     const li = el('li', 'person');
     const isMe = state.me && fold(name) === fold(state.me);
     const b = el('button', 'person-button');
@@ -1797,17 +2326,38 @@
       b.append(mark);
     }
     if (op) b.append(el('span', 'tag', 'op'));
+    if (voice && !op) {
+      const v = el('span', 'tag voice', 'voice');
+      v.title = `${name} may speak when the room is moderated`;
+      b.append(v);
+    }
     if (isMe) {
       b.append(el('span', 'tag', 'you'));
       b.disabled = true;
       b.setAttribute('aria-label', `${name} (you)`);
     } else {
-      const who = `${name}${account ? ', account' : ''}${op ? ', operator' : ''}`;
+      const who = `${name}${account ? ', account' : ''}${op ? ', operator' : ''}${voice && !op ? ', voiced' : ''}`;
       b.setAttribute('aria-label', `${who}: send a direct message`);
       b.addEventListener('click', () => openDm(name));
     }
     li.dataset.name = name;
     li.append(b);
+    // An operator's tools for another member: a button (keyboard, touch) and the context menu.
+    if (room && !isMe && mine(room).op) {
+      const more = el('button', 'icon-button person-more');
+      more.type = 'button';
+      more.setAttribute('aria-haspopup', 'menu');
+      more.setAttribute('aria-expanded', 'false');
+      more.setAttribute('aria-label', `Manage ${name}`);
+      more.innerHTML = '<svg viewBox="0 0 24 24" width="16" height="16" aria-hidden="true" focusable="false"><circle cx="5" cy="12" r="1.8" fill="currentColor"/><circle cx="12" cy="12" r="1.8" fill="currentColor"/><circle cx="19" cy="12" r="1.8" fill="currentColor"/></svg>';
+      more.addEventListener('click', () => openMenu(more, memberMenu(room, name)));
+      li.addEventListener('contextmenu', (e) => {
+        e.preventDefault();
+        openMenu(more, memberMenu(room, name), e.clientX ? { x: e.clientX, y: e.clientY } : {});
+      });
+      li.classList.add('managed');
+      li.append(more);
+    }
     return li;
   }
 
@@ -1820,8 +2370,13 @@
       ui.membersSection.hidden = false;
       ui.membersTitle.textContent = `Members of ${c.title}`;
       ui.memberList.setAttribute('aria-label', `Members of ${c.title}`);
-      const ms = [...c.members.values()].sort((a, b) => (b.op - a.op) || fold(a.name).localeCompare(fold(b.name)));
-      ui.memberList.replaceChildren(...ms.map((m) => personItem(m.name, { op: m.op })));
+      // Operators first, then voiced members, as the server's lists and IRC clients have them.
+      const rank = (m) => (m.op ? 2 : m.voice ? 1 : 0);
+      const ms = [...c.members.values()].sort((a, b) => (rank(b) - rank(a)) || fold(a.name).localeCompare(fold(b.name)));
+      // Drawn anew, the list keeps the keyboard's place: the button that had the focus has it again.
+      const focused = ui.memberList.contains(document.activeElement) ? document.activeElement.getAttribute('aria-label') : null;
+      ui.memberList.replaceChildren(...ms.map((m) => personItem(m.name, { op: m.op, voice: m.voice, room: c })));
+      if (focused) [...ui.memberList.querySelectorAll('button')].find((b) => b.getAttribute('aria-label') === focused)?.focus();
     } else {
       ui.membersSection.hidden = true;
     }
@@ -2211,7 +2766,7 @@
 
   const HELP = [
     '/dm name text — send a direct message',
-    '/join #room — join (or create) a room',
+    '/join #room [key] — join (or create) a room; the key if it has one',
     '/part [#room] [reason] — leave this room (or the one named)',
     '/topic [text] — show or set this room\'s topic',
     '/who — members of this room',
@@ -2262,9 +2817,9 @@
       }
       case 'join':
       case 'j': {
-        const [room] = split(args.trim());
-        if (!room) { systemHere('Usage: /join #room', 'error'); return false; }
-        joinRoom(room);
+        const [room, key] = split(args.trim());
+        if (!room) { systemHere('Usage: /join #room [key]', 'error'); return false; }
+        joinRoom(room, { key: key?.trim() || null });
         return true;
       }
       case 'part':
@@ -2408,7 +2963,8 @@
   function onShortcut(e) {
     if (ui.app.hidden) return;
     // A modal dialog (rooms, account, the jump box) has the keyboard; Esc closes it natively.
-    const modal = ui.roomsDialog.open || ui.accountDialog.open || ui.switcher.open;
+    const modal = ui.roomsDialog.open || ui.accountDialog.open || ui.switcher.open
+      || ui.askDialog.open || ui.bansDialog.open;
     if ((e.ctrlKey || e.metaKey) && !e.altKey && e.key.toLowerCase() === 'k') {
       e.preventDefault(); // the browser's own Ctrl+K (its search box) is not what is meant here
       if (!ui.switcher.open) openSwitcher();
@@ -2423,8 +2979,12 @@
     if (e.key === 'Escape' && closeTopmost()) e.preventDefault();
   }
 
-  /** Esc: closes the side panel, the search panel or the topic box, the one on top. */
+  /** Esc: closes the menu, the side panel, the search panel or the topic box, the one on top. */
   function closeTopmost() {
+    if (!ui.menu.hidden) {
+      closeMenu();
+      return true;
+    }
     if (!ui.scrim.hidden) {
       closePanels();
       return true;
@@ -2691,6 +3251,25 @@
       ui.topicInput.focus();
     }
   });
+  ui.roomMenuButton.addEventListener('click', () => {
+    const c = state.convs.get(state.active);
+    if (!ui.menu.hidden && menuAnchor === ui.roomMenuButton) { closeMenu(); return; }
+    if (c && c.kind === 'room' && c.joined) openMenu(ui.roomMenuButton, roomMenu(c));
+  });
+  ui.menu.addEventListener('keydown', menuKey);
+  // A click (or the focus) going elsewhere closes the menu, as menus do.
+  document.addEventListener('pointerdown', (e) => {
+    if (!ui.menu.hidden && !ui.menu.contains(e.target) && !menuAnchor?.contains(e.target)) closeMenu(false);
+  });
+  ui.menu.addEventListener('focusout', (e) => {
+    const to = e.relatedTarget;
+    if (to && !ui.menu.contains(to) && !menuAnchor?.contains(to)) closeMenu(false);
+  });
+  ui.askForm.addEventListener('submit', (e) => {
+    e.preventDefault();
+    asking?.submit(ui.askInput.value.trim(), askDone);
+  });
+  ui.askCancel.addEventListener('click', () => ui.askDialog.close());
   ui.topicCancel.addEventListener('click', () => {
     ui.topicForm.hidden = true;
     ui.topicButton.focus();
