@@ -702,9 +702,53 @@ fn a_silent_server_times_out() {
     let mut h = Harness::builder()
         .with_size(egui::vec2(1000.0, 700.0))
         .build_eframe(move |cc| ChatApp::new(&cc.egui_ctx, options).unwrap());
-    until(&mut h, "the time-out", |h| shows(h, "Timed out"));
+    until(&mut h, "the time-out", |h| shows(h, "said nothing within"));
     assert_eq!(h.state().model.screen, Screen::Connect);
     drop(silent);
+}
+
+/// A listener on an ephemeral port that is not natter: it reads what a connection sends
+/// first, answers `answer` and hangs up.
+fn stranger(rt: &Runtime, answer: &'static [u8]) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut first = [0; 64];
+            let _ = s.read(&mut first).await;
+            let _ = s.write_all(answer).await;
+            let _ = s.shutdown().await;
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_web_server_is_named_as_one() {
+    let rt = runtime();
+    let addr = stranger(
+        &rt,
+        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    let mut h = window(addr, true);
+    until(&mut h, "the explanation", |h| {
+        shows(h, "is a web server, not a natter server")
+    });
+    assert!(shows(&h, "HTTP/1.1 400 Bad Request"));
+    assert!(!shows(&h, "expected HELLO"));
+    assert_eq!(h.state().model.screen, Screen::Connect);
+}
+
+#[test]
+fn a_server_that_hangs_up_without_a_word_is_explained() {
+    let rt = runtime();
+    let addr = stranger(&rt, b"");
+    let mut h = window(addr, true);
+    until(&mut h, "the explanation", |h| {
+        shows(h, "closed the connection at once, without a greeting")
+    });
+    assert_eq!(h.state().model.screen, Screen::Connect);
 }
 
 #[test]
