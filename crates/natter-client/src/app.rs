@@ -2,7 +2,7 @@
 //! the model, the network thread and the drawing code in [`crate::view`].
 
 use crate::model::SignIn;
-use crate::model::{Link, Model, Screen};
+use crate::model::{Clock, Link, Model, Screen};
 use crate::net::{Net, NetConfig};
 use crate::theme;
 use std::collections::BTreeMap;
@@ -97,6 +97,8 @@ pub struct ChatApp {
     pub anchor: Option<crate::view::Anchor>,
     /// The scroll offset the history takes on the next pass (set to keep the view still).
     pub scroll_fix: Option<f32>,
+    /// How times are written, from the locale.
+    pub clock: Clock,
     /// The window title last set, so it is only sent when it changes.
     title: String,
     /// Set when the window closed and the server confirmed our `CLOSE` with `BYE CLOSED`.
@@ -124,6 +126,7 @@ impl ChatApp {
             search_draft: String::new(),
             anchor: None,
             scroll_fix: None,
+            clock: Clock::from_env(),
             title: String::new(),
             said_goodbye: false,
         };

@@ -2542,6 +2542,58 @@ pub fn day_label(day: chrono::NaiveDate, today: chrono::NaiveDate) -> String {
     }
 }
 
+/// How times of day are written: the user's locale decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Clock {
+    /// "15:07".
+    #[default]
+    H24,
+    /// "3:07 PM".
+    H12,
+}
+
+/// Places whose English writes times with AM and PM; everywhere else, and every other
+/// language, gets 24 hours. A short list rather than a locale database: it covers what
+/// people set, and a wrong guess only changes how a time looks.
+const TWELVE_HOUR_TERRITORIES: &[&str] = &["US", "CA", "AU", "NZ", "PH", "IN", "PK"];
+
+impl Clock {
+    /// The clock a POSIX locale name ("en_US.UTF-8", "de_DE@euro", "C") asks for.
+    pub fn for_locale(locale: &str) -> Self {
+        let name = locale.split(['.', '@']).next().unwrap_or_default();
+        let (language, territory) = name.split_once(['_', '-']).unwrap_or((name, ""));
+        let twelve = language == "en"
+            && (territory.is_empty() || TWELVE_HOUR_TERRITORIES.contains(&territory));
+        if twelve { Self::H12 } else { Self::H24 }
+    }
+
+    /// The clock of the locale that decides times here: `LC_ALL`, else `LC_TIME`, else
+    /// `LANG`, the first that is set and not empty (POSIX's order).
+    pub fn from_env() -> Self {
+        ["LC_ALL", "LC_TIME", "LANG"]
+            .iter()
+            .filter_map(|v| std::env::var(v).ok())
+            .find(|v| !v.is_empty())
+            .map_or_else(Self::default, |l| Self::for_locale(&l))
+    }
+
+    /// A time of day, to the minute.
+    pub fn time(self, at: &Stamp) -> String {
+        match self {
+            Self::H24 => at.format("%H:%M").to_string(),
+            Self::H12 => at.format("%-I:%M %p").to_string(),
+        }
+    }
+
+    /// The full date and time, to the second.
+    pub fn full(self, at: &Stamp) -> String {
+        match self {
+            Self::H24 => at.format("%A %-d %B %Y, %H:%M:%S").to_string(),
+            Self::H12 => at.format("%A, %B %-d, %Y, %-I:%M:%S %p").to_string(),
+        }
+    }
+}
+
 /// `text` with its first letter in upper case, as a sentence.
 fn capitalise(text: &str) -> String {
     let mut c = text.chars();
@@ -3591,5 +3643,40 @@ mod tests {
         feed(&mut m, &["MESSAGE bob /me waves"]);
         let l = m.conversations[0].lines.back().unwrap();
         assert_eq!(l.action(), Some("waves"));
+    }
+
+    #[test]
+    fn the_locale_decides_twelve_or_twenty_four_hours() {
+        for l in ["en_US.UTF-8", "en_US", "en_CA.utf8", "en_AU", "en-US", "en"] {
+            assert_eq!(Clock::for_locale(l), Clock::H12, "{l}");
+        }
+        for l in [
+            "de_DE.UTF-8",
+            "de_DE@euro",
+            "en_GB.UTF-8",
+            "en_IE",
+            "fr_CA.UTF-8",
+            "C",
+            "C.UTF-8",
+            "POSIX",
+            "",
+            "ja_JP.UTF-8",
+        ] {
+            assert_eq!(Clock::for_locale(l), Clock::H24, "{l}");
+        }
+    }
+
+    #[test]
+    fn times_are_written_as_the_clock_says() {
+        let at = chrono::Local
+            .with_ymd_and_hms(2026, 12, 4, 15, 7, 9)
+            .single()
+            .unwrap();
+        assert_eq!(Clock::H24.time(&at), "15:07");
+        assert_eq!(Clock::H12.time(&at), "3:07 PM");
+        assert_eq!(Clock::H24.full(&at), "Friday 4 December 2026, 15:07:09");
+        assert_eq!(Clock::H12.full(&at), "Friday, December 4, 2026, 3:07:09 PM");
+        let morning = at - chrono::Duration::hours(15);
+        assert_eq!(Clock::H12.time(&morning), "12:07 AM");
     }
 }

@@ -6,8 +6,8 @@
 
 use crate::app::ChatApp;
 use crate::model::{
-    ConvId, Conversation, Delivery, Found, HistoryStatus, Line, LineKind, Link, Model, Screen,
-    day_label, starts_day,
+    Clock, ConvId, Conversation, Delivery, Found, HistoryStatus, Line, LineKind, Link, Model,
+    Screen, day_label, starts_day,
 };
 use crate::theme;
 use egui::{
@@ -734,6 +734,7 @@ fn history(ui: &mut Ui, app: &mut ChatApp) {
         .filter(|(c, _)| *c == id)
         .map(|(_, m)| *m);
     let today = now().date_naive();
+    let clock = app.clock;
     let conv = app.model.active_conversation();
     let history = conv.history.clone();
     let mut first: Option<(u64, f32)> = None;
@@ -765,7 +766,7 @@ fn history(ui: &mut Ui, app: &mut ChatApp) {
                 anchor_now = Some(y);
             }
             let is_focus = focus.is_some() && line.msg == focus;
-            let rect = line_row(ui, line, prev, me.as_deref(), is_focus);
+            let rect = line_row(ui, line, prev, me.as_deref(), is_focus, clock);
             if is_focus {
                 ui.scroll_to_rect(rect, Some(Align::Center));
                 focused = true;
@@ -932,7 +933,7 @@ fn search_panel(ui: &mut Ui, app: &mut ChatApp) {
                 ui.add(Label::new(t).wrap());
             }
             for (i, f) in search.found.iter().enumerate() {
-                if found_row(ui, f, today).clicked() {
+                if found_row(ui, f, today, app.clock).clicked() {
                     chosen = Some(i);
                 }
             }
@@ -947,11 +948,11 @@ fn search_panel(ui: &mut Ui, app: &mut ChatApp) {
 }
 
 /// One search result: where, who and when, then the text; a click opens it.
-fn found_row(ui: &mut Ui, f: &Found, today: chrono::NaiveDate) -> egui::Response {
+fn found_row(ui: &mut Ui, f: &Found, today: chrono::NaiveDate, clock: Clock) -> egui::Response {
     let when = format!(
         "{} {}",
         day_label(f.at.date_naive(), today),
-        f.at.format("%H:%M")
+        clock.time(&f.at)
     );
     let place = match f.conv {
         ConvId::Dm(_) => format!("@{}", f.place),
@@ -991,6 +992,7 @@ fn line_row(
     prev: Option<&Line>,
     me: Option<&str>,
     focused: bool,
+    clock: Clock,
 ) -> egui::Rect {
     // A new sender (or a pause) gets a little air above it.
     let continues = prev.is_some_and(|p| {
@@ -1010,7 +1012,7 @@ fn line_row(
     {
         String::new()
     } else {
-        line.at.format("%H:%M").to_string()
+        clock.time(&line.at)
     };
     let highlight =
         matches!(line.kind, LineKind::Chat) && me.is_some_and(|me| mentions(&line.text, me));
@@ -1030,12 +1032,17 @@ fn line_row(
         ui.allocate_ui_with_layout(vec2(ui.available_width(), 0.0), layout, |ui| {
             ui.spacing_mut().item_spacing.x = 10.0;
             // Times are smaller than the text: a little lower, so the baselines meet.
-            cell(ui, 36.0, Align::Min, 3.0, |ui| {
+            let width = match clock {
+                Clock::H24 => 36.0,
+                Clock::H12 => 54.0,
+            };
+            cell(ui, width, Align::Min, 3.0, |ui| {
                 let t = RichText::new(time)
                     .monospace()
                     .color(theme::MUTED)
                     .size(11.0);
-                ui.add(Label::new(t).selectable(false));
+                ui.add(Label::new(t).selectable(false).sense(Sense::hover()))
+                    .on_hover_text(clock.full(&line.at));
             });
             // Everything that is not chat has a mark in the sender column and its text in
             // the text column, so the eye can run down one edge.
