@@ -27,7 +27,9 @@ pub const WARN_BG: Color32 = Color32::from_rgb(0x5c, 0x3b, 0x12);
 pub const WARN_TEXT: Color32 = Color32::from_rgb(0xff, 0xd8, 0x9b);
 /// Online dots and good news.
 pub const OK: Color32 = Color32::from_rgb(0x5f, 0xcf, 0x80);
-/// Unread badges.
+/// Unread badges without a mention.
+pub const UNREAD: Color32 = Color32::from_rgb(0x4a, 0x53, 0x63);
+/// Badges of unread mentions, and the new-messages marker.
 pub const BADGE: Color32 = Color32::from_rgb(0xe0, 0x5d, 0x5d);
 
 /// Sender colours, readable on [`BG`]; a name always gets the same one.

@@ -279,12 +279,20 @@ fn section(ui: &mut Ui, text: &str) {
     ui.label(RichText::new(text).color(theme::MUTED).small().strong());
 }
 
-/// A rounded unread count at the right end of a conversation row.
-fn unread_pill(ui: &Ui, row: egui::Rect, unread: usize) {
-    let text = if unread > 99 {
-        "99+".to_owned()
+/// A rounded unread count at the right end of a conversation row: red with an `@` when
+/// some of it mentions us, quieter when it is only chatter.
+fn unread_pill(ui: &Ui, row: egui::Rect, unread: usize, mentioned: usize) {
+    let count = |n: usize| {
+        if n > 99 {
+            "99+".to_owned()
+        } else {
+            n.to_string()
+        }
+    };
+    let (text, fill) = if mentioned > 0 {
+        (format!("@{}", count(mentioned)), theme::BADGE)
     } else {
-        unread.to_string()
+        (count(unread), theme::UNREAD)
     };
     let font = egui::FontId::proportional(11.5);
     let galley = ui.painter().layout_no_wrap(text, font, Color32::WHITE);
@@ -293,7 +301,7 @@ fn unread_pill(ui: &Ui, row: egui::Rect, unread: usize) {
         egui::pos2(row.right() - 8.0 - w / 2.0, row.center().y),
         vec2(w, 18.0),
     );
-    ui.painter().rect_filled(rect, 9.0, theme::BADGE);
+    ui.painter().rect_filled(rect, 9.0, fill);
     ui.painter()
         .galley(rect.center() - galley.size() / 2.0, galley, Color32::WHITE);
 }
@@ -329,6 +337,7 @@ fn conversations_panel(ui: &mut Ui, app: &mut ChatApp) {
     section(ui, "CONVERSATIONS");
     let mut open: Option<ConvId> = None;
     let mut close: Option<ConvId> = None;
+    let mut mute: Option<(ConvId, bool)> = None;
     ScrollArea::vertical()
         .id_salt("conversation-list")
         .auto_shrink([false, true])
@@ -336,14 +345,15 @@ fn conversations_panel(ui: &mut Ui, app: &mut ChatApp) {
         .show(ui, |ui| {
             for c in &app.model.conversations {
                 let selected = c.id == app.model.active;
-                let (icon, muted) = match &c.id {
+                let (icon, faint) = match &c.id {
                     ConvId::Everyone => ("🌐", false),
                     ConvId::Room(_) => ("#", !c.joined),
                     ConvId::Dm(_) => ("@", !c.joined),
                 };
                 let title = c.title.trim_start_matches('#');
-                let mut text = RichText::new(format!("{icon} {title}"));
-                if muted {
+                let bell = if c.muted { " 🔕" } else { "" };
+                let mut text = RichText::new(format!("{icon} {title}{bell}"));
+                if faint || c.muted {
                     text = text.color(theme::MUTED);
                 }
                 if c.unread > 0 {
@@ -359,19 +369,41 @@ fn conversations_panel(ui: &mut Ui, app: &mut ChatApp) {
                     let button = Button::selectable(selected, text).min_size(size);
                     let r = aligned(ui, size, Align::Min, button);
                     if c.unread > 0 {
-                        unread_pill(ui, r.rect, c.unread);
+                        unread_pill(ui, r.rect, c.unread, c.mentioned);
                     }
                     let what = match c.id {
                         ConvId::Dm(_) => format!("Direct messages with {}", c.title),
                         _ => c.title.clone(),
                     };
-                    let name = match c.unread {
+                    let mut name = match c.unread {
                         0 => what,
                         n => format!("{what}, {n} unread"),
                     };
-                    if r.accessible_name(name).clicked() {
+                    match c.mentioned {
+                        0 => {}
+                        1 => name.push_str(", 1 mention"),
+                        n => name.push_str(&format!(", {n} mentions")),
+                    }
+                    if c.muted {
+                        name.push_str(", muted");
+                    }
+                    let r = r.accessible_name(name);
+                    if r.clicked() {
                         open = Some(c.id.clone());
                     }
+                    r.context_menu(|ui| {
+                        let label = if c.muted { "Unmute" } else { "Mute" };
+                        if ui
+                            .button(label)
+                            .on_hover_text(
+                                "Muted: nothing counted as unread, no calls for attention",
+                            )
+                            .clicked()
+                        {
+                            mute = Some((c.id.clone(), !c.muted));
+                            ui.close();
+                        }
+                    });
                     if closable {
                         let what = if c.is_room() && c.joined {
                             format!("Leave {}", c.title)
@@ -401,6 +433,9 @@ fn conversations_panel(ui: &mut Ui, app: &mut ChatApp) {
     }
     if let Some(id) = close {
         app.model.close_conversation(&id, now());
+    }
+    if let Some((id, muted)) = mute {
+        app.model.set_muted(&id, muted);
     }
     ui.add_space(8.0);
     section(ui, "ROOMS");
@@ -717,7 +752,6 @@ pub struct Anchor {
 
 fn history(ui: &mut Ui, app: &mut ChatApp) {
     let id = app.model.active.clone();
-    let me = app.model.me.clone();
     let mut area = ScrollArea::vertical()
         .id_salt(("history", format!("{id:?}")))
         .auto_shrink([false, false])
@@ -766,7 +800,7 @@ fn history(ui: &mut Ui, app: &mut ChatApp) {
                 anchor_now = Some(y);
             }
             let is_focus = focus.is_some() && line.msg == focus;
-            let rect = line_row(ui, line, prev, me.as_deref(), is_focus, clock);
+            let rect = line_row(ui, line, prev, is_focus, clock);
             if is_focus {
                 ui.scroll_to_rect(rect, Some(Align::Center));
                 focused = true;
@@ -979,18 +1013,11 @@ fn found_row(ui: &mut Ui, f: &Found, today: chrono::NaiveDate, clock: Clock) -> 
         .accessible_name(format!("{place}, {} at {when}: {}", f.from, f.text))
 }
 
-/// Whether a line mentions `me` as a word.
-fn mentions(text: &str, me: &str) -> bool {
-    text.split(|c: char| !(c.is_ascii_alphanumeric() || "[]\\`_^{|}-".contains(c)))
-        .any(|w| w.eq_ignore_ascii_case(me))
-}
-
 /// Draws one line; returns where it went.
 fn line_row(
     ui: &mut Ui,
     line: &Line,
     prev: Option<&Line>,
-    me: Option<&str>,
     focused: bool,
     clock: Clock,
 ) -> egui::Rect {
@@ -1014,8 +1041,7 @@ fn line_row(
     } else {
         clock.time(&line.at)
     };
-    let highlight =
-        matches!(line.kind, LineKind::Chat) && me.is_some_and(|me| mentions(&line.text, me));
+    let highlight = line.mention;
     let frame = if focused {
         // The search result that was chosen.
         Frame::new().fill(theme::CARD).corner_radius(4)
@@ -1140,17 +1166,5 @@ fn chat_text(ui: &mut Ui, line: &Line, continues: bool) {
                 .on_hover_text("The server refused this message; the reason follows");
         }
         _ => {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mentions_are_whole_names() {
-        assert!(mentions("hi alice!", "Alice"));
-        assert!(!mentions("hi malice", "alice"));
-        assert!(mentions("[bob] ok", "[bob]"));
     }
 }

@@ -1156,3 +1156,58 @@ fn search_finds_a_message_and_opens_its_conversation() {
     });
     assert!(shows(&h, "IN #DEN"));
 }
+
+#[test]
+fn a_mention_is_highlighted_and_counted_apart() {
+    let rt = runtime();
+    let server = Server::start(&rt);
+    let mut bob = server.user(&rt, "bob");
+    let mut h = window(server.addr, true);
+    sign_in(&mut h, "alice");
+    // Away from Everyone, so what is said there is unread.
+    say(&rt, &mut bob, "DM alice over here");
+    until(&mut h, "the DM", |h| {
+        h.query_by_label("Direct messages with bob, 1 unread")
+            .is_some()
+    });
+    h.get_by_label("Direct messages with bob, 1 unread").click();
+    h.run_ok();
+    say(&rt, &mut bob, "MESSAGE just chatter");
+    say(&rt, &mut bob, "MESSAGE Alice, a question for you");
+    until(&mut h, "the badge", |h| {
+        h.query_by_label("Everyone, 2 unread, 1 mention").is_some()
+    });
+    assert_eq!(h.state().model.total_mentions(), 1);
+
+    h.get_by_label("Everyone, 2 unread, 1 mention").click();
+    until(&mut h, "the lines", |h| {
+        shows(h, "Alice, a question for you")
+    });
+    let lines = &h.state().model.active_conversation().lines;
+    let marked: Vec<(&str, bool)> = lines
+        .iter()
+        .filter(|l| l.from.as_deref() == Some("bob"))
+        .map(|l| (l.text.as_str(), l.mention))
+        .collect();
+    assert_eq!(
+        marked,
+        [("just chatter", false), ("Alice, a question for you", true)]
+    );
+    assert_eq!(h.state().model.total_mentions(), 0);
+
+    // Muted from its menu: nothing more is counted there.
+    h.get_by_label("Direct messages with bob").click_secondary();
+    h.run_ok();
+    h.get_by_role_and_label(Role::Button, "Mute").click();
+    h.run_ok();
+    say(&rt, &mut bob, "DM alice alice? still there?");
+    say(&rt, &mut bob, "MESSAGE and one more");
+    until(&mut h, "the DM while muted", |h| {
+        count(h, &ConvId::dm("bob"), "alice? still there?") == 1
+    });
+    assert!(
+        h.query_by_label("Direct messages with bob, muted")
+            .is_some()
+    );
+    assert_eq!(h.state().model.total_unread(), 0);
+}
