@@ -86,6 +86,12 @@ pub struct ChatApp {
     config_dir: Option<PathBuf>,
     /// The message box.
     pub compose: String,
+    /// What was last sent from the message box, for Up to bring back.
+    pub last_sent: Option<String>,
+    /// The quick switcher's filter, while it is open (Ctrl+K).
+    pub switcher: Option<String>,
+    /// Give the quick switcher's field the keyboard on the next frame.
+    pub focus_switcher: bool,
     /// The "join a room" field.
     pub join_draft: String,
     /// Give the message box the keyboard on the next frame.
@@ -123,6 +129,9 @@ impl ChatApp {
             password_draft: String::new(),
             config_dir: options.config_dir.clone(),
             compose: String::new(),
+            last_sent: None,
+            switcher: None,
+            focus_switcher: false,
             join_draft: String::new(),
             focus_compose: true,
             focus_name: true,

@@ -1098,6 +1098,22 @@ impl Model {
         true
     }
 
+    /// The conversation `step` places below the open one in the list (above if negative),
+    /// wrapping around the ends; `None` if there is no other.
+    pub fn neighbour(&self, step: isize) -> Option<ConvId> {
+        let n = self.conversations.len();
+        if n < 2 {
+            return None;
+        }
+        let at = self
+            .conversations
+            .iter()
+            .position(|c| c.id == self.active)
+            .unwrap_or(0);
+        let to = (at as isize + step).rem_euclid(n as isize) as usize;
+        Some(self.conversations[to].id.clone())
+    }
+
     /// Opens a conversation and marks it read; the first time, asks for its history.
     pub fn open(&mut self, id: &ConvId) {
         if self.conversation(id).is_none() {
@@ -3868,5 +3884,17 @@ mod tests {
         m.on_net(NetEvent::Closed, now());
         assert_eq!(m.screen, Screen::Connect);
         assert!(m.conversations[0].muted);
+    }
+
+    #[test]
+    fn neighbours_wrap_around_the_list() {
+        let mut m = signed_in();
+        assert_eq!(m.neighbour(1), None, "Everyone alone has no neighbour");
+        feed(&mut m, &["DM bob one", "DM carol two"]);
+        assert_eq!(m.neighbour(1), Some(ConvId::dm("bob")));
+        assert_eq!(m.neighbour(-1), Some(ConvId::dm("carol")));
+        m.open(&ConvId::dm("carol"));
+        assert_eq!(m.neighbour(1), Some(ConvId::Everyone));
+        assert_eq!(m.neighbour(-1), Some(ConvId::dm("bob")));
     }
 }

@@ -233,6 +233,9 @@ pub fn apply(ctx: &egui::Context) {
         v.widgets.inactive.bg_fill = Color32::from_rgb(0x2c, 0x31, 0x3b);
         v.widgets.hovered.weak_bg_fill = Color32::from_rgb(0x34, 0x3a, 0x46);
         v.widgets.hovered.bg_fill = Color32::from_rgb(0x34, 0x3a, 0x46);
+        // A focused button is drawn as active: an accent outline, so the keyboard's place
+        // is plain to see.
+        v.widgets.active.bg_stroke = Stroke::new(1.5, ACCENT);
         v.window_corner_radius = CornerRadius::same(10);
     });
 }

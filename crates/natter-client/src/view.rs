@@ -11,8 +11,8 @@ use crate::model::{
 };
 use crate::theme;
 use egui::{
-    Align, Button, CentralPanel, Color32, Frame, Key, Label, Layout, Margin, Panel, RichText,
-    ScrollArea, Sense, TextEdit, Ui, Widget, vec2,
+    Align, Button, CentralPanel, Color32, Frame, Key, Label, Layout, Margin, Modifiers, Panel,
+    RichText, ScrollArea, Sense, TextEdit, Ui, Widget, vec2,
 };
 
 /// Draws the whole window.
@@ -239,6 +239,7 @@ fn banner(ui: &mut Ui, app: &mut ChatApp) {
 }
 
 fn chat_screen(ui: &mut Ui, app: &mut ChatApp) {
+    shortcuts(ui, app);
     banner(ui, app);
     Panel::left("conversations")
         .frame(theme::side_frame())
@@ -266,6 +267,106 @@ fn chat_screen(ui: &mut Ui, app: &mut ChatApp) {
     CentralPanel::default()
         .frame(Frame::new().fill(theme::BG))
         .show(ui, |ui| conversation_view(ui, app));
+    if app.switcher.is_some() {
+        switcher(ui, app);
+    }
+}
+
+/// Opens `id` with the keyboard in its message box, at its newest lines.
+fn go_to(app: &mut ChatApp, id: &ConvId) {
+    app.model.open(id);
+    app.focus_compose = true;
+    app.jump_to_end = true;
+}
+
+/// The chat screen's keys, taken before any field sees them: Alt+Up and Alt+Down for the
+/// conversation above or below, Ctrl+K (Cmd+K) for the quick switcher, Esc to close the
+/// search when nothing nearer is open.
+fn shortcuts(ui: &mut Ui, app: &mut ChatApp) {
+    let (up, down, switch) = ui.input_mut(|i| {
+        (
+            i.consume_key(Modifiers::ALT, Key::ArrowUp),
+            i.consume_key(Modifiers::ALT, Key::ArrowDown),
+            i.consume_key(Modifiers::COMMAND, Key::K),
+        )
+    });
+    let step = match (up, down) {
+        (true, false) => -1,
+        (false, true) => 1,
+        _ => 0,
+    };
+    if step != 0
+        && let Some(id) = app.model.neighbour(step)
+    {
+        go_to(app, &id);
+    }
+    if switch {
+        app.switcher = Some(String::new());
+        app.focus_switcher = true;
+    }
+    // Menus and the switcher close on Esc themselves; only then does it close the search.
+    let nearer = app.switcher.is_some() || egui::Popup::is_any_open(ui.ctx());
+    if !nearer
+        && app.model.search.is_some()
+        && ui.input_mut(|i| i.consume_key(Modifiers::NONE, Key::Escape))
+    {
+        app.model.close_search();
+        app.focus_compose = true;
+    }
+}
+
+/// The quick switcher: a filter field over the conversations; Enter opens the first that
+/// matches, a click any of them, Esc closes it.
+fn switcher(ui: &mut Ui, app: &mut ChatApp) {
+    let mut chosen: Option<ConvId> = None;
+    let modal = egui::Modal::new(egui::Id::unique("switcher")).show(ui.ctx(), |ui| {
+        ui.set_width(320.0);
+        let l = ui.label(RichText::new("Go to a conversation").strong());
+        let filter = app.switcher.get_or_insert_default();
+        let field = ui
+            .add(
+                TextEdit::singleline(filter)
+                    .hint_text("Name of a room or person")
+                    .desired_width(f32::INFINITY)
+                    .margin(Margin::symmetric(8, 6)),
+            )
+            .labelled_by(l.id);
+        if std::mem::take(&mut app.focus_switcher) {
+            field.request_focus();
+        }
+        let words = filter.to_lowercase();
+        let matches: Vec<&Conversation> = app
+            .model
+            .conversations
+            .iter()
+            .filter(|c| c.title.to_lowercase().contains(words.trim()))
+            .collect();
+        if field.lost_focus() && ui.input(|i| i.key_pressed(Key::Enter)) {
+            chosen = matches.first().map(|c| c.id.clone());
+        }
+        ui.add_space(4.0);
+        for c in &matches {
+            let text = match c.id {
+                ConvId::Dm(_) => format!("@ {}", c.title),
+                _ => c.title.clone(),
+            };
+            let size = vec2(ui.available_width(), 26.0);
+            let button = Button::selectable(c.id == app.model.active, text).min_size(size);
+            if aligned(ui, size, Align::Min, button).clicked() {
+                chosen = Some(c.id.clone());
+            }
+        }
+        if matches.is_empty() {
+            ui.label(RichText::new("No conversation by that name").color(theme::MUTED));
+        }
+    });
+    if let Some(id) = chosen {
+        app.switcher = None;
+        go_to(app, &id);
+    } else if modal.should_close() {
+        app.switcher = None;
+        app.focus_compose = true;
+    }
 }
 
 /// A small filled circle, vertically centred on the text line.
@@ -427,9 +528,7 @@ fn conversations_panel(ui: &mut Ui, app: &mut ChatApp) {
             }
         });
     if let Some(id) = open {
-        app.model.open(&id);
-        app.focus_compose = true;
-        app.jump_to_end = true;
+        go_to(app, &id);
     }
     if let Some(id) = close {
         app.model.close_conversation(&id, now());
@@ -708,9 +807,25 @@ fn compose(ui: &mut Ui, app: &mut ChatApp, conv: &Header) {
     let can_send = app.model.is_up() && app.model.registered;
     ui.horizontal(|ui| {
         let send_w = 72.0;
+        let id = ui.make_persistent_id("compose");
+        // Up in an empty box brings back what was sent last, to fix or send again.
+        if ui.memory(|m| m.has_focus(id))
+            && app.compose.is_empty()
+            && let Some(last) = app.last_sent.clone()
+            && ui.input_mut(|i| i.consume_key(Modifiers::NONE, Key::ArrowUp))
+        {
+            app.compose = last;
+            let mut state = egui::text_edit::TextEditState::load(ui.ctx(), id).unwrap_or_default();
+            let end = egui::text::CCursor::new(app.compose.chars().count());
+            state
+                .cursor
+                .set_char_range(Some(egui::text::CCursorRange::one(end)));
+            state.store(ui.ctx(), id);
+        }
         let field = ui
             .add(
                 TextEdit::singleline(&mut app.compose)
+                    .id(id)
                     .hint_text(hint)
                     .desired_width(ui.available_width() - send_w - 8.0)
                     .margin(Margin::symmetric(10, 8)),
@@ -729,6 +844,7 @@ fn compose(ui: &mut Ui, app: &mut ChatApp, conv: &Header) {
         if send.clicked() || enter {
             let text = app.compose.clone();
             if app.model.submit(&text, now()) {
+                app.last_sent = Some(text);
                 app.compose.clear();
                 app.jump_to_end = true;
             }

@@ -1158,6 +1158,75 @@ fn search_finds_a_message_and_opens_its_conversation() {
 }
 
 #[test]
+fn the_keyboard_is_where_the_next_words_go() {
+    let rt = runtime();
+    let server = Server::start(&rt);
+    let mut bob = server.user(&rt, "bob");
+    let mut h = window(server.addr, true);
+    sign_in(&mut h, "alice");
+    say(&rt, &mut bob, "DM alice hello there");
+    until(&mut h, "the DM", |h| {
+        h.query_by_label("Direct messages with bob, 1 unread")
+            .is_some()
+    });
+
+    // Opening a conversation puts the cursor in its message box.
+    h.get_by_label("Direct messages with bob, 1 unread").click();
+    h.run_ok();
+    assert!(h.get_by_label("Message").is_focused());
+    h.get_by_label("Message").type_text("first try");
+    h.key_press(egui::Key::Enter);
+    h.run_ok();
+    let got = expect_line(&rt, &mut bob, |l| matches!(l, ServerLine::Dm { .. }));
+    assert_eq!(got, ServerLine::parse("DM alice first try").unwrap());
+
+    // Up in the empty box brings back what was sent, to send again.
+    assert_eq!(h.get_by_label("Message").value().as_deref(), Some(""));
+    h.key_press(egui::Key::ArrowUp);
+    h.run_ok();
+    assert_eq!(
+        h.get_by_label("Message").value().as_deref(),
+        Some("first try")
+    );
+    h.get_by_label("Message").type_text(", again");
+    h.key_press(egui::Key::Enter);
+    h.run_ok();
+    let got = expect_line(&rt, &mut bob, |l| matches!(l, ServerLine::Dm { .. }));
+    assert_eq!(got, ServerLine::parse("DM alice first try, again").unwrap());
+    // Up with words in the box leaves them alone.
+    h.get_by_label("Message").type_text("draft");
+    h.key_press(egui::Key::ArrowUp);
+    h.run_ok();
+    assert_eq!(h.get_by_label("Message").value().as_deref(), Some("draft"));
+
+    // Alt+Up and Alt+Down walk the list, wrapping, and the cursor follows.
+    h.key_press_modifiers(egui::Modifiers::ALT, egui::Key::ArrowDown);
+    h.run_ok();
+    assert_eq!(h.state().model.active, ConvId::Everyone);
+    assert!(h.get_by_label("Message").is_focused());
+    h.key_press_modifiers(egui::Modifiers::ALT, egui::Key::ArrowUp);
+    h.run_ok();
+    assert_eq!(h.state().model.active, ConvId::dm("bob"));
+
+    // Ctrl+K: the quick switcher; Esc closes it, Enter opens the first match.
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::K);
+    h.run_ok();
+    assert!(h.get_by_label("Go to a conversation").is_focused());
+    h.key_press(egui::Key::Escape);
+    h.run_ok();
+    assert!(h.query_by_label("Go to a conversation").is_none());
+    assert_eq!(h.state().model.active, ConvId::dm("bob"));
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::K);
+    h.run_ok();
+    h.get_by_label("Go to a conversation").type_text("every");
+    h.key_press(egui::Key::Enter);
+    h.run_ok();
+    assert!(h.query_by_label("Go to a conversation").is_none());
+    assert_eq!(h.state().model.active, ConvId::Everyone);
+    assert!(h.get_by_label("Message").is_focused());
+}
+
+#[test]
 fn a_mention_is_highlighted_and_counted_apart() {
     let rt = runtime();
     let server = Server::start(&rt);
