@@ -199,7 +199,8 @@ impl fmt::Display for ConnectError {
                 Stranger::Silent(after) => write!(
                     f,
                     "Timed out: {target} accepted the connection but said nothing within {} s. \
-                     A natter server greets at once, so this is probably another kind of server.",
+                     A natter server greets at once, so this is probably another kind of \
+                     server: a web server, or one that expects TLS (then use --tls).",
                     after.as_secs_f32()
                 ),
                 Stranger::Closed => write!(
@@ -282,7 +283,9 @@ const QUOTE_CHARS: usize = 60;
 /// was expected. Pure, so every kind of stranger is unit-tested.
 pub fn what_answered(first: &[u8]) -> Stranger {
     // TLS records start with their content type: 0x16 a handshake, 0x15 an alert, then the
-    // major version 3. A TLS server reads our blank line as a broken record and says so.
+    // major version 3. Most TLS servers wait for a whole record header (five bytes) before
+    // answering our one-byte blank line, so for them the sign is silence; this catches those
+    // that speak first or answer at once.
     if let [0x15 | 0x16, rest @ ..] = first
         && rest.first().is_none_or(|&b| b == 3)
     {
