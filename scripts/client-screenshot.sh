@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Takes docs/natter-client.png: a real natter-client window under Xvfb, talking to a real
 # natter-server with a few scripted users. Needs the Debian packages xvfb, xdotool,
-# imagemagick and libgl1-mesa-dri (software OpenGL), and python3 for the scripted users.
+# imagemagick and libgl1-mesa-dri (software OpenGL), and python3 for the scripted users; for
+# the line in several scripts, fonts for them (fonts-noto-cjk, fonts-noto-core).
 #
 #   scripts/client-screenshot.sh [OUT.png]
 set -euo pipefail
@@ -21,7 +22,7 @@ trap cleanup EXIT
 
 Xvfb "$display" -screen 0 1100x720x24 -nolisten tcp >"$work/xvfb.log" 2>&1 &
 pids+=($!)
-"$target/debug/natter-server" 127.0.0.1 "$port" >"$work/server.log" 2>&1 &
+"$target/debug/natter-server" --store memory 127.0.0.1 "$port" >"$work/server.log" 2>&1 &
 pids+=($!)
 sleep 1
 
@@ -40,6 +41,7 @@ bob, carol, dave, erin = user("bob"), user("carol"), user("dave"), user("erin")
 say(bob, "JOIN #rust")
 say(bob, "TOPIC #rust Rust, crabs and the borrow checker")
 say(carol, "JOIN #rust")
+say(dave, "JOIN #rust")
 say(erin, "JOIN #rust")
 time.sleep(6)  # alice signs in and joins #rust
 say(bob, "SAY #rust morning all! anyone tried the new egui release?", 0.8)
@@ -47,6 +49,8 @@ say(carol, "SAY #rust yes: the kittest harness drives a whole app through its ac
 time.sleep(2.5)  # alice answers
 say(bob, "SAY #rust /me nods approvingly", 0.8)
 say(erin, "SAY #rust alice: and its AccessKit labels make it work with a screen reader too", 0.8)
+# Scripts the bundled fonts lack come from the system's fonts (fontconfig).
+say(dave, "SAY #rust fonts check: 你好，世界 · こんにちは · 안녕하세요 · مرحبا · שלום · 🎉👍", 0.8)
 say(dave, "MESSAGE lunch at one, anyone?", 0.5)
 say(carol, "DM alice psst, are you coming to the meetup tonight?", 0.5)
 time.sleep(60)
@@ -56,10 +60,15 @@ sleep 1
 
 DISPLAY=$display "$target/debug/natter-client" 127.0.0.1 "$port" >"$work/client.log" 2>&1 &
 pids+=($!)
-sleep 3
 key() { DISPLAY=$display xdotool "$@"; }
+# The window, once it is up (a loaded machine may take a while), then time to connect.
+wid=
+for _ in $(seq 100); do
+  wid=$(key search --name '^natter' 2>/dev/null | head -1) && [ -n "$wid" ] && break
+  sleep 0.2
+done
+sleep 3
 # There is no window manager: give the window the keyboard by hand.
-wid=$(key search --name '^natter')
 key windowfocus --sync "$wid"
 key type --delay 40 "alice"
 key key Return

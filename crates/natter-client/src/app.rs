@@ -1,8 +1,7 @@
 //! The eframe application: the one struct that holds the UI's state, and the glue between
 //! the model, the network thread and the drawing code in [`crate::view`].
 
-use crate::model::SignIn;
-use crate::model::{Link, Model, Screen};
+use crate::model::{Clock, Link, Model, Mutes, Screen, SignIn};
 use crate::net::{Net, NetConfig};
 use crate::theme;
 use std::collections::BTreeMap;
@@ -12,20 +11,24 @@ use std::time::Duration;
 /// The file of saved sign-ins in the config directory.
 const SIGN_INS: &str = "sign-ins.json";
 
-/// The saved sign-ins in `dir`; none if there is no file or it cannot be read.
-fn load_sign_ins(dir: &Path) -> BTreeMap<String, SignIn> {
-    std::fs::read_to_string(dir.join(SIGN_INS))
+/// The file of muted conversations in the config directory.
+const MUTED: &str = "muted.json";
+
+/// What the file `name` in `dir` holds; the default if there is no file or it cannot be read.
+fn load<T: serde::de::DeserializeOwned + Default>(dir: &Path, name: &str) -> T {
+    std::fs::read_to_string(dir.join(name))
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default()
 }
 
-/// Writes the saved sign-ins to `dir`, readable by this user only (they hold tokens).
-fn save_sign_ins(dir: &Path, sign_ins: &BTreeMap<String, SignIn>) -> std::io::Result<()> {
+/// Writes `value` to the file `name` in `dir`, readable by this user only (sign-ins hold
+/// tokens; the rest is nobody else's business either).
+fn save<T: serde::Serialize>(dir: &Path, name: &str, value: &T) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let path = dir.join(SIGN_INS);
-    let tmp = dir.join(format!("{SIGN_INS}.new"));
-    let text = serde_json::to_string_pretty(sign_ins).map_err(std::io::Error::other)?;
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.new"));
+    let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
     let mut open = std::fs::OpenOptions::new();
     open.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -46,8 +49,9 @@ pub struct Options {
     pub connect_now: bool,
     /// Timeouts and backoff of the network thread.
     pub net: NetConfig,
-    /// Where saved sign-ins are kept (`sign-ins.json`); `None` keeps none. By default the
-    /// platform's config directory (`~/.config/natter` on Linux).
+    /// Where saved sign-ins (`sign-ins.json`) and muted conversations (`muted.json`) are
+    /// kept; `None` keeps none. By default the platform's config directory
+    /// (`~/.config/natter` on Linux).
     pub config_dir: Option<PathBuf>,
 }
 
@@ -78,10 +82,16 @@ pub struct ChatApp {
     pub name_draft: String,
     /// The name screen's password field (for an account), cleared once sent.
     pub password_draft: String,
-    /// Where saved sign-ins are kept.
+    /// Where saved sign-ins and muted conversations are kept.
     config_dir: Option<PathBuf>,
     /// The message box.
     pub compose: String,
+    /// What was last sent from the message box, for Up to bring back.
+    pub last_sent: Option<String>,
+    /// The quick switcher's filter, while it is open (Ctrl+K).
+    pub switcher: Option<String>,
+    /// Give the quick switcher's field the keyboard on the next frame.
+    pub focus_switcher: bool,
     /// The "join a room" field.
     pub join_draft: String,
     /// Give the message box the keyboard on the next frame.
@@ -97,6 +107,8 @@ pub struct ChatApp {
     pub anchor: Option<crate::view::Anchor>,
     /// The scroll offset the history takes on the next pass (set to keep the view still).
     pub scroll_fix: Option<f32>,
+    /// How times are written, from the locale.
+    pub clock: Clock,
     /// The window title last set, so it is only sent when it changes.
     title: String,
     /// Set when the window closed and the server confirmed our `CLOSE` with `BYE CLOSED`.
@@ -117,6 +129,9 @@ impl ChatApp {
             password_draft: String::new(),
             config_dir: options.config_dir.clone(),
             compose: String::new(),
+            last_sent: None,
+            switcher: None,
+            focus_switcher: false,
             join_draft: String::new(),
             focus_compose: true,
             focus_name: true,
@@ -124,11 +139,13 @@ impl ChatApp {
             search_draft: String::new(),
             anchor: None,
             scroll_fix: None,
+            clock: Clock::from_env(),
             title: String::new(),
             said_goodbye: false,
         };
         if let Some(dir) = &app.config_dir {
-            app.model.set_sign_ins(load_sign_ins(dir));
+            app.model.set_sign_ins(load(dir, SIGN_INS));
+            app.model.set_mutes(load(dir, MUTED));
         }
         if options.connect_now {
             app.model.connect(&options.host, &options.port.to_string());
@@ -144,10 +161,19 @@ impl ChatApp {
         }
         if let Some(sign_ins) = self.model.take_sign_ins_change()
             && let Some(dir) = &self.config_dir
-            && let Err(e) = save_sign_ins(dir, sign_ins)
+            && let Err(e) = save::<BTreeMap<String, SignIn>>(dir, SIGN_INS, sign_ins)
         {
             eprintln!(
                 "natter-client: the sign-in could not be saved in {}: {e}",
+                dir.display()
+            );
+        }
+        if let Some(mutes) = self.model.take_mutes_change()
+            && let Some(dir) = &self.config_dir
+            && let Err(e) = save::<Mutes>(dir, MUTED, mutes)
+        {
+            eprintln!(
+                "natter-client: the muted conversations could not be saved in {}: {e}",
                 dir.display()
             );
         }
@@ -191,7 +217,10 @@ impl ChatApp {
             t.push_str(" 🔒");
         }
         let unread = self.model.total_unread();
-        if unread > 0 {
+        let mentions = self.model.total_mentions();
+        if mentions > 0 {
+            t = format!("({unread}, @{mentions}) {t}");
+        } else if unread > 0 {
             t = format!("({unread}) {t}");
         }
         t
@@ -207,6 +236,13 @@ impl eframe::App for ChatApp {
         // The banner counts down to the next attempt.
         if matches!(self.model.link, Link::Lost { .. }) {
             ctx.request_repaint_after(Duration::from_millis(500));
+        }
+        // A mention while the window is in the background: ask the window system to show
+        // it (a flashing task-bar entry, an urgency hint), as chat programs do.
+        if self.model.take_attention() && !ctx.input(|i| i.viewport().focused.unwrap_or(true)) {
+            ctx.send_viewport_cmd(egui::ViewportCommand::RequestUserAttention(
+                egui::UserAttentionType::Informational,
+            ));
         }
         let title = self.window_title();
         if title != self.title {

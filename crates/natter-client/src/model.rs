@@ -103,6 +103,8 @@ pub struct Line {
     pub kind: LineKind,
     /// The message's id in the server's log, for a kept message.
     pub msg: Option<i64>,
+    /// Someone else's chat line with our name in it as a word.
+    pub mention: bool,
 }
 
 impl Line {
@@ -179,6 +181,10 @@ pub struct Conversation {
     pub lines: VecDeque<Line>,
     /// Chat lines that arrived while another conversation was open.
     pub unread: usize,
+    /// Those of the unread lines that mention us.
+    pub mentioned: usize,
+    /// Muted by the user: nothing here counts as unread or asks for attention.
+    pub muted: bool,
     /// Rooms: we are a member (and rejoin after a reconnect). DMs: the partner is online.
     pub joined: bool,
     /// Rooms: the members, sorted by name ignoring case.
@@ -202,6 +208,8 @@ impl Conversation {
             title: title.to_owned(),
             lines: VecDeque::new(),
             unread: 0,
+            mentioned: 0,
+            muted: false,
             members: Vec::new(),
             topic: None,
             history: HistoryState::new(),
@@ -230,8 +238,9 @@ impl Conversation {
 
     /// Counts a chat line that came while another conversation was open.
     fn note_unseen(&mut self, line: &Line, active: bool) {
-        if line.kind == LineKind::Chat && !active {
+        if line.kind == LineKind::Chat && !active && !self.muted {
             self.unread += 1;
+            self.mentioned += usize::from(line.mention);
             if self.new_since.is_none() {
                 self.new_since = Some(line.id);
             }
@@ -555,6 +564,24 @@ enum Presence {
     Renamed(String, String),
 }
 
+/// Muted conversations: by server (`host:port`), the keys of its muted conversations.
+pub type Mutes = BTreeMap<String, BTreeSet<String>>;
+
+/// How a conversation is named among the saved mutes: `*`, `#room` or `@name`, folded.
+fn mute_key(id: &ConvId) -> String {
+    match id {
+        ConvId::Everyone => "*".to_owned(),
+        ConvId::Room(r) => r.clone(),
+        ConvId::Dm(n) => format!("@{n}"),
+    }
+}
+
+/// Whether `text` mentions `me` as a word: not inside a longer name, ignoring ASCII case.
+pub fn mentions(text: &str, me: &str) -> bool {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || "[]\\`_^{|}-".contains(c)))
+        .any(|w| w.eq_ignore_ascii_case(me))
+}
+
 /// Whether two names (or rooms) are the same, ignoring ASCII case as the protocol does.
 fn same(a: &str, b: &str) -> bool {
     a.eq_ignore_ascii_case(b)
@@ -628,6 +655,13 @@ pub struct Model {
     sign_ins: BTreeMap<String, SignIn>,
     /// Set when `sign_ins` changed and should be saved.
     sign_ins_changed: bool,
+    /// Muted conversations by server (`host:port`); the app keeps them in the config
+    /// directory.
+    mutes: Mutes,
+    /// Set when `mutes` changed and should be saved.
+    mutes_changed: bool,
+    /// Set when a line mentioning us came; see [`Model::take_attention`].
+    attention: bool,
     /// Those online who are logged into their name's account (folded names), from
     /// `ACCOUNTS`; the lists mark them.
     accounts: BTreeSet<String>,
@@ -683,6 +717,9 @@ impl Model {
             account: None,
             sign_ins: BTreeMap::new(),
             sign_ins_changed: false,
+            mutes: Mutes::new(),
+            mutes_changed: false,
+            attention: false,
             accounts: BTreeSet::new(),
             accounts_buf: Vec::new(),
             accounts_stale: false,
@@ -724,6 +761,65 @@ impl Model {
         self.conversations.iter().map(|c| c.unread).sum()
     }
 
+    /// Unread chat lines that mention us, in every conversation.
+    pub fn total_mentions(&self) -> usize {
+        self.conversations.iter().map(|c| c.mentioned).sum()
+    }
+
+    /// Whether a line that mentions us came (in a conversation not muted) since the last
+    /// call: the app asks for the window system's attention if the window is not focused.
+    pub fn take_attention(&mut self) -> bool {
+        std::mem::take(&mut self.attention)
+    }
+
+    /// Mutes or unmutes a conversation, and remembers that for this server.
+    pub fn set_muted(&mut self, id: &ConvId, muted: bool) {
+        let key = self.server_key();
+        let Some(c) = self.conv_mut(id) else {
+            return;
+        };
+        c.muted = muted;
+        if muted {
+            c.unread = 0;
+            c.mentioned = 0;
+        }
+        let saved = self.mutes.entry(key.clone()).or_default();
+        if muted {
+            saved.insert(mute_key(id));
+        } else {
+            saved.remove(&mute_key(id));
+            if saved.is_empty() {
+                self.mutes.remove(&key);
+            }
+        }
+        self.mutes_changed = true;
+    }
+
+    /// The muted conversations by server (`host:port`), as the app loaded them.
+    pub fn set_mutes(&mut self, mutes: Mutes) {
+        self.mutes = mutes;
+        let saved = self
+            .mutes
+            .get(&self.server_key())
+            .cloned()
+            .unwrap_or_default();
+        for c in &mut self.conversations {
+            c.muted = saved.contains(&mute_key(&c.id));
+        }
+    }
+
+    /// The muted conversations, if they changed since the last call (for the app to save).
+    pub fn take_mutes_change(&mut self) -> Option<&Mutes> {
+        std::mem::take(&mut self.mutes_changed).then_some(&self.mutes)
+    }
+
+    /// Whether the conversation `id` is muted on this server.
+    fn saved_mute(&self, id: &ConvId) -> bool {
+        self.mutes
+            .get(&self.server_key())
+            .is_some_and(|m| m.contains(&mute_key(id)))
+    }
+
     /// Whether the server gave this session a resume token: a lost connection is then
     /// taken back with `RESUME`, unseen by others.
     pub fn resumable(&self) -> bool {
@@ -744,7 +840,8 @@ impl Model {
         let i = match self.conversations.iter().position(|c| c.id == id) {
             Some(i) => i,
             None => {
-                let conv = Conversation::new(id.clone(), title);
+                let mut conv = Conversation::new(id.clone(), title);
+                conv.muted = self.saved_mute(&id);
                 // Rooms go before DMs, after the other rooms.
                 let at = if conv.is_room() {
                     self.conversations
@@ -769,6 +866,8 @@ impl Model {
             at,
             from: from.map(str::to_owned),
             text: text.to_owned(),
+            mention: kind == LineKind::Chat
+                && self.me.as_deref().is_some_and(|me| mentions(text, me)),
             kind,
             msg: None,
         }
@@ -805,15 +904,19 @@ impl Model {
     fn push_line(&mut self, conv: &ConvId, line: Line) -> u64 {
         let id = line.id;
         let active = &self.active == conv;
-        match self.conversations.iter_mut().find(|c| &c.id == conv) {
-            Some(c) => {
-                c.push(line, active);
+        let mention = line.mention;
+        let c = match self.conversations.iter().position(|c| &c.id == conv) {
+            Some(i) => {
+                self.conversations[i].push(line, active);
+                &self.conversations[i]
             }
             None => {
                 let active = self.active == ConvId::Everyone;
                 self.conversations[0].push(line, active);
+                &self.conversations[0]
             }
-        }
+        };
+        self.attention |= mention && !c.muted;
         id
     }
 
@@ -995,6 +1098,22 @@ impl Model {
         true
     }
 
+    /// The conversation `step` places below the open one in the list (above if negative),
+    /// wrapping around the ends; `None` if there is no other.
+    pub fn neighbour(&self, step: isize) -> Option<ConvId> {
+        let n = self.conversations.len();
+        if n < 2 {
+            return None;
+        }
+        let at = self
+            .conversations
+            .iter()
+            .position(|c| c.id == self.active)
+            .unwrap_or(0);
+        let to = (at as isize + step).rem_euclid(n as isize) as usize;
+        Some(self.conversations[to].id.clone())
+    }
+
     /// Opens a conversation and marks it read; the first time, asks for its history.
     pub fn open(&mut self, id: &ConvId) {
         if self.conversation(id).is_none() {
@@ -1009,6 +1128,7 @@ impl Model {
         }
         if let Some(c) = self.conv_mut(id) {
             c.unread = 0;
+            c.mentioned = 0;
         }
         self.active = id.clone();
         self.focus = None;
@@ -1262,6 +1382,7 @@ impl Model {
         if &self.active == id {
             self.active = ConvId::Everyone;
             self.conversations[0].unread = 0;
+            self.conversations[0].mentioned = 0;
         }
     }
 
@@ -1604,7 +1725,12 @@ impl Model {
                     self.link = Link::Closed;
                 } else {
                     let (host, port) = (self.host.clone(), self.port);
+                    // What the app loaded from disk outlives the connection.
+                    let sign_ins = std::mem::take(&mut self.sign_ins);
+                    let mutes = std::mem::take(&mut self.mutes);
                     *self = Self::new(&host, port);
+                    self.set_sign_ins(sign_ins);
+                    self.set_mutes(mutes);
                     self.link = Link::Closed;
                 }
             }
@@ -1970,6 +2096,7 @@ impl Model {
                 target.lines.make_contiguous().sort_by_key(|l| l.id);
                 target.ids.extend(old_conv.ids);
                 target.unread += old_conv.unread;
+                target.mentioned += old_conv.mentioned;
             } else {
                 let c = &mut self.conversations[i];
                 c.id = new_id.clone();
@@ -2564,6 +2691,58 @@ pub fn day_label(day: chrono::NaiveDate, today: chrono::NaiveDate) -> String {
         2..=6 => day.format("%A").to_string(),
         _ if day.year() == today.year() => day.format("%A %-d %B").to_string(),
         _ => day.format("%A %-d %B %Y").to_string(),
+    }
+}
+
+/// How times of day are written: the user's locale decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Clock {
+    /// "15:07".
+    #[default]
+    H24,
+    /// "3:07 PM".
+    H12,
+}
+
+/// Places whose English writes times with AM and PM; everywhere else, and every other
+/// language, gets 24 hours. A short list rather than a locale database: it covers what
+/// people set, and a wrong guess only changes how a time looks.
+const TWELVE_HOUR_TERRITORIES: &[&str] = &["US", "CA", "AU", "NZ", "PH", "IN", "PK"];
+
+impl Clock {
+    /// The clock a POSIX locale name ("en_US.UTF-8", "de_DE@euro", "C") asks for.
+    pub fn for_locale(locale: &str) -> Self {
+        let name = locale.split(['.', '@']).next().unwrap_or_default();
+        let (language, territory) = name.split_once(['_', '-']).unwrap_or((name, ""));
+        let twelve = language == "en"
+            && (territory.is_empty() || TWELVE_HOUR_TERRITORIES.contains(&territory));
+        if twelve { Self::H12 } else { Self::H24 }
+    }
+
+    /// The clock of the locale that decides times here: `LC_ALL`, else `LC_TIME`, else
+    /// `LANG`, the first that is set and not empty (POSIX's order).
+    pub fn from_env() -> Self {
+        ["LC_ALL", "LC_TIME", "LANG"]
+            .iter()
+            .filter_map(|v| std::env::var(v).ok())
+            .find(|v| !v.is_empty())
+            .map_or_else(Self::default, |l| Self::for_locale(&l))
+    }
+
+    /// A time of day, to the minute.
+    pub fn time(self, at: &Stamp) -> String {
+        match self {
+            Self::H24 => at.format("%H:%M").to_string(),
+            Self::H12 => at.format("%-I:%M %p").to_string(),
+        }
+    }
+
+    /// The full date and time, to the second.
+    pub fn full(self, at: &Stamp) -> String {
+        match self {
+            Self::H24 => at.format("%A %-d %B %Y, %H:%M:%S").to_string(),
+            Self::H12 => at.format("%A, %B %-d, %Y, %-I:%M:%S %p").to_string(),
+        }
     }
 }
 
@@ -3524,6 +3703,7 @@ mod tests {
             text: String::new(),
             kind: LineKind::Event,
             msg: None,
+            mention: false,
         };
         let (a, b, c) = (line(at(1, 9)), line(at(1, 23)), line(at(2, 0)));
         assert!(starts_day(None, &a));
@@ -3616,5 +3796,130 @@ mod tests {
         feed(&mut m, &["MESSAGE bob /me waves"]);
         let l = m.conversations[0].lines.back().unwrap();
         assert_eq!(l.action(), Some("waves"));
+    }
+
+    #[test]
+    fn the_locale_decides_twelve_or_twenty_four_hours() {
+        for l in ["en_US.UTF-8", "en_US", "en_CA.utf8", "en_AU", "en-US", "en"] {
+            assert_eq!(Clock::for_locale(l), Clock::H12, "{l}");
+        }
+        for l in [
+            "de_DE.UTF-8",
+            "de_DE@euro",
+            "en_GB.UTF-8",
+            "en_IE",
+            "fr_CA.UTF-8",
+            "C",
+            "C.UTF-8",
+            "POSIX",
+            "",
+            "ja_JP.UTF-8",
+        ] {
+            assert_eq!(Clock::for_locale(l), Clock::H24, "{l}");
+        }
+    }
+
+    #[test]
+    fn times_are_written_as_the_clock_says() {
+        let at = chrono::Local
+            .with_ymd_and_hms(2026, 12, 4, 15, 7, 9)
+            .single()
+            .unwrap();
+        assert_eq!(Clock::H24.time(&at), "15:07");
+        assert_eq!(Clock::H12.time(&at), "3:07 PM");
+        assert_eq!(Clock::H24.full(&at), "Friday 4 December 2026, 15:07:09");
+        assert_eq!(Clock::H12.full(&at), "Friday, December 4, 2026, 3:07:09 PM");
+        let morning = at - chrono::Duration::hours(15);
+        assert_eq!(Clock::H12.time(&morning), "12:07 AM");
+    }
+
+    #[test]
+    fn mentions_are_whole_names() {
+        assert!(mentions("hi alice!", "Alice"));
+        assert!(!mentions("hi malice", "alice"));
+        assert!(mentions("[bob] ok", "[bob]"));
+    }
+
+    #[test]
+    fn a_mention_is_marked_counted_apart_and_asks_for_attention() {
+        let mut m = signed_in();
+        assert!(!m.take_attention());
+        feed(
+            &mut m,
+            &["DM bob psst", "DM bob ALICE, look", "DM bob malice"],
+        );
+        let c = m.conversation(&ConvId::dm("bob")).unwrap();
+        assert_eq!((c.unread, c.mentioned), (3, 1));
+        let marked: Vec<bool> = c.lines.iter().map(|l| l.mention).collect();
+        assert_eq!(marked, [false, true, false]);
+        assert_eq!((m.total_unread(), m.total_mentions()), (3, 1));
+        assert!(m.take_attention());
+        assert!(!m.take_attention(), "asked once per mention");
+        // In the open conversation it is highlighted and still asks (the window may be in
+        // the background), but is not unread.
+        feed(&mut m, &["MESSAGE bob alice: and here"]);
+        assert!(m.take_attention());
+        assert_eq!(m.conversations[0].unread, 0);
+        assert!(m.conversations[0].lines.back().unwrap().mention);
+        // Our own words never mention us.
+        m.submit("alice here", now());
+        assert!(!m.conversations[0].lines.back().unwrap().mention);
+        m.open(&ConvId::dm("bob"));
+        assert_eq!(m.total_mentions(), 0);
+    }
+
+    #[test]
+    fn a_muted_conversation_counts_nothing_and_is_remembered() {
+        let mut m = signed_in();
+        feed(&mut m, &["DM bob one"]);
+        let bob = ConvId::dm("bob");
+        m.set_muted(&bob, true);
+        assert_eq!(m.total_unread(), 0, "muting clears what was counted");
+        feed(&mut m, &["DM bob alice, two"]);
+        assert_eq!((m.total_unread(), m.total_mentions()), (0, 0));
+        assert!(!m.take_attention());
+        // Still shown, and still highlighted when opened.
+        assert!(m.conversation(&bob).unwrap().lines.back().unwrap().mention);
+        let saved = m.take_mutes_change().unwrap().clone();
+        assert_eq!(saved["localhost:8090"], BTreeSet::from(["@bob".to_owned()]));
+        assert!(m.take_mutes_change().is_none());
+
+        // Another run of the client, with what was saved: bob's DMs come in muted.
+        let mut again = signed_in();
+        again.set_mutes(saved.clone());
+        feed(&mut again, &["DM bob alice?"]);
+        assert!(again.conversation(&bob).unwrap().muted);
+        assert_eq!(again.total_unread(), 0);
+        // Muting is per server.
+        let mut elsewhere = Model::new("other", 8090);
+        elsewhere.set_mutes(saved);
+        assert!(!elsewhere.saved_mute(&bob));
+
+        again.set_muted(&bob, false);
+        feed(&mut again, &["DM bob alice!"]);
+        assert_eq!((again.total_unread(), again.total_mentions()), (1, 1));
+        assert!(again.take_mutes_change().unwrap().is_empty());
+    }
+
+    #[test]
+    fn disconnecting_keeps_what_was_loaded() {
+        let mut m = signed_in();
+        m.set_muted(&ConvId::Everyone, true);
+        m.disconnect();
+        m.on_net(NetEvent::Closed, now());
+        assert_eq!(m.screen, Screen::Connect);
+        assert!(m.conversations[0].muted);
+    }
+
+    #[test]
+    fn neighbours_wrap_around_the_list() {
+        let mut m = signed_in();
+        assert_eq!(m.neighbour(1), None, "Everyone alone has no neighbour");
+        feed(&mut m, &["DM bob one", "DM carol two"]);
+        assert_eq!(m.neighbour(1), Some(ConvId::dm("bob")));
+        assert_eq!(m.neighbour(-1), Some(ConvId::dm("carol")));
+        m.open(&ConvId::dm("carol"));
+        assert_eq!(m.neighbour(1), Some(ConvId::Everyone));
+        assert_eq!(m.neighbour(-1), Some(ConvId::dm("bob")));
     }
 }

@@ -12,6 +12,7 @@
 
 use natter_conn::rustls;
 use natter_conn::{Client, LineReader, LineWriter, TlsClient};
+use natter_proto::limits::MAX_SERVER_LINE_BYTES;
 use natter_proto::{ByeReason, ServerLine};
 use std::fmt;
 use std::io;
@@ -20,7 +21,9 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc as tmpsc;
 
 /// What the UI asks the network thread to do.
@@ -115,6 +118,13 @@ pub enum ConnectError {
         /// The limit that passed.
         after: Duration,
     },
+    /// Something answered, but not a natter server: what it looked like.
+    NotNatter {
+        /// `host:port` as typed.
+        target: String,
+        /// What answered.
+        what: Stranger,
+    },
     /// The server answered `BYE` instead of `HELLO` (it is full).
     Turned {
         /// The server's reason.
@@ -170,6 +180,40 @@ impl fmt::Display for ConnectError {
                 after.as_secs_f32()
             ),
             Self::Turned { text } => write!(f, "The server turned us away: {text}."),
+            Self::NotNatter { target, what } => match what {
+                Stranger::Http(first) => write!(
+                    f,
+                    "{target} is a web server, not a natter server: it answered \"{first}\". \
+                     Is that the right port?"
+                ),
+                Stranger::Irc(first) => write!(
+                    f,
+                    "{target} is an IRC server, not a natter server: it answered \"{first}\". \
+                     Use an IRC client there, or natter's own port here."
+                ),
+                Stranger::Tls => write!(
+                    f,
+                    "{target} speaks TLS: it answered with a TLS record instead of a greeting. \
+                     Start natter-client with --tls to connect to it."
+                ),
+                Stranger::Silent(after) => write!(
+                    f,
+                    "Timed out: {target} accepted the connection but said nothing within {} s. \
+                     A natter server greets at once, so this is probably another kind of \
+                     server: a web server, or one that expects TLS (then use --tls).",
+                    after.as_secs_f32()
+                ),
+                Stranger::Closed => write!(
+                    f,
+                    "{target} closed the connection at once, without a greeting: it is not a \
+                     natter server, or it does not accept connections from here."
+                ),
+                Stranger::Other(first) => write!(
+                    f,
+                    "{target} is not a natter server: it answered \"{first}\" instead of \
+                     natter's HELLO."
+                ),
+            },
             Self::BadCa { path, detail } => {
                 write!(f, "Cannot use the CA file {path} for TLS: {detail}.")
             }
@@ -199,12 +243,80 @@ impl ConnectError {
             Self::Refused { .. } => "connection refused".into(),
             Self::TimedOut { .. } => "timed out".into(),
             Self::Turned { text } => text.clone(),
+            Self::NotNatter { what, .. } => match what {
+                Stranger::Http(_) => "a web server, not natter".into(),
+                Stranger::Irc(_) => "an IRC server, not natter".into(),
+                Stranger::Tls => "a TLS server: use --tls".into(),
+                Stranger::Silent(_) => "no greeting".into(),
+                Stranger::Closed => "closed without a greeting".into(),
+                Stranger::Other(_) => "not a natter server".into(),
+            },
             Self::BadCa { .. } => "unusable CA file".into(),
             Self::Certificate { .. } => "untrusted certificate".into(),
             Self::Tls { .. } => "TLS failed".into(),
             Self::Other { detail, .. } => detail.clone(),
         }
     }
+}
+
+/// What answered in place of a natter server's `HELLO`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stranger {
+    /// A web server; its status line.
+    Http(String),
+    /// An IRC server; its first line.
+    Irc(String),
+    /// A TLS server: it sent a handshake or an alert record.
+    Tls,
+    /// It accepted the connection and said nothing for this long.
+    Silent(Duration),
+    /// It closed the connection without a word.
+    Closed,
+    /// Something else; its first line.
+    Other(String),
+}
+
+/// How much of a stranger's first line an error message quotes.
+const QUOTE_CHARS: usize = 60;
+
+/// Sorts out what sent `first` (the first bytes read, possibly none) where a natter greeting
+/// was expected. Pure, so every kind of stranger is unit-tested.
+pub fn what_answered(first: &[u8]) -> Stranger {
+    // TLS records start with their content type: 0x16 a handshake, 0x15 an alert, then the
+    // major version 3. Most TLS servers wait for a whole record header (five bytes) before
+    // answering our one-byte blank line, so for them the sign is silence; this catches those
+    // that speak first or answer at once.
+    if let [0x15 | 0x16, rest @ ..] = first
+        && rest.first().is_none_or(|&b| b == 3)
+    {
+        return Stranger::Tls;
+    }
+    let line = first.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let line = line.trim_end_matches('\r');
+    if line.is_empty() {
+        return Stranger::Closed;
+    }
+    let quoted: String = line
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(QUOTE_CHARS)
+        .collect();
+    if line.starts_with("HTTP/") {
+        return Stranger::Http(quoted);
+    }
+    let mut words = line.split(' ');
+    let numeric =
+        |w: Option<&str>| w.is_some_and(|w| w.len() == 3 && w.bytes().all(|b| b.is_ascii_digit()));
+    let first_word = words.clone().next();
+    if line.starts_with(':')
+        || matches!(first_word, Some("NOTICE" | "PING"))
+        || numeric(first_word)
+        || numeric(words.nth(1))
+    {
+        return Stranger::Irc(quoted);
+    }
+    Stranger::Other(quoted)
 }
 
 /// How to connect over TLS.
@@ -434,11 +546,14 @@ pub fn classify_tls(error: &io::Error, target: &str) -> ConnectError {
     }
 }
 
+/// A plain TCP connection's read side: what was read with the greeting, then the socket.
+type PlainReader = tokio::io::Chain<io::Cursor<Vec<u8>>, OwnedReadHalf>;
+
 /// A connection that is up and greeted: plain TCP or TLS.
 #[derive(Debug)]
 pub enum Connection {
     /// Plain TCP.
-    Plain(Client),
+    Plain(Client<PlainReader, OwnedWriteHalf>),
     /// TLS over TCP.
     Tls(TlsClient),
 }
@@ -636,17 +751,20 @@ pub async fn connect(
             Some((roots, t.name.as_deref().unwrap_or(host)))
         }
     };
-    let attempt = async {
-        match tls {
-            None => Client::connect(&addrs[..]).await.map(Connection::Plain),
-            Some((roots, name)) => TlsClient::connect_tls(&addrs[..], name, roots)
-                .await
-                .map(Connection::Tls),
-        }
+    let Some((roots, name)) = tls else {
+        // Plain TCP: the greeting is read here rather than by natter-conn, so that whatever
+        // answers instead of natter can be named.
+        let stream = match tokio::time::timeout(limit, TcpStream::connect(&addrs[..])).await {
+            Err(_) => return Err(timed_out()),
+            Ok(Err(e)) => return Err(classify(&e, &target)),
+            Ok(Ok(s)) => s,
+        };
+        return greeted(stream, limit, &target).await.map(Connection::Plain);
     };
+    let attempt = TlsClient::connect_tls(&addrs[..], name, roots);
     match tokio::time::timeout(limit, attempt).await {
         Err(_) => Err(timed_out()),
-        Ok(Ok(c)) => Ok(c),
+        Ok(Ok(c)) => Ok(Connection::Tls(c)),
         // natter-conn reports a BYE in place of HELLO (a full server) as a refused connection
         // with the server's text; a refused TCP connection has the system's text.
         Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused && e.get_ref().is_some() => {
@@ -654,9 +772,76 @@ pub async fn connect(
                 text: e.to_string(),
             })
         }
-        Ok(Err(e)) if config.tls.is_some() => Err(classify_tls(&e, &target)),
-        Ok(Err(e)) => Err(classify(&e, &target)),
+        Ok(Err(e)) => Err(classify_tls(&e, &target)),
     }
+}
+
+/// Nudges the server with a blank line (the protocol ignores it, and it makes the server
+/// greet at once instead of waiting to see which protocol the client speaks), then reads its
+/// first line within `limit`: `HELLO`, or an error naming what answered instead.
+async fn greeted(
+    stream: TcpStream,
+    limit: Duration,
+    target: &str,
+) -> Result<Client<PlainReader, OwnedWriteHalf>, ConnectError> {
+    let failed = |e: io::Error| classify(&e, target);
+    stream.set_nodelay(true).map_err(failed)?;
+    let (mut r, mut w) = stream.into_split();
+    w.write_all(b"\n").await.map_err(failed)?;
+    let mut got = Vec::with_capacity(512);
+    let first_line = async {
+        loop {
+            let whole = got.contains(&b'\n') || got.len() > MAX_SERVER_LINE_BYTES + 2;
+            // TLS records hold no line ending: their first bytes are enough.
+            let tls = got.len() >= 3 && matches!(got[0], 0x15 | 0x16);
+            if whole || tls {
+                return Ok::<(), io::Error>(());
+            }
+            if r.read_buf(&mut got).await? == 0 {
+                return Ok(());
+            }
+        }
+    };
+    let read = tokio::time::timeout(limit, first_line).await;
+    let stranger = |got: &[u8]| ConnectError::NotNatter {
+        target: target.to_owned(),
+        what: what_answered(got),
+    };
+    match read {
+        Err(_) if got.is_empty() => {
+            return Err(ConnectError::NotNatter {
+                target: target.to_owned(),
+                what: Stranger::Silent(limit),
+            });
+        }
+        Err(_) => return Err(stranger(&got)),
+        // Hanging up on our blank line unread resets the connection rather than closing it.
+        Ok(Err(e)) if got.is_empty() && e.kind() == io::ErrorKind::ConnectionReset => {
+            return Err(stranger(&got));
+        }
+        Ok(Err(e)) if got.is_empty() => return Err(failed(e)),
+        // A reset after some bytes (a TLS alert, an HTTP error) still says who it was.
+        Ok(Err(_)) => return Err(stranger(&got)),
+        Ok(Ok(())) => {}
+    }
+    let Some(end) = got.iter().position(|&b| b == b'\n') else {
+        return Err(stranger(&got));
+    };
+    let line = String::from_utf8_lossy(&got[..end]);
+    match ServerLine::parse(line.trim_end_matches('\r')) {
+        Ok(ServerLine::Hello { .. }) => {}
+        Ok(ServerLine::Bye { text, .. }) => {
+            return Err(ConnectError::Turned {
+                text: text.into_owned(),
+            });
+        }
+        _ => return Err(stranger(&got)),
+    }
+    let rest = got.split_off(end + 1);
+    Ok(Client {
+        reader: LineReader::new(io::Cursor::new(rest).chain(r)),
+        writer: LineWriter::new(w),
+    })
 }
 
 /// Serves one connection: server lines to the UI, the UI's lines to the server.
@@ -819,5 +1004,60 @@ mod tests {
             classify_tls(&refused, "h:1"),
             ConnectError::Refused { .. }
         ));
+    }
+
+    #[test]
+    fn what_answered_instead_of_natter_is_named() {
+        let http = what_answered(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(http, Stranger::Http("HTTP/1.1 400 Bad Request".into()));
+        let irc = b":irc.example.net NOTICE * :*** Looking up your hostname\r\n";
+        assert!(matches!(what_answered(irc), Stranger::Irc(_)));
+        assert!(matches!(
+            what_answered(b"NOTICE AUTH :hello\r\n"),
+            Stranger::Irc(_)
+        ));
+        assert!(matches!(
+            what_answered(b"irc.example 451 * :register\r\n"),
+            Stranger::Irc(_)
+        ));
+        assert_eq!(
+            what_answered(&[0x15, 0x03, 0x03, 0x00, 0x02]),
+            Stranger::Tls
+        );
+        assert_eq!(what_answered(&[0x16]), Stranger::Tls);
+        assert_eq!(what_answered(b""), Stranger::Closed);
+        assert_eq!(
+            what_answered(b"SSH-2.0-OpenSSH_9.6\r\n"),
+            Stranger::Other("SSH-2.0-OpenSSH_9.6".into())
+        );
+        // Control characters are not quoted as they came, and the quote is short.
+        let long = format!("x\u{7}{}", "y".repeat(200));
+        let Stranger::Other(q) = what_answered(long.as_bytes()) else {
+            panic!("not Other");
+        };
+        assert_eq!(q.chars().count(), QUOTE_CHARS);
+        assert!(q.starts_with("x y"));
+    }
+
+    #[test]
+    fn strangers_are_explained_in_a_sentence() {
+        let e = ConnectError::NotNatter {
+            target: "h:80".into(),
+            what: Stranger::Http("HTTP/1.1 400 Bad Request".into()),
+        };
+        assert_eq!(
+            e.to_string(),
+            "h:80 is a web server, not a natter server: it answered \"HTTP/1.1 400 Bad \
+             Request\". Is that the right port?"
+        );
+        let e = ConnectError::NotNatter {
+            target: "h:1".into(),
+            what: Stranger::Silent(Duration::from_secs(8)),
+        };
+        assert!(
+            e.to_string()
+                .starts_with("Timed out: h:1 accepted the connection")
+        );
+        assert_eq!(e.short(), "no greeting");
     }
 }

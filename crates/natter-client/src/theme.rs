@@ -1,6 +1,9 @@
 //! Colours, spacing and text styles: one place to tune how the client looks.
 
 use egui::{Color32, CornerRadius, FontFamily, FontId, Margin, Stroke, TextStyle, Theme};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, OnceLock};
 
 /// The window behind everything.
 pub const BG: Color32 = Color32::from_rgb(0x1b, 0x1e, 0x24);
@@ -24,7 +27,9 @@ pub const WARN_BG: Color32 = Color32::from_rgb(0x5c, 0x3b, 0x12);
 pub const WARN_TEXT: Color32 = Color32::from_rgb(0xff, 0xd8, 0x9b);
 /// Online dots and good news.
 pub const OK: Color32 = Color32::from_rgb(0x5f, 0xcf, 0x80);
-/// Unread badges.
+/// Unread badges without a mention.
+pub const UNREAD: Color32 = Color32::from_rgb(0x4a, 0x53, 0x63);
+/// Badges of unread mentions, and the new-messages marker.
 pub const BADGE: Color32 = Color32::from_rgb(0xe0, 0x5d, 0x5d);
 
 /// Sender colours, readable on [`BG`]; a name always gets the same one.
@@ -50,15 +55,131 @@ pub fn name_colour(name: &str) -> Color32 {
     NAME_COLOURS[(h % NAME_COLOURS.len() as u32) as usize]
 }
 
-/// Applies the dark theme, sizes and spacing.
-pub fn apply(ctx: &egui::Context) {
+/// Scripts egui's bundled fonts lack, each with a character only a font for it has.
+///
+/// What egui does with the fonts found: CJK, Hangul, Devanagari and Thai glyphs are drawn
+/// (no boxes). Arabic and Hebrew are drawn and shaped (egui shapes each run of one font with
+/// harfrust), but egui has no bidirectional layout: a line mixing right-to-left and
+/// left-to-right words places the runs left to right. Emoji come from egui's own monochrome emoji fonts first; a system font fills gaps only
+/// if it has outlines. Colour emoji fonts (CBDT, sbix, COLR, e.g. Noto Color Emoji) are
+/// skipped: this egui draws them only with epaint's `color_fonts` feature, which is not
+/// enabled, and without it their glyphs would be blank.
+const SCRIPTS: &[char] = &['中', '한', 'ا', 'א', 'क', 'ก', '😀'];
+
+/// A font file that fontconfig chose on this system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemFont {
+    /// The file.
+    pub path: PathBuf,
+    /// The face in it (a `.ttc` collection holds several).
+    pub index: u32,
+}
+
+/// The system's fonts for the scripts in [`SCRIPTS`], each once, in that order; none if
+/// fontconfig is missing or finds nothing.
+///
+/// They are found when the client starts, never bundled: the binary stays small and the
+/// person's own font choices apply.
+pub fn system_fonts() -> Vec<SystemFont> {
+    fonts_from("fc-match")
+}
+
+/// [`system_fonts`], asking the fontconfig program `fc_match`.
+fn fonts_from(fc_match: &str) -> Vec<SystemFont> {
+    // One fc-match per script, all at once: each takes tens of milliseconds, mostly waiting.
+    let asks: Vec<_> = SCRIPTS
+        .iter()
+        .filter_map(|&c| {
+            let pattern = format!("sans-serif:charset={:x}:color=false", u32::from(c));
+            Command::new(fc_match)
+                .args(["--format", "%{file}\t%{index}\t%{charset}", &pattern])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .ok()
+                .map(|child| (c, child))
+        })
+        .collect();
+    let mut found: Vec<SystemFont> = Vec::new();
+    for (c, child) in asks {
+        let Ok(out) = child.wait_with_output() else {
+            continue;
+        };
+        if !out.status.success() {
+            continue;
+        }
+        if let Some(font) = parse_match(&String::from_utf8_lossy(&out.stdout), c)
+            && !found.contains(&font)
+        {
+            found.push(font);
+        }
+    }
+    found
+}
+
+/// The font in one line of fc-match's answer (`file`, `index`, `charset` by tabs), if it has
+/// `c`: fc-match answers with its best font even when none has the character.
+fn parse_match(line: &str, c: char) -> Option<SystemFont> {
+    let mut fields = line.trim_end().split('\t');
+    let path = PathBuf::from(fields.next().filter(|p| !p.is_empty())?);
+    let index = fields.next()?.parse().ok()?;
+    covers(fields.next()?, c).then_some(SystemFont { path, index })
+}
+
+/// Whether fontconfig's charset text ("20-7e a0-17f 5d0-5ea ...", hexadecimal ranges) holds
+/// `c`.
+fn covers(charset: &str, c: char) -> bool {
+    let c = u32::from(c);
+    charset.split_whitespace().any(|range| {
+        let (lo, hi) = range.split_once('-').unwrap_or((range, range));
+        match (u32::from_str_radix(lo, 16), u32::from_str_radix(hi, 16)) {
+            (Ok(lo), Ok(hi)) => (lo..=hi).contains(&c),
+            _ => false,
+        }
+    })
+}
+
+/// The system fonts' data, read once per process (the CJK ones are tens of megabytes);
+/// files that cannot be read are left out.
+fn system_font_data() -> &'static [Arc<egui::FontData>] {
+    static DATA: OnceLock<Vec<Arc<egui::FontData>>> = OnceLock::new();
+    DATA.get_or_init(|| {
+        system_fonts()
+            .into_iter()
+            .filter_map(|f| {
+                let bytes = std::fs::read(&f.path).ok()?;
+                let mut data = egui::FontData::from_owned(bytes);
+                data.index = f.index;
+                Some(Arc::new(data))
+            })
+            .collect()
+    })
+}
+
+/// egui's fonts, then Hack, then the system's fonts for other scripts, as fallbacks.
+pub fn fonts() -> egui::FontDefinitions {
+    let mut fonts = egui::FontDefinitions::default();
     // Hack (the monospace font) has arrows, box drawing and other symbols the proportional
     // font lacks: use it as a fallback rather than show boxes for them.
-    let mut fonts = egui::FontDefinitions::default();
     if let Some(family) = fonts.families.get_mut(&FontFamily::Proportional) {
         family.push("Hack".to_owned());
     }
-    ctx.set_fonts(fonts);
+    for (i, data) in system_font_data().iter().enumerate() {
+        let name = format!("system-{i}");
+        fonts.font_data.insert(name.clone(), data.clone());
+        for family in [FontFamily::Proportional, FontFamily::Monospace] {
+            if let Some(list) = fonts.families.get_mut(&family) {
+                list.push(name.clone());
+            }
+        }
+    }
+    fonts
+}
+
+/// Applies the fonts, the dark theme, sizes and spacing.
+pub fn apply(ctx: &egui::Context) {
+    ctx.set_fonts(fonts());
     ctx.set_theme(Theme::Dark);
     ctx.style_mut_of(Theme::Dark, |style| {
         style.text_styles = [
@@ -112,6 +233,9 @@ pub fn apply(ctx: &egui::Context) {
         v.widgets.inactive.bg_fill = Color32::from_rgb(0x2c, 0x31, 0x3b);
         v.widgets.hovered.weak_bg_fill = Color32::from_rgb(0x34, 0x3a, 0x46);
         v.widgets.hovered.bg_fill = Color32::from_rgb(0x34, 0x3a, 0x46);
+        // A focused button is drawn as active: an accent outline, so the keyboard's place
+        // is plain to see.
+        v.widgets.active.bg_stroke = Stroke::new(1.5, ACCENT);
         v.window_corner_radius = CornerRadius::same(10);
     });
 }
@@ -144,5 +268,42 @@ mod tests {
             .map(|n| name_colour(n))
             .collect();
         assert!(distinct.len() >= 3);
+    }
+
+    #[test]
+    fn charsets_are_read_as_ranges() {
+        let dejavu = "20-7e a0-2e9 5b0-5c3 5d0-5ea 621-63a 1f600";
+        assert!(covers(dejavu, 'A'));
+        assert!(covers(dejavu, 'א'));
+        assert!(covers(dejavu, '😀'));
+        assert!(!covers(dejavu, '中'));
+        assert!(!covers("", 'A'));
+        assert!(!covers("zz-20 garbage", 'A'));
+    }
+
+    #[test]
+    fn a_match_without_the_character_is_no_font() {
+        let line = "/usr/share/fonts/a.ttc\t3\t20-7e 4e00-9fff\n";
+        assert_eq!(
+            parse_match(line, '中'),
+            Some(SystemFont {
+                path: "/usr/share/fonts/a.ttc".into(),
+                index: 3
+            })
+        );
+        assert_eq!(parse_match(line, 'א'), None);
+        assert_eq!(parse_match("", '中'), None);
+        assert_eq!(parse_match("\t\t", '中'), None);
+        assert_eq!(parse_match("/a.ttf\tx\t20-7e", 'A'), None);
+    }
+
+    #[test]
+    fn no_fontconfig_means_no_system_fonts_and_still_fonts() {
+        assert!(fonts_from("/nonexistent/fc-match").is_empty());
+        // Whatever this machine has, the defaults and Hack are there.
+        let f = fonts();
+        let proportional = &f.families[&FontFamily::Proportional];
+        assert!(proportional.contains(&"Hack".to_owned()));
+        assert!(proportional.iter().all(|n| f.font_data.contains_key(n)));
     }
 }

@@ -6,13 +6,13 @@
 
 use crate::app::ChatApp;
 use crate::model::{
-    ConvId, Conversation, Delivery, Found, HistoryStatus, Line, LineKind, Link, Model, Screen,
-    day_label, starts_day,
+    Clock, ConvId, Conversation, Delivery, Found, HistoryStatus, Line, LineKind, Link, Model,
+    Screen, day_label, starts_day,
 };
 use crate::theme;
 use egui::{
-    Align, Button, CentralPanel, Color32, Frame, Key, Label, Layout, Margin, Panel, RichText,
-    ScrollArea, Sense, TextEdit, Ui, Widget, vec2,
+    Align, Button, CentralPanel, Color32, Frame, Key, Label, Layout, Margin, Modifiers, Panel,
+    RichText, ScrollArea, Sense, TextEdit, Ui, Widget, vec2,
 };
 
 /// Draws the whole window.
@@ -239,6 +239,7 @@ fn banner(ui: &mut Ui, app: &mut ChatApp) {
 }
 
 fn chat_screen(ui: &mut Ui, app: &mut ChatApp) {
+    shortcuts(ui, app);
     banner(ui, app);
     Panel::left("conversations")
         .frame(theme::side_frame())
@@ -266,6 +267,106 @@ fn chat_screen(ui: &mut Ui, app: &mut ChatApp) {
     CentralPanel::default()
         .frame(Frame::new().fill(theme::BG))
         .show(ui, |ui| conversation_view(ui, app));
+    if app.switcher.is_some() {
+        switcher(ui, app);
+    }
+}
+
+/// Opens `id` with the keyboard in its message box, at its newest lines.
+fn go_to(app: &mut ChatApp, id: &ConvId) {
+    app.model.open(id);
+    app.focus_compose = true;
+    app.jump_to_end = true;
+}
+
+/// The chat screen's keys, taken before any field sees them: Alt+Up and Alt+Down for the
+/// conversation above or below, Ctrl+K (Cmd+K) for the quick switcher, Esc to close the
+/// search when nothing nearer is open.
+fn shortcuts(ui: &mut Ui, app: &mut ChatApp) {
+    let (up, down, switch) = ui.input_mut(|i| {
+        (
+            i.consume_key(Modifiers::ALT, Key::ArrowUp),
+            i.consume_key(Modifiers::ALT, Key::ArrowDown),
+            i.consume_key(Modifiers::COMMAND, Key::K),
+        )
+    });
+    let step = match (up, down) {
+        (true, false) => -1,
+        (false, true) => 1,
+        _ => 0,
+    };
+    if step != 0
+        && let Some(id) = app.model.neighbour(step)
+    {
+        go_to(app, &id);
+    }
+    if switch {
+        app.switcher = Some(String::new());
+        app.focus_switcher = true;
+    }
+    // Menus and the switcher close on Esc themselves; only then does it close the search.
+    let nearer = app.switcher.is_some() || egui::Popup::is_any_open(ui.ctx());
+    if !nearer
+        && app.model.search.is_some()
+        && ui.input_mut(|i| i.consume_key(Modifiers::NONE, Key::Escape))
+    {
+        app.model.close_search();
+        app.focus_compose = true;
+    }
+}
+
+/// The quick switcher: a filter field over the conversations; Enter opens the first that
+/// matches, a click any of them, Esc closes it.
+fn switcher(ui: &mut Ui, app: &mut ChatApp) {
+    let mut chosen: Option<ConvId> = None;
+    let modal = egui::Modal::new(egui::Id::unique("switcher")).show(ui.ctx(), |ui| {
+        ui.set_width(320.0);
+        let l = ui.label(RichText::new("Go to a conversation").strong());
+        let filter = app.switcher.get_or_insert_default();
+        let field = ui
+            .add(
+                TextEdit::singleline(filter)
+                    .hint_text("Name of a room or person")
+                    .desired_width(f32::INFINITY)
+                    .margin(Margin::symmetric(8, 6)),
+            )
+            .labelled_by(l.id);
+        if std::mem::take(&mut app.focus_switcher) {
+            field.request_focus();
+        }
+        let words = filter.to_lowercase();
+        let matches: Vec<&Conversation> = app
+            .model
+            .conversations
+            .iter()
+            .filter(|c| c.title.to_lowercase().contains(words.trim()))
+            .collect();
+        if field.lost_focus() && ui.input(|i| i.key_pressed(Key::Enter)) {
+            chosen = matches.first().map(|c| c.id.clone());
+        }
+        ui.add_space(4.0);
+        for c in &matches {
+            let text = match c.id {
+                ConvId::Dm(_) => format!("@ {}", c.title),
+                _ => c.title.clone(),
+            };
+            let size = vec2(ui.available_width(), 26.0);
+            let button = Button::selectable(c.id == app.model.active, text).min_size(size);
+            if aligned(ui, size, Align::Min, button).clicked() {
+                chosen = Some(c.id.clone());
+            }
+        }
+        if matches.is_empty() {
+            ui.label(RichText::new("No conversation by that name").color(theme::MUTED));
+        }
+    });
+    if let Some(id) = chosen {
+        app.switcher = None;
+        go_to(app, &id);
+    } else if modal.should_close() {
+        app.switcher = None;
+        app.focus_compose = true;
+    }
 }
 
 /// A small filled circle, vertically centred on the text line.
@@ -279,12 +380,20 @@ fn section(ui: &mut Ui, text: &str) {
     ui.label(RichText::new(text).color(theme::MUTED).small().strong());
 }
 
-/// A rounded unread count at the right end of a conversation row.
-fn unread_pill(ui: &Ui, row: egui::Rect, unread: usize) {
-    let text = if unread > 99 {
-        "99+".to_owned()
+/// A rounded unread count at the right end of a conversation row: red with an `@` when
+/// some of it mentions us, quieter when it is only chatter.
+fn unread_pill(ui: &Ui, row: egui::Rect, unread: usize, mentioned: usize) {
+    let count = |n: usize| {
+        if n > 99 {
+            "99+".to_owned()
+        } else {
+            n.to_string()
+        }
+    };
+    let (text, fill) = if mentioned > 0 {
+        (format!("@{}", count(mentioned)), theme::BADGE)
     } else {
-        unread.to_string()
+        (count(unread), theme::UNREAD)
     };
     let font = egui::FontId::proportional(11.5);
     let galley = ui.painter().layout_no_wrap(text, font, Color32::WHITE);
@@ -293,7 +402,7 @@ fn unread_pill(ui: &Ui, row: egui::Rect, unread: usize) {
         egui::pos2(row.right() - 8.0 - w / 2.0, row.center().y),
         vec2(w, 18.0),
     );
-    ui.painter().rect_filled(rect, 9.0, theme::BADGE);
+    ui.painter().rect_filled(rect, 9.0, fill);
     ui.painter()
         .galley(rect.center() - galley.size() / 2.0, galley, Color32::WHITE);
 }
@@ -329,6 +438,7 @@ fn conversations_panel(ui: &mut Ui, app: &mut ChatApp) {
     section(ui, "CONVERSATIONS");
     let mut open: Option<ConvId> = None;
     let mut close: Option<ConvId> = None;
+    let mut mute: Option<(ConvId, bool)> = None;
     ScrollArea::vertical()
         .id_salt("conversation-list")
         .auto_shrink([false, true])
@@ -336,14 +446,15 @@ fn conversations_panel(ui: &mut Ui, app: &mut ChatApp) {
         .show(ui, |ui| {
             for c in &app.model.conversations {
                 let selected = c.id == app.model.active;
-                let (icon, muted) = match &c.id {
+                let (icon, faint) = match &c.id {
                     ConvId::Everyone => ("🌐", false),
                     ConvId::Room(_) => ("#", !c.joined),
                     ConvId::Dm(_) => ("@", !c.joined),
                 };
                 let title = c.title.trim_start_matches('#');
-                let mut text = RichText::new(format!("{icon} {title}"));
-                if muted {
+                let bell = if c.muted { " 🔕" } else { "" };
+                let mut text = RichText::new(format!("{icon} {title}{bell}"));
+                if faint || c.muted {
                     text = text.color(theme::MUTED);
                 }
                 if c.unread > 0 {
@@ -359,19 +470,41 @@ fn conversations_panel(ui: &mut Ui, app: &mut ChatApp) {
                     let button = Button::selectable(selected, text).min_size(size);
                     let r = aligned(ui, size, Align::Min, button);
                     if c.unread > 0 {
-                        unread_pill(ui, r.rect, c.unread);
+                        unread_pill(ui, r.rect, c.unread, c.mentioned);
                     }
                     let what = match c.id {
                         ConvId::Dm(_) => format!("Direct messages with {}", c.title),
                         _ => c.title.clone(),
                     };
-                    let name = match c.unread {
+                    let mut name = match c.unread {
                         0 => what,
                         n => format!("{what}, {n} unread"),
                     };
-                    if r.accessible_name(name).clicked() {
+                    match c.mentioned {
+                        0 => {}
+                        1 => name.push_str(", 1 mention"),
+                        n => name.push_str(&format!(", {n} mentions")),
+                    }
+                    if c.muted {
+                        name.push_str(", muted");
+                    }
+                    let r = r.accessible_name(name);
+                    if r.clicked() {
                         open = Some(c.id.clone());
                     }
+                    r.context_menu(|ui| {
+                        let label = if c.muted { "Unmute" } else { "Mute" };
+                        if ui
+                            .button(label)
+                            .on_hover_text(
+                                "Muted: nothing counted as unread, no calls for attention",
+                            )
+                            .clicked()
+                        {
+                            mute = Some((c.id.clone(), !c.muted));
+                            ui.close();
+                        }
+                    });
                     if closable {
                         let what = if c.is_room() && c.joined {
                             format!("Leave {}", c.title)
@@ -395,12 +528,13 @@ fn conversations_panel(ui: &mut Ui, app: &mut ChatApp) {
             }
         });
     if let Some(id) = open {
-        app.model.open(&id);
-        app.focus_compose = true;
-        app.jump_to_end = true;
+        go_to(app, &id);
     }
     if let Some(id) = close {
         app.model.close_conversation(&id, now());
+    }
+    if let Some((id, muted)) = mute {
+        app.model.set_muted(&id, muted);
     }
     ui.add_space(8.0);
     section(ui, "ROOMS");
@@ -673,9 +807,25 @@ fn compose(ui: &mut Ui, app: &mut ChatApp, conv: &Header) {
     let can_send = app.model.is_up() && app.model.registered;
     ui.horizontal(|ui| {
         let send_w = 72.0;
+        let id = ui.make_persistent_id("compose");
+        // Up in an empty box brings back what was sent last, to fix or send again.
+        if ui.memory(|m| m.has_focus(id))
+            && app.compose.is_empty()
+            && let Some(last) = app.last_sent.clone()
+            && ui.input_mut(|i| i.consume_key(Modifiers::NONE, Key::ArrowUp))
+        {
+            app.compose = last;
+            let mut state = egui::text_edit::TextEditState::load(ui.ctx(), id).unwrap_or_default();
+            let end = egui::text::CCursor::new(app.compose.chars().count());
+            state
+                .cursor
+                .set_char_range(Some(egui::text::CCursorRange::one(end)));
+            state.store(ui.ctx(), id);
+        }
         let field = ui
             .add(
                 TextEdit::singleline(&mut app.compose)
+                    .id(id)
                     .hint_text(hint)
                     .desired_width(ui.available_width() - send_w - 8.0)
                     .margin(Margin::symmetric(10, 8)),
@@ -694,6 +844,7 @@ fn compose(ui: &mut Ui, app: &mut ChatApp, conv: &Header) {
         if send.clicked() || enter {
             let text = app.compose.clone();
             if app.model.submit(&text, now()) {
+                app.last_sent = Some(text);
                 app.compose.clear();
                 app.jump_to_end = true;
             }
@@ -717,7 +868,6 @@ pub struct Anchor {
 
 fn history(ui: &mut Ui, app: &mut ChatApp) {
     let id = app.model.active.clone();
-    let me = app.model.me.clone();
     let mut area = ScrollArea::vertical()
         .id_salt(("history", format!("{id:?}")))
         .auto_shrink([false, false])
@@ -734,6 +884,7 @@ fn history(ui: &mut Ui, app: &mut ChatApp) {
         .filter(|(c, _)| *c == id)
         .map(|(_, m)| *m);
     let today = now().date_naive();
+    let clock = app.clock;
     let conv = app.model.active_conversation();
     let history = conv.history.clone();
     let mut first: Option<(u64, f32)> = None;
@@ -765,7 +916,7 @@ fn history(ui: &mut Ui, app: &mut ChatApp) {
                 anchor_now = Some(y);
             }
             let is_focus = focus.is_some() && line.msg == focus;
-            let rect = line_row(ui, line, prev, me.as_deref(), is_focus);
+            let rect = line_row(ui, line, prev, is_focus, clock);
             if is_focus {
                 ui.scroll_to_rect(rect, Some(Align::Center));
                 focused = true;
@@ -932,7 +1083,7 @@ fn search_panel(ui: &mut Ui, app: &mut ChatApp) {
                 ui.add(Label::new(t).wrap());
             }
             for (i, f) in search.found.iter().enumerate() {
-                if found_row(ui, f, today).clicked() {
+                if found_row(ui, f, today, app.clock).clicked() {
                     chosen = Some(i);
                 }
             }
@@ -947,11 +1098,11 @@ fn search_panel(ui: &mut Ui, app: &mut ChatApp) {
 }
 
 /// One search result: where, who and when, then the text; a click opens it.
-fn found_row(ui: &mut Ui, f: &Found, today: chrono::NaiveDate) -> egui::Response {
+fn found_row(ui: &mut Ui, f: &Found, today: chrono::NaiveDate, clock: Clock) -> egui::Response {
     let when = format!(
         "{} {}",
         day_label(f.at.date_naive(), today),
-        f.at.format("%H:%M")
+        clock.time(&f.at)
     );
     let place = match f.conv {
         ConvId::Dm(_) => format!("@{}", f.place),
@@ -978,19 +1129,13 @@ fn found_row(ui: &mut Ui, f: &Found, today: chrono::NaiveDate) -> egui::Response
         .accessible_name(format!("{place}, {} at {when}: {}", f.from, f.text))
 }
 
-/// Whether a line mentions `me` as a word.
-fn mentions(text: &str, me: &str) -> bool {
-    text.split(|c: char| !(c.is_ascii_alphanumeric() || "[]\\`_^{|}-".contains(c)))
-        .any(|w| w.eq_ignore_ascii_case(me))
-}
-
 /// Draws one line; returns where it went.
 fn line_row(
     ui: &mut Ui,
     line: &Line,
     prev: Option<&Line>,
-    me: Option<&str>,
     focused: bool,
+    clock: Clock,
 ) -> egui::Rect {
     // A new sender (or a pause) gets a little air above it.
     let continues = prev.is_some_and(|p| {
@@ -1010,10 +1155,9 @@ fn line_row(
     {
         String::new()
     } else {
-        line.at.format("%H:%M").to_string()
+        clock.time(&line.at)
     };
-    let highlight =
-        matches!(line.kind, LineKind::Chat) && me.is_some_and(|me| mentions(&line.text, me));
+    let highlight = line.mention;
     let frame = if focused {
         // The search result that was chosen.
         Frame::new().fill(theme::CARD).corner_radius(4)
@@ -1030,12 +1174,17 @@ fn line_row(
         ui.allocate_ui_with_layout(vec2(ui.available_width(), 0.0), layout, |ui| {
             ui.spacing_mut().item_spacing.x = 10.0;
             // Times are smaller than the text: a little lower, so the baselines meet.
-            cell(ui, 36.0, Align::Min, 3.0, |ui| {
+            let width = match clock {
+                Clock::H24 => 36.0,
+                Clock::H12 => 54.0,
+            };
+            cell(ui, width, Align::Min, 3.0, |ui| {
                 let t = RichText::new(time)
                     .monospace()
                     .color(theme::MUTED)
                     .size(11.0);
-                ui.add(Label::new(t).selectable(false));
+                ui.add(Label::new(t).selectable(false).sense(Sense::hover()))
+                    .on_hover_text(clock.full(&line.at));
             });
             // Everything that is not chat has a mark in the sender column and its text in
             // the text column, so the eye can run down one edge.
@@ -1133,17 +1282,5 @@ fn chat_text(ui: &mut Ui, line: &Line, continues: bool) {
                 .on_hover_text("The server refused this message; the reason follows");
         }
         _ => {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mentions_are_whole_names() {
-        assert!(mentions("hi alice!", "Alice"));
-        assert!(!mentions("hi malice", "alice"));
-        assert!(mentions("[bob] ok", "[bob]"));
     }
 }

@@ -702,9 +702,53 @@ fn a_silent_server_times_out() {
     let mut h = Harness::builder()
         .with_size(egui::vec2(1000.0, 700.0))
         .build_eframe(move |cc| ChatApp::new(&cc.egui_ctx, options).unwrap());
-    until(&mut h, "the time-out", |h| shows(h, "Timed out"));
+    until(&mut h, "the time-out", |h| shows(h, "said nothing within"));
     assert_eq!(h.state().model.screen, Screen::Connect);
     drop(silent);
+}
+
+/// A listener on an ephemeral port that is not natter: it reads what a connection sends
+/// first, answers `answer` and hangs up.
+fn stranger(rt: &Runtime, answer: &'static [u8]) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut first = [0; 64];
+            let _ = s.read(&mut first).await;
+            let _ = s.write_all(answer).await;
+            let _ = s.shutdown().await;
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_web_server_is_named_as_one() {
+    let rt = runtime();
+    let addr = stranger(
+        &rt,
+        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    let mut h = window(addr, true);
+    until(&mut h, "the explanation", |h| {
+        shows(h, "is a web server, not a natter server")
+    });
+    assert!(shows(&h, "HTTP/1.1 400 Bad Request"));
+    assert!(!shows(&h, "expected HELLO"));
+    assert_eq!(h.state().model.screen, Screen::Connect);
+}
+
+#[test]
+fn a_server_that_hangs_up_without_a_word_is_explained() {
+    let rt = runtime();
+    let addr = stranger(&rt, b"");
+    let mut h = window(addr, true);
+    until(&mut h, "the explanation", |h| {
+        shows(h, "closed the connection at once, without a greeting")
+    });
+    assert_eq!(h.state().model.screen, Screen::Connect);
 }
 
 #[test]
@@ -1111,4 +1155,128 @@ fn search_finds_a_message_and_opens_its_conversation() {
         h.state().model.search.is_none()
     });
     assert!(shows(&h, "IN #DEN"));
+}
+
+#[test]
+fn the_keyboard_is_where_the_next_words_go() {
+    let rt = runtime();
+    let server = Server::start(&rt);
+    let mut bob = server.user(&rt, "bob");
+    let mut h = window(server.addr, true);
+    sign_in(&mut h, "alice");
+    say(&rt, &mut bob, "DM alice hello there");
+    until(&mut h, "the DM", |h| {
+        h.query_by_label("Direct messages with bob, 1 unread")
+            .is_some()
+    });
+
+    // Opening a conversation puts the cursor in its message box.
+    h.get_by_label("Direct messages with bob, 1 unread").click();
+    h.run_ok();
+    assert!(h.get_by_label("Message").is_focused());
+    h.get_by_label("Message").type_text("first try");
+    h.key_press(egui::Key::Enter);
+    h.run_ok();
+    let got = expect_line(&rt, &mut bob, |l| matches!(l, ServerLine::Dm { .. }));
+    assert_eq!(got, ServerLine::parse("DM alice first try").unwrap());
+
+    // Up in the empty box brings back what was sent, to send again.
+    assert_eq!(h.get_by_label("Message").value().as_deref(), Some(""));
+    h.key_press(egui::Key::ArrowUp);
+    h.run_ok();
+    assert_eq!(
+        h.get_by_label("Message").value().as_deref(),
+        Some("first try")
+    );
+    h.get_by_label("Message").type_text(", again");
+    h.key_press(egui::Key::Enter);
+    h.run_ok();
+    let got = expect_line(&rt, &mut bob, |l| matches!(l, ServerLine::Dm { .. }));
+    assert_eq!(got, ServerLine::parse("DM alice first try, again").unwrap());
+    // Up with words in the box leaves them alone.
+    h.get_by_label("Message").type_text("draft");
+    h.key_press(egui::Key::ArrowUp);
+    h.run_ok();
+    assert_eq!(h.get_by_label("Message").value().as_deref(), Some("draft"));
+
+    // Alt+Up and Alt+Down walk the list, wrapping, and the cursor follows.
+    h.key_press_modifiers(egui::Modifiers::ALT, egui::Key::ArrowDown);
+    h.run_ok();
+    assert_eq!(h.state().model.active, ConvId::Everyone);
+    assert!(h.get_by_label("Message").is_focused());
+    h.key_press_modifiers(egui::Modifiers::ALT, egui::Key::ArrowUp);
+    h.run_ok();
+    assert_eq!(h.state().model.active, ConvId::dm("bob"));
+
+    // Ctrl+K: the quick switcher; Esc closes it, Enter opens the first match.
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::K);
+    h.run_ok();
+    assert!(h.get_by_label("Go to a conversation").is_focused());
+    h.key_press(egui::Key::Escape);
+    h.run_ok();
+    assert!(h.query_by_label("Go to a conversation").is_none());
+    assert_eq!(h.state().model.active, ConvId::dm("bob"));
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::K);
+    h.run_ok();
+    h.get_by_label("Go to a conversation").type_text("every");
+    h.key_press(egui::Key::Enter);
+    h.run_ok();
+    assert!(h.query_by_label("Go to a conversation").is_none());
+    assert_eq!(h.state().model.active, ConvId::Everyone);
+    assert!(h.get_by_label("Message").is_focused());
+}
+
+#[test]
+fn a_mention_is_highlighted_and_counted_apart() {
+    let rt = runtime();
+    let server = Server::start(&rt);
+    let mut bob = server.user(&rt, "bob");
+    let mut h = window(server.addr, true);
+    sign_in(&mut h, "alice");
+    // Away from Everyone, so what is said there is unread.
+    say(&rt, &mut bob, "DM alice over here");
+    until(&mut h, "the DM", |h| {
+        h.query_by_label("Direct messages with bob, 1 unread")
+            .is_some()
+    });
+    h.get_by_label("Direct messages with bob, 1 unread").click();
+    h.run_ok();
+    say(&rt, &mut bob, "MESSAGE just chatter");
+    say(&rt, &mut bob, "MESSAGE Alice, a question for you");
+    until(&mut h, "the badge", |h| {
+        h.query_by_label("Everyone, 2 unread, 1 mention").is_some()
+    });
+    assert_eq!(h.state().model.total_mentions(), 1);
+
+    h.get_by_label("Everyone, 2 unread, 1 mention").click();
+    until(&mut h, "the lines", |h| {
+        shows(h, "Alice, a question for you")
+    });
+    let lines = &h.state().model.active_conversation().lines;
+    let marked: Vec<(&str, bool)> = lines
+        .iter()
+        .filter(|l| l.from.as_deref() == Some("bob"))
+        .map(|l| (l.text.as_str(), l.mention))
+        .collect();
+    assert_eq!(
+        marked,
+        [("just chatter", false), ("Alice, a question for you", true)]
+    );
+    assert_eq!(h.state().model.total_mentions(), 0);
+
+    // Muted from its menu: nothing more is counted there.
+    h.get_by_label("Direct messages with bob").click_secondary();
+    h.run_ok();
+    h.get_by_role_and_label(Role::Button, "Mute").click();
+    h.run_ok();
+    say(&rt, &mut bob, "DM alice alice? still there?");
+    say(&rt, &mut bob, "MESSAGE and one more");
+    until(&mut h, "the DM while muted", |h| {
+        count(h, &ConvId::dm("bob"), "alice? still there?") == 1
+    });
+    assert!(
+        h.query_by_label("Direct messages with bob, muted")
+            .is_some()
+    );
+    assert_eq!(h.state().model.total_unread(), 0);
 }
