@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 [ $# -ge 1 ] || { echo "usage: $0 BIN [BIN...]" >&2; exit 2; }
 out="bench/results/irc-crowd-$(date -u +%Y%m%dT%H%MZ)"
 mkdir -p "$out"
-ulimit -n 65536
+ulimit -n "$(ulimit -Hn)"
 for round in $(seq 1 "$ROUNDS"); do
     for bin in "$@"; do
         label="$(basename "$(dirname "$(dirname "$bin")")")-$(basename "$bin")"
