@@ -316,6 +316,7 @@
     messages: $('messages'),
     composer: $('composer'),
     input: $('composer-input'),
+    typing: $('typing'),
     membersSection: $('members-section'),
     membersTitle: $('members-title'),
     memberList: $('member-list'),
@@ -551,6 +552,7 @@
       case 'OPERATOR': return onOperator(r);
       case 'MODE': return onMode(r);
       case 'INVITED': return onInvited(r);
+      case 'TYPING': return onTyping(r);
       // A page of HISTORY or SEARCH, or (after LOGIN) a DM that waited for this account.
       case 'LOGGED': return answersPending(r) ? data(kind, r) : onLogged(r);
       default:
@@ -2207,6 +2209,7 @@
     closePanels();
     renderSearchScope();
     ensureHistory(c);
+    renderTyping();
   }
 
   /** Opening a conversation with more unread than fit: start at the first of them. */
@@ -2568,6 +2571,8 @@
 
   /** A message just arrived for the person (a DM, or their name said): tell them, unless muted. */
   function alertFor(c, li, from, text) {
+    // Their message is what they were typing.
+    stoppedTyping(c, from);
     if (!li || li.classList.contains('own') || isMuted(c)) return;
     if (c.kind === 'dm') notify(c, `natter: message from ${from}`, text);
     else if (li.classList.contains('mention')) notify(c, `natter: ${from} mentioned you in ${c.title}`, text);
@@ -2667,6 +2672,76 @@
       ? `${name} is muted: no notifications, and its unread count stays grey. Click to unmute.`
       : `Mute ${name}: no notifications, and its unread count stays grey`;
     ui.muteText.textContent = muted ? 'Muted' : 'Mute';
+  }
+
+  // ---------------------------------------------------------------- typing
+
+  /** How long someone shows as typing without a word from them (IRCv3 says 6 s). */
+  const TYPING_SHOWN_MS = 6000;
+  /** How often we say we are still typing (IRCv3: at most every 3 s). */
+  const TYPING_EVERY_MS = 3000;
+  /** What we last told, and when, about the conversation we write in. */
+  const ourTyping = { key: null, at: 0 };
+  let typingTimer = null;
+
+  /** Tells the others we type in the active conversation, or stopped (`done`). */
+  function typed() {
+    const c = state.convs.get(state.active) || everyone;
+    const text = ui.input.value;
+    if (!state.connected || !state.me || (c.kind === 'room' && !c.joined)) return;
+    const writing = text.trim() !== '' && !text.startsWith('/');
+    if (writing && (ourTyping.key !== c.key || Date.now() - ourTyping.at >= TYPING_EVERY_MS)) {
+      stopOurTyping();
+      ourTyping.key = c.key;
+      ourTyping.at = Date.now();
+      send(`TYPING ${targetOf(c)} active`, 'TYPING', { fail: () => {} });
+    } else if (!writing) {
+      stopOurTyping();
+    }
+  }
+
+  /** Says `done` where we last said we were typing, if we did. */
+  function stopOurTyping() {
+    const c = ourTyping.key && state.convs.get(ourTyping.key);
+    ourTyping.key = null;
+    if (c && state.connected && state.me) send(`TYPING ${targetOf(c)} done`, 'TYPING', { fail: () => {} });
+  }
+
+  /** `TYPING <where> <from> <state>`: someone else typing, pausing or done. */
+  function onTyping(rest) {
+    const [where, r2] = split(rest);
+    const [from, what] = split(r2 ?? '');
+    if (!from || isMe(from)) return;
+    const key = where === '*' ? everyone.key : where.startsWith('#') ? roomKey(where) : dmKey(where);
+    const c = state.convs.get(key);
+    if (!c) return;
+    c.typing ??= new Map();
+    if (what === 'active') c.typing.set(fold(from), { name: from, until: Date.now() + TYPING_SHOWN_MS });
+    else c.typing.delete(fold(from));
+    if (state.active === c.key) renderTyping();
+  }
+
+  function stoppedTyping(c, from) {
+    if (c.typing?.delete(fold(from)) && state.active === c.key) renderTyping();
+  }
+
+  /** The line above the message box: who is typing here now. */
+  function renderTyping() {
+    const c = state.convs.get(state.active) || everyone;
+    const now = Date.now();
+    const names = [];
+    for (const [k, t] of c.typing ?? []) {
+      if (t.until <= now) c.typing.delete(k);
+      else names.push(t.name);
+    }
+    names.sort((a, b) => fold(a).localeCompare(fold(b)));
+    ui.typing.textContent = names.length === 0 ? ''
+      : names.length === 1 ? `${names[0]} is typing…`
+        : names.length <= 3 ? `${names.slice(0, -1).join(', ')} and ${names.at(-1)} are typing…`
+          : `${names.length} people are typing…`;
+    // Someone shown stops showing when their time runs out, even if nothing else happens.
+    clearTimeout(typingTimer);
+    typingTimer = names.length ? setTimeout(renderTyping, 1000) : null;
   }
 
   // ---------------------------------------------------------------- search
@@ -3212,13 +3287,16 @@
 
   ui.composer.addEventListener('submit', (e) => {
     e.preventDefault();
-    const typed = ui.input.value;
-    if (submit(typed)) {
-      remember(typed);
+    const text = ui.input.value;
+    if (submit(text)) {
+      remember(text);
       ui.input.value = '';
+      // The message says we are done; others clear us when it comes.
+      ourTyping.key = null;
     }
     ui.input.focus();
   });
+  ui.input.addEventListener('input', typed);
 
   ui.joinForm.addEventListener('submit', (e) => {
     e.preventDefault();
