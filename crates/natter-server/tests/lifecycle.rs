@@ -95,6 +95,8 @@ async fn a_second_server_on_the_same_store_file_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut first = Binary::start(dir.path(), &[]);
     let addr = first.addr().await;
+    // It says where it listens before it opens its store: the second must come after that.
+    first.until_log("store open").await;
     let (status, log) = Binary::start(dir.path(), &[]).exit().await;
     assert!(!status.success());
     assert!(

@@ -67,13 +67,37 @@ impl Binary {
         .await
     }
 
-    /// Waits for it to exit; its status and everything it printed.
+    /// Reads its log until a line containing `needle`; returns that line.
+    pub async fn until_log(&mut self, needle: &str) -> String {
+        within(async {
+            loop {
+                let line = self.lines.recv().await.expect("server exited");
+                self.log.push(line.clone());
+                if line.contains(needle) {
+                    break line;
+                }
+            }
+        })
+        .await
+    }
+
+    /// Waits for it to exit; its status and everything it printed. A binary that does not
+    /// exit within the limit fails the test (and is killed) instead of hanging it.
     pub async fn exit(mut self) -> (std::process::ExitStatus, String) {
+        let pid = self.child.id();
         let mut child = self.child;
-        let status = tokio::task::spawn_blocking(move || child.wait())
-            .await
-            .unwrap()
-            .unwrap();
+        let waited =
+            tokio::time::timeout(LIMIT, tokio::task::spawn_blocking(move || child.wait())).await;
+        let Ok(status) = waited else {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!(
+                "the server did not exit within {LIMIT:?}; it printed:\n{}",
+                self.log.join("\n")
+            );
+        };
+        let status = status.unwrap().unwrap();
         while let Ok(Some(line)) = tokio::time::timeout(LIMIT, self.lines.recv()).await {
             self.log.push(line);
         }
