@@ -587,6 +587,32 @@ fn member_key(op: bool, name: &str) -> String {
     k
 }
 
+/// The first `max` members of `audience` after the key `after`, in member order (see
+/// [`member_key`]), each with its key, user and seat.
+fn first_seats<'s>(
+    st: &'s State,
+    audience: &'s Audience,
+    after: Option<&str>,
+    max: usize,
+) -> Vec<(String, &'s User, &'s Seat)> {
+    let mut next: Vec<(String, &User, &Seat)> = audience
+        .seats
+        .iter()
+        .filter_map(|s| {
+            st.users
+                .get(&s.id)
+                .map(|u| (member_key(s.op, &u.name), u, s))
+        })
+        .filter(|(k, _, _)| after.is_none_or(|a| k.as_str() > a))
+        .collect();
+    if next.len() > max {
+        next.select_nth_unstable_by(max - 1, |a, b| a.0.cmp(&b.0));
+        next.truncate(max);
+    }
+    next.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    next
+}
+
 /// How many a message reached, and the message on its way into the log if it is kept.
 pub type Reached = (usize, Option<Keeping>);
 
@@ -2661,33 +2687,13 @@ impl Hub {
         max: usize,
     ) -> Result<(Arc<str>, Page<MemberView>), ErrorCode> {
         let st = self.read();
-        let (name, audience) = if self.is_everyone(room) {
-            (Arc::from(self.irc.everyone.as_str()), &st.everyone)
-        } else {
-            let r = st
-                .rooms
-                .get(&room_name::fold(room))
-                .ok_or(ErrorCode::NoSuchRoom)?;
-            (r.name.clone(), &r.members)
-        };
-        let mut next: Vec<(String, &Seat)> = audience
-            .seats
-            .iter()
-            .filter(|s| st.users.contains_key(&s.id))
-            .map(|s| (member_key(s.op, &st.users[&s.id].name), s))
-            .filter(|(k, _)| after.is_none_or(|a| k.as_str() > a))
-            .collect();
-        if next.len() > max {
-            next.select_nth_unstable_by(max - 1, |a, b| a.0.cmp(&b.0));
-            next.truncate(max);
-        }
-        next.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let (name, audience) = self.audience_of(&st, room)?;
+        let next = first_seats(&st, audience, after, max);
         let mut page = Page {
             done: next.len() < max,
             ..Page::default()
         };
-        for (key, s) in next {
-            let u = &st.users[&s.id];
+        for (key, u, s) in next {
             page.items.push(MemberView {
                 name: u.name.clone(),
                 ident: u.ident().clone(),
@@ -2698,6 +2704,22 @@ impl Hub {
             page.last = Some(key);
         }
         Ok((name, page))
+    }
+
+    /// The everyone channel or the room named `room`: its name as created, and its audience.
+    fn audience_of<'s>(
+        &self,
+        st: &'s State,
+        room: &str,
+    ) -> Result<(Arc<str>, &'s Audience), ErrorCode> {
+        if self.is_everyone(room) {
+            return Ok((Arc::from(self.irc.everyone.as_str()), &st.everyone));
+        }
+        let r = st
+            .rooms
+            .get(&room_name::fold(room))
+            .ok_or(ErrorCode::NoSuchRoom)?;
+        Ok((r.name.clone(), &r.members))
     }
 
     /// A room's topic, and its name as created.
@@ -2786,15 +2808,8 @@ impl Hub {
         let mut guard = self.write();
         let st = &mut *guard;
         let id = pid(st, conn);
-        // A server operator may kick in any room, member or not.
-        let server_op = self.server_op(st, id);
+        self.room_right(st, id, &key, |_| true)?;
         let r = st.rooms.get_mut(&key).ok_or(ErrorCode::NoSuchRoom)?;
-        if !server_op {
-            let seat = r.members.get(id).ok_or(ErrorCode::NotInRoom)?;
-            if !seat.op && is_local(id) {
-                return Err(ErrorCode::NotOperator);
-            }
-        }
         let target_id = *st
             .names
             .get(name::fold(target).as_str())

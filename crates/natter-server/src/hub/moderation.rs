@@ -4,7 +4,7 @@
 //! same state and the same refusals.
 
 use super::modes::{Ban, MAX_BANS, ModesView};
-use super::{Hub, State, now_secs, pid};
+use super::{Hub, Room, State, now_secs, pid};
 use crate::backplane::Op;
 use crate::client_id::{ClientId, is_local};
 use crate::event::Event;
@@ -20,6 +20,27 @@ impl Hub {
                 .users
                 .get(&id)
                 .is_some_and(|u| self.accounts.is_operator(&u.name))
+    }
+
+    /// Whether `id` may act on the room whose folded name is `key`: a local server operator,
+    /// or another node's user (whose node checked), always; anyone else only as a member, and
+    /// as an operator of it when `need_op` says the act needs one.
+    pub(super) fn room_right(
+        &self,
+        st: &State,
+        id: ClientId,
+        key: &str,
+        need_op: impl FnOnce(&Room) -> bool,
+    ) -> Result<(), ErrorCode> {
+        let r = st.rooms.get(key).ok_or(ErrorCode::NoSuchRoom)?;
+        if !is_local(id) || self.server_op(st, id) {
+            return Ok(());
+        }
+        let seat = r.members.get(id).ok_or(ErrorCode::NotInRoom)?;
+        if !seat.op && need_op(r) {
+            return Err(ErrorCode::NotOperator);
+        }
+        Ok(())
     }
 
     /// A room's modes as `conn` may see them (the key only if it is a member).
@@ -77,14 +98,8 @@ impl Hub {
         let mut guard = self.write();
         let st = &mut *guard;
         let id = pid(st, conn);
-        let server_op = self.server_op(st, id);
+        self.room_right(st, id, &key, |_| true)?;
         let r = st.rooms.get_mut(&key).ok_or(ErrorCode::NoSuchRoom)?;
-        if is_local(id) && !server_op {
-            let seat = r.members.get(id).ok_or(ErrorCode::NotInRoom)?;
-            if !seat.op {
-                return Err(ErrorCode::NotOperator);
-            }
-        }
         let by = st.users.get(&id).ok_or(ErrorCode::NotRegistered)?;
         let applied: Option<String> = match *change {
             Change::Flag { .. } | Change::Key(_) | Change::Limit(_) => {
@@ -201,14 +216,8 @@ impl Hub {
         let mut guard = self.write();
         let st = &mut *guard;
         let id = pid(st, conn);
-        let server_op = self.server_op(st, id);
+        self.room_right(st, id, &key, |r| r.modes.settings.invite_only)?;
         let r = st.rooms.get_mut(&key).ok_or(ErrorCode::NoSuchRoom)?;
-        if is_local(id) && !server_op {
-            let seat = r.members.get(id).ok_or(ErrorCode::NotInRoom)?;
-            if r.modes.settings.invite_only && !seat.op {
-                return Err(ErrorCode::NotOperator);
-            }
-        }
         let target_id = *st
             .names
             .get(name::fold(target).as_str())

@@ -5,8 +5,7 @@
 //! The hub calls in here on every arrival, departure and rename; with nobody monitoring
 //! anything that costs one check of an empty map.
 
-use super::audience::Seat;
-use super::{Hub, Page, RoomSummary, State, User, member_key, now_secs, page_of, pid};
+use super::{Hub, Page, RoomSummary, State, User, first_seats, now_secs, page_of, pid};
 use crate::client_id::ClientId;
 use crate::event::irc_message;
 use crate::watch::{Added, Notify};
@@ -289,30 +288,8 @@ impl Hub {
         max: usize,
     ) -> Result<(Arc<str>, Page<WhoEntry>), ErrorCode> {
         let st = self.read();
-        let (name, audience) = if self.is_everyone(room) {
-            (Arc::from(self.irc.everyone.as_str()), &st.everyone)
-        } else {
-            let r = st
-                .rooms
-                .get(&room_name::fold(room))
-                .ok_or(ErrorCode::NoSuchRoom)?;
-            (r.name.clone(), &r.members)
-        };
-        let mut next: Vec<(String, &User, &Seat)> = audience
-            .seats
-            .iter()
-            .filter_map(|s| {
-                st.users
-                    .get(&s.id)
-                    .map(|u| (member_key(s.op, &u.name), u, s))
-            })
-            .filter(|(k, _, _)| after.is_none_or(|a| k.as_str() > a))
-            .collect();
-        if next.len() > max {
-            next.select_nth_unstable_by(max - 1, |a, b| a.0.cmp(&b.0));
-            next.truncate(max);
-        }
-        next.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let (name, audience) = self.audience_of(&st, room)?;
+        let next = first_seats(&st, audience, after, max);
         let mut page = Page {
             done: next.len() < max,
             ..Page::default()
