@@ -89,6 +89,7 @@ async fn serve(settings: Settings, config: natter_server::Config) -> std::io::Re
         settings.port.unwrap_or(8090),
     );
     let shutdown = shutdown_signal()?;
+    survive_file_size_limit()?;
     let listener = natter_server::bind((host, port)).await?;
     let addr = listener.local_addr()?;
     info!(
@@ -140,6 +141,26 @@ fn reload_on_hangup(tls: std::sync::Arc<natter_server::tls::Tls>) -> std::io::Re
 
 #[cfg(not(unix))]
 fn reload_on_hangup(_: std::sync::Arc<natter_server::tls::Tls>) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Takes SIGXFSZ, whose default action kills the process, so that a file reaching the
+/// file-size limit (`ulimit -f`) fails the write that went past it, which the store reports as
+/// a store that cannot write, and the server goes on relaying.
+#[cfg(unix)]
+fn survive_file_size_limit() -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut xfsz = signal(SignalKind::from_raw(libc::SIGXFSZ))?;
+    tokio::spawn(async move {
+        while xfsz.recv().await.is_some() {
+            warn!("a file reached the file-size limit (ulimit -f); its write failed");
+        }
+    });
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn survive_file_size_limit() -> std::io::Result<()> {
     Ok(())
 }
 

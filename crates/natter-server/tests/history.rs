@@ -337,6 +337,126 @@ async fn answers_stay_in_order_behind_messages_waiting_to_be_kept() {
 }
 
 #[tokio::test]
+async fn a_full_disk_keeps_nothing_more_says_so_and_relaying_goes_on() {
+    const SENT: usize = 4_000;
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--flood-control", "false", "--exempt-loopback"];
+    let mut server = Binary::start(dir.path(), &args);
+    let addr = server.addr().await;
+    server.until_log("store open").await;
+    let mut bob = Client::connect(&addr).await.unwrap();
+    within(bob.register("bob")).await.unwrap();
+    let mut alice = Client::connect(&addr).await.unwrap();
+    within(alice.register("alice")).await.unwrap();
+    assert_eq!(answer(&mut alice, "MESSAGE before").await, "OK MESSAGE 1");
+    assert_eq!(bob.text().await, "ONLINE alice");
+    assert_eq!(bob.text().await, "MESSAGE alice before");
+
+    // The disk fills: the server's files may grow only a little past what they hold now (its
+    // file-size limit stands in for the disk, as `ulimit -f` would).
+    let pid = server.child.id() as i32;
+    let size = |f: &str| std::fs::metadata(dir.path().join(f)).map_or(0, |m| m.len());
+    let full = size("natter.db").max(size("natter.db-wal")) + 128 * 1024;
+    let (mut soft, mut hard) = (0, 0);
+    rlimit::prlimit(
+        pid,
+        rlimit::Resource::FSIZE,
+        None,
+        Some((&mut soft, &mut hard)),
+    )
+    .unwrap();
+    rlimit::prlimit(pid, rlimit::Resource::FSIZE, Some((full, hard)), None).unwrap();
+
+    let (mut reader, mut writer) = alice.split();
+    let flood = tokio::spawn(async move {
+        for i in 0..SENT {
+            writer.queue(&format!("MESSAGE m{i} {}", "x".repeat(200)));
+        }
+        writer.flush().await.unwrap();
+        writer
+    });
+    let mut kept = Vec::new();
+    let mut refused = 0;
+    for i in 0..SENT {
+        let line = within(reader.next_text()).await.unwrap().unwrap();
+        if line.starts_with("OK MESSAGE") {
+            kept.push(format!("m{i}"));
+        } else if line.starts_with("ERROR STORE_UNAVAILABLE delivered, but not kept") {
+            refused += 1;
+        } else {
+            panic!("unexpected answer: {line}");
+        }
+    }
+    // Everyone else got every message, in order, full disk or not.
+    for i in 0..SENT {
+        let line = bob.text().await;
+        assert!(line.starts_with(&format!("MESSAGE alice m{i} ")), "{line}");
+    }
+    eprintln!("{} kept, {refused} refused as the disk filled", kept.len());
+    assert!(refused > 0, "the disk never filled: {} kept", kept.len());
+    assert!(!kept.is_empty(), "the disk was full from the start");
+    let failed = common::probe::metric(addr.parse().unwrap(), "natter_history_failed_total");
+    assert!(failed.await >= refused);
+    let mut alice = Client {
+        reader,
+        writer: flood.await.unwrap(),
+    };
+    assert_eq!(answer(&mut bob, "DM alice still here").await, "OK DM alice");
+    assert_eq!(alice.text().await, "DM bob still here");
+
+    // Room again on the disk: messages are kept again, and every one acknowledged is there.
+    rlimit::prlimit(pid, rlimit::Resource::FSIZE, Some((soft, hard)), None).unwrap();
+    let mut again = String::new();
+    for _ in 0..100 {
+        again = answer(&mut alice, "MESSAGE after").await;
+        if again.starts_with("OK MESSAGE") {
+            break;
+        }
+    }
+    assert!(again.starts_with("OK MESSAGE"), "{again}");
+    let mut history: Vec<Seen> = Vec::new();
+    loop {
+        let after = history.last().map_or(0, |m| m.id);
+        let (page, _) = ask_log(&mut bob, &format!("HISTORY * 500 AFTER {after}")).await;
+        if page.is_empty() {
+            break;
+        }
+        history.extend(page);
+    }
+    let logged: std::collections::HashSet<&str> = history
+        .iter()
+        .map(|m| m.text.split(' ').next().unwrap())
+        .collect();
+    assert!(logged.contains("before") && logged.contains("after"));
+    let lost: Vec<&String> = kept
+        .iter()
+        .filter(|t| !logged.contains(t.as_str()))
+        .collect();
+    assert!(lost.is_empty(), "acknowledged but not kept: {lost:?}");
+    server.child.kill().unwrap();
+}
+
+#[tokio::test]
+async fn a_store_file_the_server_may_not_write_is_refused_at_start_with_a_sentence() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = dir.path().join("natter.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("CREATE TABLE t (x)")
+        .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let server = Binary::start_unprivileged(dir.path(), &[]);
+    let (status, log) = server.exit().await;
+    assert!(!status.success(), "{log}");
+    assert!(
+        log.contains("natter.db cannot be opened for writing (Permission denied"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
 async fn retention_removes_old_messages_before_the_server_serves() {
     use natter_store::{EVERYONE, Logged, MessageId, Options, Store};
     let dir = tempfile::tempdir().unwrap();

@@ -17,6 +17,8 @@ pub enum OpenError {
     },
     /// The database itself refused (cannot open, connect or migrate).
     Database(String),
+    /// The SQLite file cannot be opened for writing (read-only, not ours, not there).
+    File(PathBuf, std::io::Error),
     /// The file around it (creating or locking it) failed.
     Io(std::io::Error),
 }
@@ -36,6 +38,13 @@ impl fmt::Display for OpenError {
                  ({known}); run a newer natter-server"
             ),
             OpenError::Database(e) => write!(f, "the store cannot be opened: {e}"),
+            OpenError::File(path, e) => write!(
+                f,
+                "{} cannot be opened for writing ({e}); the server keeps its accounts and \
+                 history there, so it must be a file this user may write (or pick another \
+                 with --store)",
+                path.display()
+            ),
             OpenError::Io(e) => write!(f, "the store cannot be opened: {e}"),
         }
     }

@@ -14,7 +14,25 @@ pub struct Binary {
 
 impl Binary {
     pub fn start(dir: &std::path::Path, args: &[&str]) -> Binary {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_natter-server"))
+        Binary::spawn(Command::new(env!("CARGO_BIN_EXE_natter-server")), dir, args)
+    }
+
+    /// Started as an unprivileged user: as `nobody` (from a copy of the binary in `dir`, which
+    /// it must be able to enter) when the tests run as root, whom file modes do not stop.
+    pub fn start_unprivileged(dir: &std::path::Path, args: &[&str]) -> Binary {
+        use std::os::unix::fs::MetadataExt;
+        if std::fs::metadata("/proc/self").unwrap().uid() != 0 {
+            return Binary::start(dir, args);
+        }
+        let copy = dir.join("natter-server");
+        std::fs::copy(env!("CARGO_BIN_EXE_natter-server"), &copy).unwrap();
+        let mut runuser = Command::new("runuser");
+        runuser.args(["-u", "nobody", "--"]).arg(copy);
+        Binary::spawn(runuser, dir, args)
+    }
+
+    fn spawn(mut command: Command, dir: &std::path::Path, args: &[&str]) -> Binary {
+        let mut child = command
             .args(["127.0.0.1", "0"])
             .args(args)
             .current_dir(dir)
