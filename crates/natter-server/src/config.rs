@@ -187,6 +187,10 @@ pub struct IrcConfig {
     pub everyone_channel: String,
     /// Whether IRC users join the everyone channel on registration.
     pub auto_join: bool,
+    /// Up to how many members the everyone channel announces IRC users' comings and goings
+    /// (JOIN, PART, QUIT, NICK, AWAY, ACCOUNT, SETNAME) to its IRC members; beyond, it is
+    /// quiet like an auditorium: each hears only of those it shares a room with.
+    pub everyone_presence: usize,
     /// Message of the day, line by line; none answers 422.
     pub motd: Option<String>,
     /// How long an IRC client may be silent before it is sent a PING.
@@ -202,6 +206,7 @@ impl Default for IrcConfig {
             description: "natter chat".into(),
             everyone_channel: "#everyone".into(),
             auto_join: true,
+            everyone_presence: 1000,
             motd: None,
             ping_after: Duration::from_secs(120),
             ping_timeout: Duration::from_secs(60),

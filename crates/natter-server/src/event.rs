@@ -319,6 +319,20 @@ impl Render for Lines<'_> {
     }
 }
 
+/// An event only natter's own clients see: IRC recipients get nothing of it (the everyone
+/// channel's comings and goings once it is too large to announce them, see
+/// [`crate::config::IrcConfig::everyone_presence`]).
+pub struct NativesOnly<'r, R>(pub &'r R);
+
+impl<R: Render> Render for NativesOnly<'_, R> {
+    fn get(&self, flavor: Flavor) -> Option<&Bytes> {
+        match flavor {
+            Flavor::Irc { .. } => None,
+            _ => self.0.get(flavor),
+        }
+    }
+}
+
 /// Several events that go to the same recipients, rendered as one buffer per flavor.
 #[derive(Debug)]
 pub struct Batch<'l, 'a> {

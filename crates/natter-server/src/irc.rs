@@ -1456,6 +1456,40 @@ impl IrcSession {
             self.cfg.description
         );
         out.extend_from_slice(&self.numeric_to(me, n::RPL_TOPIC, &[names.name, &topic]));
+        if let Some(members) = names.quiet {
+            // Too many to list or to announce: the joiner alone, and why.
+            let own = if self.caps.userhost_in_names {
+                mask
+            } else {
+                me
+            };
+            out.extend_from_slice(
+                format!(
+                    ":{} {} {me} = {} :{own}\r\n",
+                    self.cfg.server_name,
+                    n::RPL_NAMREPLY,
+                    names.name
+                )
+                .as_bytes(),
+            );
+            out.extend_from_slice(&self.numeric_to(
+                me,
+                n::RPL_ENDOFNAMES,
+                &[names.name, "End of /NAMES list."],
+            ));
+            let why = format!(
+                "{} has {members} members, too many to show each one coming and going: you see \
+                 those you share a room with; /NAMES {} lists them all",
+                names.name, names.name
+            );
+            out.extend_from_slice(&irc_message(
+                None,
+                Some(&self.cfg.server_name),
+                "NOTICE",
+                &[me, &why],
+            ));
+            return;
+        }
         if self.caps.userhost_in_names {
             // The hub's lines hold names only; this client's NAMES (with masks) is written
             // as an answer right after (see `names_after_joining_everyone`).
@@ -1791,7 +1825,10 @@ impl IrcSession {
     /// The everyone channel's NAMES for a client with `userhost-in-names`, whose JOIN
     /// answer left them out (see `everyone_joined`): a NAMES answer, a page at a time.
     fn names_after_joining_everyone(&mut self) {
-        if self.caps.userhost_in_names && self.hub.in_everyone(self.id) {
+        if self.caps.userhost_in_names
+            && self.hub.in_everyone(self.id)
+            && !self.hub.everyone_is_quiet()
+        {
             let chan = self.cfg.everyone_channel.clone();
             self.names(Some(&chan));
         }

@@ -75,6 +75,7 @@ pub async fn run_all(
     hub = hub
         .with_history(Arc::new(history))
         .with_irc_auto_join(config.irc.auto_join)
+        .with_irc_everyone_presence(config.irc.everyone_presence)
         .with_lookalikes_refused(config.refuse_lookalikes)
         .with_linger(crate::hub::Linger {
             time: config.linger,

@@ -95,6 +95,10 @@ pub struct Settings {
     /// Whether IRC users join the everyone channel on registration [default: true].
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub irc_auto_join: Option<bool>,
+    /// Up to how many members the everyone channel shows IRC users its comings and goings;
+    /// beyond, only their own and their roommates' [default: 1000].
+    #[arg(long, value_name = "N")]
+    pub irc_everyone_presence: Option<usize>,
     /// A file whose lines are the IRC message of the day.
     #[arg(long, value_name = "FILE")]
     pub motd_file: Option<PathBuf>,
@@ -239,7 +243,7 @@ impl Settings {
         }
         pick!(host, port, tls_cert, tls_key, threads, max_connections, outbox_kib, catch_up_secs, sniff_wait_ms, shutdown_grace_secs,
             linger_secs, write_stall_secs, max_rooms, max_rooms_per_address, max_rooms_per_user, max_room_members, max_topic_bytes,
-            server_name, server_description, everyone_channel, irc_auto_join, motd_file,
+            server_name, server_description, everyone_channel, irc_auto_join, irc_everyone_presence, motd_file,
             irc_ping_secs, irc_ping_timeout_secs, password, password_file, metrics_token, per_ip_connections,
             per_ip_connect_rate, per_ip_connect_burst, exempt_loopback, register_timeout_secs,
             idle_timeout_secs, flood_control, flood_commands_per_sec, flood_command_burst,
@@ -277,6 +281,7 @@ impl Settings {
                 server_description: Some(irc.description),
                 everyone_channel: Some(irc.everyone_channel),
                 irc_auto_join: Some(irc.auto_join),
+                irc_everyone_presence: Some(irc.everyone_presence),
                 irc_ping_secs: Some(irc.ping_after.as_secs()),
                 irc_ping_timeout_secs: Some(irc.ping_timeout.as_secs()),
                 per_ip_connections: Some(policy.per_ip_connections),
@@ -401,6 +406,7 @@ impl Settings {
                 description: s.server_description.clone().unwrap_or(irc_d.description),
                 everyone_channel: everyone,
                 auto_join: s.irc_auto_join.unwrap_or(irc_d.auto_join),
+                everyone_presence: s.irc_everyone_presence.unwrap_or(irc_d.everyone_presence),
                 motd,
                 ping_after: secs(s.irc_ping_secs, irc_d.ping_after),
                 ping_timeout: secs(s.irc_ping_timeout_secs, irc_d.ping_timeout),

@@ -606,3 +606,68 @@ async fn a_crowd_s_names_are_split_into_lines_that_fit_irc() {
     }
     assert_eq!(names, 121);
 }
+
+#[tokio::test]
+async fn a_crowded_everyone_channel_is_quiet_for_its_irc_members_but_roommates_and_natives_hear() {
+    let mut config = common::test_config();
+    config.irc.everyone_presence = 3;
+    let s = TestServer::with(config).await;
+    let mut nat = s.user("nat").await;
+    let mut a = Irc::user(s.addr, "a").await;
+    assert_eq!(nat.text().await, "ONLINE a");
+    let mut b = Irc::user(s.addr, "b").await;
+    assert_eq!(nat.text().await, "ONLINE b");
+    // Three members: still announced.
+    assert!(a.line().await.ends_with(" JOIN #everyone"));
+    a.join("#den").await;
+    b.join("#den").await;
+    assert!(a.line().await.contains(" JOIN #den"));
+
+    // The fourth arrival finds the channel crowded: it sees itself alone and is told why;
+    // nobody's IRC client hears of it; natives do.
+    let mut c = Irc::connect(s.addr).await;
+    c.send("NICK c").await;
+    c.send("USER c 0 * :c").await;
+    c.skip_to(" JOIN #everyone").await;
+    c.skip_to(" 332 ").await;
+    assert_eq!(c.line().await, ":natter 353 c = #everyone :c");
+    assert!(c.line().await.starts_with(":natter 366 c #everyone"));
+    let why = c.line().await;
+    assert!(
+        why.starts_with(":natter NOTICE c :#everyone has 4 members") && why.contains("/NAMES"),
+        "{why}"
+    );
+    assert_eq!(nat.text().await, "ONLINE c");
+
+    let mut d = Irc::user(s.addr, "d").await;
+    assert!(
+        d.line()
+            .await
+            .contains(" NOTICE d :#everyone has 5 members")
+    );
+    assert_eq!(nat.text().await, "ONLINE d");
+
+    // A rename, a quit by someone shared with no room: natives only; a roommate's quit is
+    // heard in the room.
+    c.send("NICK c2").await;
+    c.skip_to(" NICK c2").await;
+    assert_eq!(nat.text().await, "RENAMED c c2");
+    b.send("QUIT :bye").await;
+    assert_eq!(a.line().await, ":b!b@natter QUIT :Quit: bye");
+    assert_eq!(nat.text().await, "OFFLINE b Quit: bye");
+    c.send("QUIT").await;
+    assert!(nat.text().await.starts_with("OFFLINE c2"));
+    a.quiet().await;
+    d.quiet().await;
+
+    // What is said there still reaches everyone, and NAMES asked for lists everyone.
+    assert!(nat.ask("MESSAGE hello").await.starts_with("OK MESSAGE"));
+    assert_eq!(a.line().await, ":nat!nat@natter PRIVMSG #everyone hello");
+    a.send("NAMES #everyone").await;
+    let names = a.skip_to(" 353 ").await;
+    for name in ["a", "nat", "d"] {
+        assert!(names.split([' ', ':']).any(|n| n == name), "{names}");
+    }
+    a.skip_to(" 366 ").await;
+    a.quiet().await;
+}

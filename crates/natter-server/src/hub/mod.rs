@@ -37,7 +37,7 @@ pub use modes::{Ban, MAX_BANS, ModesView};
 use crate::account::Accounts;
 use crate::backplane::{Backplane, Local, Op};
 use crate::client_id::{ClientId, is_local};
-use crate::event::{Batch, Event, Flavor, IrcNames, Lines, Render, Who};
+use crate::event::{Batch, Event, Flavor, IrcNames, Lines, NativesOnly, Render, Who};
 use crate::history::{History, Keeping};
 use crate::kept::{Keeper, KeptRoom, KeptTopic};
 use crate::outbox::{Outbox, Pushed};
@@ -118,6 +118,9 @@ pub struct Hub {
     arrived: Notify,
     /// Whether IRC users are put into the everyone channel when they register.
     irc_auto_join: bool,
+    /// Up to how many members the everyone channel tells its IRC members of comings and
+    /// goings (see [`Hub::everyone_quiet`]).
+    irc_everyone_presence: usize,
     /// How sessions wait to be resumed.
     linger: Linger,
     /// The message log, if messages are kept.
@@ -530,6 +533,9 @@ pub struct NamesView<'a> {
     pub name: &'a str,
     /// The names, joined by spaces into lines that fit a 353 reply.
     pub lines: &'a [String],
+    /// The channel's size if it is too large to list on joining or to announce comings and
+    /// goings in (see [`Hub::everyone_quiet`]): `lines` then holds the joiner alone.
+    pub quiet: Option<usize>,
 }
 
 /// One page of a long answer (see [`Hub::names_page`]).
@@ -675,6 +681,7 @@ impl Hub {
             arriving: AtomicBool::new(false),
             arrived: Notify::new(),
             irc_auto_join: true,
+            irc_everyone_presence: usize::MAX,
             linger: Linger::default(),
             history: None,
             keeper: None,
@@ -690,6 +697,13 @@ impl Hub {
     /// A hub whose IRC users are put into the everyone channel on registration, or not.
     pub fn with_irc_auto_join(mut self, on: bool) -> Self {
         self.irc_auto_join = on;
+        self
+    }
+
+    /// A hub whose everyone channel stops telling its IRC members of comings and goings
+    /// beyond `members` members (see [`Hub::everyone_quiet`]).
+    pub fn with_irc_everyone_presence(mut self, members: usize) -> Self {
+        self.irc_everyone_presence = members;
         self
     }
 
@@ -980,9 +994,36 @@ impl Hub {
             return;
         };
         let ev = self.lines(Event::Account { who: user.who() });
-        st.everyone.send(&ev, None);
-        for other in Self::irc_roommates_outside_everyone(st, user) {
-            Self::send_to(st, other, &ev, None);
+        self.tell_presence(st, user, &ev, None);
+    }
+
+    /// Whether the everyone channel is too large to tell its IRC members of each other's
+    /// comings and goings. Beyond `--irc-everyone-presence` members, every arrival would be a
+    /// line to every member and every arrival's NAMES as long as the crowd, so a crowd would
+    /// cost the square of its size in bytes written. The channel is then quiet, like an
+    /// auditorium: an IRC member hears of those it shares a room with, and NAMES, when asked,
+    /// still lists everyone. Natives always hear ONLINE and OFFLINE.
+    fn everyone_quiet(&self, st: &State) -> bool {
+        st.everyone.len() > self.irc_everyone_presence
+    }
+
+    /// Whether the everyone channel is quiet now (see [`Hub::everyone_quiet`]).
+    pub fn everyone_is_quiet(&self) -> bool {
+        self.everyone_quiet(&self.read())
+    }
+
+    /// Tells `user`'s presence event (QUIT, NICK, ACCOUNT) to those who see it: Everyone
+    /// (its IRC members only while it is not quiet) and the IRC users who share a room with
+    /// `user`; never connection `except`.
+    fn tell_presence(&self, st: &State, user: &User, ev: &Lines<'_>, except: Option<ClientId>) {
+        let quiet = self.everyone_quiet(st);
+        if quiet {
+            st.everyone.send(&NativesOnly(ev), except);
+        } else {
+            st.everyone.send(ev, except);
+        }
+        for other in Self::irc_roommates(st, user, quiet) {
+            Self::send_to(st, other, ev, except);
         }
     }
 
@@ -1066,8 +1107,12 @@ impl Hub {
             })
             .collect();
         let batch = Batch::new(&events);
+        let quiet = self.everyone_quiet(st);
         for (i, seat) in st.everyone.seats.iter().enumerate() {
             for (_, outbox, flavor) in st.everyone.each(seat) {
+                if quiet && matches!(flavor, Flavor::Irc { .. }) {
+                    continue;
+                }
                 let Some((bytes, ends)) = batch.get_with_ends(flavor) else {
                     continue;
                 };
@@ -1298,14 +1343,11 @@ impl Hub {
             // An IRC user's welcome ends with its everyone channel's members (NAMES), so it
             // is written once the user is seated, under the same lock: nothing said in
             // Everyone can come before it.
-            let lines = everyone.then(|| Self::everyone_lines(st));
+            let own = [name.to_string()];
             outbox.push(a(&Welcome {
                 name: &name,
                 rooms,
-                everyone: lines.map(|lines| NamesView {
-                    name: &self.irc.everyone,
-                    lines,
-                }),
+                everyone: everyone.then(|| self.everyone_as_joined(st, &own)),
                 joined: &[],
             }));
         }
@@ -1335,7 +1377,11 @@ impl Hub {
                 who: user.who(),
                 in_everyone: user.in_everyone,
             });
-            st.everyone.send(&ev, Some(id));
+            if self.everyone_quiet(st) {
+                st.everyone.send(&NativesOnly(&ev), Some(id));
+            } else {
+                st.everyone.send(&ev, Some(id));
+            }
         }
         st.names.insert(name_key(key, &user.name), id);
         st.shapes.add(&user.name);
@@ -1385,12 +1431,8 @@ impl Hub {
             },
             new: name,
         });
-        st.everyone.send(&ev, Some(id));
+        self.tell_presence(st, user, &ev, Some(id));
         if tell_self {
-            Self::send_to(st, id, &ev, None);
-        }
-        // IRC users outside the everyone channel hear of it if they share a room.
-        for id in Self::irc_roommates_outside_everyone(st, user) {
             Self::send_to(st, id, &ev, None);
         }
         drop(ev);
@@ -1488,14 +1530,15 @@ impl Hub {
         self.backplane.publish(Some(Op::Sync { clients }), None);
     }
 
-    /// IRC users who share a room with `user` but are not in Everyone, each once.
-    fn irc_roommates_outside_everyone(st: &State, user: &User) -> Vec<ClientId> {
+    /// IRC users who share a room with `user`, each once: those in Everyone too if
+    /// `with_everyone` (when it is quiet), else only those outside it.
+    fn irc_roommates(st: &State, user: &User, with_everyone: bool) -> Vec<ClientId> {
         let mut seen = HashSet::new();
         for key in &user.rooms {
             if let Some(r) = st.rooms.get(key) {
                 for s in &r.members.seats {
                     if matches!(s.flavor, Flavor::Irc { .. })
-                        && !st.everyone.contains(s.id)
+                        && (with_everyone || !st.everyone.contains(s.id))
                         && st.users.get(&s.id).is_some_and(|u| !std::ptr::eq(u, user))
                     {
                         seen.insert(s.id);
@@ -1561,14 +1604,11 @@ impl Hub {
             let in_everyone = irc && user.in_everyone;
             let joined = Self::rooms_of(st, user);
             let rooms = st.rooms.len();
-            let lines = in_everyone.then(|| Self::everyone_lines(st));
+            let own = [name.to_string()];
             outbox.push(a(&Welcome {
                 name: &name,
                 rooms,
-                everyone: lines.map(|lines| NamesView {
-                    name: &self.irc.everyone,
-                    lines,
-                }),
+                everyone: in_everyone.then(|| self.everyone_as_joined(st, &own)),
                 joined: &joined,
             }));
         }
@@ -1776,10 +1816,11 @@ impl Hub {
         // A node that goes away still tells its users' departures to the rest of the
         // cluster, where nobody else is leaving.
         let quiet = self.closing.load(Ordering::Relaxed) && is_local(id);
+        let everyone_quiet = self.everyone_quiet(st);
         let irc_quit = if quiet {
             Vec::new()
         } else {
-            Self::irc_roommates_outside_everyone(st, user)
+            Self::irc_roommates(st, user, everyone_quiet)
         };
         let Some(user) = st.users.remove(&id) else {
             return;
@@ -1810,7 +1851,11 @@ impl Hub {
                 who: user.who(),
                 reason,
             });
-            st.everyone.send(&ev, None);
+            if everyone_quiet {
+                st.everyone.send(&NativesOnly(&ev), None);
+            } else {
+                st.everyone.send(&ev, None);
+            }
             for other in irc_quit {
                 Self::send_to(st, other, &ev, None);
             }
@@ -2418,20 +2463,19 @@ impl Hub {
         st.joins += 1;
         st.everyone.insert(user.seat(id, false, st.joins));
         st.everyone_names.add(&user.name);
-        st.everyone.send(
-            &self.lines(Event::EveryoneMembership {
-                who: user.who(),
-                joined: true,
-            }),
-            Some(conn),
-        );
+        if !self.everyone_quiet(st) {
+            st.everyone.send(
+                &self.lines(Event::EveryoneMembership {
+                    who: user.who(),
+                    joined: true,
+                }),
+                Some(conn),
+            );
+        }
         if is_local(id) {
             let outbox = user.outbox_of(conn).clone();
-            let lines = Self::everyone_lines(st);
-            outbox.push(answer(NamesView {
-                name: &self.irc.everyone,
-                lines,
-            }));
+            let own = [user.name.to_string()];
+            outbox.push(answer(self.everyone_as_joined(st, &own)));
             if self.relays {
                 self.backplane.publish(
                     Some(Op::Everyone {
@@ -2446,6 +2490,21 @@ impl Hub {
             u.in_everyone = true;
         }
         Ok(())
+    }
+
+    /// The everyone channel as a user joins it: every member's name, or, when it is quiet
+    /// (see [`Hub::everyone_quiet`]), the joiner's alone, `own`.
+    fn everyone_as_joined<'s>(&'s self, st: &'s mut State, own: &'s [String]) -> NamesView<'s> {
+        let quiet = self.everyone_quiet(st).then(|| st.everyone.len());
+        NamesView {
+            name: &self.irc.everyone,
+            lines: if quiet.is_some() {
+                own
+            } else {
+                Self::everyone_lines(st)
+            },
+            quiet,
+        }
     }
 
     /// The everyone channel's names, ready for a 353.
@@ -2481,13 +2540,15 @@ impl Hub {
         st.everyone.remove(id);
         st.everyone_names.changed();
         let user = &st.users[&id];
-        st.everyone.send(
-            &self.lines(Event::EveryoneMembership {
-                who: user.who(),
-                joined: false,
-            }),
-            None,
-        );
+        if !self.everyone_quiet(st) {
+            st.everyone.send(
+                &self.lines(Event::EveryoneMembership {
+                    who: user.who(),
+                    joined: false,
+                }),
+                None,
+            );
+        }
         if self.relays && is_local(id) {
             self.backplane.publish(
                 Some(Op::Everyone {

@@ -65,9 +65,11 @@ impl User {
     }
 }
 
-/// Whether two users share a channel (the everyone channel or a room).
-fn share_a_channel(a: &User, b: &User) -> bool {
-    (a.in_everyone && b.in_everyone) || a.rooms.iter().any(|r| b.rooms.contains(r))
+/// Whether two users share a channel: a room, or the everyone channel unless it is quiet
+/// (see [`Hub::everyone_quiet`]).
+fn share_a_channel(a: &User, b: &User, everyone_quiet: bool) -> bool {
+    (!everyone_quiet && a.in_everyone && b.in_everyone)
+        || a.rooms.iter().any(|r| b.rooms.contains(r))
 }
 
 impl Hub {
@@ -218,13 +220,14 @@ impl Hub {
     ) {
         let Some(u) = st.users.get(&id) else { return };
         let monitors = st.watchers.watching(&name::fold(&u.name));
+        let quiet = self.everyone_quiet(st);
         for (conn, n) in st.watchers.notified() {
             let other = pid(st, conn);
             if other == id || !wants(n) {
                 continue;
             }
             if let Some(o) = st.users.get(&other)
-                && (share_a_channel(u, o) || n.monitored && monitors.contains(&conn))
+                && (share_a_channel(u, o, quiet) || n.monitored && monitors.contains(&conn))
             {
                 o.outbox_of(conn).push(line.clone());
             }
