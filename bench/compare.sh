@@ -116,6 +116,10 @@ target_info() {
         # a registration tells nobody else.
         natter-irc-nojoin) PORT=$BASE_PORT;  PROTO=irc;    START=start_natter
                     NATTER_ARGS=(--irc-auto-join false) ;;
+        # natter's IRC side with every arrival announced in the everyone channel however
+        # large it grows (as before the channel went quiet beyond --irc-everyone-presence).
+        natter-irc-loud) PORT=$BASE_PORT;    PROTO=irc;    START=start_natter
+                    NATTER_ARGS=(--irc-everyone-presence 1000000000) ;;
         natter-ws)  PORT=$BASE_PORT;         PROTO=natter; START=start_natter
                     TRANSPORT=ws ;;
         ngircd)     PORT=$((BASE_PORT + 1)); PROTO=irc;    START=start_ngircd

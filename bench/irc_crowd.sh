@@ -4,6 +4,7 @@
 # or more builds, alternating, each round on a fresh server and a fresh store.
 #
 #   bench/irc_crowd.sh BIN [BIN...]          # e.g. an earlier build, then this one
+#   bench/irc_crowd.sh "BIN --flag value" BIN # a binary with flags of its own
 #
 # CLIENTS (10000), ROUNDS (3), PORT (7690), BENCH (target/release/natter-bench).
 # Prints one JSON line per run (natter-bench's), tagged with the binary's label, and keeps
@@ -16,11 +17,12 @@ out="bench/results/irc-crowd-$(date -u +%Y%m%dT%H%MZ)"
 mkdir -p "$out"
 ulimit -n "$(ulimit -Hn)"
 for round in $(seq 1 "$ROUNDS"); do
-    for bin in "$@"; do
-        label="$(basename "$(dirname "$(dirname "$bin")")")-$(basename "$bin")"
+    for run in "$@"; do
+        read -r bin flags <<<"$run"
+        label="$(basename "$(dirname "$(dirname "$bin")")")-$(basename "$bin")${flags:+ $flags}"
         store="$(mktemp -d)"
         RUST_LOG=warn "$bin" 127.0.0.1 "$PORT" --flood-control false --exempt-loopback \
-            --store "sqlite:$store/natter.db" --shutdown-grace-secs 1 >"$out/server.log" 2>&1 &
+            --store "sqlite:$store/natter.db" --shutdown-grace-secs 1 $flags >"$out/server.log" 2>&1 &
         pid=$!
         for _ in $(seq 1 100); do
             (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
