@@ -351,7 +351,11 @@ fn check_command<'a>(raw: &'a [u8], s: &mut Session<'a>) {
                 detail: b(l.name),
             });
         }
-        Command::Logout | Command::Session | Command::Accounts | Command::Tags(_) => {}
+        Command::Logout
+        | Command::Session
+        | Command::Accounts
+        | Command::Tags(_)
+        | Command::Multiline(_) => {}
         Command::History(h) => {
             assert!(h.limit.is_none_or(|l| l > 0));
         }

@@ -899,6 +899,7 @@ impl IrcSession {
             extended_join: self.caps.extended_join,
             account_notify: self.caps.account_notify,
             message_tags: self.caps.message_tags,
+            multiline: false,
         }
     }
 

@@ -1,0 +1,284 @@
+//! Multi-line messages over real sockets: `MULTILINE ON` natives send and read escaped texts,
+//! every other native (the lab's clients, `nc`) reads one event line per line; the same in
+//! HISTORY and SEARCH.
+
+mod common;
+
+use common::{ClientExt, TestServer, answer, on_sqlite, within};
+use natter_conn::Client;
+use natter_proto::ErrorCode::*;
+use natter_server::throttle::FloodLimits;
+use std::time::{Duration, Instant};
+
+/// The same on the wire from and to a `MULTILINE ON` client.
+const CODE_WIRE: &str = "fn main() {\\n    println!(\"hi\");\\n}";
+/// Its lines.
+const CODE_LINES: [&str; 3] = ["fn main() {", "    println!(\"hi\");", "}"];
+
+/// A registered user that said `MULTILINE ON` before registering.
+async fn multiline_user(s: &TestServer, name: &str) -> Client {
+    let mut c = s.client().await;
+    assert_eq!(c.ask("MULTILINE ON").await, "OK MULTILINE ON");
+    assert_eq!(
+        c.ask(&format!("REGISTER {name}")).await,
+        format!("OK REGISTER {name}")
+    );
+    c
+}
+
+/// Reads past presence and room events to the next line that starts with `prefix`.
+async fn next_starting(c: &mut Client, prefix: &str) -> String {
+    loop {
+        let l = c.text().await;
+        if l.starts_with(prefix) {
+            return l;
+        }
+    }
+}
+
+/// Three users in `#r`: `ann` and `bob` said `MULTILINE ON`, `lab` did not (as `nc`).
+async fn three(s: &TestServer) -> (Client, Client, Client) {
+    let mut ann = multiline_user(s, "ann").await;
+    let mut bob = multiline_user(s, "bob").await;
+    let mut lab = s.user("lab").await;
+    for c in [&mut ann, &mut bob, &mut lab] {
+        assert!(answer(c, "JOIN #r").await.starts_with("OK JOIN #r"));
+    }
+    for c in [&mut ann, &mut bob] {
+        while c.text().await != "JOINED #r lab" {}
+    }
+    (ann, bob, lab)
+}
+
+#[tokio::test]
+async fn a_code_block_arrives_escaped_or_line_by_line_for_message_say_and_dm() {
+    let s = TestServer::start().await;
+    let (mut ann, mut bob, mut lab) = three(&s).await;
+    for (send, to_bob, to_lab) in [
+        (
+            format!("MESSAGE {CODE_WIRE}"),
+            "MESSAGE ann ",
+            "MESSAGE ann ",
+        ),
+        (format!("SAY #r {CODE_WIRE}"), "SAY #r ann ", "SAY #r ann "),
+        (format!("DM bob {CODE_WIRE}"), "DM ann ", ""),
+        (format!("DM lab {CODE_WIRE}"), "", "DM ann "),
+    ] {
+        let ok = ann.ask(&send).await;
+        assert!(ok.starts_with("OK "), "{send}: {ok}");
+        if !to_bob.is_empty() {
+            assert_eq!(bob.text().await, format!("{to_bob}{CODE_WIRE}"));
+        }
+        if !to_lab.is_empty() {
+            for line in CODE_LINES {
+                assert_eq!(lab.text().await, format!("{to_lab}{line}"));
+            }
+        }
+    }
+    bob.expect_quiet().await;
+    lab.expect_quiet().await;
+    ann.expect_quiet().await;
+}
+
+#[tokio::test]
+async fn tagged_plain_readers_get_each_line_with_the_message_tags() {
+    let s = TestServer::start().await;
+    let mut ann = multiline_user(&s, "ann").await;
+    let mut tim = s.user("tim").await;
+    assert_eq!(answer(&mut tim, "TAGS ON").await, "OK TAGS ON");
+    let mut esc = s.client().await;
+    assert_eq!(esc.ask("TAGS ON").await, "OK TAGS ON");
+    assert_eq!(esc.ask("MULTILINE ON").await, "OK MULTILINE ON");
+    assert_eq!(esc.ask("REGISTER esc").await, "OK REGISTER esc");
+    next_starting(&mut ann, "ONLINE esc").await;
+    next_starting(&mut tim, "@").await;
+
+    assert_eq!(
+        ann.ask(&format!("MESSAGE {CODE_WIRE}")).await,
+        "OK MESSAGE 2"
+    );
+    let mut ids = Vec::new();
+    for line in CODE_LINES {
+        let got = tim.text().await;
+        let (tags, rest) = got.split_once(' ').unwrap();
+        assert_eq!(rest, format!("MESSAGE ann {line}"));
+        ids.push(
+            tags.split(';')
+                .find(|t| t.starts_with("id="))
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    let got = esc.text().await;
+    assert!(got.ends_with(&format!(" MESSAGE ann {CODE_WIRE}")), "{got}");
+    assert!(got.contains(&format!(";{}", ids[0])), "{got} {ids:?}");
+}
+
+#[tokio::test]
+async fn backslashes_mean_what_they_say_either_way() {
+    let s = TestServer::start().await;
+    let (mut ann, mut bob, mut lab) = three(&s).await;
+    // Lenient: a backslash before anything but n or another backslash is itself.
+    assert!(
+        ann.ask("SAY #r C:\\dir\\x and \\\\n end\\")
+            .await
+            .starts_with("OK SAY")
+    );
+    assert_eq!(
+        bob.text().await,
+        "SAY #r ann C:\\\\dir\\\\x and \\\\n end\\\\"
+    );
+    assert_eq!(lab.text().await, "SAY #r ann C:\\dir\\x and \\n end\\");
+    // A plain client's backslash-n is two characters, and reaches everyone as such.
+    assert!(lab.ask("SAY #r a\\nb").await.starts_with("OK SAY"));
+    assert_eq!(ann.text().await, "SAY #r lab a\\\\nb");
+    assert_eq!(bob.text().await, "SAY #r lab a\\\\nb");
+    // MULTILINE OFF: back to literal texts, both ways.
+    assert_eq!(answer(&mut bob, "MULTILINE OFF").await, "OK MULTILINE OFF");
+    assert!(bob.ask("SAY #r x\\ny").await.starts_with("OK SAY"));
+    assert_eq!(ann.text().await, "SAY #r bob x\\\\ny");
+    assert!(ann.ask("SAY #r p\\nq").await.starts_with("OK SAY"));
+    assert_eq!(bob.text().await, "SAY #r ann p");
+    assert_eq!(bob.text().await, "SAY #r ann q");
+}
+
+#[tokio::test]
+async fn line_rules_and_errors() {
+    let s = TestServer::start().await;
+    let (mut ann, mut bob, mut lab) = three(&s).await;
+    ann.expect_error("MULTILINE maybe", BadParameter).await;
+    ann.expect_error("MULTILINE", MissingParameter).await;
+    let most = vec!["x"; 100].join("\\n");
+    let over = vec!["x"; 101].join("\\n");
+    ann.expect_error(&format!("SAY #r {over}"), TooManyLines)
+        .await;
+    ann.expect_error(&format!("MESSAGE {over}"), TooManyLines)
+        .await;
+    ann.expect_error(&format!("DM bob {over}"), TooManyLines)
+        .await;
+    ann.expect_error("SAY #r \\n  \\n", EmptyText).await;
+    ann.expect_error("SAY #r a\\n\u{202E}b", BadText).await;
+    assert!(
+        ann.ask(&format!("SAY #r {most}"))
+            .await
+            .starts_with("OK SAY")
+    );
+    assert_eq!(bob.text().await, format!("SAY #r ann {most}"));
+    for _ in 0..100 {
+        assert_eq!(lab.text().await, "SAY #r ann x");
+    }
+    // Blank lines at the ends go, runs inside become one; a single line is a plain message.
+    assert!(
+        ann.ask("SAY #r \\n\\na\\n\\n\\n\\nb\\n")
+            .await
+            .starts_with("OK SAY")
+    );
+    assert_eq!(bob.text().await, "SAY #r ann a\\n\\nb");
+    assert_eq!(lab.text().await, "SAY #r ann a");
+    assert_eq!(lab.text().await, "SAY #r ann b");
+    assert!(ann.ask("SAY #r \\nalone\\n").await.starts_with("OK SAY"));
+    assert_eq!(bob.text().await, "SAY #r ann alone");
+    assert_eq!(lab.text().await, "SAY #r ann alone");
+    // Errors come in order with the messages around them.
+    ann.writer.queue("MESSAGE one");
+    ann.writer.queue(&format!("MESSAGE {over}"));
+    ann.writer.queue("MESSAGE two");
+    within(ann.writer.flush()).await.unwrap();
+    assert_eq!(ann.text().await, "OK MESSAGE 2");
+    assert!(ann.text().await.starts_with("ERROR TOO_MANY_LINES "));
+    assert_eq!(ann.text().await, "OK MESSAGE 2");
+    assert_eq!(bob.text().await, "MESSAGE ann one");
+    assert_eq!(bob.text().await, "MESSAGE ann two");
+    bob.expect_quiet().await;
+}
+
+#[tokio::test]
+async fn history_and_search_show_one_message_either_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::with(on_sqlite(&dir)).await;
+    let (mut ann, mut bob, mut lab) = three(&s).await;
+    assert!(
+        ann.ask(&format!("SAY #r {CODE_WIRE}"))
+            .await
+            .starts_with("OK SAY")
+    );
+    assert_eq!(bob.text().await, format!("SAY #r ann {CODE_WIRE}"));
+    for line in CODE_LINES {
+        assert_eq!(lab.text().await, format!("SAY #r ann {line}"));
+    }
+    // Kept once, with its lines: bob reads one LOGGED line, lab one per line, of one id. A
+    // page of the log counts messages, whatever their lines.
+    for (c, search) in [
+        (&mut bob, "SEARCH println IN #r"),
+        (&mut lab, "SEARCH println"),
+    ] {
+        c.say("HISTORY #r").await;
+        let first = next_starting(c, "LOGGED ").await;
+        let mut logged = vec![first];
+        loop {
+            let l = c.text().await;
+            if l.starts_with("OK ") {
+                assert_eq!(l, "OK HISTORY #r 1");
+                break;
+            }
+            logged.push(l);
+        }
+        c.say(search).await;
+        let mut found = Vec::new();
+        loop {
+            let l = c.text().await;
+            if l.starts_with("OK ") {
+                assert_eq!(l, "OK SEARCH 1");
+                break;
+            }
+            found.push(l);
+        }
+        assert_eq!(found, logged);
+        let parts: Vec<Vec<&str>> = logged.iter().map(|l| l.splitn(6, ' ').collect()).collect();
+        let texts: Vec<&str> = parts.iter().map(|p| p[5]).collect();
+        assert!(
+            parts
+                .iter()
+                .all(|p| p[1] == "#r" && p[2] == parts[0][2] && p[4] == "ann")
+        );
+        if search.contains(" IN ") {
+            assert_eq!(texts, [CODE_WIRE]);
+        } else {
+            assert_eq!(texts, CODE_LINES);
+        }
+    }
+    ann.expect_quiet().await;
+}
+
+#[tokio::test]
+async fn a_multi_line_message_counts_as_many_commands_as_it_has_lines() {
+    let mut config = common::test_config();
+    config.policy.flood = Some(FloodLimits {
+        commands_per_sec: 20.0,
+        command_burst: 8.0,
+        grace: Duration::from_secs(60),
+        ..FloodLimits::default()
+    });
+    let s = TestServer::with(config).await;
+    let mut ann = multiline_user(&s, "ann").await;
+    let mut lab = s.user("lab").await;
+    next_starting(&mut ann, "ONLINE lab").await;
+    // 40 lines in one command: about 35 tokens in debt, which come back at 20 a second.
+    let block = vec!["line"; 40].join("\\n");
+    let t0 = Instant::now();
+    ann.writer.queue(&format!("MESSAGE {block}"));
+    ann.writer.queue("MESSAGE after");
+    within(ann.writer.flush()).await.unwrap();
+    assert_eq!(ann.text().await, "OK MESSAGE 1");
+    assert_eq!(ann.text().await, "OK MESSAGE 1");
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(1200),
+        "the next line waited only {took:?}"
+    );
+    for _ in 0..40 {
+        assert_eq!(lab.text().await, "MESSAGE ann line");
+    }
+    assert_eq!(lab.text().await, "MESSAGE ann after");
+}
