@@ -547,3 +547,28 @@ async fn irc_history_gives_a_privmsg_per_line_with_one_msgid() {
     assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
     assert!(ch.line().await.ends_with(" BATCH -history"));
 }
+
+#[tokio::test]
+async fn the_senders_other_connections_see_sent_in_their_own_form() {
+    let s = TestServer::start().await;
+    let mut plain = common::account_holder(&s, "ann").await;
+    let mut esc = s.client().await;
+    assert_eq!(esc.ask("MULTILINE ON").await, "OK MULTILINE ON");
+    assert_eq!(
+        answer(&mut esc, &format!("LOGIN ann {}", common::PW)).await,
+        "OK LOGIN ann"
+    );
+    let mut bob = multiline_user(&s, "bob").await;
+    next_starting(&mut plain, "ONLINE bob").await;
+    next_starting(&mut esc, "ONLINE bob").await;
+
+    assert_eq!(esc.ask(&format!("DM bob {CODE_WIRE}")).await, "OK DM bob");
+    assert_eq!(bob.text().await, format!("DM ann {CODE_WIRE}"));
+    for line in CODE_LINES {
+        assert_eq!(plain.text().await, format!("SENT bob {line}"));
+    }
+    assert_eq!(answer(&mut plain, "MULTILINE ON").await, "OK MULTILINE ON");
+    assert_eq!(esc.ask("DM bob a\\\\b\\nc").await, "OK DM bob");
+    assert_eq!(plain.text().await, "SENT bob a\\\\b\\nc");
+    assert_eq!(bob.text().await, "DM ann a\\\\b\\nc");
+}
