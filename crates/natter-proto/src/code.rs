@@ -62,6 +62,8 @@ codes! {
         EmptyText = "EMPTY_TEXT",
         /// The message text contains control characters.
         BadText = "BAD_TEXT",
+        /// A multi-line message with more lines than a message may have.
+        TooManyLines = "TOO_MANY_LINES",
         /// A MESSAGE while no other user is registered.
         NoRecipients = "NO_RECIPIENTS",
         /// The line was longer than the limit; it was discarded.
@@ -174,6 +176,7 @@ impl ErrorCode {
             Self::CannotDmSelf => "you cannot DM yourself",
             Self::EmptyText => "the message text is empty",
             Self::BadText => "the message text contains control or direction-override characters",
+            Self::TooManyLines => "a message has at most 100 lines",
             Self::NoRecipients => "nobody else is registered to receive it",
             Self::LineTooLong => "line too long; it was discarded",
             Self::InvalidUtf8 => "line is not valid UTF-8; it was discarded",

@@ -65,6 +65,9 @@ pub enum Command<'a> {
     Search(Search<'a>),
     /// `TAGS ON|OFF`: whether events come with their time and message id (see [`crate::tags`]).
     Tags(bool),
+    /// `MULTILINE ON|OFF`: whether message texts, sent and received, use the escapes of
+    /// [`crate::multiline`] and may hold several lines.
+    Multiline(bool),
     /// `MODE <room> [<change> [parameter]]`: show a room's modes, or change one (operators).
     Mode(ModeCmd<'a>),
     /// `BANS <room>`: a room's ban list.
@@ -652,6 +655,17 @@ impl<'a> Command<'a> {
             } else {
                 return Err(bad_parameter("TAGS takes ON or OFF"));
             }
+        } else if is("MULTILINE") {
+            p.command = "MULTILINE";
+            let w = p.word("ON or OFF")?;
+            p.finish()?;
+            if w.eq_ignore_ascii_case("ON") {
+                Command::Multiline(true)
+            } else if w.eq_ignore_ascii_case("OFF") {
+                Command::Multiline(false)
+            } else {
+                return Err(bad_parameter("MULTILINE takes ON or OFF"));
+            }
         } else if is("MODE") {
             p.command = "MODE";
             let room = p.room()?;
@@ -705,7 +719,7 @@ impl<'a> Command<'a> {
     pub fn verb_allowed_unregistered(verb: &str) -> bool {
         matches!(
             verb,
-            "REGISTER" | "HELP" | "CLOSE" | "PASSWORD" | "LOGIN" | "RESUME" | "TAGS"
+            "REGISTER" | "HELP" | "CLOSE" | "PASSWORD" | "LOGIN" | "RESUME" | "TAGS" | "MULTILINE"
         )
     }
 
@@ -741,6 +755,7 @@ impl<'a> Command<'a> {
             Self::History(_) => "HISTORY",
             Self::Search(_) => "SEARCH",
             Self::Tags(_) => "TAGS",
+            Self::Multiline(_) => "MULTILINE",
             Self::Mode(_) => "MODE",
             Self::Bans(_) => "BANS",
             Self::Invite(_) => "INVITE",
@@ -912,6 +927,16 @@ mod tests {
                 text: "hi  there"
             })
         );
+    }
+
+    #[test]
+    fn multiline_switch() {
+        assert_eq!(ok("MULTILINE ON"), Command::Multiline(true));
+        assert_eq!(ok("multiline off"), Command::Multiline(false));
+        assert_eq!(err("MULTILINE"), ErrorCode::MissingParameter);
+        assert_eq!(err("MULTILINE maybe"), ErrorCode::BadParameter);
+        assert_eq!(err("MULTILINE ON now"), ErrorCode::TooManyParameters);
+        assert!(Command::verb_allowed_unregistered("MULTILINE"));
     }
 
     #[test]

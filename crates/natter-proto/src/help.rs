@@ -152,6 +152,13 @@ pub const ENTRIES: &[Entry] = &[
                   an id), so that live lines and HISTORY can be merged",
     },
     Entry {
+        verb: "MULTILINE",
+        usage: "MULTILINE ON|OFF",
+        summary: "message texts sent and received may hold several lines, written with \\n \
+                  for a line break and \\\\ for a backslash; without it, each line of a \
+                  message comes as its own event",
+    },
+    Entry {
         verb: "TYPING",
         usage: "TYPING <target> active|paused|done",
         summary: "tell the others in * (Everyone), a #room or your DMs with a user that you are \

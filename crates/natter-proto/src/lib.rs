@@ -13,6 +13,7 @@
 //! - [`room`]: the room-name rule (`#` and up to 49 safe characters, unique ignoring case).
 //! - [`mode`]: room modes (`+i`, `+k key`, `+b mask`...) and ban masks, native and IRC alike.
 //! - [`text`]: the rule for message text (no control characters, not empty).
+//! - [`multiline`]: escapes for texts of several lines (`MULTILINE ON`), and their rule.
 //! - [`command`]: a client line parsed into a typed [`Command`], one type per command.
 //! - [`code`]: the stable error codes ([`ErrorCode`]) and disconnect reasons ([`ByeReason`]).
 //! - [`server_line`]: every line the server sends, formatted and parsed ([`ServerLine`]).
@@ -27,6 +28,7 @@ pub mod help;
 pub mod irc;
 pub mod limits;
 pub mod mode;
+pub mod multiline;
 pub mod name;
 pub mod password;
 pub mod room;

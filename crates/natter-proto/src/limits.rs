@@ -9,9 +9,14 @@ pub const MAX_LINE_BYTES: usize = 4096;
 
 /// Longest line the server sends, in bytes, not counting the final LF.
 ///
-/// A delivered message is its text (at most [`MAX_LINE_BYTES`]) plus a type word and a sender
+/// A delivered message is its text (at most [`MAX_LINE_BYTES`], and at most twice that once
+/// escaped for a `MULTILINE ON` reader: every backslash doubled) plus a type word and a sender
 /// name, so clients that accept this much never see a line they must cut.
-pub const MAX_SERVER_LINE_BYTES: usize = MAX_LINE_BYTES + 128;
+pub const MAX_SERVER_LINE_BYTES: usize = 2 * MAX_LINE_BYTES + 128;
+
+/// Most lines in one multi-line message (see [`crate::multiline`]): a screenful of code, and
+/// IRC's `draft/multiline` limit, so that a message fits one batch either way.
+pub const MAX_MESSAGE_LINES: usize = 100;
 
 /// Shortest user name, in characters.
 pub const MIN_NAME_LEN: usize = 1;

@@ -1,7 +1,9 @@
 //! Property tests: no input panics the parsers, and server lines survive a round trip.
 
 use natter_proto::limits::MAX_LINE_BYTES;
-use natter_proto::{ByeReason, Command, ErrorCode, Frame, LineFramer, ServerLine, sniff, text};
+use natter_proto::{
+    ByeReason, Command, ErrorCode, Frame, LineFramer, ServerLine, multiline, sniff, text,
+};
 use proptest::prelude::*;
 use std::borrow::Cow;
 use std::ops::ControlFlow;
@@ -208,6 +210,34 @@ proptest! {
         for l in whole.iter().flatten() {
             prop_assert!(l.len() <= max);
             prop_assert!(!l.contains(&b'\n'));
+        }
+    }
+}
+
+proptest! {
+    /// Escaping then unescaping gives back any text, backslashes and line breaks included,
+    /// and the escaped form is one line.
+    #[test]
+    fn multiline_escapes_round_trip(t in "(\\\\|\n|\\\\n|[a-z é]){0,40}") {
+        let wire = multiline::escape(&t);
+        prop_assert!(!wire.contains('\n'));
+        prop_assert_eq!(multiline::unescape(&wire), t.as_str());
+    }
+
+    /// A normalized text is kept as it is by a second pass, and its readable lines are its
+    /// lines that are not empty, each obeying the text rule.
+    #[test]
+    fn multiline_normalizing_is_stable(
+        lines in prop::collection::vec(prop_oneof![msg_text(), Just(String::new()), Just(" ".to_owned())], 0..8),
+        ending in prop_oneof![Just("\n"), Just("\r\n"), Just("\r")],
+    ) {
+        let t = lines.join(ending);
+        if let Ok(n) = multiline::normalize(&t) {
+            prop_assert_eq!(multiline::normalize(&n).unwrap(), n.as_ref());
+            prop_assert!(!n.starts_with('\n') && !n.ends_with('\n') && !n.contains("\n\n\n"));
+            for l in multiline::lines(&n) {
+                prop_assert_eq!(text::validate(l), Ok(()));
+            }
         }
     }
 }

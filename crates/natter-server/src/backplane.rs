@@ -239,7 +239,7 @@ mod tests {
         let op = Op::Say {
             c: 7,
             room: "#r".into(),
-            text: "hi \"there\"".into(),
+            text: "hi \"there\"\n  second line \\ end".into(),
             notice: false,
             id: Some(7),
         };

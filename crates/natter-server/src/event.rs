@@ -8,7 +8,7 @@
 
 use bytes::Bytes;
 use irc_proto::{Command, Message, message::Tag};
-use natter_proto::ServerLine;
+use natter_proto::{ServerLine, multiline};
 use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::time::SystemTime;
@@ -20,6 +20,10 @@ pub enum Flavor {
     Native,
     /// natter's line protocol, each event after its time and message id (`TAGS ON`).
     Tagged,
+    /// natter's line protocol, message texts escaped, several lines in one (`MULTILINE ON`).
+    Multiline,
+    /// `TAGS ON` and `MULTILINE ON`.
+    TaggedMultiline,
     /// IRC, with the capabilities that change how events are written.
     Irc {
         /// Whether the client negotiated `server-time`.
@@ -32,6 +36,8 @@ pub enum Flavor {
         account_notify: bool,
         /// `message-tags`: kept messages carry their `msgid`.
         message_tags: bool,
+        /// `draft/multiline`: a message of several lines comes as one batch.
+        multiline: bool,
     },
     /// A user on another node of the cluster: its own node delivers to it, so nothing here
     /// renders for it.
@@ -47,10 +53,36 @@ impl Flavor {
             extended_join: false,
             account_notify: false,
             message_tags: false,
+            multiline: false,
         }
     }
 
-    /// An IRC flavor's capabilities as five bits, to index renderings by.
+    /// A native flavor: with tags (`TAGS ON`) or not, escaped texts (`MULTILINE ON`) or not.
+    pub fn native(tags: bool, multiline: bool) -> Self {
+        match (tags, multiline) {
+            (false, false) => Flavor::Native,
+            (true, false) => Flavor::Tagged,
+            (false, true) => Flavor::Multiline,
+            (true, true) => Flavor::TaggedMultiline,
+        }
+    }
+
+    /// Whether this native flavor said `TAGS ON`.
+    pub fn tagged(self) -> bool {
+        matches!(self, Flavor::Tagged | Flavor::TaggedMultiline)
+    }
+
+    /// Whether this native flavor said `MULTILINE ON`.
+    pub fn multiline(self) -> bool {
+        matches!(self, Flavor::Multiline | Flavor::TaggedMultiline)
+    }
+
+    /// The index of a native flavor's rendering.
+    fn native_slot(self) -> usize {
+        usize::from(self.tagged()) | usize::from(self.multiline()) << 1
+    }
+
+    /// An IRC flavor's capabilities as six bits, to index renderings by.
     fn irc_bits(self) -> usize {
         match self {
             Flavor::Irc {
@@ -59,12 +91,14 @@ impl Flavor {
                 extended_join,
                 account_notify,
                 message_tags,
+                multiline,
             } => {
                 usize::from(time)
                     | usize::from(account_tag) << 1
                     | usize::from(extended_join) << 2
                     | usize::from(account_notify) << 3
                     | usize::from(message_tags) << 4
+                    | usize::from(multiline) << 5
             }
             _ => 0,
         }
@@ -77,8 +111,15 @@ const ACCOUNT_TAG: usize = 2;
 const EXTENDED_JOIN: usize = 4;
 const ACCOUNT_NOTIFY: usize = 8;
 const MSGID: usize = 16;
-/// How many IRC renderings an event or batch may have.
+const MULTILINE: usize = 32;
+/// How many IRC renderings an event may have: one per capability bit but [`MULTILINE`], which
+/// only messages care about, and they never about [`EXTENDED_JOIN`], so the two share a bit
+/// (see [`Lines::get`]).
 const IRC_FLAVORS: usize = 32;
+/// How many IRC renderings a batch of events may have.
+const BATCH_FLAVORS: usize = 64;
+/// How many native renderings there are: tags or not, escaped texts or not.
+const NATIVE_FLAVORS: usize = 4;
 
 /// The reason a native user's departure is shown with when it simply closed or lost its
 /// connection: IRC users see it as the quit message, natives' `OFFLINE` leaves it out.
@@ -296,10 +337,8 @@ pub struct Lines<'a> {
     irc: &'a IrcNames,
     /// The kept message's id in the log, if the event carries one.
     id: Option<i64>,
-    /// The natter line, once rendered.
-    native: OnceCell<Option<Bytes>>,
-    /// The natter line after its tags, once rendered.
-    tagged: OnceCell<Option<Bytes>>,
+    /// The natter lines, once rendered, by [`Flavor::native_slot`].
+    natives: [OnceCell<Option<Bytes>>; NATIVE_FLAVORS],
     /// The IRC messages, once rendered, by the capability bits that matter to the event.
     irc_by_caps: [OnceCell<Option<Bytes>>; IRC_FLAVORS],
     /// When the event happened: a kept message's id says; otherwise taken on first use by a
@@ -338,12 +377,11 @@ impl<R: Render> Render for NativesOnly<'_, R> {
 pub struct Batch<'l, 'a> {
     /// The events, in order.
     events: &'l [Lines<'a>],
-    /// One buffer per flavor, once rendered (as in [`Lines`]), with where each event ends.
-    native: OnceCell<Option<Rendered>>,
-    /// The same for tagged natter lines.
-    tagged: OnceCell<Option<Rendered>>,
+    /// One buffer per native flavor, once rendered (as in [`Lines`]), with where each event
+    /// ends.
+    natives: [OnceCell<Option<Rendered>>; NATIVE_FLAVORS],
     /// The same for each IRC flavor.
-    irc_by_caps: [OnceCell<Option<Rendered>>; IRC_FLAVORS],
+    irc_by_caps: [OnceCell<Option<Rendered>>; BATCH_FLAVORS],
 }
 
 /// A batch rendered for one flavor: the bytes, and the offset where each event's lines end.
@@ -354,9 +392,8 @@ impl<'l, 'a> Batch<'l, 'a> {
     pub fn new(events: &'l [Lines<'a>]) -> Self {
         Self {
             events,
-            native: OnceCell::new(),
-            tagged: OnceCell::new(),
-            irc_by_caps: Default::default(),
+            natives: Default::default(),
+            irc_by_caps: std::array::from_fn(|_| OnceCell::new()),
         }
     }
 
@@ -364,8 +401,9 @@ impl<'l, 'a> Batch<'l, 'a> {
     /// that a recipient may be given only the lines after an event (`bytes.slice(end..)`).
     pub fn get_with_ends(&self, flavor: Flavor) -> Option<(&Bytes, &[usize])> {
         let cell = match flavor {
-            Flavor::Native => &self.native,
-            Flavor::Tagged => &self.tagged,
+            Flavor::Native | Flavor::Tagged | Flavor::Multiline | Flavor::TaggedMultiline => {
+                &self.natives[flavor.native_slot()]
+            }
             Flavor::Irc { .. } => &self.irc_by_caps[flavor.irc_bits()],
             // Users on other nodes get their lines from their own node.
             Flavor::Remote => return None,
@@ -408,8 +446,7 @@ impl<'a> Lines<'a> {
             event,
             irc,
             id,
-            native: OnceCell::new(),
-            tagged: OnceCell::new(),
+            natives: Default::default(),
             irc_by_caps: Default::default(),
             at,
         }
@@ -419,7 +456,16 @@ impl<'a> Lines<'a> {
     /// masked off, so clients that differ only in them share one rendering.
     fn relevant_bits(&self) -> usize {
         let msgid = if self.id.is_some() { MSGID } else { 0 };
+        let lines = match self.event {
+            Event::Message { text, .. } | Event::Dm { text, .. } | Event::Say { text, .. }
+                if multiline::is_multiline(text) =>
+            {
+                MULTILINE
+            }
+            _ => 0,
+        };
         TIME | msgid
+            | lines
             | match self.event {
                 Event::Message { from, .. } | Event::Dm { from, .. } | Event::Say { from, .. }
                     if from.account =>
@@ -441,22 +487,34 @@ impl<'a> Lines<'a> {
     /// The bytes for a recipient of `flavor`; `None` if such recipients do not see this event.
     pub fn get(&self, flavor: Flavor) -> Option<&Bytes> {
         match flavor {
-            Flavor::Native => self.native.get_or_init(|| native(&self.event)),
-            Flavor::Tagged => self.tagged.get_or_init(|| {
-                let typing = typing_line(&self.event);
-                let line = match &typing {
-                    Some(t) => t,
-                    None => self.get(Flavor::Native)?,
-                };
-                let at = timestamp(*self.at.get_or_init(SystemTime::now));
-                let mut out = bytes::BytesMut::with_capacity(line.len() + 64);
-                natter_proto::tags::write(&mut out, &at, self.id);
-                out.extend_from_slice(line);
-                Some(out.freeze())
-            }),
+            Flavor::Native | Flavor::Multiline => self.natives[flavor.native_slot()]
+                .get_or_init(|| native(&self.event, flavor.multiline())),
+            Flavor::Tagged | Flavor::TaggedMultiline => {
+                self.natives[flavor.native_slot()].get_or_init(|| {
+                    let typing = typing_line(&self.event);
+                    let lines = match &typing {
+                        Some(t) => t,
+                        None => self.get(Flavor::native(false, flavor.multiline()))?,
+                    };
+                    let at = timestamp(*self.at.get_or_init(SystemTime::now));
+                    let mut out = bytes::BytesMut::with_capacity(lines.len() + 64);
+                    // Each line of a message sent line by line carries the message's tags.
+                    for line in lines.split_inclusive(|&b| b == b'\n') {
+                        natter_proto::tags::write(&mut out, &at, self.id);
+                        out.extend_from_slice(line);
+                    }
+                    Some(out.freeze())
+                })
+            }
             Flavor::Irc { .. } => {
                 let bits = flavor.irc_bits() & self.relevant_bits();
-                self.irc_by_caps[bits].get_or_init(|| {
+                // No event is written differently for both extended-join and multiline.
+                let slot = if bits & MULTILINE != 0 {
+                    bits & !MULTILINE | EXTENDED_JOIN
+                } else {
+                    bits
+                };
+                self.irc_by_caps[slot].get_or_init(|| {
                     let at = (bits & TIME != 0).then(|| *self.at.get_or_init(SystemTime::now));
                     let msgid = self.id.filter(|_| bits & MSGID != 0);
                     irc(&self.event, self.irc, at, msgid, bits)
@@ -497,32 +555,48 @@ fn typing_line(e: &Event<'_>) -> Option<Bytes> {
     )
 }
 
-fn native(e: &Event<'_>) -> Option<Bytes> {
-    let line = match *e {
-        Event::Message { from, text, .. } => ServerLine::Message {
+/// The natter line of a message's text `text` (one of its lines, or all of it escaped).
+fn text_line<'e>(e: &Event<'e>, text: &'e str) -> Option<ServerLine<'e>> {
+    Some(match *e {
+        Event::Message { from, .. } => ServerLine::Message {
             from: c(from.name),
             text: c(text),
         },
-        Event::Dm {
-            to,
-            text,
-            echo: true,
-            ..
-        } => ServerLine::Sent {
+        Event::Dm { to, echo: true, .. } => ServerLine::Sent {
             to: c(to),
             text: c(text),
         },
-        Event::Dm { from, text, .. } => ServerLine::Dm {
+        Event::Dm { from, .. } => ServerLine::Dm {
             from: c(from.name),
             text: c(text),
         },
-        Event::Say {
-            room, from, text, ..
-        } => ServerLine::Say {
+        Event::Say { room, from, .. } => ServerLine::Say {
             room: c(room),
             from: c(from.name),
             text: c(text),
         },
+        _ => return None,
+    })
+}
+
+/// The natter lines of `e`: for `MULTILINE ON` readers (`escaped`) a message's text comes
+/// escaped on one line; for the others, each of its lines that is not blank is one event line.
+fn native(e: &Event<'_>, escaped: bool) -> Option<Bytes> {
+    let line = match *e {
+        Event::Message { text, .. } | Event::Dm { text, .. } | Event::Say { text, .. } => {
+            if escaped {
+                let text = multiline::escape(text);
+                return Some(text_line(e, &text)?.to_bytes());
+            }
+            if !multiline::is_multiline(text) {
+                return Some(text_line(e, text)?.to_bytes());
+            }
+            let mut out = bytes::BytesMut::with_capacity(text.len() + 64);
+            for piece in multiline::lines(text) {
+                text_line(e, piece)?.write_to(&mut out);
+            }
+            return Some(out.freeze());
+        }
         Event::Online { who, .. } => ServerLine::Online { name: c(who.name) },
         Event::Offline { who, reason } => ServerLine::Offline {
             name: c(who.name),
@@ -616,12 +690,13 @@ fn irc<'e>(
     };
     let (source, cmd, args): (Cow<'_, str>, &str, Vec<&str>) = match *e {
         Event::Message { from, text, notice } => {
-            return Some(irc_text(
+            return Some(irc_lines(
                 tag(from),
                 &from.mask(),
                 verb(notice),
                 &names.everyone,
                 text,
+                bits & MULTILINE != 0,
             ));
         }
         Event::Dm {
@@ -630,13 +705,31 @@ fn irc<'e>(
             text,
             notice,
             ..
-        } => return Some(irc_text(tag(from), &from.mask(), verb(notice), to, text)),
+        } => {
+            return Some(irc_lines(
+                tag(from),
+                &from.mask(),
+                verb(notice),
+                to,
+                text,
+                bits & MULTILINE != 0,
+            ));
+        }
         Event::Say {
             room,
             from,
             text,
             notice,
-        } => return Some(irc_text(tag(from), &from.mask(), verb(notice), room, text)),
+        } => {
+            return Some(irc_lines(
+                tag(from),
+                &from.mask(),
+                verb(notice),
+                room,
+                text,
+                bits & MULTILINE != 0,
+            ));
+        }
         Event::Online { who, in_everyone } => {
             if !in_everyone {
                 return None;
@@ -724,6 +817,94 @@ fn irc<'e>(
         }
     };
     Some(irc_message(at, Some(&source), cmd, &args))
+}
+
+/// A message's text for IRC: a single line as [`irc_text`] writes it; several lines in one
+/// `draft/multiline` batch for a client that has it (`batch`), else one message per line that
+/// is not blank.
+pub fn irc_lines(
+    tags: Tags<'_>,
+    source: &str,
+    verb: &str,
+    target: &str,
+    text: &str,
+    batch: bool,
+) -> Bytes {
+    if !multiline::is_multiline(text) {
+        return irc_text(tags, source, verb, target, text);
+    }
+    let mut out = bytes::BytesMut::with_capacity(text.len() * 2 + 256);
+    if !batch {
+        for line in multiline::lines(text) {
+            out.extend_from_slice(&irc_text(tags, source, verb, target, line));
+        }
+        return out.freeze();
+    }
+    // Unique among this server's batches, so never one a client has open.
+    static NEXT_BATCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let reference = format!(
+        "ml{}",
+        NEXT_BATCH.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    // The message's tags (time, account, msgid) go on the batch, which is the message.
+    out.extend_from_slice(&irc_message_tagged(
+        tags,
+        Some(source),
+        "BATCH",
+        &[&format!("+{reference}"), "draft/multiline", target],
+    ));
+    let inner = Tags {
+        batch: Some(&reference),
+        ..Tags::default()
+    };
+    // ":source VERB target :" and CRLF around the text, and the batch tag before it.
+    let room = natter_proto::irc::MAX_LINE
+        .saturating_sub(source.len() + verb.len() + target.len() + 7)
+        .max(64);
+    for line in text.split('\n') {
+        let mut first = true;
+        let pieces = if line.len() <= room {
+            vec![line]
+        } else {
+            split_bytes(line, room)
+        };
+        for piece in pieces {
+            let mut line = irc_message_tagged(inner, Some(source), verb, &[target, piece]);
+            if !first {
+                // A piece of a line too long for one message joins the one before it.
+                let mut joined = bytes::BytesMut::with_capacity(line.len() + 24);
+                joined.extend_from_slice(b"@draft/multiline-concat;");
+                joined.extend_from_slice(&line[1..]);
+                line = joined.freeze();
+            }
+            first = false;
+            out.extend_from_slice(&line);
+        }
+    }
+    out.extend_from_slice(&irc_message(
+        None,
+        Some(source),
+        "BATCH",
+        &[&format!("-{reference}")],
+    ));
+    out.freeze()
+}
+
+/// `text` in pieces of at most `room` bytes, cut at character boundaries only: joined again
+/// without anything between them, the pieces are the text, spaces included.
+fn split_bytes(text: &str, room: usize) -> Vec<&str> {
+    let mut pieces = Vec::new();
+    let mut rest = text;
+    while rest.len() > room {
+        let mut end = room;
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        pieces.push(&rest[..end]);
+        rest = &rest[end..];
+    }
+    pieces.push(rest);
+    pieces
 }
 
 /// A PRIVMSG or NOTICE, split into as many messages as IRC's 512-byte lines need (natter

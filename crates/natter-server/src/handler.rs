@@ -26,6 +26,12 @@ pub enum Flow {
 pub trait Handler {
     /// Handles one complete line (without its line ending).
     fn on_line(&mut self, line: &[u8]) -> Flow;
+    /// Commands the lines handled since the last call count for beyond one each (the
+    /// further lines of multi-line messages), for flood control; taken, so that the next call
+    /// counts from zero.
+    fn extra_commands(&mut self) -> usize {
+        0
+    }
     /// Reports a line that was longer than the framer's limit.
     fn on_too_long(&mut self);
     /// Every line read so far has been handled; anything gathered across lines goes out now.

@@ -19,6 +19,8 @@ use natter_proto::command::{
     Help, Invite, Join, Kick, ModeCmd, Part, Register, RoomArg, Say, Topic,
 };
 use natter_proto::limits::MAX_LINE_BYTES;
+use natter_proto::multiline::LinesError;
+use natter_proto::text::TextError;
 use natter_proto::{ByeReason, Command, ErrorCode, ServerLine, help};
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -54,6 +56,11 @@ pub struct Session {
     resumable: bool,
     /// Events come after their time and message id (`TAGS ON`).
     tags: bool,
+    /// Message texts, sent and received, are escaped and may hold several lines
+    /// (`MULTILINE ON`).
+    multiline: bool,
+    /// Lines of multi-line messages beyond their first, not yet counted by flood control.
+    extra_lines: usize,
     /// Unregistered: when the connection started, for the registration deadline.
     /// Registered: when the client last sent a line, for the idle timeout. One field for
     /// both, because every idle client carries it.
@@ -143,6 +150,8 @@ impl Session {
             authed: policy.password.is_none(),
             resumable: false,
             tags: false,
+            multiline: false,
+            extra_lines: 0,
             policy,
             wrong_passwords: 0,
             mark: now,
@@ -248,11 +257,15 @@ impl Session {
     fn dispatch(&mut self, cmd: Command<'_>) -> Flow {
         match cmd {
             Command::Message(m) => {
-                self.gather(None, m.text);
+                if let Some(text) = self.message_text(m.text) {
+                    self.gather(None, &text);
+                }
                 return Flow::Continue;
             }
             Command::Dm(d) => {
-                self.gather(Some(d.to), d.text);
+                if let Some(text) = self.message_text(d.text) {
+                    self.gather(Some(d.to), &text);
+                }
                 return Flow::Continue;
             }
             _ => {}
@@ -288,6 +301,7 @@ impl Session {
             Command::Accounts => self.accounts(),
             Command::Resume(r) => self.resume(r.token),
             Command::Tags(on) => self.tags(on),
+            Command::Multiline(on) => self.multiline(on),
             Command::Mode(m) => self.mode(m),
             Command::Bans(b) => self.bans(b),
             Command::Invite(i) => self.invite(i),
@@ -320,10 +334,48 @@ impl Session {
 
     /// How the hub writes this connection's events.
     fn flavor(&self) -> Flavor {
-        if self.tags {
-            Flavor::Tagged
-        } else {
-            Flavor::Native
+        Flavor::native(self.tags, self.multiline)
+    }
+
+    /// `MULTILINE ON|OFF`: escaped texts of several lines, or plain one-line texts, from now
+    /// on, both ways.
+    fn multiline(&mut self, on: bool) {
+        self.multiline = on;
+        if self.name.is_some() {
+            self.hub.set_flavor(self.id, self.flavor());
+        }
+        self.reply(ok("MULTILINE", if on { "ON" } else { "OFF" }));
+    }
+
+    /// A message text as this connection sent it, as it is kept: unescaped and checked by
+    /// the multi-line rule if it said `MULTILINE ON`, else as it came (the text rule already
+    /// held). An error is answered in order with the messages before it.
+    fn message_text<'t>(&mut self, text: &'t str) -> Option<Cow<'t, str>> {
+        if !self.multiline {
+            return Some(Cow::Borrowed(text));
+        }
+        let normalized = match natter_proto::multiline::unescape(text) {
+            Cow::Borrowed(t) => natter_proto::multiline::normalize(t),
+            Cow::Owned(t) => {
+                natter_proto::multiline::normalize(&t).map(|n| Cow::Owned(n.into_owned()))
+            }
+        };
+        match normalized {
+            Ok(t) => {
+                self.extra_lines += natter_proto::multiline::lines(&t).count().saturating_sub(1);
+                Some(t)
+            }
+            Err(e) => {
+                let (code, detail) = match e {
+                    LinesError::TooMany => (ErrorCode::TooManyLines, None),
+                    LinesError::Text(TextError::Empty) => (ErrorCode::EmptyText, None),
+                    LinesError::Text(TextError::Control) => (ErrorCode::BadText, None),
+                    LinesError::Text(e) => (ErrorCode::BadText, Some(e.to_string())),
+                };
+                self.flush_messages();
+                self.errors_in_order(code, detail, 1);
+                None
+            }
         }
     }
 
@@ -863,12 +915,13 @@ impl Session {
         let Some(log) = self.hub.history().cloned() else {
             return;
         };
+        let escaped = self.multiline;
         let later = Later::new(async move {
             // A store that fails keeps them waiting, for the next login.
             let rows = log.store().take_waiting(&key).await.unwrap_or_default();
             let mut out = BytesMut::new();
             for m in &rows {
-                logged_line(&m.sender, m).write_to(&mut out);
+                write_logged(&mut out, &m.sender, m, escaped);
             }
             out.freeze()
         });
@@ -892,12 +945,13 @@ impl Session {
             natter_proto::command::Range::Before(id) => natter_store::Range::Before(id),
             natter_proto::command::Range::After(id) => natter_store::Range::After(id),
         };
+        let escaped = self.multiline;
         let later = Later::new(async move {
             match log.store().history(&key, range, limit).await {
                 Ok(rows) => {
                     let mut out = BytesMut::new();
                     for m in &rows {
-                        logged_line(&shown, m).write_to(&mut out);
+                        write_logged(&mut out, &shown, m, escaped);
                     }
                     ok_line(&mut out, "HISTORY", &format!("{shown} {}", rows.len()));
                     out.freeze()
@@ -926,6 +980,7 @@ impl Session {
         };
         let limit = log.config().default_limit;
         let words = s.words.to_owned();
+        let escaped = self.multiline;
         let later = Later::new(async move {
             let keys = targets.iter().map(|(k, _)| k.clone()).collect();
             match log.store().search(&words, keys, dms.clone(), limit).await {
@@ -937,7 +992,7 @@ impl Session {
                             // A conversation: named by the other account in it.
                             None => other_in(&m.target, dms.as_deref().unwrap_or_default()),
                         };
-                        logged_line(&shown, m).write_to(&mut out);
+                        write_logged(&mut out, &shown, m, escaped);
                     }
                     ok_line(&mut out, "SEARCH", &rows.len().to_string());
                     out.freeze()
@@ -1040,7 +1095,10 @@ impl Session {
     }
 
     fn say(&mut self, m: Say<'_>) {
-        match self.hub.say(self.id, m.room, m.text, false) {
+        let Some(text) = self.message_text(m.text) else {
+            return;
+        };
+        match self.hub.say(self.id, m.room, &text, false) {
             Ok((room, (n, kept))) => {
                 self.answer_when_kept(kept, ok("SAY", &format!("{room} {n}")), 1);
             }
@@ -1277,6 +1335,10 @@ impl Handler for Session {
         self.line(line)
     }
 
+    fn extra_commands(&mut self) -> usize {
+        std::mem::take(&mut self.extra_lines)
+    }
+
     fn on_too_long(&mut self) {
         debug!(peer = %self.peer, "line too long");
         self.flush_messages();
@@ -1437,16 +1499,28 @@ impl Handler for Session {
     }
 }
 
-/// A `LOGGED` line for a message of the log, its target named `shown`.
-fn logged_line<'m>(shown: &'m str, m: &'m natter_store::Logged) -> ServerLine<'m> {
+/// Writes the `LOGGED` line of a message of the log, its target named `shown`: its text
+/// escaped on one line for a `MULTILINE ON` reader (`escaped`), else one line (same id) per
+/// line of it that is not blank.
+fn write_logged(out: &mut BytesMut, shown: &str, m: &natter_store::Logged, escaped: bool) {
     let ms = natter_store::MessageId(m.id).millis().max(0) as u64;
-    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
-    ServerLine::Logged {
-        target: Cow::Borrowed(shown),
-        id: m.id,
-        at: Cow::Owned(crate::event::timestamp(at)),
-        from: Cow::Borrowed(&m.sender),
-        text: Cow::Borrowed(&m.text),
+    let at = crate::event::timestamp(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms));
+    let line = |text: &str, out: &mut BytesMut| {
+        ServerLine::Logged {
+            target: Cow::Borrowed(shown),
+            id: m.id,
+            at: Cow::Borrowed(&at),
+            from: Cow::Borrowed(&m.sender),
+            text: Cow::Borrowed(text),
+        }
+        .write_to(out)
+    };
+    if escaped {
+        line(&natter_proto::multiline::escape(&m.text), out);
+    } else {
+        for piece in natter_proto::multiline::lines(&m.text) {
+            line(piece, out);
+        }
     }
 }
 

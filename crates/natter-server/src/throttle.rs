@@ -139,6 +139,14 @@ impl Throttle {
         }
     }
 
+    /// Counts `n` more commands, in debt if need be: a line that stands for several (a
+    /// multi-line message) is no way around the rate.
+    pub fn extra_commands(&mut self, n: usize, now: Instant) {
+        if n > 0 {
+            self.commands.spend(n as f64, now);
+        }
+    }
+
     /// Whether a command token is available, without taking it.
     pub fn command_ready(&mut self, now: Instant) -> bool {
         self.commands.available(now) >= 1.0
@@ -241,6 +249,12 @@ mod tests {
         assert!(t.flooding(t0 + Duration::from_secs(5)));
         t.relieved();
         assert!(!t.flooding(t0 + Duration::from_secs(6)));
+        // A line that stands for three commands leaves two to be earned back.
+        let t6 = t0 + Duration::from_secs(6);
+        assert!(t.command(t6));
+        t.extra_commands(2, t6);
+        assert!(!t.command_ready(t6 + Duration::from_millis(2900)));
+        assert!(t.command_ready(t6 + Duration::from_millis(3100)));
     }
 
     #[test]

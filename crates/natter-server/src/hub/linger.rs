@@ -44,6 +44,9 @@ struct Saved {
     /// It said `TAGS ON`: what it misses while it waits is written with its tags.
     #[serde(default)]
     tags: bool,
+    /// It said `MULTILINE ON`: what it misses is written with escaped texts.
+    #[serde(default)]
+    multiline: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -275,7 +278,8 @@ impl Hub {
                 tokens: tokens.iter().map(|t| URL_SAFE_NO_PAD.encode(t)).collect(),
                 away: u.away().map(|a| a.to_string()),
                 rooms,
-                tags: u.flavor == Flavor::Tagged,
+                tags: u.flavor.tagged(),
+                multiline: u.flavor.multiline(),
             };
             match serde_json::to_string(&saved) {
                 Ok(state) => out.push((name::fold(&u.name), state)),
@@ -332,11 +336,7 @@ impl Hub {
             name.clone(),
             None,
             outbox,
-            if saved.tags {
-                Flavor::Tagged
-            } else {
-                Flavor::Native
-            },
+            Flavor::native(saved.tags, saved.multiline),
             true,
             false,
             account,

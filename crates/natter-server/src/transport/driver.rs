@@ -179,7 +179,12 @@ impl<W: Wire, H: Handler> Driver<W, H> {
                     }
                     match frame {
                         Frame::Line(line) => {
-                            if self.handler.on_line(line) == Flow::Close {
+                            let flow = self.handler.on_line(line);
+                            let extra = self.handler.extra_commands();
+                            if let Some(t) = &mut self.throttle {
+                                t.extra_commands(extra, now);
+                            }
+                            if flow == Flow::Close {
                                 return Flow::Close;
                             }
                         }
