@@ -491,6 +491,13 @@ impl IrcSession {
             self.tagmsg(args.first().map(String::as_str), msg.tags.as_deref());
             return Flow::Continue;
         }
+        // Client-only tags ride with a PRIVMSG or NOTICE from a client that may send them.
+        let client = match msg.command {
+            Command::PRIVMSG(..) | Command::NOTICE(..) if self.caps.message_tags => {
+                client_tags(msg.tags.as_deref())
+            }
+            _ => String::new(),
+        };
         match msg.command {
             Command::CAP(_, sub, a, b) => self.cap(sub, a.or(b).as_deref()),
             Command::AUTHENTICATE(data) => self.authenticate(&data),
@@ -536,8 +543,8 @@ impl IrcSession {
             Command::QUIT(reason) => return self.quit(reason.as_deref()),
             Command::JOIN(chans, keys, _) => self.join(&chans, keys.as_deref()),
             Command::PART(chans, reason) => self.part(&chans, reason.as_deref()),
-            Command::PRIVMSG(target, text) => self.privmsg(&target, &text, false),
-            Command::NOTICE(target, text) => self.privmsg(&target, &text, true),
+            Command::PRIVMSG(target, text) => self.privmsg(&target, &text, false, &client),
+            Command::NOTICE(target, text) => self.privmsg(&target, &text, true, &client),
             Command::TOPIC(chan, text) => self.topic(&chan, text.as_deref()),
             Command::NAMES(chans, _) => self.names(chans.as_deref()),
             Command::LIST(params, _) => self.list(params.as_deref()),
@@ -1879,7 +1886,8 @@ impl IrcSession {
         }
     }
 
-    fn privmsg(&mut self, targets: &str, text: &str, notice: bool) {
+    /// PRIVMSG or NOTICE to up to four targets, with the client-only tags `client`.
+    fn privmsg(&mut self, targets: &str, text: &str, notice: bool, client: &str) {
         // RFC 2812: NOTICE is never answered with an error.
         let complain = |s: &Self, code: &str, args: &[&str]| {
             if !notice {
@@ -1915,7 +1923,7 @@ impl IrcSession {
         for target in targets.split(',').filter(|t| !t.is_empty()).take(4) {
             let sent = if target.eq_ignore_ascii_case(&self.cfg.everyone_channel) {
                 self.hub
-                    .broadcast(self.id, &converted, notice)
+                    .broadcast_tagged(self.id, &converted, notice, client)
                     .map(|(_, kept)| keep(kept))
                     .map_err(|_| {
                         complain(
@@ -1926,7 +1934,7 @@ impl IrcSession {
                     })
             } else if proto::is_channel(target) {
                 self.hub
-                    .say(self.id, target, &converted, notice)
+                    .say_tagged(self.id, target, &converted, notice, client)
                     .map(|(_, (_, kept))| keep(kept))
                     .map_err(|e| match e {
                         ErrorCode::NotInRoom => complain(
@@ -1951,7 +1959,10 @@ impl IrcSession {
                         ),
                     })
             } else {
-                match self.hub.direct(self.id, target, &converted, notice) {
+                match self
+                    .hub
+                    .direct_tagged(self.id, target, &converted, notice, client)
+                {
                     Ok(to) => {
                         keep(to.kept);
                         if to.queued {
@@ -1979,6 +1990,7 @@ impl IrcSession {
             if sent.is_ok() && self.caps.echo_message {
                 let tags = crate::event::Tags {
                     at: self.caps.server_time.then(SystemTime::now),
+                    client: Some(client),
                     ..Default::default()
                 };
                 let verb = if notice { "NOTICE" } else { "PRIVMSG" };
@@ -2595,33 +2607,18 @@ impl IrcSession {
             self.num(n::ERR_NEEDMOREPARAMS, &["TAGMSG", "Not enough parameters"]);
             return;
         };
-        let mut relayed = String::new();
-        let mut state = "";
-        for irc_proto::message::Tag(k, v) in tags.unwrap_or_default() {
-            if !k.starts_with('+') {
-                continue;
-            }
-            if k == "+typing" {
-                state = match v.as_deref() {
-                    Some("active") => "active",
-                    Some("paused") => "paused",
-                    Some("done") => "done",
-                    _ => continue,
-                };
-            }
-            // What IRCv3 allows for client-only tags, escaped as received.
-            let tag = match v {
-                Some(v) => format!("{k}={}", escape_tag(v)),
-                None => k.clone(),
-            };
-            if relayed.len() + tag.len() + 1 > 4094 {
-                break;
-            }
-            if !relayed.is_empty() {
-                relayed.push(';');
-            }
-            relayed.push_str(&tag);
-        }
+        let relayed = client_tags(tags);
+        let state = tags
+            .unwrap_or_default()
+            .iter()
+            .find(|t| t.0 == "+typing")
+            .and_then(|t| match t.1.as_deref() {
+                Some("active") => Some("active"),
+                Some("paused") => Some("paused"),
+                Some("done") => Some("done"),
+                _ => None,
+            })
+            .unwrap_or("");
         if relayed.is_empty() {
             return;
         }
@@ -2845,6 +2842,31 @@ impl IrcSession {
             self.push(irc_message(None, Some(&mask), "SETNAME", &[&real]));
         }
     }
+}
+
+/// The client-only tags (`+name[=value]`) among `tags`, escaped again as they came, joined
+/// with `;`, within what IRCv3 allows them (4094 bytes); an invalid `+typing` is dropped.
+fn client_tags(tags: Option<&[irc_proto::message::Tag]>) -> String {
+    let mut relayed = String::new();
+    for irc_proto::message::Tag(k, v) in tags.unwrap_or_default() {
+        if !k.starts_with('+')
+            || k == "+typing" && !matches!(v.as_deref(), Some("active" | "paused" | "done"))
+        {
+            continue;
+        }
+        let tag = match v {
+            Some(v) => format!("{k}={}", escape_tag(v)),
+            None => k.clone(),
+        };
+        if relayed.len() + tag.len() + 1 > 4094 {
+            break;
+        }
+        if !relayed.is_empty() {
+            relayed.push(';');
+        }
+        relayed.push_str(&tag);
+    }
+    relayed
 }
 
 /// A tag value escaped as IRCv3 message tags write it.

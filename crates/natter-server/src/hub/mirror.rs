@@ -127,7 +127,7 @@ impl Hub {
                 id: log_id,
             } => {
                 if let Some(id) = self.ghost(node, c) {
-                    let _ = self.broadcast_texts(id, std::iter::once(&*text), notice, log_id);
+                    let _ = self.broadcast_texts(id, std::iter::once(&*text), notice, log_id, "");
                 }
             }
             Op::Dm {
@@ -169,7 +169,7 @@ impl Hub {
                 id: log_id,
             } => {
                 if let Some(id) = self.ghost(node, c) {
-                    let _ = self.say_kept(id, &room, &text, notice, log_id);
+                    let _ = self.say_kept(id, &room, &text, notice, log_id, "");
                 }
             }
             Op::Join { c, room, op } => {

@@ -1863,7 +1863,18 @@ impl Hub {
 
     /// Sends `text` from `id` to Everyone but the sender; returns how many got it.
     pub fn broadcast(&self, id: ClientId, text: &str, notice: bool) -> Result<Reached, ErrorCode> {
-        self.broadcast_texts(id, std::iter::once(text), notice, None)
+        self.broadcast_texts(id, std::iter::once(text), notice, None, "")
+    }
+
+    /// [`Hub::broadcast`] with the sender's client-only IRC tags (escaped, `+a=b;+c`).
+    pub fn broadcast_tagged(
+        &self,
+        id: ClientId,
+        text: &str,
+        notice: bool,
+        tags: &str,
+    ) -> Result<Reached, ErrorCode> {
+        self.broadcast_texts(id, std::iter::once(text), notice, None, tags)
     }
 
     /// Sends several MESSAGEs from `id` to everyone, in order, as one buffer per recipient;
@@ -1873,17 +1884,18 @@ impl Hub {
         id: ClientId,
         texts: impl Iterator<Item = &'t str>,
     ) -> Result<Reached, ErrorCode> {
-        self.broadcast_texts(id, texts, false, None)
+        self.broadcast_texts(id, texts, false, None, "")
     }
 
     /// Sends `texts` from `conn` to Everyone; `given` is the log id another node gave the
-    /// one text of its user.
+    /// one text of its user; `tags` are client-only IRC tags that go with each.
     fn broadcast_texts<'t>(
         &self,
         conn: ClientId,
         texts: impl Iterator<Item = &'t str>,
         notice: bool,
         given: Option<i64>,
+        tags: &str,
     ) -> Result<Reached, ErrorCode> {
         let st = self.read();
         let id = pid(&st, conn);
@@ -1909,6 +1921,7 @@ impl Hub {
                     &self.irc,
                     log_id,
                 )
+                .with_client_tags(tags)
             })
             .collect();
         let sent = match &events[..] {
@@ -1960,7 +1973,19 @@ impl Hub {
         text: &str,
         notice: bool,
     ) -> Result<DmTarget, ErrorCode> {
-        self.direct_texts(id, to, std::iter::once(text), notice)
+        self.direct_texts(id, to, std::iter::once(text), notice, "")
+    }
+
+    /// [`Hub::direct`] with the sender's client-only IRC tags (escaped, `+a=b;+c`).
+    pub fn direct_tagged(
+        &self,
+        id: ClientId,
+        to: &str,
+        text: &str,
+        notice: bool,
+        tags: &str,
+    ) -> Result<DmTarget, ErrorCode> {
+        self.direct_texts(id, to, std::iter::once(text), notice, tags)
     }
 
     /// Relays a CTCP request (or, as a notice, a reply) from `conn` to the user named `to`.
@@ -2005,7 +2030,7 @@ impl Hub {
         to: &str,
         texts: impl Iterator<Item = &'t str>,
     ) -> Result<DmTarget, ErrorCode> {
-        self.direct_texts(id, to, texts, false)
+        self.direct_texts(id, to, texts, false, "")
     }
 
     fn direct_texts<'t>(
@@ -2014,6 +2039,7 @@ impl Hub {
         to: &str,
         texts: impl Iterator<Item = &'t str>,
         notice: bool,
+        tags: &str,
     ) -> Result<DmTarget, ErrorCode> {
         let st = self.read();
         let id = pid(&st, conn);
@@ -2045,6 +2071,7 @@ impl Hub {
                     &self.irc,
                     log_id,
                 )
+                .with_client_tags(tags)
             })
             .collect();
         let batch = crate::event::Batch::new(&events);
@@ -2074,7 +2101,8 @@ impl Hub {
                     },
                     &self.irc,
                     log_id,
-                );
+                )
+                .with_client_tags(tags);
                 Self::send_to(&st, id, &echo, Some(conn));
             }
         }
@@ -2554,7 +2582,19 @@ impl Hub {
         text: &str,
         notice: bool,
     ) -> Result<(Arc<str>, Reached), ErrorCode> {
-        self.say_kept(conn, room, text, notice, None)
+        self.say_kept(conn, room, text, notice, None, "")
+    }
+
+    /// [`Hub::say`] with the sender's client-only IRC tags (escaped, `+a=b;+c`).
+    pub fn say_tagged(
+        &self,
+        conn: ClientId,
+        room: &str,
+        text: &str,
+        notice: bool,
+        tags: &str,
+    ) -> Result<(Arc<str>, Reached), ErrorCode> {
+        self.say_kept(conn, room, text, notice, None, tags)
     }
 
     /// [`Hub::say`], `given` being the log id another node gave its user's message.
@@ -2565,6 +2605,7 @@ impl Hub {
         text: &str,
         notice: bool,
         given: Option<i64>,
+        tags: &str,
     ) -> Result<(Arc<str>, Reached), ErrorCode> {
         let st = self.read();
         let id = pid(&st, conn);
@@ -2595,7 +2636,8 @@ impl Hub {
             },
             &self.irc,
             ids[0],
-        );
+        )
+        .with_client_tags(tags);
         let sent = r.members.send(&ev, Some(conn));
         Self::hold_if_congested(conn, from, sent.congested);
         let n = sent.n;
