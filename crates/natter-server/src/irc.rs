@@ -20,7 +20,7 @@ use crate::hub::{Hub, MemberView, NameCheck, NamesView, Registered, RoomView, We
 use crate::outbox::Outbox;
 use crate::watch::{MONITOR_LIMIT, Notify};
 use bytes::{Bytes, BytesMut};
-use irc_proto::{CapSubCommand, ChannelMode, Command, Mode};
+use irc_proto::{CapSubCommand, ChannelMode, Command, Mode, UserMode};
 use natter_proto::irc::{self as proto, IrcError};
 use natter_proto::mode::{Change, ModeError};
 use natter_proto::{ByeReason, ErrorCode, name, room};
@@ -41,6 +41,7 @@ const CAPS: &[&str] = &[
     "echo-message",
     "extended-join",
     "extended-monitor",
+    "invite-notify",
     "message-tags",
     "multi-prefix",
     "sasl",
@@ -110,6 +111,7 @@ const KNOWN: &[&str] = &[
     "WHOWAS",
     "MONITOR",
     "SETNAME",
+    "WALLOPS",
 ];
 
 /// Longest real name kept, in bytes (`USER` cuts a longer one; `SETNAME` refuses it).
@@ -152,6 +154,10 @@ struct Caps {
     userhost_in_names: bool,
     /// `extended-monitor`: AWAY and SETNAME of monitored nicks too, shared channel or not.
     extended_monitor: bool,
+    /// `invite-notify`: `INVITE` when someone is invited to a channel the client is in.
+    invite_notify: bool,
+    /// User mode `+w`: not a capability, but like one it asks the hub for lines (`WALLOPS`).
+    wallops: bool,
 }
 
 impl Caps {
@@ -161,6 +167,8 @@ impl Caps {
             away: self.away_notify,
             setname: self.setname,
             monitored: self.extended_monitor,
+            invite: self.invite_notify,
+            wallops: self.wallops,
         }
     }
 }
@@ -577,7 +585,8 @@ impl IrcSession {
             Command::WHOIS(_, nick) => self.whois(&nick),
             Command::ChannelMODE(chan, modes) => self.channel_mode(&chan, &modes),
             Command::INVITE(nick, chan) => self.invite(&nick, &chan),
-            Command::UserMODE(nick, modes) => self.user_mode(&nick, modes.is_empty()),
+            Command::UserMODE(nick, modes) => self.user_mode(&nick, &modes),
+            Command::WALLOPS(text) => self.wallops(&text),
             Command::AWAY(msg) => self.away(msg.as_deref()),
             // irc-proto 1.1 parses ISON into its USERHOST variant; the word tells them apart.
             Command::USERHOST(nicks) | Command::ISON(nicks) if verb == "ISON" => self.ison(&nicks),
@@ -702,6 +711,9 @@ impl IrcSession {
                 if self.caps.extended_monitor {
                     on.push("extended-monitor");
                 }
+                if self.caps.invite_notify {
+                    on.push("invite-notify");
+                }
                 self.push(self.server_msg("CAP", &[&me, "LIST", &on.join(" ")]));
             }
             CapSubCommand::REQ => {
@@ -729,6 +741,7 @@ impl IrcSession {
                         "setname" => caps.setname = on,
                         "userhost-in-names" => caps.userhost_in_names = on,
                         "extended-monitor" => caps.extended_monitor = on,
+                        "invite-notify" => caps.invite_notify = on,
                         _ => ok = false,
                     }
                 }
@@ -1360,7 +1373,7 @@ impl IrcSession {
         num(n::RPL_CREATED, &["This server speaks natter and IRC"]);
         num(
             n::RPL_MYINFO,
-            &[&cfg.server_name, version, "i", "biklmnostv", "bklov"],
+            &[&cfg.server_name, version, "iw", "biklmnostv", "bklov"],
         );
         let isupport = [
             "CASEMAPPING=ascii".to_owned(),
@@ -2684,13 +2697,54 @@ impl IrcSession {
         }
     }
 
-    fn user_mode(&mut self, nick: &str, query: bool) {
+    /// `MODE <own nick> [+w|-w]`: the one user mode natter has is `+w`, to get `WALLOPS`;
+    /// others (irssi sends `+i`) change nothing.
+    fn user_mode(&mut self, nick: &str, modes: &[Mode<UserMode>]) {
         if !name::same(nick, self.me()) {
             self.num(n::ERR_USERSDONTMATCH, &["Cant change mode for other users"]);
-        } else if query {
-            self.num(n::RPL_UMODEIS, &["+"]);
+            return;
         }
-        // natter has no user modes; requests to set them (irssi sends +i) change nothing.
+        if modes.is_empty() {
+            let modes = if self.caps.wallops { "+w" } else { "+" };
+            self.num(n::RPL_UMODEIS, &[modes]);
+            return;
+        }
+        let mut wallops = self.caps.wallops;
+        for m in modes {
+            match m {
+                Mode::Plus(UserMode::Wallops, _) => wallops = true,
+                Mode::Minus(UserMode::Wallops, _) => wallops = false,
+                _ => {}
+            }
+        }
+        if wallops != self.caps.wallops {
+            self.caps.wallops = wallops;
+            self.watched = true;
+            self.hub.set_notify(self.id, self.caps.notify());
+            let (me, mask) = (self.me().to_owned(), self.my_mask());
+            let change = if wallops { "+w" } else { "-w" };
+            self.push(irc_message(None, Some(&mask), "MODE", &[&me, change]));
+        }
+    }
+
+    /// `WALLOPS <text>`: a server operator's message to the users with mode `+w` on this
+    /// node; 481 for anyone else.
+    fn wallops(&mut self, text: &str) {
+        let me = self.me().to_owned();
+        if !self.hub.accounts().is_operator(&me) {
+            self.num(
+                n::ERR_NOPRIVILEGES,
+                &["Permission Denied- You're not an IRC operator"],
+            );
+            return;
+        }
+        match proto::to_natter_text(text).filter(|t| !t.trim().is_empty()) {
+            Some(text) => {
+                let told = self.hub.wallops(self.id, &text);
+                info!(user = %me, told, "wallops");
+            }
+            None => self.num(n::ERR_NEEDMOREPARAMS, &["WALLOPS", "Not enough parameters"]),
+        }
     }
 
     fn away(&mut self, msg: Option<&str>) {
