@@ -42,6 +42,7 @@ const CAPS: &[&str] = &[
     "extended-join",
     "extended-monitor",
     "invite-notify",
+    "labeled-response",
     "message-tags",
     "multi-prefix",
     "sasl",
@@ -154,6 +155,9 @@ struct Caps {
     userhost_in_names: bool,
     /// `extended-monitor`: AWAY and SETNAME of monitored nicks too, shared channel or not.
     extended_monitor: bool,
+    /// `labeled-response`: a command's answer carries the `label` it came with (with
+    /// `batch` only, as the specification requires).
+    labeled_response: bool,
     /// `invite-notify`: `INVITE` when someone is invited to a channel the client is in.
     invite_notify: bool,
     /// User mode `+w`: not a capability, but like one it asks the hub for lines (`WALLOPS`).
@@ -224,7 +228,27 @@ pub struct IrcSession {
     /// The account request waited for is draft/account-registration's `REGISTER` (answered
     /// with `REGISTER SUCCESS` or `FAIL REGISTER`), not NickServ's.
     registering: bool,
+    /// The answer to a labeled command, while it is written (boxed: rarely there).
+    labeled: Option<Box<Labeled>>,
+    /// Labeled answers sent as batches so far, for their references.
+    batches: u64,
 }
+
+/// The answer to a command that came with a `label` (IRCv3 `labeled-response`): one line
+/// carries the label, several go in a batch whose start carries it, none is an `ACK`.
+#[derive(Debug)]
+struct Labeled {
+    /// The label, as the client sent it (unescaped).
+    label: String,
+    /// The batch's reference, once the answer is known to be more than one line.
+    batch: Option<String>,
+    /// The first line, held until it is known whether it is the only one.
+    first: Option<Bytes>,
+}
+
+/// Longest label taken, in bytes, as the specification bounds it; a longer one is not
+/// repeated (the answer goes unlabeled).
+const LABEL_LEN: usize = 64;
 
 /// A SASL exchange and what came of it.
 #[derive(Debug, Default)]
@@ -437,6 +461,8 @@ impl IrcSession {
             sasl: None,
             registering: false,
             answer: None,
+            labeled: None,
+            batches: 0,
         }
     }
 
@@ -711,6 +737,9 @@ impl IrcSession {
                 if self.caps.extended_monitor {
                     on.push("extended-monitor");
                 }
+                if self.caps.labeled_response {
+                    on.push("labeled-response");
+                }
                 if self.caps.invite_notify {
                     on.push("invite-notify");
                 }
@@ -741,6 +770,7 @@ impl IrcSession {
                         "setname" => caps.setname = on,
                         "userhost-in-names" => caps.userhost_in_names = on,
                         "extended-monitor" => caps.extended_monitor = on,
+                        "labeled-response" => caps.labeled_response = on,
                         "invite-notify" => caps.invite_notify = on,
                         _ => ok = false,
                     }
@@ -3038,7 +3068,17 @@ impl Handler for IrcSession {
                     let args = proto::params(text).into_iter().map(str::to_owned).collect();
                     msg.command = Command::Raw(verb.clone(), args);
                 }
-                let flow = self.on_message(verb, msg);
+                if let Some(label) = self.label_of(msg.tags.as_deref()) {
+                    // The connection takes no line while an answer is still being written,
+                    // so none is open; should one be, it ends here rather than never.
+                    self.label_end();
+                    self.labeled = Some(Box::new(Labeled {
+                        label,
+                        batch: None,
+                        first: None,
+                    }));
+                }
+                let flow = self.in_label(|s| s.on_message(verb, msg));
                 if self.closing { Flow::Close } else { flow }
             }
             Err(IrcError::TooLong) => {
@@ -3144,10 +3184,126 @@ impl Handler for IrcSession {
     }
 
     fn answer_more(&mut self) {
-        self.answer_page();
+        self.in_label(Self::answer_page);
     }
 
     fn poll_resume(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Flow> {
+        self.in_label(|s| s.resume(cx))
+    }
+
+    fn goodbye(&self, reason: ByeReason) -> Bytes {
+        let why = match reason {
+            ByeReason::Shutdown => "Server shutting down",
+            ByeReason::SlowConsumer => "SendQ exceeded",
+            ByeReason::Flood => "Excess Flood",
+            ByeReason::Timeout => "Timeout",
+            other => other.default_text(),
+        };
+        irc_message(
+            None,
+            None,
+            "ERROR",
+            &[&format!(
+                "Closing Link: {} ({why})",
+                self.nick.as_deref().unwrap_or("*")
+            )],
+        )
+    }
+
+    fn max_line(&self) -> usize {
+        proto::MAX_FRAME
+    }
+
+    fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    fn id(&self) -> ClientId {
+        self.id
+    }
+}
+
+impl IrcSession {
+    /// The label of a command to be answered labeled: given, within bounds, by a client
+    /// with `labeled-response` and `batch`.
+    fn label_of(&self, tags: Option<&[irc_proto::message::Tag]>) -> Option<String> {
+        if !(self.caps.labeled_response && self.caps.batch) {
+            return None;
+        }
+        tags?
+            .iter()
+            .find(|t| t.0 == "label")
+            .and_then(|t| t.1.clone())
+            .filter(|l| !l.is_empty() && l.len() <= LABEL_LEN)
+    }
+
+    /// Runs `f`; with a labeled answer being written, what `f` makes this client's outbox
+    /// take on this thread (its own lines, and what the hub wrote for it, under its lock
+    /// or not) joins the answer, which ends once nothing more is to come.
+    fn in_label<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> T {
+        if self.labeled.is_none() {
+            return f(self);
+        }
+        self.outbox.capture();
+        let out = f(self);
+        let lines = self.outbox.captured();
+        self.label_lines(lines);
+        if !self.waiting() && !self.answering() {
+            self.label_end();
+        }
+        out
+    }
+
+    /// Queues `chunks` as part of the labeled answer: the first line is held back until a
+    /// second shows the answer needs a batch, which then opens with the label.
+    fn label_lines(&mut self, chunks: Vec<Bytes>) {
+        let Some(mut l) = self.labeled.take() else {
+            chunks.into_iter().for_each(|c| self.push(c));
+            return;
+        };
+        let mut out = BytesMut::new();
+        for line in chunks.iter().flat_map(lines_of) {
+            if l.batch.is_none() {
+                let Some(first) = l.first.take() else {
+                    l.first = Some(line);
+                    continue;
+                };
+                self.batches += 1;
+                let id = format!("lr{}", self.batches);
+                let start = self.server_msg("BATCH", &[&format!("+{id}"), "labeled-response"]);
+                add_tag(&mut out, &start, &format!("label={}", escape_tag(&l.label)));
+                add_tag(&mut out, &first, &format!("batch={id}"));
+                l.batch = Some(id);
+            }
+            match &l.batch {
+                // A line of a batch inside this one (history) stays in that one.
+                _ if has_batch_tag(&line) => out.extend_from_slice(&line),
+                Some(id) => add_tag(&mut out, &line, &format!("batch={id}")),
+                None => {}
+            }
+        }
+        self.labeled = Some(l);
+        if !out.is_empty() {
+            self.push(out.freeze());
+        }
+    }
+
+    /// Ends the labeled answer: closes its batch, or sends its one line labeled, or `ACK`.
+    fn label_end(&mut self) {
+        let Some(l) = self.labeled.take() else {
+            return;
+        };
+        let label = format!("label={}", escape_tag(&l.label));
+        let mut out = BytesMut::new();
+        match (l.batch, l.first) {
+            (Some(id), _) => out.extend_from_slice(&self.server_msg("BATCH", &[&format!("-{id}")])),
+            (None, Some(first)) => add_tag(&mut out, &first, &label),
+            (None, None) => add_tag(&mut out, &self.server_msg("ACK", &[]), &label),
+        }
+        self.push(out.freeze());
+    }
+
+    fn resume(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Flow> {
         use std::task::Poll;
         let Some(wait) = self.pending.as_mut() else {
             return Poll::Ready(Flow::Continue);
@@ -3199,35 +3355,46 @@ impl Handler for IrcSession {
             Flow::Continue
         })
     }
+}
 
-    fn goodbye(&self, reason: ByeReason) -> Bytes {
-        let why = match reason {
-            ByeReason::Shutdown => "Server shutting down",
-            ByeReason::SlowConsumer => "SendQ exceeded",
-            ByeReason::Flood => "Excess Flood",
-            ByeReason::Timeout => "Timeout",
-            other => other.default_text(),
-        };
-        irc_message(
-            None,
-            None,
-            "ERROR",
-            &[&format!(
-                "Closing Link: {} ({why})",
-                self.nick.as_deref().unwrap_or("*")
-            )],
-        )
-    }
+/// Each line of `chunk` (lines end with LF), sharing its bytes.
+fn lines_of(chunk: &Bytes) -> impl Iterator<Item = Bytes> + '_ {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        if at >= chunk.len() {
+            return None;
+        }
+        let end = chunk[at..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(chunk.len(), |i| at + i + 1);
+        let line = chunk.slice(at..end);
+        at = end;
+        Some(line)
+    })
+}
 
-    fn max_line(&self) -> usize {
-        proto::MAX_FRAME
+/// Writes `line` into `out` with the tag `tag` (`key=value`, escaped) first among its tags.
+fn add_tag(out: &mut BytesMut, line: &[u8], tag: &str) {
+    out.extend_from_slice(b"@");
+    out.extend_from_slice(tag.as_bytes());
+    match line.strip_prefix(b"@") {
+        Some(rest) => {
+            out.extend_from_slice(b";");
+            out.extend_from_slice(rest);
+        }
+        None => {
+            out.extend_from_slice(b" ");
+            out.extend_from_slice(line);
+        }
     }
+}
 
-    fn peer(&self) -> SocketAddr {
-        self.peer
-    }
-
-    fn id(&self) -> ClientId {
-        self.id
-    }
+/// Whether `line` carries a `batch` tag.
+fn has_batch_tag(line: &[u8]) -> bool {
+    let Some(rest) = line.strip_prefix(b"@") else {
+        return false;
+    };
+    let tags = rest.split(|&b| b == b' ').next().unwrap_or_default();
+    tags.split(|&b| b == b';').any(|t| t.starts_with(b"batch="))
 }

@@ -1,10 +1,168 @@
-//! IRCv3 capabilities that shape the answers and relays, over real TCP: invite-notify,
-//! WALLOPS and user mode +w, and client-only tags on PRIVMSG and NOTICE.
+//! IRCv3 capabilities that shape the answers and relays, over real TCP: labeled-response
+//! (with batch) on every command, invite-notify, WALLOPS and user mode +w, and client-only
+//! tags on PRIVMSG and NOTICE.
 
 mod common;
 
 use common::irc::Irc;
 use common::{ClientExt, PW, TestServer, answer, test_config};
+
+/// Sends `line` with the label `label` and reads its whole answer, which must come first
+/// and be labeled: one line with the label, an `ACK`, or a `labeled-response` batch opened
+/// with the label whose every line carries its reference (or an inner batch's, opened in
+/// it). Returns the answer's lines without those tags; nothing may follow it but the PONG
+/// of a PING sent after.
+async fn labeled(c: &mut Irc, label: &str, line: &str) -> Vec<String> {
+    c.send(&format!("@label={label} {line}")).await;
+    read_labeled(c, label, line).await
+}
+
+/// Whether some line of `answer` has `word` as its command or numeric.
+fn has(answer: &[String], word: &str) -> bool {
+    answer.iter().any(|l| l.split(' ').nth(1) == Some(word))
+}
+
+#[tokio::test]
+async fn labeled_response_on_every_command() {
+    let s = TestServer::start().await;
+    let mut nat = s.user("nat").await;
+    let mut peer = Irc::user(s.addr, "peer").await;
+    let mut c = quiet_user(s.addr, "c", "labeled-response batch message-tags").await;
+    assert!(answer(&mut nat, "JOIN #r").await.starts_with("OK JOIN #r"));
+
+    // What each command answers: its command or numeric words, one line or a batch.
+    let script: &[(&str, &[&str])] = &[
+        ("JOIN #room", &["JOIN", "353", "366"]),
+        ("TOPIC #room :hello there", &["TOPIC"]),
+        ("TOPIC #room", &["332", "333"]),
+        ("NAMES #room", &["353", "366"]),
+        ("WHO #room", &["352", "315"]),
+        ("WHOIS peer", &["311", "318"]),
+        ("WHOWAS nobody", &["406", "369"]),
+        ("LIST", &["321", "322", "323"]),
+        ("MODE #room", &["324"]),
+        ("MODE #room +m", &["MODE"]),
+        ("MODE c", &["221"]),
+        ("INVITE peer #room", &["341"]),
+        ("AWAY :lunch", &["306"]),
+        ("AWAY", &["305"]),
+        ("MONITOR + peer", &["730"]),
+        ("MONITOR - peer", &["ACK"]),
+        ("ISON peer nat", &["303"]),
+        ("USERHOST peer", &["302"]),
+        ("TIME", &["391"]),
+        ("PING label", &["PONG"]),
+        ("SETNAME :Someone Else", &["ACK"]),
+        ("PRIVMSG #room :hi room", &["ACK"]),
+        ("PRIVMSG peer :hi peer", &["ACK"]),
+        ("NOTICE peer :psst", &["ACK"]),
+        ("PRIVMSG nobody :hello?", &["401"]),
+        ("@+typing=active TAGMSG #room", &["ACK"]),
+        ("CHATHISTORY LATEST #room * 10", &["BATCH"]),
+        ("LUSERS", &["251", "255"]),
+        ("VERSION", &["351"]),
+        ("JOIN #r", &["JOIN", "353", "366"]),
+        ("KICK #room peer :out", &["KICK"]),
+        ("PART #room", &["PART"]),
+        ("PART #nowhere", &["403"]),
+        ("NICK c2", &["NICK"]),
+        ("NICK c", &["NICK"]),
+        ("FROBNICATE", &["421"]),
+        ("WALLOPS :hi", &["481"]),
+        ("CAP LIST", &["CAP"]),
+    ];
+    for (i, (line, words)) in script.iter().enumerate() {
+        if line.starts_with("KICK ") {
+            // KICK needs peer in the room; joined here, with nothing for c to hear.
+            peer.join("#room").await;
+            c.skip_to(":peer!peer@natter JOIN #room").await;
+            c.quiet().await;
+        }
+        // A tag before the label is kept with the command.
+        let (tags, line) = match line.strip_prefix('@') {
+            Some(rest) => {
+                let (t, l) = rest.split_once(' ').unwrap();
+                (format!("{t};"), l)
+            }
+            None => (String::new(), *line),
+        };
+        c.send(&format!("@{tags}label=L{i} {line}")).await;
+        let got = read_labeled(&mut c, &format!("L{i}"), line).await;
+        for w in *words {
+            assert!(has(&got, w), "{line:?} should answer with {w}, got {got:?}");
+        }
+    }
+
+    // A label longer than 64 bytes is not repeated.
+    c.send(&format!("@label={} TIME", "y".repeat(65))).await;
+    assert!(c.line().await.starts_with(":natter 391 c "));
+    c.quiet().await;
+
+    // echo-message: the echo is the labeled answer.
+    let mut e = Irc::with_caps(s.addr, "e", "labeled-response batch echo-message").await;
+    e.join("#r").await;
+    let echo = labeled(&mut e, "e1", "PRIVMSG #r :said once").await;
+    assert_eq!(echo, [":e!e@natter PRIVMSG #r :said once"]);
+    let echo = labeled(&mut e, "e2", "PRIVMSG peer,nobody :two").await;
+    assert_eq!(
+        echo,
+        [
+            ":e!e@natter PRIVMSG peer two",
+            ":natter 401 e nobody :No such nick/channel"
+        ]
+    );
+
+    // Without batch a label is not repeated: the specification needs both.
+    let mut plain = Irc::with_caps(s.addr, "plain", "labeled-response").await;
+    plain.send("@label=x TIME").await;
+    assert!(plain.line().await.starts_with(":natter 391 plain "));
+    plain.quiet().await;
+}
+
+/// Reads the labeled answer to `line` (see [`labeled`]).
+async fn read_labeled(c: &mut Irc, label: &str, line: &str) -> Vec<String> {
+    let first = c.line().await;
+    let tag = format!("@label={label} ");
+    let Some(rest) = first.strip_prefix(&tag) else {
+        panic!("{line:?}: the first line is not labeled: {first:?}");
+    };
+    let Some(open) = rest
+        .strip_prefix(":natter BATCH +")
+        .and_then(|r| r.strip_suffix(" labeled-response"))
+    else {
+        c.quiet().await;
+        return vec![rest.to_owned()];
+    };
+    let id = open.to_owned();
+    let mut inner: Vec<String> = Vec::new();
+    let mut lines = Vec::new();
+    loop {
+        let l = c.line().await;
+        if l == format!(":natter BATCH -{id}") {
+            break;
+        }
+        let (tags, rest) = l
+            .strip_prefix('@')
+            .and_then(|l| l.split_once(' '))
+            .unwrap_or_else(|| panic!("{line:?}: a line outside the batch: {l:?}"));
+        let reference = tags
+            .split(';')
+            .find_map(|t| t.strip_prefix("batch="))
+            .unwrap_or_else(|| panic!("{line:?}: a line outside the batch: {l:?}"));
+        assert!(
+            reference == id || inner.iter().any(|i| i == reference),
+            "{line:?}: a line of another batch: {l:?}"
+        );
+        if let Some(nested) = rest.strip_prefix(":natter BATCH +") {
+            inner.push(nested.split(' ').next().unwrap().to_owned());
+        }
+        assert!(!tags.contains("label="), "{line:?}: labeled twice: {l:?}");
+        lines.push(rest.to_owned());
+    }
+    assert!(lines.len() > 1, "{line:?}: a batch of one line: {lines:?}");
+    c.quiet().await;
+    lines
+}
 
 /// An IRC user outside the everyone channel, so that only its rooms' events reach it.
 async fn quiet_user(addr: std::net::SocketAddr, nick: &str, caps: &str) -> Irc {

@@ -1054,7 +1054,7 @@ impl Hub {
                     },
                 };
                 if from < bytes.len() {
-                    outbox.push(bytes.slice(from..));
+                    outbox.push_past_capture(bytes.slice(from..));
                 }
             }
         }
