@@ -1455,6 +1455,11 @@ impl Hub {
                     everyone: u.in_everyone,
                     rooms,
                     away: u.away().map(|a| a.to_string()),
+                    real: u
+                        .rare
+                        .as_ref()
+                        .and_then(|r| r.real.as_deref())
+                        .map(str::to_owned),
                 }),
                 None,
             );
@@ -3058,5 +3063,79 @@ mod tests {
         let names = hub.names_page(None, 10);
         assert!(names.done);
         assert_eq!(names.items, [Arc::from("ANN"), Arc::from("ann2")]);
+    }
+
+    #[test]
+    fn real_names_travel_to_the_other_nodes() {
+        let names = || IrcNames {
+            server: "natter".into(),
+            everyone: "#everyone".into(),
+        };
+        let rec = Arc::new(Recorder::default());
+        let a = Hub::new(
+            Arc::new(Stats::default()),
+            RoomLimits::default(),
+            names(),
+            crate::account::tests::accounts(),
+        )
+        .with_backplane(rec.clone());
+        let ann = Arc::new(Outbox::new(1 << 20));
+        a.register(1, &ann, "ann", Flavor::irc(false), None, None, false)
+            .unwrap();
+        a.set_real_name(1, "Ann Smith", false);
+        a.set_real_name(1, "Ann S", true);
+        let sent: Vec<Op> = rec.0.lock().unwrap().drain(..).collect();
+        let real = |real: &str, announce| Op::RealName {
+            c: 1,
+            real: real.into(),
+            announce,
+        };
+        assert_eq!(sent[1..], [real("Ann Smith", false), real("Ann S", true)]);
+
+        // Another node: its IRC user with `setname` hears of the change, not of the first.
+        let b = Hub::new(
+            Arc::new(Stats::default()),
+            RoomLimits::default(),
+            names(),
+            crate::account::tests::accounts(),
+        )
+        .with_backplane(Arc::new(Recorder::default()));
+        let bob = Arc::new(Outbox::new(1 << 20));
+        b.register(5, &bob, "bob", Flavor::irc(false), None, None, false)
+            .unwrap();
+        b.set_notify(
+            5,
+            crate::watch::Notify {
+                setname: true,
+                ..Default::default()
+            },
+        );
+        b.apply("a", sent[0].clone());
+        b.apply("a", real("Ann Smith", false));
+        assert_eq!(b.real_name("ann").as_deref(), Some("Ann Smith"));
+        drain(&bob);
+        b.apply("a", real("Ann S", true));
+        assert_eq!(b.real_name("ann").as_deref(), Some("Ann S"));
+        assert_eq!(drain(&bob), [":ann!ann@natter SETNAME :Ann S"]);
+        // Longer than any node keeps: not taken.
+        b.apply("a", real(&"x".repeat(101), true));
+        assert_eq!(b.real_name("ann").as_deref(), Some("Ann S"));
+        assert!(drain(&bob).is_empty());
+
+        // A node re-asserting its users gives their real names too.
+        b.apply(
+            "a",
+            Op::Snapshot {
+                c: 2,
+                name: "cy".into(),
+                ident: "cy".into(),
+                irc: true,
+                everyone: true,
+                rooms: Vec::new(),
+                away: None,
+                real: Some("Cy Young".into()),
+            },
+        );
+        assert_eq!(b.real_name("cy").as_deref(), Some("Cy Young"));
     }
 }

@@ -7,7 +7,8 @@
 
 use super::audience::Seat;
 use super::{Hub, Page, RoomSummary, State, User, member_key, now_secs, page_of, pid};
-use crate::client_id::ClientId;
+use crate::backplane::Op;
+use crate::client_id::{ClientId, is_local};
 use crate::event::irc_message;
 use crate::watch::{Added, Notify};
 use crate::whowas::Gone;
@@ -285,6 +286,16 @@ impl Hub {
         };
         let real: Arc<str> = Arc::from(real);
         u.change_rare(|r| r.real = Some(real.clone()));
+        if self.relays && is_local(id) {
+            self.backplane.publish(
+                Some(Op::RealName {
+                    c: id,
+                    real: real.to_string(),
+                    announce,
+                }),
+                None,
+            );
+        }
         if announce {
             let mask = u.who().mask();
             let line = irc_message(None, Some(&mask), "SETNAME", &[&real]);
