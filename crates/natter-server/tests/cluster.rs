@@ -1037,3 +1037,23 @@ async fn irc_real_names_reach_the_other_nodes() {
         ":natter 352 watcher * ann natter natter ann H :0 Ann Smith"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invite_notify_reaches_members_on_other_nodes() {
+    use common::irc::Irc;
+    let _serial = SERIAL.lock().await;
+    let redis = Redis::start();
+    let (n1, n2) = (node(&redis, "v1").await, node(&redis, "v2").await);
+    let mut m = Irc::with_caps(n2.addr, "m", "invite-notify").await;
+    m.part_everyone().await;
+    m.join("#inv").await;
+    let mut op = Irc::user(n1.addr, "op").await;
+    op.part_everyone().await;
+    let mut x = Irc::user(n1.addr, "x").await;
+    x.part_everyone().await;
+    op.join("#inv").await;
+    m.skip_to(":op!op@natter JOIN #inv").await;
+    op.expect("INVITE x #inv", "341").await;
+    assert_eq!(x.line().await, ":op!op@natter INVITE x #inv");
+    assert_eq!(m.line().await, ":op!op@natter INVITE x #inv");
+}
