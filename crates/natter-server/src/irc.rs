@@ -3303,6 +3303,8 @@ impl IrcSession {
         self.push(out.freeze());
     }
 
+    /// [`Handler::poll_resume`]'s work: finishes what a line began once what it waited for
+    /// (a cluster's answer about a nick, an account request, a store read) has come.
     fn resume(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Flow> {
         use std::task::Poll;
         let Some(wait) = self.pending.as_mut() else {
