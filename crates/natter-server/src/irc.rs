@@ -3068,43 +3068,15 @@ impl Handler for IrcSession {
                     let args = proto::params(text).into_iter().map(str::to_owned).collect();
                     msg.command = Command::Raw(verb.clone(), args);
                 }
-                if let Some(label) = self.label_of(msg.tags.as_deref()) {
-                    // The connection takes no line while an answer is still being written,
-                    // so none is open; should one be, it ends here rather than never.
-                    self.label_end();
-                    self.labeled = Some(Box::new(Labeled {
-                        label,
-                        batch: None,
-                        first: None,
-                    }));
-                }
+                let label = msg.tags.as_deref().unwrap_or_default();
+                let label = label.iter().find(|t| t.0 == "label");
+                self.start_label(label.and_then(|t| t.1.clone()));
                 let flow = self.in_label(|s| s.on_message(verb, msg));
                 if self.closing { Flow::Close } else { flow }
             }
-            Err(IrcError::TooLong) => {
-                self.num(n::ERR_INPUTTOOLONG, &["Input line was too long"]);
-                Flow::Continue
-            }
-            Err(IrcError::Utf8) => {
-                self.fail(
-                    "*",
-                    "INVALID_UTF8",
-                    &[],
-                    "Message rejected: this server takes UTF-8 only",
-                );
-                Flow::Continue
-            }
-            Err(IrcError::Malformed(verb)) => {
-                match verb.as_deref() {
-                    Some("MODE") => {
-                        self.num(n::ERR_UNKNOWNMODE, &["?", "is unknown mode char to me"])
-                    }
-                    Some(v) if KNOWN.contains(&v) => {
-                        self.num(n::ERR_NEEDMOREPARAMS, &[v, "Not enough parameters"])
-                    }
-                    Some(v) => self.num(n::ERR_UNKNOWNCOMMAND, &[&shown(v), "Unknown command"]),
-                    None => self.num(n::ERR_UNKNOWNCOMMAND, &["*", "Malformed message"]),
-                }
+            Err(e) => {
+                self.start_label(raw_label(line));
+                self.in_label(|s| s.refused(e));
                 Flow::Continue
             }
         }
@@ -3224,17 +3196,44 @@ impl Handler for IrcSession {
 }
 
 impl IrcSession {
-    /// The label of a command to be answered labeled: given, within bounds, by a client
-    /// with `labeled-response` and `batch`.
-    fn label_of(&self, tags: Option<&[irc_proto::message::Tag]>) -> Option<String> {
+    /// Starts the labeled answer to the line being handled, if it came with a `label` (within
+    /// bounds) from a client with `labeled-response` and `batch`.
+    fn start_label(&mut self, label: Option<String>) {
+        let Some(label) = label.filter(|l| !l.is_empty() && l.len() <= LABEL_LEN) else {
+            return;
+        };
         if !(self.caps.labeled_response && self.caps.batch) {
-            return None;
+            return;
         }
-        tags?
-            .iter()
-            .find(|t| t.0 == "label")
-            .and_then(|t| t.1.clone())
-            .filter(|l| !l.is_empty() && l.len() <= LABEL_LEN)
+        // The connection takes no line while an answer is still being written, so none is
+        // open; should one be, it ends here rather than never.
+        self.label_end();
+        self.labeled = Some(Box::new(Labeled {
+            label,
+            batch: None,
+            first: None,
+        }));
+    }
+
+    /// Answers a line that could not be parsed.
+    fn refused(&mut self, e: IrcError) {
+        match e {
+            IrcError::TooLong => self.num(n::ERR_INPUTTOOLONG, &["Input line was too long"]),
+            IrcError::Utf8 => self.fail(
+                "*",
+                "INVALID_UTF8",
+                &[],
+                "Message rejected: this server takes UTF-8 only",
+            ),
+            IrcError::Malformed(verb) => match verb.as_deref() {
+                Some("MODE") => self.num(n::ERR_UNKNOWNMODE, &["?", "is unknown mode char to me"]),
+                Some(v) if KNOWN.contains(&v) => {
+                    self.num(n::ERR_NEEDMOREPARAMS, &[v, "Not enough parameters"])
+                }
+                Some(v) => self.num(n::ERR_UNKNOWNCOMMAND, &[&shown(v), "Unknown command"]),
+                None => self.num(n::ERR_UNKNOWNCOMMAND, &["*", "Malformed message"]),
+            },
+        }
     }
 
     /// Runs `f`; with a labeled answer being written, what `f` makes this client's outbox
@@ -3399,4 +3398,31 @@ fn has_batch_tag(line: &[u8]) -> bool {
     };
     let tags = rest.split(|&b| b == b' ').next().unwrap_or_default();
     tags.split(|&b| b == b';').any(|t| t.starts_with(b"batch="))
+}
+
+/// The `label` of a line that could not be parsed, if its tags can be read.
+fn raw_label(line: &[u8]) -> Option<String> {
+    let tags = line.strip_prefix(b"@")?.split(|&b| b == b' ').next()?;
+    let value = tags
+        .split(|&b| b == b';')
+        .find_map(|t| t.strip_prefix(b"label="))?;
+    let value = std::str::from_utf8(value).ok()?;
+    // Unescaped as IRCv3 message tags write values (see `escape_tag`).
+    let mut out = String::with_capacity(value.len());
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some(':') => out.push(';'),
+            Some('s') => out.push(' '),
+            Some('r') => out.push('\r'),
+            Some('n') => out.push('\n'),
+            Some(other) => out.push(other),
+            None => {}
+        }
+    }
+    Some(out)
 }

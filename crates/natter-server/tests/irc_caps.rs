@@ -68,11 +68,15 @@ async fn labeled_response_on_every_command() {
         ("NICK c2", &["NICK"]),
         ("NICK c", &["NICK"]),
         ("FROBNICATE", &["421"]),
+        // Lines that do not parse are answered labeled too.
+        ("JOIN", &["461"]),
+        ("KICK #room", &["461"]),
+        ("MODE #room +z", &["472"]),
         ("WALLOPS :hi", &["481"]),
         ("CAP LIST", &["CAP"]),
     ];
     for (i, (line, words)) in script.iter().enumerate() {
-        if line.starts_with("KICK ") {
+        if line.starts_with("KICK #room peer") {
             // KICK needs peer in the room; joined here, with nothing for c to hear.
             peer.join("#room").await;
             c.skip_to(":peer!peer@natter JOIN #room").await;
@@ -92,6 +96,16 @@ async fn labeled_response_on_every_command() {
             assert!(has(&got, w), "{line:?} should answer with {w}, got {got:?}");
         }
     }
+
+    // Not UTF-8: its label is read all the same (escaped as tags are).
+    common::within(c.w.send_raw(b"@label=a\\sb PRIVMSG #r :\xff\r\n"))
+        .await
+        .unwrap();
+    assert_eq!(
+        c.line().await,
+        "@label=a\\sb :natter FAIL * INVALID_UTF8 :Message rejected: this server takes UTF-8 only"
+    );
+    c.quiet().await;
 
     // A label longer than 64 bytes is not repeated.
     c.send(&format!("@label={} TIME", "y".repeat(65))).await;
