@@ -51,6 +51,9 @@ pub enum Op {
         rooms: Vec<(String, bool)>,
         /// Its away message.
         away: Option<String>,
+        /// Its real name, if it gave one (absent from nodes that did not send real names).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        real: Option<String>,
     },
     /// A user changed name.
     Renamed {
@@ -170,6 +173,15 @@ pub enum Op {
         room: String,
         /// Who was invited.
         target: String,
+    },
+    /// An IRC user gave its real name (`USER`, at registration) or changed it (`SETNAME`).
+    RealName {
+        /// The client.
+        c: u64,
+        /// The real name.
+        real: String,
+        /// Whether it is a change, told to those with `setname` who share a channel.
+        announce: bool,
     },
     /// A user set or cleared its away message.
     Away {

@@ -344,6 +344,8 @@ pub struct Lines<'a> {
     /// When the event happened: a kept message's id says; otherwise taken on first use by a
     /// rendering that shows it.
     at: OnceCell<SystemTime>,
+    /// The sender's client-only tags, escaped, for IRC clients with `message-tags`.
+    client_tags: Option<&'a str>,
 }
 
 /// Something rendered once per flavor of recipient: one event, or a batch of them.
@@ -449,13 +451,25 @@ impl<'a> Lines<'a> {
             natives: Default::default(),
             irc_by_caps: Default::default(),
             at,
+            client_tags: None,
         }
+    }
+
+    /// The event with the sender's client-only tags (escaped, `+a=b;+c`), which IRC clients
+    /// with `message-tags` get with it; none if `tags` is empty.
+    pub fn with_client_tags(mut self, tags: &'a str) -> Self {
+        self.client_tags = (!tags.is_empty()).then_some(tags);
+        self
     }
 
     /// The capability bits that change how this event is written for IRC; the others are
     /// masked off, so clients that differ only in them share one rendering.
     fn relevant_bits(&self) -> usize {
-        let msgid = if self.id.is_some() { MSGID } else { 0 };
+        let msgid = if self.id.is_some() || self.client_tags.is_some() {
+            MSGID
+        } else {
+            0
+        };
         let lines = match self.event {
             Event::Message { text, .. } | Event::Dm { text, .. } | Event::Say { text, .. }
                 if multiline::is_multiline(text) =>
@@ -517,7 +531,8 @@ impl<'a> Lines<'a> {
                 self.irc_by_caps[slot].get_or_init(|| {
                     let at = (bits & TIME != 0).then(|| *self.at.get_or_init(SystemTime::now));
                     let msgid = self.id.filter(|_| bits & MSGID != 0);
-                    irc(&self.event, self.irc, at, msgid, bits)
+                    let client = self.client_tags.filter(|_| bits & MSGID != 0);
+                    irc(&self.event, self.irc, at, msgid, client, bits)
                 })
             }
             Flavor::Remote => return None,
@@ -669,6 +684,7 @@ fn irc<'e>(
     names: &'e IrcNames,
     at: Option<SystemTime>,
     msgid: Option<i64>,
+    client: Option<&'e str>,
     bits: usize,
 ) -> Option<Bytes> {
     let verb = |notice: bool| if notice { "NOTICE" } else { "PRIVMSG" };
@@ -679,6 +695,7 @@ fn irc<'e>(
         account: (bits & ACCOUNT_TAG != 0).then_some(from.name),
         msgid,
         batch: None,
+        client,
     };
     // extended-join: JOIN <channel> <account or *> :<real name>, the name standing for it.
     let join = |who: Who<'e>, chan: &'e str| -> Vec<&'e str> {
@@ -1030,6 +1047,9 @@ pub struct Tags<'a> {
     pub msgid: Option<i64>,
     /// `batch=`, for a message inside a batch.
     pub batch: Option<&'a str>,
+    /// The sender's client-only tags (`+name=value;...`, escaped as received), for clients
+    /// with `message-tags`.
+    pub client: Option<&'a str>,
 }
 
 /// [`irc_message`] with any tags.
@@ -1053,7 +1073,15 @@ pub fn irc_message_tagged(tags: Tags<'_>, source: Option<&str>, cmd: &str, args:
         prefix: source.map(Into::into),
         command,
     };
-    Bytes::from(msg.to_string())
+    let line = msg.to_string();
+    match tags.client.filter(|c| !c.is_empty()) {
+        // Relayed as they came: they are escaped already.
+        Some(client) => match line.strip_prefix('@') {
+            Some(rest) => Bytes::from(format!("@{client};{rest}")),
+            None => Bytes::from(format!("@{client} {line}")),
+        },
+        None => Bytes::from(line),
+    }
 }
 
 /// IRC parameters may not hold CR, LF or NUL; natter text never does, but a last guard keeps

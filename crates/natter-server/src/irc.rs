@@ -20,7 +20,7 @@ use crate::hub::{Hub, MemberView, NameCheck, NamesView, Registered, RoomView, We
 use crate::outbox::Outbox;
 use crate::watch::{MONITOR_LIMIT, Notify};
 use bytes::{Bytes, BytesMut};
-use irc_proto::{CapSubCommand, ChannelMode, Command, Mode};
+use irc_proto::{CapSubCommand, ChannelMode, Command, Mode, UserMode};
 use natter_proto::irc::{self as proto, IrcError};
 use natter_proto::mode::{Change, ModeError};
 use natter_proto::{ByeReason, ErrorCode, name, room};
@@ -42,6 +42,8 @@ const CAPS: &[&str] = &[
     "echo-message",
     "extended-join",
     "extended-monitor",
+    "invite-notify",
+    "labeled-response",
     "message-tags",
     "multi-prefix",
     "sasl",
@@ -113,6 +115,7 @@ const KNOWN: &[&str] = &[
     "MONITOR",
     "SETNAME",
     "BATCH",
+    "WALLOPS",
 ];
 
 /// `draft/multiline`'s value: the limits of a batch a client sends, natter's own (a message
@@ -161,6 +164,13 @@ struct Caps {
     extended_monitor: bool,
     /// `draft/multiline`: messages of several lines come and go as one batch.
     multiline: bool,
+    /// `labeled-response`: a command's answer carries the `label` it came with (with
+    /// `batch` only, as the specification requires).
+    labeled_response: bool,
+    /// `invite-notify`: `INVITE` when someone is invited to a channel the client is in.
+    invite_notify: bool,
+    /// User mode `+w`: not a capability, but like one it asks the hub for lines (`WALLOPS`).
+    wallops: bool,
 }
 
 /// A `draft/multiline` batch the client opened and has not ended.
@@ -187,6 +197,8 @@ impl Caps {
             away: self.away_notify,
             setname: self.setname,
             monitored: self.extended_monitor,
+            invite: self.invite_notify,
+            wallops: self.wallops,
         }
     }
 }
@@ -245,7 +257,27 @@ pub struct IrcSession {
     /// A `draft/multiline` batch being received (boxed: rarely there). Bounded by the batch
     /// limits; dropped with the connection if it never ends.
     batch: Option<Box<OpenBatch>>,
+    /// The answer to a labeled command, while it is written (boxed: rarely there).
+    labeled: Option<Box<Labeled>>,
+    /// Labeled answers sent as batches so far, for their references.
+    batches: u64,
 }
+
+/// The answer to a command that came with a `label` (IRCv3 `labeled-response`): one line
+/// carries the label, several go in a batch whose start carries it, none is an `ACK`.
+#[derive(Debug)]
+struct Labeled {
+    /// The label, as the client sent it (unescaped).
+    label: String,
+    /// The batch's reference, once the answer is known to be more than one line.
+    batch: Option<String>,
+    /// The first line, held until it is known whether it is the only one.
+    first: Option<Bytes>,
+}
+
+/// Longest label taken, in bytes, as the specification bounds it; a longer one is not
+/// repeated (the answer goes unlabeled).
+const LABEL_LEN: usize = 64;
 
 /// A SASL exchange and what came of it.
 #[derive(Debug, Default)]
@@ -459,6 +491,8 @@ impl IrcSession {
             registering: false,
             answer: None,
             batch: None,
+            labeled: None,
+            batches: 0,
         }
     }
 
@@ -535,6 +569,13 @@ impl IrcSession {
                 _ => {}
             }
         }
+        // Client-only tags ride with a PRIVMSG or NOTICE from a client that may send them.
+        let client = match msg.command {
+            Command::PRIVMSG(..) | Command::NOTICE(..) if self.caps.message_tags => {
+                client_tags(msg.tags.as_deref())
+            }
+            _ => String::new(),
+        };
         match msg.command {
             Command::CAP(_, sub, a, b) => self.cap(sub, a.or(b).as_deref()),
             Command::AUTHENTICATE(data) => self.authenticate(&data),
@@ -580,8 +621,8 @@ impl IrcSession {
             Command::QUIT(reason) => return self.quit(reason.as_deref()),
             Command::JOIN(chans, keys, _) => self.join(&chans, keys.as_deref()),
             Command::PART(chans, reason) => self.part(&chans, reason.as_deref()),
-            Command::PRIVMSG(target, text) => self.privmsg(&target, &text, false),
-            Command::NOTICE(target, text) => self.privmsg(&target, &text, true),
+            Command::PRIVMSG(target, text) => self.privmsg(&target, &text, false, &client),
+            Command::NOTICE(target, text) => self.privmsg(&target, &text, true, &client),
             Command::TOPIC(chan, text) => self.topic(&chan, text.as_deref()),
             Command::NAMES(chans, _) => self.names(chans.as_deref()),
             Command::LIST(params, _) => self.list(params.as_deref()),
@@ -614,7 +655,8 @@ impl IrcSession {
             Command::WHOIS(_, nick) => self.whois(&nick),
             Command::ChannelMODE(chan, modes) => self.channel_mode(&chan, &modes),
             Command::INVITE(nick, chan) => self.invite(&nick, &chan),
-            Command::UserMODE(nick, modes) => self.user_mode(&nick, modes.is_empty()),
+            Command::UserMODE(nick, modes) => self.user_mode(&nick, &modes),
+            Command::WALLOPS(text) => self.wallops(&text),
             Command::AWAY(msg) => self.away(msg.as_deref()),
             // irc-proto 1.1 parses ISON into its USERHOST variant; the word tells them apart.
             Command::USERHOST(nicks) | Command::ISON(nicks) if verb == "ISON" => self.ison(&nicks),
@@ -741,6 +783,12 @@ impl IrcSession {
                 if self.caps.multiline {
                     on.push("draft/multiline");
                 }
+                if self.caps.labeled_response {
+                    on.push("labeled-response");
+                }
+                if self.caps.invite_notify {
+                    on.push("invite-notify");
+                }
                 self.push(self.server_msg("CAP", &[&me, "LIST", &on.join(" ")]));
             }
             CapSubCommand::REQ => {
@@ -769,6 +817,8 @@ impl IrcSession {
                         "userhost-in-names" => caps.userhost_in_names = on,
                         "extended-monitor" => caps.extended_monitor = on,
                         "draft/multiline" => caps.multiline = on,
+                        "labeled-response" => caps.labeled_response = on,
+                        "invite-notify" => caps.invite_notify = on,
                         _ => ok = false,
                     }
                 }
@@ -1402,7 +1452,7 @@ impl IrcSession {
         num(n::RPL_CREATED, &["This server speaks natter and IRC"]);
         num(
             n::RPL_MYINFO,
-            &[&cfg.server_name, version, "i", "biklmnostv", "bklov"],
+            &[&cfg.server_name, version, "iw", "biklmnostv", "bklov"],
         );
         let isupport = [
             "CASEMAPPING=ascii".to_owned(),
@@ -1965,7 +2015,8 @@ impl IrcSession {
         }
     }
 
-    fn privmsg(&mut self, targets: &str, text: &str, notice: bool) {
+    /// PRIVMSG or NOTICE to up to four targets, with the client-only tags `client`.
+    fn privmsg(&mut self, targets: &str, text: &str, notice: bool, client: &str) {
         // RFC 2812: NOTICE is never answered with an error.
         let complain = |s: &Self, code: &str, args: &[&str]| {
             if !notice {
@@ -1990,12 +2041,12 @@ impl IrcSession {
             }
             return;
         }
-        self.deliver(targets, &converted, notice);
+        self.deliver(targets, &converted, notice, client);
     }
 
-    /// Delivers a natter text (checked already) to each of `targets`, with the numerics
-    /// PRIVMSG answers (never a NOTICE).
-    fn deliver(&mut self, targets: &str, converted: &str, notice: bool) {
+    /// Delivers a natter text (checked already) to each of `targets`, with the client-only
+    /// tags `client`, and the numerics PRIVMSG answers (never a NOTICE).
+    fn deliver(&mut self, targets: &str, converted: &str, notice: bool, client: &str) {
         let complain = |s: &Self, code: &str, args: &[&str]| {
             if !notice {
                 s.num(code, args);
@@ -2012,7 +2063,7 @@ impl IrcSession {
         for target in targets.split(',').filter(|t| !t.is_empty()).take(4) {
             let sent = if target.eq_ignore_ascii_case(&self.cfg.everyone_channel) {
                 self.hub
-                    .broadcast(self.id, converted, notice)
+                    .broadcast_tagged(self.id, converted, notice, client)
                     .map(|(_, kept)| keep(kept))
                     .map_err(|_| {
                         complain(
@@ -2023,7 +2074,7 @@ impl IrcSession {
                     })
             } else if proto::is_channel(target) {
                 self.hub
-                    .say(self.id, target, converted, notice)
+                    .say_tagged(self.id, target, converted, notice, client)
                     .map(|(_, (_, kept))| keep(kept))
                     .map_err(|e| match e {
                         ErrorCode::NotInRoom => complain(
@@ -2048,7 +2099,10 @@ impl IrcSession {
                         ),
                     })
             } else {
-                match self.hub.direct(self.id, target, converted, notice) {
+                match self
+                    .hub
+                    .direct_tagged(self.id, target, converted, notice, client)
+                {
                     Ok(to) => {
                         keep(to.kept);
                         if to.queued {
@@ -2076,6 +2130,7 @@ impl IrcSession {
             if sent.is_ok() && self.caps.echo_message {
                 let tags = crate::event::Tags {
                     at: self.caps.server_time.then(SystemTime::now),
+                    client: Some(client),
                     ..Default::default()
                 };
                 let verb = if notice { "NOTICE" } else { "PRIVMSG" };
@@ -2212,7 +2267,7 @@ impl IrcSession {
                 );
             }
         };
-        self.deliver(&open.target, &text, open.notice.unwrap_or(false));
+        self.deliver(&open.target, &text, open.notice.unwrap_or(false), "");
     }
 
     /// A PRIVMSG or NOTICE inside a batch: one more line of the open multi-line message
@@ -2895,33 +2950,18 @@ impl IrcSession {
             self.num(n::ERR_NEEDMOREPARAMS, &["TAGMSG", "Not enough parameters"]);
             return;
         };
-        let mut relayed = String::new();
-        let mut state = "";
-        for irc_proto::message::Tag(k, v) in tags.unwrap_or_default() {
-            if !k.starts_with('+') {
-                continue;
-            }
-            if k == "+typing" {
-                state = match v.as_deref() {
-                    Some("active") => "active",
-                    Some("paused") => "paused",
-                    Some("done") => "done",
-                    _ => continue,
-                };
-            }
-            // What IRCv3 allows for client-only tags, escaped as received.
-            let tag = match v {
-                Some(v) => format!("{k}={}", escape_tag(v)),
-                None => k.clone(),
-            };
-            if relayed.len() + tag.len() + 1 > 4094 {
-                break;
-            }
-            if !relayed.is_empty() {
-                relayed.push(';');
-            }
-            relayed.push_str(&tag);
-        }
+        let relayed = client_tags(tags);
+        let state = tags
+            .unwrap_or_default()
+            .iter()
+            .find(|t| t.0 == "+typing")
+            .and_then(|t| match t.1.as_deref() {
+                Some("active") => Some("active"),
+                Some("paused") => Some("paused"),
+                Some("done") => Some("done"),
+                _ => None,
+            })
+            .unwrap_or("");
         if relayed.is_empty() {
             return;
         }
@@ -2987,13 +3027,54 @@ impl IrcSession {
         }
     }
 
-    fn user_mode(&mut self, nick: &str, query: bool) {
+    /// `MODE <own nick> [+w|-w]`: the one user mode natter has is `+w`, to get `WALLOPS`;
+    /// others (irssi sends `+i`) change nothing.
+    fn user_mode(&mut self, nick: &str, modes: &[Mode<UserMode>]) {
         if !name::same(nick, self.me()) {
             self.num(n::ERR_USERSDONTMATCH, &["Cant change mode for other users"]);
-        } else if query {
-            self.num(n::RPL_UMODEIS, &["+"]);
+            return;
         }
-        // natter has no user modes; requests to set them (irssi sends +i) change nothing.
+        if modes.is_empty() {
+            let modes = if self.caps.wallops { "+w" } else { "+" };
+            self.num(n::RPL_UMODEIS, &[modes]);
+            return;
+        }
+        let mut wallops = self.caps.wallops;
+        for m in modes {
+            match m {
+                Mode::Plus(UserMode::Wallops, _) => wallops = true,
+                Mode::Minus(UserMode::Wallops, _) => wallops = false,
+                _ => {}
+            }
+        }
+        if wallops != self.caps.wallops {
+            self.caps.wallops = wallops;
+            self.watched = true;
+            self.hub.set_notify(self.id, self.caps.notify());
+            let (me, mask) = (self.me().to_owned(), self.my_mask());
+            let change = if wallops { "+w" } else { "-w" };
+            self.push(irc_message(None, Some(&mask), "MODE", &[&me, change]));
+        }
+    }
+
+    /// `WALLOPS <text>`: a server operator's message to the users with mode `+w` on this
+    /// node; 481 for anyone else.
+    fn wallops(&mut self, text: &str) {
+        let me = self.me().to_owned();
+        if !self.hub.accounts().is_operator(&me) {
+            self.num(
+                n::ERR_NOPRIVILEGES,
+                &["Permission Denied- You're not an IRC operator"],
+            );
+            return;
+        }
+        match proto::to_natter_text(text).filter(|t| !t.trim().is_empty()) {
+            Some(text) => {
+                let told = self.hub.wallops(self.id, &text);
+                info!(user = %me, told, "wallops");
+            }
+            None => self.num(n::ERR_NEEDMOREPARAMS, &["WALLOPS", "Not enough parameters"]),
+        }
     }
 
     fn away(&mut self, msg: Option<&str>) {
@@ -3147,6 +3228,31 @@ impl IrcSession {
     }
 }
 
+/// The client-only tags (`+name[=value]`) among `tags`, escaped again as they came, joined
+/// with `;`, within what IRCv3 allows them (4094 bytes); an invalid `+typing` is dropped.
+fn client_tags(tags: Option<&[irc_proto::message::Tag]>) -> String {
+    let mut relayed = String::new();
+    for irc_proto::message::Tag(k, v) in tags.unwrap_or_default() {
+        if !k.starts_with('+')
+            || k == "+typing" && !matches!(v.as_deref(), Some("active" | "paused" | "done"))
+        {
+            continue;
+        }
+        let tag = match v {
+            Some(v) => format!("{k}={}", escape_tag(v)),
+            None => k.clone(),
+        };
+        if relayed.len() + tag.len() + 1 > 4094 {
+            break;
+        }
+        if !relayed.is_empty() {
+            relayed.push(';');
+        }
+        relayed.push_str(&tag);
+    }
+    relayed
+}
+
 /// A tag value escaped as IRCv3 message tags write it.
 fn escape_tag(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
@@ -3271,33 +3377,15 @@ impl Handler for IrcSession {
                     let args = proto::params(text).into_iter().map(str::to_owned).collect();
                     msg.command = Command::Raw(verb.clone(), args);
                 }
-                let flow = self.on_message(verb, msg);
+                let label = msg.tags.as_deref().unwrap_or_default();
+                let label = label.iter().find(|t| t.0 == "label");
+                self.start_label(label.and_then(|t| t.1.clone()));
+                let flow = self.in_label(|s| s.on_message(verb, msg));
                 if self.closing { Flow::Close } else { flow }
             }
-            Err(IrcError::TooLong) => {
-                self.num(n::ERR_INPUTTOOLONG, &["Input line was too long"]);
-                Flow::Continue
-            }
-            Err(IrcError::Utf8) => {
-                self.fail(
-                    "*",
-                    "INVALID_UTF8",
-                    &[],
-                    "Message rejected: this server takes UTF-8 only",
-                );
-                Flow::Continue
-            }
-            Err(IrcError::Malformed(verb)) => {
-                match verb.as_deref() {
-                    Some("MODE") => {
-                        self.num(n::ERR_UNKNOWNMODE, &["?", "is unknown mode char to me"])
-                    }
-                    Some(v) if KNOWN.contains(&v) => {
-                        self.num(n::ERR_NEEDMOREPARAMS, &[v, "Not enough parameters"])
-                    }
-                    Some(v) => self.num(n::ERR_UNKNOWNCOMMAND, &[&shown(v), "Unknown command"]),
-                    None => self.num(n::ERR_UNKNOWNCOMMAND, &["*", "Malformed message"]),
-                }
+            Err(e) => {
+                self.start_label(raw_label(line));
+                self.in_label(|s| s.refused(e));
                 Flow::Continue
             }
         }
@@ -3377,10 +3465,155 @@ impl Handler for IrcSession {
     }
 
     fn answer_more(&mut self) {
-        self.answer_page();
+        self.in_label(Self::answer_page);
     }
 
     fn poll_resume(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Flow> {
+        self.in_label(|s| s.resume(cx))
+    }
+
+    fn goodbye(&self, reason: ByeReason) -> Bytes {
+        let why = match reason {
+            ByeReason::Shutdown => "Server shutting down",
+            ByeReason::SlowConsumer => "SendQ exceeded",
+            ByeReason::Flood => "Excess Flood",
+            ByeReason::Timeout => "Timeout",
+            other => other.default_text(),
+        };
+        irc_message(
+            None,
+            None,
+            "ERROR",
+            &[&format!(
+                "Closing Link: {} ({why})",
+                self.nick.as_deref().unwrap_or("*")
+            )],
+        )
+    }
+
+    fn max_line(&self) -> usize {
+        proto::MAX_FRAME
+    }
+
+    fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    fn id(&self) -> ClientId {
+        self.id
+    }
+}
+
+impl IrcSession {
+    /// Starts the labeled answer to the line being handled, if it came with a `label` (within
+    /// bounds) from a client with `labeled-response` and `batch`.
+    fn start_label(&mut self, label: Option<String>) {
+        let Some(label) = label.filter(|l| !l.is_empty() && l.len() <= LABEL_LEN) else {
+            return;
+        };
+        if !(self.caps.labeled_response && self.caps.batch) {
+            return;
+        }
+        // The connection takes no line while an answer is still being written, so none is
+        // open; should one be, it ends here rather than never.
+        self.label_end();
+        self.labeled = Some(Box::new(Labeled {
+            label,
+            batch: None,
+            first: None,
+        }));
+    }
+
+    /// Answers a line that could not be parsed.
+    fn refused(&mut self, e: IrcError) {
+        match e {
+            IrcError::TooLong => self.num(n::ERR_INPUTTOOLONG, &["Input line was too long"]),
+            IrcError::Utf8 => self.fail(
+                "*",
+                "INVALID_UTF8",
+                &[],
+                "Message rejected: this server takes UTF-8 only",
+            ),
+            IrcError::Malformed(verb) => match verb.as_deref() {
+                Some("MODE") => self.num(n::ERR_UNKNOWNMODE, &["?", "is unknown mode char to me"]),
+                Some(v) if KNOWN.contains(&v) => {
+                    self.num(n::ERR_NEEDMOREPARAMS, &[v, "Not enough parameters"])
+                }
+                Some(v) => self.num(n::ERR_UNKNOWNCOMMAND, &[&shown(v), "Unknown command"]),
+                None => self.num(n::ERR_UNKNOWNCOMMAND, &["*", "Malformed message"]),
+            },
+        }
+    }
+
+    /// Runs `f`; with a labeled answer being written, what `f` makes this client's outbox
+    /// take on this thread (its own lines, and what the hub wrote for it, under its lock
+    /// or not) joins the answer, which ends once nothing more is to come.
+    fn in_label<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> T {
+        if self.labeled.is_none() {
+            return f(self);
+        }
+        self.outbox.capture();
+        let out = f(self);
+        let lines = self.outbox.captured();
+        self.label_lines(lines);
+        if !self.waiting() && !self.answering() {
+            self.label_end();
+        }
+        out
+    }
+
+    /// Queues `chunks` as part of the labeled answer: the first line is held back until a
+    /// second shows the answer needs a batch, which then opens with the label.
+    fn label_lines(&mut self, chunks: Vec<Bytes>) {
+        let Some(mut l) = self.labeled.take() else {
+            chunks.into_iter().for_each(|c| self.push(c));
+            return;
+        };
+        let mut out = BytesMut::new();
+        for line in chunks.iter().flat_map(lines_of) {
+            if l.batch.is_none() {
+                let Some(first) = l.first.take() else {
+                    l.first = Some(line);
+                    continue;
+                };
+                self.batches += 1;
+                let id = format!("lr{}", self.batches);
+                let start = self.server_msg("BATCH", &[&format!("+{id}"), "labeled-response"]);
+                add_tag(&mut out, &start, &format!("label={}", escape_tag(&l.label)));
+                add_tag(&mut out, &first, &format!("batch={id}"));
+                l.batch = Some(id);
+            }
+            match &l.batch {
+                // A line of a batch inside this one (history) stays in that one.
+                _ if has_batch_tag(&line) => out.extend_from_slice(&line),
+                Some(id) => add_tag(&mut out, &line, &format!("batch={id}")),
+                None => {}
+            }
+        }
+        self.labeled = Some(l);
+        if !out.is_empty() {
+            self.push(out.freeze());
+        }
+    }
+
+    /// Ends the labeled answer: closes its batch, or sends its one line labeled, or `ACK`.
+    fn label_end(&mut self) {
+        let Some(l) = self.labeled.take() else {
+            return;
+        };
+        let label = format!("label={}", escape_tag(&l.label));
+        let mut out = BytesMut::new();
+        match (l.batch, l.first) {
+            (Some(id), _) => out.extend_from_slice(&self.server_msg("BATCH", &[&format!("-{id}")])),
+            (None, Some(first)) => add_tag(&mut out, &first, &label),
+            (None, None) => add_tag(&mut out, &self.server_msg("ACK", &[]), &label),
+        }
+        self.push(out.freeze());
+    }
+
+    /// [`Handler::poll_resume`]'s work: finishes what a line began once what it waited for
+    /// (a cluster's answer about a nick, an account request, a store read) has come.
+    fn resume(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Flow> {
         use std::task::Poll;
         let Some(wait) = self.pending.as_mut() else {
             return Poll::Ready(Flow::Continue);
@@ -3432,35 +3665,73 @@ impl Handler for IrcSession {
             Flow::Continue
         })
     }
+}
 
-    fn goodbye(&self, reason: ByeReason) -> Bytes {
-        let why = match reason {
-            ByeReason::Shutdown => "Server shutting down",
-            ByeReason::SlowConsumer => "SendQ exceeded",
-            ByeReason::Flood => "Excess Flood",
-            ByeReason::Timeout => "Timeout",
-            other => other.default_text(),
-        };
-        irc_message(
-            None,
-            None,
-            "ERROR",
-            &[&format!(
-                "Closing Link: {} ({why})",
-                self.nick.as_deref().unwrap_or("*")
-            )],
-        )
-    }
+/// Each line of `chunk` (lines end with LF), sharing its bytes.
+fn lines_of(chunk: &Bytes) -> impl Iterator<Item = Bytes> + '_ {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        if at >= chunk.len() {
+            return None;
+        }
+        let end = chunk[at..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(chunk.len(), |i| at + i + 1);
+        let line = chunk.slice(at..end);
+        at = end;
+        Some(line)
+    })
+}
 
-    fn max_line(&self) -> usize {
-        proto::MAX_FRAME
+/// Writes `line` into `out` with the tag `tag` (`key=value`, escaped) first among its tags.
+fn add_tag(out: &mut BytesMut, line: &[u8], tag: &str) {
+    out.extend_from_slice(b"@");
+    out.extend_from_slice(tag.as_bytes());
+    match line.strip_prefix(b"@") {
+        Some(rest) => {
+            out.extend_from_slice(b";");
+            out.extend_from_slice(rest);
+        }
+        None => {
+            out.extend_from_slice(b" ");
+            out.extend_from_slice(line);
+        }
     }
+}
 
-    fn peer(&self) -> SocketAddr {
-        self.peer
-    }
+/// Whether `line` carries a `batch` tag.
+fn has_batch_tag(line: &[u8]) -> bool {
+    let Some(rest) = line.strip_prefix(b"@") else {
+        return false;
+    };
+    let tags = rest.split(|&b| b == b' ').next().unwrap_or_default();
+    tags.split(|&b| b == b';').any(|t| t.starts_with(b"batch="))
+}
 
-    fn id(&self) -> ClientId {
-        self.id
+/// The `label` of a line that could not be parsed, if its tags can be read.
+fn raw_label(line: &[u8]) -> Option<String> {
+    let tags = line.strip_prefix(b"@")?.split(|&b| b == b' ').next()?;
+    let value = tags
+        .split(|&b| b == b';')
+        .find_map(|t| t.strip_prefix(b"label="))?;
+    let value = std::str::from_utf8(value).ok()?;
+    // Unescaped as IRCv3 message tags write values (see `escape_tag`).
+    let mut out = String::with_capacity(value.len());
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some(':') => out.push(';'),
+            Some('s') => out.push(' '),
+            Some('r') => out.push('\r'),
+            Some('n') => out.push('\n'),
+            Some(other) => out.push(other),
+            None => {}
+        }
     }
+    Some(out)
 }

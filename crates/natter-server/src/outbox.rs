@@ -56,6 +56,16 @@ pub struct Outbox {
     /// Set while nobody drains it: its session waits to be resumed. Such an outbox never
     /// holds senders back (nobody would release them); it only fills, up to the hard bound.
     lingering: AtomicBool,
+    /// Set while its session gathers the answer to one command ([`Outbox::capture`]): read
+    /// without the lock on every push, so the thread-local is looked at only then.
+    capturing: AtomicBool,
+}
+
+thread_local! {
+    /// The outbox whose session is gathering an answer on this thread (by address), and what
+    /// this thread pushed to it meanwhile.
+    static CAPTURED: std::cell::RefCell<Option<(usize, Vec<Bytes>)>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 #[derive(Debug, Default)]
@@ -165,11 +175,53 @@ impl Outbox {
             held: AtomicBool::new(false),
             congested: AtomicBool::new(false),
             lingering: AtomicBool::new(false),
+            capturing: AtomicBool::new(false),
         }
     }
 
-    /// Queues one or more whole lines.
+    /// From now until [`Outbox::captured`], what this thread pushes here is set aside
+    /// instead of queued: a session handling a command runs the hub's calls on its own
+    /// thread, so that is its answer, wherever it was written (under the hub's lock or not),
+    /// and nothing another thread pushes meanwhile (others' messages) is mistaken for it.
+    pub fn capture(&self) {
+        CAPTURED.with(|c| *c.borrow_mut() = Some((self.addr(), Vec::new())));
+        self.capturing.store(true, Ordering::Relaxed);
+    }
+
+    /// Ends [`Outbox::capture`]: what was set aside, in order, to be queued by the caller.
+    pub fn captured(&self) -> Vec<Bytes> {
+        self.capturing.store(false, Ordering::Relaxed);
+        CAPTURED
+            .with(|c| c.borrow_mut().take())
+            .filter(|(addr, _)| *addr == self.addr())
+            .map(|(_, lines)| lines)
+            .unwrap_or_default()
+    }
+
+    fn addr(&self) -> usize {
+        std::ptr::from_ref(self) as usize
+    }
+
+    /// Queues one or more whole lines (or sets them aside, see [`Outbox::capture`]).
     pub fn push(&self, line: Bytes) -> Pushed {
+        if self.capturing.load(Ordering::Relaxed) {
+            let kept = CAPTURED.with(|c| match &mut *c.borrow_mut() {
+                Some((addr, lines)) if *addr == self.addr() => {
+                    lines.push(line.clone());
+                    true
+                }
+                _ => false,
+            });
+            if kept {
+                return Pushed::Queued;
+            }
+        }
+        self.push_past_capture(line)
+    }
+
+    /// Queues lines even while this thread captures an answer here: lines that are not part
+    /// of it (others' arrivals, announced before anything else).
+    pub fn push_past_capture(&self, line: Bytes) -> Pushed {
         let mut s = self.lock();
         if s.overflowed {
             return Pushed::Dropped;

@@ -1,6 +1,7 @@
 //! Who watches whom for IRC: the `MONITOR` lists (a nick, folded, to the connections
 //! watching it), and the connections that asked to hear of others' away and real-name
-//! changes (`away-notify`, `setname`). The hub consults it on every arrival, departure and
+//! changes (`away-notify`, `setname`), of invitations (`invite-notify`) and of `WALLOPS`
+//! (user mode `+w`). The hub consults it on every arrival, departure and
 //! rename, so a nick nobody monitors costs one lookup in an empty map, or none at all.
 
 use crate::client_id::ClientId;
@@ -20,6 +21,10 @@ pub struct Notify {
     /// `extended-monitor`: those notices for the nicks it monitors too, shared channel or
     /// not.
     pub monitored: bool,
+    /// `invite-notify`: `INVITE` when someone is invited to a channel it is in.
+    pub invite: bool,
+    /// User mode `+w`: `WALLOPS` from server operators.
+    pub wallops: bool,
 }
 
 /// A monitored nick: folded, and as the client spelled it (which `MONITOR L` gives back).
@@ -119,7 +124,7 @@ impl Watchers {
 
     /// Sets which change notices `conn` wants.
     pub fn set_notify(&mut self, conn: ClientId, notify: Notify) {
-        if !notify.away && !notify.setname {
+        if !notify.away && !notify.setname && !notify.invite && !notify.wallops {
             self.notify.remove(&conn);
         } else {
             self.notify.insert(conn, notify);

@@ -1035,3 +1035,54 @@ async fn two_nodes_on_one_postgres_keep_one_history_with_unique_ids() {
     assert_eq!(dm.len(), 1);
     assert_eq!(live.get("DM alice from n1"), Some(&dm[0].0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn irc_real_names_reach_the_other_nodes() {
+    use common::irc::Irc;
+    let _serial = SERIAL.lock().await;
+    let redis = Redis::start();
+    let (n1, n2) = (node(&redis, "r1").await, node(&redis, "r2").await);
+    let mut watcher = Irc::with_caps(n2.addr, "watcher", "setname").await;
+    let mut ann = Irc::user(n1.addr, "ann").await;
+    watcher.skip_to(":ann!ann@natter JOIN #everyone").await;
+    // A node's operations arrive in order: after her message, her real name is known.
+    ann.send("PRIVMSG #everyone :hi").await;
+    watcher
+        .skip_to(":ann!ann@natter PRIVMSG #everyone hi")
+        .await;
+    watcher.send("WHOIS ann").await;
+    assert_eq!(
+        watcher.line().await,
+        ":natter 311 watcher ann ann natter * :ann real"
+    );
+    watcher.skip_to(" 318 ").await;
+
+    // A change is told on the other node to those with `setname`, and kept there.
+    ann.send("SETNAME :Ann Smith").await;
+    assert_eq!(watcher.line().await, ":ann!ann@natter SETNAME :Ann Smith");
+    watcher.send("WHO ann").await;
+    assert_eq!(
+        watcher.line().await,
+        ":natter 352 watcher * ann natter natter ann H :0 Ann Smith"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invite_notify_reaches_members_on_other_nodes() {
+    use common::irc::Irc;
+    let _serial = SERIAL.lock().await;
+    let redis = Redis::start();
+    let (n1, n2) = (node(&redis, "v1").await, node(&redis, "v2").await);
+    let mut m = Irc::with_caps(n2.addr, "m", "invite-notify").await;
+    m.part_everyone().await;
+    m.join("#inv").await;
+    let mut op = Irc::user(n1.addr, "op").await;
+    op.part_everyone().await;
+    let mut x = Irc::user(n1.addr, "x").await;
+    x.part_everyone().await;
+    op.join("#inv").await;
+    m.skip_to(":op!op@natter JOIN #inv").await;
+    op.expect("INVITE x #inv", "341").await;
+    assert_eq!(x.line().await, ":op!op@natter INVITE x #inv");
+    assert_eq!(m.line().await, ":op!op@natter INVITE x #inv");
+}

@@ -349,7 +349,7 @@ async fn irc_clients_see_the_modes_natter_has_in_isupport_and_multi_prefix() {
     c.send("NICK ike").await;
     c.send("USER ike 0 * :Ike").await;
     let myinfo = c.skip_to(" 004 ").await;
-    assert!(myinfo.ends_with(" i biklmnostv bklov"), "{myinfo}");
+    assert!(myinfo.ends_with(" iw biklmnostv bklov"), "{myinfo}");
     let isupport = c.skip_to(" 005 ").await;
     for token in [
         "PREFIX=(ov)@+",

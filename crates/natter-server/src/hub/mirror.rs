@@ -11,6 +11,10 @@ use natter_proto::{name, room as room_name};
 use std::collections::HashSet;
 use std::sync::Arc;
 
+/// Longest real name taken from another node: a node keeps at most 100 bytes of one (IRC's
+/// `USER` cuts it there, `SETNAME` refuses more), so a longer one came from no node.
+const MAX_REAL: usize = 100;
+
 /// Whether a name from another node may be shown here.
 fn valid_name(n: &str) -> bool {
     name::validate(n).is_ok()
@@ -63,6 +67,7 @@ impl Hub {
                 everyone,
                 rooms,
                 away,
+                real,
             } => {
                 let mut guard = self.write();
                 let g = Ghost {
@@ -72,6 +77,17 @@ impl Hub {
                     everyone,
                 };
                 self.upsert_ghost(&mut guard, node, c, g, Some(rooms), Some(away));
+                drop(guard);
+                if let Some(real) = real {
+                    self.apply(
+                        node,
+                        Op::RealName {
+                            c,
+                            real,
+                            announce: false,
+                        },
+                    );
+                }
             }
             Op::Renamed { c, name } => {
                 if !valid_name(&name) {
@@ -127,7 +143,7 @@ impl Hub {
                 id: log_id,
             } => {
                 if let Some(id) = self.ghost(node, c) {
-                    let _ = self.broadcast_texts(id, std::iter::once(&*text), notice, log_id);
+                    let _ = self.broadcast_texts(id, std::iter::once(&*text), notice, log_id, "");
                 }
             }
             Op::Dm {
@@ -169,7 +185,7 @@ impl Hub {
                 id: log_id,
             } => {
                 if let Some(id) = self.ghost(node, c) {
-                    let _ = self.say_kept(id, &room, &text, notice, log_id);
+                    let _ = self.say_kept(id, &room, &text, notice, log_id, "");
                 }
             }
             Op::Join { c, room, op } => {
@@ -252,6 +268,15 @@ impl Hub {
                 self.accounts().set_reserved(&name, exists);
                 let mut st = self.write();
                 self.set_account(&mut st, &name, exists);
+            }
+            Op::RealName { c, real, announce } => {
+                // Its node cut it to what it keeps; anything longer did not come from one.
+                if real.len() > MAX_REAL || real.contains(['\r', '\n', '\0']) {
+                    return;
+                }
+                if let Some(id) = self.ghost(node, c) {
+                    self.set_real_name(id, &real, announce);
+                }
             }
             Op::Away { c, away } => {
                 if let Some(id) = self.ghost(node, c) {

@@ -1125,7 +1125,7 @@ impl Hub {
                     },
                 };
                 if from < bytes.len() {
-                    outbox.push(bytes.slice(from..));
+                    outbox.push_past_capture(bytes.slice(from..));
                 }
             }
         }
@@ -1523,6 +1523,11 @@ impl Hub {
                     everyone: u.in_everyone,
                     rooms,
                     away: u.away().map(|a| a.to_string()),
+                    real: u
+                        .rare
+                        .as_ref()
+                        .and_then(|r| r.real.as_deref())
+                        .map(str::to_owned),
                 }),
                 None,
             );
@@ -1934,7 +1939,18 @@ impl Hub {
 
     /// Sends `text` from `id` to Everyone but the sender; returns how many got it.
     pub fn broadcast(&self, id: ClientId, text: &str, notice: bool) -> Result<Reached, ErrorCode> {
-        self.broadcast_texts(id, std::iter::once(text), notice, None)
+        self.broadcast_texts(id, std::iter::once(text), notice, None, "")
+    }
+
+    /// [`Hub::broadcast`] with the sender's client-only IRC tags (escaped, `+a=b;+c`).
+    pub fn broadcast_tagged(
+        &self,
+        id: ClientId,
+        text: &str,
+        notice: bool,
+        tags: &str,
+    ) -> Result<Reached, ErrorCode> {
+        self.broadcast_texts(id, std::iter::once(text), notice, None, tags)
     }
 
     /// Sends several MESSAGEs from `id` to everyone, in order, as one buffer per recipient;
@@ -1944,17 +1960,18 @@ impl Hub {
         id: ClientId,
         texts: impl Iterator<Item = &'t str>,
     ) -> Result<Reached, ErrorCode> {
-        self.broadcast_texts(id, texts, false, None)
+        self.broadcast_texts(id, texts, false, None, "")
     }
 
     /// Sends `texts` from `conn` to Everyone; `given` is the log id another node gave the
-    /// one text of its user.
+    /// one text of its user; `tags` are client-only IRC tags that go with each.
     fn broadcast_texts<'t>(
         &self,
         conn: ClientId,
         texts: impl Iterator<Item = &'t str>,
         notice: bool,
         given: Option<i64>,
+        tags: &str,
     ) -> Result<Reached, ErrorCode> {
         let st = self.read();
         let id = pid(&st, conn);
@@ -1980,6 +1997,7 @@ impl Hub {
                     &self.irc,
                     log_id,
                 )
+                .with_client_tags(tags)
             })
             .collect();
         let sent = match &events[..] {
@@ -2031,7 +2049,19 @@ impl Hub {
         text: &str,
         notice: bool,
     ) -> Result<DmTarget, ErrorCode> {
-        self.direct_texts(id, to, std::iter::once(text), notice)
+        self.direct_texts(id, to, std::iter::once(text), notice, "")
+    }
+
+    /// [`Hub::direct`] with the sender's client-only IRC tags (escaped, `+a=b;+c`).
+    pub fn direct_tagged(
+        &self,
+        id: ClientId,
+        to: &str,
+        text: &str,
+        notice: bool,
+        tags: &str,
+    ) -> Result<DmTarget, ErrorCode> {
+        self.direct_texts(id, to, std::iter::once(text), notice, tags)
     }
 
     /// Relays a CTCP request (or, as a notice, a reply) from `conn` to the user named `to`.
@@ -2076,7 +2106,7 @@ impl Hub {
         to: &str,
         texts: impl Iterator<Item = &'t str>,
     ) -> Result<DmTarget, ErrorCode> {
-        self.direct_texts(id, to, texts, false)
+        self.direct_texts(id, to, texts, false, "")
     }
 
     fn direct_texts<'t>(
@@ -2085,6 +2115,7 @@ impl Hub {
         to: &str,
         texts: impl Iterator<Item = &'t str>,
         notice: bool,
+        tags: &str,
     ) -> Result<DmTarget, ErrorCode> {
         let st = self.read();
         let id = pid(&st, conn);
@@ -2116,6 +2147,7 @@ impl Hub {
                     &self.irc,
                     log_id,
                 )
+                .with_client_tags(tags)
             })
             .collect();
         let batch = crate::event::Batch::new(&events);
@@ -2145,7 +2177,8 @@ impl Hub {
                     },
                     &self.irc,
                     log_id,
-                );
+                )
+                .with_client_tags(tags);
                 Self::send_to(&st, id, &echo, Some(conn));
             }
         }
@@ -2641,7 +2674,19 @@ impl Hub {
         text: &str,
         notice: bool,
     ) -> Result<(Arc<str>, Reached), ErrorCode> {
-        self.say_kept(conn, room, text, notice, None)
+        self.say_kept(conn, room, text, notice, None, "")
+    }
+
+    /// [`Hub::say`] with the sender's client-only IRC tags (escaped, `+a=b;+c`).
+    pub fn say_tagged(
+        &self,
+        conn: ClientId,
+        room: &str,
+        text: &str,
+        notice: bool,
+        tags: &str,
+    ) -> Result<(Arc<str>, Reached), ErrorCode> {
+        self.say_kept(conn, room, text, notice, None, tags)
     }
 
     /// [`Hub::say`], `given` being the log id another node gave its user's message.
@@ -2652,6 +2697,7 @@ impl Hub {
         text: &str,
         notice: bool,
         given: Option<i64>,
+        tags: &str,
     ) -> Result<(Arc<str>, Reached), ErrorCode> {
         let st = self.read();
         let id = pid(&st, conn);
@@ -2682,7 +2728,8 @@ impl Hub {
             },
             &self.irc,
             ids[0],
-        );
+        )
+        .with_client_tags(tags);
         let sent = r.members.send(&ev, Some(conn));
         Self::hold_if_congested(conn, from, sent.congested);
         let n = sent.n;
@@ -3092,5 +3139,79 @@ mod tests {
         let names = hub.names_page(None, 10);
         assert!(names.done);
         assert_eq!(names.items, [Arc::from("ANN"), Arc::from("ann2")]);
+    }
+
+    #[test]
+    fn real_names_travel_to_the_other_nodes() {
+        let names = || IrcNames {
+            server: "natter".into(),
+            everyone: "#everyone".into(),
+        };
+        let rec = Arc::new(Recorder::default());
+        let a = Hub::new(
+            Arc::new(Stats::default()),
+            RoomLimits::default(),
+            names(),
+            crate::account::tests::accounts(),
+        )
+        .with_backplane(rec.clone());
+        let ann = Arc::new(Outbox::new(1 << 20));
+        a.register(1, &ann, "ann", Flavor::irc(false), None, None, false)
+            .unwrap();
+        a.set_real_name(1, "Ann Smith", false);
+        a.set_real_name(1, "Ann S", true);
+        let sent: Vec<Op> = rec.0.lock().unwrap().drain(..).collect();
+        let real = |real: &str, announce| Op::RealName {
+            c: 1,
+            real: real.into(),
+            announce,
+        };
+        assert_eq!(sent[1..], [real("Ann Smith", false), real("Ann S", true)]);
+
+        // Another node: its IRC user with `setname` hears of the change, not of the first.
+        let b = Hub::new(
+            Arc::new(Stats::default()),
+            RoomLimits::default(),
+            names(),
+            crate::account::tests::accounts(),
+        )
+        .with_backplane(Arc::new(Recorder::default()));
+        let bob = Arc::new(Outbox::new(1 << 20));
+        b.register(5, &bob, "bob", Flavor::irc(false), None, None, false)
+            .unwrap();
+        b.set_notify(
+            5,
+            crate::watch::Notify {
+                setname: true,
+                ..Default::default()
+            },
+        );
+        b.apply("a", sent[0].clone());
+        b.apply("a", real("Ann Smith", false));
+        assert_eq!(b.real_name("ann").as_deref(), Some("Ann Smith"));
+        drain(&bob);
+        b.apply("a", real("Ann S", true));
+        assert_eq!(b.real_name("ann").as_deref(), Some("Ann S"));
+        assert_eq!(drain(&bob), [":ann!ann@natter SETNAME :Ann S"]);
+        // Longer than any node keeps: not taken.
+        b.apply("a", real(&"x".repeat(101), true));
+        assert_eq!(b.real_name("ann").as_deref(), Some("Ann S"));
+        assert!(drain(&bob).is_empty());
+
+        // A node re-asserting its users gives their real names too.
+        b.apply(
+            "a",
+            Op::Snapshot {
+                c: 2,
+                name: "cy".into(),
+                ident: "cy".into(),
+                irc: true,
+                everyone: true,
+                rooms: Vec::new(),
+                away: None,
+                real: Some("Cy Young".into()),
+            },
+        );
+        assert_eq!(b.real_name("cy").as_deref(), Some("Cy Young"));
     }
 }

@@ -7,7 +7,7 @@ use super::modes::{Ban, MAX_BANS, ModesView};
 use super::{Hub, Room, State, now_secs, pid};
 use crate::backplane::Op;
 use crate::client_id::{ClientId, is_local};
-use crate::event::Event;
+use crate::event::{Event, irc_message};
 use natter_proto::mode::{self, Change};
 use natter_proto::{ErrorCode, name, room as room_name};
 use std::sync::Arc;
@@ -236,6 +236,8 @@ impl Hub {
             to: &out.1,
         });
         Self::send_to(st, target_id, &lines, None);
+        let line = irc_message(None, Some(&by.who().mask()), "INVITE", &[&out.1, &out.0]);
+        self.tell_invited(st, &key, id, target_id, &line);
         if self.relays && is_local(id) {
             self.backplane.publish(
                 Some(Op::Invite {

@@ -6,7 +6,8 @@
 //! anything that costs one check of an empty map.
 
 use super::{Hub, Page, RoomSummary, State, User, first_seats, now_secs, page_of, pid};
-use crate::client_id::ClientId;
+use crate::backplane::Op;
+use crate::client_id::{ClientId, is_local};
 use crate::event::irc_message;
 use crate::watch::{Added, Notify};
 use crate::whowas::Gone;
@@ -234,6 +235,49 @@ impl Hub {
         }
     }
 
+    /// Tells the connections with `invite-notify` whose users are in room `key` that user
+    /// `to` was invited there by user `by` (`line`); those two know already.
+    pub(super) fn tell_invited(
+        &self,
+        st: &State,
+        key: &str,
+        by: ClientId,
+        to: ClientId,
+        line: &bytes::Bytes,
+    ) {
+        let Some(r) = st.rooms.get(key) else { return };
+        for (conn, n) in st.watchers.notified() {
+            let user = pid(st, conn);
+            if n.invite
+                && user != by
+                && user != to
+                && r.members.contains(user)
+                && let Some(u) = st.users.get(&user)
+            {
+                u.outbox_of(conn).push(line.clone());
+            }
+        }
+    }
+
+    /// `WALLOPS`: `text` from the server operator `conn`'s user to the connections of this
+    /// node with user mode `+w` (the operator's own included, as IRC servers do); how many
+    /// got it.
+    pub fn wallops(&self, conn: ClientId, text: &str) -> usize {
+        let st = self.read();
+        let Some(from) = st.users.get(&pid(&st, conn)) else {
+            return 0;
+        };
+        let line = irc_message(None, Some(&from.who().mask()), "WALLOPS", &[text]);
+        let mut told = 0;
+        for (c, _) in st.watchers.notified().filter(|(_, n)| n.wallops) {
+            if let Some(u) = st.users.get(&pid(&st, c)) {
+                u.outbox_of(c).push(line.clone());
+                told += 1;
+            }
+        }
+        told
+    }
+
     /// Sets the real name of connection `conn`'s user; with `announce`, tells the
     /// connections with `setname` that share a channel with it (`SETNAME :<real name>`).
     pub fn set_real_name(&self, conn: ClientId, real: &str, announce: bool) {
@@ -244,6 +288,16 @@ impl Hub {
         };
         let real: Arc<str> = Arc::from(real);
         u.change_rare(|r| r.real = Some(real.clone()));
+        if self.relays && is_local(id) {
+            self.backplane.publish(
+                Some(Op::RealName {
+                    c: id,
+                    real: real.to_string(),
+                    announce,
+                }),
+                None,
+            );
+        }
         if announce {
             let mask = u.who().mask();
             let line = irc_message(None, Some(&mask), "SETNAME", &[&real]);
