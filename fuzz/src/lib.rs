@@ -222,7 +222,23 @@ fn check_command<'a>(raw: &'a [u8], s: &mut Session<'a>) {
         "{line:?} is not {}",
         cmd.verb()
     );
-    let texts_ok = |t: &str| assert_eq!(text::validate(t), Ok(()), "{t:?} in {line:?}");
+    let texts_ok = |t: &str| {
+        assert_eq!(text::validate(t), Ok(()), "{t:?} in {line:?}");
+        // The same text from a MULTILINE ON client: whatever it decodes to, what is kept
+        // has lines that obey the text rule, and comes back whole from its escaped form.
+        let decoded = natter_proto::multiline::unescape(t);
+        if let Ok(kept) = natter_proto::multiline::normalize(&decoded) {
+            let lines: Vec<&str> = natter_proto::multiline::lines(&kept).collect();
+            assert!(!lines.is_empty() && lines.len() <= natter_proto::limits::MAX_MESSAGE_LINES);
+            for l in lines {
+                assert_eq!(text::validate(l), Ok(()), "{l:?} of {t:?}");
+            }
+            let wire = natter_proto::multiline::escape(&kept);
+            assert!(!wire.contains('\n'));
+            assert!(wire.len() <= 2 * t.len(), "{t:?}");
+            assert_eq!(natter_proto::multiline::unescape(&wire), kept);
+        }
+    };
     let b = Cow::Borrowed;
     match cmd {
         Command::Register(Register { name }) => {

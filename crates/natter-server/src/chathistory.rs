@@ -6,7 +6,7 @@
 //! time (an id's top bits are its millisecond). Bounds are exclusive, as the specification
 //! has them: `BEFORE msgid=x` never returns `x`.
 
-use crate::event::{Tags, Who, irc_message, irc_message_tagged, irc_text, time_of, timestamp};
+use crate::event::{Tags, Who, irc_lines, irc_message, irc_message_tagged, time_of, timestamp};
 use bytes::{Bytes, BytesMut};
 use natter_store::{MessageId, Range};
 
@@ -186,16 +186,26 @@ pub fn replayed(m: &natter_store::Logged, to: &str, tagged: bool, msgid: bool) -
             msgid: msgid.then_some(m.id),
             ..Tags::default()
         };
-        irc_text(tags, &source, "PRIVMSG", to, &m.text)
+        irc_lines(tags, &source, "PRIVMSG", to, &m.text, false)
     } else {
         let stamp = timestamp(at);
         let when = format!("[{} {} UTC]", &stamp[..10], &stamp[11..19]);
-        // An action keeps its form: the time goes after `/me`.
-        let text = match m.text.strip_prefix("/me ") {
-            Some(action) => format!("/me {when} {action}"),
-            None => format!("{when} {}", m.text),
-        };
-        irc_text(Tags::default(), &source, "PRIVMSG", to, &text)
+        // Each line of a multi-line message is a PRIVMSG, and each shows the time. An action
+        // keeps its form: the time goes after `/me`.
+        let text: Vec<String> = natter_proto::multiline::lines(&m.text)
+            .map(|line| match line.strip_prefix("/me ") {
+                Some(action) => format!("/me {when} {action}"),
+                None => format!("{when} {line}"),
+            })
+            .collect();
+        irc_lines(
+            Tags::default(),
+            &source,
+            "PRIVMSG",
+            to,
+            &text.join("\n"),
+            false,
+        )
     }
 }
 
@@ -262,7 +272,16 @@ impl Style {
                 account: false,
             }
             .mask();
-            out.extend_from_slice(&irc_text(self.tags(m.id), &source, "PRIVMSG", to, &m.text));
+            // Inside the history batch, a multi-line message is a PRIVMSG per line, all with
+            // its msgid: batches do not nest here.
+            out.extend_from_slice(&irc_lines(
+                self.tags(m.id),
+                &source,
+                "PRIVMSG",
+                to,
+                &m.text,
+                false,
+            ));
         }
         self.batch(&mut out, None);
         out.freeze()

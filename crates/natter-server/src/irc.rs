@@ -38,6 +38,7 @@ const CAPS: &[&str] = &[
     "batch",
     "draft/account-registration",
     "draft/chathistory",
+    "draft/multiline",
     "echo-message",
     "extended-join",
     "extended-monitor",
@@ -54,6 +55,7 @@ const CAPS: &[&str] = &[
 const RENDERING_CAPS: &[&str] = &[
     "account-notify",
     "account-tag",
+    "draft/multiline",
     "extended-join",
     "message-tags",
     "server-time",
@@ -110,7 +112,12 @@ const KNOWN: &[&str] = &[
     "WHOWAS",
     "MONITOR",
     "SETNAME",
+    "BATCH",
 ];
+
+/// `draft/multiline`'s value: the limits of a batch a client sends, natter's own (a message
+/// of at most this many lines, no longer than one native line).
+const MULTILINE_VALUE: &str = "max-bytes=4096,max-lines=100";
 
 /// Longest real name kept, in bytes (`USER` cuts a longer one; `SETNAME` refuses it).
 const REALLEN: usize = 100;
@@ -152,6 +159,25 @@ struct Caps {
     userhost_in_names: bool,
     /// `extended-monitor`: AWAY and SETNAME of monitored nicks too, shared channel or not.
     extended_monitor: bool,
+    /// `draft/multiline`: messages of several lines come and go as one batch.
+    multiline: bool,
+}
+
+/// A `draft/multiline` batch the client opened and has not ended.
+#[derive(Debug)]
+struct OpenBatch {
+    /// Its reference.
+    reference: String,
+    /// Where it goes.
+    target: String,
+    /// Its text so far, lines joined with `\n`.
+    text: String,
+    /// Lines so far.
+    lines: usize,
+    /// NOTICE lines (or PRIVMSG); set by the first line.
+    notice: Option<bool>,
+    /// Refused already (told with a FAIL): the rest of it is dropped until it ends.
+    refused: bool,
 }
 
 impl Caps {
@@ -216,6 +242,9 @@ pub struct IrcSession {
     /// The account request waited for is draft/account-registration's `REGISTER` (answered
     /// with `REGISTER SUCCESS` or `FAIL REGISTER`), not NickServ's.
     registering: bool,
+    /// A `draft/multiline` batch being received (boxed: rarely there). Bounded by the batch
+    /// limits; dropped with the connection if it never ends.
+    batch: Option<Box<OpenBatch>>,
 }
 
 /// A SASL exchange and what came of it.
@@ -429,6 +458,7 @@ impl IrcSession {
             sasl: None,
             registering: false,
             answer: None,
+            batch: None,
         }
     }
 
@@ -490,6 +520,20 @@ impl IrcSession {
         {
             self.tagmsg(args.first().map(String::as_str), msg.tags.as_deref());
             return Flow::Continue;
+        }
+        if let Some(reference) = tag_value(msg.tags.as_deref(), "batch") {
+            let concat = tag_value(msg.tags.as_deref(), "draft/multiline-concat").is_some();
+            match &msg.command {
+                Command::PRIVMSG(target, text) => {
+                    self.batch_line(reference, target, text, false, concat);
+                    return Flow::Continue;
+                }
+                Command::NOTICE(target, text) => {
+                    self.batch_line(reference, target, text, true, concat);
+                    return Flow::Continue;
+                }
+                _ => {}
+            }
         }
         match msg.command {
             Command::CAP(_, sub, a, b) => self.cap(sub, a.or(b).as_deref()),
@@ -598,6 +642,7 @@ impl IrcSession {
                 }
             }
             Command::Raw(verb, _) if verb.eq_ignore_ascii_case("NOTICE") => {}
+            Command::Raw(verb, args) if verb.eq_ignore_ascii_case("BATCH") => self.batch(&args),
             Command::Raw(verb, args) if verb.eq_ignore_ascii_case("REGISTER") => {
                 self.account_register(&args)
             }
@@ -636,14 +681,12 @@ impl IrcSession {
                 let values = arg
                     .and_then(|v| v.parse::<u32>().ok())
                     .is_some_and(|v| v >= 302);
-                let list: Vec<&str> = CAPS
+                let list: Vec<String> = CAPS
                     .iter()
-                    .map(|&c| {
-                        if c == "sasl" && values {
-                            "sasl=PLAIN"
-                        } else {
-                            c
-                        }
+                    .map(|&c| match c {
+                        "sasl" if values => "sasl=PLAIN".to_owned(),
+                        "draft/multiline" if values => format!("{c}={MULTILINE_VALUE}"),
+                        c => c.to_owned(),
                     })
                     .collect();
                 self.push(self.server_msg("CAP", &[&me, "LS", &list.join(" ")]));
@@ -695,6 +738,9 @@ impl IrcSession {
                 if self.caps.extended_monitor {
                     on.push("extended-monitor");
                 }
+                if self.caps.multiline {
+                    on.push("draft/multiline");
+                }
                 self.push(self.server_msg("CAP", &[&me, "LIST", &on.join(" ")]));
             }
             CapSubCommand::REQ => {
@@ -722,6 +768,7 @@ impl IrcSession {
                         "setname" => caps.setname = on,
                         "userhost-in-names" => caps.userhost_in_names = on,
                         "extended-monitor" => caps.extended_monitor = on,
+                        "draft/multiline" => caps.multiline = on,
                         _ => ok = false,
                     }
                 }
@@ -899,7 +946,8 @@ impl IrcSession {
             extended_join: self.caps.extended_join,
             account_notify: self.caps.account_notify,
             message_tags: self.caps.message_tags,
-            multiline: false,
+            // Batches of lines are for clients that take batches.
+            multiline: self.caps.multiline && self.caps.batch,
         }
     }
 
@@ -1905,6 +1953,17 @@ impl IrcSession {
             }
             return;
         }
+        self.deliver(targets, &converted, notice);
+    }
+
+    /// Delivers a natter text (checked already) to each of `targets`, with the numerics
+    /// PRIVMSG answers (never a NOTICE).
+    fn deliver(&mut self, targets: &str, converted: &str, notice: bool) {
+        let complain = |s: &Self, code: &str, args: &[&str]| {
+            if !notice {
+                s.num(code, args);
+            }
+        };
         // IRC has no answer to a message, so nothing waits for it to be kept, unless the
         // store's queue is full: then this client takes no more input until it has room.
         let mut backlog = Vec::new();
@@ -1916,7 +1975,7 @@ impl IrcSession {
         for target in targets.split(',').filter(|t| !t.is_empty()).take(4) {
             let sent = if target.eq_ignore_ascii_case(&self.cfg.everyone_channel) {
                 self.hub
-                    .broadcast(self.id, &converted, notice)
+                    .broadcast(self.id, converted, notice)
                     .map(|(_, kept)| keep(kept))
                     .map_err(|_| {
                         complain(
@@ -1927,7 +1986,7 @@ impl IrcSession {
                     })
             } else if proto::is_channel(target) {
                 self.hub
-                    .say(self.id, target, &converted, notice)
+                    .say(self.id, target, converted, notice)
                     .map(|(_, (_, kept))| keep(kept))
                     .map_err(|e| match e {
                         ErrorCode::NotInRoom => complain(
@@ -1952,7 +2011,7 @@ impl IrcSession {
                         ),
                     })
             } else {
-                match self.hub.direct(self.id, target, &converted, notice) {
+                match self.hub.direct(self.id, target, converted, notice) {
                     Ok(to) => {
                         keep(to.kept);
                         if to.queued {
@@ -1984,8 +2043,13 @@ impl IrcSession {
                 };
                 let verb = if notice { "NOTICE" } else { "PRIVMSG" };
                 let mask = self.my_mask();
-                self.push(crate::event::irc_text(
-                    tags, &mask, verb, target, &converted,
+                self.push(crate::event::irc_lines(
+                    tags,
+                    &mask,
+                    verb,
+                    target,
+                    converted,
+                    self.caps.multiline && self.caps.batch,
                 ));
             }
         }
@@ -2002,6 +2066,204 @@ impl IrcSession {
             });
             self.pending = Some(Box::new(Wait::Later(later)));
         }
+    }
+
+    /// `BATCH +<ref> draft/multiline <target>` opens a multi-line message; `BATCH -<ref>`
+    /// ends it and sends it, one message. One batch is open at a time.
+    fn batch(&mut self, args: &[String]) {
+        let Some(first) = args.first() else {
+            self.num(n::ERR_NEEDMOREPARAMS, &["BATCH", "Not enough parameters"]);
+            return;
+        };
+        if let Some(reference) = first.strip_prefix('+') {
+            if !self.caps.multiline {
+                self.fail(
+                    "BATCH",
+                    "MULTILINE_INVALID",
+                    &["*"],
+                    "Negotiate draft/multiline (and batch) first",
+                );
+                return;
+            }
+            let (Some(kind), Some(target)) = (args.get(1), args.get(2)) else {
+                self.num(n::ERR_NEEDMOREPARAMS, &["BATCH", "Not enough parameters"]);
+                return;
+            };
+            if !kind.eq_ignore_ascii_case("draft/multiline") {
+                self.fail(
+                    "BATCH",
+                    "INVALID_TYPE",
+                    &[&shown(kind)],
+                    "Unknown batch type",
+                );
+                return;
+            }
+            if self.batch.is_some() {
+                // Batches do not nest: the open one is dropped with the new one.
+                self.batch = None;
+                self.fail(
+                    "BATCH",
+                    "MULTILINE_INVALID",
+                    &["*"],
+                    "A multiline batch is already open",
+                );
+                return;
+            }
+            if reference.is_empty() || reference.len() > 64 {
+                self.fail(
+                    "BATCH",
+                    "MULTILINE_INVALID",
+                    &["*"],
+                    "Invalid batch reference",
+                );
+                return;
+            }
+            let valid_target = !target.contains(',')
+                && !target.eq_ignore_ascii_case(NICKSERV)
+                && (proto::is_channel(target) || name::validate(target).is_ok());
+            if !valid_target {
+                self.fail(
+                    "BATCH",
+                    "MULTILINE_INVALID_TARGET",
+                    &[&shown(target)],
+                    "Invalid multiline target",
+                );
+                return;
+            }
+            self.batch = Some(Box::new(OpenBatch {
+                reference: reference.to_owned(),
+                target: target.clone(),
+                text: String::new(),
+                lines: 0,
+                notice: None,
+                refused: false,
+            }));
+            return;
+        }
+        let Some(reference) = first.strip_prefix('-') else {
+            self.fail(
+                "BATCH",
+                "MULTILINE_INVALID",
+                &["*"],
+                "Invalid batch reference",
+            );
+            return;
+        };
+        let Some(open) = self.batch.take_if(|b| b.reference == reference) else {
+            // The end of a batch not open (refused at its start): nothing to send.
+            return;
+        };
+        if open.refused {
+            return;
+        }
+        let text = match natter_proto::multiline::normalize(&open.text) {
+            Ok(t) => t,
+            Err(natter_proto::multiline::LinesError::TooMany) => {
+                return self.fail(
+                    "BATCH",
+                    "MULTILINE_MAX_LINES",
+                    &[&natter_proto::limits::MAX_MESSAGE_LINES.to_string()],
+                    "Multiline batch max-lines exceeded",
+                );
+            }
+            Err(_) => {
+                return self.fail(
+                    "BATCH",
+                    "MULTILINE_INVALID",
+                    &["*"],
+                    "Invalid multiline batch: blank, or with characters a message may not hold",
+                );
+            }
+        };
+        self.deliver(&open.target, &text, open.notice.unwrap_or(false));
+    }
+
+    /// A PRIVMSG or NOTICE inside a batch: one more line of the open multi-line message
+    /// (joined to the one before without a break if `concat`), within its limits.
+    fn batch_line(
+        &mut self,
+        reference: &str,
+        target: &str,
+        text: &str,
+        notice: bool,
+        concat: bool,
+    ) {
+        let Some(open) = self
+            .batch
+            .as_deref_mut()
+            .filter(|b| b.reference == reference)
+        else {
+            // A line of a batch that is not open (refused, or never opened) is dropped with
+            // it: sent on its own, it would be one line of a message out of place.
+            return;
+        };
+        if open.refused {
+            return;
+        }
+        let problem = if !target.eq_ignore_ascii_case(&open.target) {
+            Some((
+                "MULTILINE_INVALID_TARGET",
+                open.target.clone(),
+                "Invalid multiline target",
+            ))
+        } else if open.notice.is_some_and(|n| n != notice) {
+            Some((
+                "MULTILINE_INVALID",
+                "*".to_owned(),
+                "PRIVMSG and NOTICE in one multiline batch",
+            ))
+        } else if concat && (open.lines == 0 || text.is_empty()) {
+            Some((
+                "MULTILINE_INVALID",
+                "*".to_owned(),
+                "Invalid use of draft/multiline-concat",
+            ))
+        } else {
+            None
+        };
+        let converted = proto::to_natter_text(text);
+        let problem = problem.or_else(|| {
+            converted.is_none().then(|| {
+                (
+                    "MULTILINE_INVALID",
+                    "*".to_owned(),
+                    "CTCP in a multiline batch",
+                )
+            })
+        });
+        let converted = converted.unwrap_or_default();
+        let lines = open.lines + usize::from(!concat);
+        let bytes = open.text.len() + converted.len() + usize::from(!concat && open.lines > 0);
+        let problem = problem.or_else(|| {
+            if lines > natter_proto::limits::MAX_MESSAGE_LINES {
+                Some((
+                    "MULTILINE_MAX_LINES",
+                    natter_proto::limits::MAX_MESSAGE_LINES.to_string(),
+                    "Multiline batch max-lines exceeded",
+                ))
+            } else if bytes > natter_proto::limits::MAX_LINE_BYTES {
+                Some((
+                    "MULTILINE_MAX_BYTES",
+                    natter_proto::limits::MAX_LINE_BYTES.to_string(),
+                    "Multiline batch max-bytes exceeded",
+                ))
+            } else {
+                None
+            }
+        });
+        if let Some((code, context, description)) = problem {
+            // Its text is let go now; the rest of the batch, up to its end, is ignored.
+            open.refused = true;
+            open.text = String::new();
+            self.fail("BATCH", code, &[&context], description);
+            return;
+        }
+        if !concat && open.lines > 0 {
+            open.text.push('\n');
+        }
+        open.text.push_str(&converted);
+        open.lines = lines;
+        open.notice = Some(notice);
     }
 
     /// A CTCP request other than ACTION (or a reply, as a NOTICE): relayed to an IRC user,
@@ -2937,6 +3199,15 @@ fn real_name(text: &str) -> Option<String> {
     (!text.is_empty()).then(|| text.to_owned())
 }
 
+/// The value of the tag `key` among `tags`, if it is there (an empty string for a tag
+/// without a value).
+fn tag_value<'t>(tags: Option<&'t [irc_proto::message::Tag]>, key: &str) -> Option<&'t str> {
+    tags?
+        .iter()
+        .find(|irc_proto::message::Tag(k, _)| k == key)
+        .map(|irc_proto::message::Tag(_, v)| v.as_deref().unwrap_or(""))
+}
+
 /// The command word of a parsed message, upper case.
 fn irc_verb(cmd: &Command) -> String {
     let s = String::from(cmd);
@@ -2959,7 +3230,7 @@ impl Handler for IrcSession {
             Ok(Some(mut msg)) => {
                 let text = std::str::from_utf8(line).unwrap_or_default();
                 let verb = proto::command_word(text.trim_start_matches(' ')).unwrap_or_default();
-                if verb == "WHO" {
+                if verb == "WHO" || verb == "BATCH" {
                     let args = proto::params(text).into_iter().map(str::to_owned).collect();
                     msg.command = Command::Raw(verb.clone(), args);
                 }

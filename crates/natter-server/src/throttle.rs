@@ -254,7 +254,7 @@ mod tests {
         assert!(t.command(t6));
         t.extra_commands(2, t6);
         assert!(!t.command_ready(t6 + Duration::from_millis(2900)));
-        assert!(t.command_ready(t6 + Duration::from_secs(3)));
+        assert!(t.command_ready(t6 + Duration::from_millis(3100)));
     }
 
     #[test]

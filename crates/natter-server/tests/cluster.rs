@@ -347,6 +347,35 @@ async fn rooms_span_nodes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_line_message_crosses_nodes_with_its_lines() {
+    let _serial = SERIAL.lock().await;
+    let redis = Redis::start();
+    let (n1, n2) = (node(&redis, "m1").await, node(&redis, "m2").await);
+    let mut a = n1.client().await;
+    assert_eq!(a.ask("MULTILINE ON").await, "OK MULTILINE ON");
+    assert_eq!(a.ask("REGISTER ann").await, "OK REGISTER ann");
+    let mut b = n2.user("bob").await;
+    let mut c = n2.client().await;
+    assert_eq!(c.ask("MULTILINE ON").await, "OK MULTILINE ON");
+    assert_eq!(c.ask("REGISTER cy").await, "OK REGISTER cy");
+    await_list(&mut [&mut a, &mut b, &mut c], &["ann", "bob", "cy"]).await;
+
+    a.say("MESSAGE one \\\\ two\\n\\n  three").await;
+    assert_eq!(
+        wait_line(&mut a, |l| l.starts_with("OK ")).await,
+        "OK MESSAGE 2"
+    );
+    assert_eq!(
+        messages_until(&mut b, "ann", "  three").await,
+        ["one \\ two", "  three"]
+    );
+    assert_eq!(
+        messages_until(&mut c, "ann", "one \\\\ two\\n\\n  three").await,
+        ["one \\\\ two\\n\\n  three"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_senders_order_holds_across_nodes() {
     let _serial = SERIAL.lock().await;
     let redis = Redis::start();

@@ -66,7 +66,7 @@ async fn cap_negotiation_holds_registration_and_enables_server_time() {
     c.send("CAP LS 302").await;
     assert_eq!(
         c.line().await,
-        ":natter CAP * LS :account-notify account-tag away-notify batch draft/account-registration draft/chathistory echo-message extended-join extended-monitor message-tags multi-prefix sasl=PLAIN server-time setname userhost-in-names"
+        ":natter CAP * LS :account-notify account-tag away-notify batch draft/account-registration draft/chathistory draft/multiline=max-bytes=4096,max-lines=100 echo-message extended-join extended-monitor message-tags multi-prefix sasl=PLAIN server-time setname userhost-in-names"
     );
     c.send("NICK capper").await;
     c.send("USER capper 0 * :Cap").await;
