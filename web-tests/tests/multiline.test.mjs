@@ -139,7 +139,7 @@ describe('messages of several lines', () => {
     });
   }
 
-  test('code in backticks is shown monospaced, and markup stays text', async (t) => {
+  test('code in backticks is shown monospaced, in the log and in search results, and markup stays text', async (t) => {
     t.after(cleanup);
     const srv = await server();
     const dave = await multilineClient(srv, 'dave');
@@ -163,6 +163,21 @@ describe('messages of several lines', () => {
     const prose = await text.evaluate((e) => getComputedStyle(e).fontFamily);
     assert.doesNotMatch(prose, /^ui-monospace/, 'the rest is not');
     assert.equal(await text.locator('b, img').count(), 0, 'no element from the text');
+
+    // A search result shows its lines and code the same way (inside its button: no <pre>).
+    await bob.getByRole('button', { name: 'Search messages' }).click();
+    const dialog = bob.getByRole('dialog', { name: 'Search messages' });
+    await dialog.getByLabel('Words to find').fill('after');
+    await dialog.getByLabel('Words to find').press('Enter');
+    await dialog.getByRole('status').getByText('1 message, newest first').waitFor();
+    const found = dialog.getByRole('list', { name: 'Search results' }).locator('.text');
+    assert.deepEqual(await found.locator('code').allTextContents(), ['cargo test', 'let x = "<img src=x onerror=alert(1)>";']);
+    assert.deepEqual((await found.innerText()).split('\n'), [
+      'run cargo test <b>now</b>',
+      'let x = "<img src=x onerror=alert(1)>";',
+      'after',
+    ]);
+    assert.equal(await found.locator('pre, b, img').count(), 0);
     noScriptRan(bob);
   });
 });
