@@ -5,11 +5,11 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
-  composer, harness, messages, noScriptRan, say, sentLines, systemLine,
+  composer, connectedAs, harness, messages, noScriptRan, say, sentLines, shownTexts, systemLine,
 } from './helpers.mjs';
 
 const h = harness();
-const { cleanup, server, tcp, user } = h;
+const { cleanup, defer, page: openPage, server, tcp, user } = h;
 
 const PHONE = { width: 375, height: 740 };
 const WIDTHS = [['desktop', undefined], ['phone', PHONE]];
@@ -138,6 +138,42 @@ describe('messages of several lines', () => {
       noScriptRan(alice);
     });
   }
+
+  test('a server without MULTILINE (scripted) gets one message a line, and its texts are literal', async (t) => {
+    t.after(cleanup);
+    const srv = await server(); // serves the page; its WebSocket is replaced below
+    const got = [];
+    let socket;
+    const page = await openPage(srv, {
+      beforeGoto: (p) => p.routeWebSocket(/\/ws$/, (ws) => {
+        socket = ws;
+        ws.onMessage((line) => {
+          got.push(String(line));
+          const [verb, ...rest] = String(line).split(' ');
+          if (verb === 'REGISTER') ws.send(`OK REGISTER ${rest[0]}`);
+          else if (verb === 'LIST') ws.send('OK LIST 0');
+          else if (verb === 'MESSAGE') ws.send('OK MESSAGE');
+          else ws.send(`ERROR UNKNOWN_COMMAND unknown command ${verb}`);
+        });
+        ws.send('HELLO natter (scripted, older)');
+      }),
+    });
+    defer(() => page.context().close());
+    await page.getByLabel('Your name').fill('alice');
+    await page.getByLabel('Your name').press('Enter');
+    await connectedAs(page, 'alice');
+    await page.waitForFunction(() => window.natter.pending === 0);
+
+    const box = composer(page);
+    await box.fill('one\n\ntwo \\n');
+    await box.press('Enter');
+    await page.waitForFunction(() => window.natter.pending === 0);
+    assert.deepEqual(got.filter((l) => l.startsWith('MESSAGE')), ['MESSAGE one', 'MESSAGE two \\n']);
+    socket.send('MESSAGE bob a\\nb');
+    await lastText(page, 'bob').waitFor();
+    assert.deepEqual(await shownTexts(page), ['one', 'two \\n', 'a\\nb']);
+    noScriptRan(page);
+  });
 
   test('code in backticks is shown monospaced, in the log and in search results, and markup stays text', async (t) => {
     t.after(cleanup);
