@@ -1,5 +1,6 @@
 // Takes docs/natter-web.png: the page at desktop size, showing a room's history (said before
-// the page connected, under its day's separator), the "new messages" line with a mention of
+// the page connected, under its day's separator, with a message of several lines and code in
+// backticks), the "new messages" line with a mention of
 // the reader highlighted, unread conversations (a DM's count in red), and the search panel's
 // results. Run with `npm run screenshot` (the server binary as for the tests).
 //
@@ -38,6 +39,9 @@ try {
 /** The page's person reads #release, with unread conversations and search results. */
 async function mainScene(carol, bob) {
   const kept = /^OK (MESSAGE|SAY) /;
+  // Bob's client sends messages of several lines (escaped: `\n` a line break).
+  bob.send('MULTILINE ON');
+  await bob.expect('OK MULTILINE ON');
   // Before the page connects: Everyone and a room with a topic, kept in the history.
   carol.send('MESSAGE Morning all! Coffee is on');
   await carol.expect(kept);
@@ -51,9 +55,8 @@ async function mainScene(carol, bob) {
   await bob.expect(/^OK JOIN #release/);
   for (const [who, text] of [
     [carol, 'The web client is in. Anything else blocking the release?'],
-    [bob, 'Only the changelog. I will write it after lunch.'],
+    [bob, 'Only the changelog. I will try it on my phone, in `crates/`:\\n```\\ncargo install --path natter-server\\nnatter-server --store memory 0.0.0.0 8090\\n```'],
     [carol, 'I will tag the release candidate tonight, then we can all try it tomorrow morning.'],
-    [bob, 'I can test it on my phone, the page works there too.'],
   ]) {
     who.send(`SAY #release ${text}`);
     await who.expect(kept);
@@ -62,7 +65,8 @@ async function mainScene(carol, bob) {
   // The page: the room's history on joining, then what came while it looked elsewhere.
   const alice = await openUser(browser, server, 'alice', { viewport, colorScheme });
   await say(alice, '/join #release');
-  await chat(alice, 'bob', 'I can test it on my phone, the page works there too.').waitFor();
+  await chat(alice, 'carol', 'I will tag the release candidate tonight, then we can all try it tomorrow morning.').waitFor();
+  await alice.locator('li.msg pre').waitFor();
   await say(alice, 'Reading back: all good from me. Search works too now.');
   await carol.expect('SAY #release alice Reading back: all good from me. Search works too now.');
   await openConv(alice, 'Everyone');

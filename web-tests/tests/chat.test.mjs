@@ -598,8 +598,8 @@ describe('the page against a scripted server', { timeout: 60_000 }, () => {
             ws.send('USER alice');
             ws.send('OK LIST 1');
           } else {
-            // A server older than SESSION, TAGS and HISTORY: the page does without a resume
-            // token, tags and history.
+            // A server older than SESSION, TAGS, MULTILINE and HISTORY: the page does without
+            // a resume token, tags, escaped texts and history.
             ws.send(`ERROR UNKNOWN_COMMAND unknown command ${verb}; type HELP for the list of commands`);
           }
         });
@@ -620,7 +620,7 @@ describe('the page against a scripted server', { timeout: 60_000 }, () => {
     await password.press('Enter');
     await connectedAs(page, 'alice');
     await page.waitForFunction(() => window.natter.pending === 0);
-    assert.deepEqual(conns[0].got, ['TAGS ON', 'REGISTER alice', 'PASSWORD guess', 'PASSWORD open sesame', 'REGISTER alice', 'HISTORY *', 'LIST', 'SESSION', 'ACCOUNTS']);
+    assert.deepEqual(conns[0].got, ['TAGS ON', 'MULTILINE ON', 'REGISTER alice', 'PASSWORD guess', 'PASSWORD open sesame', 'REGISTER alice', 'HISTORY *', 'LIST', 'SESSION', 'ACCOUNTS']);
 
     // The server goes away; the page comes back with the password, then its name.
     await conns[0].ws.close();
@@ -628,7 +628,7 @@ describe('the page against a scripted server', { timeout: 60_000 }, () => {
     await connectedAs(page, 'alice', 20_000);
     assert.equal(conns.length, 2);
     await page.waitForFunction(() => window.natter.pending === 0);
-    assert.deepEqual(conns[1].got, ['TAGS ON', 'PASSWORD open sesame', 'REGISTER alice', 'LIST', 'SESSION', 'ACCOUNTS']);
+    assert.deepEqual(conns[1].got, ['TAGS ON', 'MULTILINE ON', 'PASSWORD open sesame', 'REGISTER alice', 'LIST', 'SESSION', 'ACCOUNTS']);
     noScriptRan(page);
   });
 

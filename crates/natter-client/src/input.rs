@@ -270,6 +270,16 @@ pub fn parse(input: &str) -> Result<Option<Action>, String> {
         },
         _ => return Err(format!("unknown command /{verb}; type /help for the list")),
     };
+    // A command is one protocol line: only the text a message carries may have more.
+    let several = |s: &str| s.contains(['\n', '\r']);
+    match &action {
+        Action::Say(_) => {}
+        Action::Dm { to, .. } if !several(to) => {}
+        _ if several(input) => {
+            return Err("a command takes one line; Shift+Enter makes new lines in messages".into());
+        }
+        _ => {}
+    }
     Ok(Some(action))
 }
 
@@ -279,6 +289,30 @@ mod tests {
 
     fn p(s: &str) -> Action {
         parse(s).unwrap().unwrap()
+    }
+
+    #[test]
+    fn only_messages_take_several_lines() {
+        assert_eq!(p("one\ntwo"), Action::Say("one\ntwo".into()));
+        assert_eq!(
+            p("/me waves\nand bows"),
+            Action::Say("/me waves\nand bows".into())
+        );
+        assert_eq!(
+            p("/dm bob one\ntwo"),
+            Action::Dm {
+                to: "bob".into(),
+                text: "one\ntwo".into()
+            }
+        );
+        for typed in [
+            "/dm bob\nhi",
+            "/raw HELP\nCLOSE",
+            "/topic a\nb",
+            "/join #a\n#b",
+        ] {
+            assert!(parse(typed).is_err(), "{typed:?}");
+        }
     }
 
     #[test]

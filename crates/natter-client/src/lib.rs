@@ -11,6 +11,7 @@
 //! - [`model`]: all client state and the pure reducer: server lines and user input in, state
 //!   changes and command lines out. No I/O, no window; unit-tested on its own.
 //! - [`input`]: what was typed in the message box: chat text or a `/command`.
+//! - [`markup`]: a message's `code` and ``` blocks, for the view to show monospaced.
 //! - [`net`]: the network thread (`natter-net`): tokio and natter-conn, connecting,
 //!   forwarding lines, reconnecting with backoff; channels to and from the UI.
 //! - [`app`]: [`ChatApp`], the eframe application: the one struct with the UI's state, gluing
@@ -25,6 +26,7 @@
 
 pub mod app;
 pub mod input;
+pub mod markup;
 pub mod model;
 pub mod net;
 pub mod theme;

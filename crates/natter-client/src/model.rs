@@ -17,10 +17,14 @@
 //! history (`HISTORY`) when it is first opened, older pages when scrolled to the top, and
 //! what it missed (`AFTER` the last id it holds) after a reconnect; messages are merged by id,
 //! so none shows twice however it arrived.
+//!
+//! Texts of several lines: after `TAGS ON` comes `MULTILINE ON`, so a message of several lines
+//! is one event whose text writes each line break as `\n` and each backslash as `\\`; the
+//! model reads them back into real line breaks, and writes what is sent the same way.
 
 use crate::input::{self, Action};
 use crate::net::{LineTags, NetCommand, NetEvent};
-use natter_proto::{ByeReason, ErrorCode, ServerLine};
+use natter_proto::{ByeReason, ErrorCode, ServerLine, multiline};
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::time::Duration;
 
@@ -447,6 +451,8 @@ enum Pending {
     Accounts,
     /// `TAGS ON`.
     Tags,
+    /// `MULTILINE ON`.
+    Multiline,
     /// `HISTORY` of a conversation: which page.
     History { conv: ConvId, page: Page },
     /// `SEARCH`, for these words.
@@ -532,6 +538,7 @@ impl Pending {
             | Self::Token { .. }
             | Self::Accounts
             | Self::Tags
+            | Self::Multiline
             | Self::History { .. }
             | Self::Search { .. } => None,
         }
@@ -645,6 +652,8 @@ pub struct Model {
     pending: VecDeque<Pending>,
     /// After a (re)connect, what to do once registered: refresh the lists, rejoin rooms.
     setup_due: bool,
+    /// The server took `MULTILINE ON` on this connection: texts come and go escaped.
+    multiline: bool,
     /// The session's resume token (`SESSION`): a lost connection, or a server restart, is
     /// followed by `RESUME` instead of registering again, so nobody sees this user leave.
     session: Option<String>,
@@ -713,6 +722,7 @@ impl Model {
             quitting: false,
             pending: VecDeque::new(),
             setup_due: false,
+            multiline: false,
             session: None,
             account: None,
             sign_ins: BTreeMap::new(),
@@ -1621,19 +1631,44 @@ impl Model {
         true
     }
 
+    /// A message's text as this connection's events carry it, its line breaks back.
+    fn read_text(&self, text: &str) -> String {
+        if self.multiline {
+            multiline::unescape(text).into_owned()
+        } else {
+            text.to_owned()
+        }
+    }
+
     /// Sends chat text to the open conversation and shows it there at once.
     fn say(&mut self, text: String, now: Stamp) {
+        let text = tidy_text(&text);
+        if text.trim().is_empty() {
+            return;
+        }
+        if text.contains('\n') && !self.multiline {
+            // A server without MULTILINE: one message a line, as it passes them on itself.
+            for line in text.split('\n').filter(|l| !l.trim().is_empty()) {
+                self.say(line.to_owned(), now);
+            }
+            return;
+        }
+        let wire = if self.multiline {
+            multiline::escape(&text).into_owned()
+        } else {
+            text.clone()
+        };
         let conv = self.active_conversation();
         let (line, id) = match &conv.id {
-            ConvId::Everyone => (format!("MESSAGE {text}"), conv.id.clone()),
+            ConvId::Everyone => (format!("MESSAGE {wire}"), conv.id.clone()),
             ConvId::Room(_) if !conv.joined => {
                 let msg = format!("You are not in {}; /join {} first.", conv.title, conv.title);
                 let id = conv.id.clone();
                 self.error(&id, now, &msg);
                 return;
             }
-            ConvId::Room(_) => (format!("SAY {} {text}", conv.title), conv.id.clone()),
-            ConvId::Dm(_) => (format!("DM {} {text}", conv.title), conv.id.clone()),
+            ConvId::Room(_) => (format!("SAY {} {wire}", conv.title), conv.id.clone()),
+            ConvId::Dm(_) => (format!("DM {} {wire}", conv.title), conv.id.clone()),
         };
         let me = self.me.clone();
         let line_id = self.push(
@@ -1747,6 +1782,10 @@ impl Model {
         self.setup_due = true;
         // First, so that every event after it comes with its time and message id.
         self.send("TAGS ON".into(), Pending::Tags);
+        // Texts of several lines as one event each; a server that does not know it refuses,
+        // and its texts are read as they come.
+        self.multiline = false;
+        self.send("MULTILINE ON".into(), Pending::Multiline);
         match self.me.clone() {
             // The session waits for us: take it back, with what it missed.
             Some(_) if self.session.is_some() => {
@@ -1865,10 +1904,12 @@ impl Model {
                 topic: topic.into_owned(),
             }),
             ServerLine::Message { from, text } => {
+                let text = self.read_text(&text);
                 let kind = self.kind_from(&from);
                 self.push_msg(&ConvId::Everyone, now, &from, &text, kind, msg);
             }
             ServerLine::Sent { to, text } => {
+                let text = self.read_text(&text);
                 // Sent from another connection of this account.
                 let id = self.ensure(ConvId::dm(&to), &to).id.clone();
                 let me = self.me.clone().unwrap_or_default();
@@ -1876,6 +1917,7 @@ impl Model {
                 self.push_msg(&id, now, &me, &text, kind, msg);
             }
             ServerLine::Dm { from, text } => {
+                let text = self.read_text(&text);
                 let online = self.users.iter().any(|u| same(u, &from));
                 let c = self.ensure(ConvId::dm(&from), &from);
                 c.title = from.to_string();
@@ -1884,6 +1926,7 @@ impl Model {
                 self.push_msg(&id, now, &from, &text, LineKind::Chat, msg);
             }
             ServerLine::Say { room, from, text } => {
+                let text = self.read_text(&text);
                 let kind = self.kind_from(&from);
                 let id = self.ensure(ConvId::room(&room), &room).id.clone();
                 self.push_msg(&id, now, &from, &text, kind, msg);
@@ -2011,7 +2054,7 @@ impl Model {
                     msg: id,
                     at: parse_time(&at).unwrap_or(now),
                     from: from.into_owned(),
-                    text: text.into_owned(),
+                    text: self.read_text(&text),
                 };
                 // Part of the answer being read, or a DM that waited for this login.
                 let answer = match self.pending.front() {
@@ -2341,6 +2384,7 @@ impl Model {
             ("HISTORY", Some(Pending::History { conv, page })) => self.on_history(&conv, page),
             ("SEARCH", Some(Pending::Search { words })) => self.on_found(&words),
             ("TAGS", Some(Pending::Tags)) => {}
+            ("MULTILINE", Some(Pending::Multiline)) => self.multiline = true,
             ("JOIN", p) => {
                 let (room, count) = detail.split_once(' ').unwrap_or((detail, ""));
                 let auto = matches!(p, Some(Pending::Join { auto: true, .. }));
@@ -2546,8 +2590,8 @@ impl Model {
         self.logged_buf.clear();
         let pending = self.pending.pop_front();
         match pending {
-            // A server without tags: lines come as they always did.
-            Some(Pending::Tags) => {}
+            // A server without tags, or without MULTILINE: lines come as they always did.
+            Some(Pending::Tags | Pending::Multiline) => {}
             // No history here (a guest's DM, a server that keeps none) or none readable now:
             // the conversation simply starts with what arrives live.
             Some(Pending::History { conv, page }) => {
@@ -2668,6 +2712,18 @@ fn conv_of_target(target: &str) -> ConvId {
 }
 
 /// A time as the server writes it (RFC 3339), in the user's time zone.
+/// What was typed as a message, in the form the server keeps it (natter-proto's
+/// `multiline::normalize`: LF line breaks, no blank lines around it, a run of blank lines
+/// inside as one), so what is shown as sent is what the others see. A text the server will
+/// refuse goes as typed but with LF line breaks only (a CR never reaches the wire), and its
+/// refusal says why.
+fn tidy_text(text: &str) -> String {
+    match multiline::normalize(text) {
+        Ok(t) => t.into_owned(),
+        Err(_) => text.replace("\r\n", "\n").replace('\r', "\n"),
+    }
+}
+
 fn parse_time(text: &str) -> Option<Stamp> {
     chrono::DateTime::parse_from_rfc3339(text)
         .ok()
@@ -2837,8 +2893,11 @@ mod tests {
         );
         assert_eq!(m.screen, Screen::Name);
         m.register("alice");
-        assert_eq!(sent(&mut m), ["TAGS ON", "REGISTER alice"]);
-        feed(&mut m, &["OK TAGS ON", "OK REGISTER alice"]);
+        assert_eq!(sent(&mut m), ["TAGS ON", "MULTILINE ON", "REGISTER alice"]);
+        feed(
+            &mut m,
+            &["OK TAGS ON", "OK MULTILINE ON", "OK REGISTER alice"],
+        );
         assert_eq!(m.screen, Screen::Chat);
         // Everyone is open: its history is asked for.
         assert_eq!(sent(&mut m), ["SESSION", "LIST", "ROOMS", "HISTORY * 50"]);
@@ -2876,6 +2935,7 @@ mod tests {
             &mut m,
             &[
                 "OK TAGS ON",
+                "OK MULTILINE ON",
                 "ERROR NAME_TAKEN the name bob is taken; choose another",
             ],
         );
@@ -2885,7 +2945,10 @@ mod tests {
             Some("The name bob is taken; choose another")
         );
         m.register("bob2");
-        assert_eq!(sent(&mut m), ["TAGS ON", "REGISTER bob", "REGISTER bob2"]);
+        assert_eq!(
+            sent(&mut m),
+            ["TAGS ON", "MULTILINE ON", "REGISTER bob", "REGISTER bob2"]
+        );
         feed(&mut m, &["OK REGISTER bob2"]);
         assert_eq!(m.screen, Screen::Chat);
         assert_eq!(m.name_error, None);
@@ -3172,8 +3235,11 @@ mod tests {
             },
             now(),
         );
-        assert_eq!(sent(&mut m), ["TAGS ON", "REGISTER alice"]);
-        feed(&mut m, &["OK TAGS ON", "OK REGISTER alice"]);
+        assert_eq!(sent(&mut m), ["TAGS ON", "MULTILINE ON", "REGISTER alice"]);
+        feed(
+            &mut m,
+            &["OK TAGS ON", "OK MULTILINE ON", "OK REGISTER alice"],
+        );
         // What was missed in Everyone (from its start: it held no message); the room's
         // first page, lost with the connection, again.
         assert_eq!(
@@ -3223,6 +3289,7 @@ mod tests {
             &mut m,
             &[
                 "OK TAGS ON",
+                "OK MULTILINE ON",
                 "ERROR NAME_TAKEN the name alice is taken; choose another",
             ],
         );
@@ -3249,11 +3316,15 @@ mod tests {
             now(),
         );
         m.register("alice");
-        feed(&mut m, &["OK TAGS ON", "OK REGISTER alice"]);
+        feed(
+            &mut m,
+            &["OK TAGS ON", "OK MULTILINE ON", "OK REGISTER alice"],
+        );
         assert_eq!(
             sent(&mut m),
             [
                 "TAGS ON",
+                "MULTILINE ON",
                 "REGISTER alice",
                 "SESSION",
                 "LIST",
@@ -3289,11 +3360,12 @@ mod tests {
         };
         m.on_net(lost(), now());
         m.on_net(back(), now());
-        assert_eq!(sent(&mut m), ["TAGS ON", "RESUME nr_abc"]);
+        assert_eq!(sent(&mut m), ["TAGS ON", "MULTILINE ON", "RESUME nr_abc"]);
         feed(
             &mut m,
             &[
                 "OK TAGS ON",
+                "OK MULTILINE ON",
                 "OK RESUME alice",
                 "JOINED #a alice",
                 "SAY #a bob while you were away",
@@ -3331,11 +3403,12 @@ mod tests {
         // The session ended meanwhile: the name is taken again, the rooms rejoined.
         m.on_net(lost(), now());
         m.on_net(back(), now());
-        assert_eq!(sent(&mut m), ["TAGS ON", "RESUME nr_abc"]);
+        assert_eq!(sent(&mut m), ["TAGS ON", "MULTILINE ON", "RESUME nr_abc"]);
         feed(
             &mut m,
             &[
                 "OK TAGS ON",
+                "OK MULTILINE ON",
                 "ERROR NO_SESSION no session is waiting for that token",
             ],
         );
@@ -3528,7 +3601,10 @@ mod tests {
         );
         // The log holding it adds nothing.
         lose_and_reconnect(&mut m);
-        feed(&mut m, &["OK TAGS ON", "OK REGISTER alice"]);
+        feed(
+            &mut m,
+            &["OK TAGS ON", "OK MULTILINE ON", "OK REGISTER alice"],
+        );
         let asked = sent(&mut m);
         assert!(
             asked.contains(&"HISTORY * 200 AFTER 42".to_owned()),
@@ -3572,11 +3648,15 @@ mod tests {
         m.submit("mine", now());
         sent(&mut m);
         lose_and_reconnect(&mut m);
-        feed(&mut m, &["OK TAGS ON", "OK REGISTER alice"]);
+        feed(
+            &mut m,
+            &["OK TAGS ON", "OK MULTILINE ON", "OK REGISTER alice"],
+        );
         assert_eq!(
             sent(&mut m),
             [
                 "TAGS ON",
+                "MULTILINE ON",
                 "REGISTER alice",
                 "SESSION",
                 "LIST",
@@ -3633,7 +3713,10 @@ mod tests {
             &["MESSAGE bob while away", "MESSAGE bob while away"],
         );
         lose_and_reconnect(&mut m);
-        feed(&mut m, &["OK TAGS ON", "OK REGISTER alice"]);
+        feed(
+            &mut m,
+            &["OK TAGS ON", "OK MULTILINE ON", "OK REGISTER alice"],
+        );
         assert!(sent(&mut m).contains(&"HISTORY * 200 AFTER 5".to_owned()));
         feed(
             &mut m,
@@ -3921,5 +4004,103 @@ mod tests {
         m.open(&ConvId::dm("carol"));
         assert_eq!(m.neighbour(1), Some(ConvId::Everyone));
         assert_eq!(m.neighbour(-1), Some(ConvId::dm("bob")));
+    }
+
+    /// Three lines of code, as pasted.
+    const CODE: &str = "fn main() {\n    println!(\"hi\\n\");\n}";
+
+    #[test]
+    fn a_text_of_several_lines_goes_as_one_escaped_line() {
+        let mut m = signed_in();
+        // Blank lines around it go; CR LF is a line break.
+        assert!(m.submit(&format!("\r\n{}\r\n\n", CODE.replace('\n', "\r\n")), now()));
+        assert_eq!(
+            sent(&mut m),
+            [r#"MESSAGE fn main() {\n    println!("hi\\n");\n}"#]
+        );
+        let own = m.conversations[0].lines.back().unwrap();
+        assert_eq!(own.text, CODE);
+        assert_eq!(own.text.lines().count(), 3);
+        // In a room and a DM alike.
+        joined(&mut m, "#den");
+        assert!(m.submit("a\\b\nc", now()));
+        assert_eq!(sent(&mut m), [r"SAY #den a\\b\nc"]);
+    }
+
+    #[test]
+    fn a_message_of_three_lines_arrives_as_three_lines() {
+        let mut m = signed_in();
+        feed(
+            &mut m,
+            &[r#"@id=9 MESSAGE bob fn main() {\n    println!("hi\\n");\n}"#],
+        );
+        let line = m.conversations[0].lines.back().unwrap();
+        assert_eq!(line.text, CODE);
+        assert_eq!(
+            line.text.lines().collect::<Vec<_>>(),
+            ["fn main() {", "    println!(\"hi\\n\");", "}"]
+        );
+        // A backslash before anything else means itself.
+        feed(&mut m, &[r"DM bob C:\temp\ and \\ one"]);
+        assert_eq!(said(&m, &ConvId::dm("bob")), [r"<bob> C:\temp\ and \ one"]);
+        // History and search read them the same way.
+        joined(&mut m, "#den");
+        feed(
+            &mut m,
+            &[
+                r"LOGGED #den 11 2026-04-30T09:00:01.000Z bob one\ntwo",
+                "OK HISTORY #den 1",
+            ],
+        );
+        assert_eq!(said(&m, &ConvId::room("#den")), ["<bob> one\ntwo"]);
+        m.search("two");
+        assert_eq!(sent(&mut m), ["SEARCH two"]);
+        feed(
+            &mut m,
+            &[
+                r"LOGGED #den 11 2026-04-30T09:00:01.000Z bob one\ntwo",
+                "OK SEARCH 1",
+            ],
+        );
+        assert_eq!(m.search.as_ref().unwrap().found[0].text, "one\ntwo");
+    }
+
+    #[test]
+    fn a_server_without_multiline_gets_one_message_a_line() {
+        let mut m = Model::new("h", 1);
+        m.on_net(
+            NetEvent::Connected {
+                addr: "h:1".into(),
+                reconnect: false,
+                tls: false,
+            },
+            now(),
+        );
+        m.register("alice");
+        assert_eq!(sent(&mut m), ["TAGS ON", "MULTILINE ON", "REGISTER alice"]);
+        feed(
+            &mut m,
+            &[
+                "OK TAGS ON",
+                "ERROR UNKNOWN_COMMAND unknown command MULTILINE",
+                "OK REGISTER alice",
+            ],
+        );
+        assert_eq!(m.screen, Screen::Chat);
+        sent(&mut m);
+        assert!(m.submit("one\n\ntwo \\n", now()));
+        assert_eq!(sent(&mut m), ["MESSAGE one", r"MESSAGE two \n"]);
+        // Its texts are taken as they are.
+        feed(&mut m, &[r"MESSAGE bob a\nb"]);
+        assert_eq!(m.conversations[0].lines.back().unwrap().text, r"a\nb");
+    }
+
+    #[test]
+    fn what_is_sent_is_what_the_server_keeps() {
+        assert_eq!(tidy_text(" \r\n\n  x\r\n\n \n y \n \n"), "  x\n\n y ");
+        assert_eq!(tidy_text("  one line  "), "  one line  ");
+        // Refused by the server as it is: sent so, for the server to say why.
+        assert_eq!(tidy_text("\n \n"), "\n \n");
+        assert_eq!(tidy_text("a\u{7}\r\nb\rc"), "a\u{7}\nb\nc");
     }
 }

@@ -5,6 +5,7 @@
 //! `labelled_by`, or an accessible name where a label would be clutter.
 
 use crate::app::ChatApp;
+use crate::markup::{self, Piece};
 use crate::model::{
     Clock, ConvId, Conversation, Delivery, Found, HistoryStatus, Line, LineKind, Link, Model,
     Screen, day_label, starts_day,
@@ -798,6 +799,9 @@ fn header(c: &Conversation) -> Header {
     }
 }
 
+/// The most the message box grows to before it scrolls: about eight lines.
+const COMPOSE_MAX_HEIGHT: f32 = 160.0;
+
 fn compose(ui: &mut Ui, app: &mut ChatApp, conv: &Header) {
     let hint = match &conv.id {
         ConvId::Everyone => "Message everyone — or type /help".to_owned(),
@@ -822,19 +826,53 @@ fn compose(ui: &mut Ui, app: &mut ChatApp, conv: &Header) {
                 .set_char_range(Some(egui::text::CCursorRange::one(end)));
             state.store(ui.ctx(), id);
         }
-        let field = ui
-            .add(
-                TextEdit::singleline(&mut app.compose)
-                    .id(id)
-                    .hint_text(hint)
-                    .desired_width(ui.available_width() - send_w - 8.0)
-                    .margin(Margin::symmetric(10, 8)),
-            )
-            .accessible_name("Message");
+        // Enter sends; Shift+Enter is the box's own new line (a paste keeps its lines, CR LF
+        // as one). Taken before the box sees it, so the box never gets a plain Enter.
+        let enter = ui.memory(|m| m.has_focus(id))
+            && ui.input_mut(|i| {
+                for e in &mut i.events {
+                    if let egui::Event::Paste(text) = e
+                        && text.contains('\r')
+                    {
+                        *text = text.replace("\r\n", "\n").replace('\r', "\n");
+                    }
+                }
+                let before = i.events.len();
+                i.events.retain(|e| {
+                    !matches!(
+                        e,
+                        egui::Event::Key {
+                            key: Key::Enter,
+                            pressed: true,
+                            modifiers,
+                            ..
+                        } if !modifiers.shift && !modifiers.alt
+                    )
+                });
+                i.events.len() < before
+            });
+        let width = ui.available_width() - send_w - 8.0;
+        // Up to about eight lines tall, then it scrolls.
+        let field = ScrollArea::vertical()
+            .id_salt("compose-scroll")
+            .max_height(COMPOSE_MAX_HEIGHT)
+            .stick_to_bottom(true)
+            .show(ui, |ui| {
+                ui.add(
+                    TextEdit::multiline(&mut app.compose)
+                        .id(id)
+                        .hint_text(hint)
+                        .desired_rows(1)
+                        .desired_width(width)
+                        .return_key(egui::KeyboardShortcut::new(Modifiers::SHIFT, Key::Enter))
+                        .margin(Margin::symmetric(10, 8)),
+                )
+                .accessible_name("Message")
+            })
+            .inner;
         if std::mem::take(&mut app.focus_compose) {
             field.request_focus();
         }
-        let enter = field.lost_focus() && ui.input(|i| i.key_pressed(Key::Enter));
         let send = ui.add_enabled(
             can_send && !app.compose.trim().is_empty(),
             Button::new(RichText::new("Send").color(Color32::WHITE).strong())
@@ -1116,7 +1154,7 @@ fn found_row(ui: &mut Ui, f: &Found, today: chrono::NaiveDate, clock: Clock) -> 
     job.append(&f.from, 8.0, format(&body, theme::name_colour(&f.from)));
     job.append(&when, 8.0, format(&small, theme::MUTED));
     job.append("\n", 0.0, format(&small, theme::MUTED));
-    job.append(&f.text, 0.0, format(&body, theme::TEXT));
+    message_text(ui, &mut job, &f.text, theme::TEXT);
     let button = Button::new(job)
         .wrap()
         .frame_when_inactive(false)
@@ -1270,7 +1308,9 @@ fn chat_text(ui: &mut Ui, line: &Line, continues: bool) {
             LineKind::Own(Delivery::Sending) => theme::MUTED,
             _ => theme::TEXT,
         };
-        ui.add(Label::new(RichText::new(&line.text).color(text_colour)).wrap());
+        let mut job = egui::text::LayoutJob::default();
+        message_text(ui, &mut job, &line.text, text_colour);
+        ui.add(Label::new(job).wrap());
     }
     match line.kind {
         LineKind::Own(Delivery::Unconfirmed) => {
@@ -1282,5 +1322,45 @@ fn chat_text(ui: &mut Ui, line: &Line, continues: bool) {
                 .on_hover_text("The server refused this message; the reason follows");
         }
         _ => {}
+    }
+}
+
+/// Appends a message's text to `job`: its lines as they are, `code` and ``` blocks in the
+/// monospace font on a darker ground (the backticks around them left out).
+fn message_text(ui: &Ui, job: &mut egui::text::LayoutJob, text: &str, colour: Color32) {
+    let body = egui::TextStyle::Body.resolve(ui.style());
+    let mono = egui::TextStyle::Monospace.resolve(ui.style());
+    let prose = egui::TextFormat::simple(body, colour);
+    let code = egui::TextFormat {
+        background: theme::CARD,
+        ..egui::TextFormat::simple(mono, colour)
+    };
+    let mut after_block = false;
+    for piece in markup::pieces(text) {
+        // A block stands on lines of its own.
+        let start_line = !job.text.is_empty() && !job.text.ends_with('\n');
+        match piece {
+            Piece::Prose(t) => {
+                if after_block {
+                    job.append("\n", 0.0, prose.clone());
+                }
+                job.append(&t, 0.0, prose.clone());
+                after_block = false;
+            }
+            Piece::Code(t) => {
+                if after_block {
+                    job.append("\n", 0.0, prose.clone());
+                }
+                job.append(&t, 0.0, code.clone());
+                after_block = false;
+            }
+            Piece::Block(t) => {
+                if start_line || after_block {
+                    job.append("\n", 0.0, prose.clone());
+                }
+                job.append(&t, 0.0, code.clone());
+                after_block = true;
+            }
+        }
     }
 }

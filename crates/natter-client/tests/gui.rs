@@ -1280,3 +1280,74 @@ fn a_mention_is_highlighted_and_counted_apart() {
     );
     assert_eq!(h.state().model.total_unread(), 0);
 }
+
+/// The next `MESSAGE` a client gets: who and what.
+fn next_message(rt: &Runtime, c: &mut Client) -> (String, String) {
+    match expect_line(rt, c, |l| matches!(l, ServerLine::Message { .. })) {
+        ServerLine::Message { from, text } => (from.into_owned(), text.into_owned()),
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn shift_enter_makes_a_new_line_and_enter_sends_them_as_one_message() {
+    let rt = runtime();
+    let server = Server::start(&rt);
+    // One client as nc is (one event a line), one that reads texts of several lines.
+    let mut bob = server.user(&rt, "bob");
+    let mut carol = server.user(&rt, "carol");
+    kept(&rt, &mut carol, "MULTILINE ON");
+    let mut h = window(server.addr, true);
+    sign_in(&mut h, "alice");
+
+    type_into(&mut h, "Message", "fn main() {");
+    h.key_press_modifiers(egui::Modifiers::SHIFT, egui::Key::Enter);
+    h.run_ok();
+    h.get_by_label("Message").type_text("    run();");
+    h.key_press_modifiers(egui::Modifiers::SHIFT, egui::Key::Enter);
+    h.run_ok();
+    h.get_by_label("Message").type_text("}");
+    h.run_ok();
+    let code = "fn main() {\n    run();\n}";
+    assert_eq!(h.get_by_label("Message").value().as_deref(), Some(code));
+    assert_eq!(count(&h, &ConvId::Everyone, code), 0, "nothing sent yet");
+
+    // Enter sends the three lines as one message.
+    h.key_press(egui::Key::Enter);
+    h.run_ok();
+    assert_eq!(h.get_by_label("Message").value().as_deref(), Some(""));
+    assert_eq!(
+        next_message(&rt, &mut carol),
+        ("alice".into(), r"fn main() {\n    run();\n}".into())
+    );
+    for line in code.lines() {
+        assert_eq!(next_message(&rt, &mut bob), ("alice".into(), line.into()));
+    }
+    until(&mut h, "our own three lines", |h| {
+        count(h, &ConvId::Everyone, code) == 1 && shows(h, "{\n    run();\n}")
+    });
+
+    // A paste keeps its lines.
+    h.event(egui::Event::Paste("one\r\ntwo".into()));
+    h.run_ok();
+    assert_eq!(
+        h.get_by_label("Message").value().as_deref(),
+        Some("one\ntwo")
+    );
+    h.key_press(egui::Key::Enter);
+    h.run_ok();
+    assert_eq!(
+        next_message(&rt, &mut carol),
+        ("alice".into(), r"one\ntwo".into())
+    );
+
+    // What others send shows with its lines, code without its backticks.
+    say(
+        &rt,
+        &mut carol,
+        r"MESSAGE run `cargo test`\n```rust\nlet x = 1;\n```\nthen push",
+    );
+    until(&mut h, "carol's message", |h| {
+        shows(h, "run cargo test\nlet x = 1;\nthen push")
+    });
+}

@@ -6,7 +6,8 @@
 //
 // The page says TAGS ON first on every connection: events then carry the server's time, and
 // those with a kept message its id, which is how history and live lines merge without
-// duplicates (see "history" below).
+// duplicates (see "history" below). Then MULTILINE ON: a message of several lines is one
+// event, its line breaks written `\n` and its backslashes `\\` (see "multi-line texts").
 //
 // Text from the network is only ever put into the page with textContent.
 'use strict';
@@ -62,6 +63,102 @@
     return e;
   }
 
+  // ---------------------------------------------------------------- multi-line texts
+  //
+  // After MULTILINE ON a message's text travels on its one line with `\n` for each line break
+  // and `\\` for each backslash (PROTOCOL.md, MULTILINE). Any other backslash means itself.
+
+  /** A text as a MULTILINE connection writes it. */
+  function escapeText(text) {
+    return text.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
+  }
+
+  /** A text as a MULTILINE connection reads it: `\n` a line break, `\\` one backslash. */
+  function unescapeText(text) {
+    return text.replace(/\\([\\n])/g, (_, c) => (c === 'n' ? '\n' : '\\'));
+  }
+
+  /**
+   * What was typed as the message to send, in the form the server keeps (so the page shows
+   * what the others see): line breaks as LF, no blank lines before or after it, and a run of
+   * blank lines inside as one empty line.
+   */
+  function tidyText(text) {
+    const out = [];
+    let gap = false;
+    for (const line of text.replace(/\r\n?/g, '\n').split('\n')) {
+      if (!line.trim()) {
+        gap = out.length > 0;
+        continue;
+      }
+      if (gap) out.push('');
+      out.push(line);
+      gap = false;
+    }
+    return out.join('\n');
+  }
+
+  /** A fence line: three backticks, then perhaps a language's name. */
+  const FENCE = /^\s*```/;
+
+  /**
+   * A message's text as elements, built with textContent only: its lines kept (the element's
+   * white-space is pre-wrap), `code` in single backticks as <code>, and a block between ```
+   * lines as <pre><code> (a fence left open runs to the end, as in Markdown). `phrasing`: for
+   * inside a button (a search result), where a block is a <code class="block"> instead.
+   */
+  function richText(tag, cls, text, { phrasing = false } = {}) {
+    const out = el(tag, cls);
+    const lines = text.split('\n');
+    let prose = [];
+    const flushProse = () => {
+      if (!prose.length) return;
+      inlineCode(out, prose.join('\n'));
+      prose = [];
+    };
+    for (let i = 0; i < lines.length; i++) {
+      if (!FENCE.test(lines[i])) {
+        prose.push(lines[i]);
+        continue;
+      }
+      const rest = lines[i].replace(FENCE, '');
+      // ```code``` on one line is inline code, as in most chat apps.
+      if (/\S.*```\s*$/.test(rest)) {
+        prose.push(lines[i]);
+        continue;
+      }
+      let end = i + 1;
+      while (end < lines.length && !/^\s*```\s*$/.test(lines[end])) end += 1;
+      flushProse();
+      const code = el('code', phrasing ? 'block' : null, lines.slice(i + 1, end).join('\n'));
+      // What follows ``` on its line names the language: a label, not part of the code.
+      const lang = rest.trim();
+      if (lang) code.dataset.lang = lang;
+      if (phrasing) {
+        out.append(code);
+      } else {
+        const pre = el('pre', 'code-block');
+        pre.append(code);
+        out.append(pre);
+      }
+      i = end;
+    }
+    flushProse();
+    return out;
+  }
+
+  /** Appends `text` to `parent` with `code` and ```code``` spans as <code>, the rest as text. */
+  function inlineCode(parent, text) {
+    const re = /```([^`\n]+)```|`([^`\n]+)`/g;
+    let at = 0;
+    for (let m = re.exec(text); m; m = re.exec(text)) {
+      if (m.index > at) parent.append(text.slice(at, m.index));
+      parent.append(el('code', null, m[1] ?? m[2]));
+      at = m.index + m[0].length;
+    }
+    if (at < text.length) parent.append(text.slice(at));
+  }
+
   /**
    * Times and dates as the reader's browser says (its languages, in order of preference): 12 or
    * 24 hours, the order of day and month, the names of days. A time is short ("9:05 PM",
@@ -111,6 +208,7 @@
     notify: false,
     muted: loadMuted(), // keys of the conversations that neither notify nor count loudly
     recall: { items: [], at: null }, // what was sent, for Up in the message box; `at`: shown
+    multiline: false, // this connection said MULTILINE ON and the server took it
     switcher: { choices: [], active: 0 }, // the jump box's choices and the one Enter takes
   };
 
@@ -592,6 +690,10 @@
     // Before anything else, so that no event comes without its time and id. A server that
     // does not know TAGS says so, and the page does without (no ids: no merging by id).
     send('TAGS ON', 'TAGS', { fail: () => {} });
+    // Texts of several lines as one event each. An older server refuses it; its texts then
+    // come as they are written, and the page sends a text of several lines line by line.
+    state.multiline = false;
+    send('MULTILINE ON', 'MULTILINE', { ok: () => { state.multiline = true; }, fail: () => {} });
     signOn();
   }
 
@@ -872,21 +974,27 @@
   /** What a tagged line says of its message: its id (if kept) and the server's time. */
   const kept = (tags) => ({ id: tags.id ?? null, at: tags.at ?? new Date() });
 
+  /** A text from an event or a LOGGED line, its line breaks back. */
+  const textOf = (text) => (text == null ? '' : state.multiline ? unescapeText(text) : text);
+
   function onMessage(rest, tags) {
-    const [from, text] = split(rest);
+    const [from, raw] = split(rest);
+    const text = textOf(raw);
     const li = message(everyone, from, text ?? '', { own: isMe(from), ...kept(tags) });
     alertFor(everyone, li, from, text ?? '');
   }
 
   /** A DM sent from another connection of this account. */
   function onSent(rest, tags) {
-    const [to, text] = split(rest);
+    const [to, raw] = split(rest);
+    const text = textOf(raw);
     const c = conv(dmKey(to), 'dm', to);
     message(c, state.me, text ?? '', { own: true, ...kept(tags) });
   }
 
   function onDm(rest, tags) {
-    const [from, text] = split(rest);
+    const [from, raw] = split(rest);
+    const text = textOf(raw);
     const c = conv(dmKey(from), 'dm', from);
     c.title = from;
     alertFor(c, message(c, from, text ?? '', kept(tags)), from, text ?? '');
@@ -900,7 +1008,7 @@
     const [from, text] = split(r3 ?? '');
     if (!target || !/^\d+$/.test(id) || !from) return null;
     const at = new Date(time);
-    return { target, id, at: Number.isNaN(at.getTime()) ? new Date() : at, from, text: text ?? '' };
+    return { target, id, at: Number.isNaN(at.getTime()) ? new Date() : at, from, text: textOf(text) };
   }
 
   /** A DM that waited for this account while it was offline (after LOGIN), at its own time. */
@@ -913,19 +1021,28 @@
 
   function onSay(rest, tags) {
     const [room, r2] = split(rest);
-    const [from, text] = split(r2 ?? '');
+    const [from, raw] = split(r2 ?? '');
+    const text = textOf(raw);
     const c = conv(roomKey(room), 'room', room);
     const li = message(c, from, text ?? '', { own: isMe(from), ...kept(tags) });
     alertFor(c, li, from, text ?? '');
   }
 
   /** Sends `text` to the active conversation, showing it at once as ours. */
-  function sendText(text) {
+  function sendText(typed) {
+    const text = tidyText(typed);
+    if (!text.trim()) return false;
+    if (text.includes('\n') && !state.multiline && state.connected) {
+      // A server without MULTILINE: one message a line, as it would pass them on itself.
+      const lines = text.split('\n').filter((l) => l.trim());
+      return lines.map((l) => sendText(l)).every(Boolean);
+    }
     const c = state.convs.get(state.active) || everyone;
+    const wire = state.multiline ? escapeText(text) : text;
     let line, verb;
-    if (c.kind === 'everyone') [line, verb] = [`MESSAGE ${text}`, 'MESSAGE'];
-    else if (c.kind === 'room') [line, verb] = [`SAY ${c.title} ${text}`, 'SAY'];
-    else [line, verb] = [`DM ${c.title} ${text}`, 'DM'];
+    if (c.kind === 'everyone') [line, verb] = [`MESSAGE ${wire}`, 'MESSAGE'];
+    else if (c.kind === 'room') [line, verb] = [`SAY ${c.title} ${wire}`, 'SAY'];
+    else [line, verb] = [`DM ${c.title} ${wire}`, 'DM'];
     if (c.kind === 'room' && !c.joined) {
       system(c, `You are not in ${c.title}; join it again to talk here.`, 'error');
       return false;
@@ -1923,9 +2040,9 @@
     }
     if (me) {
       li.classList.add('action');
-      body.append(el('span', 'text', `* ${from} ${text.slice(4)}`));
+      body.append(richText('div', 'text', `* ${from} ${text.slice(4)}`));
     } else {
-      body.append(el('span', 'text', text));
+      body.append(richText('div', 'text', text));
     }
     content.append(head, body);
     li.append(avatar, content);
@@ -2818,7 +2935,7 @@
     t.title = fullFmt.format(m.at);
     head.append(el('span', 'result-target', targetLabel(m.target)), el('span', 'from', m.from), t);
     const me = m.text.startsWith('/me ') && m.text.length > 4;
-    b.append(head, el('span', 'text', me ? `* ${m.from} ${m.text.slice(4)}` : m.text));
+    b.append(head, richText('span', 'text', me ? `* ${m.from} ${m.text.slice(4)}` : m.text, { phrasing: true }));
     b.addEventListener('click', () => {
       ui.searchDialog.close();
       openResult(m);
@@ -2853,7 +2970,7 @@
     '/help — this list, then the server\'s',
     '/quit — leave the chat',
     '//text — send a message that starts with /',
-    'Keys: Ctrl+K jump to a conversation · Alt+↑/↓ the one above/below · ↑ in an empty box: what you sent · Esc closes',
+    'Keys: Enter sends · Shift+Enter a new line · Ctrl+K jump to a conversation · Alt+↑/↓ the one above/below · ↑ in an empty box: what you sent · Esc closes',
   ];
 
   function currentRoom(cmd) {
@@ -2875,6 +2992,12 @@
     if (cmd === 'me') {
       if (!args.trim()) { systemHere('Usage: /me text', 'error'); return false; }
       return sendText(`/me ${args}`);
+    }
+    // A command is one line; only what /dm sends may have more.
+    const [head] = split(args);
+    if (/[\r\n]/.test(cmd === 'dm' || cmd === 'msg' ? `${cmdRaw} ${head}` : typed)) {
+      systemHere('A command takes one line: Shift+Enter makes new lines in messages only.', 'error');
+      return false;
     }
     if (!state.connected || !state.me) {
       systemHere('Not connected yet; try again in a moment.', 'error');
@@ -3011,6 +3134,10 @@
     const value = ui.input.value;
     const browsing = r.at !== null && value === r.items[r.at];
     if (!browsing && value !== '') return;
+    // In a recalled text of several lines the arrows move between its lines first.
+    const caret = ui.input.selectionStart;
+    if (browsing && e.key === 'ArrowUp' && value.lastIndexOf('\n', caret - 1) >= 0) return;
+    if (browsing && e.key === 'ArrowDown' && value.indexOf('\n', caret) >= 0) return;
     let at = browsing ? r.at : r.items.length;
     at += e.key === 'ArrowUp' ? -1 : 1;
     if (at < 0 || (!browsing && e.key === 'ArrowDown')) return;
@@ -3019,6 +3146,30 @@
     ui.input.value = r.at === null ? '' : r.items[r.at];
     const end = ui.input.value.length;
     ui.input.setSelectionRange(end, end);
+    fitComposer();
+  }
+
+  /**
+   * The message box: Enter sends, Shift+Enter makes a new line (a paste keeps its lines). Not
+   * while an input method is composing: its Enter chooses the characters.
+   */
+  function composerKey(e) {
+    if (e.key !== 'Enter' || e.shiftKey || e.altKey || e.isComposing) return;
+    e.preventDefault();
+    ui.composer.requestSubmit();
+  }
+
+  /** The message box grows with its lines, up to a few (CSS max-height), then scrolls. */
+  function fitComposer() {
+    const box = ui.input;
+    // Empty, it is one line high, however long its placeholder (narrow screens wrap it).
+    if (!box.value) {
+      box.style.height = '';
+      return;
+    }
+    box.style.height = 'auto';
+    const borders = box.offsetHeight - box.clientHeight;
+    box.style.height = `${box.scrollHeight + borders}px`;
   }
 
   /** The conversations in the side bar's order, as their keys. */
@@ -3291,12 +3442,15 @@
     if (submit(text)) {
       remember(text);
       ui.input.value = '';
+      fitComposer();
       // The message says we are done; others clear us when it comes.
       ourTyping.key = null;
     }
     ui.input.focus();
   });
   ui.input.addEventListener('input', typed);
+  ui.input.addEventListener('input', fitComposer);
+  ui.input.addEventListener('keydown', composerKey);
 
   ui.joinForm.addEventListener('submit', (e) => {
     e.preventDefault();
