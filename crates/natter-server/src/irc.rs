@@ -173,6 +173,20 @@ struct Caps {
     wallops: bool,
 }
 
+/// PRIVMSGs to one channel read one after another (a client pasting, a bot, a bridge):
+/// sent together when a line of another kind or to another target comes, or the read ends,
+/// so that each member gets them as one buffer and one wake-up, as natives' MESSAGEs are
+/// gathered. Only plain ones gather: no tags (so no label), no CTCP.
+#[derive(Debug, Default)]
+struct Gathered {
+    /// The channel, as the client wrote it.
+    target: String,
+    /// The texts (natter texts, checked), one after the other.
+    text: String,
+    /// Where each text ends in `text`.
+    ends: Vec<usize>,
+}
+
 /// A `draft/multiline` batch the client opened and has not ended.
 #[derive(Debug)]
 struct OpenBatch {
@@ -257,6 +271,11 @@ pub struct IrcSession {
     /// A `draft/multiline` batch being received (boxed: rarely there). Bounded by the batch
     /// limits; dropped with the connection if it never ends.
     batch: Option<Box<OpenBatch>>,
+    /// PRIVMSGs to one channel read one after another, not yet sent (see [`Gathered`]).
+    gathered: Option<Box<Gathered>>,
+    /// A line read while the messages gathered before it were waiting for room in the
+    /// store's queue: handled once they have it, before any other input.
+    deferred: Option<Box<[u8]>>,
     /// The answer to a labeled command, while it is written (boxed: rarely there).
     labeled: Option<Box<Labeled>>,
     /// Labeled answers sent as batches so far, for their references.
@@ -491,6 +510,8 @@ impl IrcSession {
             registering: false,
             answer: None,
             batch: None,
+            gathered: None,
+            deferred: None,
             labeled: None,
             batches: 0,
         }
@@ -2041,15 +2062,18 @@ impl IrcSession {
             }
             return;
         }
-        self.deliver(targets, &converted, notice, client);
+        self.deliver(targets, &[&converted], notice, client);
     }
 
-    /// Delivers a natter text (checked already) to each of `targets`, with the client-only
-    /// tags `client`, and the numerics PRIVMSG answers (never a NOTICE).
-    fn deliver(&mut self, targets: &str, converted: &str, notice: bool, client: &str) {
+    /// Delivers natter texts (checked already), in order, to each of `targets`, with the
+    /// client-only tags `client`, and the numerics PRIVMSG answers (never a NOTICE): one per
+    /// text, as if each had come alone.
+    fn deliver(&mut self, targets: &str, texts: &[&str], notice: bool, client: &str) {
         let complain = |s: &Self, code: &str, args: &[&str]| {
             if !notice {
-                s.num(code, args);
+                for _ in texts {
+                    s.num(code, args);
+                }
             }
         };
         // IRC has no answer to a message, so nothing waits for it to be kept, unless the
@@ -2063,7 +2087,7 @@ impl IrcSession {
         for target in targets.split(',').filter(|t| !t.is_empty()).take(4) {
             let sent = if target.eq_ignore_ascii_case(&self.cfg.everyone_channel) {
                 self.hub
-                    .broadcast_tagged(self.id, converted, notice, client)
+                    .broadcast_each(self.id, texts, notice, client)
                     .map(|(_, kept)| keep(kept))
                     .map_err(|_| {
                         complain(
@@ -2074,7 +2098,7 @@ impl IrcSession {
                     })
             } else if proto::is_channel(target) {
                 self.hub
-                    .say_tagged(self.id, target, converted, notice, client)
+                    .say_each(self.id, target, texts, notice, client)
                     .map(|(_, (_, kept))| keep(kept))
                     .map_err(|e| match e {
                         ErrorCode::NotInRoom => complain(
@@ -2099,50 +2123,62 @@ impl IrcSession {
                         ),
                     })
             } else {
-                match self
-                    .hub
-                    .direct_tagged(self.id, target, converted, notice, client)
-                {
-                    Ok(to) => {
-                        keep(to.kept);
-                        if to.queued {
-                            let text =
-                                format!("{} is offline: your message waits for them", to.name);
-                            self.push(self.notice(&text));
-                        }
-                        if let Some(away) = to.away
-                            && !notice
-                        {
-                            self.num(n::RPL_AWAY, &[&to.name, &away]);
-                        }
-                        Ok(())
+                // One DM a text: each is answered (queued, away) as if it came alone.
+                let complain_one = |s: &Self, code: &str, args: &[&str]| {
+                    if !notice {
+                        s.num(code, args);
                     }
-                    Err(_) => {
-                        complain(
-                            self,
-                            n::ERR_NOSUCHNICK,
-                            &[&shown(target), "No such nick/channel"],
-                        );
-                        Err(())
-                    }
+                };
+                let mut sent = Ok(());
+                for converted in texts {
+                    sent = match self
+                        .hub
+                        .direct_tagged(self.id, target, converted, notice, client)
+                    {
+                        Ok(to) => {
+                            keep(to.kept);
+                            if to.queued {
+                                let text =
+                                    format!("{} is offline: your message waits for them", to.name);
+                                self.push(self.notice(&text));
+                            }
+                            if let Some(away) = to.away
+                                && !notice
+                            {
+                                self.num(n::RPL_AWAY, &[&to.name, &away]);
+                            }
+                            Ok(())
+                        }
+                        Err(_) => {
+                            complain_one(
+                                self,
+                                n::ERR_NOSUCHNICK,
+                                &[&shown(target), "No such nick/channel"],
+                            );
+                            Err(())
+                        }
+                    };
                 }
+                sent
             };
             if sent.is_ok() && self.caps.echo_message {
-                let tags = crate::event::Tags {
-                    at: self.caps.server_time.then(SystemTime::now),
-                    client: Some(client),
-                    ..Default::default()
-                };
                 let verb = if notice { "NOTICE" } else { "PRIVMSG" };
                 let mask = self.my_mask();
-                self.push(crate::event::irc_lines(
-                    tags,
-                    &mask,
-                    verb,
-                    target,
-                    converted,
-                    self.caps.multiline && self.caps.batch,
-                ));
+                for converted in texts {
+                    let tags = crate::event::Tags {
+                        at: self.caps.server_time.then(SystemTime::now),
+                        client: Some(client),
+                        ..Default::default()
+                    };
+                    self.push(crate::event::irc_lines(
+                        tags,
+                        &mask,
+                        verb,
+                        target,
+                        converted,
+                        self.caps.multiline && self.caps.batch,
+                    ));
+                }
             }
         }
         if !backlog.is_empty() {
@@ -2158,6 +2194,44 @@ impl IrcSession {
             });
             self.pending = Some(Box::new(Wait::Later(later)));
         }
+    }
+
+    /// A plain PRIVMSG to one channel, which may gather with the ones around it (see
+    /// [`Gathered`]): its target and its text as natter's.
+    fn gatherable<'m>(&self, msg: &'m irc_proto::Message) -> Option<(&'m str, String)> {
+        if !self.registered
+            || self.batch.is_some()
+            || msg.tags.as_ref().is_some_and(|t| !t.is_empty())
+        {
+            return None;
+        }
+        let Command::PRIVMSG(target, text) = &msg.command else {
+            return None;
+        };
+        if target.contains(',') || !proto::is_channel(target) {
+            return None;
+        }
+        let converted = proto::to_natter_text(text)?;
+        natter_proto::text::validate(&converted).ok()?;
+        Some((target, converted.into_owned()))
+    }
+
+    /// Sends the PRIVMSGs gathered so far.
+    fn flush_gathered(&mut self) {
+        let Some(g) = self.gathered.take() else {
+            return;
+        };
+        let mut start = 0;
+        let texts: Vec<&str> = g
+            .ends
+            .iter()
+            .map(|&end| {
+                let t = &g.text[start..end];
+                start = end;
+                t
+            })
+            .collect();
+        self.deliver(&g.target, &texts, false, "");
     }
 
     /// `BATCH +<ref> draft/multiline <target>` opens a multi-line message; `BATCH -<ref>`
@@ -2267,7 +2341,7 @@ impl IrcSession {
                 );
             }
         };
-        self.deliver(&open.target, &text, open.notice.unwrap_or(false), "");
+        self.deliver(&open.target, &[&text], open.notice.unwrap_or(false), "");
     }
 
     /// A PRIVMSG or NOTICE inside a batch: one more line of the open multi-line message
@@ -3368,7 +3442,36 @@ impl Handler for IrcSession {
             // The cluster renamed this user to settle a name held on two nodes.
             self.nick = Some(name);
         }
-        match proto::parse(line) {
+        let parsed = proto::parse(line);
+        if let Ok(Some(msg)) = &parsed
+            && let Some((target, text)) = self.gatherable(msg)
+        {
+            debug!(peer = %self.peer, user = self.nick.as_deref(), command = "PRIVMSG", "irc command");
+            if self.gathered.as_ref().is_some_and(|g| g.target != target) {
+                self.flush_gathered();
+                if self.pending.is_some() {
+                    self.deferred = Some(line.into());
+                    return Flow::Continue;
+                }
+            }
+            let g = self.gathered.get_or_insert_with(Box::default);
+            if g.ends.is_empty() {
+                target.clone_into(&mut g.target);
+            }
+            g.text.push_str(&text);
+            g.ends.push(g.text.len());
+            return Flow::Continue;
+        }
+        // Every other line comes after the messages gathered before it; if they must wait
+        // for room in the store's queue, so does it.
+        if self.gathered.is_some() {
+            self.flush_gathered();
+            if self.pending.is_some() {
+                self.deferred = Some(line.into());
+                return Flow::Continue;
+            }
+        }
+        match parsed {
             Ok(None) => Flow::Continue,
             Ok(Some(mut msg)) => {
                 let text = std::str::from_utf8(line).unwrap_or_default();
@@ -3469,7 +3572,24 @@ impl Handler for IrcSession {
     }
 
     fn poll_resume(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Flow> {
-        self.in_label(|s| s.resume(cx))
+        let flow = std::task::ready!(self.in_label(|s| s.resume(cx)));
+        if flow == Flow::Continue
+            && self.pending.is_none()
+            && let Some(line) = self.deferred.take()
+        {
+            let flow = self.on_line(&line);
+            // The input the line came with was all read before the wait: what it gathered
+            // goes now.
+            if self.pending.is_none() {
+                self.flush_gathered();
+            }
+            return std::task::Poll::Ready(flow);
+        }
+        std::task::Poll::Ready(flow)
+    }
+
+    fn end_of_input(&mut self) {
+        self.flush_gathered();
     }
 
     fn goodbye(&self, reason: ByeReason) -> Bytes {

@@ -671,3 +671,43 @@ async fn a_crowded_everyone_channel_is_quiet_for_its_irc_members_but_roommates_a
     a.skip_to(" 366 ").await;
     a.quiet().await;
 }
+
+#[tokio::test]
+async fn privmsgs_read_together_arrive_in_order_with_their_errors_before_what_follows() {
+    let s = TestServer::start().await;
+    let mut nat = s.user("nat").await;
+    assert!(nat.ask("JOIN #den").await.starts_with("MEMBER #den"));
+    nat.text().await;
+    let mut a = Irc::with_caps(s.addr, "a", "echo-message").await;
+    assert_eq!(nat.text().await, "ONLINE a");
+    a.join("#den").await;
+    assert_eq!(nat.text().await, "JOINED #den a");
+    // One write: five to the room, three to a room it is not in, one to a user, a PING.
+    let mut burst = String::new();
+    for i in 0..5 {
+        burst.push_str(&format!("PRIVMSG #den :line {i}\r\n"));
+    }
+    for i in 0..3 {
+        burst.push_str(&format!("PRIVMSG #elsewhere :lost {i}\r\n"));
+    }
+    burst.push_str("PRIVMSG nat :a word\r\nPRIVMSG #den :last\r\nPING :after\r\n");
+    a.send(burst.trim_end()).await;
+    for i in 0..5 {
+        assert_eq!(
+            a.line().await,
+            format!(":a!a@natter PRIVMSG #den :line {i}")
+        );
+    }
+    for _ in 0..3 {
+        assert!(a.line().await.starts_with(":natter 403 a #elsewhere "));
+    }
+    assert_eq!(a.line().await, ":a!a@natter PRIVMSG nat :a word");
+    assert_eq!(a.line().await, ":a!a@natter PRIVMSG #den last");
+    assert_eq!(a.line().await, ":natter PONG natter after");
+    for i in 0..5 {
+        assert_eq!(nat.text().await, format!("SAY #den a line {i}"));
+    }
+    assert_eq!(nat.text().await, "DM a a word");
+    assert_eq!(nat.text().await, "SAY #den a last");
+    nat.expect_quiet().await;
+}

@@ -185,7 +185,7 @@ impl Hub {
                 id: log_id,
             } => {
                 if let Some(id) = self.ghost(node, c) {
-                    let _ = self.say_kept(id, &room, &text, notice, log_id, "");
+                    let _ = self.say_kept(id, &room, &[&text], notice, log_id, "");
                 }
             }
             Op::Join { c, room, op } => {

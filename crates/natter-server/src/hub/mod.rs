@@ -1953,6 +1953,17 @@ impl Hub {
         self.broadcast_texts(id, std::iter::once(text), notice, None, tags)
     }
 
+    /// [`Hub::broadcast_tagged`] of several texts, in order, as one buffer per recipient.
+    pub fn broadcast_each(
+        &self,
+        id: ClientId,
+        texts: &[&str],
+        notice: bool,
+        tags: &str,
+    ) -> Result<Reached, ErrorCode> {
+        self.broadcast_texts(id, texts.iter().copied(), notice, None, tags)
+    }
+
     /// Sends several MESSAGEs from `id` to everyone, in order, as one buffer per recipient;
     /// returns how many received them (each received all).
     pub fn broadcast_many<'t>(
@@ -2674,7 +2685,7 @@ impl Hub {
         text: &str,
         notice: bool,
     ) -> Result<(Arc<str>, Reached), ErrorCode> {
-        self.say_kept(conn, room, text, notice, None, "")
+        self.say_kept(conn, room, &[text], notice, None, "")
     }
 
     /// [`Hub::say`] with the sender's client-only IRC tags (escaped, `+a=b;+c`).
@@ -2686,15 +2697,28 @@ impl Hub {
         notice: bool,
         tags: &str,
     ) -> Result<(Arc<str>, Reached), ErrorCode> {
-        self.say_kept(conn, room, text, notice, None, tags)
+        self.say_kept(conn, room, &[text], notice, None, tags)
     }
 
-    /// [`Hub::say`], `given` being the log id another node gave its user's message.
+    /// [`Hub::say_tagged`] of several texts, in order, as one buffer per member.
+    pub fn say_each(
+        &self,
+        conn: ClientId,
+        room: &str,
+        texts: &[&str],
+        notice: bool,
+        tags: &str,
+    ) -> Result<(Arc<str>, Reached), ErrorCode> {
+        self.say_kept(conn, room, texts, notice, None, tags)
+    }
+
+    /// [`Hub::say`] of `texts`, `given` being the log id another node gave its user's one
+    /// message.
     fn say_kept(
         &self,
         conn: ClientId,
         room: &str,
-        text: &str,
+        texts: &[&str],
         notice: bool,
         given: Option<i64>,
         tags: &str,
@@ -2717,42 +2741,55 @@ impl Hub {
         }
         let ids = match given {
             Some(_) => vec![given],
-            None => self.new_ids(id, 1, !notice),
+            None => self.new_ids(id, texts.len(), !notice),
         };
-        let ev = Lines::kept(
-            Event::Say {
-                room: &r.name,
-                from: from.who(),
-                text,
-                notice,
-            },
-            &self.irc,
-            ids[0],
-        )
-        .with_client_tags(tags);
-        let sent = r.members.send(&ev, Some(conn));
+        let events: Vec<Lines<'_>> = texts
+            .iter()
+            .zip(&ids)
+            .map(|(text, &log_id)| {
+                Lines::kept(
+                    Event::Say {
+                        room: &r.name,
+                        from: from.who(),
+                        text,
+                        notice,
+                    },
+                    &self.irc,
+                    log_id,
+                )
+                .with_client_tags(tags)
+            })
+            .collect();
+        let sent = match &events[..] {
+            [one] => r.members.send(one, Some(conn)),
+            _ => r
+                .members
+                .send(&crate::event::Batch::new(&events), Some(conn)),
+        };
         Self::hold_if_congested(conn, from, sent.congested);
         let n = sent.n;
-        self.stats.routed(n);
+        self.stats.routed(n * events.len());
         if !is_local(id) {
             return Ok((r.name.clone(), (n, None)));
         }
         if self.relays {
-            self.backplane.publish(
-                Some(Op::Say {
-                    c: id,
-                    room: r.name.to_string(),
-                    text: text.to_owned(),
-                    notice,
-                    id: ids[0],
-                }),
-                None,
-            );
+            for (text, &log_id) in texts.iter().zip(&ids) {
+                self.backplane.publish(
+                    Some(Op::Say {
+                        c: id,
+                        room: r.name.to_string(),
+                        text: (*text).to_owned(),
+                        notice,
+                        id: log_id,
+                    }),
+                    None,
+                );
+            }
         }
         let kept = if notice {
             None
         } else {
-            self.keep(id, from, || room_name::fold(&r.name), &[text], &ids, None)
+            self.keep(id, from, || room_name::fold(&r.name), texts, &ids, None)
         };
         Ok((r.name.clone(), (n + r.members.ghosts, kept)))
     }
