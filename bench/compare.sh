@@ -150,7 +150,7 @@ start_natter() {
     # The store is the default kind (a SQLite file), fresh, where the server's user may
     # write. (Builds before the store existed have no --store.)
     local store=()
-    if [ "$NATTER_BIN" != "$PREV_BIN" ]; then
+    if "$NATTER_BIN" --help 2>/dev/null | grep -q -- '--store'; then
         mkdir -p "$DIR/store" && chown "$BENCH_USER" "$DIR/store"
         rm -f "$DIR/store"/natter.db*
         store=(--store "sqlite:$DIR/store/natter.db")
