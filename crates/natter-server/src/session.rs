@@ -161,6 +161,13 @@ impl Session {
         }
     }
 
+    /// This session with its registration deadline counted from `since` (when its
+    /// connection was accepted), not from now.
+    pub fn counting_from(mut self, since: Instant) -> Self {
+        self.mark = since;
+        self
+    }
+
     /// The hub this session routes through.
     pub fn hub(&self) -> &Arc<Hub> {
         &self.hub

@@ -711,3 +711,25 @@ async fn privmsgs_read_together_arrive_in_order_with_their_errors_before_what_fo
     assert_eq!(nat.text().await, "SAY #den a last");
     nat.expect_quiet().await;
 }
+
+#[tokio::test]
+async fn an_irc_client_that_speaks_after_its_greeting_is_still_served_as_irc() {
+    let s = TestServer::start().await;
+    let mut nat = s.user("nat").await;
+    // Silent past the sniffing wait: the server greets it as a line client...
+    let mut late = Irc::connect(s.addr).await;
+    assert!(late.line().await.starts_with("HELLO natter"));
+    // ...and its IRC registration still makes it an IRC client.
+    late.send("NICK late").await;
+    late.send("USER late 0 * :Late").await;
+    late.skip_to(" 001 late ").await;
+    late.skip_to(" 366 ").await;
+    assert_eq!(nat.text().await, "ONLINE late");
+    // A line client that waits before speaking is a line client as ever.
+    use common::wire::{LOCAL, Transport, halves, open};
+    let (reader, writer) = halves(open(Transport::Tcp, LOCAL, s.addr).await);
+    let mut slow = natter_conn::Client { reader, writer };
+    assert!(slow.text().await.starts_with("HELLO natter"));
+    assert!(slow.ask("REGISTER slow").await.starts_with("OK REGISTER"));
+    late.skip_to(" JOIN #everyone").await;
+}

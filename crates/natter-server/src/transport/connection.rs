@@ -177,17 +177,59 @@ pub fn serve(
                 if !matches!(kind, Sniff::Line | Sniff::NeedMore) {
                     debug!(peer = %peer_of(&stream), ?kind, "not served on this listener; speaking the line protocol");
                 }
+                let mut n = n;
+                let mut driver = if n == 0 && assume == Assume::Line {
+                    // Silent so far: greeted now. A client that then speaks IRC first (an IRC
+                    // client slower than `sniff_wait` on a starved machine) is still served
+                    // as IRC; it reads one line it does not know, the greeting.
+                    let since = Instant::now() - wait;
+                    let late = Box::pin(async {
+                        use tokio::io::AsyncWriteExt;
+                        stream.write_all(&shared.hello).await.ok()?;
+                        tokio::select! {
+                            n = read_prefix(&mut stream, &mut prefix, shared.policy.register_timeout) => n,
+                            _ = shutdown.cancelled() => None,
+                        }
+                    })
+                    .await;
+                    let Some(late) = late else {
+                        return;
+                    };
+                    if sniff(&prefix[..late]) == Sniff::Irc {
+                        debug!(peer = %peer_of(&stream), "speaks IRC after its greeting");
+                        let first = Bytes::copy_from_slice(&prefix[..late]);
+                        hand_off(stream, Via::Tcp, Speaks::Irc, first, id, &shared, count);
+                        return;
+                    }
+                    n = late;
+                    native_greeted(stream, id, &shared, since)
+                } else {
+                    native(stream, id, &shared)
+                };
                 // Run here rather than handed off: this state is what every idle native
                 // client's task holds, and it is the smallest.
-                let mut driver = native(stream, id, &shared);
                 shared.live.enrol(id, driver.outbox());
-                let begun = driver.begin(first);
+                let begun = driver.begin(&prefix[..n]);
                 let end = driver.run(begun, cfg).await;
                 finished(&driver, end, Via::Tcp, Speaks::Natter, id, &shared);
                 drop(count);
             }
         }
     }
+}
+
+/// A native session over `wire` whose greeting was written already, its registration
+/// deadline counted from `since`.
+fn native_greeted<W: Wire>(
+    wire: W,
+    id: ClientId,
+    shared: &Shared,
+    since: Instant,
+) -> Driver<W, Session> {
+    driver(wire, shared, |peer, outbox| {
+        Session::new(id, peer, outbox, shared.hub.clone(), shared.policy.clone())
+            .counting_from(since)
+    })
 }
 
 /// A native session over `wire`, greeted.
