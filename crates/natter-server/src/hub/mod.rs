@@ -42,7 +42,7 @@ use crate::history::{History, Keeping};
 use crate::kept::{Keeper, KeptRoom, KeptTopic};
 use crate::outbox::{Outbox, Pushed};
 use crate::stats::Stats;
-use audience::{Audience, Link, Seat, Seating};
+use audience::{Audience, Link, Seat, Seating, Sent};
 use bytes::Bytes;
 use natter_proto::command::Target as HistoryTarget;
 use natter_proto::{ErrorCode, name, room as room_name};
@@ -1974,6 +1974,31 @@ impl Hub {
         self.broadcast_texts(id, texts, false, None, "")
     }
 
+    /// Sends `audience` (but connection `conn`) the event `event` makes of each of `texts`,
+    /// each with its log id from `ids` and the client-only tags `tags`: one buffer per
+    /// recipient however many texts there are.
+    fn send_kept<'a>(
+        &'a self,
+        audience: &Audience,
+        conn: ClientId,
+        texts: &[&'a str],
+        ids: &[Option<i64>],
+        tags: &'a str,
+        event: impl Fn(&'a str) -> Event<'a>,
+    ) -> Sent {
+        let events: Vec<Lines<'_>> = texts
+            .iter()
+            .zip(ids)
+            .map(|(text, &log_id)| {
+                Lines::kept(event(text), &self.irc, log_id).with_client_tags(tags)
+            })
+            .collect();
+        match &events[..] {
+            [one] => audience.send(one, Some(conn)),
+            _ => audience.send(&crate::event::Batch::new(&events), Some(conn)),
+        }
+    }
+
     /// Sends `texts` from `conn` to Everyone; `given` is the log id another node gave the
     /// one text of its user; `tags` are client-only IRC tags that go with each.
     fn broadcast_texts<'t>(
@@ -1995,31 +2020,16 @@ impl Hub {
             Some(_) => vec![given],
             None => self.new_ids(id, texts.len(), !notice),
         };
-        let events: Vec<Lines<'_>> = texts
-            .iter()
-            .zip(&ids)
-            .map(|(text, &log_id)| {
-                Lines::kept(
-                    Event::Message {
-                        from: from.who(),
-                        text,
-                        notice,
-                    },
-                    &self.irc,
-                    log_id,
-                )
-                .with_client_tags(tags)
-            })
-            .collect();
-        let sent = match &events[..] {
-            [one] => st.everyone.send(one, Some(conn)),
-            _ => st
-                .everyone
-                .send(&crate::event::Batch::new(&events), Some(conn)),
-        };
+        let sent = self.send_kept(&st.everyone, conn, &texts, &ids, tags, |text| {
+            Event::Message {
+                from: from.who(),
+                text,
+                notice,
+            }
+        });
         Self::hold_if_congested(conn, from, sent.congested);
         let n = sent.n;
-        self.stats.routed(n * events.len());
+        self.stats.routed(n * texts.len());
         if !is_local(id) {
             return Ok((n, None));
         }
@@ -2743,32 +2753,15 @@ impl Hub {
             Some(_) => vec![given],
             None => self.new_ids(id, texts.len(), !notice),
         };
-        let events: Vec<Lines<'_>> = texts
-            .iter()
-            .zip(&ids)
-            .map(|(text, &log_id)| {
-                Lines::kept(
-                    Event::Say {
-                        room: &r.name,
-                        from: from.who(),
-                        text,
-                        notice,
-                    },
-                    &self.irc,
-                    log_id,
-                )
-                .with_client_tags(tags)
-            })
-            .collect();
-        let sent = match &events[..] {
-            [one] => r.members.send(one, Some(conn)),
-            _ => r
-                .members
-                .send(&crate::event::Batch::new(&events), Some(conn)),
-        };
+        let sent = self.send_kept(&r.members, conn, texts, &ids, tags, |text| Event::Say {
+            room: &r.name,
+            from: from.who(),
+            text,
+            notice,
+        });
         Self::hold_if_congested(conn, from, sent.congested);
         let n = sent.n;
-        self.stats.routed(n * events.len());
+        self.stats.routed(n * texts.len());
         if !is_local(id) {
             return Ok((r.name.clone(), (n, None)));
         }
