@@ -21,6 +21,11 @@
 //! Texts of several lines: after `TAGS ON` comes `MULTILINE ON`, so a message of several lines
 //! is one event whose text writes each line break as `\n` and each backslash as `\\`; the
 //! model reads them back into real line breaks, and writes what is sent the same way.
+//!
+//! Typing: `TAGS ON` also brings `TYPING` lines; who is typing shows for 6 s unless they say
+//! it again, and ends with their `done` or their message. While the user writes, the model
+//! says `TYPING <target> active` at most every 3 s, and `done` when the box is emptied (a
+//! sent message says it by itself), as the browser page does.
 
 use crate::input::{self, Action};
 use crate::net::{LineTags, NetCommand, NetEvent};
@@ -40,6 +45,15 @@ pub const PAGE: usize = 50;
 /// Messages asked for in one page of what was missed during a reconnect: larger, since the
 /// pages repeat until the conversation has caught up.
 pub const CATCH_UP_PAGE: usize = 200;
+
+/// How long someone shows as typing without a word from them (IRCv3's 6 seconds).
+pub const TYPING_SHOWN: chrono::TimeDelta = chrono::TimeDelta::seconds(6);
+
+/// How often we say again that we are typing, at most (IRCv3's 3 seconds).
+pub const TYPING_EVERY: chrono::TimeDelta = chrono::TimeDelta::seconds(3);
+
+/// The most people one conversation shows as typing: a flood of names is not kept.
+const MAX_TYPISTS: usize = 50;
 
 /// Which conversation: names and rooms are folded, since the protocol ignores their case.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -128,6 +142,15 @@ pub struct Member {
     pub op: bool,
 }
 
+/// Someone typing in a conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Typist {
+    /// The name, as the server wrote it.
+    pub name: String,
+    /// When they stop showing unless they say more.
+    pub until: Stamp,
+}
+
 /// What the server's history has given a conversation so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HistoryStatus {
@@ -200,6 +223,8 @@ pub struct Conversation {
     /// The first line (by [`Line::id`]) that arrived while this conversation was not on
     /// screen: the "new messages" marker goes above it.
     pub new_since: Option<u64>,
+    /// Who said they are typing here, in the order they started.
+    pub typing: Vec<Typist>,
     /// The log ids of the lines, so a message that comes twice is shown once.
     ids: HashSet<i64>,
 }
@@ -218,8 +243,33 @@ impl Conversation {
             topic: None,
             history: HistoryState::new(),
             new_since: None,
+            typing: Vec::new(),
             ids: HashSet::new(),
         }
+    }
+
+    /// The line above the message box: who is typing here at `now`, if anybody.
+    pub fn typing_line(&self, now: Stamp) -> Option<String> {
+        let mut names: Vec<&str> = self
+            .typing
+            .iter()
+            .filter(|t| t.until > now)
+            .map(|t| t.name.as_str())
+            .collect();
+        names.sort_by_key(|n| n.to_ascii_lowercase());
+        match names.as_slice() {
+            [] => None,
+            [one] => Some(format!("{one} is typing…")),
+            [rest @ .., last] if names.len() <= 3 => {
+                Some(format!("{} and {last} are typing…", rest.join(", ")))
+            }
+            _ => Some(format!("{} people are typing…", names.len())),
+        }
+    }
+
+    /// `name` stopped typing here (said `done`, sent their message, left).
+    fn stopped_typing(&mut self, name: &str) {
+        self.typing.retain(|t| !same(&t.name, name));
     }
 
     /// Whether a message with this log id is among the lines.
@@ -453,6 +503,8 @@ enum Pending {
     Tags,
     /// `MULTILINE ON`.
     Multiline,
+    /// `TYPING`: its answer and any refusal are nobody's business.
+    Typing,
     /// `HISTORY` of a conversation: which page.
     History { conv: ConvId, page: Page },
     /// `SEARCH`, for these words.
@@ -539,6 +591,7 @@ impl Pending {
             | Self::Accounts
             | Self::Tags
             | Self::Multiline
+            | Self::Typing
             | Self::History { .. }
             | Self::Search { .. } => None,
         }
@@ -654,6 +707,9 @@ pub struct Model {
     setup_due: bool,
     /// The server took `MULTILINE ON` on this connection: texts come and go escaped.
     multiline: bool,
+    /// Where we last said we are typing, and when: said again after [`TYPING_EVERY`], and
+    /// `done` there when the box is cleared or we write elsewhere.
+    our_typing: Option<(ConvId, Stamp)>,
     /// The session's resume token (`SESSION`): a lost connection, or a server restart, is
     /// followed by `RESUME` instead of registering again, so nobody sees this user leave.
     session: Option<String>,
@@ -723,6 +779,7 @@ impl Model {
             pending: VecDeque::new(),
             setup_due: false,
             multiline: false,
+            our_typing: None,
             session: None,
             account: None,
             sign_ins: BTreeMap::new(),
@@ -1480,6 +1537,84 @@ impl Model {
 
     /// Handles what was typed in the message box; true when the box should be cleared.
     pub fn submit(&mut self, text: &str, now: Stamp) -> bool {
+        let sent = self.submit_action(text, now);
+        if sent {
+            // What was sent says we are done: the others stop showing us when it comes.
+            self.our_typing = None;
+        }
+        sent
+    }
+
+    /// The message box now holds `text`: tells the others in the open conversation that we
+    /// are typing (`active`, at most every [`TYPING_EVERY`]), or that we stopped (`done`)
+    /// when the box is empty or holds a command.
+    pub fn typed(&mut self, text: &str, now: Stamp) {
+        if !(self.is_up() && self.registered) {
+            return;
+        }
+        let c = self.active_conversation();
+        // A room we left, or a partner who is offline, would only refuse it.
+        if !c.joined {
+            return;
+        }
+        let here = c.id.clone();
+        let target = c.target();
+        let writing = !text.trim().is_empty() && !text.starts_with('/');
+        if !writing {
+            self.stop_typing();
+            return;
+        }
+        let due = match &self.our_typing {
+            Some((id, at)) => *id != here || now - *at >= TYPING_EVERY || now < *at,
+            None => true,
+        };
+        if due {
+            // Another conversation: done there first. The same one just says it again.
+            if self.our_typing.as_ref().is_some_and(|(id, _)| *id != here) {
+                self.stop_typing();
+            }
+            self.our_typing = Some((here, now));
+            self.send(format!("TYPING {target} active"), Pending::Typing);
+        }
+    }
+
+    /// Says `done` where we last said we were typing, if we did.
+    fn stop_typing(&mut self) {
+        let Some((id, _)) = self.our_typing.take() else {
+            return;
+        };
+        if let Some(c) = self.conversation(&id)
+            && c.joined
+            && self.is_up()
+            && self.registered
+        {
+            let target = c.target();
+            self.send(format!("TYPING {target} done"), Pending::Typing);
+        }
+    }
+
+    /// `TYPING <where> <from> <state>`: someone else typing, pausing or done, as of `now`
+    /// (our clock, not the server's: the line expires by ours).
+    fn on_typing(&mut self, place: &str, from: &str, state: &str, now: Stamp) {
+        if self.is_me(from) {
+            return;
+        }
+        let Some(c) = self.conv_mut(&conv_of_target(place)) else {
+            return;
+        };
+        c.typing.retain(|t| t.until > now && !same(&t.name, from));
+        if state == "active" {
+            if c.typing.len() >= MAX_TYPISTS {
+                c.typing.remove(0);
+            }
+            c.typing.push(Typist {
+                name: from.to_owned(),
+                until: now + TYPING_SHOWN,
+            });
+        }
+    }
+
+    fn submit_action(&mut self, text: &str, now: Stamp) -> bool {
         let active = self.active.clone();
         let action = match input::parse(text) {
             Ok(Some(a)) => a,
@@ -1778,6 +1913,11 @@ impl Model {
         self.connect_error = None;
         self.pending.clear();
         self.clear_buffers();
+        // Whoever typed before the connection was lost is not known to type now.
+        self.our_typing = None;
+        for c in &mut self.conversations {
+            c.typing.clear();
+        }
         self.registered = false;
         self.setup_due = true;
         // First, so that every event after it comes with its time and message id.
@@ -1881,6 +2021,7 @@ impl Model {
 
     /// Applies one server line with its tags: the server's time, when given, is the line's.
     pub fn on_line(&mut self, line: ServerLine<'_>, tags: &LineTags, now: Stamp) {
+        let clock = now;
         let now = tags.time.as_deref().and_then(parse_time).unwrap_or(now);
         let msg = tags.id;
         match line {
@@ -1906,6 +2047,7 @@ impl Model {
             ServerLine::Message { from, text } => {
                 let text = self.read_text(&text);
                 let kind = self.kind_from(&from);
+                self.conversations[0].stopped_typing(&from);
                 self.push_msg(&ConvId::Everyone, now, &from, &text, kind, msg);
             }
             ServerLine::Sent { to, text } => {
@@ -1922,13 +2064,16 @@ impl Model {
                 let c = self.ensure(ConvId::dm(&from), &from);
                 c.title = from.to_string();
                 c.joined = online || c.joined;
+                c.stopped_typing(&from);
                 let id = c.id.clone();
                 self.push_msg(&id, now, &from, &text, LineKind::Chat, msg);
             }
             ServerLine::Say { room, from, text } => {
                 let text = self.read_text(&text);
                 let kind = self.kind_from(&from);
-                let id = self.ensure(ConvId::room(&room), &room).id.clone();
+                let c = self.ensure(ConvId::room(&room), &room);
+                c.stopped_typing(&from);
+                let id = c.id.clone();
                 self.push_msg(&id, now, &from, &text, kind, msg);
             }
             ServerLine::Online { name } => {
@@ -1945,6 +2090,9 @@ impl Model {
             ServerLine::Offline { name, reason } => {
                 self.log_presence(Presence::Offline(name.to_string()));
                 self.user_offline(&name);
+                for c in &mut self.conversations {
+                    c.stopped_typing(&name);
+                }
                 // The reason is the leaver's own words (an IRC quit message): quoted, so it
                 // cannot pass for the client's.
                 let text = if reason.is_empty() {
@@ -1995,6 +2143,7 @@ impl Model {
                 let id = ConvId::room(&room);
                 if let Some(c) = self.conv_mut(&id) {
                     c.remove_member(&name);
+                    c.stopped_typing(&name);
                     let msg = if reason.is_empty() {
                         format!("{name} left {room}")
                     } else {
@@ -2027,8 +2176,11 @@ impl Model {
                 let text = format!("{by} invited you to {room}: /join {room}");
                 self.event(&ConvId::Everyone, now, &text);
             }
-            // Nothing here asks for a ban list yet, nor shows who is typing.
-            ServerLine::Ban { .. } | ServerLine::Typing { .. } => {}
+            ServerLine::Typing { place, from, state } => {
+                self.on_typing(&place, &from, &state, clock)
+            }
+            // Nothing here asks for a ban list yet.
+            ServerLine::Ban { .. } => {}
             ServerLine::Operator { room, name } => {
                 let id = ConvId::room(&room);
                 if let Some(c) = self.conv_mut(&id) {
@@ -2385,6 +2537,7 @@ impl Model {
             ("SEARCH", Some(Pending::Search { words })) => self.on_found(&words),
             ("TAGS", Some(Pending::Tags)) => {}
             ("MULTILINE", Some(Pending::Multiline)) => self.multiline = true,
+            ("TYPING", Some(Pending::Typing)) => {}
             ("JOIN", p) => {
                 let (room, count) = detail.split_once(' ').unwrap_or((detail, ""));
                 let auto = matches!(p, Some(Pending::Join { auto: true, .. }));
@@ -2592,6 +2745,8 @@ impl Model {
         match pending {
             // A server without tags, or without MULTILINE: lines come as they always did.
             Some(Pending::Tags | Pending::Multiline) => {}
+            // Telling others we type is a courtesy: a refusal (a partner just gone) is silent.
+            Some(Pending::Typing) => {}
             // No history here (a guest's DM, a server that keeps none) or none readable now:
             // the conversation simply starts with what arrives live.
             Some(Pending::History { conv, page }) => {
@@ -4102,5 +4257,151 @@ mod tests {
         // Refused by the server as it is: sent so, for the server to say why.
         assert_eq!(tidy_text("\n \n"), "\n \n");
         assert_eq!(tidy_text("a\u{7}\r\nb\rc"), "a\u{7}\nb\nc");
+    }
+
+    /// Feeds one server line as if it came `secs` seconds after [`now`].
+    fn feed_after(m: &mut Model, secs: i64, line: &str) {
+        let (tags, bare) = LineTags::split(line);
+        let at = now() + chrono::TimeDelta::seconds(secs);
+        m.on_net(
+            NetEvent::Line(ServerLine::parse(bare).unwrap().into_owned(), tags),
+            at,
+        );
+    }
+
+    fn typing(m: &Model, id: &ConvId, secs: i64) -> Option<String> {
+        m.conversation(id)
+            .unwrap()
+            .typing_line(now() + chrono::TimeDelta::seconds(secs))
+    }
+
+    #[test]
+    fn who_is_typing_shows_until_done_their_message_or_six_seconds() {
+        let mut m = signed_in();
+        joined(&mut m, "#den");
+        let den = ConvId::room("#den");
+        // The server's time on the line is not what it expires by: ours is.
+        feed(
+            &mut m,
+            &["@time=2020-01-01T00:00:00.000Z TYPING #den bob active"],
+        );
+        assert_eq!(typing(&m, &den, 0).as_deref(), Some("bob is typing…"));
+        assert_eq!(typing(&m, &ConvId::Everyone, 0), None);
+        feed(
+            &mut m,
+            &["TYPING #den Carol active", "TYPING #den dave active"],
+        );
+        assert_eq!(
+            typing(&m, &den, 1).as_deref(),
+            Some("bob, Carol and dave are typing…")
+        );
+        feed(&mut m, &["TYPING #den erin active"]);
+        assert_eq!(typing(&m, &den, 1).as_deref(), Some("4 people are typing…"));
+        // done, paused, their message and leaving each end it.
+        feed(
+            &mut m,
+            &[
+                "TYPING #den erin done",
+                "TYPING #den dave paused",
+                "SAY #den carol hello",
+                "PARTED #den bob",
+            ],
+        );
+        assert_eq!(typing(&m, &den, 1), None);
+        // Six seconds without a word, unless they say it again.
+        feed(&mut m, &["TYPING #den bob active"]);
+        assert_eq!(typing(&m, &den, 5).as_deref(), Some("bob is typing…"));
+        assert_eq!(typing(&m, &den, 6), None);
+        feed_after(&mut m, 4, "TYPING #den bob active");
+        assert_eq!(typing(&m, &den, 9).as_deref(), Some("bob is typing…"));
+        // Everyone, and a DM (named by the typist), and never ourselves.
+        feed(&mut m, &["TYPING * bob active", "TYPING * alice active"]);
+        assert_eq!(
+            typing(&m, &ConvId::Everyone, 0).as_deref(),
+            Some("bob is typing…")
+        );
+        feed(&mut m, &["MESSAGE bob hi all"]);
+        assert_eq!(typing(&m, &ConvId::Everyone, 0), None);
+        m.open_dm("bob");
+        feed(&mut m, &["TYPING bob bob active"]);
+        assert_eq!(
+            typing(&m, &ConvId::dm("bob"), 0).as_deref(),
+            Some("bob is typing…")
+        );
+        feed(&mut m, &["OFFLINE bob"]);
+        assert_eq!(typing(&m, &ConvId::dm("bob"), 0), None);
+        assert_eq!(typing(&m, &den, 5), None);
+        // Somewhere we have no conversation: nothing is made for it.
+        feed(
+            &mut m,
+            &["TYPING #elsewhere bob active", "TYPING zed zed active"],
+        );
+        assert!(m.conversation(&ConvId::dm("zed")).is_none());
+    }
+
+    #[test]
+    fn a_flood_of_typists_is_not_kept() {
+        let mut m = signed_in();
+        for i in 0..500 {
+            feed(&mut m, &[&format!("TYPING * u{i} active")]);
+        }
+        assert_eq!(m.conversations[0].typing.len(), MAX_TYPISTS);
+    }
+
+    #[test]
+    fn typing_is_told_at_most_every_three_seconds_and_done_when_cleared() {
+        let mut m = signed_in();
+        let at = |s: i64| now() + chrono::TimeDelta::seconds(s);
+        m.typed("h", at(0));
+        assert_eq!(sent(&mut m), ["TYPING * active"]);
+        m.typed("he", at(1));
+        m.typed("hel", at(2));
+        assert!(sent(&mut m).is_empty());
+        m.typed("hell", at(3));
+        assert_eq!(sent(&mut m), ["TYPING * active"]);
+        // The box emptied, or a command in it: done, once.
+        m.typed("", at(4));
+        m.typed(" ", at(4));
+        assert_eq!(sent(&mut m), ["TYPING * done"]);
+        m.typed("/join #den", at(5));
+        assert!(sent(&mut m).is_empty());
+        // The answers and refusals show nowhere.
+        let before = texts(&m, &ConvId::Everyone).len();
+        feed(
+            &mut m,
+            &["OK TYPING active", "OK TYPING active", "OK TYPING done"],
+        );
+        m.typed("x", at(6));
+        feed(&mut m, &["ERROR NO_SUCH_USER no such user"]);
+        assert_eq!(texts(&m, &ConvId::Everyone).len(), before);
+        assert_eq!(sent(&mut m), ["TYPING * active"]);
+        // Sending says it: no done after the message.
+        assert!(m.submit("x", at(7)));
+        assert_eq!(sent(&mut m), ["MESSAGE x"]);
+        m.typed("", at(7));
+        assert!(sent(&mut m).is_empty());
+        // Writing elsewhere: done here, active there.
+        joined(&mut m, "#den");
+        m.open(&ConvId::Everyone);
+        m.typed("a", at(8));
+        m.open(&ConvId::room("#den"));
+        m.typed("ab", at(8));
+        assert_eq!(
+            sent(&mut m),
+            ["TYPING * active", "TYPING * done", "TYPING #den active"]
+        );
+        // Not in a room we left, nor to a partner who is offline.
+        feed(&mut m, &["OK PART #den"]);
+        m.typed("abc", at(20));
+        m.open_dm("carol");
+        m.typed("abcd", at(20));
+        assert_eq!(sent(&mut m), ["HISTORY carol 50"]);
+        // A lost connection forgets it: nothing is said about it afterwards.
+        m.open(&ConvId::Everyone);
+        m.typed("a", at(30));
+        assert_eq!(sent(&mut m), ["TYPING * active"]);
+        lose_and_reconnect(&mut m);
+        m.typed("", at(31));
+        assert_eq!(sent(&mut m), ["TAGS ON", "MULTILINE ON", "REGISTER alice"]);
     }
 }

@@ -809,6 +809,22 @@ fn compose(ui: &mut Ui, app: &mut ChatApp, conv: &Header) {
         ConvId::Dm(_) => format!("Message {}", conv.title),
     };
     let can_send = app.model.is_up() && app.model.registered;
+    // Who is typing here: a row of its own, kept when empty so the box does not jump.
+    let typing = app.model.active_conversation().typing_line(now());
+    if typing.is_some() {
+        // Someone shown stops showing when their time runs out, even if nothing else happens.
+        ui.ctx()
+            .request_repaint_after(std::time::Duration::from_secs(1));
+    }
+    let row = vec2(ui.available_width(), 16.0);
+    ui.allocate_ui_with_layout(row, Layout::left_to_right(Align::Center), |ui| {
+        ui.set_min_size(row);
+        if let Some(t) = typing {
+            ui.add(
+                Label::new(RichText::new(t).color(theme::MUTED).italics().size(12.0)).truncate(),
+            );
+        }
+    });
     ui.horizontal(|ui| {
         let send_w = 72.0;
         let id = ui.make_persistent_id("compose");
@@ -872,6 +888,9 @@ fn compose(ui: &mut Ui, app: &mut ChatApp, conv: &Header) {
             .inner;
         if std::mem::take(&mut app.focus_compose) {
             field.request_focus();
+        }
+        if field.changed() {
+            app.model.typed(&app.compose, now());
         }
         let send = ui.add_enabled(
             can_send && !app.compose.trim().is_empty(),

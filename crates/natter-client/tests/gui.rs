@@ -1351,3 +1351,50 @@ fn shift_enter_makes_a_new_line_and_enter_sends_them_as_one_message() {
         shows(h, "run cargo test\nlet x = 1;\nthen push")
     });
 }
+
+/// Reads `c`'s lines, tags and all, until one ends with `end`.
+fn expect_text(rt: &Runtime, c: &mut Client, end: &str) -> String {
+    rt.block_on(within(async {
+        loop {
+            let text = c
+                .reader
+                .next_text()
+                .await
+                .unwrap()
+                .expect("connection open");
+            if text.ends_with(end) {
+                return text;
+            }
+        }
+    }))
+}
+
+#[test]
+fn who_is_typing_shows_above_the_box_and_our_typing_is_told() {
+    let rt = runtime();
+    let server = Server::start(&rt);
+    let mut bob = server.user(&rt, "bob");
+    kept(&rt, &mut bob, "TAGS ON");
+    let mut h = window(server.addr, true);
+    sign_in(&mut h, "alice");
+
+    say(&rt, &mut bob, "TYPING * active");
+    until(&mut h, "bob typing", |h| shows(h, "bob is typing…"));
+    // Their message ends it.
+    say(&rt, &mut bob, "MESSAGE there you go");
+    until(&mut h, "bob's message", |h| shows(h, "there you go"));
+    assert!(!shows(&h, "is typing"));
+    say(&rt, &mut bob, "TYPING * active");
+    until(&mut h, "bob typing again", |h| shows(h, "bob is typing…"));
+    say(&rt, &mut bob, "TYPING * done");
+    until(&mut h, "bob done", |h| !shows(h, "is typing"));
+
+    // Ours: active while the box holds text, done when it is emptied.
+    type_into(&mut h, "Message", "hel");
+    expect_text(&rt, &mut bob, " TYPING * alice active");
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    h.key_press(egui::Key::Backspace);
+    h.run_ok();
+    assert_eq!(h.get_by_label("Message").value().as_deref(), Some(""));
+    expect_text(&rt, &mut bob, " TYPING * alice done");
+}
