@@ -2,7 +2,8 @@
 # Takes docs/natter-client.png: a real natter-client window under Xvfb, talking to a real
 # natter-server with a few scripted users. Needs the Debian packages xvfb, xdotool,
 # imagemagick and libgl1-mesa-dri (software OpenGL), and python3 for the scripted users; for
-# the line in several scripts, fonts for them (fonts-noto-cjk, fonts-noto-core).
+# the line in several scripts, fonts for them (fonts-noto-cjk, fonts-noto-core), and
+# fonts-noto-color-emoji for its emoji in colour.
 #
 #   scripts/client-screenshot.sh [OUT.png]
 set -euo pipefail
@@ -38,12 +39,14 @@ def say(s, line, wait=0.4):
     s.sendall((line + "\n").encode())
     time.sleep(wait)
 bob, carol, dave, erin = user("bob"), user("carol"), user("dave"), user("erin")
+say(carol, "MULTILINE ON")
 say(bob, "JOIN #rust")
 say(bob, "TOPIC #rust Rust, crabs and the borrow checker")
 say(carol, "JOIN #rust")
 say(dave, "JOIN #rust")
 say(erin, "JOIN #rust")
 time.sleep(6)  # alice signs in and joins #rust
+say(bob, "MODE #rust +o alice", 0.5)
 say(bob, "SAY #rust morning all! anyone tried the new egui release?", 0.8)
 say(carol, "SAY #rust yes: the kittest harness drives a whole app through its accessibility tree, no GPU needed", 0.8)
 time.sleep(2.5)  # alice answers
@@ -53,7 +56,11 @@ say(erin, "SAY #rust alice: and its AccessKit labels make it work with a screen 
 say(dave, "SAY #rust fonts check: 你好，世界 · こんにちは · 안녕하세요 · مرحبا · שלום · 🎉👍", 0.8)
 say(dave, "MESSAGE lunch at one, anyone?", 0.5)
 say(carol, "DM alice psst, are you coming to the meetup tonight?", 0.5)
-time.sleep(60)
+# A message of several lines, with code (MULTILINE writes its line breaks as \n).
+say(carol, "SAY #rust the fix was one line:\\n```\\nlet total: u32 = items.iter().map(|i| i.len).sum();\\n```\\nno more clones", 0.8)
+# Someone typing when the picture is taken: said again every 3 s, as clients do.
+for _ in range(20):
+    say(erin, "TYPING #rust active", 3)
 PY
 pids+=($!)
 sleep 1

@@ -67,6 +67,19 @@ impl Default for Options {
     }
 }
 
+/// What is being typed in a room menu's fields.
+#[derive(Debug, Clone, Default)]
+pub struct RoomDrafts {
+    /// A key to set.
+    pub key: String,
+    /// A member limit to set.
+    pub limit: String,
+    /// A name to invite.
+    pub invite: String,
+    /// A topic to set.
+    pub topic: String,
+}
+
 /// The application: the model plus what is being typed, and the network handle.
 #[derive(Debug)]
 pub struct ChatApp {
@@ -102,6 +115,10 @@ pub struct ChatApp {
     pub jump_to_end: bool,
     /// The search field.
     pub search_draft: String,
+    /// The room menu's fields: a key, a member limit, a name to invite, a topic.
+    pub room_drafts: RoomDrafts,
+    /// The room whose bans window is open.
+    pub bans_open: Option<crate::model::ConvId>,
     /// Where the first line of the open conversation was drawn last frame, so that an older
     /// page arriving above it leaves the lines on screen where they were.
     pub anchor: Option<crate::view::Anchor>,
@@ -137,6 +154,8 @@ impl ChatApp {
             focus_name: true,
             jump_to_end: false,
             search_draft: String::new(),
+            room_drafts: RoomDrafts::default(),
+            bans_open: None,
             anchor: None,
             scroll_fix: None,
             clock: Clock::from_env(),

@@ -17,8 +17,9 @@
 //! - [`app`]: [`ChatApp`], the eframe application: the one struct with the UI's state, gluing
 //!   the model, the network and the drawing together.
 //! - [`view`]: drawing the connect, name and chat screens from the model.
-//! - [`theme`]: colours, sizes and spacing, and the fonts: egui's, then the system's for other
-//!   scripts (found with fontconfig when the client starts).
+//! - [`theme`]: colours, sizes and spacing, and the fonts: egui's, the system's colour emoji
+//!   font (drawn in colour by epaint's `color_fonts`), then the system's for other scripts
+//!   (all found with fontconfig when the client starts).
 //!
 //! Data flow: the network thread sends [`net::NetEvent`]s through a channel and wakes the UI
 //! with `request_repaint`; [`ChatApp`] feeds them to [`model::Model::on_net`] each frame, draws,

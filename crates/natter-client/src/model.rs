@@ -21,9 +21,21 @@
 //! Texts of several lines: after `TAGS ON` comes `MULTILINE ON`, so a message of several lines
 //! is one event whose text writes each line break as `\n` and each backslash as `\\`; the
 //! model reads them back into real line breaks, and writes what is sent the same way.
+//!
+//! Typing: `TAGS ON` also brings `TYPING` lines; who is typing shows for 6 s unless they say
+//! it again, and ends with their `done` or their message. While the user writes, the model
+//! says `TYPING <target> active` at most every 3 s, and `done` when the box is emptied (a
+//! sent message says it by itself), as the browser page does.
+//!
+//! Moderation: joining a room asks its modes (`MODE <room>`), which `MODE` lines keep up to
+//! date, with members' voice and operator status and, once asked, the bans. An operator's
+//! changes go as `MODE <room> <change>`, `INVITE` and `KICK`; every change, whoever made it,
+//! reads as a sentence in the room ("ann made #den invite-only."), and a refusal as "Could
+//! not ...: <the server's reason>".
 
 use crate::input::{self, Action};
 use crate::net::{LineTags, NetCommand, NetEvent};
+use natter_proto::mode::{self, Change, Settings};
 use natter_proto::{ByeReason, ErrorCode, ServerLine, multiline};
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::time::Duration;
@@ -40,6 +52,18 @@ pub const PAGE: usize = 50;
 /// Messages asked for in one page of what was missed during a reconnect: larger, since the
 /// pages repeat until the conversation has caught up.
 pub const CATCH_UP_PAGE: usize = 200;
+
+/// How long someone shows as typing without a word from them (IRCv3's 6 seconds).
+pub const TYPING_SHOWN: chrono::TimeDelta = chrono::TimeDelta::seconds(6);
+
+/// How often we say again that we are typing, at most (IRCv3's 3 seconds).
+pub const TYPING_EVERY: chrono::TimeDelta = chrono::TimeDelta::seconds(3);
+
+/// The most people one conversation shows as typing: a flood of names is not kept.
+const MAX_TYPISTS: usize = 50;
+
+/// The most `BAN` lines kept from one answer (a server keeps at most 100 a room).
+const MAX_BANS: usize = 500;
 
 /// Which conversation: names and rooms are folded, since the protocol ignores their case.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -126,6 +150,28 @@ pub struct Member {
     pub name: String,
     /// Whether the member is one of the room's operators.
     pub op: bool,
+    /// Whether the member has voice (may speak in a moderated room).
+    pub voice: bool,
+}
+
+/// One ban of a room, from `BANS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ban {
+    /// The mask, in its full form (`bob!*@*`, `$a:bob`).
+    pub mask: String,
+    /// The operator who set it.
+    pub by: String,
+    /// When, as the server wrote it (RFC 3339).
+    pub at: String,
+}
+
+/// Someone typing in a conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Typist {
+    /// The name, as the server wrote it.
+    pub name: String,
+    /// When they stop showing unless they say more.
+    pub until: Stamp,
 }
 
 /// What the server's history has given a conversation so far.
@@ -200,6 +246,12 @@ pub struct Conversation {
     /// The first line (by [`Line::id`]) that arrived while this conversation was not on
     /// screen: the "new messages" marker goes above it.
     pub new_since: Option<u64>,
+    /// Who said they are typing here, in the order they started.
+    pub typing: Vec<Typist>,
+    /// Rooms: the modes, once the server told them (asked on joining).
+    pub modes: Option<Settings>,
+    /// Rooms: the bans, once asked for (`BANS`), then kept up to date by `MODE` lines.
+    pub bans: Option<Vec<Ban>>,
     /// The log ids of the lines, so a message that comes twice is shown once.
     ids: HashSet<i64>,
 }
@@ -218,8 +270,35 @@ impl Conversation {
             topic: None,
             history: HistoryState::new(),
             new_since: None,
+            typing: Vec::new(),
+            modes: None,
+            bans: None,
             ids: HashSet::new(),
         }
+    }
+
+    /// The line above the message box: who is typing here at `now`, if anybody.
+    pub fn typing_line(&self, now: Stamp) -> Option<String> {
+        let mut names: Vec<&str> = self
+            .typing
+            .iter()
+            .filter(|t| t.until > now)
+            .map(|t| t.name.as_str())
+            .collect();
+        names.sort_by_key(|n| n.to_ascii_lowercase());
+        match names.as_slice() {
+            [] => None,
+            [one] => Some(format!("{one} is typing…")),
+            [rest @ .., last] if names.len() <= 3 => {
+                Some(format!("{} and {last} are typing…", rest.join(", ")))
+            }
+            _ => Some(format!("{} people are typing…", names.len())),
+        }
+    }
+
+    /// `name` stopped typing here (said `done`, sent their message, left).
+    fn stopped_typing(&mut self, name: &str) {
+        self.typing.retain(|t| !same(&t.name, name));
     }
 
     /// Whether a message with this log id is among the lines.
@@ -353,6 +432,7 @@ impl Conversation {
         self.members.push(Member {
             name: name.to_owned(),
             op,
+            voice: false,
         });
         sort_members(&mut self.members);
     }
@@ -453,6 +533,14 @@ enum Pending {
     Tags,
     /// `MULTILINE ON`.
     Multiline,
+    /// `TYPING`: its answer and any refusal are nobody's business.
+    Typing,
+    /// `MODE <room>`: the room's modes, asked on joining.
+    ModeQuery { room: String },
+    /// `BANS <room>`.
+    Bans { room: String, shown_in: ConvId },
+    /// An operator's (or a member's) action on a room: a refusal says "Could not <what>".
+    Moderate { what: String, shown_in: ConvId },
     /// `HISTORY` of a conversation: which page.
     History { conv: ConvId, page: Page },
     /// `SEARCH`, for these words.
@@ -529,6 +617,8 @@ impl Pending {
             | Self::Logout { shown_in }
             | Self::Join { shown_in, .. }
             | Self::TopicQuery { shown_in, .. }
+            | Self::Bans { shown_in, .. }
+            | Self::Moderate { shown_in, .. }
             | Self::Other { shown_in } => Some(shown_in),
             Self::List { shown_in } | Self::Rooms { shown_in } => shown_in.as_ref(),
             Self::Chat { conv, .. } => Some(conv),
@@ -539,6 +629,8 @@ impl Pending {
             | Self::Accounts
             | Self::Tags
             | Self::Multiline
+            | Self::Typing
+            | Self::ModeQuery { .. }
             | Self::History { .. }
             | Self::Search { .. } => None,
         }
@@ -654,6 +746,9 @@ pub struct Model {
     setup_due: bool,
     /// The server took `MULTILINE ON` on this connection: texts come and go escaped.
     multiline: bool,
+    /// Where we last said we are typing, and when: said again after [`TYPING_EVERY`], and
+    /// `done` there when the box is cleared or we write elsewhere.
+    our_typing: Option<(ConvId, Stamp)>,
     /// The session's resume token (`SESSION`): a lost connection, or a server restart, is
     /// followed by `RESUME` instead of registering again, so nobody sees this user leave.
     session: Option<String>,
@@ -682,6 +777,8 @@ pub struct Model {
     users_buf: Vec<String>,
     /// `MEMBER` lines of the answer being read.
     members_buf: Vec<Member>,
+    /// `BAN` lines of the answer being read.
+    bans_buf: Vec<Ban>,
     /// `ROOM` lines of the answer being read.
     rooms_buf: Vec<RoomInfo>,
     /// `HELP` lines of the answer being read.
@@ -723,6 +820,7 @@ impl Model {
             pending: VecDeque::new(),
             setup_due: false,
             multiline: false,
+            our_typing: None,
             session: None,
             account: None,
             sign_ins: BTreeMap::new(),
@@ -735,6 +833,7 @@ impl Model {
             accounts_stale: false,
             users_buf: Vec::new(),
             members_buf: Vec::new(),
+            bans_buf: Vec::new(),
             rooms_buf: Vec::new(),
             help_buf: Vec::new(),
             logged_buf: Vec::new(),
@@ -1480,6 +1579,333 @@ impl Model {
 
     /// Handles what was typed in the message box; true when the box should be cleared.
     pub fn submit(&mut self, text: &str, now: Stamp) -> bool {
+        let sent = self.submit_action(text, now);
+        if sent {
+            // What was sent says we are done: the others stop showing us when it comes.
+            self.our_typing = None;
+        }
+        sent
+    }
+
+    /// The message box now holds `text`: tells the others in the open conversation that we
+    /// are typing (`active`, at most every [`TYPING_EVERY`]), or that we stopped (`done`)
+    /// when the box is empty or holds a command.
+    pub fn typed(&mut self, text: &str, now: Stamp) {
+        if !(self.is_up() && self.registered) {
+            return;
+        }
+        let c = self.active_conversation();
+        // A room we left, or a partner who is offline, would only refuse it.
+        if !c.joined {
+            return;
+        }
+        let here = c.id.clone();
+        let target = c.target();
+        let writing = !text.trim().is_empty() && !text.starts_with('/');
+        if !writing {
+            self.stop_typing();
+            return;
+        }
+        let due = match &self.our_typing {
+            Some((id, at)) => *id != here || now - *at >= TYPING_EVERY || now < *at,
+            None => true,
+        };
+        if due {
+            // Another conversation: done there first. The same one just says it again.
+            if self.our_typing.as_ref().is_some_and(|(id, _)| *id != here) {
+                self.stop_typing();
+            }
+            self.our_typing = Some((here, now));
+            self.send(format!("TYPING {target} active"), Pending::Typing);
+        }
+    }
+
+    /// Says `done` where we last said we were typing, if we did.
+    fn stop_typing(&mut self) {
+        let Some((id, _)) = self.our_typing.take() else {
+            return;
+        };
+        if let Some(c) = self.conversation(&id)
+            && c.joined
+            && self.is_up()
+            && self.registered
+        {
+            let target = c.target();
+            self.send(format!("TYPING {target} done"), Pending::Typing);
+        }
+    }
+
+    /// `TYPING <where> <from> <state>`: someone else typing, pausing or done, as of `now`
+    /// (our clock, not the server's: the line expires by ours).
+    fn on_typing(&mut self, place: &str, from: &str, state: &str, now: Stamp) {
+        if self.is_me(from) {
+            return;
+        }
+        let Some(c) = self.conv_mut(&conv_of_target(place)) else {
+            return;
+        };
+        c.typing.retain(|t| t.until > now && !same(&t.name, from));
+        if state == "active" {
+            if c.typing.len() >= MAX_TYPISTS {
+                c.typing.remove(0);
+            }
+            c.typing.push(Typist {
+                name: from.to_owned(),
+                until: now + TYPING_SHOWN,
+            });
+        }
+    }
+
+    // ---- moderation ------------------------------------------------------------------------
+
+    /// Whether we are an operator of the room `id`.
+    pub fn is_op(&self, id: &ConvId) -> bool {
+        self.conversation(id)
+            .is_some_and(|c| c.joined && c.members.iter().any(|m| m.op && self.is_me(&m.name)))
+    }
+
+    /// Whether we may set the topic of the room `id`: as an operator, or as a member of a
+    /// `-t` room.
+    pub fn can_set_topic(&self, id: &ConvId) -> bool {
+        self.is_op(id)
+            || self.conversation(id).is_some_and(|c| {
+                c.is_room() && c.joined && c.modes.as_ref().is_some_and(|m| !m.topic_ops)
+            })
+    }
+
+    /// Sends a moderation command about `room`; a refusal is shown there as "Could not
+    /// <what>: <the server's reason>".
+    fn moderate(&mut self, room: &str, line: String, what: String, now: Stamp) {
+        if !self.require_up(now) {
+            return;
+        }
+        self.send(
+            line,
+            Pending::Moderate {
+                what,
+                shown_in: ConvId::room(room),
+            },
+        );
+    }
+
+    /// One change of a room's modes, as `MODE` writes it: `+i`, `-k`, `+l 20`, `+v bob`;
+    /// `what` says it for a refusal ("make #den invite-only").
+    pub fn set_mode(&mut self, room: &str, change: &str, what: &str, now: Stamp) {
+        self.moderate(room, format!("MODE {room} {change}"), what.to_owned(), now);
+    }
+
+    /// Sets a room's key, or says why the key cannot be one (a word of visible characters).
+    pub fn set_key(&mut self, room: &str, key: &str, now: Stamp) {
+        match one_word(key) {
+            Some(k) => self.set_mode(
+                room,
+                &format!("+k {k}"),
+                &format!("set a key on {room}"),
+                now,
+            ),
+            None => self.error(
+                &ConvId::room(room),
+                now,
+                "A key is one word of visible characters, without spaces.",
+            ),
+        }
+    }
+
+    /// Limits a room to `limit` members, or says why that is no number.
+    pub fn set_limit(&mut self, room: &str, limit: &str, now: Stamp) {
+        match limit.trim().parse::<u32>() {
+            Ok(n) if n > 0 => self.set_mode(
+                room,
+                &format!("+l {n}"),
+                &format!("limit {room} to {n} members"),
+                now,
+            ),
+            _ => self.error(
+                &ConvId::room(room),
+                now,
+                "A member limit is a number from 1.",
+            ),
+        }
+    }
+
+    /// Invites `user` into `room`.
+    pub fn invite(&mut self, room: &str, user: &str, now: Stamp) {
+        match one_word(user) {
+            Some(u) => self.moderate(
+                room,
+                format!("INVITE {room} {u}"),
+                format!("invite {u}"),
+                now,
+            ),
+            None => self.error(&ConvId::room(room), now, "Name the one to invite."),
+        }
+    }
+
+    /// Bans the member `name` from `room`: by account if they are signed into one (it holds
+    /// whatever name they take next), else by name from anywhere.
+    pub fn ban(&mut self, room: &str, name: &str, now: Stamp) {
+        let mask = if self.is_account(name) {
+            format!("$a:{name}")
+        } else {
+            format!("{name}!*@*")
+        };
+        self.set_mode(room, &format!("+b {mask}"), &format!("ban {name}"), now);
+    }
+
+    /// Removes `name` from `room`.
+    pub fn kick(&mut self, room: &str, name: &str, now: Stamp) {
+        self.moderate(
+            room,
+            format!("KICK {room} {name}"),
+            format!("remove {name} from {room}"),
+            now,
+        );
+    }
+
+    /// Sets the topic of `room`.
+    pub fn set_topic(&mut self, room: &str, text: &str, now: Stamp) {
+        // One line: a line break would end the command.
+        let text: String = text
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        let text = text.trim();
+        if text.is_empty() {
+            return;
+        }
+        self.moderate(
+            room,
+            format!("TOPIC {room} {text}"),
+            format!("set the topic of {room}"),
+            now,
+        );
+    }
+
+    /// Asks for the bans of `room`; they come as [`Conversation::bans`].
+    pub fn ask_bans(&mut self, room: &str, now: Stamp) {
+        if !self.require_up(now) {
+            return;
+        }
+        self.send(
+            format!("BANS {room}"),
+            Pending::Bans {
+                room: room.to_owned(),
+                shown_in: ConvId::room(room),
+            },
+        );
+    }
+
+    /// `MODE <room> <by> <change> [arg]`: applied to what we know of the room, and said as a
+    /// sentence in it.
+    fn on_mode(&mut self, room: &str, by: &str, change: &str, now: Stamp) {
+        let id = ConvId::room(room);
+        let (word, arg) = match change.split_once(' ') {
+            Some((w, a)) => (w, Some(a)),
+            None => (change, None),
+        };
+        let Ok(parsed) = mode::parse_one(word, arg) else {
+            self.event(
+                &id,
+                now,
+                &format!("{by} changed a mode of {room}: {change}"),
+            );
+            return;
+        };
+        let me_by = self.is_me(by);
+        let Some(c) = self.conv_mut(&id) else {
+            return;
+        };
+        match &parsed {
+            Change::Voice { on, name } => {
+                if let Some(m) = c.members.iter_mut().find(|m| same(&m.name, name)) {
+                    m.voice = *on;
+                }
+            }
+            Change::Op { on, name } => {
+                if let Some(m) = c.members.iter_mut().find(|m| same(&m.name, name)) {
+                    m.op = *on;
+                }
+                sort_members(&mut c.members);
+            }
+            Change::Ban { on, mask } => {
+                if let Some(bans) = &mut c.bans {
+                    bans.retain(|b| !same(&b.mask, mask));
+                    if *on && bans.len() < MAX_BANS {
+                        bans.push(Ban {
+                            mask: (*mask).to_owned(),
+                            by: by.to_owned(),
+                            at: now.to_rfc3339(),
+                        });
+                    }
+                }
+            }
+            Change::ListBans => {}
+            flags => {
+                if let Some(m) = &mut c.modes {
+                    m.apply(flags);
+                }
+            }
+        }
+        let who = if me_by {
+            "You".to_owned()
+        } else {
+            by.to_owned()
+        };
+        let text = self.mode_sentence(&who, room, &parsed);
+        self.event(&id, now, &text);
+    }
+
+    /// A mode change as a sentence ("ann made #den invite-only."), not as `MODE` writes it.
+    fn mode_sentence(&self, who: &str, r: &str, change: &Change<'_>) -> String {
+        let target = |name: &str| {
+            if self.is_me(name) {
+                "you".to_owned()
+            } else {
+                name.to_owned()
+            }
+        };
+        match *change {
+            Change::Flag { on, flag } => {
+                let what = match (flag.letter(), on) {
+                    ('i', true) => format!("made {r} invite-only"),
+                    ('i', false) => format!("opened {r}: no invitation is needed to join"),
+                    ('m', true) => {
+                        format!("made {r} moderated: only operators and voiced members may speak")
+                    }
+                    ('m', false) => format!("made {r} unmoderated: every member may speak"),
+                    ('s', true) => format!("made {r} secret: it is hidden from those outside it"),
+                    ('s', false) => format!("made {r} no longer secret"),
+                    ('n', true) => format!("let only members speak in {r}"),
+                    ('n', false) => format!("let everyone speak in {r}, members or not"),
+                    ('t', true) => format!("let only operators set the topic of {r}"),
+                    (_, _) => format!("let every member set the topic of {r}"),
+                };
+                format!("{who} {what}.")
+            }
+            Change::Key(Some(_)) => format!("{who} set a key on {r}: joining needs it."),
+            Change::Key(None) => format!("{who} removed the key of {r}."),
+            Change::Limit(Some(n)) => format!("{who} limited {r} to {n} members."),
+            Change::Limit(None) => format!("{who} removed the member limit of {r}."),
+            Change::Ban { on: true, mask } => match mask.strip_prefix("$a:") {
+                Some(account) => format!("{who} banned the account {account} from {r}."),
+                None => format!("{who} banned {mask} from {r}."),
+            },
+            Change::Ban { on: false, mask } => format!("{who} lifted the ban on {mask}."),
+            Change::Voice { on: true, name } => format!("{who} gave {} voice.", target(name)),
+            Change::Voice { on: false, name } => {
+                format!("{who} took voice from {}.", target(name))
+            }
+            Change::Op { on: true, name } => {
+                format!("{who} made {} an operator of {r}.", target(name))
+            }
+            Change::Op { on: false, name } => {
+                format!("{who} took operator status from {}.", target(name))
+            }
+            Change::ListBans => format!("{who} listed the bans of {r}."),
+        }
+    }
+
+    fn submit_action(&mut self, text: &str, now: Stamp) -> bool {
         let active = self.active.clone();
         let action = match input::parse(text) {
             Ok(Some(a)) => a,
@@ -1778,6 +2204,11 @@ impl Model {
         self.connect_error = None;
         self.pending.clear();
         self.clear_buffers();
+        // Whoever typed before the connection was lost is not known to type now.
+        self.our_typing = None;
+        for c in &mut self.conversations {
+            c.typing.clear();
+        }
         self.registered = false;
         self.setup_due = true;
         // First, so that every event after it comes with its time and message id.
@@ -1815,6 +2246,7 @@ impl Model {
     fn clear_buffers(&mut self) {
         self.users_buf.clear();
         self.members_buf.clear();
+        self.bans_buf.clear();
         self.rooms_buf.clear();
         self.help_buf.clear();
         self.logged_buf.clear();
@@ -1881,6 +2313,7 @@ impl Model {
 
     /// Applies one server line with its tags: the server's time, when given, is the line's.
     pub fn on_line(&mut self, line: ServerLine<'_>, tags: &LineTags, now: Stamp) {
+        let clock = now;
         let now = tags.time.as_deref().and_then(parse_time).unwrap_or(now);
         let msg = tags.id;
         match line {
@@ -1890,9 +2323,12 @@ impl Model {
             ServerLine::Help { text } => self.help_buf.push(text.into_owned()),
             ServerLine::User { name } => self.users_buf.push(name.into_owned()),
             ServerLine::Account { name } => self.accounts_buf.push(name.to_ascii_lowercase()),
-            ServerLine::Member { name, op, .. } => self.members_buf.push(Member {
+            ServerLine::Member {
+                name, op, voice, ..
+            } => self.members_buf.push(Member {
                 name: name.into_owned(),
                 op,
+                voice,
             }),
             ServerLine::Room {
                 room,
@@ -1906,6 +2342,7 @@ impl Model {
             ServerLine::Message { from, text } => {
                 let text = self.read_text(&text);
                 let kind = self.kind_from(&from);
+                self.conversations[0].stopped_typing(&from);
                 self.push_msg(&ConvId::Everyone, now, &from, &text, kind, msg);
             }
             ServerLine::Sent { to, text } => {
@@ -1922,13 +2359,16 @@ impl Model {
                 let c = self.ensure(ConvId::dm(&from), &from);
                 c.title = from.to_string();
                 c.joined = online || c.joined;
+                c.stopped_typing(&from);
                 let id = c.id.clone();
                 self.push_msg(&id, now, &from, &text, LineKind::Chat, msg);
             }
             ServerLine::Say { room, from, text } => {
                 let text = self.read_text(&text);
                 let kind = self.kind_from(&from);
-                let id = self.ensure(ConvId::room(&room), &room).id.clone();
+                let c = self.ensure(ConvId::room(&room), &room);
+                c.stopped_typing(&from);
+                let id = c.id.clone();
                 self.push_msg(&id, now, &from, &text, kind, msg);
             }
             ServerLine::Online { name } => {
@@ -1945,6 +2385,9 @@ impl Model {
             ServerLine::Offline { name, reason } => {
                 self.log_presence(Presence::Offline(name.to_string()));
                 self.user_offline(&name);
+                for c in &mut self.conversations {
+                    c.stopped_typing(&name);
+                }
                 // The reason is the leaver's own words (an IRC quit message): quoted, so it
                 // cannot pass for the client's.
                 let text = if reason.is_empty() {
@@ -1973,12 +2416,20 @@ impl Model {
                 self.event(&id, now, &format!("You are in {room}"));
                 self.sync_directory(&room);
                 self.send(format!("WHO {room}"), Pending::Other { shown_in: id });
+                self.send(
+                    format!("MODE {room}"),
+                    Pending::ModeQuery {
+                        room: room.to_string(),
+                    },
+                );
             }
             ServerLine::Parted { room, name, .. } if self.is_me(&name) => {
                 let id = ConvId::room(&room);
                 if let Some(c) = self.conv_mut(&id) {
                     c.joined = false;
                     c.members.clear();
+                    c.modes = None;
+                    c.bans = None;
                     self.event(&id, now, &format!("You left {room}"));
                     self.sync_directory(&room);
                 }
@@ -1995,6 +2446,7 @@ impl Model {
                 let id = ConvId::room(&room);
                 if let Some(c) = self.conv_mut(&id) {
                     c.remove_member(&name);
+                    c.stopped_typing(&name);
                     let msg = if reason.is_empty() {
                         format!("{name} left {room}")
                     } else {
@@ -2011,24 +2463,23 @@ impl Model {
                 reason,
             } => self.on_kicked(&room, &name, &by, &reason, now),
             ServerLine::Topic { room, by, text } => self.on_topic(&room, &by, &text, now),
-            ServerLine::Mode { room, by, change } => {
-                let id = ConvId::room(&room);
-                if let Some(c) = self.conv_mut(&id) {
-                    if let Some(name) = change.strip_prefix("-o ")
-                        && let Some(m) = c.members.iter_mut().find(|m| same(&m.name, name))
-                    {
-                        m.op = false;
-                        sort_members(&mut c.members);
-                    }
-                    self.event(&id, now, &format!("{by} set {change} on {room}"));
-                }
-            }
+            ServerLine::Mode { room, by, change } => self.on_mode(&room, &by, &change, now),
             ServerLine::Invited { room, by } => {
                 let text = format!("{by} invited you to {room}: /join {room}");
                 self.event(&ConvId::Everyone, now, &text);
             }
-            // Nothing here asks for a ban list yet, nor shows who is typing.
-            ServerLine::Ban { .. } | ServerLine::Typing { .. } => {}
+            ServerLine::Typing { place, from, state } => {
+                self.on_typing(&place, &from, &state, clock)
+            }
+            ServerLine::Ban { mask, by, at, .. } => {
+                if self.bans_buf.len() < MAX_BANS {
+                    self.bans_buf.push(Ban {
+                        mask: mask.into_owned(),
+                        by: by.into_owned(),
+                        at: at.into_owned(),
+                    });
+                }
+            }
             ServerLine::Operator { room, name } => {
                 let id = ConvId::room(&room);
                 if let Some(c) = self.conv_mut(&id) {
@@ -2203,6 +2654,8 @@ impl Model {
             if let Some(c) = self.conv_mut(&id) {
                 c.joined = false;
                 c.members.clear();
+                c.modes = None;
+                c.bans = None;
             }
             self.error(&id, now, &format!("{by} removed you from {room}{because}"));
             self.left_directory(room);
@@ -2385,6 +2838,25 @@ impl Model {
             ("SEARCH", Some(Pending::Search { words })) => self.on_found(&words),
             ("TAGS", Some(Pending::Tags)) => {}
             ("MULTILINE", Some(Pending::Multiline)) => self.multiline = true,
+            ("TYPING", Some(Pending::Typing)) => {}
+            ("MODE", Some(Pending::ModeQuery { room })) => {
+                let modes = detail.split_once(' ').and_then(|(_, m)| Settings::parse(m));
+                if let Some(c) = self.conv_mut(&ConvId::room(&room)) {
+                    c.modes = modes;
+                }
+            }
+            ("MODE", _) => {} // the MODE event already said it
+            ("BANS", Some(Pending::Bans { room, .. })) => {
+                let bans = std::mem::take(&mut self.bans_buf);
+                if let Some(c) = self.conv_mut(&ConvId::room(&room)) {
+                    c.bans = Some(bans);
+                }
+            }
+            ("INVITE", _) => {
+                let (room, user) = detail.split_once(' ').unwrap_or((detail, ""));
+                let text = format!("You invited {user} to {room}");
+                self.info(&shown_in, now, &text);
+            }
             ("JOIN", p) => {
                 let (room, count) = detail.split_once(' ').unwrap_or((detail, ""));
                 let auto = matches!(p, Some(Pending::Join { auto: true, .. }));
@@ -2393,6 +2865,9 @@ impl Model {
                 let c = self.ensure(ConvId::room(room), room);
                 c.title = room.to_owned();
                 c.joined = true;
+                // Asked anew: they may have changed while we were out.
+                c.modes = None;
+                c.bans = None;
                 // A member may read the room's history now.
                 if c.history.status == HistoryStatus::Unavailable {
                     c.history.status = HistoryStatus::NotAsked;
@@ -2416,6 +2891,12 @@ impl Model {
                 if let Some(t) = self.conversation(&id).and_then(|c| c.topic.clone()) {
                     self.event(&id, now, &format!("Topic: {t}"));
                 }
+                self.send(
+                    format!("MODE {room}"),
+                    Pending::ModeQuery {
+                        room: room.to_owned(),
+                    },
+                );
                 if !auto {
                     self.open(&id);
                 }
@@ -2426,6 +2907,8 @@ impl Model {
                 if let Some(c) = self.conv_mut(&id) {
                     c.joined = false;
                     c.members.clear();
+                    c.modes = None;
+                    c.bans = None;
                 }
                 self.event(&id, now, &format!("You left {detail}"));
                 self.left_directory(detail);
@@ -2586,12 +3069,20 @@ impl Model {
 
     fn on_error(&mut self, code: ErrorCode, text: &str, now: Stamp) {
         self.members_buf.clear();
+        self.bans_buf.clear();
         self.topic_buf = None;
         self.logged_buf.clear();
         let pending = self.pending.pop_front();
         match pending {
             // A server without tags, or without MULTILINE: lines come as they always did.
             Some(Pending::Tags | Pending::Multiline) => {}
+            // Telling others we type is a courtesy: a refusal (a partner just gone) is silent.
+            Some(Pending::Typing) => {}
+            // Without the modes, an operator's menu shows them unknown; nothing else changes.
+            Some(Pending::ModeQuery { .. }) => {}
+            Some(Pending::Moderate { what, shown_in }) => {
+                self.error(&shown_in, now, &format!("Could not {what}: {text}"));
+            }
             // No history here (a guest's DM, a server that keeps none) or none readable now:
             // the conversation simply starts with what arrives live.
             Some(Pending::History { conv, page }) => {
@@ -2703,6 +3194,12 @@ fn same_sender(shown: &Line, logged: &Line) -> bool {
 }
 
 /// The conversation a `LOGGED` line's target names.
+/// `text` as one word of visible characters (a key, a name), if it is one.
+fn one_word(text: &str) -> Option<&str> {
+    let t = text.trim();
+    (!t.is_empty() && !t.chars().any(|c| c.is_whitespace() || c.is_control())).then_some(t)
+}
+
 fn conv_of_target(target: &str) -> ConvId {
     match target {
         "*" => ConvId::Everyone,
@@ -3125,19 +3622,25 @@ mod tests {
             vec![
                 Member {
                     name: "bob".into(),
-                    op: true
+                    op: true,
+                    voice: false
                 },
                 Member {
                     name: "alice".into(),
-                    op: false
+                    op: false,
+                    voice: false
                 }
             ]
         );
         m.submit("hi room", now());
-        assert_eq!(sent(&mut m), ["HISTORY #Rust 50", "SAY #Rust hi room"]);
+        assert_eq!(
+            sent(&mut m),
+            ["MODE #Rust", "HISTORY #Rust 50", "SAY #Rust hi room"]
+        );
         feed(
             &mut m,
             &[
+                "OK MODE #Rust +nt",
                 "OK HISTORY #Rust 0",
                 "SAY #Rust bob welcome",
                 "OK SAY #Rust 1",
@@ -3383,6 +3886,7 @@ mod tests {
                 "ROOMS",
                 "HISTORY * 200 AFTER 0",
                 "WHO #a",
+                "MODE #a",
                 "HISTORY #a 50"
             ]
         );
@@ -3395,6 +3899,7 @@ mod tests {
                 "OK HISTORY * 0",
                 "MEMBER #a @alice",
                 "OK WHO #a 1",
+                "OK MODE #a +nt",
                 "OK HISTORY #a 0",
             ],
         );
@@ -3477,8 +3982,13 @@ mod tests {
         );
         assert_eq!(
             sent(m),
-            [format!("JOIN {room}"), format!("HISTORY {room} 50")]
+            [
+                format!("JOIN {room}"),
+                format!("MODE {room}"),
+                format!("HISTORY {room} 50")
+            ]
         );
+        feed(m, &[&format!("OK MODE {room} +nt")]);
     }
 
     /// `n` LOGGED lines of `target`, ids from `first` up, a second apart on 30 April.
@@ -4102,5 +4612,270 @@ mod tests {
         // Refused by the server as it is: sent so, for the server to say why.
         assert_eq!(tidy_text("\n \n"), "\n \n");
         assert_eq!(tidy_text("a\u{7}\r\nb\rc"), "a\u{7}\nb\nc");
+    }
+
+    /// Feeds one server line as if it came `secs` seconds after [`now`].
+    fn feed_after(m: &mut Model, secs: i64, line: &str) {
+        let (tags, bare) = LineTags::split(line);
+        let at = now() + chrono::TimeDelta::seconds(secs);
+        m.on_net(
+            NetEvent::Line(ServerLine::parse(bare).unwrap().into_owned(), tags),
+            at,
+        );
+    }
+
+    fn typing(m: &Model, id: &ConvId, secs: i64) -> Option<String> {
+        m.conversation(id)
+            .unwrap()
+            .typing_line(now() + chrono::TimeDelta::seconds(secs))
+    }
+
+    #[test]
+    fn who_is_typing_shows_until_done_their_message_or_six_seconds() {
+        let mut m = signed_in();
+        joined(&mut m, "#den");
+        let den = ConvId::room("#den");
+        // The server's time on the line is not what it expires by: ours is.
+        feed(
+            &mut m,
+            &["@time=2020-01-01T00:00:00.000Z TYPING #den bob active"],
+        );
+        assert_eq!(typing(&m, &den, 0).as_deref(), Some("bob is typing…"));
+        assert_eq!(typing(&m, &ConvId::Everyone, 0), None);
+        feed(
+            &mut m,
+            &["TYPING #den Carol active", "TYPING #den dave active"],
+        );
+        assert_eq!(
+            typing(&m, &den, 1).as_deref(),
+            Some("bob, Carol and dave are typing…")
+        );
+        feed(&mut m, &["TYPING #den erin active"]);
+        assert_eq!(typing(&m, &den, 1).as_deref(), Some("4 people are typing…"));
+        // done, paused, their message and leaving each end it.
+        feed(
+            &mut m,
+            &[
+                "TYPING #den erin done",
+                "TYPING #den dave paused",
+                "SAY #den carol hello",
+                "PARTED #den bob",
+            ],
+        );
+        assert_eq!(typing(&m, &den, 1), None);
+        // Six seconds without a word, unless they say it again.
+        feed(&mut m, &["TYPING #den bob active"]);
+        assert_eq!(typing(&m, &den, 5).as_deref(), Some("bob is typing…"));
+        assert_eq!(typing(&m, &den, 6), None);
+        feed_after(&mut m, 4, "TYPING #den bob active");
+        assert_eq!(typing(&m, &den, 9).as_deref(), Some("bob is typing…"));
+        // Everyone, and a DM (named by the typist), and never ourselves.
+        feed(&mut m, &["TYPING * bob active", "TYPING * alice active"]);
+        assert_eq!(
+            typing(&m, &ConvId::Everyone, 0).as_deref(),
+            Some("bob is typing…")
+        );
+        feed(&mut m, &["MESSAGE bob hi all"]);
+        assert_eq!(typing(&m, &ConvId::Everyone, 0), None);
+        m.open_dm("bob");
+        feed(&mut m, &["TYPING bob bob active"]);
+        assert_eq!(
+            typing(&m, &ConvId::dm("bob"), 0).as_deref(),
+            Some("bob is typing…")
+        );
+        feed(&mut m, &["OFFLINE bob"]);
+        assert_eq!(typing(&m, &ConvId::dm("bob"), 0), None);
+        assert_eq!(typing(&m, &den, 5), None);
+        // Somewhere we have no conversation: nothing is made for it.
+        feed(
+            &mut m,
+            &["TYPING #elsewhere bob active", "TYPING zed zed active"],
+        );
+        assert!(m.conversation(&ConvId::dm("zed")).is_none());
+    }
+
+    #[test]
+    fn a_flood_of_typists_is_not_kept() {
+        let mut m = signed_in();
+        for i in 0..500 {
+            feed(&mut m, &[&format!("TYPING * u{i} active")]);
+        }
+        assert_eq!(m.conversations[0].typing.len(), MAX_TYPISTS);
+    }
+
+    #[test]
+    fn typing_is_told_at_most_every_three_seconds_and_done_when_cleared() {
+        let mut m = signed_in();
+        let at = |s: i64| now() + chrono::TimeDelta::seconds(s);
+        m.typed("h", at(0));
+        assert_eq!(sent(&mut m), ["TYPING * active"]);
+        m.typed("he", at(1));
+        m.typed("hel", at(2));
+        assert!(sent(&mut m).is_empty());
+        m.typed("hell", at(3));
+        assert_eq!(sent(&mut m), ["TYPING * active"]);
+        // The box emptied, or a command in it: done, once.
+        m.typed("", at(4));
+        m.typed(" ", at(4));
+        assert_eq!(sent(&mut m), ["TYPING * done"]);
+        m.typed("/join #den", at(5));
+        assert!(sent(&mut m).is_empty());
+        // The answers and refusals show nowhere.
+        let before = texts(&m, &ConvId::Everyone).len();
+        feed(
+            &mut m,
+            &["OK TYPING active", "OK TYPING active", "OK TYPING done"],
+        );
+        m.typed("x", at(6));
+        feed(&mut m, &["ERROR NO_SUCH_USER no such user"]);
+        assert_eq!(texts(&m, &ConvId::Everyone).len(), before);
+        assert_eq!(sent(&mut m), ["TYPING * active"]);
+        // Sending says it: no done after the message.
+        assert!(m.submit("x", at(7)));
+        assert_eq!(sent(&mut m), ["MESSAGE x"]);
+        m.typed("", at(7));
+        assert!(sent(&mut m).is_empty());
+        // Writing elsewhere: done here, active there.
+        joined(&mut m, "#den");
+        m.open(&ConvId::Everyone);
+        m.typed("a", at(8));
+        m.open(&ConvId::room("#den"));
+        m.typed("ab", at(8));
+        assert_eq!(
+            sent(&mut m),
+            ["TYPING * active", "TYPING * done", "TYPING #den active"]
+        );
+        // Not in a room we left, nor to a partner who is offline.
+        feed(&mut m, &["OK PART #den"]);
+        m.typed("abc", at(20));
+        m.open_dm("carol");
+        m.typed("abcd", at(20));
+        assert_eq!(sent(&mut m), ["HISTORY carol 50"]);
+        // A lost connection forgets it: nothing is said about it afterwards.
+        m.open(&ConvId::Everyone);
+        m.typed("a", at(30));
+        assert_eq!(sent(&mut m), ["TYPING * active"]);
+        lose_and_reconnect(&mut m);
+        m.typed("", at(31));
+        assert_eq!(sent(&mut m), ["TAGS ON", "MULTILINE ON", "REGISTER alice"]);
+    }
+
+    #[test]
+    fn an_operator_moderates_and_the_changes_read_as_sentences() {
+        let mut m = signed_in();
+        m.join("#den", now());
+        feed(
+            &mut m,
+            &[
+                "MEMBER #den @alice",
+                "MEMBER #den +bob",
+                "MEMBER #den carol",
+                "OK JOIN #den 3",
+            ],
+        );
+        assert_eq!(sent(&mut m), ["JOIN #den", "MODE #den", "HISTORY #den 50"]);
+        feed(&mut m, &["OK MODE #den +ntk sesame", "OK HISTORY #den 0"]);
+        let den = ConvId::room("#den");
+        assert!(m.is_op(&den) && m.can_set_topic(&den));
+        let c = m.conversation(&den).unwrap();
+        assert_eq!(c.modes.as_ref().unwrap().key.as_deref(), Some("sesame"));
+        assert!(c.members.iter().find(|m| m.name == "bob").unwrap().voice);
+
+        m.set_mode("#den", "+i", "make #den invite-only", now());
+        m.ban("#den", "carol", now());
+        // What cannot be one word (or a number) is refused here, never sent.
+        m.set_key("#den", "two words", now());
+        m.set_limit("#den", "0", now());
+        m.invite("#den", "dave\r\nQUIT", now());
+        m.set_limit("#den", " 20 ", now());
+        m.invite("#den", "dave", now());
+        m.kick("#den", "carol", now());
+        m.ask_bans("#den", now());
+        m.set_topic("#den", "crabs\nQUIT", now());
+        assert_eq!(
+            sent(&mut m),
+            [
+                "MODE #den +i",
+                "MODE #den +b carol!*@*",
+                "MODE #den +l 20",
+                "INVITE #den dave",
+                "KICK #den carol",
+                "BANS #den",
+                "TOPIC #den crabs QUIT",
+            ]
+        );
+        feed(
+            &mut m,
+            &[
+                "MODE #den alice +i",
+                "OK MODE #den +i",
+                "MODE #den alice +b carol!*@*",
+                "OK MODE #den +b carol!*@*",
+                "ERROR ROOM_FULL #den has more members than that",
+                "OK INVITE #den dave",
+                "KICKED #den carol alice",
+                "OK KICK #den carol",
+                "BAN #den carol!*@* alice 2026-05-01T10:00:00Z",
+                "OK BANS #den 1",
+                "TOPIC #den alice crabs QUIT",
+                "OK TOPIC #den",
+            ],
+        );
+        let t = texts(&m, &den);
+        for want in [
+            "A key is one word of visible characters, without spaces.",
+            "A member limit is a number from 1.",
+            "Name the one to invite.",
+            "You made #den invite-only.",
+            "You banned carol!*@* from #den.",
+            "Could not limit #den to 20 members: #den has more members than that",
+            "You invited dave to #den",
+        ] {
+            assert!(t.iter().any(|l| l == want), "{want}: {t:?}");
+        }
+        assert!(!t.iter().any(|l| l.starts_with("OK ")), "{t:?}");
+        let c = m.conversation(&den).unwrap();
+        assert!(c.modes.as_ref().unwrap().invite_only);
+        let masks = |m: &Model| -> Vec<String> {
+            let c = m.conversation(&den).unwrap();
+            c.bans.iter().flatten().map(|b| b.mask.clone()).collect()
+        };
+        assert_eq!(masks(&m), ["carol!*@*"]);
+
+        // Another operator's changes keep what we know up to date.
+        feed(
+            &mut m,
+            &[
+                "OPERATOR #den bob",
+                "MODE #den bob -b carol!*@*",
+                "MODE #den bob +b $a:erin",
+                "MODE #den bob -k",
+                "MODE #den bob -t",
+                "MODE #den bob -v bob",
+                "MODE #den bob -o alice",
+            ],
+        );
+        assert_eq!(masks(&m), ["$a:erin"]);
+        let c = m.conversation(&den).unwrap();
+        assert_eq!(c.modes.as_ref().unwrap().key, None);
+        assert!(!c.members.iter().find(|m| m.name == "bob").unwrap().voice);
+        assert!(!m.is_op(&den));
+        // A -t room lets every member set its topic.
+        assert!(m.can_set_topic(&den));
+        let t = texts(&m, &den);
+        for want in [
+            "bob lifted the ban on carol!*@*.",
+            "bob banned the account erin from #den.",
+            "bob removed the key of #den.",
+            "bob let every member set the topic of #den.",
+            "bob took voice from bob.",
+            "bob took operator status from you.",
+        ] {
+            assert!(t.iter().any(|l| l == want), "{want}: {t:?}");
+        }
+        // Leaving forgets the modes: they are asked anew on joining again.
+        feed(&mut m, &["MODE #den bob +t", "KICKED #den alice bob"]);
+        assert!(!m.can_set_topic(&den));
+        assert!(m.conversation(&den).unwrap().modes.is_none());
     }
 }

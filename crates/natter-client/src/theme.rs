@@ -60,11 +60,13 @@ pub fn name_colour(name: &str) -> Color32 {
 /// What egui does with the fonts found: CJK, Hangul, Devanagari and Thai glyphs are drawn
 /// (no boxes). Arabic and Hebrew are drawn and shaped (egui shapes each run of one font with
 /// harfrust), but egui has no bidirectional layout: a line mixing right-to-left and
-/// left-to-right words places the runs left to right. Emoji come from egui's own monochrome emoji fonts first; a system font fills gaps only
-/// if it has outlines. Colour emoji fonts (CBDT, sbix, COLR, e.g. Noto Color Emoji) are
-/// skipped: this egui draws them only with epaint's `color_fonts` feature, which is not
-/// enabled, and without it their glyphs would be blank.
+/// left-to-right words places the runs left to right. Colour emoji come from the system's
+/// colour emoji font (see [`colour_emoji_font`]); those it lacks from egui's monochrome emoji
+/// fonts, then from a system font with outlines.
 const SCRIPTS: &[char] = &['中', '한', 'ا', 'א', 'क', 'ก', '😀'];
+
+/// The character a colour emoji font must have.
+const EMOJI: char = '😀';
 
 /// A font file that fontconfig chose on this system.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +84,35 @@ pub struct SystemFont {
 /// person's own font choices apply.
 pub fn system_fonts() -> Vec<SystemFont> {
     fonts_from("fc-match")
+}
+
+/// The system's colour emoji font (CBDT, sbix or COLR, e.g. Noto Color Emoji), if fontconfig
+/// finds one; epaint's `color_fonts` feature draws its glyphs in colour.
+pub fn colour_emoji_font() -> Option<SystemFont> {
+    colour_emoji_from("fc-match")
+}
+
+/// [`colour_emoji_font`], asking the fontconfig program `fc_match`.
+fn colour_emoji_from(fc_match: &str) -> Option<SystemFont> {
+    let pattern = format!("emoji:color=true:charset={:x}", u32::from(EMOJI));
+    let out = Command::new(fc_match)
+        .args([
+            "--format",
+            "%{file}\t%{index}\t%{charset}\t%{color}",
+            &pattern,
+        ])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // fc-match answers with its best font even when it has no colour: that one is no use.
+    let (line, colour) = text.trim_end().rsplit_once('\t')?;
+    if colour != "True" {
+        return None;
+    }
+    parse_match(line, EMOJI)
 }
 
 /// [`system_fonts`], asking the fontconfig program `fc_match`.
@@ -140,21 +171,26 @@ fn covers(charset: &str, c: char) -> bool {
     })
 }
 
+/// A font file's data, if it can be read.
+fn font_data(f: &SystemFont) -> Option<Arc<egui::FontData>> {
+    let bytes = std::fs::read(&f.path).ok()?;
+    let mut data = egui::FontData::from_owned(bytes);
+    data.index = f.index;
+    Some(Arc::new(data))
+}
+
 /// The system fonts' data, read once per process (the CJK ones are tens of megabytes);
 /// files that cannot be read are left out.
 fn system_font_data() -> &'static [Arc<egui::FontData>] {
     static DATA: OnceLock<Vec<Arc<egui::FontData>>> = OnceLock::new();
-    DATA.get_or_init(|| {
-        system_fonts()
-            .into_iter()
-            .filter_map(|f| {
-                let bytes = std::fs::read(&f.path).ok()?;
-                let mut data = egui::FontData::from_owned(bytes);
-                data.index = f.index;
-                Some(Arc::new(data))
-            })
-            .collect()
-    })
+    DATA.get_or_init(|| system_fonts().iter().filter_map(font_data).collect())
+}
+
+/// The colour emoji font's data, read once per process.
+fn colour_emoji_data() -> Option<&'static Arc<egui::FontData>> {
+    static DATA: OnceLock<Option<Arc<egui::FontData>>> = OnceLock::new();
+    DATA.get_or_init(|| colour_emoji_font().as_ref().and_then(font_data))
+        .as_ref()
 }
 
 /// egui's fonts, then Hack, then the system's fonts for other scripts, as fallbacks.
@@ -164,6 +200,18 @@ pub fn fonts() -> egui::FontDefinitions {
     // font lacks: use it as a fallback rather than show boxes for them.
     if let Some(family) = fonts.families.get_mut(&FontFamily::Proportional) {
         family.push("Hack".to_owned());
+    }
+    // Colour emoji before egui's monochrome ones, right after each family's first font (the
+    // text font, whose few emoji-like symbols stay as they are).
+    if let Some(data) = colour_emoji_data() {
+        fonts
+            .font_data
+            .insert("colour-emoji".to_owned(), data.clone());
+        for family in [FontFamily::Proportional, FontFamily::Monospace] {
+            if let Some(list) = fonts.families.get_mut(&family) {
+                list.insert(list.len().min(1), "colour-emoji".to_owned());
+            }
+        }
     }
     for (i, data) in system_font_data().iter().enumerate() {
         let name = format!("system-{i}");
@@ -300,6 +348,7 @@ mod tests {
     #[test]
     fn no_fontconfig_means_no_system_fonts_and_still_fonts() {
         assert!(fonts_from("/nonexistent/fc-match").is_empty());
+        assert_eq!(colour_emoji_from("/nonexistent/fc-match"), None);
         // Whatever this machine has, the defaults and Hack are there.
         let f = fonts();
         let proportional = &f.families[&FontFamily::Proportional];

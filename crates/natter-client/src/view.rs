@@ -7,8 +7,8 @@
 use crate::app::ChatApp;
 use crate::markup::{self, Piece};
 use crate::model::{
-    Clock, ConvId, Conversation, Delivery, Found, HistoryStatus, Line, LineKind, Link, Model,
-    Screen, day_label, starts_day,
+    Clock, ConvId, Conversation, Delivery, Found, HistoryStatus, Line, LineKind, Link, Member,
+    Model, Screen, day_label, starts_day,
 };
 use crate::theme;
 use egui::{
@@ -271,6 +271,7 @@ fn chat_screen(ui: &mut Ui, app: &mut ChatApp) {
     if app.switcher.is_some() {
         switcher(ui, app);
     }
+    bans_window(ui, app);
 }
 
 /// Opens `id` with the keyboard in its message box, at its newest lines.
@@ -647,8 +648,14 @@ fn conversations_panel(ui: &mut Ui, app: &mut ChatApp) {
         });
 }
 
-/// One person in the side panel: a dot, the name, and a click to open a DM.
-fn person(ui: &mut Ui, model: &Model, name: &str, op: bool) -> Option<String> {
+/// One person in the side panel: a dot, the name, and a click to open a DM; the name's
+/// response (not for ourselves), for a menu.
+fn person(
+    ui: &mut Ui,
+    model: &Model,
+    name: &str,
+    op: bool,
+) -> (Option<String>, Option<egui::Response>) {
     let me = model.is_me(name);
     let prefix = if op { "@" } else { "" };
     ui.horizontal(|ui| {
@@ -665,7 +672,7 @@ fn person(ui: &mut Ui, model: &Model, name: &str, op: bool) -> Option<String> {
                 ui.set_min_size(size);
                 ui.add(Label::new(text).truncate());
             });
-            return None;
+            return (None, None);
         }
         // A check mark: the name is its owner's account, not a guest's.
         let mark = if model.is_account(name) { " ✔" } else { "" };
@@ -674,13 +681,14 @@ fn person(ui: &mut Ui, model: &Model, name: &str, op: bool) -> Option<String> {
         let button = Button::new(text).frame_when_inactive(false).min_size(size);
         let r = aligned(ui, size, Align::Min, button)
             .on_hover_text(format!("Send {name} a direct message"));
-        r.clicked().then(|| name.to_owned())
+        (r.clicked().then(|| name.to_owned()), Some(r))
     })
     .inner
 }
 
 fn people_panel(ui: &mut Ui, app: &mut ChatApp) {
     let mut dm: Option<String> = None;
+    let mut action: Option<(String, String, MemberAction)> = None;
     ScrollArea::vertical()
         .id_salt("people")
         .auto_shrink([false, false])
@@ -691,9 +699,19 @@ fn people_panel(ui: &mut Ui, app: &mut ChatApp) {
                     ui,
                     &format!("IN {} — {}", conv.title.to_uppercase(), conv.members.len()),
                 );
+                // Only an operator gets a menu on the members.
+                let op_here = app.model.is_op(&conv.id);
                 for m in &conv.members {
-                    if let Some(n) = person(ui, &app.model, &m.name, m.op) {
+                    let (click, r) = person(ui, &app.model, &m.name, m.op);
+                    if let Some(n) = click {
                         dm = Some(n);
+                    }
+                    if op_here && let Some(r) = r {
+                        r.context_menu(|ui| {
+                            if let Some(a) = member_menu(ui, m, &conv.title) {
+                                action = Some((conv.title.clone(), m.name.clone(), a));
+                            }
+                        });
                     }
                 }
                 ui.add_space(10.0);
@@ -706,11 +724,19 @@ fn people_panel(ui: &mut Ui, app: &mut ChatApp) {
                 section(ui, &format!("ONLINE — {n}"));
             }
             for u in &app.model.users {
-                if let Some(name) = person(ui, &app.model, u, false) {
+                if let (Some(name), _) = person(ui, &app.model, u, false) {
                     dm = Some(name);
                 }
             }
         });
+    match action {
+        Some((room, _, MemberAction::Mode(change, what))) => {
+            app.model.set_mode(&room, &change, &what, now())
+        }
+        Some((room, name, MemberAction::Ban)) => app.model.ban(&room, &name, now()),
+        Some((room, name, MemberAction::Kick)) => app.model.kick(&room, &name, now()),
+        None => {}
+    }
     if let Some(name) = dm {
         app.model.open_dm(&name);
         app.focus_compose = true;
@@ -742,10 +768,13 @@ fn conversation_view(ui: &mut Ui, app: &mut ChatApp) {
                         }
                     ),
                     ConvId::Room(_) if !conv.joined => "you are not in this room".into(),
-                    ConvId::Room(_) => conv
-                        .topic
-                        .clone()
-                        .unwrap_or_else(|| "no topic: /topic text sets one".into()),
+                    ConvId::Room(_) => conv.topic.clone().unwrap_or_else(|| {
+                        if app.model.can_set_topic(&conv.id) {
+                            "no topic: /topic text sets one".into()
+                        } else {
+                            "no topic".into()
+                        }
+                    }),
                     ConvId::Dm(_) if conv.joined => "direct messages · online".into(),
                     ConvId::Dm(_) => "direct messages · offline".into(),
                 };
@@ -755,6 +784,12 @@ fn conversation_view(ui: &mut Ui, app: &mut ChatApp) {
                         if conv.joined {
                             if ui.button("Leave").clicked() {
                                 app.model.part(&conv.title, None, now());
+                            }
+                            // What a member may not do is not offered.
+                            if app.model.is_op(&conv.id) {
+                                form_menu(ui, "Manage ▾", |ui| room_menu(ui, app, &conv));
+                            } else if app.model.can_set_topic(&conv.id) {
+                                form_menu(ui, "Topic…", |ui| topic_field(ui, app, &conv.title));
                             }
                         } else if ui.button("Join").clicked() {
                             app.model.join(&conv.title, now());
@@ -780,6 +815,264 @@ fn conversation_view(ui: &mut Ui, app: &mut ChatApp) {
             bottom: 0,
         }))
         .show(ui, |ui| history(ui, app));
+}
+
+/// A menu holding fields and check boxes: it stays open while they are used, and closes on
+/// a click outside it (or when an item closes it).
+fn form_menu(ui: &mut Ui, title: &str, add: impl FnOnce(&mut Ui)) {
+    let config = egui::containers::menu::MenuConfig::new()
+        .close_behavior(egui::PopupCloseBehavior::CloseOnClickOutside);
+    egui::containers::menu::MenuButton::new(title)
+        .config(config)
+        .ui(ui, add);
+}
+
+/// A field and its button on one row of a menu; true when the button was pressed (or Enter
+/// in the field).
+fn field_row(ui: &mut Ui, text: &mut String, label: &str, hint: &str, button: &str) -> bool {
+    ui.horizontal(|ui| {
+        let field = ui
+            .add(
+                TextEdit::singleline(text)
+                    .hint_text(hint)
+                    .desired_width(150.0),
+            )
+            .accessible_name(label);
+        let enter = field.lost_focus() && ui.input(|i| i.key_pressed(Key::Enter));
+        let pressed = ui
+            .add_enabled(!text.trim().is_empty(), Button::new(button))
+            .clicked();
+        pressed || (enter && !text.trim().is_empty())
+    })
+    .inner
+}
+
+fn topic_field(ui: &mut Ui, app: &mut ChatApp, room: &str) {
+    let drafts = &mut app.room_drafts;
+    if field_row(
+        ui,
+        &mut drafts.topic,
+        "Topic",
+        "what the room is for",
+        "Set topic",
+    ) {
+        let text = std::mem::take(&mut drafts.topic);
+        app.model.set_topic(room, &text, now());
+        ui.close();
+    }
+}
+
+/// An operator's menu of a room: its modes, key, limit, invitations, bans and topic.
+fn room_menu(ui: &mut Ui, app: &mut ChatApp, conv: &Header) {
+    ui.set_min_width(260.0);
+    let room = conv.title.as_str();
+    let modes = app
+        .model
+        .conversation(&conv.id)
+        .and_then(|c| c.modes.clone());
+    let Some(m) = modes else {
+        ui.label(RichText::new("Asking the server for the room's modes…").color(theme::MUTED));
+        return;
+    };
+    let flags = [
+        (
+            'i',
+            m.invite_only,
+            "Invite only",
+            format!("make {room} invite-only"),
+            format!("open {room}"),
+        ),
+        (
+            'm',
+            m.moderated,
+            "Moderated",
+            format!("make {room} moderated"),
+            format!("make {room} unmoderated"),
+        ),
+        (
+            's',
+            m.secret,
+            "Secret",
+            format!("make {room} secret"),
+            format!("make {room} no longer secret"),
+        ),
+        (
+            't',
+            m.topic_ops,
+            "Only operators set the topic",
+            "keep the topic to operators".to_owned(),
+            "let every member set the topic".to_owned(),
+        ),
+    ];
+    for (letter, on, label, set, unset) in flags {
+        let mut v = on;
+        if ui.checkbox(&mut v, label).changed() {
+            let (sign, what) = if v { ('+', set) } else { ('-', unset) };
+            app.model
+                .set_mode(room, &format!("{sign}{letter}"), &what, now());
+        }
+    }
+    ui.separator();
+    let hint = if m.key.is_some() {
+        "a new key"
+    } else {
+        "a key"
+    };
+    if field_row(ui, &mut app.room_drafts.key, "Key", hint, "Set key") {
+        let key = std::mem::take(&mut app.room_drafts.key);
+        app.model.set_key(room, &key, now());
+    }
+    if m.key.is_some() && ui.button("Remove the key").clicked() {
+        app.model
+            .set_mode(room, "-k", &format!("remove the key of {room}"), now());
+    }
+    let hint = match m.limit {
+        Some(n) => format!("now {n}"),
+        None => "no limit".to_owned(),
+    };
+    if field_row(
+        ui,
+        &mut app.room_drafts.limit,
+        "Member limit",
+        &hint,
+        "Set limit",
+    ) {
+        let limit = std::mem::take(&mut app.room_drafts.limit);
+        app.model.set_limit(room, &limit, now());
+    }
+    if m.limit.is_some() && ui.button("Remove the member limit").clicked() {
+        app.model.set_mode(
+            room,
+            "-l",
+            &format!("remove the member limit of {room}"),
+            now(),
+        );
+    }
+    ui.separator();
+    if field_row(
+        ui,
+        &mut app.room_drafts.invite,
+        "Name to invite",
+        "a name",
+        "Invite",
+    ) {
+        let name = std::mem::take(&mut app.room_drafts.invite);
+        app.model.invite(room, &name, now());
+    }
+    topic_field(ui, app, room);
+    ui.separator();
+    if ui.button("Bans…").clicked() {
+        app.model.ask_bans(room, now());
+        app.bans_open = Some(conv.id.clone());
+        ui.close();
+    }
+}
+
+/// The bans of a room, each with a button that lifts it (for its operators).
+fn bans_window(ui: &mut Ui, app: &mut ChatApp) {
+    let Some(id) = app.bans_open.clone() else {
+        return;
+    };
+    let Some(c) = app.model.conversation(&id).filter(|_| app.model.is_op(&id)) else {
+        app.bans_open = None;
+        return;
+    };
+    let room = c.title.clone();
+    let bans = c.bans.clone();
+    let mut open = true;
+    let mut lift: Option<String> = None;
+    egui::Window::new(format!("Bans of {room}"))
+        .open(&mut open)
+        .collapsible(false)
+        .resizable(false)
+        .default_width(320.0)
+        .show(ui.ctx(), |ui| match &bans {
+            None => {
+                ui.label(RichText::new("Asking the server…").color(theme::MUTED));
+            }
+            Some(b) if b.is_empty() => {
+                ui.label("Nobody is banned.");
+            }
+            Some(b) => {
+                for ban in b {
+                    ui.horizontal(|ui| {
+                        ui.label(&ban.mask);
+                        ui.label(RichText::new(format!("by {}", ban.by)).color(theme::MUTED));
+                        ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
+                            let r = ui
+                                .button("Lift")
+                                .accessible_name(format!("Lift the ban on {}", ban.mask));
+                            if r.clicked() {
+                                lift = Some(ban.mask.clone());
+                            }
+                        });
+                    });
+                }
+            }
+        });
+    if let Some(mask) = lift {
+        let what = format!("lift the ban on {mask}");
+        app.model
+            .set_mode(&room, &format!("-b {mask}"), &what, now());
+    }
+    if !open {
+        app.bans_open = None;
+    }
+}
+
+/// What an operator chose in a member's menu.
+enum MemberAction {
+    Mode(String, String),
+    Ban,
+    Kick,
+}
+
+/// An operator's menu of one member: voice, operator, ban, remove.
+fn member_menu(ui: &mut Ui, m: &Member, room: &str) -> Option<MemberAction> {
+    let name = &m.name;
+    let mut chose = None;
+    let mut item = |ui: &mut Ui, label: &str, action: MemberAction| {
+        if ui.button(label).clicked() {
+            chose = Some(action);
+            ui.close();
+        }
+    };
+    if m.voice {
+        item(
+            ui,
+            "Remove voice",
+            MemberAction::Mode(format!("-v {name}"), format!("take voice from {name}")),
+        );
+    } else {
+        item(
+            ui,
+            "Give voice",
+            MemberAction::Mode(format!("+v {name}"), format!("give {name} voice")),
+        );
+    }
+    if m.op {
+        item(
+            ui,
+            "Remove operator",
+            MemberAction::Mode(
+                format!("-o {name}"),
+                format!("take operator status from {name}"),
+            ),
+        );
+    } else {
+        item(
+            ui,
+            "Make operator",
+            MemberAction::Mode(
+                format!("+o {name}"),
+                format!("make {name} an operator of {room}"),
+            ),
+        );
+    }
+    ui.separator();
+    item(ui, "Ban", MemberAction::Ban);
+    item(ui, "Remove from room", MemberAction::Kick);
+    chose
 }
 
 /// The parts of a conversation the header needs, without its history.
@@ -809,6 +1102,22 @@ fn compose(ui: &mut Ui, app: &mut ChatApp, conv: &Header) {
         ConvId::Dm(_) => format!("Message {}", conv.title),
     };
     let can_send = app.model.is_up() && app.model.registered;
+    // Who is typing here: a row of its own, kept when empty so the box does not jump.
+    let typing = app.model.active_conversation().typing_line(now());
+    if typing.is_some() {
+        // Someone shown stops showing when their time runs out, even if nothing else happens.
+        ui.ctx()
+            .request_repaint_after(std::time::Duration::from_secs(1));
+    }
+    let row = vec2(ui.available_width(), 16.0);
+    ui.allocate_ui_with_layout(row, Layout::left_to_right(Align::Center), |ui| {
+        ui.set_min_size(row);
+        if let Some(t) = typing {
+            ui.add(
+                Label::new(RichText::new(t).color(theme::MUTED).italics().size(12.0)).truncate(),
+            );
+        }
+    });
     ui.horizontal(|ui| {
         let send_w = 72.0;
         let id = ui.make_persistent_id("compose");
@@ -872,6 +1181,9 @@ fn compose(ui: &mut Ui, app: &mut ChatApp, conv: &Header) {
             .inner;
         if std::mem::take(&mut app.focus_compose) {
             field.request_focus();
+        }
+        if field.changed() {
+            app.model.typed(&app.compose, now());
         }
         let send = ui.add_enabled(
             can_send && !app.compose.trim().is_empty(),

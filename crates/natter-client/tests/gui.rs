@@ -1351,3 +1351,190 @@ fn shift_enter_makes_a_new_line_and_enter_sends_them_as_one_message() {
         shows(h, "run cargo test\nlet x = 1;\nthen push")
     });
 }
+
+/// Reads `c`'s lines, tags and all, until one ends with `end`.
+fn expect_text(rt: &Runtime, c: &mut Client, end: &str) -> String {
+    rt.block_on(within(async {
+        loop {
+            let text = c
+                .reader
+                .next_text()
+                .await
+                .unwrap()
+                .expect("connection open");
+            if text.ends_with(end) {
+                return text;
+            }
+        }
+    }))
+}
+
+#[test]
+fn who_is_typing_shows_above_the_box_and_our_typing_is_told() {
+    let rt = runtime();
+    let server = Server::start(&rt);
+    let mut bob = server.user(&rt, "bob");
+    kept(&rt, &mut bob, "TAGS ON");
+    let mut h = window(server.addr, true);
+    sign_in(&mut h, "alice");
+
+    say(&rt, &mut bob, "TYPING * active");
+    until(&mut h, "bob typing", |h| shows(h, "bob is typing…"));
+    // Their message ends it.
+    say(&rt, &mut bob, "MESSAGE there you go");
+    until(&mut h, "bob's message", |h| shows(h, "there you go"));
+    assert!(!shows(&h, "is typing"));
+    say(&rt, &mut bob, "TYPING * active");
+    until(&mut h, "bob typing again", |h| shows(h, "bob is typing…"));
+    say(&rt, &mut bob, "TYPING * done");
+    until(&mut h, "bob done", |h| !shows(h, "is typing"));
+
+    // Ours: active while the box holds text, done when it is emptied.
+    type_into(&mut h, "Message", "hel");
+    expect_text(&rt, &mut bob, " TYPING * alice active");
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    h.key_press(egui::Key::Backspace);
+    h.run_ok();
+    assert_eq!(h.get_by_label("Message").value().as_deref(), Some(""));
+    expect_text(&rt, &mut bob, " TYPING * alice done");
+}
+
+/// Sends `line` from `c` and returns its final answer's text (`OK ...` or `ERROR ...`).
+fn answer_of(rt: &Runtime, c: &mut Client, line: &str) -> String {
+    say(rt, c, line);
+    expect_line(rt, c, |l| {
+        matches!(l, ServerLine::Ok { .. } | ServerLine::Error { .. })
+    })
+    .to_string()
+}
+
+/// Joins `room` from the window's room field and waits until its modes are known.
+fn join_in_window(h: &mut Harness<'_, ChatApp>, room: &str) {
+    type_into(h, "Room", room);
+    h.get_by_role_and_label(Role::Button, "Join").click();
+    let id = ConvId::room(room);
+    until(h, "the room and its modes", |h| {
+        h.state()
+            .model
+            .conversation(&id)
+            .is_some_and(|c| c.joined && c.modes.is_some())
+    });
+}
+
+#[test]
+fn an_operator_makes_a_room_invite_only_and_bans_a_member() {
+    let rt = runtime();
+    let server = Server::start(&rt);
+    let mut bob = server.user(&rt, "bob");
+    let mut carol = server.user(&rt, "carol");
+    let mut h = window(server.addr, true);
+    sign_in(&mut h, "alice");
+    join_in_window(&mut h, "#den");
+    assert!(answer_of(&rt, &mut bob, "JOIN #den").starts_with("OK JOIN"));
+    until(&mut h, "bob joining", |h| shows(h, "bob joined #den"));
+
+    // Invite-only, from the room's menu: carol cannot come in.
+    h.get_by_label("Manage ▾").click();
+    h.run_ok();
+    h.get_by_label("Invite only").click();
+    until(&mut h, "the change", |h| {
+        shows(h, "You made #den invite-only.")
+    });
+    let refused = answer_of(&rt, &mut carol, "JOIN #den");
+    assert!(refused.starts_with("ERROR INVITE_ONLY"), "{refused}");
+    h.key_press(egui::Key::Escape);
+    h.run_ok();
+    assert!(h.query_by_label("Invite only").is_none());
+
+    // Bob banned from the menu on his name, then removed: he cannot come back.
+    h.query_all_by_label("bob")
+        .next()
+        .unwrap()
+        .click_secondary();
+    h.run_ok();
+    h.get_by_label("Ban").click();
+    until(&mut h, "the ban", |h| {
+        shows(h, "You banned bob!*@* from #den.")
+    });
+    let refused = answer_of(&rt, &mut bob, "SAY #den let me speak");
+    assert!(refused.starts_with("ERROR BANNED"), "{refused}");
+    h.query_all_by_label("bob")
+        .next()
+        .unwrap()
+        .click_secondary();
+    h.run_ok();
+    h.get_by_label("Remove from room").click();
+    h.run_ok();
+    expect_line(
+        &rt,
+        &mut bob,
+        |l| matches!(l, ServerLine::Kicked { name, .. } if name == "bob"),
+    );
+    let refused = answer_of(&rt, &mut bob, "JOIN #den");
+    assert!(refused.starts_with("ERROR BANNED"), "{refused}");
+
+    // The bans, listed with a way to lift each.
+    h.get_by_label("Manage ▾").click();
+    h.run_ok();
+    h.get_by_label("Bans…").click();
+    until(&mut h, "the ban list", |h| {
+        h.query_by_label("Lift the ban on bob!*@*").is_some()
+    });
+    h.get_by_label("Lift the ban on bob!*@*").click();
+    until(&mut h, "the ban lifted", |h| {
+        shows(h, "You lifted the ban on bob!*@*.")
+    });
+    until(&mut h, "an empty list", |h| shows(h, "Nobody is banned."));
+
+    // A refusal reads as a sentence.
+    h.get_by_label("Manage ▾").click();
+    h.run_ok();
+    type_into(&mut h, "Name to invite", "nobody");
+    h.get_by_role_and_label(Role::Button, "Invite").click();
+    until(&mut h, "the refusal", |h| {
+        shows(h, "Could not invite nobody: ")
+    });
+}
+
+#[test]
+fn a_member_who_is_no_operator_has_no_moderation_menu() {
+    let rt = runtime();
+    let server = Server::start(&rt);
+    let mut bob = server.user(&rt, "bob");
+    assert!(answer_of(&rt, &mut bob, "JOIN #den").starts_with("OK JOIN"));
+    let mut h = window(server.addr, true);
+    sign_in(&mut h, "alice");
+    join_in_window(&mut h, "#den");
+    h.run_ok();
+    assert!(h.query_by_label("Manage ▾").is_none());
+    assert!(h.query_by_label("Topic…").is_none());
+    assert!(shows(&h, "no topic"));
+    assert!(!shows(&h, "/topic text sets one"));
+    // No menu on the members either.
+    h.query_all_by_label("@bob")
+        .next()
+        .unwrap()
+        .click_secondary();
+    h.run_ok();
+    assert!(h.query_by_label("Ban").is_none());
+    h.key_press(egui::Key::Escape);
+    h.run_ok();
+
+    // A -t room lets every member set the topic, and the window offers it.
+    assert!(answer_of(&rt, &mut bob, "MODE #den -t").starts_with("OK MODE"));
+    until(&mut h, "the topic offered", |h| {
+        h.query_by_label("Topic…").is_some()
+    });
+    h.get_by_label("Topic…").click();
+    h.run_ok();
+    type_into(&mut h, "Topic", "crabs");
+    h.get_by_role_and_label(Role::Button, "Set topic").click();
+    until(&mut h, "the topic", |h| {
+        shows(h, "alice set the topic: crabs")
+    });
+    // Made an operator, alice gets the room's menu.
+    assert!(answer_of(&rt, &mut bob, "MODE #den +o alice").starts_with("OK MODE"));
+    until(&mut h, "the menu", |h| {
+        h.query_by_label("Manage ▾").is_some()
+    });
+}
