@@ -177,45 +177,62 @@ pub fn serve(
                 if !matches!(kind, Sniff::Line | Sniff::NeedMore) {
                     debug!(peer = %peer_of(&stream), ?kind, "not served on this listener; speaking the line protocol");
                 }
-                let mut n = n;
-                let mut driver = if n == 0 && assume == Assume::Line {
-                    // Silent so far: greeted now. A client that then speaks IRC first (an IRC
-                    // client slower than `sniff_wait` on a starved machine) is still served
-                    // as IRC; it reads one line it does not know, the greeting.
+                if n == 0 && assume == Assume::Line {
+                    // Boxed: a silent client is rare, and this path's state would otherwise
+                    // be paid by every native client's task.
                     let since = Instant::now() - wait;
-                    let late = Box::pin(async {
-                        use tokio::io::AsyncWriteExt;
-                        stream.write_all(&shared.hello).await.ok()?;
-                        tokio::select! {
-                            n = read_prefix(&mut stream, &mut prefix, shared.policy.register_timeout) => n,
-                            _ = shutdown.cancelled() => None,
-                        }
-                    })
-                    .await;
-                    let Some(late) = late else {
-                        return;
-                    };
-                    if sniff(&prefix[..late]) == Sniff::Irc {
-                        debug!(peer = %peer_of(&stream), "speaks IRC after its greeting");
-                        let first = Bytes::copy_from_slice(&prefix[..late]);
-                        hand_off(stream, Via::Tcp, Speaks::Irc, first, id, &shared, count);
-                        return;
-                    }
-                    n = late;
-                    native_greeted(stream, id, &shared, since)
-                } else {
-                    native(stream, id, &shared)
-                };
+                    Box::pin(serve_greeted(stream, id, shared, shutdown, count, since)).await;
+                    return;
+                }
                 // Run here rather than handed off: this state is what every idle native
                 // client's task holds, and it is the smallest.
+                let mut driver = native(stream, id, &shared);
                 shared.live.enrol(id, driver.outbox());
-                let begun = driver.begin(&prefix[..n]);
+                let begun = driver.begin(first);
                 let end = driver.run(begun, cfg).await;
                 finished(&driver, end, Via::Tcp, Speaks::Natter, id, &shared);
                 drop(count);
             }
         }
     }
+}
+
+/// A client silent past the sniffing wait (accepted at `since`): greeted as a line client,
+/// then its first bytes sniffed once more. One that then speaks IRC first (an IRC client
+/// slower than `sniff_wait` on a starved machine) is still served as IRC; it reads one line
+/// it does not know, the greeting.
+async fn serve_greeted(
+    mut stream: TcpStream,
+    id: ClientId,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    count: Disconnect,
+    since: Instant,
+) {
+    use tokio::io::AsyncWriteExt;
+    let mut prefix = [0u8; SNIFF_BYTES];
+    if stream.write_all(&shared.hello).await.is_err() {
+        return;
+    }
+    let n = tokio::select! {
+        n = read_prefix(&mut stream, &mut prefix, shared.policy.register_timeout) => n,
+        _ = shutdown.cancelled() => None,
+    };
+    let Some(n) = n else {
+        return;
+    };
+    if sniff(&prefix[..n]) == Sniff::Irc {
+        debug!(peer = %peer_of(&stream), "speaks IRC after its greeting");
+        let first = Bytes::copy_from_slice(&prefix[..n]);
+        hand_off(stream, Via::Tcp, Speaks::Irc, first, id, &shared, count);
+        return;
+    }
+    let mut driver = native_greeted(stream, id, &shared, since);
+    shared.live.enrol(id, driver.outbox());
+    let begun = driver.begin(&prefix[..n]);
+    let end = driver.run(begun, &shared.config).await;
+    finished(&driver, end, Via::Tcp, Speaks::Natter, id, &shared);
+    drop(count);
 }
 
 /// A native session over `wire` whose greeting was written already, its registration
