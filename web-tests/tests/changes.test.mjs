@@ -51,7 +51,10 @@ describe('a change shows everywhere', { timeout: 60_000 }, () => {
       await gone(member(page, '#den', 'willa'));
       await closePanels(page);
       await page.getByRole('button', { name: 'Account' }).click();
-      await page.getByRole('dialog', { name: 'Account' }).getByText('You are chatting as pia').waitFor();
+      const account = page.getByRole('dialog', { name: 'Account' });
+      await account.getByText('You are chatting as pia').waitFor();
+      const box = await account.boundingBox();
+      assert.ok(box.x >= 0 && box.x + box.width <= (viewport?.width ?? 1280), 'the account dialog fits the screen');
       await page.keyboard.press('Escape');
       noScriptRan(page);
     });

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
   chat, composer, connectedAs, convButton, expectFocused, harness, heading, member, noScriptRan,
-  openConv, openSidebar, say, stallable, systemLine, WAIT, WIDTHS,
+  online, openConv, openPeople, openSidebar, say, stallable, systemLine, WAIT, WIDTHS,
 } from './helpers.mjs';
 
 const h = harness();
@@ -63,6 +63,14 @@ describe('the page polished', { timeout: 60_000 }, () => {
       await inView(page, box);
       // Opening a conversation from the side bar, a DM or Everyone, does the same.
       await openConv(page, 'bob');
+      await heading(page, '@ bob').waitFor();
+      await expectFocused(page, 'composer-input');
+      await inView(page, box);
+      await openConv(page, 'Everyone');
+      await expectFocused(page, 'composer-input');
+      // A DM opened from the online list (on a phone, in the people panel) does too.
+      await openPeople(page);
+      await online(page, 'bob').getByRole('button', { name: 'bob: send a direct message' }).click();
       await heading(page, '@ bob').waitFor();
       await expectFocused(page, 'composer-input');
       await inView(page, box);
