@@ -6,8 +6,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
-  connectedAs, convButton, gone, harness, heading, member, noScriptRan, online, say,
-  systemLine,
+  closePanels, connectedAs, convButton, gone, harness, heading, member, noScriptRan, online,
+  openPeople, say, systemLine, WIDTHS,
 } from './helpers.mjs';
 
 const h = harness();
@@ -23,32 +23,42 @@ async function join(page, room) {
 }
 
 describe('a change shows everywhere', { timeout: 60_000 }, () => {
-  test('own rename: the online list, the member list and the status say the new name', async (t) => {
-    t.after(cleanup);
-    const srv = await server();
-    const bob = await tcp(srv, 'bob');
-    const page = await user(srv, 'willa');
-    await join(page, '#den');
-    await member(page, '#den', 'willa').waitFor();
-    await online(page, 'bob').waitFor();
+  for (const [label, viewport] of WIDTHS) {
+    test(`${label}: own rename: the online list, the member list and the status say the new name`, async (t) => {
+      t.after(cleanup);
+      const srv = await server();
+      const bob = await tcp(srv, 'bob');
+      const page = await user(srv, 'willa', { viewport });
+      await join(page, '#den');
+      // On a phone the lists are in the people panel, opened to look and closed to write.
+      await openPeople(page);
+      await member(page, '#den', 'willa').waitFor();
+      await online(page, 'bob').waitFor();
+      await closePanels(page);
 
-    await say(page, '/name pia');
-    await bob.expect('RENAMED willa pia');
-    await connectedAs(page, 'pia');
-    await systemLine(page, 'You are now known as pia.').waitFor();
-    // The online list: the new name, marked as the page's own, with no DM offered.
-    const me = online(page, 'pia').getByRole('button', { name: 'pia (you)' });
-    await me.waitFor();
-    assert.equal(await me.isDisabled(), true);
-    await gone(online(page, 'willa'));
-    // The room's member list (the room is shown) and what the account dialog says.
-    await member(page, '#den', 'pia').getByText('you').waitFor();
-    await gone(member(page, '#den', 'willa'));
-    await page.getByRole('button', { name: 'Account' }).click();
-    await page.getByRole('dialog', { name: 'Account' }).getByText('You are chatting as pia').waitFor();
-    await page.keyboard.press('Escape');
-    noScriptRan(page);
-  });
+      await say(page, '/name pia');
+      await bob.expect('RENAMED willa pia');
+      await connectedAs(page, 'pia');
+      await systemLine(page, 'You are now known as pia.').waitFor();
+      await openPeople(page);
+      // The online list: the new name, marked as the page's own, with no DM offered.
+      const me = online(page, 'pia').getByRole('button', { name: 'pia (you)' });
+      await me.waitFor();
+      assert.equal(await me.isDisabled(), true);
+      await gone(online(page, 'willa'));
+      // The room's member list (the room is shown) and what the account dialog says.
+      await member(page, '#den', 'pia').getByText('you').waitFor();
+      await gone(member(page, '#den', 'willa'));
+      await closePanels(page);
+      await page.getByRole('button', { name: 'Account' }).click();
+      const account = page.getByRole('dialog', { name: 'Account' });
+      await account.getByText('You are chatting as pia').waitFor();
+      const box = await account.boundingBox();
+      assert.ok(box.x >= 0 && box.x + box.width <= (viewport?.width ?? 1280), 'the account dialog fits the screen');
+      await page.keyboard.press('Escape');
+      noScriptRan(page);
+    });
+  }
 
   test('another\'s rename: the online list, the DM list, the DM\'s header and the member list', async (t) => {
     t.after(cleanup);

@@ -319,10 +319,36 @@ export function member(page, room, name) {
 
 /** Opens a conversation from the side bar (on a phone, after opening the side bar). */
 export async function openConv(page, label) {
-  const button = convButton(page, label);
-  if (!(await button.isVisible())) await page.getByRole('button', { name: /^Show conversations/ }).click();
-  await button.click();
+  await openSidebar(page);
+  await convButton(page, label).click();
 }
+
+/** On a phone, opens the side bar of conversations (it is always shown on a desktop). */
+export async function openSidebar(page) {
+  const toggle = page.getByRole('button', { name: /^Show conversations/ });
+  if (await toggle.isVisible()) await toggle.click();
+  await page.locator('#sidebar').waitFor();
+}
+
+/** On a phone, opens the people panel (the online list, a room's member list). */
+export async function openPeople(page) {
+  const toggle = page.getByRole('button', { name: 'Show people' });
+  if (await toggle.isVisible()) await toggle.click();
+  await page.locator('#people').waitFor();
+}
+
+/** On a phone, closes an open side bar or people panel with Esc, as its scrim says. */
+export async function closePanels(page) {
+  if (!(await page.locator('#scrim').isVisible())) return;
+  await page.keyboard.press('Escape');
+  await page.locator('#scrim').waitFor({ state: 'hidden' });
+}
+
+/** The viewport of a phone held upright. */
+export const PHONE = { width: 375, height: 740 };
+
+/** Each test that must work on both is run at these: a label and `openPage`'s viewport. */
+export const WIDTHS = [['desktop', undefined], ['phone', PHONE]];
 
 /** Waits until the element with id `id` has the keyboard focus. */
 export async function expectFocused(page, id) {

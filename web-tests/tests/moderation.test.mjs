@@ -6,13 +6,12 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
-  chat, composer, expectFocused, harness, heading, member, noScriptRan, say, systemLine,
+  chat, closePanels, composer, expectFocused, harness, heading, member, noScriptRan, openPeople,
+  say, systemLine, WIDTHS,
 } from './helpers.mjs';
 
 const h = harness();
 const { cleanup, server, tcp, user } = h;
-
-const PHONE = { width: 375, height: 740 };
 
 /** Joins `room` from the message box and waits for its header. */
 async function join(page, room) {
@@ -68,18 +67,6 @@ async function answer(page, title, value) {
   return dialog;
 }
 
-/** On a phone, opens the people panel (a room's member list is in it); closePeople() shuts it. */
-async function openPeople(page) {
-  const toggle = page.getByRole('button', { name: 'Show people' });
-  if (await toggle.isVisible()) await toggle.click();
-}
-
-async function closePeople(page) {
-  if (!(await page.locator('#scrim').isVisible())) return;
-  await page.keyboard.press('Escape');
-  await page.locator('#people').waitFor({ state: 'hidden' });
-}
-
 /** Whether the locator's box lies inside a viewport `width` wide. */
 async function fits(locator, width) {
   const box = await locator.boundingBox();
@@ -87,7 +74,7 @@ async function fits(locator, width) {
 }
 
 describe('room moderation in the page', { timeout: 90_000 }, () => {
-  for (const [label, viewport] of [['desktop', undefined], ['phone', PHONE]]) {
+  for (const [label, viewport] of WIDTHS) {
     test(`${label}: an operator has the room's and the members' menus, a member neither, nor Topic… in a +t room`, async (t) => {
       t.after(cleanup);
       const srv = await server();
@@ -104,7 +91,7 @@ describe('room moderation in the page', { timeout: 90_000 }, () => {
       await openPeople(bob);
       await member(bob, '#den', 'alice').getByText('op').waitFor();
       assert.equal(await manageMember(bob, '#den', 'alice').count(), 0);
-      await closePeople(bob);
+      await closePanels(bob);
 
       // The operator: both, fitting the screen; Esc closes the menu and the focus goes back.
       await topicButton(alice).waitFor();
@@ -137,7 +124,7 @@ describe('room moderation in the page', { timeout: 90_000 }, () => {
 
       // -t: every member may set the topic, so the member is offered it.
       // On a phone the people panel is still open: Esc again closes it.
-      await closePeople(alice);
+      await closePanels(alice);
       await flip(alice, '#den', 'Only operators set the topic');
       await systemLine(bob, 'alice let every member set the topic of #den.').waitFor();
       await topicButton(bob).click();

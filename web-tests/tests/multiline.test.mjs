@@ -6,13 +6,11 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
   composer, connectedAs, harness, messages, noScriptRan, say, sentLines, shownTexts, systemLine,
+  WIDTHS,
 } from './helpers.mjs';
 
 const h = harness();
 const { cleanup, defer, page: openPage, server, tcp, user } = h;
-
-const PHONE = { width: 375, height: 740 };
-const WIDTHS = [['desktop', undefined], ['phone', PHONE]];
 
 /** Three lines of code, as pasted; its second line holds a backslash. */
 const CODE = ['fn main() {', '    println!("hi\\n");', '}'];

@@ -6,158 +6,194 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
   chat, composer, connectedAs, convButton, expectFocused, harness, heading, member, noScriptRan,
-  say, stallable, systemLine,
+  online, openConv, openPeople, openSidebar, say, stallable, systemLine, WAIT, WIDTHS,
 } from './helpers.mjs';
 
 const h = harness();
 const { cleanup, server, tcp, user } = h;
 
+/** Waits until the middle of `locator` is on screen with nothing over it (no side bar). */
+async function inView(page, locator) {
+  await page.waitForFunction((el) => {
+    const r = el.getBoundingClientRect();
+    const x = r.left + r.width / 2;
+    const y = r.top + r.height / 2;
+    return x >= 0 && x < innerWidth && y >= 0 && y < innerHeight && el.contains(document.elementFromPoint(x, y));
+  }, await locator.elementHandle(), { timeout: WAIT });
+}
+
 describe('the page polished', { timeout: 60_000 }, () => {
-  test('a remembered name is replaced by typing, and the hint gives the whole rule', async (t) => {
-    t.after(cleanup);
-    const srv = await server();
-    const page = await h.page(srv, {
-      beforeGoto: (p) => p.addInitScript(() => localStorage.setItem('natter.name', 'willa')),
+  for (const [label, viewport] of WIDTHS) {
+    test(`${label}: a remembered name is replaced by typing, and the hint gives the whole rule`, async (t) => {
+      t.after(cleanup);
+      const srv = await server();
+      const page = await h.page(srv, {
+        viewport,
+        beforeGoto: (p) => p.addInitScript(() => localStorage.setItem('natter.name', 'willa')),
+      });
+      const name = page.getByLabel('Your name');
+      assert.equal(await name.inputValue(), 'willa');
+      await page.getByRole('status').getByText('Connected.').waitFor();
+      // Typed straight away, as a person would: the remembered name was selected, so it goes.
+      await page.keyboard.type('pia');
+      await page.keyboard.press('Enter');
+      await connectedAs(page, 'pia');
+      const hint = await page.locator('#name-hint').textContent();
+      assert.match(hint, /1 to 32 characters, no spaces/);
+      assert.match(hint, /starting with a letter or one of/);
+      noScriptRan(page);
     });
-    const name = page.getByLabel('Your name');
-    assert.equal(await name.inputValue(), 'willa');
-    await page.getByRole('status').getByText('Connected.').waitFor();
-    // Typed straight away, as a person would: the remembered name was selected, so it goes.
-    await page.keyboard.type('pia');
-    await page.keyboard.press('Enter');
-    await connectedAs(page, 'pia');
-    const hint = await page.locator('#name-hint').textContent();
-    assert.match(hint, /1 to 32 characters, no spaces/);
-    assert.match(hint, /starting with a letter or one of/);
-    noScriptRan(page);
-  });
 
-  test('the keyboard: focus where one writes, Up recalls, Alt+arrows and Ctrl+K switch, Esc closes', async (t) => {
-    t.after(cleanup);
-    const srv = await server();
-    const bob = await tcp(srv, 'bob');
-    const page = await user(srv, 'alice');
-    const box = composer(page);
-    bob.send('DM alice hi');
-    await bob.expect('OK DM alice');
+    test(`${label}: the keyboard: focus where one writes, Up recalls, Alt+arrows and Ctrl+K switch, Esc closes`, async (t) => {
+      t.after(cleanup);
+      const srv = await server();
+      const bob = await tcp(srv, 'bob');
+      const page = await user(srv, 'alice', { viewport });
+      const box = composer(page);
+      bob.send('DM alice hi');
+      await bob.expect('OK DM alice');
 
-    // Joined from the side bar's box: the cursor goes to the room's message box.
-    await page.getByLabel('Room to join').fill('#den');
-    await page.getByLabel('Room to join').press('Enter');
-    await heading(page, '#den').waitFor();
-    await expectFocused(page, 'composer-input');
-    // Opening a conversation from the side bar, a DM or Everyone, does the same.
-    await convButton(page, 'bob').click();
-    await heading(page, '@ bob').waitFor();
-    await expectFocused(page, 'composer-input');
-    await convButton(page, 'Everyone').click();
-    await expectFocused(page, 'composer-input');
+      // Joined from the side bar's box (on a phone, the side bar opened first): the cursor goes
+      // to the room's message box, and the side bar makes way for the room.
+      await openSidebar(page);
+      await page.getByLabel('Room to join').fill('#den');
+      await page.getByLabel('Room to join').press('Enter');
+      await heading(page, '#den').waitFor();
+      await expectFocused(page, 'composer-input');
+      await inView(page, box);
+      // Opening a conversation from the side bar, a DM or Everyone, does the same.
+      await openConv(page, 'bob');
+      await heading(page, '@ bob').waitFor();
+      await expectFocused(page, 'composer-input');
+      await inView(page, box);
+      await openConv(page, 'Everyone');
+      await expectFocused(page, 'composer-input');
+      // A DM opened from the online list (on a phone, in the people panel) does too.
+      await openPeople(page);
+      await online(page, 'bob').getByRole('button', { name: 'bob: send a direct message' }).click();
+      await heading(page, '@ bob').waitFor();
+      await expectFocused(page, 'composer-input');
+      await inView(page, box);
+      await openConv(page, 'Everyone');
+      await expectFocused(page, 'composer-input');
 
-    // Up in the empty box: what was sent, newest first; Down comes back; edited, it sends anew.
-    await say(page, 'first line');
-    await say(page, 'second line');
-    await box.press('ArrowUp');
-    assert.equal(await box.inputValue(), 'second line');
-    await box.press('ArrowUp');
-    assert.equal(await box.inputValue(), 'first line');
-    await box.press('ArrowDown');
-    assert.equal(await box.inputValue(), 'second line');
-    await box.press('ArrowDown');
-    assert.equal(await box.inputValue(), '');
-    await box.press('ArrowUp');
-    await page.keyboard.type(', again');
-    await box.press('Enter');
-    await bob.expect('MESSAGE alice second line, again');
+      // Up in the empty box: what was sent, newest first; Down comes back; edited, it sends anew.
+      await say(page, 'first line');
+      await say(page, 'second line');
+      await box.press('ArrowUp');
+      assert.equal(await box.inputValue(), 'second line');
+      await box.press('ArrowUp');
+      assert.equal(await box.inputValue(), 'first line');
+      await box.press('ArrowDown');
+      assert.equal(await box.inputValue(), 'second line');
+      await box.press('ArrowDown');
+      assert.equal(await box.inputValue(), '');
+      await box.press('ArrowUp');
+      await page.keyboard.type(', again');
+      await box.press('Enter');
+      await bob.expect('MESSAGE alice second line, again');
 
-    // Alt+Down, Alt+Up: the next and previous conversation in the side bar, round the ends.
-    await page.keyboard.press('Alt+ArrowDown');
-    await heading(page, '#den').waitFor();
-    await page.keyboard.press('Alt+ArrowDown');
-    await heading(page, '@ bob').waitFor();
-    await page.keyboard.press('Alt+ArrowDown');
-    await heading(page, 'Everyone').waitFor();
-    await page.keyboard.press('Alt+ArrowUp');
-    await heading(page, '@ bob').waitFor();
-    await expectFocused(page, 'composer-input');
+      // Alt+Down, Alt+Up: the next and previous conversation in the side bar, round the ends.
+      await page.keyboard.press('Alt+ArrowDown');
+      await heading(page, '#den').waitFor();
+      await page.keyboard.press('Alt+ArrowDown');
+      await heading(page, '@ bob').waitFor();
+      await page.keyboard.press('Alt+ArrowDown');
+      await heading(page, 'Everyone').waitFor();
+      await page.keyboard.press('Alt+ArrowUp');
+      await heading(page, '@ bob').waitFor();
+      await expectFocused(page, 'composer-input');
 
-    // Ctrl+K: a box to jump by name; Enter takes the best match.
-    const jump = page.getByRole('dialog', { name: 'Jump to a conversation' });
-    await page.keyboard.press('Control+k');
-    await jump.waitFor();
-    await expectFocused(page, 'switcher-input');
-    await page.keyboard.type('de');
-    await jump.getByRole('option', { name: /#den/, selected: true }).waitFor();
-    await page.keyboard.press('Enter');
-    await heading(page, '#den').waitFor();
-    await jump.waitFor({ state: 'hidden' });
-    await expectFocused(page, 'composer-input');
-    // A room not yet joined: the box offers to join it.
-    await page.keyboard.press('Control+k');
-    await page.keyboard.type('#fresh');
-    await jump.getByRole('option', { name: /#fresh.*Join this room/ }).waitFor();
-    await page.keyboard.press('Enter');
-    await heading(page, '#fresh').waitFor();
-    // Esc closes the box and gives the focus back.
-    await page.keyboard.press('Control+k');
-    await jump.waitFor();
-    await page.keyboard.press('Escape');
-    await jump.waitFor({ state: 'hidden' });
-    await expectFocused(page, 'composer-input');
-    // And the search panel.
-    await page.getByRole('button', { name: 'Search messages' }).click();
-    const search = page.getByRole('dialog', { name: 'Search messages' });
-    await search.waitFor();
-    await page.keyboard.press('Escape');
-    await search.waitFor({ state: 'hidden' });
-    noScriptRan(page);
-  });
+      // Ctrl+K: a box to jump by name; Enter takes the best match.
+      const jump = page.getByRole('dialog', { name: 'Jump to a conversation' });
+      await page.keyboard.press('Control+k');
+      await jump.waitFor();
+      await expectFocused(page, 'switcher-input');
+      await page.keyboard.type('de');
+      await jump.getByRole('option', { name: /#den/, selected: true }).waitFor();
+      await page.keyboard.press('Enter');
+      await heading(page, '#den').waitFor();
+      await jump.waitFor({ state: 'hidden' });
+      await expectFocused(page, 'composer-input');
+      // A room not yet joined: the box offers to join it.
+      await page.keyboard.press('Control+k');
+      await page.keyboard.type('#fresh');
+      await jump.getByRole('option', { name: /#fresh.*Join this room/ }).waitFor();
+      await page.keyboard.press('Enter');
+      await heading(page, '#fresh').waitFor();
+      // Esc closes the box and gives the focus back.
+      await page.keyboard.press('Control+k');
+      await jump.waitFor();
+      await page.keyboard.press('Escape');
+      await jump.waitFor({ state: 'hidden' });
+      await expectFocused(page, 'composer-input');
+      // And the search panel.
+      await page.getByRole('button', { name: 'Search messages' }).click();
+      const search = page.getByRole('dialog', { name: 'Search messages' });
+      await search.waitFor();
+      await page.keyboard.press('Escape');
+      await search.waitFor({ state: 'hidden' });
+      noScriptRan(page);
+    });
+  }
 
-  test('a message that says your name is highlighted and counted as a mention, unless muted', async (t) => {
-    t.after(cleanup);
-    const srv = await server();
-    const bob = await tcp(srv, 'bob');
-    bob.send('JOIN #den');
-    await bob.expect(/^OK JOIN #den/);
-    const page = await user(srv, 'alice');
-    await say(page, '/join #den');
-    await heading(page, '#den').waitFor();
-    await convButton(page, 'Everyone').click();
+  for (const [label, viewport] of WIDTHS) {
+    test(`${label}: a message that says your name is highlighted and counted as a mention, unless muted`, async (t) => {
+      t.after(cleanup);
+      const srv = await server();
+      const bob = await tcp(srv, 'bob');
+      bob.send('JOIN #den');
+      await bob.expect(/^OK JOIN #den/);
+      const page = await user(srv, 'alice', { viewport });
+      await say(page, '/join #den');
+      await heading(page, '#den').waitFor();
+      await openConv(page, 'Everyone');
 
-    // In #den, not shown: a mention in another case, a message without one, a longer word.
-    for (const text of ['hey ALICE, look', 'no name here', 'malice aforethought', '@alice: and you?']) {
-      bob.send(`SAY #den ${text}`);
+      // In #den, not shown: a mention in another case, a message without one, a longer word.
+      for (const text of ['hey ALICE, look', 'no name here', 'malice aforethought', '@alice: and you?']) {
+        bob.send(`SAY #den ${text}`);
+        await bob.expect(/^OK SAY #den/);
+      }
+      const den = convButton(page, '#den');
+      if (viewport) {
+        // On a phone the side bar is closed: its button carries the news, mentions in red.
+        const toggle = page.getByRole('button', { name: 'Show conversations, 4 unread, 2 for you' });
+        await toggle.waitFor();
+        assert.match(await toggle.locator('.badge').getAttribute('class'), /\bmention\b/);
+        assert.equal(await toggle.locator('.badge').textContent(), '2');
+      }
+      await openSidebar(page);
+      await den.and(page.getByRole('button', { name: '#den, 4 unread, 2 mentions' })).waitFor();
+      assert.equal(await den.locator('.badge').getAttribute('class'), 'badge mention');
+      await page.waitForFunction(() => document.title === '(2) natter');
+      // Opened: the mentions are highlighted, the rest not; the title is clear again.
+      await openConv(page, '#den');
+      const mention = page.getByRole('log').locator('li.msg.mention');
+      await mention.first().waitFor();
+      assert.deepEqual(await mention.locator('.text').allTextContents(), ['hey ALICE, look', '@alice: and you?']);
+      await page.waitForFunction(() => document.title === 'natter');
+
+      // Muted: a mention neither counts loudly nor reaches the title; the count is quiet.
+      const mute = page.getByRole('button', { name: 'Mute #den' });
+      await mute.click();
+      assert.equal(await mute.getAttribute('aria-pressed'), 'true');
+      await openConv(page, 'Everyone');
+      bob.send('SAY #den alice? anyone?');
       await bob.expect(/^OK SAY #den/);
-    }
-    const den = convButton(page, '#den');
-    await den.and(page.getByRole('button', { name: '#den, 4 unread, 2 mentions' })).waitFor();
-    assert.equal(await den.locator('.badge').getAttribute('class'), 'badge mention');
-    await page.waitForFunction(() => document.title === '(2) natter');
-    // Opened: the mentions are highlighted, the rest not; the title is clear again.
-    await den.click();
-    const mention = page.getByRole('log').locator('li.msg.mention');
-    await mention.first().waitFor();
-    assert.deepEqual(await mention.locator('.text').allTextContents(), ['hey ALICE, look', '@alice: and you?']);
-    await page.waitForFunction(() => document.title === 'natter');
-
-    // Muted: a mention neither counts loudly nor reaches the title; the count is quiet.
-    const mute = page.getByRole('button', { name: 'Mute #den' });
-    await mute.click();
-    assert.equal(await mute.getAttribute('aria-pressed'), 'true');
-    await convButton(page, 'Everyone').click();
-    bob.send('SAY #den alice? anyone?');
-    await bob.expect(/^OK SAY #den/);
-    await den.and(page.getByRole('button', { name: '#den, 1 unread, muted' })).waitFor();
-    assert.equal(await den.locator('.badge').getAttribute('class'), 'badge quiet');
-    assert.equal(await page.title(), 'natter');
-    // Ordinary unread messages elsewhere: a star, not a count.
-    await den.click();
-    bob.send('MESSAGE hello all');
-    await bob.expect(/^OK MESSAGE/);
-    await page.waitForFunction(() => document.title === '* natter');
-    // The mute is remembered for the next visit.
-    assert.deepEqual(await page.evaluate(() => JSON.parse(localStorage.getItem('natter.muted'))), ['room:#den']);
-    noScriptRan(page);
-  });
+      await openSidebar(page);
+      await den.and(page.getByRole('button', { name: '#den, 1 unread, muted' })).waitFor();
+      assert.equal(await den.locator('.badge').getAttribute('class'), 'badge quiet');
+      assert.equal(await page.title(), 'natter');
+      // Ordinary unread messages elsewhere: a star, not a count.
+      await openConv(page, '#den');
+      bob.send('MESSAGE hello all');
+      await bob.expect(/^OK MESSAGE/);
+      await page.waitForFunction(() => document.title === '* natter');
+      // The mute is remembered for the next visit.
+      assert.deepEqual(await page.evaluate(() => JSON.parse(localStorage.getItem('natter.muted'))), ['room:#den']);
+      noScriptRan(page);
+    });
+  }
 
   test('times follow the browser\'s locale, with the whole date and time on hover', async (t) => {
     t.after(cleanup);
