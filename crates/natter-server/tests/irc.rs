@@ -733,3 +733,54 @@ async fn an_irc_client_that_speaks_after_its_greeting_is_still_served_as_irc() {
     assert!(slow.ask("REGISTER slow").await.starts_with("OK REGISTER"));
     late.skip_to(" JOIN #everyone").await;
 }
+
+#[tokio::test]
+async fn actions_and_long_texts_between_websocket_and_irc_users() {
+    use common::wire::{Transport, user};
+    let s = TestServer::start().await;
+    let mut web = user(Transport::Ws, s.addr, "web").await;
+    let mut ircy = Irc::user(s.addr, "ircy").await;
+    let mut other = Irc::user(s.addr, "other").await;
+    // A WebSocket user's /me is an action for IRC users, and theirs /me for it.
+    web.say("MESSAGE /me waves").await;
+    while !web.text().await.starts_with("OK MESSAGE") {}
+    let action = ":web!web@natter PRIVMSG #everyone :\u{1}ACTION waves\u{1}";
+    assert_eq!(ircy.skip_to(" PRIVMSG #everyone ").await, action);
+    ircy.send("PRIVMSG #everyone :\u{1}ACTION nods\u{1}").await;
+    let nods = ":ircy!ircy@natter PRIVMSG #everyone :\u{1}ACTION nods\u{1}";
+    assert_eq!(other.skip_to(" PRIVMSG #everyone ").await, action);
+    assert_eq!(other.skip_to(" PRIVMSG #everyone ").await, nods);
+    loop {
+        let l = web.text().await;
+        if l.starts_with("MESSAGE ") {
+            assert_eq!(l, "MESSAGE ircy /me nods");
+            break;
+        }
+    }
+    // A WebSocket user's long text reaches IRC users cut between words, within 512 bytes.
+    let words: Vec<String> = (0..300).map(|i| format!("w{i:04}")).collect();
+    web.say(&format!("MESSAGE {}", words.join(" "))).await;
+    while !web.text().await.starts_with("OK MESSAGE") {}
+    let mut seen = Vec::new();
+    while seen.len() < words.len() {
+        let l = ircy.skip_to(" PRIVMSG #everyone ").await;
+        assert!(l.len() + 2 <= 512, "{} bytes", l.len() + 2);
+        seen.extend(l.split_once(" :").unwrap().1.split(' ').map(str::to_owned));
+    }
+    assert_eq!(seen, words);
+    // An IRC user's line that fits an IRC line reaches IRC users whole, and natives whole.
+    let long = "x".repeat(400);
+    ircy.send(&format!("PRIVMSG #everyone :{long} end")).await;
+    let whole = other.skip_to(":ircy!ircy@natter PRIVMSG #everyone ").await;
+    assert_eq!(
+        whole,
+        format!(":ircy!ircy@natter PRIVMSG #everyone :{long} end")
+    );
+    loop {
+        let l = web.text().await;
+        if l.starts_with("MESSAGE ircy x") {
+            assert_eq!(l, format!("MESSAGE ircy {long} end"));
+            break;
+        }
+    }
+}
