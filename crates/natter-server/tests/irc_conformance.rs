@@ -22,3 +22,18 @@ async fn client_tags_over_4094_bytes_are_refused_with_417() {
     // Nothing was relayed: b's next line is the answer to its own PING.
     b.quiet().await;
 }
+
+#[tokio::test]
+async fn an_empty_channel_key_is_refused() {
+    let s = TestServer::start().await;
+    let mut op = Irc::user(s.addr, "op").await;
+    op.part_everyone().await;
+    op.join("#chan").await;
+    let l = op.expect("MODE #chan +k :", "696").await;
+    assert!(l.contains(" #chan k "), "{l}");
+    op.quiet().await;
+    // No key was set: anyone may join without one.
+    let mut other = Irc::user(s.addr, "other").await;
+    other.send("JOIN #chan").await;
+    assert_eq!(other.line().await, ":other!other@natter JOIN #chan");
+}
