@@ -250,7 +250,10 @@ fn change<'a>(
     Ok(match (c, on) {
         ('k', true) => {
             let key = need('k')?;
-            if key.len() > MAX_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic() && b != b',') {
+            if key.is_empty()
+                || key.len() > MAX_KEY_LEN
+                || !key.bytes().all(|b| b.is_ascii_graphic() && b != b',')
+            {
                 return Err(ModeError::Bad(
                     'k',
                     "a key is 1 to 23 visible ASCII characters, without commas",
@@ -505,6 +508,11 @@ mod tests {
             Ok(Change::Key(Some("sesame")))
         );
         assert_eq!(parse_one("-k", None), Ok(Change::Key(None)));
+        // An empty key could never be given back by a JOIN.
+        assert!(matches!(
+            parse_one("+k", Some("")),
+            Err(ModeError::Bad('k', _))
+        ));
         assert_eq!(parse_one("+l", Some("20")), Ok(Change::Limit(Some(20))));
         assert_eq!(
             parse_one("+l", Some("0")).unwrap_err().code(),

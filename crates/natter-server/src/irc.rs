@@ -3302,6 +3302,18 @@ impl IrcSession {
     }
 }
 
+/// Whether `line`'s tags are over the 4094 bytes (without the `@` and the space after them)
+/// that IRCv3 message-tags lets a client send; the 8191 bytes the parser takes are the limit
+/// for a line with the server's tags added.
+fn client_tags_too_long(line: &[u8]) -> bool {
+    const MAX_CLIENT_TAGS: usize = 4094;
+    let start = line.iter().position(|&b| b != b' ').unwrap_or(line.len());
+    line[start..].strip_prefix(b"@").is_some_and(|tags| {
+        let end = tags.iter().position(|&b| b == b' ').unwrap_or(tags.len());
+        end > MAX_CLIENT_TAGS
+    })
+}
+
 /// The client-only tags (`+name[=value]`) among `tags`, escaped again as they came, joined
 /// with `;`, within what IRCv3 allows them (4094 bytes); an invalid `+typing` is dropped.
 fn client_tags(tags: Option<&[irc_proto::message::Tag]>) -> String {
@@ -3442,7 +3454,11 @@ impl Handler for IrcSession {
             // The cluster renamed this user to settle a name held on two nodes.
             self.nick = Some(name);
         }
-        let parsed = proto::parse(line);
+        let parsed = if client_tags_too_long(line) {
+            Err(IrcError::TooLong)
+        } else {
+            proto::parse(line)
+        };
         if let Ok(Some(msg)) = &parsed
             && let Some((target, text)) = self.gatherable(msg)
         {
