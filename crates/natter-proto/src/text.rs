@@ -124,8 +124,26 @@ pub fn validate(text: &str) -> Result<(), TextError> {
     Ok(())
 }
 
+/// The longest start of `text` of at most `max` bytes that does not cut a character: where
+/// a text is cut to a byte limit (IRC's lines, its topic and real-name lengths).
+pub fn prefix_within(text: &str, max: usize) -> &str {
+    let mut end = max.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_prefix_within_a_limit_never_cuts_a_character() {
+        assert_eq!(super::prefix_within("héllo", 2), "h");
+        assert_eq!(super::prefix_within("héllo", 3), "hé");
+        assert_eq!(super::prefix_within("héllo", 99), "héllo");
+        assert_eq!(super::prefix_within("€", 2), "");
+    }
+
     use super::*;
 
     #[test]

@@ -913,12 +913,9 @@ fn split_bytes(text: &str, room: usize) -> Vec<&str> {
     let mut pieces = Vec::new();
     let mut rest = text;
     while rest.len() > room {
-        let mut end = room;
-        while !rest.is_char_boundary(end) {
-            end -= 1;
-        }
-        pieces.push(&rest[..end]);
-        rest = &rest[end..];
+        let piece = natter_proto::text::prefix_within(rest, room);
+        pieces.push(piece);
+        rest = &rest[piece.len()..];
     }
     pieces.push(rest);
     pieces
@@ -966,10 +963,7 @@ pub fn split_words(text: &str, room: usize) -> Vec<&str> {
     let mut pieces = Vec::new();
     let mut rest = text;
     while rest.len() > room {
-        let mut end = room;
-        while !rest.is_char_boundary(end) {
-            end -= 1;
-        }
+        let end = natter_proto::text::prefix_within(rest, room).len();
         // A space right after the piece ends it as well as one inside it.
         let space = rest.as_bytes()[..=end].iter().rposition(|&b| b == b' ');
         match space.filter(|&i| i > 0) {

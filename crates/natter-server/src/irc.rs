@@ -614,13 +614,8 @@ impl IrcSession {
                 self.num(n::ERR_NEEDMOREPARAMS, &["USER", "Not enough parameters"])
             }
             Command::USER(user, _, realname) => {
-                self.real = real_name(&realname).map(|r| {
-                    let mut cut = r.len().min(REALLEN);
-                    while !r.is_char_boundary(cut) {
-                        cut -= 1;
-                    }
-                    Arc::from(&r[..cut])
-                });
+                self.real = real_name(&realname)
+                    .map(|r| Arc::from(natter_proto::text::prefix_within(&r, REALLEN)));
                 let ident: String = user
                     .chars()
                     .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
@@ -2522,16 +2517,8 @@ impl IrcSession {
             },
             Some(text) => {
                 let text = proto::to_natter_text(text).unwrap_or_default();
-                let mut text: &str = &text;
-                let max = self.hub.limits().topic_bytes;
-                if text.len() > max {
-                    // IRC servers cut an over-long topic to TOPICLEN instead of refusing it.
-                    let mut cut = max;
-                    while !text.is_char_boundary(cut) {
-                        cut -= 1;
-                    }
-                    text = &text[..cut];
-                }
+                // IRC servers cut an over-long topic to TOPICLEN instead of refusing it.
+                let text = natter_proto::text::prefix_within(&text, self.hub.limits().topic_bytes);
                 match self.hub.set_topic(self.id, chan, text) {
                     Ok(_) => {}
                     Err(ErrorCode::NotInRoom) => {
