@@ -55,6 +55,28 @@ describe('who is typing', () => {
     noScriptRan(bob);
   });
 
+  test('keeps saying active while the person types on, with no done in between', async (t) => {
+    t.after(cleanup);
+    const srv = await server();
+    const carol = await tcp(srv, 'carol');
+    carol.send('TAGS ON');
+    await carol.expect(/OK TAGS ON$/);
+    // The page's clock moves only when the test says so.
+    const alice = await user(srv, 'alice', { beforeGoto: (p) => p.clock.install() });
+    await composer(alice).fill('hello th');
+    await carol.expect(/ TYPING \* alice active$/);
+    const from = carol.lines.length;
+    // Past the 3 s repeat: the next key press says active again, and only that.
+    await alice.clock.runFor(3500);
+    await composer(alice).fill('hello there');
+    await carol.expect(/ TYPING \* alice active$/);
+    await composer(alice).fill('');
+    await carol.expect(/ TYPING \* alice done$/);
+    const told = carol.lines.slice(from).filter((l) => / TYPING \* alice /.test(l)).map((l) => l.split(' ').at(-1));
+    assert.deepEqual(told, ['active', 'done']);
+    noScriptRan(alice);
+  });
+
   test('belongs to its conversation: a DM\'s typing shows in the DM only', async (t) => {
     t.after(cleanup);
     const srv = await server();

@@ -2808,7 +2808,8 @@
     if (!state.connected || !state.me || (c.kind === 'room' && !c.joined)) return;
     const writing = text.trim() !== '' && !text.startsWith('/');
     if (writing && (ourTyping.key !== c.key || Date.now() - ourTyping.at >= TYPING_EVERY_MS)) {
-      stopOurTyping();
+      // A `done` before a repeated `active` would flicker the watchers' typing line.
+      if (ourTyping.key !== c.key) stopOurTyping();
       ourTyping.key = c.key;
       ourTyping.at = Date.now();
       send(`TYPING ${targetOf(c)} active`, 'TYPING', { fail: () => {} });
