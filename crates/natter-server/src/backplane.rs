@@ -183,6 +183,13 @@ pub enum Op {
         /// Whether it is a change, told to those with `setname` who share a channel.
         announce: bool,
     },
+    /// A server operator's `WALLOPS`, for the `+w` users of every node.
+    Wallops {
+        /// The operator's client.
+        c: u64,
+        /// The text.
+        text: String,
+    },
     /// A user set or cleared its away message.
     Away {
         /// The client.

@@ -3118,8 +3118,8 @@ impl IrcSession {
         }
     }
 
-    /// `WALLOPS <text>`: a server operator's message to the users with mode `+w` on this
-    /// node; 481 for anyone else.
+    /// `WALLOPS <text>`: a server operator's message to the users with mode `+w` (on every
+    /// node of a cluster); 481 for anyone else.
     fn wallops(&mut self, text: &str) {
         let me = self.me().to_owned();
         if !self.hub.accounts().is_operator(&me) {

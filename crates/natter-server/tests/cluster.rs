@@ -1068,6 +1068,36 @@ async fn irc_real_names_reach_the_other_nodes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wallops_reach_mode_w_users_on_every_node() {
+    use common::irc::Irc;
+    let _serial = SERIAL.lock().await;
+    let redis = Redis::start();
+    let (n1, n2) = (
+        node_with_operators(&redis, "o1", &["root"]).await,
+        node_with_operators(&redis, "o2", &["root"]).await,
+    );
+    let mut far = Irc::user(n2.addr, "far").await;
+    far.part_everyone().await;
+    far.send("MODE far +w").await;
+    assert_eq!(far.line().await, ":far!far@natter MODE far +w");
+    let mut deaf = Irc::user(n2.addr, "deaf").await;
+    deaf.part_everyone().await;
+    let mut root = Irc::user(n1.addr, "root").await;
+    root.part_everyone().await;
+    root.send(&format!("PRIVMSG NickServ :REGISTER {}", common::PW))
+        .await;
+    root.skip_to(" 900 ").await;
+    root.skip_to("is now registered").await;
+    root.send("WALLOPS :restart at noon").await;
+    assert_eq!(
+        far.line().await,
+        ":root!root@natter WALLOPS :restart at noon"
+    );
+    deaf.quiet().await;
+    root.quiet().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invite_notify_reaches_members_on_other_nodes() {
     use common::irc::Irc;
     let _serial = SERIAL.lock().await;

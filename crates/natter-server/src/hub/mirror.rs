@@ -278,6 +278,15 @@ impl Hub {
                     self.set_real_name(id, &real, announce);
                 }
             }
+            Op::Wallops { c, text } => {
+                // Its node took it from an operator as a text; anything else did not.
+                if natter_proto::text::validate(&text).is_err() {
+                    return;
+                }
+                if let Some(id) = self.ghost(node, c) {
+                    self.wallops(id, &text);
+                }
+            }
             Op::Away { c, away } => {
                 if let Some(id) = self.ghost(node, c) {
                     self.set_away(id, away.as_deref());

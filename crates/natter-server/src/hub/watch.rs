@@ -259,14 +259,22 @@ impl Hub {
         }
     }
 
-    /// `WALLOPS`: `text` from the server operator `conn`'s user to the connections of this
-    /// node with user mode `+w` (the operator's own included, as IRC servers do); how many
-    /// got it.
+    /// `WALLOPS`: `text` from the server operator `conn`'s user to the connections with user
+    /// mode `+w` (the operator's own included, as IRC servers do), of this node and, from a
+    /// local operator, of the others; how many of this node's got it.
     pub fn wallops(&self, conn: ClientId, text: &str) -> usize {
         let st = self.read();
-        let Some(from) = st.users.get(&pid(&st, conn)) else {
+        let id = pid(&st, conn);
+        let Some(from) = st.users.get(&id) else {
             return 0;
         };
+        if self.relays && is_local(id) {
+            let op = Op::Wallops {
+                c: id,
+                text: text.to_owned(),
+            };
+            self.backplane.publish(Some(op), None);
+        }
         let line = irc_message(None, Some(&from.who().mask()), "WALLOPS", &[text]);
         let mut told = 0;
         for (c, _) in st.watchers.notified().filter(|(_, n)| n.wallops) {
