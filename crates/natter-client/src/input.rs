@@ -69,6 +69,37 @@ pub enum Action {
     Logout,
     /// `/search words`: messages holding every word, in what the user may read.
     Search(String),
+    /// `/mode [#room] [change [arg]]`: show a room's modes, or change one. `/op`, `/deop`,
+    /// `/voice` and `/devoice` are changes too (`+o name`).
+    Mode {
+        /// The room, if named.
+        room: Option<String>,
+        /// The change as `MODE` writes it (`+l 20`); none shows the modes.
+        change: Option<String>,
+    },
+    /// `/ban [#room] name-or-mask`.
+    Ban {
+        /// The room, if named.
+        room: Option<String>,
+        /// A member's name, or a mask (`*!*@*`, `$a:account`).
+        who: String,
+    },
+    /// `/unban [#room] name-or-mask`.
+    Unban {
+        /// The room, if named.
+        room: Option<String>,
+        /// A name, or a mask as `/bans` lists it.
+        who: String,
+    },
+    /// `/bans [#room]`: list a room's bans.
+    Bans(Option<String>),
+    /// `/invite name [#room]` (IRC's order).
+    Invite {
+        /// Who.
+        user: String,
+        /// The room, if named.
+        room: Option<String>,
+    },
 }
 
 /// The client's commands, for `/help`: syntax and what it does.
@@ -97,6 +128,25 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "/kick [#room] <name> [reason]",
         "remove someone from a room (operators)",
     ),
+    (
+        "/mode [#room] [+x [arg]]",
+        "show a room's modes, or change one (operators): +i, +k <key>, +l <n>, +m, +s, +t, +n",
+    ),
+    (
+        "/op, /deop [#room] <name>",
+        "make someone an operator of a room, or not (operators)",
+    ),
+    (
+        "/voice, /devoice [#room] <name>",
+        "let someone speak in a moderated room, or not (operators)",
+    ),
+    (
+        "/ban [#room] <name|mask>",
+        "keep someone out of a room, by account if they have one (operators)",
+    ),
+    ("/unban [#room] <name|mask>", "lift a ban (operators)"),
+    ("/bans [#room]", "list a room's bans"),
+    ("/invite <name> [#room]", "invite someone into a room"),
     ("/name <newname>", "change your name"),
     ("/me <action>", "say what you are doing (\"/me waves\")"),
     (
@@ -229,6 +279,68 @@ pub fn parse(input: &str) -> Result<Option<Action>, String> {
                 room,
                 user: user.to_owned(),
                 reason: some(reason),
+            }
+        }
+        "mode" => {
+            let (room, change) = optional_room(rest);
+            let change = change.trim();
+            if !change.is_empty() && !change.starts_with(['+', '-']) {
+                return Err(need("a change such as +m, +k <key> or +l 20"));
+            }
+            Action::Mode {
+                room,
+                change: some(change),
+            }
+        }
+        "op" | "deop" | "voice" | "devoice" => {
+            let (room, rest) = optional_room(rest);
+            let (name, extra) = word(rest);
+            if name.is_empty() {
+                return Err(need("a name"));
+            }
+            if !extra.trim().is_empty() {
+                return Err(format!("/{verb} takes one name at a time"));
+            }
+            let change = match verb.to_ascii_lowercase().as_str() {
+                "op" => "+o",
+                "deop" => "-o",
+                "voice" => "+v",
+                _ => "-v",
+            };
+            Action::Mode {
+                room,
+                change: Some(format!("{change} {name}")),
+            }
+        }
+        "ban" | "unban" => {
+            let (room, rest) = optional_room(rest);
+            let (who, extra) = word(rest);
+            if who.is_empty() {
+                return Err(need("a name or a mask"));
+            }
+            if !extra.trim().is_empty() {
+                return Err(format!("/{verb} takes one name or mask at a time"));
+            }
+            let who = who.to_owned();
+            if verb.eq_ignore_ascii_case("ban") {
+                Action::Ban { room, who }
+            } else {
+                Action::Unban { room, who }
+            }
+        }
+        "bans" => {
+            let (room, _) = word(rest);
+            Action::Bans((!room.is_empty()).then(|| room_name(room)))
+        }
+        "invite" => {
+            let (user, rest) = word(rest);
+            let (room, _) = word(rest);
+            if user.is_empty() {
+                return Err(need("a name, as in /invite bob #den"));
+            }
+            Action::Invite {
+                user: user.to_owned(),
+                room: (!room.is_empty()).then(|| room_name(room)),
             }
         }
         "name" | "nick" => {
@@ -391,6 +503,66 @@ mod tests {
         assert_eq!(p("/rooms"), Action::Rooms);
         assert_eq!(p("/who"), Action::Who(None));
         assert_eq!(p("/who x"), Action::Who(Some("#x".into())));
+    }
+
+    #[test]
+    fn moderation_commands() {
+        let mode = |room: Option<&str>, change: Option<&str>| Action::Mode {
+            room: room.map(Into::into),
+            change: change.map(Into::into),
+        };
+        assert_eq!(p("/mode"), mode(None, None));
+        assert_eq!(p("/mode #den"), mode(Some("#den"), None));
+        assert_eq!(p("/mode +l 20"), mode(None, Some("+l 20")));
+        assert_eq!(p("/MODE #den -k"), mode(Some("#den"), Some("-k")));
+        assert_eq!(p("/op bob"), mode(None, Some("+o bob")));
+        assert_eq!(p("/deop #den bob"), mode(Some("#den"), Some("-o bob")));
+        assert_eq!(p("/voice bob"), mode(None, Some("+v bob")));
+        assert_eq!(p("/devoice bob"), mode(None, Some("-v bob")));
+        assert_eq!(
+            p("/ban #den carol"),
+            Action::Ban {
+                room: Some("#den".into()),
+                who: "carol".into()
+            }
+        );
+        assert_eq!(
+            p("/unban *!*@*"),
+            Action::Unban {
+                room: None,
+                who: "*!*@*".into()
+            }
+        );
+        assert_eq!(p("/bans"), Action::Bans(None));
+        assert_eq!(p("/bans den"), Action::Bans(Some("#den".into())));
+        assert_eq!(
+            p("/invite dave den"),
+            Action::Invite {
+                user: "dave".into(),
+                room: Some("#den".into())
+            }
+        );
+        assert_eq!(
+            p("/invite dave"),
+            Action::Invite {
+                user: "dave".into(),
+                room: None
+            }
+        );
+        assert!(
+            parse("/mode m")
+                .unwrap_err()
+                .contains("a change such as +m")
+        );
+        assert!(parse("/op").unwrap_err().contains("needs a name"));
+        assert!(
+            parse("/op bob carol")
+                .unwrap_err()
+                .contains("one name at a time")
+        );
+        assert!(parse("/ban").unwrap_err().contains("a name or a mask"));
+        assert!(parse("/invite").unwrap_err().contains("needs a name"));
+        assert!(parse("/mode +k a\nb").is_err());
     }
 
     #[test]

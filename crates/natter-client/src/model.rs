@@ -535,10 +535,18 @@ enum Pending {
     Multiline,
     /// `TYPING`: its answer and any refusal are nobody's business.
     Typing,
-    /// `MODE <room>`: the room's modes, asked on joining.
-    ModeQuery { room: String },
-    /// `BANS <room>`.
-    Bans { room: String, shown_in: ConvId },
+    /// `MODE <room>`: the room's modes, asked on joining, or by `/mode` (said where it was
+    /// typed).
+    ModeQuery {
+        room: String,
+        shown_in: Option<ConvId>,
+    },
+    /// `BANS <room>`: for the bans window, or listed where `/bans` was typed (`say`).
+    Bans {
+        room: String,
+        shown_in: ConvId,
+        say: bool,
+    },
     /// An operator's (or a member's) action on a room: a refusal says "Could not <what>".
     Moderate { what: String, shown_in: ConvId },
     /// `HISTORY` of a conversation: which page.
@@ -620,7 +628,9 @@ impl Pending {
             | Self::Bans { shown_in, .. }
             | Self::Moderate { shown_in, .. }
             | Self::Other { shown_in } => Some(shown_in),
-            Self::List { shown_in } | Self::Rooms { shown_in } => shown_in.as_ref(),
+            Self::List { shown_in }
+            | Self::Rooms { shown_in }
+            | Self::ModeQuery { shown_in, .. } => shown_in.as_ref(),
             Self::Chat { conv, .. } => Some(conv),
             Self::Close
             | Self::Session
@@ -630,7 +640,6 @@ impl Pending {
             | Self::Tags
             | Self::Multiline
             | Self::Typing
-            | Self::ModeQuery { .. }
             | Self::History { .. }
             | Self::Search { .. } => None,
         }
@@ -1676,16 +1685,32 @@ impl Model {
     /// Sends a moderation command about `room`; a refusal is shown there as "Could not
     /// <what>: <the server's reason>".
     fn moderate(&mut self, room: &str, line: String, what: String, now: Stamp) {
+        self.moderate_in(ConvId::room(room), line, what, now);
+    }
+
+    /// As [`Self::moderate`], with a refusal shown in `shown_in` (where a command was typed).
+    fn moderate_in(&mut self, shown_in: ConvId, line: String, what: String, now: Stamp) {
         if !self.require_up(now) {
             return;
         }
-        self.send(
-            line,
-            Pending::Moderate {
-                what,
-                shown_in: ConvId::room(room),
-            },
-        );
+        self.send(line, Pending::Moderate { what, shown_in });
+    }
+
+    /// The room a `/verb` acts on: the one named, else the open one; without either, says so
+    /// in the open conversation.
+    fn room_for(&mut self, verb: &str, room: Option<String>, now: Stamp) -> Option<String> {
+        if room.is_some() {
+            return room;
+        }
+        match self.active_conversation() {
+            c if c.is_room() => Some(c.title.clone()),
+            _ => {
+                let active = self.active.clone();
+                let text = format!("/{verb}: name a room (#name) or open one first");
+                self.error(&active, now, &text);
+                None
+            }
+        }
     }
 
     /// One change of a room's modes, as `MODE` writes it: `+i`, `-k`, `+l 20`, `+v bob`;
@@ -1744,12 +1769,35 @@ impl Model {
     /// Bans the member `name` from `room`: by account if they are signed into one (it holds
     /// whatever name they take next), else by name from anywhere.
     pub fn ban(&mut self, room: &str, name: &str, now: Stamp) {
-        let mask = if self.is_account(name) {
+        let mask = self.ban_mask(name);
+        self.set_mode(room, &format!("+b {mask}"), &format!("ban {name}"), now);
+    }
+
+    /// The mask that bans `name`: its account if it is signed into one, else the name.
+    fn ban_mask(&self, name: &str) -> String {
+        if self.is_account(name) {
             format!("$a:{name}")
         } else {
             format!("{name}!*@*")
-        };
-        self.set_mode(room, &format!("+b {mask}"), &format!("ban {name}"), now);
+        }
+    }
+
+    /// The masks `/unban name` lifts: those of the known bans that hold the name or its
+    /// account, or, with the bans not asked yet, both forms (lifting a ban that is not
+    /// there changes nothing). Empty when the known bans hold neither.
+    fn unban_masks(&self, room: &str, name: &str) -> Vec<String> {
+        let forms = [format!("{name}!*@*"), format!("$a:{name}")];
+        match self
+            .conversation(&ConvId::room(room))
+            .and_then(|c| c.bans.as_ref())
+        {
+            Some(bans) => bans
+                .iter()
+                .filter(|b| forms.iter().any(|f| same(&b.mask, f)))
+                .map(|b| b.mask.clone())
+                .collect(),
+            None => forms.into(),
+        }
     }
 
     /// Removes `name` from `room`.
@@ -1791,6 +1839,7 @@ impl Model {
             Pending::Bans {
                 room: room.to_owned(),
                 shown_in: ConvId::room(room),
+                say: false,
             },
         );
     }
@@ -1943,15 +1992,6 @@ impl Model {
         let here = || Pending::Other {
             shown_in: active.clone(),
         };
-        let room_or_active = |m: &Self, room: Option<String>| -> Result<String, String> {
-            match room {
-                Some(r) => Ok(r),
-                None => match m.active_conversation() {
-                    c if c.is_room() => Ok(c.title.clone()),
-                    _ => Err("name a room (#name) or open one first".into()),
-                },
-            }
-        };
         match action {
             Action::Login { name, password } => self.send(
                 format!("LOGIN {name} {password}"),
@@ -1978,13 +2018,12 @@ impl Model {
                 self.say(text, now);
             }
             Action::Join(room) => self.join(&room, now),
-            Action::Part { room, reason } => match room_or_active(self, room) {
-                Ok(room) => self.part(&room, reason.as_deref(), now),
-                Err(e) => {
-                    self.error(&active, now, &format!("/part: {e}"));
+            Action::Part { room, reason } => {
+                let Some(room) = self.room_for("part", room, now) else {
                     return false;
-                }
-            },
+                };
+                self.part(&room, reason.as_deref(), now);
+            }
             Action::List => self.send(
                 "LIST".into(),
                 Pending::List {
@@ -1997,15 +2036,17 @@ impl Model {
                     shown_in: Some(active.clone()),
                 },
             ),
-            Action::Who(room) => match room_or_active(self, room) {
-                Ok(room) => self.send(format!("WHO {room}"), here()),
-                Err(e) => {
-                    self.error(&active, now, &format!("/who: {e}"));
+            Action::Who(room) => {
+                let Some(room) = self.room_for("who", room, now) else {
                     return false;
-                }
-            },
-            Action::Topic { room, text } => match room_or_active(self, room) {
-                Ok(room) => match text {
+                };
+                self.send(format!("WHO {room}"), here());
+            }
+            Action::Topic { room, text } => {
+                let Some(room) = self.room_for("topic", room, now) else {
+                    return false;
+                };
+                match text {
                     Some(t) => self.send(format!("TOPIC {room} {t}"), here()),
                     None => self.send(
                         format!("TOPIC {room}"),
@@ -2014,25 +2055,95 @@ impl Model {
                             shown_in: active.clone(),
                         },
                     ),
-                },
-                Err(e) => {
-                    self.error(&active, now, &format!("/topic: {e}"));
+                }
+            }
+            Action::Kick { room, user, reason } => {
+                let Some(room) = self.room_for("kick", room, now) else {
+                    return false;
+                };
+                let line = match reason {
+                    Some(r) => format!("KICK {room} {user} {r}"),
+                    None => format!("KICK {room} {user}"),
+                };
+                self.send(line, here());
+            }
+            Action::Mode { room, change } => {
+                // `/op bob` is `+o bob`: a refusal names what was typed.
+                let verb = match change.as_deref().and_then(|c| c.get(..2)) {
+                    Some("+o") => "op",
+                    Some("-o") => "deop",
+                    Some("+v") => "voice",
+                    Some("-v") => "devoice",
+                    _ => "mode",
+                };
+                let Some(room) = self.room_for(verb, room, now) else {
+                    return false;
+                };
+                match change {
+                    Some(change) => {
+                        let what = format!("change the modes of {room} ({change})");
+                        self.moderate_in(active, format!("MODE {room} {change}"), what, now);
+                    }
+                    None => self.send(
+                        format!("MODE {room}"),
+                        Pending::ModeQuery {
+                            room,
+                            shown_in: Some(active),
+                        },
+                    ),
+                }
+            }
+            Action::Ban { room, who } => {
+                let Some(room) = self.room_for("ban", room, now) else {
+                    return false;
+                };
+                let mask = if is_mask(&who) {
+                    who.clone()
+                } else {
+                    self.ban_mask(&who)
+                };
+                let line = format!("MODE {room} +b {mask}");
+                self.moderate_in(active, line, format!("ban {who}"), now);
+            }
+            Action::Unban { room, who } => {
+                let Some(room) = self.room_for("unban", room, now) else {
+                    return false;
+                };
+                let masks = if is_mask(&who) {
+                    vec![who.clone()]
+                } else {
+                    self.unban_masks(&room, &who)
+                };
+                if masks.is_empty() {
+                    let text = format!("No ban of {room} holds {who}; /bans lists them.");
+                    self.error(&active, now, &text);
                     return false;
                 }
-            },
-            Action::Kick { room, user, reason } => match room_or_active(self, room) {
-                Ok(room) => {
-                    let line = match reason {
-                        Some(r) => format!("KICK {room} {user} {r}"),
-                        None => format!("KICK {room} {user}"),
-                    };
-                    self.send(line, here());
+                for mask in masks {
+                    let line = format!("MODE {room} -b {mask}");
+                    self.moderate_in(active.clone(), line, format!("lift the ban on {who}"), now);
                 }
-                Err(e) => {
-                    self.error(&active, now, &format!("/kick: {e}"));
+            }
+            Action::Bans(room) => {
+                let Some(room) = self.room_for("bans", room, now) else {
                     return false;
-                }
-            },
+                };
+                self.send(
+                    format!("BANS {room}"),
+                    Pending::Bans {
+                        room,
+                        shown_in: active,
+                        say: true,
+                    },
+                );
+            }
+            Action::Invite { user, room } => {
+                let Some(room) = self.room_for("invite", room, now) else {
+                    return false;
+                };
+                let line = format!("INVITE {room} {user}");
+                self.moderate_in(active, line, format!("invite {user} to {room}"), now);
+            }
             Action::Name(name) => self.send(
                 format!("REGISTER {name}"),
                 Pending::Register {
@@ -2420,6 +2531,7 @@ impl Model {
                     format!("MODE {room}"),
                     Pending::ModeQuery {
                         room: room.to_string(),
+                        shown_in: None,
                     },
                 );
             }
@@ -2839,15 +2951,30 @@ impl Model {
             ("TAGS", Some(Pending::Tags)) => {}
             ("MULTILINE", Some(Pending::Multiline)) => self.multiline = true,
             ("TYPING", Some(Pending::Typing)) => {}
-            ("MODE", Some(Pending::ModeQuery { room })) => {
-                let modes = detail.split_once(' ').and_then(|(_, m)| Settings::parse(m));
+            ("MODE", Some(Pending::ModeQuery { room, shown_in })) => {
+                let modes = detail.split_once(' ').map(|(_, m)| m);
                 if let Some(c) = self.conv_mut(&ConvId::room(&room)) {
-                    c.modes = modes;
+                    c.modes = modes.and_then(Settings::parse);
+                }
+                if let Some(id) = shown_in {
+                    let text = format!("The modes of {room}: {}", modes.unwrap_or("none"));
+                    self.info(&id, now, &text);
                 }
             }
             ("MODE", _) => {} // the MODE event already said it
-            ("BANS", Some(Pending::Bans { room, .. })) => {
+            ("BANS", Some(Pending::Bans { room, say, .. })) => {
                 let bans = std::mem::take(&mut self.bans_buf);
+                if say {
+                    if bans.is_empty() {
+                        self.info(&shown_in, now, &format!("Nobody is banned from {room}."));
+                    } else {
+                        self.info(&shown_in, now, &format!("The bans of {room}:"));
+                    }
+                    for b in &bans {
+                        let text = format!("{}\tset by {} at {}", b.mask, b.by, b.at);
+                        self.info(&shown_in, now, &text);
+                    }
+                }
                 if let Some(c) = self.conv_mut(&ConvId::room(&room)) {
                     c.bans = Some(bans);
                 }
@@ -2895,6 +3022,7 @@ impl Model {
                     format!("MODE {room}"),
                     Pending::ModeQuery {
                         room: room.to_owned(),
+                        shown_in: None,
                     },
                 );
                 if !auto {
@@ -3079,7 +3207,17 @@ impl Model {
             // Telling others we type is a courtesy: a refusal (a partner just gone) is silent.
             Some(Pending::Typing) => {}
             // Without the modes, an operator's menu shows them unknown; nothing else changes.
-            Some(Pending::ModeQuery { .. }) => {}
+            Some(Pending::ModeQuery { shown_in: None, .. }) => {}
+            Some(Pending::ModeQuery {
+                room,
+                shown_in: Some(id),
+            }) => {
+                self.error(
+                    &id,
+                    now,
+                    &format!("Could not show the modes of {room}: {text}"),
+                );
+            }
             Some(Pending::Moderate { what, shown_in }) => {
                 self.error(&shown_in, now, &format!("Could not {what}: {text}"));
             }
@@ -3195,6 +3333,11 @@ fn same_sender(shown: &Line, logged: &Line) -> bool {
 
 /// The conversation a `LOGGED` line's target names.
 /// `text` as one word of visible characters (a key, a name), if it is one.
+/// Whether a ban's subject, as typed, is a mask (`*!*@host`, `$a:account`) rather than a name.
+fn is_mask(who: &str) -> bool {
+    who.starts_with('$') || who.contains(['!', '@', '*', '?'])
+}
+
 fn one_word(text: &str) -> Option<&str> {
     let t = text.trim();
     (!t.is_empty() && !t.chars().any(|c| c.is_whitespace() || c.is_control())).then_some(t)
@@ -4758,6 +4901,102 @@ mod tests {
         lose_and_reconnect(&mut m);
         m.typed("", at(31));
         assert_eq!(sent(&mut m), ["TAGS ON", "MULTILINE ON", "REGISTER alice"]);
+    }
+
+    #[test]
+    fn moderation_slash_commands_act_on_the_open_room_and_answer_where_typed() {
+        let mut m = signed_in();
+        // Outside a room, a command that needs one says so and sends nothing.
+        assert!(!m.submit("/op bob", now()));
+        assert!(sent(&mut m).is_empty());
+        let t = texts(&m, &ConvId::Everyone);
+        assert!(
+            t.iter()
+                .any(|l| l == "/op: name a room (#name) or open one first"),
+            "{t:?}"
+        );
+
+        m.join("#den", now());
+        feed(
+            &mut m,
+            &["MEMBER #den @alice", "MEMBER #den bob", "OK JOIN #den 2"],
+        );
+        sent(&mut m);
+        feed(&mut m, &["OK MODE #den +nt", "OK HISTORY #den 0"]);
+        let den = ConvId::room("#den");
+        m.open(&den);
+        for typed in [
+            "/op bob",
+            "/voice #den bob",
+            "/mode +l 20",
+            "/mode",
+            "/ban carol",
+            "/ban *!*@spam",
+            "/unban carol",
+            "/invite dave",
+            "/bans",
+        ] {
+            assert!(m.submit(typed, now()), "{typed}");
+        }
+        assert_eq!(
+            sent(&mut m),
+            [
+                "MODE #den +o bob",
+                "MODE #den +v bob",
+                "MODE #den +l 20",
+                "MODE #den",
+                "MODE #den +b carol!*@*",
+                "MODE #den +b *!*@spam",
+                // The bans not asked yet: both forms, as lifting one not there changes nothing.
+                "MODE #den -b carol!*@*",
+                "MODE #den -b $a:carol",
+                "INVITE #den dave",
+                "BANS #den",
+            ]
+        );
+        feed(
+            &mut m,
+            &[
+                "OPERATOR #den bob",
+                "OK MODE #den +o bob",
+                "ERROR USER_NOT_IN_ROOM bob is not in #den",
+                "ERROR NOT_OPERATOR you are not an operator of #den",
+                "OK MODE #den +ntl 20",
+                "MODE #den alice +b carol!*@*",
+                "OK MODE #den +b carol!*@*",
+                "MODE #den alice +b *!*@spam",
+                "OK MODE #den +b *!*@spam",
+                "MODE #den alice -b carol!*@*",
+                "OK MODE #den -b carol!*@*",
+                "OK MODE #den -b $a:carol",
+                "OK INVITE #den dave",
+                "BAN #den *!*@spam alice 2026-05-01T10:00:00Z",
+                "OK BANS #den 1",
+            ],
+        );
+        let t = texts(&m, &den);
+        for want in [
+            "bob is now an operator of #den",
+            "Could not change the modes of #den (+v bob): bob is not in #den",
+            "Could not change the modes of #den (+l 20): you are not an operator of #den",
+            "The modes of #den: +ntl 20",
+            "You banned carol!*@* from #den.",
+            "You lifted the ban on carol!*@*.",
+            "You invited dave to #den",
+            "The bans of #den:",
+            "*!*@spam\tset by alice at 2026-05-01T10:00:00Z",
+        ] {
+            assert!(t.iter().any(|l| l == want), "{want}: {t:?}");
+        }
+        assert!(!t.iter().any(|l| l.starts_with("OK ")), "{t:?}");
+
+        // With the bans known, /unban lifts only the one that is there, or says none is.
+        assert!(!m.submit("/unban carol", now()));
+        assert!(m.submit("/unban #den *!*@spam", now()));
+        assert_eq!(sent(&mut m), ["MODE #den -b *!*@spam"]);
+        let t = texts(&m, &den);
+        let none = "No ban of #den holds carol; /bans lists them.";
+        assert!(t.iter().any(|l| l == none), "{t:?}");
     }
 
     #[test]
