@@ -6,8 +6,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
-  chat, closePanels, composer, expectFocused, harness, heading, member, noScriptRan, openPeople,
-  say, systemLine, WIDTHS,
+  chat, closePanels, composer, expectFocused, harness, heading, member, noScriptRan, openConv,
+  openPeople, say, systemLine, WIDTHS,
 } from './helpers.mjs';
 
 const h = harness();
@@ -290,6 +290,68 @@ describe('room moderation in the page', { timeout: 90_000 }, () => {
     await bans.waitFor({ state: 'hidden' });
     troll.send('JOIN #den');
     await troll.expect(/^OK JOIN #den/);
+    noScriptRan(alice);
+    noScriptRan(bob);
+  });
+
+  test('slash commands do what the menus do: /op, /voice, /mode, /ban, /unban, /invite, /bans', async (t) => {
+    t.after(cleanup);
+    const srv = await server();
+    const carol = await tcp(srv, 'carol');
+    const dave = await tcp(srv, 'dave');
+    const alice = await user(srv, 'alice');
+    await join(alice, '#den');
+    carol.send('JOIN #den');
+    await carol.expect(/^OK JOIN #den/);
+    await member(alice, '#den', 'carol').waitFor();
+
+    await say(alice, '/voice carol');
+    await carol.expect('MODE #den alice +v carol');
+    await systemLine(alice, 'You gave carol voice.').waitFor();
+    await say(alice, '/op carol');
+    await carol.expect('OPERATOR #den carol');
+    await say(alice, '/deop carol');
+    await carol.expect('MODE #den alice -o carol');
+    await say(alice, '/mode +l 20');
+    await carol.expect('MODE #den alice +l 20');
+    await say(alice, '/mode');
+    await systemLine(alice, 'The modes of #den: +ntl 20').waitFor();
+    await say(alice, '/mode m');
+    await systemLine(alice, 'Usage: /mode [+x [arg]]').waitFor();
+
+    await say(alice, '/ban carol');
+    await carol.expect('MODE #den alice +b carol!*@*');
+    await systemLine(alice, 'You banned carol!*@* from #den.').waitFor();
+    await say(alice, '/unban carol');
+    await carol.expect('MODE #den alice -b carol!*@*');
+    await systemLine(alice, 'You lifted the ban on carol!*@*.').waitFor();
+    await say(alice, '/ban *!*@spam');
+    await carol.expect('MODE #den alice +b *!*@spam');
+
+    await say(alice, '/invite dave');
+    await dave.expect(/^INVITED #den alice/);
+    await systemLine(alice, 'You invited dave to #den.').waitFor();
+    await say(alice, '/invite nobody');
+    await systemLine(alice, 'Could not invite nobody:').waitFor();
+
+    await say(alice, '/bans');
+    const bans = alice.getByRole('dialog', { name: 'Bans in #den' });
+    await bans.getByText('1 ban', { exact: true }).waitFor();
+    await bans.getByText('*!*@spam').waitFor();
+    await alice.keyboard.press('Escape');
+    await bans.waitFor({ state: 'hidden' });
+
+    // carol is no operator now: the server's refusal, as a sentence.
+    carol.send('MODE #den +m');
+    await carol.expect(/^ERROR NOT_OPERATOR /);
+    const bob = await user(srv, 'bob');
+    await join(bob, '#den');
+    await say(bob, '/op bob');
+    await systemLine(bob, 'Could not change the modes of #den (+o bob):').waitFor();
+    // Outside a room, the commands say where they work.
+    await openConv(alice, 'Everyone');
+    await say(alice, '/ban carol');
+    await systemLine(alice, '/ban works in a room you are in.').waitFor();
     noScriptRan(alice);
     noScriptRan(bob);
   });

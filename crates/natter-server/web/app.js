@@ -2968,6 +2968,11 @@
     '/name newname — change your name',
     '/me text — say it as an action',
     '/kick name [reason] — remove someone from this room (operators)',
+    '/mode [+x [arg]] — show this room\'s modes, or change one (operators): +i, +k key, +l n, +m, +s, +t, +n',
+    '/op, /deop, /voice, /devoice name — make someone an operator, or let them speak in a moderated room (operators)',
+    '/ban name or mask, /unban — keep someone out of this room, by account if they have one (operators)',
+    '/bans — this room\'s ban list',
+    '/invite name — invite someone into this room',
     '/help — this list, then the server\'s',
     '/quit — leave the chat',
     '//text — send a message that starts with /',
@@ -3079,6 +3084,77 @@
         if (!user) { systemHere('Usage: /kick name [reason]', 'error'); return false; }
         send(reason ? `KICK ${c.title} ${user} ${reason}` : `KICK ${c.title} ${user}`, 'KICK', {
           fail: (code, why) => system(c, because(`Could not remove ${user}`, why), 'error'),
+        });
+        return true;
+      }
+      case 'mode': {
+        const c = currentRoom('/mode');
+        if (!c) return false;
+        const [change, arg] = split(args.trim());
+        if (!change) {
+          send(`MODE ${c.title}`, 'MODE', {
+            ok: (detail) => {
+              const [, modes] = split(detail);
+              c.modes = parseModes(modes ?? '+');
+              renderRoom(c);
+              system(c, `The modes of ${c.title}: ${modes ?? '+'}`, 'event');
+            },
+            fail: (code, why) => system(c, sentence(why), 'error'),
+          });
+          return true;
+        }
+        if (!/^[+-]/.test(change)) {
+          systemHere('Usage: /mode [+x [arg]], as in /mode +m or /mode +l 20', 'error');
+          return false;
+        }
+        setMode(c, change, arg?.trim() || null, `change the modes of ${c.title} (${args.trim()})`);
+        return true;
+      }
+      case 'op':
+      case 'deop':
+      case 'voice':
+      case 'devoice': {
+        const c = currentRoom(`/${cmd}`);
+        if (!c) return false;
+        const name = args.trim();
+        if (!name || /\s/.test(name)) { systemHere(`Usage: /${cmd} name`, 'error'); return false; }
+        const change = { op: '+o', deop: '-o', voice: '+v', devoice: '-v' }[cmd];
+        setMode(c, change, name, `change the modes of ${c.title} (${change} ${name})`);
+        return true;
+      }
+      case 'ban':
+      case 'unban': {
+        const c = currentRoom(`/${cmd}`);
+        if (!c) return false;
+        const who = args.trim();
+        if (!who || /\s/.test(who)) { systemHere(`Usage: /${cmd} name or mask`, 'error'); return false; }
+        const mask = /^\$|[!@*?]/.test(who);
+        if (cmd === 'ban') {
+          setMode(c, '+b', mask ? who : banMask(who), `ban ${who}`);
+        } else if (mask) {
+          setMode(c, '-b', who, `lift the ban on ${who}`);
+        } else {
+          // A name may be banned by name or by account: both are lifted (lifting a ban that
+          // is not there changes nothing), and a refusal is said once.
+          setMode(c, '-b', `${who}!*@*`, `lift the ban on ${who}`);
+          send(`MODE ${c.title} -b $a:${who}`, 'MODE', { fail: () => {} });
+        }
+        return true;
+      }
+      case 'bans': {
+        const c = currentRoom('/bans');
+        if (!c) return false;
+        openBans(c);
+        return true;
+      }
+      case 'invite': {
+        const c = currentRoom('/invite');
+        if (!c) return false;
+        const name = args.trim();
+        if (!name || /\s/.test(name)) { systemHere('Usage: /invite name', 'error'); return false; }
+        send(`INVITE ${c.title} ${name}`, 'INVITE', {
+          ok: (detail) => system(c, `You invited ${split(detail)[1] || name} to ${c.title}.`, 'event'),
+          fail: (code, why) => system(c, because(`Could not invite ${name}`, why), 'error'),
         });
         return true;
       }
