@@ -178,6 +178,7 @@ pub fn replayed(m: &natter_store::Logged, to: &str, tagged: bool, msgid: bool) -
         name: &m.sender,
         ident: &m.sender,
         account: false,
+        real: None,
     }
     .mask();
     if tagged {
@@ -270,6 +271,7 @@ impl Style {
                 name: &m.sender,
                 ident: &m.sender,
                 account: false,
+                real: None,
             }
             .mask();
             // Inside the history batch, a multi-line message is a PRIVMSG per line, all with

@@ -137,6 +137,8 @@ pub struct Who<'a> {
     pub ident: &'a str,
     /// Whether the user is logged into an account (whose name is `name`).
     pub account: bool,
+    /// The real name an IRC user gave (`USER`, `SETNAME`); natives have none.
+    pub real: Option<&'a str>,
 }
 
 impl Who<'_> {
@@ -697,10 +699,12 @@ fn irc<'e>(
         batch: None,
         client,
     };
-    // extended-join: JOIN <channel> <account or *> :<real name>, the name standing for it.
+    // extended-join: JOIN <channel> <account or *> :<real name>, the name standing for a
+    // native's, which has none.
     let join = |who: Who<'e>, chan: &'e str| -> Vec<&'e str> {
         if bits & EXTENDED_JOIN != 0 {
-            vec![chan, if who.account { who.name } else { "*" }, who.name]
+            let real = who.real.unwrap_or(who.name);
+            vec![chan, if who.account { who.name } else { "*" }, real]
         } else {
             vec![chan]
         }
@@ -809,14 +813,7 @@ fn irc<'e>(
                 Place::Room(r) => r,
                 Place::User(to) => to,
             };
-            // The client's tags are relayed as they came, already escaped.
-            let mut line = format!("@{tags}");
-            if let Some(t) = at {
-                line.push_str(";time=");
-                line.push_str(&timestamp(t));
-            }
-            line.push_str(&format!(" :{} TAGMSG {target}\r\n", from.mask()));
-            return Some(Bytes::from(line));
+            return Some(tagmsg(tags, at, &from.mask(), target));
         }
         Event::Ctcp {
             from,
@@ -852,8 +849,12 @@ pub fn irc_lines(
     }
     let mut out = bytes::BytesMut::with_capacity(text.len() * 2 + 256);
     if !batch {
+        // The message's id is on its first line only: a client that drops what it has seen
+        // by msgid must not take the other lines for copies of the first.
+        let mut tags = tags;
         for line in multiline::lines(text) {
             out.extend_from_slice(&irc_text(tags, source, verb, target, line));
+            tags.msgid = None;
         }
         return out.freeze();
     }
@@ -907,6 +908,18 @@ pub fn irc_lines(
     out.freeze()
 }
 
+/// `TAGMSG` from `source` to `target` with the client's tags (relayed as they came, already
+/// escaped) and, for a client with `server-time`, `at`.
+pub fn tagmsg(tags: &str, at: Option<SystemTime>, source: &str, target: &str) -> Bytes {
+    let mut line = format!("@{tags}");
+    if let Some(t) = at {
+        line.push_str(";time=");
+        line.push_str(&timestamp(t));
+    }
+    line.push_str(&format!(" :{source} TAGMSG {target}\r\n"));
+    Bytes::from(line)
+}
+
 /// `text` in pieces of at most `room` bytes, cut at character boundaries only: joined again
 /// without anything between them, the pieces are the text, spaces included.
 fn split_bytes(text: &str, room: usize) -> Vec<&str> {
@@ -939,7 +952,7 @@ pub fn irc_text(tags: Tags<'_>, source: &str, verb: &str, target: &str, text: &s
     let room = natter_proto::irc::MAX_LINE
         .saturating_sub(source.len() + verb.len() + target.len() + 7 + wrap)
         .max(64);
-    let message = |piece: &str| {
+    let message = |tags: Tags<'_>, piece: &str| {
         if wrap == 0 {
             irc_message_tagged(tags, Some(source), verb, &[target, piece])
         } else {
@@ -948,11 +961,14 @@ pub fn irc_text(tags: Tags<'_>, source: &str, verb: &str, target: &str, text: &s
         }
     };
     if text.len() <= room {
-        return message(text);
+        return message(tags, text);
     }
     let mut out = bytes::BytesMut::with_capacity(text.len() + 2 * room);
+    // The msgid on the first piece only, as on the first line of several (`irc_lines`).
+    let mut tags = tags;
     for piece in split_words(text, room) {
-        out.extend_from_slice(&message(piece));
+        out.extend_from_slice(&message(tags, piece));
+        tags.msgid = None;
     }
     out.freeze()
 }
@@ -1154,6 +1170,7 @@ mod tests {
             name: "ann",
             ident: "ann",
             account: false,
+            real: None,
         };
         let l = Lines::new(
             Event::Say {
@@ -1188,6 +1205,7 @@ mod tests {
             name: "ann",
             ident: "ann",
             account: false,
+            real: None,
         };
         let l = Lines::new(
             Event::Message {
@@ -1256,6 +1274,7 @@ mod tests {
             name: "b",
             ident: "b",
             account: false,
+            real: None,
         };
         let gone = Lines::new(
             Event::Parted {

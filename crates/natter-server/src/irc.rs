@@ -116,6 +116,8 @@ const KNOWN: &[&str] = &[
     "SETNAME",
     "BATCH",
     "WALLOPS",
+    "OPER",
+    "KILL",
 ];
 
 /// `draft/multiline`'s value: the limits of a batch a client sends, natter's own (a message
@@ -2073,11 +2075,18 @@ impl IrcSession {
         };
         // IRC has no answer to a message, so nothing waits for it to be kept, unless the
         // store's queue is full: then this client takes no more input until it has room.
+        // The ids of the texts kept, for the echo, which carries the msgid and time the
+        // others got.
         let mut backlog = Vec::new();
-        let mut keep = |kept: Option<Keeping>| {
-            if let Some(k) = kept.filter(|k| k.backlog) {
+        let mut keep = |kept: Option<Keeping>| -> Vec<i64> {
+            let Some(k) = kept else {
+                return Vec::new();
+            };
+            let ids = k.ids.clone();
+            if k.backlog {
                 backlog.push(k);
             }
+            ids
         };
         for target in targets.split(',').filter(|t| !t.is_empty()).take(4) {
             let sent = if target.eq_ignore_ascii_case(&self.cfg.everyone_channel) {
@@ -2125,13 +2134,14 @@ impl IrcSession {
                     }
                 };
                 let mut sent = Ok(());
+                let mut ids = Vec::new();
                 for converted in texts {
                     sent = match self
                         .hub
                         .direct_tagged(self.id, target, converted, notice, client)
                     {
                         Ok(to) => {
-                            keep(to.kept);
+                            ids.extend(keep(to.kept));
                             if to.queued {
                                 let text =
                                     format!("{} is offline: your message waits for them", to.name);
@@ -2154,14 +2164,21 @@ impl IrcSession {
                         }
                     };
                 }
-                sent
+                sent.map(|()| ids)
             };
-            if sent.is_ok() && self.caps.echo_message {
+            if let Ok(ids) = sent
+                && self.caps.echo_message
+            {
                 let verb = if notice { "NOTICE" } else { "PRIVMSG" };
                 let mask = self.my_mask();
-                for converted in texts {
+                for (i, converted) in texts.iter().enumerate() {
+                    let id = (ids.len() == texts.len()).then(|| ids[i]);
                     let tags = crate::event::Tags {
-                        at: self.caps.server_time.then(SystemTime::now),
+                        at: self
+                            .caps
+                            .server_time
+                            .then(|| id.map_or_else(SystemTime::now, crate::event::time_of)),
+                        msgid: id.filter(|_| self.caps.message_tags),
                         client: Some(client),
                         ..Default::default()
                     };
@@ -3034,7 +3051,13 @@ impl IrcSession {
             crate::event::Place::User(target)
         };
         match self.hub.typing(self.id, place, state, &relayed) {
-            Ok(()) => {}
+            Ok(()) => {
+                if self.caps.echo_message {
+                    let at = self.caps.server_time.then(SystemTime::now);
+                    let line = crate::event::tagmsg(&relayed, at, &self.my_mask(), target);
+                    self.push(line);
+                }
+            }
             Err(ErrorCode::NotInRoom) => {
                 self.num(n::ERR_CANNOTSENDTOCHAN, &[target, "Cannot send to channel"])
             }

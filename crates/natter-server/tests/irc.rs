@@ -151,6 +151,8 @@ async fn error_numerics() {
     let mut c = Irc::user(s.addr, "errs").await;
     c.expect("FROB", "421").await;
     c.expect("JOIN", "461").await;
+    c.expect("OPER errs", "461").await;
+    c.expect("KILL nat", "461").await;
     c.expect("PRIVMSG", "411").await;
     c.expect("PRIVMSG :only text here", "411").await;
     c.expect("PRIVMSG nat", "412").await;

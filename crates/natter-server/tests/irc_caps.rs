@@ -276,6 +276,72 @@ async fn wallops_reach_users_with_mode_w() {
 }
 
 #[tokio::test]
+async fn the_echo_carries_the_msgid_and_time_the_others_got() {
+    let s = TestServer::start().await;
+    let mut snd = quiet_user(s.addr, "snd", "message-tags server-time echo-message").await;
+    let mut other = quiet_user(s.addr, "other", "message-tags server-time").await;
+    snd.join("#t").await;
+    other.join("#t").await;
+    snd.skip_to(":other!other@natter JOIN #t").await;
+
+    snd.send("PRIVMSG #t :hello").await;
+    let echo = snd.line().await;
+    assert!(
+        echo.starts_with("@msgid=") && echo.contains(";time="),
+        "{echo}"
+    );
+    assert_eq!(other.line().await, echo);
+
+    // A native's long message, split for IRC's line length: the msgid on the first piece
+    // only (a client that drops what it has seen by msgid keeps the rest), the time on each.
+    let mut nat = s.user("nat").await;
+    assert!(answer(&mut nat, "JOIN #t").await.starts_with("OK JOIN #t"));
+    other.skip_to(":nat!nat@natter JOIN #t").await;
+    snd.skip_to(":nat!nat@natter JOIN #t").await;
+    let long = "word ".repeat(150);
+    assert!(
+        answer(&mut nat, &format!("SAY #t {long}"))
+            .await
+            .starts_with("OK SAY")
+    );
+    let (first, second) = (other.line().await, other.line().await);
+    assert!(first.starts_with("@msgid="), "{first}");
+    assert!(second.starts_with("@time="), "{second}");
+    assert_eq!(snd.line().await, first);
+    assert_eq!(snd.line().await, second);
+
+    // A TAGMSG comes back too.
+    snd.send("@+typing=active TAGMSG #t").await;
+    let echo = snd.line().await;
+    assert!(echo.starts_with("@+typing=active;time="), "{echo}");
+    assert!(echo.ends_with(" :snd!snd@natter TAGMSG #t"), "{echo}");
+    other.skip_to(" TAGMSG #t").await;
+    snd.quiet().await;
+    other.quiet().await;
+}
+
+#[tokio::test]
+async fn extended_join_gives_an_irc_users_real_name() {
+    let s = TestServer::start().await;
+    let mut w = quiet_user(s.addr, "w", "extended-join").await;
+    w.join("#x").await;
+    let mut r = quiet_user(s.addr, "r", "").await;
+    r.join("#x").await;
+    assert_eq!(w.line().await, ":r!r@natter JOIN #x * :r real");
+    r.send("SETNAME :Someone Else").await;
+    r.send("PART #x").await;
+    r.skip_to(" PART #x").await;
+    r.join("#x").await;
+    assert_eq!(w.line().await, ":r!r@natter PART #x");
+    assert_eq!(w.line().await, ":r!r@natter JOIN #x * :Someone Else");
+    // A native has no real name: its name stands for it.
+    let mut nat = s.user("nat").await;
+    assert!(answer(&mut nat, "JOIN #x").await.starts_with("OK JOIN #x"));
+    assert_eq!(w.line().await, ":nat!nat@natter JOIN #x * nat");
+    w.quiet().await;
+}
+
+#[tokio::test]
 async fn client_only_tags_ride_with_privmsg_and_notice() {
     let s = TestServer::start().await;
     let mut snd = quiet_user(s.addr, "snd", "message-tags echo-message").await;
@@ -296,13 +362,11 @@ async fn client_only_tags_ride_with_privmsg_and_notice() {
     let tags = r"+draft/react=lol;+example.com/x=a\sb;+flag;time=2000-01-01T00:00:00.000Z";
     let relayed = r"@+draft/react=lol;+example.com/x=a\sb;+flag";
     snd.send(&format!("@{tags} PRIVMSG #t :hi all")).await;
-    assert_eq!(
-        snd.line().await,
-        format!("{relayed} :snd!snd@natter PRIVMSG #t :hi all")
-    );
     let l = tagged.line().await;
     assert!(l.starts_with(&format!("{relayed};msgid=")), "{l}");
     assert!(l.ends_with(" :snd!snd@natter PRIVMSG #t :hi all"), "{l}");
+    // The echo is the same line, msgid included.
+    assert_eq!(snd.line().await, l);
     assert_eq!(bare.line().await, ":snd!snd@natter PRIVMSG #t :hi all");
     assert_eq!(nat.text().await, "SAY #t snd hi all");
 

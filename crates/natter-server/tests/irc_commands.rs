@@ -366,3 +366,37 @@ async fn userhost_in_names_holds_for_the_everyone_channel_s_names_on_registering
     names.sort();
     assert_eq!(names, ["a!a@natter", "b!b@natter"]);
 }
+
+#[tokio::test]
+async fn an_away_user_joining_is_followed_by_its_away_for_away_notify() {
+    let s = TestServer::start().await;
+    let mut w = Irc::with_caps(s.addr, "w", "away-notify").await;
+    w.part_everyone().await;
+    w.join("#r").await;
+    let mut plain = Irc::user(s.addr, "plain").await;
+    plain.part_everyone().await;
+    plain.join("#r").await;
+    w.skip_to(":plain!plain@natter JOIN #r").await;
+
+    let mut b = Irc::user(s.addr, "b").await;
+    b.part_everyone().await;
+    b.expect("AWAY :lunch", "306").await;
+    b.join("#r").await;
+    assert_eq!(w.line().await, ":b!b@natter JOIN #r");
+    assert_eq!(w.line().await, ":b!b@natter AWAY lunch");
+    // Without the cap, the JOIN alone.
+    assert_eq!(plain.line().await, ":b!b@natter JOIN #r");
+    plain.quiet().await;
+
+    // The everyone channel too; and once back, a JOIN says nothing more.
+    w.join("#everyone").await;
+    b.join("#everyone").await;
+    assert_eq!(w.line().await, ":b!b@natter JOIN #everyone");
+    assert_eq!(w.line().await, ":b!b@natter AWAY lunch");
+    b.expect("AWAY", "305").await;
+    assert_eq!(w.line().await, ":b!b@natter AWAY");
+    w.join("#s").await;
+    b.join("#s").await;
+    assert_eq!(w.line().await, ":b!b@natter JOIN #s");
+    w.quiet().await;
+}

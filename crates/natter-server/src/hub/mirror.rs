@@ -430,6 +430,7 @@ impl Hub {
                     name: &n,
                     ident: &i,
                     account: u.account,
+                    real: None,
                 };
                 self.depart(st, key, id, who, "", false, false);
             }

@@ -293,6 +293,7 @@ impl User {
             name: &self.name,
             ident: self.ident(),
             account: self.account,
+            real: self.rare.as_ref().and_then(|r| r.real.as_deref()),
         }
     }
 
@@ -393,6 +394,7 @@ pub fn mask(name: &str, ident: &str) -> Arc<str> {
             name,
             ident,
             account: false,
+            real: None,
         }
         .mask(),
     )
@@ -1428,6 +1430,7 @@ impl Hub {
                 name: &old_name,
                 ident: &old_ident,
                 account: was_account,
+                real: None,
             },
             new: name,
         });
@@ -2494,8 +2497,12 @@ impl Hub {
                 None,
             );
         }
+        let joined = key.clone();
         if let Some(u) = st.users.get_mut(&id) {
             u.rooms.push(key);
+        }
+        if let Some(r) = st.rooms.get(&joined) {
+            self.tell_away_joined(st, id, |member, _| r.members.contains(member));
         }
         self.stats.set_rooms(st.rooms.len());
         Ok(())
@@ -2542,6 +2549,9 @@ impl Hub {
         }
         if let Some(u) = st.users.get_mut(&id) {
             u.in_everyone = true;
+        }
+        if !self.everyone_quiet(st) {
+            self.tell_away_joined(st, id, |_, other| other.in_everyone);
         }
         Ok(())
     }
@@ -2661,6 +2671,7 @@ impl Hub {
                     name: &who_name,
                     ident: &who_ident,
                     account,
+                    real: None,
                 },
                 reason: reason.unwrap_or(""),
                 disconnect: false,
@@ -2671,6 +2682,7 @@ impl Hub {
             name: &who_name,
             ident: &who_ident,
             account,
+            real: None,
         };
         self.depart(st, &key, id, who, reason.unwrap_or(""), false, false);
         if self.relays && is_local(id) {

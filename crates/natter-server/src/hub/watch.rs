@@ -209,6 +209,30 @@ impl Hub {
         self.tell_notified(st, id, |n| n.away, &line);
     }
 
+    /// After user `id`'s JOIN, tells the connections with `away-notify` of the channel's
+    /// other members (`member`: by id and user) that it is away, if it is: IRCv3's
+    /// away-notify has an away user's JOIN followed by its AWAY, so that a client need not
+    /// ask.
+    pub(super) fn tell_away_joined(
+        &self,
+        st: &State,
+        id: ClientId,
+        member: impl Fn(ClientId, &User) -> bool,
+    ) {
+        let Some(u) = st.users.get(&id) else { return };
+        let Some(away) = u.away() else { return };
+        let line = irc_message(None, Some(&u.who().mask()), "AWAY", &[away]);
+        for (conn, _) in st.watchers.notified().filter(|(_, n)| n.away) {
+            let other = pid(st, conn);
+            if other != id
+                && let Some(o) = st.users.get(&other)
+                && member(other, o)
+            {
+                o.outbox_of(conn).push(line.clone());
+            }
+        }
+    }
+
     /// Pushes `line` to every connection that wants it (`wants`) and whose user shares a
     /// channel with user `id` (or that monitors it, with `extended-monitor`), but not to
     /// `id`'s own.
