@@ -204,6 +204,8 @@ struct OpenBatch {
     notice: Option<bool>,
     /// Refused already (told with a FAIL): the rest of it is dropped until it ends.
     refused: bool,
+    /// The `label` of its `BATCH +`, which labels the answer to its `BATCH -`: the message.
+    label: Option<String>,
 }
 
 impl Caps {
@@ -294,6 +296,8 @@ struct Labeled {
     batch: Option<String>,
     /// The first line, held until it is known whether it is the only one.
     first: Option<Bytes>,
+    /// The answer was one batch of its own, which carried the label: nothing more to do.
+    sent: bool,
 }
 
 /// Longest label taken, in bytes, as the specification bounds it; a longer one is not
@@ -2315,6 +2319,7 @@ impl IrcSession {
                 lines: 0,
                 notice: None,
                 refused: false,
+                label: self.labeled.take().map(|l| l.label),
             }));
             return;
         }
@@ -3508,7 +3513,10 @@ impl Handler for IrcSession {
                 }
                 let label = msg.tags.as_deref().unwrap_or_default();
                 let label = label.iter().find(|t| t.0 == "label");
-                self.start_label(label.and_then(|t| t.1.clone()));
+                let label = label
+                    .and_then(|t| t.1.clone())
+                    .or_else(|| self.batch_label(&verb, &msg));
+                self.start_label(label);
                 let flow = self.in_label(|s| s.on_message(verb, msg));
                 if self.closing { Flow::Close } else { flow }
             }
@@ -3667,7 +3675,21 @@ impl IrcSession {
             label,
             batch: None,
             first: None,
+            sent: false,
         }));
+    }
+
+    /// The label a `BATCH -<ref>` answers with: that of the `BATCH +<ref>` that opened it.
+    fn batch_label(&mut self, verb: &str, msg: &irc_proto::Message) -> Option<String> {
+        let Command::Raw(_, args) = &msg.command else {
+            return None;
+        };
+        let reference = args.first()?.strip_prefix('-')?;
+        if !verb.eq_ignore_ascii_case("BATCH") {
+            return None;
+        }
+        let open = self.batch.as_mut().filter(|b| b.reference == reference)?;
+        open.label.take()
     }
 
     /// Answers a line that could not be parsed.
@@ -3715,7 +3737,28 @@ impl IrcSession {
             chunks.into_iter().for_each(|c| self.push(c));
             return;
         };
+        if l.sent {
+            self.labeled = Some(l);
+            chunks.into_iter().for_each(|c| self.push(c));
+            return;
+        }
         let mut out = BytesMut::new();
+        // An answer that is a multi-line message's echo carries the label on that batch's
+        // start, as draft/multiline has it, not inside a labeled-response batch.
+        if l.first.is_none()
+            && let [chunk] = &chunks[..]
+            && is_multiline_batch(chunk)
+        {
+            let mut lines = lines_of(chunk);
+            if let Some(start) = lines.next() {
+                add_tag(&mut out, &start, &format!("label={}", escape_tag(&l.label)));
+            }
+            lines.for_each(|line| out.extend_from_slice(&line));
+            l.sent = true;
+            self.labeled = Some(l);
+            self.push(out.freeze());
+            return;
+        }
         for line in chunks.iter().flat_map(lines_of) {
             if l.batch.is_none() {
                 let Some(first) = l.first.take() else {
@@ -3747,6 +3790,9 @@ impl IrcSession {
         let Some(l) = self.labeled.take() else {
             return;
         };
+        if l.sent {
+            return;
+        }
         let label = format!("label={}", escape_tag(&l.label));
         let mut out = BytesMut::new();
         match (l.batch, l.first) {
@@ -3843,6 +3889,33 @@ fn add_tag(out: &mut BytesMut, line: &[u8], tag: &str) {
             out.extend_from_slice(b" ");
             out.extend_from_slice(line);
         }
+    }
+}
+
+/// Whether `chunk` is one multi-line message's batch, whole: its first line opens
+/// `BATCH +<ref> draft/multiline`, its last closes `BATCH -<ref>`.
+fn is_multiline_batch(chunk: &[u8]) -> bool {
+    // The command and its parameters, past the tags and the source.
+    fn words(line: &str) -> Vec<&str> {
+        line.trim_end()
+            .split(' ')
+            .filter(|w| !w.is_empty())
+            .skip_while(|w| w.starts_with('@') || w.starts_with(':'))
+            .take(3)
+            .collect()
+    }
+    let Ok(text) = std::str::from_utf8(chunk) else {
+        return false;
+    };
+    let mut lines = text.split_terminator('\n');
+    let (Some(first), Some(last)) = (lines.next(), lines.next_back()) else {
+        return false;
+    };
+    match (&words(first)[..], &words(last)[..]) {
+        (["BATCH", open, "draft/multiline", ..], ["BATCH", close]) => {
+            open.len() > 1 && open.strip_prefix('+') == close.strip_prefix('-')
+        }
+        _ => false,
     }
 }
 

@@ -379,6 +379,51 @@ async fn an_irc_multiline_batch_is_one_message_and_goes_out_as_one_batch_or_line
 }
 
 #[tokio::test]
+async fn a_labeled_multiline_batch_is_answered_by_its_echo_with_the_label_on_it() {
+    let s = TestServer::start().await;
+    let caps = "batch draft/multiline labeled-response message-tags";
+    let mut ike = irc_in_r(&s, "ike", &format!("{caps} echo-message")).await;
+    let mut jo = irc_in_r(&s, "jo", caps).await;
+    ike.skip_to(":jo!jo@natter JOIN #r").await;
+
+    ike.send("@label=L1 BATCH +b1 draft/multiline #r").await;
+    ike.send("@batch=b1 PRIVMSG #r :one").await;
+    ike.send("@batch=b1 PRIVMSG #r :two").await;
+    // Nothing answers the opening: the message is the answer.
+    ike.quiet().await;
+    ike.send("BATCH -b1").await;
+    let open = ike.line().await;
+    assert!(open.starts_with("@label=L1;msgid="), "{open}");
+    assert!(open.ends_with(" draft/multiline #r"), "{open}");
+    let reference = open
+        .rsplit(" BATCH +")
+        .next()
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap();
+    for text in ["one", "two"] {
+        let l = ike.line().await;
+        assert!(l.starts_with(&format!("@batch={reference} ")), "{l}");
+        assert_eq!(privmsg_text(&l), text);
+    }
+    assert!(ike.line().await.ends_with(&format!(" BATCH -{reference}")));
+    ike.quiet().await;
+    let (open, _) = read_batch(&mut jo).await;
+    assert!(!open.contains("label="), "{open}");
+
+    // Without echo-message, the end of the batch is answered ACK, labeled.
+    jo.send("@label=L2 BATCH +b2 draft/multiline #r").await;
+    jo.send("@batch=b2 PRIVMSG #r :three").await;
+    jo.send("@batch=b2 PRIVMSG #r :four").await;
+    jo.send("BATCH -b2").await;
+    assert_eq!(jo.line().await, "@label=L2 :natter ACK");
+    jo.quiet().await;
+    read_batch(&mut ike).await;
+    ike.quiet().await;
+}
+
+#[tokio::test]
 async fn a_native_multi_line_message_reaches_irc_as_a_batch_or_one_privmsg_per_line() {
     let s = TestServer::start().await;
     let (mut ann, _bob, _lab) = three(&s).await;
