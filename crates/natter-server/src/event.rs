@@ -289,6 +289,9 @@ pub enum Event<'a> {
         state: &'a str,
         /// The IRC client-only tags to relay (`+typing=active`), `;`-separated.
         tags: &'a str,
+        /// Its `msgid` for IRC clients (an id of the log's, nothing kept under it), if the
+        /// server keeps history.
+        msgid: Option<i64>,
     },
     /// Someone invited the recipient into a room.
     Invited {
@@ -803,7 +806,11 @@ fn irc<'e>(
         }
         Event::Invited { room, by, to } => (m(by), "INVITE", vec![to, room]),
         Event::Typing {
-            from, place, tags, ..
+            from,
+            place,
+            tags,
+            msgid,
+            ..
         } => {
             if bits & MSGID == 0 {
                 return None;
@@ -813,7 +820,7 @@ fn irc<'e>(
                 Place::Room(r) => r,
                 Place::User(to) => to,
             };
-            return Some(tagmsg(tags, at, &from.mask(), target));
+            return Some(tagmsg(tags, msgid, at, &from.mask(), target));
         }
         Event::Ctcp {
             from,
@@ -909,9 +916,18 @@ pub fn irc_lines(
 }
 
 /// `TAGMSG` from `source` to `target` with the client's tags (relayed as they came, already
-/// escaped) and, for a client with `server-time`, `at`.
-pub fn tagmsg(tags: &str, at: Option<SystemTime>, source: &str, target: &str) -> Bytes {
+/// escaped), its `msgid` and, for a client with `server-time`, `at`.
+pub fn tagmsg(
+    tags: &str,
+    msgid: Option<i64>,
+    at: Option<SystemTime>,
+    source: &str,
+    target: &str,
+) -> Bytes {
     let mut line = format!("@{tags}");
+    if let Some(id) = msgid {
+        line.push_str(&format!(";msgid={id}"));
+    }
     if let Some(t) = at {
         line.push_str(";time=");
         line.push_str(&timestamp(t));

@@ -3056,11 +3056,11 @@ impl IrcSession {
             crate::event::Place::User(target)
         };
         match self.hub.typing(self.id, place, state, &relayed) {
-            Ok(()) => {
+            Ok(msgid) => {
                 if self.caps.echo_message {
                     let at = self.caps.server_time.then(SystemTime::now);
-                    let line = crate::event::tagmsg(&relayed, at, &self.my_mask(), target);
-                    self.push(line);
+                    let me = self.my_mask();
+                    self.push(crate::event::tagmsg(&relayed, msgid, at, &me, target));
                 }
             }
             Err(ErrorCode::NotInRoom) => {

@@ -1273,7 +1273,7 @@ impl Session {
         };
         let tags = format!("+typing={}", t.state);
         match self.hub.typing(self.id, place, t.state, &tags) {
-            Ok(()) => self.reply(ok("TYPING", t.state)),
+            Ok(_) => self.reply(ok("TYPING", t.state)),
             Err(ErrorCode::NoSuchUser) => {
                 if let Target::User(u) = t.target {
                     self.reply_error(

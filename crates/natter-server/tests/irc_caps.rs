@@ -310,12 +310,18 @@ async fn the_echo_carries_the_msgid_and_time_the_others_got() {
     assert_eq!(snd.line().await, first);
     assert_eq!(snd.line().await, second);
 
-    // A TAGMSG comes back too.
-    snd.send("@+typing=active TAGMSG #t").await;
+    // A TAGMSG comes back too, with the msgid the others got (a reaction may point at it).
+    snd.send("@+draft/react=yes TAGMSG #t").await;
     let echo = snd.line().await;
-    assert!(echo.starts_with("@+typing=active;time="), "{echo}");
+    assert!(echo.starts_with("@+draft/react=yes;msgid="), "{echo}");
     assert!(echo.ends_with(" :snd!snd@natter TAGMSG #t"), "{echo}");
-    other.skip_to(" TAGMSG #t").await;
+    let got = other.skip_to(" TAGMSG #t").await;
+    let msgid = |l: &str| {
+        l.split(';')
+            .find(|t| t.starts_with("msgid="))
+            .map(str::to_owned)
+    };
+    assert_eq!(msgid(&got), msgid(&echo));
     snd.quiet().await;
     other.quiet().await;
 }

@@ -10,17 +10,20 @@ use natter_proto::{ErrorCode, name, room as room_name};
 impl Hub {
     /// Tells the others in `place` that `conn`'s user is typing (`state` is `active`,
     /// `paused` or `done`); `tags` are the IRC client-only tags to relay with it
-    /// (`+typing=active`, as IRC clients send them).
+    /// (`+typing=active`, as IRC clients send them). The IRC `msgid` it went with, if any.
     pub fn typing(
         &self,
         conn: ClientId,
         place: Place<'_>,
         state: &str,
         tags: &str,
-    ) -> Result<(), ErrorCode> {
+    ) -> Result<Option<i64>, ErrorCode> {
         let st = self.read();
         let id = pid(&st, conn);
         let from = st.users.get(&id).ok_or(ErrorCode::NotRegistered)?;
+        // An id IRC clients may refer to (a reaction's target, a redaction), from the log's
+        // sequence so that it is unique in a cluster too; nothing is kept under it.
+        let msgid = self.new_ids(id, 1, true)[0];
         match place {
             Place::Everyone => {
                 if !from.in_everyone {
@@ -31,6 +34,7 @@ impl Hub {
                     place,
                     state,
                     tags,
+                    msgid,
                 });
                 st.everyone.send(&lines, Some(conn));
             }
@@ -47,6 +51,7 @@ impl Hub {
                     place: Place::Room(&r.name),
                     state,
                     tags,
+                    msgid,
                 });
                 r.members.send(&lines, Some(conn));
             }
@@ -64,10 +69,11 @@ impl Hub {
                     place: Place::User(&to.name),
                     state,
                     tags,
+                    msgid,
                 });
                 Self::send_to(&st, target, &lines, None);
             }
         }
-        Ok(())
+        Ok(msgid)
     }
 }
