@@ -2262,7 +2262,7 @@ impl IrcSession {
                 self.fail(
                     "BATCH",
                     "MULTILINE_INVALID",
-                    &["*"],
+                    &[],
                     "Negotiate draft/multiline (and batch) first",
                 );
                 return;
@@ -2286,18 +2286,13 @@ impl IrcSession {
                 self.fail(
                     "BATCH",
                     "MULTILINE_INVALID",
-                    &["*"],
+                    &[],
                     "A multiline batch is already open",
                 );
                 return;
             }
             if reference.is_empty() || reference.len() > 64 {
-                self.fail(
-                    "BATCH",
-                    "MULTILINE_INVALID",
-                    &["*"],
-                    "Invalid batch reference",
-                );
+                self.fail("BATCH", "MULTILINE_INVALID", &[], "Invalid batch reference");
                 return;
             }
             let valid_target = !target.contains(',')
@@ -2324,12 +2319,7 @@ impl IrcSession {
             return;
         }
         let Some(reference) = first.strip_prefix('-') else {
-            self.fail(
-                "BATCH",
-                "MULTILINE_INVALID",
-                &["*"],
-                "Invalid batch reference",
-            );
+            self.fail("BATCH", "MULTILINE_INVALID", &[], "Invalid batch reference");
             return;
         };
         let Some(open) = self.batch.take_if(|b| b.reference == reference) else {
@@ -2353,7 +2343,7 @@ impl IrcSession {
                 return self.fail(
                     "BATCH",
                     "MULTILINE_INVALID",
-                    &["*"],
+                    &[],
                     "Invalid multiline batch: blank, or with characters a message may not hold",
                 );
             }
@@ -2371,16 +2361,24 @@ impl IrcSession {
         notice: bool,
         concat: bool,
     ) {
-        let Some(open) = self
-            .batch
-            .as_deref_mut()
-            .filter(|b| b.reference == reference)
-        else {
+        let Some(open) = self.batch.as_deref_mut() else {
             // A line of a batch that is not open (refused, or never opened) is dropped with
             // it: sent on its own, it would be one line of a message out of place.
             return;
         };
         if open.refused {
+            return;
+        }
+        if open.reference != reference {
+            // Another batch's line inside this one: the client lost track; neither goes.
+            open.refused = true;
+            open.text = String::new();
+            self.fail(
+                "BATCH",
+                "MULTILINE_INVALID",
+                &[],
+                "A line of another batch inside a multiline batch",
+            );
             return;
         }
         let problem = if !target.eq_ignore_ascii_case(&open.target) {
@@ -2392,13 +2390,13 @@ impl IrcSession {
         } else if open.notice.is_some_and(|n| n != notice) {
             Some((
                 "MULTILINE_INVALID",
-                "*".to_owned(),
+                String::new(),
                 "PRIVMSG and NOTICE in one multiline batch",
             ))
         } else if concat && (open.lines == 0 || text.is_empty()) {
             Some((
                 "MULTILINE_INVALID",
-                "*".to_owned(),
+                String::new(),
                 "Invalid use of draft/multiline-concat",
             ))
         } else {
@@ -2409,7 +2407,7 @@ impl IrcSession {
             converted.is_none().then(|| {
                 (
                     "MULTILINE_INVALID",
-                    "*".to_owned(),
+                    String::new(),
                     "CTCP in a multiline batch",
                 )
             })
@@ -2438,7 +2436,8 @@ impl IrcSession {
             // Its text is let go now; the rest of the batch, up to its end, is ignored.
             open.refused = true;
             open.text = String::new();
-            self.fail("BATCH", code, &[&context], description);
+            let context: &[&str] = if context.is_empty() { &[] } else { &[&context] };
+            self.fail("BATCH", code, context, description);
             return;
         }
         if !concat && open.lines > 0 {

@@ -522,7 +522,20 @@ async fn bad_irc_batches_fail_and_deliver_nothing() {
     ike.send("@batch=d PRIVMSG #r :").await;
     ike.send("@batch=d PRIVMSG #r :  ").await;
     ike.send("BATCH -d").await;
-    assert!(ike.line().await.contains(" FAIL BATCH MULTILINE_INVALID "));
+    // The code alone, without a context, as draft/multiline writes it.
+    let fail = ike.line().await;
+    assert!(fail.contains(" FAIL BATCH MULTILINE_INVALID :"), "{fail}");
+    // Another batch's line inside an open one: neither goes.
+    ike.send("BATCH +d2 draft/multiline #r").await;
+    ike.send("@batch=d2 PRIVMSG #r :mine").await;
+    ike.send("@batch=zz PRIVMSG #r :theirs").await;
+    let fail = ike.line().await;
+    assert!(
+        fail.contains(" FAIL BATCH MULTILINE_INVALID :A line of another batch"),
+        "{fail}"
+    );
+    ike.send("@batch=d2 PRIVMSG #r :more").await;
+    ike.send("BATCH -d2").await;
     ike.send("BATCH +e draft/multiline #r").await;
     ike.send("@batch=e;draft/multiline-concat PRIVMSG #r :x")
         .await;
