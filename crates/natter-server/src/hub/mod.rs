@@ -2497,12 +2497,13 @@ impl Hub {
                 None,
             );
         }
-        let joined = key.clone();
+        // Told while the user's rooms do not hold this one yet, so that those who shared
+        // another channel with it, and know it is away, are not told again.
+        if let Some(r) = st.rooms.get(&key) {
+            self.tell_away_joined(st, id, |member, _| r.members.contains(member));
+        }
         if let Some(u) = st.users.get_mut(&id) {
             u.rooms.push(key);
-        }
-        if let Some(r) = st.rooms.get(&joined) {
-            self.tell_away_joined(st, id, |member, _| r.members.contains(member));
         }
         self.stats.set_rooms(st.rooms.len());
         Ok(())
@@ -2547,11 +2548,11 @@ impl Hub {
                 );
             }
         }
-        if let Some(u) = st.users.get_mut(&id) {
-            u.in_everyone = true;
-        }
         if !self.everyone_quiet(st) {
             self.tell_away_joined(st, id, |_, other| other.in_everyone);
+        }
+        if let Some(u) = st.users.get_mut(&id) {
+            u.in_everyone = true;
         }
         Ok(())
     }

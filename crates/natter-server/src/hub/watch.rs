@@ -212,7 +212,8 @@ impl Hub {
     /// After user `id`'s JOIN, tells the connections with `away-notify` of the channel's
     /// other members (`member`: by id and user) that it is away, if it is: IRCv3's
     /// away-notify has an away user's JOIN followed by its AWAY, so that a client need not
-    /// ask.
+    /// ask. Called before the user's channels hold the new one: those who share another
+    /// with it were told already.
     pub(super) fn tell_away_joined(
         &self,
         st: &State,
@@ -222,11 +223,13 @@ impl Hub {
         let Some(u) = st.users.get(&id) else { return };
         let Some(away) = u.away() else { return };
         let line = irc_message(None, Some(&u.who().mask()), "AWAY", &[away]);
+        let quiet = self.everyone_quiet(st);
         for (conn, _) in st.watchers.notified().filter(|(_, n)| n.away) {
             let other = pid(st, conn);
             if other != id
                 && let Some(o) = st.users.get(&other)
                 && member(other, o)
+                && !share_a_channel(u, o, quiet)
             {
                 o.outbox_of(conn).push(line.clone());
             }
