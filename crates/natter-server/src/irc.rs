@@ -1258,16 +1258,24 @@ impl IrcSession {
         }
     }
 
+    /// This user's name, if it is a server operator's; else `481` and nothing.
+    fn as_operator(&self) -> Option<String> {
+        let me = self.me().to_owned();
+        if self.hub.accounts().is_operator(&me) {
+            return Some(me);
+        }
+        self.num(
+            n::ERR_NOPRIVILEGES,
+            &["Permission Denied- You're not an IRC operator"],
+        );
+        None
+    }
+
     /// `KILL <nick> <comment>`: a server operator disconnects a user.
     fn kill(&mut self, target: &str, comment: &str) {
-        let me = self.me().to_owned();
-        if !self.hub.accounts().is_operator(&me) {
-            self.num(
-                n::ERR_NOPRIVILEGES,
-                &["Permission Denied- You're not an IRC operator"],
-            );
+        let Some(me) = self.as_operator() else {
             return;
-        }
+        };
         match self.hub.kill(target, &me, comment) {
             Ok(name) => tracing::warn!(user = %name, by = %me, reason = comment, "killed"),
             Err(_) => self.num(n::ERR_NOSUCHNICK, &[&shown(target), "No such nick/channel"]),
@@ -2082,11 +2090,12 @@ impl IrcSession {
         // The ids of the texts kept, for the echo, which carries the msgid and time the
         // others got.
         let mut backlog = Vec::new();
+        let echo = self.caps.echo_message;
         let mut keep = |kept: Option<Keeping>| -> Vec<i64> {
             let Some(k) = kept else {
                 return Vec::new();
             };
-            let ids = k.ids.clone();
+            let ids = if echo { k.ids.clone() } else { Vec::new() };
             if k.backlog {
                 backlog.push(k);
             }
@@ -3148,14 +3157,9 @@ impl IrcSession {
     /// `WALLOPS <text>`: a server operator's message to the users with mode `+w` (on every
     /// node of a cluster); 481 for anyone else.
     fn wallops(&mut self, text: &str) {
-        let me = self.me().to_owned();
-        if !self.hub.accounts().is_operator(&me) {
-            self.num(
-                n::ERR_NOPRIVILEGES,
-                &["Permission Denied- You're not an IRC operator"],
-            );
+        let Some(me) = self.as_operator() else {
             return;
-        }
+        };
         match proto::to_natter_text(text).filter(|t| !t.trim().is_empty()) {
             Some(text) => {
                 let told = self.hub.wallops(self.id, &text);
